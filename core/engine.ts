@@ -1,0 +1,90 @@
+/**
+ * The engine is the seam Archipelago calls the "blocker": the core never knows
+ * whether a block is on this disk, on three peers, or in an object store. It has
+ * three kinds of things, each with its own rules:
+ *
+ * - content blocks: immutable, named by the lowercase hex SHA-256 of their bytes,
+ *   stored once; a block that is visible is whole.
+ * - objects: a volume's private, mutable, fixed-size areas, written in place;
+ *   never-written bytes read as zeros.
+ * - metadata: small-to-large versioned values changed by compare-and-set.
+ *
+ * Every implementation passes the shared contract suite in
+ * `engine_contract.ts`.
+ */
+
+/** A byte range inside a block or an object. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+/** A metadata value with the version that a compare-and-set must name. */
+export interface MetaEntry {
+  version: number;
+  value: Uint8Array;
+}
+
+/** Storage back end of a node: local files, a ring of peers, an object store. */
+export interface Engine {
+  /** True when the block named `hash` is stored. */
+  hasBlock(hash: string): Promise<boolean>;
+  /**
+   * Stores a block under its name; returns false when it was already stored.
+   * The caller vouches that `hash` is the SHA-256 of `data`.
+   * The block is durable once {@linkcode Engine.flush} resolves.
+   */
+  putBlock(hash: string, data: Uint8Array): Promise<boolean>;
+  /** Reads `range` of a stored block into `into` (whose length is range.length). */
+  readBlock(hash: string, range: ByteRange, into: Uint8Array): Promise<void>;
+  /** Removes a block; removing a missing block is not an error. */
+  deleteBlock(hash: string): Promise<void>;
+  /** Every stored block name. */
+  listBlocks(): AsyncIterable<string>;
+
+  /** Reads `range` of an object into `into`; never-written bytes read as zeros. */
+  readObject(name: string, range: ByteRange, into: Uint8Array): Promise<void>;
+  /** Writes `data` at `offset` in an object, creating it when missing. */
+  writeObject(name: string, offset: number, data: Uint8Array): Promise<void>;
+  /** Removes an object; removing a missing object is not an error. */
+  deleteObject(name: string): Promise<void>;
+  /** Every stored object name. */
+  listObjects(): AsyncIterable<string>;
+
+  /** The value stored at `key`, or null. */
+  getMeta(key: string): Promise<MetaEntry | null>;
+  /**
+   * Stores `value` at `key` when its current version is `expectedVersion` (0 for
+   * "must not exist"), durably, and returns the new version. Throws
+   * VersionMismatchError otherwise.
+   */
+  putMeta(key: string, value: Uint8Array, expectedVersion: number): Promise<number>;
+  /** Deletes `key` when its version is `expectedVersion`; throws VersionMismatchError otherwise. */
+  deleteMeta(key: string, expectedVersion: number): Promise<void>;
+  /** Keys that start with `prefix`, sorted. */
+  listMeta(prefix: string): Promise<string[]>;
+
+  /** Makes every block put and object write that resolved before this call durable. */
+  flush(): Promise<void>;
+  /** Releases files and locks; the engine is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+const hashPattern = /^[0-9a-f]{64}$/;
+const objectNamePattern = /^[0-9a-f]{32}\.[0-9]{1,10}\.[0-9]{1,10}$/;
+const metaKeyPattern = /^[a-z]+\/[A-Za-z0-9][A-Za-z0-9._@-]{0,300}$/;
+
+/** True for a content block name: 64 lowercase hex digits. */
+export function isBlockName(hash: string): boolean {
+  return hashPattern.test(hash);
+}
+
+/** True for an object name: `UID.GENERATION.INDEX` (see block_map.ts). */
+export function isObjectName(name: string): boolean {
+  return objectNamePattern.test(name);
+}
+
+/** True for a metadata key: `kind/NAME`, e.g. `volume/vm1` or `snapshot/vm1@s1`. */
+export function isMetaKey(key: string): boolean {
+  return metaKeyPattern.test(key);
+}

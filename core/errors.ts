@@ -1,0 +1,35 @@
+/**
+ * Domain errors a caller catches. Wrong shapes and out-of-range values use the
+ * built-in TypeError and RangeError; these classes name conditions of the store.
+ * The HTTP layer maps each to one status in a single place.
+ */
+
+/** The named image, volume or snapshot does not exist. */
+export class NotFoundError extends Error {
+  override name = "NotFoundError";
+}
+
+/** The name is taken, or the operation conflicts with the current state. */
+export class ConflictError extends Error {
+  override name = "ConflictError";
+}
+
+/** A compare-and-set on metadata found another version than expected. */
+export class VersionMismatchError extends ConflictError {
+  override name = "VersionMismatchError";
+}
+
+/** A limit of the node was reached (uploads at once, open connections). */
+export class BusyError extends Error {
+  override name = "BusyError";
+}
+
+/** Stored bytes do not match their name (SHA-256), or a record is malformed. */
+export class CorruptionError extends Error {
+  override name = "CorruptionError";
+}
+
+/** A request body ended before the length it announced. */
+export class TruncatedError extends Error {
+  override name = "TruncatedError";
+}

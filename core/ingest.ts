@@ -1,0 +1,166 @@
+/**
+ * Image upload: cuts a byte stream into blocks, hashes them in the worker pool,
+ * stores only the blocks the engine lacks and never a zero block.
+ *
+ * Memory stays bounded whatever the image size: at most
+ * `uploadBlocksInFlightMax` block buffers exist per upload, recycled, and the
+ * stream is not read while all of them are busy (backpressure reaches the client
+ * through the socket).
+ */
+import type { HashPool } from "../wasm/hash_pool.ts";
+import { toHex } from "../wasm/hash_pool.ts";
+import { assert } from "./assert.ts";
+import { BlockMap } from "./block_map.ts";
+import type { Engine } from "./engine.ts";
+import { TruncatedError } from "./errors.ts";
+import { uploadBlocksInFlightMax, volumeSizeBytesMax } from "./limits.ts";
+
+/** Counters of one upload, updated as it runs (the progress an operator sees). */
+export interface IngestProgress {
+  receivedBytes: number;
+  /** Bytes the client announced (Content-Length), when known. */
+  expectedBytes: number | null;
+  blocks: number;
+  zeroBlocks: number;
+  newBlocks: number;
+  newBytes: number;
+}
+
+/** Options of {@linkcode ingest}. */
+export interface IngestOptions {
+  engine: Engine;
+  pool: HashPool;
+  blockSize: number;
+  /** The announced length; a stream that ends early or runs over throws. */
+  expectedBytes?: number | null;
+  /** Hashes of blocks this upload relies on, so garbage collection keeps them. */
+  pins: Set<string>;
+  /** Updated in place as the upload runs. */
+  progress?: IngestProgress;
+}
+
+/** Creates zeroed progress counters. */
+export function newProgress(expectedBytes: number | null): IngestProgress {
+  return { receivedBytes: 0, expectedBytes, blocks: 0, zeroBlocks: 0, newBlocks: 0, newBytes: 0 };
+}
+
+/**
+ * Reads `body` to its end and returns the map of its blocks, every block stored
+ * and durable. Throws TruncatedError when the stream ends before
+ * `expectedBytes`, RangeError when it runs past it or past the size limit.
+ */
+export async function ingest(
+  body: AsyncIterable<Uint8Array>,
+  options: IngestOptions,
+): Promise<{ map: BlockMap; progress: IngestProgress }> {
+  const { engine, pool, blockSize, pins } = options;
+  const expected = options.expectedBytes ?? null;
+  const limit = Math.min(expected ?? volumeSizeBytesMax, volumeSizeBytesMax);
+  const progress = options.progress ?? newProgress(expected);
+  const buffers = new BufferRing(blockSize, uploadBlocksInFlightMax);
+  const hashes: (string | null)[] = [];
+  const pending = new Set<Promise<void>>();
+  let failure: unknown = null;
+
+  const store = async (index: number, block: Uint8Array) => {
+    let returned: Uint8Array | null = null;
+    try {
+      const { data, digest } = await pool.hashBlock(block, { detectZero: true });
+      returned = data;
+      if (digest === null) {
+        hashes[index] = null;
+        progress.zeroBlocks++;
+        return;
+      }
+      const hash = toHex(digest);
+      hashes[index] = hash;
+      pins.add(hash);
+      if (await engine.putBlock(hash, data)) {
+        progress.newBlocks++;
+        progress.newBytes += data.length;
+      }
+    } catch (error) {
+      failure ??= error;
+    } finally {
+      // A failed hash job may have kept the transferred buffer: replace it.
+      buffers.release(returned === null ? new Uint8Array(blockSize) : new Uint8Array(returned.buffer));
+    }
+  };
+  const submit = (block: Uint8Array) => {
+    const task = store(progress.blocks++, block);
+    pending.add(task);
+    task.finally(() => pending.delete(task));
+  };
+
+  let current = await buffers.take();
+  let filled = 0;
+  try {
+    for await (const chunk of body) {
+      if (failure !== null) break;
+      if (progress.receivedBytes + chunk.length > limit) {
+        throw new RangeError(
+          `Cannot store image: the body runs past ${limit} bytes` +
+            (expected === null ? " (the size limit)" : " (its announced length)"),
+        );
+      }
+      progress.receivedBytes += chunk.length;
+      let used = 0;
+      while (used < chunk.length) {
+        const take = Math.min(blockSize - filled, chunk.length - used);
+        current.set(chunk.subarray(used, used + take), filled);
+        filled += take;
+        used += take;
+        if (filled === blockSize) {
+          submit(current);
+          current = await buffers.take();
+          filled = 0;
+        }
+      }
+    }
+  } catch (error) {
+    // Let blocks already handed out finish, so nothing writes after we return.
+    await Promise.allSettled(pending);
+    throw error;
+  }
+  if (filled > 0 && failure === null) submit(current.subarray(0, filled));
+  await Promise.all(pending);
+  if (failure !== null) throw failure;
+  if (expected !== null && progress.receivedBytes !== expected) {
+    throw new TruncatedError(
+      `Cannot store image: the body ended after ${progress.receivedBytes} of ${expected} bytes`,
+    );
+  }
+  await engine.flush();
+  const map = new BlockMap({ sizeBytes: progress.receivedBytes, blockSize });
+  assert(hashes.length === map.count);
+  hashes.forEach((hash, index) => {
+    if (hash !== null) map.set(index, { kind: "block", hash });
+  });
+  return { map, progress };
+}
+
+/** A fixed set of reusable block buffers: fresh buffers pay page faults on first touch. */
+class BufferRing {
+  #free: Uint8Array[] = [];
+  #waiters: ((buffer: Uint8Array) => void)[] = [];
+  #allocated = 0;
+
+  constructor(readonly blockSize: number, readonly countMax: number) {}
+
+  take(): Promise<Uint8Array> {
+    const free = this.#free.pop();
+    if (free !== undefined) return Promise.resolve(free);
+    if (this.#allocated < this.countMax) {
+      this.#allocated++;
+      return Promise.resolve(new Uint8Array(this.blockSize));
+    }
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  release(buffer: Uint8Array): void {
+    assert(buffer.length === this.blockSize);
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) waiter(buffer);
+    else this.#free.push(buffer);
+  }
+}

@@ -1,0 +1,332 @@
+/**
+ * The local engine: blocks, objects and metadata as files in one data directory.
+ *
+ * ```
+ * DIR/LOCK                      flock()ed while a node owns DIR
+ * DIR/blocks/ab/abcd…(64 hex)   content blocks, written once: tmp, fdatasync, rename
+ * DIR/objects/UID/GEN.INDEX     volume objects, written in place, sparse
+ * DIR/meta/KIND/NAME            versioned metadata: header + value, tmp + rename
+ * DIR/tmp/                      half-written files, removed at open
+ * ```
+ *
+ * Crash safety: a block's bytes are fdatasync()ed before it is renamed into
+ * place, so a block visible after a crash is whole; flush() then fsyncs the
+ * directories so that the renames themselves survive. Metadata is durable when
+ * putMeta() resolves.
+ */
+import * as fs from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { assert } from "./assert.ts";
+import type { ByteRange, Engine, MetaEntry } from "./engine.ts";
+import { isBlockName, isMetaKey, isObjectName } from "./engine.ts";
+import { CorruptionError, VersionMismatchError } from "./errors.ts";
+import { KeyedMutex } from "./_mutex.ts";
+import { FdCache } from "./_fd_cache.ts";
+import { metaValueBytesMax, openFilesMax } from "./limits.ts";
+
+const fdatasync = promisify(fs.fdatasync);
+const fsync = promisify(fs.fsync);
+
+const metaMagic = 0x41544d31; // "ATM1"
+const metaHeaderBytes = 16; // magic u32, version u32, value length f64
+
+/** Options of {@linkcode LocalEngine.open}. */
+export interface LocalEngineOptions {
+  /** The data directory; created when missing. */
+  dir: string;
+}
+
+/** Engine over files in one directory, owned by one process at a time. */
+export class LocalEngine implements Engine {
+  readonly dir: string;
+  #lock: Deno.FsFile;
+  #files = new FdCache(openFilesMax);
+  #metaLocks = new KeyedMutex();
+  #dirtyDirs = new Set<string>();
+  /** Blocks being written, so that a concurrent put of the same block waits and reports false. */
+  #pendingPuts = new Map<string, Promise<void>>();
+  #tmpCounter = 0;
+  #closed = false;
+
+  private constructor(dir: string, lock: Deno.FsFile) {
+    this.dir = dir;
+    this.#lock = lock;
+  }
+
+  /** Opens (creating) a data directory and takes its lock. */
+  static async open(options: LocalEngineOptions): Promise<LocalEngine> {
+    const dir = options.dir;
+    for (const sub of ["blocks", "objects", "meta", "tmp"]) {
+      fs.mkdirSync(join(dir, sub), { recursive: true });
+    }
+    const lock = Deno.openSync(join(dir, "LOCK"), { create: true, write: true });
+    if (!lock.tryLockSync(true)) {
+      lock.close();
+      throw new Error(`Cannot open data directory ${dir}: another process holds its lock`);
+    }
+    fs.rmSync(join(dir, "tmp"), { recursive: true, force: true });
+    fs.mkdirSync(join(dir, "tmp"));
+    await syncDir(dir);
+    return new LocalEngine(dir, lock);
+  }
+
+  hasBlock(hash: string): Promise<boolean> {
+    assert(isBlockName(hash), `bad block name ${hash}`);
+    return Promise.resolve(fs.existsSync(this.#blockPath(hash)));
+  }
+
+  async putBlock(hash: string, data: Uint8Array): Promise<boolean> {
+    assert(isBlockName(hash), `bad block name ${hash}`);
+    const path = this.#blockPath(hash);
+    if (fs.existsSync(path)) return false;
+    const pending = this.#pendingPuts.get(hash);
+    if (pending !== undefined) {
+      await pending;
+      return false;
+    }
+    const put = this.#writeBlock(hash, path, data);
+    this.#pendingPuts.set(hash, put);
+    try {
+      await put;
+      return true;
+    } finally {
+      this.#pendingPuts.delete(hash);
+    }
+  }
+
+  async #writeBlock(hash: string, path: string, data: Uint8Array): Promise<void> {
+    const tmp = this.#tmpPath();
+    const fd = fs.openSync(tmp, "w", 0o644);
+    try {
+      writeAll(fd, data, 0);
+      await fdatasync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const dir = join(this.dir, "blocks", hash.slice(0, 2));
+    fs.mkdirSync(dir, { recursive: true });
+    fs.renameSync(tmp, path);
+    this.#dirtyDirs.add(dir);
+  }
+
+  readBlock(hash: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    assert(isBlockName(hash), `bad block name ${hash}`);
+    assert(into.length === range.length);
+    const path = this.#blockPath(hash);
+    const fd = this.#files.get(path, { writable: false, create: false });
+    if (fd === null) throw new CorruptionError(`Cannot read block ${hash}: it is not stored`);
+    const got = readAll(fd, into, range.offset);
+    if (got !== range.length) {
+      throw new CorruptionError(
+        `Cannot read block ${hash}: ${range.length} bytes at ${range.offset} asked, ${got} stored`,
+      );
+    }
+    return Promise.resolve();
+  }
+
+  deleteBlock(hash: string): Promise<void> {
+    assert(isBlockName(hash), `bad block name ${hash}`);
+    const path = this.#blockPath(hash);
+    this.#files.forget(path);
+    fs.rmSync(path, { force: true });
+    this.#dirtyDirs.add(join(this.dir, "blocks", hash.slice(0, 2)));
+    return Promise.resolve();
+  }
+
+  async *listBlocks(): AsyncIterable<string> {
+    const root = join(this.dir, "blocks");
+    for (const prefix of fs.readdirSync(root).sort()) {
+      for (const name of fs.readdirSync(join(root, prefix)).sort()) {
+        if (isBlockName(name)) yield name;
+      }
+    }
+  }
+
+  readObject(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    assert(isObjectName(name), `bad object name ${name}`);
+    assert(into.length === range.length);
+    const fd = this.#files.get(this.#objectPath(name), { writable: true, create: false });
+    const got = fd === null ? 0 : readAll(fd, into, range.offset);
+    into.fill(0, got);
+    return Promise.resolve();
+  }
+
+  writeObject(name: string, offset: number, data: Uint8Array): Promise<void> {
+    assert(isObjectName(name), `bad object name ${name}`);
+    const path = this.#objectPath(name);
+    let fd = this.#files.get(path, { writable: true, create: false });
+    if (fd === null) {
+      const dir = join(this.dir, "objects", name.slice(0, 32));
+      fs.mkdirSync(dir, { recursive: true });
+      fd = this.#files.get(path, { writable: true, create: true })!;
+      this.#dirtyDirs.add(dir);
+    }
+    writeAll(fd, data, offset);
+    this.#files.markDirty(path);
+    return Promise.resolve();
+  }
+
+  deleteObject(name: string): Promise<void> {
+    assert(isObjectName(name), `bad object name ${name}`);
+    const path = this.#objectPath(name);
+    this.#files.forget(path);
+    fs.rmSync(path, { force: true });
+    this.#dirtyDirs.add(join(this.dir, "objects", name.slice(0, 32)));
+    return Promise.resolve();
+  }
+
+  async *listObjects(): AsyncIterable<string> {
+    const root = join(this.dir, "objects");
+    for (const uid of fs.readdirSync(root).sort()) {
+      for (const rest of fs.readdirSync(join(root, uid)).sort()) {
+        const name = `${uid}.${rest}`;
+        if (isObjectName(name)) yield name;
+      }
+    }
+  }
+
+  getMeta(key: string): Promise<MetaEntry | null> {
+    assert(isMetaKey(key), `bad meta key ${key}`);
+    return Promise.resolve(this.#readMeta(key));
+  }
+
+  putMeta(key: string, value: Uint8Array, expectedVersion: number): Promise<number> {
+    assert(isMetaKey(key), `bad meta key ${key}`);
+    assert(value.length <= metaValueBytesMax, `meta value of ${value.length} bytes`);
+    return this.#metaLocks.run(key, async () => {
+      const version = this.#readMeta(key)?.version ?? 0;
+      if (version !== expectedVersion) {
+        throw new VersionMismatchError(
+          `Cannot update ${key}: version is ${version}, expected ${expectedVersion}`,
+        );
+      }
+      const header = new DataView(new ArrayBuffer(metaHeaderBytes));
+      header.setUint32(0, metaMagic);
+      header.setUint32(4, version + 1);
+      header.setFloat64(8, value.length);
+      const tmp = this.#tmpPath();
+      const fd = fs.openSync(tmp, "w", 0o644);
+      try {
+        writeAll(fd, new Uint8Array(header.buffer), 0);
+        writeAll(fd, value, metaHeaderBytes);
+        await fdatasync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      const path = this.#metaPath(key);
+      fs.mkdirSync(join(path, ".."), { recursive: true });
+      fs.renameSync(tmp, path);
+      await syncDir(join(path, ".."));
+      return version + 1;
+    });
+  }
+
+  deleteMeta(key: string, expectedVersion: number): Promise<void> {
+    assert(isMetaKey(key), `bad meta key ${key}`);
+    return this.#metaLocks.run(key, async () => {
+      const version = this.#readMeta(key)?.version ?? 0;
+      if (version !== expectedVersion) {
+        throw new VersionMismatchError(
+          `Cannot delete ${key}: version is ${version}, expected ${expectedVersion}`,
+        );
+      }
+      const path = this.#metaPath(key);
+      fs.rmSync(path, { force: true });
+      await syncDir(join(path, ".."));
+    });
+  }
+
+  listMeta(prefix: string): Promise<string[]> {
+    const slash = prefix.indexOf("/");
+    assert(slash > 0, `meta prefix ${prefix} names no kind`);
+    const kind = prefix.slice(0, slash);
+    let names: string[];
+    try {
+      names = fs.readdirSync(join(this.dir, "meta", kind));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return Promise.resolve([]);
+      throw error;
+    }
+    const keys = names.map((name) => `${kind}/${name}`).filter((key) =>
+      key.startsWith(prefix) && isMetaKey(key)
+    );
+    return Promise.resolve(keys.sort());
+  }
+
+  async flush(): Promise<void> {
+    const dirs = [...this.#dirtyDirs];
+    this.#dirtyDirs.clear();
+    await this.#files.syncAll();
+    await Promise.all(dirs.map(syncDir));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.flush();
+    this.#files.closeAll();
+    this.#lock.close();
+  }
+
+  #readMeta(key: string): MetaEntry | null {
+    let bytes: Uint8Array;
+    try {
+      bytes = Deno.readFileSync(this.#metaPath(key));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      throw error;
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (
+      bytes.length < metaHeaderBytes || view.getUint32(0) !== metaMagic ||
+      view.getFloat64(8) !== bytes.length - metaHeaderBytes
+    ) {
+      throw new CorruptionError(`Cannot read metadata ${key}: the file is malformed`);
+    }
+    return { version: view.getUint32(4), value: bytes.subarray(metaHeaderBytes) };
+  }
+
+  #blockPath(hash: string): string {
+    return join(this.dir, "blocks", hash.slice(0, 2), hash);
+  }
+
+  #objectPath(name: string): string {
+    return join(this.dir, "objects", name.slice(0, 32), name.slice(33));
+  }
+
+  #metaPath(key: string): string {
+    return join(this.dir, "meta", key);
+  }
+
+  #tmpPath(): string {
+    return join(this.dir, "tmp", `${Deno.pid}.${++this.#tmpCounter}`);
+  }
+}
+
+function writeAll(fd: number, data: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < data.length) {
+    done += fs.writeSync(fd, data, done, data.length - done, position + done);
+  }
+}
+
+/** Reads until `into` is full or the file ends; returns the bytes read. */
+function readAll(fd: number, into: Uint8Array, position: number): number {
+  let done = 0;
+  while (done < into.length) {
+    const got = fs.readSync(fd, into, done, into.length - done, position + done);
+    if (got === 0) break;
+    done += got;
+  }
+  return done;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fd = fs.openSync(dir, fs.constants.O_RDONLY);
+  try {
+    await fsync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

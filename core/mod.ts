@@ -1,0 +1,13 @@
+/** The core of Atoll: maps, volumes, images, snapshots, copy-on-write, GC. */
+export * from "./engine.ts";
+export * from "./errors.ts";
+export * from "./limits.ts";
+export * from "./names.ts";
+export { BlockMap, type MapEntry } from "./block_map.ts";
+export { FrozenView } from "./frozen_view.ts";
+export type { Extent } from "./map_io.ts";
+export { LocalEngine, type LocalEngineOptions } from "./local_engine.ts";
+export * from "./store.ts";
+export type { GcResult } from "./gc.ts";
+export type { IngestProgress } from "./ingest.ts";
+export { Volume, type WriteOptions } from "./volume.ts";

@@ -1,0 +1,69 @@
+/**
+ * Records stored in metadata: a JSON header describing an image, volume or
+ * snapshot, followed by its map. Keys: `image/NAME`, `volume/NAME`,
+ * `snapshot/VOLUME@SNAPSHOT`.
+ */
+import { BlockMap } from "./block_map.ts";
+import { CorruptionError } from "./errors.ts";
+
+/** Where a volume came from. */
+export type VolumeOrigin =
+  | { kind: "empty" }
+  | { kind: "image"; image: string }
+  | { kind: "snapshot"; volume: string; snapshot: string };
+
+/** Header of an image record. */
+export interface ImageHeader {
+  name: string;
+  createdAt: string;
+}
+
+/** Header of a volume record. */
+export interface VolumeHeader {
+  name: string;
+  /** 32 hex digits, fixed for the life of the volume; names its objects. */
+  uid: string;
+  /** Objects of this generation belong to the volume; a snapshot bumps it. */
+  generation: number;
+  createdAt: string;
+  origin: VolumeOrigin;
+}
+
+/** Header of a snapshot record. */
+export interface SnapshotHeader {
+  volume: string;
+  name: string;
+  createdAt: string;
+}
+
+/** Metadata keys of each kind of record. */
+export const recordKey = {
+  image: (name: string) => `image/${name}`,
+  volume: (name: string) => `volume/${name}`,
+  snapshot: (volume: string, name: string) => `snapshot/${volume}@${name}`,
+};
+
+/** Encodes a header and its map: u32 header length, JSON header, map. */
+export function encodeRecord(header: object, map: BlockMap): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const mapBytes = map.encode();
+  const bytes = new Uint8Array(4 + json.length + mapBytes.length);
+  new DataView(bytes.buffer).setUint32(0, json.length);
+  bytes.set(json, 4);
+  bytes.set(mapBytes, 4 + json.length);
+  return bytes;
+}
+
+/** Decodes {@linkcode encodeRecord}'s output; throws CorruptionError when malformed. */
+export function decodeRecord<T>(bytes: Uint8Array): { header: T; map: BlockMap } {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const jsonLength = bytes.length >= 4 ? view.getUint32(0) : Infinity;
+  if (4 + jsonLength > bytes.length) throw new CorruptionError("Cannot decode record: truncated");
+  let header: T;
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + jsonLength)));
+  } catch (cause) {
+    throw new CorruptionError("Cannot decode record: bad header", { cause });
+  }
+  return { header, map: BlockMap.decode(bytes.subarray(4 + jsonLength)) };
+}

@@ -1,0 +1,433 @@
+/**
+ * The store: the catalogue of images, volumes and snapshots of one node, over an
+ * engine. Handlers and the NBD server call it; it never knows where bytes live.
+ */
+import type { HashPool } from "../wasm/hash_pool.ts";
+import { BlockMap } from "./block_map.ts";
+import type { Engine } from "./engine.ts";
+import { BusyError, ConflictError, NotFoundError, VersionMismatchError } from "./errors.ts";
+import { FrozenView } from "./frozen_view.ts";
+import { collectGarbage, type GcResult } from "./gc.ts";
+import { ingest, type IngestProgress, newProgress } from "./ingest.ts";
+import { blockSizeDefault, uploadsMax, volumeSizeBytesMax } from "./limits.ts";
+import { Mutex } from "./_mutex.ts";
+import { parseSnapshotRef, validateName } from "./names.ts";
+import {
+  decodeRecord,
+  encodeRecord,
+  type ImageHeader,
+  recordKey,
+  type SnapshotHeader,
+  type VolumeHeader,
+  type VolumeOrigin,
+} from "./records.ts";
+import { Volume } from "./volume.ts";
+
+/** What the API shows of an image. */
+export interface ImageInfo {
+  name: string;
+  size: number;
+  blockSize: number;
+  /** Entries of the map, zero ones included. */
+  blocks: number;
+  zeroBlocks: number;
+  createdAt: string;
+}
+
+/** Result of an upload: the image, and what it added to the store. */
+export interface UploadResult extends ImageInfo {
+  newBlocks: number;
+  newBytes: number;
+  /** False when an image of that name and the same content was already there. */
+  created: boolean;
+}
+
+/** What the API shows of a volume. */
+export interface VolumeInfo {
+  name: string;
+  size: number;
+  blockSize: number;
+  createdAt: string;
+  origin: VolumeOrigin;
+  /** Entries that are not zero (data the volume reads from blocks or objects). */
+  allocatedBlocks: number;
+}
+
+/** What the API shows of a snapshot. */
+export interface SnapshotInfo {
+  volume: string;
+  name: string;
+  size: number;
+  blockSize: number;
+  createdAt: string;
+}
+
+/** An upload under way, as `GET /v1/uploads` shows it. */
+export interface UploadStatus extends IngestProgress {
+  name: string;
+  startedAt: string;
+}
+
+/** Options of the {@linkcode Store}. */
+export interface StoreOptions {
+  engine: Engine;
+  pool: HashPool;
+  blockSize?: number;
+  /** Milliseconds after a deletion before garbage collection runs; default 1000. */
+  gcDelayMs?: number;
+}
+
+/** Images, volumes and snapshots of one node. */
+export class Store {
+  readonly engine: Engine;
+  readonly pool: HashPool;
+  readonly blockSize: number;
+  #uploads = new Map<string, UploadStatus & { pins: Set<string> }>();
+  #volumes = new Map<string, Promise<Volume>>();
+  /** Serializes catalogue changes with garbage collection's mark and sweep. */
+  #catalogue = new Mutex();
+  #gcDelayMs: number;
+  #gcTimer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(options: StoreOptions) {
+    this.engine = options.engine;
+    this.pool = options.pool;
+    this.blockSize = options.blockSize ?? blockSizeDefault;
+    this.#gcDelayMs = options.gcDelayMs ?? 1000;
+  }
+
+  /** Stores the bytes of `body` as image `name`; visible only once whole. */
+  async uploadImage(
+    name: string,
+    body: AsyncIterable<Uint8Array>,
+    options: { expectedBytes?: number | null } = {},
+  ): Promise<UploadResult> {
+    validateName(name, "image");
+    if (this.#uploads.has(name)) {
+      throw new ConflictError(`Cannot upload image "${name}": an upload of it is in progress`);
+    }
+    if (this.#uploads.size >= uploadsMax) {
+      throw new BusyError(`Cannot upload image "${name}": ${uploadsMax} uploads are running`);
+    }
+    const expectedBytes = options.expectedBytes ?? null;
+    const status = {
+      name,
+      startedAt: new Date().toISOString(),
+      pins: new Set<string>(),
+      ...newProgress(expectedBytes),
+    };
+    this.#uploads.set(name, status);
+    try {
+      const { map } = await ingest(body, {
+        engine: this.engine,
+        pool: this.pool,
+        blockSize: this.blockSize,
+        expectedBytes,
+        pins: status.pins,
+        progress: status,
+      });
+      const header: ImageHeader = { name, createdAt: new Date().toISOString() };
+      const created = await this.#catalogue.run(() => this.#commitImage(header, map));
+      const info = created ? imageInfo(header, map) : await this.imageInfo(name);
+      return { ...info, newBlocks: status.newBlocks, newBytes: status.newBytes, created };
+    } finally {
+      this.#uploads.delete(name);
+      this.#scheduleGc();
+    }
+  }
+
+  /** Uploads under way, with their progress. */
+  uploads(): UploadStatus[] {
+    return [...this.#uploads.values()].map(({ pins: _, ...status }) => ({ ...status }));
+  }
+
+  async #commitImage(header: ImageHeader, map: BlockMap): Promise<boolean> {
+    try {
+      await this.engine.putMeta(recordKey.image(header.name), encodeRecord(header, map), 0);
+      return true;
+    } catch (error) {
+      if (!(error instanceof VersionMismatchError)) throw error;
+      const existing = await this.#readRecord<ImageHeader>("image", recordKey.image(header.name));
+      if (existing.map.equals(map)) return false;
+      throw new ConflictError(`Cannot upload image "${header.name}": it exists with other content`);
+    }
+  }
+
+  /** Every image, by name. */
+  async listImages(): Promise<ImageInfo[]> {
+    const keys = await this.engine.listMeta("image/");
+    return await Promise.all(keys.map(async (key) => {
+      const { header, map } = await this.#readRecord<ImageHeader>("image", key);
+      return imageInfo(header, map);
+    }));
+  }
+
+  /** One image. */
+  async imageInfo(name: string): Promise<ImageInfo> {
+    validateName(name, "image");
+    const { header, map } = await this.#readRecord<ImageHeader>("image", recordKey.image(name));
+    return imageInfo(header, map);
+  }
+
+  /** A read-only view of an image's bytes. */
+  async openImage(name: string): Promise<FrozenView> {
+    validateName(name, "image");
+    const { map } = await this.#readRecord<ImageHeader>("image", recordKey.image(name));
+    return new FrozenView(this.engine, `image "${name}"`, map);
+  }
+
+  /** Deletes an image; volumes cloned from it keep their data. */
+  async deleteImage(name: string): Promise<void> {
+    validateName(name, "image");
+    await this.#catalogue.run(() => this.#deleteRecord("image", recordKey.image(name)));
+    this.#scheduleGc();
+  }
+
+  /**
+   * Creates a volume: empty of `size` bytes, or a thin clone of an image or of a
+   * snapshot (`VOLUME@SNAPSHOT`). No data is copied.
+   */
+  async createVolume(
+    request: { name: string; image?: string; snapshot?: string; size?: number },
+  ): Promise<VolumeInfo> {
+    const name = validateName(request.name, "volume");
+    const sources = [request.image, request.snapshot, request.size].filter((s) => s !== undefined);
+    if (sources.length !== 1) {
+      throw new TypeError(`Cannot create volume "${name}": give exactly one of image, snapshot, size`);
+    }
+    return await this.#catalogue.run(async () => {
+      let map: BlockMap;
+      let origin: VolumeOrigin;
+      if (request.image !== undefined) {
+        const image = validateName(request.image, "image");
+        map = (await this.#readRecord("image", recordKey.image(image))).map.clone();
+        origin = { kind: "image", image };
+      } else if (request.snapshot !== undefined) {
+        const { volume, snapshot } = parseSnapshotRef(request.snapshot);
+        const key = recordKey.snapshot(volume, snapshot);
+        map = (await this.#readRecord("snapshot", key)).map.clone();
+        origin = { kind: "snapshot", volume, snapshot };
+      } else {
+        map = new BlockMap({ sizeBytes: checkSize(request.size), blockSize: this.blockSize });
+        origin = { kind: "empty" };
+      }
+      const header: VolumeHeader = {
+        name,
+        uid: newUid(),
+        generation: 1,
+        createdAt: new Date().toISOString(),
+        origin,
+      };
+      try {
+        await this.engine.putMeta(recordKey.volume(name), encodeRecord(header, map), 0);
+      } catch (error) {
+        if (error instanceof VersionMismatchError) {
+          throw new ConflictError(`Cannot create volume "${name}": it exists`);
+        }
+        throw error;
+      }
+      return volumeInfo(header, map);
+    });
+  }
+
+  /** The open volume `name` (one instance per node, opened on first use). */
+  openVolume(name: string): Promise<Volume> {
+    validateName(name, "volume");
+    let volume = this.#volumes.get(name);
+    if (volume === undefined) {
+      volume = (async () => {
+        const key = recordKey.volume(name);
+        const entry = await this.engine.getMeta(key);
+        if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
+        const { header, map } = decodeRecord<VolumeHeader>(entry.value);
+        return new Volume(this.engine, header, map, entry.version);
+      })();
+      this.#volumes.set(name, volume);
+      volume.catch(() => this.#volumes.delete(name));
+    }
+    return volume;
+  }
+
+  /** Every volume, by name. */
+  async listVolumes(): Promise<VolumeInfo[]> {
+    const keys = await this.engine.listMeta("volume/");
+    return await Promise.all(keys.map((key) => this.volumeInfo(key.slice("volume/".length))));
+  }
+
+  /** One volume, as its open instance sees it. */
+  async volumeInfo(name: string): Promise<VolumeInfo> {
+    const volume = await this.openVolume(name);
+    return volumeInfo(volume.header, volume.mapSnapshot());
+  }
+
+  /**
+   * Deletes a volume. A volume with snapshots is kept unless `cascade`, which
+   * deletes its snapshots too; clones of those snapshots keep their data.
+   */
+  async deleteVolume(name: string, options: { cascade?: boolean } = {}): Promise<void> {
+    const volume = await this.openVolume(name);
+    await this.#catalogue.run(async () => {
+      const snapshots = await this.engine.listMeta(`snapshot/${name}@`);
+      if (snapshots.length > 0 && !options.cascade) {
+        throw new ConflictError(
+          `Cannot delete volume "${name}": it has ${snapshots.length} snapshot(s); ` +
+            `delete them first or ask for cascade`,
+        );
+      }
+      for (const key of snapshots) await this.#deleteRecord("snapshot", key);
+      await volume.delete();
+      this.#volumes.delete(name);
+    });
+    this.#scheduleGc();
+  }
+
+  /** Takes an instant snapshot of a volume. */
+  async createSnapshot(volumeName: string, name: string): Promise<SnapshotInfo> {
+    validateName(name, "snapshot");
+    const volume = await this.openVolume(volumeName);
+    return await this.#catalogue.run(async () => {
+      const key = recordKey.snapshot(volumeName, name);
+      if (await this.engine.getMeta(key) !== null) {
+        throw new ConflictError(`Cannot create snapshot "${volumeName}@${name}": it exists`);
+      }
+      const map = await volume.freeze();
+      const header: SnapshotHeader = {
+        volume: volumeName,
+        name,
+        createdAt: new Date().toISOString(),
+      };
+      await this.engine.putMeta(key, encodeRecord(header, map), 0);
+      return snapshotInfo(header, map);
+    });
+  }
+
+  /** Snapshots of a volume, by name. */
+  async listSnapshots(volumeName: string): Promise<SnapshotInfo[]> {
+    await this.openVolume(volumeName);
+    const keys = await this.engine.listMeta(`snapshot/${volumeName}@`);
+    return await Promise.all(keys.map(async (key) => {
+      const { header, map } = await this.#readRecord<SnapshotHeader>("snapshot", key);
+      return snapshotInfo(header, map);
+    }));
+  }
+
+  /** A read-only view of a snapshot's bytes. */
+  async openSnapshot(volumeName: string, name: string): Promise<FrozenView> {
+    validateName(volumeName, "volume");
+    validateName(name, "snapshot");
+    const key = recordKey.snapshot(volumeName, name);
+    const { map } = await this.#readRecord<SnapshotHeader>("snapshot", key);
+    return new FrozenView(this.engine, `snapshot "${volumeName}@${name}"`, map);
+  }
+
+  /** Deletes a snapshot; clones made of it keep their data. */
+  async deleteSnapshot(volumeName: string, name: string): Promise<void> {
+    validateName(volumeName, "volume");
+    validateName(name, "snapshot");
+    const key = recordKey.snapshot(volumeName, name);
+    await this.#catalogue.run(() => this.#deleteRecord("snapshot", key));
+    this.#scheduleGc();
+  }
+
+  /** Deletes every block and object that nothing references. */
+  collectGarbage(): Promise<GcResult> {
+    return this.#catalogue.run(async () => {
+      const openVolumes = await Promise.all(
+        [...this.#volumes.values()].map((volume) => volume.catch(() => null)),
+      );
+      return await collectGarbage({
+        engine: this.engine,
+        openVolumes: openVolumes.filter((volume) => volume !== null),
+        pinned: (hash) => [...this.#uploads.values()].some((upload) => upload.pins.has(hash)),
+      });
+    });
+  }
+
+  /** Flushes every open volume and releases the engine and the hash pool. */
+  async close(): Promise<void> {
+    if (this.#gcTimer !== null) clearTimeout(this.#gcTimer);
+    this.#gcTimer = null;
+    for (const volume of this.#volumes.values()) {
+      await volume.then((v) => v.flush()).catch(() => {});
+    }
+    await this.engine.close();
+    this.pool.close();
+  }
+
+  #scheduleGc(): void {
+    if (this.#gcTimer !== null) return;
+    this.#gcTimer = setTimeout(() => {
+      this.#gcTimer = null;
+      this.collectGarbage().catch((error) => console.error(`garbage collection failed: ${error}`));
+    }, this.#gcDelayMs);
+  }
+
+  async #readRecord<T>(kind: string, key: string): Promise<{ header: T; map: BlockMap }> {
+    const entry = await this.engine.getMeta(key);
+    if (entry === null) {
+      throw new NotFoundError(`Cannot find ${kind} "${key.slice(kind.length + 1)}": no such ${kind}`);
+    }
+    return decodeRecord<T>(entry.value);
+  }
+
+  async #deleteRecord(kind: string, key: string): Promise<void> {
+    const entry = await this.engine.getMeta(key);
+    if (entry === null) {
+      throw new NotFoundError(`Cannot delete ${kind} "${key.slice(kind.length + 1)}": no such ${kind}`);
+    }
+    await this.engine.deleteMeta(key, entry.version);
+  }
+}
+
+function countZero(map: BlockMap): number {
+  let zero = 0;
+  for (let index = 0; index < map.count; index++) if (map.isZero(index)) zero++;
+  return zero;
+}
+
+function imageInfo(header: ImageHeader, map: BlockMap): ImageInfo {
+  return {
+    name: header.name,
+    size: map.sizeBytes,
+    blockSize: map.blockSize,
+    blocks: map.count,
+    zeroBlocks: countZero(map),
+    createdAt: header.createdAt,
+  };
+}
+
+function volumeInfo(header: VolumeHeader, map: BlockMap): VolumeInfo {
+  return {
+    name: header.name,
+    size: map.sizeBytes,
+    blockSize: map.blockSize,
+    createdAt: header.createdAt,
+    origin: header.origin,
+    allocatedBlocks: map.count - countZero(map),
+  };
+}
+
+function snapshotInfo(header: SnapshotHeader, map: BlockMap): SnapshotInfo {
+  return {
+    volume: header.volume,
+    name: header.name,
+    size: map.sizeBytes,
+    blockSize: map.blockSize,
+    createdAt: header.createdAt,
+  };
+}
+
+function checkSize(size: unknown): number {
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0) {
+    throw new TypeError(`Cannot create volume: size must be a positive integer of bytes`);
+  }
+  if (size > volumeSizeBytesMax) {
+    throw new RangeError(`Cannot create volume of ${size} bytes: the limit is ${volumeSizeBytesMax}`);
+  }
+  return size;
+}
+
+function newUid(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,221 @@
+/**
+ * A volume: a mutable map plus the objects it owns, with the byte-level API the
+ * NBD server calls (`readAt`, `writeAt`, `zeroAt`, `trim`, `flush`).
+ *
+ * Copy-on-write: an entry that points at a shared block, or at an object of an
+ * earlier generation (frozen by a snapshot), is copied up on its first write into
+ * a new object of the current generation; later writes go in place. A flush makes
+ * the objects durable first and the map after them, so a map that survives a
+ * crash only names objects whose writes were flushed with it.
+ */
+import { assert } from "./assert.ts";
+import { BlockMap, type MapEntry, objectName, parseObjectName } from "./block_map.ts";
+import type { ByteRange, Engine } from "./engine.ts";
+import { NotFoundError } from "./errors.ts";
+import {
+  checkRange,
+  type Extent,
+  mapExtents,
+  readEntry,
+  readMapRange,
+  spansOf,
+} from "./map_io.ts";
+import { Mutex } from "./_mutex.ts";
+import { encodeRecord, recordKey, type VolumeHeader } from "./records.ts";
+
+/** Options of the writing calls: `fua` makes the change durable before resolving. */
+export interface WriteOptions {
+  fua?: boolean;
+}
+
+/** An open volume. Obtain one from the Store; one instance per volume per node. */
+export class Volume {
+  readonly engine: Engine;
+  #header: VolumeHeader;
+  #map: BlockMap;
+  #version: number;
+  #dirty = false;
+  #deleted = false;
+  #mutex = new Mutex();
+  #scratch: Uint8Array | null = null;
+
+  constructor(engine: Engine, header: VolumeHeader, map: BlockMap, version: number) {
+    this.engine = engine;
+    this.#header = header;
+    this.#map = map;
+    this.#version = version;
+  }
+
+  /** The volume's name. */
+  get name(): string {
+    return this.#header.name;
+  }
+  /** Size in bytes. */
+  get sizeBytes(): number {
+    return this.#map.sizeBytes;
+  }
+  /** Bytes per map entry. */
+  get blockSize(): number {
+    return this.#map.blockSize;
+  }
+  /** A copy of the header as stored. */
+  get header(): VolumeHeader {
+    return { ...this.#header };
+  }
+
+  /** Reads `range` into `into` (or a new buffer); never-written bytes are zeros. */
+  async readAt(range: ByteRange, into = new Uint8Array(range.length)): Promise<Uint8Array> {
+    this.#checkOpen();
+    checkRange(range, this.sizeBytes, `volume "${this.name}"`);
+    await readMapRange(this.engine, this.#map, range, into);
+    return into;
+  }
+
+  /** Writes `data` at `offset`. */
+  async writeAt(offset: number, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
+    checkRange({ offset, length: data.length }, this.sizeBytes, `volume "${this.name}"`);
+    await this.#mutex.run(async () => {
+      this.#checkOpen();
+      for (const span of spansOf({ offset, length: data.length }, this.blockSize)) {
+        await this.#writeSpan(span, data.subarray(span.at, span.at + span.length));
+      }
+    });
+    if (options.fua) await this.flush();
+  }
+
+  /**
+   * Makes `range` read as zeros. Whole entries become zero entries (their owned
+   * objects are deleted); partial ones are written with zeros.
+   */
+  async zeroAt(range: ByteRange, options: WriteOptions = {}): Promise<void> {
+    checkRange(range, this.sizeBytes, `volume "${this.name}"`);
+    await this.#mutex.run(async () => {
+      this.#checkOpen();
+      for (const span of spansOf(range, this.blockSize)) {
+        if (span.offset === 0 && span.length === this.#map.spanBytes(span.index)) {
+          await this.#dropEntry(span.index);
+        } else if (!this.#map.isZero(span.index)) {
+          await this.#writeSpan(span, zeros(span.length));
+        }
+      }
+    });
+    if (options.fua) await this.flush();
+  }
+
+  /** Discards `range`: afterwards it reads as zeros, and whole entries free their space. */
+  trim(range: ByteRange, options: WriteOptions = {}): Promise<void> {
+    return this.zeroAt(range, options);
+  }
+
+  /** Makes every write that resolved before this call durable. */
+  flush(): Promise<void> {
+    return this.#mutex.run(async () => {
+      this.#checkOpen();
+      await this.engine.flush();
+      if (this.#dirty) await this.#persist();
+    });
+  }
+
+  /** Which parts of `range` are known zeros (never written or discarded). */
+  extents(range: ByteRange): Extent[] {
+    checkRange(range, this.sizeBytes, `volume "${this.name}"`);
+    return mapExtents(this.#map, range);
+  }
+
+  /**
+   * Freezes the current map and returns it: flushes, then bumps the generation
+   * durably, so that every object the map names is copied up before it changes.
+   */
+  freeze(): Promise<BlockMap> {
+    return this.#mutex.run(async () => {
+      this.#checkOpen();
+      await this.engine.flush();
+      const frozen = this.#map.clone();
+      this.#header = { ...this.#header, generation: this.#header.generation + 1 };
+      await this.#persist();
+      return frozen;
+    });
+  }
+
+  /** A copy of the current map (GC marks it; tests inspect it). */
+  mapSnapshot(): BlockMap {
+    return this.#map.clone();
+  }
+
+  /** True when `name` is an object this volume may write in place. */
+  owns(name: string): boolean {
+    const { uid, generation } = parseObjectName(name);
+    return uid === this.#header.uid && generation === this.#header.generation;
+  }
+
+  /** Deletes the volume's record; later calls on this instance throw NotFoundError. */
+  delete(): Promise<void> {
+    return this.#mutex.run(async () => {
+      this.#checkOpen();
+      await this.engine.deleteMeta(recordKey.volume(this.name), this.#version);
+      this.#deleted = true;
+    });
+  }
+
+  async #writeSpan(span: { index: number; offset: number; length: number }, chunk: Uint8Array) {
+    const entry = this.#map.get(span.index);
+    if (entry.kind === "object" && this.owns(entry.name)) {
+      return await this.engine.writeObject(entry.name, span.offset, chunk);
+    }
+    const name = objectName(this.#header.uid, this.#header.generation, span.index);
+    const spanBytes = this.#map.spanBytes(span.index);
+    if (entry.kind === "zero") {
+      // A leftover of this name can only hold unflushed bytes from before a
+      // crash: start from an empty, sparse object.
+      await this.engine.deleteObject(name);
+      await this.engine.writeObject(name, span.offset, chunk);
+    } else if (span.length === spanBytes) {
+      await this.engine.writeObject(name, 0, chunk);
+    } else {
+      const whole = this.#scratchBuffer().subarray(0, spanBytes);
+      await readEntry(this.engine, entry, { offset: 0, length: spanBytes }, whole);
+      whole.set(chunk, span.offset);
+      await this.engine.writeObject(name, 0, whole);
+    }
+    this.#setEntry(span.index, { kind: "object", name });
+  }
+
+  async #dropEntry(index: number): Promise<void> {
+    const entry = this.#map.get(index);
+    if (entry.kind === "zero") return;
+    // A trimmed entry reads as zeros whether or not the map naming the object
+    // survives a crash, so the object can go at once.
+    if (entry.kind === "object" && this.owns(entry.name)) await this.engine.deleteObject(entry.name);
+    this.#setEntry(index, { kind: "zero" });
+  }
+
+  #setEntry(index: number, entry: MapEntry): void {
+    this.#map.set(index, entry);
+    this.#dirty = true;
+  }
+
+  async #persist(): Promise<void> {
+    const record = encodeRecord(this.#header, this.#map);
+    this.#version = await this.engine.putMeta(recordKey.volume(this.name), record, this.#version);
+    this.#dirty = false;
+  }
+
+  #scratchBuffer(): Uint8Array {
+    // Copy-up runs under the mutex, so one buffer per volume suffices.
+    this.#scratch ??= new Uint8Array(this.blockSize);
+    return this.#scratch;
+  }
+
+  #checkOpen(): void {
+    if (this.#deleted) throw new NotFoundError(`Cannot use volume "${this.name}": it was deleted`);
+  }
+}
+
+let zeroBuffer = new Uint8Array(0);
+
+/** A read-only view of `length` zeros; never written. */
+function zeros(length: number): Uint8Array {
+  assert(length >= 0);
+  if (zeroBuffer.length < length) zeroBuffer = new Uint8Array(length);
+  return zeroBuffer.subarray(0, length);
+}

@@ -1,0 +1,215 @@
+/**
+ * The HTTP API of a node (DESIGN.md "Contracts"), on hono. Handlers throw domain
+ * errors; `onError` is the one place that turns them into statuses.
+ */
+import { type Context, Hono, type Next } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { createHash, timingSafeEqual } from "node:crypto";
+import {
+  BusyError,
+  ConflictError,
+  CorruptionError,
+  NotFoundError,
+  type Store,
+  TruncatedError,
+  validateName,
+} from "../core/mod.ts";
+import { Metrics } from "./metrics.ts";
+import { dataResponse } from "./data_response.ts";
+
+/** A member of the cluster as `GET /v1/cluster` shows it. */
+export interface MemberInfo {
+  id: string;
+  address: string;
+  state: "alive" | "suspect" | "dead" | "left";
+  zone: string | null;
+}
+
+/** Options of {@linkcode createApp}. */
+export interface AppOptions {
+  store: Store;
+  /** When set, every /v1 route requires `Authorization: Bearer <token>`. */
+  token?: string | null;
+  /** The members the cluster view knows, this node first. */
+  members: () => MemberInfo[];
+  version: string;
+}
+
+const jsonBodyBytesMax = 64 * 1024;
+
+/** Builds the hono app; `app.fetch` serves it. */
+export function createApp(options: AppOptions): Hono {
+  const { store } = options;
+  const metrics = new Metrics();
+  metrics.counter("atoll_http_requests_total", "HTTP requests answered");
+  metrics.counter("atoll_http_errors_total", "HTTP requests answered with a 4xx or 5xx status");
+  metrics.counter("atoll_upload_bytes_total", "Image bytes received by completed uploads");
+  metrics.counter("atoll_upload_new_bytes_total", "Bytes of blocks stored for the first time");
+  metrics.counter("atoll_gc_deleted_blocks_total", "Blocks deleted by garbage collection");
+
+  const app = new Hono();
+  app.onError((error, c) => {
+    const status = statusOf(error);
+    if (status >= 500) console.error(error);
+    metrics.add("atoll_http_errors_total");
+    return c.json({ error: error.message }, status);
+  });
+  app.notFound((c) => c.json({ error: `Cannot ${c.req.method} ${c.req.path}: no such route` }, 404));
+  app.use(async (c, next) => {
+    await next();
+    metrics.add("atoll_http_requests_total");
+  });
+
+  app.get("/healthz", (c) => c.json({ status: "ok", version: options.version }));
+  app.get("/metrics", (c) => {
+    const uploads = store.uploads();
+    const text = metrics.render({
+      atoll_uploads_in_progress: { help: "Uploads running now", value: uploads.length },
+    });
+    return c.text(text, 200, { "content-type": "text/plain; version=0.0.4" });
+  });
+
+  if (options.token) app.use("/v1/*", bearerAuth(options.token));
+  app.use("/v1/*", async (c, next) => {
+    // Uploads and volume writes stream their bodies; everything else is small JSON.
+    if (c.req.method === "POST") return await bodyLimit({ maxSize: jsonBodyBytesMax })(c, next);
+    await next();
+  });
+
+  app.put("/v1/images/:name", async (c) => {
+    const name = validateName(c.req.param("name"), "image");
+    const body = c.req.raw.body;
+    const expectedBytes = contentLength(c.req.header("content-length"));
+    if (body === null || expectedBytes === 0) {
+      throw new TypeError(`Cannot upload image "${name}": the body is empty`);
+    }
+    const result = await store.uploadImage(name, body, { expectedBytes });
+    metrics.add("atoll_upload_bytes_total", result.size);
+    metrics.add("atoll_upload_new_bytes_total", result.newBytes);
+    const { created, ...info } = result;
+    return c.json(info, created ? 201 : 200);
+  });
+  app.get("/v1/images", async (c) => c.json(await store.listImages()));
+  app.get("/v1/uploads", (c) => c.json(store.uploads()));
+  app.get("/v1/images/:name", async (c) => {
+    const view = await store.openImage(c.req.param("name"));
+    return dataResponse(view, c.req.header("range"));
+  });
+  app.get("/v1/images/:name/info", async (c) => c.json(await store.imageInfo(c.req.param("name"))));
+  app.delete("/v1/images/:name", async (c) => {
+    await store.deleteImage(c.req.param("name"));
+    return c.body(null, 204);
+  });
+
+  app.post("/v1/volumes", async (c) => {
+    const request = await jsonBody(c.req.raw);
+    return c.json(await store.createVolume(request as never), 201);
+  });
+  app.get("/v1/volumes", async (c) => c.json(await store.listVolumes()));
+  app.get("/v1/volumes/:name", async (c) => c.json(await store.volumeInfo(c.req.param("name"))));
+  app.delete("/v1/volumes/:name", async (c) => {
+    await store.deleteVolume(c.req.param("name"), { cascade: c.req.query("cascade") === "true" });
+    return c.body(null, 204);
+  });
+  app.get("/v1/volumes/:name/data", async (c) => {
+    const volume = await store.openVolume(c.req.param("name"));
+    return dataResponse(volume, c.req.header("range"));
+  });
+  app.patch("/v1/volumes/:name/data", async (c) => {
+    const volume = await store.openVolume(c.req.param("name"));
+    const offset = Number(c.req.query("offset") ?? "0");
+    const body = c.req.raw.body;
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new TypeError(`Cannot write volume "${volume.name}": offset must be a byte count`);
+    }
+    let written = 0;
+    if (body !== null) {
+      for await (const chunk of body) {
+        await volume.writeAt(offset + written, chunk);
+        written += chunk.length;
+      }
+    }
+    await volume.flush();
+    return c.json({ name: volume.name, offset, written });
+  });
+
+  app.post("/v1/volumes/:name/snapshots", async (c) => {
+    const request = await jsonBody(c.req.raw) as { name?: unknown };
+    const name = validateName(request.name, "snapshot");
+    return c.json(await store.createSnapshot(c.req.param("name"), name), 201);
+  });
+  app.get("/v1/volumes/:name/snapshots", async (c) => {
+    return c.json(await store.listSnapshots(c.req.param("name")));
+  });
+  app.get("/v1/volumes/:name/snapshots/:snapshot/data", async (c) => {
+    const view = await store.openSnapshot(c.req.param("name"), c.req.param("snapshot"));
+    return dataResponse(view, c.req.header("range"));
+  });
+  app.delete("/v1/volumes/:name/snapshots/:snapshot", async (c) => {
+    await store.deleteSnapshot(c.req.param("name"), c.req.param("snapshot"));
+    return c.body(null, 204);
+  });
+
+  app.get("/v1/cluster", (c) => c.json({ members: options.members() }));
+  app.post("/v1/gc", async (c) => {
+    const result = await store.collectGarbage();
+    metrics.add("atoll_gc_deleted_blocks_total", result.deletedBlocks);
+    return c.json(result);
+  });
+  return app;
+}
+
+/** The one mapping from errors to HTTP statuses. */
+function statusOf(error: Error): ContentfulStatusCode {
+  if (error instanceof HTTPException) return error.status as ContentfulStatusCode;
+  if (error instanceof NotFoundError) return 404;
+  if (error instanceof ConflictError) return 409;
+  if (error instanceof BusyError) return 503;
+  if (error instanceof TruncatedError) return 400;
+  if (error instanceof CorruptionError) return 500;
+  if (error instanceof TypeError || error instanceof RangeError) return 400;
+  return 500;
+}
+
+function bearerAuth(token: string) {
+  const expected = digest(token);
+  return async (c: Context, next: Next) => {
+    const header = c.req.header("authorization") ?? "";
+    const given = header.startsWith("Bearer ") ? header.slice(7) : null;
+    if (given === null || !timingSafeEqual(digest(given), expected)) {
+      throw new HTTPException(401, {
+        message: "Cannot authorize request: a valid bearer token is required",
+      });
+    }
+    await next();
+  };
+}
+
+function digest(text: string): Uint8Array {
+  // Equal-length digests let timingSafeEqual compare tokens of any length.
+  return createHash("sha256").update(text).digest();
+}
+
+/** Parses a JSON object body, or throws TypeError (400). */
+async function jsonBody(request: Request): Promise<Record<string, unknown>> {
+  let value: unknown;
+  try {
+    value = await request.json();
+  } catch (cause) {
+    if (cause instanceof HTTPException) throw cause;
+    throw new TypeError("Cannot parse request: the body is not JSON", { cause });
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new TypeError("Cannot parse request: the body is not a JSON object");
+  }
+  return value as Record<string, unknown>;
+}
+
+/** The Content-Length header as a number, null when absent; TypeError when malformed. */
+function contentLength(header: string | undefined): number | null {
+  if (header === undefined) return null;
+  if (!/^\d{1,16}$/.test(header)) throw new TypeError(`Cannot read body: bad Content-Length`);
+  return Number(header);
+}

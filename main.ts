@@ -1,0 +1,88 @@
+/**
+ * The atoll command: `atoll serve` runs a node; the other subcommands are
+ * clients of a node's HTTP API. The same file is also the hash workers' entry
+ * when Atoll runs as one bundled file (see wasm/hash_pool.ts).
+ */
+import { parseArgs } from "node:util";
+import { serveHashJobs } from "./wasm/hash_worker.ts";
+import { serve } from "./cli/serve.ts";
+import { runClientCommand } from "./cli/commands.ts";
+
+/** Version of this build. */
+export const version = "0.1.0";
+
+const usage = `atoll ${version}: storage for VM images and volumes
+
+usage:
+  atoll serve [--data DIR] [--http HOST:PORT] [--nbd HOST:PORT|unix:PATH]
+              [--token-file F] [--zone NAME] [--hash-engine wasm|native]
+  atoll image upload FILE NAME | image ls | image rm NAME
+  atoll volume create NAME (--image I | --snapshot V@S | --size N) | volume ls | volume rm NAME
+  atoll volume info NAME
+  atoll snapshot create V@S | snapshot ls V
+  atoll cluster status
+client options: --node URL (default http://127.0.0.1:8080), --token-file F`;
+
+async function main(args: string[]): Promise<number> {
+  if (args.length === 0 || args[0] === "--help" || args[0] === "-h" || args[0] === "help") {
+    console.log(usage);
+    return args.length === 0 ? 2 : 0;
+  }
+  if (args[0] === "--version") {
+    console.log(version);
+    return 0;
+  }
+  if (args[0] !== "serve") return await runClientCommand(args);
+  const { values } = parseArgs({
+    args: args.slice(1),
+    options: {
+      data: { type: "string", default: "./atoll-data" },
+      http: { type: "string", default: "127.0.0.1:8080" },
+      nbd: { type: "string", default: "127.0.0.1:10809" },
+      "token-file": { type: "string" },
+      zone: { type: "string" },
+      "hash-engine": { type: "string", default: "wasm" },
+    },
+    strict: true,
+  });
+  const hashEngine = values["hash-engine"];
+  if (hashEngine !== "wasm" && hashEngine !== "native") {
+    throw new TypeError(`Cannot use --hash-engine ${hashEngine}: expected wasm or native`);
+  }
+  const node = await serve({
+    data: values.data,
+    http: values.http,
+    nbd: values.nbd,
+    tokenFile: values["token-file"] ?? null,
+    zone: values.zone ?? null,
+    hashEngine,
+    version,
+  });
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      console.error(`atoll: ${signal}, shutting down`);
+      node.shutdown().then(() => Deno.exit(0));
+    });
+  }
+  await node.finished;
+  return 0;
+}
+
+function isWorker(): boolean {
+  // deno-lint-ignore no-explicit-any
+  const scope = (globalThis as any).WorkerGlobalScope;
+  return typeof scope !== "undefined" && globalThis instanceof scope;
+}
+
+if (import.meta.main) {
+  if (isWorker()) {
+    serveHashJobs();
+  } else {
+    try {
+      Deno.exit(await main(Deno.args));
+    } catch (error) {
+      console.error(`atoll: ${error instanceof Error ? error.message : error}`);
+      Deno.exit(1);
+    }
+  }
+}

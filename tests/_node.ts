@@ -1,0 +1,95 @@
+/**
+ * Test harness: runs a real `atoll serve` process on loopback with its own data
+ * directory, and knows its HTTP address. Every test that uses one stops it.
+ */
+const root = new URL("../", import.meta.url).pathname;
+
+/** Options of {@linkcode startNode}. */
+export interface StartOptions {
+  /** Reuse a data directory (a restart); a fresh temporary one otherwise. */
+  data?: string;
+  /** Extra `serve` flags. */
+  args?: string[];
+  /** Run this entry instead of main.ts (e.g. the bundled dist/atoll.js). */
+  entry?: string;
+}
+
+/** A running node process. */
+export class TestNode {
+  constructor(
+    readonly process: Deno.ChildProcess,
+    readonly data: string,
+    readonly url: string,
+    readonly log: string[],
+  ) {}
+
+  /** fetch() relative to the node's URL. */
+  fetch(path: string, init?: RequestInit): Promise<Response> {
+    return fetch(this.url + path, init);
+  }
+
+  /** SIGKILLs the node (no flush, no cleanup) and waits for it to be gone. */
+  async kill9(): Promise<void> {
+    try {
+      this.process.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await this.process.status;
+  }
+
+  /** SIGTERMs the node and waits for a clean exit. */
+  async stop(): Promise<Deno.CommandStatus> {
+    try {
+      this.process.kill("SIGTERM");
+    } catch { /* already gone */ }
+    return await this.process.status;
+  }
+}
+
+/** Starts a node on a free loopback port and waits until it serves. */
+export async function startNode(options: StartOptions = {}): Promise<TestNode> {
+  const data = options.data ?? await Deno.makeTempDir({ prefix: "atoll-test-" });
+  const entry = options.entry ?? `${root}main.ts`;
+  const process = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      entry,
+      "serve",
+      "--data",
+      data,
+      "--http",
+      "127.0.0.1:0",
+      ...(options.args ?? []),
+    ],
+    stdout: "null",
+    stderr: "piped",
+    cwd: root,
+  }).spawn();
+  const log: string[] = [];
+  const lines = process.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    (async () => {
+      for (;;) {
+        const { value, done } = await lines.read();
+        if (done) break;
+        buffered += value;
+        let newline;
+        while ((newline = buffered.indexOf("\n")) >= 0) {
+          const line = buffered.slice(0, newline);
+          buffered = buffered.slice(newline + 1);
+          log.push(line);
+          const match = line.match(/serving (http:\/\/[0-9.]+:\d+)/);
+          if (match) resolve(match[1]);
+        }
+      }
+      reject(new Error(`node exited before serving:\n${log.join("\n")}`));
+    })().catch(reject);
+  });
+  return new TestNode(process, data, url, log);
+}
+
+/** Removes a node's data directory. */
+export async function removeData(node: TestNode): Promise<void> {
+  await Deno.remove(node.data, { recursive: true }).catch(() => {});
+}
