@@ -4,7 +4,7 @@
  * when Atoll runs as one bundled file (see wasm/hash_pool.ts).
  */
 import { parseArgs } from "node:util";
-import { serveHashJobs } from "./wasm/hash_worker.ts";
+import { isWorkerContext, serveHashJobs } from "./wasm/hash_worker.ts";
 import { serve } from "./cli/serve.ts";
 import { runClientCommand } from "./cli/commands.ts";
 
@@ -68,14 +68,8 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-function isWorker(): boolean {
-  // deno-lint-ignore no-explicit-any
-  const scope = (globalThis as any).WorkerGlobalScope;
-  return typeof scope !== "undefined" && globalThis instanceof scope;
-}
-
 if (import.meta.main) {
-  if (isWorker()) {
+  if (isWorkerContext()) {
     serveHashJobs();
   } else {
     try {

@@ -12,6 +12,7 @@
  * then `count` kind bytes, then 32 bytes per entry (a hash, or uid[16] gen u32
  * index u32 and 8 zero bytes).
  */
+import { toHex } from "../wasm/to_hex.ts";
 import { assert } from "./assert.ts";
 import { CorruptionError } from "./errors.ts";
 import { blockSizeMax, blockSizeMin, mapEntriesMax, volumeSizeBytesMax } from "./limits.ts";
@@ -174,14 +175,6 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-const hexDigits = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
-function toHex(bytes: Uint8Array): string {
-  let out = "";
-  for (const byte of bytes) out += hexDigits[byte];
-  return out;
 }
 
 function fromHex(hex: string, into: Uint8Array): void {

@@ -83,7 +83,9 @@ export async function ingest(
       failure ??= error;
     } finally {
       // A failed hash job may have kept the transferred buffer: replace it.
-      buffers.release(returned === null ? new Uint8Array(blockSize) : new Uint8Array(returned.buffer));
+      buffers.release(
+        returned === null ? new Uint8Array(blockSize) : new Uint8Array(returned.buffer),
+      );
     }
   };
   const submit = (block: Uint8Array) => {

@@ -33,7 +33,9 @@ export function validateName(name: unknown, what: string): string {
 /** A snapshot reference `VOLUME@SNAPSHOT`, split and validated. */
 export function parseSnapshotRef(ref: unknown): { volume: string; snapshot: string } {
   if (typeof ref !== "string" || ref.split("@").length !== 2) {
-    throw new TypeError(`Cannot use snapshot reference ${JSON.stringify(ref)}: expected VOLUME@SNAPSHOT`);
+    throw new TypeError(
+      `Cannot use snapshot reference ${JSON.stringify(ref)}: expected VOLUME@SNAPSHOT`,
+    );
   }
   const [volume, snapshot] = ref.split("@");
   return { volume: validateName(volume, "volume"), snapshot: validateName(snapshot, "snapshot") };

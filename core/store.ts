@@ -3,6 +3,7 @@
  * engine. Handlers and the NBD server call it; it never knows where bytes live.
  */
 import type { HashPool } from "../wasm/hash_pool.ts";
+import { toHex } from "../wasm/to_hex.ts";
 import { BlockMap } from "./block_map.ts";
 import type { Engine } from "./engine.ts";
 import { BusyError, ConflictError, NotFoundError, VersionMismatchError } from "./errors.ts";
@@ -193,7 +194,9 @@ export class Store {
     const name = validateName(request.name, "volume");
     const sources = [request.image, request.snapshot, request.size].filter((s) => s !== undefined);
     if (sources.length !== 1) {
-      throw new TypeError(`Cannot create volume "${name}": give exactly one of image, snapshot, size`);
+      throw new TypeError(
+        `Cannot create volume "${name}": give exactly one of image, snapshot, size`,
+      );
     }
     return await this.#catalogue.run(async () => {
       let map: BlockMap;
@@ -365,7 +368,9 @@ export class Store {
   async #readRecord<T>(kind: string, key: string): Promise<{ header: T; map: BlockMap }> {
     const entry = await this.engine.getMeta(key);
     if (entry === null) {
-      throw new NotFoundError(`Cannot find ${kind} "${key.slice(kind.length + 1)}": no such ${kind}`);
+      throw new NotFoundError(
+        `Cannot find ${kind} "${key.slice(kind.length + 1)}": no such ${kind}`,
+      );
     }
     return decodeRecord<T>(entry.value);
   }
@@ -373,7 +378,9 @@ export class Store {
   async #deleteRecord(kind: string, key: string): Promise<void> {
     const entry = await this.engine.getMeta(key);
     if (entry === null) {
-      throw new NotFoundError(`Cannot delete ${kind} "${key.slice(kind.length + 1)}": no such ${kind}`);
+      throw new NotFoundError(
+        `Cannot delete ${kind} "${key.slice(kind.length + 1)}": no such ${kind}`,
+      );
     }
     await this.engine.deleteMeta(key, entry.version);
   }
@@ -422,12 +429,13 @@ function checkSize(size: unknown): number {
     throw new TypeError(`Cannot create volume: size must be a positive integer of bytes`);
   }
   if (size > volumeSizeBytesMax) {
-    throw new RangeError(`Cannot create volume of ${size} bytes: the limit is ${volumeSizeBytesMax}`);
+    throw new RangeError(
+      `Cannot create volume of ${size} bytes: the limit is ${volumeSizeBytesMax}`,
+    );
   }
   return size;
 }
 
 function newUid(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return toHex(crypto.getRandomValues(new Uint8Array(16)));
 }

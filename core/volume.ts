@@ -12,14 +12,7 @@ import { assert } from "./assert.ts";
 import { BlockMap, type MapEntry, objectName, parseObjectName } from "./block_map.ts";
 import type { ByteRange, Engine } from "./engine.ts";
 import { NotFoundError } from "./errors.ts";
-import {
-  checkRange,
-  type Extent,
-  mapExtents,
-  readEntry,
-  readMapRange,
-  spansOf,
-} from "./map_io.ts";
+import { checkRange, type Extent, mapExtents, readEntry, readMapRange, spansOf } from "./map_io.ts";
 import { Mutex } from "./_mutex.ts";
 import { encodeRecord, recordKey, type VolumeHeader } from "./records.ts";
 
@@ -185,7 +178,9 @@ export class Volume {
     if (entry.kind === "zero") return;
     // A trimmed entry reads as zeros whether or not the map naming the object
     // survives a crash, so the object can go at once.
-    if (entry.kind === "object" && this.owns(entry.name)) await this.engine.deleteObject(entry.name);
+    if (entry.kind === "object" && this.owns(entry.name)) {
+      await this.engine.deleteObject(entry.name);
+    }
     this.#setEntry(index, { kind: "zero" });
   }
 

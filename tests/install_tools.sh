@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian tools the test suite drives, when they are missing.
+# As root with apt it installs them; otherwise it fails naming them. It never
+# lets the suite skip a test for want of a tool.
+set -euo pipefail
+
+# command -> Debian package
+declare -A tools=(
+  [curl]=curl
+)
+
+missing=()
+for command in "${!tools[@]}"; do
+  command -v "$command" >/dev/null 2>&1 || missing+=("${tools[$command]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "install_tools: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+else
+  echo "install_tools: the tests need these Debian packages: ${missing[*]}" >&2
+  echo "install_tools: install them (apt-get install ${missing[*]}) and run again" >&2
+  exit 1
+fi
