@@ -55,11 +55,11 @@ Deno.test("uploadImage() refuses a second concurrent upload of one name", async 
   const store = await openTestStore();
   try {
     const gate = Promise.withResolvers<void>();
-    async function* slow() {
+    const slow = async function* () {
       yield patternBytes(1000, 1);
       await gate.promise;
       yield patternBytes(1000, 2);
-    }
+    };
     const first = store.uploadImage("busy", slow());
     await assert.rejects(store.uploadImage("busy", chunked(sampleImage())), ConflictError);
     assert.equal(store.uploads()[0].name, "busy");
@@ -78,10 +78,10 @@ Deno.test("uploadImage() of a body cut short leaves no image", async () => {
       store.uploadImage("cut", chunked(image.subarray(0, 2 * B)), { expectedBytes: image.length }),
       TruncatedError,
     );
-    async function* broken() {
+    const broken = async function* () {
       yield image.subarray(0, B + 5);
       throw new Error("connection reset");
-    }
+    };
     await assert.rejects(store.uploadImage("cut", broken()), /connection reset/);
     assert.deepEqual(await store.listImages(), []);
     assert.deepEqual(store.uploads(), []);

@@ -56,8 +56,10 @@ export function createApp(options: AppOptions): Hono {
     metrics.add("atoll_http_errors_total");
     return c.json({ error: error.message }, status);
   });
-  app.notFound((c) => c.json({ error: `Cannot ${c.req.method} ${c.req.path}: no such route` }, 404));
-  app.use(async (c, next) => {
+  app.notFound((c) =>
+    c.json({ error: `Cannot ${c.req.method} ${c.req.path}: no such route` }, 404)
+  );
+  app.use(async (_c, next) => {
     await next();
     metrics.add("atoll_http_requests_total");
   });
@@ -85,7 +87,7 @@ export function createApp(options: AppOptions): Hono {
     if (body === null || expectedBytes === 0) {
       throw new TypeError(`Cannot upload image "${name}": the body is empty`);
     }
-    const result = await store.uploadImage(name, body, { expectedBytes });
+    const result = await store.uploadImage(name, clientBytes(body), { expectedBytes });
     metrics.add("atoll_upload_bytes_total", result.size);
     metrics.add("atoll_upload_new_bytes_total", result.newBytes);
     const { created, ...info } = result;
@@ -126,7 +128,7 @@ export function createApp(options: AppOptions): Hono {
     }
     let written = 0;
     if (body !== null) {
-      for await (const chunk of body) {
+      for await (const chunk of clientBytes(body)) {
         await volume.writeAt(offset + written, chunk);
         written += chunk.length;
       }
@@ -212,4 +214,31 @@ function contentLength(header: string | undefined): number | null {
   if (header === undefined) return null;
   if (!/^\d{1,16}$/.test(header)) throw new TypeError(`Cannot read body: bad Content-Length`);
   return Number(header);
+}
+
+/**
+ * The chunks of a request body. A body that breaks off (the client went away,
+ * or sent less than its Content-Length) is the client's fault: TruncatedError.
+ */
+async function* clientBytes(body: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
+  const reader = body.getReader();
+  let done = false;
+  try {
+    while (!done) {
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await reader.read();
+      } catch (cause) {
+        done = true;
+        throw new TruncatedError(
+          `Cannot read request body: the connection ended before the body did`,
+          { cause },
+        );
+      }
+      done = result.done;
+      if (!result.done) yield result.value;
+    }
+  } finally {
+    if (!done) await reader.cancel().catch(() => {});
+  }
 }
