@@ -21,7 +21,7 @@ import { assert } from "./assert.ts";
 import type { ByteRange, Engine, MetaEntry } from "./engine.ts";
 import { isBlockName, isMetaKey, isObjectName } from "./engine.ts";
 import { CorruptionError, VersionMismatchError } from "./errors.ts";
-import { KeyedMutex } from "./_mutex.ts";
+import { KeyedMutex, Mutex } from "./_mutex.ts";
 import { FdCache } from "./_fd_cache.ts";
 import { metaValueBytesMax, openFilesMax } from "./limits.ts";
 
@@ -44,8 +44,9 @@ export class LocalEngine implements Engine {
   #files = new FdCache(openFilesMax);
   #metaLocks = new KeyedMutex();
   #dirtyDirs = new Set<string>();
-  /** Blocks being written, so that a concurrent put of the same block waits and reports false. */
-  #pendingPuts = new Map<string, Promise<void>>();
+  /** Blocks put since the last flush, by hash: their temporary file. */
+  #unsynced = new Map<string, { tmp: string }>();
+  #flushing = new Mutex();
   #tmpCounter = 0;
   #closed = false;
 
@@ -73,47 +74,34 @@ export class LocalEngine implements Engine {
 
   hasBlock(hash: string): Promise<boolean> {
     assert(isBlockName(hash), `bad block name ${hash}`);
-    return Promise.resolve(fs.existsSync(this.#blockPath(hash)));
+    return Promise.resolve(this.#unsynced.has(hash) || fs.existsSync(this.#blockPath(hash)));
   }
 
-  async putBlock(hash: string, data: Uint8Array): Promise<boolean> {
+  /**
+   * Writes the block to a temporary file. flush() syncs it and only then renames
+   * it into place, so a block visible after a crash is always whole, and an
+   * upload pays for one sync pass at its end rather than one per block.
+   */
+  putBlock(hash: string, data: Uint8Array): Promise<boolean> {
     assert(isBlockName(hash), `bad block name ${hash}`);
-    const path = this.#blockPath(hash);
-    if (fs.existsSync(path)) return false;
-    const pending = this.#pendingPuts.get(hash);
-    if (pending !== undefined) {
-      await pending;
-      return false;
+    if (this.#unsynced.has(hash) || fs.existsSync(this.#blockPath(hash))) {
+      return Promise.resolve(false);
     }
-    const put = this.#writeBlock(hash, path, data);
-    this.#pendingPuts.set(hash, put);
-    try {
-      await put;
-      return true;
-    } finally {
-      this.#pendingPuts.delete(hash);
-    }
-  }
-
-  async #writeBlock(hash: string, path: string, data: Uint8Array): Promise<void> {
     const tmp = this.#tmpPath();
     const fd = fs.openSync(tmp, "w", 0o644);
     try {
       writeAll(fd, data, 0);
-      await fdatasync(fd);
     } finally {
       fs.closeSync(fd);
     }
-    const dir = join(this.dir, "blocks", hash.slice(0, 2));
-    fs.mkdirSync(dir, { recursive: true });
-    fs.renameSync(tmp, path);
-    this.#dirtyDirs.add(dir);
+    this.#unsynced.set(hash, { tmp });
+    return Promise.resolve(true);
   }
 
   readBlock(hash: string, range: ByteRange, into: Uint8Array): Promise<void> {
     assert(isBlockName(hash), `bad block name ${hash}`);
     assert(into.length === range.length);
-    const path = this.#blockPath(hash);
+    const path = this.#unsynced.get(hash)?.tmp ?? this.#blockPath(hash);
     const fd = this.#files.get(path, { writable: false, create: false });
     if (fd === null) throw new CorruptionError(`Cannot read block ${hash}: it is not stored`);
     const got = readAll(fd, into, range.offset);
@@ -127,14 +115,21 @@ export class LocalEngine implements Engine {
 
   deleteBlock(hash: string): Promise<void> {
     assert(isBlockName(hash), `bad block name ${hash}`);
+    const unsynced = this.#unsynced.get(hash)?.tmp;
+    if (unsynced !== undefined) {
+      this.#unsynced.delete(hash);
+      this.#files.forget(unsynced);
+      fs.rmSync(unsynced, { force: true });
+      return Promise.resolve();
+    }
     const path = this.#blockPath(hash);
     this.#files.forget(path);
-    fs.rmSync(path, { force: true });
-    this.#dirtyDirs.add(join(this.dir, "blocks", hash.slice(0, 2)));
+    if (unlinkIfPresent(path)) this.#dirtyDirs.add(join(this.dir, "blocks", hash.slice(0, 2)));
     return Promise.resolve();
   }
 
   async *listBlocks(): AsyncIterable<string> {
+    yield* [...this.#unsynced.keys()];
     const root = join(this.dir, "blocks");
     for (const prefix of fs.readdirSync(root).sort()) {
       for (const name of fs.readdirSync(join(root, prefix)).sort()) {
@@ -171,8 +166,7 @@ export class LocalEngine implements Engine {
     assert(isObjectName(name), `bad object name ${name}`);
     const path = this.#objectPath(name);
     this.#files.forget(path);
-    fs.rmSync(path, { force: true });
-    this.#dirtyDirs.add(join(this.dir, "objects", name.slice(0, 32)));
+    if (unlinkIfPresent(path)) this.#dirtyDirs.add(join(this.dir, "objects", name.slice(0, 32)));
     return Promise.resolve();
   }
 
@@ -254,11 +248,33 @@ export class LocalEngine implements Engine {
     return Promise.resolve(keys.sort());
   }
 
-  async flush(): Promise<void> {
-    const dirs = [...this.#dirtyDirs];
-    this.#dirtyDirs.clear();
-    await this.#files.syncAll();
-    await Promise.all(dirs.map(syncDir));
+  flush(): Promise<void> {
+    return this.#flushing.run(async () => {
+      await Promise.all([...this.#unsynced].map(([hash, block]) => this.#settleBlock(hash, block)));
+      const dirs = [...this.#dirtyDirs];
+      this.#dirtyDirs.clear();
+      await this.#files.syncAll();
+      await Promise.all(dirs.map(syncDir));
+    });
+  }
+
+  /** Syncs an unsynced block's file, then renames it into place. */
+  async #settleBlock(hash: string, block: { tmp: string }): Promise<void> {
+    const { tmp } = block;
+    const fd = fs.openSync(tmp, fs.constants.O_RDONLY);
+    try {
+      await fdatasync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    // Deleted while syncing (garbage collected): nothing to put in place.
+    if (this.#unsynced.get(hash) !== block) return;
+    const dir = join(this.dir, "blocks", hash.slice(0, 2));
+    fs.mkdirSync(dir, { recursive: true });
+    fs.renameSync(tmp, this.#blockPath(hash));
+    this.#unsynced.delete(hash);
+    this.#files.forget(tmp);
+    this.#dirtyDirs.add(dir);
   }
 
   async close(): Promise<void> {
@@ -328,5 +344,16 @@ async function syncDir(dir: string): Promise<void> {
     await fsync(fd);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** Unlinks `path`; false when there was nothing to unlink. */
+function unlinkIfPresent(path: string): boolean {
+  try {
+    fs.unlinkSync(path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw error;
   }
 }
