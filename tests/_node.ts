@@ -12,6 +12,8 @@ export interface StartOptions {
   args?: string[];
   /** Run this entry instead of main.ts (e.g. the bundled dist/atoll.js). */
   entry?: string;
+  /** Working directory of the process (default: the project root). */
+  cwd?: string;
 }
 
 /** A running node process. */
@@ -63,7 +65,7 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
     ],
     stdout: "null",
     stderr: "piped",
-    cwd: root,
+    cwd: options.cwd ?? root,
   }).spawn();
   const log: string[] = [];
   const lines = process.stderr.pipeThrough(new TextDecoderStream()).getReader();

@@ -1,0 +1,36 @@
+/**
+ * Goal: `deno task bundle` makes one runnable file that is a whole node, hash
+ * workers included. Method: bundle main.ts into a temporary directory, copy the
+ * file alone into an empty directory, start a node from it there, upload an
+ * image (hashed in the bundle's own workers) and read it back.
+ */
+import assert from "node:assert/strict";
+import { patternBytes, run } from "./_files.ts";
+import { removeData, startNode } from "./_node.ts";
+
+const root = new URL("../", import.meta.url).pathname;
+
+Deno.test("the bundled single file runs a node whose hash workers work", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-bundle-" });
+  await run(Deno.execPath(), ["bundle", "--quiet", "--output", `${dir}/build/atoll.js`, `${root}main.ts`]);
+  await Deno.mkdir(`${dir}/alone`);
+  await Deno.copyFile(`${dir}/build/atoll.js`, `${dir}/alone/atoll.js`);
+  const help = await run(Deno.execPath(), ["run", "-A", `${dir}/alone/atoll.js`, "--help"]);
+  assert.match(help, /atoll serve/);
+  const node = await startNode({ entry: `${dir}/alone/atoll.js`, cwd: `${dir}/alone` });
+  try {
+    const image = new Uint8Array(10 * 1024 * 1024);
+    image.set(patternBytes(4 * 1024 * 1024, 1));
+    image.set(patternBytes(1024, 2), 9 * 1024 * 1024);
+    const put = await node.fetch("/v1/images/bundled", { method: "PUT", body: image });
+    const result = await put.json();
+    assert.equal(put.status, 201, JSON.stringify(result));
+    assert.deepEqual([result.blocks, result.zeroBlocks, result.newBlocks], [3, 1, 2]);
+    const back = new Uint8Array(await (await node.fetch("/v1/images/bundled")).arrayBuffer());
+    assert.deepEqual(back, image);
+  } finally {
+    await node.stop();
+    await removeData(node);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
