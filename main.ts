@@ -6,22 +6,16 @@
 import { parseArgs } from "node:util";
 import { isWorkerContext, serveHashJobs } from "./wasm/hash_worker.ts";
 import { serve } from "./cli/serve.ts";
-import { runClientCommand } from "./cli/commands.ts";
+import { clientUsage, runClientCommand } from "./cli/commands.ts";
 
 /** Version of this build. */
 export const version = "0.1.0";
 
 const usage = `atoll ${version}: storage for VM images and volumes
 
-usage:
   atoll serve [--data DIR] [--http HOST:PORT] [--nbd HOST:PORT|unix:PATH]
               [--token-file F] [--zone NAME] [--hash-engine wasm|native]
-  atoll image upload FILE NAME | image ls | image rm NAME
-  atoll volume create NAME (--image I | --snapshot V@S | --size N) | volume ls | volume rm NAME
-  atoll volume info NAME
-  atoll snapshot create V@S | snapshot ls V
-  atoll cluster status
-client options: --node URL (default http://127.0.0.1:8080), --token-file F`;
+${clientUsage.replace(/^usage:\n/, "")}`;
 
 async function main(args: string[]): Promise<number> {
   if (args.length === 0 || args[0] === "--help" || args[0] === "-h" || args[0] === "help") {

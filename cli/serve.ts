@@ -32,11 +32,17 @@ export async function serve(options: ServeOptions): Promise<Node> {
   const engine = await LocalEngine.open({ dir: options.data });
   const id = await nodeId(options.data);
   const store = new Store({ engine, pool: new HashPool({ engine: options.hashEngine }) });
+  let httpAddress = http;
   const app = createApp({
     store,
     token,
     version: options.version,
-    members: () => [{ id, address: options.http, state: "alive", zone: options.zone }],
+    members: () => [{
+      id,
+      address: `${httpAddress.hostname}:${httpAddress.port}`,
+      state: "alive",
+      zone: options.zone,
+    }],
   });
   const listening = Promise.withResolvers<{ hostname: string; port: number }>();
   const server = Deno.serve({
@@ -44,7 +50,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
     port: http.port,
     onListen: (address) => listening.resolve(address),
   }, app.fetch);
-  const httpAddress = await listening.promise;
+  httpAddress = await listening.promise;
   console.error(
     `atoll ${options.version}: node ${id} serving http://${httpAddress.hostname}:${httpAddress.port}` +
       ` data ${options.data}${token === null ? "" : " (token required)"}`,
@@ -61,7 +67,9 @@ export async function serve(options: ServeOptions): Promise<Node> {
 async function readToken(path: string): Promise<string> {
   const token = (await Deno.readTextFile(path)).trim();
   if (token.length < 16) {
-    throw new TypeError(`Cannot use token file ${path}: the token must have at least 16 characters`);
+    throw new TypeError(
+      `Cannot use token file ${path}: the token must have at least 16 characters`,
+    );
   }
   return token;
 }

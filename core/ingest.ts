@@ -20,6 +20,7 @@ export interface IngestProgress {
   receivedBytes: number;
   /** Bytes the client announced (Content-Length), when known. */
   expectedBytes: number | null;
+  /** Blocks hashed and stored so far (zero ones included). */
   blocks: number;
   zeroBlocks: number;
   newBlocks: number;
@@ -70,6 +71,7 @@ export async function ingest(
       if (digest === null) {
         hashes[index] = null;
         progress.zeroBlocks++;
+        progress.blocks++;
         return;
       }
       const hash = toHex(digest);
@@ -79,6 +81,7 @@ export async function ingest(
         progress.newBlocks++;
         progress.newBytes += data.length;
       }
+      progress.blocks++;
     } catch (error) {
       failure ??= error;
     } finally {
@@ -88,8 +91,9 @@ export async function ingest(
       );
     }
   };
+  let submitted = 0;
   const submit = (block: Uint8Array) => {
-    const task = store(progress.blocks++, block);
+    const task = store(submitted++, block);
     pending.add(task);
     task.finally(() => pending.delete(task));
   };
@@ -127,6 +131,7 @@ export async function ingest(
   if (filled > 0 && failure === null) submit(current.subarray(0, filled));
   await Promise.all(pending);
   if (failure !== null) throw failure;
+  if (progress.receivedBytes === 0) throw new TypeError("Cannot store image: the body is empty");
   if (expected !== null && progress.receivedBytes !== expected) {
     throw new TruncatedError(
       `Cannot store image: the body ended after ${progress.receivedBytes} of ${expected} bytes`,
@@ -134,7 +139,7 @@ export async function ingest(
   }
   await engine.flush();
   const map = new BlockMap({ sizeBytes: progress.receivedBytes, blockSize });
-  assert(hashes.length === map.count);
+  assert(hashes.length === map.count && progress.blocks === map.count);
   hashes.forEach((hash, index) => {
     if (hash !== null) map.set(index, { kind: "block", hash });
   });

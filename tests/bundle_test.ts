@@ -12,7 +12,13 @@ const root = new URL("../", import.meta.url).pathname;
 
 Deno.test("the bundled single file runs a node whose hash workers work", async () => {
   const dir = await Deno.makeTempDir({ prefix: "atoll-bundle-" });
-  await run(Deno.execPath(), ["bundle", "--quiet", "--output", `${dir}/build/atoll.js`, `${root}main.ts`]);
+  await run(Deno.execPath(), [
+    "bundle",
+    "--quiet",
+    "--output",
+    `${dir}/build/atoll.js`,
+    `${root}main.ts`,
+  ]);
   await Deno.mkdir(`${dir}/alone`);
   await Deno.copyFile(`${dir}/build/atoll.js`, `${dir}/alone/atoll.js`);
   const help = await run(Deno.execPath(), ["run", "-A", `${dir}/alone/atoll.js`, "--help"]);

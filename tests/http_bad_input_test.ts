@@ -49,6 +49,12 @@ Deno.test("invalid names and malformed requests get 400 and change nothing", asy
     assert.equal(await status(node, `/v1/images/${"a".repeat(129)}`, { method: "PUT", body }), 400);
     assert.equal(await status(node, "/v1/images/.hidden", { method: "PUT", body }), 400);
     assert.equal(await status(node, "/v1/images/empty", { method: "PUT", body: "" }), 400);
+    const emptyStream = new ReadableStream({ start: (controller) => controller.close() });
+    assert.equal(
+      await status(node, "/v1/images/empty", { method: "PUT", body: emptyStream }),
+      400,
+      "an empty chunked body is refused too",
+    );
     const post = (json: string) => status(node, "/v1/volumes", { method: "POST", body: json });
     assert.equal(await post("{not json"), 400);
     assert.equal(await post("[1]"), 400);

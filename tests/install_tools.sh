@@ -7,6 +7,7 @@ set -euo pipefail
 # command -> Debian package
 declare -A tools=(
   [curl]=curl
+  [script]=util-linux
 )
 
 missing=()

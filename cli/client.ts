@@ -1,0 +1,332 @@
+/**
+ * A typed client of a node's HTTP API (DESIGN.md "Contracts"), one method per
+ * call. The wire types are declared here, not imported from core/, because the
+ * HTTP API is the contract a client compiles against.
+ */
+
+/** An image as `GET /v1/images` shows it. */
+export interface ImageInfo {
+  name: string;
+  size: number;
+  blockSize: number;
+  /** Entries of the map, zero ones included. */
+  blocks: number;
+  zeroBlocks: number;
+  createdAt: string;
+}
+
+/** Answer of an upload: the image and what it added to the store. */
+export interface UploadResult extends ImageInfo {
+  newBlocks: number;
+  newBytes: number;
+  /** False (HTTP 200) when the node already had this image with the same content. */
+  created: boolean;
+}
+
+/** An upload under way, as `GET /v1/uploads` shows it. */
+export interface UploadStatus {
+  name: string;
+  startedAt: string;
+  receivedBytes: number;
+  expectedBytes: number | null;
+  /** Blocks processed so far, zero blocks included. */
+  blocks: number;
+  zeroBlocks: number;
+  /** Blocks stored for the first time so far (the rest were already stored, or zero). */
+  newBlocks: number;
+  newBytes: number;
+}
+
+/** Where a volume came from. */
+export type VolumeOrigin =
+  | { kind: "empty" }
+  | { kind: "image"; image: string }
+  | { kind: "snapshot"; volume: string; snapshot: string };
+
+/** A volume as `GET /v1/volumes/{name}` shows it. */
+export interface VolumeInfo {
+  name: string;
+  size: number;
+  blockSize: number;
+  createdAt: string;
+  origin: VolumeOrigin;
+  allocatedBlocks: number;
+}
+
+/** What a new volume starts from: exactly one of image, snapshot (`VOL@SNAP`) or size. */
+export type VolumeSource = { image: string } | { snapshot: string } | { size: number };
+
+/** A snapshot as `GET /v1/volumes/{name}/snapshots` shows it. */
+export interface SnapshotInfo {
+  volume: string;
+  name: string;
+  size: number;
+  blockSize: number;
+  createdAt: string;
+}
+
+/** A member of the cluster. */
+export interface MemberInfo {
+  id: string;
+  address: string;
+  state: "alive" | "suspect" | "dead" | "left";
+  zone: string | null;
+}
+
+/** A node answered with a 4xx or 5xx status; `status` lets a caller tell 401 from 404. */
+export class ApiError extends Error {
+  override name = "ApiError";
+  constructor(message: string, readonly status: number, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** Options of {@linkcode AtollClient}. */
+export interface ClientOptions {
+  /** Base URL of the node, e.g. `http://127.0.0.1:8080`. */
+  url: string;
+  /** Sent as `Authorization: Bearer <token>` when set. */
+  token?: string | null;
+  /** Time allowed for a call other than an upload, in milliseconds. */
+  timeoutMs?: number;
+}
+
+/** Called while an upload streams, with the bytes handed to the connection so far. */
+export type SentCallback = (sentBytes: number) => void;
+
+const requestTimeoutMsDefault = 30_000;
+
+/**
+ * Client of one node.
+ *
+ * @example
+ * ```ts
+ * const client = new AtollClient({ url: "http://127.0.0.1:8080" });
+ * await client.createVolume("vm1", { image: "debian-12" });
+ * ```
+ */
+export class AtollClient {
+  readonly url: string;
+  readonly #token: string | null;
+  readonly #timeoutMs: number;
+
+  constructor(options: ClientOptions) {
+    this.url = options.url.replace(/\/+$/, "");
+    this.#token = options.token ?? null;
+    this.#timeoutMs = options.timeoutMs ?? requestTimeoutMsDefault;
+  }
+
+  /** `GET /healthz`. */
+  health(): Promise<{ status: string; version: string }> {
+    return this.#json("Cannot check health", "GET", "/healthz");
+  }
+
+  /**
+   * Streams the file at `path` as image `name` (`PUT /v1/images/{name}`), never
+   * holding it whole in memory. Deno's fetch drops a Content-Length header set on
+   * a stream body, so the body goes chunked; the node takes either.
+   */
+  async uploadImage(path: string, name: string, onSent?: SentCallback): Promise<UploadResult> {
+    const action = `Cannot upload image ${JSON.stringify(name)}`;
+    const file = await openFile(path, action);
+    let sentBytes = 0;
+    const counter = new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        controller.enqueue(chunk);
+        sentBytes += chunk.length;
+        onSent?.(sentBytes);
+      },
+    });
+    try {
+      const response = await this.#send(action, imagePath(name), {
+        method: "PUT",
+        headers: { "content-type": "application/octet-stream" },
+        body: file.readable.pipeThrough(counter),
+        duplex: "half",
+      } as RequestInit, null);
+      const result = await readJson<Omit<UploadResult, "created">>(response, action);
+      return { ...result, created: response.status === 201 };
+    } finally {
+      // The readable closes the file once read to its end; an early answer leaves it open.
+      try {
+        file.close();
+      } catch { /* already closed */ }
+    }
+  }
+
+  /** `GET /v1/uploads`: uploads under way on the node; `timeoutMs` overrides the client's. */
+  uploads(options: { timeoutMs?: number } = {}): Promise<UploadStatus[]> {
+    return this.#json("Cannot list uploads", "GET", "/v1/uploads", undefined, options.timeoutMs);
+  }
+
+  /** `GET /v1/images`. */
+  listImages(): Promise<ImageInfo[]> {
+    return this.#json("Cannot list images", "GET", "/v1/images");
+  }
+
+  /** `GET /v1/images/{name}/info`. */
+  imageInfo(name: string): Promise<ImageInfo> {
+    const path = `/v1/images/${encodeURIComponent(name)}/info`;
+    return this.#json(`Cannot show image ${JSON.stringify(name)}`, "GET", path);
+  }
+
+  /** `DELETE /v1/images/{name}`. */
+  async deleteImage(name: string): Promise<void> {
+    await this.#send(`Cannot delete image ${JSON.stringify(name)}`, imagePath(name), {
+      method: "DELETE",
+    });
+  }
+
+  /** `POST /v1/volumes`: a thin clone of an image or snapshot, or an empty volume. */
+  createVolume(name: string, source: VolumeSource): Promise<VolumeInfo> {
+    const action = `Cannot create volume ${JSON.stringify(name)}`;
+    return this.#json(action, "POST", "/v1/volumes", { name, ...source });
+  }
+
+  /** `GET /v1/volumes`. */
+  listVolumes(): Promise<VolumeInfo[]> {
+    return this.#json("Cannot list volumes", "GET", "/v1/volumes");
+  }
+
+  /** `GET /v1/volumes/{name}`. */
+  volumeInfo(name: string): Promise<VolumeInfo> {
+    return this.#json(`Cannot show volume ${JSON.stringify(name)}`, "GET", volumePath(name));
+  }
+
+  /** `DELETE /v1/volumes/{name}`; with `cascade`, its snapshots go too. */
+  async deleteVolume(name: string, options: { cascade?: boolean } = {}): Promise<void> {
+    const query = options.cascade ? "?cascade=true" : "";
+    await this.#send(`Cannot delete volume ${JSON.stringify(name)}`, volumePath(name) + query, {
+      method: "DELETE",
+    });
+  }
+
+  /** `POST /v1/volumes/{volume}/snapshots`. */
+  createSnapshot(volume: string, name: string): Promise<SnapshotInfo> {
+    const action = `Cannot create snapshot ${JSON.stringify(`${volume}@${name}`)}`;
+    return this.#json(action, "POST", `${volumePath(volume)}/snapshots`, { name });
+  }
+
+  /** `GET /v1/volumes/{volume}/snapshots`. */
+  listSnapshots(volume: string): Promise<SnapshotInfo[]> {
+    const action = `Cannot list snapshots of volume ${JSON.stringify(volume)}`;
+    return this.#json(action, "GET", `${volumePath(volume)}/snapshots`);
+  }
+
+  /** `DELETE /v1/volumes/{volume}/snapshots/{name}`. */
+  async deleteSnapshot(volume: string, name: string): Promise<void> {
+    const action = `Cannot delete snapshot ${JSON.stringify(`${volume}@${name}`)}`;
+    const path = `${volumePath(volume)}/snapshots/${encodeURIComponent(name)}`;
+    await this.#send(action, path, { method: "DELETE" });
+  }
+
+  /** `GET /v1/cluster`. */
+  cluster(): Promise<{ members: MemberInfo[] }> {
+    return this.#json("Cannot show cluster status", "GET", "/v1/cluster");
+  }
+
+  async #json<T>(
+    action: string,
+    method: string,
+    path: string,
+    body?: unknown,
+    timeoutMs = this.#timeoutMs,
+  ): Promise<T> {
+    const init: RequestInit = { method };
+    if (body !== undefined) {
+      init.headers = { "content-type": "application/json" };
+      init.body = JSON.stringify(body);
+    }
+    return await readJson<T>(await this.#send(action, path, init, timeoutMs), action);
+  }
+
+  /**
+   * Sends a request; throws ApiError on a 4xx/5xx answer, Error when the node
+   * cannot be reached or does not answer within `timeoutMs` (null: no limit).
+   */
+  async #send(
+    action: string,
+    path: string,
+    init: RequestInit,
+    timeoutMs: number | null = this.#timeoutMs,
+  ): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (this.#token !== null) headers.set("authorization", `Bearer ${this.#token}`);
+    const signal = timeoutMs === null ? undefined : AbortSignal.timeout(timeoutMs);
+    let response: Response;
+    try {
+      response = await fetch(this.url + path, { ...init, headers, signal });
+    } catch (cause) {
+      if (cause instanceof DOMException && cause.name === "TimeoutError") {
+        const seconds = (timeoutMs ?? 0) / 1000;
+        const message = `${action}: the node at ${this.url} did not answer within ${seconds} s`;
+        throw new Error(message, { cause });
+      }
+      const { text, connecting } = fetchFailure(cause);
+      if (connecting) throw new Error(`Cannot reach node at ${this.url}: ${text}`, { cause });
+      throw new Error(`${action}: ${text}`, { cause });
+    }
+    if (response.ok) return response;
+    const detail = await errorText(response);
+    throw new ApiError(joinMessages(action, detail), response.status);
+  }
+}
+
+function imagePath(name: string): string {
+  return `/v1/images/${encodeURIComponent(name)}`;
+}
+
+function volumePath(name: string): string {
+  return `/v1/volumes/${encodeURIComponent(name)}`;
+}
+
+async function openFile(path: string, action: string): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(path);
+  } catch (cause) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    throw new Error(`${action}: cannot open ${path}: ${reason}`, { cause });
+  }
+}
+
+async function readJson<T>(response: Response, action: string): Promise<T> {
+  try {
+    return await response.json() as T;
+  } catch (cause) {
+    throw new Error(`${action}: the node's answer is not JSON`, { cause });
+  }
+}
+
+/** The `error` text of a JSON error answer, or the status line when there is none. */
+async function errorText(response: Response): Promise<string> {
+  const fallback = `HTTP ${response.status} ${response.statusText}`.trim();
+  const text = await response.text().catch(() => "");
+  try {
+    const error = JSON.parse(text)?.error;
+    if (typeof error === "string" && error !== "") return error;
+  } catch { /* not JSON */ }
+  return fallback;
+}
+
+/**
+ * Joins what was attempted with the node's message, Go-style. The node's
+ * messages already read "Cannot <action>: <state>"; one that repeats the action
+ * is used alone, and another's "Cannot" is lowered so the line reads as one chain.
+ */
+export function joinMessages(action: string, detail: string): string {
+  if (detail.startsWith(action)) return detail;
+  return `${action}: ${detail.replace(/^Cannot /, "cannot ")}`;
+}
+
+/**
+ * The useful part of a fetch failure, without Deno's "error sending request for
+ * url (...)", and whether it happened while connecting (Deno says "(Connect)",
+ * names DNS, or refuses the port itself) rather than later in the exchange.
+ */
+function fetchFailure(error: unknown): { text: string; connecting: boolean } {
+  let text = error instanceof Error ? error.message : String(error);
+  if (error instanceof Error && error.cause instanceof Error) text = error.cause.message;
+  text = text.replace(/^error sending request for url \([^)]*\): /, "");
+  const connecting = /\(Connect\)|dns error|are blocked/.test(text);
+  return { text: text.replace(/^client error \(Connect\): /, ""), connecting };
+}
