@@ -5,6 +5,7 @@ import { createApp } from "../http/app.ts";
 import { HashPool } from "../wasm/hash_pool.ts";
 import { type HashEngineName } from "../wasm/hash_pool.ts";
 import { parseHostPort } from "./address.ts";
+import { NbdServer, parseNbdAddress } from "../nbd/server.ts";
 
 /** Options of {@linkcode serve}, as the command line gives them. */
 export interface ServeOptions {
@@ -28,6 +29,7 @@ export interface Node {
 /** Starts a node and returns once it listens. */
 export async function serve(options: ServeOptions): Promise<Node> {
   const http = parseHostPort(options.http, "--http");
+  const nbdAddress = parseNbdAddress(options.nbd);
   const token = options.tokenFile === null ? null : await readToken(options.tokenFile);
   const engine = await LocalEngine.open({ dir: options.data });
   const id = await nodeId(options.data);
@@ -51,13 +53,18 @@ export async function serve(options: ServeOptions): Promise<Node> {
     onListen: (address) => listening.resolve(address),
   }, app.fetch);
   httpAddress = await listening.promise;
+  const nbd = await NbdServer.listen(store, nbdAddress);
+  const nbdUrl = "path" in nbd.address
+    ? `unix:${nbd.address.path}`
+    : `nbd://${nbd.address.hostname}:${nbd.address.port}`;
   console.error(
     `atoll ${options.version}: node ${id} serving http://${httpAddress.hostname}:${httpAddress.port}` +
-      ` data ${options.data}${token === null ? "" : " (token required)"}`,
+      ` nbd ${nbdUrl} data ${options.data}${token === null ? "" : " (token required)"}`,
   );
   let stopping: Promise<void> | null = null;
   const shutdown = () =>
     stopping ??= (async () => {
+      await nbd.close();
       await server.shutdown();
       await store.close();
     })();

@@ -25,7 +25,10 @@ export class FrozenView {
   }
 
   /** Reads `range` into `into` (or a new buffer). */
-  async readAt(range: ByteRange, into = new Uint8Array(range.length)): Promise<Uint8Array> {
+  async readAt(
+    range: ByteRange,
+    into: Uint8Array = new Uint8Array(range.length),
+  ): Promise<Uint8Array> {
     checkRange(range, this.sizeBytes, this.name);
     await readMapRange(this.engine, this.map, range, into);
     return into;

@@ -57,7 +57,10 @@ export class Volume {
   }
 
   /** Reads `range` into `into` (or a new buffer); never-written bytes are zeros. */
-  async readAt(range: ByteRange, into = new Uint8Array(range.length)): Promise<Uint8Array> {
+  async readAt(
+    range: ByteRange,
+    into: Uint8Array = new Uint8Array(range.length),
+  ): Promise<Uint8Array> {
     this.#checkOpen();
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
     await readMapRange(this.engine, this.#map, range, into);

@@ -14,6 +14,8 @@ export interface StartOptions {
   entry?: string;
   /** Working directory of the process (default: the project root). */
   cwd?: string;
+  /** NBD listen address (default a free loopback port). */
+  nbd?: string;
 }
 
 /** A running node process. */
@@ -22,8 +24,23 @@ export class TestNode {
     readonly process: Deno.ChildProcess,
     readonly data: string,
     readonly url: string,
+    /** `nbd://127.0.0.1:PORT` or `unix:PATH`. */
+    readonly nbd: string,
     readonly log: string[],
   ) {}
+
+  /** The NBD URI of an export, for qemu-img, nbdinfo and friends. */
+  nbdUri(exportName: string): string {
+    if (this.nbd.startsWith("unix:")) {
+      return `nbd+unix:///${exportName}?socket=${this.nbd.slice("unix:".length)}`;
+    }
+    return `${this.nbd}/${exportName}`;
+  }
+
+  /** The NBD port (TCP listeners only). */
+  get nbdPort(): number {
+    return Number(new URL(this.nbd.replace("nbd:", "http:")).port);
+  }
 
   /** fetch() relative to the node's URL. */
   fetch(path: string, init?: RequestInit): Promise<Response> {
@@ -61,6 +78,8 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
       data,
       "--http",
       "127.0.0.1:0",
+      "--nbd",
+      options.nbd ?? "127.0.0.1:0",
       ...(options.args ?? []),
     ],
     stdout: "null",
@@ -70,7 +89,7 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
   const log: string[] = [];
   const lines = process.stderr.pipeThrough(new TextDecoderStream()).getReader();
   let buffered = "";
-  const url = await new Promise<string>((resolve, reject) => {
+  const urls = await new Promise<{ http: string; nbd: string }>((resolve, reject) => {
     (async () => {
       for (;;) {
         const { value, done } = await lines.read();
@@ -81,14 +100,14 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
           const line = buffered.slice(0, newline);
           buffered = buffered.slice(newline + 1);
           log.push(line);
-          const match = line.match(/serving (http:\/\/[0-9.]+:\d+)/);
-          if (match) resolve(match[1]);
+          const match = line.match(/serving (http:\/\/[0-9.]+:\d+) nbd (\S+)/);
+          if (match) resolve({ http: match[1], nbd: match[2] });
         }
       }
       reject(new Error(`node exited before serving:\n${log.join("\n")}`));
     })().catch(reject);
   });
-  return new TestNode(process, data, url, log);
+  return new TestNode(process, data, urls.http, urls.nbd, log);
 }
 
 /** Removes a node's data directory. */

@@ -1,0 +1,256 @@
+/**
+ * The fixed newstyle handshake: greets, haggles options, and returns the export
+ * the client chose (or null when it left). A framing violation throws
+ * NbdFramingError and the caller closes the connection; an invalid option gets
+ * an error reply and the haggling goes on.
+ */
+import type { Store } from "../core/mod.ts";
+import type { ConnReader, ReplyWriter } from "./conn_io.ts";
+import { listExports, type NbdDevice, openExport, transmissionFlags } from "./device.ts";
+import {
+  exportNameBytesMax,
+  listedExportsMax,
+  metaQueriesMax,
+  optionBytesMax,
+  optionsMax,
+  preferredBlockBytes,
+  requestBytesMax,
+} from "./limits.ts";
+import {
+  baseAllocation,
+  baseAllocationId,
+  clientFlagsKnown,
+  encodeOptionReply,
+  handshakeFlags,
+  Info,
+  nbdMagic,
+  Option,
+  optionMagic,
+  Reply,
+} from "./protocol.ts";
+
+/** The client broke the protocol: close the connection. */
+export class NbdFramingError extends Error {
+  override name = "NbdFramingError";
+}
+
+/** What a successful handshake settled. */
+export interface Session {
+  device: NbdDevice;
+  structuredReplies: boolean;
+  /** base:allocation was selected with SET_META_CONTEXT for this export. */
+  baseAllocation: boolean;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Runs the handshake; null when the client aborted. */
+export async function handshake(
+  store: Store,
+  reader: ConnReader,
+  writer: ReplyWriter,
+): Promise<Session | null> {
+  const greeting = new Uint8Array(18);
+  const greetingView = new DataView(greeting.buffer);
+  greetingView.setBigUint64(0, nbdMagic);
+  greetingView.setBigUint64(8, optionMagic);
+  greetingView.setUint16(16, handshakeFlags.fixedNewstyle | handshakeFlags.noZeroes);
+  await writer.send(greeting);
+
+  const clientFlags = await readU32(reader);
+  if ((clientFlags & ~clientFlagsKnown) !== 0) {
+    throw new NbdFramingError(`unknown client flags 0x${clientFlags.toString(16)}`);
+  }
+  const noZeroes = (clientFlags & handshakeFlags.noZeroes) !== 0;
+  let structuredReplies = false;
+  let metaExport: string | null = null;
+
+  for (let count = 0; count < optionsMax; count++) {
+    const header = new Uint8Array(16);
+    await reader.readExact(header);
+    const view = new DataView(header.buffer);
+    if (view.getBigUint64(0) !== optionMagic) throw new NbdFramingError("bad option magic");
+    const option = view.getUint32(8);
+    const length = view.getUint32(12);
+    if (length > optionBytesMax) {
+      throw new NbdFramingError(`option ${option} of ${length} bytes exceeds ${optionBytesMax}`);
+    }
+    const data = new Uint8Array(length);
+    await reader.readExact(data);
+    const reply = (type: number, payload?: Uint8Array) =>
+      writer.send(encodeOptionReply(option, type, payload));
+    const error = (type: number, message: string) => reply(type, encoder.encode(message));
+
+    switch (option) {
+      case Option.exportName: {
+        const name = decodeName(data);
+        const device = name === null ? null : await openExport(store, name);
+        if (device === null) throw new NbdFramingError(`no export ${JSON.stringify(name)}`);
+        const answer = new Uint8Array(noZeroes ? 10 : 134);
+        const answerView = new DataView(answer.buffer);
+        answerView.setBigUint64(0, BigInt(device.sizeBytes));
+        answerView.setUint16(8, transmissionFlags(device));
+        await writer.send(answer);
+        return { device, structuredReplies, baseAllocation: metaExport === name };
+      }
+      case Option.abort:
+        await reply(Reply.ack).catch(() => {});
+        return null;
+      case Option.list:
+        if (length !== 0) {
+          await error(Reply.errInvalid, "LIST takes no data");
+          break;
+        }
+        for (const name of await listExports(store, listedExportsMax)) {
+          const bytes = encoder.encode(name);
+          const entry = new Uint8Array(4 + bytes.length);
+          new DataView(entry.buffer).setUint32(0, bytes.length);
+          entry.set(bytes, 4);
+          await reply(Reply.server, entry);
+        }
+        await reply(Reply.ack);
+        break;
+      case Option.info:
+      case Option.go: {
+        const request = parseInfoRequest(data);
+        if (request === null) {
+          await error(Reply.errInvalid, "malformed INFO/GO request");
+          break;
+        }
+        const device = request.name === null ? null : await openExport(store, request.name);
+        if (device === null) {
+          await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
+          break;
+        }
+        await sendInfo(reply, device, request.infos);
+        await reply(Reply.ack);
+        if (option === Option.go) {
+          return { device, structuredReplies, baseAllocation: metaExport === request.name };
+        }
+        break;
+      }
+      case Option.structuredReply:
+        if (length !== 0) {
+          await error(Reply.errInvalid, "STRUCTURED_REPLY takes no data");
+          break;
+        }
+        structuredReplies = true;
+        await reply(Reply.ack);
+        break;
+      case Option.listMetaContext:
+      case Option.setMetaContext: {
+        const request = parseMetaRequest(data);
+        if (request === null) {
+          await error(Reply.errInvalid, "malformed meta context request");
+          break;
+        }
+        if (option === Option.setMetaContext && !structuredReplies) {
+          await error(Reply.errInvalid, "SET_META_CONTEXT needs structured replies first");
+          break;
+        }
+        const device = request.name === null ? null : await openExport(store, request.name);
+        if (device === null) {
+          await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
+          break;
+        }
+        const wanted = request.queries.length === 0
+          ? option === Option.listMetaContext
+          : request.queries.some((query) => query === baseAllocation || query === "base:");
+        if (option === Option.setMetaContext) metaExport = wanted ? request.name : null;
+        if (wanted) {
+          const name = encoder.encode(baseAllocation);
+          const payload = new Uint8Array(4 + name.length);
+          new DataView(payload.buffer).setUint32(0, baseAllocationId);
+          payload.set(name, 4);
+          await reply(Reply.metaContext, payload);
+        }
+        await reply(Reply.ack);
+        break;
+      }
+      case Option.startTls:
+        await error(Reply.errUnsup, "TLS is not supported; use a unix socket or loopback");
+        break;
+      default:
+        await error(Reply.errUnsup, `option ${option} is not supported`);
+    }
+  }
+  throw new NbdFramingError(`more than ${optionsMax} options`);
+}
+
+async function sendInfo(
+  reply: (type: number, payload: Uint8Array) => Promise<void>,
+  device: NbdDevice,
+  infos: number[],
+): Promise<void> {
+  const exportInfo = new DataView(new ArrayBuffer(12));
+  exportInfo.setUint16(0, Info.export);
+  exportInfo.setBigUint64(2, BigInt(device.sizeBytes));
+  exportInfo.setUint16(10, transmissionFlags(device));
+  await reply(Reply.info, new Uint8Array(exportInfo.buffer));
+  // Block sizes go out whether asked or not: clients must learn the 32 MiB limit.
+  const sizes = new DataView(new ArrayBuffer(14));
+  sizes.setUint16(0, Info.blockSize);
+  sizes.setUint32(2, 1);
+  sizes.setUint32(6, preferredBlockBytes);
+  sizes.setUint32(10, requestBytesMax);
+  await reply(Reply.info, new Uint8Array(sizes.buffer));
+  if (infos.includes(Info.name)) {
+    const name = encoder.encode(device.name);
+    const payload = new Uint8Array(2 + name.length);
+    new DataView(payload.buffer).setUint16(0, Info.name);
+    payload.set(name, 2);
+    await reply(Reply.info, payload);
+  }
+}
+
+/** A name as the protocol allows it: UTF-8, no NUL, at most 4096 bytes; else null. */
+function decodeName(bytes: Uint8Array): string | null {
+  if (bytes.length > exportNameBytesMax || bytes.includes(0)) return null;
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
+/** INFO/GO data: u32 name length, name, u16 count, count × u16; null if it doesn't add up. */
+function parseInfoRequest(data: Uint8Array): { name: string | null; infos: number[] } | null {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  if (data.length < 6) return null;
+  const nameLength = view.getUint32(0);
+  if (nameLength > data.length - 6) return null;
+  const count = view.getUint16(4 + nameLength);
+  if (data.length !== 6 + nameLength + 2 * count) return null;
+  const infos = Array.from({ length: count }, (_, i) => view.getUint16(6 + nameLength + 2 * i));
+  return { name: decodeName(data.subarray(4, 4 + nameLength)), infos };
+}
+
+/** Meta context data: u32 name length, name, u32 count, count × (u32 length, query). */
+function parseMetaRequest(data: Uint8Array): { name: string | null; queries: string[] } | null {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  if (data.length < 8) return null;
+  const nameLength = view.getUint32(0);
+  if (nameLength > data.length - 8) return null;
+  const count = view.getUint32(4 + nameLength);
+  if (count > metaQueriesMax) return null;
+  const queries: string[] = [];
+  let at = 8 + nameLength;
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > data.length) return null;
+    const length = view.getUint32(at);
+    if (length > data.length - at - 4) return null;
+    const query = decodeName(data.subarray(at + 4, at + 4 + length));
+    if (query === null) return null;
+    queries.push(query);
+    at += 4 + length;
+  }
+  if (at !== data.length) return null;
+  return { name: decodeName(data.subarray(4, 4 + nameLength)), queries };
+}
+
+async function readU32(reader: ConnReader): Promise<number> {
+  const bytes = new Uint8Array(4);
+  await reader.readExact(bytes);
+  return new DataView(bytes.buffer).getUint32(0);
+}

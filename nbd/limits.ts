@@ -1,0 +1,29 @@
+/** Every limit of the NBD server, named with its unit, asserted together. */
+import { assert } from "../core/assert.ts";
+
+/** Largest READ or WRITE payload; advertised as the maximum block size. */
+export const requestBytesMax = 32 * 1024 * 1024;
+/** Preferred block size advertised to clients. */
+export const preferredBlockBytes = 4096;
+/** Largest option payload accepted during the handshake (names are ≤ 4096 bytes). */
+export const optionBytesMax = 64 * 1024;
+/** Longest export name, per the protocol's string rule. */
+export const exportNameBytesMax = 4096;
+/** Options one handshake may send before the server hangs up. */
+export const optionsMax = 256;
+/** Metadata context queries one option may carry. */
+export const metaQueriesMax = 64;
+/** Exports listed by NBD_OPT_LIST. */
+export const listedExportsMax = 10_000;
+/** Requests one connection may have in flight; reading pauses beyond it. */
+export const inflightRequestsMax = 64;
+/** Connections one node serves at once; more are closed at accept. */
+export const connectionsMax = 4096;
+/** Time a client has to finish the handshake. */
+export const handshakeTimeoutMs = 30_000;
+/** Extents one BLOCK_STATUS reply describes at most. */
+export const blockStatusExtentsMax = 4096;
+
+assert(exportNameBytesMax + 1024 <= optionBytesMax, "a GO option with a full-length name fits");
+assert(preferredBlockBytes <= requestBytesMax);
+assert(requestBytesMax <= 2 ** 25, "payloads up to 32 MiB are never treated as abuse");

@@ -1,0 +1,122 @@
+/**
+ * The NBD server of a node: listens on TCP (default 127.0.0.1:10809) or a unix
+ * socket, bounds connections, and runs handshake then transmission on each.
+ * Nothing a client sends can crash the node: every connection's failure ends at
+ * that connection.
+ */
+import type { Store } from "../core/mod.ts";
+import { ConnectionClosedError, ConnReader, ReplyWriter } from "./conn_io.ts";
+import { handshake, NbdFramingError } from "./handshake.ts";
+import { connectionsMax, handshakeTimeoutMs } from "./limits.ts";
+import { serveTransmission } from "./transmission.ts";
+
+/** Where to listen: `{hostname, port}` or `{path}` of a unix socket. */
+export type NbdAddress = { hostname: string; port: number } | { path: string };
+
+/** Parses `HOST:PORT` or `unix:PATH`. */
+export function parseNbdAddress(text: string): NbdAddress {
+  if (text.startsWith("unix:")) {
+    const path = text.slice("unix:".length);
+    if (path === "") throw new TypeError(`Cannot use --nbd ${text}: the socket path is empty`);
+    return { path };
+  }
+  const match = text.match(/^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) {
+    throw new TypeError(
+      `Cannot use --nbd ${JSON.stringify(text)}: expected HOST:PORT or unix:PATH`,
+    );
+  }
+  return { hostname: match[1] ?? match[2], port };
+}
+
+/** A listening NBD server. */
+export class NbdServer {
+  readonly address: NbdAddress;
+  #listener: Deno.Listener;
+  #store: Store;
+  #connections = new Set<Deno.Conn>();
+  #accepting: Promise<void>;
+  /** Connections served since start (for metrics). */
+  connectionsServed = 0;
+
+  private constructor(store: Store, listener: Deno.Listener, address: NbdAddress) {
+    this.#store = store;
+    this.#listener = listener;
+    this.address = address;
+    this.#accepting = this.#acceptLoop();
+  }
+
+  /** Starts listening at `address`. A stale unix socket file is replaced. */
+  static async listen(store: Store, address: NbdAddress): Promise<NbdServer> {
+    if ("path" in address) {
+      await Deno.remove(address.path).catch(() => {});
+      const listener = Deno.listen({ transport: "unix", path: address.path });
+      return new NbdServer(store, listener, address);
+    }
+    const listener = Deno.listen({ hostname: address.hostname, port: address.port });
+    const bound = listener.addr as Deno.NetAddr;
+    return new NbdServer(store, listener, { hostname: bound.hostname, port: bound.port });
+  }
+
+  /** Connections open now. */
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  /** Stops accepting and closes every connection. */
+  async close(): Promise<void> {
+    this.#listener.close();
+    for (const conn of this.#connections) closeQuietly(conn);
+    await this.#accepting;
+  }
+
+  async #acceptLoop(): Promise<void> {
+    for (;;) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch {
+        return; // listener closed
+      }
+      if (this.#connections.size >= connectionsMax) {
+        closeQuietly(conn);
+        continue;
+      }
+      if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+      this.#connections.add(conn);
+      this.connectionsServed++;
+      this.#serve(conn).finally(() => {
+        this.#connections.delete(conn);
+        closeQuietly(conn);
+      });
+    }
+  }
+
+  async #serve(conn: Deno.Conn): Promise<void> {
+    const reader = new ConnReader(conn);
+    const writer = new ReplyWriter(conn);
+    const timer = setTimeout(() => closeQuietly(conn), handshakeTimeoutMs);
+    try {
+      const session = await handshake(this.#store, reader, writer).finally(() =>
+        clearTimeout(timer)
+      );
+      if (session !== null) await serveTransmission(session, reader, writer);
+    } catch (error) {
+      if (error instanceof ConnectionClosedError || error instanceof Deno.errors.BadResource) {
+        return;
+      }
+      if (error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe) {
+        return;
+      }
+      if (error instanceof NbdFramingError) return;
+      console.error(`nbd: connection failed: ${error}`);
+    }
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}

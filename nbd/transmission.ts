@@ -1,0 +1,241 @@
+/**
+ * The transmission phase: reads requests, validates each once at the edge,
+ * runs valid ones concurrently (bounded per connection) and answers through the
+ * connection's ordered writer. A framing violation ends the connection; an
+ * invalid request gets an error reply and the connection goes on.
+ */
+import { CorruptionError, NotFoundError } from "../core/mod.ts";
+import { assert } from "../core/assert.ts";
+import type { ConnReader, ReplyWriter } from "./conn_io.ts";
+import type { Session } from "./handshake.ts";
+import { NbdFramingError } from "./handshake.ts";
+import { blockStatusExtentsMax, inflightRequestsMax, requestBytesMax } from "./limits.ts";
+import {
+  baseAllocationId,
+  Chunk,
+  chunkFlagDone,
+  Command,
+  CommandFlag,
+  commandFlagsKnown,
+  decodeRequest,
+  encodeChunkHeader,
+  encodeSimpleReply,
+  NbdError,
+  type Request,
+  requestHeaderBytes,
+  State,
+} from "./protocol.ts";
+
+/** Flags each command accepts besides FUA (accepted on every command). */
+const flagsAllowed: Record<number, number> = {
+  [Command.read]: CommandFlag.df,
+  [Command.write]: 0,
+  [Command.flush]: 0,
+  [Command.trim]: 0,
+  [Command.cache]: 0,
+  [Command.writeZeroes]: CommandFlag.noHole | CommandFlag.fastZero,
+  [Command.blockStatus]: CommandFlag.reqOne,
+  [Command.disc]: 0,
+};
+const writeCommands = new Set<number>([Command.write, Command.trim, Command.writeZeroes]);
+
+/** Serves requests until the client disconnects or breaks the protocol. */
+export async function serveTransmission(
+  session: Session,
+  reader: ConnReader,
+  writer: ReplyWriter,
+): Promise<void> {
+  const inflight = new Set<Promise<void>>();
+  const header = new Uint8Array(requestHeaderBytes);
+  try {
+    for (;;) {
+      await reader.readExact(header);
+      const request = decodeRequest(header);
+      if (request === null) throw new NbdFramingError("bad request magic");
+      let payload: Uint8Array | null = null;
+      if (request.type === Command.write) {
+        // Payloads over 32 MiB may be treated as abuse (proto.md): hang up.
+        if (request.length > requestBytesMax) {
+          throw new NbdFramingError(`WRITE payload of ${request.length} bytes`);
+        }
+        payload = new Uint8Array(request.length);
+        await reader.readExact(payload);
+      }
+      if (request.type === Command.disc) break;
+      const error = validate(session, request);
+      const task = error !== 0
+        ? writer.send(encodeSimpleReply(request.cookie, error))
+        : execute(session, writer, request, payload);
+      inflight.add(task);
+      task.catch(() => {}).finally(() => inflight.delete(task));
+      while (inflight.size >= inflightRequestsMax) await Promise.race(inflight);
+    }
+  } finally {
+    await Promise.allSettled(inflight);
+  }
+}
+
+/** 0 when the request may run, else the NBD error to answer. */
+function validate(session: Session, request: Request): number {
+  const { device } = session;
+  const allowed = flagsAllowed[request.type];
+  if (allowed === undefined) return NbdError.inval;
+  if ((request.flags & ~commandFlagsKnown) !== 0) return NbdError.inval;
+  if ((request.flags & ~(allowed | CommandFlag.fua)) !== 0) return NbdError.inval;
+  if (
+    request.type === Command.read && (request.flags & CommandFlag.df) && !session.structuredReplies
+  ) {
+    return NbdError.inval;
+  }
+  if (writeCommands.has(request.type) && !device.canWrite) return NbdError.perm;
+  if (request.type === Command.flush) {
+    return request.offset === 0n && request.length === 0 ? 0 : NbdError.inval;
+  }
+  if (request.type === Command.blockStatus && !session.baseAllocation) return NbdError.inval;
+  if (request.type === Command.read && request.length > requestBytesMax) return NbdError.inval;
+  if (request.offset + BigInt(request.length) > BigInt(device.sizeBytes)) {
+    return request.type === Command.write || request.type === Command.writeZeroes
+      ? NbdError.nospc
+      : NbdError.inval;
+  }
+  if (request.type === Command.blockStatus && request.length === 0) return NbdError.inval;
+  return 0;
+}
+
+/** Runs a validated request and sends its reply. */
+async function execute(
+  session: Session,
+  writer: ReplyWriter,
+  request: Request,
+  payload: Uint8Array | null,
+): Promise<void> {
+  const { device } = session;
+  const offset = Number(request.offset);
+  const range = { offset, length: request.length };
+  const fua = (request.flags & CommandFlag.fua) !== 0;
+  try {
+    switch (request.type) {
+      case Command.read:
+        return await sendRead(session, writer, request);
+      case Command.write:
+        assert(payload !== null);
+        await device.write(offset, payload, fua);
+        break;
+      case Command.flush:
+        await device.flush();
+        break;
+      case Command.trim:
+        await device.trim(range, fua);
+        break;
+      case Command.writeZeroes:
+        await device.zero(range, fua);
+        break;
+      case Command.cache:
+        if (fua) await device.flush();
+        break;
+      case Command.blockStatus:
+        return await sendBlockStatus(session, writer, request);
+    }
+  } catch (error) {
+    return await sendError(session, writer, request, errorCode(error));
+  }
+  await writer.send(encodeSimpleReply(request.cookie, 0));
+}
+
+async function sendRead(session: Session, writer: ReplyWriter, request: Request): Promise<void> {
+  const { device } = session;
+  const range = { offset: Number(request.offset), length: request.length };
+  let data: Uint8Array;
+  try {
+    data = new Uint8Array(request.length);
+    if (!session.structuredReplies || (request.flags & CommandFlag.df) || request.length === 0) {
+      await device.read(range, data);
+      if (!session.structuredReplies) {
+        return await writer.send(encodeSimpleReply(request.cookie, 0), data);
+      }
+      return await sendDataChunk(writer, request, range.offset, data, true);
+    }
+    const extents = device.extents(range);
+    for (const [index, extent] of extents.entries()) {
+      const last = index === extents.length - 1;
+      if (extent.zero) {
+        const { bytes, view } = encodeChunkHeader(request.cookie, {
+          type: Chunk.offsetHole,
+          flags: last ? chunkFlagDone : 0,
+          payloadBytes: 12,
+        }, 12);
+        view.setBigUint64(20, BigInt(extent.offset));
+        view.setUint32(28, extent.length);
+        await writer.send(bytes);
+      } else {
+        const part = data.subarray(
+          extent.offset - range.offset,
+          extent.offset - range.offset + extent.length,
+        );
+        await device.read({ offset: extent.offset, length: extent.length }, part);
+        await sendDataChunk(writer, request, extent.offset, part, last);
+      }
+    }
+  } catch (error) {
+    return await sendError(session, writer, request, errorCode(error));
+  }
+}
+
+function sendDataChunk(
+  writer: ReplyWriter,
+  request: Request,
+  offset: number,
+  data: Uint8Array,
+  last: boolean,
+): Promise<void> {
+  const { bytes, view } = encodeChunkHeader(request.cookie, {
+    type: Chunk.offsetData,
+    flags: last ? chunkFlagDone : 0,
+    payloadBytes: 8 + data.length,
+  }, 8);
+  view.setBigUint64(20, BigInt(offset));
+  return writer.send(bytes, data);
+}
+
+async function sendBlockStatus(session: Session, writer: ReplyWriter, request: Request) {
+  const range = { offset: Number(request.offset), length: request.length };
+  let extents = session.device.extents(range);
+  if (request.flags & CommandFlag.reqOne) extents = extents.slice(0, 1);
+  extents = extents.slice(0, blockStatusExtentsMax);
+  const { bytes, view } = encodeChunkHeader(request.cookie, {
+    type: Chunk.blockStatus,
+    flags: chunkFlagDone,
+    payloadBytes: 4 + 8 * extents.length,
+  }, 4 + 8 * extents.length);
+  view.setUint32(20, baseAllocationId);
+  extents.forEach((extent, i) => {
+    view.setUint32(24 + 8 * i, extent.length);
+    view.setUint32(28 + 8 * i, extent.zero ? State.hole | State.zero : 0);
+  });
+  await writer.send(bytes);
+}
+
+/** An error reply: a structured ERROR chunk when negotiated, else a simple reply. */
+async function sendError(session: Session, writer: ReplyWriter, request: Request, error: number) {
+  if (!session.structuredReplies) {
+    return await writer.send(encodeSimpleReply(request.cookie, error));
+  }
+  const { bytes, view } = encodeChunkHeader(request.cookie, {
+    type: Chunk.error,
+    flags: chunkFlagDone,
+    payloadBytes: 6,
+  }, 6);
+  view.setUint32(20, error);
+  view.setUint16(24, 0);
+  await writer.send(bytes);
+}
+
+/** The one mapping from internal errors to NBD error codes. */
+export function errorCode(error: unknown): number {
+  if (error instanceof RangeError) return NbdError.inval;
+  if (error instanceof NotFoundError || error instanceof CorruptionError) return NbdError.io;
+  const code = (error as { code?: string }).code;
+  if (code === "ENOSPC" || code === "EDQUOT" || code === "EFBIG") return NbdError.nospc;
+  console.error(`nbd: request failed: ${error}`);
+  return NbdError.io;
+}
