@@ -8,6 +8,13 @@ set -euo pipefail
 declare -A tools=(
   [curl]=curl
   [script]=util-linux
+  [qemu-img]=qemu-utils
+  [qemu-io]=qemu-utils
+  [nbdinfo]=libnbd-bin
+  [nbdcopy]=libnbd-bin
+  [nbdsh]=python3-libnbd
+  [fio]=fio
+  [nbdkit]=nbdkit
 )
 
 missing=()
