@@ -21,6 +21,8 @@ export const inflightRequestsMax = 64;
 export const connectionsMax = 4096;
 /** Time a client has to finish the handshake. */
 export const handshakeTimeoutMs = 30_000;
+/** Payload buffer bytes one connection keeps for reuse. */
+export const pooledBufferBytesMax = 64 * 1024 * 1024;
 /** Extents one BLOCK_STATUS reply describes at most. */
 export const blockStatusExtentsMax = 4096;
 

@@ -6,10 +6,16 @@
  */
 import { CorruptionError, NotFoundError } from "../core/mod.ts";
 import { assert } from "../core/assert.ts";
+import { BufferPool } from "./buffer_pool.ts";
 import type { ConnReader, ReplyWriter } from "./conn_io.ts";
 import type { Session } from "./handshake.ts";
 import { NbdFramingError } from "./handshake.ts";
-import { blockStatusExtentsMax, inflightRequestsMax, requestBytesMax } from "./limits.ts";
+import {
+  blockStatusExtentsMax,
+  inflightRequestsMax,
+  pooledBufferBytesMax,
+  requestBytesMax,
+} from "./limits.ts";
 import {
   baseAllocationId,
   Chunk,
@@ -47,6 +53,7 @@ export async function serveTransmission(
 ): Promise<void> {
   const inflight = new Set<Promise<void>>();
   const header = new Uint8Array(requestHeaderBytes);
+  const buffers = new BufferPool(pooledBufferBytesMax);
   try {
     for (;;) {
       await reader.readExact(header);
@@ -58,14 +65,15 @@ export async function serveTransmission(
         if (request.length > requestBytesMax) {
           throw new NbdFramingError(`WRITE payload of ${request.length} bytes`);
         }
-        payload = new Uint8Array(request.length);
+        payload = buffers.acquire(request.length);
         await reader.readExact(payload);
       }
       if (request.type === Command.disc) break;
       const error = validate(session, request);
       const task = error !== 0
         ? writer.send(encodeSimpleReply(request.cookie, error))
-        : execute(session, writer, request, payload);
+        : execute(session, writer, buffers, request, payload);
+      if (payload !== null) task.finally(() => buffers.release(payload)).catch(() => {});
       inflight.add(task);
       task.catch(() => {}).finally(() => inflight.delete(task));
       while (inflight.size >= inflightRequestsMax) await Promise.race(inflight);
@@ -106,6 +114,7 @@ function validate(session: Session, request: Request): number {
 async function execute(
   session: Session,
   writer: ReplyWriter,
+  buffers: BufferPool,
   request: Request,
   payload: Uint8Array | null,
 ): Promise<void> {
@@ -116,7 +125,7 @@ async function execute(
   try {
     switch (request.type) {
       case Command.read:
-        return await sendRead(session, writer, request);
+        return await sendRead(session, writer, buffers, request);
       case Command.write:
         assert(payload !== null);
         await device.write(offset, payload, fua);
@@ -142,12 +151,30 @@ async function execute(
   await writer.send(encodeSimpleReply(request.cookie, 0));
 }
 
-async function sendRead(session: Session, writer: ReplyWriter, request: Request): Promise<void> {
+async function sendRead(
+  session: Session,
+  writer: ReplyWriter,
+  buffers: BufferPool,
+  request: Request,
+): Promise<void> {
+  const data = buffers.acquire(request.length);
+  try {
+    await readInto(session, writer, request, data);
+  } finally {
+    buffers.release(data);
+  }
+}
+
+/** Reads and sends; `data` may be reused once this resolves (every send was written). */
+async function readInto(
+  session: Session,
+  writer: ReplyWriter,
+  request: Request,
+  data: Uint8Array,
+): Promise<void> {
   const { device } = session;
   const range = { offset: Number(request.offset), length: request.length };
-  let data: Uint8Array;
   try {
-    data = new Uint8Array(request.length);
     if (!session.structuredReplies || (request.flags & CommandFlag.df) || request.length === 0) {
       await device.read(range, data);
       if (!session.structuredReplies) {
