@@ -28,15 +28,19 @@ export class FdCache {
 
   /**
    * An open descriptor for `path`, or null when the file does not exist and
-   * `create` is false.
+   * `create` is false (or, with `ifCached`, when it is not already open).
    */
-  get(path: string, options: { writable: boolean; create: boolean }): number | null {
+  get(
+    path: string,
+    options: { writable: boolean; create: boolean; ifCached?: boolean },
+  ): number | null {
     const cached = this.#entries.get(path);
     if (cached !== undefined && (cached.writable || !options.writable)) {
       this.#entries.delete(path);
       this.#entries.set(path, cached);
       return cached.fd;
     }
+    if (options.ifCached) return null;
     if (cached !== undefined) this.#close(path, cached);
     let flags = options.writable ? fs.constants.O_RDWR : fs.constants.O_RDONLY;
     if (options.create) flags |= fs.constants.O_CREAT;

@@ -37,6 +37,8 @@ export class BlockMap {
   readonly count: number;
   #kinds: Uint8Array;
   #refs: Uint8Array;
+  /** Decoded entries, filled as they are read: the hot path reads the same few often. */
+  #decoded: (MapEntry | undefined)[] | null = null;
 
   constructor(options: { sizeBytes: number; blockSize: number }) {
     const { sizeBytes, blockSize } = options;
@@ -59,6 +61,11 @@ export class BlockMap {
   /** The entry at `index`. */
   get(index: number): MapEntry {
     assert(index >= 0 && index < this.count, `map index ${index} of ${this.count}`);
+    this.#decoded ??= new Array(this.count);
+    return this.#decoded[index] ??= this.#decode(index);
+  }
+
+  #decode(index: number): MapEntry {
     const ref = this.#refs.subarray(index * refBytes, (index + 1) * refBytes);
     switch (this.#kinds[index]) {
       case kindZero:
@@ -81,6 +88,7 @@ export class BlockMap {
   /** Sets entry `index`. */
   set(index: number, entry: MapEntry): void {
     assert(index >= 0 && index < this.count, `map index ${index} of ${this.count}`);
+    if (this.#decoded !== null) this.#decoded[index] = undefined;
     const ref = this.#refs.subarray(index * refBytes, (index + 1) * refBytes);
     ref.fill(0);
     if (entry.kind === "zero") {
@@ -111,7 +119,8 @@ export class BlockMap {
     const blocks = new Set<string>();
     const objects = new Set<string>();
     for (let index = 0; index < this.count; index++) {
-      const entry = this.get(index);
+      if (this.#kinds[index] === kindZero) continue;
+      const entry = this.#decode(index);
       if (entry.kind === "block") blocks.add(entry.hash);
       if (entry.kind === "object") objects.add(entry.name);
     }

@@ -44,8 +44,17 @@ export interface Engine {
 
   /** Reads `range` of an object into `into`; never-written bytes read as zeros. */
   readObject(name: string, range: ByteRange, into: Uint8Array): Promise<void>;
-  /** Writes `data` at `offset` in an object, creating it when missing. */
-  writeObject(name: string, offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * Writes `data` at `offset` in an object, creating it when missing. With
+   * `truncate`, whatever the object held before is discarded first, so the
+   * rest of it reads as zeros.
+   */
+  writeObject(
+    name: string,
+    offset: number,
+    data: Uint8Array,
+    options?: { truncate?: boolean },
+  ): Promise<void>;
   /** Removes an object; removing a missing object is not an error. */
   deleteObject(name: string): Promise<void>;
   /** Every stored object name. */

@@ -91,6 +91,16 @@ export function engineContract(label: string, factory: EngineFactory): void {
     assert.deepEqual(read, new Uint8Array(100));
   });
 
+  test("writeObject() with truncate discards what the object held", async (engine) => {
+    await engine.writeObject(objectX, 0, bytes(300, 1));
+    await engine.writeObject(objectX, 100, bytes(10, 2), { truncate: true });
+    const read = new Uint8Array(300).fill(9);
+    await engine.readObject(objectX, { offset: 0, length: 300 }, read);
+    const expected = new Uint8Array(300);
+    expected.set(bytes(10, 2), 100);
+    assert.deepEqual(read, expected);
+  });
+
   test("putMeta() is a compare-and-set on versions", async (engine) => {
     assert.equal(await engine.getMeta("volume/a"), null);
     assert.equal(await engine.putMeta("volume/a", bytes(3, 1), 0), 1);

@@ -19,7 +19,7 @@ export const nameLengthMax = 128;
 /** Largest metadata value (a map with its record). */
 export const metaValueBytesMax = 600 * 1024 * 1024;
 /** Files the local engine keeps open at once for reads and writes. */
-export const openFilesMax = 256;
+export const openFilesMax = 1024;
 /** Blocks one upload keeps in flight (hashing or being written). */
 export const uploadBlocksInFlightMax = 8;
 /** Uploads that may run at once on one node. */

@@ -15,7 +15,7 @@
  * putMeta() resolves.
  */
 import * as fs from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { assert } from "./assert.ts";
 import type { ByteRange, Engine, MetaEntry } from "./engine.ts";
@@ -48,6 +48,8 @@ export class LocalEngine implements Engine {
   #unsynced = new Map<string, { tmp: string }>();
   #flushing = new Mutex();
   #tmpCounter = 0;
+  /** Object directories known to exist. */
+  #objectDirs = new Set<string>();
   #closed = false;
 
   private constructor(dir: string, lock: Deno.FsFile) {
@@ -57,7 +59,7 @@ export class LocalEngine implements Engine {
 
   /** Opens (creating) a data directory and takes its lock. */
   static async open(options: LocalEngineOptions): Promise<LocalEngine> {
-    const dir = options.dir;
+    const dir = resolve(options.dir);
     for (const sub of ["blocks", "objects", "meta", "tmp"]) {
       fs.mkdirSync(join(dir, sub), { recursive: true });
     }
@@ -147,19 +149,32 @@ export class LocalEngine implements Engine {
     return Promise.resolve();
   }
 
-  writeObject(name: string, offset: number, data: Uint8Array): Promise<void> {
+  writeObject(
+    name: string,
+    offset: number,
+    data: Uint8Array,
+    options: { truncate?: boolean } = {},
+  ): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
     const path = this.#objectPath(name);
-    let fd = this.#files.get(path, { writable: true, create: false });
-    if (fd === null) {
-      const dir = join(this.dir, "objects", name.slice(0, 32));
-      fs.mkdirSync(dir, { recursive: true });
-      fd = this.#files.get(path, { writable: true, create: true })!;
-      this.#dirtyDirs.add(dir);
-    }
+    const fd = this.#files.get(path, { writable: true, create: false, ifCached: true }) ??
+      this.#createObjectFile(name, path);
+    if (options.truncate) fs.ftruncateSync(fd, 0);
     writeAll(fd, data, offset);
     this.#files.markDirty(path);
     return Promise.resolve();
+  }
+
+  /** Opens an object file, creating it and its directory as needed (no failing probe first). */
+  #createObjectFile(name: string, path: string): number {
+    const dir = join(this.dir, "objects", name.slice(0, 32));
+    if (!this.#objectDirs.has(dir)) {
+      fs.mkdirSync(dir, { recursive: true });
+      this.#objectDirs.add(dir);
+    }
+    // The file may be new: its directory entry must reach disk with the next flush.
+    this.#dirtyDirs.add(dir);
+    return this.#files.get(path, { writable: true, create: true })!;
   }
 
   deleteObject(name: string): Promise<void> {
@@ -308,7 +323,7 @@ export class LocalEngine implements Engine {
   }
 
   #objectPath(name: string): string {
-    return join(this.dir, "objects", name.slice(0, 32), name.slice(33));
+    return `${this.dir}/objects/${name.slice(0, 32)}/${name.slice(33)}`;
   }
 
   #metaPath(key: string): string {

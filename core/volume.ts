@@ -9,7 +9,7 @@
  * crash only names objects whose writes were flushed with it.
  */
 import { assert } from "./assert.ts";
-import { BlockMap, type MapEntry, objectName, parseObjectName } from "./block_map.ts";
+import { BlockMap, type MapEntry, objectName } from "./block_map.ts";
 import type { ByteRange, Engine } from "./engine.ts";
 import { NotFoundError } from "./errors.ts";
 import { checkRange, type Extent, mapExtents, readEntry, readMapRange, spansOf } from "./map_io.ts";
@@ -31,12 +31,15 @@ export class Volume {
   #deleted = false;
   #mutex = new Mutex();
   #scratch: Uint8Array | null = null;
+  /** Object names this volume writes in place start with this: `UID.GENERATION.` */
+  #ownedPrefix: string;
 
   constructor(engine: Engine, header: VolumeHeader, map: BlockMap, version: number) {
     this.engine = engine;
     this.#header = header;
     this.#map = map;
     this.#version = version;
+    this.#ownedPrefix = `${header.uid}.${header.generation}.`;
   }
 
   /** The volume's name. */
@@ -128,6 +131,7 @@ export class Volume {
       await this.engine.flush();
       const frozen = this.#map.clone();
       this.#header = { ...this.#header, generation: this.#header.generation + 1 };
+      this.#ownedPrefix = `${this.#header.uid}.${this.#header.generation}.`;
       await this.#persist();
       return frozen;
     });
@@ -140,8 +144,7 @@ export class Volume {
 
   /** True when `name` is an object this volume may write in place. */
   owns(name: string): boolean {
-    const { uid, generation } = parseObjectName(name);
-    return uid === this.#header.uid && generation === this.#header.generation;
+    return name.startsWith(this.#ownedPrefix);
   }
 
   /** Deletes the volume's record; later calls on this instance throw NotFoundError. */
@@ -162,9 +165,8 @@ export class Volume {
     const spanBytes = this.#map.spanBytes(span.index);
     if (entry.kind === "zero") {
       // A leftover of this name can only hold unflushed bytes from before a
-      // crash: start from an empty, sparse object.
-      await this.engine.deleteObject(name);
-      await this.engine.writeObject(name, span.offset, chunk);
+      // crash, or bytes since trimmed: start from an empty, sparse object.
+      await this.engine.writeObject(name, span.offset, chunk, { truncate: true });
     } else if (span.length === spanBytes) {
       await this.engine.writeObject(name, 0, chunk);
     } else {

@@ -1,5 +1,5 @@
 /**
- * Reusable payload buffers for one connection. A fresh buffer per request pays
+ * Reusable payload buffers for the NBD server. A fresh buffer per request pays
  * first-touch page faults on every byte (PERFORMANCE-NOTES: a new 1 MiB array
  * per read cut sequential reads to ~0.15× nbdkit), so buffers are kept in
  * power-of-two size classes and handed out again.
@@ -8,12 +8,16 @@ import { assert } from "../core/assert.ts";
 
 const classMinBytes = 4096;
 
-/** Free lists of buffers by size class, holding at most `pooledBytesMax` bytes. */
+/**
+ * Free lists of buffers by size class, shared by every connection of a node:
+ * at most `pooledBytesMax` bytes are kept in all, and no single buffer larger
+ * than `bufferBytesMax` (rare huge requests allocate and let go).
+ */
 export class BufferPool {
   #free = new Map<number, Uint8Array[]>();
   #pooledBytes = 0;
 
-  constructor(readonly pooledBytesMax: number) {}
+  constructor(readonly pooledBytesMax: number, readonly bufferBytesMax: number) {}
 
   /** A buffer of exactly `length` bytes (a view of a pooled, class-sized one). */
   acquire(length: number): Uint8Array {
@@ -28,6 +32,7 @@ export class BufferPool {
   release(view: Uint8Array): void {
     const whole = new Uint8Array(view.buffer);
     assert(whole.length === classOf(whole.length), "only pooled buffers come back");
+    if (whole.length > this.bufferBytesMax) return;
     if (this.#pooledBytes + whole.length > this.pooledBytesMax) return;
     let list = this.#free.get(whole.length);
     if (list === undefined) this.#free.set(whole.length, list = []);

@@ -12,6 +12,8 @@ export class ConnectionClosedError extends Error {
   override name = "ConnectionClosedError";
 }
 
+/** A connection's read buffer starts small (idle connections are cheap) and grows. */
+const readBufferBytesMin = 4 * 1024;
 const readBufferBytes = 256 * 1024;
 const stagingBytes = 256 * 1024;
 /** Parts at least this large are written without copying. */
@@ -20,7 +22,7 @@ const directWriteBytes = 64 * 1024;
 /** Reads exact byte counts from a connection. */
 export class ConnReader {
   #conn: Deno.Conn;
-  #buffer = new Uint8Array(readBufferBytes);
+  #buffer = new Uint8Array(readBufferBytesMin);
   #start = 0;
   #end = 0;
 
@@ -52,6 +54,12 @@ export class ConnReader {
           got === 0 ? "connection closed" : "connection closed inside a frame",
         );
       }
+      if (n === this.#buffer.length && n < readBufferBytes) {
+        // A full read means a busy client: grow, keeping the bytes just read.
+        const grown = new Uint8Array(Math.min(readBufferBytes, n * 4));
+        grown.set(this.#buffer);
+        this.#buffer = grown;
+      }
       this.#start = 0;
       this.#end = n;
       const take = Math.min(n, missing);
@@ -63,7 +71,7 @@ export class ConnReader {
 
   /** Reads and throws away `length` bytes (an oversized payload), in bounded steps. */
   async skip(length: number): Promise<void> {
-    const scratch = new Uint8Array(Math.min(length, readBufferBytes));
+    const scratch = new Uint8Array(Math.min(length, readBufferBytesMin));
     for (let left = length; left > 0; left -= scratch.length) {
       await this.readExact(scratch.subarray(0, Math.min(left, scratch.length)));
     }
@@ -81,7 +89,7 @@ export class ReplyWriter {
   #queue: Pending[] = [];
   #writing = false;
   #failed: Error | null = null;
-  #staging = new Uint8Array(stagingBytes);
+  #staging: Uint8Array | null = null;
 
   constructor(conn: Deno.Conn) {
     this.#conn = conn;
@@ -104,7 +112,7 @@ export class ReplyWriter {
         await this.#writeBatch(batch.flatMap((pending) => pending.parts));
         for (const pending of batch) pending.done.resolve();
       } catch (error) {
-        this.#failed = error instanceof Error ? error : new Error(String(error));
+        this.#failed = new ConnectionClosedError(`cannot send reply: ${error}`, { cause: error });
         for (const pending of [...batch, ...this.#queue.splice(0)]) {
           pending.done.reject(this.#failed);
         }
@@ -114,20 +122,23 @@ export class ReplyWriter {
   }
 
   async #writeBatch(parts: Uint8Array[]): Promise<void> {
+    if (parts.length === 1) return await this.#writeAll(parts[0]);
+    this.#staging ??= new Uint8Array(stagingBytes);
+    const staging = this.#staging;
     let staged = 0;
     for (const part of parts) {
       if (part.length >= directWriteBytes || staged + part.length > stagingBytes) {
-        if (staged > 0) await this.#writeAll(this.#staging.subarray(0, staged));
+        if (staged > 0) await this.#writeAll(staging.subarray(0, staged));
         staged = 0;
       }
       if (part.length >= directWriteBytes) {
         await this.#writeAll(part);
       } else {
-        this.#staging.set(part, staged);
+        staging.set(part, staged);
         staged += part.length;
       }
     }
-    if (staged > 0) await this.#writeAll(this.#staging.subarray(0, staged));
+    if (staged > 0) await this.#writeAll(staging.subarray(0, staged));
   }
 
   async #writeAll(bytes: Uint8Array): Promise<void> {

@@ -118,7 +118,7 @@ export async function handshake(
           await error(Reply.errInvalid, "malformed INFO/GO request");
           break;
         }
-        const device = request.name === null ? null : await openExport(store, request.name);
+        const device = await openExport(store, request.name);
         if (device === null) {
           await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
           break;
@@ -149,7 +149,7 @@ export async function handshake(
           await error(Reply.errInvalid, "SET_META_CONTEXT needs structured replies first");
           break;
         }
-        const device = request.name === null ? null : await openExport(store, request.name);
+        const device = await openExport(store, request.name);
         if (device === null) {
           await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
           break;
@@ -215,7 +215,7 @@ function decodeName(bytes: Uint8Array): string | null {
 }
 
 /** INFO/GO data: u32 name length, name, u16 count, count × u16; null if it doesn't add up. */
-function parseInfoRequest(data: Uint8Array): { name: string | null; infos: number[] } | null {
+function parseInfoRequest(data: Uint8Array): { name: string; infos: number[] } | null {
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   if (data.length < 6) return null;
   const nameLength = view.getUint32(0);
@@ -223,11 +223,12 @@ function parseInfoRequest(data: Uint8Array): { name: string | null; infos: numbe
   const count = view.getUint16(4 + nameLength);
   if (data.length !== 6 + nameLength + 2 * count) return null;
   const infos = Array.from({ length: count }, (_, i) => view.getUint16(6 + nameLength + 2 * i));
-  return { name: decodeName(data.subarray(4, 4 + nameLength)), infos };
+  const name = decodeName(data.subarray(4, 4 + nameLength));
+  return name === null ? null : { name, infos };
 }
 
 /** Meta context data: u32 name length, name, u32 count, count × (u32 length, query). */
-function parseMetaRequest(data: Uint8Array): { name: string | null; queries: string[] } | null {
+function parseMetaRequest(data: Uint8Array): { name: string; queries: string[] } | null {
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   if (data.length < 8) return null;
   const nameLength = view.getUint32(0);
@@ -246,7 +247,8 @@ function parseMetaRequest(data: Uint8Array): { name: string | null; queries: str
     at += 4 + length;
   }
   if (at !== data.length) return null;
-  return { name: decodeName(data.subarray(4, 4 + nameLength)), queries };
+  const name = decodeName(data.subarray(4, 4 + nameLength));
+  return name === null ? null : { name, queries };
 }
 
 async function readU32(reader: ConnReader): Promise<number> {

@@ -21,8 +21,10 @@ export const inflightRequestsMax = 64;
 export const connectionsMax = 4096;
 /** Time a client has to finish the handshake. */
 export const handshakeTimeoutMs = 30_000;
-/** Payload buffer bytes one connection keeps for reuse. */
-export const pooledBufferBytesMax = 64 * 1024 * 1024;
+/** Payload buffer bytes the node keeps for reuse, across all connections. */
+export const pooledBufferBytesMax = 128 * 1024 * 1024;
+/** Largest single buffer kept for reuse (a 4 MiB block; larger requests are rare). */
+export const pooledBufferSizeMax = 4 * 1024 * 1024;
 /** Extents one BLOCK_STATUS reply describes at most. */
 export const blockStatusExtentsMax = 4096;
 

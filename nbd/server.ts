@@ -7,7 +7,13 @@
 import type { Store } from "../core/mod.ts";
 import { ConnectionClosedError, ConnReader, ReplyWriter } from "./conn_io.ts";
 import { handshake, NbdFramingError } from "./handshake.ts";
-import { connectionsMax, handshakeTimeoutMs } from "./limits.ts";
+import {
+  connectionsMax,
+  handshakeTimeoutMs,
+  pooledBufferBytesMax,
+  pooledBufferSizeMax,
+} from "./limits.ts";
+import { BufferPool } from "./buffer_pool.ts";
 import { serveTransmission } from "./transmission.ts";
 
 /** Where to listen: `{hostname, port}` or `{path}` of a unix socket. */
@@ -37,6 +43,7 @@ export class NbdServer {
   #store: Store;
   #connections = new Set<Deno.Conn>();
   #accepting: Promise<void>;
+  #buffers = new BufferPool(pooledBufferBytesMax, pooledBufferSizeMax);
   /** Connections served since start (for metrics). */
   connectionsServed = 0;
 
@@ -101,7 +108,9 @@ export class NbdServer {
       const session = await handshake(this.#store, reader, writer).finally(() =>
         clearTimeout(timer)
       );
-      if (session !== null) await serveTransmission(session, reader, writer);
+      if (session !== null) {
+        await serveTransmission(session, { reader, writer, buffers: this.#buffers });
+      }
     } catch (error) {
       if (error instanceof ConnectionClosedError || error instanceof Deno.errors.BadResource) {
         return;

@@ -6,16 +6,11 @@
  */
 import { CorruptionError, NotFoundError } from "../core/mod.ts";
 import { assert } from "../core/assert.ts";
-import { BufferPool } from "./buffer_pool.ts";
-import type { ConnReader, ReplyWriter } from "./conn_io.ts";
+import type { BufferPool } from "./buffer_pool.ts";
+import { ConnectionClosedError, type ConnReader, type ReplyWriter } from "./conn_io.ts";
 import type { Session } from "./handshake.ts";
 import { NbdFramingError } from "./handshake.ts";
-import {
-  blockStatusExtentsMax,
-  inflightRequestsMax,
-  pooledBufferBytesMax,
-  requestBytesMax,
-} from "./limits.ts";
+import { blockStatusExtentsMax, inflightRequestsMax, requestBytesMax } from "./limits.ts";
 import {
   baseAllocationId,
   Chunk,
@@ -48,12 +43,11 @@ const writeCommands = new Set<number>([Command.write, Command.trim, Command.writ
 /** Serves requests until the client disconnects or breaks the protocol. */
 export async function serveTransmission(
   session: Session,
-  reader: ConnReader,
-  writer: ReplyWriter,
+  io: { reader: ConnReader; writer: ReplyWriter; buffers: BufferPool },
 ): Promise<void> {
+  const { reader, writer, buffers } = io;
   const inflight = new Set<Promise<void>>();
   const header = new Uint8Array(requestHeaderBytes);
-  const buffers = new BufferPool(pooledBufferBytesMax);
   try {
     for (;;) {
       await reader.readExact(header);
@@ -71,7 +65,7 @@ export async function serveTransmission(
       if (request.type === Command.disc) break;
       const error = validate(session, request);
       const task = error !== 0
-        ? writer.send(encodeSimpleReply(request.cookie, error))
+        ? sendError(session, writer, request, error)
         : execute(session, writer, buffers, request, payload);
       if (payload !== null) task.finally(() => buffers.release(payload)).catch(() => {});
       inflight.add(task);
@@ -107,6 +101,8 @@ function validate(session: Session, request: Request): number {
       : NbdError.inval;
   }
   if (request.type === Command.blockStatus && request.length === 0) return NbdError.inval;
+  // A zero-length READ has no valid structured answer (a data chunk needs a byte).
+  if (request.type === Command.read && request.length === 0) return NbdError.inval;
   return 0;
 }
 
@@ -175,7 +171,7 @@ async function readInto(
   const { device } = session;
   const range = { offset: Number(request.offset), length: request.length };
   try {
-    if (!session.structuredReplies || (request.flags & CommandFlag.df) || request.length === 0) {
+    if (!session.structuredReplies || (request.flags & CommandFlag.df)) {
       await device.read(range, data);
       if (!session.structuredReplies) {
         return await writer.send(encodeSimpleReply(request.cookie, 0), data);
@@ -259,6 +255,8 @@ async function sendError(session: Session, writer: ReplyWriter, request: Request
 
 /** The one mapping from internal errors to NBD error codes. */
 export function errorCode(error: unknown): number {
+  // The client is gone: nothing to answer, nothing to log.
+  if (error instanceof ConnectionClosedError) throw error;
   if (error instanceof RangeError) return NbdError.inval;
   if (error instanceof NotFoundError || error instanceof CorruptionError) return NbdError.io;
   const code = (error as { code?: string }).code;
