@@ -28,11 +28,12 @@ export class FdCache {
 
   /**
    * An open descriptor for `path`, or null when the file does not exist and
-   * `create` is false (or, with `ifCached`, when it is not already open).
+   * `create` is false (or, with `ifCached`, when it is not already open; or,
+   * with `exclusive`, when it exists already).
    */
   get(
     path: string,
-    options: { writable: boolean; create: boolean; ifCached?: boolean },
+    options: { writable: boolean; create: boolean; ifCached?: boolean; exclusive?: boolean },
   ): number | null {
     const cached = this.#entries.get(path);
     if (cached !== undefined && (cached.writable || !options.writable)) {
@@ -44,11 +45,14 @@ export class FdCache {
     if (cached !== undefined) this.#close(path, cached);
     let flags = options.writable ? fs.constants.O_RDWR : fs.constants.O_RDONLY;
     if (options.create) flags |= fs.constants.O_CREAT;
+    if (options.exclusive) flags |= fs.constants.O_EXCL;
     let fd: number;
     try {
       fd = fs.openSync(path, flags, 0o644);
     } catch (error) {
-      if (!options.create && (error as NodeJS.ErrnoException).code === "ENOENT") return null;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (!options.create && code === "ENOENT") return null;
+      if (options.exclusive && code === "EEXIST") return null;
       throw error;
     }
     this.#entries.set(path, { fd, writable: options.writable });

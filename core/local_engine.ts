@@ -27,6 +27,7 @@ import { metaValueBytesMax, openFilesMax } from "./limits.ts";
 
 const fdatasync = promisify(fs.fdatasync);
 const fsync = promisify(fs.fsync);
+const ftruncate = promisify(fs.ftruncate);
 
 const metaMagic = 0x41544d31; // "ATM1"
 const metaHeaderBytes = 16; // magic u32, version u32, value length f64
@@ -149,7 +150,7 @@ export class LocalEngine implements Engine {
     return Promise.resolve();
   }
 
-  writeObject(
+  async writeObject(
     name: string,
     offset: number,
     data: Uint8Array,
@@ -157,16 +158,22 @@ export class LocalEngine implements Engine {
   ): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
     const path = this.#objectPath(name);
-    const fd = this.#files.get(path, { writable: true, create: false, ifCached: true }) ??
-      this.#createObjectFile(name, path);
-    if (options.truncate) fs.ftruncateSync(fd, 0);
+    let truncate = options.truncate ?? false;
+    let fd = this.#files.get(path, { writable: true, create: false, ifCached: true });
+    if (fd === null && truncate) {
+      // Usually the object is new: create it exclusively, and nothing needs truncating.
+      fd = this.#createObjectFile(name, path, true);
+      if (fd !== null) truncate = false;
+    }
+    fd ??= this.#createObjectFile(name, path, false)!;
+    // Truncating a large file takes time in the kernel: keep it off the event loop.
+    if (truncate) await ftruncate(fd, 0);
     writeAll(fd, data, offset);
     this.#files.markDirty(path);
-    return Promise.resolve();
   }
 
   /** Opens an object file, creating it and its directory as needed (no failing probe first). */
-  #createObjectFile(name: string, path: string): number {
+  #createObjectFile(name: string, path: string, exclusive: boolean): number | null {
     const dir = join(this.dir, "objects", name.slice(0, 32));
     if (!this.#objectDirs.has(dir)) {
       fs.mkdirSync(dir, { recursive: true });
@@ -174,15 +181,21 @@ export class LocalEngine implements Engine {
     }
     // The file may be new: its directory entry must reach disk with the next flush.
     this.#dirtyDirs.add(dir);
-    return this.#files.get(path, { writable: true, create: true })!;
+    return this.#files.get(path, { writable: true, create: true, exclusive });
   }
 
-  deleteObject(name: string): Promise<void> {
+  async deleteObject(name: string): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
     const path = this.#objectPath(name);
     this.#files.forget(path);
-    if (unlinkIfPresent(path)) this.#dirtyDirs.add(join(this.dir, "objects", name.slice(0, 32)));
-    return Promise.resolve();
+    // Unlinking a large file takes time in the kernel: keep it off the event loop.
+    try {
+      await Deno.remove(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return;
+      throw error;
+    }
+    this.#dirtyDirs.add(join(this.dir, "objects", name.slice(0, 32)));
   }
 
   async *listObjects(): AsyncIterable<string> {

@@ -10,4 +10,4 @@ export { LocalEngine, type LocalEngineOptions } from "./local_engine.ts";
 export * from "./store.ts";
 export type { GcResult } from "./gc.ts";
 export type { IngestProgress } from "./ingest.ts";
-export { Volume, type WriteOptions } from "./volume.ts";
+export { Volume, type WriteOptions, type ZeroOptions } from "./volume.ts";

@@ -169,6 +169,27 @@ Deno.test("zeroAt() frees whole entries and zeroes partial ones", async () => {
   }
 });
 
+Deno.test("zeroAt() with keepAllocated writes zeros and leaves no hole", async () => {
+  const store = await openTestStore();
+  try {
+    await store.createVolume({ name: "k", size: 2 * B });
+    const volume = await store.openVolume("k");
+    await volume.writeAt(0, patternBytes(2 * B, 3));
+    assert.equal(volume.zeroIsFast({ offset: 0, length: B }), true, "a whole entry: map only");
+    assert.equal(volume.zeroIsFast({ offset: 10, length: 100 }), false, "partial data: a write");
+    assert.equal(volume.zeroIsFast({ offset: 0, length: B }, { keepAllocated: true }), false);
+    await volume.zeroAt({ offset: 0, length: 2 * B }, { keepAllocated: true });
+    assert.deepEqual(volume.extents({ offset: 0, length: 2 * B }), [
+      { offset: 0, length: 2 * B, zero: false },
+    ]);
+    assert.deepEqual(await volume.readAt({ offset: 0, length: 2 * B }), new Uint8Array(2 * B));
+    await volume.zeroAt({ offset: 0, length: B });
+    assert.equal(volume.zeroIsFast({ offset: 5, length: 100 }), true, "partial, already zero");
+  } finally {
+    await destroyTestStore(store);
+  }
+});
+
 Deno.test("concurrent writes to one shared block all land", async () => {
   const store = await openTestStore();
   try {

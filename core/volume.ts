@@ -21,6 +21,12 @@ export interface WriteOptions {
   fua?: boolean;
 }
 
+/** Options of {@linkcode Volume.zeroAt}. */
+export interface ZeroOptions extends WriteOptions {
+  /** Keep the range allocated (NBD's NO_HOLE): write zeros instead of making holes. */
+  keepAllocated?: boolean;
+}
+
 /** An open volume. Obtain one from the Store; one instance per volume per node. */
 export class Volume {
   readonly engine: Engine;
@@ -86,12 +92,14 @@ export class Volume {
    * Makes `range` read as zeros. Whole entries become zero entries (their owned
    * objects are deleted); partial ones are written with zeros.
    */
-  async zeroAt(range: ByteRange, options: WriteOptions = {}): Promise<void> {
+  async zeroAt(range: ByteRange, options: ZeroOptions = {}): Promise<void> {
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
     await this.#mutex.run(async () => {
       this.#checkOpen();
       for (const span of spansOf(range, this.blockSize)) {
-        if (span.offset === 0 && span.length === this.#map.spanBytes(span.index)) {
+        if (options.keepAllocated) {
+          await this.#writeSpan(span, zeros(span.length));
+        } else if (this.#isWholeSpan(span)) {
           await this.#dropEntry(span.index);
         } else if (!this.#map.isZero(span.index)) {
           await this.#writeSpan(span, zeros(span.length));
@@ -99,6 +107,22 @@ export class Volume {
       }
     });
     if (options.fua) await this.flush();
+  }
+
+  /**
+   * True when zeroAt(range) would change only the map, writing no data: every
+   * partial entry it touches is already zero, and holes are allowed.
+   */
+  zeroIsFast(range: ByteRange, options: { keepAllocated?: boolean } = {}): boolean {
+    if (options.keepAllocated) return false;
+    for (const span of spansOf(range, this.blockSize)) {
+      if (!this.#isWholeSpan(span) && !this.#map.isZero(span.index)) return false;
+    }
+    return true;
+  }
+
+  #isWholeSpan(span: { index: number; offset: number; length: number }): boolean {
+    return span.offset === 0 && span.length === this.#map.spanBytes(span.index);
   }
 
   /** Discards `range`: afterwards it reads as zeros, and whole entries free their space. */

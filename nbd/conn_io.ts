@@ -35,6 +35,11 @@ export class ConnReader {
     return this.#end > this.#start;
   }
 
+  /** Bytes already buffered, readable without waiting for the socket. */
+  get bufferedBytes(): number {
+    return this.#end - this.#start;
+  }
+
   /** Fills `into` completely; throws ConnectionClosedError at end of stream. */
   async readExact(into: Uint8Array): Promise<void> {
     let got = Math.min(this.#end - this.#start, into.length);
@@ -88,6 +93,7 @@ export class ReplyWriter {
   #conn: Deno.Conn;
   #queue: Pending[] = [];
   #writing = false;
+  #corked = false;
   #failed: Error | null = null;
   #staging: Uint8Array | null = null;
 
@@ -100,8 +106,22 @@ export class ReplyWriter {
     if (this.#failed !== null) return Promise.reject(this.#failed);
     const pending = { parts, done: Promise.withResolvers<void>() };
     this.#queue.push(pending);
-    if (!this.#writing) this.#drain();
+    if (!this.#writing && !this.#corked) this.#drain();
     return pending.done.promise;
+  }
+
+  /**
+   * Holds replies back while the reader still has requests buffered, so that
+   * their replies leave in one write; uncork() before anything that may block.
+   */
+  cork(): void {
+    this.#corked = true;
+  }
+
+  /** Sends whatever cork() held back. */
+  uncork(): void {
+    this.#corked = false;
+    if (!this.#writing && this.#queue.length > 0) this.#drain();
   }
 
   async #drain(): Promise<void> {

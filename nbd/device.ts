@@ -20,8 +20,10 @@ export interface NbdDevice {
   readonly canMultiConn: boolean;
   read(range: ByteRange, into: Uint8Array): Promise<void>;
   write(offset: number, data: Uint8Array, fua: boolean): Promise<void>;
-  /** Makes `range` read as zeros; whole blocks become holes. */
-  zero(range: ByteRange, fua: boolean): Promise<void>;
+  /** Makes `range` read as zeros; whole blocks become holes unless `keepAllocated`. */
+  zero(range: ByteRange, options: { fua: boolean; keepAllocated: boolean }): Promise<void>;
+  /** True when zero() of `range` would write no data (NBD FAST_ZERO may proceed). */
+  zeroIsFast(range: ByteRange, keepAllocated: boolean): boolean;
   trim(range: ByteRange, fua: boolean): Promise<void>;
   flush(): Promise<void>;
   extents(range: ByteRange): Extent[];
@@ -52,8 +54,11 @@ class VolumeDevice implements NbdDevice {
   write(offset: number, data: Uint8Array, fua: boolean) {
     return this.volume.writeAt(offset, data, { fua });
   }
-  zero(range: ByteRange, fua: boolean) {
-    return this.volume.zeroAt(range, { fua });
+  zero(range: ByteRange, options: { fua: boolean; keepAllocated: boolean }) {
+    return this.volume.zeroAt(range, options);
+  }
+  zeroIsFast(range: ByteRange, keepAllocated: boolean) {
+    return this.volume.zeroIsFast(range, { keepAllocated });
   }
   trim(range: ByteRange, fua: boolean) {
     return this.volume.trim(range, { fua });
@@ -81,6 +86,9 @@ class FrozenDevice implements NbdDevice {
   }
   zero(): Promise<void> {
     throw new TypeError(`Cannot write ${this.name}: it is read-only`);
+  }
+  zeroIsFast() {
+    return false;
   }
   trim(): Promise<void> {
     throw new TypeError(`Cannot write ${this.name}: it is read-only`);

@@ -50,7 +50,10 @@ export async function serveTransmission(
   const header = new Uint8Array(requestHeaderBytes);
   try {
     for (;;) {
+      // About to wait for the client: let the replies held so far go.
+      if (!reader.buffered) writer.uncork();
       await reader.readExact(header);
+      writer.cork();
       const request = decodeRequest(header);
       if (request === null) throw new NbdFramingError("bad request magic");
       let payload: Uint8Array | null = null;
@@ -60,6 +63,7 @@ export async function serveTransmission(
           throw new NbdFramingError(`WRITE payload of ${request.length} bytes`);
         }
         payload = buffers.acquire(request.length);
+        if (reader.bufferedBytes < request.length) writer.uncork();
         await reader.readExact(payload);
       }
       if (request.type === Command.disc) break;
@@ -70,9 +74,11 @@ export async function serveTransmission(
       if (payload !== null) task.finally(() => buffers.release(payload)).catch(() => {});
       inflight.add(task);
       task.catch(() => {}).finally(() => inflight.delete(task));
+      if (inflight.size >= inflightRequestsMax) writer.uncork();
       while (inflight.size >= inflightRequestsMax) await Promise.race(inflight);
     }
   } finally {
+    writer.uncork();
     await Promise.allSettled(inflight);
   }
 }
@@ -132,9 +138,15 @@ async function execute(
       case Command.trim:
         await device.trim(range, fua);
         break;
-      case Command.writeZeroes:
-        await device.zero(range, fua);
+      case Command.writeZeroes: {
+        const keepAllocated = (request.flags & CommandFlag.noHole) !== 0;
+        // FAST_ZERO: answer ENOTSUP at once, changing nothing, unless no data must be written.
+        if ((request.flags & CommandFlag.fastZero) && !device.zeroIsFast(range, keepAllocated)) {
+          return await sendError(session, writer, request, NbdError.notsup);
+        }
+        await device.zero(range, { fua, keepAllocated });
         break;
+      }
       case Command.cache:
         if (fua) await device.flush();
         break;
