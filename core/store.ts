@@ -9,7 +9,7 @@ import type { Engine } from "./engine.ts";
 import { BusyError, ConflictError, NotFoundError, VersionMismatchError } from "./errors.ts";
 import { FrozenView } from "./frozen_view.ts";
 import { collectGarbage, type GcResult } from "./gc.ts";
-import { ingest, type IngestProgress, newProgress } from "./ingest.ts";
+import { ingest, newProgress } from "./ingest.ts";
 import { blockSizeDefault, uploadsMax, volumeSizeBytesMax } from "./limits.ts";
 import { Mutex } from "./_mutex.ts";
 import { parseSnapshotRef, validateName } from "./names.ts";
@@ -23,51 +23,18 @@ import {
   type VolumeOrigin,
 } from "./records.ts";
 import { Volume } from "./volume.ts";
+import {
+  type ImageInfo,
+  imageInfo,
+  type SnapshotInfo,
+  snapshotInfo,
+  type UploadResult,
+  type UploadStatus,
+  type VolumeInfo,
+  volumeInfo,
+} from "./infos.ts";
 
-/** What the API shows of an image. */
-export interface ImageInfo {
-  name: string;
-  size: number;
-  blockSize: number;
-  /** Entries of the map, zero ones included. */
-  blocks: number;
-  zeroBlocks: number;
-  createdAt: string;
-}
-
-/** Result of an upload: the image, and what it added to the store. */
-export interface UploadResult extends ImageInfo {
-  newBlocks: number;
-  newBytes: number;
-  /** False when an image of that name and the same content was already there. */
-  created: boolean;
-}
-
-/** What the API shows of a volume. */
-export interface VolumeInfo {
-  name: string;
-  size: number;
-  blockSize: number;
-  createdAt: string;
-  origin: VolumeOrigin;
-  /** Entries that are not zero (data the volume reads from blocks or objects). */
-  allocatedBlocks: number;
-}
-
-/** What the API shows of a snapshot. */
-export interface SnapshotInfo {
-  volume: string;
-  name: string;
-  size: number;
-  blockSize: number;
-  createdAt: string;
-}
-
-/** An upload under way, as `GET /v1/uploads` shows it. */
-export interface UploadStatus extends IngestProgress {
-  name: string;
-  startedAt: string;
-}
+export type { ImageInfo, SnapshotInfo, UploadResult, UploadStatus, VolumeInfo };
 
 /** Options of the {@linkcode Store}. */
 export interface StoreOptions {
@@ -384,44 +351,6 @@ export class Store {
     }
     await this.engine.deleteMeta(key, entry.version);
   }
-}
-
-function countZero(map: BlockMap): number {
-  let zero = 0;
-  for (let index = 0; index < map.count; index++) if (map.isZero(index)) zero++;
-  return zero;
-}
-
-function imageInfo(header: ImageHeader, map: BlockMap): ImageInfo {
-  return {
-    name: header.name,
-    size: map.sizeBytes,
-    blockSize: map.blockSize,
-    blocks: map.count,
-    zeroBlocks: countZero(map),
-    createdAt: header.createdAt,
-  };
-}
-
-function volumeInfo(header: VolumeHeader, map: BlockMap): VolumeInfo {
-  return {
-    name: header.name,
-    size: map.sizeBytes,
-    blockSize: map.blockSize,
-    createdAt: header.createdAt,
-    origin: header.origin,
-    allocatedBlocks: map.count - countZero(map),
-  };
-}
-
-function snapshotInfo(header: SnapshotHeader, map: BlockMap): SnapshotInfo {
-  return {
-    volume: header.volume,
-    name: header.name,
-    size: map.sizeBytes,
-    blockSize: map.blockSize,
-    createdAt: header.createdAt,
-  };
 }
 
 function checkSize(size: unknown): number {

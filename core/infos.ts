@@ -1,0 +1,90 @@
+/** What the API shows of images, volumes, snapshots and uploads, built from records. */
+import type { BlockMap } from "./block_map.ts";
+import type { IngestProgress } from "./ingest.ts";
+import type { ImageHeader, SnapshotHeader, VolumeHeader, VolumeOrigin } from "./records.ts";
+
+/** What the API shows of an image. */
+export interface ImageInfo {
+  name: string;
+  size: number;
+  blockSize: number;
+  /** Entries of the map, zero ones included. */
+  blocks: number;
+  zeroBlocks: number;
+  createdAt: string;
+}
+
+/** Result of an upload: the image, and what it added to the store. */
+export interface UploadResult extends ImageInfo {
+  newBlocks: number;
+  newBytes: number;
+  /** False when an image of that name and the same content was already there. */
+  created: boolean;
+}
+
+/** What the API shows of a volume. */
+export interface VolumeInfo {
+  name: string;
+  size: number;
+  blockSize: number;
+  createdAt: string;
+  origin: VolumeOrigin;
+  /** Entries that are not zero (data the volume reads from blocks or objects). */
+  allocatedBlocks: number;
+}
+
+/** What the API shows of a snapshot. */
+export interface SnapshotInfo {
+  volume: string;
+  name: string;
+  size: number;
+  blockSize: number;
+  createdAt: string;
+}
+
+/** An upload under way, as `GET /v1/uploads` shows it. */
+export interface UploadStatus extends IngestProgress {
+  name: string;
+  startedAt: string;
+}
+
+function countZero(map: BlockMap): number {
+  let zero = 0;
+  for (let index = 0; index < map.count; index++) if (map.isZero(index)) zero++;
+  return zero;
+}
+
+/** An image as the API shows it. */
+export function imageInfo(header: ImageHeader, map: BlockMap): ImageInfo {
+  return {
+    name: header.name,
+    size: map.sizeBytes,
+    blockSize: map.blockSize,
+    blocks: map.count,
+    zeroBlocks: countZero(map),
+    createdAt: header.createdAt,
+  };
+}
+
+/** A volume as the API shows it. */
+export function volumeInfo(header: VolumeHeader, map: BlockMap): VolumeInfo {
+  return {
+    name: header.name,
+    size: map.sizeBytes,
+    blockSize: map.blockSize,
+    createdAt: header.createdAt,
+    origin: header.origin,
+    allocatedBlocks: map.count - countZero(map),
+  };
+}
+
+/** A snapshot as the API shows it. */
+export function snapshotInfo(header: SnapshotHeader, map: BlockMap): SnapshotInfo {
+  return {
+    volume: header.volume,
+    name: header.name,
+    size: map.sizeBytes,
+    blockSize: map.blockSize,
+    createdAt: header.createdAt,
+  };
+}
