@@ -15,6 +15,7 @@ const usage = `atoll ${version}: storage for VM images and volumes
 
   atoll serve [--data DIR] [--http HOST:PORT] [--nbd HOST:PORT|unix:PATH]
               [--token-file F] [--zone NAME] [--hash-engine wasm|native]
+              [--gossip HOST:PORT --cluster-key-file F [--join HOST:PORT,...]] [--weight W]
 ${clientUsage.replace(/^usage:\n/, "")}`;
 
 async function main(args: string[]): Promise<number> {
@@ -35,6 +36,10 @@ async function main(args: string[]): Promise<number> {
       nbd: { type: "string", default: "127.0.0.1:10809" },
       "token-file": { type: "string" },
       zone: { type: "string" },
+      gossip: { type: "string" },
+      join: { type: "string" },
+      "cluster-key-file": { type: "string" },
+      weight: { type: "string", default: "1" },
       "hash-engine": { type: "string", default: "wasm" },
     },
     strict: true,
@@ -49,6 +54,10 @@ async function main(args: string[]): Promise<number> {
     nbd: values.nbd,
     tokenFile: values["token-file"] ?? null,
     zone: values.zone ?? null,
+    gossip: values.gossip ?? null,
+    join: values.join?.split(",").filter((address) => address !== "") ?? [],
+    clusterKeyFile: values["cluster-key-file"] ?? null,
+    weight: parseWeight(values.weight),
     hashEngine,
     version,
   });
@@ -60,6 +69,14 @@ async function main(args: string[]): Promise<number> {
   }
   await node.finished;
   return 0;
+}
+
+function parseWeight(text: string): number {
+  const weight = Number(text);
+  if (!(weight > 0 && weight <= 1e6)) {
+    throw new TypeError(`Cannot use --weight ${text}: expected a number in (0, 1e6]`);
+  }
+  return weight;
 }
 
 if (import.meta.main) {

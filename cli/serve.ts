@@ -6,6 +6,8 @@ import { HashPool } from "../wasm/hash_pool.ts";
 import { type HashEngineName } from "../wasm/hash_pool.ts";
 import { parseHostPort } from "./address.ts";
 import { NbdServer, parseNbdAddress } from "../nbd/server.ts";
+import { ClusterKey } from "../cluster/auth.ts";
+import { ClusterNode } from "../cluster/cluster_node.ts";
 
 /** Options of {@linkcode serve}, as the command line gives them. */
 export interface ServeOptions {
@@ -14,6 +16,12 @@ export interface ServeOptions {
   nbd: string;
   tokenFile: string | null;
   zone: string | null;
+  /** Cluster port (UDP gossip + TCP requests); null runs a single node. */
+  gossip: string | null;
+  join: string[];
+  clusterKeyFile: string | null;
+  /** Relative capacity for placement. */
+  weight: number;
   hashEngine: HashEngineName;
   version: string;
 }
@@ -30,21 +38,44 @@ export interface Node {
 export async function serve(options: ServeOptions): Promise<Node> {
   const http = parseHostPort(options.http, "--http");
   const nbdAddress = parseNbdAddress(options.nbd);
+  const gossip = options.gossip === null ? null : parseHostPort(options.gossip, "--gossip");
+  if (gossip === null && options.join.length > 0) {
+    throw new TypeError("Cannot join a cluster: --join needs --gossip HOST:PORT to listen on");
+  }
+  if (gossip !== null && options.clusterKeyFile === null) {
+    throw new TypeError(
+      "Cannot start cluster: --cluster-key-file is required with --gossip (nodes never talk unauthenticated)",
+    );
+  }
+  const key = options.clusterKeyFile === null
+    ? null
+    : await ClusterKey.fromFile(options.clusterKeyFile);
   const token = options.tokenFile === null ? null : await readToken(options.tokenFile);
   const engine = await LocalEngine.open({ dir: options.data });
   const id = await nodeId(options.data);
   const store = new Store({ engine, pool: new HashPool({ engine: options.hashEngine }) });
   let httpAddress = http;
+  let cluster: ClusterNode | null = null;
   const app = createApp({
     store,
     token,
     version: options.version,
-    members: () => [{
-      id,
-      address: `${httpAddress.hostname}:${httpAddress.port}`,
-      state: "alive",
-      zone: options.zone,
-    }],
+    members: () =>
+      cluster === null
+        ? [{
+          id,
+          address: `${httpAddress.hostname}:${httpAddress.port}`,
+          state: "alive",
+          zone: options.zone,
+        }]
+        : cluster.members().map((member) => ({
+          id: member.id,
+          address: member.address,
+          state: member.status,
+          zone: member.zone,
+          incarnation: member.incarnation,
+          weight: member.weight,
+        })),
   });
   const listening = Promise.withResolvers<{ hostname: string; port: number }>();
   const server = Deno.serve({
@@ -54,16 +85,26 @@ export async function serve(options: ServeOptions): Promise<Node> {
   }, app.fetch);
   httpAddress = await listening.promise;
   const nbd = await NbdServer.listen(store, nbdAddress);
+  if (gossip !== null && key !== null) {
+    cluster = await ClusterNode.start({
+      key,
+      bind: gossip,
+      join: options.join,
+      self: { id, zone: options.zone, weight: options.weight },
+    });
+  }
   const nbdUrl = "path" in nbd.address
     ? `unix:${nbd.address.path}`
     : `nbd://${nbd.address.hostname}:${nbd.address.port}`;
   console.error(
     `atoll ${options.version}: node ${id} serving http://${httpAddress.hostname}:${httpAddress.port}` +
-      ` nbd ${nbdUrl} data ${options.data}${token === null ? "" : " (token required)"}`,
+      ` nbd ${nbdUrl}${cluster === null ? "" : ` gossip ${cluster.address}`}` +
+      ` data ${options.data}${token === null ? "" : " (token required)"}`,
   );
   let stopping: Promise<void> | null = null;
   const shutdown = () =>
     stopping ??= (async () => {
+      await cluster?.leave();
       await nbd.close();
       await server.shutdown();
       await store.close();

@@ -25,6 +25,8 @@ export interface MemberInfo {
   address: string;
   state: "alive" | "suspect" | "dead" | "left";
   zone: string | null;
+  incarnation?: number;
+  weight?: number;
 }
 
 /** Options of {@linkcode createApp}. */

@@ -26,6 +26,8 @@ export class TestNode {
     readonly url: string,
     /** `nbd://127.0.0.1:PORT` or `unix:PATH`. */
     readonly nbd: string,
+    /** The cluster address (HOST:PORT) when the node runs with --gossip. */
+    readonly gossip: string | null,
     readonly log: string[],
   ) {}
 
@@ -89,25 +91,27 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
   const log: string[] = [];
   const lines = process.stderr.pipeThrough(new TextDecoderStream()).getReader();
   let buffered = "";
-  const urls = await new Promise<{ http: string; nbd: string }>((resolve, reject) => {
-    (async () => {
-      for (;;) {
-        const { value, done } = await lines.read();
-        if (done) break;
-        buffered += value;
-        let newline;
-        while ((newline = buffered.indexOf("\n")) >= 0) {
-          const line = buffered.slice(0, newline);
-          buffered = buffered.slice(newline + 1);
-          log.push(line);
-          const match = line.match(/serving (http:\/\/[0-9.]+:\d+) nbd (\S+)/);
-          if (match) resolve({ http: match[1], nbd: match[2] });
+  const urls = await new Promise<{ http: string; nbd: string; gossip: string | null }>(
+    (resolve, reject) => {
+      (async () => {
+        for (;;) {
+          const { value, done } = await lines.read();
+          if (done) break;
+          buffered += value;
+          let newline;
+          while ((newline = buffered.indexOf("\n")) >= 0) {
+            const line = buffered.slice(0, newline);
+            buffered = buffered.slice(newline + 1);
+            log.push(line);
+            const match = line.match(/serving (http:\/\/[0-9.]+:\d+) nbd (\S+)(?: gossip (\S+))?/);
+            if (match) resolve({ http: match[1], nbd: match[2], gossip: match[3] ?? null });
+          }
         }
-      }
-      reject(new Error(`node exited before serving:\n${log.join("\n")}`));
-    })().catch(reject);
-  });
-  return new TestNode(process, data, urls.http, urls.nbd, log);
+        reject(new Error(`node exited before serving:\n${log.join("\n")}`));
+      })().catch(reject);
+    },
+  );
+  return new TestNode(process, data, urls.http, urls.nbd, urls.gossip, log);
 }
 
 /** Removes a node's data directory. */
