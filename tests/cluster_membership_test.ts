@@ -54,8 +54,11 @@ Deno.test("nodes with the key form a cluster, see a kill and a leave; others sta
     nodes.push(stranger);
 
     const cluster = nodes.slice(0, 5);
-    await eventually("5 alive members", cluster, (view) =>
-      view.length === 5 && view.every((member) => member.state === "alive"));
+    await eventually(
+      "5 alive members",
+      cluster,
+      (view) => view.length === 5 && view.every((member) => member.state === "alive"),
+    );
     await new Promise((resolve) => setTimeout(resolve, 2000));
     for (const view of await Promise.all(cluster.map(members))) {
       assert.ok(!view.some((member) => member.address === stranger.gossip), "stranger got in");
