@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { Bench } from "tinybench";
 import { murmur3String128 } from "../cluster/_hash64.ts";
 import { Placement, type PlacementMember } from "../cluster/placement.ts";
+import { generateNames } from "../cluster/_test_names.ts";
 
 /** Names placed per tinybench iteration, so the timer's own cost is spread thin. */
 const callsPerIteration = 64;
@@ -26,28 +27,6 @@ const taskTimeMs = 1000;
 /** Replicas per name in every measurement. */
 const replicas = 3;
 
-/** A seeded generator of unsigned 32-bit integers (mulberry32), so every run is the same. */
-function random32(seed: number): () => number {
-  let state = seed | 0;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-
-/** Names of the three shapes Atoll places: block hashes, `UID.GEN.INDEX`, metadata keys. */
-function makeNames(count: number, seed: number): string[] {
-  const next = random32(seed);
-  const hex32 = () => next().toString(16).padStart(8, "0");
-  return Array.from({ length: count }, (_, index) => {
-    if (index % 4 === 3) return `${hex32()}${hex32()}.${index % 7}.${index}`;
-    if (index % 8 === 5) return `volume/vm${index}`;
-    return Array.from({ length: 8 }, hex32).join("");
-  });
-}
-
 function makeMembers(count: number, zones: number, weightOf = (_: number) => 1): PlacementMember[] {
   return Array.from({ length: count }, (_, index) => ({
     id: `node-${index}`,
@@ -58,7 +37,7 @@ function makeMembers(count: number, zones: number, weightOf = (_: number) => 1):
 
 /** Microseconds per call of each task, from tinybench's mean batch latency. */
 async function measureCallCost(): Promise<void> {
-  const names = makeNames(timedNames, 1);
+  const names = generateNames(timedNames, 1);
   const out = new Uint32Array(4);
   let cursor = 0;
   const batch = (call: (name: string) => void) => () => {
@@ -211,7 +190,7 @@ async function main(): Promise<void> {
   await measureCallCost();
 
   const startMs = performance.now();
-  const names = makeNames(nameCount, 2);
+  const names = generateNames(nameCount, 2);
   console.log(`\nMovement and balance over ${nameCount} names (a join adds node-${size};`);
   console.log(`a leave removes node-${37 % size}; "× N" = moved share × members, ideal 1)`);
   console.table([reportMovement(names, size, 0), reportMovement(names, size, 4)]);

@@ -1,77 +1,29 @@
 /**
  * A typed client of a node's HTTP API (DESIGN.md "Contracts"), one method per
- * call. The wire types are declared here, not imported from core/, because the
- * HTTP API is the contract a client compiles against.
+ * call. The wire types are the ones the server builds its answers from
+ * (core/infos.ts, http/app.ts), imported as types only: one definition, no drift.
  */
 
-/** An image as `GET /v1/images` shows it. */
-export interface ImageInfo {
-  name: string;
-  size: number;
-  blockSize: number;
-  /** Entries of the map, zero ones included. */
-  blocks: number;
-  zeroBlocks: number;
-  createdAt: string;
-}
-
-/** Answer of an upload: the image and what it added to the store. */
-export interface UploadResult extends ImageInfo {
-  newBlocks: number;
-  newBytes: number;
-  /** False (HTTP 200) when the node already had this image with the same content. */
-  created: boolean;
-}
-
-/** An upload under way, as `GET /v1/uploads` shows it. */
-export interface UploadStatus {
-  name: string;
-  startedAt: string;
-  receivedBytes: number;
-  expectedBytes: number | null;
-  /** Blocks processed so far, zero blocks included. */
-  blocks: number;
-  zeroBlocks: number;
-  /** Blocks stored for the first time so far (the rest were already stored, or zero). */
-  newBlocks: number;
-  newBytes: number;
-}
-
-/** Where a volume came from. */
-export type VolumeOrigin =
-  | { kind: "empty" }
-  | { kind: "image"; image: string }
-  | { kind: "snapshot"; volume: string; snapshot: string };
-
-/** A volume as `GET /v1/volumes/{name}` shows it. */
-export interface VolumeInfo {
-  name: string;
-  size: number;
-  blockSize: number;
-  createdAt: string;
-  origin: VolumeOrigin;
-  allocatedBlocks: number;
-}
+export type {
+  ImageInfo,
+  SnapshotInfo,
+  UploadResult,
+  UploadStatus,
+  VolumeInfo,
+} from "../core/infos.ts";
+export type { VolumeOrigin } from "../core/records.ts";
+export type { MemberInfo } from "../http/app.ts";
+import type {
+  ImageInfo,
+  SnapshotInfo,
+  UploadResult,
+  UploadStatus,
+  VolumeInfo,
+} from "../core/infos.ts";
+import type { MemberInfo } from "../http/app.ts";
 
 /** What a new volume starts from: exactly one of image, snapshot (`VOL@SNAP`) or size. */
 export type VolumeSource = { image: string } | { snapshot: string } | { size: number };
-
-/** A snapshot as `GET /v1/volumes/{name}/snapshots` shows it. */
-export interface SnapshotInfo {
-  volume: string;
-  name: string;
-  size: number;
-  blockSize: number;
-  createdAt: string;
-}
-
-/** A member of the cluster. */
-export interface MemberInfo {
-  id: string;
-  address: string;
-  state: "alive" | "suspect" | "dead" | "left";
-  zone: string | null;
-}
 
 /** A node answered with a 4xx or 5xx status; `status` lets a caller tell 401 from 404. */
 export class ApiError extends Error {

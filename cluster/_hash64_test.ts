@@ -4,17 +4,7 @@
 // counts over seeded inputs, with bounds far from what an ideal hash reaches.
 import assert from "node:assert/strict";
 import { fmix32, murmur3String128, unitBits, unitFromHash } from "./_hash64.ts";
-
-/** A seeded generator of unsigned 32-bit integers (mulberry32), so every run is the same. */
-function random32(seed: number): () => number {
-  let state = seed | 0;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
+import { random32 } from "./_test_names.ts";
 
 function hex128(text: string, seed: number): string {
   const out = new Uint32Array(4);

@@ -25,18 +25,7 @@ export async function destroyTestStore(store: Store & { dir: string }): Promise<
   await Deno.remove(store.dir, { recursive: true });
 }
 
-/** Deterministic pseudo-random bytes (xorshift32), different for each seed. */
-export function patternBytes(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+export { patternBytes } from "../tests/_files.ts";
 
 /** An async iterable that yields `bytes` in chunks of `chunk` bytes. */
 export async function* chunked(bytes: Uint8Array, chunk = 10_000): AsyncIterable<Uint8Array> {
