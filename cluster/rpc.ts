@@ -4,6 +4,7 @@
  * response names the request's id, so a response cannot be replayed onto
  * another request.
  */
+import { assert } from "../core/assert.ts";
 import { type ClusterKey, NonceWindow } from "./auth.ts";
 
 /** Largest sealed request or response body (a 32 MiB write plus headers). */
@@ -79,6 +80,9 @@ export function rpcServer(
     try {
       if (method === undefined) throw new TypeError(`unknown method ${call.header.method}`);
       reply = await method(call);
+      for (const reserved of ["re", "ok", "error", "name"]) {
+        assert(!(reserved in reply.header), `method ${call.header.method} set header.${reserved}`);
+      }
       reply = { header: { ...reply.header, re: id, ok: true }, data: reply.data };
     } catch (error) {
       const failure = error as Error;

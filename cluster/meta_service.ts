@@ -1,0 +1,172 @@
+/**
+ * Metadata across the cluster: the CASPaxos acceptor of each node keeps its
+ * state in the node's local engine (`px/KIND.NAME`), and peers reach it over
+ * sealed RPC (`px.prepare`, `px.accept`). A proposer on any node changes a key
+ * through the acceptors that placement gives that key.
+ */
+import type { Engine } from "../core/mod.ts";
+import { VersionMismatchError } from "../core/mod.ts";
+import {
+  Acceptor,
+  type AcceptorLink,
+  type AcceptorState,
+  type AcceptorStore,
+  type Ballot,
+  type Register,
+} from "./caspaxos.ts";
+import type { RpcClient, RpcMessage, RpcMethod } from "./rpc.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Local metadata key under which the acceptor state of `key` is kept. */
+export function acceptorKey(key: string): string {
+  const slash = key.indexOf("/");
+  return `px/${key.slice(0, slash)}.${key.slice(slash + 1)}`;
+}
+
+/** Acceptor states as metadata of the local engine; durable when save() resolves. */
+export function engineAcceptorStore(engine: Engine): AcceptorStore {
+  // The Acceptor serializes the calls of one key, so load-then-save is safe.
+  const versions = new Map<string, number>();
+  return {
+    async load(key) {
+      const entry = await engine.getMeta(acceptorKey(key));
+      if (entry === null) return null;
+      versions.set(key, entry.version);
+      return decodeState(entry.value);
+    },
+    async save(key, state) {
+      const local = acceptorKey(key);
+      let version = versions.get(key);
+      if (version === undefined) version = (await engine.getMeta(local))?.version ?? 0;
+      try {
+        versions.set(key, await engine.putMeta(local, encodeState(state), version));
+      } catch (error) {
+        if (error instanceof VersionMismatchError) versions.delete(key);
+        throw error;
+      }
+    },
+  };
+}
+
+/** The RPC methods that expose `acceptor` to peers. */
+export function acceptorMethods(acceptor: Acceptor): Record<string, RpcMethod> {
+  return {
+    "px.prepare": async (request) => {
+      const reply = await acceptor.prepare(keyOf(request), ballotOf(request.header.ballot));
+      if (!reply.ok) return { header: { granted: false, promised: reply.promised } };
+      const { register, accepted } = reply;
+      return {
+        header: {
+          granted: true,
+          accepted,
+          version: register.version,
+          change: register.change ?? null,
+          present: register.value !== null,
+        },
+        data: register.value ?? undefined,
+      };
+    },
+    "px.accept": async (request) => {
+      const register = registerOf(request);
+      const reply = await acceptor.accept(
+        keyOf(request),
+        ballotOf(request.header.ballot),
+        register,
+      );
+      return {
+        header: reply.ok ? { granted: true } : { granted: false, promised: reply.promised },
+      };
+    },
+  };
+}
+
+/** An AcceptorLink to the acceptor of the node at `address`. */
+export function rpcAcceptorLink(rpc: RpcClient, address: string): AcceptorLink {
+  return {
+    async prepare(key, ballot) {
+      const reply = await rpc.call(address, "px.prepare", { header: { key, ballot } });
+      if (reply.header.granted !== true) {
+        return { ok: false, promised: ballotOf(reply.header.promised) };
+      }
+      return {
+        ok: true,
+        accepted: reply.header.accepted === null ? null : ballotOf(reply.header.accepted),
+        register: registerOf(reply),
+      };
+    },
+    async accept(key, ballot, register) {
+      const reply = await rpc.call(address, "px.accept", {
+        header: {
+          key,
+          ballot,
+          version: register.version,
+          change: register.change ?? null,
+          present: register.value !== null,
+        },
+        data: register.value ?? undefined,
+      });
+      return reply.header.granted === true
+        ? { ok: true }
+        : { ok: false, promised: ballotOf(reply.header.promised) };
+    },
+  };
+}
+
+function keyOf(request: RpcMessage): string {
+  const key = request.header.key;
+  if (typeof key !== "string" || !/^[a-z]+\/[A-Za-z0-9][A-Za-z0-9._@-]{0,300}$/.test(key)) {
+    throw new TypeError(`bad metadata key ${JSON.stringify(key)}`);
+  }
+  return key;
+}
+
+function ballotOf(value: unknown): Ballot {
+  const ballot = value as Ballot;
+  if (
+    typeof ballot !== "object" || ballot === null || !Number.isSafeInteger(ballot.counter) ||
+    typeof ballot.node !== "string"
+  ) throw new TypeError("bad ballot");
+  return { counter: ballot.counter, node: ballot.node };
+}
+
+function registerOf(message: RpcMessage): Register {
+  const { version, change, present } = message.header;
+  if (!Number.isSafeInteger(version) || (version as number) < 0) throw new TypeError("bad version");
+  return {
+    version: version as number,
+    value: present === true ? (message.data ?? new Uint8Array()).slice() : null,
+    ...(typeof change === "string" ? { change } : {}),
+  };
+}
+
+function encodeState(state: AcceptorState): Uint8Array {
+  const { register, ...rest } = state;
+  const header = encoder.encode(JSON.stringify({
+    ...rest,
+    version: register.version,
+    change: register.change ?? null,
+    present: register.value !== null,
+  }));
+  const value = register.value ?? new Uint8Array();
+  const bytes = new Uint8Array(4 + header.length + value.length);
+  new DataView(bytes.buffer).setUint32(0, header.length);
+  bytes.set(header, 4);
+  bytes.set(value, 4 + header.length);
+  return bytes;
+}
+
+function decodeState(bytes: Uint8Array): AcceptorState {
+  const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
+  const header = JSON.parse(decoder.decode(bytes.subarray(4, 4 + length)));
+  return {
+    promised: header.promised,
+    accepted: header.accepted,
+    register: {
+      version: header.version,
+      value: header.present ? bytes.slice(4 + length) : null,
+      ...(header.change === null ? {} : { change: header.change }),
+    },
+  };
+}
