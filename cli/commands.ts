@@ -7,9 +7,21 @@
  * failure with exactly one line `atoll: <message>` on stderr.
  */
 import { parseArgs } from "node:util";
-import { ApiError, AtollClient, type SnapshotInfo, type VolumeInfo } from "./client.ts";
+import { ApiError, AtollClient } from "./client.ts";
 import { renderSummary, UploadProgress } from "./progress.ts";
 import { formatSize, parseSize } from "./size.ts";
+import {
+  blockCount,
+  formatOrigin,
+  formatTime,
+  keyValues,
+  sizeWithBytes,
+  snapshotLines,
+  sortByName,
+  table,
+  toJson,
+  volumeLines,
+} from "./format.ts";
 
 /** Node contacted when neither `--node` nor `ATOLL_NODE` says otherwise. */
 export const nodeUrlDefault = "http://127.0.0.1:8080";
@@ -400,71 +412,6 @@ function failureMessage(error: unknown): string {
 /** Keeps the promise of one line on stderr whatever a message holds. */
 function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, " ").trim();
-}
-
-function volumeLines(volume: VolumeInfo): string {
-  return keyValues([
-    ["name", volume.name],
-    ["size", sizeWithBytes(volume.size)],
-    ["block size", formatSize(volume.blockSize)],
-    ["origin", formatOrigin(volume)],
-    ["allocated", `${volume.allocatedBlocks} of ${blockCount(volume)} blocks`],
-    ["created", formatTime(volume.createdAt)],
-  ]);
-}
-
-function snapshotLines(snapshot: SnapshotInfo): string {
-  return keyValues([
-    ["snapshot", `${snapshot.volume}@${snapshot.name}`],
-    ["size", sizeWithBytes(snapshot.size)],
-    ["block size", formatSize(snapshot.blockSize)],
-    ["created", formatTime(snapshot.createdAt)],
-  ]);
-}
-
-function formatOrigin({ origin }: VolumeInfo): string {
-  if (origin.kind === "image") return `image ${origin.image}`;
-  if (origin.kind === "snapshot") return `snapshot ${origin.volume}@${origin.snapshot}`;
-  return "empty";
-}
-
-function blockCount(volume: { size: number; blockSize: number }): number {
-  return Math.ceil(volume.size / volume.blockSize);
-}
-
-function sizeWithBytes(bytes: number): string {
-  return bytes < 1024 ? formatSize(bytes) : `${formatSize(bytes)} (${bytes} bytes)`;
-}
-
-/** An ISO time to the second: milliseconds only clutter a table. */
-function formatTime(iso: string): string {
-  return iso.replace(/\.\d+Z$/, "Z");
-}
-
-function sortByName<T extends { name: string }>(items: T[]): T[] {
-  return items.toSorted((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-}
-
-function toJson(value: unknown): string {
-  return JSON.stringify(value, null, 2);
-}
-
-/** `key: value` lines with the values aligned. */
-function keyValues(pairs: [string, string][]): string {
-  const width = Math.max(...pairs.map(([key]) => key.length)) + 2;
-  return pairs.map(([key, value]) => `${key}:`.padEnd(width) + value).join("\n");
-}
-
-/** An aligned table; the columns listed in `right` (numbers) are right-aligned. */
-export function table(headers: string[], rows: string[][], right: number[] = []): string {
-  const widths = headers.map((header, column) =>
-    Math.max(header.length, ...rows.map((row) => row[column].length))
-  );
-  const line = (cells: string[]) =>
-    cells.map((cell, column) =>
-      right.includes(column) ? cell.padStart(widths[column]) : cell.padEnd(widths[column])
-    ).join("  ").trimEnd();
-  return [headers, ...rows].map(line).join("\n");
 }
 
 function writeStderr(text: string): void {
