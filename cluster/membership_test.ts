@@ -413,3 +413,70 @@ Deno.test("constructor rejects malformed member info and config", () => {
   assert.throws(() => new Membership(self, env, { probeTimeoutMs: 2_000 }), RangeError);
   assert.throws(() => new Membership(self, env, { gossipFanout: -1 }), RangeError);
 });
+
+Deno.test("a ping that accuses this node gets the refutation first in its ack", () => {
+  const { env, node } = started();
+  node.receive("x", {
+    type: "ping",
+    seq: 9,
+    target: "a",
+    source: "b",
+    replyTo: peerB.address,
+    stream: false,
+    updates: [{ kind: "suspect", id: "a", incarnation: 0, from: "b" }],
+  });
+  const [reply] = env.drain();
+  assert.equal(reply.message.type, "ack");
+  assert.deepEqual((reply.message as DatagramMessage).updates[0], alive(self, 1));
+});
+
+Deno.test("pings to a suspect name its suspicion (the buddy system) and carry nothing else", () => {
+  const { env, node } = started();
+  node.receive("x", gossip({ kind: "suspect", id: "b", incarnation: 0, from: "c" }));
+  env.drain();
+  env.advance(3_000);
+  const pings = env.drain().filter((s) => s.to === peerB.address && s.message.type === "ping");
+  assert.ok(pings.length > 0);
+  for (const ping of pings) {
+    const updates = (ping.message as DatagramMessage).updates;
+    assert.deepEqual(
+      updates,
+      ping.stream ? [] : [{ kind: "suspect", id: "b", incarnation: 0, from: "a" }],
+    );
+  }
+});
+
+Deno.test("a suspect that answers the verification probes is not declared dead", () => {
+  const { env, node, changes } = started();
+  node.receive("x", gossip({ kind: "suspect", id: "b", incarnation: 0, from: "c" }));
+  // b answers every ping it gets (refuting, as a live member would); c never answers.
+  for (let t = 0; t < 40; t += 1) {
+    env.advance(500);
+    for (const sent of env.drain()) {
+      if (sent.to !== peerB.address || sent.message.type !== "ping") continue;
+      const ping = sent.message as { seq: number };
+      node.receive("x", { type: "ack", seq: ping.seq, source: "b", updates: [alive(peerB, 1)] });
+    }
+  }
+  const aboutB = changes.filter((m) => m.id === "b").map((m) => `${m.status}@${m.incarnation}`);
+  assert.deepEqual(aboutB, ["suspect@0", "alive@1"]);
+  assert.equal(stateOf(node, "c")?.status, "dead");
+});
+
+Deno.test("a node that gets no nacks stretches its probe interval (Lifeguard's LHM)", () => {
+  // b and c never answer probes, and their helpers never nack, but they keep refuting by
+  // gossip: this node, not they, looks unhealthy.
+  const count = (config: object) => {
+    const { env, node } = started(config);
+    let pings = 0;
+    for (let incarnation = 1; incarnation <= 15; incarnation += 1) {
+      env.advance(2_000);
+      node.receive("x", gossip(alive(peerB, incarnation), alive(peerC, incarnation)));
+      pings += env.drain().filter((s) => s.message.type === "ping" && !s.stream).length;
+    }
+    return pings;
+  };
+  const unaware = count({ awarenessMax: 1 });
+  const aware = count({});
+  assert.ok(aware < unaware / 2, `${aware} pings with LHM, ${unaware} without`);
+});

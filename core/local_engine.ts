@@ -45,8 +45,11 @@ export class LocalEngine implements Engine {
   #files = new FdCache(openFilesMax);
   #metaLocks = new KeyedMutex();
   #dirtyDirs = new Set<string>();
-  /** Blocks put since the last flush, by hash: their temporary file. */
-  #unsynced = new Map<string, { tmp: string }>();
+  /** Blocks put since the last flush, by hash: their temporary file and its sync, once started. */
+  #unsynced = new Map<string, { tmp: string; synced: Promise<void> | null }>();
+  /** Blocks waiting for a background sync, and how many syncs run. */
+  #writebackQueue: { tmp: string; synced: Promise<void> | null }[] = [];
+  #writebacksRunning = 0;
   #flushing = new Mutex();
   #tmpCounter = 0;
   /** Object directories known to exist. */
@@ -97,7 +100,9 @@ export class LocalEngine implements Engine {
     } finally {
       fs.closeSync(fd);
     }
-    this.#unsynced.set(hash, { tmp });
+    const block = { tmp, synced: null as Promise<void> | null };
+    this.#unsynced.set(hash, block);
+    this.#startWriteback(block);
     return Promise.resolve(true);
   }
 
@@ -287,14 +292,29 @@ export class LocalEngine implements Engine {
   }
 
   /** Syncs an unsynced block's file, then renames it into place. */
-  async #settleBlock(hash: string, block: { tmp: string }): Promise<void> {
-    const { tmp } = block;
-    const fd = fs.openSync(tmp, fs.constants.O_RDONLY);
-    try {
-      await fdatasync(fd);
-    } finally {
-      fs.closeSync(fd);
+  /**
+   * Syncs new blocks in the background, a few at a time, so that the disk
+   * writes while an upload is still arriving and flush() finds most of the
+   * work done.
+   */
+  #startWriteback(block: { tmp: string; synced: Promise<void> | null }): void {
+    this.#writebackQueue.push(block);
+    while (this.#writebacksRunning < writebacksMax && this.#writebackQueue.length > 0) {
+      const next = this.#writebackQueue.shift()!;
+      this.#writebacksRunning++;
+      next.synced = syncFile(next.tmp).finally(() => {
+        this.#writebacksRunning--;
+        if (this.#writebackQueue.length > 0) this.#startWriteback(this.#writebackQueue.shift()!);
+      });
+      next.synced.catch(() => {}); // flush() syncs again and reports
     }
+  }
+
+  async #settleBlock(hash: string, block: { tmp: string; synced: Promise<void> | null }) {
+    const { tmp } = block;
+    // A background sync may have failed or not started: sync here either way.
+    await (block.synced ?? Promise.resolve()).catch(() => {});
+    await syncFile(tmp);
     // Deleted while syncing (garbage collected): nothing to put in place.
     if (this.#unsynced.get(hash) !== block) return;
     const dir = join(this.dir, "blocks", hash.slice(0, 2));
@@ -364,6 +384,18 @@ function readAll(fd: number, into: Uint8Array, position: number): number {
     done += got;
   }
   return done;
+}
+
+/** Background block syncs at once: enough to keep the disk busy, few enough not to thrash. */
+const writebacksMax = 2;
+
+async function syncFile(path: string): Promise<void> {
+  const fd = fs.openSync(path, fs.constants.O_RDONLY);
+  try {
+    await fdatasync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 async function syncDir(dir: string): Promise<void> {
