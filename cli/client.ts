@@ -4,15 +4,6 @@
  * (core/infos.ts, http/app.ts), imported as types only: one definition, no drift.
  */
 
-export type {
-  ImageInfo,
-  SnapshotInfo,
-  UploadResult,
-  UploadStatus,
-  VolumeInfo,
-} from "../core/infos.ts";
-export type { VolumeOrigin } from "../core/records.ts";
-export type { MemberInfo } from "../http/app.ts";
 import type {
   ImageInfo,
   SnapshotInfo,
@@ -21,6 +12,9 @@ import type {
   VolumeInfo,
 } from "../core/infos.ts";
 import type { MemberInfo } from "../http/app.ts";
+
+export type { ImageInfo, MemberInfo, SnapshotInfo, UploadResult, UploadStatus, VolumeInfo };
+export type { VolumeOrigin } from "../core/records.ts";
 
 /** What a new volume starts from: exactly one of image, snapshot (`VOL@SNAP`) or size. */
 export type VolumeSource = { image: string } | { snapshot: string } | { size: number };
