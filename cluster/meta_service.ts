@@ -14,10 +14,8 @@ import {
   type Ballot,
   type Register,
 } from "./caspaxos.ts";
+import { decodeMessage, encodeMessage } from "./rpc.ts";
 import type { RpcClient, RpcMessage, RpcMethod } from "./rpc.ts";
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /** Local metadata key under which the acceptor state of `key` is kept. */
 export function acceptorKey(key: string): string {
@@ -141,32 +139,25 @@ function registerOf(message: RpcMessage): Register {
   };
 }
 
+/** An acceptor state in the framing of cluster messages: JSON header, then the value. */
 function encodeState(state: AcceptorState): Uint8Array {
   const { register, ...rest } = state;
-  const header = encoder.encode(JSON.stringify({
-    ...rest,
-    version: register.version,
-    change: register.change ?? null,
-    present: register.value !== null,
-  }));
-  const value = register.value ?? new Uint8Array();
-  const bytes = new Uint8Array(4 + header.length + value.length);
-  new DataView(bytes.buffer).setUint32(0, header.length);
-  bytes.set(header, 4);
-  bytes.set(value, 4 + header.length);
-  return bytes;
+  return encodeMessage({
+    header: {
+      ...rest,
+      version: register.version,
+      change: register.change ?? null,
+      present: register.value !== null,
+    },
+    data: register.value ?? undefined,
+  });
 }
 
 function decodeState(bytes: Uint8Array): AcceptorState {
-  const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
-  const header = JSON.parse(decoder.decode(bytes.subarray(4, 4 + length)));
-  return {
-    promised: header.promised,
-    accepted: header.accepted,
-    register: {
-      version: header.version,
-      value: header.present ? bytes.slice(4 + length) : null,
-      ...(header.change === null ? {} : { change: header.change }),
-    },
+  const message = decodeMessage(bytes);
+  const header = message.header as {
+    promised: Ballot | null;
+    accepted: Ballot | null;
   };
+  return { promised: header.promised, accepted: header.accepted, register: registerOf(message) };
 }
