@@ -311,17 +311,19 @@ export class LocalEngine implements Engine {
   }
 
   async #settleBlock(hash: string, block: { tmp: string; synced: Promise<void> | null }) {
-    const { tmp } = block;
-    // A background sync may have failed or not started: sync here either way.
-    await (block.synced ?? Promise.resolve()).catch(() => {});
-    await syncFile(tmp);
-    // Deleted while syncing (garbage collected): nothing to put in place.
+    // Not yet picked up by the background writeback: sync it here instead.
+    const queued = this.#writebackQueue.indexOf(block);
+    if (queued >= 0) this.#writebackQueue.splice(queued, 1);
+    const synced = block.synced !== null && await block.synced.then(() => true, () => false);
+    // Deleted while it was syncing (garbage collected): nothing to put in place.
+    if (this.#unsynced.get(hash) !== block) return;
+    if (!synced) await syncFile(block.tmp);
     if (this.#unsynced.get(hash) !== block) return;
     const dir = join(this.dir, "blocks", hash.slice(0, 2));
     fs.mkdirSync(dir, { recursive: true });
-    fs.renameSync(tmp, this.#blockPath(hash));
+    fs.renameSync(block.tmp, this.#blockPath(hash));
     this.#unsynced.delete(hash);
-    this.#files.forget(tmp);
+    this.#files.forget(block.tmp);
     this.#dirtyDirs.add(dir);
   }
 

@@ -38,3 +38,24 @@ Deno.test("LocalEngine.open() removes half-written files left by a crash", async
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("LocalEngine.flush() succeeds when an unsynced block is deleted meanwhile", async () => {
+  const dir = await Deno.makeTempDir();
+  const engine = await LocalEngine.open({ dir });
+  try {
+    const hashes = Array.from({ length: 8 }, (_, i) => i.toString(16).repeat(64));
+    for (const hash of hashes) await engine.putBlock(hash, new Uint8Array(64 * 1024).fill(1));
+    const flushed = engine.flush();
+    // Garbage collection of a failed upload's blocks may run while a flush settles them.
+    await engine.deleteBlock(hashes[7]);
+    await engine.deleteBlock(hashes[0]);
+    await flushed;
+    for (const [i, hash] of hashes.entries()) {
+      assert.equal(await engine.hasBlock(hash), i !== 0 && i !== 7, `block ${i}`);
+    }
+    assert.deepEqual([...Deno.readDirSync(`${dir}/tmp`)], [], "no temporary file left");
+  } finally {
+    await engine.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
