@@ -5,7 +5,7 @@
  * through the acceptors that placement gives that key.
  */
 import type { Engine } from "../core/mod.ts";
-import { VersionMismatchError } from "../core/mod.ts";
+import { isMetaKey, VersionMismatchError } from "../core/mod.ts";
 import {
   Acceptor,
   type AcceptorLink,
@@ -114,7 +114,7 @@ export function rpcAcceptorLink(rpc: RpcClient, address: string): AcceptorLink {
 
 function keyOf(request: RpcMessage): string {
   const key = request.header.key;
-  if (typeof key !== "string" || !/^[a-z]+\/[A-Za-z0-9][A-Za-z0-9._@-]{0,300}$/.test(key)) {
+  if (typeof key !== "string" || !isMetaKey(key)) {
     throw new TypeError(`bad metadata key ${JSON.stringify(key)}`);
   }
   return key;

@@ -6,7 +6,8 @@
  * again, whatever it still believes.
  */
 import type { Engine } from "../core/mod.ts";
-import { ConflictError, VersionMismatchError } from "../core/mod.ts";
+import { ConflictError, isObjectName, VersionMismatchError } from "../core/mod.ts";
+import { parseObjectName } from "../core/block_map.ts";
 import { KeyedMutex } from "../core/_mutex.ts";
 import type { RpcMethod } from "./rpc.ts";
 
@@ -14,8 +15,6 @@ import type { RpcMethod } from "./rpc.ts";
 export class FencedError extends ConflictError {
   override name = "FencedError";
 }
-
-const objectNamePattern = /^([0-9a-f]{32})\.[0-9]{1,10}\.[0-9]{1,10}$/;
 
 /** The fence of each volume on one node: highest epoch seen, kept in `fence/UID`. */
 export class Fences {
@@ -106,9 +105,10 @@ export function objectMethods(engine: Engine, fences: Fences): Record<string, Rp
 }
 
 function objectOf(value: unknown): { name: string; uid: string } {
-  const match = typeof value === "string" ? value.match(objectNamePattern) : null;
-  if (match === null) throw new TypeError(`bad object name ${JSON.stringify(value)}`);
-  return { name: value as string, uid: match[1] };
+  if (typeof value !== "string" || !isObjectName(value)) {
+    throw new TypeError(`bad object name ${JSON.stringify(value)}`);
+  }
+  return { name: value, uid: parseObjectName(value).uid };
 }
 
 function encode(epoch: number): Uint8Array {

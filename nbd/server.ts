@@ -5,6 +5,7 @@
  * that connection.
  */
 import type { Store } from "../core/mod.ts";
+import { parseHostPort } from "../cli/address.ts";
 import { ConnectionClosedError, ConnReader, ReplyWriter } from "./conn_io.ts";
 import { handshake, NbdFramingError } from "./handshake.ts";
 import {
@@ -26,14 +27,13 @@ export function parseNbdAddress(text: string): NbdAddress {
     if (path === "") throw new TypeError(`Cannot use --nbd ${text}: the socket path is empty`);
     return { path };
   }
-  const match = text.match(/^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/);
-  const port = Number(match?.[3]);
-  if (!match || port > 65535) {
+  try {
+    return parseHostPort(text, "--nbd");
+  } catch {
     throw new TypeError(
       `Cannot use --nbd ${JSON.stringify(text)}: expected HOST:PORT or unix:PATH`,
     );
   }
-  return { hostname: match[1] ?? match[2], port };
 }
 
 /** A listening NBD server. */
