@@ -8,8 +8,8 @@
  * quorum (a majority of R) holds the block durably.
  */
 import { createHash } from "node:crypto";
-import type { Engine } from "../core/mod.ts";
-import { CorruptionError } from "../core/mod.ts";
+import type { LocalEngine } from "../core/mod.ts";
+import { blockSizeMax, CorruptionError, isBlockName } from "../core/mod.ts";
 import type { RpcClient, RpcMethod } from "./rpc.ts";
 
 /** A member as the block service needs it. */
@@ -27,7 +27,7 @@ export function sha256Hex(data: Uint8Array): string {
 }
 
 /** The methods a node serves for the block service, over its local engine. */
-export function blockMethods(engine: Engine): Record<string, RpcMethod> {
+export function blockMethods(engine: LocalEngine): Record<string, RpcMethod> {
   return {
     "block.has": async (request) => {
       const hashes = request.header.hashes;
@@ -49,11 +49,23 @@ export function blockMethods(engine: Engine): Record<string, RpcMethod> {
     },
     "block.get": async (request) => {
       const hash = String(request.header.hash);
-      if (!(await engine.hasBlock(hash))) return { header: { found: false } };
-      const size = Number(request.header.size);
-      const data = new Uint8Array(size);
-      await engine.readBlock(hash, { offset: 0, length: size }, data);
-      return { header: { found: true }, data };
+      if (!isBlockName(hash) || !(await engine.hasBlock(hash))) {
+        return { header: { found: false } };
+      }
+      return { header: { found: true }, data: await readWhole(engine, hash) };
+    },
+    "block.list": async () => {
+      const hashes: string[] = [];
+      for await (const hash of engine.listBlocks()) hashes.push(hash);
+      return { header: { hashes } };
+    },
+    "block.delete": async (request) => {
+      const hashes = request.header.hashes;
+      if (!Array.isArray(hashes) || hashes.length > 4096) throw new TypeError("bad hashes");
+      for (const hash of hashes) {
+        if (isBlockName(String(hash))) await engine.deleteBlock(String(hash));
+      }
+      return { header: {} };
     },
   };
 }
@@ -61,14 +73,17 @@ export function blockMethods(engine: Engine): Record<string, RpcMethod> {
 /** Reads and writes blocks on their replicas; the local engine keeps this node's copies. */
 export class ReplicatedBlocks {
   readonly selfId: string;
-  #engine: Engine;
+  #engine: LocalEngine;
   #rpc: RpcClient;
   #replicasOf: ReplicaPicker;
   /** Puts that reached fewer than all replicas: name → peers that missed it (for handoff). */
   readonly hints = new Map<string, Set<string>>();
+  readonly counters = { puts: 0, fetched: 0, repaired: 0 };
+  #fetching = new Map<string, Promise<Uint8Array>>();
+  #putting = new Map<string, Promise<boolean>>();
 
   constructor(
-    options: { selfId: string; engine: Engine; rpc: RpcClient; replicasOf: ReplicaPicker },
+    options: { selfId: string; engine: LocalEngine; rpc: RpcClient; replicasOf: ReplicaPicker },
   ) {
     this.selfId = options.selfId;
     this.#engine = options.engine;
@@ -81,6 +96,16 @@ export class ReplicatedBlocks {
    * Returns whether any replica stored it for the first time.
    */
   async put(hash: string, data: Uint8Array): Promise<boolean> {
+    // Concurrent puts of one block from this node: the first stores, the others wait.
+    const putting = this.#putting.get(hash);
+    if (putting !== undefined) return await putting.then(() => false);
+    const put = this.#put(hash, data).finally(() => this.#putting.delete(hash));
+    this.#putting.set(hash, put);
+    return await put;
+  }
+
+  async #put(hash: string, data: Uint8Array): Promise<boolean> {
+    this.counters.puts++;
     const replicas = this.#replicasOf(hash);
     const quorum = Math.floor(replicas.length / 2) + 1;
     const results = await Promise.allSettled(replicas.map(async (peer) => {
@@ -105,38 +130,59 @@ export class ReplicatedBlocks {
   }
 
   /**
-   * Reads `range` of a block of `size` bytes: from the local copy when there is
-   * one, else from the replicas in order, verifying the whole block, keeping a
-   * local copy, and repairing replicas found bad or missing on the way.
+   * Reads `range` of a block: from the local copy when there is one, else the
+   * whole block from the replicas in order, verified, kept as a local copy, and
+   * repairing replicas found bad or missing on the way.
    */
-  async read(
-    hash: string,
-    size: number,
-    range: { offset: number; length: number },
-    into: Uint8Array,
-  ): Promise<void> {
-    if (await this.#engine.hasBlock(hash)) return await this.#engine.readBlock(hash, range, into);
+  async read(hash: string, range: { offset: number; length: number }, into: Uint8Array) {
+    if (!(await this.#engine.hasBlock(hash))) {
+      let fetching = this.#fetching.get(hash);
+      if (fetching === undefined) {
+        fetching = this.#fetch(hash).finally(() => this.#fetching.delete(hash));
+        this.#fetching.set(hash, fetching);
+      }
+      const data = await fetching;
+      if (range.offset + range.length > data.length) {
+        throw new RangeError(`Cannot read block ${hash}: range past its ${data.length} bytes`);
+      }
+      return into.set(data.subarray(range.offset, range.offset + range.length));
+    }
+    await this.#engine.readBlock(hash, range, into);
+  }
+
+  async #fetch(hash: string): Promise<Uint8Array> {
     const damaged: BlockPeer[] = [];
     for (const peer of this.#replicasOf(hash).filter((peer) => peer.id !== this.selfId)) {
       let data: Uint8Array | undefined;
       try {
-        const reply = await this.#rpc.call(peer.address, "block.get", { header: { hash, size } });
+        const reply = await this.#rpc.call(peer.address, "block.get", { header: { hash } });
         if (reply.header.found === true) data = reply.data;
       } catch {
         continue; // unreachable: try the next replica
       }
-      if (data === undefined || data.length !== size || sha256Hex(data) !== hash) {
+      if (data === undefined || sha256Hex(data) !== hash) {
         damaged.push(peer);
         continue;
       }
+      this.counters.fetched++;
+      // A local copy (a cache: healing hands it back when this node is no replica).
       await this.#engine.putBlock(hash, data);
-      into.set(data.subarray(range.offset, range.offset + range.length));
       for (const bad of damaged) {
+        this.counters.repaired++;
         this.#rpc.call(bad.address, "block.put", { header: { hash, repair: true }, data })
           .catch(() => {});
       }
-      return;
+      return data;
     }
     throw new CorruptionError(`Cannot read block ${hash}: no replica holds a good copy`);
   }
+}
+
+/** The whole of a stored block (its length is its file's). */
+export async function readWhole(engine: LocalEngine, hash: string): Promise<Uint8Array> {
+  const size = await engine.blockSize(hash);
+  if (size > blockSizeMax) throw new RangeError(`block ${hash} is larger than ${blockSizeMax}`);
+  const data = new Uint8Array(size);
+  await engine.readBlock(hash, { offset: 0, length: size }, data);
+  return data;
 }

@@ -57,7 +57,7 @@ Deno.test("blocks land on their replicas and any node reads them verified", asyn
     }
     const outsider = nodes.findIndex((node) => !holders.includes(node.id));
     const part = new Uint8Array(1000);
-    await services[outsider].read(hash, data.length, { offset: 5000, length: 1000 }, part);
+    await services[outsider].read(hash, { offset: 5000, length: 1000 }, part);
     assert.deepEqual(part, data.subarray(5000, 6000));
     assert.equal(await nodes[outsider].engine.hasBlock(hash), true, "kept a verified copy");
   } finally {
@@ -78,7 +78,7 @@ Deno.test("a corrupt replica is skipped, repaired, and a forged put is refused",
     await Deno.writeFile(path, corrupt);
     const reader = nodes.findIndex((node) => node !== first && node !== second);
     const into = new Uint8Array(data.length);
-    await services[reader].read(hash, data.length, { offset: 0, length: data.length }, into);
+    await services[reader].read(hash, { offset: 0, length: data.length }, into);
     assert.deepEqual(into, data, "read the good replica");
     // The repair replaces the copy (delete, put, flush): the file may be briefly absent.
     const stored = () => Deno.readFile(path).then(sha256Hex, () => "absent");

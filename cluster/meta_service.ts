@@ -48,9 +48,32 @@ export function engineAcceptorStore(engine: Engine): AcceptorStore {
   };
 }
 
-/** The RPC methods that expose `acceptor` to peers. */
-export function acceptorMethods(acceptor: Acceptor): Record<string, RpcMethod> {
+/**
+ * Keys under `prefix` (which names a kind, e.g. `volume/`) whose register this
+ * node's acceptor holds with a value. A lagging acceptor may still hold a key
+ * since deleted: callers read each key through a quorum before trusting it.
+ */
+export async function acceptedKeys(engine: Engine, prefix: string): Promise<string[]> {
+  if (prefix.indexOf("/") <= 0 || prefix.length > 300) {
+    throw new TypeError(`bad metadata prefix ${JSON.stringify(prefix)}`);
+  }
+  const store = engineAcceptorStore(engine);
+  const keys: string[] = [];
+  for (const local of await engine.listMeta(acceptorKey(prefix))) {
+    const rest = local.slice("px/".length);
+    const dot = rest.indexOf(".");
+    const key = `${rest.slice(0, dot)}/${rest.slice(dot + 1)}`;
+    if (isMetaKey(key) && (await store.load(key))?.register.value != null) keys.push(key);
+  }
+  return keys;
+}
+
+/** The RPC methods that expose `acceptor` (over `engine`) to peers. */
+export function acceptorMethods(acceptor: Acceptor, engine: Engine): Record<string, RpcMethod> {
   return {
+    "px.list": async (request) => {
+      return { header: { keys: await acceptedKeys(engine, String(request.header.prefix)) } };
+    },
     "px.prepare": async (request) => {
       const reply = await acceptor.prepare(keyOf(request), ballotOf(request.header.ballot));
       if (!reply.ok) return { header: { granted: false, promised: reply.promised } };

@@ -19,7 +19,7 @@ async function startAcceptorNode(dir?: string) {
   const acceptor = new Acceptor(engineAcceptorStore(engine));
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
-    rpcServer(key, acceptorMethods(acceptor)),
+    rpcServer(key, acceptorMethods(acceptor, engine)),
   );
   const address = `127.0.0.1:${server.addr.port}`;
   const stop = async () => {

@@ -1,15 +1,28 @@
 /**
- * Volume objects on a storing node, with fencing (DESIGN.md invariant 3): every
- * write carries the writer's lease epoch for the volume; the node remembers, durably,
- * the highest epoch it has seen per volume and refuses writes with a lower one.
- * A holder that was cut off and replaced can therefore never change the volume
- * again, whatever it still believes.
+ * Volume objects on a storing node (a replica), with two guards:
+ *
+ * - Fencing (DESIGN.md invariant 3): every write carries the writer's lease epoch
+ *   for the volume; the node remembers, durably, the highest epoch it has seen per
+ *   volume and refuses writes with a lower one. A holder that was cut off and
+ *   replaced can therefore never change the volume again, whatever it believes.
+ * - Versions: each object has a version the writer advances by one per change. A
+ *   replica applies a change only on top of the version it names (`base`), so a
+ *   replica that missed one answers "behind" instead of holding a mix; the writer
+ *   then replaces its copy whole (`replace`, applied only when newer). Readers on
+ *   other nodes read the copy with the highest version. Versions are kept in memory
+ *   and persisted per volume (`ov/UID`) at each flush, after the data is durable,
+ *   so a persisted version never claims more than the disk holds.
  */
-import type { Engine } from "../core/mod.ts";
+import type { LocalEngine } from "../core/mod.ts";
 import { ConflictError, isObjectName, VersionMismatchError } from "../core/mod.ts";
 import { parseObjectName } from "../core/block_map.ts";
 import { KeyedMutex } from "../core/_mutex.ts";
-import type { RpcMethod } from "./rpc.ts";
+import type { RpcClient, RpcMessage, RpcMethod } from "./rpc.ts";
+
+/** Largest object a replica copies whole (a repair), and largest read. */
+export const objectBytesMax = 32 * 1024 * 1024;
+/** Most names one `object.versions` call may ask about. */
+export const versionNamesMax = 4096;
 
 /** A write carried an epoch below one this node has seen for the volume. */
 export class FencedError extends ConflictError {
@@ -18,11 +31,11 @@ export class FencedError extends ConflictError {
 
 /** The fence of each volume on one node: highest epoch seen, kept in `fence/UID`. */
 export class Fences {
-  #engine: Engine;
+  #engine: LocalEngine;
   #cache = new Map<string, { epoch: number; version: number }>();
   #locks = new KeyedMutex();
 
-  constructor(engine: Engine) {
+  constructor(engine: LocalEngine) {
     this.#engine = engine;
   }
 
@@ -67,48 +80,256 @@ export class Fences {
   }
 }
 
-/** The methods a node serves for objects it stores. */
-export function objectMethods(engine: Engine, fences: Fences): Record<string, RpcMethod> {
-  return {
-    "object.write": async (request) => {
-      const { name, uid } = objectOf(request.header.name);
-      const epoch = request.header.epoch;
-      const offset = request.header.offset;
-      if (!Number.isSafeInteger(epoch) || (epoch as number) < 1) throw new TypeError("bad epoch");
-      if (!Number.isSafeInteger(offset) || (offset as number) < 0) {
-        throw new TypeError("bad offset");
+/** One change to an object, as the writer sends it to every replica. */
+export interface ObjectChange {
+  epoch: number;
+  /** The version the change produces. */
+  version: number;
+  /**
+   * With `replace`, `data` is the whole object at `version`, applied only when
+   * newer than the copy. Otherwise the change applies only on top of `version - 1`.
+   */
+  replace?: boolean;
+  /** Writes `data` at `offset`; with `truncate`, on an emptied object. */
+  offset: number;
+  data: Uint8Array;
+  truncate?: boolean;
+  /** Deletes the object (its version stays, as a tombstone). */
+  remove?: boolean;
+}
+
+/** What a replica answers to a change. */
+export interface ChangeReply {
+  applied: boolean;
+  /** The replica's version after the change (or the one that made it refuse). */
+  version: number;
+}
+
+/** One replica of objects, reached in process or over RPC. */
+export interface ObjectLink {
+  readonly id: string;
+  change(name: string, change: ObjectChange): Promise<ChangeReply>;
+  /** Reads `length` bytes at `offset` (length -1: the whole object) with the copy's version. */
+  read(
+    name: string,
+    offset: number,
+    length: number,
+  ): Promise<{ data: Uint8Array; version: number }>;
+  versions(names: string[]): Promise<number[]>;
+  /** Makes every applied change durable, versions included. */
+  flush(): Promise<void>;
+}
+
+/** The objects this node stores, with their versions and fences. */
+export class ObjectReplica implements ObjectLink {
+  readonly id: string;
+  readonly fences: Fences;
+  #engine: LocalEngine;
+  /** uid → (object name → version), loaded from `ov/UID` on first use. */
+  #volumes = new Map<string, Promise<Map<string, number>>>();
+  /** uid → version of its `ov/UID` record. */
+  #recordVersions = new Map<string, number>();
+  #dirty = new Set<string>();
+  #locks = new KeyedMutex();
+  #persisting = new KeyedMutex();
+
+  constructor(id: string, engine: LocalEngine) {
+    this.id = id;
+    this.#engine = engine;
+    this.fences = new Fences(engine);
+  }
+
+  change(name: string, change: ObjectChange): Promise<ChangeReply> {
+    checkObjectName(name);
+    const { uid } = parseObjectName(name);
+    if (change.offset + change.data.length > objectBytesMax) {
+      throw new RangeError(`Cannot change object ${name}: it would exceed ${objectBytesMax} bytes`);
+    }
+    return this.#locks.run(name, async () => {
+      await this.fences.admit(uid, change.epoch);
+      const versions = await this.#versionsOf(uid);
+      const current = versions.get(name) ?? 0;
+      const applies = change.replace === true
+        ? change.version > current
+        : change.version === current + 1;
+      if (!applies) return { applied: false, version: current };
+      if (change.remove === true) {
+        await this.#engine.deleteObject(name);
+      } else {
+        const truncate = change.truncate === true || change.replace === true;
+        await this.#engine.writeObject(name, change.offset, change.data, { truncate });
       }
-      await fences.admit(uid, epoch as number);
-      await engine.writeObject(name, offset as number, request.data ?? new Uint8Array(), {
-        truncate: request.header.truncate === true,
-      });
-      return { header: {} };
+      versions.set(name, change.version);
+      this.#dirty.add(uid);
+      return { applied: true, version: change.version };
+    });
+  }
+
+  async read(
+    name: string,
+    offset: number,
+    length: number,
+  ): Promise<{ data: Uint8Array; version: number }> {
+    checkObjectName(name);
+    const { uid } = parseObjectName(name);
+    return await this.#locks.run(name, async () => {
+      const version = (await this.#versionsOf(uid)).get(name) ?? 0;
+      if (length < 0) length = Math.max(0, (await this.#engine.objectSize(name)) - offset);
+      if (length > objectBytesMax) {
+        throw new RangeError(
+          `Cannot read object ${name}: ${length} bytes exceed ${objectBytesMax}`,
+        );
+      }
+      const data = new Uint8Array(length);
+      await this.#engine.readObject(name, { offset, length }, data);
+      return { data, version };
+    });
+  }
+
+  async versions(names: string[]): Promise<number[]> {
+    return await Promise.all(names.map(async (name) => {
+      checkObjectName(name);
+      return (await this.#versionsOf(parseObjectName(name).uid)).get(name) ?? 0;
+    }));
+  }
+
+  async flush(): Promise<void> {
+    const dirty = [...this.#dirty];
+    this.#dirty.clear();
+    await this.#engine.flush();
+    await Promise.all(dirty.map((uid) => this.#persist(uid)));
+  }
+
+  /** Every object this node stores. */
+  list(): AsyncIterable<string> {
+    return this.#engine.listObjects();
+  }
+
+  #versionsOf(uid: string): Promise<Map<string, number>> {
+    let versions = this.#volumes.get(uid);
+    if (versions === undefined) {
+      versions = (async () => {
+        const entry = await this.#engine.getMeta(`ov/${uid}`);
+        if (entry === null) return new Map<string, number>();
+        this.#recordVersions.set(uid, entry.version);
+        const saved = JSON.parse(new TextDecoder().decode(entry.value)) as Record<string, number>;
+        return new Map(Object.entries(saved));
+      })();
+      this.#volumes.set(uid, versions);
+      versions.catch(() => this.#volumes.delete(uid));
+    }
+    return versions;
+  }
+
+  #persist(uid: string): Promise<void> {
+    return this.#persisting.run(uid, async () => {
+      const versions = await this.#versionsOf(uid);
+      const value = new TextEncoder().encode(JSON.stringify(Object.fromEntries(versions)));
+      const expected = this.#recordVersions.get(uid) ?? 0;
+      this.#recordVersions.set(uid, await this.#engine.putMeta(`ov/${uid}`, value, expected));
+    });
+  }
+}
+
+/** The methods a node serves for the objects it stores. */
+export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod> {
+  return {
+    "object.change": async (request) => {
+      const h = request.header;
+      const change: ObjectChange = {
+        epoch: positive(h.epoch, "epoch"),
+        version: positive(h.version, "version"),
+        offset: natural(h.offset, "offset"),
+        data: (request.data ?? new Uint8Array()).slice(),
+        replace: h.replace === true,
+        truncate: h.truncate === true,
+        remove: h.remove === true,
+      };
+      const reply = await replica.change(objectNameOf(h.name), change);
+      return { header: { applied: reply.applied, version: reply.version } };
     },
     "object.read": async (request) => {
-      const { name } = objectOf(request.header.name);
-      const offset = request.header.offset, length = request.header.length;
-      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) {
-        throw new TypeError("bad range");
+      const h = request.header;
+      const length = h.length === -1 ? -1 : natural(h.length, "length");
+      const { data, version } = await replica.read(
+        objectNameOf(h.name),
+        natural(h.offset, "offset"),
+        length,
+      );
+      return { header: { version }, data };
+    },
+    "object.versions": async (request) => {
+      const names = request.header.names;
+      if (!Array.isArray(names) || names.length > versionNamesMax) {
+        throw new TypeError("bad names");
       }
-      if ((length as number) < 0 || (length as number) > 64 * 1024 * 1024) {
-        throw new RangeError("bad length");
-      }
-      const data = new Uint8Array(length as number);
-      await engine.readObject(name, { offset: offset as number, length: length as number }, data);
-      return { header: {}, data };
+      return { header: { versions: await replica.versions(names.map(objectNameOf)) } };
+    },
+    "object.list": async () => {
+      const names: string[] = [];
+      for await (const name of replica.list()) names.push(name);
+      return { header: { names } };
     },
     "object.flush": async () => {
-      await engine.flush();
+      await replica.flush();
       return { header: {} };
     },
   };
 }
 
-function objectOf(value: unknown): { name: string; uid: string } {
+/** An ObjectLink to the replica of the node at `address`. */
+export function rpcObjectLink(rpc: RpcClient, id: string, address: string): ObjectLink {
+  const call = (method: string, message: RpcMessage) => rpc.call(address, method, message);
+  return {
+    id,
+    async change(name, change) {
+      const { data, ...rest } = change;
+      const reply = await call("object.change", { header: { name, ...rest }, data });
+      return { applied: reply.header.applied === true, version: Number(reply.header.version) };
+    },
+    async read(name, offset, length) {
+      const reply = await call("object.read", { header: { name, offset, length } });
+      const data = reply.data ?? new Uint8Array();
+      if (length >= 0 && data.length !== length) {
+        throw new RangeError(
+          `object.read on ${address} returned ${data.length} of ${length} bytes`,
+        );
+      }
+      return { data, version: Number(reply.header.version) };
+    },
+    async versions(names) {
+      const reply = await call("object.versions", { header: { names } });
+      const versions = reply.header.versions;
+      if (!Array.isArray(versions) || versions.length !== names.length) {
+        throw new TypeError(`object.versions on ${address}: malformed reply`);
+      }
+      return versions.map(Number);
+    },
+    async flush() {
+      await call("object.flush", { header: {} });
+    },
+  };
+}
+
+function checkObjectName(name: string): void {
+  if (!isObjectName(name)) throw new TypeError(`bad object name ${JSON.stringify(name)}`);
+}
+
+function objectNameOf(value: unknown): string {
   if (typeof value !== "string" || !isObjectName(value)) {
     throw new TypeError(`bad object name ${JSON.stringify(value)}`);
   }
-  return { name: value, uid: parseObjectName(value).uid };
+  return value;
+}
+
+function positive(value: unknown, what: string): number {
+  if (!Number.isSafeInteger(value) || (value as number) < 1) throw new TypeError(`bad ${what}`);
+  return value as number;
+}
+
+function natural(value: unknown, what: string): number {
+  if (!Number.isSafeInteger(value) || (value as number) < 0) throw new TypeError(`bad ${what}`);
+  return value as number;
 }
 
 function encode(epoch: number): Uint8Array {

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { LocalEngine } from "../core/mod.ts";
 import { ClusterKey } from "./auth.ts";
-import { Fences, objectMethods } from "./object_service.ts";
+import { objectMethods, ObjectReplica } from "./object_service.ts";
 import { RpcClient, rpcServer } from "./rpc.ts";
 
 const key = new ClusterKey(new TextEncoder().encode("object-service-test-key-01234567"));
@@ -18,7 +18,7 @@ async function startStorage(dir: string) {
   const engine = await LocalEngine.open({ dir });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
-    rpcServer(key, objectMethods(engine, new Fences(engine))),
+    rpcServer(key, objectMethods(new ObjectReplica("n1", engine))),
   );
   const stop = async () => {
     await server.shutdown();
@@ -31,9 +31,10 @@ Deno.test("a write with an epoch below the fence never lands, even after a resta
   const dir = await Deno.makeTempDir({ prefix: "atoll-fence-" });
   const rpc = new RpcClient(key);
   let storage = await startStorage(dir);
+  let version = 0;
   const write = (epoch: number, byte: number) =>
-    rpc.call(storage.address, "object.write", {
-      header: { name, offset: 0, epoch },
+    rpc.call(storage.address, "object.change", {
+      header: { name, offset: 0, epoch, version: ++version, replace: true },
       data: new Uint8Array(4096).fill(byte),
     });
   const read = async () =>
@@ -54,7 +55,9 @@ Deno.test("a write with an epoch below the fence never lands, even after a resta
     assert.deepEqual(await read(), new Uint8Array(4096).fill(0x55));
     await assert.rejects(write(2, 0x66), /epoch 3 holds its lease/);
     await assert.rejects(
-      rpc.call(storage.address, "object.write", { header: { name: "../x", offset: 0, epoch: 9 } }),
+      rpc.call(storage.address, "object.change", {
+        header: { name: "../x", offset: 0, epoch: 9, version: 99 },
+      }),
       /bad object name/,
     );
   } finally {

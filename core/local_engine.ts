@@ -121,6 +121,20 @@ export class LocalEngine implements Engine {
     return Promise.resolve();
   }
 
+  /** Bytes of a stored block (whole blocks cross the network in a cluster). */
+  blockSize(hash: string): Promise<number> {
+    assert(isBlockName(hash), `bad block name ${hash}`);
+    const path = this.#unsynced.get(hash)?.tmp ?? this.#blockPath(hash);
+    try {
+      return Promise.resolve(fs.statSync(path).size);
+    } catch (error) {
+      if ((error as { code?: string }).code === "ENOENT") {
+        throw new CorruptionError(`Cannot size block ${hash}: it is not stored`);
+      }
+      throw error;
+    }
+  }
+
   deleteBlock(hash: string): Promise<void> {
     assert(isBlockName(hash), `bad block name ${hash}`);
     const unsynced = this.#unsynced.get(hash)?.tmp;
@@ -201,6 +215,17 @@ export class LocalEngine implements Engine {
       throw error;
     }
     this.#dirtyDirs.add(join(this.dir, "objects", name.slice(0, 32)));
+  }
+
+  /** Bytes an object spans (0 when missing): what a replica copies to repair another. */
+  async objectSize(name: string): Promise<number> {
+    assert(isObjectName(name), `bad object name ${name}`);
+    try {
+      return (await Deno.stat(this.#objectPath(name))).size;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return 0;
+      throw error;
+    }
   }
 
   async *listObjects(): AsyncIterable<string> {

@@ -1,0 +1,122 @@
+/**
+ * A cluster of ClusterEngines in one process for tests: each node has its own
+ * data directory, LocalEngine and sealed RPC server on loopback; membership is a
+ * list the test controls (a node is "killed" by closing its server and marking
+ * it dead), so tests decide exactly who is up.
+ */
+import { LocalEngine } from "../core/mod.ts";
+import { ClusterKey } from "./auth.ts";
+import { ClusterEngine } from "./cluster_engine.ts";
+import type { MemberState } from "./membership.ts";
+import { RpcClient, rpcServer } from "./rpc.ts";
+
+export const testClusterKey = new ClusterKey(
+  new TextEncoder().encode("test-cluster-key-0123456789abcdef"),
+);
+
+/** One node of a test cluster. */
+export interface TestClusterNode {
+  id: string;
+  dir: string;
+  engine: ClusterEngine;
+  server: Deno.HttpServer<Deno.NetAddr> | null;
+}
+
+/** A cluster of `count` nodes; `members` is the shared view every node uses. */
+export class TestCluster {
+  readonly nodes: TestClusterNode[] = [];
+  readonly members: MemberState[] = [];
+  readonly replicas: number;
+  readonly deadGraceMs: number;
+
+  private constructor(replicas: number, deadGraceMs: number) {
+    this.replicas = replicas;
+    this.deadGraceMs = deadGraceMs;
+  }
+
+  static async start(
+    count: number,
+    options: { replicas?: number; deadGraceMs?: number } = {},
+  ): Promise<TestCluster> {
+    const cluster = new TestCluster(options.replicas ?? 3, options.deadGraceMs ?? 60_000);
+    for (let i = 0; i < count; i++) await cluster.add();
+    return cluster;
+  }
+
+  /** Adds a node (a join). */
+  async add(): Promise<TestClusterNode> {
+    const id = `node-${this.nodes.length}`;
+    const dir = await Deno.makeTempDir({ prefix: `atoll-${id}-` });
+    const node: TestClusterNode = { id, dir, engine: null!, server: null };
+    this.nodes.push(node);
+    this.members.push({
+      id,
+      address: "",
+      zone: null,
+      weight: 1,
+      incarnation: 1,
+      status: "alive",
+      since: 0,
+    });
+    await this.#open(node);
+    return node;
+  }
+
+  /** Stops a node's server and marks it dead `deadForMs` ago (a crash). */
+  async kill(node: TestClusterNode, deadForMs = 0): Promise<void> {
+    await node.server?.shutdown();
+    node.server = null;
+    await node.engine.close();
+    const member = this.members.find((member) => member.id === node.id)!;
+    member.status = "dead";
+    member.since = performance.now() - deadForMs;
+    for (const other of this.nodes) other.engine.invalidate();
+  }
+
+  /** Restarts a killed node on its data directory. */
+  async revive(node: TestClusterNode): Promise<void> {
+    await this.#open(node);
+    const member = this.members.find((member) => member.id === node.id)!;
+    member.status = "alive";
+    member.since = performance.now();
+    for (const other of this.nodes) other.engine.invalidate();
+  }
+
+  /** Restarts every node (a whole-cluster restart). */
+  async restart(): Promise<void> {
+    for (const node of this.nodes) {
+      if (node.server !== null) await this.kill(node);
+    }
+    for (const node of this.nodes) await this.revive(node);
+  }
+
+  async stop(): Promise<void> {
+    for (const node of this.nodes) {
+      if (node.server !== null) {
+        await node.server.shutdown();
+        await node.engine.close();
+      }
+      await Deno.remove(node.dir, { recursive: true });
+    }
+  }
+
+  async #open(node: TestClusterNode): Promise<void> {
+    const local = await LocalEngine.open({ dir: node.dir });
+    node.engine = new ClusterEngine({
+      selfId: node.id,
+      local,
+      rpc: new RpcClient(testClusterKey),
+      members: () => this.members,
+      now: () => performance.now(),
+      replicas: this.replicas,
+      deadGraceMs: this.deadGraceMs,
+    });
+    node.server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      rpcServer(testClusterKey, node.engine.methods()),
+    );
+    const member = this.members.find((member) => member.id === node.id)!;
+    member.address = `127.0.0.1:${node.server.addr.port}`;
+    for (const other of this.nodes) other.engine?.invalidate();
+  }
+}

@@ -1,0 +1,320 @@
+/**
+ * The engine of a node in a cluster: the Engine interface over the members,
+ * so the core (store, volumes, GC) runs unchanged on it.
+ *
+ * - Blocks go to the R replicas placement names and are durable on a majority
+ *   when put() resolves; reads take the local copy or fetch, verify and keep one
+ *   (block_service.ts).
+ * - Objects are versioned on their R replicas (replicated_objects.ts).
+ * - Metadata is one CASPaxos register per key, its acceptors being the key's R
+ *   replicas (caspaxos.ts, meta_service.ts).
+ *
+ * Placement runs over the members that are alive or suspect, and over dead ones
+ * for `deadGraceMs` after they died: a flapping or restarting node moves no
+ * data, and a dead one's share is re-replicated only after the grace period.
+ */
+import type { ByteRange, Engine, LocalEngine, MetaEntry } from "../core/mod.ts";
+import { VersionMismatchError } from "../core/mod.ts";
+import { Acceptor, type AcceptorLink, Proposer } from "./caspaxos.ts";
+import {
+  acceptedKeys,
+  acceptorMethods,
+  engineAcceptorStore,
+  rpcAcceptorLink,
+} from "./meta_service.ts";
+import { blockMethods, type BlockPeer, ReplicatedBlocks } from "./block_service.ts";
+import { type ObjectLink, objectMethods, ObjectReplica, rpcObjectLink } from "./object_service.ts";
+import { ReplicatedObjects } from "./replicated_objects.ts";
+import { Placement } from "./placement.ts";
+import type { MemberState } from "./membership.ts";
+import type { RpcClient, RpcMethod } from "./rpc.ts";
+
+/** Replicas of each block, object and metadata key unless told (`--replicas`). */
+export const replicasDefault = 3;
+/** How long a dead member keeps its place before its data is re-replicated. */
+export const deadGraceMsDefault = 60_000;
+/** Metadata keys read at once when listing. */
+const listReadsInFlightMax = 16;
+
+/** Options of {@linkcode ClusterEngine}. */
+export interface ClusterEngineOptions {
+  selfId: string;
+  local: LocalEngine;
+  rpc: RpcClient;
+  /** The members as gossip knows them, this node included. */
+  members: () => MemberState[];
+  /** The clock of `members()`'s `since`. */
+  now: () => number;
+  replicas?: number;
+  deadGraceMs?: number;
+}
+
+/** Engine over the cluster; see the module doc. */
+export class ClusterEngine implements Engine {
+  readonly selfId: string;
+  readonly local: LocalEngine;
+  readonly replicaCount: number;
+  readonly deadGraceMs: number;
+  readonly acceptor: Acceptor;
+  readonly replica: ObjectReplica;
+  readonly blocks: ReplicatedBlocks;
+  readonly objects: ReplicatedObjects;
+  readonly proposer: Proposer;
+  #rpc: RpcClient;
+  #members: () => MemberState[];
+  #now: () => number;
+  #view: { at: number; placement: Placement; byId: Map<string, MemberState> } | null = null;
+  #objectLinks = new Map<string, ObjectLink>();
+  #acceptorLinks = new Map<string, AcceptorLink>();
+
+  constructor(options: ClusterEngineOptions) {
+    this.selfId = options.selfId;
+    this.local = options.local;
+    this.replicaCount = options.replicas ?? replicasDefault;
+    this.deadGraceMs = options.deadGraceMs ?? deadGraceMsDefault;
+    this.#rpc = options.rpc;
+    this.#members = options.members;
+    this.#now = options.now;
+    this.acceptor = new Acceptor(engineAcceptorStore(this.local));
+    this.replica = new ObjectReplica(this.selfId, this.local);
+    this.blocks = new ReplicatedBlocks({
+      selfId: this.selfId,
+      engine: this.local,
+      rpc: this.#rpc,
+      replicasOf: (name) => this.replicaPeers(name),
+    });
+    this.objects = new ReplicatedObjects({
+      selfId: this.selfId,
+      replicasOf: (name) => this.replicaPeers(name).map((peer) => this.#objectLink(peer)),
+      epochOf: () => 1,
+    });
+    this.proposer = new Proposer(
+      this.selfId,
+      (key) => this.replicaPeers(key).map((peer) => this.#acceptorLink(peer)),
+    );
+  }
+
+  /** The methods other members call on this node. */
+  methods(): Record<string, RpcMethod> {
+    return {
+      ...blockMethods(this.local),
+      ...objectMethods(this.replica),
+      ...acceptorMethods(this.acceptor, this.local),
+    };
+  }
+
+  /** Drops the cached placement (the membership changed). */
+  invalidate(): void {
+    this.#view = null;
+  }
+
+  /** Members that hold a place: alive, suspect, or dead for less than the grace period. */
+  placementMembers(): MemberState[] {
+    const now = this.#now();
+    return this.#members().filter((member) =>
+      member.status === "alive" || member.status === "suspect" ||
+      (member.status === "dead" && now - member.since < this.deadGraceMs)
+    );
+  }
+
+  /** Members known alive now (listing asks them). */
+  liveMembers(): MemberState[] {
+    return this.#members().filter((member) =>
+      member.status === "alive" || member.status === "suspect"
+    );
+  }
+
+  /** The replicas of `name`, most preferred first. */
+  replicaPeers(name: string): BlockPeer[] {
+    const view = this.#currentView();
+    return view.placement.replicas(name, this.replicaCount).map((id) => {
+      const member = view.byId.get(id)!;
+      return { id, address: member.address };
+    });
+  }
+
+  /** True when `id` is alive or suspect now. */
+  isLive(id: string): boolean {
+    return this.#currentView().byId.get(id)?.status === "alive" ||
+      this.#currentView().byId.get(id)?.status === "suspect";
+  }
+
+  async hasBlock(hash: string): Promise<boolean> {
+    if (await this.local.hasBlock(hash)) return true;
+    const answers = await Promise.allSettled(
+      this.replicaPeers(hash).filter((peer) => peer.id !== this.selfId).map(async (peer) => {
+        const reply = await this.#rpc.call(peer.address, "block.has", {
+          header: { hashes: [hash] },
+        });
+        return (reply.header.have as boolean[])[0] === true;
+      }),
+    );
+    return answers.some((answer) => answer.status === "fulfilled" && answer.value);
+  }
+
+  putBlock(hash: string, data: Uint8Array): Promise<boolean> {
+    return this.blocks.put(hash, data);
+  }
+
+  readBlock(hash: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    return this.blocks.read(hash, range, into);
+  }
+
+  async deleteBlock(hash: string): Promise<void> {
+    await this.local.deleteBlock(hash);
+    await this.#everyLiveMember("block.delete", { hashes: [hash] });
+  }
+
+  async *listBlocks(): AsyncIterable<string> {
+    yield* await this.#union("block.list", "hashes", async () => {
+      const hashes: string[] = [];
+      for await (const hash of this.local.listBlocks()) hashes.push(hash);
+      return hashes;
+    });
+  }
+
+  readObject(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    return this.objects.read(name, range.offset, into);
+  }
+
+  writeObject(
+    name: string,
+    offset: number,
+    data: Uint8Array,
+    options: { truncate?: boolean } = {},
+  ): Promise<void> {
+    return this.objects.write(name, offset, data, options.truncate ?? false);
+  }
+
+  deleteObject(name: string): Promise<void> {
+    return this.objects.delete(name);
+  }
+
+  async *listObjects(): AsyncIterable<string> {
+    yield* await this.#union("object.list", "names", async () => {
+      const names: string[] = [];
+      for await (const name of this.local.listObjects()) names.push(name);
+      return names;
+    });
+  }
+
+  async getMeta(key: string): Promise<MetaEntry | null> {
+    const register = await this.proposer.read(key);
+    return register.value === null ? null : { version: register.version, value: register.value };
+  }
+
+  async putMeta(key: string, value: Uint8Array, expectedVersion: number): Promise<number> {
+    const register = await this.proposer.change(key, (current) => {
+      if (current.version !== expectedVersion) {
+        throw new VersionMismatchError(
+          `Cannot change ${key}: it is at version ${current.version}, not ${expectedVersion}`,
+        );
+      }
+      return { version: current.version + 1, value };
+    });
+    return register.version;
+  }
+
+  async deleteMeta(key: string, expectedVersion: number): Promise<void> {
+    await this.proposer.change(key, (current) => {
+      if (current.value === null || current.version !== expectedVersion) {
+        throw new VersionMismatchError(
+          `Cannot delete ${key}: it is at version ${current.version}, not ${expectedVersion}`,
+        );
+      }
+      return { version: 0, value: null };
+    });
+  }
+
+  async listMeta(prefix: string): Promise<string[]> {
+    const candidates = await this.#union(
+      "px.list",
+      "keys",
+      () => acceptedKeys(this.local, prefix),
+      { prefix },
+    );
+    // An acceptor that missed a delete still lists the key: read each through a quorum.
+    const keys: string[] = [];
+    for (let i = 0; i < candidates.length; i += listReadsInFlightMax) {
+      const batch = candidates.slice(i, i + listReadsInFlightMax);
+      const present = await Promise.all(batch.map(async (key) => await this.getMeta(key) !== null));
+      keys.push(...batch.filter((_, j) => present[j]));
+    }
+    return keys;
+  }
+
+  async flush(): Promise<void> {
+    await this.objects.flush();
+  }
+
+  async close(): Promise<void> {
+    await this.objects.settle();
+    await this.local.close();
+  }
+
+  #currentView() {
+    // Dead members age out of placement without a membership event: re-check each second.
+    if (this.#view === null || this.#now() - this.#view.at > 1000) {
+      const members = this.placementMembers();
+      this.#view = {
+        at: this.#now(),
+        placement: new Placement(
+          members.map(({ id, weight, zone }) => ({ id, weight: Math.max(weight, 2 ** -32), zone })),
+        ),
+        byId: new Map(this.#members().map((member) => [member.id, member])),
+      };
+    }
+    return this.#view;
+  }
+
+  #objectLink(peer: BlockPeer): ObjectLink {
+    if (peer.id === this.selfId) return this.replica;
+    let link = this.#objectLinks.get(`${peer.id} ${peer.address}`);
+    if (link === undefined) {
+      link = rpcObjectLink(this.#rpc, peer.id, peer.address);
+      this.#objectLinks.set(`${peer.id} ${peer.address}`, link);
+    }
+    return link;
+  }
+
+  #acceptorLink(peer: BlockPeer): AcceptorLink {
+    if (peer.id === this.selfId) return this.acceptor;
+    let link = this.#acceptorLinks.get(`${peer.id} ${peer.address}`);
+    if (link === undefined) {
+      link = rpcAcceptorLink(this.#rpc, peer.address);
+      this.#acceptorLinks.set(`${peer.id} ${peer.address}`, link);
+    }
+    return link;
+  }
+
+  async #everyLiveMember(method: string, header: Record<string, unknown>): Promise<void> {
+    await Promise.allSettled(
+      this.liveMembers().filter((member) => member.id !== this.selfId).map((member) =>
+        this.#rpc.call(member.address, method, { header })
+      ),
+    );
+  }
+
+  /** The sorted union of a list every live member answers (this node's from `local`). */
+  async #union(
+    method: string,
+    field: string,
+    local: () => Promise<string[]>,
+    header: Record<string, unknown> = {},
+  ): Promise<string[]> {
+    const lists = await Promise.allSettled(
+      this.liveMembers().map(async (member) => {
+        if (member.id === this.selfId) return await local();
+        const reply = await this.#rpc.call(member.address, method, { header });
+        const list = reply.header[field];
+        if (!Array.isArray(list)) throw new TypeError(`${method}: malformed reply`);
+        return list.map(String);
+      }),
+    );
+    const union = new Set<string>();
+    for (const list of lists) {
+      if (list.status === "fulfilled") { for (const item of list.value) union.add(item); }
+    }
+    return [...union].sort();
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Goal: the cluster engine keeps the engine contract, so the core runs on it
+ * unchanged; and it keeps working when a replica is gone.
+ * Method: four ClusterEngines in process (R = 3, so some nodes are not replicas
+ * of a name), each behind a sealed RPC server on loopback; the contract suite
+ * runs against node 0, and "reopen" restarts every node on its data directory.
+ */
+import assert from "node:assert/strict";
+import { engineContract } from "../core/engine_contract.ts";
+import type { Engine } from "../core/mod.ts";
+import { sha256Hex } from "./block_service.ts";
+import { TestCluster } from "./_test_cluster.ts";
+import { patternBytes } from "../tests/_files.ts";
+
+const clusters = new WeakMap<Engine, TestCluster>();
+
+engineContract("ClusterEngine", {
+  create: async () => {
+    const cluster = await TestCluster.start(4);
+    clusters.set(cluster.nodes[0].engine, cluster);
+    return cluster.nodes[0].engine;
+  },
+  reopen: async (engine) => {
+    const cluster = clusters.get(engine)!;
+    await cluster.restart();
+    clusters.set(cluster.nodes[0].engine, cluster);
+    return cluster.nodes[0].engine;
+  },
+  destroy: async (engine) => {
+    await clusters.get(engine)!.stop();
+  },
+});
+
+Deno.test("ClusterEngine: any node reads what another wrote; a dead replica costs nothing", async () => {
+  const cluster = await TestCluster.start(4);
+  try {
+    const [a, b] = cluster.nodes;
+    const data = patternBytes(1024 * 1024, 3);
+    const hash = sha256Hex(data);
+    assert.equal(await a.engine.putBlock(hash, data), true);
+    const object = `${"c".repeat(32)}.1.0`;
+    await a.engine.writeObject(object, 0, data, { truncate: true });
+    await a.engine.writeObject(object, 4096, patternBytes(4096, 9));
+    await a.engine.flush();
+    assert.equal(await a.engine.putMeta("volume/v", new Uint8Array([1, 2]), 0), 1);
+    const expected = data.slice();
+    expected.set(patternBytes(4096, 9), 4096);
+
+    // Kill a replica of the object that is not the writer.
+    const victim = cluster.nodes.find((node) =>
+      node !== a && a.engine.replicaPeers(object).some((peer) => peer.id === node.id)
+    )!;
+    await cluster.kill(victim);
+    const reader = cluster.nodes.find((node) => node !== a && node !== victim)!;
+    const into = new Uint8Array(data.length);
+    await reader.engine.readObject(object, { offset: 0, length: data.length }, into);
+    assert.deepEqual(into, expected);
+    const block = new Uint8Array(100);
+    await reader.engine.readBlock(hash, { offset: 500, length: 100 }, block);
+    assert.deepEqual(block, data.subarray(500, 600));
+    assert.deepEqual((await b.engine.getMeta("volume/v"))?.value, new Uint8Array([1, 2]));
+
+    // Writes go on with a replica down, and a revived replica catches up on write.
+    await a.engine.writeObject(object, 0, patternBytes(4096, 11));
+    await a.engine.flush();
+    expected.set(patternBytes(4096, 11), 0);
+    await cluster.revive(victim);
+    await a.engine.writeObject(object, 8192, patternBytes(4096, 12));
+    await a.engine.flush();
+    await a.engine.objects.settle();
+    expected.set(patternBytes(4096, 12), 8192);
+    const copy = await victim.engine.replica.read(object, 0, data.length);
+    assert.deepEqual(copy.data, expected, "the revived replica was brought up to date");
+    await reader.engine.readObject(object, { offset: 0, length: data.length }, into);
+    assert.deepEqual(into, expected);
+  } finally {
+    await cluster.stop();
+  }
+});

@@ -1,0 +1,283 @@
+/**
+ * Volume objects across the cluster, from the side of the node that writes or
+ * reads them. Objects are mutable, so unlike blocks a copy cannot vouch for
+ * itself: each change advances the object's version on every replica it reaches
+ * (see object_service.ts), and the writer remembers which replicas hold the
+ * latest version ("current"). A replica that missed a change (unreachable,
+ * restarted) falls out of the current set and is brought back by a whole-object
+ * replacement; a write succeeds once a majority of the replicas holds it, a
+ * flush once a majority holds it durably.
+ *
+ * A node that did not write an object reads the copy with the highest version,
+ * so it sees every change a writer had acknowledged at a majority.
+ */
+import { KeyedMutex } from "../core/_mutex.ts";
+import { parseObjectName } from "../core/block_map.ts";
+import type { ChangeReply, ObjectChange, ObjectLink } from "./object_service.ts";
+
+/** Not enough replicas of an object answered or took a change. */
+export class ReplicaQuorumError extends Error {
+  override name = "ReplicaQuorumError";
+}
+
+/** What the writer knows of an object it changed. */
+interface Written {
+  version: number;
+  /** Ids of the replicas that hold `version`. */
+  current: Set<string>;
+}
+
+/** Options of {@linkcode ReplicatedObjects}. */
+export interface ReplicatedObjectsOptions {
+  /** This node's replica id: read from it first when it holds a copy. */
+  selfId: string;
+  /** The replicas of an object, in placement order. */
+  replicasOf: (name: string) => ObjectLink[];
+  /** The writer's lease epoch for a volume (fencing; 1 until leases exist). */
+  epochOf: (uid: string) => number;
+}
+
+/** Counters an operator sees in /metrics. */
+export interface ObjectCounters {
+  writes: number;
+  laggards: number;
+  repairs: number;
+  staleReads: number;
+}
+
+/** Writes, reads and flushes objects on their replicas. */
+export class ReplicatedObjects {
+  readonly counters: ObjectCounters = { writes: 0, laggards: 0, repairs: 0, staleReads: 0 };
+  #options: ReplicatedObjectsOptions;
+  #written = new Map<string, Written>();
+  #locks = new KeyedMutex();
+  /** Replica id → the link and the objects changed there since the last flush. */
+  #unflushed = new Map<string, { link: ObjectLink; names: Set<string> }>();
+  #background = new Set<Promise<void>>();
+
+  constructor(options: ReplicatedObjectsOptions) {
+    this.#options = options;
+  }
+
+  /** Writes `data` at `offset` (with `truncate`, on an emptied object). */
+  write(name: string, offset: number, data: Uint8Array, truncate = false): Promise<void> {
+    return this.#locks.run(name, () => this.#change(name, { offset, data, truncate }));
+  }
+
+  /** Deletes an object everywhere it is stored. */
+  delete(name: string): Promise<void> {
+    return this.#locks.run(
+      name,
+      () => this.#change(name, { offset: 0, data: new Uint8Array(), remove: true }),
+    );
+  }
+
+  /** Reads `into.length` bytes at `offset` from a replica holding the latest version. */
+  async read(name: string, offset: number, into: Uint8Array): Promise<void> {
+    const links = this.#ordered(this.#options.replicasOf(name));
+    const written = this.#written.get(name);
+    if (written !== undefined) {
+      for (const link of links.filter((link) => written.current.has(link.id))) {
+        try {
+          const { data } = await link.read(name, offset, into.length);
+          into.set(data);
+          return;
+        } catch {
+          // try the next current replica
+        }
+      }
+    }
+    // Not the writer (or its replicas failed): ask every replica's version, and
+    // read the copy that has the highest.
+    const [first, ...others] = links;
+    const reading = first.read(name, offset, into.length).catch(() => null);
+    const versions = await Promise.allSettled(others.map((link) => link.versions([name])));
+    const read = await reading;
+    let best: { link: ObjectLink; version: number } | null = read === null
+      ? null
+      : { link: first, version: read.version };
+    versions.forEach((result, i) => {
+      if (result.status !== "fulfilled") return;
+      const version = result.value[0];
+      if (best === null || version > best.version) best = { link: others[i], version };
+    });
+    if (best === null) {
+      throw new ReplicaQuorumError(`Cannot read object ${name}: no replica answered`);
+    }
+    const chosen = best as { link: ObjectLink; version: number };
+    if (read !== null && chosen.link === first) return into.set(read.data);
+    if (read !== null) this.counters.staleReads++;
+    const { data } = await chosen.link.read(name, offset, into.length);
+    into.set(data);
+  }
+
+  /**
+   * Makes every change that resolved before this call durable on a majority of
+   * its object's replicas; then brings lagging replicas up, in the background.
+   */
+  async flush(): Promise<void> {
+    const pending = [...this.#unflushed.values()];
+    this.#unflushed.clear();
+    const flushed = await Promise.allSettled(pending.map(({ link }) => link.flush()));
+    const durable = new Map<string, number>();
+    pending.forEach(({ names }, i) => {
+      if (flushed[i].status !== "fulfilled") return;
+      for (const name of names) durable.set(name, (durable.get(name) ?? 0) + 1);
+    });
+    const names = new Set(pending.flatMap(({ names }) => [...names]));
+    for (const name of names) {
+      const quorum = quorumOf(this.#options.replicasOf(name).length);
+      if ((durable.get(name) ?? 0) < quorum) {
+        throw new ReplicaQuorumError(
+          `Cannot flush object ${name}: durable on ${durable.get(name) ?? 0} replicas, ` +
+            `${quorum} needed`,
+        );
+      }
+    }
+    for (const name of names) {
+      const written = this.#written.get(name);
+      const links = this.#options.replicasOf(name);
+      if (written === undefined || links.every((link) => written.current.has(link.id))) continue;
+      const task = this.#locks.run(name, () => this.#bringUp(name, written, links, true))
+        .then(() => {}, () => {});
+      this.#background.add(task);
+      task.finally(() => this.#background.delete(task));
+    }
+  }
+
+  /** Forgets what this node knew of a volume's objects (another node now writes it). */
+  forget(uid: string): void {
+    for (const name of [...this.#written.keys()]) {
+      if (parseObjectName(name).uid === uid) this.#written.delete(name);
+    }
+  }
+
+  /** Waits for background repairs. */
+  async settle(): Promise<void> {
+    await Promise.all([...this.#background]);
+  }
+
+  async #change(
+    name: string,
+    body: Pick<ObjectChange, "offset" | "data" | "truncate" | "remove">,
+  ): Promise<void> {
+    const links = this.#options.replicasOf(name);
+    const written = await this.#stateOf(name, links);
+    const quorum = quorumOf(links.length);
+    const change: ObjectChange = {
+      ...body,
+      epoch: this.#options.epochOf(parseObjectName(name).uid),
+      version: written.version + 1,
+    };
+    const targets = links.filter((link) => written.current.has(link.id));
+    const replies = await Promise.allSettled(targets.map((link) => link.change(name, change)));
+    const current = new Set<string>();
+    replies.forEach((reply, i) => {
+      if (reply.status === "fulfilled" && reply.value.applied) {
+        current.add(targets[i].id);
+        this.#noteUnflushed(targets[i], name);
+      } else if (reply.status === "rejected" && isFenced(reply.reason)) {
+        throw reply.reason;
+      }
+    });
+    this.counters.writes++;
+    this.counters.laggards += targets.length - current.size;
+    written.version = change.version;
+    written.current = current;
+    if (current.size < quorum) await this.#bringUp(name, written, links, false);
+    if (written.current.size < quorum) {
+      throw new ReplicaQuorumError(
+        `Cannot write object ${name}: ${written.current.size} of ${links.length} replicas ` +
+          `took it, ${quorum} needed`,
+      );
+    }
+  }
+
+  /** The writer's state of `name`, learnt from the replicas on first use. */
+  async #stateOf(name: string, links: ObjectLink[]): Promise<Written> {
+    let written = this.#written.get(name);
+    if (written !== undefined) return written;
+    const answers = await Promise.allSettled(links.map((link) => link.versions([name])));
+    let version = -1;
+    for (const answer of answers) {
+      if (answer.status === "fulfilled") version = Math.max(version, answer.value[0]);
+    }
+    const answered = answers.filter((answer) => answer.status === "fulfilled").length;
+    if (answered < quorumOf(links.length)) {
+      throw new ReplicaQuorumError(
+        `Cannot change object ${name}: ${answered} of ${links.length} replicas answered`,
+      );
+    }
+    const current = new Set<string>();
+    answers.forEach((answer, i) => {
+      if (answer.status === "fulfilled" && answer.value[0] === version) current.add(links[i].id);
+    });
+    written = { version, current };
+    this.#written.set(name, written);
+    if (current.size < quorumOf(links.length)) await this.#bringUp(name, written, links, false);
+    return written;
+  }
+
+  /**
+   * Copies the latest version whole to replicas that lag behind it; with `flush`,
+   * also makes the copies durable. Unreachable replicas stay behind.
+   */
+  async #bringUp(name: string, written: Written, links: ObjectLink[], flush: boolean) {
+    const sources = this.#ordered(links).filter((link) => written.current.has(link.id));
+    const laggards = links.filter((link) => !written.current.has(link.id));
+    if (sources.length === 0 || laggards.length === 0) return;
+    let whole: Uint8Array | null = null;
+    for (const source of sources) {
+      try {
+        whole = (await source.read(name, 0, -1)).data;
+        break;
+      } catch {
+        // try the next source
+      }
+    }
+    if (whole === null) return;
+    const change: ObjectChange = {
+      epoch: this.#options.epochOf(parseObjectName(name).uid),
+      version: written.version,
+      replace: true,
+      offset: 0,
+      data: whole,
+      remove: whole.length === 0,
+    };
+    await Promise.all(laggards.map(async (link) => {
+      let reply: ChangeReply;
+      try {
+        reply = await link.change(name, change);
+        if (flush) await link.flush();
+      } catch (error) {
+        if (isFenced(error)) throw error;
+        return;
+      }
+      if (reply.applied || reply.version === written.version) {
+        written.current.add(link.id);
+        this.counters.repairs++;
+        if (!flush) this.#noteUnflushed(link, name);
+      }
+    }));
+  }
+
+  #noteUnflushed(link: ObjectLink, name: string): void {
+    let entry = this.#unflushed.get(link.id);
+    if (entry === undefined) this.#unflushed.set(link.id, entry = { link, names: new Set() });
+    entry.names.add(name);
+  }
+
+  /** `links` with this node's replica first. */
+  #ordered(links: ObjectLink[]): ObjectLink[] {
+    const self = links.filter((link) => link.id === this.#options.selfId);
+    return self.concat(links.filter((link) => link.id !== this.#options.selfId));
+  }
+}
+
+function quorumOf(replicas: number): number {
+  return Math.floor(replicas / 2) + 1;
+}
+
+function isFenced(error: unknown): boolean {
+  return error instanceof Error && /holds its lease/.test(error.message);
+}
