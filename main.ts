@@ -16,6 +16,7 @@ const usage = `atoll ${version}: storage for VM images and volumes
   atoll serve [--data DIR] [--http HOST:PORT] [--nbd HOST:PORT|unix:PATH]
               [--token-file F] [--zone NAME] [--hash-engine wasm|native]
               [--gossip HOST:PORT --cluster-key-file F [--join HOST:PORT,...]] [--weight W]
+              [--replicas N] [--dead-grace SECONDS] [--heal-interval SECONDS]
 ${clientUsage.replace(/^usage:\n/, "")}`;
 
 async function main(args: string[]): Promise<number> {
@@ -40,6 +41,9 @@ async function main(args: string[]): Promise<number> {
       join: { type: "string" },
       "cluster-key-file": { type: "string" },
       weight: { type: "string", default: "1" },
+      replicas: { type: "string", default: "3" },
+      "dead-grace": { type: "string", default: "60" },
+      "heal-interval": { type: "string", default: "5" },
       "hash-engine": { type: "string", default: "wasm" },
     },
     strict: true,
@@ -58,6 +62,9 @@ async function main(args: string[]): Promise<number> {
     join: values.join?.split(",").filter((address) => address !== "") ?? [],
     clusterKeyFile: values["cluster-key-file"] ?? null,
     weight: parseWeight(values.weight),
+    replicas: parseCount(values.replicas, "--replicas", 1, 9),
+    deadGraceMs: parseSeconds(values["dead-grace"], "--dead-grace") * 1000,
+    healIntervalMs: parseSeconds(values["heal-interval"], "--heal-interval") * 1000,
     hashEngine,
     version,
   });
@@ -77,6 +84,22 @@ function parseWeight(text: string): number {
     throw new TypeError(`Cannot use --weight ${text}: expected a number in (0, 1e6]`);
   }
   return weight;
+}
+
+function parseCount(text: string, flag: string, min: number, max: number): number {
+  const count = Number(text);
+  if (!Number.isInteger(count) || count < min || count > max) {
+    throw new TypeError(`Cannot use ${flag} ${text}: expected a whole number in [${min}, ${max}]`);
+  }
+  return count;
+}
+
+function parseSeconds(text: string, flag: string): number {
+  const seconds = Number(text);
+  if (!(seconds >= 0.1 && seconds <= 86_400)) {
+    throw new TypeError(`Cannot use ${flag} ${text}: expected seconds in [0.1, 86400]`);
+  }
+  return seconds;
 }
 
 if (import.meta.main) {

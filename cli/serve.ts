@@ -8,6 +8,11 @@ import { parseHostPort } from "./address.ts";
 import { NbdServer, parseNbdAddress } from "../nbd/server.ts";
 import { ClusterKey } from "../cluster/auth.ts";
 import { ClusterNode } from "../cluster/cluster_node.ts";
+import { ClusterEngine } from "../cluster/cluster_engine.ts";
+import { Healer } from "../cluster/healer.ts";
+import { RpcClient } from "../cluster/rpc.ts";
+import type { MemberState } from "../cluster/membership.ts";
+import type { Engine } from "../core/mod.ts";
 
 /** Options of {@linkcode serve}, as the command line gives them. */
 export interface ServeOptions {
@@ -22,6 +27,12 @@ export interface ServeOptions {
   clusterKeyFile: string | null;
   /** Relative capacity for placement. */
   weight: number;
+  /** Copies of each block, object and metadata key (cluster). */
+  replicas: number;
+  /** How long a dead member keeps its place before its data is re-replicated. */
+  deadGraceMs: number;
+  /** Pause between healing passes. */
+  healIntervalMs: number;
   hashEngine: HashEngineName;
   version: string;
 }
@@ -51,11 +62,34 @@ export async function serve(options: ServeOptions): Promise<Node> {
     ? null
     : await ClusterKey.fromFile(options.clusterKeyFile);
   const token = options.tokenFile === null ? null : await readToken(options.tokenFile);
-  const engine = await LocalEngine.open({ dir: options.data });
+  const local = await LocalEngine.open({ dir: options.data });
   const id = await nodeId(options.data);
-  const store = new Store({ engine, pool: new HashPool({ engine: options.hashEngine }) });
-  let httpAddress = http;
   let cluster: ClusterNode | null = null;
+  let clusterEngine: ClusterEngine | null = null;
+  let engine: Engine = local;
+  if (key !== null) {
+    const self: MemberState = {
+      id,
+      address: "",
+      zone: options.zone,
+      weight: options.weight,
+      incarnation: 0,
+      status: "alive",
+      since: 0,
+    };
+    engine = clusterEngine = new ClusterEngine({
+      selfId: id,
+      local,
+      rpc: new RpcClient(key),
+      members: () => cluster?.members() ?? [self],
+      now: () => performance.now(),
+      replicas: options.replicas,
+      deadGraceMs: options.deadGraceMs,
+    });
+  }
+  const store = new Store({ engine, pool: new HashPool({ engine: options.hashEngine }) });
+  let healer: Healer | null = null;
+  let httpAddress = http;
   const app = createApp({
     store,
     token,
@@ -76,6 +110,19 @@ export async function serve(options: ServeOptions): Promise<Node> {
           incarnation: member.incarnation,
           weight: member.weight,
         })),
+    clusterStatus: () =>
+      clusterEngine === null || healer === null ? {} : {
+        replicas: clusterEngine.replicaCount,
+        deadGraceMs: clusterEngine.deadGraceMs,
+        healing: healer.status,
+        blocks: clusterEngine.blocks.counters,
+        objects: clusterEngine.objects.counters,
+      },
+    gauges: () =>
+      healer === null || clusterEngine === null ? {} : clusterGauges(clusterEngine, healer),
+    gcUnavailable: key === null
+      ? null
+      : "Cannot collect garbage in a cluster yet: collection is per node, and a node cannot see uploads in progress elsewhere",
   });
   const listening = Promise.withResolvers<{ hostname: string; port: number }>();
   const server = Deno.serve({
@@ -85,13 +132,22 @@ export async function serve(options: ServeOptions): Promise<Node> {
   }, app.fetch);
   httpAddress = await listening.promise;
   const nbd = await NbdServer.listen(store, nbdAddress);
-  if (gossip !== null && key !== null) {
+  if (gossip !== null && key !== null && clusterEngine !== null) {
     cluster = await ClusterNode.start({
       key,
       bind: gossip,
       join: options.join,
       self: { id, zone: options.zone, weight: options.weight },
+      methods: clusterEngine.methods(),
     });
+    const placementOf = clusterEngine;
+    cluster.membership.onChange(() => placementOf.invalidate());
+    healer = new Healer({
+      engine: clusterEngine,
+      rpc: cluster.rpc,
+      intervalMs: options.healIntervalMs,
+    });
+    healer.start();
   }
   const nbdUrl = "path" in nbd.address
     ? `unix:${nbd.address.path}`
@@ -104,6 +160,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
   let stopping: Promise<void> | null = null;
   const shutdown = () =>
     stopping ??= (async () => {
+      await healer?.stop();
       await cluster?.leave();
       await nbd.close();
       await server.shutdown();
@@ -134,4 +191,54 @@ async function nodeId(dir: string): Promise<string> {
   await Deno.writeTextFile(`${path}.tmp`, id + "\n");
   await Deno.rename(`${path}.tmp`, path);
   return id;
+}
+
+/** The cluster's series in /metrics. */
+function clusterGauges(engine: ClusterEngine, healer: Healer) {
+  const { status } = healer;
+  const series = (help: string, value: number) => ({ help, value });
+  return {
+    atoll_cluster_members_placed: series(
+      "Members holding a place (alive, suspect, or dead within the grace period)",
+      engine.placementMembers().length,
+    ),
+    atoll_cluster_members_live: series("Members alive or suspect", engine.liveMembers().length),
+    atoll_heal_passes_total: series("Healing passes completed", status.passes),
+    atoll_heal_under_replicated: series(
+      "Items this node found short of copies in its last healing pass",
+      status.underReplicated,
+    ),
+    atoll_heal_blocks_copied_total: series(
+      "Blocks copied to a replica by healing",
+      status.blocksCopied,
+    ),
+    atoll_heal_blocks_handed_off_total: series(
+      "Local block copies removed once every replica held them",
+      status.blocksHandedOff,
+    ),
+    atoll_heal_objects_copied_total: series(
+      "Objects copied to a replica by healing",
+      status.objectsCopied,
+    ),
+    atoll_heal_hints_replayed_total: series(
+      "Missed block puts replayed (hinted handoff)",
+      status.hintsReplayed,
+    ),
+    atoll_heal_corrupt_blocks_repaired_total: series(
+      "Corrupt local blocks found by scrub and replaced",
+      status.corruptBlocksRepaired,
+    ),
+    atoll_heal_errors_total: series(
+      "Healing copies that failed (retried next pass)",
+      status.errors,
+    ),
+    atoll_cluster_block_fetches_total: series(
+      "Blocks fetched from a replica",
+      engine.blocks.counters.fetched,
+    ),
+    atoll_cluster_object_repairs_total: series(
+      "Object replicas brought up to date by their writer",
+      engine.objects.counters.repairs,
+    ),
+  };
 }

@@ -8,9 +8,19 @@
  * quorum (a majority of R) holds the block durably.
  */
 import { createHash } from "node:crypto";
+import fs from "node:fs";
 import type { LocalEngine } from "../core/mod.ts";
 import { blockSizeMax, CorruptionError, isBlockName } from "../core/mod.ts";
 import type { RpcClient, RpcMethod } from "./rpc.ts";
+
+/** Healing never fills a disk: a node takes copies only while this much stays free. */
+export const healDiskReserveBytes = 1024 ** 3;
+
+/** Free bytes on the file system holding `dir`. */
+export function freeBytes(dir: string): number {
+  const stats = fs.statfsSync(dir);
+  return stats.bavail * stats.bsize;
+}
 
 /** A member as the block service needs it. */
 export interface BlockPeer {
@@ -40,6 +50,13 @@ export function blockMethods(engine: LocalEngine): Record<string, RpcMethod> {
       const data = request.data ?? new Uint8Array();
       if (sha256Hex(data) !== hash) {
         throw new CorruptionError(`Cannot store block ${hash}: its bytes do not match its name`);
+      }
+      if (
+        request.header.heal === true && freeBytes(engine.dir) - data.length < healDiskReserveBytes
+      ) {
+        throw new RangeError(
+          `Cannot take block ${hash} for healing: less than ${healDiskReserveBytes} bytes free`,
+        );
       }
       // A repair replaces a copy found bad (the new bytes were just verified).
       if (request.header.repair === true) await engine.deleteBlock(hash);

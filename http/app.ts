@@ -37,6 +37,12 @@ export interface AppOptions {
   /** The members the cluster view knows, this node first. */
   members: () => MemberInfo[];
   version: string;
+  /** The cluster's state for `GET /v1/cluster` (replication, healing), when in one. */
+  clusterStatus?: () => Record<string, unknown>;
+  /** Gauges and counters measured now, added to /metrics (the cluster's). */
+  gauges?: () => Record<string, { help: string; value: number }>;
+  /** Why garbage collection cannot run here (it is not cluster-wide yet), or null. */
+  gcUnavailable?: string | null;
 }
 
 const jsonBodyBytesMax = 64 * 1024;
@@ -71,6 +77,7 @@ export function createApp(options: AppOptions): Hono {
     const uploads = store.uploads();
     const text = metrics.render({
       atoll_uploads_in_progress: { help: "Uploads running now", value: uploads.length },
+      ...options.gauges?.(),
     });
     return c.text(text, 200, { "content-type": "text/plain; version=0.0.4" });
   });
@@ -156,8 +163,12 @@ export function createApp(options: AppOptions): Hono {
     return c.body(null, 204);
   });
 
-  app.get("/v1/cluster", (c) => c.json({ members: options.members() }));
+  app.get(
+    "/v1/cluster",
+    (c) => c.json({ members: options.members(), ...options.clusterStatus?.() }),
+  );
   app.post("/v1/gc", async (c) => {
+    if (options.gcUnavailable) throw new ConflictError(options.gcUnavailable);
     const result = await store.collectGarbage();
     metrics.add("atoll_gc_deleted_blocks_total", result.deletedBlocks);
     return c.json(result);

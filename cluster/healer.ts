@@ -1,0 +1,340 @@
+/**
+ * Healing and balance: a slow, repeated pass over what this node stores, so
+ * that every block, object and metadata key gets back to R good copies on the
+ * members placement names now.
+ *
+ * For each local item, placement decides the node's role:
+ * - the first live replica of the item checks the other replicas and copies the
+ *   item to those that lack it or lag behind (re-replication after a death, the
+ *   share of a joined node, writes a replica missed: hinted handoff and
+ *   anti-entropy in one);
+ * - a node that is no longer a replica (a member joined, or this is a read
+ *   cache) copies the item to the replicas that lack it and deletes its own copy
+ *   once every replica is live and holds it.
+ * Each pass also re-hashes a few local blocks (scrub) and replaces a corrupt
+ * one from a replica. A pass copies at most `copiesPerPassMax` items, one at a
+ * time, and stops copying when the receiving disks are short of space (the
+ * receiver refuses, see `diskReserveBytes`).
+ */
+import { parseObjectName } from "../core/block_map.ts";
+import { readWhole, sha256Hex } from "./block_service.ts";
+import type { ClusterEngine } from "./cluster_engine.ts";
+import type { RpcClient } from "./rpc.ts";
+import type { BlockPeer } from "./block_service.ts";
+
+/** Options of {@linkcode Healer}. */
+export interface HealerOptions {
+  engine: ClusterEngine;
+  rpc: RpcClient;
+  /** Pause between passes. */
+  intervalMs: number;
+  /** Most items one pass copies (throttle). */
+  copiesPerPassMax?: number;
+  /** Local blocks one pass re-hashes. */
+  scrubBlocksPerPass?: number;
+}
+
+/** What an operator sees of healing in /v1/cluster and /metrics. */
+export interface HealerStatus {
+  passes: number;
+  running: boolean;
+  lastPassMs: number;
+  /** Items found short of copies in the last pass (0 when all is well). */
+  underReplicated: number;
+  blocksCopied: number;
+  hintsReplayed: number;
+  blocksHandedOff: number;
+  objectsCopied: number;
+  objectsHandedOff: number;
+  metaMoved: number;
+  blocksScrubbed: number;
+  corruptBlocksRepaired: number;
+  errors: number;
+}
+
+const hasBatchMax = 4096;
+
+/** Runs healing passes until stopped. */
+export class Healer {
+  readonly status: HealerStatus = {
+    passes: 0,
+    running: false,
+    lastPassMs: 0,
+    underReplicated: 0,
+    blocksCopied: 0,
+    hintsReplayed: 0,
+    blocksHandedOff: 0,
+    objectsCopied: 0,
+    objectsHandedOff: 0,
+    metaMoved: 0,
+    blocksScrubbed: 0,
+    corruptBlocksRepaired: 0,
+    errors: 0,
+  };
+  #options: Required<HealerOptions>;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #stopped = false;
+  #pass: Promise<void> | null = null;
+  #scrubCursor = "";
+  #metaView = "";
+
+  constructor(options: HealerOptions) {
+    this.#options = { copiesPerPassMax: 256, scrubBlocksPerPass: 4, ...options };
+  }
+
+  start(): void {
+    this.#schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    await this.#pass;
+  }
+
+  /** One pass now (tests; the timer calls it too). */
+  pass(): Promise<void> {
+    this.#pass ??= this.#run().finally(() => this.#pass = null);
+    return this.#pass;
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(async () => {
+      await this.pass().catch((error) => {
+        this.status.errors++;
+        console.error(`atoll: healing pass failed: ${error.message}`);
+      });
+      this.#schedule();
+    }, this.#options.intervalMs);
+  }
+
+  async #run(): Promise<void> {
+    const started = performance.now();
+    this.status.running = true;
+    const budget = { copies: this.#options.copiesPerPassMax, short: 0 };
+    try {
+      await this.#hints(budget);
+      await this.#blocks(budget);
+      await this.#objects(budget);
+      await this.#meta();
+      await this.#scrub();
+    } finally {
+      this.status.running = false;
+      this.status.passes++;
+      this.status.underReplicated = budget.short;
+      this.status.lastPassMs = Math.round(performance.now() - started);
+    }
+  }
+
+  /** Replays puts that missed a replica which is live again (hinted handoff). */
+  async #hints(budget: { copies: number; short: number }): Promise<void> {
+    const { engine } = this.#options;
+    for (const [hash, missed] of engine.blocks.hints) {
+      if (!(await engine.local.hasBlock(hash))) {
+        engine.blocks.hints.delete(hash); // a replica's anti-entropy covers it
+        continue;
+      }
+      for (const peer of engine.replicaPeers(hash)) {
+        if (!missed.has(peer.id) || !engine.isLive(peer.id) || budget.copies <= 0) continue;
+        budget.copies--;
+        try {
+          const data = await readWhole(engine.local, hash);
+          await this.#options.rpc.call(peer.address, "block.put", { header: { hash }, data });
+          missed.delete(peer.id);
+          this.status.hintsReplayed++;
+        } catch {
+          this.status.errors++;
+        }
+      }
+      if (missed.size === 0 || engine.replicaPeers(hash).every((peer) => !missed.has(peer.id))) {
+        engine.blocks.hints.delete(hash);
+      }
+    }
+  }
+
+  async #blocks(budget: { copies: number; short: number }): Promise<void> {
+    const { engine } = this.#options;
+    const local: string[] = [];
+    for await (const hash of engine.local.listBlocks()) local.push(hash);
+    // Ask each replica about the blocks it should hold, in batches.
+    const asks = new Map<string, { peer: BlockPeer; hashes: string[] }>();
+    const roles = new Map<string, { replicas: BlockPeer[]; mine: boolean }>();
+    for (const hash of local) {
+      const replicas = engine.replicaPeers(hash);
+      const mine = replicas.some((peer) => peer.id === engine.selfId);
+      const firstLive = replicas.find((peer) => engine.isLive(peer.id));
+      if (mine && firstLive?.id !== engine.selfId) continue; // another replica leads
+      roles.set(hash, { replicas, mine });
+      for (const peer of replicas) {
+        if (peer.id === engine.selfId || !engine.isLive(peer.id)) continue;
+        let ask = asks.get(peer.id);
+        if (ask === undefined) asks.set(peer.id, ask = { peer, hashes: [] });
+        ask.hashes.push(hash);
+      }
+    }
+    const has = new Map<string, Set<string>>(); // hash → peers known to hold it
+    for (const { peer, hashes } of asks.values()) {
+      for (let i = 0; i < hashes.length; i += hasBatchMax) {
+        const batch = hashes.slice(i, i + hasBatchMax);
+        let have: boolean[];
+        try {
+          const reply = await this.#options.rpc.call(peer.address, "block.has", {
+            header: { hashes: batch },
+          });
+          have = reply.header.have as boolean[];
+        } catch {
+          continue; // unreachable now: next pass
+        }
+        batch.forEach((hash, j) => {
+          if (!have[j]) return;
+          let holders = has.get(hash);
+          if (holders === undefined) has.set(hash, holders = new Set());
+          holders.add(peer.id);
+        });
+      }
+    }
+    for (const [hash, { replicas, mine }] of roles) {
+      const holders = has.get(hash) ?? new Set<string>();
+      const missing = replicas.filter((peer) =>
+        peer.id !== engine.selfId && engine.isLive(peer.id) && !holders.has(peer.id)
+      );
+      if (missing.length > 0) budget.short++;
+      let data: Uint8Array | null = null;
+      for (const peer of missing) {
+        if (budget.copies <= 0) return;
+        budget.copies--;
+        try {
+          data ??= await readWhole(engine.local, hash);
+          if (sha256Hex(data) !== hash) break; // corrupt here: scrub replaces it
+          await this.#options.rpc.call(peer.address, "block.put", {
+            header: { hash, heal: true },
+            data,
+          });
+          holders.add(peer.id);
+          this.status.blocksCopied++;
+        } catch {
+          this.status.errors++;
+        }
+      }
+      // Not a replica (a cache, or a member joined): the copy goes once every replica holds it.
+      if (!mine && replicas.every((peer) => engine.isLive(peer.id) && holders.has(peer.id))) {
+        await engine.local.deleteBlock(hash);
+        this.status.blocksHandedOff++;
+      }
+    }
+  }
+
+  async #objects(budget: { copies: number; short: number }): Promise<void> {
+    const { engine } = this.#options;
+    for await (const name of engine.local.listObjects()) {
+      if (this.#stopped) return;
+      const replicas = engine.replicaPeers(name);
+      const mine = replicas.some((peer) => peer.id === engine.selfId);
+      const firstLive = replicas.find((peer) => engine.isLive(peer.id));
+      if (mine && firstLive?.id !== engine.selfId) continue;
+      const others = replicas.filter((peer) => peer.id !== engine.selfId && engine.isLive(peer.id));
+      const [myVersion] = await engine.replica.versions([name]);
+      const versions = await Promise.all(others.map(async (peer) => {
+        try {
+          const reply = await this.#options.rpc.call(peer.address, "object.versions", {
+            header: { names: [name] },
+          });
+          return Number((reply.header.versions as number[])[0]);
+        } catch {
+          return Infinity; // unknown: leave it alone this pass
+        }
+      }));
+      const behind = others.filter((_, i) => versions[i] < myVersion);
+      if (behind.length > 0) budget.short++;
+      const current = new Set(others.filter((_, i) => versions[i] >= myVersion));
+      for (const peer of behind) {
+        if (budget.copies <= 0) return;
+        budget.copies--;
+        try {
+          const { data, version } = await engine.replica.read(name, 0, -1);
+          const epoch = await engine.replica.fences.epoch(parseObjectName(name).uid);
+          await this.#options.rpc.call(peer.address, "object.change", {
+            header: {
+              name,
+              epoch: Math.max(epoch, 1),
+              version,
+              replace: true,
+              offset: 0,
+              remove: data.length === 0,
+            },
+            data,
+          });
+          await this.#options.rpc.call(peer.address, "object.flush", { header: {} });
+          current.add(peer);
+          this.status.objectsCopied++;
+        } catch {
+          this.status.errors++;
+        }
+      }
+      // Not a replica (any more): the copy goes once every replica is live and current.
+      if (!mine && replicas.every((peer) => current.has(peer))) {
+        await engine.local.deleteObject(name);
+        this.status.objectsHandedOff++;
+      }
+    }
+  }
+
+  /**
+   * After a membership change, reads every metadata key this node accepts for
+   * through a quorum of its current acceptors: the read writes the value to
+   * each of them, so a new acceptor learns it before an old one goes away.
+   */
+  async #meta(): Promise<void> {
+    const { engine } = this.#options;
+    const view = engine.placementMembers().map((member) => member.id).join(",");
+    if (view === this.#metaView) return;
+    let failed = false;
+    for (const local of await engine.local.listMeta("px/")) {
+      const rest = local.slice("px/".length);
+      const dot = rest.indexOf(".");
+      const key = `${rest.slice(0, dot)}/${rest.slice(dot + 1)}`;
+      const replicas = engine.replicaPeers(key);
+      const firstLive = replicas.find((peer) => engine.isLive(peer.id));
+      const mine = replicas.some((peer) => peer.id === engine.selfId);
+      if (mine && firstLive?.id !== engine.selfId) continue;
+      try {
+        await engine.proposer.read(key);
+        this.status.metaMoved++;
+      } catch {
+        failed = true;
+      }
+    }
+    if (!failed) this.#metaView = view;
+  }
+
+  async #scrub(): Promise<void> {
+    const { engine } = this.#options;
+    const hashes: string[] = [];
+    for await (const hash of engine.local.listBlocks()) hashes.push(hash);
+    hashes.sort();
+    let next = hashes.filter((hash) => hash > this.#scrubCursor)
+      .slice(0, this.#options.scrubBlocksPerPass);
+    if (next.length === 0) next = hashes.slice(0, this.#options.scrubBlocksPerPass);
+    for (const hash of next) {
+      this.#scrubCursor = hash;
+      let data: Uint8Array;
+      try {
+        data = await readWhole(engine.local, hash);
+      } catch {
+        continue; // deleted meanwhile
+      }
+      this.status.blocksScrubbed++;
+      if (sha256Hex(data) === hash) continue;
+      console.error(`atoll: scrub found block ${hash} corrupt here; fetching a good copy`);
+      await engine.local.deleteBlock(hash);
+      try {
+        await engine.blocks.read(hash, { offset: 0, length: 0 }, new Uint8Array(0));
+        await engine.local.flush();
+        this.status.corruptBlocksRepaired++;
+      } catch {
+        this.status.errors++;
+      }
+    }
+  }
+}
