@@ -120,6 +120,9 @@ export async function serve(options: ServeOptions): Promise<Node> {
       },
     gauges: () =>
       healer === null || clusterEngine === null ? {} : clusterGauges(clusterEngine, healer),
+    replicasOf: clusterEngine === null
+      ? undefined
+      : (name) => clusterEngine!.replicaPeers(name).map((peer) => peer.id),
     gcUnavailable: key === null
       ? null
       : "Cannot collect garbage in a cluster yet: collection is per node, and a node cannot see uploads in progress elsewhere",

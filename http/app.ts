@@ -11,6 +11,9 @@ import {
   BusyError,
   ConflictError,
   CorruptionError,
+  isBlockName,
+  isMetaKey,
+  isObjectName,
   NotFoundError,
   type Store,
   TruncatedError,
@@ -41,6 +44,8 @@ export interface AppOptions {
   clusterStatus?: () => Record<string, unknown>;
   /** Gauges and counters measured now, added to /metrics (the cluster's). */
   gauges?: () => Record<string, { help: string; value: number }>;
+  /** Ids of the members that hold `name` (a block, object or metadata key), in a cluster. */
+  replicasOf?: (name: string) => string[];
   /** Why garbage collection cannot run here (it is not cluster-wide yet), or null. */
   gcUnavailable?: string | null;
 }
@@ -167,6 +172,18 @@ export function createApp(options: AppOptions): Hono {
     "/v1/cluster",
     (c) => c.json({ members: options.members(), ...options.clusterStatus?.() }),
   );
+  app.get("/v1/cluster/replicas/:name", (c) => {
+    const name = c.req.param("name");
+    if (options.replicasOf === undefined) {
+      throw new ConflictError("Cannot place names: this node runs alone (no --gossip)");
+    }
+    if (!isBlockName(name) && !isObjectName(name) && !isMetaKey(name.replace(":", "/"))) {
+      throw new TypeError(
+        `Cannot place ${JSON.stringify(name)}: expected a block hash, an object name or KIND:NAME`,
+      );
+    }
+    return c.json({ name, replicas: options.replicasOf(name.replace(":", "/")) });
+  });
   app.post("/v1/gc", async (c) => {
     if (options.gcUnavailable) throw new ConflictError(options.gcUnavailable);
     const result = await store.collectGarbage();

@@ -59,6 +59,41 @@ async function copies(nodes: TestNode[], sub: "blocks" | "objects", names: strin
   return names.map((name) => sets.filter((set) => set.has(name)).length);
 }
 
+/** Node ids, from each data directory. */
+async function idsOf(nodes: TestNode[]): Promise<Map<string, TestNode>> {
+  return new Map(
+    await Promise.all(
+      nodes.map(async (node) =>
+        [(await Deno.readTextFile(join(node.data, "node-id"))).trim(), node] as const
+      ),
+    ),
+  );
+}
+
+/**
+ * True when each of `names` is stored on exactly the 3 members that placement
+ * (as `asked` sees it) names, all of them among `live`.
+ */
+async function onTheirReplicas(
+  live: TestNode[],
+  asked: TestNode,
+  sub: "blocks" | "objects",
+  names: string[],
+): Promise<boolean> {
+  const ids = await idsOf(live);
+  const sets = new Map<TestNode, Set<string>>();
+  for (const node of live) sets.set(node, await stored(node, sub));
+  for (const name of names) {
+    const { replicas } = await (await asked.fetch(`/v1/cluster/replicas/${name}`)).json();
+    const holders = live.filter((node) => sets.get(node)!.has(name));
+    const expected = (replicas as string[]).map((id) => ids.get(id));
+    if (holders.length !== 3 || !expected.every((node) => node && holders.includes(node))) {
+      return false;
+    }
+  }
+  return true;
+}
+
 Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, join, strangers", async () => {
   const dir = await Deno.makeTempDir({ prefix: "atoll-cluster-data-" });
   await Deno.writeTextFile(`${dir}/key`, "c".repeat(64));
@@ -77,7 +112,9 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
   const nodes: TestNode[] = [];
   try {
     nodes.push(await startNode({ args: args("key") }));
-    for (let i = 1; i < 5; i++) nodes.push(await startNode({ args: args("key", nodes[0].gossip!) }));
+    for (let i = 1; i < 5; i++) {
+      nodes.push(await startNode({ args: args("key", nodes[0].gossip!) }));
+    }
     await eventually("5 alive members everywhere", async () => {
       const views = await Promise.all(nodes.map(members));
       return views.every((view) =>
@@ -91,11 +128,13 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
       if (i === 10) continue;
       image.set(patternBytes(blockBytes, i === 20 ? 3 : i + 1), i * blockBytes);
     }
-    const hashes = [...new Set(
-      Array.from({ length: 42 }, (_, i) => i)
-        .filter((i) => i !== 10)
-        .map((i) => sha256Hex(image.subarray(i * blockBytes, (i + 1) * blockBytes))),
-    )];
+    const hashes = [
+      ...new Set(
+        Array.from({ length: 42 }, (_, i) => i)
+          .filter((i) => i !== 10)
+          .map((i) => sha256Hex(image.subarray(i * blockBytes, (i + 1) * blockBytes))),
+      ),
+    ];
     assert.equal(hashes.length, 40);
     const uploaded = await uploadImage(nodes[0], "base", image);
     assert.equal(uploaded.newBlocks, 40);
@@ -132,7 +171,9 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
 
     // Kill -9 a node holding image blocks and volume objects (not the NBD node, not the seed).
     const volumeObjects = async () => {
-      const all = await Promise.all(nodes.filter((node) => node.process).map((n) => stored(n, "objects")));
+      const all = await Promise.all(
+        nodes.filter((node) => node.process).map((n) => stored(n, "objects")),
+      );
       return [...new Set(all.flatMap((set) => [...set]))];
     };
     const objects = await volumeObjects();
@@ -162,11 +203,13 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
     await whole(nodes[2], "the volume right after kill -9 of a replica");
 
     // After the grace period (4 s after detection): everything back to 3 copies.
-    const healedMs = await eventually("every block and object back to 3 copies", async () => {
-      const blockCopies = await copies(alive, "blocks", hashes);
-      const objectCopies = await copies(alive, "objects", await volumeObjects());
-      return [...blockCopies, ...objectCopies].every((count) => count === 3);
-    }, 90_000);
+    const healedMs = await eventually(
+      "every block and object back to 3 copies",
+      async () =>
+        await onTheirReplicas(alive, nodes[0], "blocks", hashes) &&
+        await onTheirReplicas(alive, nodes[0], "objects", await volumeObjects()),
+      90_000,
+    );
     console.log(`back to 3 copies ${Math.round(healedMs)} ms after the kill`);
     let copied = 0;
     for (const node of alive) {
@@ -184,14 +227,21 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
     const newcomer = await startNode({ args: args("key", nodes[1].gossip!) });
     nodes.push(newcomer);
     const live = [...alive, newcomer];
-    await eventually("the newcomer has its share and every block 3 copies", async () => {
-      const blockCopies = await copies(live, "blocks", hashes);
-      const share = (await stored(newcomer, "blocks")).size;
-      return blockCopies.every((count) => count === 3) && share > 0;
-    }, 90_000);
+    await eventually("6 members, 5 alive, everywhere", async () => {
+      const views = await Promise.all(live.map(members));
+      return views.every((view) => view.filter((member) => member.state === "alive").length === 5);
+    });
+    // Every block ends on exactly the replicas placement names (old copies handed off).
+    await eventually(
+      "every block on exactly its 3 replicas",
+      () => onTheirReplicas(live, newcomer, "blocks", hashes),
+      90_000,
+    );
     const share = [...(await stored(newcomer, "blocks"))].filter((hash) => hashes.includes(hash));
     const expected = (hashes.length * 3) / live.length;
-    console.log(`newcomer holds ${share.length} of ${hashes.length} blocks (expected ~${expected})`);
+    console.log(
+      `newcomer holds ${share.length} of ${hashes.length} blocks (expected ~${expected})`,
+    );
     assert.ok(
       share.length >= expected * 0.5 && share.length <= expected * 1.5,
       `newcomer holds ${share.length}, expected about ${expected}`,
