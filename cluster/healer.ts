@@ -16,7 +16,7 @@
  * time, and stops copying when the receiving disks are short of space (the
  * receiver refuses, see `diskReserveBytes`).
  */
-import { parseObjectName } from "../core/block_map.ts";
+import { compareStamps, type Stamp } from "./object_service.ts";
 import { readWhole, sha256Hex } from "./block_service.ts";
 import type { ClusterEngine } from "./cluster_engine.ts";
 import type { RpcClient } from "./rpc.ts";
@@ -234,31 +234,34 @@ export class Healer {
       const firstLive = replicas.find((peer) => engine.isLive(peer.id));
       if (mine && firstLive?.id !== engine.selfId) continue;
       const others = replicas.filter((peer) => peer.id !== engine.selfId && engine.isLive(peer.id));
-      const [myVersion] = await engine.replica.versions([name]);
-      const versions = await Promise.all(others.map(async (peer) => {
+      const [stamp] = await engine.replica.stamps([name]);
+      const stamps = await Promise.all(others.map(async (peer) => {
         try {
-          const reply = await this.#options.rpc.call(peer.address, "object.versions", {
+          const reply = await this.#options.rpc.call(peer.address, "object.stamps", {
             header: { names: [name] },
           });
-          return Number((reply.header.versions as number[])[0]);
+          return (reply.header.stamps as Stamp[])[0];
         } catch {
-          return Infinity; // unknown: leave it alone this pass
+          return null; // unknown: leave it alone this pass
         }
       }));
-      const behind = others.filter((_, i) => versions[i] < myVersion);
+      const behind = others.filter((_, i) =>
+        stamps[i] !== null && compareStamps(stamps[i]!, stamp) < 0
+      );
       if (behind.length > 0) budget.short++;
-      const current = new Set(others.filter((_, i) => versions[i] >= myVersion));
+      const current = new Set(
+        others.filter((_, i) => stamps[i] !== null && compareStamps(stamps[i]!, stamp) >= 0),
+      );
       for (const peer of behind) {
         if (budget.copies <= 0) return;
         budget.copies--;
         try {
-          const { data, version } = await engine.replica.read(name, 0, -1);
-          const epoch = await engine.replica.fences.epoch(parseObjectName(name).uid);
+          const { data, stamp } = await engine.replica.read(name, 0, -1);
           await this.#options.rpc.call(peer.address, "object.change", {
             header: {
               name,
-              epoch: Math.max(epoch, 1),
-              version,
+              epoch: stamp[0],
+              version: stamp[1],
               replace: true,
               offset: 0,
               remove: data.length === 0,

@@ -5,13 +5,14 @@
  *   for the volume; the node remembers, durably, the highest epoch it has seen per
  *   volume and refuses writes with a lower one. A holder that was cut off and
  *   replaced can therefore never change the volume again, whatever it believes.
- * - Versions: each object has a version the writer advances by one per change. A
- *   replica applies a change only on top of the version it names (`base`), so a
- *   replica that missed one answers "behind" instead of holding a mix; the writer
- *   then replaces its copy whole (`replace`, applied only when newer). Readers on
- *   other nodes read the copy with the highest version. Versions are kept in memory
- *   and persisted per volume (`ov/UID`) at each flush, after the data is durable,
- *   so a persisted version never claims more than the disk holds.
+ * - Stamps: each copy of an object has a stamp (writer's epoch, version); the writer
+ *   advances the version by one per change. A replica applies a change only on top
+ *   of the version before it, so a replica that missed one answers "behind"
+ *   instead of holding a mix; the writer then replaces its copy whole (`replace`,
+ *   applied only when newer). Readers on other nodes read the copy with the
+ *   highest stamp. Stamps are kept in memory and persisted per volume (`ov/UID`)
+ *   at each flush, after the data is durable, so a persisted stamp never claims
+ *   more than the disk holds.
  */
 import type { LocalEngine } from "../core/mod.ts";
 import { ConflictError, isObjectName, VersionMismatchError } from "../core/mod.ts";
@@ -21,8 +22,8 @@ import type { RpcClient, RpcMessage, RpcMethod } from "./rpc.ts";
 
 /** Largest object a replica copies whole (a repair), and largest read. */
 export const objectBytesMax = 32 * 1024 * 1024;
-/** Most names one `object.versions` call may ask about. */
-export const versionNamesMax = 4096;
+/** Most names one `object.stamps` call may ask about. */
+export const stampNamesMax = 4096;
 
 /** A write carried an epoch below one this node has seen for the volume. */
 export class FencedError extends ConflictError {
@@ -80,14 +81,29 @@ export class Fences {
   }
 }
 
+/**
+ * Where a copy of an object stands: the lease epoch of its last writer, then the
+ * version (changes counted). A new lease holder continues the count under a
+ * higher epoch, so its changes order after anything an older holder wrote.
+ */
+export type Stamp = readonly [epoch: number, version: number];
+
+/** Negative when a is older than b. */
+export function compareStamps(a: Stamp, b: Stamp): number {
+  return a[0] !== b[0] ? a[0] - b[0] : a[1] - b[1];
+}
+
+const unwritten: Stamp = [0, 0];
+
 /** One change to an object, as the writer sends it to every replica. */
 export interface ObjectChange {
   epoch: number;
-  /** The version the change produces. */
+  /** The version the change produces (with `epoch`, the copy's new stamp). */
   version: number;
   /**
-   * With `replace`, `data` is the whole object at `version`, applied only when
-   * newer than the copy. Otherwise the change applies only on top of `version - 1`.
+   * With `replace`, `data` is the whole object at [epoch, version], applied only
+   * when newer than the copy. Otherwise the change applies only on top of
+   * `version - 1` (and an epoch not below the copy's).
    */
   replace?: boolean;
   /** Writes `data` at `offset`; with `truncate`, on an emptied object. */
@@ -101,21 +117,17 @@ export interface ObjectChange {
 /** What a replica answers to a change. */
 export interface ChangeReply {
   applied: boolean;
-  /** The replica's version after the change (or the one that made it refuse). */
-  version: number;
+  /** The copy's stamp after the change (or the one that made it refuse). */
+  stamp: Stamp;
 }
 
 /** One replica of objects, reached in process or over RPC. */
 export interface ObjectLink {
   readonly id: string;
   change(name: string, change: ObjectChange): Promise<ChangeReply>;
-  /** Reads `length` bytes at `offset` (length -1: the whole object) with the copy's version. */
-  read(
-    name: string,
-    offset: number,
-    length: number,
-  ): Promise<{ data: Uint8Array; version: number }>;
-  versions(names: string[]): Promise<number[]>;
+  /** Reads `length` bytes at `offset` (length -1: the whole object) with the copy's stamp. */
+  read(name: string, offset: number, length: number): Promise<{ data: Uint8Array; stamp: Stamp }>;
+  stamps(names: string[]): Promise<Stamp[]>;
   /** Makes every applied change durable, versions included. */
   flush(): Promise<void>;
 }
@@ -125,8 +137,8 @@ export class ObjectReplica implements ObjectLink {
   readonly id: string;
   readonly fences: Fences;
   #engine: LocalEngine;
-  /** uid → (object name → version), loaded from `ov/UID` on first use. */
-  #volumes = new Map<string, Promise<Map<string, number>>>();
+  /** uid → (object name → stamp), loaded from `ov/UID` on first use. */
+  #volumes = new Map<string, Promise<Map<string, Stamp>>>();
   /** uid → version of its `ov/UID` record. */
   #recordVersions = new Map<string, number>();
   #dirty = new Set<string>();
@@ -147,21 +159,22 @@ export class ObjectReplica implements ObjectLink {
     }
     return this.#locks.run(name, async () => {
       await this.fences.admit(uid, change.epoch);
-      const versions = await this.#versionsOf(uid);
-      const current = versions.get(name) ?? 0;
+      const stamps = await this.#stampsOf(uid);
+      const current = stamps.get(name) ?? unwritten;
+      const stamp: Stamp = [change.epoch, change.version];
       const applies = change.replace === true
-        ? change.version > current
-        : change.version === current + 1;
-      if (!applies) return { applied: false, version: current };
+        ? compareStamps(stamp, current) > 0
+        : change.version === current[1] + 1 && change.epoch >= current[0];
+      if (!applies) return { applied: false, stamp: current };
       if (change.remove === true) {
         await this.#engine.deleteObject(name);
       } else {
         const truncate = change.truncate === true || change.replace === true;
         await this.#engine.writeObject(name, change.offset, change.data, { truncate });
       }
-      versions.set(name, change.version);
+      stamps.set(name, stamp);
       this.#dirty.add(uid);
-      return { applied: true, version: change.version };
+      return { applied: true, stamp };
     });
   }
 
@@ -169,11 +182,11 @@ export class ObjectReplica implements ObjectLink {
     name: string,
     offset: number,
     length: number,
-  ): Promise<{ data: Uint8Array; version: number }> {
+  ): Promise<{ data: Uint8Array; stamp: Stamp }> {
     checkObjectName(name);
     const { uid } = parseObjectName(name);
     return await this.#locks.run(name, async () => {
-      const version = (await this.#versionsOf(uid)).get(name) ?? 0;
+      const stamp = (await this.#stampsOf(uid)).get(name) ?? unwritten;
       if (length < 0) length = Math.max(0, (await this.#engine.objectSize(name)) - offset);
       if (length > objectBytesMax) {
         throw new RangeError(
@@ -182,14 +195,14 @@ export class ObjectReplica implements ObjectLink {
       }
       const data = new Uint8Array(length);
       await this.#engine.readObject(name, { offset, length }, data);
-      return { data, version };
+      return { data, stamp };
     });
   }
 
-  async versions(names: string[]): Promise<number[]> {
+  async stamps(names: string[]): Promise<Stamp[]> {
     return await Promise.all(names.map(async (name) => {
       checkObjectName(name);
-      return (await this.#versionsOf(parseObjectName(name).uid)).get(name) ?? 0;
+      return (await this.#stampsOf(parseObjectName(name).uid)).get(name) ?? unwritten;
     }));
   }
 
@@ -205,26 +218,26 @@ export class ObjectReplica implements ObjectLink {
     return this.#engine.listObjects();
   }
 
-  #versionsOf(uid: string): Promise<Map<string, number>> {
-    let versions = this.#volumes.get(uid);
-    if (versions === undefined) {
-      versions = (async () => {
+  #stampsOf(uid: string): Promise<Map<string, Stamp>> {
+    let stamps = this.#volumes.get(uid);
+    if (stamps === undefined) {
+      stamps = (async () => {
         const entry = await this.#engine.getMeta(`ov/${uid}`);
-        if (entry === null) return new Map<string, number>();
+        if (entry === null) return new Map<string, Stamp>();
         this.#recordVersions.set(uid, entry.version);
-        const saved = JSON.parse(new TextDecoder().decode(entry.value)) as Record<string, number>;
+        const saved = JSON.parse(new TextDecoder().decode(entry.value)) as Record<string, Stamp>;
         return new Map(Object.entries(saved));
       })();
-      this.#volumes.set(uid, versions);
-      versions.catch(() => this.#volumes.delete(uid));
+      this.#volumes.set(uid, stamps);
+      stamps.catch(() => this.#volumes.delete(uid));
     }
-    return versions;
+    return stamps;
   }
 
   #persist(uid: string): Promise<void> {
     return this.#persisting.run(uid, async () => {
-      const versions = await this.#versionsOf(uid);
-      const value = new TextEncoder().encode(JSON.stringify(Object.fromEntries(versions)));
+      const stamps = await this.#stampsOf(uid);
+      const value = new TextEncoder().encode(JSON.stringify(Object.fromEntries(stamps)));
       const expected = this.#recordVersions.get(uid) ?? 0;
       this.#recordVersions.set(uid, await this.#engine.putMeta(`ov/${uid}`, value, expected));
     });
@@ -246,24 +259,30 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
         remove: h.remove === true,
       };
       const reply = await replica.change(objectNameOf(h.name), change);
-      return { header: { applied: reply.applied, version: reply.version } };
+      return { header: { applied: reply.applied, stamp: reply.stamp } };
     },
     "object.read": async (request) => {
       const h = request.header;
       const length = h.length === -1 ? -1 : natural(h.length, "length");
-      const { data, version } = await replica.read(
+      const { data, stamp } = await replica.read(
         objectNameOf(h.name),
         natural(h.offset, "offset"),
         length,
       );
-      return { header: { version }, data };
+      return { header: { stamp }, data };
     },
-    "object.versions": async (request) => {
+    "object.stamps": async (request) => {
       const names = request.header.names;
-      if (!Array.isArray(names) || names.length > versionNamesMax) {
+      if (!Array.isArray(names) || names.length > stampNamesMax) {
         throw new TypeError("bad names");
       }
-      return { header: { versions: await replica.versions(names.map(objectNameOf)) } };
+      return { header: { stamps: await replica.stamps(names.map(objectNameOf)) } };
+    },
+    "object.fence": async (request) => {
+      const uid = request.header.uid;
+      if (typeof uid !== "string" || !/^[0-9a-f]{32}$/.test(uid)) throw new TypeError("bad uid");
+      await replica.fences.admit(uid, positive(request.header.epoch, "epoch"));
+      return { header: {} };
     },
     "object.list": async () => {
       const names: string[] = [];
@@ -285,7 +304,7 @@ export function rpcObjectLink(rpc: RpcClient, id: string, address: string): Obje
     async change(name, change) {
       const { data, ...rest } = change;
       const reply = await call("object.change", { header: { name, ...rest }, data });
-      return { applied: reply.header.applied === true, version: Number(reply.header.version) };
+      return { applied: reply.header.applied === true, stamp: stampOf(reply.header.stamp) };
     },
     async read(name, offset, length) {
       const reply = await call("object.read", { header: { name, offset, length } });
@@ -295,20 +314,29 @@ export function rpcObjectLink(rpc: RpcClient, id: string, address: string): Obje
           `object.read on ${address} returned ${data.length} of ${length} bytes`,
         );
       }
-      return { data, version: Number(reply.header.version) };
+      return { data, stamp: stampOf(reply.header.stamp) };
     },
-    async versions(names) {
-      const reply = await call("object.versions", { header: { names } });
-      const versions = reply.header.versions;
-      if (!Array.isArray(versions) || versions.length !== names.length) {
-        throw new TypeError(`object.versions on ${address}: malformed reply`);
+    async stamps(names) {
+      const reply = await call("object.stamps", { header: { names } });
+      const stamps = reply.header.stamps;
+      if (!Array.isArray(stamps) || stamps.length !== names.length) {
+        throw new TypeError(`object.stamps on ${address}: malformed reply`);
       }
-      return versions.map(Number);
+      return stamps.map(stampOf);
     },
     async flush() {
       await call("object.flush", { header: {} });
     },
   };
+}
+
+function stampOf(value: unknown): Stamp {
+  if (
+    !Array.isArray(value) || value.length !== 2 || !value.every((n) => Number.isSafeInteger(n))
+  ) {
+    throw new TypeError(`bad stamp ${JSON.stringify(value)}`);
+  }
+  return [value[0], value[1]];
 }
 
 function checkObjectName(name: string): void {

@@ -13,7 +13,13 @@
  */
 import { KeyedMutex } from "../core/_mutex.ts";
 import { parseObjectName } from "../core/block_map.ts";
-import type { ChangeReply, ObjectChange, ObjectLink } from "./object_service.ts";
+import {
+  type ChangeReply,
+  compareStamps,
+  type ObjectChange,
+  type ObjectLink,
+  type Stamp,
+} from "./object_service.ts";
 
 /** Not enough replicas of an object answered or took a change. */
 export class ReplicaQuorumError extends Error {
@@ -22,8 +28,8 @@ export class ReplicaQuorumError extends Error {
 
 /** What the writer knows of an object it changed. */
 interface Written {
-  version: number;
-  /** Ids of the replicas that hold `version`. */
+  stamp: Stamp;
+  /** Ids of the replicas that hold `stamp`. */
   current: Set<string>;
 }
 
@@ -87,24 +93,24 @@ export class ReplicatedObjects {
         }
       }
     }
-    // Not the writer (or its replicas failed): ask every replica's version, and
+    // Not the writer (or its replicas failed): ask every replica's stamp, and
     // read the copy that has the highest.
     const [first, ...others] = links;
     const reading = first.read(name, offset, into.length).catch(() => null);
-    const versions = await Promise.allSettled(others.map((link) => link.versions([name])));
+    const stamps = await Promise.allSettled(others.map((link) => link.stamps([name])));
     const read = await reading;
-    let best: { link: ObjectLink; version: number } | null = read === null
+    let best: { link: ObjectLink; stamp: Stamp } | null = read === null
       ? null
-      : { link: first, version: read.version };
-    versions.forEach((result, i) => {
+      : { link: first, stamp: read.stamp };
+    stamps.forEach((result, i) => {
       if (result.status !== "fulfilled") return;
-      const version = result.value[0];
-      if (best === null || version > best.version) best = { link: others[i], version };
+      const stamp = result.value[0];
+      if (best === null || compareStamps(stamp, best.stamp) > 0) best = { link: others[i], stamp };
     });
     if (best === null) {
       throw new ReplicaQuorumError(`Cannot read object ${name}: no replica answered`);
     }
-    const chosen = best as { link: ObjectLink; version: number };
+    const chosen = best as { link: ObjectLink; stamp: Stamp };
     if (read !== null && chosen.link === first) return into.set(read.data);
     if (read !== null) this.counters.staleReads++;
     const { data } = await chosen.link.read(name, offset, into.length);
@@ -167,7 +173,7 @@ export class ReplicatedObjects {
     const change: ObjectChange = {
       ...body,
       epoch: this.#options.epochOf(parseObjectName(name).uid),
-      version: written.version + 1,
+      version: written.stamp[1] + 1,
     };
     const targets = links.filter((link) => written.current.has(link.id));
     const replies = await Promise.allSettled(targets.map((link) => link.change(name, change)));
@@ -182,7 +188,7 @@ export class ReplicatedObjects {
     });
     this.counters.writes++;
     this.counters.laggards += targets.length - current.size;
-    written.version = change.version;
+    written.stamp = [change.epoch, change.version];
     written.current = current;
     if (current.size < quorum) await this.#bringUp(name, written, links, false);
     if (written.current.size < quorum) {
@@ -197,10 +203,12 @@ export class ReplicatedObjects {
   async #stateOf(name: string, links: ObjectLink[]): Promise<Written> {
     let written = this.#written.get(name);
     if (written !== undefined) return written;
-    const answers = await Promise.allSettled(links.map((link) => link.versions([name])));
-    let version = -1;
+    const answers = await Promise.allSettled(links.map((link) => link.stamps([name])));
+    let stamp: Stamp = [0, 0];
     for (const answer of answers) {
-      if (answer.status === "fulfilled") version = Math.max(version, answer.value[0]);
+      if (answer.status === "fulfilled" && compareStamps(answer.value[0], stamp) > 0) {
+        stamp = answer.value[0];
+      }
     }
     const answered = answers.filter((answer) => answer.status === "fulfilled").length;
     if (answered < quorumOf(links.length)) {
@@ -210,9 +218,11 @@ export class ReplicatedObjects {
     }
     const current = new Set<string>();
     answers.forEach((answer, i) => {
-      if (answer.status === "fulfilled" && answer.value[0] === version) current.add(links[i].id);
+      if (answer.status === "fulfilled" && compareStamps(answer.value[0], stamp) === 0) {
+        current.add(links[i].id);
+      }
     });
-    written = { version, current };
+    written = { stamp, current };
     this.#written.set(name, written);
     if (current.size < quorumOf(links.length)) await this.#bringUp(name, written, links, false);
     return written;
@@ -237,8 +247,8 @@ export class ReplicatedObjects {
     }
     if (whole === null) return;
     const change: ObjectChange = {
-      epoch: this.#options.epochOf(parseObjectName(name).uid),
-      version: written.version,
+      epoch: written.stamp[0],
+      version: written.stamp[1],
       replace: true,
       offset: 0,
       data: whole,
@@ -253,7 +263,7 @@ export class ReplicatedObjects {
         if (isFenced(error)) throw error;
         return;
       }
-      if (reply.applied || reply.version === written.version) {
+      if (reply.applied || compareStamps(reply.stamp, written.stamp) === 0) {
         written.current.add(link.id);
         this.counters.repairs++;
         if (!flush) this.#noteUnflushed(link, name);

@@ -267,6 +267,9 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
     const holder = live.find((node) => node.gossip !== null)!;
     const reply = await rightKey.call(holder.gossip!, "block.list");
     assert.ok(Array.isArray(reply.header.hashes), "the key holder is answered");
+  } catch (error) {
+    for (const node of nodes) console.error(`--- ${node.url}\n${node.log.slice(-30).join("\n")}`);
+    throw error;
   } finally {
     for (const node of nodes) await node.kill9();
     for (const node of nodes) await removeData(node);
