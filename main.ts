@@ -17,6 +17,7 @@ const usage = `atoll ${version}: storage for VM images and volumes
               [--token-file F] [--zone NAME] [--hash-engine wasm|native]
               [--gossip HOST:PORT --cluster-key-file F [--join HOST:PORT,...]] [--weight W]
               [--replicas N] [--dead-grace SECONDS] [--heal-interval SECONDS]
+              [--fault-file F (testing: no cluster traffic while F exists)]
 ${clientUsage.replace(/^usage:\n/, "")}`;
 
 async function main(args: string[]): Promise<number> {
@@ -44,6 +45,7 @@ async function main(args: string[]): Promise<number> {
       replicas: { type: "string", default: "3" },
       "dead-grace": { type: "string", default: "60" },
       "heal-interval": { type: "string", default: "5" },
+      "fault-file": { type: "string" },
       "hash-engine": { type: "string", default: "wasm" },
     },
     strict: true,
@@ -65,6 +67,7 @@ async function main(args: string[]): Promise<number> {
     replicas: parseCount(values.replicas, "--replicas", 1, 9),
     deadGraceMs: parseSeconds(values["dead-grace"], "--dead-grace") * 1000,
     healIntervalMs: parseSeconds(values["heal-interval"], "--heal-interval") * 1000,
+    faultFile: values["fault-file"] ?? null,
     hashEngine,
     version,
   });

@@ -10,7 +10,8 @@ import { ClusterKey } from "../cluster/auth.ts";
 import { ClusterNode } from "../cluster/cluster_node.ts";
 import { ClusterEngine } from "../cluster/cluster_engine.ts";
 import { Healer } from "../cluster/healer.ts";
-import { RpcClient } from "../cluster/rpc.ts";
+import { LeaseManager } from "../cluster/leases.ts";
+import { faults, RpcClient } from "../cluster/rpc.ts";
 import type { MemberState } from "../cluster/membership.ts";
 import type { Engine } from "../core/mod.ts";
 
@@ -33,6 +34,8 @@ export interface ServeOptions {
   deadGraceMs: number;
   /** Pause between healing passes. */
   healIntervalMs: number;
+  /** Testing: while this file exists, the node drops all cluster traffic (a partition). */
+  faultFile: string | null;
   hashEngine: HashEngineName;
   version: string;
 }
@@ -62,6 +65,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
     ? null
     : await ClusterKey.fromFile(options.clusterKeyFile);
   const token = options.tokenFile === null ? null : await readToken(options.tokenFile);
+  if (options.faultFile !== null) isolateWhileExists(options.faultFile);
   const local = await LocalEngine.open({ dir: options.data });
   const id = await nodeId(options.data);
   let cluster: ClusterNode | null = null;
@@ -88,6 +92,10 @@ export async function serve(options: ServeOptions): Promise<Node> {
     });
   }
   const store = new Store({ engine, pool: new HashPool({ engine: options.hashEngine }) });
+  const leases = clusterEngine === null || key === null
+    ? null
+    : new LeaseManager({ store, engine: clusterEngine, rpc: new RpcClient(key) });
+  if (leases !== null) clusterEngine!.epochOf = (uid) => leases.epochOf(uid);
   let healer: Healer | null = null;
   let httpAddress = http;
   const app = createApp({
@@ -117,9 +125,11 @@ export async function serve(options: ServeOptions): Promise<Node> {
         healing: healer.status,
         blocks: clusterEngine.blocks.counters,
         objects: clusterEngine.objects.counters,
+        leases: leases?.counters,
       },
     gauges: () =>
       healer === null || clusterEngine === null ? {} : clusterGauges(clusterEngine, healer),
+    leases: leases ?? undefined,
     replicasOf: clusterEngine === null
       ? undefined
       : (name) => clusterEngine!.replicaPeers(name).map((peer) => peer.id),
@@ -134,14 +144,16 @@ export async function serve(options: ServeOptions): Promise<Node> {
     onListen: (address) => listening.resolve(address),
   }, app.fetch);
   httpAddress = await listening.promise;
-  const nbd = await NbdServer.listen(store, nbdAddress);
+  const nbd = await NbdServer.listen(store, nbdAddress, {
+    openVolume: leases === null ? undefined : (name) => leases.openDevice(name),
+  });
   if (gossip !== null && key !== null && clusterEngine !== null) {
     cluster = await ClusterNode.start({
       key,
       bind: gossip,
       join: options.join,
       self: { id, zone: options.zone, weight: options.weight },
-      methods: clusterEngine.methods(),
+      methods: { ...clusterEngine.methods(), ...leases!.methods() },
     });
     const placementOf = clusterEngine;
     cluster.membership.onChange(() => placementOf.invalidate());
@@ -243,5 +255,31 @@ function clusterGauges(engine: ClusterEngine, healer: Healer) {
       "Object replicas brought up to date by their writer",
       engine.objects.counters.repairs,
     ),
+  };
+}
+
+/** Cuts this node off from the cluster while `path` exists (checked every 100 ms at most). */
+function isolateWhileExists(path: string): void {
+  let checkedAt = -Infinity;
+  let isolated = false;
+  faults.isolated = () => {
+    const now = performance.now();
+    if (now - checkedAt > 100) {
+      checkedAt = now;
+      let exists = false;
+      try {
+        Deno.statSync(path);
+        exists = true;
+      } catch {
+        exists = false;
+      }
+      if (exists !== isolated) {
+        console.error(
+          `atoll: fault injection: ${exists ? "isolated from" : "back in"} the cluster`,
+        );
+      }
+      isolated = exists;
+    }
+    return isolated;
   };
 }

@@ -60,6 +60,11 @@ export class ClusterEngine implements Engine {
   readonly blocks: ReplicatedBlocks;
   readonly objects: ReplicatedObjects;
   readonly proposer: Proposer;
+  /**
+   * The epoch this node writes a volume's objects under (its write lease); 0
+   * refuses the write. Without leases (tests of the engine alone), 1.
+   */
+  epochOf: (uid: string) => number = () => 1;
   #rpc: RpcClient;
   #members: () => MemberState[];
   #now: () => number;
@@ -86,7 +91,7 @@ export class ClusterEngine implements Engine {
     this.objects = new ReplicatedObjects({
       selfId: this.selfId,
       replicasOf: (name) => this.replicaPeers(name).map((peer) => this.#objectLink(peer)),
-      epochOf: () => 1,
+      epochOf: (uid) => this.epochOf(uid),
     });
     this.proposer = new Proposer(
       this.selfId,
@@ -131,6 +136,11 @@ export class ClusterEngine implements Engine {
       const member = view.byId.get(id)!;
       return { id, address: member.address };
     });
+  }
+
+  /** The member `id` as gossip knows it now (undefined when unknown). */
+  member(id: string): MemberState | undefined {
+    return this.#members().find((member) => member.id === id);
   }
 
   /** True when `id` is alive or suspect now. */

@@ -9,7 +9,7 @@ import dgram from "node:dgram";
 import { AuthenticationError, type ClusterKey, NonceWindow } from "./auth.ts";
 import { Membership, type MemberState } from "./membership.ts";
 import { type Message, parseMessage } from "./messages.ts";
-import { RpcClient, type RpcMethod, rpcServer } from "./rpc.ts";
+import { faults, RpcClient, type RpcMethod, rpcServer } from "./rpc.ts";
 
 /** Options of {@linkcode ClusterNode.start}. */
 export interface ClusterNodeOptions {
@@ -125,6 +125,7 @@ export class ClusterNode {
   #listen(): void {
     const nonces = new NonceWindow();
     this.#socket.on("message", (bytes: Uint8Array, remote: dgram.RemoteInfo) => {
+      if (faults.isolated()) return;
       this.counters.datagramsIn++;
       let message: Message | undefined;
       try {
@@ -146,7 +147,7 @@ export class ClusterNode {
 
   #sendDatagram(to: string, message: Message): void {
     const match = to.match(/^\[?([^\]]+)\]?:(\d+)$/);
-    if (match === null) return;
+    if (match === null || faults.isolated()) return;
     const sealed = this.#key.seal(new TextEncoder().encode(JSON.stringify(message)), Date.now());
     this.counters.datagramsOut++;
     this.#socket.send(sealed, Number(match[2]), match[1]);

@@ -12,6 +12,7 @@
  * so it sees every change a writer had acknowledged at a majority.
  */
 import { KeyedMutex } from "../core/_mutex.ts";
+import { LeaseLostError } from "../core/mod.ts";
 import { parseObjectName } from "../core/block_map.ts";
 import {
   type ChangeReply,
@@ -167,31 +168,54 @@ export class ReplicatedObjects {
     name: string,
     body: Pick<ObjectChange, "offset" | "data" | "truncate" | "remove">,
   ): Promise<void> {
+    const epoch = this.#options.epochOf(parseObjectName(name).uid);
+    if (epoch === 0) {
+      throw new LeaseLostError(
+        `Cannot write object ${name}: this node holds no lease on its volume`,
+      );
+    }
     const links = this.#options.replicasOf(name);
     const written = await this.#stateOf(name, links);
     const quorum = quorumOf(links.length);
     const change: ObjectChange = {
       ...body,
-      epoch: this.#options.epochOf(parseObjectName(name).uid),
+      epoch,
       version: written.stamp[1] + 1,
     };
     const targets = links.filter((link) => written.current.has(link.id));
-    const replies = await Promise.allSettled(targets.map((link) => link.change(name, change)));
+    const self = targets.find((link) => link.id === this.#options.selfId);
+    const remotes = targets.filter((link) => link !== self);
+    const replies = await Promise.allSettled(remotes.map((link) => link.change(name, change)));
     const current = new Set<string>();
+    let fenced: Error | null = null;
     replies.forEach((reply, i) => {
       if (reply.status === "fulfilled" && reply.value.applied) {
-        current.add(targets[i].id);
-        this.#noteUnflushed(targets[i], name);
+        current.add(remotes[i].id);
+        this.#noteUnflushed(remotes[i], name);
       } else if (reply.status === "rejected" && isFenced(reply.reason)) {
-        throw reply.reason;
+        fenced = new LeaseLostError(String(reply.reason.message), { cause: reply.reason });
       }
     });
+    // This node's own copy changes only once the others make a quorum with it, so
+    // a holder cut off from the cluster cannot change even its own copy.
+    if (fenced === null && self !== undefined && current.size + 1 >= quorum) {
+      const reply = await self.change(name, change);
+      if (reply.applied) {
+        current.add(self.id);
+        this.#noteUnflushed(self, name);
+      }
+    }
     this.counters.writes++;
     this.counters.laggards += targets.length - current.size;
     written.stamp = [change.epoch, change.version];
     written.current = current;
+    if (fenced !== null) {
+      this.#written.delete(name);
+      throw fenced;
+    }
     if (current.size < quorum) await this.#bringUp(name, written, links, false);
     if (written.current.size < quorum) {
+      this.#written.delete(name); // learn the replicas' state again on the next write
       throw new ReplicaQuorumError(
         `Cannot write object ${name}: ${written.current.size} of ${links.length} replicas ` +
           `took it, ${quorum} needed`,

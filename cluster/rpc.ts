@@ -12,6 +12,12 @@ export const rpcBytesMax = 40 * 1024 * 1024;
 /** Default time a call may take before it fails. */
 export const rpcTimeoutMsDefault = 10_000;
 
+/**
+ * Fault injection for tests of partitions (`serve --fault-file`): while
+ * `isolated()` is true, this process neither sends nor answers cluster traffic.
+ */
+export const faults = { isolated: (): boolean => false };
+
 /** A request or response: a JSON header and optional bytes. */
 export interface RpcMessage {
   header: Record<string, unknown>;
@@ -66,6 +72,10 @@ export function rpcServer(
     if (request.method !== "POST" || new URL(request.url).pathname !== "/rpc") {
       return new Response("not found", { status: 404 });
     }
+    if (faults.isolated()) {
+      await request.body?.cancel();
+      return new Response("isolated", { status: 503 });
+    }
     let call: RpcMessage;
     try {
       const body = await readBounded(request, rpcBytesMax);
@@ -112,6 +122,9 @@ export class RpcClient {
     message: RpcMessage = { header: {} },
     timeoutMs = rpcTimeoutMsDefault,
   ): Promise<RpcMessage> {
+    if (faults.isolated()) {
+      throw new RpcError(`Cannot call ${method} on ${address}: this node is isolated`, true);
+    }
     const id = `${this.#prefix}/${this.#nextId++}`;
     const body = this.#key.seal(
       encodeMessage({ header: { ...message.header, id, method }, data: message.data }),

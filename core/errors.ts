@@ -33,3 +33,11 @@ export class CorruptionError extends Error {
 export class TruncatedError extends Error {
   override name = "TruncatedError";
 }
+
+/**
+ * This node no longer holds the write lease of the volume (it moved to another
+ * node, or was broken): the write is refused and never lands.
+ */
+export class LeaseLostError extends ConflictError {
+  override name = "LeaseLostError";
+}

@@ -1,7 +1,13 @@
 /** What the API shows of images, volumes, snapshots and uploads, built from records. */
 import type { BlockMap } from "./block_map.ts";
 import type { IngestProgress } from "./ingest.ts";
-import type { ImageHeader, SnapshotHeader, VolumeHeader, VolumeOrigin } from "./records.ts";
+import type {
+  ImageHeader,
+  SnapshotHeader,
+  VolumeHeader,
+  VolumeLease,
+  VolumeOrigin,
+} from "./records.ts";
 
 /** What the API shows of an image. */
 export interface ImageInfo {
@@ -31,6 +37,8 @@ export interface VolumeInfo {
   origin: VolumeOrigin;
   /** Entries that are not zero (data the volume reads from blocks or objects). */
   allocatedBlocks: number;
+  /** The write lease (in a cluster, once a node took it). */
+  lease?: VolumeLease;
 }
 
 /** What the API shows of a snapshot. */
@@ -75,6 +83,7 @@ export function volumeInfo(header: VolumeHeader, map: BlockMap): VolumeInfo {
     createdAt: header.createdAt,
     origin: header.origin,
     allocatedBlocks: map.count - countZero(map),
+    ...(header.lease === undefined ? {} : { lease: header.lease }),
   };
 }
 

@@ -8,6 +8,7 @@ export { FrozenView } from "./frozen_view.ts";
 export type { Extent } from "./map_io.ts";
 export { LocalEngine, type LocalEngineOptions } from "./local_engine.ts";
 export * from "./store.ts";
+export type { VolumeLease } from "./records.ts";
 export type { GcResult } from "./gc.ts";
 export type { IngestProgress } from "./ingest.ts";
 export { Volume, type WriteOptions, type ZeroOptions } from "./volume.ts";

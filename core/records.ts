@@ -27,6 +27,18 @@ export interface VolumeHeader {
   generation: number;
   createdAt: string;
   origin: VolumeOrigin;
+  /**
+   * The write lease, in a cluster: the node that may write the volume, and the
+   * epoch its writes carry. Changed only by compare-and-set of this record, so a
+   * holder that lost it can no longer persist a map.
+   */
+  lease?: VolumeLease;
+}
+
+/** Who may write a volume, and under which epoch (holder null: nobody, after a break). */
+export interface VolumeLease {
+  holder: string | null;
+  epoch: number;
 }
 
 /** Header of a snapshot record. */

@@ -36,6 +36,14 @@ import {
 
 export type { ImageInfo, SnapshotInfo, UploadResult, UploadStatus, VolumeInfo };
 
+/** How a cluster governs access to volumes (see {@linkcode Store.access}). */
+export interface VolumeAccess {
+  /** Takes the write lease of `name` to this node (moving it if need be). */
+  acquire(name: string): Promise<void>;
+  /** True when this node holds the write lease of `name`, so its open instance is current. */
+  isCurrent(name: string): boolean;
+}
+
 /** Options of the {@linkcode Store}. */
 export interface StoreOptions {
   engine: Engine;
@@ -218,15 +226,53 @@ export class Store {
     return volume;
   }
 
+  /**
+   * The cluster's say on volume access (null on a single node): the write lease
+   * to take before a write path opens a volume, and whether this node's open
+   * instance is current (it holds the lease).
+   */
+  access: VolumeAccess | null = null;
+
+  /** The volume `name` for writing: in a cluster, the write lease comes here first. */
+  async writableVolume(name: string): Promise<Volume> {
+    validateName(name, "volume");
+    await this.access?.acquire(name);
+    return await this.openVolume(name);
+  }
+
+  /**
+   * The volume `name` for reading: the open instance when it is current, else
+   * a fresh one read from the record now (the holder's last flushed state).
+   */
+  async readableVolume(name: string): Promise<Volume> {
+    validateName(name, "volume");
+    if (this.access === null || this.access.isCurrent(name)) return await this.openVolume(name);
+    return await this.loadVolume(name);
+  }
+
+  /** A new instance read from the record now, not shared (nobody writes through it). */
+  async loadVolume(name: string): Promise<Volume> {
+    validateName(name, "volume");
+    const entry = await this.engine.getMeta(recordKey.volume(name));
+    if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
+    const { header, map } = decodeRecord<VolumeHeader>(entry.value);
+    return new Volume(this.engine, header, map, entry.version);
+  }
+
+  /** Forgets the open instance of `name` (its lease moved): the next open reads the record. */
+  dropVolume(name: string): void {
+    this.#volumes.delete(name);
+  }
+
   /** Every volume, by name. */
   async listVolumes(): Promise<VolumeInfo[]> {
     const keys = await this.engine.listMeta("volume/");
     return await Promise.all(keys.map((key) => this.volumeInfo(key.slice("volume/".length))));
   }
 
-  /** One volume, as its open instance sees it. */
+  /** One volume, as its current instance sees it (with its lease, in a cluster). */
   async volumeInfo(name: string): Promise<VolumeInfo> {
-    const volume = await this.openVolume(name);
+    const volume = await this.readableVolume(name);
     return volumeInfo(volume.header, volume.mapSnapshot());
   }
 
@@ -235,7 +281,7 @@ export class Store {
    * deletes its snapshots too; clones of those snapshots keep their data.
    */
   async deleteVolume(name: string, options: { cascade?: boolean } = {}): Promise<void> {
-    const volume = await this.openVolume(name);
+    const volume = await this.writableVolume(name);
     await this.#catalogue.run(async () => {
       const snapshots = await this.engine.listMeta(`snapshot/${name}@`);
       if (snapshots.length > 0 && !options.cascade) {
@@ -254,7 +300,7 @@ export class Store {
   /** Takes an instant snapshot of a volume. */
   async createSnapshot(volumeName: string, name: string): Promise<SnapshotInfo> {
     validateName(name, "snapshot");
-    const volume = await this.openVolume(volumeName);
+    const volume = await this.writableVolume(volumeName);
     return await this.#catalogue.run(async () => {
       const key = recordKey.snapshot(volumeName, name);
       if (await this.engine.getMeta(key) !== null) {

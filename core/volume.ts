@@ -11,10 +11,10 @@
 import { assert } from "./assert.ts";
 import { BlockMap, type MapEntry, objectName } from "./block_map.ts";
 import type { ByteRange, Engine } from "./engine.ts";
-import { NotFoundError } from "./errors.ts";
+import { LeaseLostError, NotFoundError } from "./errors.ts";
 import { checkRange, type Extent, mapExtents, readEntry, readMapRange, spansOf } from "./map_io.ts";
 import { Mutex } from "./_mutex.ts";
-import { encodeRecord, recordKey, type VolumeHeader } from "./records.ts";
+import { encodeRecord, recordKey, type VolumeHeader, type VolumeLease } from "./records.ts";
 
 /** Options of the writing calls: `fua` makes the change durable before resolving. */
 export interface WriteOptions {
@@ -35,6 +35,8 @@ export class Volume {
   #version: number;
   #dirty = false;
   #deleted = false;
+  /** Set once the write lease moved away: this instance never writes again. */
+  #released = false;
   #mutex = new Mutex();
   #scratch: Uint8Array | null = null;
   /** Object names this volume writes in place start with this: `UID.GENERATION.` */
@@ -64,6 +66,45 @@ export class Volume {
   get header(): VolumeHeader {
     return { ...this.#header };
   }
+  /** The write lease as this instance loaded or took it (null outside a cluster). */
+  get lease(): VolumeLease | null {
+    return this.#header.lease ?? null;
+  }
+  /** The record version this instance last read or wrote. */
+  get version(): number {
+    return this.#version;
+  }
+
+  /**
+   * Gives the write lease up: every write that resolved before is made durable,
+   * then this instance refuses writes (LeaseLostError) for good.
+   */
+  release(): Promise<void> {
+    return this.#mutex.run(async () => {
+      if (this.#released || this.#deleted) return;
+      try {
+        await this.engine.flush();
+        if (this.#dirty) await this.#persist();
+      } finally {
+        this.#released = true;
+      }
+    });
+  }
+
+  /** Records `lease` in the volume's record (compare-and-set on the version loaded). */
+  takeLease(lease: VolumeLease): Promise<void> {
+    return this.#mutex.run(async () => {
+      this.#checkWritable();
+      const previous = this.#header;
+      this.#header = { ...this.#header, lease };
+      try {
+        await this.#persist();
+      } catch (error) {
+        this.#header = previous;
+        throw error;
+      }
+    });
+  }
 
   /** Reads `range` into `into` (or a new buffer); never-written bytes are zeros. */
   async readAt(
@@ -80,7 +121,7 @@ export class Volume {
   async writeAt(offset: number, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
     checkRange({ offset, length: data.length }, this.sizeBytes, `volume "${this.name}"`);
     await this.#mutex.run(async () => {
-      this.#checkOpen();
+      this.#checkWritable();
       for (const span of spansOf({ offset, length: data.length }, this.blockSize)) {
         await this.#writeSpan(span, data.subarray(span.at, span.at + span.length));
       }
@@ -95,7 +136,7 @@ export class Volume {
   async zeroAt(range: ByteRange, options: ZeroOptions = {}): Promise<void> {
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
     await this.#mutex.run(async () => {
-      this.#checkOpen();
+      this.#checkWritable();
       for (const span of spansOf(range, this.blockSize)) {
         if (options.keepAllocated) {
           await this.#writeSpan(span, zeros(span.length));
@@ -134,6 +175,8 @@ export class Volume {
   flush(): Promise<void> {
     return this.#mutex.run(async () => {
       this.#checkOpen();
+      // Released: everything acknowledged was made durable by release().
+      if (this.#released) return;
       await this.engine.flush();
       if (this.#dirty) await this.#persist();
     });
@@ -151,7 +194,7 @@ export class Volume {
    */
   freeze(): Promise<BlockMap> {
     return this.#mutex.run(async () => {
-      this.#checkOpen();
+      this.#checkWritable();
       await this.engine.flush();
       const frozen = this.#map.clone();
       this.#header = { ...this.#header, generation: this.#header.generation + 1 };
@@ -228,6 +271,15 @@ export class Volume {
     // Copy-up runs under the mutex, so one buffer per volume suffices.
     this.#scratch ??= new Uint8Array(this.blockSize);
     return this.#scratch;
+  }
+
+  #checkWritable(): void {
+    this.#checkOpen();
+    if (this.#released) {
+      throw new LeaseLostError(
+        `Cannot write volume "${this.name}": this node no longer holds its write lease`,
+      );
+    }
   }
 
   #checkOpen(): void {

@@ -44,6 +44,12 @@ export interface AppOptions {
   clusterStatus?: () => Record<string, unknown>;
   /** Gauges and counters measured now, added to /metrics (the cluster's). */
   gauges?: () => Record<string, { help: string; value: number }>;
+  /** Write leases of volumes, in a cluster. */
+  leases?: {
+    info(name: string): Promise<unknown>;
+    acquire(name: string): Promise<void>;
+    breakLease(name: string): Promise<void>;
+  };
   /** Ids of the members that hold `name` (a block, object or metadata key), in a cluster. */
   replicasOf?: (name: string) => string[];
   /** Why garbage collection cannot run here (it is not cluster-wide yet), or null. */
@@ -124,17 +130,37 @@ export function createApp(options: AppOptions): Hono {
     return c.json(await store.createVolume(request as never), 201);
   });
   app.get("/v1/volumes", async (c) => c.json(await store.listVolumes()));
-  app.get("/v1/volumes/:name", async (c) => c.json(await store.volumeInfo(c.req.param("name"))));
+  app.get("/v1/volumes/:name", async (c) => {
+    const name = c.req.param("name");
+    return c.json(await (options.leases?.info(name) ?? store.volumeInfo(name)));
+  });
+  app.post("/v1/volumes/:name/lease", async (c) => {
+    const name = validateName(c.req.param("name"), "volume");
+    const { action } = await jsonBody(c.req.raw);
+    if (action !== "acquire" && action !== "break") {
+      throw new TypeError(
+        `Cannot change the lease of "${name}": action must be "acquire" or "break"`,
+      );
+    }
+    if (options.leases === undefined) {
+      throw new ConflictError(
+        `Cannot change the lease of "${name}": this node runs alone (no --gossip)`,
+      );
+    }
+    if (action === "acquire") await options.leases.acquire(name);
+    else await options.leases.breakLease(name);
+    return c.json(await options.leases.info(name));
+  });
   app.delete("/v1/volumes/:name", async (c) => {
     await store.deleteVolume(c.req.param("name"), { cascade: c.req.query("cascade") === "true" });
     return c.body(null, 204);
   });
   app.get("/v1/volumes/:name/data", async (c) => {
-    const volume = await store.openVolume(c.req.param("name"));
+    const volume = await store.readableVolume(c.req.param("name"));
     return dataResponse(volume, c.req.header("range"));
   });
   app.patch("/v1/volumes/:name/data", async (c) => {
-    const volume = await store.openVolume(c.req.param("name"));
+    const volume = await store.writableVolume(c.req.param("name"));
     const offset = Number(c.req.query("offset") ?? "0");
     const body = c.req.raw.body;
     if (!Number.isSafeInteger(offset) || offset < 0) {

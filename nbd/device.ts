@@ -101,12 +101,19 @@ class FrozenDevice implements NbdDevice {
   }
 }
 
+/** Opens a volume's device another way (a cluster's leased volumes); throws NotFoundError. */
+export type VolumeOpener = (name: string) => Promise<NbdDevice>;
+
 /**
  * Opens the export `name`: `image/NAME` and `snapshot/VOL@SNAP` read-only, any
- * other name a volume. Null when there is no such export (or the name is not
- * one a store could hold).
+ * other name a volume (through `openVolume` when given). Null when there is no
+ * such export (or the name is not one a store could hold).
  */
-export async function openExport(store: Store, name: string): Promise<NbdDevice | null> {
+export async function openExport(
+  store: Store,
+  name: string,
+  openVolume?: VolumeOpener,
+): Promise<NbdDevice | null> {
   try {
     if (name.startsWith("image/")) {
       return new FrozenDevice(name, await store.openImage(name.slice("image/".length)));
@@ -116,6 +123,7 @@ export async function openExport(store: Store, name: string): Promise<NbdDevice 
       if (snapshot === undefined) return null;
       return new FrozenDevice(name, await store.openSnapshot(volume, snapshot));
     }
+    if (openVolume !== undefined) return await openVolume(name);
     return new VolumeDevice(await store.openVolume(name));
   } catch (error) {
     if (error instanceof NotFoundError || error instanceof TypeError) return null;

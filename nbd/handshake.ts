@@ -6,7 +6,13 @@
  */
 import type { Store } from "../core/mod.ts";
 import type { ConnReader, ReplyWriter } from "./conn_io.ts";
-import { listExports, type NbdDevice, openExport, transmissionFlags } from "./device.ts";
+import {
+  listExports,
+  type NbdDevice,
+  openExport,
+  transmissionFlags,
+  type VolumeOpener,
+} from "./device.ts";
 import {
   exportNameBytesMax,
   listedExportsMax,
@@ -50,6 +56,7 @@ export async function handshake(
   store: Store,
   reader: ConnReader,
   writer: ReplyWriter,
+  openVolume?: VolumeOpener,
 ): Promise<Session | null> {
   const greeting = new Uint8Array(18);
   const greetingView = new DataView(greeting.buffer);
@@ -85,7 +92,7 @@ export async function handshake(
     switch (option) {
       case Option.exportName: {
         const name = decodeName(data);
-        const device = name === null ? null : await openExport(store, name);
+        const device = name === null ? null : await openExport(store, name, openVolume);
         if (device === null) throw new NbdFramingError(`no export ${JSON.stringify(name)}`);
         const answer = new Uint8Array(noZeroes ? 10 : 134);
         const answerView = new DataView(answer.buffer);
@@ -118,7 +125,7 @@ export async function handshake(
           await error(Reply.errInvalid, "malformed INFO/GO request");
           break;
         }
-        const device = await openExport(store, request.name);
+        const device = await openExport(store, request.name, openVolume);
         if (device === null) {
           await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
           break;
@@ -149,7 +156,7 @@ export async function handshake(
           await error(Reply.errInvalid, "SET_META_CONTEXT needs structured replies first");
           break;
         }
-        const device = await openExport(store, request.name);
+        const device = await openExport(store, request.name, openVolume);
         if (device === null) {
           await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
           break;

@@ -16,6 +16,7 @@ import {
 } from "./limits.ts";
 import { BufferPool } from "./buffer_pool.ts";
 import { serveTransmission } from "./transmission.ts";
+import type { VolumeOpener } from "./device.ts";
 
 /** Where to listen: `{hostname, port}` or `{path}` of a unix socket. */
 export type NbdAddress = { hostname: string; port: number } | { path: string };
@@ -47,23 +48,40 @@ export class NbdServer {
   /** Connections served since start (for metrics). */
   connectionsServed = 0;
 
-  private constructor(store: Store, listener: Deno.Listener, address: NbdAddress) {
+  #openVolume?: VolumeOpener;
+
+  private constructor(
+    store: Store,
+    listener: Deno.Listener,
+    address: NbdAddress,
+    openVolume?: VolumeOpener,
+  ) {
     this.#store = store;
+    this.#openVolume = openVolume;
     this.#listener = listener;
     this.address = address;
     this.#accepting = this.#acceptLoop();
   }
 
   /** Starts listening at `address`. A stale unix socket file is replaced. */
-  static async listen(store: Store, address: NbdAddress): Promise<NbdServer> {
+  static async listen(
+    store: Store,
+    address: NbdAddress,
+    options: { openVolume?: VolumeOpener } = {},
+  ): Promise<NbdServer> {
     if ("path" in address) {
       await Deno.remove(address.path).catch(() => {});
       const listener = Deno.listen({ transport: "unix", path: address.path });
-      return new NbdServer(store, listener, address);
+      return new NbdServer(store, listener, address, options.openVolume);
     }
     const listener = Deno.listen({ hostname: address.hostname, port: address.port });
     const bound = listener.addr as Deno.NetAddr;
-    return new NbdServer(store, listener, { hostname: bound.hostname, port: bound.port });
+    return new NbdServer(
+      store,
+      listener,
+      { hostname: bound.hostname, port: bound.port },
+      options.openVolume,
+    );
   }
 
   /** Connections open now. */
@@ -105,7 +123,7 @@ export class NbdServer {
     const writer = new ReplyWriter(conn);
     const timer = setTimeout(() => closeQuietly(conn), handshakeTimeoutMs);
     try {
-      const session = await handshake(this.#store, reader, writer).finally(() =>
+      const session = await handshake(this.#store, reader, writer, this.#openVolume).finally(() =>
         clearTimeout(timer)
       );
       if (session !== null) {

@@ -4,7 +4,7 @@
  * connection's ordered writer. A framing violation ends the connection; an
  * invalid request gets an error reply and the connection goes on.
  */
-import { CorruptionError, NotFoundError } from "../core/mod.ts";
+import { ConflictError, CorruptionError, NotFoundError } from "../core/mod.ts";
 import { assert } from "../core/assert.ts";
 import type { BufferPool } from "./buffer_pool.ts";
 import { ConnectionClosedError, type ConnReader, type ReplyWriter } from "./conn_io.ts";
@@ -271,6 +271,8 @@ export function errorCode(error: unknown): number {
   if (error instanceof ConnectionClosedError) throw error;
   if (error instanceof RangeError) return NbdError.inval;
   if (error instanceof NotFoundError || error instanceof CorruptionError) return NbdError.io;
+  // Fenced: the write lease moved away (live migration). Expected, so no alarm.
+  if (error instanceof ConflictError) return NbdError.io;
   const code = (error as { code?: string }).code;
   if (code === "ENOSPC" || code === "EDQUOT" || code === "EFBIG") return NbdError.nospc;
   console.error(`nbd: request failed: ${error}`);

@@ -47,3 +47,18 @@ export async function run(command: string, args: string[]): Promise<string> {
   }
   return text.decode(output.stdout);
 }
+
+/**
+ * Asserts two byte arrays are equal, naming the first differing offset (a
+ * deepEqual diff of megabytes would take gigabytes to print).
+ */
+export function assertSameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${what}: ${actual.length} bytes, expected ${expected.length}`);
+  }
+  for (let i = 0; i < actual.length; i++) {
+    if (actual[i] !== expected[i]) {
+      throw new Error(`${what}: byte ${i} is ${actual[i]}, expected ${expected[i]}`);
+    }
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * Test harness for clusters of real node processes on loopback: one key, the
+ * first node as the seed, and a wait until every node sees every other alive.
+ */
+import assert from "node:assert/strict";
+import { removeData, startNode, type TestNode } from "./_node.ts";
+
+/** A running cluster of node processes and its scratch directory. */
+export interface TestProcessCluster {
+  nodes: TestNode[];
+  /** Scratch directory: the key file, fault files, copies. */
+  dir: string;
+  /** `serve` flags that make another member of this cluster. */
+  args: (extra?: string[]) => string[];
+  /** Kills every node (SIGKILL) and removes every data directory. */
+  stop(): Promise<void>;
+}
+
+/** Members as `GET /v1/cluster` lists them. */
+export async function members(
+  node: TestNode,
+): Promise<{ id: string; address: string; state: string }[]> {
+  return (await (await node.fetch("/v1/cluster")).json()).members;
+}
+
+/** Polls `check` every 100 ms until it returns true; fails after `limitMs`. */
+export async function eventually(
+  what: string,
+  check: () => Promise<boolean>,
+  limitMs = 60_000,
+): Promise<number> {
+  const started = performance.now();
+  while (performance.now() - started < limitMs) {
+    if (await check()) return performance.now() - started;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`${what}: not within ${limitMs} ms`);
+}
+
+/** Starts `count` nodes with one cluster key; `extra(i)` adds flags to node i. */
+export async function startCluster(
+  count: number,
+  extra: (index: number, dir: string) => string[] = () => [],
+): Promise<TestProcessCluster> {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-cluster-" });
+  await Deno.writeTextFile(`${dir}/key`, crypto.randomUUID().replaceAll("-", ""));
+  const args = (more: string[] = []) => [
+    "--gossip",
+    "127.0.0.1:0",
+    "--cluster-key-file",
+    `${dir}/key`,
+    ...more,
+  ];
+  const nodes: TestNode[] = [];
+  const stop = async () => {
+    for (const node of nodes) await node.kill9();
+    for (const node of nodes) await removeData(node);
+    await Deno.remove(dir, { recursive: true });
+  };
+  try {
+    nodes.push(await startNode({ args: args(extra(0, dir)) }));
+    for (let i = 1; i < count; i++) {
+      nodes.push(await startNode({ args: args(["--join", nodes[0].gossip!, ...extra(i, dir)]) }));
+    }
+    await eventually(`${count} alive members everywhere`, async () => {
+      const views = await Promise.all(nodes.map(members));
+      return views.every((view) =>
+        view.length === count && view.every((member) => member.state === "alive")
+      );
+    });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { nodes, dir, args, stop };
+}
