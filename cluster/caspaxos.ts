@@ -122,6 +122,10 @@ export class Proposer {
   #counter = 0;
   #changes = 0;
   #random: () => number;
+  /** Changes of one key from this proposer run one at a time (they would only fight). */
+  #locks = new KeyedMutex();
+  /** A read queued behind other changes of its key: later readers share it. */
+  #queuedReads = new Map<string, Promise<Register>>();
 
   constructor(
     node: string,
@@ -138,7 +142,11 @@ export class Proposer {
    * `change` may throw to abort (e.g. a version mismatch): nothing is written
    * then, and the error propagates.
    */
-  async change(key: string, change: (current: Register) => Register): Promise<Register> {
+  change(key: string, change: (current: Register) => Register): Promise<Register> {
+    return this.#locks.run(key, () => this.#change(key, change));
+  }
+
+  async #change(key: string, change: (current: Register) => Register): Promise<Register> {
     const acceptors = this.#acceptorsOf(key);
     assert(acceptors.length > 0, `no acceptors for ${key}`);
     const quorum = Math.floor(acceptors.length / 2) + 1;
@@ -170,9 +178,23 @@ export class Proposer {
     );
   }
 
-  /** Reads the register (a change that keeps it, so the read is linearizable). */
+  /**
+   * Reads the register (a change that keeps it, so the read is linearizable).
+   * Reads of a key that arrive while one is still queued share it: it starts
+   * after all of them were asked for.
+   */
   read(key: string): Promise<Register> {
-    return this.change(key, (current) => current);
+    const queued = this.#queuedReads.get(key);
+    if (queued !== undefined) return queued;
+    const read = this.#locks.run(key, () => {
+      this.#queuedReads.delete(key);
+      return this.#change(key, (current) => current);
+    });
+    this.#queuedReads.set(key, read);
+    read.catch(() => {}).finally(() => {
+      if (this.#queuedReads.get(key) === read) this.#queuedReads.delete(key);
+    });
+    return read;
   }
 
   #learn(replies: ({ ok: boolean; promised?: Ballot })[]): void {

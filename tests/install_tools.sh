@@ -15,6 +15,7 @@ declare -A tools=(
   [nbdsh]=python3-libnbd
   [fio]=fio
   [nbdkit]=nbdkit
+  [qemu-system-x86_64]=qemu-system-x86
 )
 
 missing=()
