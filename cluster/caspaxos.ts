@@ -49,10 +49,18 @@ export type PrepareReply =
 /** The answer to an accept. */
 export type AcceptReply = { ok: true } | { ok: false; promised: Ballot };
 
+/** What an acceptor last accepted, without any promise (a read's fast path). */
+export interface PeekReply {
+  accepted: Ballot | null;
+  register: Register;
+}
+
 /** A way to reach one acceptor (in process, or over RPC). */
 export interface AcceptorLink {
   prepare(key: string, ballot: Ballot): Promise<PrepareReply>;
   accept(key: string, ballot: Ballot, register: Register): Promise<AcceptReply>;
+  /** Optional: links without it make every read a full round. */
+  peek?(key: string): Promise<PeekReply>;
 }
 
 /** Rounds a change may take before it gives up (contention or no majority). */
@@ -98,6 +106,14 @@ export class Acceptor {
     });
   }
 
+  /** What it accepted last; promises nothing and writes nothing. */
+  peek(key: string): Promise<PeekReply> {
+    return this.#locks.run(key, async () => {
+      const state = await this.#load(key);
+      return { accepted: state.accepted, register: state.register };
+    });
+  }
+
   /** Accepts `register` unless it promised a higher ballot. */
   accept(key: string, ballot: Ballot, register: Register): Promise<AcceptReply> {
     return this.#locks.run(key, async () => {
@@ -140,13 +156,22 @@ export class Proposer {
   /**
    * Applies `change` to the register at `key` and returns the new register.
    * `change` may throw to abort (e.g. a version mismatch): nothing is written
-   * then, and the error propagates.
+   * then, and the error propagates. With `ready`, the first prepare overlaps it
+   * and `change` runs only once it resolved (a caller's other work hides a round).
    */
-  change(key: string, change: (current: Register) => Register): Promise<Register> {
-    return this.#locks.run(key, () => this.#change(key, change));
+  change(
+    key: string,
+    change: (current: Register) => Register,
+    ready?: Promise<unknown>,
+  ): Promise<Register> {
+    return this.#locks.run(key, () => this.#change(key, change, ready));
   }
 
-  async #change(key: string, change: (current: Register) => Register): Promise<Register> {
+  async #change(
+    key: string,
+    change: (current: Register) => Register,
+    ready?: Promise<unknown>,
+  ): Promise<Register> {
     const acceptors = this.#acceptorsOf(key);
     assert(acceptors.length > 0, `no acceptors for ${key}`);
     const quorum = Math.floor(acceptors.length / 2) + 1;
@@ -154,7 +179,9 @@ export class Proposer {
     for (let attempt = 0; attempt < changeAttemptsMax; attempt++) {
       if (attempt > 0) await pause(this.#random() * retryPauseMsMax * 2 ** Math.min(attempt, 5));
       const ballot = { counter: ++this.#counter, node: this.node };
-      const prepared = await gather(acceptors.map((acceptor) => acceptor.prepare(key, ballot)));
+      const preparing = gather(acceptors.map((acceptor) => acceptor.prepare(key, ballot)));
+      if (attempt === 0 && ready !== undefined) await Promise.all([ready, preparing]);
+      const prepared = await preparing;
       const promises = prepared.filter((reply) => reply.ok);
       this.#learn(prepared);
       if (promises.length < quorum) continue;
@@ -179,11 +206,36 @@ export class Proposer {
   }
 
   /**
-   * Reads the register (a change that keeps it, so the read is linearizable).
-   * Reads of a key that arrive while one is still queued share it: it starts
-   * after all of them were asked for.
+   * Reads the register, linearizably. Fast path: when a majority of acceptors
+   * report the same accepted ballot, that value is chosen and no write completed
+   * after it (a completed write would sit on a majority, hence on one of these).
+   * Otherwise a full round that keeps the value ({@linkcode refresh}).
    */
-  read(key: string): Promise<Register> {
+  async read(key: string): Promise<Register> {
+    const acceptors = this.#acceptorsOf(key);
+    if (acceptors.length > 0 && acceptors.every((acceptor) => acceptor.peek !== undefined)) {
+      const settled = await Promise.allSettled(acceptors.map((acceptor) => acceptor.peek!(key)));
+      const peeks = settled.filter((result) => result.status === "fulfilled").map((result) =>
+        (result as PromiseFulfilledResult<PeekReply>).value
+      );
+      const quorum = Math.floor(acceptors.length / 2) + 1;
+      if (
+        peeks.length >= quorum &&
+        peeks.every((peek) => compareBallots(peek.accepted, peeks[0].accepted) === 0)
+      ) {
+        return peeks[0].register;
+      }
+    }
+    return await this.refresh(key);
+  }
+
+  /**
+   * Reads the register with a full round that writes it back to the acceptors
+   * (so every acceptor of the key's current set holds it). Refreshes of a key
+   * that arrive while one is still queued share it: it starts after all of them
+   * were asked for.
+   */
+  refresh(key: string): Promise<Register> {
     const queued = this.#queuedReads.get(key);
     if (queued !== undefined) return queued;
     const read = this.#locks.run(key, () => {

@@ -284,9 +284,9 @@ export class Healer {
   }
 
   /**
-   * After a membership change, reads every metadata key this node accepts for
-   * through a quorum of its current acceptors: the read writes the value to
-   * each of them, so a new acceptor learns it before an old one goes away.
+   * After a membership change, refreshes every metadata key this node accepts
+   * for through a quorum of its current acceptors: the full round writes the
+   * value to each of them, so a new acceptor learns it before an old one goes away.
    */
   async #meta(): Promise<void> {
     const { engine } = this.#options;
@@ -302,7 +302,7 @@ export class Healer {
       const mine = replicas.some((peer) => peer.id === engine.selfId);
       if (mine && firstLive?.id !== engine.selfId) continue;
       try {
-        await engine.proposer.read(key);
+        await engine.proposer.refresh(key);
         this.status.metaMoved++;
       } catch {
         failed = true;

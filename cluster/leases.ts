@@ -28,12 +28,20 @@ import {
   ConflictError,
   type Extent,
   LeaseLostError,
+  NotFoundError,
   type Store,
   type Volume,
   type VolumeInfo,
   type VolumeLease,
 } from "../core/mod.ts";
 import { KeyedMutex } from "../core/_mutex.ts";
+import {
+  decodeRecordHeader,
+  recordKey,
+  type VolumeHeader,
+  withRecordHeader,
+} from "../core/records.ts";
+import type { Register } from "./caspaxos.ts";
 import type { NbdDevice } from "../nbd/device.ts";
 import type { ClusterEngine } from "./cluster_engine.ts";
 import type { RpcClient, RpcMethod } from "./rpc.ts";
@@ -44,6 +52,11 @@ export const takeoverWaitMsDefault = 30_000;
 const forwardedReadBytesMax = 32 * 1024 * 1024;
 /** Tries to move a lease when other nodes race for it. */
 const moveAttemptsMax = 16;
+
+/** The lease changed between reading the record and taking it: read again. */
+class LeaseMovedError extends Error {
+  override name = "LeaseMovedError";
+}
 
 /** Counters an operator sees in /metrics and /v1/cluster. */
 export interface LeaseCounters {
@@ -252,28 +265,43 @@ export class LeaseManager {
       const current = await this.#store.loadVolume(name);
       const lease = current.lease ?? { holder: null, epoch: 0 };
       const uid = current.header.uid;
-      if (lease.holder !== null && lease.holder !== this.#engine.selfId && options.release) {
-        await this.#askRelease(name, lease);
-      }
       const epoch = lease.epoch + 1;
-      await this.#fence(uid, epoch);
-      // The holder persisted its last map when it released: take the lease on that record.
-      this.#store.dropVolume(name);
-      const volume = await this.#store.openVolume(name);
-      if (volume.lease?.epoch !== current.lease?.epoch) continue; // someone else moved it
+      // Fencing storage at the new epoch and the holder's release run at once: the
+      // release flushes objects and persists the map, neither of which is fenced.
+      const releasing = lease.holder !== null && lease.holder !== this.#engine.selfId &&
+          options.release
+        ? this.#askRelease(name, lease)
+        : Promise.resolve();
+      const ready = Promise.all([releasing, this.#fence(uid, epoch)]);
+      // The holder persisted its last map when it released: take the lease on that
+      // record in one compare-and-set (its first round overlaps the release and the
+      // fencing), and open the volume from what it wrote.
+      let register: Register;
       try {
-        await volume.takeLease({ holder: to, epoch });
+        register = await this.#engine.proposer.change(recordKey.volume(name), (record) => {
+          if (record.value === null) {
+            throw new NotFoundError(`Cannot move the lease of volume "${name}": it was deleted`);
+          }
+          const header = decodeRecordHeader<VolumeHeader>(record.value);
+          if ((header.lease?.epoch ?? 0) !== lease.epoch) throw new LeaseMovedError();
+          return {
+            version: record.version + 1,
+            value: withRecordHeader(record.value, { ...header, lease: { holder: to, epoch } }),
+          };
+        }, ready);
       } catch (error) {
-        if (error instanceof Error && error.name === "VersionMismatchError") continue;
+        if (error instanceof LeaseMovedError) continue; // someone else moved it meanwhile
         throw error;
+      }
+      this.#store.dropVolume(name);
+      if (to === this.#engine.selfId) {
+        this.#store.adoptVolume(name, register.value!, register.version);
       }
       this.#engine.objects.forget(uid);
       this.#holders.delete(name);
       if (to === this.#engine.selfId) {
         this.#held.set(name, { epoch, uid });
         this.#epochs.set(uid, epoch);
-      } else {
-        this.#store.dropVolume(name);
       }
       this.#tellMembers(name);
       return;

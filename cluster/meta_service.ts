@@ -89,6 +89,18 @@ export function acceptorMethods(acceptor: Acceptor, engine: Engine): Record<stri
         data: register.value ?? undefined,
       };
     },
+    "px.peek": async (request) => {
+      const { accepted, register } = await acceptor.peek(keyOf(request));
+      return {
+        header: {
+          accepted,
+          version: register.version,
+          change: register.change ?? null,
+          present: register.value !== null,
+        },
+        data: register.value ?? undefined,
+      };
+    },
     "px.accept": async (request) => {
       const register = registerOf(request);
       const reply = await acceptor.accept(
@@ -113,6 +125,13 @@ export function rpcAcceptorLink(rpc: RpcClient, address: string): AcceptorLink {
       }
       return {
         ok: true,
+        accepted: reply.header.accepted === null ? null : ballotOf(reply.header.accepted),
+        register: registerOf(reply),
+      };
+    },
+    async peek(key) {
+      const reply = await rpc.call(address, "px.peek", { header: { key } });
+      return {
         accepted: reply.header.accepted === null ? null : ballotOf(reply.header.accepted),
         register: registerOf(reply),
       };

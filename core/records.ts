@@ -79,3 +79,27 @@ export function decodeRecord<T>(bytes: Uint8Array): { header: T; map: BlockMap }
   }
   return { header, map: BlockMap.decode(bytes.subarray(4 + jsonLength)) };
 }
+
+/** The header of an encoded record, without decoding its map. */
+export function decodeRecordHeader<T>(bytes: Uint8Array): T {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const jsonLength = bytes.length >= 4 ? view.getUint32(0) : Infinity;
+  if (4 + jsonLength > bytes.length) throw new CorruptionError("Cannot decode record: truncated");
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + jsonLength)));
+  } catch (cause) {
+    throw new CorruptionError("Cannot decode record: bad header", { cause });
+  }
+}
+
+/** The encoded record `bytes` with its header replaced by `header` (the map bytes kept as they are). */
+export function withRecordHeader(bytes: Uint8Array, header: object): Uint8Array {
+  const jsonLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
+  const mapBytes = bytes.subarray(4 + jsonLength);
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(4 + json.length + mapBytes.length);
+  new DataView(out.buffer).setUint32(0, json.length);
+  out.set(json, 4);
+  out.set(mapBytes, 4 + json.length);
+  return out;
+}

@@ -259,6 +259,14 @@ export class Store {
     return new Volume(this.engine, header, map, entry.version);
   }
 
+  /** Opens `name` from a record just written elsewhere (`bytes` at `version`), as its open instance. */
+  adoptVolume(name: string, bytes: Uint8Array, version: number): Volume {
+    const { header, map } = decodeRecord<VolumeHeader>(bytes);
+    const volume = new Volume(this.engine, header, map, version);
+    this.#volumes.set(name, Promise.resolve(volume));
+    return volume;
+  }
+
   /** Forgets the open instance of `name` (its lease moved): the next open reads the record. */
   dropVolume(name: string): void {
     this.#volumes.delete(name);

@@ -91,21 +91,6 @@ export class Volume {
     });
   }
 
-  /** Records `lease` in the volume's record (compare-and-set on the version loaded). */
-  takeLease(lease: VolumeLease): Promise<void> {
-    return this.#mutex.run(async () => {
-      this.#checkWritable();
-      const previous = this.#header;
-      this.#header = { ...this.#header, lease };
-      try {
-        await this.#persist();
-      } catch (error) {
-        this.#header = previous;
-        throw error;
-      }
-    });
-  }
-
   /** Reads `range` into `into` (or a new buffer); never-written bytes are zeros. */
   async readAt(
     range: ByteRange,
