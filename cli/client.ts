@@ -147,6 +147,23 @@ export class AtollClient {
     });
   }
 
+  /**
+   * `POST /v1/volumes/{name}/lease`: `acquire` moves the write lease to the node
+   * asked (a hypervisor's pre-migrate hook), `break` frees it from a dead holder.
+   */
+  changeLease(name: string, action: "acquire" | "break"): Promise<VolumeInfo> {
+    const what = action === "acquire" ? "move the lease of" : "break the lease of";
+    return this.#json(
+      `Cannot ${what} volume ${JSON.stringify(name)}`,
+      "POST",
+      `${volumePath(name)}/lease`,
+      {
+        action,
+      },
+      60_000,
+    );
+  }
+
   /** `POST /v1/volumes/{volume}/snapshots`. */
   createSnapshot(volume: string, name: string): Promise<SnapshotInfo> {
     const action = `Cannot create snapshot ${JSON.stringify(`${volume}@${name}`)}`;

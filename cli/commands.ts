@@ -33,6 +33,8 @@ export const clientUsage = `usage:
   atoll volume create NAME (--image I | --snapshot V@S | --size N)
                                       N in bytes or with K, M, G, T (binary: 10G = 10 GiB)
   atoll volume ls | volume info NAME | volume rm NAME [--cascade]
+  atoll volume lease NAME [--break]   move the write lease to --node (cluster; a
+                                      pre-migrate hook), or free it from a dead holder
   atoll snapshot create V@S | snapshot ls V | snapshot rm V@S
   atoll cluster status
 client options:
@@ -53,6 +55,7 @@ const optionSpecs = {
   snapshot: { type: "string" },
   size: { type: "string" },
   cascade: { type: "boolean" },
+  break: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 const globalOptions = new Set(["node", "token-file", "json", "help"]);
@@ -160,6 +163,15 @@ const commands: Record<string, CommandSpec> = {
       await client.deleteVolume(name, { cascade: values.cascade });
       const what = values.cascade ? " and its snapshots" : "";
       if (!values.json) print(`Deleted volume ${JSON.stringify(name)}${what}`);
+    },
+  },
+  "volume lease": {
+    operands: ["NAME"],
+    options: ["break"],
+    synopsis: "NAME [--break]",
+    run: async ({ client, values, print }, [name]) => {
+      const volume = await client.changeLease(name, values.break ? "break" : "acquire");
+      print(values.json ? toJson(volume) : volumeLines(volume));
     },
   },
   "snapshot create": {

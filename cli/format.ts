@@ -10,6 +10,14 @@ export function volumeLines(volume: VolumeInfo): string {
     ["origin", formatOrigin(volume)],
     ["allocated", `${volume.allocatedBlocks} of ${blockCount(volume)} blocks`],
     ["created", formatTime(volume.createdAt)],
+    ...(volume.lease === undefined ? [] : [[
+      "lease",
+      volume.lease.holder === null
+        ? `free (epoch ${volume.lease.epoch})`
+        : `${volume.lease.holder} (epoch ${volume.lease.epoch})${
+          (volume as { heldHere?: boolean }).heldHere ? ", this node" : ""
+        }`,
+    ] as [string, string]]),
   ]);
 }
 

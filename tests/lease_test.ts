@@ -260,3 +260,67 @@ print(json.dumps({'takeover_ms': took, 'data': data[::4096].hex()}))
     await cluster.stop();
   }
 });
+
+/** Runs the atoll CLI; returns stdout, asserting exit 0. */
+async function atoll(args: string[]): Promise<string> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../main.ts", import.meta.url).pathname, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  assert.equal(output.code, 0, `atoll ${args.join(" ")}: ${text.decode(output.stderr)}`);
+  return text.decode(output.stdout);
+}
+
+Deno.test("an operator moves and breaks a lease with the CLI and HTTP", async () => {
+  const cluster = await startCluster(2);
+  const [one, two] = cluster.nodes;
+  try {
+    await createVolume(one, "vm1", { size: volumeBytesTotal });
+    const write = (node: TestNode, byte: number) =>
+      nbdPython(
+        `
+c = nbd.NBD(); c.connect_uri(sys.argv[1])
+try:
+    c.pwrite(bytes([int(sys.argv[2])]) * 4096, 0); c.flush(); print(json.dumps('ok'))
+except nbd.Error as e:
+    print(json.dumps('EIO' if 'EIO' in str(e) else str(e)))
+`,
+        [node.nbdUri("vm1"), String(byte)],
+      );
+    assert.equal(await write(one, 1), "ok");
+    assert.equal((await leaseOf(one, "vm1")).lease?.epoch, 1);
+
+    // A pre-migrate hook moves the lease to node 2 before any write there.
+    const moved = await atoll(["volume", "lease", "vm1", "--node", two.url]);
+    assert.match(moved, /lease:\s+\S+ \(epoch 2\), this node/);
+    assert.equal((await leaseOf(one, "vm1")).heldHere, false);
+    const atTwo = await leaseOf(two, "vm1");
+    assert.equal(atTwo.heldHere, true);
+
+    // Breaking frees it: nobody holds it; node 2's next write finds it fenced,
+    // and a new connection takes the lease again.
+    const broken = JSON.parse(
+      await atoll(["volume", "lease", "vm1", "--break", "--json", "--node", one.url]),
+    );
+    assert.deepEqual(broken.lease, { holder: null, epoch: 3 });
+    assert.equal(await write(two, 2), "EIO");
+    assert.equal(await write(two, 3), "ok");
+    const retaken = await leaseOf(two, "vm1");
+    assert.equal(retaken.heldHere, true);
+    assert.equal(retaken.lease?.epoch, 4);
+    const bytes = await volumeBytes(one, "vm1");
+    assert.deepEqual([...bytes.subarray(0, 2)], [3, 3], "the broken holder's write never landed");
+
+    const bad = await one.fetch("/v1/volumes/vm1/lease", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ action: "steal" }),
+    });
+    assert.equal(bad.status, 400);
+    await bad.body?.cancel();
+  } finally {
+    await cluster.stop();
+  }
+});
