@@ -64,9 +64,13 @@ export interface AcceptorLink {
 }
 
 /** Rounds a change may take before it gives up (contention or no majority). */
-export const changeAttemptsMax = 16;
-/** Upper bound of the random pause between attempts, doubled each time. */
-export const retryPauseMsMax = 50;
+export const changeAttemptsMax = 24;
+/**
+ * Upper bound of the random pause before the second attempt, doubled for each
+ * later one: a round takes a few milliseconds on a LAN, so one or two rounds'
+ * worth of pause separates contenders without idling.
+ */
+export const retryPauseMsMax = 10;
 
 /** No majority answered, or contention outlasted the attempts. */
 export class NoQuorumError extends Error {
