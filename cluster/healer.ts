@@ -163,8 +163,6 @@ export class Healer {
     for (const hash of local) {
       const replicas = engine.replicaPeers(hash);
       const mine = replicas.some((peer) => peer.id === engine.selfId);
-      const firstLive = replicas.find((peer) => engine.isLive(peer.id));
-      if (mine && firstLive?.id !== engine.selfId) continue; // another replica leads
       roles.set(hash, { replicas, mine });
       for (const peer of replicas) {
         if (peer.id === engine.selfId || !engine.isLive(peer.id)) continue;
@@ -196,6 +194,12 @@ export class Healer {
     }
     for (const [hash, { replicas, mine }] of roles) {
       const holders = has.get(hash) ?? new Set<string>();
+      // Among the replicas, the first live one that holds the block copies it (a
+      // replica that lacks it, e.g. a new member placed first, cannot lead).
+      const leader = replicas.find((peer) =>
+        engine.isLive(peer.id) && (peer.id === engine.selfId || holders.has(peer.id))
+      );
+      if (mine && leader?.id !== engine.selfId) continue;
       const missing = replicas.filter((peer) =>
         peer.id !== engine.selfId && engine.isLive(peer.id) && !holders.has(peer.id)
       );
@@ -231,8 +235,6 @@ export class Healer {
       if (this.#stopped) return;
       const replicas = engine.replicaPeers(name);
       const mine = replicas.some((peer) => peer.id === engine.selfId);
-      const firstLive = replicas.find((peer) => engine.isLive(peer.id));
-      if (mine && firstLive?.id !== engine.selfId) continue;
       const others = replicas.filter((peer) => peer.id !== engine.selfId && engine.isLive(peer.id));
       const [stamp] = await engine.replica.stamps([name]);
       const stamps = await Promise.all(others.map(async (peer) => {
@@ -245,6 +247,20 @@ export class Healer {
           return null; // unknown: leave it alone this pass
         }
       }));
+      if (mine) {
+        // The first live replica whose copy is the newest copies it to the others.
+        let best = stamp;
+        for (const other of stamps) {
+          if (other !== null && compareStamps(other, best) > 0) best = other;
+        }
+        const stampOf = (id: string) =>
+          id === engine.selfId ? stamp : stamps[others.findIndex((peer) => peer.id === id)];
+        const leader = replicas.find((peer) => {
+          const copy = engine.isLive(peer.id) ? stampOf(peer.id) : null;
+          return copy != null && compareStamps(copy, best) === 0;
+        });
+        if (leader?.id !== engine.selfId) continue;
+      }
       const behind = others.filter((_, i) =>
         stamps[i] !== null && compareStamps(stamps[i]!, stamp) < 0
       );
@@ -297,10 +313,8 @@ export class Healer {
       const rest = local.slice("px/".length);
       const dot = rest.indexOf(".");
       const key = `${rest.slice(0, dot)}/${rest.slice(dot + 1)}`;
-      const replicas = engine.replicaPeers(key);
-      const firstLive = replicas.find((peer) => engine.isLive(peer.id));
-      const mine = replicas.some((peer) => peer.id === engine.selfId);
-      if (mine && firstLive?.id !== engine.selfId) continue;
+      // Every node holding acceptor state refreshes the key: a new acceptor (maybe
+      // first in placement order) holds nothing, so no single leader could be trusted.
       try {
         await engine.proposer.refresh(key);
         this.status.metaMoved++;

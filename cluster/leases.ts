@@ -101,7 +101,10 @@ export class LeaseManager {
     this.#rpc = options.rpc;
     this.#takeoverWaitMs = options.takeoverWaitMs ?? takeoverWaitMsDefault;
     this.#store.access = {
-      acquire: (name) => this.acquire(name),
+      acquire: async (name, purpose) => {
+        if (purpose === "catalogue") await this.#refuseIfHeldElsewhere(name);
+        await this.acquire(name);
+      },
       isCurrent: (name) => this.#held.has(name),
     };
   }
@@ -139,6 +142,20 @@ export class LeaseManager {
    */
   breakLease(name: string): Promise<void> {
     return this.#locks.run(name, () => this.#move(name, null, { release: false }));
+  }
+
+  async #refuseIfHeldElsewhere(name: string): Promise<void> {
+    if (this.#held.has(name)) return;
+    const holder = (await this.#store.loadVolume(name)).lease?.holder ?? null;
+    if (holder === null || holder === this.#engine.selfId) return;
+    const member = this.#engine.member(holder);
+    if (member?.status !== "alive" && member?.status !== "suspect") return;
+    throw new ConflictError(
+      `Cannot change volume "${name}" through this node: node ${holder} (cluster address ` +
+        `${member.address}) ` +
+        `holds its write lease, so a VM may be writing it there; ask that node, or move the ` +
+        `lease first (atoll volume lease)`,
+    );
   }
 
   /** The volume as the cluster sees it now, with its lease. */

@@ -38,8 +38,12 @@ export type { ImageInfo, SnapshotInfo, UploadResult, UploadStatus, VolumeInfo };
 
 /** How a cluster governs access to volumes (see {@linkcode Store.access}). */
 export interface VolumeAccess {
-  /** Takes the write lease of `name` to this node (moving it if need be). */
-  acquire(name: string): Promise<void>;
+  /**
+   * Takes the write lease of `name` to this node, moving it if need be; for a
+   * catalogue change (snapshot, deletion), refuses instead while another live
+   * node holds it (that would fence a running VM).
+   */
+  acquire(name: string, purpose: "write" | "catalogue"): Promise<void>;
   /** True when this node holds the write lease of `name`, so its open instance is current. */
   isCurrent(name: string): boolean;
 }
@@ -234,9 +238,9 @@ export class Store {
   access: VolumeAccess | null = null;
 
   /** The volume `name` for writing: in a cluster, the write lease comes here first. */
-  async writableVolume(name: string): Promise<Volume> {
+  async writableVolume(name: string, purpose: "write" | "catalogue" = "write"): Promise<Volume> {
     validateName(name, "volume");
-    await this.access?.acquire(name);
+    await this.access?.acquire(name, purpose);
     return await this.openVolume(name);
   }
 
@@ -289,7 +293,7 @@ export class Store {
    * deletes its snapshots too; clones of those snapshots keep their data.
    */
   async deleteVolume(name: string, options: { cascade?: boolean } = {}): Promise<void> {
-    const volume = await this.writableVolume(name);
+    const volume = await this.writableVolume(name, "catalogue");
     await this.#catalogue.run(async () => {
       const snapshots = await this.engine.listMeta(`snapshot/${name}@`);
       if (snapshots.length > 0 && !options.cascade) {
@@ -308,7 +312,7 @@ export class Store {
   /** Takes an instant snapshot of a volume. */
   async createSnapshot(volumeName: string, name: string): Promise<SnapshotInfo> {
     validateName(name, "snapshot");
-    const volume = await this.writableVolume(volumeName);
+    const volume = await this.writableVolume(volumeName, "catalogue");
     return await this.#catalogue.run(async () => {
       const key = recordKey.snapshot(volumeName, name);
       if (await this.engine.getMeta(key) !== null) {

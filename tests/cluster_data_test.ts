@@ -70,6 +70,9 @@ async function idsOf(nodes: TestNode[]): Promise<Map<string, TestNode>> {
   );
 }
 
+/** What the last {@linkcode onTheirReplicas} check found amiss (shown when a wait fails). */
+let lastMismatch = "";
+
 /**
  * True when each of `names` is stored on exactly the 3 members that placement
  * (as `asked` sees it) names, all of them among `live`.
@@ -83,11 +86,15 @@ async function onTheirReplicas(
   const ids = await idsOf(live);
   const sets = new Map<TestNode, Set<string>>();
   for (const node of live) sets.set(node, await stored(node, sub));
+  const idOf = (node: TestNode) => [...ids].find(([, n]) => n === node)?.[0].slice(0, 8);
   for (const name of names) {
     const { replicas } = await (await asked.fetch(`/v1/cluster/replicas/${name}`)).json();
     const holders = live.filter((node) => sets.get(node)!.has(name));
     const expected = (replicas as string[]).map((id) => ids.get(id));
     if (holders.length !== 3 || !expected.every((node) => node && holders.includes(node))) {
+      lastMismatch = `${sub} ${name.slice(0, 16)}: on ${holders.map(idOf)}, placed on ${
+        (replicas as string[]).map((id) => id.slice(0, 8))
+      }`;
       return false;
     }
   }
@@ -268,7 +275,12 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
     const reply = await rightKey.call(holder.gossip!, "block.list");
     assert.ok(Array.isArray(reply.header.hashes), "the key holder is answered");
   } catch (error) {
-    for (const node of nodes) console.error(`--- ${node.url}\n${node.log.slice(-30).join("\n")}`);
+    console.error(`last placement mismatch: ${lastMismatch}`);
+    for (const node of nodes) {
+      const status = await node.fetch("/v1/cluster").then((r) => r.json()).catch(() => null);
+      console.error(`--- ${node.url} ${JSON.stringify(status?.healing ?? null)}`);
+      console.error(node.log.slice(-30).join("\n"));
+    }
     throw error;
   } finally {
     for (const node of nodes) await node.kill9();

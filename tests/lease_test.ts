@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { eventually, members, startCluster } from "./_cluster.ts";
-import { createVolume, MiB, nbdPython, systemPython, volumeBytes } from "./_nbd.ts";
+import { api, createVolume, MiB, nbdPython, systemPython, volumeBytes } from "./_nbd.ts";
 import type { TestNode } from "./_node.ts";
 import { sha256Hex } from "../cluster/block_service.ts";
 import { assertSameBytes } from "./_files.ts";
@@ -149,6 +149,10 @@ print(' '.join(results), flush=True)
     const lines = writer.stdout.pipeThrough(new TextDecoderStream()).getReader();
     assert.match((await lines.read()).value ?? "", /flushed/);
     await Deno.writeTextFile(`${cluster.dir}/isolate-0`, "");
+    await eventually(
+      "node 1 cut off",
+      () => Promise.resolve(one.log.some((line) => line.includes("isolated from the cluster"))),
+    );
     // Node 2 takes the lease (after gossip declares node 1 dead) and writes.
     const out = await nbdPython(
       `
@@ -312,6 +316,17 @@ except nbd.Error as e:
     assert.equal(retaken.lease?.epoch, 4);
     const bytes = await volumeBytes(one, "vm1");
     assert.deepEqual([...bytes.subarray(0, 2)], [3, 3], "the broken holder's write never landed");
+
+    // A snapshot through a node that does not hold the lease would fence the VM: refused.
+    const elsewhere = await one.fetch("/v1/volumes/vm1/snapshots", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "s1" }),
+    });
+    assert.equal(elsewhere.status, 409);
+    assert.match((await elsewhere.json()).error, /holds its write lease/);
+    await api(two, "/v1/volumes/vm1/snapshots", { name: "s1" });
+    assert.equal((await leaseOf(two, "vm1")).heldHere, true, "the snapshot kept the lease");
 
     const bad = await one.fetch("/v1/volumes/vm1/lease", {
       method: "POST",

@@ -109,7 +109,9 @@ class Qemu {
 
   async quit(): Promise<void> {
     await this.command("quit").catch(() => {});
-    this.conn.close();
+    try {
+      this.conn.close();
+    } catch { /* QEMU closed it first: the reader already released it */ }
     const status = await this.process.status;
     assert.ok(status.success || status.signal === null, `qemu exited ${status.code}`);
   }
