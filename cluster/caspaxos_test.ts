@@ -120,3 +120,38 @@ Deno.test("a change accepted by a minority and adopted by another is not applied
   assert.equal(decode(register), 1, "p's retry found its own change applied");
   assert.equal(decode(await q.read("k/w")), 1);
 });
+
+Deno.test("read()'s fast path answers only a value a majority accepted, and never writes", async () => {
+  const acceptors = [acceptorFixture(), acceptorFixture(), acceptorFixture()];
+  const peeking = acceptors.map(({ link, fault }, i): AcceptorLink => ({
+    ...link,
+    peek: async (key) => {
+      if (fault.down) throw new Error("unreachable");
+      const state = acceptors[i].states.get(key);
+      return {
+        accepted: state?.accepted ?? null,
+        register: state?.register ?? { version: 0, value: null },
+      };
+    },
+  }));
+  const writer = new Proposer("w", () => peeking);
+  const reader = new Proposer("r", () => peeking);
+  await writer.change("volume/v", increment);
+  const saved = JSON.stringify([...acceptors[0].states]);
+  assert.equal(decode(await reader.read("volume/v")), 1);
+  assert.equal(JSON.stringify([...acceptors[0].states]), saved, "the fast path wrote nothing");
+
+  // A change that reached only one acceptor is not chosen: the majority's agreeing
+  // value may be answered, or the full round adopts the newer one; never anything else.
+  acceptors[1].fault.down = true;
+  acceptors[2].fault.down = true;
+  await assert.rejects(writer.change("volume/v", increment), NoQuorumError);
+  acceptors[1].fault.down = false;
+  acceptors[2].fault.down = false;
+  assert.ok([1, 2].includes(decode(await reader.read("volume/v"))));
+  // With the acceptors disagreeing, the read is a full round: afterwards they agree.
+  acceptors[2].fault.down = true;
+  const value = decode(await reader.read("volume/v"));
+  acceptors[2].fault.down = false;
+  assert.equal(decode(await reader.read("volume/v")), value, "reads never go back");
+});
