@@ -182,8 +182,11 @@ export class ReplicatedBlocks {
         continue;
       }
       this.counters.fetched++;
-      // A local copy (a cache: healing hands it back when this node is no replica).
+      // A local copy (a cache: healing hands it back when this node is no replica),
+      // made durable at once: other members count it as a copy when this node is one
+      // of the block's replicas.
       await this.#engine.putBlock(hash, data);
+      await this.#engine.flush();
       for (const bad of damaged) {
         this.counters.repaired++;
         this.#rpc.call(bad.address, "block.put", { header: { hash, repair: true }, data })

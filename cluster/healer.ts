@@ -50,6 +50,8 @@ export interface HealerStatus {
   blocksScrubbed: number;
   corruptBlocksRepaired: number;
   errors: number;
+  /** The last failure, for an operator (null when none yet). */
+  lastError: string | null;
 }
 
 const hasBatchMax = 4096;
@@ -70,6 +72,7 @@ export class Healer {
     blocksScrubbed: 0,
     corruptBlocksRepaired: 0,
     errors: 0,
+    lastError: null,
   };
   #options: Required<HealerOptions>;
   #timer: ReturnType<typeof setTimeout> | null = null;
@@ -98,11 +101,16 @@ export class Healer {
     return this.#pass;
   }
 
+  #failed(error: unknown): void {
+    this.status.errors++;
+    this.status.lastError = error instanceof Error ? error.message : String(error);
+  }
+
   #schedule(): void {
     if (this.#stopped) return;
     this.#timer = setTimeout(async () => {
       await this.pass().catch((error) => {
-        this.status.errors++;
+        this.#failed(error);
         console.error(`atoll: healing pass failed: ${error.message}`);
       });
       this.#schedule();
@@ -143,8 +151,8 @@ export class Healer {
           await this.#options.rpc.call(peer.address, "block.put", { header: { hash }, data });
           missed.delete(peer.id);
           this.status.hintsReplayed++;
-        } catch {
-          this.status.errors++;
+        } catch (error) {
+          this.#failed(error);
         }
       }
       if (missed.size === 0 || engine.replicaPeers(hash).every((peer) => !missed.has(peer.id))) {
@@ -217,8 +225,8 @@ export class Healer {
           });
           holders.add(peer.id);
           this.status.blocksCopied++;
-        } catch {
-          this.status.errors++;
+        } catch (error) {
+          this.#failed(error);
         }
       }
       // Not a replica (a cache, or a member joined): the copy goes once every replica holds it.
@@ -287,8 +295,8 @@ export class Healer {
           await this.#options.rpc.call(peer.address, "object.flush", { header: {} });
           current.add(peer);
           this.status.objectsCopied++;
-        } catch {
-          this.status.errors++;
+        } catch (error) {
+          this.#failed(error);
         }
       }
       // Not a replica (any more): the copy goes once every replica is live and current.
@@ -349,8 +357,8 @@ export class Healer {
         await engine.blocks.read(hash, { offset: 0, length: 0 }, new Uint8Array(0));
         await engine.local.flush();
         this.status.corruptBlocksRepaired++;
-      } catch {
-        this.status.errors++;
+      } catch (error) {
+        this.#failed(error);
       }
     }
   }

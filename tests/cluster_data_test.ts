@@ -72,6 +72,7 @@ async function idsOf(nodes: TestNode[]): Promise<Map<string, TestNode>> {
 
 /** What the last {@linkcode onTheirReplicas} check found amiss (shown when a wait fails). */
 let lastMismatch = "";
+let lastMismatchName = "";
 
 /**
  * True when each of `names` is stored on exactly the 3 members that placement
@@ -92,6 +93,7 @@ async function onTheirReplicas(
     const holders = live.filter((node) => sets.get(node)!.has(name));
     const expected = (replicas as string[]).map((id) => ids.get(id));
     if (holders.length !== 3 || !expected.every((node) => node && holders.includes(node))) {
+      lastMismatchName = name;
       lastMismatch = `${sub} ${name.slice(0, 16)}: on ${holders.map(idOf)}, placed on ${
         (replicas as string[]).map((id) => id.slice(0, 8))
       }`;
@@ -279,6 +281,17 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
     for (const node of nodes) {
       const status = await node.fetch("/v1/cluster").then((r) => r.json()).catch(() => null);
       console.error(`--- ${node.url} ${JSON.stringify(status?.healing ?? null)}`);
+      const placed = await node.fetch(`/v1/cluster/replicas/${lastMismatchName}`).then((r) =>
+        r.json()
+      ).catch(() => null);
+      console.error(`replicas here: ${JSON.stringify(placed?.replicas)}`);
+      console.error(
+        `members: ${
+          JSON.stringify(
+            (status?.members ?? []).map((m: Member) => `${m.id.slice(0, 8)}:${m.state}`),
+          )
+        }`,
+      );
       console.error(node.log.slice(-30).join("\n"));
     }
     throw error;
