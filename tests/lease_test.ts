@@ -18,6 +18,25 @@ import { assertSameBytes } from "./_files.ts";
 
 const volumeBytesTotal = 16 * MiB;
 
+/** Reads whole lines from a child's stdout (chunks may split or join lines). */
+function lineReader(stream: ReadableStream<Uint8Array>): () => Promise<string | null> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  return async () => {
+    for (;;) {
+      const newline = buffered.indexOf("\n");
+      if (newline >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        return line;
+      }
+      const { value, done } = await reader.read();
+      if (done) return buffered === "" ? null : buffered;
+      buffered += value;
+    }
+  };
+}
+
 /** The lease as node `node` reports it. */
 async function leaseOf(node: TestNode, name: string) {
   const info = await (await node.fetch(`/v1/volumes/${name}`)).json();
@@ -146,8 +165,8 @@ print(' '.join(results), flush=True)
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
-    const lines = writer.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    assert.match((await lines.read()).value ?? "", /flushed/);
+    const readLine = lineReader(writer.stdout);
+    assert.equal(await readLine(), "flushed");
     await Deno.writeTextFile(`${cluster.dir}/isolate-0`, "");
     await eventually(
       "node 1 cut off",
@@ -169,7 +188,7 @@ print(json.dumps({'takeover_ms': (time.monotonic() - started) * 1000}))
     const stdin = writer.stdin.getWriter();
     await stdin.write(new TextEncoder().encode("go\n"));
     await stdin.close();
-    const verdict = (await lines.read()).value ?? "";
+    const verdict = await readLine() ?? "(the writer printed nothing)";
     // Every write fails; its FLUSH may succeed (nothing it acknowledged is pending).
     assert.deepEqual(verdict.trim().split(" ").slice(0, 16), Array(16).fill("EIO"), verdict);
     await writer.status;
@@ -226,17 +245,18 @@ except Exception:
       stdout: "piped",
       stderr: "null",
     }).spawn();
-    const lines = writer.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "";
-    while ((text.match(/\n/g) ?? []).length < 40) text += (await lines.read()).value ?? "";
+    const readLine = lineReader(writer.stdout);
+    const flushed: number[] = [];
+    while (flushed.length < 40) {
+      const line = await readLine();
+      assert.ok(line !== null, "the writer stopped before the kill");
+      flushed.push(Number(line));
+    }
     await one.kill9();
-    for (;;) {
-      const { value, done } = await lines.read();
-      if (done) break;
-      text += value;
+    for (let line = await readLine(); line !== null; line = await readLine()) {
+      flushed.push(Number(line));
     }
     await writer.status;
-    const flushed = text.trim().split("\n").map(Number);
     const last = flushed.at(-1)!;
     assert.ok(last >= 39);
     const out = await nbdPython(
