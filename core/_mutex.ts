@@ -32,3 +32,54 @@ export class KeyedMutex {
     }
   }
 }
+
+/**
+ * A FIFO lock with shared and exclusive holders: shared holders run together,
+ * an exclusive one alone. A request waits behind every earlier one, so a stream
+ * of shared holders cannot starve an exclusive one.
+ */
+export class SharedMutex {
+  #queue: { exclusive: boolean; start: () => void }[] = [];
+  #shared = 0;
+  #exclusive = false;
+
+  /** Runs `fn` alone, once every earlier holder has finished. */
+  async run<T>(fn: () => Promise<T> | T): Promise<T> {
+    await this.#acquire(true);
+    try {
+      return await fn();
+    } finally {
+      this.#exclusive = false;
+      this.#drain();
+    }
+  }
+
+  /** Runs `fn` alongside other shared holders, once earlier exclusive ones have finished. */
+  async runShared<T>(fn: () => Promise<T> | T): Promise<T> {
+    await this.#acquire(false);
+    try {
+      return await fn();
+    } finally {
+      this.#shared--;
+      this.#drain();
+    }
+  }
+
+  #acquire(exclusive: boolean): Promise<void> {
+    return new Promise((start) => {
+      this.#queue.push({ exclusive, start });
+      this.#drain();
+    });
+  }
+
+  #drain(): void {
+    while (this.#queue.length > 0 && !this.#exclusive) {
+      const head = this.#queue[0];
+      if (head.exclusive && this.#shared > 0) return;
+      this.#queue.shift();
+      if (head.exclusive) this.#exclusive = true;
+      else this.#shared++;
+      head.start();
+    }
+  }
+}

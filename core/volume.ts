@@ -13,7 +13,7 @@ import { BlockMap, type MapEntry, objectName } from "./block_map.ts";
 import type { ByteRange, Engine } from "./engine.ts";
 import { LeaseLostError, NotFoundError } from "./errors.ts";
 import { checkRange, type Extent, mapExtents, readEntry, readMapRange, spansOf } from "./map_io.ts";
-import { Mutex } from "./_mutex.ts";
+import { SharedMutex } from "./_mutex.ts";
 import { encodeRecord, recordKey, type VolumeHeader, type VolumeLease } from "./records.ts";
 
 /** Options of the writing calls: `fua` makes the change durable before resolving. */
@@ -37,7 +37,13 @@ export class Volume {
   #deleted = false;
   /** Set once the write lease moved away: this instance never writes again. */
   #released = false;
-  #mutex = new Mutex();
+  /**
+   * Writes into objects the volume owns take it shared (they change no map entry
+   * and run concurrently: on a cluster each is a round trip); everything that
+   * changes the map or needs quiet (copy-up, zeroing, flush, snapshot) takes it
+   * alone.
+   */
+  #mutex = new SharedMutex();
   #scratch: Uint8Array | null = null;
   /** Object names this volume writes in place start with this: `UID.GENERATION.` */
   #ownedPrefix: string;
@@ -105,6 +111,29 @@ export class Volume {
   /** Writes `data` at `offset`. */
   async writeAt(offset: number, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
     checkRange({ offset, length: data.length }, this.sizeBytes, `volume "${this.name}"`);
+    const spans = [...spansOf({ offset, length: data.length }, this.blockSize)];
+    const wroteInPlace = await this.#mutex.runShared(async () => {
+      this.#checkWritable();
+      const names = spans.map((span) => {
+        const entry = this.#map.get(span.index);
+        return entry.kind === "object" && this.owns(entry.name) ? entry.name : null;
+      });
+      if (names.some((name) => name === null)) return false;
+      await Promise.all(
+        spans.map((span, i) =>
+          this.engine.writeObject(
+            names[i]!,
+            span.offset,
+            data.subarray(span.at, span.at + span.length),
+          )
+        ),
+      );
+      return true;
+    });
+    if (wroteInPlace) {
+      if (options.fua) await this.flush();
+      return;
+    }
     await this.#mutex.run(async () => {
       this.#checkWritable();
       for (const span of spansOf({ offset, length: data.length }, this.blockSize)) {
