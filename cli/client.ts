@@ -184,7 +184,7 @@ export class AtollClient {
   }
 
   /** `GET /v1/cluster`. */
-  cluster(): Promise<{ members: MemberInfo[] }> {
+  cluster(): Promise<ClusterStatus> {
     return this.#json("Cannot show cluster status", "GET", "/v1/cluster");
   }
 
@@ -292,4 +292,21 @@ function fetchFailure(error: unknown): { text: string; connecting: boolean } {
   text = text.replace(/^error sending request for url \([^)]*\): /, "");
   const connecting = /\(Connect\)|dns error|are blocked/.test(text);
   return { text: text.replace(/^client error \(Connect\): /, ""), connecting };
+}
+
+/** What `GET /v1/cluster` answers: members, and in a cluster replication and healing. */
+export interface ClusterStatus {
+  members: MemberInfo[];
+  replicas?: number;
+  deadGraceMs?: number;
+  healing?: {
+    passes: number;
+    lastPassMs: number;
+    underReplicated: number;
+    blocksCopied: number;
+    objectsCopied: number;
+    blocksHandedOff: number;
+    errors: number;
+    lastError: string | null;
+  };
 }

@@ -220,6 +220,27 @@ const commands: Record<string, CommandSpec> = {
           member.zone ?? "-",
         ]),
       ));
+      const { healing } = cluster;
+      if (healing !== undefined) {
+        print(keyValues([
+          ["replicas", String(cluster.replicas)],
+          ["dead grace", `${(cluster.deadGraceMs ?? 0) / 1000} s`],
+          [
+            "healing",
+            `${healing.passes} passes, last ${healing.lastPassMs} ms; ` +
+            `${healing.underReplicated} items short of copies here`,
+          ],
+          [
+            "copied",
+            `${healing.blocksCopied} blocks, ${healing.objectsCopied} objects; ` +
+            `handed off ${healing.blocksHandedOff} blocks`,
+          ],
+          [
+            "errors",
+            `${healing.errors}${healing.lastError ? ` (last: ${healing.lastError})` : ""}`,
+          ],
+        ]));
+      }
     },
   },
 };

@@ -348,6 +348,11 @@ except nbd.Error as e:
     await api(two, "/v1/volumes/vm1/snapshots", { name: "s1" });
     assert.equal((await leaseOf(two, "vm1")).heldHere, true, "the snapshot kept the lease");
 
+    const status = await atoll(["cluster", "status", "--node", one.url]);
+    assert.match(status, /alive/);
+    assert.match(status, /replicas:\s+3/);
+    assert.match(status, /healing:\s+\d+ passes/);
+
     const bad = await one.fetch("/v1/volumes/vm1/lease", {
       method: "POST",
       headers: { "content-type": "application/json" },
