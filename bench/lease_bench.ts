@@ -84,11 +84,16 @@ async function takeover(): Promise<number> {
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { moves: { type: "string", default: "100" }, deaths: { type: "string", default: "3" } },
+    options: {
+      moves: { type: "string", default: "100" },
+      deaths: { type: "string", default: "3" },
+    },
   });
   const { reference, moving } = await handOver(Number(values.moves));
   const fmt = (ms: number) => ms.toFixed(1).padStart(7);
-  console.log(`lease hand-over over ${values.moves} moves (first 4 KiB write on the new node), ms:`);
+  console.log(
+    `lease hand-over over ${values.moves} moves (first 4 KiB write on the new node), ms:`,
+  );
   console.log(`                      p50     p90     p99     max   slowest five`);
   for (const [label, s] of [["same node (ref)", reference], ["moving         ", moving]] as const) {
     console.log(
