@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { eventually, members, startCluster } from "./_cluster.ts";
 import { api, createVolume, MiB, nbdPython, systemPython, volumeBytes } from "./_nbd.ts";
-import type { TestNode } from "./_node.ts";
+import { startNode, type TestNode } from "./_node.ts";
 import { sha256Hex } from "../cluster/block_service.ts";
 import { assertSameBytes } from "./_files.ts";
 
@@ -360,6 +360,41 @@ except nbd.Error as e:
     });
     assert.equal(bad.status, 400);
     await bad.body?.cancel();
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("a killed holder restarted on its data directory rejoins, keeps its flushed writes, writes again", async () => {
+  const cluster = await startCluster(3);
+  const [one, two, three] = cluster.nodes;
+  try {
+    await createVolume(one, "vm1", { size: volumeBytesTotal });
+    const io = (node: TestNode, script: string) =>
+      nbdPython(`c = nbd.NBD(); c.connect_uri(sys.argv[1])\n${script}`, [node.nbdUri("vm1")]);
+    await io(three, "c.pwrite(b'\\x31' * 65536, 0); c.flush(); print(json.dumps(1))");
+    assert.equal((await leaseOf(three, "vm1")).heldHere, true);
+    await three.kill9();
+    // Restarted on the same data directory (a new port: the id is what counts).
+    const restarted = await startNode({
+      data: three.data,
+      args: cluster.args(["--join", one.gossip!]),
+    });
+    cluster.nodes[2] = restarted;
+    await eventually("3 alive members everywhere", async () => {
+      const views = await Promise.all(cluster.nodes.map(members));
+      return views.every((view) => view.filter((member) => member.state === "alive").length === 3);
+    });
+    assert.equal(
+      await io(one, "print(json.dumps(c.pread(65536, 0) == b'\\x31' * 65536))"),
+      true,
+      "the flushed writes of the killed holder",
+    );
+    await io(restarted, "c.pwrite(b'\\x32' * 4096, 0); c.flush(); print(json.dumps(1))");
+    assert.equal(await io(two, "print(json.dumps(c.pread(2, 0).hex()))"), "3232");
+    const lease = await leaseOf(restarted, "vm1");
+    assert.equal(lease.heldHere, true);
+    assert.equal(lease.lease?.epoch, 2);
   } finally {
     await cluster.stop();
   }
