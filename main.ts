@@ -17,6 +17,7 @@ const usage = `atoll ${version}: storage for VM images and volumes
               [--token-file F] [--zone NAME] [--hash-engine wasm|native]
               [--gossip HOST:PORT --cluster-key-file F [--join HOST:PORT,...]] [--weight W]
               [--replicas N] [--dead-grace SECONDS] [--heal-interval SECONDS]
+              [--gc-min-age SECONDS] [--gc-settle SECONDS]
               [--fault-file F (testing: no cluster traffic while F exists)]
 ${clientUsage.replace(/^usage:\n/, "")}`;
 
@@ -46,6 +47,8 @@ async function main(args: string[]): Promise<number> {
       "dead-grace": { type: "string", default: "60" },
       "heal-interval": { type: "string", default: "5" },
       "fault-file": { type: "string" },
+      "gc-min-age": { type: "string", default: "60" },
+      "gc-settle": { type: "string", default: "10" },
       "hash-engine": { type: "string", default: "wasm" },
     },
     strict: true,
@@ -68,6 +71,8 @@ async function main(args: string[]): Promise<number> {
     deadGraceMs: parseSeconds(values["dead-grace"], "--dead-grace") * 1000,
     healIntervalMs: parseSeconds(values["heal-interval"], "--heal-interval") * 1000,
     faultFile: values["fault-file"] ?? null,
+    gcMinAgeMs: parseSeconds(values["gc-min-age"], "--gc-min-age") * 1000,
+    gcSettleMs: parseSeconds(values["gc-settle"], "--gc-settle") * 1000,
     hashEngine,
     version,
   });

@@ -11,6 +11,7 @@ import { ClusterNode } from "../cluster/cluster_node.ts";
 import { ClusterEngine } from "../cluster/cluster_engine.ts";
 import { Healer } from "../cluster/healer.ts";
 import { LeaseManager } from "../cluster/leases.ts";
+import { clusterGcPolicy, gcMethods } from "../cluster/cluster_gc.ts";
 import { faults, RpcClient } from "../cluster/rpc.ts";
 import type { MemberState } from "../cluster/membership.ts";
 import type { Engine } from "../core/mod.ts";
@@ -34,6 +35,10 @@ export interface ServeOptions {
   deadGraceMs: number;
   /** Pause between healing passes. */
   healIntervalMs: number;
+  /** In a cluster, blocks younger than this are never collected. */
+  gcMinAgeMs: number;
+  /** In a cluster, the pause between garbage collection's two marks. */
+  gcSettleMs: number;
   /** Testing: while this file exists, the node drops all cluster traffic (a partition). */
   faultFile: string | null;
   hashEngine: HashEngineName;
@@ -96,6 +101,14 @@ export async function serve(options: ServeOptions): Promise<Node> {
     ? null
     : new LeaseManager({ store, engine: clusterEngine, rpc: new RpcClient(key) });
   if (leases !== null) clusterEngine!.epochOf = (uid) => leases.epochOf(uid);
+  if (clusterEngine !== null && key !== null) {
+    store.gcPolicy = clusterGcPolicy({
+      engine: clusterEngine,
+      rpc: new RpcClient(key),
+      minAgeMs: Math.round(options.gcMinAgeMs),
+      settleMs: Math.round(options.gcSettleMs),
+    });
+  }
   let healer: Healer | null = null;
   let httpAddress = http;
   const app = createApp({
@@ -133,9 +146,6 @@ export async function serve(options: ServeOptions): Promise<Node> {
     replicasOf: clusterEngine === null
       ? undefined
       : (name) => clusterEngine!.replicaPeers(name).map((peer) => peer.id),
-    gcUnavailable: key === null
-      ? null
-      : "Cannot collect garbage in a cluster yet: collection is per node, and a node cannot see uploads in progress elsewhere",
   });
   const listening = Promise.withResolvers<{ hostname: string; port: number }>();
   const server = Deno.serve({
@@ -153,7 +163,11 @@ export async function serve(options: ServeOptions): Promise<Node> {
       bind: gossip,
       join: options.join,
       self: { id, zone: options.zone, weight: options.weight },
-      methods: { ...clusterEngine.methods(), ...leases!.methods() },
+      methods: {
+        ...clusterEngine.methods(),
+        ...leases!.methods(),
+        ...gcMethods(store, clusterEngine),
+      },
     });
     const placementOf = clusterEngine;
     cluster.membership.onChange(() => placementOf.invalidate());

@@ -23,6 +23,16 @@ export async function collectGarbage(options: {
   engine: Engine;
   openVolumes: Volume[];
   pinned: (hash: string) => boolean;
+  /**
+   * In a cluster: a pause after the first mark, then a second mark whose
+   * references are added, so that a record written by another node while the
+   * first mark ran (a clone of a source being deleted) still counts.
+   */
+  settle?: () => Promise<void>;
+  /** Deletes a block, or keeps it (false) when it may still be in use (a cluster's age rule). */
+  deleteBlock?: (hash: string) => Promise<boolean>;
+  /** Deletes an unreferenced object everywhere (a cluster: nobody writes it, no lease needed). */
+  deleteObject?: (name: string) => Promise<void>;
 }): Promise<GcResult> {
   const { engine } = options;
   const blocks = new Set<string>();
@@ -35,16 +45,25 @@ export async function collectGarbage(options: {
   };
 
   const open = new Map(options.openVolumes.map((volume) => [volume.name, volume]));
-  for (const prefix of ["image/", "snapshot/", "volume/"]) {
-    for (const key of await engine.listMeta(prefix)) {
-      const volume = prefix === "volume/" ? open.get(key.slice(prefix.length)) : undefined;
-      if (volume !== undefined) continue;
-      const entry = await engine.getMeta(key);
-      if (entry === null) continue;
-      const { header, map } = decodeRecord<VolumeHeader>(entry.value);
-      mark(map);
-      if (prefix === "volume/") owners.set(header.uid, header.generation);
+  const markRecords = async () => {
+    for (const prefix of ["image/", "snapshot/", "volume/"]) {
+      for (const key of await engine.listMeta(prefix)) {
+        const volume = prefix === "volume/" ? open.get(key.slice(prefix.length)) : undefined;
+        if (volume !== undefined) continue;
+        const entry = await engine.getMeta(key);
+        if (entry === null) continue;
+        const { header, map } = decodeRecord<VolumeHeader>(entry.value);
+        mark(map);
+        if (prefix === "volume/") {
+          owners.set(header.uid, Math.max(owners.get(header.uid) ?? 0, header.generation));
+        }
+      }
     }
+  };
+  await markRecords();
+  if (options.settle !== undefined) {
+    await options.settle();
+    await markRecords();
   }
   for (const volume of open.values()) {
     mark(volume.mapSnapshot());
@@ -55,9 +74,13 @@ export async function collectGarbage(options: {
   for await (const hash of engine.listBlocks()) {
     if (blocks.has(hash) || options.pinned(hash)) {
       result.liveBlocks++;
-    } else {
+    } else if (options.deleteBlock === undefined) {
       await engine.deleteBlock(hash);
       result.deletedBlocks++;
+    } else if (await options.deleteBlock(hash)) {
+      result.deletedBlocks++;
+    } else {
+      result.liveBlocks++;
     }
   }
   for await (const name of engine.listObjects()) {
@@ -65,7 +88,7 @@ export async function collectGarbage(options: {
     if (objects.has(name) || owners.get(uid) === generation) {
       result.liveObjects++;
     } else {
-      await engine.deleteObject(name);
+      await (options.deleteObject ?? ((name) => engine.deleteObject(name)))(name);
       result.deletedObjects++;
     }
   }

@@ -90,7 +90,14 @@ export class LocalEngine implements Engine {
    */
   putBlock(hash: string, data: Uint8Array): Promise<boolean> {
     assert(isBlockName(hash), `bad block name ${hash}`);
-    if (this.#unsynced.has(hash) || fs.existsSync(this.#blockPath(hash))) {
+    if (this.#unsynced.has(hash)) return Promise.resolve(false);
+    if (fs.existsSync(this.#blockPath(hash))) {
+      // Stored again (deduplicated): it is young again, so a cluster's garbage
+      // collection, which spares young blocks, cannot take it from under this put.
+      const now = new Date();
+      try {
+        fs.utimesSync(this.#blockPath(hash), now, now);
+      } catch { /* deleted meanwhile: the caller's next put stores it */ }
       return Promise.resolve(false);
     }
     const tmp = this.#tmpPath();
@@ -119,6 +126,26 @@ export class LocalEngine implements Engine {
       );
     }
     return Promise.resolve();
+  }
+
+  /**
+   * Deletes a block unless it was stored (or stored again) less than `minAgeMs`
+   * ago, or is still being written; true when it is gone.
+   */
+  deleteBlockIfOlderThan(hash: string, minAgeMs: number): boolean {
+    assert(isBlockName(hash), `bad block name ${hash}`);
+    if (this.#unsynced.has(hash)) return false;
+    const path = this.#blockPath(hash);
+    let modified: number;
+    try {
+      modified = fs.statSync(path).mtimeMs;
+    } catch {
+      return true; // not here
+    }
+    if (Date.now() - modified < minAgeMs) return false;
+    this.#files.forget(path);
+    if (unlinkIfPresent(path)) this.#dirtyDirs.add(join(this.dir, "blocks", hash.slice(0, 2)));
+    return true;
   }
 
   /** Bytes of a stored block (whole blocks cross the network in a cluster). */

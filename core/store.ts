@@ -48,6 +48,21 @@ export interface VolumeAccess {
   isCurrent(name: string): boolean;
 }
 
+/**
+ * How a cluster makes garbage collection safe when other nodes change the
+ * catalogue and upload at the same time (see {@linkcode Store.gcPolicy}).
+ */
+export interface GcPolicy {
+  /** Blocks that uploads in progress anywhere have stored or will reference. */
+  pinned(): Promise<Set<string>>;
+  /** The pause between the two marks. */
+  settle(): Promise<void>;
+  /** Deletes an unreferenced block unless it is too young to be sure of. */
+  deleteBlock(hash: string): Promise<boolean>;
+  /** Deletes an unreferenced object on every member. */
+  deleteObject(name: string): Promise<void>;
+}
+
 /** Options of the {@linkcode Store}. */
 export interface StoreOptions {
   engine: Engine;
@@ -237,6 +252,9 @@ export class Store {
    */
   access: VolumeAccess | null = null;
 
+  /** The cluster's garbage collection rules (null on a single node). */
+  gcPolicy: GcPolicy | null = null;
+
   /** The volume `name` for writing: in a cluster, the write lease comes here first. */
   async writableVolume(name: string, purpose: "write" | "catalogue" = "write"): Promise<Volume> {
     validateName(name, "volume");
@@ -357,16 +375,30 @@ export class Store {
     this.#scheduleGc();
   }
 
+  /** Hashes pinned by this node's uploads in progress (a cluster's GC asks every node). */
+  uploadPins(): string[] {
+    return [...new Set([...this.#uploads.values()].flatMap((upload) => [...upload.pins]))];
+  }
+
   /** Deletes every block and object that nothing references. */
   collectGarbage(): Promise<GcResult> {
     return this.#catalogue.run(async () => {
       const openVolumes = await Promise.all(
         [...this.#volumes.values()].map((volume) => volume.catch(() => null)),
       );
+      const local = (hash: string) =>
+        [...this.#uploads.values()].some((upload) => upload.pins.has(hash));
+      const policy = this.gcPolicy;
+      // Everyone's pins are taken before the first mark: an upload's blocks are
+      // either pinned here, or stored after this moment (young, kept by the policy).
+      const remote = policy === null ? new Set<string>() : await policy.pinned();
       return await collectGarbage({
         engine: this.engine,
         openVolumes: openVolumes.filter((volume) => volume !== null),
-        pinned: (hash) => [...this.#uploads.values()].some((upload) => upload.pins.has(hash)),
+        pinned: (hash) => local(hash) || remote.has(hash),
+        settle: policy === null ? undefined : () => policy.settle(),
+        deleteBlock: policy === null ? undefined : (hash) => policy.deleteBlock(hash),
+        deleteObject: policy === null ? undefined : (name) => policy.deleteObject(name),
       });
     });
   }

@@ -52,8 +52,6 @@ export interface AppOptions {
   };
   /** Ids of the members that hold `name` (a block, object or metadata key), in a cluster. */
   replicasOf?: (name: string) => string[];
-  /** Why garbage collection cannot run here (it is not cluster-wide yet), or null. */
-  gcUnavailable?: string | null;
 }
 
 const jsonBodyBytesMax = 64 * 1024;
@@ -211,7 +209,6 @@ export function createApp(options: AppOptions): Hono {
     return c.json({ name, replicas: options.replicasOf(name.replace(":", "/")) });
   });
   app.post("/v1/gc", async (c) => {
-    if (options.gcUnavailable) throw new ConflictError(options.gcUnavailable);
     const result = await store.collectGarbage();
     metrics.add("atoll_gc_deleted_blocks_total", result.deletedBlocks);
     return c.json(result);
