@@ -189,9 +189,12 @@ export async function serve(options: ServeOptions): Promise<Node> {
   let stopping: Promise<void> | null = null;
   const shutdown = () =>
     stopping ??= (async () => {
+      // Stop taking I/O and make what was acknowledged durable while the cluster
+      // still counts this node in: once it has left, another node may take its leases.
       await healer?.stop();
-      await cluster?.leave();
       await nbd.close();
+      await store.flushVolumes();
+      await cluster?.leave();
       await server.shutdown();
       await store.close();
     })();

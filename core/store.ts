@@ -403,13 +403,18 @@ export class Store {
     });
   }
 
+  /** Makes every write to an open volume durable (a node about to stop or leave). */
+  async flushVolumes(): Promise<void> {
+    for (const volume of this.#volumes.values()) {
+      await volume.then((v) => v.flush()).catch(() => {});
+    }
+  }
+
   /** Flushes every open volume and releases the engine and the hash pool. */
   async close(): Promise<void> {
     if (this.#gcTimer !== null) clearTimeout(this.#gcTimer);
     this.#gcTimer = null;
-    for (const volume of this.#volumes.values()) {
-      await volume.then((v) => v.flush()).catch(() => {});
-    }
+    await this.flushVolumes();
     await this.engine.close();
     this.pool.close();
   }

@@ -399,3 +399,31 @@ Deno.test("a killed holder restarted on its data directory rejoins, keeps its fl
     await cluster.stop();
   }
 });
+
+Deno.test("a holder stopped with SIGTERM hands over: its acknowledged writes, even unflushed, stay", async () => {
+  const cluster = await startCluster(3);
+  const [one, two] = cluster.nodes;
+  try {
+    await createVolume(one, "vm1", { size: volumeBytesTotal });
+    const io = (node: TestNode, script: string) =>
+      nbdPython(`c = nbd.NBD(); c.connect_uri(sys.argv[1])\n${script}`, [node.nbdUri("vm1")]);
+    // Acknowledged but never flushed by the client.
+    await io(one, "c.pwrite(b'\\x51' * 65536, 0); print(json.dumps(1))");
+    const status = await one.stop();
+    assert.equal(status.code, 0);
+    const out = await io(
+      two,
+      `
+import time
+started = time.monotonic()
+c.pwrite(b'\\x52' * 4096, 0); c.flush()
+took = (time.monotonic() - started) * 1000
+print(json.dumps({'took_ms': took, 'head': c.pread(8192, 0).hex()}))
+`,
+    ) as { took_ms: number; head: string };
+    console.log(`lease taken from a node that left: ${Math.round(out.took_ms)} ms`);
+    assert.equal(out.head, "52".repeat(4096) + "51".repeat(4096));
+  } finally {
+    await cluster.stop();
+  }
+});
