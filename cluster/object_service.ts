@@ -22,6 +22,12 @@ import type { RpcClient, RpcMessage, RpcMethod } from "./rpc.ts";
 
 /** Largest object a replica copies whole (a repair), and largest read. */
 export const objectBytesMax = 32 * 1024 * 1024;
+/** Most changes in one `object.changes` batch. */
+export const changesBatchMax = 256;
+/** Most bytes of data in one batch (one change may exceed it alone). */
+const batchBytesMax = 16 * 1024 * 1024;
+/** Batches in flight to one replica at once. */
+const batchesInFlightMax = 2;
 /** Most names one `object.stamps` call may ask about. */
 export const stampNamesMax = 4096;
 
@@ -261,6 +267,41 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
       const reply = await replica.change(objectNameOf(h.name), change);
       return { header: { applied: reply.applied, stamp: reply.stamp } };
     },
+    "object.changes": async (request) => {
+      // A batch from one writer: changes of distinct objects, applied at once,
+      // each answered on its own (one may be refused while the others apply).
+      const list = request.header.changes;
+      if (!Array.isArray(list) || list.length > changesBatchMax) throw new TypeError("bad changes");
+      const data = request.data ?? new Uint8Array();
+      let at = 0;
+      const changes = list.map((h: Record<string, unknown>) => {
+        const length = natural(h.length, "length");
+        if (at + length > data.length) throw new RangeError("changes overrun their data");
+        const change: ObjectChange = {
+          epoch: positive(h.epoch, "epoch"),
+          version: positive(h.version, "version"),
+          offset: natural(h.offset, "offset"),
+          data: data.slice(at, at + length),
+          replace: h.replace === true,
+          truncate: h.truncate === true,
+          remove: h.remove === true,
+        };
+        at += length;
+        return { name: objectNameOf(h.name), change };
+      });
+      const results = await Promise.allSettled(
+        changes.map(({ name, change }) => replica.change(name, change)),
+      );
+      return {
+        header: {
+          results: results.map((result) =>
+            result.status === "fulfilled"
+              ? { applied: result.value.applied, stamp: result.value.stamp }
+              : { error: (result.reason as Error).message }
+          ),
+        },
+      };
+    },
     "object.read": async (request) => {
       const h = request.header;
       const length = h.length === -1 ? -1 : natural(h.length, "length");
@@ -299,13 +340,10 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
 /** An ObjectLink to the replica of the node at `address`. */
 export function rpcObjectLink(rpc: RpcClient, id: string, address: string): ObjectLink {
   const call = (method: string, message: RpcMessage) => rpc.call(address, method, message);
+  const batches = new ChangeBatcher(call);
   return {
     id,
-    async change(name, change) {
-      const { data, ...rest } = change;
-      const reply = await call("object.change", { header: { name, ...rest }, data });
-      return { applied: reply.header.applied === true, stamp: stampOf(reply.header.stamp) };
-    },
+    change: (name, change) => batches.change(name, change),
     async read(name, offset, length) {
       const reply = await call("object.read", { header: { name, offset, length } });
       const data = reply.data ?? new Uint8Array();
@@ -328,6 +366,81 @@ export function rpcObjectLink(rpc: RpcClient, id: string, address: string): Obje
       await call("object.flush", { header: {} });
     },
   };
+}
+
+/**
+ * Sends the changes for one replica in batches: a change goes at once when no
+ * batch is in flight, otherwise it waits for the next batch with whatever else
+ * arrived meanwhile. Low load pays no delay; high load pays one request per
+ * batch instead of one per change.
+ */
+class ChangeBatcher {
+  #call: (method: string, message: RpcMessage) => Promise<RpcMessage>;
+  #pending: {
+    name: string;
+    change: ObjectChange;
+    done: PromiseWithResolvers<ChangeReply>;
+  }[] = [];
+  #inFlight = 0;
+
+  constructor(call: (method: string, message: RpcMessage) => Promise<RpcMessage>) {
+    this.#call = call;
+  }
+
+  change(name: string, change: ObjectChange): Promise<ChangeReply> {
+    const done = Promise.withResolvers<ChangeReply>();
+    this.#pending.push({ name, change, done });
+    this.#send();
+    return done.promise;
+  }
+
+  #send(): void {
+    while (this.#inFlight < batchesInFlightMax && this.#pending.length > 0) {
+      const batch = [];
+      let bytes = 0;
+      while (
+        this.#pending.length > 0 && batch.length < changesBatchMax &&
+        (batch.length === 0 || bytes + this.#pending[0].change.data.length <= batchBytesMax)
+      ) {
+        const next = this.#pending.shift()!;
+        bytes += next.change.data.length;
+        batch.push(next);
+      }
+      this.#inFlight++;
+      this.#post(batch).finally(() => {
+        this.#inFlight--;
+        this.#send();
+      });
+    }
+  }
+
+  async #post(
+    batch: { name: string; change: ObjectChange; done: PromiseWithResolvers<ChangeReply> }[],
+  ): Promise<void> {
+    const data = new Uint8Array(batch.reduce((sum, { change }) => sum + change.data.length, 0));
+    let at = 0;
+    const changes = batch.map(({ name, change }) => {
+      const { data: bytes, ...rest } = change;
+      data.set(bytes, at);
+      at += bytes.length;
+      return { name, ...rest, length: bytes.length };
+    });
+    let results: unknown;
+    try {
+      results = (await this.#call("object.changes", { header: { changes }, data })).header.results;
+      if (!Array.isArray(results) || results.length !== batch.length) {
+        throw new TypeError("object.changes: malformed reply");
+      }
+    } catch (error) {
+      for (const { done } of batch) done.reject(error);
+      return;
+    }
+    batch.forEach(({ done }, i) => {
+      const result = (results as Record<string, unknown>[])[i];
+      if (typeof result.error === "string") done.reject(new Error(result.error));
+      else done.resolve({ applied: result.applied === true, stamp: stampOf(result.stamp) });
+    });
+  }
 }
 
 function stampOf(value: unknown): Stamp {
