@@ -283,13 +283,17 @@ export class LeaseManager {
       const lease = current.lease ?? { holder: null, epoch: 0 };
       const uid = current.header.uid;
       const epoch = lease.epoch + 1;
-      // Fencing storage at the new epoch and the holder's release run at once: the
-      // release flushes objects and persists the map, neither of which is fenced.
-      const releasing = lease.holder !== null && lease.holder !== this.#engine.selfId &&
+      // A holder that released writes no more: storage learns the new epoch from
+      // the new holder's writes, and the fence goes out in the background. One that
+      // did not (dead, cut off, or a break) may still write: fence storage first.
+      const cooperative = lease.holder !== null && lease.holder !== this.#engine.selfId &&
           options.release
         ? this.#askRelease(name, lease)
-        : Promise.resolve();
-      const ready = Promise.all([releasing, this.#fence(uid, epoch)]);
+        : Promise.resolve(false);
+      const ready = cooperative.then(async (released) => {
+        if (!released) return await this.#fence(uid, epoch);
+        this.#fence(uid, epoch).catch(() => {});
+      });
       // The holder persisted its last map when it released: take the lease on that
       // record in one compare-and-set (its first round overlaps the release and the
       // fencing), and open the volume from what it wrote.
@@ -328,20 +332,23 @@ export class LeaseManager {
     );
   }
 
-  /** Asks the holder to release; waits for an unreachable one to be declared dead. */
-  async #askRelease(name: string, lease: VolumeLease): Promise<void> {
+  /**
+   * Asks the holder to release; waits for an unreachable one to be declared
+   * dead. True when it released (it will write no more), false when it is gone.
+   */
+  async #askRelease(name: string, lease: VolumeLease): Promise<boolean> {
     const deadline = performance.now() + this.#takeoverWaitMs;
     for (;;) {
       const member = this.#engine.member(lease.holder!);
       if (member === undefined || member.status === "dead" || member.status === "left") {
         this.counters.takeovers++;
-        return; // gone: storage fencing keeps it out if it ever comes back
+        return false; // gone: storage fencing keeps it out if it ever comes back
       }
       try {
         const reply = await this.#rpc.call(member.address, "lease.release", {
           header: { name, epoch: lease.epoch },
         }, 5_000);
-        if (reply.header.released === true) return;
+        if (reply.header.released === true) return true;
         throw new LeaseLostError(`Cannot move volume "${name}": its holder took it again`);
       } catch (error) {
         if (error instanceof LeaseLostError) throw error;
@@ -356,15 +363,17 @@ export class LeaseManager {
     }
   }
 
-  /** Raises the volume's fence to `epoch` here and on every live member. */
+  /** Raises the volume's fence to `epoch` here and on every live member, all at once. */
   async #fence(uid: string, epoch: number): Promise<void> {
-    await this.#engine.replica.fences.admit(uid, epoch);
-    await Promise.allSettled(
-      this.#engine.liveMembers().filter((member) => member.id !== this.#engine.selfId).map(
-        (member) =>
-          this.#rpc.call(member.address, "object.fence", { header: { uid, epoch } }, 5_000),
+    await Promise.all([
+      this.#engine.replica.fences.admit(uid, epoch),
+      Promise.allSettled(
+        this.#engine.liveMembers().filter((member) => member.id !== this.#engine.selfId).map(
+          (member) =>
+            this.#rpc.call(member.address, "object.fence", { header: { uid, epoch } }, 5_000),
+        ),
       ),
-    );
+    ]);
   }
 
   /** Tells live members to forget where they forwarded reads of `name` (best effort). */
