@@ -16,16 +16,13 @@
 import type { ByteRange, Engine, LocalEngine, MetaEntry } from "../core/mod.ts";
 import { VersionMismatchError } from "../core/mod.ts";
 import { Acceptor, type AcceptorLink, Proposer } from "./caspaxos.ts";
-import {
-  acceptedKeys,
-  acceptorMethods,
-  engineAcceptorStore,
-  rpcAcceptorLink,
-} from "./meta_service.ts";
+import { acceptedKeys, acceptorMethods, rpcAcceptorLink } from "./meta_service.ts";
 import { blockMethods, type BlockPeer, ReplicatedBlocks } from "./block_service.ts";
 import { type ObjectLink, objectMethods, ObjectReplica, rpcObjectLink } from "./object_service.ts";
 import { ReplicatedObjects } from "./replicated_objects.ts";
 import { Placement } from "./placement.ts";
+import { AcceptorLog } from "./acceptor_log.ts";
+import { join } from "node:path";
 import type { MemberState } from "./membership.ts";
 import type { RpcClient, RpcMethod } from "./rpc.ts";
 
@@ -56,6 +53,8 @@ export class ClusterEngine implements Engine {
   readonly replicaCount: number;
   readonly deadGraceMs: number;
   readonly acceptor: Acceptor;
+  /** This node's acceptor states (one append-only file per key). */
+  readonly acceptorStates: AcceptorLog;
   readonly replica: ObjectReplica;
   readonly blocks: ReplicatedBlocks;
   readonly objects: ReplicatedObjects;
@@ -80,7 +79,8 @@ export class ClusterEngine implements Engine {
     this.#rpc = options.rpc;
     this.#members = options.members;
     this.#now = options.now;
-    this.acceptor = new Acceptor(engineAcceptorStore(this.local));
+    this.acceptorStates = new AcceptorLog(join(this.local.dir, "paxos"));
+    this.acceptor = new Acceptor(this.acceptorStates);
     this.replica = new ObjectReplica(this.selfId, this.local);
     this.blocks = new ReplicatedBlocks({
       selfId: this.selfId,
@@ -104,7 +104,7 @@ export class ClusterEngine implements Engine {
     return {
       ...blockMethods(this.local),
       ...objectMethods(this.replica),
-      ...acceptorMethods(this.acceptor, this.local),
+      ...acceptorMethods(this.acceptor, this.acceptorStates),
     };
   }
 
@@ -240,7 +240,7 @@ export class ClusterEngine implements Engine {
     const candidates = await this.#union(
       "px.list",
       "keys",
-      () => acceptedKeys(this.local, prefix),
+      () => acceptedKeys(this.acceptorStates, prefix),
       { prefix },
     );
     // An acceptor that missed a delete still lists the key: read each through a quorum.
@@ -259,6 +259,7 @@ export class ClusterEngine implements Engine {
 
   async close(): Promise<void> {
     await this.objects.settle();
+    this.acceptorStates.close();
     await this.local.close();
   }
 

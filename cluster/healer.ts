@@ -317,10 +317,7 @@ export class Healer {
     const view = engine.placementMembers().map((member) => member.id).join(",");
     if (view === this.#metaView) return;
     let failed = false;
-    for (const local of await engine.local.listMeta("px/")) {
-      const rest = local.slice("px/".length);
-      const dot = rest.indexOf(".");
-      const key = `${rest.slice(0, dot)}/${rest.slice(dot + 1)}`;
+    for (const key of engine.acceptorStates.keys("")) {
       // Every node holding acceptor state refreshes the key: a new acceptor (maybe
       // first in placement order) holds nothing, so no single leader could be trusted.
       try {

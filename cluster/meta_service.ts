@@ -23,11 +23,24 @@ export function acceptorKey(key: string): string {
   return `px/${key.slice(0, slash)}.${key.slice(slash + 1)}`;
 }
 
+/** Acceptor states that can also say which keys they hold. */
+export interface AcceptorIndex extends AcceptorStore {
+  /** Keys with a state, under `prefix` (which names a kind, e.g. `volume/`). */
+  keys(prefix: string): Promise<string[]> | string[];
+}
+
 /** Acceptor states as metadata of the local engine; durable when save() resolves. */
-export function engineAcceptorStore(engine: Engine): AcceptorStore {
+export function engineAcceptorStore(engine: Engine): AcceptorIndex {
   // The Acceptor serializes the calls of one key, so load-then-save is safe.
   const versions = new Map<string, number>();
   return {
+    async keys(prefix) {
+      return (await engine.listMeta(acceptorKey(prefix))).map((local) => {
+        const rest = local.slice("px/".length);
+        const dot = rest.indexOf(".");
+        return `${rest.slice(0, dot)}/${rest.slice(dot + 1)}`;
+      }).filter(isMetaKey);
+    },
     async load(key) {
       const entry = await engine.getMeta(acceptorKey(key));
       if (entry === null) return null;
@@ -53,26 +66,25 @@ export function engineAcceptorStore(engine: Engine): AcceptorStore {
  * node's acceptor holds with a value. A lagging acceptor may still hold a key
  * since deleted: callers read each key through a quorum before trusting it.
  */
-export async function acceptedKeys(engine: Engine, prefix: string): Promise<string[]> {
+export async function acceptedKeys(index: AcceptorIndex, prefix: string): Promise<string[]> {
   if (prefix.indexOf("/") <= 0 || prefix.length > 300) {
     throw new TypeError(`bad metadata prefix ${JSON.stringify(prefix)}`);
   }
-  const store = engineAcceptorStore(engine);
   const keys: string[] = [];
-  for (const local of await engine.listMeta(acceptorKey(prefix))) {
-    const rest = local.slice("px/".length);
-    const dot = rest.indexOf(".");
-    const key = `${rest.slice(0, dot)}/${rest.slice(dot + 1)}`;
-    if (isMetaKey(key) && (await store.load(key))?.register.value != null) keys.push(key);
+  for (const key of await index.keys(prefix)) {
+    if ((await index.load(key))?.register.value != null) keys.push(key);
   }
   return keys;
 }
 
 /** The RPC methods that expose `acceptor` (over `engine`) to peers. */
-export function acceptorMethods(acceptor: Acceptor, engine: Engine): Record<string, RpcMethod> {
+export function acceptorMethods(
+  acceptor: Acceptor,
+  index: AcceptorIndex,
+): Record<string, RpcMethod> {
   return {
     "px.list": async (request) => {
-      return { header: { keys: await acceptedKeys(engine, String(request.header.prefix)) } };
+      return { header: { keys: await acceptedKeys(index, String(request.header.prefix)) } };
     },
     "px.prepare": async (request) => {
       const reply = await acceptor.prepare(keyOf(request), ballotOf(request.header.ballot));
@@ -182,7 +194,7 @@ function registerOf(message: RpcMessage): Register {
 }
 
 /** An acceptor state in the framing of cluster messages: JSON header, then the value. */
-function encodeState(state: AcceptorState): Uint8Array {
+export function encodeState(state: AcceptorState): Uint8Array {
   const { register, ...rest } = state;
   return encodeMessage({
     header: {
@@ -195,7 +207,7 @@ function encodeState(state: AcceptorState): Uint8Array {
   });
 }
 
-function decodeState(bytes: Uint8Array): AcceptorState {
+export function decodeState(bytes: Uint8Array): AcceptorState {
   const message = decodeMessage(bytes);
   const header = message.header as {
     promised: Ballot | null;

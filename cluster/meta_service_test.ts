@@ -16,10 +16,11 @@ const key = new ClusterKey(new TextEncoder().encode("meta-service-test-key-01234
 async function startAcceptorNode(dir?: string) {
   dir ??= await Deno.makeTempDir({ prefix: "atoll-px-" });
   const engine = await LocalEngine.open({ dir });
-  const acceptor = new Acceptor(engineAcceptorStore(engine));
+  const store = engineAcceptorStore(engine);
+  const acceptor = new Acceptor(store);
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
-    rpcServer(key, acceptorMethods(acceptor, engine)),
+    rpcServer(key, acceptorMethods(acceptor, store)),
   );
   const address = `127.0.0.1:${server.addr.port}`;
   const stop = async () => {
