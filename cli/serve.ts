@@ -141,7 +141,9 @@ export async function serve(options: ServeOptions): Promise<Node> {
         leases: leases?.counters,
       },
     gauges: () =>
-      healer === null || clusterEngine === null ? {} : clusterGauges(clusterEngine, healer),
+      healer === null || clusterEngine === null || leases === null
+        ? {}
+        : clusterGauges(clusterEngine, healer, leases),
     leases: leases ?? undefined,
     replicasOf: clusterEngine === null
       ? undefined
@@ -226,7 +228,7 @@ async function nodeId(dir: string): Promise<string> {
 }
 
 /** The cluster's series in /metrics. */
-function clusterGauges(engine: ClusterEngine, healer: Healer) {
+function clusterGauges(engine: ClusterEngine, healer: Healer, leases: LeaseManager) {
   const { status } = healer;
   const series = (help: string, value: number) => ({ help, value });
   return {
@@ -267,6 +269,23 @@ function clusterGauges(engine: ClusterEngine, healer: Healer) {
     atoll_cluster_block_fetches_total: series(
       "Blocks fetched from a replica",
       engine.blocks.counters.fetched,
+    ),
+    atoll_lease_acquired_total: series("Write leases taken by this node", leases.counters.acquired),
+    atoll_lease_released_total: series(
+      "Write leases this node gave up to another",
+      leases.counters.released,
+    ),
+    atoll_lease_takeovers_total: series(
+      "Leases taken from a holder that was dead or gone",
+      leases.counters.takeovers,
+    ),
+    atoll_lease_fenced_writes_total: series(
+      "Writes refused on connections open when this node lost a lease",
+      leases.counters.fencedWrites,
+    ),
+    atoll_lease_last_move_ms: series(
+      "Duration of the last lease move to this node",
+      leases.counters.lastMoveMs,
     ),
     atoll_cluster_object_repairs_total: series(
       "Object replicas brought up to date by their writer",

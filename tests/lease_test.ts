@@ -85,6 +85,9 @@ print(json.dumps(out))
       a_disc: "ok",
       b_flush: "ok",
     });
+    const metrics = await (await one.fetch("/metrics")).text();
+    assert.match(metrics, /^atoll_lease_released_total 1$/m);
+    assert.match(metrics, /^atoll_lease_fenced_writes_total 2$/m, "A's write and zero");
     const expected = new Uint8Array(volumeBytesTotal);
     expected.fill(0x11, 0, 65536);
     expected.fill(0x22, 8192, 12288);
