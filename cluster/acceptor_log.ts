@@ -12,8 +12,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { isMetaKey } from "../core/mod.ts";
 import { KeyedMutex } from "../core/_mutex.ts";
-import type { AcceptorState, AcceptorStore } from "./caspaxos.ts";
-import { decodeState, encodeState } from "./meta_service.ts";
+import type { AcceptorState } from "./caspaxos.ts";
+import { type AcceptorIndex, decodeState, encodeState } from "./meta_service.ts";
 
 const fdatasync = promisify(fs.fdatasync);
 const fsync = promisify(fs.fsync);
@@ -34,7 +34,7 @@ const crcTable = Uint32Array.from({ length: 256 }, (_, n) => {
 });
 
 /** Acceptor states in `dir`, one append-only file per key. */
-export class AcceptorLog implements AcceptorStore {
+export class AcceptorLog implements AcceptorIndex {
   readonly dir: string;
   #locks = new KeyedMutex();
   /** Open files: key → descriptor and size. */

@@ -60,7 +60,7 @@ export function blockMethods(engine: LocalEngine): Record<string, RpcMethod> {
       }
       // A repair replaces a copy found bad (the new bytes were just verified).
       if (request.header.repair === true) await engine.deleteBlock(hash);
-      const stored = await engine.putBlock(hash, data.slice());
+      const stored = await engine.putBlock(hash, data);
       await engine.flush();
       return { header: { stored } };
     },

@@ -125,13 +125,13 @@ Deno.test("read()'s fast path answers only a value a majority accepted, and neve
   const acceptors = [acceptorFixture(), acceptorFixture(), acceptorFixture()];
   const peeking = acceptors.map(({ link, fault }, i): AcceptorLink => ({
     ...link,
-    peek: async (key) => {
-      if (fault.down) throw new Error("unreachable");
+    peek: (key) => {
+      if (fault.down) return Promise.reject(new Error("unreachable"));
       const state = acceptors[i].states.get(key);
-      return {
+      return Promise.resolve({
         accepted: state?.accepted ?? null,
         register: state?.register ?? { version: 0, value: null },
-      };
+      });
     },
   }));
   const writer = new Proposer("w", () => peeking);

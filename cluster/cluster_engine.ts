@@ -145,8 +145,8 @@ export class ClusterEngine implements Engine {
 
   /** True when `id` is alive or suspect now. */
   isLive(id: string): boolean {
-    return this.#currentView().byId.get(id)?.status === "alive" ||
-      this.#currentView().byId.get(id)?.status === "suspect";
+    const status = this.#currentView().byId.get(id)?.status;
+    return status === "alive" || status === "suspect";
   }
 
   async hasBlock(hash: string): Promise<boolean> {

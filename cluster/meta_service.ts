@@ -1,11 +1,10 @@
 /**
  * Metadata across the cluster: the CASPaxos acceptor of each node keeps its
- * state in the node's local engine (`px/KIND.NAME`), and peers reach it over
- * sealed RPC (`px.prepare`, `px.accept`). A proposer on any node changes a key
+ * states in an acceptor log (`acceptor_log.ts`), and peers reach it over sealed
+ * RPC (`px.prepare`, `px.accept`, `px.peek`, `px.list`). A proposer on any node changes a key
  * through the acceptors that placement gives that key.
  */
-import type { Engine } from "../core/mod.ts";
-import { isMetaKey, VersionMismatchError } from "../core/mod.ts";
+import { isMetaKey } from "../core/mod.ts";
 import {
   Acceptor,
   type AcceptorLink,
@@ -17,48 +16,10 @@ import {
 import { decodeMessage, encodeMessage } from "./rpc.ts";
 import type { RpcClient, RpcMessage, RpcMethod } from "./rpc.ts";
 
-/** Local metadata key under which the acceptor state of `key` is kept. */
-export function acceptorKey(key: string): string {
-  const slash = key.indexOf("/");
-  return `px/${key.slice(0, slash)}.${key.slice(slash + 1)}`;
-}
-
 /** Acceptor states that can also say which keys they hold. */
 export interface AcceptorIndex extends AcceptorStore {
   /** Keys with a state, under `prefix` (which names a kind, e.g. `volume/`). */
-  keys(prefix: string): Promise<string[]> | string[];
-}
-
-/** Acceptor states as metadata of the local engine; durable when save() resolves. */
-export function engineAcceptorStore(engine: Engine): AcceptorIndex {
-  // The Acceptor serializes the calls of one key, so load-then-save is safe.
-  const versions = new Map<string, number>();
-  return {
-    async keys(prefix) {
-      return (await engine.listMeta(acceptorKey(prefix))).map((local) => {
-        const rest = local.slice("px/".length);
-        const dot = rest.indexOf(".");
-        return `${rest.slice(0, dot)}/${rest.slice(dot + 1)}`;
-      }).filter(isMetaKey);
-    },
-    async load(key) {
-      const entry = await engine.getMeta(acceptorKey(key));
-      if (entry === null) return null;
-      versions.set(key, entry.version);
-      return decodeState(entry.value);
-    },
-    async save(key, state) {
-      const local = acceptorKey(key);
-      let version = versions.get(key);
-      if (version === undefined) version = (await engine.getMeta(local))?.version ?? 0;
-      try {
-        versions.set(key, await engine.putMeta(local, encodeState(state), version));
-      } catch (error) {
-        if (error instanceof VersionMismatchError) versions.delete(key);
-        throw error;
-      }
-    },
-  };
+  keys(prefix: string): string[];
 }
 
 /**
@@ -71,7 +32,7 @@ export async function acceptedKeys(index: AcceptorIndex, prefix: string): Promis
     throw new TypeError(`bad metadata prefix ${JSON.stringify(prefix)}`);
   }
   const keys: string[] = [];
-  for (const key of await index.keys(prefix)) {
+  for (const key of index.keys(prefix)) {
     if ((await index.load(key))?.register.value != null) keys.push(key);
   }
   return keys;

@@ -1,22 +1,22 @@
 /**
  * Goal: CASPaxos over real sockets and real data directories keeps metadata
  * consistent: compare-and-set from several nodes never lets two writers win,
- * and acceptor state survives a restart. Method: three acceptors, each on its
- * own LocalEngine and sealed RPC server on loopback, and proposers on each.
+ * and acceptor state survives a restart. Method: three acceptors, each with its
+ * own acceptor log in a data directory and a sealed RPC server on loopback, and
+ * proposers on each.
  */
 import assert from "node:assert/strict";
-import { LocalEngine } from "../core/mod.ts";
 import { ClusterKey } from "./auth.ts";
 import { Acceptor, NoQuorumError, Proposer, type Register } from "./caspaxos.ts";
-import { acceptorMethods, engineAcceptorStore, rpcAcceptorLink } from "./meta_service.ts";
+import { acceptorMethods, rpcAcceptorLink } from "./meta_service.ts";
+import { AcceptorLog } from "./acceptor_log.ts";
 import { RpcClient, rpcServer } from "./rpc.ts";
 
 const key = new ClusterKey(new TextEncoder().encode("meta-service-test-key-0123456789"));
 
 async function startAcceptorNode(dir?: string) {
   dir ??= await Deno.makeTempDir({ prefix: "atoll-px-" });
-  const engine = await LocalEngine.open({ dir });
-  const store = engineAcceptorStore(engine);
+  const store = new AcceptorLog(dir);
   const acceptor = new Acceptor(store);
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
@@ -25,7 +25,7 @@ async function startAcceptorNode(dir?: string) {
   const address = `127.0.0.1:${server.addr.port}`;
   const stop = async () => {
     await server.shutdown();
-    await engine.close();
+    store.close();
   };
   return { dir, address, stop };
 }

@@ -18,7 +18,7 @@ import type { LocalEngine } from "../core/mod.ts";
 import { ConflictError, isObjectName, VersionMismatchError } from "../core/mod.ts";
 import { parseObjectName } from "../core/block_map.ts";
 import { KeyedMutex } from "../core/_mutex.ts";
-import type { RpcClient, RpcMessage, RpcMethod } from "./rpc.ts";
+import { type RpcClient, RpcError, type RpcMessage, type RpcMethod } from "./rpc.ts";
 
 /** Largest object a replica copies whole (a repair), and largest read. */
 export const objectBytesMax = 32 * 1024 * 1024;
@@ -259,7 +259,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
         epoch: positive(h.epoch, "epoch"),
         version: positive(h.version, "version"),
         offset: natural(h.offset, "offset"),
-        data: (request.data ?? new Uint8Array()).slice(),
+        data: request.data ?? new Uint8Array(), // the request's own buffer: no copy
         replace: h.replace === true,
         truncate: h.truncate === true,
         remove: h.remove === true,
@@ -281,7 +281,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
           epoch: positive(h.epoch, "epoch"),
           version: positive(h.version, "version"),
           offset: natural(h.offset, "offset"),
-          data: data.slice(at, at + length),
+          data: data.subarray(at, at + length),
           replace: h.replace === true,
           truncate: h.truncate === true,
           remove: h.remove === true,
@@ -297,7 +297,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
           results: results.map((result) =>
             result.status === "fulfilled"
               ? { applied: result.value.applied, stamp: result.value.stamp }
-              : { error: (result.reason as Error).message }
+              : { error: (result.reason as Error).message, name: (result.reason as Error).name }
           ),
         },
       };
@@ -437,8 +437,13 @@ class ChangeBatcher {
     }
     batch.forEach(({ done }, i) => {
       const result = (results as Record<string, unknown>[])[i];
-      if (typeof result.error === "string") done.reject(new Error(result.error));
-      else done.resolve({ applied: result.applied === true, stamp: stampOf(result.stamp) });
+      if (typeof result.error === "string") {
+        done.reject(
+          new RpcError(`object.changes: ${result.error}`, false, {
+            remoteName: String(result.name),
+          }),
+        );
+      } else done.resolve({ applied: result.applied === true, stamp: stampOf(result.stamp) });
     });
   }
 }
@@ -475,4 +480,10 @@ function natural(value: unknown, what: string): number {
 
 function encode(epoch: number): Uint8Array {
   return new TextEncoder().encode(String(epoch));
+}
+
+/** True when `error` is storage refusing an older epoch, here or on a peer. */
+export function isFenced(error: unknown): boolean {
+  return error instanceof FencedError ||
+    (error instanceof RpcError && error.remoteName === "FencedError");
 }

@@ -17,6 +17,7 @@ import { parseObjectName } from "../core/block_map.ts";
 import {
   type ChangeReply,
   compareStamps,
+  isFenced,
   type ObjectChange,
   type ObjectLink,
   type Stamp,
@@ -310,8 +311,4 @@ export class ReplicatedObjects {
 
 function quorumOf(replicas: number): number {
   return Math.floor(replicas / 2) + 1;
-}
-
-function isFenced(error: unknown): boolean {
-  return error instanceof Error && /holds its lease/.test(error.message);
 }

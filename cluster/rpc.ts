@@ -27,9 +27,16 @@ export interface RpcMessage {
 /** A remote call failed: the peer answered an error, or could not be reached. */
 export class RpcError extends Error {
   override name = "RpcError";
-  constructor(message: string, readonly unreachable: boolean, options?: ErrorOptions) {
+  constructor(
+    message: string,
+    readonly unreachable: boolean,
+    options?: ErrorOptions & { remoteName?: string },
+  ) {
     super(message, options);
+    this.remoteName = options?.remoteName ?? null;
   }
+  /** The name of the error the peer threw (e.g. "FencedError"), when it answered one. */
+  readonly remoteName: string | null;
 }
 
 const encoder = new TextEncoder();
@@ -156,7 +163,9 @@ export class RpcClient {
       throw new RpcError(`Cannot call ${method}: mismatched reply`, false);
     }
     if (reply.header.ok !== true) {
-      throw new RpcError(`${method} on ${address} failed: ${reply.header.error}`, false);
+      throw new RpcError(`${method} on ${address} failed: ${reply.header.error}`, false, {
+        remoteName: String(reply.header.name),
+      });
     }
     return reply;
   }

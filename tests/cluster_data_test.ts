@@ -6,13 +6,14 @@
  * grace period every block and object is back to 3 copies; a sixth node joins,
  * receives about its share, and serves the whole volume right; a node with
  * another key sees and reads nothing.
- * Method: six `atoll serve` processes on loopback (`--dead-grace 4
+ * Method: six `atoll serve` processes on loopback (tests/_cluster.ts, `--dead-grace 4
  * --heal-interval 1`), copies counted in each node's data directory, NBD through
  * qemu-io (pattern-verified) and nbdcopy (whole volume against a model).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { removeData, startNode, type TestNode } from "./_node.ts";
+import { startNode, type TestNode } from "./_node.ts";
+import { eventually, members, startCluster } from "./_cluster.ts";
 import { bytesSha256, fileSha256, patternBytes } from "./_files.ts";
 import { createVolume, exec, MiB, qemuIo, uploadImage } from "./_nbd.ts";
 import { ClusterKey } from "../cluster/auth.ts";
@@ -20,26 +21,6 @@ import { RpcClient } from "../cluster/rpc.ts";
 import { sha256Hex } from "../cluster/block_service.ts";
 
 const blockBytes = 4 * MiB;
-
-interface Member {
-  id: string;
-  address: string;
-  state: string;
-}
-
-async function members(node: TestNode): Promise<Member[]> {
-  return (await (await node.fetch("/v1/cluster")).json()).members;
-}
-
-/** Polls `check` every 250 ms until it returns true; fails after `limitMs`. */
-async function eventually(what: string, check: () => Promise<boolean>, limitMs = 60_000) {
-  const started = performance.now();
-  while (performance.now() - started < limitMs) {
-    if (await check()) return performance.now() - started;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  assert.fail(`${what}: not within ${limitMs} ms`);
-}
 
 /** Names of the files under `dir/sub` two levels down (blocks/xx/HASH, objects/UID/G.I). */
 async function stored(node: TestNode, sub: "blocks" | "objects"): Promise<Set<string>> {
@@ -104,33 +85,11 @@ async function onTheirReplicas(
 }
 
 Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, join, strangers", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "atoll-cluster-data-" });
-  await Deno.writeTextFile(`${dir}/key`, "c".repeat(64));
+  const healing = ["--dead-grace", "4", "--heal-interval", "1"];
+  const cluster = await startCluster(5, () => healing);
+  const { nodes, dir } = cluster;
   await Deno.writeTextFile(`${dir}/other-key`, "d".repeat(64));
-  const args = (key: string, join?: string) => [
-    "--gossip",
-    "127.0.0.1:0",
-    "--cluster-key-file",
-    `${dir}/${key}`,
-    "--dead-grace",
-    "4",
-    "--heal-interval",
-    "1",
-    ...(join === undefined ? [] : ["--join", join]),
-  ];
-  const nodes: TestNode[] = [];
   try {
-    nodes.push(await startNode({ args: args("key") }));
-    for (let i = 1; i < 5; i++) {
-      nodes.push(await startNode({ args: args("key", nodes[0].gossip!) }));
-    }
-    await eventually("5 alive members everywhere", async () => {
-      const views = await Promise.all(nodes.map(members));
-      return views.every((view) =>
-        view.length === 5 && view.every((member) => member.state === "alive")
-      );
-    });
-
     // An image of 42 blocks: 40 distinct, one of zeros, one repeated.
     const image = new Uint8Array(42 * blockBytes);
     for (let i = 0; i < 42; i++) {
@@ -233,7 +192,9 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
     await whole(nodes[0], "the volume after healing, on node 1");
 
     // A sixth node joins and receives about its share (3 copies of 40 over 5 live nodes).
-    const newcomer = await startNode({ args: args("key", nodes[1].gossip!) });
+    const newcomer = await startNode({
+      args: cluster.args([...healing, "--join", nodes[1].gossip!]),
+    });
     nodes.push(newcomer);
     const live = [...alive, newcomer];
     await eventually("6 members, 5 alive, everywhere", async () => {
@@ -258,7 +219,16 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
     await whole(newcomer, "the volume over NBD on the newcomer");
 
     // A node with another key: not a member, sees no image, reads nothing.
-    const stranger = await startNode({ args: args("other-key", nodes[1].gossip!) });
+    const stranger = await startNode({
+      args: [
+        "--gossip",
+        "127.0.0.1:0",
+        "--cluster-key-file",
+        `${dir}/other-key`,
+        "--join",
+        nodes[1].gossip!,
+      ],
+    });
     nodes.push(stranger);
     await new Promise((resolve) => setTimeout(resolve, 3000));
     for (const node of live) {
@@ -288,7 +258,9 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
       console.error(
         `members: ${
           JSON.stringify(
-            (status?.members ?? []).map((m: Member) => `${m.id.slice(0, 8)}:${m.state}`),
+            (status?.members ?? []).map((m: { id: string; state: string }) =>
+              `${m.id.slice(0, 8)}:${m.state}`
+            ),
           )
         }`,
       );
@@ -296,8 +268,6 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
     }
     throw error;
   } finally {
-    for (const node of nodes) await node.kill9();
-    for (const node of nodes) await removeData(node);
-    await Deno.remove(dir, { recursive: true });
+    await cluster.stop();
   }
 });

@@ -7,16 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { removeData, startNode, type TestNode } from "./_node.ts";
+import { members } from "./_cluster.ts";
 
-interface Member {
-  id: string;
-  address: string;
-  state: string;
-}
-
-async function members(node: TestNode): Promise<Member[]> {
-  return (await (await node.fetch("/v1/cluster")).json()).members;
-}
+type Member = Awaited<ReturnType<typeof members>>[number];
 
 /** Polls until `check` holds for every node in `nodes`; fails after `limitMs`. */
 async function eventually(

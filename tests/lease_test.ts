@@ -37,6 +37,17 @@ function lineReader(stream: ReadableStream<Uint8Array>): () => Promise<string | 
   };
 }
 
+/**
+ * Runs `script` with `c`, a libnbd handle connected to volume vm1 on `node`
+ * (`args` are sys.argv[2:]); returns the JSON value it prints.
+ */
+function io(node: TestNode, script: string, args: string[] = []): Promise<unknown> {
+  return nbdPython(`c = nbd.NBD(); c.connect_uri(sys.argv[1])\n${script}`, [
+    node.nbdUri("vm1"),
+    ...args,
+  ]);
+}
+
 /** The lease as node `node` reports it. */
 async function leaseOf(node: TestNode, name: string) {
   const info = await (await node.fetch(`/v1/volumes/${name}`)).json();
@@ -208,13 +219,10 @@ print(json.dumps({'takeover_ms': (time.monotonic() - started) * 1000}))
     for (const node of [three, one, two]) {
       assertSameBytes(await volumeBytes(node, "vm1"), expected, `read through ${node.url}`);
     }
-    const check = await nbdPython(
-      `
-import hashlib
-c = nbd.NBD(); c.connect_uri(sys.argv[1])
-print(json.dumps(hashlib.sha256(c.pread(int(sys.argv[2]), 0)).hexdigest()))
-`,
-      [three.nbdUri("vm1"), String(volumeBytesTotal)],
+    const check = await io(
+      three,
+      "import hashlib\nprint(json.dumps(hashlib.sha256(c.pread(int(sys.argv[2]), 0)).hexdigest()))",
+      [String(volumeBytesTotal)],
     );
     assert.equal(check, sha256Hex(expected), "NBD read through node 3");
   } finally {
@@ -306,15 +314,15 @@ Deno.test("an operator moves and breaks a lease with the CLI and HTTP", async ()
   try {
     await createVolume(one, "vm1", { size: volumeBytesTotal });
     const write = (node: TestNode, byte: number) =>
-      nbdPython(
+      io(
+        node,
         `
-c = nbd.NBD(); c.connect_uri(sys.argv[1])
 try:
     c.pwrite(bytes([int(sys.argv[2])]) * 4096, 0); c.flush(); print(json.dumps('ok'))
 except nbd.Error as e:
     print(json.dumps('EIO' if 'EIO' in str(e) else str(e)))
 `,
-        [node.nbdUri("vm1"), String(byte)],
+        [String(byte)],
       );
     assert.equal(await write(one, 1), "ok");
     assert.equal((await leaseOf(one, "vm1")).lease?.epoch, 1);
@@ -373,8 +381,6 @@ Deno.test("a killed holder restarted on its data directory rejoins, keeps its fl
   const [one, two, three] = cluster.nodes;
   try {
     await createVolume(one, "vm1", { size: volumeBytesTotal });
-    const io = (node: TestNode, script: string) =>
-      nbdPython(`c = nbd.NBD(); c.connect_uri(sys.argv[1])\n${script}`, [node.nbdUri("vm1")]);
     await io(three, "c.pwrite(b'\\x31' * 65536, 0); c.flush(); print(json.dumps(1))");
     assert.equal((await leaseOf(three, "vm1")).heldHere, true);
     await three.kill9();
@@ -408,8 +414,6 @@ Deno.test("a holder stopped with SIGTERM hands over: its acknowledged writes, ev
   const [one, two] = cluster.nodes;
   try {
     await createVolume(one, "vm1", { size: volumeBytesTotal });
-    const io = (node: TestNode, script: string) =>
-      nbdPython(`c = nbd.NBD(); c.connect_uri(sys.argv[1])\n${script}`, [node.nbdUri("vm1")]);
     // Acknowledged but never flushed by the client.
     await io(one, "c.pwrite(b'\\x51' * 65536, 0); print(json.dumps(1))");
     const status = await one.stop();
