@@ -73,6 +73,17 @@ export class TestCluster {
     for (const other of this.nodes) other.engine.invalidate();
   }
 
+  /**
+   * Sets the status gossip gives a node, leaving its server as it is (e.g. a
+   * killed node still "suspect": down, but not yet declared dead).
+   */
+  setStatus(node: TestClusterNode, status: MemberState["status"]): void {
+    const member = this.members.find((member) => member.id === node.id)!;
+    member.status = status;
+    member.since = performance.now();
+    for (const other of this.nodes) other.engine.invalidate();
+  }
+
   /** Restarts a killed node on its data directory. */
   async revive(node: TestClusterNode): Promise<void> {
     await this.#open(node);

@@ -5,13 +5,15 @@
  * is repaired from a good one when a read finds it.
  *
  * Writes go to the R replicas that placement names and succeed once a write
- * quorum (a majority of R) holds the block durably.
+ * quorum holds the block durably: a majority of R, lowered to R - floor(R/2)
+ * by replicas known dead (_write_quorum.ts).
  */
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import type { LocalEngine } from "../core/mod.ts";
 import { blockSizeMax, CorruptionError, isBlockName } from "../core/mod.ts";
 import type { RpcClient, RpcMethod } from "./rpc.ts";
+import { writeQuorumOf } from "./_write_quorum.ts";
 
 /** Healing never fills a disk: a node takes copies only while this much stays free. */
 export const healDiskReserveBytes = 1024 ** 3;
@@ -93,6 +95,7 @@ export class ReplicatedBlocks {
   #engine: LocalEngine;
   #rpc: RpcClient;
   #replicasOf: ReplicaPicker;
+  #isDead: (id: string) => boolean;
   /** Puts that reached fewer than all replicas: name → peers that missed it (for handoff). */
   readonly hints = new Map<string, Set<string>>();
   readonly counters = { puts: 0, fetched: 0, repaired: 0 };
@@ -100,16 +103,25 @@ export class ReplicatedBlocks {
   #putting = new Map<string, Promise<boolean>>();
 
   constructor(
-    options: { selfId: string; engine: LocalEngine; rpc: RpcClient; replicasOf: ReplicaPicker },
+    options: {
+      selfId: string;
+      engine: LocalEngine;
+      rpc: RpcClient;
+      replicasOf: ReplicaPicker;
+      /** True when gossip declares the member dead (lowers the write quorum); none by default. */
+      isDead?: (id: string) => boolean;
+    },
   ) {
     this.selfId = options.selfId;
     this.#engine = options.engine;
     this.#rpc = options.rpc;
     this.#replicasOf = options.replicasOf;
+    this.#isDead = options.isDead ?? (() => false);
   }
 
   /**
-   * Stores a block on its replicas; resolves once a majority holds it durably.
+   * Stores a block on its replicas; resolves once a write quorum holds it
+   * durably (a majority, or fewer when replicas are dead: _write_quorum.ts).
    * Returns whether any replica stored it for the first time.
    */
   async put(hash: string, data: Uint8Array): Promise<boolean> {
@@ -124,7 +136,7 @@ export class ReplicatedBlocks {
   async #put(hash: string, data: Uint8Array): Promise<boolean> {
     this.counters.puts++;
     const replicas = this.#replicasOf(hash);
-    const quorum = Math.floor(replicas.length / 2) + 1;
+    const quorum = writeQuorumOf(replicas.map((peer) => peer.id), this.#isDead);
     const results = await Promise.allSettled(replicas.map(async (peer) => {
       if (peer.id === this.selfId) {
         const stored = await this.#engine.putBlock(hash, data);

@@ -5,11 +5,15 @@
  * (see object_service.ts), and the writer remembers which replicas hold the
  * latest version ("current"). A replica that missed a change (unreachable,
  * restarted) falls out of the current set and is brought back by a whole-object
- * replacement; a write succeeds once a majority of the replicas holds it, a
- * flush once a majority holds it durably.
+ * replacement; a write succeeds once a write quorum of the replicas holds it, a
+ * flush once a write quorum holds it durably. The quorum is a majority, lowered
+ * to R - floor(R/2) by replicas gossip declares dead (R = 2: one copy while the
+ * other replica is dead); _write_quorum.ts gives the rule and its residual risks.
+ * A replica that comes back behind is brought up (replaced whole) before the
+ * writer's next change or flush counts it.
  *
  * A node that did not write an object reads the copy with the highest version,
- * so it sees every change a writer had acknowledged at a majority.
+ * so it sees every change a writer had acknowledged at a quorum.
  */
 import { KeyedMutex } from "../core/_mutex.ts";
 import { LeaseLostError } from "../core/mod.ts";
@@ -22,6 +26,7 @@ import {
   type ObjectLink,
   type Stamp,
 } from "./object_service.ts";
+import { writeQuorumOf } from "./_write_quorum.ts";
 
 /** Not enough replicas of an object answered or took a change. */
 export class ReplicaQuorumError extends Error {
@@ -43,6 +48,8 @@ export interface ReplicatedObjectsOptions {
   replicasOf: (name: string) => ObjectLink[];
   /** The writer's lease epoch for a volume (fencing; 1 until leases exist). */
   epochOf: (uid: string) => number;
+  /** True when gossip declares the member dead (lowers the write quorum); none by default. */
+  isDead?: (id: string) => boolean;
 }
 
 /** Counters an operator sees in /metrics. */
@@ -120,8 +127,10 @@ export class ReplicatedObjects {
   }
 
   /**
-   * Makes every change that resolved before this call durable on a majority of
-   * its object's replicas; then brings lagging replicas up, in the background.
+   * Makes every change that resolved before this call durable on a write quorum
+   * of its object's replicas (bringing lagging replicas up first when the
+   * others fall short, e.g. one came back from the dead since the write); then
+   * brings the remaining laggards up, in the background.
    */
   async flush(): Promise<void> {
     const pending = [...this.#unflushed.values()];
@@ -134,11 +143,19 @@ export class ReplicatedObjects {
     });
     const names = new Set(pending.flatMap(({ names }) => [...names]));
     for (const name of names) {
-      const quorum = quorumOf(this.#options.replicasOf(name).length);
-      if ((durable.get(name) ?? 0) < quorum) {
+      const links = this.#options.replicasOf(name);
+      const quorum = this.#quorumOf(links);
+      let copies = durable.get(name) ?? 0;
+      if (copies < quorum) {
+        // Laggards are not among the replicas just flushed: each one brought up counts.
+        copies += await this.#locks.run(name, async () => {
+          const written = this.#written.get(name);
+          return written === undefined ? 0 : (await this.#bringUp(name, written, links, true));
+        });
+      }
+      if (copies < quorum) {
         throw new ReplicaQuorumError(
-          `Cannot flush object ${name}: durable on ${durable.get(name) ?? 0} replicas, ` +
-            `${quorum} needed`,
+          `Cannot flush object ${name}: durable on ${copies} replicas, ${quorum} needed`,
         );
       }
     }
@@ -176,8 +193,19 @@ export class ReplicatedObjects {
       );
     }
     const links = this.#options.replicasOf(name);
-    const written = await this.#stateOf(name, links);
-    const quorum = quorumOf(links.length);
+    const quorum = this.#quorumOf(links);
+    const written = await this.#stateOf(name, links, quorum);
+    // Fewer current replicas than the quorum (one came back from the dead, or
+    // missed changes): bring them up first, or fail before sending a change.
+    const currentCount = () => links.filter((link) => written.current.has(link.id)).length;
+    if (currentCount() < quorum) await this.#bringUp(name, written, links, false);
+    if (currentCount() < quorum) {
+      this.#written.delete(name); // learn the replicas' state again on the next write
+      throw new ReplicaQuorumError(
+        `Cannot write object ${name}: ${currentCount()} of ${links.length} replicas ` +
+          `are current, ${quorum} needed`,
+      );
+    }
     const change: ObjectChange = {
       ...body,
       epoch,
@@ -198,7 +226,8 @@ export class ReplicatedObjects {
       }
     });
     // This node's own copy changes only once the others make a quorum with it, so
-    // a holder cut off from the cluster cannot change even its own copy.
+    // a holder cut off from the cluster cannot change even its own copy (unless
+    // it sees the other replicas dead and the quorum is its copy alone).
     if (fenced === null && self !== undefined && current.size + 1 >= quorum) {
       const reply = await self.change(name, change);
       if (reply.applied) {
@@ -224,8 +253,8 @@ export class ReplicatedObjects {
     }
   }
 
-  /** The writer's state of `name`, learnt from the replicas on first use. */
-  async #stateOf(name: string, links: ObjectLink[]): Promise<Written> {
+  /** The writer's state of `name`, learnt from a quorum of the replicas on first use. */
+  async #stateOf(name: string, links: ObjectLink[], quorum: number): Promise<Written> {
     let written = this.#written.get(name);
     if (written !== undefined) return written;
     const answers = await Promise.allSettled(links.map((link) => link.stamps([name])));
@@ -236,7 +265,7 @@ export class ReplicatedObjects {
       }
     }
     const answered = answers.filter((answer) => answer.status === "fulfilled").length;
-    if (answered < quorumOf(links.length)) {
+    if (answered < quorum) {
       throw new ReplicaQuorumError(
         `Cannot change object ${name}: ${answered} of ${links.length} replicas answered`,
       );
@@ -249,18 +278,23 @@ export class ReplicatedObjects {
     });
     written = { stamp, current };
     this.#written.set(name, written);
-    if (current.size < quorumOf(links.length)) await this.#bringUp(name, written, links, false);
     return written;
   }
 
   /**
    * Copies the latest version whole to replicas that lag behind it; with `flush`,
-   * also makes the copies durable. Unreachable replicas stay behind.
+   * also makes the copies durable. Unreachable replicas stay behind. Returns how
+   * many replicas it brought up.
    */
-  async #bringUp(name: string, written: Written, links: ObjectLink[], flush: boolean) {
+  async #bringUp(
+    name: string,
+    written: Written,
+    links: ObjectLink[],
+    flush: boolean,
+  ): Promise<number> {
     const sources = this.#ordered(links).filter((link) => written.current.has(link.id));
     const laggards = links.filter((link) => !written.current.has(link.id));
-    if (sources.length === 0 || laggards.length === 0) return;
+    if (sources.length === 0 || laggards.length === 0) return 0;
     let whole: Uint8Array | null = null;
     for (const source of sources) {
       try {
@@ -270,7 +304,7 @@ export class ReplicatedObjects {
         // try the next source
       }
     }
-    if (whole === null) return;
+    if (whole === null) return 0;
     const change: ObjectChange = {
       epoch: written.stamp[0],
       version: written.stamp[1],
@@ -279,6 +313,7 @@ export class ReplicatedObjects {
       data: whole,
       remove: whole.length === 0,
     };
+    let broughtUp = 0;
     await Promise.all(laggards.map(async (link) => {
       let reply: ChangeReply;
       try {
@@ -290,10 +325,17 @@ export class ReplicatedObjects {
       }
       if (reply.applied || compareStamps(reply.stamp, written.stamp) === 0) {
         written.current.add(link.id);
+        broughtUp++;
         this.counters.repairs++;
         if (!flush) this.#noteUnflushed(link, name);
       }
     }));
+    return broughtUp;
+  }
+
+  /** The replicas a change or flush of an object must reach (_write_quorum.ts). */
+  #quorumOf(links: ObjectLink[]): number {
+    return writeQuorumOf(links.map((link) => link.id), this.#options.isDead ?? (() => false));
   }
 
   #noteUnflushed(link: ObjectLink, name: string): void {
@@ -307,8 +349,4 @@ export class ReplicatedObjects {
     const self = links.filter((link) => link.id === this.#options.selfId);
     return self.concat(links.filter((link) => link.id !== this.#options.selfId));
   }
-}
-
-function quorumOf(replicas: number): number {
-  return Math.floor(replicas / 2) + 1;
 }
