@@ -6,8 +6,8 @@
  *   when put() resolves; reads take the local copy or fetch, verify and keep one
  *   (block_service.ts).
  * - Objects are versioned on their R replicas (replicated_objects.ts).
- * - Metadata is one CASPaxos register per key, its acceptors being the key's R
- *   replicas (caspaxos.ts, meta_service.ts).
+ * - Metadata is one CASPaxos register per key, its acceptors being the voters
+ *   of the metadata configuration, whatever R is (meta/).
  *
  * Placement runs over the members that are alive or suspect, and over dead ones
  * for `deadGraceMs` after they died: a flapping or restarting node moves no
@@ -15,13 +15,24 @@
  */
 import type { ByteRange, Engine, LocalEngine, MetaEntry } from "../core/mod.ts";
 import { VersionMismatchError } from "../core/mod.ts";
-import { Acceptor, type AcceptorLink, Proposer } from "./caspaxos.ts";
-import { acceptedKeys, acceptorMethods, rpcAcceptorLink } from "./meta_service.ts";
+import {
+  Acceptor,
+  acceptedKeys,
+  type AcceptorLink,
+  AcceptorLog,
+  acceptorMethods,
+  allVoters,
+  fetchConfig,
+  installConfig,
+  type NodeConfig,
+  Proposer,
+  Reconfigurer,
+  rpcAcceptorLink,
+} from "./meta/mod.ts";
 import { blockMethods, type BlockPeer, ReplicatedBlocks } from "./block_service.ts";
 import { type ObjectLink, objectMethods, ObjectReplica, rpcObjectLink } from "./object_service.ts";
 import { ReplicatedObjects } from "./replicated_objects.ts";
 import { Placement } from "./placement.ts";
-import { AcceptorLog } from "./acceptor_log.ts";
 import { join } from "node:path";
 import type { MemberState } from "./membership.ts";
 import type { RpcClient, RpcMethod } from "./rpc.ts";
@@ -42,8 +53,12 @@ export interface ClusterEngineOptions {
   members: () => MemberState[];
   /** The clock of `members()`'s `since`. */
   now: () => number;
+  /** The node's cluster id and metadata configuration. */
+  nodeConfig: NodeConfig;
   replicas?: number;
   deadGraceMs?: number;
+  /** Where the reconfiguration says what it does. */
+  log?: (line: string) => void;
 }
 
 /** Engine over the cluster; see the module doc. */
@@ -59,6 +74,9 @@ export class ClusterEngine implements Engine {
   readonly blocks: ReplicatedBlocks;
   readonly objects: ReplicatedObjects;
   readonly proposer: Proposer;
+  readonly nodeConfig: NodeConfig;
+  /** Changes of metadata voters; `tick()` it every second or so. */
+  readonly reconfigurer: Reconfigurer;
   /**
    * The epoch this node writes a volume's objects under (its write lease); 0
    * refuses the write. Without leases (tests of the engine alone), 1.
@@ -79,8 +97,9 @@ export class ClusterEngine implements Engine {
     this.#rpc = options.rpc;
     this.#members = options.members;
     this.#now = options.now;
+    this.nodeConfig = options.nodeConfig;
     this.acceptorStates = new AcceptorLog(join(this.local.dir, "paxos"));
-    this.acceptor = new Acceptor(this.acceptorStates);
+    this.acceptor = new Acceptor(this.acceptorStates, this.nodeConfig);
     this.replica = new ObjectReplica(this.selfId, this.local);
     this.blocks = new ReplicatedBlocks({
       selfId: this.selfId,
@@ -93,10 +112,42 @@ export class ClusterEngine implements Engine {
       replicasOf: (name) => this.replicaPeers(name).map((peer) => this.#objectLink(peer)),
       epochOf: (uid) => this.epochOf(uid),
     });
-    this.proposer = new Proposer(
-      this.selfId,
-      (key) => this.replicaPeers(key).map((peer) => this.#acceptorLink(peer)),
-    );
+    const nodeConfig = this.nodeConfig;
+    this.proposer = new Proposer({
+      node: `${this.selfId}.${crypto.randomUUID().slice(0, 8)}`,
+      configs: {
+        current: () => nodeConfig.current(),
+        install: (config) => nodeConfig.install(config),
+        refresh: () => this.reconfigurer.refresh(),
+      },
+      link: (id) => this.#voterLink(id),
+    });
+    const rpc = this.#rpc;
+    this.reconfigurer = new Reconfigurer({
+      selfId: this.selfId,
+      configs: nodeConfig,
+      proposer: this.proposer,
+      members: () =>
+        this.#members().map((member) => ({
+          id: member.id,
+          zone: member.zone,
+          address: member.id === this.selfId ? "" : member.address,
+          status: member.status,
+          withinGrace: member.status === "dead" && this.#now() - member.since < this.deadGraceMs,
+        })),
+      localKeys: () => this.acceptorStates.keys(""),
+      peers: {
+        keys: async (address) => {
+          const reply = await rpc.call(address, "px.list", { header: { all: true } });
+          if (!Array.isArray(reply.header.keys)) throw new TypeError("px.list: malformed reply");
+          return reply.header.keys.map(String);
+        },
+        install: (address, config) => installConfig(rpc, address, config),
+        fetch: (address) => fetchConfig(rpc, address),
+      },
+      now: this.#now,
+      log: options.log,
+    });
   }
 
   /** The methods other members call on this node. */
@@ -104,7 +155,7 @@ export class ClusterEngine implements Engine {
     return {
       ...blockMethods(this.local),
       ...objectMethods(this.replica),
-      ...acceptorMethods(this.acceptor, this.acceptorStates),
+      ...acceptorMethods(this.acceptor, this.acceptorStates, this.nodeConfig),
     };
   }
 
@@ -237,11 +288,14 @@ export class ClusterEngine implements Engine {
   }
 
   async listMeta(prefix: string): Promise<string[]> {
+    const config = this.nodeConfig.current();
+    const voters = new Set(config === null ? [] : allVoters(config));
     const candidates = await this.#union(
       "px.list",
       "keys",
       () => acceptedKeys(this.acceptorStates, prefix),
       { prefix },
+      (member) => voters.has(member.id),
     );
     // An acceptor that missed a delete still lists the key: read each through a quorum.
     const keys: string[] = [];
@@ -288,6 +342,14 @@ export class ClusterEngine implements Engine {
     return link;
   }
 
+  /** The acceptor of voter `id`; null when gossip does not know it or knows it dead. */
+  #voterLink(id: string): AcceptorLink | null {
+    if (id === this.selfId) return this.acceptor;
+    const member = this.member(id);
+    if (member === undefined || member.status === "dead" || member.status === "left") return null;
+    return this.#acceptorLink({ id, address: member.address });
+  }
+
   #acceptorLink(peer: BlockPeer): AcceptorLink {
     if (peer.id === this.selfId) return this.acceptor;
     let link = this.#acceptorLinks.get(`${peer.id} ${peer.address}`);
@@ -312,9 +374,10 @@ export class ClusterEngine implements Engine {
     field: string,
     local: () => Promise<string[]>,
     header: Record<string, unknown> = {},
+    include: (member: MemberState) => boolean = () => true,
   ): Promise<string[]> {
     const lists = await Promise.allSettled(
-      this.liveMembers().map(async (member) => {
+      this.liveMembers().filter(include).map(async (member) => {
         if (member.id === this.selfId) return await local();
         const reply = await this.#rpc.call(member.address, method, { header });
         const list = reply.header[field];

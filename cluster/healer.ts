@@ -46,7 +46,6 @@ export interface HealerStatus {
   blocksHandedOff: number;
   objectsCopied: number;
   objectsHandedOff: number;
-  metaMoved: number;
   blocksScrubbed: number;
   corruptBlocksRepaired: number;
   errors: number;
@@ -68,7 +67,6 @@ export class Healer {
     blocksHandedOff: 0,
     objectsCopied: 0,
     objectsHandedOff: 0,
-    metaMoved: 0,
     blocksScrubbed: 0,
     corruptBlocksRepaired: 0,
     errors: 0,
@@ -79,7 +77,6 @@ export class Healer {
   #stopped = false;
   #pass: Promise<void> | null = null;
   #scrubCursor = "";
-  #metaView = "";
 
   constructor(options: HealerOptions) {
     this.#options = { copiesPerPassMax: 256, scrubBlocksPerPass: 4, ...options };
@@ -125,7 +122,6 @@ export class Healer {
       await this.#hints(budget);
       await this.#blocks(budget);
       await this.#objects(budget);
-      await this.#meta();
       await this.#scrub();
     } finally {
       this.status.running = false;
@@ -305,29 +301,6 @@ export class Healer {
         this.status.objectsHandedOff++;
       }
     }
-  }
-
-  /**
-   * After a membership change, refreshes every metadata key this node accepts
-   * for through a quorum of its current acceptors: the full round writes the
-   * value to each of them, so a new acceptor learns it before an old one goes away.
-   */
-  async #meta(): Promise<void> {
-    const { engine } = this.#options;
-    const view = engine.placementMembers().map((member) => member.id).join(",");
-    if (view === this.#metaView) return;
-    let failed = false;
-    for (const key of engine.acceptorStates.keys("")) {
-      // Every node holding acceptor state refreshes the key: a new acceptor (maybe
-      // first in placement order) holds nothing, so no single leader could be trusted.
-      try {
-        await engine.proposer.refresh(key);
-        this.status.metaMoved++;
-      } catch {
-        failed = true;
-      }
-    }
-    if (!failed) this.#metaView = view;
   }
 
   async #scrub(): Promise<void> {

@@ -41,7 +41,7 @@ import {
   type VolumeHeader,
   withRecordHeader,
 } from "../core/records.ts";
-import type { Register } from "./caspaxos.ts";
+import type { Register } from "./meta/mod.ts";
 import type { NbdDevice } from "../nbd/device.ts";
 import type { ClusterEngine } from "./cluster_engine.ts";
 import type { RpcClient, RpcMethod } from "./rpc.ts";

@@ -19,6 +19,14 @@ export class VersionMismatchError extends ConflictError {
   override name = "VersionMismatchError";
 }
 
+/**
+ * The node cannot serve this now, through no fault of the request: it has not
+ * joined its cluster yet, or too few members answer. Retrying later may work.
+ */
+export class UnavailableError extends Error {
+  override name = "UnavailableError";
+}
+
 /** A limit of the node was reached (uploads at once, open connections). */
 export class BusyError extends Error {
   override name = "BusyError";

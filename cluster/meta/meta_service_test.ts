@@ -11,6 +11,7 @@ import { Acceptor, NoQuorumError, Proposer, type Register } from "./caspaxos.ts"
 import { acceptorMethods, rpcAcceptorLink } from "./meta_service.ts";
 import { AcceptorLog } from "./acceptor_log.ts";
 import { RpcClient, rpcServer } from "./rpc.ts";
+import { MemoryIdentity } from "../identity.ts";
 
 const key = new ClusterKey(new TextEncoder().encode("meta-service-test-key-0123456789"));
 
@@ -20,7 +21,7 @@ async function startAcceptorNode(dir?: string) {
   const acceptor = new Acceptor(store);
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
-    rpcServer(key, acceptorMethods(acceptor, store)),
+    rpcServer(key, new MemoryIdentity(), acceptorMethods(acceptor, store)),
   );
   const address = `127.0.0.1:${server.addr.port}`;
   const stop = async () => {
@@ -40,7 +41,7 @@ function cas(value: string, expected: number) {
 
 Deno.test("compare-and-set through CASPaxos over RPC lets exactly one writer win", async () => {
   const nodes = await Promise.all([0, 1, 2].map(() => startAcceptorNode()));
-  const rpc = new RpcClient(key);
+  const rpc = new RpcClient(key, new MemoryIdentity());
   const links = () => nodes.map((node) => rpcAcceptorLink(rpc, node.address));
   const proposers = ["n1", "n2", "n3"].map((id) => new Proposer(id, links));
   try {

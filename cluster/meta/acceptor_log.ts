@@ -10,8 +10,8 @@
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { isMetaKey } from "../core/mod.ts";
-import { KeyedMutex } from "../core/_mutex.ts";
+import { isMetaKey } from "../../core/mod.ts";
+import { KeyedMutex } from "../../core/_mutex.ts";
 import type { AcceptorState } from "./caspaxos.ts";
 import { type AcceptorIndex, decodeState, encodeState } from "./meta_service.ts";
 

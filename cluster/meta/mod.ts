@@ -1,0 +1,51 @@
+/**
+ * Cluster metadata: CASPaxos registers whose acceptors are the voters of a
+ * metadata configuration, changed only through joint configurations.
+ *
+ * @module
+ */
+export { Acceptor } from "./acceptor.ts";
+export { Proposer, type ProposerOptions } from "./proposer.ts";
+export {
+  type AcceptorLink,
+  type AcceptorState,
+  type AcceptorStore,
+  type Ballot,
+  compareBallots,
+  type ConfigHolder,
+  NoQuorumError,
+  NotJoinedError,
+  type Register,
+} from "./caspaxos.ts";
+export {
+  allVoters,
+  type Candidate,
+  configKey,
+  desiredVoters,
+  isQuorum,
+  type MetaConfig,
+  parseConfig,
+  quorumGroups,
+  voterTarget,
+} from "./config.ts";
+export { AcceptorLog } from "./acceptor_log.ts";
+export {
+  acceptedKeys,
+  acceptorMethods,
+  fetchConfig,
+  installConfig,
+  rpcAcceptorLink,
+} from "./meta_service.ts";
+export {
+  fileConfigDisk,
+  NodeConfig,
+  type NodeConfigDisk,
+  type NodeConfigState,
+} from "./node_config.ts";
+export {
+  type ConfigPeers,
+  describeConfig,
+  type ReconfigurationStatus,
+  Reconfigurer,
+  type VoterCandidate,
+} from "./reconfigure.ts";

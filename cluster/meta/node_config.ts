@@ -1,0 +1,129 @@
+/**
+ * What a node knows of its cluster, durably: the cluster's id and the newest
+ * committed metadata configuration. Both only move forward: an id is taken
+ * once (at bootstrap, or from the cluster a node joins), and a configuration
+ * replaces the known one only when its epoch is higher.
+ */
+import * as fs from "node:fs";
+import { dirname } from "node:path";
+import { Mutex } from "../../core/_mutex.ts";
+import { type ClusterIdentity, isClusterId, newClusterId } from "../identity.ts";
+import type { ConfigHolder } from "./caspaxos.ts";
+import { type MetaConfig, parseConfig } from "./config.ts";
+
+/** The persisted state. */
+export interface NodeConfigState {
+  clusterId: string | null;
+  config: MetaConfig | null;
+}
+
+/** Durable storage of the state: `save` resolves once it would survive a crash. */
+export interface NodeConfigDisk {
+  save(state: NodeConfigState): Promise<void>;
+}
+
+/** The node's cluster id and configuration (see the module doc). */
+export class NodeConfig implements ConfigHolder {
+  /** This node's cluster id, as sealed messages need it. */
+  readonly identity: ClusterIdentity;
+  #state: NodeConfigState;
+  #disk: NodeConfigDisk;
+  #writes = new Mutex();
+  #listeners: ((config: MetaConfig) => void)[] = [];
+
+  constructor(state: NodeConfigState, disk: NodeConfigDisk) {
+    this.#state = structuredClone(state);
+    this.#disk = disk;
+    this.identity = {
+      current: () => this.#state.clusterId,
+      adopt: (id) => {
+        if (this.#state.clusterId !== null || !isClusterId(id)) return;
+        this.#state.clusterId = id;
+        this.#writes.run(() => this.#disk.save(this.#state)).catch((error) =>
+          console.error(`atoll: cannot save the cluster id: ${error.message}`)
+        );
+      },
+    };
+  }
+
+  /** The newest committed configuration this node knows; null before it joined. */
+  current(): MetaConfig | null {
+    return this.#state.config;
+  }
+
+  /** A copy of the whole state (status pages). */
+  state(): NodeConfigState {
+    return structuredClone(this.#state);
+  }
+
+  /** Makes `config` known, durably, when it is newer than the known one. */
+  install(config: MetaConfig): Promise<void> {
+    return this.#writes.run(async () => {
+      const known = this.#state;
+      if (known.clusterId !== null && known.clusterId !== config.clusterId) {
+        throw new TypeError(
+          `Cannot install a configuration of cluster ${config.clusterId}: this node is in ${known.clusterId}`,
+        );
+      }
+      if (known.config !== null && config.epoch <= known.config.epoch) return;
+      const next = { clusterId: config.clusterId, config: structuredClone(config) };
+      await this.#disk.save(next);
+      this.#state = next;
+      for (const listener of this.#listeners) listener(config);
+    });
+  }
+
+  /**
+   * Creates a new cluster with this node as its only voter, unless the node
+   * already belongs to one. Returns true when it created one.
+   */
+  async bootstrap(selfId: string): Promise<boolean> {
+    if (this.#state.config !== null || this.#state.clusterId !== null) return false;
+    await this.install({ epoch: 1, clusterId: newClusterId(), voters: [selfId], next: null });
+    return true;
+  }
+
+  /** Calls `listener` with every newer configuration installed. */
+  onInstall(listener: (config: MetaConfig) => void): void {
+    this.#listeners.push(listener);
+  }
+}
+
+/** The state kept in a JSON file, replaced atomically and synced. */
+export function fileConfigDisk(path: string): { state: NodeConfigState; disk: NodeConfigDisk } {
+  let state: NodeConfigState = { clusterId: null, config: null };
+  try {
+    const saved = JSON.parse(fs.readFileSync(path, "utf8"));
+    state = {
+      clusterId: typeof saved.clusterId === "string" && isClusterId(saved.clusterId)
+        ? saved.clusterId
+        : null,
+      config: saved.config == null ? null : parseConfig(saved.config),
+    };
+  } catch (error) {
+    if ((error as { code?: string }).code !== "ENOENT") {
+      throw new TypeError(`Cannot read cluster state ${path}: ${(error as Error).message}`);
+    }
+  }
+  const disk: NodeConfigDisk = {
+    save(next) {
+      const tmp = `${path}.tmp`;
+      const fd = fs.openSync(tmp, "w");
+      try {
+        fs.writeSync(fd, JSON.stringify(next) + "\n");
+        fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, path);
+      const dir = fs.openSync(dirname(path), "r");
+      try {
+        fs.fsyncSync(dir);
+      } finally {
+        fs.closeSync(dir);
+      }
+      return Promise.resolve();
+    },
+  };
+  return { state, disk };
+}

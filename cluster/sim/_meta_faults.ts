@@ -1,0 +1,147 @@
+/**
+ * The seeded fault schedule of the metadata simulation: every 0.5–3 s one of
+ * crash and restart, permanent death, graceful leave, joins in batches of 1–3,
+ * full and one-way partitions, isolation (cut off and seen dead by the others,
+ * longer than the dead grace at times), pauses, message loss, duplication and
+ * reordering, and clock jumps.
+ *
+ * Permanent losses (death, leave) are only chosen while every voter runs and
+ * no change of voters is under way, so that the cluster can always recover a
+ * quorum: the checker then also asks that everything is readable in the end.
+ *
+ * @module
+ */
+import { allVoters, type MetaConfig } from "../meta/mod.ts";
+import type { MetaSim } from "./meta_sim.ts";
+
+/** Members a simulation grows to at most. */
+const nodesMax = 14;
+/** Members that always stay (permanent losses stop here). */
+const nodesMin = 3;
+
+type Fault = (sim: MetaSim) => boolean;
+
+const faults: Record<string, Fault> = {
+  crash(sim) {
+    const node = pick(sim, sim.running());
+    if (node === undefined) return false;
+    sim.crash(node.id);
+    sim.world.at(500 + sim.world.random.next() * 14_500, () => {
+      if (!sim.killed.has(node.id)) sim.restart(node.id);
+    });
+    return true;
+  },
+  kill(sim) {
+    if (!canLoseOne(sim)) return false;
+    const node = pick(sim, sim.running())!;
+    sim.killed.add(node.id);
+    sim.crash(node.id);
+    return true;
+  },
+  leave(sim) {
+    if (!canLoseOne(sim)) return false;
+    sim.leave(pick(sim, sim.running())!.id);
+    return true;
+  },
+  join(sim) {
+    const batch = 1 + sim.world.random.int(3);
+    if (sim.nodes.size + batch > nodesMax) return false;
+    for (let i = 0; i < batch; i++) sim.add();
+    return true;
+  },
+  partition(sim) {
+    const running = sim.running();
+    const side = new Set(running.filter(() => sim.world.random.next() < 0.5).map((n) => n.id));
+    for (const a of running) {
+      for (const b of running) if (side.has(a.id) !== side.has(b.id)) sim.world.cut(a.id, b.id);
+    }
+    sim.world.at(1000 + sim.world.random.next() * 7000, () => sim.world.heal());
+    return true;
+  },
+  oneWay(sim) {
+    const running = sim.running();
+    for (let i = 0; i < 3; i++) {
+      const a = pick(sim, running), b = pick(sim, running);
+      if (a !== undefined && b !== undefined && a !== b) sim.world.cut(a.id, b.id);
+    }
+    sim.world.at(1000 + sim.world.random.next() * 7000, () => sim.world.heal());
+    return true;
+  },
+  isolate(sim) {
+    const node = pick(sim, sim.running());
+    if (node === undefined) return false;
+    for (const other of sim.nodes.keys()) {
+      if (other !== node.id) {
+        sim.world.cut(node.id, other);
+        sim.world.cut(other, node.id);
+      }
+    }
+    sim.seenDead(node.id, true);
+    sim.world.at(2000 + sim.world.random.next() * 10_000, () => {
+      sim.world.heal();
+      sim.seenDead(node.id, false);
+    });
+    return true;
+  },
+  pause(sim) {
+    const node = pick(sim, sim.running());
+    if (node === undefined) return false;
+    sim.world.pause(node.id, 500 + sim.world.random.next() * 3500);
+    return true;
+  },
+  loss: (sim) => phase(sim, { lossRate: 0.05 + sim.world.random.next() * 0.25 }, { lossRate: 0 }),
+  duplicate: (sim) => phase(sim, { duplicateRate: 0.3 }, { duplicateRate: 0 }),
+  reorder: (sim) => phase(sim, { delayMaxMs: 60 }, { delayMaxMs: 3 }),
+  clockJump(sim) {
+    const node = pick(sim, sim.running());
+    if (node === undefined) return false;
+    node.clockOffsetMs += (sim.world.random.next() < 0.5 ? -1 : 1) * 120_000;
+    return true;
+  },
+};
+
+/** Schedules faults until `untilMs`. */
+export function scheduleFaults(sim: MetaSim, untilMs: number): void {
+  const names = Object.keys(faults);
+  const next = () => {
+    if (sim.world.now() >= untilMs) return;
+    const name = names[sim.world.random.int(names.length)];
+    if (faults[name](sim)) {
+      sim.count(name);
+      sim.note(`fault: ${name}`);
+    }
+    sim.world.at(500 + sim.world.random.next() * 2500, next);
+  };
+  next();
+}
+
+function pick<T>(sim: MetaSim, list: T[]): T | undefined {
+  return list.length === 0 ? undefined : list[sim.world.random.int(list.length)];
+}
+
+/** Network conditions for 2–8 s. */
+function phase(
+  sim: MetaSim,
+  during: Partial<MetaSim["world"]["conditions"]>,
+  after: Partial<MetaSim["world"]["conditions"]>,
+): boolean {
+  Object.assign(sim.world.conditions, during);
+  sim.world.at(2000 + sim.world.random.next() * 6000, () => {
+    Object.assign(sim.world.conditions, after);
+  });
+  return true;
+}
+
+/** True when a member may be lost for good without ever losing a quorum of voters. */
+function canLoseOne(sim: MetaSim): boolean {
+  const running = sim.running();
+  if (running.length <= nodesMin) return false;
+  let newest: MetaConfig | null = null;
+  for (const node of running) {
+    const config = node.runtime!.configs.current();
+    if (config !== null && (newest === null || config.epoch > newest.epoch)) newest = config;
+  }
+  if (newest === null || newest.next !== null) return false;
+  const up = new Set(running.filter((node) => !sim.isSeenDead(node.id)).map((node) => node.id));
+  return allVoters(newest).every((id) => up.has(id));
+}
