@@ -10,8 +10,9 @@
  */
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import type { LocalEngine } from "../core/mod.ts";
+import type { ByteRange, LocalEngine } from "../core/mod.ts";
 import { blockSizeMax, CorruptionError, isBlockName } from "../core/mod.ts";
+import { AssertionError } from "../core/assert.ts";
 import type { RpcClient, RpcMethod } from "./rpc.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
 
@@ -71,7 +72,13 @@ export function blockMethods(engine: LocalEngine): Record<string, RpcMethod> {
       if (!isBlockName(hash) || !(await engine.hasBlock(hash))) {
         return { header: { found: false } };
       }
-      return { header: { found: true }, data: await readWhole(engine, hash) };
+      try {
+        return { header: { found: true }, data: await readWhole(engine, hash) };
+      } catch (error) {
+        // Handed off or collected since hasBlock(): absent, which the caller handles.
+        if (!(await engine.hasBlock(hash))) return { header: { found: false } };
+        throw error;
+      }
     },
     "block.list": async () => {
       const hashes: string[] = [];
@@ -89,6 +96,27 @@ export function blockMethods(engine: LocalEngine): Record<string, RpcMethod> {
   };
 }
 
+/** Options of {@linkcode ReplicatedBlocks}. */
+export interface ReplicatedBlocksOptions {
+  selfId: string;
+  engine: LocalEngine;
+  rpc: RpcClient;
+  replicasOf: ReplicaPicker;
+  /** True when gossip declares the member dead (lowers the write quorum); none by default. */
+  isDead?: (id: string) => boolean;
+  /**
+   * Every live member. A block no placed replica holds (new after a join, or one
+   * restarted while another handed its copy off) is looked for on them all.
+   */
+  allPeers?: () => BlockPeer[];
+}
+
+/** Members asked at once whether they hold a block that no replica has. */
+export const holderQueriesInFlightMax = 32;
+
+/** What one fetch learned; `damaged`: replicas lacking the block, members sending bad bytes. */
+type FetchTally = { unreachable: number; damaged: BlockPeer[] };
+
 /** Reads and writes blocks on their replicas; the local engine keeps this node's copies. */
 export class ReplicatedBlocks {
   readonly selfId: string;
@@ -96,27 +124,21 @@ export class ReplicatedBlocks {
   #rpc: RpcClient;
   #replicasOf: ReplicaPicker;
   #isDead: (id: string) => boolean;
+  #allPeers: () => BlockPeer[];
   /** Puts that reached fewer than all replicas: name → peers that missed it (for handoff). */
   readonly hints = new Map<string, Set<string>>();
-  readonly counters = { puts: 0, fetched: 0, repaired: 0 };
+  /** `localMisses`: local copies gone or bad when read; `foundElsewhere`: not on a replica. */
+  readonly counters = { puts: 0, fetched: 0, repaired: 0, localMisses: 0, foundElsewhere: 0 };
   #fetching = new Map<string, Promise<Uint8Array>>();
   #putting = new Map<string, Promise<boolean>>();
 
-  constructor(
-    options: {
-      selfId: string;
-      engine: LocalEngine;
-      rpc: RpcClient;
-      replicasOf: ReplicaPicker;
-      /** True when gossip declares the member dead (lowers the write quorum); none by default. */
-      isDead?: (id: string) => boolean;
-    },
-  ) {
+  constructor(options: ReplicatedBlocksOptions) {
     this.selfId = options.selfId;
     this.#engine = options.engine;
     this.#rpc = options.rpc;
     this.#replicasOf = options.replicasOf;
     this.#isDead = options.isDead ?? (() => false);
+    this.#allPeers = options.allPeers ?? (() => []);
   }
 
   /**
@@ -160,53 +182,117 @@ export class ReplicatedBlocks {
 
   /**
    * Reads `range` of a block: from the local copy when there is one, else the
-   * whole block from the replicas in order, verified, kept as a local copy, and
-   * repairing replicas found bad or missing on the way.
+   * whole block from the replicas in order (then from any live member that holds
+   * it), verified, kept as a local copy, and repairing replicas found bad or
+   * missing on the way. Fails only when no live member holds a good copy.
    */
-  async read(hash: string, range: { offset: number; length: number }, into: Uint8Array) {
-    if (!(await this.#engine.hasBlock(hash))) {
-      let fetching = this.#fetching.get(hash);
-      if (fetching === undefined) {
-        fetching = this.#fetch(hash).finally(() => this.#fetching.delete(hash));
-        this.#fetching.set(hash, fetching);
+  async read(hash: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    if (await this.#engine.hasBlock(hash)) {
+      try {
+        return await this.#engine.readBlock(hash, range, into);
+      } catch (error) {
+        if (error instanceof AssertionError) throw error;
+        // Gone since hasBlock() (healing handed it off, or it was collected), or a
+        // bad copy (short): not a loss while another member holds a good one.
+        this.counters.localMisses++;
       }
-      const data = await fetching;
-      if (range.offset + range.length > data.length) {
-        throw new RangeError(`Cannot read block ${hash}: range past its ${data.length} bytes`);
-      }
-      return into.set(data.subarray(range.offset, range.offset + range.length));
     }
-    await this.#engine.readBlock(hash, range, into);
+    let fetching = this.#fetching.get(hash);
+    if (fetching === undefined) {
+      fetching = this.#fetch(hash).finally(() => this.#fetching.delete(hash));
+      this.#fetching.set(hash, fetching);
+    }
+    const data = await fetching;
+    if (range.offset + range.length > data.length) {
+      throw new RangeError(`Cannot read block ${hash}: range past its ${data.length} bytes`);
+    }
+    into.set(data.subarray(range.offset, range.offset + range.length));
   }
 
   async #fetch(hash: string): Promise<Uint8Array> {
-    const damaged: BlockPeer[] = [];
-    for (const peer of this.#replicasOf(hash).filter((peer) => peer.id !== this.selfId)) {
+    const tally: FetchTally = { unreachable: 0, damaged: [] };
+    const replicas = this.#replicasOf(hash).filter((peer) => peer.id !== this.selfId);
+    let data = await this.#getFirst(hash, replicas, tally, { placed: true });
+    const asked = new Set([this.selfId, ...replicas.map((peer) => peer.id)]);
+    const others = data === null ? this.#allPeers().filter((peer) => !asked.has(peer.id)) : [];
+    if (data === null && others.length > 0) {
+      const holders = await this.#holders(hash, others, tally);
+      data = await this.#getFirst(hash, holders, tally, { placed: false });
+      if (data !== null) this.counters.foundElsewhere++;
+    }
+    if (data === null) {
+      throw new CorruptionError(
+        `Cannot read block ${hash}: no live member holds a good copy ` +
+          `(${replicas.length + others.length} asked, ${tally.unreachable} unreachable)`,
+      );
+    }
+    this.counters.fetched++;
+    await this.#keepLocal(hash, data);
+    for (const bad of tally.damaged) {
+      this.counters.repaired++;
+      this.#rpc.call(bad.address, "block.put", { header: { hash, repair: true }, data })
+        .catch(() => {});
+    }
+    return data;
+  }
+
+  /**
+   * The block from the first of `peers` that sends a good copy; null when none
+   * does. A peer that sends bad bytes is marked damaged, and so is one that lacks
+   * the block when it is `placed` (a replica).
+   */
+  async #getFirst(
+    hash: string,
+    peers: BlockPeer[],
+    tally: FetchTally,
+    options: { placed: boolean },
+  ): Promise<Uint8Array | null> {
+    for (const peer of peers) {
       let data: Uint8Array | undefined;
       try {
         const reply = await this.#rpc.call(peer.address, "block.get", { header: { hash } });
         if (reply.header.found === true) data = reply.data;
       } catch {
-        continue; // unreachable: try the next replica
-      }
-      if (data === undefined || sha256Hex(data) !== hash) {
-        damaged.push(peer);
+        tally.unreachable++;
         continue;
       }
-      this.counters.fetched++;
-      // A local copy (a cache: healing hands it back when this node is no replica),
-      // made durable at once: other members count it as a copy when this node is one
-      // of the block's replicas.
-      await this.#engine.putBlock(hash, data);
-      await this.#engine.flush();
-      for (const bad of damaged) {
-        this.counters.repaired++;
-        this.#rpc.call(bad.address, "block.put", { header: { hash, repair: true }, data })
-          .catch(() => {});
-      }
-      return data;
+      if (data !== undefined && sha256Hex(data) === hash) return data;
+      if (data !== undefined || options.placed) tally.damaged.push(peer);
     }
-    throw new CorruptionError(`Cannot read block ${hash}: no replica holds a good copy`);
+    return null;
+  }
+
+  /** Those of `peers` that say they hold the block, asked a batch at a time. */
+  async #holders(hash: string, peers: BlockPeer[], tally: FetchTally): Promise<BlockPeer[]> {
+    const holders: BlockPeer[] = [];
+    for (let i = 0; i < peers.length; i += holderQueriesInFlightMax) {
+      const batch = peers.slice(i, i + holderQueriesInFlightMax);
+      const answers = await Promise.allSettled(
+        batch.map((peer) =>
+          this.#rpc.call(peer.address, "block.has", { header: { hashes: [hash] } })
+        ),
+      );
+      answers.forEach((answer, j) => {
+        if (answer.status === "rejected") tally.unreachable++;
+        else if ((answer.value.header.have as unknown[])?.[0] === true) holders.push(batch[j]);
+      });
+    }
+    return holders;
+  }
+
+  /**
+   * Keeps a verified copy here (a cache: healing hands it back when this node is
+   * no replica), durable at once: other members count it as a copy when this node
+   * is one of the block's replicas. A local copy of another size is bad: replaced.
+   */
+  async #keepLocal(hash: string, data: Uint8Array): Promise<void> {
+    let size: number | null = null;
+    try {
+      size = await this.#engine.blockSize(hash);
+    } catch { /* no copy here */ }
+    if (size !== null && size !== data.length) await this.#engine.deleteBlock(hash);
+    await this.#engine.putBlock(hash, data);
+    await this.#engine.flush();
   }
 }
 

@@ -52,7 +52,12 @@ export interface AppOptions {
   };
   /** Ids of the members that hold `name` (a block, object or metadata key), in a cluster. */
   replicasOf?: (name: string) => string[];
+  /** Whether the node should take I/O now, for `GET /readyz`; ready when unset. */
+  ready?: () => Readiness;
 }
+
+/** What {@linkcode AppOptions.ready} answers; `reason` says why a node is not ready. */
+export type Readiness = { ready: boolean; reason?: string };
 
 const jsonBodyBytesMax = 64 * 1024;
 
@@ -82,6 +87,12 @@ export function createApp(options: AppOptions): Hono {
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok", version: options.version }));
+  // Liveness above; readiness here: send I/O only to nodes that answer 200.
+  app.get("/readyz", (c) => {
+    const { ready, reason } = options.ready?.() ?? { ready: true };
+    if (ready) return c.json({ ready: true });
+    return c.json({ ready: false, reason: reason ?? "not ready" }, 503);
+  });
   app.get("/metrics", (c) => {
     const uploads = store.uploads();
     const text = metrics.render({
@@ -115,7 +126,7 @@ export function createApp(options: AppOptions): Hono {
   app.get("/v1/uploads", (c) => c.json(store.uploads()));
   app.get("/v1/images/:name", async (c) => {
     const view = await store.openImage(c.req.param("name"));
-    return dataResponse(view, c.req.header("range"));
+    return await dataResponse(view, c.req.header("range"));
   });
   app.get("/v1/images/:name/info", async (c) => c.json(await store.imageInfo(c.req.param("name"))));
   app.delete("/v1/images/:name", async (c) => {
@@ -155,7 +166,7 @@ export function createApp(options: AppOptions): Hono {
   });
   app.get("/v1/volumes/:name/data", async (c) => {
     const volume = await store.readableVolume(c.req.param("name"));
-    return dataResponse(volume, c.req.header("range"));
+    return await dataResponse(volume, c.req.header("range"));
   });
   app.patch("/v1/volumes/:name/data", async (c) => {
     const volume = await store.writableVolume(c.req.param("name"));
@@ -185,7 +196,7 @@ export function createApp(options: AppOptions): Hono {
   });
   app.get("/v1/volumes/:name/snapshots/:snapshot/data", async (c) => {
     const view = await store.openSnapshot(c.req.param("name"), c.req.param("snapshot"));
-    return dataResponse(view, c.req.header("range"));
+    return await dataResponse(view, c.req.header("range"));
   });
   app.delete("/v1/volumes/:name/snapshots/:snapshot", async (c) => {
     await store.deleteSnapshot(c.req.param("name"), c.req.param("snapshot"));

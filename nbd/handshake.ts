@@ -51,13 +51,35 @@ export interface Session {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** Runs the handshake; null when the client aborted. */
+/** Whether the node takes I/O now; `reason` says why not (shown by the client). */
+export type ReadinessCheck = () => { ready: boolean; reason?: string };
+
+/** Options of {@linkcode handshake}. */
+export interface HandshakeOptions {
+  /** Opens a volume for writing (a cluster takes its write lease); the store's otherwise. */
+  openVolume?: VolumeOpener;
+  /** While not ready, every option that names or lists exports is refused. */
+  ready?: ReadinessCheck;
+}
+
+/** Options that touch the exports: refused while the node is not ready. */
+const exportOptions = new Set<number>([
+  Option.exportName,
+  Option.list,
+  Option.info,
+  Option.go,
+  Option.listMetaContext,
+  Option.setMetaContext,
+]);
+
+/** Runs the handshake; null when the client aborted or was refused. */
 export async function handshake(
   store: Store,
   reader: ConnReader,
   writer: ReplyWriter,
-  openVolume?: VolumeOpener,
+  options: HandshakeOptions = {},
 ): Promise<Session | null> {
+  const { openVolume } = options;
   const greeting = new Uint8Array(18);
   const greetingView = new DataView(greeting.buffer);
   greetingView.setBigUint64(0, nbdMagic);
@@ -89,6 +111,18 @@ export async function handshake(
       writer.send(encodeOptionReply(option, type, payload));
     const error = (type: number, message: string) => reply(type, encoder.encode(message));
 
+    const readiness = exportOptions.has(option) ? options.ready?.() : undefined;
+    if (readiness !== undefined && !readiness.ready) {
+      // EXPORT_NAME has no error reply: proto.md has the server end the session.
+      if (option === Option.exportName) return null;
+      // ERR_SHUTDOWN, "unwilling to continue negotiation": clients give up on this
+      // node and say why (ERR_UNKNOWN would claim the export does not exist).
+      await error(
+        Reply.errShutdown,
+        `Cannot serve exports: this node is not ready: ${readiness.reason ?? "starting"}`,
+      );
+      continue;
+    }
     switch (option) {
       case Option.exportName: {
         const name = decodeName(data);

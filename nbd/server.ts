@@ -7,7 +7,12 @@
 import type { Store } from "../core/mod.ts";
 import { parseHostPort } from "../cli/address.ts";
 import { ConnectionClosedError, ConnReader, ReplyWriter } from "./conn_io.ts";
-import { handshake, NbdFramingError } from "./handshake.ts";
+import {
+  handshake,
+  type HandshakeOptions,
+  NbdFramingError,
+  type ReadinessCheck,
+} from "./handshake.ts";
 import {
   connectionsMax,
   handshakeTimeoutMs,
@@ -48,40 +53,41 @@ export class NbdServer {
   /** Connections served since start (for metrics). */
   connectionsServed = 0;
 
-  #openVolume?: VolumeOpener;
+  #handshakeOptions: HandshakeOptions;
 
   private constructor(
     store: Store,
     listener: Deno.Listener,
     address: NbdAddress,
-    openVolume?: VolumeOpener,
+    handshakeOptions: HandshakeOptions,
   ) {
     this.#store = store;
-    this.#openVolume = openVolume;
+    this.#handshakeOptions = handshakeOptions;
     this.#listener = listener;
     this.address = address;
     this.#accepting = this.#acceptLoop();
   }
 
-  /** Starts listening at `address`. A stale unix socket file is replaced. */
+  /**
+   * Starts listening at `address`. A stale unix socket file is replaced. With
+   * `ready`, a connection's handshake is refused while the node is not ready
+   * (NBD_REP_ERR_SHUTDOWN with the reason, which qemu-img and nbdinfo print).
+   */
   static async listen(
     store: Store,
     address: NbdAddress,
-    options: { openVolume?: VolumeOpener } = {},
+    options: { openVolume?: VolumeOpener; ready?: ReadinessCheck } = {},
   ): Promise<NbdServer> {
+    const handshakeOptions = { openVolume: options.openVolume, ready: options.ready };
     if ("path" in address) {
       await Deno.remove(address.path).catch(() => {});
       const listener = Deno.listen({ transport: "unix", path: address.path });
-      return new NbdServer(store, listener, address, options.openVolume);
+      return new NbdServer(store, listener, address, handshakeOptions);
     }
     const listener = Deno.listen({ hostname: address.hostname, port: address.port });
     const bound = listener.addr as Deno.NetAddr;
-    return new NbdServer(
-      store,
-      listener,
-      { hostname: bound.hostname, port: bound.port },
-      options.openVolume,
-    );
+    const at = { hostname: bound.hostname, port: bound.port };
+    return new NbdServer(store, listener, at, handshakeOptions);
   }
 
   /** Connections open now. */
@@ -123,9 +129,8 @@ export class NbdServer {
     const writer = new ReplyWriter(conn);
     const timer = setTimeout(() => closeQuietly(conn), handshakeTimeoutMs);
     try {
-      const session = await handshake(this.#store, reader, writer, this.#openVolume).finally(() =>
-        clearTimeout(timer)
-      );
+      const session = await handshake(this.#store, reader, writer, this.#handshakeOptions)
+        .finally(() => clearTimeout(timer));
       if (session !== null) {
         await serveTransmission(session, { reader, writer, buffers: this.#buffers });
       }
@@ -133,6 +138,8 @@ export class NbdServer {
       if (error instanceof ConnectionClosedError || error instanceof Deno.errors.BadResource) {
         return;
       }
+      // A read cut short by close(): this server ended the connection itself.
+      if (error instanceof Deno.errors.Interrupted) return;
       if (error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe) {
         return;
       }
