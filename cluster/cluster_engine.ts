@@ -16,8 +16,8 @@
 import type { ByteRange, Engine, LocalEngine, MetaEntry } from "../core/mod.ts";
 import { VersionMismatchError } from "../core/mod.ts";
 import {
-  Acceptor,
   acceptedKeys,
+  Acceptor,
   type AcceptorLink,
   AcceptorLog,
   acceptorMethods,
@@ -106,11 +106,15 @@ export class ClusterEngine implements Engine {
       engine: this.local,
       rpc: this.#rpc,
       replicasOf: (name) => this.replicaPeers(name),
+      allPeers: () =>
+        this.liveMembers().map((member) => ({ id: member.id, address: member.address })),
+      isDead: (id) => this.countsDead(id),
     });
     this.objects = new ReplicatedObjects({
       selfId: this.selfId,
       replicasOf: (name) => this.replicaPeers(name).map((peer) => this.#objectLink(peer)),
       epochOf: (uid) => this.epochOf(uid),
+      isDead: (id) => this.countsDead(id),
     });
     const nodeConfig = this.nodeConfig;
     this.proposer = new Proposer({
@@ -187,6 +191,19 @@ export class ClusterEngine implements Engine {
       const member = view.byId.get(id)!;
       return { id, address: member.address };
     });
+  }
+
+  /**
+   * True when a write may go on without replica `id` (see `_write_quorum.ts`):
+   * gossip says it is dead, and this node sees a majority of the members live.
+   * A node cut off from the others sees them all dead; without the second rule
+   * a lease holder on the wrong side of a partition would acknowledge writes on
+   * its own copy that the holder taking over never sees.
+   */
+  countsDead(id: string): boolean {
+    if (this.member(id)?.status !== "dead") return false;
+    const members = this.#members().filter((member) => member.status !== "left");
+    return 2 * this.liveMembers().length > members.length;
   }
 
   /** The member `id` as gossip knows it now (undefined when unknown). */

@@ -9,8 +9,8 @@ import { AcceptorLog } from "./acceptor_log.ts";
 import type { AcceptorState } from "./caspaxos.ts";
 
 const state = (counter: number, value: string | null): AcceptorState => ({
-  promised: { counter, node: "n1" },
-  accepted: value === null ? null : { counter, node: "n1" },
+  promised: { epoch: 1, counter, node: "n1" },
+  accepted: value === null ? null : { epoch: 1, counter, node: "n1" },
   register: {
     version: counter,
     value: value === null ? null : new TextEncoder().encode(value),

@@ -99,7 +99,7 @@ Deno.test("compareBallots() orders by epoch, then counter, then node; null first
 Deno.test("Proposer.change() applies changes in order and read() sees the last", async () => {
   const acceptors = [acceptorFixture(), acceptorFixture(), acceptorFixture()];
   const p1 = proposer("p1", () => acceptors.map((a) => a.link));
-  assert.deepEqual(await p1.read("volume/v"), { version: 0, value: null, change: "p1/1" });
+  assert.deepEqual(await p1.read("volume/v"), { version: 0, value: null });
   for (let i = 0; i < 5; i++) await p1.change("volume/v", increment);
   const register = await p1.read("volume/v");
   assert.deepEqual([register.version, decode(register)], [5, 5]);
@@ -239,4 +239,52 @@ Deno.test("a joint configuration needs a majority of both groups", async () => {
   await assert.rejects(p.change("volume/j", increment), NoQuorumError);
   acceptors[0].fault.down = false;
   assert.equal(decode(await p.change("volume/j", increment)), 2);
+});
+
+Deno.test("a change found on a minority is written to a quorum before it is acknowledged", async () => {
+  // Seed 27 of the simulation: a retry that found its own change on one acceptor
+  // returned it as done, although no quorum held it; a later write then lost it.
+  const acceptors = [acceptorFixture(), acceptorFixture(), acceptorFixture()];
+  const links = acceptors.map((a) => a.link);
+  let acceptsReachOnlyFirst = true;
+  const flaky: AcceptorLink[] = links.map((link, i) => ({
+    prepare: (key, ballot, config) => link.prepare(key, ballot, config),
+    accept: (key, ballot, register, config) =>
+      acceptsReachOnlyFirst && i > 0
+        ? Promise.reject(new Error("lost"))
+        : link.accept(key, ballot, register, config),
+  }));
+  const p = proposer("p", () => flaky, () => 0);
+  await assert.rejects(p.change("volume/q", increment), NoQuorumError);
+  assert.equal(decode(acceptors[0].states.get("volume/q")!.register), 1, "on acceptor 0 only");
+  // A reader through the two others may see the key absent: the change was never chosen.
+  const other = proposer("r", () => [links[1], links[2], links[1]], () => 0);
+  assert.equal(decode(await other.read("volume/q")), 0);
+  acceptsReachOnlyFirst = false;
+  assert.equal(decode(await p.change("volume/q", increment)), 1);
+});
+
+Deno.test("a refresh keeps the change id, so an adopted change is not applied twice", async () => {
+  // Seed 65 of the simulation: the refresh wrote its own id over the change's.
+  const acceptors = [acceptorFixture(), acceptorFixture(), acceptorFixture()];
+  const links = acceptors.map((a) => a.link);
+  let lose = true;
+  const flaky: AcceptorLink[] = links.map((link, i) => ({
+    prepare: (key, ballot, config) => link.prepare(key, ballot, config),
+    accept: (key, ballot, register, config) =>
+      lose && i > 0
+        ? Promise.reject(new Error("lost"))
+        : link.accept(key, ballot, register, config),
+  }));
+  const p = proposer("p", () => flaky, () => 0);
+  const pending = p.change("volume/r", increment);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  // p's increment sits on acceptor 0 only; a refresh through 0 and 1 adopts it.
+  const reader = proposer("r", () => [links[0], links[1], links[2]], () => 0);
+  assert.equal(decode(await reader.refresh("volume/r")), 1);
+  assert.match(acceptors[1].states.get("volume/r")!.register.change!, /^p\//, "p's id kept");
+  lose = false;
+  // p's own retry finds its change and proposes it again; it never applies it twice.
+  assert.equal(decode(await pending), 1);
+  assert.equal(decode(await reader.read("volume/r")), 1);
 });

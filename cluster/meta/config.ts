@@ -81,9 +81,12 @@ export interface Candidate {
 /**
  * The voters the cluster should have. Current voters keep their vote while
  * they are alive, suspect, or dead within the grace period (a restart or a
- * flap moves nothing); members that left or stayed dead past the grace lose
- * it. Alive members fill the free places, new zones first, then by id, so
- * every node that sees the same members makes the same choice.
+ * flap moves nothing); alive members fill the free places, new zones first,
+ * then by id, so every node that sees the same members makes the same choice.
+ * A voter that left loses its vote at once. One dead past the grace period
+ * loses it to an alive member, but keeps it when there is none to take its
+ * place and the cluster would fall below three voters (it may come back; a
+ * smaller set would only survive fewer failures). The count is always odd.
  */
 export function desiredVoters(current: string[], members: Candidate[]): string[] {
   const byId = new Map(members.map((member) => [member.id, member]));
@@ -92,23 +95,35 @@ export function desiredVoters(current: string[], members: Candidate[]): string[]
     (member.status === "alive" || member.status === "suspect" ||
       (member.status === "dead" && member.withinGrace));
   const placed = members.filter(holds);
-  const target = Math.min(voterTarget(placed.length), votersMax);
+  // Never fewer than three voters once there were three: see the doc above.
+  const floor = Math.min(current.length, 3);
+  const target = Math.min(Math.max(voterTarget(placed.length), floor), votersMax);
   // Keep live voters first, then voters that are suspect or dead within grace.
   const rank = (id: string) => byId.get(id)!.status === "alive" ? 0 : 1;
   const kept = current.filter((id) => holds(byId.get(id)))
-    .sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0))
+    .sort((a, b) => rank(a) - rank(b) || compareIds(a, b))
     .slice(0, target);
   const zones = new Set(kept.map((id) => byId.get(id)!.zone));
   const candidates = members.filter((member) =>
     member.status === "alive" && !kept.includes(member.id)
-  ).sort((a, b) => Number(zones.has(a.zone)) - Number(zones.has(b.zone)) || (a.id < b.id ? -1 : 1));
+  ).sort((a, b) => Number(zones.has(a.zone)) - Number(zones.has(b.zone)) || compareIds(a.id, b.id));
   const voters = [...kept];
   for (const candidate of candidates) {
     if (voters.length >= target) break;
     voters.push(candidate.id);
     zones.add(candidate.zone);
   }
+  for (const id of current) {
+    if (voters.length >= floor) break;
+    if (!voters.includes(id) && byId.get(id)?.status === "dead") voters.push(id);
+  }
+  // An even count survives no more failures than one less: the last (least live) goes.
+  if (voters.length % 2 === 0) voters.pop();
   return voters.sort();
+}
+
+function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** The configuration a change from `config` to `voters` goes through first. */

@@ -23,6 +23,7 @@ export {
   configKey,
   desiredVoters,
   isQuorum,
+  majority,
   type MetaConfig,
   parseConfig,
   quorumGroups,

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { allVoters, type MetaConfig } from "../meta/mod.ts";
+import { allVoters, majority, type MetaConfig } from "../meta/mod.ts";
 import type { MetaSim } from "./meta_sim.ts";
 
 /** Members a simulation grows to at most. */
@@ -32,15 +32,16 @@ const faults: Record<string, Fault> = {
     return true;
   },
   kill(sim) {
-    if (!canLoseOne(sim)) return false;
-    const node = pick(sim, sim.running())!;
+    const node = pick(sim, sim.running());
+    if (node === undefined || !canLose(sim, node.id)) return false;
     sim.killed.add(node.id);
     sim.crash(node.id);
     return true;
   },
   leave(sim) {
-    if (!canLoseOne(sim)) return false;
-    sim.leave(pick(sim, sim.running())!.id);
+    const node = pick(sim, sim.running());
+    if (node === undefined || !canLose(sim, node.id)) return false;
+    sim.leave(node.id);
     return true;
   },
   join(sim) {
@@ -132,8 +133,8 @@ function phase(
   return true;
 }
 
-/** True when a member may be lost for good without ever losing a quorum of voters. */
-function canLoseOne(sim: MetaSim): boolean {
+/** True when member `id` may be lost for good without ever losing a quorum of voters. */
+function canLose(sim: MetaSim, id: string): boolean {
   const running = sim.running();
   if (running.length <= nodesMin) return false;
   let newest: MetaConfig | null = null;
@@ -143,5 +144,7 @@ function canLoseOne(sim: MetaSim): boolean {
   }
   if (newest === null || newest.next !== null) return false;
   const up = new Set(running.filter((node) => !sim.isSeenDead(node.id)).map((node) => node.id));
-  return allVoters(newest).every((id) => up.has(id));
+  const voters = allVoters(newest);
+  const left = voters.filter((voter) => voter !== id && up.has(voter)).length;
+  return voters.every((voter) => up.has(voter)) && left >= majority(voters.length);
 }
