@@ -12,19 +12,9 @@
  *
  * @module
  */
-import {
-  Acceptor,
-  type AcceptorLink,
-  type AcceptorState,
-  type MetaConfig,
-  NodeConfig,
-  type NodeConfigState,
-  Proposer,
-  Reconfigurer,
-  type Register,
-  type VoterCandidate,
-} from "../meta/mod.ts";
+import type { Register, VoterCandidate } from "../meta/mod.ts";
 import { SimWorld } from "./_sim_net.ts";
+import { lagMs, type SimNode, startRuntime, type Status } from "./_sim_node.ts";
 import { checkHistory, type FinalRead, type OpRecord } from "./_meta_checker.ts";
 import { scheduleFaults } from "./_meta_faults.ts";
 
@@ -53,31 +43,8 @@ export interface MetaSimResult {
 
 /** Keys the workload uses. */
 const keys = ["volume/a", "volume/b", "image/c", "snapshot/a@s"];
-/** Lag of a member's view behind a status change, at most. */
-const viewLagMsMax = 3000;
 /** A dead member keeps its vote this long (`--dead-grace`). */
 export const simDeadGraceMs = 6000;
-
-type Status = "alive" | "dead" | "left";
-
-/** A member's durable state and, while it runs, its processes. */
-interface SimNode {
-  id: string;
-  incarnation: number;
-  states: Map<string, AcceptorState>;
-  config: NodeConfigState;
-  clockOffsetMs: number;
-  /** Status changes as the world sees them, in time order. */
-  history: { atMs: number; status: Status }[];
-  runtime: Runtime | null;
-}
-
-interface Runtime {
-  configs: NodeConfig;
-  acceptor: Acceptor;
-  proposer: Proposer;
-  reconfigurer: Reconfigurer;
-}
 
 /** A simulated cluster; see the module doc. */
 export class MetaSim {
@@ -90,11 +57,11 @@ export class MetaSim {
   #seenDead = new Set<string>();
   /** Lines of what happened, when tracing (a failing seed replayed with `trace`). */
   readonly trace: string[] | null;
-  #seed: number;
+  readonly seed: number;
   #opCount = 0;
 
   constructor(seed: number, trace = false) {
-    this.#seed = seed;
+    this.seed = seed;
     this.world = new SimWorld(seed);
     this.trace = trace ? [] : null;
   }
@@ -117,12 +84,12 @@ export class MetaSim {
       runtime: null,
     };
     if (this.nodes.size === 0) {
-      const clusterId = `sim${this.#seed}`;
+      const clusterId = `sim${this.seed}`;
       node.config = { clusterId, config: { epoch: 1, clusterId, voters: [id], next: null } };
     }
     this.nodes.set(id, node);
     this.note(`${id} joins`);
-    this.#start(node);
+    startRuntime(this, node);
     return node;
   }
 
@@ -142,7 +109,7 @@ export class MetaSim {
     if (node.runtime !== null || this.#last(node) === "left") return;
     this.#status(node, "alive");
     this.note(`${id} restarts`);
-    this.#start(node);
+    startRuntime(this, node);
   }
 
   /** Leaves gracefully: the others learn it, and it never comes back. */
@@ -297,22 +264,14 @@ export class MetaSim {
     return finals;
   }
 
-  #last(node: SimNode): Status {
-    return node.history[node.history.length - 1].status;
-  }
-
-  #status(node: SimNode, status: Status): void {
-    if (this.#last(node) !== status) node.history.push({ atMs: this.world.now(), status });
-  }
-
   /** The members as `viewer` sees them now: each change reaches it after its own lag. */
-  #view(viewer: SimNode): VoterCandidate[] {
+  view(viewer: SimNode): VoterCandidate[] {
     const now = this.world.now();
     const view: VoterCandidate[] = [];
     for (const member of this.nodes.values()) {
       let seen: { atMs: number; status: Status } | null = null;
       member.history.forEach((change, i) => {
-        const lag = member === viewer ? 0 : lagMs(this.#seed, viewer.id, member.id, i);
+        const lag = member === viewer ? 0 : lagMs(this.seed, viewer.id, member.id, i);
         if (change.atMs + lag <= now) seen = change;
       });
       if (seen === null) continue;
@@ -328,112 +287,13 @@ export class MetaSim {
     return view;
   }
 
-  #start(node: SimNode): void {
-    const incarnation = ++node.incarnation;
-    this.world.setIncarnation(node.id, incarnation);
-    const world = this.world;
-    const configs = new NodeConfig(node.config, {
-      save: (state) => Promise.resolve(void (node.config = structuredClone(state))),
-    });
-    const acceptor = new Acceptor({
-      load: (key) => Promise.resolve(structuredClone(node.states.get(key)) ?? null),
-      save: (key, state) => Promise.resolve(void node.states.set(key, structuredClone(state))),
-    }, configs);
-    const remote = (id: string) => this.nodes.get(id)?.runtime ?? null;
-    const call = <T>(to: string, handle: (runtime: Runtime) => Promise<T>) =>
-      world.call(node.id, incarnation, to, () => {
-        const target = remote(to);
-        return target === null ? Promise.reject(new Error("down")) : handle(target);
-      });
-    const link = (id: string): AcceptorLink | null => {
-      if (id === node.id) return acceptor;
-      const member = this.#view(node).find((member) => member.id === id);
-      if (member === undefined || member.status !== "alive") return null;
-      const traced = <T>(what: string, key: string, reply: Promise<T>) => {
-        if (this.trace !== null) {
-          const line = `${node.id} ${what} ${key} at ${id}:`;
-          reply.then(
-            (r) => this.note(`${line} ${describeReply(r)}`),
-            (e) => this.note(`${line} ${e.message}`),
-          );
-        }
-        return reply;
-      };
-      return {
-        prepare: (key, ballot, config) =>
-          traced(
-            `prepare ${ballot.epoch}.${ballot.counter}`,
-            key,
-            call(id, (r) => r.acceptor.prepare(key, ballot, config)),
-          ),
-        accept: (key, ballot, register, config) =>
-          traced(
-            `accept ${ballot.epoch}.${ballot.counter} v${register.version}`,
-            key,
-            call(id, (r) => r.acceptor.accept(key, ballot, register, config)),
-          ),
-        peek: (key, config) => call(id, (r) => r.acceptor.peek(key, config)),
-      };
-    };
-    const random = () => world.random.next();
-    const sleep = (ms: number) => world.sleep(node.id, incarnation, ms);
-    const proposer: Proposer = new Proposer({
-      node: `${node.id}.${incarnation}`,
-      configs: {
-        current: () => configs.current(),
-        install: (config) => configs.install(config),
-        refresh: () => reconfigurer.refresh(),
-      },
-      link,
-      random,
-      sleep,
-    });
-    const reconfigurer: Reconfigurer = new Reconfigurer({
-      selfId: node.id,
-      configs,
-      proposer,
-      members: () => this.#view(node),
-      localKeys: () => [...node.states.keys()],
-      peers: {
-        keys: (id) => call(id, () => Promise.resolve([...this.nodes.get(id)!.states.keys()])),
-        install: (id, config: MetaConfig) => call(id, (r) => r.configs.install(config)),
-        fetch: (id) => call(id, (r) => Promise.resolve(r.configs.current())),
-      },
-      now: () => world.now() + node.clockOffsetMs,
-    });
-    node.runtime = { configs, acceptor, proposer, reconfigurer };
-    configs.onInstall((config) =>
-      this.note(
-        `${node.id} installs epoch ${config.epoch} ${config.voters}${
-          config.next === null ? "" : ` -> ${config.next}`
-        }`,
-      )
-    );
-    const tick = async () => {
-      await reconfigurer.tick().catch(() => {});
-      await sleep(1000);
-      tick();
-    };
-    sleep(world.random.next() * 1000).then(tick);
+  #last(node: SimNode): Status {
+    return node.history[node.history.length - 1].status;
   }
-}
 
-/** A member's lag in seeing change `index` of `member`, fixed by the seed. */
-function lagMs(seed: number, viewer: string, member: string, index: number): number {
-  let h = seed >>> 0;
-  for (const char of `${viewer}/${member}/${index}`) {
-    h = Math.imul(h ^ char.charCodeAt(0), 0x9e3779b1);
+  #status(node: SimNode, status: Status): void {
+    if (this.#last(node) !== status) node.history.push({ atMs: this.world.now(), status });
   }
-  return ((h >>> 0) % 1000) / 1000 * viewLagMsMax;
-}
-
-/** A reply in a trace line, values as text. */
-function describeReply(reply: unknown): string {
-  return JSON.stringify(
-    reply,
-    (key, value) =>
-      key === "value" && value instanceof Uint8Array ? new TextDecoder().decode(value) : value,
-  );
 }
 
 function digest(text: string): string {
