@@ -8,6 +8,8 @@ import { parseHostPort } from "./address.ts";
 import { NbdServer, parseNbdAddress } from "../nbd/server.ts";
 import { ClusterKey } from "../cluster/auth.ts";
 import { ClusterNode } from "../cluster/cluster_node.ts";
+import { MemoryIdentity } from "../cluster/identity.ts";
+import { refusalGauges } from "../cluster/refusals.ts";
 import { ClusterEngine } from "../cluster/cluster_engine.ts";
 import { Healer } from "../cluster/healer.ts";
 import { LeaseManager } from "../cluster/leases.ts";
@@ -69,6 +71,8 @@ export async function serve(options: ServeOptions): Promise<Node> {
   const key = options.clusterKeyFile === null
     ? null
     : await ClusterKey.fromFile(options.clusterKeyFile);
+  // TODO(identity): a persisted identity (made at bootstrap, adopted on join) replaces this.
+  const identity = new MemoryIdentity(null);
   const token = options.tokenFile === null ? null : await readToken(options.tokenFile);
   if (options.faultFile !== null) isolateWhileExists(options.faultFile);
   const local = await LocalEngine.open({ dir: options.data });
@@ -89,7 +93,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
     engine = clusterEngine = new ClusterEngine({
       selfId: id,
       local,
-      rpc: new RpcClient(key),
+      rpc: new RpcClient(key, identity),
       members: () => cluster?.members() ?? [self],
       now: () => performance.now(),
       replicas: options.replicas,
@@ -99,12 +103,12 @@ export async function serve(options: ServeOptions): Promise<Node> {
   const store = new Store({ engine, pool: new HashPool({ engine: options.hashEngine }) });
   const leases = clusterEngine === null || key === null
     ? null
-    : new LeaseManager({ store, engine: clusterEngine, rpc: new RpcClient(key) });
+    : new LeaseManager({ store, engine: clusterEngine, rpc: new RpcClient(key, identity) });
   if (leases !== null) clusterEngine!.epochOf = (uid) => leases.epochOf(uid);
   if (clusterEngine !== null && key !== null) {
     store.gcPolicy = clusterGcPolicy({
       engine: clusterEngine,
-      rpc: new RpcClient(key),
+      rpc: new RpcClient(key, identity),
       minAgeMs: Math.round(options.gcMinAgeMs),
       settleMs: Math.round(options.gcSettleMs),
     });
@@ -139,11 +143,13 @@ export async function serve(options: ServeOptions): Promise<Node> {
         blocks: clusterEngine.blocks.counters,
         objects: clusterEngine.objects.counters,
         leases: leases?.counters,
+        refused: cluster?.refusalStatus(),
       },
     gauges: () =>
-      healer === null || clusterEngine === null || leases === null
-        ? {}
-        : clusterGauges(clusterEngine, healer, leases),
+      healer === null || clusterEngine === null || leases === null ? {} : {
+        ...clusterGauges(clusterEngine, healer, leases),
+        ...(cluster === null ? {} : refusalGauges(cluster.refusals.byReason)),
+      },
     leases: leases ?? undefined,
     replicasOf: clusterEngine === null
       ? undefined
@@ -162,6 +168,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
   if (gossip !== null && key !== null && clusterEngine !== null) {
     cluster = await ClusterNode.start({
       key,
+      identity,
       bind: gossip,
       join: options.join,
       self: { id, zone: options.zone, weight: options.weight },

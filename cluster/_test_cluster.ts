@@ -9,6 +9,7 @@ import { ClusterKey } from "./auth.ts";
 import { ClusterEngine } from "./cluster_engine.ts";
 import type { MemberState } from "./membership.ts";
 import { RpcClient, rpcServer } from "./rpc.ts";
+import { MemoryIdentity } from "./identity.ts";
 
 export const testClusterKey = new ClusterKey(
   new TextEncoder().encode("test-cluster-key-0123456789abcdef"),
@@ -116,7 +117,7 @@ export class TestCluster {
     node.engine = new ClusterEngine({
       selfId: node.id,
       local,
-      rpc: new RpcClient(testClusterKey),
+      rpc: new RpcClient(testClusterKey, new MemoryIdentity()),
       members: () => this.members,
       now: () => performance.now(),
       replicas: this.replicas,
@@ -124,7 +125,7 @@ export class TestCluster {
     });
     node.server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen() {} },
-      rpcServer(testClusterKey, node.engine.methods()),
+      rpcServer(testClusterKey, new MemoryIdentity(), node.engine.methods()),
     );
     const member = this.members.find((member) => member.id === node.id)!;
     member.address = `127.0.0.1:${node.server.addr.port}`;

@@ -18,6 +18,7 @@ import {
 } from "./block_service.ts";
 import { Placement } from "./placement.ts";
 import { RpcClient, rpcServer } from "./rpc.ts";
+import { MemoryIdentity } from "./identity.ts";
 import { patternBytes } from "../tests/_files.ts";
 
 const key = new ClusterKey(new TextEncoder().encode("block-service-test-key-012345678"));
@@ -28,7 +29,7 @@ async function startNodes(count: number) {
     const engine = await LocalEngine.open({ dir });
     const server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen() {} },
-      rpcServer(key, blockMethods(engine)),
+      rpcServer(key, new MemoryIdentity(), blockMethods(engine)),
     );
     return { id: `node-${i}`, address: `127.0.0.1:${server.addr.port}`, dir, engine, server };
   }));
@@ -40,7 +41,7 @@ async function startNodes(count: number) {
     new ReplicatedBlocks({
       selfId: node.id,
       engine: node.engine,
-      rpc: new RpcClient(key),
+      rpc: new RpcClient(key, new MemoryIdentity()),
       replicasOf,
       ...options,
     });
@@ -96,7 +97,7 @@ Deno.test("a corrupt replica is skipped, repaired, and a forged put is refused",
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.equal(await stored(), hash, "the bad copy was repaired");
-    const forged = await new RpcClient(key).call(
+    const forged = await new RpcClient(key, new MemoryIdentity()).call(
       second.address,
       "block.put",
       {

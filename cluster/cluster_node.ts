@@ -2,18 +2,32 @@
  * A node's place in the cluster, on real sockets: SWIM membership over UDP
  * datagrams, and sealed requests (push-pull, join, and the data plane's
  * methods) over HTTP on the same port number over TCP, as memberlist does.
- * Every message in either direction is authenticated with the cluster key;
- * what fails authentication is dropped and counted, never acted upon.
+ * Every message in either direction is authenticated with the cluster key and
+ * checked for freshness, cluster id and clock skew; what fails is dropped,
+ * counted by reason in {@linkcode ClusterNode.refusals}, and logged.
+ *
+ * Datagrams are fresh by (boot id, sequence number): each process start draws a
+ * random boot id and numbers its datagrams from 1, and a receiver keeps a sliding
+ * window of the numbers it accepted per sender boot (at most
+ * {@linkcode datagramSendersMax} senders, the least recently heard forgotten).
  */
 import dgram from "node:dgram";
-import { AuthenticationError, type ClusterKey, NonceWindow } from "./auth.ts";
+import { channelBytes, type ClusterKey, RefusalError, toHex, wallClockMs } from "./auth.ts";
+import type { ClusterIdentity } from "./identity.ts";
 import { Membership, type MemberState } from "./membership.ts";
 import { type Message, parseMessage } from "./messages.ts";
+import { Refusals, type RefusalStatus } from "./refusals.ts";
+import { ReplayGuard } from "./replay_guard.ts";
 import { faults, RpcClient, type RpcMethod, rpcServer } from "./rpc.ts";
+
+/** Sender boots whose datagram sequence windows are kept. */
+export const datagramSendersMax = 1024;
 
 /** Options of {@linkcode ClusterNode.start}. */
 export interface ClusterNodeOptions {
   key: ClusterKey;
+  /** The cluster id this node stamps on its messages, and checks or adopts on theirs. */
+  identity: ClusterIdentity;
   /** Where to listen (UDP and TCP): HOST:PORT; port 0 picks a free one. */
   bind: { hostname: string; port: number };
   /** Addresses of members to join through. */
@@ -21,6 +35,8 @@ export interface ClusterNodeOptions {
   self: { id: string; zone: string | null; weight: number };
   /** Data-plane methods other nodes may call. */
   methods?: Record<string, RpcMethod>;
+  /** The wall clock stamped on messages (tests shift it to play a skewed member). */
+  wallClock?: () => number;
 }
 
 /** Counters an operator sees in /metrics. */
@@ -36,22 +52,36 @@ export class ClusterNode {
   readonly membership: Membership;
   readonly rpc: RpcClient;
   readonly counters: ClusterCounters = { datagramsIn: 0, datagramsOut: 0, rejected: 0 };
+  /** Messages refused, by reason and by peer (datagrams, requests, and replies to ours). */
+  readonly refusals: Refusals;
   #socket: dgram.Socket;
   #server: Deno.HttpServer;
-  #key: ClusterKey;
+  #options: ClusterNodeOptions;
+  #wallClock: () => number;
+  /** Random per process start: the channel of this node's datagrams. */
+  #bootId = crypto.getRandomValues(new Uint8Array(channelBytes));
+  #datagramSequence = 0;
+  #datagramWindows = new ReplayGuard(datagramSendersMax);
 
   private constructor(
-    key: ClusterKey,
+    options: ClusterNodeOptions,
+    refusals: Refusals,
     socket: dgram.Socket,
     server: Deno.HttpServer,
     address: string,
-    self: ClusterNodeOptions["self"],
   ) {
-    this.#key = key;
+    this.#options = options;
+    this.#wallClock = options.wallClock ?? wallClockMs;
+    this.refusals = refusals;
     this.#socket = socket;
     this.#server = server;
     this.address = address;
-    this.rpc = new RpcClient(key);
+    this.rpc = new RpcClient(options.key, options.identity, {
+      wallClock: options.wallClock,
+      onRefusal: (peer, refusal) => refusals.record(peer, refusal),
+      from: address,
+    });
+    const self = options.self;
     this.membership = new Membership({ ...self, address }, {
       now: () => performance.now(),
       random: Math.random,
@@ -84,12 +114,19 @@ export class ClusterNode {
         return { header: {} };
       },
     };
+    const refusals = new Refusals({ wallClock: options.wallClock });
     const listening = Promise.withResolvers<number>();
-    const server = Deno.serve({
-      hostname,
-      port: options.bind.port,
-      onListen: (address) => listening.resolve(address.port),
-    }, rpcServer(options.key, methods));
+    const server = Deno.serve(
+      {
+        hostname,
+        port: options.bind.port,
+        onListen: (address) => listening.resolve(address.port),
+      },
+      rpcServer(options.key, options.identity, methods, {
+        wallClock: options.wallClock,
+        onRefusal: (peer, refusal) => refusals.record(peer, refusal),
+      }),
+    );
     const port = await listening.promise;
     const socket = dgram.createSocket(hostname.includes(":") ? "udp6" : "udp4");
     await new Promise<void>((resolve, reject) => {
@@ -97,7 +134,7 @@ export class ClusterNode {
       socket.bind(port, hostname, () => resolve());
     });
     const address = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
-    node = new ClusterNode(options.key, socket, server, address, options.self);
+    node = new ClusterNode(options, refusals, socket, server, address);
     node.#listen();
     node.membership.start(options.join);
     return node;
@@ -106,6 +143,11 @@ export class ClusterNode {
   /** Every member this node knows, itself included. */
   members(): MemberState[] {
     return this.membership.members();
+  }
+
+  /** {@linkcode refusals} as JSON, for `/v1/cluster`. */
+  refusalStatus(): RefusalStatus {
+    return this.refusals.status();
   }
 
   /** Leaves gracefully (others learn it at once), then closes the sockets. */
@@ -123,24 +165,36 @@ export class ClusterNode {
   }
 
   #listen(): void {
-    const nonces = new NonceWindow();
     this.#socket.on("message", (bytes: Uint8Array, remote: dgram.RemoteInfo) => {
       if (faults.isolated()) return;
       this.counters.datagramsIn++;
-      let message: Message | undefined;
-      try {
-        const payload = this.#key.open(bytes, Date.now(), nonces);
-        message = parseMessage(JSON.parse(new TextDecoder().decode(payload)));
-      } catch (error) {
-        if (!(error instanceof AuthenticationError) && !(error instanceof SyntaxError)) throw error;
-      }
-      if (message === undefined) {
-        this.counters.rejected++;
-        return;
-      }
       const from = remote.family === "IPv6"
         ? `[${remote.address}]:${remote.port}`
         : `${remote.address}:${remote.port}`;
+      let message: Message | undefined;
+      try {
+        const opened = this.#options.key.open(bytes, {
+          nowMs: this.#wallClock(),
+          identity: this.#options.identity,
+          // A sender's boot unknown here starts a window: a datagram of a past boot,
+          // replayed to a receiver that restarted or forgot that boot, is accepted, and
+          // that is harmless to SWIM, whose state is ordered by incarnation (an old
+          // "alive" or "suspect" is overridden by what is newer, a stale ack matches no
+          // probe in flight).
+          fresh: (channel, sequence) =>
+            this.#datagramWindows.accept(toHex(channel), sequence, true),
+        });
+        message = parseMessage(JSON.parse(new TextDecoder().decode(opened.payload)));
+        if (message === undefined) throw new RefusalError("authentication", "malformed message");
+      } catch (error) {
+        const refusal = error instanceof SyntaxError
+          ? new RefusalError("authentication", "malformed message")
+          : error;
+        if (!(refusal instanceof RefusalError)) throw error;
+        this.counters.rejected++;
+        this.refusals.record(from, refusal);
+        return;
+      }
       this.membership.receive(from, message);
     });
   }
@@ -148,7 +202,12 @@ export class ClusterNode {
   #sendDatagram(to: string, message: Message): void {
     const match = to.match(/^\[?([^\]]+)\]?:(\d+)$/);
     if (match === null || faults.isolated()) return;
-    const sealed = this.#key.seal(new TextEncoder().encode(JSON.stringify(message)), Date.now());
+    const sealed = this.#options.key.seal(new TextEncoder().encode(JSON.stringify(message)), {
+      nowMs: this.#wallClock(),
+      identity: this.#options.identity,
+      channel: this.#bootId,
+      sequence: ++this.#datagramSequence,
+    });
     this.counters.datagramsOut++;
     this.#socket.send(sealed, Number(match[2]), match[1]);
   }

@@ -17,9 +17,10 @@ import { type ObjectLink, rpcObjectLink } from "./object_service.ts";
 import { ReplicaQuorumError, ReplicatedObjects } from "./replicated_objects.ts";
 import { TestCluster, testClusterKey, type TestClusterNode } from "./_test_cluster.ts";
 import { RpcClient } from "./rpc.ts";
+import { MemoryIdentity } from "./identity.ts";
 import { patternBytes } from "../tests/_files.ts";
 
-const rpc = new RpcClient(testClusterKey);
+const rpc = new RpcClient(testClusterKey, new MemoryIdentity());
 const uid = "e".repeat(32);
 const objectNames = Array.from({ length: 24 }, (_, i) => `${uid}.1.${i}`);
 

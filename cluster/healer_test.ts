@@ -11,9 +11,10 @@ import { sha256Hex } from "./block_service.ts";
 import { Healer } from "./healer.ts";
 import { TestCluster, type TestCluster as Cluster, testClusterKey } from "./_test_cluster.ts";
 import { RpcClient } from "./rpc.ts";
+import { MemoryIdentity } from "./identity.ts";
 import { patternBytes } from "../tests/_files.ts";
 
-const rpc = new RpcClient(testClusterKey);
+const rpc = new RpcClient(testClusterKey, new MemoryIdentity());
 
 async function healAll(cluster: Cluster, passes = 2): Promise<void> {
   for (let i = 0; i < passes; i++) {

@@ -9,6 +9,7 @@ import { LocalEngine } from "../core/mod.ts";
 import { ClusterKey } from "./auth.ts";
 import { objectMethods, ObjectReplica } from "./object_service.ts";
 import { RpcClient, rpcServer } from "./rpc.ts";
+import { MemoryIdentity } from "./identity.ts";
 
 const key = new ClusterKey(new TextEncoder().encode("object-service-test-key-01234567"));
 const uid = "ab".repeat(16);
@@ -18,7 +19,7 @@ async function startStorage(dir: string) {
   const engine = await LocalEngine.open({ dir });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
-    rpcServer(key, objectMethods(new ObjectReplica("n1", engine))),
+    rpcServer(key, new MemoryIdentity(), objectMethods(new ObjectReplica("n1", engine))),
   );
   const stop = async () => {
     await server.shutdown();
@@ -29,7 +30,7 @@ async function startStorage(dir: string) {
 
 Deno.test("a write with an epoch below the fence never lands, even after a restart", async () => {
   const dir = await Deno.makeTempDir({ prefix: "atoll-fence-" });
-  const rpc = new RpcClient(key);
+  const rpc = new RpcClient(key, new MemoryIdentity());
   let storage = await startStorage(dir);
   let version = 0;
   const write = (epoch: number, byte: number) =>

@@ -1,81 +1,77 @@
 /**
  * Requests between nodes: one sealed envelope each way over HTTP on the
- * cluster port. A message is a JSON header plus optional binary data; the
- * response names the request's id, so a response cannot be replayed onto
- * another request.
+ * cluster port. A message is a JSON header plus optional binary data.
+ *
+ * Freshness rests on sessions, not clocks (the envelope is in auth.ts):
+ * - A client first says hello to a peer, on a channel of its own (a random
+ *   nonce, sequence 0); the peer answers, on that channel, a session id it
+ *   minted at random for this process.
+ * - Every request then travels on (session id, counter from 1). The server keeps
+ *   a sliding window of counters per session and refuses a replayed counter. It
+ *   refuses an unknown session too (it restarted, or forgot the session): the
+ *   client then says hello again and resends once, transparently. The refusal
+ *   comes before any method runs, so resending is safe, and a server restart
+ *   costs one round trip per peer.
+ * - A reply travels on its request's (session, counter) and names the request's
+ *   id (`re`): the client takes only the reply to the request it just sent.
+ * - A replayed hello only makes the server mint a session nobody can use (a
+ *   request needs the key), in a table bounded by {@linkcode rpcSessionsMax}.
  */
 import { assert } from "../core/assert.ts";
-import { type ClusterKey, NonceWindow } from "./auth.ts";
+import { channelBytes, type ClusterKey, type SealStamp, toHex, wallClockMs } from "./auth.ts";
+import type { ClusterIdentity } from "./identity.ts";
+import { ReplayGuard } from "./replay_guard.ts";
+import {
+  asRefusal,
+  decodeMessage,
+  encodeMessage,
+  faults,
+  fromHeader,
+  readBounded,
+  rpcBytesMax,
+  type RpcMessage,
+  type RpcMethod,
+  type RpcOptions,
+  sealedType,
+} from "./rpc_message.ts";
 
-/** Largest sealed request or response body (a 32 MiB write plus headers). */
-export const rpcBytesMax = 40 * 1024 * 1024;
-/** Default time a call may take before it fails. */
-export const rpcTimeoutMsDefault = 10_000;
+export {
+  decodeMessage,
+  encodeMessage,
+  faults,
+  rpcBytesMax,
+  RpcError,
+  type RpcMessage,
+  type RpcMethod,
+  type RpcOptions,
+} from "./rpc_message.ts";
+export {
+  RpcClient,
+  rpcHelloTimeoutMs,
+  rpcPeerSessionsMax,
+  rpcTimeoutMsDefault,
+} from "./rpc_client.ts";
 
-/**
- * Fault injection for tests of partitions (`serve --fault-file`): while
- * `isolated()` is true, this process neither sends nor answers cluster traffic.
- */
-export const faults = { isolated: (): boolean => false };
-
-/** A request or response: a JSON header and optional bytes. */
-export interface RpcMessage {
-  header: Record<string, unknown>;
-  data?: Uint8Array;
-}
-
-/** A remote call failed: the peer answered an error, or could not be reached. */
-export class RpcError extends Error {
-  override name = "RpcError";
-  constructor(
-    message: string,
-    readonly unreachable: boolean,
-    options?: ErrorOptions & { remoteName?: string },
-  ) {
-    super(message, options);
-    this.remoteName = options?.remoteName ?? null;
-  }
-  /** The name of the error the peer threw (e.g. "FencedError"), when it answered one. */
-  readonly remoteName: string | null;
-}
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** u32 header length, JSON header, data. */
-export function encodeMessage(message: RpcMessage): Uint8Array {
-  const json = encoder.encode(JSON.stringify(message.header));
-  const data = message.data ?? new Uint8Array();
-  const bytes = new Uint8Array(4 + json.length + data.length);
-  new DataView(bytes.buffer).setUint32(0, json.length);
-  bytes.set(json, 4);
-  bytes.set(data, 4 + json.length);
-  return bytes;
-}
-
-/** Inverse of encodeMessage; throws TypeError on malformed bytes. */
-export function decodeMessage(bytes: Uint8Array): RpcMessage {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const length = bytes.length >= 4 ? view.getUint32(0) : Infinity;
-  if (4 + length > bytes.length) throw new TypeError("Cannot decode cluster message: truncated");
-  const header = JSON.parse(decoder.decode(bytes.subarray(4, 4 + length)));
-  if (typeof header !== "object" || header === null) {
-    throw new TypeError("Cannot decode cluster message: header is not an object");
-  }
-  return { header, data: bytes.subarray(4 + length) };
-}
-
-/** Handles one method call from a peer; throws to answer an error. */
-export type RpcMethod = (request: RpcMessage) => Promise<RpcMessage> | RpcMessage;
+/** Client sessions a server keeps (the least recently used is forgotten first). */
+export const rpcSessionsMax = 4096;
 
 /** An HTTP handler serving sealed calls to `methods`. */
 export function rpcServer(
   key: ClusterKey,
+  identity: ClusterIdentity,
   methods: Record<string, RpcMethod>,
-  now: () => number = Date.now,
-): (request: Request) => Promise<Response> {
-  const nonces = new NonceWindow();
-  return async (request) => {
+  options: RpcOptions = {},
+): (request: Request, info?: { remoteAddr: Deno.Addr }) => Promise<Response> {
+  const wallClock = options.wallClock ?? wallClockMs;
+  const sessions = new ReplayGuard(rpcSessionsMax);
+  const fresh = (channel: Uint8Array, sequence: number) =>
+    sequence === 0 ? null : sessions.accept(toHex(channel), sequence, false);
+  const sealed = (reply: RpcMessage, on: Pick<SealStamp, "channel" | "sequence">, status = 200) =>
+    new Response(key.seal(encodeMessage(reply), { nowMs: wallClock(), identity, ...on }), {
+      status,
+      headers: { "content-type": sealedType },
+    });
+  return async (request, info) => {
     if (request.method !== "POST" || new URL(request.url).pathname !== "/rpc") {
       return new Response("not found", { status: 404 });
     }
@@ -83,110 +79,69 @@ export function rpcServer(
       await request.body?.cancel();
       return new Response("isolated", { status: 503 });
     }
+    let on: Pick<SealStamp, "channel" | "sequence">;
     let call: RpcMessage;
     try {
       const body = await readBounded(request, rpcBytesMax);
-      call = decodeMessage(key.open(body, now(), nonces));
+      const opened = key.open(body, { nowMs: wallClock(), identity, fresh });
+      on = { channel: opened.channel, sequence: opened.sequence };
+      call = decodeMessage(opened.payload);
     } catch (error) {
-      // Unauthenticated peers learn nothing but the refusal.
-      return new Response(`refused: ${(error as Error).message}`, { status: 403 });
+      if (error instanceof RangeError) {
+        return new Response(`refused: ${error.message}`, { status: 413 });
+      }
+      const refusal = asRefusal(error);
+      options.onRefusal?.(peerOf(request, info), refusal);
+      const { channel, sequence } = refusal.sender;
+      // An authentic message is refused in a sealed reply on its own channel, which the
+      // client can trust (to say hello again); anyone else learns nothing but the refusal.
+      if (channel === undefined || sequence === undefined) {
+        return new Response(`refused (${refusal.reason}): ${refusal.detail}`, { status: 403 });
+      }
+      const header = { ok: false, refused: refusal.reason, error: refusal.detail };
+      return sealed({ header }, { channel, sequence }, 403);
     }
     const id = String(call.header.id);
-    const method = methods[String(call.header.method)];
-    let reply: RpcMessage;
-    try {
-      if (method === undefined) throw new TypeError(`unknown method ${call.header.method}`);
-      reply = await method(call);
-      for (const reserved of ["re", "ok", "error", "name"]) {
-        assert(!(reserved in reply.header), `method ${call.header.method} set header.${reserved}`);
+    if (on.sequence === 0) {
+      if (call.header.method !== "hello") {
+        const error = `Cannot call ${call.header.method}: no session yet (say hello first)`;
+        return sealed({ header: { re: id, ok: false, error, name: "TypeError" } }, on);
       }
-      reply = { header: { ...reply.header, re: id, ok: true }, data: reply.data };
-    } catch (error) {
-      const failure = error as Error;
-      reply = { header: { re: id, ok: false, error: failure.message, name: failure.name } };
+      const session = toHex(crypto.getRandomValues(new Uint8Array(channelBytes)));
+      sessions.add(session);
+      return sealed({ header: { re: id, ok: true, session } }, on);
     }
-    return new Response(key.seal(encodeMessage(reply), now()));
+    return sealed(await dispatch(methods, call, id), on);
   };
 }
 
-/** Calls methods on peers. */
-export class RpcClient {
-  #key: ClusterKey;
-  #nonces = new NonceWindow();
-  #now: () => number;
-  #nextId = 1;
-  readonly #prefix = crypto.randomUUID();
-
-  constructor(key: ClusterKey, now: () => number = Date.now) {
-    this.#key = key;
-    this.#now = now;
-  }
-
-  /** Calls `method` at `address` (HOST:PORT); throws RpcError on failure. */
-  async call(
-    address: string,
-    method: string,
-    message: RpcMessage = { header: {} },
-    timeoutMs = rpcTimeoutMsDefault,
-  ): Promise<RpcMessage> {
-    if (faults.isolated()) {
-      throw new RpcError(`Cannot call ${method} on ${address}: this node is isolated`, true);
+async function dispatch(
+  methods: Record<string, RpcMethod>,
+  call: RpcMessage,
+  id: string,
+): Promise<RpcMessage> {
+  const method = methods[String(call.header.method)];
+  try {
+    if (method === undefined) throw new TypeError(`unknown method ${call.header.method}`);
+    const reply = await method(call);
+    for (const reserved of ["re", "ok", "error", "name", "refused", "session"]) {
+      assert(!(reserved in reply.header), `method ${call.header.method} set header.${reserved}`);
     }
-    const id = `${this.#prefix}/${this.#nextId++}`;
-    const body = this.#key.seal(
-      encodeMessage({ header: { ...message.header, id, method }, data: message.data }),
-      this.#now(),
-    );
-    let response: Response;
-    try {
-      response = await fetch(`http://${address}/rpc`, {
-        method: "POST",
-        body,
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (cause) {
-      throw new RpcError(`Cannot call ${method} on ${address}: ${(cause as Error).message}`, true, {
-        cause,
-      });
-    }
-    const bytes = await readBounded(response, rpcBytesMax).catch((cause) => {
-      throw new RpcError(`Cannot call ${method} on ${address}: ${cause.message}`, true, { cause });
-    });
-    if (response.status !== 200) {
-      throw new RpcError(
-        `Cannot call ${method} on ${address}: ${new TextDecoder().decode(bytes.subarray(0, 200))}`,
-        false,
-      );
-    }
-    const reply = decodeMessage(this.#key.open(bytes, this.#now(), this.#nonces));
-    if (reply.header.re !== id) {
-      throw new RpcError(`Cannot call ${method}: mismatched reply`, false);
-    }
-    if (reply.header.ok !== true) {
-      throw new RpcError(`${method} on ${address} failed: ${reply.header.error}`, false, {
-        remoteName: String(reply.header.name),
-      });
-    }
-    return reply;
+    return { header: { ...reply.header, re: id, ok: true }, data: reply.data };
+  } catch (error) {
+    const failure = error as Error;
+    return { header: { re: id, ok: false, error: failure.message, name: failure.name } };
   }
 }
 
-/** Reads a request or response body, refusing more than `bytesMax`. */
-async function readBounded(message: Request | Response, bytesMax: number): Promise<Uint8Array> {
-  const declared = Number(message.headers.get("content-length") ?? "0");
-  if (declared > bytesMax) throw new RangeError(`body of ${declared} bytes exceeds ${bytesMax}`);
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of message.body ?? []) {
-    total += chunk.length;
-    if (total > bytesMax) throw new RangeError(`body exceeds ${bytesMax} bytes`);
-    chunks.push(chunk);
-  }
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return bytes;
+/**
+ * The peer a request came from, for logs: its IP address, and the port it says it
+ * listens on (its connections come from other ports).
+ */
+function peerOf(request: Request, info?: { remoteAddr: Deno.Addr }): string {
+  const remote = info?.remoteAddr;
+  if (remote === undefined || !("hostname" in remote)) return "unknown peer";
+  const host = remote.hostname.includes(":") ? `[${remote.hostname}]` : remote.hostname;
+  const port = request.headers.get(fromHeader)?.match(/:(\d{1,5})$/)?.[1];
+  return port === undefined ? host : `${host}:${port}`;
 }

@@ -16,6 +16,8 @@ export interface StartOptions {
   cwd?: string;
   /** NBD listen address (default a free loopback port). */
   nbd?: string;
+  /** Extra environment variables of the process (e.g. LD_PRELOAD of libfaketime). */
+  env?: Record<string, string>;
 }
 
 /** A running node process. */
@@ -87,6 +89,7 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
     stdout: "null",
     stderr: "piped",
     cwd: options.cwd ?? root,
+    env: options.env,
   }).spawn();
   const log: string[] = [];
   const lines = process.stderr.pipeThrough(new TextDecoderStream()).getReader();

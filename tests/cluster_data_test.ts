@@ -18,6 +18,7 @@ import { bytesSha256, fileSha256, patternBytes } from "./_files.ts";
 import { createVolume, exec, MiB, qemuIo, uploadImage } from "./_nbd.ts";
 import { ClusterKey } from "../cluster/auth.ts";
 import { RpcClient } from "../cluster/rpc.ts";
+import { MemoryIdentity } from "../cluster/identity.ts";
 import { sha256Hex } from "../cluster/block_service.ts";
 
 const blockBytes = 4 * MiB;
@@ -237,12 +238,15 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
     }
     assert.deepEqual(await (await stranger.fetch("/v1/images")).json(), []);
     assert.equal((await stranger.fetch("/v1/volumes/vm1")).status, 404);
-    const wrongKey = new RpcClient(await ClusterKey.fromFile(`${dir}/other-key`));
+    const wrongKey = new RpcClient(
+      await ClusterKey.fromFile(`${dir}/other-key`),
+      new MemoryIdentity(),
+    );
     await assert.rejects(
       wrongKey.call(nodes[1].gossip!, "block.get", { header: { hash: hashes[0] } }),
       /refused/,
     );
-    const rightKey = new RpcClient(await ClusterKey.fromFile(`${dir}/key`));
+    const rightKey = new RpcClient(await ClusterKey.fromFile(`${dir}/key`), new MemoryIdentity());
     const holder = live.find((node) => node.gossip !== null)!;
     const reply = await rightKey.call(holder.gossip!, "block.list");
     assert.ok(Array.isArray(reply.header.hashes), "the key holder is answered");

@@ -16,6 +16,7 @@ declare -A tools=(
   [fio]=fio
   [nbdkit]=nbdkit
   [qemu-system-x86_64]=qemu-system-x86
+  [faketime]=faketime
 )
 
 missing=()
