@@ -1,16 +1,16 @@
 /** `atoll serve`: one node with its data directory, HTTP API and (later) NBD and gossip. */
 import { join } from "node:path";
 import { LocalEngine, Store } from "../core/mod.ts";
-import { createApp } from "../http/app.ts";
+import { createApp, type Readiness } from "../http/app.ts";
 import { HashPool } from "../wasm/hash_pool.ts";
 import { type HashEngineName } from "../wasm/hash_pool.ts";
 import { parseHostPort } from "./address.ts";
 import { NbdServer, parseNbdAddress } from "../nbd/server.ts";
 import { ClusterKey } from "../cluster/auth.ts";
 import { ClusterNode } from "../cluster/cluster_node.ts";
-import { MemoryIdentity } from "../cluster/identity.ts";
 import { refusalGauges } from "../cluster/refusals.ts";
 import { ClusterEngine } from "../cluster/cluster_engine.ts";
+import { describeConfig, fileConfigDisk, NodeConfig } from "../cluster/meta/mod.ts";
 import { Healer } from "../cluster/healer.ts";
 import { LeaseManager } from "../cluster/leases.ts";
 import { clusterGcPolicy, gcMethods } from "../cluster/cluster_gc.ts";
@@ -71,8 +71,6 @@ export async function serve(options: ServeOptions): Promise<Node> {
   const key = options.clusterKeyFile === null
     ? null
     : await ClusterKey.fromFile(options.clusterKeyFile);
-  // TODO(identity): a persisted identity (made at bootstrap, adopted on join) replaces this.
-  const identity = new MemoryIdentity(null);
   const token = options.tokenFile === null ? null : await readToken(options.tokenFile);
   if (options.faultFile !== null) isolateWhileExists(options.faultFile);
   const local = await LocalEngine.open({ dir: options.data });
@@ -80,7 +78,19 @@ export async function serve(options: ServeOptions): Promise<Node> {
   let cluster: ClusterNode | null = null;
   let clusterEngine: ClusterEngine | null = null;
   let engine: Engine = local;
+  let nodeConfig: NodeConfig | null = null;
   if (key !== null) {
+    const saved = fileConfigDisk(join(options.data, "cluster.json"));
+    nodeConfig = new NodeConfig(saved.state, saved.disk);
+    const identity = nodeConfig.identity;
+    nodeConfig.onInstall((config) =>
+      console.error(`atoll: cluster: metadata configuration ${describeConfig(config)}`)
+    );
+    // Without seeds there is nothing to join: this node creates a new cluster, deliberately.
+    // With seeds it never does: it takes no writes until it has joined (no cluster of its own).
+    if (options.join.length === 0 && await nodeConfig.bootstrap(id)) {
+      console.error(`atoll: cluster: created cluster ${nodeConfig.identity.current()}`);
+    }
     const self: MemberState = {
       id,
       address: "",
@@ -98,25 +108,42 @@ export async function serve(options: ServeOptions): Promise<Node> {
       now: () => performance.now(),
       replicas: options.replicas,
       deadGraceMs: options.deadGraceMs,
+      nodeConfig,
+      log: (line) => console.error(`atoll: cluster: ${line}`),
     });
   }
+  const identity = nodeConfig?.identity ?? null;
   const store = new Store({ engine, pool: new HashPool({ engine: options.hashEngine }) });
   const leases = clusterEngine === null || key === null
     ? null
-    : new LeaseManager({ store, engine: clusterEngine, rpc: new RpcClient(key, identity) });
+    : new LeaseManager({ store, engine: clusterEngine, rpc: new RpcClient(key, identity!) });
   if (leases !== null) clusterEngine!.epochOf = (uid) => leases.epochOf(uid);
   if (clusterEngine !== null && key !== null) {
     store.gcPolicy = clusterGcPolicy({
       engine: clusterEngine,
-      rpc: new RpcClient(key, identity),
+      rpc: new RpcClient(key, identity!),
       minAgeMs: Math.round(options.gcMinAgeMs),
       settleMs: Math.round(options.gcSettleMs),
     });
   }
   let healer: Healer | null = null;
   let httpAddress = http;
+  // A cluster member is ready once it knows its cluster's metadata configuration
+  // (it bootstrapped the cluster, or a member answered its join); until then it
+  // takes no writes and opens no volume, so it can never act as a cluster of its own.
+  const ready = (): Readiness => {
+    if (nodeConfig === null || nodeConfig.current() !== null) return { ready: true };
+    const refused =
+      cluster?.refusalStatus().peers.map((peer) => `${peer.address} refused: ${peer.reason}`) ?? [];
+    return {
+      ready: false,
+      reason: `not joined to a cluster yet (no member answered through ${options.join.join(", ")}` +
+        `${refused.length > 0 ? `; ${refused.join("; ")}` : ""})`,
+    };
+  };
   const app = createApp({
     store,
+    ready,
     token,
     version: options.version,
     members: () =>
@@ -144,6 +171,11 @@ export async function serve(options: ServeOptions): Promise<Node> {
         objects: clusterEngine.objects.counters,
         leases: leases?.counters,
         refused: cluster?.refusalStatus(),
+        metadata: {
+          clusterId: clusterEngine.nodeConfig.identity.current(),
+          configuration: clusterEngine.nodeConfig.current(),
+          reconfiguration: clusterEngine.reconfigurer.status,
+        },
       },
     gauges: () =>
       healer === null || clusterEngine === null || leases === null ? {} : {
@@ -164,11 +196,12 @@ export async function serve(options: ServeOptions): Promise<Node> {
   httpAddress = await listening.promise;
   const nbd = await NbdServer.listen(store, nbdAddress, {
     openVolume: leases === null ? undefined : (name) => leases.openDevice(name),
+    ready,
   });
   if (gossip !== null && key !== null && clusterEngine !== null) {
     cluster = await ClusterNode.start({
       key,
-      identity,
+      identity: identity!,
       bind: gossip,
       join: options.join,
       self: { id, zone: options.zone, weight: options.weight },
@@ -186,6 +219,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
       intervalMs: options.healIntervalMs,
     });
     healer.start();
+    clusterEngine.reconfigurer.start();
   }
   const nbdUrl = "path" in nbd.address
     ? `unix:${nbd.address.path}`
@@ -201,6 +235,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
       // Stop taking I/O and make what was acknowledged durable while the cluster
       // still counts this node in: once it has left, another node may take its leases.
       await healer?.stop();
+      await clusterEngine?.reconfigurer.stop();
       await nbd.close();
       await store.flushVolumes();
       await cluster?.leave();

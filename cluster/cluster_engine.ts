@@ -25,6 +25,7 @@ import {
   fetchConfig,
   installConfig,
   type NodeConfig,
+  NotJoinedError,
   Proposer,
   Reconfigurer,
   rpcAcceptorLink,
@@ -306,7 +307,10 @@ export class ClusterEngine implements Engine {
 
   async listMeta(prefix: string): Promise<string[]> {
     const config = this.nodeConfig.current();
-    const voters = new Set(config === null ? [] : allVoters(config));
+    if (config === null) {
+      throw new NotJoinedError(`Cannot list ${prefix}: this node has not joined a cluster yet`);
+    }
+    const voters = new Set(allVoters(config));
     const candidates = await this.#union(
       "px.list",
       "keys",

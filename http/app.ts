@@ -17,6 +17,7 @@ import {
   NotFoundError,
   type Store,
   TruncatedError,
+  UnavailableError,
   validateName,
 } from "../core/mod.ts";
 import { Metrics } from "./metrics.ts";
@@ -74,8 +75,13 @@ export function createApp(options: AppOptions): Hono {
   const app = new Hono();
   app.onError((error, c) => {
     const status = statusOf(error);
-    if (status >= 500) console.error(error);
     metrics.add("atoll_http_errors_total");
+    // Unavailable is a state of the cluster, not a bug: one line, and when to try again.
+    if (error instanceof UnavailableError) {
+      console.error(`atoll: ${c.req.method} ${c.req.path}: ${error.message}`);
+      return c.json({ error: error.message }, status, { "retry-after": "1" });
+    }
+    if (status >= 500) console.error(error);
     return c.json({ error: error.message }, status);
   });
   app.notFound((c) =>
@@ -103,6 +109,17 @@ export function createApp(options: AppOptions): Hono {
   });
 
   if (options.token) app.use("/v1/*", bearerAuth(options.token));
+  app.use("/v1/*", async (c, next) => {
+    // A node that is not ready (not joined to its cluster yet) changes nothing: what it
+    // wrote alone would be a cluster of its own, never reconciled with the real one.
+    const { ready, reason } = options.ready?.() ?? { ready: true };
+    if (!ready && c.req.method !== "GET" && c.req.method !== "HEAD") {
+      throw new UnavailableError(
+        `Cannot ${c.req.method} ${c.req.path}: this node is not ready: ${reason ?? "not ready"}`,
+      );
+    }
+    await next();
+  });
   app.use("/v1/*", async (c, next) => {
     // Uploads and volume writes stream their bodies; everything else is small JSON.
     if (c.req.method === "POST") return await bodyLimit({ maxSize: jsonBodyBytesMax })(c, next);
@@ -232,7 +249,7 @@ function statusOf(error: Error): ContentfulStatusCode {
   if (error instanceof HTTPException) return error.status as ContentfulStatusCode;
   if (error instanceof NotFoundError) return 404;
   if (error instanceof ConflictError) return 409;
-  if (error instanceof BusyError) return 503;
+  if (error instanceof BusyError || error instanceof UnavailableError) return 503;
   if (error instanceof TruncatedError) return 400;
   if (error instanceof CorruptionError) return 500;
   if (error instanceof TypeError || error instanceof RangeError) return 400;

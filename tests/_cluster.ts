@@ -23,6 +23,28 @@ export async function members(
   return (await (await node.fetch("/v1/cluster")).json()).members;
 }
 
+/** The metadata configuration a node reports in `GET /v1/cluster`. */
+export async function metadataConfiguration(
+  node: TestNode,
+): Promise<{ epoch: number; voters: string[]; next: string[] | null } | null> {
+  const status = await (await node.fetch("/v1/cluster")).json();
+  return status.metadata?.configuration ?? null;
+}
+
+/**
+ * Waits until every node knows one stable metadata configuration of `voters`
+ * voters (a cluster just started changes its voters as members join).
+ */
+export async function votersSettled(nodes: TestNode[], voters: number): Promise<void> {
+  await eventually(`${voters} metadata voters known everywhere`, async () => {
+    const configs = await Promise.all(nodes.map(metadataConfiguration));
+    return configs.every((config) =>
+      config !== null && config.next === null && config.voters.length === voters &&
+      config.epoch === configs[0]!.epoch
+    );
+  });
+}
+
 /** Polls `check` every 100 ms until it returns true; fails after `limitMs`. */
 export async function eventually(
   what: string,
@@ -68,6 +90,7 @@ export async function startCluster(
         view.length === count && view.every((member) => member.state === "alive")
       );
     });
+    await votersSettled(nodes, count >= 5 ? 5 : count >= 3 ? 3 : 1);
   } catch (error) {
     await stop();
     throw error;
