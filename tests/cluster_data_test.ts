@@ -236,8 +236,13 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
       const view = await members(node);
       assert.ok(!view.some((member) => member.address === stranger.gossip), "stranger got in");
     }
-    assert.deepEqual(await (await stranger.fetch("/v1/images")).json(), []);
-    assert.equal((await stranger.fetch("/v1/volumes/vm1")).status, 404);
+    // It never joined (its messages are refused): it serves nothing, and says why.
+    const images = await stranger.fetch("/v1/images");
+    assert.equal(images.status, 503);
+    assert.match((await images.json()).error, /not joined/);
+    const volume = await stranger.fetch("/v1/volumes/vm1");
+    await volume.body?.cancel();
+    assert.equal(volume.status, 503);
     const wrongKey = new RpcClient(
       await ClusterKey.fromFile(`${dir}/other-key`),
       new MemoryIdentity(),
