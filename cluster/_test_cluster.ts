@@ -9,7 +9,7 @@ import { ClusterKey } from "./auth.ts";
 import { ClusterEngine } from "./cluster_engine.ts";
 import type { MemberState } from "./membership.ts";
 import { RpcClient, rpcServer } from "./rpc.ts";
-import { MemoryIdentity } from "./identity.ts";
+import { fileConfigDisk, NodeConfig } from "./meta/mod.ts";
 
 export const testClusterKey = new ClusterKey(
   new TextEncoder().encode("test-cluster-key-0123456789abcdef"),
@@ -44,7 +44,10 @@ export class TestCluster {
     return cluster;
   }
 
-  /** Adds a node (a join). */
+  /**
+   * Adds a node (a join): the first one bootstraps the cluster; then the
+   * metadata voters are changed as the cluster would ({@linkcode settleVoters}).
+   */
   async add(): Promise<TestClusterNode> {
     const id = `node-${this.nodes.length}`;
     const dir = await Deno.makeTempDir({ prefix: `atoll-${id}-` });
@@ -60,7 +63,27 @@ export class TestCluster {
       since: 0,
     });
     await this.#open(node);
+    await this.settleVoters();
     return node;
+  }
+
+  /**
+   * Runs reconfiguration steps on every running node until a pass changes
+   * nothing: the metadata voters are then what the members call for.
+   */
+  async settleVoters(): Promise<void> {
+    const epochs = () =>
+      this.nodes.filter((node) => node.server !== null).map((node) =>
+        `${node.engine.nodeConfig.current()?.epoch}/${node.engine.nodeConfig.current()?.next}`
+      ).join(",");
+    for (let pass = 0; pass < 10; pass++) {
+      const before = epochs();
+      for (const node of this.nodes) {
+        if (node.server !== null) await node.engine.reconfigurer.tick().catch(() => {});
+      }
+      if (epochs() === before && pass > 0) return;
+    }
+    throw new Error(`metadata voters did not settle: ${epochs()}`);
   }
 
   /** Stops a node's server and marks it dead `deadForMs` ago (a crash). */
@@ -114,10 +137,14 @@ export class TestCluster {
 
   async #open(node: TestClusterNode): Promise<void> {
     const local = await LocalEngine.open({ dir: node.dir });
+    const saved = fileConfigDisk(`${node.dir}/cluster.json`);
+    const nodeConfig = new NodeConfig(saved.state, saved.disk);
+    if (node === this.nodes[0]) await nodeConfig.bootstrap(node.id);
     node.engine = new ClusterEngine({
       selfId: node.id,
       local,
-      rpc: new RpcClient(testClusterKey, new MemoryIdentity()),
+      nodeConfig,
+      rpc: new RpcClient(testClusterKey, nodeConfig.identity),
       members: () => this.members,
       now: () => performance.now(),
       replicas: this.replicas,
@@ -125,7 +152,7 @@ export class TestCluster {
     });
     node.server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen() {} },
-      rpcServer(testClusterKey, new MemoryIdentity(), node.engine.methods()),
+      rpcServer(testClusterKey, nodeConfig.identity, node.engine.methods()),
     );
     const member = this.members.find((member) => member.id === node.id)!;
     member.address = `127.0.0.1:${node.server.addr.port}`;

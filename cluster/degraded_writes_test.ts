@@ -17,15 +17,15 @@ import { type ObjectLink, rpcObjectLink } from "./object_service.ts";
 import { ReplicaQuorumError, ReplicatedObjects } from "./replicated_objects.ts";
 import { TestCluster, testClusterKey, type TestClusterNode } from "./_test_cluster.ts";
 import { RpcClient } from "./rpc.ts";
-import { MemoryIdentity } from "./identity.ts";
 import { patternBytes } from "../tests/_files.ts";
 
-const rpc = new RpcClient(testClusterKey, new MemoryIdentity());
 const uid = "e".repeat(32);
 const objectNames = Array.from({ length: 24 }, (_, i) => `${uid}.1.${i}`);
 
 /** Node 0's writing services, with `isDead` read from the test's member list. */
 function writerOn(cluster: TestCluster, node: TestClusterNode) {
+  // The cluster's own id: a client of another cluster (an earlier test's) is refused.
+  const rpc = new RpcClient(testClusterKey, node.engine.nodeConfig.identity);
   const isDead = (id: string) =>
     cluster.members.find((member) => member.id === id)?.status === "dead";
   const links = new Map<string, ObjectLink>();
@@ -62,6 +62,7 @@ function nodeOf(cluster: TestCluster, id: string): TestClusterNode {
 async function healAll(cluster: TestCluster): Promise<void> {
   for (let pass = 0; pass < 2; pass++) {
     for (const node of cluster.nodes.filter((node) => node.server !== null)) {
+      const rpc = new RpcClient(testClusterKey, node.engine.nodeConfig.identity);
       await new Healer({ engine: node.engine, rpc, intervalMs: 1000 }).pass();
     }
   }

@@ -60,12 +60,13 @@ export class Proposer {
    * then, and the error propagates. With `ready`, the first prepare overlaps it
    * and `change` runs only once it resolved (a caller's other work hides a round).
    */
-  change(
+  async change(
     key: string,
     change: (current: Register) => Register,
     ready?: Promise<unknown>,
   ): Promise<Register> {
-    return this.#locks.run(key, () => this.#change(key, change, ready));
+    await this.#joined();
+    return await this.#locks.run(key, () => this.#change(key, change, ready));
   }
 
   async #change(
@@ -132,6 +133,7 @@ export class Proposer {
    * Otherwise a full round that keeps the value ({@linkcode refresh}).
    */
   async read(key: string): Promise<Register> {
+    await this.#joined();
     const config = this.#config(key);
     const peeks = await this.#ask(config, (link) => {
       if (link.peek === undefined) return Promise.reject(new Error("no peek"));
@@ -170,6 +172,11 @@ export class Proposer {
       if (this.#queuedReads.get(key) === read) this.#queuedReads.delete(key);
     });
     return read;
+  }
+
+  /** A node that just joined may not know the configuration yet: it asks once. */
+  async #joined(): Promise<void> {
+    if (this.#configs.current() === null) await this.#configs.refresh?.();
   }
 
   #config(key: string): MetaConfig {
