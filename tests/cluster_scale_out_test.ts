@@ -47,7 +47,10 @@ async function snapshot(node: TestNode, volume: string, name: string): Promise<v
 /** What `node` says is missing of the records (empty when it has all of them). */
 async function missing(node: TestNode, snapshots: string[]): Promise<string[]> {
   const lost: string[] = [];
-  const listed = await (await node.fetch("/v1/volumes")).json();
+  const response = await node.fetch("/v1/volumes");
+  const listed = await response.json();
+  // A member that joined a moment ago may not know the cluster's voters yet (503).
+  if (response.status !== 200) return [`list: ${response.status} ${listed.error}`];
   const names = new Set((listed.volumes ?? listed).map((volume: { name: string }) => volume.name));
   for (const name of volumes) {
     if (!names.has(name)) lost.push(`${name} not listed`);
