@@ -14,7 +14,10 @@
  */
 
 import process from "node:process";
-import { membershipConfigDefault, pushPullIntervalFor } from "../cluster/_membership_config.ts";
+import {
+  membershipConfigDefault,
+  pushPullIntervalFor,
+} from "../cluster/membership/_membership_config.ts";
 import {
   type DetectionSample,
   type DisseminationSample,
@@ -25,8 +28,8 @@ import {
   measurePartitionHeal,
   type PartitionHealSample,
   percentile,
-} from "../cluster/_sim_scenarios.ts";
-import { deriveSeed, Simulator } from "../cluster/simulator.ts";
+} from "../cluster/sim/_sim_scenarios.ts";
+import { deriveSeed, Simulator } from "../cluster/sim/mod.ts";
 
 /** Work a worker thread can run: one scenario call and its options. */
 type Job =

@@ -12,9 +12,9 @@
 
 import { parseArgs } from "node:util";
 import { Bench } from "tinybench";
-import { murmur3String128 } from "../cluster/_hash64.ts";
-import { Placement, type PlacementMember } from "../cluster/placement.ts";
-import { generateNames } from "../cluster/_test_names.ts";
+import { murmur3String128 } from "../cluster/placement/_hash64.ts";
+import { Placement, type PlacementMember } from "../cluster/placement/mod.ts";
+import { generateNames } from "../cluster/placement/_test_names.ts";
 
 /** Names placed per tinybench iteration, so the timer's own cost is spread thin. */
 const callsPerIteration = 64;

@@ -8,7 +8,7 @@
  *   deno task soak --seed 27 --trace
  */
 import { parseArgs } from "node:util";
-import { MetaSim } from "../cluster/sim/meta_sim.ts";
+import { MetaSim } from "../cluster/sim/mod.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -59,11 +59,15 @@ for (let seed = from; seed < from + count; seed++) {
   if (done % 100 === 0 || done === count) {
     const seconds = (performance.now() - started) / 1000;
     console.log(
-      `${done}/${count} schedules, ${done - failed.length} clean, ${acknowledged} acknowledged ops, ` +
+      `${done}/${count} schedules, ${
+        done - failed.length
+      } clean, ${acknowledged} acknowledged ops, ` +
         `${reconfigurations} voter changes, ${events} events, ${seconds.toFixed(0)} s`,
     );
   }
 }
 console.log(`faults injected: ${JSON.stringify(faults)}`);
-console.log(`${count - failed.length} of ${count} schedules clean (seeds ${from}..${from + count - 1})`);
+console.log(
+  `${count - failed.length} of ${count} schedules clean (seeds ${from}..${from + count - 1})`,
+);
 Deno.exit(failed.length === 0 ? 0 : 1);

@@ -6,16 +6,16 @@ import { HashPool } from "../wasm/hash_pool.ts";
 import { type HashEngineName } from "../wasm/hash_pool.ts";
 import { parseHostPort } from "./address.ts";
 import { NbdServer, parseNbdAddress } from "../nbd/server.ts";
-import { ClusterKey } from "../cluster/auth.ts";
-import { ClusterNode } from "../cluster/cluster_node.ts";
-import { refusalGauges } from "../cluster/refusals.ts";
+import { ClusterKey } from "../cluster/transport/mod.ts";
+import { ClusterNode } from "../cluster/transport/mod.ts";
+import { refusalGauges } from "../cluster/transport/mod.ts";
 import { ClusterEngine } from "../cluster/cluster_engine.ts";
 import { describeConfig, fileConfigDisk, NodeConfig } from "../cluster/meta/mod.ts";
-import { Healer } from "../cluster/healer.ts";
-import { LeaseManager } from "../cluster/leases.ts";
-import { clusterGcPolicy, gcMethods } from "../cluster/cluster_gc.ts";
-import { faults, RpcClient } from "../cluster/rpc.ts";
-import type { MemberState } from "../cluster/membership.ts";
+import { Healer } from "../cluster/repair/mod.ts";
+import { LeaseManager } from "../cluster/leases/mod.ts";
+import { clusterGcPolicy, gcMethods } from "../cluster/repair/mod.ts";
+import { faults, RpcClient } from "../cluster/transport/mod.ts";
+import type { MemberState } from "../cluster/membership/mod.ts";
 import type { Engine } from "../core/mod.ts";
 
 /** Options of {@linkcode serve}, as the command line gives them. */

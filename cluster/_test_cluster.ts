@@ -5,10 +5,10 @@
  * it dead), so tests decide exactly who is up.
  */
 import { LocalEngine } from "../core/mod.ts";
-import { ClusterKey } from "./auth.ts";
+import { ClusterKey } from "./transport/mod.ts";
 import { ClusterEngine } from "./cluster_engine.ts";
-import type { MemberState } from "./membership.ts";
-import { RpcClient, rpcServer } from "./rpc.ts";
+import type { MemberState } from "./membership/mod.ts";
+import { RpcClient, rpcServer } from "./transport/mod.ts";
 import { fileConfigDisk, NodeConfig } from "./meta/mod.ts";
 
 export const testClusterKey = new ClusterKey(

@@ -30,13 +30,13 @@ import {
   Reconfigurer,
   rpcAcceptorLink,
 } from "./meta/mod.ts";
-import { blockMethods, type BlockPeer, ReplicatedBlocks } from "./block_service.ts";
-import { type ObjectLink, objectMethods, ObjectReplica, rpcObjectLink } from "./object_service.ts";
-import { ReplicatedObjects } from "./replicated_objects.ts";
-import { Placement } from "./placement.ts";
+import { blockMethods, type BlockPeer, ReplicatedBlocks } from "./data/mod.ts";
+import { type ObjectLink, objectMethods, ObjectReplica, rpcObjectLink } from "./data/mod.ts";
+import { ReplicatedObjects } from "./data/mod.ts";
+import { Placement } from "./placement/mod.ts";
 import { join } from "node:path";
-import type { MemberState } from "./membership.ts";
-import type { RpcClient, RpcMethod } from "./rpc.ts";
+import type { MemberState } from "./membership/mod.ts";
+import type { RpcClient, RpcMethod } from "./transport/mod.ts";
 
 /** Replicas of each block, object and metadata key unless told (`--replicas`). */
 export const replicasDefault = 3;

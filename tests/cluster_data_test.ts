@@ -16,10 +16,10 @@ import { startNode, type TestNode } from "./_node.ts";
 import { eventually, members, startCluster } from "./_cluster.ts";
 import { bytesSha256, fileSha256, patternBytes } from "./_files.ts";
 import { createVolume, exec, MiB, qemuIo, uploadImage } from "./_nbd.ts";
-import { ClusterKey } from "../cluster/auth.ts";
-import { RpcClient } from "../cluster/rpc.ts";
-import { MemoryIdentity } from "../cluster/identity.ts";
-import { sha256Hex } from "../cluster/block_service.ts";
+import { ClusterKey } from "../cluster/transport/mod.ts";
+import { RpcClient } from "../cluster/transport/mod.ts";
+import { MemoryIdentity } from "../cluster/transport/mod.ts";
+import { sha256Hex } from "../cluster/data/mod.ts";
 
 const blockBytes = 4 * MiB;
 

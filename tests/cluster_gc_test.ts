@@ -13,7 +13,7 @@ import { eventually, startCluster } from "./_cluster.ts";
 import { api, createVolume, MiB, uploadImage } from "./_nbd.ts";
 import type { TestNode } from "./_node.ts";
 import { bytesSha256, patternBytes, streamSha256 } from "./_files.ts";
-import { sha256Hex } from "../cluster/block_service.ts";
+import { sha256Hex } from "../cluster/data/mod.ts";
 
 const blockBytes = 4 * MiB;
 

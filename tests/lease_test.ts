@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { eventually, members, startCluster } from "./_cluster.ts";
 import { api, createVolume, MiB, nbdPython, systemPython, volumeBytes } from "./_nbd.ts";
 import { startNode, type TestNode } from "./_node.ts";
-import { sha256Hex } from "../cluster/block_service.ts";
+import { sha256Hex } from "../cluster/data/mod.ts";
 import { assertSameBytes } from "./_files.ts";
 
 const volumeBytesTotal = 16 * MiB;

@@ -16,8 +16,8 @@ import {
   type Register,
 } from "./caspaxos.ts";
 import { type MetaConfig, parseConfig } from "./config.ts";
-import { decodeMessage, encodeMessage } from "../rpc.ts";
-import type { RpcClient, RpcMessage, RpcMethod } from "../rpc.ts";
+import { decodeMessage, encodeMessage } from "../transport/mod.ts";
+import type { RpcClient, RpcMessage, RpcMethod } from "../transport/mod.ts";
 
 /** Acceptor states that can also say which keys they hold. */
 export interface AcceptorIndex extends AcceptorStore {

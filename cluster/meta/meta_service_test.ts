@@ -7,9 +7,9 @@
  * and proposers on each.
  */
 import assert from "node:assert/strict";
-import { ClusterKey } from "../auth.ts";
-import { MemoryIdentity } from "../identity.ts";
-import { RpcClient, rpcServer } from "../rpc.ts";
+import { ClusterKey } from "../transport/mod.ts";
+import { MemoryIdentity } from "../transport/mod.ts";
+import { RpcClient, rpcServer } from "../transport/mod.ts";
 import { Acceptor } from "./acceptor.ts";
 import { NoQuorumError, type Register } from "./caspaxos.ts";
 import type { MetaConfig } from "./config.ts";

@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import { dirname } from "node:path";
 import { Mutex } from "../../core/_mutex.ts";
-import { type ClusterIdentity, isClusterId, newClusterId } from "../identity.ts";
+import { type ClusterIdentity, isClusterId, newClusterId } from "../transport/mod.ts";
 import type { ConfigHolder } from "./caspaxos.ts";
 import { type MetaConfig, parseConfig } from "./config.ts";
 

@@ -8,8 +8,8 @@
  *
  * @module
  */
-import { EventQueue, type QueuedEvent } from "../_event_queue.ts";
-import { Random } from "../_sim_random.ts";
+import { EventQueue, type QueuedEvent } from "./_event_queue.ts";
+import { Random } from "./_sim_random.ts";
 
 interface SimEvent extends QueuedEvent {
   run: () => void;

@@ -1,0 +1,306 @@
+/**
+ * Content blocks across the cluster. Blocks are immutable and named by their
+ * SHA-256, so any copy with the right hash is right: every block that crosses
+ * the network is verified against its name, on both ends; a bad or missing copy
+ * is repaired from a good one when a read finds it.
+ *
+ * Writes go to the R replicas that placement names and succeed once a write
+ * quorum holds the block durably: a majority of R, lowered to R - floor(R/2)
+ * by replicas known dead (_write_quorum.ts).
+ */
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import type { ByteRange, LocalEngine } from "../../core/mod.ts";
+import { blockSizeMax, CorruptionError, isBlockName } from "../../core/mod.ts";
+import { AssertionError } from "../../core/assert.ts";
+import type { RpcClient, RpcMethod } from "../transport/mod.ts";
+import { writeQuorumOf } from "./_write_quorum.ts";
+
+/** Healing never fills a disk: a node takes copies only while this much stays free. */
+export const healDiskReserveBytes = 1024 ** 3;
+
+/** Free bytes on the file system holding `dir`. */
+export function freeBytes(dir: string): number {
+  const stats = fs.statfsSync(dir);
+  return stats.bavail * stats.bsize;
+}
+
+/** A member as the block service needs it. */
+export interface BlockPeer {
+  id: string;
+  address: string;
+}
+
+/** Where the replicas of a name are, most preferred first, this node included if chosen. */
+export type ReplicaPicker = (name: string) => BlockPeer[];
+
+/** SHA-256 hex of bytes (native: 4 MiB in ~3 ms). */
+export function sha256Hex(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** The methods a node serves for the block service, over its local engine. */
+export function blockMethods(engine: LocalEngine): Record<string, RpcMethod> {
+  return {
+    "block.has": async (request) => {
+      const hashes = request.header.hashes;
+      if (!Array.isArray(hashes) || hashes.length > 4096) throw new TypeError("bad hashes");
+      const have = await Promise.all(hashes.map((hash) => engine.hasBlock(String(hash))));
+      return { header: { have } };
+    },
+    "block.put": async (request) => {
+      const hash = String(request.header.hash);
+      const data = request.data ?? new Uint8Array();
+      if (sha256Hex(data) !== hash) {
+        throw new CorruptionError(`Cannot store block ${hash}: its bytes do not match its name`);
+      }
+      if (
+        request.header.heal === true && freeBytes(engine.dir) - data.length < healDiskReserveBytes
+      ) {
+        throw new RangeError(
+          `Cannot take block ${hash} for healing: less than ${healDiskReserveBytes} bytes free`,
+        );
+      }
+      // A repair replaces a copy found bad (the new bytes were just verified).
+      if (request.header.repair === true) await engine.deleteBlock(hash);
+      const stored = await engine.putBlock(hash, data);
+      await engine.flush();
+      return { header: { stored } };
+    },
+    "block.get": async (request) => {
+      const hash = String(request.header.hash);
+      if (!isBlockName(hash) || !(await engine.hasBlock(hash))) {
+        return { header: { found: false } };
+      }
+      try {
+        return { header: { found: true }, data: await readWhole(engine, hash) };
+      } catch (error) {
+        // Handed off or collected since hasBlock(): absent, which the caller handles.
+        if (!(await engine.hasBlock(hash))) return { header: { found: false } };
+        throw error;
+      }
+    },
+    "block.list": async () => {
+      const hashes: string[] = [];
+      for await (const hash of engine.listBlocks()) hashes.push(hash);
+      return { header: { hashes } };
+    },
+    "block.delete": async (request) => {
+      const hashes = request.header.hashes;
+      if (!Array.isArray(hashes) || hashes.length > 4096) throw new TypeError("bad hashes");
+      for (const hash of hashes) {
+        if (isBlockName(String(hash))) await engine.deleteBlock(String(hash));
+      }
+      return { header: {} };
+    },
+  };
+}
+
+/** Options of {@linkcode ReplicatedBlocks}. */
+export interface ReplicatedBlocksOptions {
+  selfId: string;
+  engine: LocalEngine;
+  rpc: RpcClient;
+  replicasOf: ReplicaPicker;
+  /** True when gossip declares the member dead (lowers the write quorum); none by default. */
+  isDead?: (id: string) => boolean;
+  /**
+   * Every live member. A block no placed replica holds (new after a join, or one
+   * restarted while another handed its copy off) is looked for on them all.
+   */
+  allPeers?: () => BlockPeer[];
+}
+
+/** Members asked at once whether they hold a block that no replica has. */
+export const holderQueriesInFlightMax = 32;
+
+/** What one fetch learned; `damaged`: replicas lacking the block, members sending bad bytes. */
+type FetchTally = { unreachable: number; damaged: BlockPeer[] };
+
+/** Reads and writes blocks on their replicas; the local engine keeps this node's copies. */
+export class ReplicatedBlocks {
+  readonly selfId: string;
+  #engine: LocalEngine;
+  #rpc: RpcClient;
+  #replicasOf: ReplicaPicker;
+  #isDead: (id: string) => boolean;
+  #allPeers: () => BlockPeer[];
+  /** Puts that reached fewer than all replicas: name → peers that missed it (for handoff). */
+  readonly hints = new Map<string, Set<string>>();
+  /** `localMisses`: local copies gone or bad when read; `foundElsewhere`: not on a replica. */
+  readonly counters = { puts: 0, fetched: 0, repaired: 0, localMisses: 0, foundElsewhere: 0 };
+  #fetching = new Map<string, Promise<Uint8Array>>();
+  #putting = new Map<string, Promise<boolean>>();
+
+  constructor(options: ReplicatedBlocksOptions) {
+    this.selfId = options.selfId;
+    this.#engine = options.engine;
+    this.#rpc = options.rpc;
+    this.#replicasOf = options.replicasOf;
+    this.#isDead = options.isDead ?? (() => false);
+    this.#allPeers = options.allPeers ?? (() => []);
+  }
+
+  /**
+   * Stores a block on its replicas; resolves once a write quorum holds it
+   * durably (a majority, or fewer when replicas are dead: _write_quorum.ts).
+   * Returns whether any replica stored it for the first time.
+   */
+  async put(hash: string, data: Uint8Array): Promise<boolean> {
+    // Concurrent puts of one block from this node: the first stores, the others wait.
+    const putting = this.#putting.get(hash);
+    if (putting !== undefined) return await putting.then(() => false);
+    const put = this.#put(hash, data).finally(() => this.#putting.delete(hash));
+    this.#putting.set(hash, put);
+    return await put;
+  }
+
+  async #put(hash: string, data: Uint8Array): Promise<boolean> {
+    this.counters.puts++;
+    const replicas = this.#replicasOf(hash);
+    const quorum = writeQuorumOf(replicas.map((peer) => peer.id), this.#isDead);
+    const results = await Promise.allSettled(replicas.map(async (peer) => {
+      if (peer.id === this.selfId) {
+        const stored = await this.#engine.putBlock(hash, data);
+        await this.#engine.flush();
+        return stored;
+      }
+      const reply = await this.#rpc.call(peer.address, "block.put", { header: { hash }, data });
+      return reply.header.stored === true;
+    }));
+    const missed = replicas.filter((_, i) => results[i].status === "rejected");
+    if (missed.length > 0) this.hints.set(hash, new Set(missed.map((peer) => peer.id)));
+    const succeeded = results.filter((result) => result.status === "fulfilled");
+    if (succeeded.length < quorum) {
+      throw new Error(
+        `Cannot store block ${hash}: ${succeeded.length} of ${replicas.length} replicas took it, ` +
+          `${quorum} needed`,
+      );
+    }
+    return succeeded.some((result) => (result as PromiseFulfilledResult<boolean>).value);
+  }
+
+  /**
+   * Reads `range` of a block: from the local copy when there is one, else the
+   * whole block from the replicas in order (then from any live member that holds
+   * it), verified, kept as a local copy, and repairing replicas found bad or
+   * missing on the way. Fails only when no live member holds a good copy.
+   */
+  async read(hash: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    if (await this.#engine.hasBlock(hash)) {
+      try {
+        return await this.#engine.readBlock(hash, range, into);
+      } catch (error) {
+        if (error instanceof AssertionError) throw error;
+        // Gone since hasBlock() (healing handed it off, or it was collected), or a
+        // bad copy (short): not a loss while another member holds a good one.
+        this.counters.localMisses++;
+      }
+    }
+    let fetching = this.#fetching.get(hash);
+    if (fetching === undefined) {
+      fetching = this.#fetch(hash).finally(() => this.#fetching.delete(hash));
+      this.#fetching.set(hash, fetching);
+    }
+    const data = await fetching;
+    if (range.offset + range.length > data.length) {
+      throw new RangeError(`Cannot read block ${hash}: range past its ${data.length} bytes`);
+    }
+    into.set(data.subarray(range.offset, range.offset + range.length));
+  }
+
+  async #fetch(hash: string): Promise<Uint8Array> {
+    const tally: FetchTally = { unreachable: 0, damaged: [] };
+    const replicas = this.#replicasOf(hash).filter((peer) => peer.id !== this.selfId);
+    let data = await this.#getFirst(hash, replicas, tally, { placed: true });
+    const asked = new Set([this.selfId, ...replicas.map((peer) => peer.id)]);
+    const others = data === null ? this.#allPeers().filter((peer) => !asked.has(peer.id)) : [];
+    if (data === null && others.length > 0) {
+      const holders = await this.#holders(hash, others, tally);
+      data = await this.#getFirst(hash, holders, tally, { placed: false });
+      if (data !== null) this.counters.foundElsewhere++;
+    }
+    if (data === null) {
+      throw new CorruptionError(
+        `Cannot read block ${hash}: no live member holds a good copy ` +
+          `(${replicas.length + others.length} asked, ${tally.unreachable} unreachable)`,
+      );
+    }
+    this.counters.fetched++;
+    await this.#keepLocal(hash, data);
+    for (const bad of tally.damaged) {
+      this.counters.repaired++;
+      this.#rpc.call(bad.address, "block.put", { header: { hash, repair: true }, data })
+        .catch(() => {});
+    }
+    return data;
+  }
+
+  /**
+   * The block from the first of `peers` that sends a good copy; null when none
+   * does. A peer that sends bad bytes is marked damaged, and so is one that lacks
+   * the block when it is `placed` (a replica).
+   */
+  async #getFirst(
+    hash: string,
+    peers: BlockPeer[],
+    tally: FetchTally,
+    options: { placed: boolean },
+  ): Promise<Uint8Array | null> {
+    for (const peer of peers) {
+      let data: Uint8Array | undefined;
+      try {
+        const reply = await this.#rpc.call(peer.address, "block.get", { header: { hash } });
+        if (reply.header.found === true) data = reply.data;
+      } catch {
+        tally.unreachable++;
+        continue;
+      }
+      if (data !== undefined && sha256Hex(data) === hash) return data;
+      if (data !== undefined || options.placed) tally.damaged.push(peer);
+    }
+    return null;
+  }
+
+  /** Those of `peers` that say they hold the block, asked a batch at a time. */
+  async #holders(hash: string, peers: BlockPeer[], tally: FetchTally): Promise<BlockPeer[]> {
+    const holders: BlockPeer[] = [];
+    for (let i = 0; i < peers.length; i += holderQueriesInFlightMax) {
+      const batch = peers.slice(i, i + holderQueriesInFlightMax);
+      const answers = await Promise.allSettled(
+        batch.map((peer) =>
+          this.#rpc.call(peer.address, "block.has", { header: { hashes: [hash] } })
+        ),
+      );
+      answers.forEach((answer, j) => {
+        if (answer.status === "rejected") tally.unreachable++;
+        else if ((answer.value.header.have as unknown[])?.[0] === true) holders.push(batch[j]);
+      });
+    }
+    return holders;
+  }
+
+  /**
+   * Keeps a verified copy here (a cache: healing hands it back when this node is
+   * no replica), durable at once: other members count it as a copy when this node
+   * is one of the block's replicas. A local copy of another size is bad: replaced.
+   */
+  async #keepLocal(hash: string, data: Uint8Array): Promise<void> {
+    let size: number | null = null;
+    try {
+      size = await this.#engine.blockSize(hash);
+    } catch { /* no copy here */ }
+    if (size !== null && size !== data.length) await this.#engine.deleteBlock(hash);
+    await this.#engine.putBlock(hash, data);
+    await this.#engine.flush();
+  }
+}
+
+/** The whole of a stored block (its length is its file's). */
+export async function readWhole(engine: LocalEngine, hash: string): Promise<Uint8Array> {
+  const size = await engine.blockSize(hash);
+  if (size > blockSizeMax) throw new RangeError(`block ${hash} is larger than ${blockSizeMax}`);
+  const data = new Uint8Array(size);
+  await engine.readBlock(hash, { offset: 0, length: size }, data);
+  return data;
+}

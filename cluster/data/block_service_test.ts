@@ -1,0 +1,233 @@
+/**
+ * Goal: blocks written through one node land on their replicas, any node reads
+ * them back verified, and a corrupt or missing copy is detected and repaired; a
+ * read fails only when no live member holds a good copy (a local copy that
+ * vanishes under the read, replicas that are new after a join).
+ * Method: three to five nodes in process, each a LocalEngine behind a sealed RPC
+ * server on loopback, placement by rendezvous with R = 2.
+ */
+import assert from "node:assert/strict";
+import { LocalEngine } from "../../core/mod.ts";
+import { ClusterKey } from "../transport/mod.ts";
+import {
+  blockMethods,
+  type BlockPeer,
+  ReplicatedBlocks,
+  type ReplicatedBlocksOptions,
+  sha256Hex,
+} from "./block_service.ts";
+import { Placement } from "../placement/mod.ts";
+import { RpcClient, rpcServer } from "../transport/mod.ts";
+import { MemoryIdentity } from "../transport/mod.ts";
+import { patternBytes } from "../../tests/_files.ts";
+
+const key = new ClusterKey(new TextEncoder().encode("block-service-test-key-012345678"));
+
+async function startNodes(count: number) {
+  const nodes = await Promise.all(Array.from({ length: count }, async (_, i) => {
+    const dir = await Deno.makeTempDir({ prefix: "atoll-blocks-" });
+    const engine = await LocalEngine.open({ dir });
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      rpcServer(key, new MemoryIdentity(), blockMethods(engine)),
+    );
+    return { id: `node-${i}`, address: `127.0.0.1:${server.addr.port}`, dir, engine, server };
+  }));
+  const placement = new Placement(nodes.map((n) => ({ id: n.id, weight: 1, zone: null })));
+  const peers = new Map<string, BlockPeer>(nodes.map((n) => [n.id, n]));
+  const replicasOf = (name: string) => placement.replicas(name, 2).map((id) => peers.get(id)!);
+  /** A block service of `node`; the test's own options win. */
+  const serviceOf = (node: typeof nodes[number], options: Partial<ReplicatedBlocksOptions> = {}) =>
+    new ReplicatedBlocks({
+      selfId: node.id,
+      engine: node.engine,
+      rpc: new RpcClient(key, new MemoryIdentity()),
+      replicasOf,
+      ...options,
+    });
+  const services = nodes.map((node) => serviceOf(node));
+  const stop = async () => {
+    for (const node of nodes) {
+      await node.server.shutdown();
+      await node.engine.close();
+      await Deno.remove(node.dir, { recursive: true });
+    }
+  };
+  return { nodes, peers, services, serviceOf, replicasOf, stop };
+}
+
+Deno.test("blocks land on their replicas and any node reads them verified", async () => {
+  const { nodes, services, replicasOf, stop } = await startNodes(3);
+  try {
+    const data = patternBytes(1024 * 1024, 7);
+    const hash = sha256Hex(data);
+    assert.equal(await services[0].put(hash, data), true);
+    const holders = replicasOf(hash).map((peer) => peer.id).sort();
+    for (const node of nodes) {
+      assert.equal(await node.engine.hasBlock(hash), holders.includes(node.id), node.id);
+    }
+    const outsider = nodes.findIndex((node) => !holders.includes(node.id));
+    const part = new Uint8Array(1000);
+    await services[outsider].read(hash, { offset: 5000, length: 1000 }, part);
+    assert.deepEqual(part, data.subarray(5000, 6000));
+    assert.equal(await nodes[outsider].engine.hasBlock(hash), true, "kept a verified copy");
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("a corrupt replica is skipped, repaired, and a forged put is refused", async () => {
+  const { nodes, services, replicasOf, stop } = await startNodes(3);
+  try {
+    const data = patternBytes(256 * 1024, 9);
+    const hash = sha256Hex(data);
+    await services[0].put(hash, data);
+    const [first, second] = replicasOf(hash).map((peer) => nodes.find((n) => n.id === peer.id)!);
+    const path = `${first.dir}/blocks/${hash.slice(0, 2)}/${hash}`;
+    const corrupt = data.slice();
+    corrupt[100] ^= 0xff;
+    await Deno.writeFile(path, corrupt);
+    const reader = nodes.findIndex((node) => node !== first && node !== second);
+    const into = new Uint8Array(data.length);
+    await services[reader].read(hash, { offset: 0, length: data.length }, into);
+    assert.deepEqual(into, data, "read the good replica");
+    // The repair replaces the copy (delete, put, flush): the file may be briefly absent.
+    const stored = () => Deno.readFile(path).then(sha256Hex, () => "absent");
+    for (let i = 0; i < 100 && await stored() !== hash; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(await stored(), hash, "the bad copy was repaired");
+    const forged = await new RpcClient(key, new MemoryIdentity()).call(
+      second.address,
+      "block.put",
+      {
+        header: { hash: "0".repeat(64) },
+        data,
+      },
+    ).catch((error) => error);
+    assert.match(String(forged), /do not match its name/);
+  } finally {
+    await stop();
+  }
+});
+
+/**
+ * The engine of `engine`'s node as a read sees it when healing hands the block
+ * off (or GC collects it) right after hasBlock() said it was here: the first
+ * hasBlock() that answers true for `hash` deletes it before returning.
+ */
+function losingAfterHas(engine: LocalEngine, hash: string): LocalEngine {
+  let armed = true;
+  return new Proxy(engine, {
+    get(target, property) {
+      if (property === "hasBlock") {
+        return async (name: string) => {
+          const has = await target.hasBlock(name);
+          if (has && armed && name === hash) {
+            armed = false;
+            await target.deleteBlock(name);
+          }
+          return has;
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+Deno.test("read() takes a replica's copy when the local one vanishes after has()", async () => {
+  const { nodes, serviceOf, services, replicasOf, stop } = await startNodes(3);
+  try {
+    const data = patternBytes(512 * 1024, 11);
+    const hash = sha256Hex(data);
+    await services[0].put(hash, data);
+    const holder = nodes.find((node) => node.id === replicasOf(hash)[0].id)!;
+    const racing = serviceOf(holder, { engine: losingAfterHas(holder.engine, hash) });
+    const into = new Uint8Array(4096);
+    await racing.read(hash, { offset: 8192, length: 4096 }, into);
+    assert.deepEqual(into, data.subarray(8192, 8192 + 4096));
+    assert.equal(racing.counters.localMisses, 1, "the local read missed");
+    assert.equal(racing.counters.fetched, 1, "then the other replica's copy was read");
+    assert.equal(await holder.engine.hasBlock(hash), true, "and kept here again");
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("read() finds a block on a live member when no placed replica holds it", async () => {
+  // A join: the block was written while three members were placed; two members
+  // joined and placement now names only them, before healing moved anything.
+  const { nodes, peers, serviceOf, stop } = await startNodes(5);
+  try {
+    const before = new Placement(
+      nodes.slice(0, 3).map((n) => ({ id: n.id, weight: 1, zone: null })),
+    );
+    const after = new Placement(nodes.map((n) => ({ id: n.id, weight: 1, zone: null })));
+    const joined = new Set([nodes[3].id, nodes[4].id]);
+    let data = new Uint8Array();
+    for (let seed = 1; seed < 1000; seed++) {
+      data = patternBytes(64 * 1024, seed);
+      if (after.replicas(sha256Hex(data), 2).every((id) => joined.has(id))) break;
+    }
+    const hash = sha256Hex(data);
+    assert.ok(
+      after.replicas(hash, 2).every((id) => joined.has(id)),
+      "a block placed on new members",
+    );
+    const holders = before.replicas(hash, 2);
+    for (const id of holders) {
+      const engine = nodes.find((node) => node.id === id)!.engine;
+      await engine.putBlock(hash, data);
+      await engine.flush();
+    }
+    const replicasOf = (name: string) => after.replicas(name, 2).map((id) => peers.get(id)!);
+    const allPeers = () => [...peers.values()];
+    const reader = nodes.slice(0, 3).find((node) => !holders.includes(node.id))!;
+
+    const alone = serviceOf(reader, { replicasOf });
+    const refused = await alone.read(hash, { offset: 0, length: 10 }, new Uint8Array(10))
+      .catch((error) => error);
+    assert.match(String(refused), /CorruptionError: .*no live member holds a good copy/);
+
+    const service = serviceOf(reader, { replicasOf, allPeers });
+    const into = new Uint8Array(data.length);
+    await service.read(hash, { offset: 0, length: data.length }, into);
+    assert.deepEqual(into, data);
+    assert.equal(service.counters.foundElsewhere, 1);
+    // The placed replicas that lacked it were given the good copy on the way.
+    const placed = [...joined].map((id) => nodes.find((node) => node.id === id)!.engine);
+    for (
+      let i = 0;
+      i < 100 && !(await Promise.all(placed.map((e) => e.hasBlock(hash)))).every(Boolean);
+      i++
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    for (const engine of placed) assert.equal(await engine.hasBlock(hash), true);
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("read() fails only when no live member holds a good copy", async () => {
+  const { nodes, peers, serviceOf, stop } = await startNodes(3);
+  try {
+    const data = patternBytes(64 * 1024, 5);
+    const hash = sha256Hex(data);
+    // A bad copy on one member, none anywhere else.
+    const corrupt = data.slice();
+    corrupt[0] ^= 1;
+    await nodes[2].engine.putBlock(hash, corrupt);
+    await nodes[2].engine.flush();
+    const service = serviceOf(nodes[0], { allPeers: () => [...peers.values()] });
+    const error = await service.read(hash, { offset: 0, length: 1 }, new Uint8Array(1))
+      .catch((error) => error);
+    assert.match(
+      String(error),
+      /CorruptionError: Cannot read block .*: no live member holds a good copy/,
+    );
+  } finally {
+    await stop();
+  }
+});

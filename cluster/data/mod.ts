@@ -1,0 +1,8 @@
+/**
+ * Blocks and objects on their replicas: replicated puts and reads, versioned object copies, and the write quorum.
+ *
+ * @module
+ */
+export * from "./block_service.ts";
+export * from "./object_service.ts";
+export * from "./replicated_objects.ts";

@@ -1,0 +1,68 @@
+/**
+ * Goal: a storing node refuses writes from a fenced-off lease holder, durably.
+ * Method: a LocalEngine behind a sealed RPC server on loopback; writes at epochs
+ * 1 and 2, then a late write at epoch 1 (an old holder cut off by a partition);
+ * the node restarts and still refuses it; the bytes are those of epoch 2.
+ */
+import assert from "node:assert/strict";
+import { LocalEngine } from "../../core/mod.ts";
+import { ClusterKey } from "../transport/mod.ts";
+import { objectMethods, ObjectReplica } from "./object_service.ts";
+import { RpcClient, rpcServer } from "../transport/mod.ts";
+import { MemoryIdentity } from "../transport/mod.ts";
+
+const key = new ClusterKey(new TextEncoder().encode("object-service-test-key-01234567"));
+const uid = "ab".repeat(16);
+const name = `${uid}.1.0`;
+
+async function startStorage(dir: string) {
+  const engine = await LocalEngine.open({ dir });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    rpcServer(key, new MemoryIdentity(), objectMethods(new ObjectReplica("n1", engine))),
+  );
+  const stop = async () => {
+    await server.shutdown();
+    await engine.close();
+  };
+  return { address: `127.0.0.1:${server.addr.port}`, stop };
+}
+
+Deno.test("a write with an epoch below the fence never lands, even after a restart", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-fence-" });
+  const rpc = new RpcClient(key, new MemoryIdentity());
+  let storage = await startStorage(dir);
+  let version = 0;
+  const write = (epoch: number, byte: number) =>
+    rpc.call(storage.address, "object.change", {
+      header: { name, offset: 0, epoch, version: ++version, replace: true },
+      data: new Uint8Array(4096).fill(byte),
+    });
+  const read = async () =>
+    (await rpc.call(storage.address, "object.read", { header: { name, offset: 0, length: 4096 } }))
+      .data;
+  try {
+    await write(1, 0x11);
+    await write(2, 0x22);
+    await assert.rejects(write(1, 0x33), /epoch 2 holds its lease/);
+    assert.deepEqual(await read(), new Uint8Array(4096).fill(0x22));
+    await rpc.call(storage.address, "object.flush");
+
+    await storage.stop();
+    storage = await startStorage(dir);
+    await assert.rejects(write(1, 0x44), /epoch 2 holds its lease/);
+    assert.deepEqual(await read(), new Uint8Array(4096).fill(0x22));
+    await write(3, 0x55);
+    assert.deepEqual(await read(), new Uint8Array(4096).fill(0x55));
+    await assert.rejects(write(2, 0x66), /epoch 3 holds its lease/);
+    await assert.rejects(
+      rpc.call(storage.address, "object.change", {
+        header: { name: "../x", offset: 0, epoch: 9, version: 99 },
+      }),
+      /bad object name/,
+    );
+  } finally {
+    await storage.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,468 @@
+/**
+ * Write leases: at most one node writes a volume at a time, and the lease
+ * follows the VM during a live migration (DESIGN.md invariant 3).
+ *
+ * The lease lives in the volume's record (`lease: {holder, epoch}`), so taking
+ * it is a compare-and-set of the record: the old holder, whose instance still
+ * names the older record version, can no longer persist a map.
+ *
+ * Moving the lease to this node (the first write through it, or an operator):
+ * 1. ask the holder to release: it makes durable everything it acknowledged,
+ *    fences its open connections and drops its instance. A holder that cannot
+ *    be reached is waited for until gossip declares it dead (bounded).
+ * 2. raise the fence of the volume to the new epoch on every live member, so
+ *    storage refuses anything the old holder still sends;
+ * 3. write `{holder: self, epoch + 1}` into the record (CAS), reload the volume.
+ *
+ * Every connection open at a node when that node loses the lease is fenced for
+ * writes for good (its writes fail with EIO and never land); reads, FLUSH and
+ * DISC still succeed, so a migrating QEMU finishes cleanly. Connections opened
+ * later may take the lease back (migrating back).
+ *
+ * Reads at a node that does not hold the lease are forwarded to the holder, so
+ * they see every write it acknowledged; without a live holder they read the
+ * last flushed state from the record.
+ */
+import {
+  type ByteRange,
+  ConflictError,
+  type Extent,
+  LeaseLostError,
+  NotFoundError,
+  type Store,
+  type Volume,
+  type VolumeInfo,
+  type VolumeLease,
+} from "../../core/mod.ts";
+import { KeyedMutex } from "../../core/_mutex.ts";
+import {
+  decodeRecordHeader,
+  recordKey,
+  type VolumeHeader,
+  withRecordHeader,
+} from "../../core/records.ts";
+import type { Register } from "../meta/mod.ts";
+import type { NbdDevice } from "../../nbd/device.ts";
+import type { ClusterEngine } from "../cluster_engine.ts";
+import type { RpcClient, RpcMethod } from "../transport/mod.ts";
+
+/** Longest wait for an unreachable holder to be declared dead before a takeover. */
+export const takeoverWaitMsDefault = 30_000;
+/** Largest read forwarded to the holder in one call (an NBD request's maximum). */
+const forwardedReadBytesMax = 32 * 1024 * 1024;
+/** Tries to move a lease when other nodes race for it. */
+const moveAttemptsMax = 16;
+
+/** The lease changed between reading the record and taking it: read again. */
+class LeaseMovedError extends Error {
+  override name = "LeaseMovedError";
+}
+
+/** Counters an operator sees in /metrics and /v1/cluster. */
+export interface LeaseCounters {
+  acquired: number;
+  released: number;
+  takeovers: number;
+  fencedWrites: number;
+  forwardedReads: number;
+  /** Last lease move here, milliseconds from the first write to holding it. */
+  lastMoveMs: number;
+}
+
+/** The write leases of this node. */
+export class LeaseManager {
+  readonly counters: LeaseCounters = {
+    acquired: 0,
+    released: 0,
+    takeovers: 0,
+    fencedWrites: 0,
+    forwardedReads: 0,
+    lastMoveMs: 0,
+  };
+  #store: Store;
+  #engine: ClusterEngine;
+  #rpc: RpcClient;
+  #takeoverWaitMs: number;
+  /** Volumes this node holds: name → epoch and uid. */
+  #held = new Map<string, { epoch: number; uid: string }>();
+  /** Volume uid → the epoch this node writes it under. */
+  #epochs = new Map<string, number>();
+  /** Times this node lost the lease of a volume (connections older than a loss are fenced). */
+  #losses = new Map<string, number>();
+  /** Where reads of a volume held elsewhere go, as last read from its record. */
+  #holders = new Map<string, string | null>();
+  #locks = new KeyedMutex();
+
+  constructor(
+    options: { store: Store; engine: ClusterEngine; rpc: RpcClient; takeoverWaitMs?: number },
+  ) {
+    this.#store = options.store;
+    this.#engine = options.engine;
+    this.#rpc = options.rpc;
+    this.#takeoverWaitMs = options.takeoverWaitMs ?? takeoverWaitMsDefault;
+    this.#store.access = {
+      acquire: async (name, purpose) => {
+        if (purpose === "catalogue") await this.#refuseIfHeldElsewhere(name);
+        await this.acquire(name);
+      },
+      isCurrent: (name) => this.#held.has(name),
+    };
+  }
+
+  /** The epoch this node writes volume `uid` under; 0 when it holds no lease on it. */
+  epochOf(uid: string): number {
+    return this.#epochs.get(uid) ?? 0;
+  }
+
+  /** True when this node holds the write lease of `name`. */
+  holds(name: string): boolean {
+    return this.#held.has(name);
+  }
+
+  /** How many times this node lost the lease of `name`. */
+  losses(name: string): number {
+    return this.#losses.get(name) ?? 0;
+  }
+
+  /** Takes the write lease of `name` to this node, moving it from its holder. */
+  acquire(name: string): Promise<void> {
+    if (this.#held.has(name)) return Promise.resolve();
+    return this.#locks.run(name, async () => {
+      if (this.#held.has(name)) return;
+      const started = performance.now();
+      await this.#move(name, this.#engine.selfId);
+      this.counters.acquired++;
+      this.counters.lastMoveMs = performance.now() - started;
+    });
+  }
+
+  /**
+   * Breaks the lease of `name` (an operator, for a holder that is gone for good):
+   * nobody holds it afterwards, and the old holder's writes are fenced.
+   */
+  breakLease(name: string): Promise<void> {
+    return this.#locks.run(name, () => this.#move(name, null, { release: false }));
+  }
+
+  async #refuseIfHeldElsewhere(name: string): Promise<void> {
+    if (this.#held.has(name)) return;
+    const holder = (await this.#store.loadVolume(name)).lease?.holder ?? null;
+    if (holder === null || holder === this.#engine.selfId) return;
+    const member = this.#engine.member(holder);
+    if (member?.status !== "alive" && member?.status !== "suspect") return;
+    throw new ConflictError(
+      `Cannot change volume "${name}" through this node: node ${holder} (cluster address ` +
+        `${member.address}) ` +
+        `holds its write lease, so a VM may be writing it there; ask that node, or move the ` +
+        `lease first (atoll volume lease)`,
+    );
+  }
+
+  /** The volume as the cluster sees it now, with its lease. */
+  async info(name: string): Promise<VolumeInfo & { heldHere: boolean }> {
+    // The holder's own instance is current; elsewhere volumeInfo reads the record.
+    return { ...await this.#store.volumeInfo(name), heldHere: this.#held.has(name) };
+  }
+
+  /** Reads `range` of `name`, coherent with the holder wherever it is. */
+  async read(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (this.#held.has(name)) {
+        await (await this.#store.openVolume(name)).readAt(range, into);
+        return;
+      }
+      let holder = this.#holders.get(name);
+      if (holder === undefined) {
+        holder = (await this.#store.loadVolume(name)).lease?.holder ?? null;
+        this.#holders.set(name, holder);
+      }
+      const member = holder === null ? undefined : this.#engine.member(holder);
+      const live = member !== undefined &&
+        (member.status === "alive" || member.status === "suspect");
+      if (holder === null || holder === this.#engine.selfId || !live) {
+        // Nobody can have acknowledged more than the record's flushed state.
+        await (await this.#store.loadVolume(name)).readAt(range, into);
+        this.#holders.delete(name);
+        return;
+      }
+      try {
+        const reply = await this.#rpc.call(member!.address, "volume.read", {
+          header: { name, offset: range.offset, length: range.length },
+        });
+        if (reply.header.held === true && reply.data?.length === range.length) {
+          into.set(reply.data);
+          this.counters.forwardedReads++;
+          return;
+        }
+      } catch {
+        // unreachable: read the record again
+      }
+      this.#holders.delete(name);
+    }
+    await (await this.#store.loadVolume(name)).readAt(range, into);
+  }
+
+  /** The NBD device of volume `name` for one connection. */
+  async openDevice(name: string): Promise<NbdDevice> {
+    const volume = await this.#store.loadVolume(name);
+    return new LeasedVolumeDevice(this, this.#store, name, volume.sizeBytes, this.losses(name));
+  }
+
+  /** The methods other members call: release a lease, read a held volume, fence. */
+  methods(): Record<string, RpcMethod> {
+    return {
+      "lease.release": async (request) => {
+        const name = String(request.header.name);
+        const epoch = Number(request.header.epoch);
+        return { header: { released: await this.#release(name, epoch) } };
+      },
+      "volume.read": async (request) => {
+        const name = String(request.header.name);
+        const offset = request.header.offset, length = request.header.length;
+        if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) {
+          throw new TypeError("bad range");
+        }
+        if ((length as number) < 0 || (length as number) > forwardedReadBytesMax) {
+          throw new RangeError("bad length");
+        }
+        if (!this.#held.has(name)) return { header: { held: false } };
+        const data = new Uint8Array(length as number);
+        await (await this.#store.openVolume(name)).readAt(
+          { offset: offset as number, length: length as number },
+          data,
+        );
+        return { header: { held: true }, data };
+      },
+      "lease.changed": (request) => {
+        this.#holders.delete(String(request.header.name));
+        return { header: {} };
+      },
+    };
+  }
+
+  /**
+   * Storage or the record refused this node as the writer of `name` (the lease
+   * was taken while this node was cut off): stop holding it, fence its connections.
+   */
+  noteLost(name: string): void {
+    const held = this.#held.get(name);
+    if (held === undefined) return;
+    console.error(`atoll: lost the write lease of volume "${name}" (epoch ${held.epoch})`);
+    this.#held.delete(name);
+    this.#epochs.delete(held.uid);
+    this.#losses.set(name, this.losses(name) + 1);
+    this.#holders.delete(name);
+    this.#store.dropVolume(name);
+    this.#engine.objects.forget(held.uid);
+  }
+
+  /** Gives up the lease of `name` if held at `epoch` or earlier; true when not held after. */
+  #release(name: string, epoch: number): Promise<boolean> {
+    return this.#locks.run(name, async () => {
+      const held = this.#held.get(name);
+      if (held === undefined) return true;
+      if (held.epoch > epoch) return false; // taken again since the caller looked
+      this.#held.delete(name);
+      this.#epochs.delete(held.uid);
+      this.#losses.set(name, this.losses(name) + 1);
+      this.#holders.delete(name);
+      this.counters.released++;
+      try {
+        await (await this.#store.openVolume(name)).release();
+      } finally {
+        this.#store.dropVolume(name);
+        this.#engine.objects.forget(held.uid);
+      }
+      return true;
+    });
+  }
+
+  async #move(name: string, to: string | null, options = { release: true }): Promise<void> {
+    for (let attempt = 0; attempt < moveAttemptsMax; attempt++) {
+      const current = await this.#store.loadVolume(name);
+      const lease = current.lease ?? { holder: null, epoch: 0 };
+      const uid = current.header.uid;
+      const epoch = lease.epoch + 1;
+      // A holder that released writes no more: storage learns the new epoch from
+      // the new holder's writes, and the fence goes out in the background. One that
+      // did not (dead, cut off, or a break) may still write: fence storage first.
+      const cooperative = lease.holder !== null && lease.holder !== this.#engine.selfId &&
+          options.release
+        ? this.#askRelease(name, lease)
+        : Promise.resolve(false);
+      const ready = cooperative.then(async (released) => {
+        if (!released) return await this.#fence(uid, epoch);
+        this.#fence(uid, epoch).catch(() => {});
+      });
+      // The holder persisted its last map when it released: take the lease on that
+      // record in one compare-and-set (its first round overlaps the release and the
+      // fencing), and open the volume from what it wrote.
+      let register: Register;
+      try {
+        register = await this.#engine.proposer.change(recordKey.volume(name), (record) => {
+          if (record.value === null) {
+            throw new NotFoundError(`Cannot move the lease of volume "${name}": it was deleted`);
+          }
+          const header = decodeRecordHeader<VolumeHeader>(record.value);
+          if ((header.lease?.epoch ?? 0) !== lease.epoch) throw new LeaseMovedError();
+          return {
+            version: record.version + 1,
+            value: withRecordHeader(record.value, { ...header, lease: { holder: to, epoch } }),
+          };
+        }, ready);
+      } catch (error) {
+        if (error instanceof LeaseMovedError) continue; // someone else moved it meanwhile
+        throw error;
+      }
+      this.#store.dropVolume(name);
+      if (to === this.#engine.selfId) {
+        this.#store.adoptVolume(name, register.value!, register.version);
+      }
+      this.#engine.objects.forget(uid);
+      this.#holders.delete(name);
+      if (to === this.#engine.selfId) {
+        this.#held.set(name, { epoch, uid });
+        this.#epochs.set(uid, epoch);
+      }
+      this.#tellMembers(name);
+      return;
+    }
+    throw new LeaseLostError(
+      `Cannot move the write lease of volume "${name}": other nodes kept moving it`,
+    );
+  }
+
+  /**
+   * Asks the holder to release; waits for an unreachable one to be declared
+   * dead. True when it released (it will write no more), false when it is gone.
+   */
+  async #askRelease(name: string, lease: VolumeLease): Promise<boolean> {
+    const deadline = performance.now() + this.#takeoverWaitMs;
+    for (;;) {
+      const member = this.#engine.member(lease.holder!);
+      if (member === undefined || member.status === "dead" || member.status === "left") {
+        this.counters.takeovers++;
+        return false; // gone: storage fencing keeps it out if it ever comes back
+      }
+      try {
+        const reply = await this.#rpc.call(member.address, "lease.release", {
+          header: { name, epoch: lease.epoch },
+        }, 5_000);
+        if (reply.header.released === true) return true;
+        throw new LeaseLostError(`Cannot move volume "${name}": its holder took it again`);
+      } catch (error) {
+        if (error instanceof LeaseLostError) throw error;
+      }
+      if (performance.now() > deadline) {
+        throw new LeaseLostError(
+          `Cannot move the write lease of volume "${name}": holder ${lease.holder} is ` +
+            `unreachable and not declared dead after ${this.#takeoverWaitMs} ms`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  /** Raises the volume's fence to `epoch` here and on every live member, all at once. */
+  async #fence(uid: string, epoch: number): Promise<void> {
+    await Promise.all([
+      this.#engine.replica.fences.admit(uid, epoch),
+      Promise.allSettled(
+        this.#engine.liveMembers().filter((member) => member.id !== this.#engine.selfId).map(
+          (member) =>
+            this.#rpc.call(member.address, "object.fence", { header: { uid, epoch } }, 5_000),
+        ),
+      ),
+    ]);
+  }
+
+  /** Tells live members to forget where they forwarded reads of `name` (best effort). */
+  #tellMembers(name: string): void {
+    for (const member of this.#engine.liveMembers()) {
+      if (member.id === this.#engine.selfId) continue;
+      this.#rpc.call(member.address, "lease.changed", { header: { name } }, 5_000).catch(() => {});
+    }
+  }
+}
+
+/** A volume served over NBD by a cluster node: writes take the lease, reads stay coherent. */
+class LeasedVolumeDevice implements NbdDevice {
+  readonly canWrite = true;
+  readonly canMultiConn = true;
+
+  constructor(
+    readonly leases: LeaseManager,
+    readonly store: Store,
+    readonly name: string,
+    readonly sizeBytes: number,
+    /** Losses of the lease at this node when the connection opened. */
+    readonly lossesAtOpen: number,
+  ) {}
+
+  read(range: ByteRange, into: Uint8Array): Promise<void> {
+    return this.leases.read(this.name, range, into);
+  }
+
+  write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
+    return this.#writing(async (volume) => await volume.writeAt(offset, data, { fua }));
+  }
+
+  zero(range: ByteRange, options: { fua: boolean; keepAllocated: boolean }): Promise<void> {
+    return this.#writing(async (volume) => await volume.zeroAt(range, options));
+  }
+
+  zeroIsFast(): boolean {
+    // Only the holder's map could tell; say no (a FAST_ZERO then fails fast).
+    return false;
+  }
+
+  trim(range: ByteRange, fua: boolean): Promise<void> {
+    return this.#writing(async (volume) => await volume.trim(range, { fua }));
+  }
+
+  async flush(): Promise<void> {
+    // Not the holder: whatever this node acknowledged was made durable when it released.
+    if (!this.leases.holds(this.name)) return;
+    await this.#refusedMeansLost(async () =>
+      await (await this.store.openVolume(this.name)).flush()
+    );
+  }
+
+  extents(range: ByteRange): Extent[] {
+    // Allocation is the holder's to know: report data, which is always true to read.
+    return [{ offset: range.offset, length: range.length, zero: false }];
+  }
+
+  async #writing(fn: (volume: Volume) => Promise<void>): Promise<void> {
+    const volume = await this.#writable();
+    await this.#refusedMeansLost(() => fn(volume));
+  }
+
+  /** Runs `fn`; a refusal by storage or the record means another node took the lease. */
+  async #refusedMeansLost(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (error) {
+      if (error instanceof ConflictError && !(error instanceof LeaseLostError)) {
+        this.leases.noteLost(this.name);
+        throw new LeaseLostError(`Cannot write volume "${this.name}": ${error.message}`, {
+          cause: error,
+        });
+      }
+      if (error instanceof LeaseLostError) this.leases.noteLost(this.name);
+      throw error;
+    }
+  }
+
+  async #writable(): Promise<Volume> {
+    if (this.leases.losses(this.name) > this.lossesAtOpen) {
+      this.leases.counters.fencedWrites++;
+      throw new LeaseLostError(
+        `Cannot write volume "${this.name}": this connection was open when the write lease ` +
+          `moved to another node`,
+      );
+    }
+    await this.leases.acquire(this.name);
+    return await this.store.openVolume(this.name);
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * Garbage collection in a cluster (the mark and sweep is core/gc.ts). Three
+ * rules make it safe while other nodes upload and change the catalogue:
+ *
+ * - pins: before marking, every member that holds a place answers with the
+ *   blocks its uploads in progress have stored; a member that cannot answer
+ *   stops the collection (its uploads could lose blocks);
+ * - a second mark after a pause, so that a record another node wrote while the
+ *   first mark ran (a clone of a source being deleted) still counts;
+ * - age: a replica deletes an unreferenced block only when it was stored, or
+ *   stored again by a deduplicating put, before the pins were taken (its age
+ *   exceeds the time since then, plus a margin) and at least `minAgeMs` ago.
+ *   Whatever an upload stores after the pins were taken is thus kept. Ages are
+ *   measured on each replica's clock against a duration from this node's, so
+ *   clock offsets between hosts do not matter.
+ */
+import { ConflictError, isBlockName, isObjectName, type Store } from "../../core/mod.ts";
+import type { GcPolicy } from "../../core/store.ts";
+import type { ClusterEngine } from "../cluster_engine.ts";
+import type { RpcClient, RpcMethod } from "../transport/mod.ts";
+
+/** Default age below which no block is collected (`--gc-min-age`). */
+export const gcMinAgeMsDefault = 60_000;
+/** Added to the time since the pins were taken (clock granularity, a slow stat). */
+const ageMarginMs = 250;
+/** Default pause between the two marks (`--gc-settle`). */
+export const gcSettleMsDefault = 10_000;
+/** Most hashes one `block.collect` call names. */
+const collectBatchMax = 4096;
+
+/** The policy a store in a cluster collects garbage with. */
+export function clusterGcPolicy(
+  options: { engine: ClusterEngine; rpc: RpcClient; minAgeMs: number; settleMs: number },
+): GcPolicy {
+  const { engine, rpc, settleMs } = options;
+  let pinsTakenAt = performance.now();
+  const minAge = () =>
+    Math.max(options.minAgeMs, Math.ceil(performance.now() - pinsTakenAt) + ageMarginMs);
+  return {
+    async pinned() {
+      pinsTakenAt = performance.now();
+      const pins = new Set<string>();
+      for (const member of engine.placementMembers()) {
+        if (member.id === engine.selfId || member.status === "dead") continue;
+        let hashes: unknown;
+        try {
+          hashes = (await rpc.call(member.address, "store.pins", { header: {} })).header.hashes;
+        } catch (cause) {
+          throw new ConflictError(
+            `Cannot collect garbage: member ${member.id} (${member.address}) did not say which ` +
+              `blocks its uploads hold; try again when it answers`,
+            { cause },
+          );
+        }
+        for (const hash of Array.isArray(hashes) ? hashes : []) pins.add(String(hash));
+      }
+      return pins;
+    },
+    settle: () => new Promise((resolve) => setTimeout(resolve, settleMs)),
+    async deleteObject(name) {
+      // Garbage objects belong to deleted volumes or older generations: nobody
+      // writes them, so they go without a lease (their stamps stay, as tombstones).
+      await engine.local.deleteObject(name);
+      const calls = await Promise.allSettled(
+        engine.liveMembers().filter((member) => member.id !== engine.selfId).map((member) =>
+          rpc.call(member.address, "object.collect", { header: { names: [name] } })
+        ),
+      );
+      const failed = calls.find((call) => call.status === "rejected");
+      if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    },
+    async deleteBlock(hash) {
+      const minAgeMs = minAge();
+      const here = engine.local.deleteBlockIfOlderThan(hash, minAgeMs);
+      const there = await Promise.allSettled(
+        engine.liveMembers().filter((member) => member.id !== engine.selfId).map(async (member) => {
+          const reply = await rpc.call(member.address, "block.collect", {
+            header: { hashes: [hash], minAgeMs },
+          });
+          return reply.header.kept === 0;
+        }),
+      );
+      return here && there.every((result) => result.status === "fulfilled" && result.value);
+    },
+  };
+}
+
+/** The methods other members call for garbage collection. */
+export function gcMethods(store: Store, engine: ClusterEngine): Record<string, RpcMethod> {
+  return {
+    "store.pins": () => ({ header: { hashes: store.uploadPins() } }),
+    "object.collect": async (request) => {
+      const names = request.header.names;
+      if (!Array.isArray(names) || names.length > collectBatchMax) throw new TypeError("bad names");
+      for (const name of names) {
+        if (!isObjectName(String(name))) throw new TypeError("bad object name");
+        await engine.local.deleteObject(String(name));
+      }
+      return { header: {} };
+    },
+    "block.collect": (request) => {
+      const { hashes, minAgeMs } = request.header;
+      if (!Array.isArray(hashes) || hashes.length > collectBatchMax) {
+        throw new TypeError("bad hashes");
+      }
+      if (!Number.isSafeInteger(minAgeMs) || (minAgeMs as number) < 0) {
+        throw new TypeError("bad minAgeMs");
+      }
+      let kept = 0;
+      for (const hash of hashes) {
+        if (!isBlockName(String(hash))) throw new TypeError("bad hash");
+        if (!engine.local.deleteBlockIfOlderThan(String(hash), minAgeMs as number)) kept++;
+      }
+      return { header: { kept } };
+    },
+  };
+}

@@ -1,0 +1,335 @@
+/**
+ * Healing and balance: a slow, repeated pass over what this node stores, so
+ * that every block, object and metadata key gets back to R good copies on the
+ * members placement names now.
+ *
+ * For each local item, placement decides the node's role:
+ * - the first live replica of the item checks the other replicas and copies the
+ *   item to those that lack it or lag behind (re-replication after a death, the
+ *   share of a joined node, writes a replica missed: hinted handoff and
+ *   anti-entropy in one);
+ * - a node that is no longer a replica (a member joined, or this is a read
+ *   cache) copies the item to the replicas that lack it and deletes its own copy
+ *   once every replica is live and holds it.
+ * Each pass also re-hashes a few local blocks (scrub) and replaces a corrupt
+ * one from a replica. A pass copies at most `copiesPerPassMax` items, one at a
+ * time, and stops copying when the receiving disks are short of space (the
+ * receiver refuses, see `diskReserveBytes`).
+ */
+import { compareStamps, type Stamp } from "../data/mod.ts";
+import { readWhole, sha256Hex } from "../data/mod.ts";
+import type { ClusterEngine } from "../cluster_engine.ts";
+import type { RpcClient } from "../transport/mod.ts";
+import type { BlockPeer } from "../data/mod.ts";
+
+/** Options of {@linkcode Healer}. */
+export interface HealerOptions {
+  engine: ClusterEngine;
+  rpc: RpcClient;
+  /** Pause between passes. */
+  intervalMs: number;
+  /** Most items one pass copies (throttle). */
+  copiesPerPassMax?: number;
+  /** Local blocks one pass re-hashes. */
+  scrubBlocksPerPass?: number;
+}
+
+/** What an operator sees of healing in /v1/cluster and /metrics. */
+export interface HealerStatus {
+  passes: number;
+  running: boolean;
+  lastPassMs: number;
+  /** Items found short of copies in the last pass (0 when all is well). */
+  underReplicated: number;
+  blocksCopied: number;
+  hintsReplayed: number;
+  blocksHandedOff: number;
+  objectsCopied: number;
+  objectsHandedOff: number;
+  blocksScrubbed: number;
+  corruptBlocksRepaired: number;
+  errors: number;
+  /** The last failure, for an operator (null when none yet). */
+  lastError: string | null;
+}
+
+const hasBatchMax = 4096;
+
+/** Runs healing passes until stopped. */
+export class Healer {
+  readonly status: HealerStatus = {
+    passes: 0,
+    running: false,
+    lastPassMs: 0,
+    underReplicated: 0,
+    blocksCopied: 0,
+    hintsReplayed: 0,
+    blocksHandedOff: 0,
+    objectsCopied: 0,
+    objectsHandedOff: 0,
+    blocksScrubbed: 0,
+    corruptBlocksRepaired: 0,
+    errors: 0,
+    lastError: null,
+  };
+  #options: Required<HealerOptions>;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #stopped = false;
+  #pass: Promise<void> | null = null;
+  #scrubCursor = "";
+
+  constructor(options: HealerOptions) {
+    this.#options = { copiesPerPassMax: 256, scrubBlocksPerPass: 4, ...options };
+  }
+
+  start(): void {
+    this.#schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    await this.#pass;
+  }
+
+  /** One pass now (tests; the timer calls it too). */
+  pass(): Promise<void> {
+    this.#pass ??= this.#run().finally(() => this.#pass = null);
+    return this.#pass;
+  }
+
+  #failed(error: unknown): void {
+    this.status.errors++;
+    this.status.lastError = error instanceof Error ? error.message : String(error);
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(async () => {
+      await this.pass().catch((error) => {
+        this.#failed(error);
+        console.error(`atoll: healing pass failed: ${error.message}`);
+      });
+      this.#schedule();
+    }, this.#options.intervalMs);
+  }
+
+  async #run(): Promise<void> {
+    const started = performance.now();
+    this.status.running = true;
+    const budget = { copies: this.#options.copiesPerPassMax, short: 0 };
+    try {
+      await this.#hints(budget);
+      await this.#blocks(budget);
+      await this.#objects(budget);
+      await this.#scrub();
+    } finally {
+      this.status.running = false;
+      this.status.passes++;
+      this.status.underReplicated = budget.short;
+      this.status.lastPassMs = Math.round(performance.now() - started);
+    }
+  }
+
+  /** Replays puts that missed a replica which is live again (hinted handoff). */
+  async #hints(budget: { copies: number; short: number }): Promise<void> {
+    const { engine } = this.#options;
+    for (const [hash, missed] of engine.blocks.hints) {
+      if (!(await engine.local.hasBlock(hash))) {
+        engine.blocks.hints.delete(hash); // a replica's anti-entropy covers it
+        continue;
+      }
+      for (const peer of engine.replicaPeers(hash)) {
+        if (!missed.has(peer.id) || !engine.isLive(peer.id) || budget.copies <= 0) continue;
+        budget.copies--;
+        try {
+          const data = await readWhole(engine.local, hash);
+          await this.#options.rpc.call(peer.address, "block.put", { header: { hash }, data });
+          missed.delete(peer.id);
+          this.status.hintsReplayed++;
+        } catch (error) {
+          this.#failed(error);
+        }
+      }
+      if (missed.size === 0 || engine.replicaPeers(hash).every((peer) => !missed.has(peer.id))) {
+        engine.blocks.hints.delete(hash);
+      }
+    }
+  }
+
+  async #blocks(budget: { copies: number; short: number }): Promise<void> {
+    const { engine } = this.#options;
+    const local: string[] = [];
+    for await (const hash of engine.local.listBlocks()) local.push(hash);
+    // Ask each replica about the blocks it should hold, in batches.
+    const asks = new Map<string, { peer: BlockPeer; hashes: string[] }>();
+    const roles = new Map<string, { replicas: BlockPeer[]; mine: boolean }>();
+    for (const hash of local) {
+      const replicas = engine.replicaPeers(hash);
+      const mine = replicas.some((peer) => peer.id === engine.selfId);
+      roles.set(hash, { replicas, mine });
+      for (const peer of replicas) {
+        if (peer.id === engine.selfId || !engine.isLive(peer.id)) continue;
+        let ask = asks.get(peer.id);
+        if (ask === undefined) asks.set(peer.id, ask = { peer, hashes: [] });
+        ask.hashes.push(hash);
+      }
+    }
+    const has = new Map<string, Set<string>>(); // hash → peers known to hold it
+    for (const { peer, hashes } of asks.values()) {
+      for (let i = 0; i < hashes.length; i += hasBatchMax) {
+        const batch = hashes.slice(i, i + hasBatchMax);
+        let have: boolean[];
+        try {
+          const reply = await this.#options.rpc.call(peer.address, "block.has", {
+            header: { hashes: batch },
+          });
+          have = reply.header.have as boolean[];
+        } catch {
+          continue; // unreachable now: next pass
+        }
+        batch.forEach((hash, j) => {
+          if (!have[j]) return;
+          let holders = has.get(hash);
+          if (holders === undefined) has.set(hash, holders = new Set());
+          holders.add(peer.id);
+        });
+      }
+    }
+    for (const [hash, { replicas, mine }] of roles) {
+      const holders = has.get(hash) ?? new Set<string>();
+      // Among the replicas, the first live one that holds the block copies it (a
+      // replica that lacks it, e.g. a new member placed first, cannot lead).
+      const leader = replicas.find((peer) =>
+        engine.isLive(peer.id) && (peer.id === engine.selfId || holders.has(peer.id))
+      );
+      if (mine && leader?.id !== engine.selfId) continue;
+      const missing = replicas.filter((peer) =>
+        peer.id !== engine.selfId && engine.isLive(peer.id) && !holders.has(peer.id)
+      );
+      if (missing.length > 0) budget.short++;
+      let data: Uint8Array | null = null;
+      for (const peer of missing) {
+        if (budget.copies <= 0) return;
+        budget.copies--;
+        try {
+          data ??= await readWhole(engine.local, hash);
+          if (sha256Hex(data) !== hash) break; // corrupt here: scrub replaces it
+          await this.#options.rpc.call(peer.address, "block.put", {
+            header: { hash, heal: true },
+            data,
+          });
+          holders.add(peer.id);
+          this.status.blocksCopied++;
+        } catch (error) {
+          this.#failed(error);
+        }
+      }
+      // Not a replica (a cache, or a member joined): the copy goes once every replica holds it.
+      if (!mine && replicas.every((peer) => engine.isLive(peer.id) && holders.has(peer.id))) {
+        await engine.local.deleteBlock(hash);
+        this.status.blocksHandedOff++;
+      }
+    }
+  }
+
+  async #objects(budget: { copies: number; short: number }): Promise<void> {
+    const { engine } = this.#options;
+    for await (const name of engine.local.listObjects()) {
+      if (this.#stopped) return;
+      const replicas = engine.replicaPeers(name);
+      const mine = replicas.some((peer) => peer.id === engine.selfId);
+      const others = replicas.filter((peer) => peer.id !== engine.selfId && engine.isLive(peer.id));
+      const [stamp] = await engine.replica.stamps([name]);
+      const stamps = await Promise.all(others.map(async (peer) => {
+        try {
+          const reply = await this.#options.rpc.call(peer.address, "object.stamps", {
+            header: { names: [name] },
+          });
+          return (reply.header.stamps as Stamp[])[0];
+        } catch {
+          return null; // unknown: leave it alone this pass
+        }
+      }));
+      if (mine) {
+        // The first live replica whose copy is the newest copies it to the others.
+        let best = stamp;
+        for (const other of stamps) {
+          if (other !== null && compareStamps(other, best) > 0) best = other;
+        }
+        const stampOf = (id: string) =>
+          id === engine.selfId ? stamp : stamps[others.findIndex((peer) => peer.id === id)];
+        const leader = replicas.find((peer) => {
+          const copy = engine.isLive(peer.id) ? stampOf(peer.id) : null;
+          return copy != null && compareStamps(copy, best) === 0;
+        });
+        if (leader?.id !== engine.selfId) continue;
+      }
+      const behind = others.filter((_, i) =>
+        stamps[i] !== null && compareStamps(stamps[i]!, stamp) < 0
+      );
+      if (behind.length > 0) budget.short++;
+      const current = new Set(
+        others.filter((_, i) => stamps[i] !== null && compareStamps(stamps[i]!, stamp) >= 0),
+      );
+      for (const peer of behind) {
+        if (budget.copies <= 0) return;
+        budget.copies--;
+        try {
+          const { data, stamp } = await engine.replica.read(name, 0, -1);
+          await this.#options.rpc.call(peer.address, "object.change", {
+            header: {
+              name,
+              epoch: stamp[0],
+              version: stamp[1],
+              replace: true,
+              offset: 0,
+              remove: data.length === 0,
+            },
+            data,
+          });
+          await this.#options.rpc.call(peer.address, "object.flush", { header: {} });
+          current.add(peer);
+          this.status.objectsCopied++;
+        } catch (error) {
+          this.#failed(error);
+        }
+      }
+      // Not a replica (any more): the copy goes once every replica is live and current.
+      if (!mine && replicas.every((peer) => current.has(peer))) {
+        await engine.local.deleteObject(name);
+        this.status.objectsHandedOff++;
+      }
+    }
+  }
+
+  async #scrub(): Promise<void> {
+    const { engine } = this.#options;
+    const hashes: string[] = [];
+    for await (const hash of engine.local.listBlocks()) hashes.push(hash);
+    hashes.sort();
+    let next = hashes.filter((hash) => hash > this.#scrubCursor)
+      .slice(0, this.#options.scrubBlocksPerPass);
+    if (next.length === 0) next = hashes.slice(0, this.#options.scrubBlocksPerPass);
+    for (const hash of next) {
+      this.#scrubCursor = hash;
+      let data: Uint8Array;
+      try {
+        data = await readWhole(engine.local, hash);
+      } catch {
+        continue; // deleted meanwhile
+      }
+      this.status.blocksScrubbed++;
+      if (sha256Hex(data) === hash) continue;
+      console.error(`atoll: scrub found block ${hash} corrupt here; fetching a good copy`);
+      await engine.local.deleteBlock(hash);
+      try {
+        await engine.blocks.read(hash, { offset: 0, length: 0 }, new Uint8Array(0));
+        await engine.local.flush();
+        this.status.corruptBlocksRepaired++;
+      } catch (error) {
+        this.#failed(error);
+      }
+    }
+  }
+}

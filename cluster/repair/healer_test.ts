@@ -1,0 +1,134 @@
+/**
+ * Goal: healing brings every block, object and metadata key back to R copies
+ * after a death (only once the grace period is over), moves a joined member's
+ * share to it and removes copies from members that are no longer replicas, and
+ * scrub replaces a corrupt copy.
+ * Method: ClusterEngines in process (R = 3) behind sealed RPC servers on
+ * loopback; membership is a list the test controls; passes run on demand.
+ */
+import assert from "node:assert/strict";
+import { sha256Hex } from "../data/mod.ts";
+import { Healer } from "./healer.ts";
+import { TestCluster, type TestCluster as Cluster, testClusterKey } from "../_test_cluster.ts";
+import { RpcClient } from "../transport/mod.ts";
+import { MemoryIdentity } from "../transport/mod.ts";
+import { patternBytes } from "../../tests/_files.ts";
+
+const rpc = new RpcClient(testClusterKey, new MemoryIdentity());
+
+async function healAll(cluster: Cluster, passes = 2): Promise<void> {
+  for (let i = 0; i < passes; i++) {
+    for (const node of cluster.nodes.filter((node) => node.server !== null)) {
+      await new Healer({ engine: node.engine, rpc, intervalMs: 1000 }).pass();
+    }
+  }
+}
+
+async function holders(cluster: Cluster, hash: string): Promise<string[]> {
+  const ids = [];
+  for (const node of cluster.nodes) {
+    if (node.server !== null && await node.engine.local.hasBlock(hash)) ids.push(node.id);
+  }
+  return ids.sort();
+}
+
+async function objectHolders(cluster: Cluster, name: string): Promise<string[]> {
+  const ids = [];
+  for (const node of cluster.nodes) {
+    if (node.server === null) continue;
+    for await (const stored of node.engine.local.listObjects()) {
+      if (stored === name) ids.push(node.id);
+    }
+  }
+  return ids.sort();
+}
+
+Deno.test("healing: re-replication after the grace period, handoff on join, scrub", async () => {
+  const cluster = await TestCluster.start(4, { deadGraceMs: 5_000 });
+  try {
+    const writer = cluster.nodes[0];
+    const blocks = Array.from({ length: 40 }, (_, i) => patternBytes(4096 + i, i));
+    const hashes = blocks.map(sha256Hex);
+    for (let i = 0; i < blocks.length; i++) await writer.engine.putBlock(hashes[i], blocks[i]);
+    const objects = Array.from({ length: 6 }, (_, i) => `${"d".repeat(32)}.1.${i}`);
+    for (const name of objects) {
+      await writer.engine.writeObject(name, 0, patternBytes(8192, name.length), { truncate: true });
+    }
+    await writer.engine.flush();
+    for (let i = 0; i < 10; i++) {
+      await writer.engine.putMeta(`volume/v${i}`, new TextEncoder().encode(`v${i}`), 0);
+    }
+
+    // A replica dies: inside the grace period nothing moves.
+    const victim = cluster.nodes[1];
+    await cluster.kill(victim);
+    await healAll(cluster);
+    const placed = hashes.filter((hash) =>
+      writer.engine.replicaPeers(hash).some((peer) => peer.id === victim.id)
+    );
+    assert.ok(placed.length > 0);
+    for (const hash of placed) assert.equal((await holders(cluster, hash)).length, 2, hash);
+
+    // After the grace period, every block and object is back to 3 copies.
+    const member = cluster.members.find((member) => member.id === victim.id)!;
+    member.since -= 10_000;
+    for (const node of cluster.nodes) node.engine.invalidate();
+    await healAll(cluster);
+    for (const hash of hashes) {
+      const expected = writer.engine.replicaPeers(hash).map((peer) => peer.id).sort();
+      assert.deepEqual(await holders(cluster, hash), expected, hash);
+    }
+    for (const name of objects) {
+      const expected = writer.engine.replicaPeers(name).map((peer) => peer.id).sort();
+      assert.deepEqual(await objectHolders(cluster, name), expected, name);
+    }
+
+    // Two members join one after the other: each receives its share, old copies go.
+    for (let joined = 0; joined < 2; joined++) {
+      const newcomer = await cluster.add();
+      await healAll(cluster);
+      let share = 0;
+      for (const hash of hashes) {
+        const expected = writer.engine.replicaPeers(hash).map((peer) => peer.id).sort();
+        assert.deepEqual(await holders(cluster, hash), expected, hash);
+        if (expected.includes(newcomer.id)) share++;
+      }
+      assert.ok(share > 0, "the newcomer holds its share");
+    }
+    for (const name of objects) {
+      const expected = writer.engine.replicaPeers(name).map((peer) => peer.id).sort();
+      assert.deepEqual(await objectHolders(cluster, name), expected, name);
+      const into = new Uint8Array(8192);
+      await cluster.nodes.at(-1)!.engine.readObject(name, { offset: 0, length: 8192 }, into);
+      assert.deepEqual(into, patternBytes(8192, name.length));
+    }
+    // Metadata followed its acceptors: all ten keys read back on the newest node.
+    const newest = cluster.nodes.at(-1)!;
+    for (let i = 0; i < 10; i++) {
+      const entry = await newest.engine.getMeta(`volume/v${i}`);
+      assert.deepEqual(entry?.value, new TextEncoder().encode(`v${i}`));
+    }
+    assert.equal((await newest.engine.listMeta("volume/")).length, 10);
+
+    // Scrub: a corrupt copy is found and replaced from a replica.
+    const hash = hashes[0];
+    const holder = cluster.nodes.find((node) =>
+      node.server !== null && writer.engine.replicaPeers(hash).some((peer) => peer.id === node.id)
+    )!;
+    const path = `${holder.dir}/blocks/${hash.slice(0, 2)}/${hash}`;
+    const bad = blocks[0].slice();
+    bad[7] ^= 1;
+    await Deno.writeFile(path, bad);
+    const healer = new Healer({
+      engine: holder.engine,
+      rpc,
+      intervalMs: 1000,
+      scrubBlocksPerPass: 1000,
+    });
+    await healer.pass();
+    assert.equal(healer.status.corruptBlocksRepaired, 1);
+    assert.equal(sha256Hex(await Deno.readFile(path)), hash);
+  } finally {
+    await cluster.stop();
+  }
+});

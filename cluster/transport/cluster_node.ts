@@ -1,0 +1,214 @@
+/**
+ * A node's place in the cluster, on real sockets: SWIM membership over UDP
+ * datagrams, and sealed requests (push-pull, join, and the data plane's
+ * methods) over HTTP on the same port number over TCP, as memberlist does.
+ * Every message in either direction is authenticated with the cluster key and
+ * checked for freshness, cluster id and clock skew; what fails is dropped,
+ * counted by reason in {@linkcode ClusterNode.refusals}, and logged.
+ *
+ * Datagrams are fresh by (boot id, sequence number): each process start draws a
+ * random boot id and numbers its datagrams from 1, and a receiver keeps a sliding
+ * window of the numbers it accepted per sender boot (at most
+ * {@linkcode datagramSendersMax} senders, the least recently heard forgotten).
+ */
+import dgram from "node:dgram";
+import { channelBytes, type ClusterKey, RefusalError, toHex, wallClockMs } from "./auth.ts";
+import type { ClusterIdentity } from "./identity.ts";
+import { Membership, type MemberState } from "../membership/mod.ts";
+import { type Message, parseMessage } from "../membership/mod.ts";
+import { Refusals, type RefusalStatus } from "./refusals.ts";
+import { ReplayGuard } from "./replay_guard.ts";
+import { faults, RpcClient, type RpcMethod, rpcServer } from "./rpc.ts";
+
+/** Sender boots whose datagram sequence windows are kept. */
+export const datagramSendersMax = 1024;
+
+/** Options of {@linkcode ClusterNode.start}. */
+export interface ClusterNodeOptions {
+  key: ClusterKey;
+  /** The cluster id this node stamps on its messages, and checks or adopts on theirs. */
+  identity: ClusterIdentity;
+  /** Where to listen (UDP and TCP): HOST:PORT; port 0 picks a free one. */
+  bind: { hostname: string; port: number };
+  /** Addresses of members to join through. */
+  join: string[];
+  self: { id: string; zone: string | null; weight: number };
+  /** Data-plane methods other nodes may call. */
+  methods?: Record<string, RpcMethod>;
+  /** The wall clock stamped on messages (tests shift it to play a skewed member). */
+  wallClock?: () => number;
+}
+
+/** Counters an operator sees in /metrics. */
+export interface ClusterCounters {
+  datagramsIn: number;
+  datagramsOut: number;
+  rejected: number;
+}
+
+/** A running cluster member. */
+export class ClusterNode {
+  readonly address: string;
+  readonly membership: Membership;
+  readonly rpc: RpcClient;
+  readonly counters: ClusterCounters = { datagramsIn: 0, datagramsOut: 0, rejected: 0 };
+  /** Messages refused, by reason and by peer (datagrams, requests, and replies to ours). */
+  readonly refusals: Refusals;
+  #socket: dgram.Socket;
+  #server: Deno.HttpServer;
+  #options: ClusterNodeOptions;
+  #wallClock: () => number;
+  /** Random per process start: the channel of this node's datagrams. */
+  #bootId = crypto.getRandomValues(new Uint8Array(channelBytes));
+  #datagramSequence = 0;
+  #datagramWindows = new ReplayGuard(datagramSendersMax);
+
+  private constructor(
+    options: ClusterNodeOptions,
+    refusals: Refusals,
+    socket: dgram.Socket,
+    server: Deno.HttpServer,
+    address: string,
+  ) {
+    this.#options = options;
+    this.#wallClock = options.wallClock ?? wallClockMs;
+    this.refusals = refusals;
+    this.#socket = socket;
+    this.#server = server;
+    this.address = address;
+    this.rpc = new RpcClient(options.key, options.identity, {
+      wallClock: options.wallClock,
+      onRefusal: (peer, refusal) => refusals.record(peer, refusal),
+      from: address,
+    });
+    const self = options.self;
+    this.membership = new Membership({ ...self, address }, {
+      now: () => performance.now(),
+      random: Math.random,
+      schedule: (delayMs, fn) => {
+        const timer = setTimeout(fn, delayMs);
+        return { cancel: () => clearTimeout(timer) };
+      },
+      send: (to, message) => this.#sendDatagram(to, message),
+      sendReliable: (to, message) => {
+        this.rpc.call(to, "gossip", { header: { from: this.address, message } }, 5000)
+          .catch(() => {}); // a lost stream message is as a lost datagram to SWIM
+      },
+    });
+  }
+
+  /** Binds the sockets and joins the cluster through `join`. */
+  static async start(options: ClusterNodeOptions): Promise<ClusterNode> {
+    const { hostname } = options.bind;
+    // TCP first: with port 0 it picks the port, and UDP then takes the same number.
+    let node: ClusterNode | null = null;
+    const methods: Record<string, RpcMethod> = {
+      ...options.methods,
+      gossip: (request) => {
+        const message = parseMessage(request.header.message);
+        const from = request.header.from;
+        if (message === undefined || typeof from !== "string") {
+          throw new TypeError("malformed gossip message");
+        }
+        node?.membership.receive(from, message);
+        return { header: {} };
+      },
+    };
+    const refusals = new Refusals({ wallClock: options.wallClock });
+    const listening = Promise.withResolvers<number>();
+    const server = Deno.serve(
+      {
+        hostname,
+        port: options.bind.port,
+        onListen: (address) => listening.resolve(address.port),
+      },
+      rpcServer(options.key, options.identity, methods, {
+        wallClock: options.wallClock,
+        onRefusal: (peer, refusal) => refusals.record(peer, refusal),
+      }),
+    );
+    const port = await listening.promise;
+    const socket = dgram.createSocket(hostname.includes(":") ? "udp6" : "udp4");
+    await new Promise<void>((resolve, reject) => {
+      socket.once("error", reject);
+      socket.bind(port, hostname, () => resolve());
+    });
+    const address = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+    node = new ClusterNode(options, refusals, socket, server, address);
+    node.#listen();
+    node.membership.start(options.join);
+    return node;
+  }
+
+  /** Every member this node knows, itself included. */
+  members(): MemberState[] {
+    return this.membership.members();
+  }
+
+  /** {@linkcode refusals} as JSON, for `/v1/cluster`. */
+  refusalStatus(): RefusalStatus {
+    return this.refusals.status();
+  }
+
+  /** Leaves gracefully (others learn it at once), then closes the sockets. */
+  async leave(drainMs = 500): Promise<void> {
+    this.membership.leave();
+    await new Promise((resolve) => setTimeout(resolve, drainMs));
+    await this.close();
+  }
+
+  /** Closes the sockets without telling anyone (tests; a crash looks like this). */
+  async close(): Promise<void> {
+    this.membership.stop();
+    this.#socket.close();
+    await this.#server.shutdown();
+  }
+
+  #listen(): void {
+    this.#socket.on("message", (bytes: Uint8Array, remote: dgram.RemoteInfo) => {
+      if (faults.isolated()) return;
+      this.counters.datagramsIn++;
+      const from = remote.family === "IPv6"
+        ? `[${remote.address}]:${remote.port}`
+        : `${remote.address}:${remote.port}`;
+      let message: Message | undefined;
+      try {
+        const opened = this.#options.key.open(bytes, {
+          nowMs: this.#wallClock(),
+          identity: this.#options.identity,
+          // A sender's boot unknown here starts a window: a datagram of a past boot,
+          // replayed to a receiver that restarted or forgot that boot, is accepted, and
+          // that is harmless to SWIM, whose state is ordered by incarnation (an old
+          // "alive" or "suspect" is overridden by what is newer, a stale ack matches no
+          // probe in flight).
+          fresh: (channel, sequence) =>
+            this.#datagramWindows.accept(toHex(channel), sequence, true),
+        });
+        message = parseMessage(JSON.parse(new TextDecoder().decode(opened.payload)));
+        if (message === undefined) throw new RefusalError("authentication", "malformed message");
+      } catch (error) {
+        const refusal = error instanceof SyntaxError
+          ? new RefusalError("authentication", "malformed message")
+          : error;
+        if (!(refusal instanceof RefusalError)) throw error;
+        this.counters.rejected++;
+        this.refusals.record(from, refusal);
+        return;
+      }
+      this.membership.receive(from, message);
+    });
+  }
+
+  #sendDatagram(to: string, message: Message): void {
+    const match = to.match(/^\[?([^\]]+)\]?:(\d+)$/);
+    if (match === null || faults.isolated()) return;
+    const sealed = this.#options.key.seal(new TextEncoder().encode(JSON.stringify(message)), {
+      nowMs: this.#wallClock(),
+      identity: this.#options.identity,
+      channel: this.#bootId,
+      sequence: ++this.#datagramSequence,
+    });
+    this.counters.datagramsOut++;
+    this.#socket.send(sealed, Number(match[2]), match[1]);
+  }
+}
