@@ -60,6 +60,11 @@ export interface ClusterEngineOptions {
   deadGraceMs?: number;
   /** Where the reconfiguration says what it does. */
   log?: (line: string) => void;
+  /**
+   * The epoch this node writes a volume's objects under (its write lease); 0
+   * refuses the write. Without leases (tests of the engine alone), 1.
+   */
+  epochOf?: (uid: string) => number;
 }
 
 /** Engine over the cluster; see the module doc. */
@@ -78,11 +83,6 @@ export class ClusterEngine implements Engine {
   readonly nodeConfig: NodeConfig;
   /** Changes of metadata voters; `tick()` it every second or so. */
   readonly reconfigurer: Reconfigurer;
-  /**
-   * The epoch this node writes a volume's objects under (its write lease); 0
-   * refuses the write. Without leases (tests of the engine alone), 1.
-   */
-  epochOf: (uid: string) => number = () => 1;
   #rpc: RpcClient;
   #members: () => MemberState[];
   #now: () => number;
@@ -114,7 +114,7 @@ export class ClusterEngine implements Engine {
     this.objects = new ReplicatedObjects({
       selfId: this.selfId,
       replicasOf: (name) => this.replicaPeers(name).map((peer) => this.#objectLink(peer)),
-      epochOf: (uid) => this.epochOf(uid),
+      epochOf: options.epochOf ?? (() => 1),
       isDead: (id) => this.countsDead(id),
     });
     const nodeConfig = this.nodeConfig;

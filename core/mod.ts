@@ -1,4 +1,5 @@
 /** The core of Atoll: maps, volumes, images, snapshots, copy-on-write, GC. */
+export * from "./authority.ts";
 export * from "./engine.ts";
 export * from "./errors.ts";
 export * from "./limits.ts";

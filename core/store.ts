@@ -70,6 +70,10 @@ export interface StoreOptions {
   blockSize?: number;
   /** Milliseconds after a deletion before garbage collection runs; default 1000. */
   gcDelayMs?: number;
+  /** A cluster's say on volume access (its write leases); none on a single node. */
+  access?: VolumeAccess;
+  /** A cluster's garbage collection rules; none on a single node. */
+  gcPolicy?: GcPolicy;
 }
 
 /** Images, volumes and snapshots of one node. */
@@ -89,6 +93,8 @@ export class Store {
     this.pool = options.pool;
     this.blockSize = options.blockSize ?? blockSizeDefault;
     this.#gcDelayMs = options.gcDelayMs ?? 1000;
+    this.access = options.access ?? null;
+    this.gcPolicy = options.gcPolicy ?? null;
   }
 
   /** Stores the bytes of `body` as image `name`; visible only once whole. */
@@ -250,10 +256,10 @@ export class Store {
    * to take before a write path opens a volume, and whether this node's open
    * instance is current (it holds the lease).
    */
-  access: VolumeAccess | null = null;
+  readonly access: VolumeAccess | null;
 
   /** The cluster's garbage collection rules (null on a single node). */
-  gcPolicy: GcPolicy | null = null;
+  readonly gcPolicy: GcPolicy | null;
 
   /** The volume `name` for writing: in a cluster, the write lease comes here first. */
   async writableVolume(name: string, purpose: "write" | "catalogue" = "write"): Promise<Volume> {

@@ -14,11 +14,13 @@ import {
   isBlockName,
   isMetaKey,
   isObjectName,
+  LocalAuthority,
   NotFoundError,
   type Store,
   TruncatedError,
   UnavailableError,
   validateName,
+  type VolumeAuthority,
 } from "../core/mod.ts";
 import { Metrics } from "./metrics.ts";
 import { dataResponse } from "./data_response.ts";
@@ -53,6 +55,11 @@ export interface AppOptions {
   };
   /** Ids of the members that hold `name` (a block, object or metadata key), in a cluster. */
   replicasOf?: (name: string) => string[];
+  /**
+   * Opens volumes for the data routes, as NBD does: the single node's own
+   * authority by default, a cluster's write leases (coherent reads, fenced writes).
+   */
+  authority?: VolumeAuthority;
   /** Whether the node should take I/O now, for `GET /readyz`; ready when unset. */
   ready?: () => Readiness;
 }
@@ -65,6 +72,7 @@ const jsonBodyBytesMax = 64 * 1024;
 /** Builds the hono app; `app.fetch` serves it. */
 export function createApp(options: AppOptions): Hono {
   const { store } = options;
+  const authority = options.authority ?? new LocalAuthority(store);
   const metrics = new Metrics();
   metrics.counter("atoll_http_requests_total", "HTTP requests answered");
   metrics.counter("atoll_http_errors_total", "HTTP requests answered with a 4xx or 5xx status");
@@ -182,11 +190,17 @@ export function createApp(options: AppOptions): Hono {
     return c.body(null, 204);
   });
   app.get("/v1/volumes/:name/data", async (c) => {
-    const volume = await store.readableVolume(c.req.param("name"));
-    return await dataResponse(volume, c.req.header("range"));
+    const volume = await authority.open(validateName(c.req.param("name"), "volume"));
+    return await dataResponse({
+      sizeBytes: volume.sizeBytes,
+      readAt: async (range, into = new Uint8Array(range.length)) => {
+        await volume.read(range, into);
+        return into;
+      },
+    }, c.req.header("range"));
   });
   app.patch("/v1/volumes/:name/data", async (c) => {
-    const volume = await store.writableVolume(c.req.param("name"));
+    const volume = await authority.open(validateName(c.req.param("name"), "volume"));
     const offset = Number(c.req.query("offset") ?? "0");
     const body = c.req.raw.body;
     if (!Number.isSafeInteger(offset) || offset < 0) {
@@ -195,7 +209,7 @@ export function createApp(options: AppOptions): Hono {
     let written = 0;
     if (body !== null) {
       for await (const chunk of clientBytes(body)) {
-        await volume.writeAt(offset + written, chunk);
+        await volume.write(offset + written, chunk, false);
         written += chunk.length;
       }
     }

@@ -3,30 +3,16 @@
  * flags that become the export's transmission flags, and its adapters over the
  * store's volumes (read-write) and frozen views (images, snapshots: read-only).
  */
-import type { ByteRange, Extent, FrozenView, Store, Volume } from "../core/mod.ts";
+import type { ByteRange, FrozenView, Store, VolumeAuthority, VolumeHandle } from "../core/mod.ts";
 import { NotFoundError } from "../core/mod.ts";
 import { TransmissionFlag as Flag } from "./protocol.ts";
 
-/** What an export can do, and the calls that do it. */
-export interface NbdDevice {
-  readonly name: string;
-  readonly sizeBytes: number;
+/**
+ * What an export can do, and the calls that do it: a volume's handle (read-write,
+ * from the volume's authority), or an image's or snapshot's frozen view.
+ */
+export interface NbdDevice extends VolumeHandle {
   readonly canWrite: boolean;
-  /**
-   * FLUSH on one connection makes every connection's acknowledged writes durable,
-   * and all connections see the same bytes: true when every connection to this
-   * export on this node shares one instance.
-   */
-  readonly canMultiConn: boolean;
-  read(range: ByteRange, into: Uint8Array): Promise<void>;
-  write(offset: number, data: Uint8Array, fua: boolean): Promise<void>;
-  /** Makes `range` read as zeros; whole blocks become holes unless `keepAllocated`. */
-  zero(range: ByteRange, options: { fua: boolean; keepAllocated: boolean }): Promise<void>;
-  /** True when zero() of `range` would write no data (NBD FAST_ZERO may proceed). */
-  zeroIsFast(range: ByteRange, keepAllocated: boolean): boolean;
-  trim(range: ByteRange, fua: boolean): Promise<void>;
-  flush(): Promise<void>;
-  extents(range: ByteRange): Extent[];
 }
 
 /** Transmission flags that say truthfully what `device` can do. */
@@ -38,36 +24,39 @@ export function transmissionFlags(device: NbdDevice): number {
   return flags;
 }
 
+/** A volume's handle as an export: writable. */
 class VolumeDevice implements NbdDevice {
   readonly canWrite = true;
-  readonly canMultiConn = true;
-  constructor(readonly volume: Volume) {}
+  constructor(readonly handle: VolumeHandle) {}
   get name() {
-    return this.volume.name;
+    return this.handle.name;
   }
   get sizeBytes() {
-    return this.volume.sizeBytes;
+    return this.handle.sizeBytes;
   }
-  async read(range: ByteRange, into: Uint8Array) {
-    await this.volume.readAt(range, into);
+  get canMultiConn() {
+    return this.handle.canMultiConn;
+  }
+  read(range: ByteRange, into: Uint8Array) {
+    return this.handle.read(range, into);
   }
   write(offset: number, data: Uint8Array, fua: boolean) {
-    return this.volume.writeAt(offset, data, { fua });
+    return this.handle.write(offset, data, fua);
   }
   zero(range: ByteRange, options: { fua: boolean; keepAllocated: boolean }) {
-    return this.volume.zeroAt(range, options);
+    return this.handle.zero(range, options);
   }
   zeroIsFast(range: ByteRange, keepAllocated: boolean) {
-    return this.volume.zeroIsFast(range, { keepAllocated });
+    return this.handle.zeroIsFast(range, keepAllocated);
   }
   trim(range: ByteRange, fua: boolean) {
-    return this.volume.trim(range, { fua });
+    return this.handle.trim(range, fua);
   }
   flush() {
-    return this.volume.flush();
+    return this.handle.flush();
   }
   extents(range: ByteRange) {
-    return this.volume.extents(range);
+    return this.handle.extents(range);
   }
 }
 
@@ -101,18 +90,15 @@ class FrozenDevice implements NbdDevice {
   }
 }
 
-/** Opens a volume's device another way (a cluster's leased volumes); throws NotFoundError. */
-export type VolumeOpener = (name: string) => Promise<NbdDevice>;
-
 /**
  * Opens the export `name`: `image/NAME` and `snapshot/VOL@SNAP` read-only, any
- * other name a volume (through `openVolume` when given). Null when there is no
+ * other name a volume (through the volumes' authority). Null when there is no
  * such export (or the name is not one a store could hold).
  */
 export async function openExport(
   store: Store,
   name: string,
-  openVolume?: VolumeOpener,
+  authority: VolumeAuthority,
 ): Promise<NbdDevice | null> {
   try {
     if (name.startsWith("image/")) {
@@ -123,8 +109,7 @@ export async function openExport(
       if (snapshot === undefined) return null;
       return new FrozenDevice(name, await store.openSnapshot(volume, snapshot));
     }
-    if (openVolume !== undefined) return await openVolume(name);
-    return new VolumeDevice(await store.openVolume(name));
+    return new VolumeDevice(await authority.open(name));
   } catch (error) {
     if (error instanceof NotFoundError || error instanceof TypeError) return null;
     throw error;

@@ -4,15 +4,9 @@
  * NbdFramingError and the caller closes the connection; an invalid option gets
  * an error reply and the haggling goes on.
  */
-import type { Store } from "../core/mod.ts";
+import type { Store, VolumeAuthority } from "../core/mod.ts";
 import type { ConnReader, ReplyWriter } from "./conn_io.ts";
-import {
-  listExports,
-  type NbdDevice,
-  openExport,
-  transmissionFlags,
-  type VolumeOpener,
-} from "./device.ts";
+import { listExports, type NbdDevice, openExport, transmissionFlags } from "./device.ts";
 import {
   exportNameBytesMax,
   listedExportsMax,
@@ -56,8 +50,8 @@ export type ReadinessCheck = () => { ready: boolean; reason?: string };
 
 /** Options of {@linkcode handshake}. */
 export interface HandshakeOptions {
-  /** Opens a volume for writing (a cluster takes its write lease); the store's otherwise. */
-  openVolume?: VolumeOpener;
+  /** Opens volumes: the single node's own authority, or a cluster's write leases. */
+  authority: VolumeAuthority;
   /** While not ready, every option that names or lists exports is refused. */
   ready?: ReadinessCheck;
 }
@@ -77,9 +71,9 @@ export async function handshake(
   store: Store,
   reader: ConnReader,
   writer: ReplyWriter,
-  options: HandshakeOptions = {},
+  options: HandshakeOptions,
 ): Promise<Session | null> {
-  const { openVolume } = options;
+  const { authority } = options;
   const greeting = new Uint8Array(18);
   const greetingView = new DataView(greeting.buffer);
   greetingView.setBigUint64(0, nbdMagic);
@@ -126,7 +120,7 @@ export async function handshake(
     switch (option) {
       case Option.exportName: {
         const name = decodeName(data);
-        const device = name === null ? null : await openExport(store, name, openVolume);
+        const device = name === null ? null : await openExport(store, name, authority);
         if (device === null) throw new NbdFramingError(`no export ${JSON.stringify(name)}`);
         const answer = new Uint8Array(noZeroes ? 10 : 134);
         const answerView = new DataView(answer.buffer);
@@ -159,7 +153,7 @@ export async function handshake(
           await error(Reply.errInvalid, "malformed INFO/GO request");
           break;
         }
-        const device = await openExport(store, request.name, openVolume);
+        const device = await openExport(store, request.name, authority);
         if (device === null) {
           await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
           break;
@@ -190,7 +184,7 @@ export async function handshake(
           await error(Reply.errInvalid, "SET_META_CONTEXT needs structured replies first");
           break;
         }
-        const device = await openExport(store, request.name, openVolume);
+        const device = await openExport(store, request.name, authority);
         if (device === null) {
           await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
           break;

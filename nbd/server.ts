@@ -4,7 +4,7 @@
  * Nothing a client sends can crash the node: every connection's failure ends at
  * that connection.
  */
-import type { Store } from "../core/mod.ts";
+import { LocalAuthority, type Store, type VolumeAuthority } from "../core/mod.ts";
 import { parseHostPort } from "../cli/address.ts";
 import { ConnectionClosedError, ConnReader, ReplyWriter } from "./conn_io.ts";
 import {
@@ -21,7 +21,6 @@ import {
 } from "./limits.ts";
 import { BufferPool } from "./buffer_pool.ts";
 import { serveTransmission } from "./transmission.ts";
-import type { VolumeOpener } from "./device.ts";
 
 /** Where to listen: `{hostname, port}` or `{path}` of a unix socket. */
 export type NbdAddress = { hostname: string; port: number } | { path: string };
@@ -76,9 +75,11 @@ export class NbdServer {
   static async listen(
     store: Store,
     address: NbdAddress,
-    options: { openVolume?: VolumeOpener; ready?: ReadinessCheck } = {},
+    options: { authority?: VolumeAuthority; ready?: ReadinessCheck } = {},
   ): Promise<NbdServer> {
-    const handshakeOptions = { openVolume: options.openVolume, ready: options.ready };
+    // Volumes open through their authority: the single node's own, or a cluster's leases.
+    const authority = options.authority ?? new LocalAuthority(store);
+    const handshakeOptions = { authority, ready: options.ready };
     if ("path" in address) {
       await Deno.remove(address.path).catch(() => {});
       const listener = Deno.listen({ transport: "unix", path: address.path });

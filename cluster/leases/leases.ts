@@ -26,11 +26,12 @@
 import {
   type ByteRange,
   ConflictError,
-  type Extent,
   LeaseLostError,
   NotFoundError,
   type Store,
-  type Volume,
+  type VolumeAccess,
+  type VolumeAuthority,
+  type VolumeHandle,
   type VolumeInfo,
   type VolumeLease,
 } from "../../core/mod.ts";
@@ -42,9 +43,9 @@ import {
   withRecordHeader,
 } from "../../core/records.ts";
 import type { Register } from "../meta/mod.ts";
-import type { NbdDevice } from "../../nbd/device.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
 import type { RpcClient, RpcMethod } from "../transport/mod.ts";
+import { LeasedVolumeHandle } from "./leased_volume.ts";
 
 /** Longest wait for an unreachable holder to be declared dead before a takeover. */
 export const takeoverWaitMsDefault = 30_000;
@@ -69,8 +70,17 @@ export interface LeaseCounters {
   lastMoveMs: number;
 }
 
-/** The write leases of this node. */
-export class LeaseManager {
+/** Options of {@linkcode LeaseManager}. */
+export interface LeaseManagerOptions {
+  /** The store (built after the lease manager, since the store takes its `access`). */
+  store: () => Store;
+  engine: ClusterEngine;
+  rpc: RpcClient;
+  takeoverWaitMs?: number;
+}
+
+/** The write leases of this node: the volumes' authority in a cluster. */
+export class LeaseManager implements VolumeAuthority {
   readonly counters: LeaseCounters = {
     acquired: 0,
     released: 0,
@@ -79,7 +89,7 @@ export class LeaseManager {
     forwardedReads: 0,
     lastMoveMs: 0,
   };
-  #store: Store;
+  #storeOf: () => Store;
   #engine: ClusterEngine;
   #rpc: RpcClient;
   #takeoverWaitMs: number;
@@ -93,20 +103,28 @@ export class LeaseManager {
   #holders = new Map<string, string | null>();
   #locks = new KeyedMutex();
 
-  constructor(
-    options: { store: Store; engine: ClusterEngine; rpc: RpcClient; takeoverWaitMs?: number },
-  ) {
-    this.#store = options.store;
+  /**
+   * The store's say on volume access: a write path takes the lease first; a
+   * catalogue change (snapshot, deletion) is refused while another live node
+   * holds it; this node's open instance is current only while it holds it.
+   */
+  readonly access: VolumeAccess = {
+    acquire: async (name, purpose) => {
+      if (purpose === "catalogue") await this.#refuseIfHeldElsewhere(name);
+      await this.acquire(name);
+    },
+    isCurrent: (name) => this.#held.has(name),
+  };
+
+  constructor(options: LeaseManagerOptions) {
+    this.#storeOf = options.store;
     this.#engine = options.engine;
     this.#rpc = options.rpc;
     this.#takeoverWaitMs = options.takeoverWaitMs ?? takeoverWaitMsDefault;
-    this.#store.access = {
-      acquire: async (name, purpose) => {
-        if (purpose === "catalogue") await this.#refuseIfHeldElsewhere(name);
-        await this.acquire(name);
-      },
-      isCurrent: (name) => this.#held.has(name),
-    };
+  }
+
+  get #store(): Store {
+    return this.#storeOf();
   }
 
   /** The epoch this node writes volume `uid` under; 0 when it holds no lease on it. */
@@ -202,10 +220,10 @@ export class LeaseManager {
     await (await this.#store.loadVolume(name)).readAt(range, into);
   }
 
-  /** The NBD device of volume `name` for one connection. */
-  async openDevice(name: string): Promise<NbdDevice> {
+  /** A handle on volume `name` for one client (an NBD connection, an HTTP request). */
+  async open(name: string): Promise<VolumeHandle> {
     const volume = await this.#store.loadVolume(name);
-    return new LeasedVolumeDevice(this, this.#store, name, volume.sizeBytes, this.losses(name));
+    return new LeasedVolumeHandle(this, this.#store, name, volume.sizeBytes, this.losses(name));
   }
 
   /** The methods other members call: release a lease, read a held volume, fence. */
@@ -382,87 +400,5 @@ export class LeaseManager {
       if (member.id === this.#engine.selfId) continue;
       this.#rpc.call(member.address, "lease.changed", { header: { name } }, 5_000).catch(() => {});
     }
-  }
-}
-
-/** A volume served over NBD by a cluster node: writes take the lease, reads stay coherent. */
-class LeasedVolumeDevice implements NbdDevice {
-  readonly canWrite = true;
-  readonly canMultiConn = true;
-
-  constructor(
-    readonly leases: LeaseManager,
-    readonly store: Store,
-    readonly name: string,
-    readonly sizeBytes: number,
-    /** Losses of the lease at this node when the connection opened. */
-    readonly lossesAtOpen: number,
-  ) {}
-
-  read(range: ByteRange, into: Uint8Array): Promise<void> {
-    return this.leases.read(this.name, range, into);
-  }
-
-  write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
-    return this.#writing(async (volume) => await volume.writeAt(offset, data, { fua }));
-  }
-
-  zero(range: ByteRange, options: { fua: boolean; keepAllocated: boolean }): Promise<void> {
-    return this.#writing(async (volume) => await volume.zeroAt(range, options));
-  }
-
-  zeroIsFast(): boolean {
-    // Only the holder's map could tell; say no (a FAST_ZERO then fails fast).
-    return false;
-  }
-
-  trim(range: ByteRange, fua: boolean): Promise<void> {
-    return this.#writing(async (volume) => await volume.trim(range, { fua }));
-  }
-
-  async flush(): Promise<void> {
-    // Not the holder: whatever this node acknowledged was made durable when it released.
-    if (!this.leases.holds(this.name)) return;
-    await this.#refusedMeansLost(async () =>
-      await (await this.store.openVolume(this.name)).flush()
-    );
-  }
-
-  extents(range: ByteRange): Extent[] {
-    // Allocation is the holder's to know: report data, which is always true to read.
-    return [{ offset: range.offset, length: range.length, zero: false }];
-  }
-
-  async #writing(fn: (volume: Volume) => Promise<void>): Promise<void> {
-    const volume = await this.#writable();
-    await this.#refusedMeansLost(() => fn(volume));
-  }
-
-  /** Runs `fn`; a refusal by storage or the record means another node took the lease. */
-  async #refusedMeansLost(fn: () => Promise<void>): Promise<void> {
-    try {
-      await fn();
-    } catch (error) {
-      if (error instanceof ConflictError && !(error instanceof LeaseLostError)) {
-        this.leases.noteLost(this.name);
-        throw new LeaseLostError(`Cannot write volume "${this.name}": ${error.message}`, {
-          cause: error,
-        });
-      }
-      if (error instanceof LeaseLostError) this.leases.noteLost(this.name);
-      throw error;
-    }
-  }
-
-  async #writable(): Promise<Volume> {
-    if (this.leases.losses(this.name) > this.lossesAtOpen) {
-      this.leases.counters.fencedWrites++;
-      throw new LeaseLostError(
-        `Cannot write volume "${this.name}": this connection was open when the write lease ` +
-          `moved to another node`,
-      );
-    }
-    await this.leases.acquire(this.name);
-    return await this.store.openVolume(this.name);
   }
 }

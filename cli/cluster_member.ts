@@ -1,0 +1,300 @@
+/**
+ * The cluster side of `atoll serve --gossip`: the node's cluster id and
+ * metadata configuration, the cluster engine, write leases (the volumes'
+ * authority), garbage collection rules, and, once started, the gossip node,
+ * healing and the reconfiguration of metadata voters. Built in one place, in
+ * order, each part given what it needs at construction.
+ */
+import { join } from "node:path";
+import type { LocalEngine, Store } from "../core/mod.ts";
+import { ClusterEngine } from "../cluster/cluster_engine.ts";
+import type { MemberState } from "../cluster/membership/mod.ts";
+import { describeConfig, fileConfigDisk, NodeConfig } from "../cluster/meta/mod.ts";
+import { LeaseManager } from "../cluster/leases/mod.ts";
+import { clusterGcPolicy, gcMethods, Healer } from "../cluster/repair/mod.ts";
+import {
+  type ClusterKey,
+  ClusterNode,
+  faults,
+  refusalGauges,
+  RpcClient,
+} from "../cluster/transport/mod.ts";
+import type { Readiness } from "../http/app.ts";
+
+/** What the cluster side needs from the command line. */
+export interface ClusterMemberOptions {
+  id: string;
+  data: string;
+  local: LocalEngine;
+  key: ClusterKey;
+  gossip: { hostname: string; port: number };
+  join: string[];
+  zone: string | null;
+  weight: number;
+  replicas: number;
+  deadGraceMs: number;
+  healIntervalMs: number;
+  gcMinAgeMs: number;
+  gcSettleMs: number;
+  faultFile: string | null;
+  /** The store, built after this (it takes the leases' access and the GC rules). */
+  store: () => Store;
+}
+
+const log = (line: string) => console.error(`atoll: cluster: ${line}`);
+
+/** A node's membership of its cluster; see the module doc. */
+export class ClusterMember {
+  readonly nodeConfig: NodeConfig;
+  readonly engine: ClusterEngine;
+  readonly leases: LeaseManager;
+  readonly gcPolicy: ReturnType<typeof clusterGcPolicy>;
+  #options: ClusterMemberOptions;
+  #node: ClusterNode | null = null;
+  #healer: Healer | null = null;
+
+  private constructor(options: ClusterMemberOptions, nodeConfig: NodeConfig) {
+    this.#options = options;
+    this.nodeConfig = nodeConfig;
+    const { id, key, local } = options;
+    const self: MemberState = {
+      id,
+      address: "",
+      zone: options.zone,
+      weight: options.weight,
+      incarnation: 0,
+      status: "alive",
+      since: 0,
+    };
+    this.engine = new ClusterEngine({
+      selfId: id,
+      local,
+      rpc: new RpcClient(key, nodeConfig.identity),
+      members: () => this.#node?.members() ?? [self],
+      now: () => performance.now(),
+      replicas: options.replicas,
+      deadGraceMs: options.deadGraceMs,
+      nodeConfig,
+      log,
+      epochOf: (uid) => this.leases.epochOf(uid),
+    });
+    this.leases = new LeaseManager({
+      store: options.store,
+      engine: this.engine,
+      rpc: new RpcClient(key, nodeConfig.identity),
+    });
+    this.gcPolicy = clusterGcPolicy({
+      engine: this.engine,
+      rpc: new RpcClient(key, nodeConfig.identity),
+      minAgeMs: Math.round(options.gcMinAgeMs),
+      settleMs: Math.round(options.gcSettleMs),
+    });
+  }
+
+  /**
+   * Reads the node's cluster state from its data directory. Without seeds there
+   * is nothing to join: a node that belongs to no cluster creates one,
+   * deliberately. With seeds it never does: it takes no writes until it joined.
+   */
+  static create(options: ClusterMemberOptions): ClusterMember {
+    if (options.faultFile !== null) isolateWhileExists(options.faultFile);
+    const saved = fileConfigDisk(join(options.data, "cluster.json"));
+    const nodeConfig = new NodeConfig(saved.state, saved.disk);
+    nodeConfig.onInstall((config) => log(`metadata configuration ${describeConfig(config)}`));
+    return new ClusterMember(options, nodeConfig);
+  }
+
+  /** Creates the cluster when this node starts one; then gossip, healing, voters. */
+  async start(): Promise<void> {
+    const options = this.#options;
+    if (options.join.length === 0 && await this.nodeConfig.bootstrap(options.id)) {
+      log(`created cluster ${this.nodeConfig.identity.current()}`);
+    }
+    this.#node = await ClusterNode.start({
+      key: options.key,
+      identity: this.nodeConfig.identity,
+      bind: options.gossip,
+      join: options.join,
+      self: { id: options.id, zone: options.zone, weight: options.weight },
+      methods: {
+        ...this.engine.methods(),
+        ...this.leases.methods(),
+        ...gcMethods(options.store(), this.engine),
+      },
+    });
+    this.#node.membership.onChange(() => this.engine.invalidate());
+    this.#healer = new Healer({
+      engine: this.engine,
+      rpc: this.#node.rpc,
+      intervalMs: options.healIntervalMs,
+    });
+    this.#healer.start();
+    this.engine.reconfigurer.start();
+  }
+
+  /** The cluster address (HOST:PORT) once started. */
+  get address(): string | null {
+    return this.#node?.address ?? null;
+  }
+
+  /**
+   * Ready once the node knows its cluster's metadata configuration (it created
+   * the cluster, or a member answered its join); until then it takes no writes
+   * and opens no volume, so it can never act as a cluster of its own.
+   */
+  ready(): Readiness {
+    if (this.nodeConfig.current() !== null) return { ready: true };
+    const refused =
+      this.#node?.refusalStatus().peers.map((peer) => `${peer.address} refused: ${peer.reason}`) ??
+        [];
+    return {
+      ready: false,
+      reason: `not joined to a cluster yet (no member answered through ` +
+        `${this.#options.join.join(", ")}${refused.length > 0 ? `; ${refused.join("; ")}` : ""})`,
+    };
+  }
+
+  /** The members as `GET /v1/cluster` lists them. */
+  members() {
+    return (this.#node?.members() ?? []).map((member) => ({
+      id: member.id,
+      address: member.address,
+      state: member.status,
+      zone: member.zone,
+      incarnation: member.incarnation,
+      weight: member.weight,
+    }));
+  }
+
+  /** The rest of `GET /v1/cluster`. */
+  status(): Record<string, unknown> {
+    const engine = this.engine;
+    return {
+      replicas: engine.replicaCount,
+      deadGraceMs: engine.deadGraceMs,
+      healing: this.#healer?.status,
+      blocks: engine.blocks.counters,
+      objects: engine.objects.counters,
+      leases: this.leases.counters,
+      refused: this.#node?.refusalStatus(),
+      metadata: {
+        clusterId: this.nodeConfig.identity.current(),
+        configuration: this.nodeConfig.current(),
+        reconfiguration: engine.reconfigurer.status,
+      },
+    };
+  }
+
+  /** The cluster's series in `/metrics`. */
+  gauges() {
+    if (this.#healer === null || this.#node === null) return {};
+    return {
+      ...clusterGauges(this.engine, this.#healer, this.leases),
+      ...refusalGauges(this.#node.refusals.byReason),
+    };
+  }
+
+  /** Stops background work (healing, voter changes) before the node flushes. */
+  async stopBackground(): Promise<void> {
+    await this.#healer?.stop();
+    await this.engine.reconfigurer.stop();
+  }
+
+  /** Leaves gracefully: the others learn it at once. */
+  async leave(): Promise<void> {
+    await this.#node?.leave();
+  }
+}
+
+/** The cluster's series in /metrics. */
+function clusterGauges(engine: ClusterEngine, healer: Healer, leases: LeaseManager) {
+  const { status } = healer;
+  const series = (help: string, value: number) => ({ help, value });
+  return {
+    atoll_cluster_members_placed: series(
+      "Members holding a place (alive, suspect, or dead within the grace period)",
+      engine.placementMembers().length,
+    ),
+    atoll_cluster_members_live: series("Members alive or suspect", engine.liveMembers().length),
+    atoll_heal_passes_total: series("Healing passes completed", status.passes),
+    atoll_heal_under_replicated: series(
+      "Items this node found short of copies in its last healing pass",
+      status.underReplicated,
+    ),
+    atoll_heal_blocks_copied_total: series(
+      "Blocks copied to a replica by healing",
+      status.blocksCopied,
+    ),
+    atoll_heal_blocks_handed_off_total: series(
+      "Local block copies removed once every replica held them",
+      status.blocksHandedOff,
+    ),
+    atoll_heal_objects_copied_total: series(
+      "Objects copied to a replica by healing",
+      status.objectsCopied,
+    ),
+    atoll_heal_hints_replayed_total: series(
+      "Missed block puts replayed (hinted handoff)",
+      status.hintsReplayed,
+    ),
+    atoll_heal_corrupt_blocks_repaired_total: series(
+      "Corrupt local blocks found by scrub and replaced",
+      status.corruptBlocksRepaired,
+    ),
+    atoll_heal_errors_total: series(
+      "Healing copies that failed (retried next pass)",
+      status.errors,
+    ),
+    atoll_cluster_block_fetches_total: series(
+      "Blocks fetched from a replica",
+      engine.blocks.counters.fetched,
+    ),
+    atoll_lease_acquired_total: series("Write leases taken by this node", leases.counters.acquired),
+    atoll_lease_released_total: series(
+      "Write leases this node gave up to another",
+      leases.counters.released,
+    ),
+    atoll_lease_takeovers_total: series(
+      "Leases taken from a holder that was dead or gone",
+      leases.counters.takeovers,
+    ),
+    atoll_lease_fenced_writes_total: series(
+      "Writes refused on connections open when this node lost a lease",
+      leases.counters.fencedWrites,
+    ),
+    atoll_lease_last_move_ms: series(
+      "Duration of the last lease move to this node",
+      leases.counters.lastMoveMs,
+    ),
+    atoll_cluster_object_repairs_total: series(
+      "Object replicas brought up to date by their writer",
+      engine.objects.counters.repairs,
+    ),
+  };
+}
+
+/** Cuts this node off from the cluster while `path` exists (checked every 100 ms at most). */
+function isolateWhileExists(path: string): void {
+  let checkedAt = -Infinity;
+  let isolated = false;
+  faults.isolated = () => {
+    const now = performance.now();
+    if (now - checkedAt > 100) {
+      checkedAt = now;
+      let exists = false;
+      try {
+        Deno.statSync(path);
+        exists = true;
+      } catch {
+        exists = false;
+      }
+      if (exists !== isolated) {
+        console.error(
+          `atoll: fault injection: ${exists ? "isolated from" : "back in"} the cluster`,
+        );
+      }
+      isolated = exists;
+    }
+    return isolated;
+  };
+}

@@ -1,0 +1,97 @@
+/**
+ * A volume used through a cluster node, for one client (an NBD connection or
+ * an HTTP request): writes take the write lease here first and are fenced for
+ * good once the lease moved away while the handle was open; reads stay
+ * coherent with the holder wherever it is.
+ */
+import {
+  type ByteRange,
+  ConflictError,
+  type Extent,
+  LeaseLostError,
+  type Store,
+  type Volume,
+  type VolumeHandle,
+} from "../../core/mod.ts";
+import type { LeaseManager } from "./leases.ts";
+
+/** A volume used through a cluster node: writes take the lease, reads stay coherent. */
+export class LeasedVolumeHandle implements VolumeHandle {
+  readonly canMultiConn = true;
+
+  constructor(
+    readonly leases: LeaseManager,
+    readonly store: Store,
+    readonly name: string,
+    readonly sizeBytes: number,
+    /** Losses of the lease at this node when the connection opened. */
+    readonly lossesAtOpen: number,
+  ) {}
+
+  read(range: ByteRange, into: Uint8Array): Promise<void> {
+    return this.leases.read(this.name, range, into);
+  }
+
+  write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
+    return this.#writing(async (volume) => await volume.writeAt(offset, data, { fua }));
+  }
+
+  zero(range: ByteRange, options: { fua: boolean; keepAllocated: boolean }): Promise<void> {
+    return this.#writing(async (volume) => await volume.zeroAt(range, options));
+  }
+
+  zeroIsFast(): boolean {
+    // Only the holder's map could tell; say no (a FAST_ZERO then fails fast).
+    return false;
+  }
+
+  trim(range: ByteRange, fua: boolean): Promise<void> {
+    return this.#writing(async (volume) => await volume.trim(range, { fua }));
+  }
+
+  async flush(): Promise<void> {
+    // Not the holder: whatever this node acknowledged was made durable when it released.
+    if (!this.leases.holds(this.name)) return;
+    await this.#refusedMeansLost(async () =>
+      await (await this.store.openVolume(this.name)).flush()
+    );
+  }
+
+  extents(range: ByteRange): Extent[] {
+    // Allocation is the holder's to know: report data, which is always true to read.
+    return [{ offset: range.offset, length: range.length, zero: false }];
+  }
+
+  async #writing(fn: (volume: Volume) => Promise<void>): Promise<void> {
+    const volume = await this.#writable();
+    await this.#refusedMeansLost(() => fn(volume));
+  }
+
+  /** Runs `fn`; a refusal by storage or the record means another node took the lease. */
+  async #refusedMeansLost(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (error) {
+      if (error instanceof ConflictError && !(error instanceof LeaseLostError)) {
+        this.leases.noteLost(this.name);
+        throw new LeaseLostError(`Cannot write volume "${this.name}": ${error.message}`, {
+          cause: error,
+        });
+      }
+      if (error instanceof LeaseLostError) this.leases.noteLost(this.name);
+      throw error;
+    }
+  }
+
+  async #writable(): Promise<Volume> {
+    if (this.leases.losses(this.name) > this.lossesAtOpen) {
+      this.leases.counters.fencedWrites++;
+      throw new LeaseLostError(
+        `Cannot write volume "${this.name}": this connection was open when the write lease ` +
+          `moved to another node`,
+      );
+    }
+    await this.leases.acquire(this.name);
+    return await this.store.openVolume(this.name);
+  }
+}
