@@ -4,7 +4,7 @@ import { LocalAuthority, LocalEngine, Store } from "../core/mod.ts";
 import { createApp } from "../http/app.ts";
 import { HashPool } from "../wasm/hash_pool.ts";
 import { type HashEngineName } from "../wasm/hash_pool.ts";
-import { parseHostPort } from "./address.ts";
+import { parseHostPort } from "../core/address.ts";
 import { NbdServer, parseNbdAddress } from "../nbd/server.ts";
 import { ClusterKey } from "../cluster/transport/mod.ts";
 import { ClusterMember } from "./cluster_member.ts";

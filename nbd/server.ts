@@ -5,7 +5,7 @@
  * that connection.
  */
 import { LocalAuthority, type Store, type VolumeAuthority } from "../core/mod.ts";
-import { parseHostPort } from "../cli/address.ts";
+import { parseHostPort } from "../core/address.ts";
 import { ConnectionClosedError, ConnReader, ReplyWriter } from "./conn_io.ts";
 import {
   handshake,

@@ -57,7 +57,7 @@ import {
 } from "./messages.ts";
 
 export type { MembershipConfig } from "./_membership_config.ts";
-export { membershipConfigDefault } from "./_membership_config.ts";
+export { membershipConfigDefault, pushPullIntervalFor } from "./_membership_config.ts";
 export type { MemberInfo, MemberStatus, Message, Update } from "./messages.ts";
 
 /** A member as this node sees it; `since` is the time of its last status change. */

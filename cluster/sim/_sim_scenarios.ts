@@ -8,7 +8,7 @@
  */
 
 import { assert } from "../../core/assert.ts";
-import { pushPullIntervalFor } from "../membership/_membership_config.ts";
+import { pushPullIntervalFor } from "../membership/mod.ts";
 import { type MembershipConfig, membershipConfigDefault } from "../membership/mod.ts";
 import { deriveSeed, Simulator, type TraceEvent } from "./simulator.ts";
 import type { MemberStatus } from "../membership/mod.ts";
