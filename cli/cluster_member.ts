@@ -20,26 +20,31 @@ import {
   RpcClient,
 } from "../cluster/transport/mod.ts";
 import type { Readiness } from "../http/app.ts";
+import type { ServeOptions } from "./serve.ts";
 
-/** What the cluster side needs from the command line. */
-export interface ClusterMemberOptions {
-  id: string;
-  data: string;
-  local: LocalEngine;
-  key: ClusterKey;
-  gossip: { hostname: string; port: number };
-  join: string[];
-  zone: string | null;
-  weight: number;
-  replicas: number;
-  deadGraceMs: number;
-  healIntervalMs: number;
-  gcMinAgeMs: number;
-  gcSettleMs: number;
-  faultFile: string | null;
-  /** The store, built after this (it takes the leases' access and the GC rules). */
-  store: () => Store;
-}
+/** What the cluster side needs: the command line's cluster options, and the node's parts. */
+export type ClusterMemberOptions =
+  & Pick<
+    ServeOptions,
+    | "data"
+    | "join"
+    | "zone"
+    | "weight"
+    | "replicas"
+    | "deadGraceMs"
+    | "healIntervalMs"
+    | "gcMinAgeMs"
+    | "gcSettleMs"
+    | "faultFile"
+  >
+  & {
+    id: string;
+    local: LocalEngine;
+    key: ClusterKey;
+    gossip: { hostname: string; port: number };
+    /** The store, built after this (it takes the leases' access and the GC rules). */
+    store: () => Store;
+  };
 
 const log = (line: string) => console.error(`atoll: cluster: ${line}`);
 

@@ -13,6 +13,8 @@ import type { Volume } from "./volume.ts";
 export interface VolumeHandle {
   readonly name: string;
   readonly sizeBytes: number;
+  /** False for a read-only view (an image, a snapshot); volumes' handles write. */
+  readonly canWrite: boolean;
   /**
    * FLUSH through one handle makes every handle's acknowledged writes durable,
    * and all handles see the same bytes: true when every handle of the volume on
@@ -50,6 +52,7 @@ export class LocalAuthority implements VolumeAuthority {
 
 /** A handle on the store's shared instance of a volume. */
 class LocalVolumeHandle implements VolumeHandle {
+  readonly canWrite = true;
   readonly canMultiConn = true;
   constructor(readonly volume: Volume) {}
   get name() {

@@ -1,19 +1,17 @@
 /**
  * The small device interface the NBD protocol loop talks to, with capability
- * flags that become the export's transmission flags, and its adapters over the
- * store's volumes (read-write) and frozen views (images, snapshots: read-only).
+ * flags that become the export's transmission flags: volumes' handles from their
+ * authority (read-write), and an adapter over frozen views (images, snapshots).
  */
 import type { ByteRange, FrozenView, Store, VolumeAuthority, VolumeHandle } from "../core/mod.ts";
 import { NotFoundError } from "../core/mod.ts";
 import { TransmissionFlag as Flag } from "./protocol.ts";
 
 /**
- * What an export can do, and the calls that do it: a volume's handle (read-write,
- * from the volume's authority), or an image's or snapshot's frozen view.
+ * What an export can do, and the calls that do it: a volume's handle (from the
+ * volumes' authority), or an image's or snapshot's frozen view (read-only).
  */
-export interface NbdDevice extends VolumeHandle {
-  readonly canWrite: boolean;
-}
+export type NbdDevice = VolumeHandle;
 
 /** Transmission flags that say truthfully what `device` can do. */
 export function transmissionFlags(device: NbdDevice): number {
@@ -22,42 +20,6 @@ export function transmissionFlags(device: NbdDevice): number {
   if (device.canWrite) flags |= Flag.sendTrim | Flag.sendWriteZeroes | Flag.sendFastZero;
   else flags |= Flag.readOnly;
   return flags;
-}
-
-/** A volume's handle as an export: writable. */
-class VolumeDevice implements NbdDevice {
-  readonly canWrite = true;
-  constructor(readonly handle: VolumeHandle) {}
-  get name() {
-    return this.handle.name;
-  }
-  get sizeBytes() {
-    return this.handle.sizeBytes;
-  }
-  get canMultiConn() {
-    return this.handle.canMultiConn;
-  }
-  read(range: ByteRange, into: Uint8Array) {
-    return this.handle.read(range, into);
-  }
-  write(offset: number, data: Uint8Array, fua: boolean) {
-    return this.handle.write(offset, data, fua);
-  }
-  zero(range: ByteRange, options: { fua: boolean; keepAllocated: boolean }) {
-    return this.handle.zero(range, options);
-  }
-  zeroIsFast(range: ByteRange, keepAllocated: boolean) {
-    return this.handle.zeroIsFast(range, keepAllocated);
-  }
-  trim(range: ByteRange, fua: boolean) {
-    return this.handle.trim(range, fua);
-  }
-  flush() {
-    return this.handle.flush();
-  }
-  extents(range: ByteRange) {
-    return this.handle.extents(range);
-  }
 }
 
 class FrozenDevice implements NbdDevice {
@@ -109,7 +71,7 @@ export async function openExport(
       if (snapshot === undefined) return null;
       return new FrozenDevice(name, await store.openSnapshot(volume, snapshot));
     }
-    return new VolumeDevice(await authority.open(name));
+    return await authority.open(name);
   } catch (error) {
     if (error instanceof NotFoundError || error instanceof TypeError) return null;
     throw error;

@@ -17,6 +17,7 @@ import type { LeaseManager } from "./leases.ts";
 
 /** A volume used through a cluster node: writes take the lease, reads stay coherent. */
 export class LeasedVolumeHandle implements VolumeHandle {
+  readonly canWrite = true;
   readonly canMultiConn = true;
 
   constructor(

@@ -59,21 +59,11 @@ export function acceptorMethods(
         ballotOf(request.header.ballot),
         parseConfig(request.header.config),
       );
-      if (!reply.ok) return { header: refusal(reply) };
-      const { register, accepted } = reply;
-      return {
-        header: { granted: true, accepted, ...registerHeader(register) },
-        data: register.value ?? undefined,
-      };
+      return reply.ok ? acceptedMessage(reply) : { header: refusal(reply) };
     },
     "px.peek": async (request) => {
       const reply = await acceptor.peek(keyOf(request), parseConfig(request.header.config));
-      if (!reply.ok) return { header: refusal(reply) };
-      const { accepted, register } = reply;
-      return {
-        header: { granted: true, accepted, ...registerHeader(register) },
-        data: register.value ?? undefined,
-      };
+      return reply.ok ? acceptedMessage(reply) : { header: refusal(reply) };
     },
     "px.accept": async (request) => {
       const reply = await acceptor.accept(
@@ -141,6 +131,15 @@ export async function installConfig(
   config: MetaConfig,
 ): Promise<void> {
   await rpc.call(address, "meta.install", { header: { config } }, 5000);
+}
+
+/** What an acceptor accepted, as a granted reply. */
+function acceptedMessage(reply: { accepted: Ballot | null; register: Register }): RpcMessage {
+  const { accepted, register } = reply;
+  return {
+    header: { granted: true, accepted, ...registerHeader(register) },
+    data: register.value ?? undefined,
+  };
 }
 
 function refusal(reply: { promised: Ballot } | { stale: MetaConfig }) {
