@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { LocalEngine, Store } from "../core/mod.ts";
 import { ClusterEngine } from "../cluster/cluster_engine.ts";
 import type { MemberState } from "../cluster/membership/mod.ts";
-import { describeConfig, fileConfigDisk, NodeConfig } from "../cluster/meta/mod.ts";
+import { AcceptorLog, describeConfig, fileConfigDisk, NodeConfig } from "../cluster/meta/mod.ts";
 import { LeaseManager } from "../cluster/leases/mod.ts";
 import { clusterGcPolicy, gcMethods, Healer } from "../cluster/repair/mod.ts";
 import {
@@ -74,6 +74,7 @@ export class ClusterMember {
     this.engine = new ClusterEngine({
       selfId: id,
       local,
+      acceptorStates: new AcceptorLog(join(local.dir, "paxos")),
       rpc: new RpcClient(key, nodeConfig.identity),
       members: () => this.#node?.members() ?? [self],
       now: () => performance.now(),

@@ -9,7 +9,7 @@ import { ClusterKey } from "./transport/mod.ts";
 import { ClusterEngine } from "./cluster_engine.ts";
 import type { MemberState } from "./membership/mod.ts";
 import { RpcClient, rpcServer } from "./transport/mod.ts";
-import { fileConfigDisk, NodeConfig } from "./meta/mod.ts";
+import { AcceptorLog, fileConfigDisk, NodeConfig } from "./meta/mod.ts";
 
 export const testClusterKey = new ClusterKey(
   new TextEncoder().encode("test-cluster-key-0123456789abcdef"),
@@ -143,6 +143,7 @@ export class TestCluster {
     node.engine = new ClusterEngine({
       selfId: node.id,
       local,
+      acceptorStates: new AcceptorLog(`${node.dir}/paxos`),
       nodeConfig,
       rpc: new RpcClient(testClusterKey, nodeConfig.identity),
       members: () => this.members,

@@ -13,13 +13,13 @@
  * for `deadGraceMs` after they died: a flapping or restarting node moves no
  * data, and a dead one's share is re-replicated only after the grace period.
  */
-import type { ByteRange, Engine, LocalEngine, MetaEntry } from "../core/mod.ts";
+import type { ByteRange, Clock, Engine, MetaEntry, NodeDisk } from "../core/mod.ts";
 import { VersionMismatchError } from "../core/mod.ts";
 import {
   acceptedKeys,
   Acceptor,
+  type AcceptorIndex,
   type AcceptorLink,
-  AcceptorLog,
   acceptorMethods,
   allVoters,
   fetchConfig,
@@ -34,9 +34,8 @@ import { blockMethods, type BlockPeer, ReplicatedBlocks } from "./data/mod.ts";
 import { type ObjectLink, objectMethods, ObjectReplica, rpcObjectLink } from "./data/mod.ts";
 import { ReplicatedObjects } from "./data/mod.ts";
 import { Placement } from "./placement/mod.ts";
-import { join } from "node:path";
 import type { MemberState } from "./membership/mod.ts";
-import type { RpcClient, RpcMethod } from "./transport/mod.ts";
+import type { RpcCaller, RpcMethod } from "./transport/mod.ts";
 
 /** Replicas of each block, object and metadata key unless told (`--replicas`). */
 export const replicasDefault = 3;
@@ -48,8 +47,14 @@ const listReadsInFlightMax = 16;
 /** Options of {@linkcode ClusterEngine}. */
 export interface ClusterEngineOptions {
   selfId: string;
-  local: LocalEngine;
-  rpc: RpcClient;
+  /** This node's own disk (blocks and objects it holds as a replica). */
+  local: NodeDisk;
+  /**
+   * This node's acceptor states, durable when `save()` resolves (an AcceptorLog
+   * beside the data; the simulation keeps them in memory).
+   */
+  acceptorStates: AcceptorIndex & { close(): void };
+  rpc: RpcCaller;
   /** The members as gossip knows them, this node included. */
   members: () => MemberState[];
   /** The clock of `members()`'s `since`. */
@@ -65,17 +70,21 @@ export interface ClusterEngineOptions {
    * refuses the write. Without leases (tests of the engine alone), 1.
    */
   epochOf?: (uid: string) => number;
+  /** The clock of the proposer's backoff; the system's unless told (a simulation). */
+  clock?: Clock;
+  /** Randomness of the proposer's backoff and name; Math.random unless told (a simulation). */
+  random?: () => number;
 }
 
 /** Engine over the cluster; see the module doc. */
 export class ClusterEngine implements Engine {
   readonly selfId: string;
-  readonly local: LocalEngine;
+  readonly local: NodeDisk;
   readonly replicaCount: number;
   readonly deadGraceMs: number;
   readonly acceptor: Acceptor;
-  /** This node's acceptor states (one append-only file per key). */
-  readonly acceptorStates: AcceptorLog;
+  /** This node's acceptor states. */
+  readonly acceptorStates: AcceptorIndex & { close(): void };
   readonly replica: ObjectReplica;
   readonly blocks: ReplicatedBlocks;
   readonly objects: ReplicatedObjects;
@@ -83,7 +92,7 @@ export class ClusterEngine implements Engine {
   readonly nodeConfig: NodeConfig;
   /** Changes of metadata voters; `tick()` it every second or so. */
   readonly reconfigurer: Reconfigurer;
-  #rpc: RpcClient;
+  #rpc: RpcCaller;
   #members: () => MemberState[];
   #now: () => number;
   #view: { at: number; placement: Placement; byId: Map<string, MemberState> } | null = null;
@@ -99,7 +108,7 @@ export class ClusterEngine implements Engine {
     this.#members = options.members;
     this.#now = options.now;
     this.nodeConfig = options.nodeConfig;
-    this.acceptorStates = new AcceptorLog(join(this.local.dir, "paxos"));
+    this.acceptorStates = options.acceptorStates;
     this.acceptor = new Acceptor(this.acceptorStates, this.nodeConfig);
     this.replica = new ObjectReplica(this.selfId, this.local);
     this.blocks = new ReplicatedBlocks({
@@ -118,8 +127,13 @@ export class ClusterEngine implements Engine {
       isDead: (id) => this.countsDead(id),
     });
     const nodeConfig = this.nodeConfig;
+    const random = options.random ?? Math.random;
+    const clock = options.clock;
     this.proposer = new Proposer({
-      node: `${this.selfId}.${crypto.randomUUID().slice(0, 8)}`,
+      // A name of its own per process: a restarted node never reuses its ballots' tiebreak.
+      node: `${this.selfId}.${Math.floor(random() * 2 ** 32).toString(16).padStart(8, "0")}`,
+      random,
+      sleep: clock === undefined ? undefined : (ms) => clock.sleep(ms),
       configs: {
         current: () => nodeConfig.current(),
         install: (config) => nodeConfig.install(config),

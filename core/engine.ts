@@ -79,6 +79,25 @@ export interface Engine {
   close(): Promise<void>;
 }
 
+/**
+ * A node's own disk as the cluster uses it: an engine, plus what replication,
+ * healing and cluster garbage collection need of it. {@linkcode LocalEngine}
+ * (files) is one; the deterministic simulation's memory disk is another.
+ */
+export interface NodeDisk extends Engine {
+  /**
+   * Deletes a block unless it was stored (or stored again) less than
+   * `minAgeMs` ago, or is still being written; true when it is gone.
+   */
+  deleteBlockIfOlderThan(hash: string, minAgeMs: number): boolean;
+  /** Bytes of a stored block; throws CorruptionError when it is not stored. */
+  blockSize(hash: string): Promise<number>;
+  /** Bytes an object spans (0 when missing). */
+  objectSize(name: string): Promise<number>;
+  /** Bytes free for new data (healing keeps a reserve). */
+  freeBytes(): number;
+}
+
 const hashPattern = /^[0-9a-f]{64}$/;
 const objectNamePattern = /^[0-9a-f]{32}\.[0-9]{1,10}\.[0-9]{1,10}$/;
 const metaKeyPattern = /^[a-z]+\/[A-Za-z0-9][A-Za-z0-9._@-]{0,300}$/;

@@ -18,7 +18,7 @@ import * as fs from "node:fs";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { assert } from "./assert.ts";
-import type { ByteRange, Engine, MetaEntry } from "./engine.ts";
+import type { ByteRange, MetaEntry, NodeDisk } from "./engine.ts";
 import { isBlockName, isMetaKey, isObjectName } from "./engine.ts";
 import { CorruptionError, VersionMismatchError } from "./errors.ts";
 import { KeyedMutex, Mutex } from "./_mutex.ts";
@@ -39,7 +39,7 @@ export interface LocalEngineOptions {
 }
 
 /** Engine over files in one directory, owned by one process at a time. */
-export class LocalEngine implements Engine {
+export class LocalEngine implements NodeDisk {
   readonly dir: string;
   #lock: Deno.FsFile;
   #files = new FdCache(openFilesMax);
@@ -146,6 +146,12 @@ export class LocalEngine implements Engine {
     this.#files.forget(path);
     if (unlinkIfPresent(path)) this.#dirtyDirs.add(join(this.dir, "blocks", hash.slice(0, 2)));
     return true;
+  }
+
+  /** Free bytes on the file system holding the data directory. */
+  freeBytes(): number {
+    const stats = fs.statfsSync(this.dir);
+    return stats.bavail * stats.bsize;
   }
 
   /** Bytes of a stored block (whole blocks cross the network in a cluster). */

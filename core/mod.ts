@@ -1,5 +1,6 @@
 /** The core of Atoll: maps, volumes, images, snapshots, copy-on-write, GC. */
 export * from "./authority.ts";
+export { type Clock, systemClock } from "./clock.ts";
 export * from "./engine.ts";
 export * from "./errors.ts";
 export * from "./limits.ts";

@@ -5,6 +5,7 @@
 import type { HashPool } from "../wasm/hash_pool.ts";
 import { toHex } from "../wasm/to_hex.ts";
 import { BlockMap } from "./block_map.ts";
+import { type Clock, systemClock } from "./clock.ts";
 import type { Engine } from "./engine.ts";
 import { BusyError, ConflictError, NotFoundError, VersionMismatchError } from "./errors.ts";
 import { FrozenView } from "./frozen_view.ts";
@@ -74,6 +75,10 @@ export interface StoreOptions {
   access?: VolumeAccess;
   /** A cluster's garbage collection rules; none on a single node. */
   gcPolicy?: GcPolicy;
+  /** The clock of the garbage collection timer; the system's unless told (a simulation). */
+  clock?: Clock;
+  /** Makes the uid of a new volume; 16 random bytes in hex unless told (a simulation). */
+  newUid?: () => string;
 }
 
 /** Images, volumes and snapshots of one node. */
@@ -86,7 +91,10 @@ export class Store {
   /** Serializes catalogue changes with garbage collection's mark and sweep. */
   #catalogue = new Mutex();
   #gcDelayMs: number;
-  #gcTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Aborts the pending garbage collection timer; null when none is pending. */
+  #gcTimer: AbortController | null = null;
+  #clock: Clock;
+  #newUid: () => string;
 
   constructor(options: StoreOptions) {
     this.engine = options.engine;
@@ -95,6 +103,8 @@ export class Store {
     this.#gcDelayMs = options.gcDelayMs ?? 1000;
     this.access = options.access ?? null;
     this.gcPolicy = options.gcPolicy ?? null;
+    this.#clock = options.clock ?? systemClock;
+    this.#newUid = options.newUid ?? randomUid;
   }
 
   /** Stores the bytes of `body` as image `name`; visible only once whole. */
@@ -216,7 +226,7 @@ export class Store {
       }
       const header: VolumeHeader = {
         name,
-        uid: newUid(),
+        uid: this.#newUid(),
         generation: 1,
         createdAt: new Date().toISOString(),
         origin,
@@ -418,7 +428,7 @@ export class Store {
 
   /** Flushes every open volume and releases the engine and the hash pool. */
   async close(): Promise<void> {
-    if (this.#gcTimer !== null) clearTimeout(this.#gcTimer);
+    this.#gcTimer?.abort();
     this.#gcTimer = null;
     await this.flushVolumes();
     await this.engine.close();
@@ -427,10 +437,12 @@ export class Store {
 
   #scheduleGc(): void {
     if (this.#gcTimer !== null) return;
-    this.#gcTimer = setTimeout(() => {
+    const timer = new AbortController();
+    this.#gcTimer = timer;
+    this.#clock.sleep(this.#gcDelayMs, timer.signal).then(() => {
       this.#gcTimer = null;
       this.collectGarbage().catch((error) => console.error(`garbage collection failed: ${error}`));
-    }, this.#gcDelayMs);
+    }, () => {/* aborted: the store closed */});
   }
 
   async #readRecord<T>(kind: string, key: string): Promise<{ header: T; map: BlockMap }> {
@@ -466,6 +478,6 @@ function checkSize(size: unknown): number {
   return size;
 }
 
-function newUid(): string {
+function randomUid(): string {
   return toHex(crypto.getRandomValues(new Uint8Array(16)));
 }

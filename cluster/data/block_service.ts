@@ -9,21 +9,14 @@
  * by replicas known dead (_write_quorum.ts).
  */
 import { createHash } from "node:crypto";
-import fs from "node:fs";
-import type { ByteRange, LocalEngine } from "../../core/mod.ts";
+import type { ByteRange, NodeDisk } from "../../core/mod.ts";
 import { blockSizeMax, CorruptionError, isBlockName } from "../../core/mod.ts";
 import { AssertionError } from "../../core/assert.ts";
-import type { RpcClient, RpcMethod } from "../transport/mod.ts";
+import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
 
 /** Healing never fills a disk: a node takes copies only while this much stays free. */
 export const healDiskReserveBytes = 1024 ** 3;
-
-/** Free bytes on the file system holding `dir`. */
-export function freeBytes(dir: string): number {
-  const stats = fs.statfsSync(dir);
-  return stats.bavail * stats.bsize;
-}
 
 /** A member as the block service needs it. */
 export interface BlockPeer {
@@ -40,7 +33,7 @@ export function sha256Hex(data: Uint8Array): string {
 }
 
 /** The methods a node serves for the block service, over its local engine. */
-export function blockMethods(engine: LocalEngine): Record<string, RpcMethod> {
+export function blockMethods(engine: NodeDisk): Record<string, RpcMethod> {
   return {
     "block.has": async (request) => {
       const hashes = request.header.hashes;
@@ -55,7 +48,7 @@ export function blockMethods(engine: LocalEngine): Record<string, RpcMethod> {
         throw new CorruptionError(`Cannot store block ${hash}: its bytes do not match its name`);
       }
       if (
-        request.header.heal === true && freeBytes(engine.dir) - data.length < healDiskReserveBytes
+        request.header.heal === true && engine.freeBytes() - data.length < healDiskReserveBytes
       ) {
         throw new RangeError(
           `Cannot take block ${hash} for healing: less than ${healDiskReserveBytes} bytes free`,
@@ -99,8 +92,8 @@ export function blockMethods(engine: LocalEngine): Record<string, RpcMethod> {
 /** Options of {@linkcode ReplicatedBlocks}. */
 export interface ReplicatedBlocksOptions {
   selfId: string;
-  engine: LocalEngine;
-  rpc: RpcClient;
+  engine: NodeDisk;
+  rpc: RpcCaller;
   replicasOf: ReplicaPicker;
   /** True when gossip declares the member dead (lowers the write quorum); none by default. */
   isDead?: (id: string) => boolean;
@@ -120,8 +113,8 @@ type FetchTally = { unreachable: number; damaged: BlockPeer[] };
 /** Reads and writes blocks on their replicas; the local engine keeps this node's copies. */
 export class ReplicatedBlocks {
   readonly selfId: string;
-  #engine: LocalEngine;
-  #rpc: RpcClient;
+  #engine: NodeDisk;
+  #rpc: RpcCaller;
   #replicasOf: ReplicaPicker;
   #isDead: (id: string) => boolean;
   #allPeers: () => BlockPeer[];
@@ -297,7 +290,7 @@ export class ReplicatedBlocks {
 }
 
 /** The whole of a stored block (its length is its file's). */
-export async function readWhole(engine: LocalEngine, hash: string): Promise<Uint8Array> {
+export async function readWhole(engine: NodeDisk, hash: string): Promise<Uint8Array> {
   const size = await engine.blockSize(hash);
   if (size > blockSizeMax) throw new RangeError(`block ${hash} is larger than ${blockSizeMax}`);
   const data = new Uint8Array(size);

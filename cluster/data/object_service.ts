@@ -14,11 +14,11 @@
  *   at each flush, after the data is durable, so a persisted stamp never claims
  *   more than the disk holds.
  */
-import type { LocalEngine } from "../../core/mod.ts";
+import type { NodeDisk } from "../../core/mod.ts";
 import { ConflictError, isObjectName, VersionMismatchError } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
 import { KeyedMutex } from "../../core/_mutex.ts";
-import { type RpcClient, RpcError, type RpcMessage, type RpcMethod } from "../transport/mod.ts";
+import { type RpcCaller, RpcError, type RpcMessage, type RpcMethod } from "../transport/mod.ts";
 
 /** Largest object a replica copies whole (a repair), and largest read. */
 export const objectBytesMax = 32 * 1024 * 1024;
@@ -38,11 +38,11 @@ export class FencedError extends ConflictError {
 
 /** The fence of each volume on one node: highest epoch seen, kept in `fence/UID`. */
 export class Fences {
-  #engine: LocalEngine;
+  #engine: NodeDisk;
   #cache = new Map<string, { epoch: number; version: number }>();
   #locks = new KeyedMutex();
 
-  constructor(engine: LocalEngine) {
+  constructor(engine: NodeDisk) {
     this.#engine = engine;
   }
 
@@ -142,7 +142,7 @@ export interface ObjectLink {
 export class ObjectReplica implements ObjectLink {
   readonly id: string;
   readonly fences: Fences;
-  #engine: LocalEngine;
+  #engine: NodeDisk;
   /** uid → (object name → stamp), loaded from `ov/UID` on first use. */
   #volumes = new Map<string, Promise<Map<string, Stamp>>>();
   /** uid → version of its `ov/UID` record. */
@@ -151,7 +151,7 @@ export class ObjectReplica implements ObjectLink {
   #locks = new KeyedMutex();
   #persisting = new KeyedMutex();
 
-  constructor(id: string, engine: LocalEngine) {
+  constructor(id: string, engine: NodeDisk) {
     this.id = id;
     this.#engine = engine;
     this.fences = new Fences(engine);
@@ -338,7 +338,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
 }
 
 /** An ObjectLink to the replica of the node at `address`. */
-export function rpcObjectLink(rpc: RpcClient, id: string, address: string): ObjectLink {
+export function rpcObjectLink(rpc: RpcCaller, id: string, address: string): ObjectLink {
   const call = (method: string, message: RpcMessage) => rpc.call(address, method, message);
   const batches = new ChangeBatcher(call);
   return {

@@ -25,10 +25,12 @@
  */
 import {
   type ByteRange,
+  type Clock,
   ConflictError,
   LeaseLostError,
   NotFoundError,
   type Store,
+  systemClock,
   type VolumeAccess,
   type VolumeAuthority,
   type VolumeHandle,
@@ -44,13 +46,15 @@ import {
 } from "../../core/records.ts";
 import type { Register } from "../meta/mod.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
-import type { RpcClient, RpcMethod } from "../transport/mod.ts";
+import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
 import { LeasedVolumeHandle } from "./leased_volume.ts";
 
 /** Longest wait for an unreachable holder to be declared dead before a takeover. */
 export const takeoverWaitMsDefault = 30_000;
 /** Largest read forwarded to the holder in one call (an NBD request's maximum). */
 const forwardedReadBytesMax = 32 * 1024 * 1024;
+/** Pause between requests to a holder that does not answer its release. */
+const releaseRetryMs = 200;
 /** Tries to move a lease when other nodes race for it. */
 const moveAttemptsMax = 16;
 
@@ -75,8 +79,10 @@ export interface LeaseManagerOptions {
   /** The store (built after the lease manager, since the store takes its `access`). */
   store: () => Store;
   engine: ClusterEngine;
-  rpc: RpcClient;
+  rpc: RpcCaller;
   takeoverWaitMs?: number;
+  /** The clock of waits for a holder and of the move counters; the system's unless told. */
+  clock?: Clock;
 }
 
 /** The write leases of this node: the volumes' authority in a cluster. */
@@ -91,8 +97,9 @@ export class LeaseManager implements VolumeAuthority {
   };
   #storeOf: () => Store;
   #engine: ClusterEngine;
-  #rpc: RpcClient;
+  #rpc: RpcCaller;
   #takeoverWaitMs: number;
+  #clock: Clock;
   /** Volumes this node holds: name → epoch and uid. */
   #held = new Map<string, { epoch: number; uid: string }>();
   /** Volume uid → the epoch this node writes it under. */
@@ -121,6 +128,7 @@ export class LeaseManager implements VolumeAuthority {
     this.#engine = options.engine;
     this.#rpc = options.rpc;
     this.#takeoverWaitMs = options.takeoverWaitMs ?? takeoverWaitMsDefault;
+    this.#clock = options.clock ?? systemClock;
   }
 
   get #store(): Store {
@@ -147,10 +155,10 @@ export class LeaseManager implements VolumeAuthority {
     if (this.#held.has(name)) return Promise.resolve();
     return this.#locks.run(name, async () => {
       if (this.#held.has(name)) return;
-      const started = performance.now();
+      const started = this.#clock.now();
       await this.#move(name, this.#engine.selfId);
       this.counters.acquired++;
-      this.counters.lastMoveMs = performance.now() - started;
+      this.counters.lastMoveMs = this.#clock.now() - started;
     });
   }
 
@@ -355,7 +363,7 @@ export class LeaseManager implements VolumeAuthority {
    * dead. True when it released (it will write no more), false when it is gone.
    */
   async #askRelease(name: string, lease: VolumeLease): Promise<boolean> {
-    const deadline = performance.now() + this.#takeoverWaitMs;
+    const deadline = this.#clock.now() + this.#takeoverWaitMs;
     for (;;) {
       const member = this.#engine.member(lease.holder!);
       if (member === undefined || member.status === "dead" || member.status === "left") {
@@ -371,13 +379,13 @@ export class LeaseManager implements VolumeAuthority {
       } catch (error) {
         if (error instanceof LeaseLostError) throw error;
       }
-      if (performance.now() > deadline) {
+      if (this.#clock.now() > deadline) {
         throw new LeaseLostError(
           `Cannot move the write lease of volume "${name}": holder ${lease.holder} is ` +
             `unreachable and not declared dead after ${this.#takeoverWaitMs} ms`,
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await this.#clock.sleep(releaseRetryMs);
     }
   }
 

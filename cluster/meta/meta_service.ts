@@ -17,7 +17,7 @@ import {
 } from "./caspaxos.ts";
 import { type MetaConfig, parseConfig } from "./config.ts";
 import { decodeMessage, encodeMessage } from "../transport/mod.ts";
-import type { RpcClient, RpcMessage, RpcMethod } from "../transport/mod.ts";
+import type { RpcCaller, RpcMessage, RpcMethod } from "../transport/mod.ts";
 
 /** Acceptor states that can also say which keys they hold. */
 export interface AcceptorIndex extends AcceptorStore {
@@ -88,7 +88,7 @@ export function acceptorMethods(
 }
 
 /** An AcceptorLink to the acceptor of the node at `address`. */
-export function rpcAcceptorLink(rpc: RpcClient, address: string): AcceptorLink {
+export function rpcAcceptorLink(rpc: RpcCaller, address: string): AcceptorLink {
   return {
     async prepare(key, ballot, config) {
       const reply = await rpc.call(address, "px.prepare", { header: { key, ballot, config } });
@@ -119,14 +119,14 @@ export function rpcAcceptorLink(rpc: RpcClient, address: string): AcceptorLink {
 }
 
 /** Asks the node at `address` for its configuration (null: it knows none). */
-export async function fetchConfig(rpc: RpcClient, address: string): Promise<MetaConfig | null> {
+export async function fetchConfig(rpc: RpcCaller, address: string): Promise<MetaConfig | null> {
   const reply = await rpc.call(address, "meta.config", { header: {} }, 2000);
   return reply.header.config === null ? null : parseConfig(reply.header.config);
 }
 
 /** Makes the node at `address` know `config` (durably); resolves once it does. */
 export async function installConfig(
-  rpc: RpcClient,
+  rpc: RpcCaller,
   address: string,
   config: MetaConfig,
 ): Promise<void> {

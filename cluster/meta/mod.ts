@@ -32,6 +32,7 @@ export {
 export { AcceptorLog } from "./acceptor_log.ts";
 export {
   acceptedKeys,
+  type AcceptorIndex,
   acceptorMethods,
   fetchConfig,
   installConfig,

@@ -14,10 +14,17 @@
  *   measured on each replica's clock against a duration from this node's, so
  *   clock offsets between hosts do not matter.
  */
-import { ConflictError, isBlockName, isObjectName, type Store } from "../../core/mod.ts";
+import {
+  type Clock,
+  ConflictError,
+  isBlockName,
+  isObjectName,
+  type Store,
+  systemClock,
+} from "../../core/mod.ts";
 import type { GcPolicy } from "../../core/store.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
-import type { RpcClient, RpcMethod } from "../transport/mod.ts";
+import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
 
 /** Default age below which no block is collected (`--gc-min-age`). */
 export const gcMinAgeMsDefault = 60_000;
@@ -30,15 +37,23 @@ const collectBatchMax = 4096;
 
 /** The policy a store in a cluster collects garbage with. */
 export function clusterGcPolicy(
-  options: { engine: ClusterEngine; rpc: RpcClient; minAgeMs: number; settleMs: number },
+  options: {
+    engine: ClusterEngine;
+    rpc: RpcCaller;
+    minAgeMs: number;
+    settleMs: number;
+    /** The clock of block ages and the settle pause; the system's unless told. */
+    clock?: Clock;
+  },
 ): GcPolicy {
   const { engine, rpc, settleMs } = options;
-  let pinsTakenAt = performance.now();
+  const clock = options.clock ?? systemClock;
+  let pinsTakenAt = clock.now();
   const minAge = () =>
-    Math.max(options.minAgeMs, Math.ceil(performance.now() - pinsTakenAt) + ageMarginMs);
+    Math.max(options.minAgeMs, Math.ceil(clock.now() - pinsTakenAt) + ageMarginMs);
   return {
     async pinned() {
-      pinsTakenAt = performance.now();
+      pinsTakenAt = clock.now();
       const pins = new Set<string>();
       for (const member of engine.placementMembers()) {
         if (member.id === engine.selfId || member.status === "dead") continue;
@@ -56,7 +71,7 @@ export function clusterGcPolicy(
       }
       return pins;
     },
-    settle: () => new Promise((resolve) => setTimeout(resolve, settleMs)),
+    settle: () => clock.sleep(settleMs),
     async deleteObject(name) {
       // Garbage objects belong to deleted volumes or older generations: nobody
       // writes them, so they go without a lease (their stamps stay, as tombstones).

@@ -16,22 +16,25 @@
  * time, and stops copying when the receiving disks are short of space (the
  * receiver refuses, see `diskReserveBytes`).
  */
+import { type Clock, systemClock } from "../../core/mod.ts";
 import { compareStamps, type Stamp } from "../data/mod.ts";
 import { readWhole, sha256Hex } from "../data/mod.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
-import type { RpcClient } from "../transport/mod.ts";
+import type { RpcCaller } from "../transport/mod.ts";
 import type { BlockPeer } from "../data/mod.ts";
 
 /** Options of {@linkcode Healer}. */
 export interface HealerOptions {
   engine: ClusterEngine;
-  rpc: RpcClient;
+  rpc: RpcCaller;
   /** Pause between passes. */
   intervalMs: number;
   /** Most items one pass copies (throttle). */
   copiesPerPassMax?: number;
   /** Local blocks one pass re-hashes. */
   scrubBlocksPerPass?: number;
+  /** The clock of passes; the system's unless told (a simulation). */
+  clock?: Clock;
 }
 
 /** What an operator sees of healing in /v1/cluster and /metrics. */
@@ -72,14 +75,18 @@ export class Healer {
     errors: 0,
     lastError: null,
   };
-  #options: Required<HealerOptions>;
-  #timer: ReturnType<typeof setTimeout> | null = null;
+  #options: Required<Omit<HealerOptions, "clock">>;
+  #clock: Clock;
+  /** Aborts the pause before the next pass. */
+  #timer = new AbortController();
   #stopped = false;
   #pass: Promise<void> | null = null;
   #scrubCursor = "";
 
   constructor(options: HealerOptions) {
-    this.#options = { copiesPerPassMax: 256, scrubBlocksPerPass: 4, ...options };
+    const { clock, ...rest } = options;
+    this.#options = { copiesPerPassMax: 256, scrubBlocksPerPass: 4, ...rest };
+    this.#clock = clock ?? systemClock;
   }
 
   start(): void {
@@ -88,7 +95,7 @@ export class Healer {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer.abort();
     await this.#pass;
   }
 
@@ -105,17 +112,17 @@ export class Healer {
 
   #schedule(): void {
     if (this.#stopped) return;
-    this.#timer = setTimeout(async () => {
+    this.#clock.sleep(this.#options.intervalMs, this.#timer.signal).then(async () => {
       await this.pass().catch((error) => {
         this.#failed(error);
         console.error(`atoll: healing pass failed: ${error.message}`);
       });
       this.#schedule();
-    }, this.#options.intervalMs);
+    }, () => {/* stopped */});
   }
 
   async #run(): Promise<void> {
-    const started = performance.now();
+    const started = this.#clock.now();
     this.status.running = true;
     const budget = { copies: this.#options.copiesPerPassMax, short: 0 };
     try {
@@ -127,7 +134,7 @@ export class Healer {
       this.status.running = false;
       this.status.passes++;
       this.status.underReplicated = budget.short;
-      this.status.lastPassMs = Math.round(performance.now() - started);
+      this.status.lastPassMs = Math.round(this.#clock.now() - started);
     }
   }
 

@@ -36,8 +36,25 @@ interface Session {
   next: number;
 }
 
-/** Calls methods on peers. */
-export class RpcClient {
+/**
+ * What cluster code needs of RPC: call a method on a peer. {@linkcode RpcClient}
+ * does it over sealed HTTP; the deterministic simulation over its virtual network.
+ */
+export interface RpcCaller {
+  /**
+   * Calls `method` at `address`; throws RpcError when the peer answered an
+   * error (`remoteName` names it) or could not be reached (`unreachable`).
+   */
+  call(
+    address: string,
+    method: string,
+    message?: RpcMessage,
+    timeoutMs?: number,
+  ): Promise<RpcMessage>;
+}
+
+/** Calls methods on peers over sealed HTTP. */
+export class RpcClient implements RpcCaller {
   #key: ClusterKey;
   #identity: ClusterIdentity;
   #options: RpcOptions;
