@@ -83,10 +83,11 @@ export interface Candidate {
  * they are alive, suspect, or dead within the grace period (a restart or a
  * flap moves nothing); alive members fill the free places, new zones first,
  * then by id, so every node that sees the same members makes the same choice.
- * A voter that left loses its vote at once. One dead past the grace period
- * loses it to an alive member, but keeps it when there is none to take its
- * place and the cluster would fall below three voters (it may come back; a
- * smaller set would only survive fewer failures). The count is always odd.
+ * A voter that left, or is dead past the grace period, loses its vote to an
+ * alive member, but keeps it when there is none to take its place and the
+ * cluster would fall below three voters (it may come back, as a node stopped
+ * for a rolling restart does; a smaller set would only survive fewer
+ * failures). The count is always odd.
  */
 export function desiredVoters(current: string[], members: Candidate[]): string[] {
   const byId = new Map(members.map((member) => [member.id, member]));
@@ -115,7 +116,8 @@ export function desiredVoters(current: string[], members: Candidate[]): string[]
   }
   for (const id of current) {
     if (voters.length >= floor) break;
-    if (!voters.includes(id) && byId.get(id)?.status === "dead") voters.push(id);
+    const status = byId.get(id)?.status;
+    if (!voters.includes(id) && (status === "dead" || status === "left")) voters.push(id);
   }
   // An even count survives no more failures than one less: the last (least live) goes.
   if (voters.length % 2 === 0) voters.pop();

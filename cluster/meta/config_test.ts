@@ -42,9 +42,15 @@ Deno.test("desiredVoters() keeps a dead voter within grace, replaces it after", 
   assert.deepEqual(desiredVoters(["a", "b", "c"], members), ["a", "b", "d"]);
   // No member to take its place: it keeps its vote rather than leave two voters.
   assert.deepEqual(desiredVoters(["a", "b", "c"], members.slice(0, 3)), ["a", "b", "c"]);
-  // A voter that left loses its vote at once.
+  // A voter that left loses its vote to an alive member at once, and keeps it when there
+  // is none (a rolling restart does not shrink the voters to one).
   const left: Candidate = { id: "c", zone: null, status: "left", withinGrace: false };
-  assert.deepEqual(desiredVoters(["a", "b", "c"], [alive("a"), alive("b"), left]), ["a"]);
+  assert.deepEqual(desiredVoters(["a", "b", "c"], [alive("a"), alive("b"), left, alive("d")]), [
+    "a",
+    "b",
+    "d",
+  ]);
+  assert.deepEqual(desiredVoters(["a", "b", "c"], [alive("a"), alive("b"), left]), ["a", "b", "c"]);
 });
 
 Deno.test("a joint configuration needs a majority of both groups; final drops the old", () => {
