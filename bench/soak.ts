@@ -4,11 +4,16 @@
  * faults, and every failing seed. `--seed N --trace` replays one seed and
  * prints what happened (rounds, installs, faults, operations).
  *
+ * With `--cluster`, the same for the whole data path (`cluster/sim/cluster_sim.ts`):
+ * engine, leases, volumes over memory disks, 3–7 members, 2 or 3 replicas.
+ *
  *   deno task soak --schedules 100000 [--from 1] [--chaos-ms 40000]
  *   deno task soak --seed 27 --trace
+ *   deno task soak --cluster --schedules 1000 [--chaos-ms 20000]
+ *   deno task soak --cluster --seed 6 --trace
  */
 import { parseArgs } from "node:util";
-import { MetaSim } from "../cluster/sim/mod.ts";
+import { ClusterSim, clusterSimSettings, MetaSim } from "../cluster/sim/mod.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -17,10 +22,12 @@ const { values } = parseArgs({
     from: { type: "string", default: "1" },
     seed: { type: "string" },
     trace: { type: "boolean", default: false },
-    "chaos-ms": { type: "string", default: "40000" },
+    cluster: { type: "boolean", default: false },
+    "chaos-ms": { type: "string" },
   },
 });
-const chaosMs = Number(values["chaos-ms"]);
+if (values.cluster) await soakCluster();
+const chaosMs = Number(values["chaos-ms"] ?? "40000");
 /** Members at the start for a seed: 3 to 9, as in CI. */
 const nodesOf = (seed: number) => 3 + seed % 7;
 
@@ -71,3 +78,41 @@ console.log(
   `${count - failed.length} of ${count} schedules clean (seeds ${from}..${from + count - 1})`,
 );
 Deno.exit(failed.length === 0 ? 0 : 1);
+
+/** `--cluster`: schedules of the whole data path, or one seed replayed. */
+async function soakCluster(): Promise<never> {
+  const chaosMs = Number(values["chaos-ms"] ?? "20000");
+  if (values.seed !== undefined) {
+    const lines: string[] = [];
+    const result = await ClusterSim.run({
+      ...clusterSimSettings(Number(values.seed), chaosMs),
+      trace: values.trace ? (line) => lines.push(line) : undefined,
+    });
+    for (const line of lines) console.log(line);
+    console.log(JSON.stringify(result, null, 1));
+    Deno.exit(result.violations.length === 0 ? 0 : 1);
+  }
+  const from = Number(values.from);
+  const count = Number(values.schedules);
+  const failed: number[] = [];
+  const started = performance.now();
+  for (let seed = from; seed < from + count; seed++) {
+    const result = await ClusterSim.run(clusterSimSettings(seed, chaosMs));
+    if (result.violations.length > 0) {
+      failed.push(seed);
+      console.error(
+        `FAILED seed ${seed} (replay: deno task soak --cluster --seed ${seed} --trace)`,
+      );
+      for (const violation of result.violations.slice(0, 5)) console.error(`  ${violation}`);
+    }
+    const done = seed - from + 1;
+    if (done % 100 === 0 || done === count) {
+      const seconds = ((performance.now() - started) / 1000).toFixed(0);
+      console.log(`${done}/${count} schedules, ${done - failed.length} clean, ${seconds} s`);
+    }
+  }
+  console.log(
+    `${count - failed.length} of ${count} schedules clean (seeds ${from}..${from + count - 1})`,
+  );
+  Deno.exit(failed.length === 0 ? 0 : 1);
+}

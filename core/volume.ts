@@ -83,17 +83,16 @@ export class Volume {
 
   /**
    * Gives the write lease up: every write that resolved before is made durable,
-   * then this instance refuses writes (LeaseLostError) for good.
+   * then this instance refuses writes (LeaseLostError) for good. When that
+   * fails, the instance stays as it was (its map not persisted), so that the
+   * release can be tried again: giving up then would lose acknowledged writes.
    */
   release(): Promise<void> {
     return this.#mutex.run(async () => {
       if (this.#released || this.#deleted) return;
-      try {
-        await this.engine.flush();
-        if (this.#dirty) await this.#persist();
-      } finally {
-        this.#released = true;
-      }
+      await this.engine.flush();
+      if (this.#dirty) await this.#persist();
+      this.#released = true;
     });
   }
 

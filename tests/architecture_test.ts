@@ -43,7 +43,15 @@ const allowed: Record<string, string[]> = {
   "cluster/data": ["core", "cluster/transport"],
   "cluster/leases": ["core", "cluster/transport", "cluster/meta", "cluster"],
   "cluster/repair": ["core", "cluster/transport", "cluster/data", "cluster"],
-  "cluster/sim": ["core", "cluster/membership", "cluster/meta"],
+  "cluster/sim": [
+    "core",
+    "wasm",
+    "cluster",
+    "cluster/membership",
+    "cluster/meta",
+    "cluster/leases",
+    "cluster/transport",
+  ],
 };
 
 function* productionFiles(dir: string): Generator<string> {

@@ -94,7 +94,12 @@ export class ReplicatedObjects {
     if (written !== undefined) {
       for (const link of links.filter((link) => written.current.has(link.id))) {
         try {
-          const { data } = await link.read(name, offset, into.length);
+          const { data, stamp } = await link.read(name, offset, into.length);
+          if (compareStamps(stamp, written.stamp) !== 0) {
+            // It lost what it took (it restarted before a flush): it lags now.
+            written.current.delete(link.id);
+            continue;
+          }
           into.set(data);
           return;
         } catch {
@@ -116,8 +121,18 @@ export class ReplicatedObjects {
       const stamp = result.value[0];
       if (best === null || compareStamps(stamp, best.stamp) > 0) best = { link: others[i], stamp };
     });
-    if (best === null) {
-      throw new ReplicaQuorumError(`Cannot read object ${name}: no replica answered`);
+    // Only answers from R - floor(R/2) replicas are sure to include one that took
+    // every acknowledged change (a write quorum is at least a majority of R): a
+    // replica that missed changes (it was down, or placement moved back to it)
+    // answering alone would be taken for the latest.
+    const answers = (read === null ? 0 : 1) +
+      stamps.filter((result) => result.status === "fulfilled").length;
+    const needed = links.length - Math.floor(links.length / 2);
+    if (best === null || answers < needed) {
+      throw new ReplicaQuorumError(
+        `Cannot read object ${name}: ${answers} of ${links.length} replicas answered, ` +
+          `${needed} needed`,
+      );
     }
     const chosen = best as { link: ObjectLink; stamp: Stamp };
     if (read !== null && chosen.link === first) return into.set(read.data);
@@ -137,8 +152,13 @@ export class ReplicatedObjects {
     this.#unflushed.clear();
     const flushed = await Promise.allSettled(pending.map(({ link }) => link.flush()));
     const durable = new Map<string, number>();
-    pending.forEach(({ names }, i) => {
-      if (flushed[i].status !== "fulfilled") return;
+    pending.forEach(({ link, names }, i) => {
+      if (flushed[i].status !== "fulfilled") {
+        // A replica that could not flush may have restarted and lost the changes
+        // it took: it is no longer current (it is brought up whole later).
+        for (const name of names) this.#written.get(name)?.current.delete(link.id);
+        return;
+      }
       for (const name of names) durable.set(name, (durable.get(name) ?? 0) + 1);
     });
     const names = new Set(pending.flatMap(({ names }) => [...names]));

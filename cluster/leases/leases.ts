@@ -31,6 +31,7 @@ import {
   NotFoundError,
   type Store,
   systemClock,
+  VersionMismatchError,
   type VolumeAccess,
   type VolumeAuthority,
   type VolumeHandle,
@@ -46,7 +47,7 @@ import {
 } from "../../core/records.ts";
 import type { Register } from "../meta/mod.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
-import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
+import { type RpcCaller, RpcError, type RpcMethod } from "../transport/mod.ts";
 import { LeasedVolumeHandle } from "./leased_volume.ts";
 
 /** Longest wait for an unreachable holder to be declared dead before a takeover. */
@@ -55,6 +56,10 @@ export const takeoverWaitMsDefault = 30_000;
 const forwardedReadBytesMax = 32 * 1024 * 1024;
 /** Pause between requests to a holder that does not answer its release. */
 const releaseRetryMs = 200;
+/** Pause between notices to a holder whose lease was taken over while it was unreachable. */
+const lostNoticeRetryMs = 1000;
+/** How long a taker keeps trying to tell the old holder it lost the lease. */
+const lostNoticeMsMax = 3_600_000;
 /** Tries to move a lease when other nodes race for it. */
 const moveAttemptsMax = 16;
 
@@ -288,17 +293,22 @@ export class LeaseManager implements VolumeAuthority {
       const held = this.#held.get(name);
       if (held === undefined) return true;
       if (held.epoch > epoch) return false; // taken again since the caller looked
-      this.#held.delete(name);
-      this.#epochs.delete(held.uid);
+      // Connections open now are fenced for good, whether or not the release succeeds.
       this.#losses.set(name, this.losses(name) + 1);
-      this.#holders.delete(name);
-      this.counters.released++;
       try {
         await (await this.#store.openVolume(name)).release();
-      } finally {
-        this.#store.dropVolume(name);
-        this.#engine.objects.forget(held.uid);
+      } catch (error) {
+        // Not durable yet (e.g. no metadata quorum): keep the lease, so that the
+        // node taking it asks again, and what this node acknowledged is not lost.
+        // A record that moved on means the lease was taken already: let it go.
+        if (!(error instanceof VersionMismatchError)) throw error;
       }
+      this.#held.delete(name);
+      this.#epochs.delete(held.uid);
+      this.#holders.delete(name);
+      this.counters.released++;
+      this.#store.dropVolume(name);
+      this.#engine.objects.forget(held.uid);
       return true;
     });
   }
@@ -316,7 +326,10 @@ export class LeaseManager implements VolumeAuthority {
           options.release
         ? this.#askRelease(name, lease)
         : Promise.resolve(false);
+      let takenOver = false;
       const ready = cooperative.then(async (released) => {
+        takenOver = !released && options.release && lease.holder !== null &&
+          lease.holder !== this.#engine.selfId;
         if (!released) return await this.#fence(uid, epoch);
         this.#fence(uid, epoch).catch(() => {});
       });
@@ -351,6 +364,7 @@ export class LeaseManager implements VolumeAuthority {
         this.#epochs.set(uid, epoch);
       }
       this.#tellMembers(name);
+      if (takenOver) this.#tellOldHolder(name, lease).catch(() => {});
       return;
     }
     throw new LeaseLostError(
@@ -400,6 +414,34 @@ export class LeaseManager implements VolumeAuthority {
         ),
       ),
     ]);
+  }
+
+  /**
+   * Tells the holder a lease was taken from (declared dead, so it may be alive
+   * and cut off) that it lost it, as soon as it can be reached: until then it
+   * believes it holds the lease and serves reads of its own stale instance,
+   * and members that forward reads to it get them. Its release fails to
+   * persist (the record moved on) and drops the instance; a restarted holder
+   * holds nothing and answers at once. Gives up when the holder left or after
+   * {@linkcode lostNoticeMsMax}.
+   */
+  async #tellOldHolder(name: string, lease: VolumeLease): Promise<void> {
+    const deadline = this.#clock.now() + lostNoticeMsMax;
+    while (this.#clock.now() < deadline) {
+      const member = this.#engine.member(lease.holder!);
+      if (member === undefined || member.status === "left") return;
+      if (member.status !== "dead") {
+        try {
+          await this.#rpc.call(member.address, "lease.release", {
+            header: { name, epoch: lease.epoch },
+          }, 5_000);
+          return;
+        } catch (error) {
+          if (error instanceof RpcError && !error.unreachable) return; // it answered
+        }
+      }
+      await this.#clock.sleep(lostNoticeRetryMs);
+    }
   }
 
   /** Tells live members to forget where they forwarded reads of `name` (best effort). */

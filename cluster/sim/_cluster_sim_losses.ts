@@ -1,0 +1,69 @@
+/**
+ * When acknowledged but unflushed writes may have been lost, for the volume
+ * model (`_cluster_sim_model.ts`): a crash of any member (its copies in
+ * memory go), and a takeover of the volume's lease (the old holder's map in
+ * memory goes). A takeover is seen in the lease counters: a member counted
+ * one, and then holds a lease it did not hold before.
+ *
+ * @module
+ */
+import type { ClusterRuntime } from "./_cluster_sim_node.ts";
+import type { ClusterSim } from "./cluster_sim.ts";
+
+/** How often takeovers are looked for. */
+const takeoverPollMs = 50;
+/** Margin of the times of loss events (takeovers are polled). */
+const lossSlackMs = 500;
+
+/** The loss events of a run; see the module doc. */
+export class LossWatch {
+  #sim: ClusterSim;
+  /** Times each volume's lease was taken over, and by whom. */
+  #takeovers = new Map<string, { atMs: number; by: string }[]>();
+
+  constructor(sim: ClusterSim) {
+    this.#sim = sim;
+  }
+
+  /** Watches the leases of the volumes `names()` lists, until the run ends. */
+  start(names: () => string[]): void {
+    const seen = new Map<
+      ClusterRuntime,
+      { takeovers: number; pending: number; held: Set<string> }
+    >();
+    const poll = () => {
+      const volumes = names();
+      for (const node of this.#sim.running()) {
+        const runtime = node.runtime!;
+        const held = new Set(volumes.filter((name) => runtime.leases.holds(name)));
+        const { takeovers } = runtime.leases.counters;
+        const before = seen.get(runtime) ?? { takeovers: 0, pending: 0, held };
+        let pending = before.pending + takeovers - before.takeovers;
+        for (const name of held) {
+          if (pending === 0 || before.held.has(name)) continue;
+          pending--;
+          const times = this.#takeovers.get(name) ?? [];
+          times.push({ atMs: this.#sim.world.now(), by: node.id });
+          this.#takeovers.set(name, times);
+          this.#sim.note(`${node.id} took volume "${name}" over`);
+        }
+        seen.set(runtime, { takeovers, pending, held });
+      }
+      this.#sim.world.at(takeoverPollMs, poll);
+    };
+    poll();
+  }
+
+  /**
+   * True when a crash, or a takeover by another member, may have dropped
+   * writes to volume `name` that members acknowledged since the times given
+   * (`dirtySince`: member → when it first acknowledged one since the last flush).
+   */
+  lost(name: string, dirtySince: Map<string, number>): boolean {
+    const takeovers = this.#takeovers.get(name) ?? [];
+    return [...dirtySince].some(([node, sinceMs]) =>
+      this.#sim.crashTimes.some((atMs) => atMs >= sinceMs - lossSlackMs) ||
+      takeovers.some(({ atMs, by }) => by !== node && atMs >= sinceMs - lossSlackMs)
+    );
+  }
+}

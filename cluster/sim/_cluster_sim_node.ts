@@ -1,0 +1,225 @@
+/**
+ * A member of the whole-cluster simulation: its durable state (the memory
+ * disk's platter, its acceptor states, its node configuration) and, while it
+ * runs, the production processes built on them (ClusterEngine, Store,
+ * LeaseManager) with the simulated clock, randomness and network. Requests
+ * between members go through `SimWorld.call` (loss, partitions, pauses,
+ * crashes apply) as encoded RPC messages, so no object is shared between nodes.
+ *
+ * @module
+ */
+import { type Clock, Store } from "../../core/mod.ts";
+import { HashPool } from "../../wasm/hash_pool.ts";
+import { ClusterEngine } from "../cluster_engine.ts";
+import type { MemberState } from "../membership/mod.ts";
+import {
+  type AcceptorIndex,
+  type AcceptorState,
+  NodeConfig,
+  type NodeConfigState,
+} from "../meta/mod.ts";
+import { LeaseManager } from "../leases/mod.ts";
+import {
+  decodeMessage,
+  encodeMessage,
+  type RpcCaller,
+  RpcError,
+  type RpcMessage,
+  type RpcMethod,
+} from "../transport/mod.ts";
+import { MemoryDisk, MemoryPlatter } from "./_memory_disk.ts";
+import type { SimWorld } from "./_sim_net.ts";
+
+/** Block size of the simulated volumes: small, so copy-ups and spans are many. */
+export const simBlockSize = 16 * 1024;
+/** How long a taker waits for an unreachable holder to be declared dead. */
+const simTakeoverWaitMs = 8_000;
+/** A dead member keeps its place this long before its data moves (`--dead-grace`). */
+export const simClusterDeadGraceMs = 6_000;
+/** Pause between two reconfiguration ticks of a member. */
+const reconfigureEveryMs = 1000;
+
+/** Calls worth a line of the trace (the rest are too many). */
+const tracedMethods = new Set(["lease.release", "volume.read", "object.fence"]);
+/** Hashing is never needed by the volume workload; this pool starts no worker. */
+const hashPool = new HashPool({ engine: "native" });
+
+/** What the simulation gives a member: the world, views, and hooks for the checker. */
+export interface ClusterSimHost {
+  readonly world: SimWorld;
+  /** Replicas of each block and object (2 or 3). */
+  readonly replicas: number;
+  /** The members as `viewer` sees them now (gossip with lag). */
+  view(viewer: string): MemberState[];
+  /** The running processes of member `id`; null when down. */
+  runtimeOf(id: string): ClusterRuntime | null;
+  /** Member `writer` writes an object of volume `uid` under `epoch`. */
+  noteEpoch(uid: string, epoch: number, writer: string): void;
+  note(line: string): void;
+}
+
+/** A member's durable state and, while it runs, its processes. */
+export interface ClusterSimNode {
+  id: string;
+  incarnation: number;
+  platter: MemoryPlatter;
+  acceptorStates: Map<string, AcceptorState>;
+  config: NodeConfigState;
+  runtime: ClusterRuntime | null;
+}
+
+/** The processes of one incarnation of a member. */
+export interface ClusterRuntime {
+  incarnation: number;
+  disk: MemoryDisk;
+  engine: ClusterEngine;
+  store: Store;
+  leases: LeaseManager;
+  methods: Record<string, RpcMethod>;
+}
+
+/** A new member; `voters` names the metadata voters it starts with. */
+export function newClusterSimNode(id: string, clusterId: string, voters: string[]): ClusterSimNode {
+  return {
+    id,
+    incarnation: 0,
+    platter: new MemoryPlatter(),
+    acceptorStates: new Map(),
+    config: { clusterId, config: { epoch: 1, clusterId, voters, next: null } },
+    runtime: null,
+  };
+}
+
+/** Builds the processes of `node` for a new incarnation and starts its reconfiguration loop. */
+export function startClusterRuntime(host: ClusterSimHost, node: ClusterSimNode): ClusterRuntime {
+  const world = host.world;
+  const incarnation = ++node.incarnation;
+  world.setIncarnation(node.id, incarnation);
+  const clock: Clock = {
+    now: () => world.now(),
+    // An aborted timer never fires (the simulation has nothing to release).
+    sleep: (ms, signal) =>
+      world.sleep(node.id, incarnation, ms).then(() =>
+        signal?.aborted ? new Promise<void>(() => {}) : undefined
+      ),
+  };
+  const random = () => world.random.next();
+  const disk = new MemoryDisk({ platter: node.platter, now: clock.now });
+  const nodeConfig = new NodeConfig(structuredClone(node.config), {
+    save: (state) => Promise.resolve(void (node.config = structuredClone(state))),
+  });
+  const rpc = simRpc(host, node.id, incarnation);
+  const writer = `${node.id}#${incarnation}`;
+  const engine = new ClusterEngine({
+    selfId: node.id,
+    local: disk,
+    acceptorStates: memoryAcceptorStates(node.acceptorStates),
+    rpc,
+    members: () => host.view(node.id),
+    now: clock.now,
+    nodeConfig,
+    replicas: host.replicas,
+    deadGraceMs: simClusterDeadGraceMs,
+    log: (line) => host.note(`${node.id} ${line}`),
+    epochOf: (uid) => {
+      const epoch = leases.epochOf(uid);
+      if (epoch > 0) host.noteEpoch(uid, epoch, writer);
+      return epoch;
+    },
+    clock,
+    random,
+  });
+  const leases: LeaseManager = new LeaseManager({
+    store: () => store,
+    engine,
+    rpc,
+    takeoverWaitMs: simTakeoverWaitMs,
+    clock,
+  });
+  const store: Store = new Store({
+    engine,
+    pool: hashPool,
+    blockSize: simBlockSize,
+    // Garbage collection is not simulated yet: its timer never fires within a run.
+    gcDelayMs: Number.MAX_SAFE_INTEGER / 4,
+    access: leases.access,
+    clock,
+    newUid: () => randomHex(random, 32),
+  });
+  const methods = { ...engine.methods(), ...leases.methods() };
+  const runtime: ClusterRuntime = { incarnation, disk, engine, store, leases, methods };
+  node.runtime = runtime;
+  const tick = async () => {
+    await engine.reconfigurer.tick().catch(() => {});
+    await clock.sleep(reconfigureEveryMs);
+    tick();
+  };
+  clock.sleep(world.random.next() * reconfigureEveryMs).then(tick);
+  return runtime;
+}
+
+/** Acceptor states in the member's durable map (saved at once, as the log's fdatasync). */
+function memoryAcceptorStates(
+  states: Map<string, AcceptorState>,
+): AcceptorIndex & { close(): void } {
+  return {
+    keys: (prefix) => [...states.keys()].filter((key) => key.startsWith(prefix)).sort(),
+    load: (key) => Promise.resolve(structuredClone(states.get(key)) ?? null),
+    save: (key, state) => Promise.resolve(void states.set(key, structuredClone(state))),
+    close: () => {},
+  };
+}
+
+/**
+ * RPC from incarnation `incarnation` of `from`: the request and the reply
+ * cross the simulated network encoded, and an error thrown by the method comes
+ * back as the RpcError the real client throws (with its remote name).
+ */
+function simRpc(host: ClusterSimHost, from: string, incarnation: number): RpcCaller {
+  return {
+    call(address: string, method: string, message: RpcMessage = { header: {} }) {
+      const request = encodeMessage({ header: { ...message.header, method }, data: message.data });
+      const handle = async (): Promise<Uint8Array> => {
+        const target = host.runtimeOf(address);
+        if (target === null) throw new Error("down");
+        const call = decodeMessage(request);
+        try {
+          const run = target.methods[method];
+          if (run === undefined) throw new TypeError(`unknown method ${method}`);
+          const reply = await run(call);
+          return encodeMessage({ header: { ...reply.header, ok: true }, data: reply.data });
+        } catch (error) {
+          const { message, name } = error as Error;
+          return encodeMessage({ header: { ok: false, error: message, name } });
+        }
+      };
+      return host.world.call(from, incarnation, address, handle).then((bytes) => {
+        const reply = decodeMessage(bytes);
+        if (tracedMethods.has(method)) {
+          host.note(
+            `${from} ${method} at ${address} ${JSON.stringify(message.header)} -> ${
+              JSON.stringify(reply.header)
+            }`,
+          );
+        }
+        if (reply.header.ok !== true) {
+          throw new RpcError(`${method} on ${address} failed: ${reply.header.error}`, false, {
+            remoteName: String(reply.header.name),
+          });
+        }
+        return reply;
+      }, (cause) => {
+        throw new RpcError(`Cannot call ${method} on ${address}: ${cause.message}`, true, {
+          cause,
+        });
+      });
+    },
+  };
+}
+
+/** `digits` lowercase hex digits from the seeded randomness. */
+export function randomHex(random: () => number, digits: number): string {
+  let hex = "";
+  for (let i = 0; i < digits; i++) hex += Math.floor(random() * 16).toString(16);
+  return hex;
+}

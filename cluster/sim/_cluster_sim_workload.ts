@@ -1,0 +1,300 @@
+/**
+ * The clients of the whole-cluster simulation. Each volume has one client (a
+ * VM): it writes and flushes through a lease handle at its current member,
+ * migrates to another member now and then (its next write moves the lease),
+ * reads through any member, snapshots, clones and deletes. Now and then
+ * another member writes the same volume at once (lease contention). Every
+ * outcome is checked against the volume's model (`_cluster_sim_model.ts`).
+ *
+ * @module
+ */
+import { NotFoundError, type VolumeHandle } from "../../core/mod.ts";
+import { simBlockSize } from "./_cluster_sim_node.ts";
+import { LossWatch } from "./_cluster_sim_losses.ts";
+import { sectorBytes, sectorPattern, sectorTags, VolumeModel } from "./_cluster_sim_model.ts";
+import { type Attempt, attempt, MetaClients } from "./_cluster_sim_meta.ts";
+import type { ClusterSim } from "./cluster_sim.ts";
+
+/** Blocks of a simulated volume. */
+const volumeBlocks = 4;
+/** Sectors of a simulated volume. */
+const volumeSectors = volumeBlocks * simBlockSize / sectorBytes;
+/** Most sectors one write covers. */
+const writeSectorsMax = 6;
+/** Live volumes the catalogue client keeps at least. */
+const liveVolumesMin = 3;
+
+/** A volume's client: where it writes from, through which handle. */
+interface VolumeClient {
+  model: VolumeModel;
+  node: string | null;
+  incarnation: number;
+  handle: VolumeHandle | null;
+  /** Members that acknowledged writes since the last flush, and when they first did. */
+  dirtySince: Map<string, number>;
+  /**
+   * The handle that acknowledged writes since the last flush (null: none): a
+   * FLUSH makes them durable only through it; through another member's handle
+   * it is a no-op, and they become durable when the lease moves (its release).
+   */
+  dirty: VolumeHandle | null;
+}
+
+/** The clients; see the module doc. */
+export class ClusterWorkload extends MetaClients {
+  readonly violations: string[] = [];
+  #clients: VolumeClient[] = [];
+  #deleted: string[] = [];
+  #tags = 0;
+  #names = 0;
+  #untilMs = 0;
+  #losses: LossWatch;
+
+  constructor(sim: ClusterSim) {
+    super(sim);
+    this.#losses = new LossWatch(sim);
+  }
+
+  /** Starts the clients; they stop starting operations at `untilMs`. */
+  start(untilMs: number): void {
+    this.#untilMs = untilMs;
+    this.startMeta(untilMs);
+    this.#losses.start(() => this.#clients.map((client) => client.model.name));
+    const catalogue = async () => {
+      if (this.sim.world.now() >= untilMs) return;
+      const live = this.#clients.filter((client) => client.model.state === "live").length;
+      if (live < liveVolumesMin) await this.#create();
+      this.sim.world.at(500 + this.random() * 1500, catalogue);
+    };
+    catalogue();
+  }
+
+  async #create(): Promise<void> {
+    const name = `v${++this.#names}`;
+    const outcome = await this.#attempt(
+      this.#randomNode(),
+      `create ${name}`,
+      (runtime) => runtime.store.createVolume({ name, size: volumeBlocks * simBlockSize }),
+    );
+    if (outcome.ok) this.#startClient(VolumeModel.empty(name, volumeSectors));
+  }
+
+  #startClient(model: VolumeModel): void {
+    const client: VolumeClient = {
+      model,
+      node: null,
+      incarnation: 0,
+      handle: null,
+      dirtySince: new Map(),
+      dirty: null,
+    };
+    this.#clients.push(client);
+    const step = async () => {
+      if (this.sim.world.now() >= this.#untilMs || model.state !== "live") return;
+      model.busy = true;
+      await this.#operate(client);
+      model.busy = false;
+      this.sim.world.at(10 + this.random() * 190, step);
+    };
+    step();
+  }
+
+  async #operate(client: VolumeClient): Promise<void> {
+    const roll = this.random();
+    if (roll < 0.42) await this.#write(client);
+    else if (roll < 0.64) await this.#read(client.model, this.#randomNode(), "read");
+    else if (roll < 0.78) await this.#flush(client);
+    else if (roll < 0.86) client.handle = null; // migrates: the next write moves the lease
+    else if (roll < 0.91) await this.#snapshot(client);
+    else if (roll < 0.94) await this.#clone(client.model);
+    else if (roll < 0.97) this.#contend(client.model);
+    else if (roll < 0.98) await this.#delete(client);
+    else await this.#probeDeleted();
+  }
+
+  /** The client's handle, opened at a random running member when it has none there. */
+  #handle(client: VolumeClient): { node: string; handle: VolumeHandle | null } {
+    const runtime = client.node === null ? null : this.sim.runtimeOf(client.node);
+    if (client.handle === null || runtime === null || runtime.incarnation !== client.incarnation) {
+      const node = this.#randomNode();
+      client.node = node;
+      client.incarnation = this.sim.runtimeOf(node)?.incarnation ?? 0;
+      client.handle = null;
+    }
+    return { node: client.node!, handle: client.handle };
+  }
+
+  async #write(client: VolumeClient): Promise<void> {
+    const { model } = client;
+    const { first, count, tag, data } = this.#randomWrite();
+    const { node } = this.#handle(client);
+    const outcome = await this.#attempt(
+      node,
+      `write ${model.name} ${first}+${count} #${tag}`,
+      async (runtime) => {
+        client.handle ??= await runtime.leases.open(model.name);
+        await client.handle.write(first * sectorBytes, data, false);
+      },
+    );
+    if (outcome.ok) {
+      client.dirty = client.handle;
+      if (!client.dirtySince.has(node)) client.dirtySince.set(node, this.sim.world.now());
+      return model.acknowledged(first, count, tag);
+    }
+    model.failed(first, count, tag);
+    client.handle = null;
+    if (outcome.stuck) model.state = "unknown";
+  }
+
+  async #read(model: VolumeModel, node: string, what: string): Promise<void> {
+    const first = this.sim.world.random.int(model.sectors);
+    const count = 1 + this.sim.world.random.int(model.sectors - first);
+    const into = new Uint8Array(count * sectorBytes);
+    const outcome = await this.#attempt(
+      node,
+      `${what} ${model.name} ${first}+${count}`,
+      async (runtime) => {
+        const handle = await runtime.leases.open(model.name);
+        await handle.read({ offset: first * sectorBytes, length: into.length }, into);
+      },
+    );
+    if (!outcome.ok || model.state !== "live") return;
+    const tags = sectorTags(into, first);
+    this.log.push(`  read ${tags.join(",")}`);
+    this.violations.push(...model.check(first, tags, `${what} at ${node}`));
+  }
+
+  async #flush(client: VolumeClient): Promise<void> {
+    const { node } = this.#handle(client);
+    const through = client.handle;
+    const outcome = await this.#attempt(node, `flush ${client.model.name}`, async (runtime) => {
+      client.handle ??= await runtime.leases.open(client.model.name);
+      await client.handle.flush();
+    });
+    // A flush through another handle than the writes' says nothing about them.
+    if (through === client.dirty || client.dirty === null) this.#flushed(client, outcome);
+  }
+
+  #flushed(client: VolumeClient, outcome: Attempt): void {
+    if (outcome.ok) {
+      client.model.flushed(this.#losses.lost(client.model.name, client.dirtySince));
+      if (this.sim.trace !== null) this.sim.note(`${client.model.name} flushed: ${client.model}`);
+      client.dirtySince.clear();
+      client.dirty = null;
+      return;
+    }
+    client.model.flushFailed();
+    if (outcome.stuck) client.model.state = "unknown";
+  }
+
+  async #snapshot(client: VolumeClient): Promise<void> {
+    const name = `s${++this.#names}`;
+    const { node } = this.#handle(client);
+    const outcome = await this.#attempt(
+      node,
+      `snapshot ${client.model.name}@${name}`,
+      (runtime) => runtime.store.createSnapshot(client.model.name, name),
+    );
+    this.#flushed(client, outcome);
+    if (outcome.ok) client.model.snapshots.set(name, client.model.allowedAll());
+  }
+
+  async #clone(model: VolumeModel): Promise<void> {
+    const snapshots = [...model.snapshots.keys()];
+    if (snapshots.length === 0) return;
+    const snapshot = snapshots[this.sim.world.random.int(snapshots.length)];
+    const name = `v${++this.#names}`;
+    const from = `${model.name}@${snapshot}`;
+    const outcome = await this.#attempt(
+      this.#randomNode(),
+      `clone ${name} of ${from}`,
+      (runtime) => runtime.store.createVolume({ name, snapshot: from }),
+    );
+    if (outcome.ok) this.#startClient(new VolumeModel(name, model.snapshots.get(snapshot)!));
+  }
+
+  /** Another member writes the volume at once (not awaited): the lease moves under the client. */
+  #contend(model: VolumeModel): void {
+    const { first, count, tag, data } = this.#randomWrite();
+    model.float(first, count, tag);
+    this.#attempt(
+      this.#randomNode(),
+      `contend ${model.name} ${first}+${count} #${tag}`,
+      async (runtime) => {
+        await (await runtime.leases.open(model.name)).write(first * sectorBytes, data, false);
+      },
+    ).then(() => model.land(tag));
+  }
+
+  async #delete(client: VolumeClient): Promise<void> {
+    const { model } = client;
+    const { node } = this.#handle(client);
+    const outcome = await this.#attempt(
+      node,
+      `delete ${model.name}`,
+      (runtime) => runtime.store.deleteVolume(model.name, { cascade: true }),
+    );
+    model.state = outcome.ok ? "deleted" : "unknown";
+    if (outcome.ok) this.#deleted.push(model.name);
+  }
+
+  /** Rule (c): a deleted volume never opens again. */
+  async #probeDeleted(node = this.#randomNode()): Promise<void> {
+    if (this.#deleted.length === 0) return;
+    const name = this.#deleted[this.sim.world.random.int(this.#deleted.length)];
+    const outcome = await this.#attempt(node, `open deleted ${name}`, async (runtime) => {
+      try {
+        await runtime.leases.open(name);
+      } catch (error) {
+        if (error instanceof NotFoundError) return;
+        throw error;
+      }
+      this.violations.push(`deleted volume "${name}" opened again at ${node}`);
+    });
+    void outcome;
+  }
+
+  /** After the faults: flush each live volume, read it whole from every member, probe deletions. */
+  async finalChecks(): Promise<void> {
+    for (const client of this.#clients) {
+      const { model } = client;
+      if (model.state !== "live" || model.busy) continue;
+      await this.settle(this.#flush(client));
+      for (const node of this.sim.running()) {
+        if (model.state !== "live") break;
+        await this.settle(this.#readWhole(model, node.id));
+      }
+    }
+    for (const node of this.sim.running()) {
+      for (let i = 0; i < this.#deleted.length; i++) await this.settle(this.#probeDeleted(node.id));
+    }
+  }
+
+  async #readWhole(model: VolumeModel, node: string): Promise<void> {
+    const into = new Uint8Array(model.sectors * sectorBytes);
+    const outcome = await this.#attempt(node, `final read ${model.name}`, async (runtime) => {
+      await (await runtime.leases.open(model.name)).read({ offset: 0, length: into.length }, into);
+    });
+    if (!outcome.ok) {
+      this.violations.push(`final read of "${model.name}" at ${node} failed: ${outcome.error}`);
+      return;
+    }
+    this.violations.push(...model.check(0, sectorTags(into, 0), `final read at ${node}`));
+  }
+
+  #randomWrite() {
+    const first = this.sim.world.random.int(volumeSectors);
+    const count = 1 + this.sim.world.random.int(Math.min(writeSectorsMax, volumeSectors - first));
+    const tag = ++this.#tags;
+    return { first, count, tag, data: sectorPattern(tag, first, count) };
+  }
+
+  #randomNode(): string {
+    const running = this.sim.running();
+    return running[this.sim.world.random.int(running.length)].id;
+  }
+
+  #attempt<T>(node: string, label: string, run: Parameters<typeof attempt<T>>[3]) {
+    return attempt(this, node, label, run);
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * A deterministic simulation of the whole cluster data path: the production
+ * ClusterEngine (blocks, objects, metadata), the lease manager (moves,
+ * fencing by epoch, forwarded reads, takeover of a dead holder) and the core
+ * store and volumes, each member with a memory disk that loses what was not
+ * synced when it crashes (`_memory_disk.ts`), over the simulated network and
+ * clock of `_sim_net.ts`, under a seeded schedule of faults
+ * (`_cluster_sim_faults.ts`). Clients (`_cluster_sim_workload.ts`) create,
+ * snapshot, clone and delete volumes and write, flush and read them through
+ * lease handles of random members; the checker rules are:
+ *
+ * - (a) a read returns what the model allows (`_cluster_sim_model.ts`): every
+ *   flushed write until it is overwritten, never torn bytes;
+ * - (b) no two processes write a volume's objects under the same lease epoch;
+ * - (c) a deleted volume never opens again, from any member;
+ * - (d) metadata changed and read beside the data traffic is linearizable
+ *   (`_meta_checker.ts`).
+ *
+ * Gossip is modelled as in `meta_sim.ts`: each member sees the others'
+ * deaths and returns after its own lag. A failing seed prints its number and
+ * replays exactly (same digest).
+ *
+ * @module
+ */
+import type { MemberState } from "../membership/mod.ts";
+import { SimWorld } from "./_sim_net.ts";
+import { lagMs } from "./_sim_node.ts";
+import { checkHistory, type FinalRead, type OpRecord } from "./_meta_checker.ts";
+import {
+  type ClusterRuntime,
+  type ClusterSimHost,
+  type ClusterSimNode,
+  newClusterSimNode,
+  startClusterRuntime,
+} from "./_cluster_sim_node.ts";
+import { ClusterWorkload } from "./_cluster_sim_workload.ts";
+import { scheduleClusterFaults } from "./_cluster_sim_faults.ts";
+
+/** Settings of one simulated run. */
+export interface ClusterSimOptions {
+  seed: number;
+  /** Members (3–7 in the suite). */
+  nodes: number;
+  /** Replicas of each block and object (2 or 3; at most `nodes`). */
+  replicas: number;
+  /** Length of the faulty phase. */
+  chaosMs?: number;
+  trace?: (line: string) => void;
+}
+
+/** What a run found. */
+export interface ClusterSimResult {
+  seed: number;
+  violations: string[];
+  faults: Record<string, number>;
+  /** Client operations by kind and outcome, e.g. `write ok`, `flush failed`. */
+  ops: Record<string, number>;
+  events: number;
+  /** The same seed gives the same digest. */
+  digest: string;
+}
+
+/** The settings of seed `seed` in CI and the soak: 3–7 members, 2 or 3 replicas. */
+export function clusterSimSettings(seed: number, chaosMs = 20_000): ClusterSimOptions {
+  return { seed, nodes: 3 + seed % 5, replicas: 2 + seed % 2, chaosMs };
+}
+
+/** Time after a crash until the others start to see the member dead. */
+const deathDetectionMs = 1500;
+
+/** A simulated cluster; see the module doc. */
+export class ClusterSim implements ClusterSimHost {
+  readonly world: SimWorld;
+  readonly seed: number;
+  readonly replicas: number;
+  readonly nodes = new Map<string, ClusterSimNode>();
+  readonly faults: Record<string, number> = {};
+  readonly violations: string[] = [];
+  readonly trace: string[] | null;
+  /** Status changes of each member as the world sees them, in time order. */
+  #history = new Map<string, { atMs: number; status: "alive" | "dead" }[]>();
+  #seenDead = new Set<string>();
+  /** Volume uid and epoch → the process that wrote under it. */
+  #writers = new Map<string, string>();
+  /** Times of crashes (a crash may lose what was acknowledged and not flushed). */
+  readonly crashTimes: number[] = [];
+  /** Called when a member crashes (its pending operations fail). */
+  #onCrash: ((id: string) => void)[] = [];
+
+  constructor(options: ClusterSimOptions) {
+    this.seed = options.seed;
+    this.replicas = options.replicas;
+    this.world = new SimWorld(options.seed);
+    this.trace = options.trace === undefined ? null : [];
+    const ids = Array.from({ length: options.nodes }, (_, i) => `n${i}`);
+    for (const id of ids) {
+      this.nodes.set(id, newClusterSimNode(id, `sim${options.seed}`, ids));
+      this.#history.set(id, [{ atMs: 0, status: "alive" }]);
+    }
+  }
+
+  note(line: string): void {
+    this.trace?.push(`${this.world.now().toFixed(1).padStart(9)} ${line}`);
+  }
+
+  count(fault: string): void {
+    this.faults[fault] = (this.faults[fault] ?? 0) + 1;
+  }
+
+  runtimeOf(id: string): ClusterRuntime | null {
+    return this.nodes.get(id)?.runtime ?? null;
+  }
+
+  noteEpoch(uid: string, epoch: number, writer: string): void {
+    const key = `${uid}@${epoch}`;
+    const before = this.#writers.get(key);
+    if (before === undefined) this.#writers.set(key, writer);
+    else if (before !== writer) {
+      this.violations.push(
+        `two writers of volume ${uid} under epoch ${epoch}: ${before}, ${writer}`,
+      );
+      this.#writers.set(key, writer);
+    }
+  }
+
+  onCrash(listener: (id: string) => void): void {
+    this.#onCrash.push(listener);
+  }
+
+  /** Members running now. */
+  running(): ClusterSimNode[] {
+    return [...this.nodes.values()].filter((node) => node.runtime !== null);
+  }
+
+  start(id: string): void {
+    const node = this.nodes.get(id)!;
+    if (node.runtime !== null) return;
+    this.#status(id, "alive", this.world.now());
+    startClusterRuntime(this, node);
+    this.note(`${id} starts (incarnation ${node.incarnation})`);
+  }
+
+  /** Stops `id` as `kill -9` would: its disk keeps what was synced, the rest is gone. */
+  crash(id: string): void {
+    const node = this.nodes.get(id)!;
+    const runtime = node.runtime;
+    if (runtime === null) return;
+    this.crashTimes.push(this.world.now());
+    runtime.disk.crash();
+    node.runtime = null;
+    this.world.setIncarnation(id, null);
+    this.#status(id, "dead", this.world.now() + deathDetectionMs);
+    this.note(`${id} crashes`);
+    for (const listener of this.#onCrash) listener(id);
+  }
+
+  /** Makes the others see `id` dead while it keeps running (cut off), or alive again. */
+  seenDead(id: string, dead: boolean): void {
+    if (dead) this.#seenDead.add(id);
+    else this.#seenDead.delete(id);
+    if (this.nodes.get(id)!.runtime !== null) {
+      this.#status(id, dead ? "dead" : "alive", this.world.now());
+    }
+  }
+
+  view(viewer: string): MemberState[] {
+    const now = this.world.now();
+    const view: MemberState[] = [];
+    for (const [id, history] of this.#history) {
+      let seen: { atMs: number; status: "alive" | "dead" } | null = null;
+      let sinceMs = 0;
+      history.forEach((change, i) => {
+        // Every member knows the others from the start (they were configured together).
+        const lag = id === viewer || i === 0 ? 0 : lagMs(this.seed, viewer, id, i);
+        const at = change.atMs + lag;
+        if (at <= now) {
+          seen = change;
+          sinceMs = at;
+        }
+      });
+      if (seen === null) continue;
+      // A running member always sees itself alive (gossip refutes its own death).
+      const { status } = id === viewer ? { status: "alive" as const } : seen as {
+        status: "alive" | "dead";
+      };
+      view.push({ id, address: id, zone: null, weight: 1, incarnation: 0, status, since: sinceMs });
+    }
+    return view;
+  }
+
+  #status(id: string, status: "alive" | "dead", atMs: number): void {
+    const history = this.#history.get(id)!;
+    if (history[history.length - 1].status !== status) history.push({ atMs, status });
+  }
+
+  /** Ends every fault: cuts heal, the network is clean, crashed members restart. */
+  heal(): void {
+    this.world.heal();
+    Object.assign(this.world.conditions, { lossRate: 0, duplicateRate: 0, delayMaxMs: 3 });
+    for (const id of this.nodes.keys()) {
+      if (this.#seenDead.has(id)) this.seenDead(id, false);
+      this.start(id);
+    }
+  }
+
+  /** Runs a whole schedule and checks it. */
+  static async run(options: ClusterSimOptions): Promise<ClusterSimResult> {
+    const sim = new ClusterSim(options);
+    const chaosMs = options.chaosMs ?? 30_000;
+    for (const id of sim.nodes.keys()) sim.start(id);
+    await sim.world.run(2_000);
+    const workload = new ClusterWorkload(sim);
+    const chaosEnd = sim.world.now() + chaosMs;
+    workload.start(chaosEnd);
+    sim.world.at(1_000, () => scheduleClusterFaults(sim, chaosEnd));
+    await sim.world.run(chaosEnd);
+    sim.heal();
+    await sim.world.run(chaosEnd + 20_000);
+    await workload.finalChecks();
+    const metaFinals: FinalRead[] = await workload.finalMetaReads();
+    const metaOps: OpRecord[] = workload.metaOps;
+    sim.violations.push(...checkHistory(metaOps, metaFinals).map((v) => `metadata: ${v}`));
+    if (options.trace !== undefined) { for (const line of sim.trace!) options.trace(line); }
+    return {
+      seed: options.seed,
+      violations: [...workload.violations, ...sim.violations],
+      faults: sim.faults,
+      ops: workload.outcomes,
+      events: sim.world.events,
+      digest: digest(JSON.stringify([workload.log, metaOps, metaFinals, sim.violations])),
+    };
+  }
+}
+
+function digest(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, "0");
+}
