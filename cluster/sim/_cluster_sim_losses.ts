@@ -20,6 +20,8 @@ export class LossWatch {
   #sim: ClusterSim;
   /** Times each volume's lease was taken over, and by whom. */
   #takeovers = new Map<string, { atMs: number; by: string }[]>();
+  /** Looks for takeovers now (also every {@linkcode takeoverPollMs}). */
+  #poll: () => void = () => {};
 
   constructor(sim: ClusterSim) {
     this.#sim = sim;
@@ -31,7 +33,7 @@ export class LossWatch {
       ClusterRuntime,
       { takeovers: number; pending: number; held: Set<string> }
     >();
-    const poll = () => {
+    this.#poll = () => {
       const volumes = names();
       for (const node of this.#sim.running()) {
         const runtime = node.runtime!;
@@ -49,6 +51,9 @@ export class LossWatch {
         }
         seen.set(runtime, { takeovers, pending, held });
       }
+    };
+    const poll = () => {
+      this.#poll();
       this.#sim.world.at(takeoverPollMs, poll);
     };
     poll();
@@ -60,6 +65,7 @@ export class LossWatch {
    * (`dirtySince`: member → when it first acknowledged one since the last flush).
    */
   lost(name: string, dirtySince: Map<string, number>): boolean {
+    this.#poll(); // an operation that just ended may have taken the lease over
     const takeovers = this.#takeovers.get(name) ?? [];
     return [...dirtySince].some(([node, sinceMs]) =>
       this.#sim.crashTimes.some((atMs) => atMs >= sinceMs - lossSlackMs) ||

@@ -137,6 +137,9 @@ export class ClusterWorkload extends MetaClients {
       },
     );
     if (outcome.ok) {
+      // Through another handle than the last writes': the lease moved, and its
+      // release may have made them durable (or a takeover dropped them).
+      if (client.dirty !== null && client.dirty !== client.handle) model.flushFailed();
       client.dirty = client.handle;
       if (!client.dirtySince.has(node)) client.dirtySince.set(node, this.sim.world.now());
       return model.acknowledged(first, count, tag);
@@ -223,7 +226,10 @@ export class ClusterWorkload extends MetaClients {
       async (runtime) => {
         await (await runtime.leases.open(model.name)).write(first * sectorBytes, data, false);
       },
-    ).then(() => model.land(tag));
+    ).then(() => {
+      model.flushFailed(); // the lease moved here: the holder's release may have flushed
+      model.land(tag);
+    });
   }
 
   async #delete(client: VolumeClient): Promise<void> {

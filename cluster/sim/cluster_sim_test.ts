@@ -21,7 +21,7 @@ const schedulesInCi = 100;
  * that CI guards every other seed, and checked to be still failing so that the
  * list shrinks when one is fixed.
  */
-const knownOpen = new Set<number>([6, 18, 40, 49, 92]);
+const knownOpen = new Set<number>([40, 49]);
 
 Deno.test(`${schedulesInCi} seeded schedules of the whole data path: no violation`, async () => {
   const failures: string[] = [];
