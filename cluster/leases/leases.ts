@@ -47,7 +47,7 @@ import {
 } from "../../core/records.ts";
 import type { Register } from "../meta/mod.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
-import { type RpcCaller, RpcError, type RpcMethod } from "../transport/mod.ts";
+import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
 import { LeasedVolumeHandle } from "./leased_volume.ts";
 
 /** Longest wait for an unreachable holder to be declared dead before a takeover. */
@@ -245,7 +245,8 @@ export class LeaseManager implements VolumeAuthority {
       "lease.release": async (request) => {
         const name = String(request.header.name);
         const epoch = Number(request.header.epoch);
-        return { header: { released: await this.#release(name, epoch) } };
+        const takenOver = request.header.takenOver === true;
+        return { header: { released: await this.#release(name, epoch, takenOver) } };
       },
       "volume.read": async (request) => {
         const name = String(request.header.name);
@@ -287,8 +288,12 @@ export class LeaseManager implements VolumeAuthority {
     this.#engine.objects.forget(held.uid);
   }
 
-  /** Gives up the lease of `name` if held at `epoch` or earlier; true when not held after. */
-  #release(name: string, epoch: number): Promise<boolean> {
+  /**
+   * Gives up the lease of `name` if held at `epoch` or earlier; true when not
+   * held after. `takenOver`: another node already took it (this node was
+   * declared dead), so nothing here can be persisted any more: just let go.
+   */
+  #release(name: string, epoch: number, takenOver = false): Promise<boolean> {
     return this.#locks.run(name, async () => {
       const held = this.#held.get(name);
       if (held === undefined) return true;
@@ -296,7 +301,7 @@ export class LeaseManager implements VolumeAuthority {
       // Connections open now are fenced for good, whether or not the release succeeds.
       this.#losses.set(name, this.losses(name) + 1);
       try {
-        await (await this.#store.openVolume(name)).release();
+        if (!takenOver) await (await this.#store.openVolume(name)).release();
       } catch (error) {
         // Not durable yet (e.g. no metadata quorum): keep the lease, so that the
         // node taking it asks again, and what this node acknowledged is not lost.
@@ -420,8 +425,8 @@ export class LeaseManager implements VolumeAuthority {
    * Tells the holder a lease was taken from (declared dead, so it may be alive
    * and cut off) that it lost it, as soon as it can be reached: until then it
    * believes it holds the lease and serves reads of its own stale instance,
-   * and members that forward reads to it get them. Its release fails to
-   * persist (the record moved on) and drops the instance; a restarted holder
+   * and members that forward reads to it get them. It drops its instance
+   * without persisting anything (the record moved on); a restarted holder
    * holds nothing and answers at once. Gives up when the holder left or after
    * {@linkcode lostNoticeMsMax}.
    */
@@ -430,15 +435,14 @@ export class LeaseManager implements VolumeAuthority {
     while (this.#clock.now() < deadline) {
       const member = this.#engine.member(lease.holder!);
       if (member === undefined || member.status === "left") return;
-      if (member.status !== "dead") {
-        try {
-          await this.#rpc.call(member.address, "lease.release", {
-            header: { name, epoch: lease.epoch },
-          }, 5_000);
-          return;
-        } catch (error) {
-          if (error instanceof RpcError && !error.unreachable) return; // it answered
-        }
+      // Tried even while gossip says it is dead: it may be alive and just cut off.
+      try {
+        const reply = await this.#rpc.call(member.address, "lease.release", {
+          header: { name, epoch: lease.epoch, takenOver: true },
+        }, 5_000);
+        if (reply.header.released === true) return;
+      } catch {
+        // unreachable, or failing for now: tell it again
       }
       await this.#clock.sleep(lostNoticeRetryMs);
     }

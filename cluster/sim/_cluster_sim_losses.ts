@@ -3,7 +3,7 @@
  * model (`_cluster_sim_model.ts`): a crash of any member (its copies in
  * memory go), and a takeover of the volume's lease (the old holder's map in
  * memory goes). A takeover is seen in the lease counters: a member counted
- * one, and then holds a lease it did not hold before.
+ * one, and then holds a lease it did not hold before (soon after).
  *
  * @module
  */
@@ -12,6 +12,8 @@ import type { ClusterSim } from "./cluster_sim.ts";
 
 /** How often takeovers are looked for. */
 const takeoverPollMs = 50;
+/** A lease taken this long after a member counted a takeover counts as taken over. */
+const takeoverWindowMs = 10_000;
 /** Margin of the times of loss events (takeovers are polled). */
 const lossSlackMs = 500;
 
@@ -31,25 +33,27 @@ export class LossWatch {
   start(names: () => string[]): void {
     const seen = new Map<
       ClusterRuntime,
-      { takeovers: number; pending: number; held: Set<string> }
+      { takeovers: number; untilMs: number; held: Set<string> }
     >();
     this.#poll = () => {
       const volumes = names();
+      const now = this.#sim.world.now();
       for (const node of this.#sim.running()) {
         const runtime = node.runtime!;
         const held = new Set(volumes.filter((name) => runtime.leases.holds(name)));
         const { takeovers } = runtime.leases.counters;
-        const before = seen.get(runtime) ?? { takeovers: 0, pending: 0, held };
-        let pending = before.pending + takeovers - before.takeovers;
+        const before = seen.get(runtime) ?? { takeovers: 0, untilMs: 0, held };
+        // Which volume a takeover was for is not counted: every lease the member
+        // takes soon after counts as taken over (conservative).
+        const untilMs = takeovers > before.takeovers ? now + takeoverWindowMs : before.untilMs;
         for (const name of held) {
-          if (pending === 0 || before.held.has(name)) continue;
-          pending--;
+          if (now > untilMs || before.held.has(name)) continue;
           const times = this.#takeovers.get(name) ?? [];
-          times.push({ atMs: this.#sim.world.now(), by: node.id });
+          times.push({ atMs: now, by: node.id });
           this.#takeovers.set(name, times);
           this.#sim.note(`${node.id} took volume "${name}" over`);
         }
-        seen.set(runtime, { takeovers, pending, held });
+        seen.set(runtime, { takeovers, untilMs, held });
       }
     };
     const poll = () => {
