@@ -100,6 +100,8 @@ export function compareStamps(a: Stamp, b: Stamp): number {
 }
 
 const unwritten: Stamp = [0, 0];
+/** Objects one flush request may ask the stamps of (a volume's changed objects between flushes). */
+const flushNamesMax = 65_536;
 
 /** One change to an object, as the writer sends it to every replica. */
 export interface ObjectChange {
@@ -134,8 +136,12 @@ export interface ObjectLink {
   /** Reads `length` bytes at `offset` (length -1: the whole object) with the copy's stamp. */
   read(name: string, offset: number, length: number): Promise<{ data: Uint8Array; stamp: Stamp }>;
   stamps(names: string[]): Promise<Stamp[]>;
-  /** Makes every applied change durable, versions included. */
-  flush(): Promise<void>;
+  /**
+   * Makes every applied change durable, versions included, and tells the
+   * durable stamps of `names`: a replica that restarted and lost changes it had
+   * taken says so here, instead of a flush that looks whole.
+   */
+  flush(names: string[]): Promise<Stamp[]>;
 }
 
 /** The objects this node stores, with their versions and fences. */
@@ -212,11 +218,12 @@ export class ObjectReplica implements ObjectLink {
     }));
   }
 
-  async flush(): Promise<void> {
+  async flush(names: string[] = []): Promise<Stamp[]> {
     const dirty = [...this.#dirty];
     this.#dirty.clear();
     await this.#engine.flush();
     await Promise.all(dirty.map((uid) => this.#persist(uid)));
+    return await this.stamps(names);
   }
 
   /** Every object this node stores. */
@@ -330,9 +337,12 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
       for await (const name of replica.list()) names.push(name);
       return { header: { names } };
     },
-    "object.flush": async () => {
-      await replica.flush();
-      return { header: {} };
+    "object.flush": async (request) => {
+      const names = request.header.names ?? [];
+      if (!Array.isArray(names) || names.length > flushNamesMax) {
+        throw new TypeError("object.flush: bad names");
+      }
+      return { header: { stamps: await replica.flush(names.map(String)) } };
     },
   };
 }
@@ -362,8 +372,13 @@ export function rpcObjectLink(rpc: RpcCaller, id: string, address: string): Obje
       }
       return stamps.map(stampOf);
     },
-    async flush() {
-      await call("object.flush", { header: {} });
+    async flush(names) {
+      const reply = await call("object.flush", { header: { names } });
+      const stamps = reply.header.stamps;
+      if (!Array.isArray(stamps) || stamps.length !== names.length) {
+        throw new TypeError(`object.flush on ${address}: malformed reply`);
+      }
+      return stamps.map(stampOf);
     },
   };
 }

@@ -150,16 +150,30 @@ export class ReplicatedObjects {
   async flush(): Promise<void> {
     const pending = [...this.#unflushed.values()];
     this.#unflushed.clear();
-    const flushed = await Promise.allSettled(pending.map(({ link }) => link.flush()));
+    // What each object must be at, as of this call (later writes may move the stamps on).
+    const expected = new Map<string, Stamp>();
+    for (const { names } of pending) {
+      for (const name of names) {
+        const stamp = this.#written.get(name)?.stamp;
+        if (stamp !== undefined) expected.set(name, stamp);
+      }
+    }
+    const flushed = await Promise.allSettled(
+      pending.map(({ link, names }) => link.flush([...names])),
+    );
     const durable = new Map<string, number>();
     pending.forEach(({ link, names }, i) => {
-      if (flushed[i].status !== "fulfilled") {
-        // A replica that could not flush may have restarted and lost the changes
-        // it took: it is no longer current (it is brought up whole later).
-        for (const name of names) this.#written.get(name)?.current.delete(link.id);
-        return;
-      }
-      for (const name of names) durable.set(name, (durable.get(name) ?? 0) + 1);
+      const result = flushed[i];
+      [...names].forEach((name, j) => {
+        // Durable here only at the stamp this node wrote: a replica that restarted and
+        // lost changes it took holds less (or nothing), and is no longer current (it is
+        // brought up whole below, from a replica that holds the stamp, or the flush fails).
+        const want = expected.get(name);
+        const holds = result.status === "fulfilled" &&
+          (want === undefined || compareStamps(result.value[j], want) >= 0);
+        if (holds) durable.set(name, (durable.get(name) ?? 0) + 1);
+        else this.#written.get(name)?.current.delete(link.id);
+      });
     });
     const names = new Set(pending.flatMap(({ names }) => [...names]));
     for (const name of names) {
@@ -338,7 +352,7 @@ export class ReplicatedObjects {
       let reply: ChangeReply;
       try {
         reply = await link.change(name, change);
-        if (flush) await link.flush();
+        if (flush) await link.flush([]);
       } catch (error) {
         if (isFenced(error)) throw error;
         return;
