@@ -8,15 +8,15 @@
  *
  * @module
  */
+import { type Fault, phase, pick, scheduleFaultsFrom } from "./_fault_schedule.ts";
+import type { NetConditions } from "./_sim_net.ts";
 import type { ClusterSim } from "./cluster_sim.ts";
 
-type Fault = (sim: ClusterSim) => boolean;
-
-const faults: Record<string, Fault> = {
+const faults: Record<string, Fault<ClusterSim>> = {
   crash(sim) {
     const running = sim.running();
     if (2 * (running.length - 1) <= sim.nodes.size) return false;
-    const node = pick(sim, running)!;
+    const node = pick(sim.world, running)!;
     sim.crash(node.id);
     sim.world.at(500 + sim.world.random.next() * 9_500, () => sim.start(node.id));
     return true;
@@ -32,14 +32,14 @@ const faults: Record<string, Fault> = {
   },
   oneWay(sim) {
     const ids = [...sim.nodes.keys()];
-    const a = pick(sim, ids)!, b = pick(sim, ids)!;
+    const a = pick(sim.world, ids)!, b = pick(sim.world, ids)!;
     if (a === b) return false;
     sim.world.cut(a, b);
     sim.world.at(1000 + sim.world.random.next() * 5000, () => sim.world.heal());
     return true;
   },
   isolate(sim) {
-    const node = pick(sim, sim.running());
+    const node = pick(sim.world, sim.running());
     if (node === undefined) return false;
     for (const other of sim.nodes.keys()) {
       if (other === node.id) continue;
@@ -54,44 +54,26 @@ const faults: Record<string, Fault> = {
     return true;
   },
   pause(sim) {
-    const node = pick(sim, sim.running());
+    const node = pick(sim.world, sim.running());
     if (node === undefined) return false;
     sim.world.pause(node.id, 300 + sim.world.random.next() * 2500);
     return true;
   },
-  loss: (sim) => phase(sim, { lossRate: 0.02 + sim.world.random.next() * 0.15 }, { lossRate: 0 }),
-  duplicate: (sim) => phase(sim, { duplicateRate: 0.2 }, { duplicateRate: 0 }),
-  reorder: (sim) => phase(sim, { delayMaxMs: 40 }, { delayMaxMs: 3 }),
+  loss: (sim) => hold(sim, { lossRate: 0.02 + sim.world.random.next() * 0.15 }, { lossRate: 0 }),
+  duplicate: (sim) => hold(sim, { duplicateRate: 0.2 }, { duplicateRate: 0 }),
+  reorder: (sim) => hold(sim, { delayMaxMs: 40 }, { delayMaxMs: 3 }),
 };
 
 /** Schedules faults until `untilMs`. */
 export function scheduleClusterFaults(sim: ClusterSim, untilMs: number): void {
-  const names = Object.keys(faults);
-  const next = () => {
-    if (sim.world.now() >= untilMs) return;
-    const name = names[sim.world.random.int(names.length)];
-    if (faults[name](sim)) {
-      sim.count(name);
-      sim.note(`fault: ${name}`);
-    }
-    sim.world.at(500 + sim.world.random.next() * 2500, next);
-  };
-  next();
+  scheduleFaultsFrom(sim, faults, untilMs);
 }
 
-function pick<T>(sim: ClusterSim, list: T[]): T | undefined {
-  return list.length === 0 ? undefined : list[sim.world.random.int(list.length)];
-}
-
-/** Network conditions for 1–5 s. */
-function phase(
+/** Network conditions for a while (see {@linkcode phase} in `_fault_schedule.ts`). */
+function hold(
   sim: ClusterSim,
-  during: Partial<ClusterSim["world"]["conditions"]>,
-  after: Partial<ClusterSim["world"]["conditions"]>,
+  during: Partial<NetConditions>,
+  after: Partial<NetConditions>,
 ): boolean {
-  Object.assign(sim.world.conditions, during);
-  sim.world.at(1000 + sim.world.random.next() * 4000, () => {
-    Object.assign(sim.world.conditions, after);
-  });
-  return true;
+  return phase(sim.world, during, after, { minMs: 1000, spanMs: 4000 });
 }

@@ -11,6 +11,8 @@
  *
  * @module
  */
+import { type Fault, phase, pick, scheduleFaultsFrom } from "./_fault_schedule.ts";
+import type { NetConditions } from "./_sim_net.ts";
 import { allVoters, majority, type MetaConfig } from "../meta/mod.ts";
 import type { MetaSim } from "./meta_sim.ts";
 
@@ -19,11 +21,9 @@ const nodesMax = 14;
 /** Members that always stay (permanent losses stop here). */
 const nodesMin = 3;
 
-type Fault = (sim: MetaSim) => boolean;
-
-const faults: Record<string, Fault> = {
+const faults: Record<string, Fault<MetaSim>> = {
   crash(sim) {
-    const node = pick(sim, sim.running());
+    const node = pick(sim.world, sim.running());
     if (node === undefined) return false;
     sim.crash(node.id);
     sim.world.at(500 + sim.world.random.next() * 14_500, () => {
@@ -32,14 +32,14 @@ const faults: Record<string, Fault> = {
     return true;
   },
   kill(sim) {
-    const node = pick(sim, sim.running());
+    const node = pick(sim.world, sim.running());
     if (node === undefined || !canLose(sim, node.id)) return false;
     sim.killed.add(node.id);
     sim.crash(node.id);
     return true;
   },
   leave(sim) {
-    const node = pick(sim, sim.running());
+    const node = pick(sim.world, sim.running());
     if (node === undefined || !canLose(sim, node.id)) return false;
     sim.leave(node.id);
     return true;
@@ -62,14 +62,14 @@ const faults: Record<string, Fault> = {
   oneWay(sim) {
     const running = sim.running();
     for (let i = 0; i < 3; i++) {
-      const a = pick(sim, running), b = pick(sim, running);
+      const a = pick(sim.world, running), b = pick(sim.world, running);
       if (a !== undefined && b !== undefined && a !== b) sim.world.cut(a.id, b.id);
     }
     sim.world.at(1000 + sim.world.random.next() * 7000, () => sim.world.heal());
     return true;
   },
   isolate(sim) {
-    const node = pick(sim, sim.running());
+    const node = pick(sim.world, sim.running());
     if (node === undefined) return false;
     for (const other of sim.nodes.keys()) {
       if (other !== node.id) {
@@ -85,16 +85,16 @@ const faults: Record<string, Fault> = {
     return true;
   },
   pause(sim) {
-    const node = pick(sim, sim.running());
+    const node = pick(sim.world, sim.running());
     if (node === undefined) return false;
     sim.world.pause(node.id, 500 + sim.world.random.next() * 3500);
     return true;
   },
-  loss: (sim) => phase(sim, { lossRate: 0.05 + sim.world.random.next() * 0.25 }, { lossRate: 0 }),
-  duplicate: (sim) => phase(sim, { duplicateRate: 0.3 }, { duplicateRate: 0 }),
-  reorder: (sim) => phase(sim, { delayMaxMs: 60 }, { delayMaxMs: 3 }),
+  loss: (sim) => hold(sim, { lossRate: 0.05 + sim.world.random.next() * 0.25 }, { lossRate: 0 }),
+  duplicate: (sim) => hold(sim, { duplicateRate: 0.3 }, { duplicateRate: 0 }),
+  reorder: (sim) => hold(sim, { delayMaxMs: 60 }, { delayMaxMs: 3 }),
   clockJump(sim) {
-    const node = pick(sim, sim.running());
+    const node = pick(sim.world, sim.running());
     if (node === undefined) return false;
     node.clockOffsetMs += (sim.world.random.next() < 0.5 ? -1 : 1) * 120_000;
     return true;
@@ -103,34 +103,16 @@ const faults: Record<string, Fault> = {
 
 /** Schedules faults until `untilMs`. */
 export function scheduleFaults(sim: MetaSim, untilMs: number): void {
-  const names = Object.keys(faults);
-  const next = () => {
-    if (sim.world.now() >= untilMs) return;
-    const name = names[sim.world.random.int(names.length)];
-    if (faults[name](sim)) {
-      sim.count(name);
-      sim.note(`fault: ${name}`);
-    }
-    sim.world.at(500 + sim.world.random.next() * 2500, next);
-  };
-  next();
+  scheduleFaultsFrom(sim, faults, untilMs);
 }
 
-function pick<T>(sim: MetaSim, list: T[]): T | undefined {
-  return list.length === 0 ? undefined : list[sim.world.random.int(list.length)];
-}
-
-/** Network conditions for 2–8 s. */
-function phase(
+/** Network conditions for a while (see {@linkcode phase} in `_fault_schedule.ts`). */
+function hold(
   sim: MetaSim,
-  during: Partial<MetaSim["world"]["conditions"]>,
-  after: Partial<MetaSim["world"]["conditions"]>,
+  during: Partial<NetConditions>,
+  after: Partial<NetConditions>,
 ): boolean {
-  Object.assign(sim.world.conditions, during);
-  sim.world.at(2000 + sim.world.random.next() * 6000, () => {
-    Object.assign(sim.world.conditions, after);
-  });
-  return true;
+  return phase(sim.world, during, after, { minMs: 2000, spanMs: 6000 });
 }
 
 /** True when member `id` may be lost for good without ever losing a quorum of voters. */
