@@ -61,7 +61,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
   }
   const key = options.clusterKeyFile === null
     ? null
-    : await ClusterKey.fromFile(options.clusterKeyFile);
+    : ClusterKey.fromText(await Deno.readTextFile(options.clusterKeyFile));
   const token = options.tokenFile === null ? null : await readToken(options.tokenFile);
   const local = await LocalEngine.open({ dir: options.data });
   const id = await nodeId(options.data);

@@ -14,6 +14,7 @@
  * data, and a dead one's share is re-replicated only after the grace period.
  */
 import type { ByteRange, Clock, Engine, MetaEntry, NodeDisk } from "../core/mod.ts";
+import { systemClock, systemRandom } from "../core/mod.ts";
 import { VersionMismatchError } from "../core/mod.ts";
 import {
   acceptedKeys,
@@ -72,7 +73,7 @@ export interface ClusterEngineOptions {
   epochOf?: (uid: string) => number;
   /** The clock of the proposer's backoff; the system's unless told (a simulation). */
   clock?: Clock;
-  /** Randomness of the proposer's backoff and name; Math.random unless told (a simulation). */
+  /** Randomness of the proposer's backoff and name; the system's unless told (a simulation). */
   random?: () => number;
 }
 
@@ -127,13 +128,13 @@ export class ClusterEngine implements Engine {
       isDead: (id) => this.countsDead(id),
     });
     const nodeConfig = this.nodeConfig;
-    const random = options.random ?? Math.random;
-    const clock = options.clock;
+    const random = options.random ?? systemRandom;
+    const clock = options.clock ?? systemClock;
     this.proposer = new Proposer({
       // A name of its own per process: a restarted node never reuses its ballots' tiebreak.
       node: `${this.selfId}.${Math.floor(random() * 2 ** 32).toString(16).padStart(8, "0")}`,
       random,
-      sleep: clock === undefined ? undefined : (ms) => clock.sleep(ms),
+      clock,
       configs: {
         current: () => nodeConfig.current(),
         install: (config) => nodeConfig.install(config),
@@ -162,9 +163,9 @@ export class ClusterEngine implements Engine {
           return reply.header.keys.map(String);
         },
         install: (address, config) => installConfig(rpc, address, config),
-        fetch: (address) => fetchConfig(rpc, address),
+        configOf: (address) => fetchConfig(rpc, address),
       },
-      now: this.#now,
+      clock,
       log: options.log,
     });
   }

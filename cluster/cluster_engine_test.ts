@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { engineContract } from "../core/engine_contract.ts";
 import type { Engine } from "../core/mod.ts";
 import { sha256Hex } from "./data/mod.ts";
-import { TestCluster } from "./_test_cluster.ts";
+import { TestCluster } from "../tests/_engine_cluster.ts";
 import { patternBytes } from "../tests/_files.ts";
 
 const clusters = new WeakMap<Engine, TestCluster>();

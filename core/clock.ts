@@ -1,6 +1,6 @@
 /**
  * Time as the cluster and the store see it: a monotonic clock and sleeping on
- * it. Production uses {@linkcode systemClock}; the deterministic simulation
+ * it. Production uses `systemClock` (system_env.ts); the deterministic simulation
  * passes a virtual one, so the same seed gives the same run.
  *
  * @module
@@ -16,21 +16,3 @@ export interface Clock {
    */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
-
-/** The clock of this process: `performance.now()` and `setTimeout`. */
-export const systemClock: Clock = {
-  now: () => performance.now(),
-  sleep: (ms, signal) =>
-    new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason);
-      const timer = setTimeout(() => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve();
-      }, ms);
-      const onAbort = () => {
-        clearTimeout(timer);
-        reject(signal!.reason);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-    }),
-};

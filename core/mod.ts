@@ -1,6 +1,7 @@
 /** The core of Atoll: maps, volumes, images, snapshots, copy-on-write, GC. */
 export * from "./authority.ts";
-export { type Clock, systemClock } from "./clock.ts";
+export type { Clock } from "./clock.ts";
+export { randomBytes, randomId, systemClock, systemRandom, wallClockMs } from "./system_env.ts";
 export * from "./engine.ts";
 export * from "./errors.ts";
 export * from "./limits.ts";

@@ -5,7 +5,8 @@
 import type { HashPool } from "../wasm/hash_pool.ts";
 import { toHex } from "../wasm/to_hex.ts";
 import { BlockMap } from "./block_map.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import type { Clock } from "./clock.ts";
+import { systemClock } from "./system_env.ts";
 import type { Engine } from "./engine.ts";
 import { BusyError, ConflictError, NotFoundError, VersionMismatchError } from "./errors.ts";
 import { FrozenView } from "./frozen_view.ts";

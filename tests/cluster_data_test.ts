@@ -244,14 +244,17 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
     await volume.body?.cancel();
     assert.equal(volume.status, 503);
     const wrongKey = new RpcClient(
-      await ClusterKey.fromFile(`${dir}/other-key`),
+      ClusterKey.fromText(await Deno.readTextFile(`${dir}/other-key`)),
       new MemoryIdentity(),
     );
     await assert.rejects(
       wrongKey.call(nodes[1].gossip!, "block.get", { header: { hash: hashes[0] } }),
       /refused/,
     );
-    const rightKey = new RpcClient(await ClusterKey.fromFile(`${dir}/key`), new MemoryIdentity());
+    const rightKey = new RpcClient(
+      ClusterKey.fromText(await Deno.readTextFile(`${dir}/key`)),
+      new MemoryIdentity(),
+    );
     const holder = live.find((node) => node.gossip !== null)!;
     const reply = await rightKey.call(holder.gossip!, "block.list");
     assert.ok(Array.isArray(reply.header.hashes), "the key holder is answered");

@@ -192,7 +192,7 @@ export class ReplicatedBlocks {
     }
     let fetching = this.#fetching.get(hash);
     if (fetching === undefined) {
-      fetching = this.#fetch(hash).finally(() => this.#fetching.delete(hash));
+      fetching = this.#pull(hash).finally(() => this.#fetching.delete(hash));
       this.#fetching.set(hash, fetching);
     }
     const data = await fetching;
@@ -202,7 +202,7 @@ export class ReplicatedBlocks {
     into.set(data.subarray(range.offset, range.offset + range.length));
   }
 
-  async #fetch(hash: string): Promise<Uint8Array> {
+  async #pull(hash: string): Promise<Uint8Array> {
     const tally: FetchTally = { unreachable: 0, damaged: [] };
     const replicas = this.#replicasOf(hash).filter((peer) => peer.id !== this.selfId);
     let data = await this.#getFirst(hash, replicas, tally, { placed: true });

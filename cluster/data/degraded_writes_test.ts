@@ -15,7 +15,7 @@ import { type BlockPeer, ReplicatedBlocks, sha256Hex } from "./block_service.ts"
 import { Healer } from "../repair/mod.ts";
 import { type ObjectLink, rpcObjectLink } from "./object_service.ts";
 import { ReplicaQuorumError, ReplicatedObjects } from "./replicated_objects.ts";
-import { TestCluster, testClusterKey, type TestClusterNode } from "../_test_cluster.ts";
+import { TestCluster, testClusterKey, type TestClusterNode } from "../../tests/_engine_cluster.ts";
 import { RpcClient } from "../transport/mod.ts";
 import { patternBytes } from "../../tests/_files.ts";
 

@@ -29,7 +29,7 @@ export {
   quorumGroups,
   voterTarget,
 } from "./config.ts";
-export { AcceptorLog } from "./acceptor_log.ts";
+export { AcceptorLog } from "./disk_env.ts";
 export {
   acceptedKeys,
   type AcceptorIndex,
@@ -38,12 +38,8 @@ export {
   installConfig,
   rpcAcceptorLink,
 } from "./meta_service.ts";
-export {
-  fileConfigDisk,
-  NodeConfig,
-  type NodeConfigDisk,
-  type NodeConfigState,
-} from "./node_config.ts";
+export { NodeConfig, type NodeConfigDisk, type NodeConfigState } from "./node_config.ts";
+export { fileConfigDisk } from "./disk_env.ts";
 export {
   type ConfigPeers,
   describeConfig,

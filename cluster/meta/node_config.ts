@@ -4,12 +4,10 @@
  * once (at bootstrap, or from the cluster a node joins), and a configuration
  * replaces the known one only when its epoch is higher.
  */
-import * as fs from "node:fs";
-import { dirname } from "node:path";
 import { Mutex } from "../../core/_mutex.ts";
 import { type ClusterIdentity, isClusterId, newClusterId } from "../transport/mod.ts";
 import type { ConfigHolder } from "./caspaxos.ts";
-import { type MetaConfig, parseConfig } from "./config.ts";
+import type { MetaConfig } from "./config.ts";
 
 /** The persisted state. */
 export interface NodeConfigState {
@@ -87,43 +85,4 @@ export class NodeConfig implements ConfigHolder {
   onInstall(listener: (config: MetaConfig) => void): void {
     this.#listeners.push(listener);
   }
-}
-
-/** The state kept in a JSON file, replaced atomically and synced. */
-export function fileConfigDisk(path: string): { state: NodeConfigState; disk: NodeConfigDisk } {
-  let state: NodeConfigState = { clusterId: null, config: null };
-  try {
-    const saved = JSON.parse(fs.readFileSync(path, "utf8"));
-    state = {
-      clusterId: typeof saved.clusterId === "string" && isClusterId(saved.clusterId)
-        ? saved.clusterId
-        : null,
-      config: saved.config == null ? null : parseConfig(saved.config),
-    };
-  } catch (error) {
-    if ((error as { code?: string }).code !== "ENOENT") {
-      throw new TypeError(`Cannot read cluster state ${path}: ${(error as Error).message}`);
-    }
-  }
-  const disk: NodeConfigDisk = {
-    save(next) {
-      const tmp = `${path}.tmp`;
-      const fd = fs.openSync(tmp, "w");
-      try {
-        fs.writeSync(fd, JSON.stringify(next) + "\n");
-        fs.fdatasyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      fs.renameSync(tmp, path);
-      const dir = fs.openSync(dirname(path), "r");
-      try {
-        fs.fsyncSync(dir);
-      } finally {
-        fs.closeSync(dir);
-      }
-      return Promise.resolve();
-    },
-  };
-  return { state, disk };
 }

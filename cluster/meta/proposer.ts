@@ -1,5 +1,6 @@
 /** The proposer role of CASPaxos (see `caspaxos.ts`). */
 import { assert } from "../../core/assert.ts";
+import { type Clock, systemClock, systemRandom } from "../../core/mod.ts";
 import { KeyedMutex } from "../../core/_mutex.ts";
 import {
   absent,
@@ -27,9 +28,10 @@ export interface ProposerOptions {
   configs: ConfigHolder;
   /** The link to voter `id`; null when its address is not known (it counts as down). */
   link: (id: string) => AcceptorLink | null;
+  /** Backoff jitter; the system's unless told (a simulation). */
   random?: () => number;
-  /** Waits; the simulator injects its own clock. */
-  sleep?: (ms: number) => Promise<void>;
+  /** Backoff pauses; the system's unless told (a simulation). */
+  clock?: Clock;
 }
 
 /** The proposer role: runs changes against the acceptors of a key. */
@@ -40,7 +42,7 @@ export class Proposer {
   #counter = 0;
   #changes = 0;
   #random: () => number;
-  #sleep: (ms: number) => Promise<void>;
+  #clock: Clock;
   /** Changes of one key from this proposer run one at a time (they would only fight). */
   #locks = new KeyedMutex();
   /** A read queued behind other changes of its key: later readers share it. */
@@ -50,8 +52,8 @@ export class Proposer {
     this.node = options.node;
     this.#configs = options.configs;
     this.#link = options.link;
-    this.#random = options.random ?? Math.random;
-    this.#sleep = options.sleep ?? pause;
+    this.#random = options.random ?? systemRandom;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /**
@@ -79,7 +81,7 @@ export class Proposer {
     let lastFailure = "no quorum answered";
     for (let attempt = 0, staleRetries = 0; attempt < changeAttemptsMax; attempt++) {
       if (attempt > 0) {
-        await this.#sleep(this.#random() * retryPauseMsMax * 2 ** Math.min(attempt, 5));
+        await this.#clock.sleep(this.#random() * retryPauseMsMax * 2 ** Math.min(attempt, 5));
       }
       config = this.#config(key);
       const ballot = { epoch: config.epoch, counter: ++this.#counter, node: this.node };
@@ -230,8 +232,4 @@ export class Proposer {
 /** The change of a refresh: none. */
 function keep(current: Register): Register {
   return current;
-}
-
-function pause(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

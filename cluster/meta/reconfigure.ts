@@ -15,6 +15,7 @@
  * configuration that the next manager finishes.
  */
 import { assert } from "../../core/assert.ts";
+import { type Clock, systemClock } from "../../core/mod.ts";
 import type { Proposer } from "./proposer.ts";
 import {
   allVoters,
@@ -53,7 +54,7 @@ export interface ConfigPeers {
   /** Makes the member know `config`, durably. */
   install(address: string, config: MetaConfig): Promise<void>;
   /** The member's configuration. */
-  fetch(address: string): Promise<MetaConfig | null>;
+  configOf(address: string): Promise<MetaConfig | null>;
 }
 
 /** Options of {@linkcode Reconfigurer}. */
@@ -66,8 +67,8 @@ export interface ReconfigurerOptions {
   /** This node's own acceptor keys. */
   localKeys: () => string[];
   peers: ConfigPeers;
-  /** Monotonic milliseconds. */
-  now: () => number;
+  /** Rate limits and the loop's pauses; the system's unless told (a simulation). */
+  clock?: Clock;
   log?: (line: string) => void;
 }
 
@@ -84,37 +85,39 @@ export class Reconfigurer {
   #options: ReconfigurerOptions;
   #refreshedAt = -Infinity;
   #refreshing: Promise<void> | null = null;
-  #timer: ReturnType<typeof setTimeout> | null = null;
-  #running: Promise<void> | null = null;
-  #stopped = false;
+  #clock: Clock;
+  #stopping = new AbortController();
+  #loop: Promise<void> | null = null;
 
   constructor(options: ReconfigurerOptions) {
     this.#options = options;
+    this.#clock = options.clock ?? systemClock;
   }
 
-  /** Ticks every `intervalMs` until stopped; failures are logged when they change. */
+  /** Ticks every `intervalMs` until stopped; failures are kept in `status.lastError`. */
   start(intervalMs = reconfigureIntervalMsDefault): void {
-    if (this.#stopped) return;
-    this.#timer = setTimeout(() => {
-      this.#running = this.tick().catch((error) => {
-        this.status.lastError = (error as Error).message;
-      }).finally(() => {
-        this.#running = null;
-        this.start(intervalMs);
-      });
-    }, intervalMs);
+    this.#loop ??= (async () => {
+      for (;;) {
+        try {
+          await this.#clock.sleep(intervalMs, this.#stopping.signal);
+        } catch {
+          return; // stopped
+        }
+        await this.tick().catch((error) => this.status.lastError = (error as Error).message);
+      }
+    })();
   }
 
   /** Stops the loop and waits for a step under way. */
   async stop(): Promise<void> {
-    this.#stopped = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    await this.#running;
+    this.#stopping.abort();
+    await this.#loop;
   }
 
   /** One step: catch up, and if this node manages the voters, change them as needed. */
   async tick(): Promise<void> {
-    const { configs, now } = this.#options;
+    const { configs } = this.#options;
+    const now = this.#clock.now;
     const known = configs.current();
     if (known === null || now() - this.#refreshedAt >= configRefreshMsMax) await this.refresh();
     const config = configs.current();
@@ -140,20 +143,20 @@ export class Reconfigurer {
 
   /** Asks live members for their configuration and installs the newest (rate-limited). */
   refresh(): Promise<void> {
-    if (this.#options.now() - this.#refreshedAt < configRefreshMsMin) return Promise.resolve();
+    if (this.#clock.now() - this.#refreshedAt < configRefreshMsMin) return Promise.resolve();
     return this.#refreshing ??= this.#refresh().finally(() => this.#refreshing = null);
   }
 
   async #refresh(): Promise<void> {
     const { configs, peers, selfId } = this.#options;
-    this.#refreshedAt = this.#options.now();
+    this.#refreshedAt = this.#clock.now();
     const known = configs.current();
     const voters = new Set(known === null ? [] : allVoters(known));
     const others = this.#options.members().filter((member) =>
       member.id !== selfId && member.status === "alive" && member.address !== ""
     ).sort((a, b) => Number(voters.has(b.id)) - Number(voters.has(a.id)));
     const answers = await Promise.allSettled(
-      others.slice(0, 3).map((member) => peers.fetch(member.address)),
+      others.slice(0, 3).map((member) => peers.configOf(member.address)),
     );
     for (const answer of answers) {
       if (answer.status !== "fulfilled" || answer.value === null) continue;

@@ -9,7 +9,11 @@
 import assert from "node:assert/strict";
 import { sha256Hex } from "../data/mod.ts";
 import { Healer } from "./healer.ts";
-import { TestCluster, type TestCluster as Cluster, testClusterKey } from "../_test_cluster.ts";
+import {
+  TestCluster,
+  type TestCluster as Cluster,
+  testClusterKey,
+} from "../../tests/_engine_cluster.ts";
 import { RpcClient } from "../transport/mod.ts";
 import { MemoryIdentity } from "../transport/mod.ts";
 import { patternBytes } from "../../tests/_files.ts";

@@ -91,6 +91,7 @@ export function startRuntime(sim: MetaSim, node: SimNode): void {
   };
   const random = () => world.random.next();
   const sleep = (ms: number) => world.sleep(node.id, incarnation, ms);
+  const clock = { now: () => world.now() + node.clockOffsetMs, sleep };
   const proposer: Proposer = new Proposer({
     node: `${node.id}.${incarnation}`,
     configs: {
@@ -100,7 +101,7 @@ export function startRuntime(sim: MetaSim, node: SimNode): void {
     },
     link,
     random,
-    sleep,
+    clock,
   });
   const reconfigurer: Reconfigurer = new Reconfigurer({
     selfId: node.id,
@@ -111,9 +112,9 @@ export function startRuntime(sim: MetaSim, node: SimNode): void {
     peers: {
       keys: (id) => call(id, () => Promise.resolve([...sim.nodes.get(id)!.states.keys()])),
       install: (id, config: MetaConfig) => call(id, (r) => r.configs.install(config)),
-      fetch: (id) => call(id, (r) => Promise.resolve(r.configs.current())),
+      configOf: (id) => call(id, (r) => Promise.resolve(r.configs.current())),
     },
-    now: () => world.now() + node.clockOffsetMs,
+    clock,
   });
   node.runtime = { configs, acceptor, proposer, reconfigurer };
   configs.onInstall((config) =>

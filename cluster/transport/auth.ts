@@ -98,11 +98,6 @@ export interface Opened {
   skewMs: number;
 }
 
-/** The wall clock stamped on envelopes: only ever compared, never used to time anything. */
-export function wallClockMs(): number {
-  return Date.now();
-}
-
 /** Lower-case hex of `bytes`. */
 export function toHex(bytes: Uint8Array): string {
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
@@ -125,10 +120,9 @@ export class ClusterKey {
       .subarray(0, 8);
   }
 
-  /** Reads a key file (its trimmed text, e.g. `openssl rand -hex 32`). */
-  static async fromFile(path: string): Promise<ClusterKey> {
-    const text = (await Deno.readTextFile(path)).trim();
-    return new ClusterKey(new TextEncoder().encode(text));
+  /** The key a key file holds: its trimmed text (e.g. `openssl rand -hex 32`). */
+  static fromText(text: string): ClusterKey {
+    return new ClusterKey(new TextEncoder().encode(text.trim()));
   }
 
   /** HMAC-SHA-256 of the parts, in order. */

@@ -11,14 +11,15 @@
  * window of the numbers it accepted per sender boot (at most
  * {@linkcode datagramSendersMax} senders, the least recently heard forgotten).
  */
-import dgram from "node:dgram";
-import { channelBytes, type ClusterKey, RefusalError, toHex, wallClockMs } from "./auth.ts";
+import { randomBytes, systemClock, systemRandom, wallClockMs } from "../../core/mod.ts";
+import { channelBytes, type ClusterKey, RefusalError, toHex } from "./auth.ts";
 import type { ClusterIdentity } from "./identity.ts";
 import { Membership, type MemberState } from "../membership/mod.ts";
 import { type Message, parseMessage } from "../membership/mod.ts";
 import { Refusals, type RefusalStatus } from "./refusals.ts";
 import { ReplayGuard } from "./replay_guard.ts";
 import { faults, RpcClient, type RpcMethod, rpcServer } from "./rpc.ts";
+import { bindDatagrams, type DatagramSocket, listenRequests, type RequestPort } from "./net_env.ts";
 
 /** Sender boots whose datagram sequence windows are kept. */
 export const datagramSendersMax = 1024;
@@ -54,26 +55,24 @@ export class ClusterNode {
   readonly counters: ClusterCounters = { datagramsIn: 0, datagramsOut: 0, rejected: 0 };
   /** Messages refused, by reason and by peer (datagrams, requests, and replies to ours). */
   readonly refusals: Refusals;
-  #socket: dgram.Socket;
-  #server: Deno.HttpServer;
+  #socket: DatagramSocket | null = null;
+  #server: RequestPort;
   #options: ClusterNodeOptions;
   #wallClock: () => number;
   /** Random per process start: the channel of this node's datagrams. */
-  #bootId = crypto.getRandomValues(new Uint8Array(channelBytes));
+  #bootId = randomBytes(channelBytes);
   #datagramSequence = 0;
   #datagramWindows = new ReplayGuard(datagramSendersMax);
 
   private constructor(
     options: ClusterNodeOptions,
     refusals: Refusals,
-    socket: dgram.Socket,
-    server: Deno.HttpServer,
+    server: RequestPort,
     address: string,
   ) {
     this.#options = options;
     this.#wallClock = options.wallClock ?? wallClockMs;
     this.refusals = refusals;
-    this.#socket = socket;
     this.#server = server;
     this.address = address;
     this.rpc = new RpcClient(options.key, options.identity, {
@@ -83,11 +82,12 @@ export class ClusterNode {
     });
     const self = options.self;
     this.membership = new Membership({ ...self, address }, {
-      now: () => performance.now(),
-      random: Math.random,
+      now: systemClock.now,
+      random: systemRandom,
       schedule: (delayMs, fn) => {
-        const timer = setTimeout(fn, delayMs);
-        return { cancel: () => clearTimeout(timer) };
+        const cancelled = new AbortController();
+        systemClock.sleep(delayMs, cancelled.signal).then(fn, () => {});
+        return { cancel: () => cancelled.abort() };
       },
       send: (to, message) => this.#sendDatagram(to, message),
       sendReliable: (to, message) => {
@@ -115,28 +115,21 @@ export class ClusterNode {
       },
     };
     const refusals = new Refusals({ wallClock: options.wallClock });
-    const listening = Promise.withResolvers<number>();
-    const server = Deno.serve(
-      {
-        hostname,
-        port: options.bind.port,
-        onListen: (address) => listening.resolve(address.port),
-      },
+    const server = await listenRequests(
+      options.bind,
       rpcServer(options.key, options.identity, methods, {
         wallClock: options.wallClock,
         onRefusal: (peer, refusal) => refusals.record(peer, refusal),
       }),
     );
-    const port = await listening.promise;
-    const socket = dgram.createSocket(hostname.includes(":") ? "udp6" : "udp4");
-    await new Promise<void>((resolve, reject) => {
-      socket.once("error", reject);
-      socket.bind(port, hostname, () => resolve());
-    });
+    const { port } = server;
     const address = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
-    node = new ClusterNode(options, refusals, socket, server, address);
-    node.#listen();
-    node.membership.start(options.join);
+    const created = node = new ClusterNode(options, refusals, server, address);
+    created.#socket = await bindDatagrams(
+      { hostname, port },
+      (bytes, from) => created.#receive(bytes, from),
+    );
+    created.membership.start(options.join);
     return node;
   }
 
@@ -153,50 +146,44 @@ export class ClusterNode {
   /** Leaves gracefully (others learn it at once), then closes the sockets. */
   async leave(drainMs = 500): Promise<void> {
     this.membership.leave();
-    await new Promise((resolve) => setTimeout(resolve, drainMs));
+    await systemClock.sleep(drainMs);
     await this.close();
   }
 
   /** Closes the sockets without telling anyone (tests; a crash looks like this). */
   async close(): Promise<void> {
     this.membership.stop();
-    this.#socket.close();
+    this.#socket?.close();
     await this.#server.shutdown();
   }
 
-  #listen(): void {
-    this.#socket.on("message", (bytes: Uint8Array, remote: dgram.RemoteInfo) => {
-      if (faults.isolated()) return;
-      this.counters.datagramsIn++;
-      const from = remote.family === "IPv6"
-        ? `[${remote.address}]:${remote.port}`
-        : `${remote.address}:${remote.port}`;
-      let message: Message | undefined;
-      try {
-        const opened = this.#options.key.open(bytes, {
-          nowMs: this.#wallClock(),
-          identity: this.#options.identity,
-          // A sender's boot unknown here starts a window: a datagram of a past boot,
-          // replayed to a receiver that restarted or forgot that boot, is accepted, and
-          // that is harmless to SWIM, whose state is ordered by incarnation (an old
-          // "alive" or "suspect" is overridden by what is newer, a stale ack matches no
-          // probe in flight).
-          fresh: (channel, sequence) =>
-            this.#datagramWindows.accept(toHex(channel), sequence, true),
-        });
-        message = parseMessage(JSON.parse(new TextDecoder().decode(opened.payload)));
-        if (message === undefined) throw new RefusalError("authentication", "malformed message");
-      } catch (error) {
-        const refusal = error instanceof SyntaxError
-          ? new RefusalError("authentication", "malformed message")
-          : error;
-        if (!(refusal instanceof RefusalError)) throw error;
-        this.counters.rejected++;
-        this.refusals.record(from, refusal);
-        return;
-      }
-      this.membership.receive(from, message);
-    });
+  #receive(bytes: Uint8Array, from: string): void {
+    if (faults.isolated()) return;
+    this.counters.datagramsIn++;
+    let message: Message | undefined;
+    try {
+      const opened = this.#options.key.open(bytes, {
+        nowMs: this.#wallClock(),
+        identity: this.#options.identity,
+        // A sender's boot unknown here starts a window: a datagram of a past boot,
+        // replayed to a receiver that restarted or forgot that boot, is accepted, and
+        // that is harmless to SWIM, whose state is ordered by incarnation (an old
+        // "alive" or "suspect" is overridden by what is newer, a stale ack matches no
+        // probe in flight).
+        fresh: (channel, sequence) => this.#datagramWindows.accept(toHex(channel), sequence, true),
+      });
+      message = parseMessage(JSON.parse(new TextDecoder().decode(opened.payload)));
+      if (message === undefined) throw new RefusalError("authentication", "malformed message");
+    } catch (error) {
+      const refusal = error instanceof SyntaxError
+        ? new RefusalError("authentication", "malformed message")
+        : error;
+      if (!(refusal instanceof RefusalError)) throw error;
+      this.counters.rejected++;
+      this.refusals.record(from, refusal);
+      return;
+    }
+    this.membership.receive(from, message);
   }
 
   #sendDatagram(to: string, message: Message): void {
@@ -209,6 +196,6 @@ export class ClusterNode {
       sequence: ++this.#datagramSequence,
     });
     this.counters.datagramsOut++;
-    this.#socket.send(sealed, Number(match[2]), match[1]);
+    this.#socket?.send(sealed, { hostname: match[1], port: Number(match[2]) });
   }
 }

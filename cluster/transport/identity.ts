@@ -4,6 +4,7 @@
  * of two clusters that share a key never merge; a node that has not joined yet
  * has none and adopts the id of the cluster that answers its join.
  */
+import { randomBytes } from "../../core/mod.ts";
 
 /** Where a node keeps and learns the id of its cluster. */
 export interface ClusterIdentity {
@@ -21,7 +22,7 @@ export const clusterIdBytes = 16;
 
 /** A fresh random cluster id, as lower-case hex. */
 export function newClusterId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(clusterIdBytes));
+  const bytes = randomBytes(clusterIdBytes);
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 

@@ -4,7 +4,8 @@
  * minute ("refusing messages from 10.0.0.2:7946: clock 600 s ahead of ours").
  */
 import { assert } from "../../core/assert.ts";
-import { type RefusalError, type RefusalReason, refusalReasons, wallClockMs } from "./auth.ts";
+import { systemClock, wallClockMs } from "../../core/mod.ts";
+import { type RefusalError, type RefusalReason, refusalReasons } from "./auth.ts";
 
 /** Peers whose refusals are kept (the least recently refused is forgotten first). */
 export const refusalPeersMax = 256;
@@ -57,7 +58,7 @@ export class Refusals {
   constructor(options: RefusalsOptions = {}) {
     this.#log = options.log ?? ((line) => console.error(line));
     this.#wallClock = options.wallClock ?? wallClockMs;
-    this.#monotonicClock = options.monotonicClock ?? (() => performance.now());
+    this.#monotonicClock = options.monotonicClock ?? systemClock.now;
   }
 
   /** Counts a message refused from `peer` (HOST:PORT, or HOST when its port is unknown). */

@@ -18,7 +18,8 @@
  *   request needs the key), in a table bounded by {@linkcode rpcSessionsMax}.
  */
 import { assert } from "../../core/assert.ts";
-import { channelBytes, type ClusterKey, type SealStamp, toHex, wallClockMs } from "./auth.ts";
+import { randomBytes, wallClockMs } from "../../core/mod.ts";
+import { channelBytes, type ClusterKey, type SealStamp, toHex } from "./auth.ts";
 import type { ClusterIdentity } from "./identity.ts";
 import { ReplayGuard } from "./replay_guard.ts";
 import {
@@ -107,7 +108,7 @@ export function rpcServer(
         const error = `Cannot call ${call.header.method}: no session yet (say hello first)`;
         return sealed({ header: { re: id, ok: false, error, name: "TypeError" } }, on);
       }
-      const session = toHex(crypto.getRandomValues(new Uint8Array(channelBytes)));
+      const session = toHex(randomBytes(channelBytes));
       sessions.add(session);
       return sealed({ header: { re: id, ok: true, session } }, on);
     }

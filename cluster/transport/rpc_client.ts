@@ -1,12 +1,7 @@
 /** The client side of requests between nodes (the protocol is described in rpc.ts). */
-import {
-  channelBytes,
-  type ClusterKey,
-  RefusalError,
-  type SealStamp,
-  toHex,
-  wallClockMs,
-} from "./auth.ts";
+import { channelBytes, type ClusterKey, RefusalError, type SealStamp, toHex } from "./auth.ts";
+import { randomBytes, randomId, wallClockMs } from "../../core/mod.ts";
+import { postRequest } from "./net_env.ts";
 import type { ClusterIdentity } from "./identity.ts";
 import {
   asRefusal,
@@ -61,7 +56,7 @@ export class RpcClient implements RpcCaller {
   #wallClock: () => number;
   #sessions = new Map<string, Promise<Session>>();
   #nextId = 1;
-  readonly #prefix = crypto.randomUUID();
+  readonly #prefix = randomId();
 
   constructor(key: ClusterKey, identity: ClusterIdentity, options: RpcOptions = {}) {
     this.#key = key;
@@ -124,7 +119,7 @@ export class RpcClient implements RpcCaller {
   }
 
   async #hello(address: string): Promise<Session> {
-    const nonce = crypto.getRandomValues(new Uint8Array(channelBytes));
+    const nonce = randomBytes(channelBytes);
     const on = { channel: nonce, sequence: 0 };
     const signal = AbortSignal.timeout(rpcHelloTimeoutMs);
     const reply = await this.#exchange(address, "hello", { header: {} }, on, signal);
@@ -155,9 +150,7 @@ export class RpcClient implements RpcCaller {
     const from = this.#options.from;
     let response: Response;
     try {
-      response = await fetch(`http://${address}/rpc`, {
-        method: "POST",
-        body,
+      response = await postRequest(address, body, {
         signal,
         headers: from === undefined ? {} : { [fromHeader]: from },
       });

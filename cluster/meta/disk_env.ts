@@ -1,20 +1,20 @@
 /**
- * Durable acceptor states with one sync per save. Each key has a file of
- * appended records (u32 length, u32 CRC-32, then the state); a save appends
- * and `fdatasync`s, so a promise or an accept costs one sync instead of the
- * two of a write-and-rename (file, then directory). Loading takes the last
- * whole record: a record torn by a crash fails its checksum and is ignored,
- * which is right, since its save never completed. A file that grew to many
- * times its last record is rewritten (write, sync, rename, sync directory).
+ * The real disk of a node's cluster state, in one place: acceptor states as an
+ * append-only log per key, and the node's id and metadata configuration in a
+ * JSON file. The simulation keeps the same state in memory instead.
+ *
+ * @module
  */
 import * as fs from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { isMetaKey } from "../../core/mod.ts";
 import { KeyedMutex } from "../../core/_mutex.ts";
 import type { AcceptorState } from "./caspaxos.ts";
 import { type AcceptorIndex, decodeState, encodeState } from "./meta_service.ts";
-
+import { isClusterId } from "../transport/mod.ts";
+import { parseConfig } from "./config.ts";
+import type { NodeConfigDisk, NodeConfigState } from "./node_config.ts";
 const fdatasync = promisify(fs.fdatasync);
 const fsync = promisify(fs.fsync);
 const headerBytes = 8;
@@ -33,7 +33,15 @@ const crcTable = Uint32Array.from({ length: 256 }, (_, n) => {
   return c >>> 0;
 });
 
-/** Acceptor states in `dir`, one append-only file per key. */
+/**
+ * Durable acceptor states with one sync per save. Each key has a file of
+ * appended records (u32 length, u32 CRC-32, then the state); a save appends
+ * and `fdatasync`s, so a promise or an accept costs one sync instead of the
+ * two of a write-and-rename (file, then directory). Loading takes the last
+ * whole record: a record torn by a crash fails its checksum and is ignored,
+ * which is right, since its save never completed. A file that grew to many
+ * times its last record is rewritten (write, sync, rename, sync directory).
+ */
 export class AcceptorLog implements AcceptorIndex {
   readonly dir: string;
   #locks = new KeyedMutex();
@@ -143,4 +151,43 @@ function keyOf(file: string): string | null {
   if (dot <= 0) return null;
   const key = `${file.slice(0, dot)}/${file.slice(dot + 1)}`;
   return isMetaKey(key) ? key : null;
+}
+
+/** The state kept in a JSON file, replaced atomically and synced. */
+export function fileConfigDisk(path: string): { state: NodeConfigState; disk: NodeConfigDisk } {
+  let state: NodeConfigState = { clusterId: null, config: null };
+  try {
+    const saved = JSON.parse(fs.readFileSync(path, "utf8"));
+    state = {
+      clusterId: typeof saved.clusterId === "string" && isClusterId(saved.clusterId)
+        ? saved.clusterId
+        : null,
+      config: saved.config == null ? null : parseConfig(saved.config),
+    };
+  } catch (error) {
+    if ((error as { code?: string }).code !== "ENOENT") {
+      throw new TypeError(`Cannot read cluster state ${path}: ${(error as Error).message}`);
+    }
+  }
+  const disk: NodeConfigDisk = {
+    save(next) {
+      const tmp = `${path}.tmp`;
+      const fd = fs.openSync(tmp, "w");
+      try {
+        fs.writeSync(fd, JSON.stringify(next) + "\n");
+        fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, path);
+      const dir = fs.openSync(dirname(path), "r");
+      try {
+        fs.fsyncSync(dir);
+      } finally {
+        fs.closeSync(dir);
+      }
+      return Promise.resolve();
+    },
+  };
+  return { state, disk };
 }

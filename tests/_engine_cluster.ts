@@ -5,11 +5,11 @@
  * it dead), so tests decide exactly who is up.
  */
 import { LocalEngine } from "../core/mod.ts";
-import { ClusterKey } from "./transport/mod.ts";
-import { ClusterEngine } from "./cluster_engine.ts";
-import type { MemberState } from "./membership/mod.ts";
-import { RpcClient, rpcServer } from "./transport/mod.ts";
-import { AcceptorLog, fileConfigDisk, NodeConfig } from "./meta/mod.ts";
+import { ClusterKey } from "../cluster/transport/mod.ts";
+import { ClusterEngine } from "../cluster/cluster_engine.ts";
+import type { MemberState } from "../cluster/membership/mod.ts";
+import { RpcClient, rpcServer } from "../cluster/transport/mod.ts";
+import { AcceptorLog, fileConfigDisk, NodeConfig } from "../cluster/meta/mod.ts";
 
 export const testClusterKey = new ClusterKey(
   new TextEncoder().encode("test-cluster-key-0123456789abcdef"),

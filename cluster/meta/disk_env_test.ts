@@ -5,7 +5,7 @@
  * and a file cut in the middle of its last record.
  */
 import assert from "node:assert/strict";
-import { AcceptorLog } from "./acceptor_log.ts";
+import { AcceptorLog } from "./disk_env.ts";
 import type { AcceptorState } from "./caspaxos.ts";
 
 const state = (counter: number, value: string | null): AcceptorState => ({
