@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { type Fault, phase, pick, scheduleFaultsFrom } from "./_fault_schedule.ts";
+import { type Fault, isolate, pause, phase, pick, scheduleFaultsFrom } from "./_fault_schedule.ts";
 import type { NetConditions } from "./_sim_net.ts";
 import type { ClusterSim } from "./cluster_sim.ts";
 
@@ -40,24 +40,11 @@ const faults: Record<string, Fault<ClusterSim>> = {
   },
   isolate(sim) {
     const node = pick(sim.world, sim.running());
-    if (node === undefined) return false;
-    for (const other of sim.nodes.keys()) {
-      if (other === node.id) continue;
-      sim.world.cut(node.id, other);
-      sim.world.cut(other, node.id);
-    }
-    sim.seenDead(node.id, true);
-    sim.world.at(2000 + sim.world.random.next() * 8000, () => {
-      sim.world.heal();
-      sim.seenDead(node.id, false);
-    });
-    return true;
+    return node !== undefined && isolate(sim, node.id, { minMs: 2000, spanMs: 8000 });
   },
   pause(sim) {
     const node = pick(sim.world, sim.running());
-    if (node === undefined) return false;
-    sim.world.pause(node.id, 300 + sim.world.random.next() * 2500);
-    return true;
+    return node !== undefined && pause(sim.world, node.id, { minMs: 300, spanMs: 2500 });
   },
   loss: (sim) => hold(sim, { lossRate: 0.02 + sim.world.random.next() * 0.15 }, { lossRate: 0 }),
   duplicate: (sim) => hold(sim, { duplicateRate: 0.2 }, { duplicateRate: 0 }),

@@ -53,3 +53,37 @@ export function phase(
   });
   return true;
 }
+
+/** A simulation whose members others can see dead while they run (cut off). */
+export interface IsolationHost extends FaultHost {
+  readonly nodes: ReadonlyMap<string, unknown>;
+  seenDead(id: string, dead: boolean): void;
+}
+
+/**
+ * Cuts member `id` off from every other both ways, and makes the others see it
+ * dead (as gossip would), for `minMs` plus up to `spanMs`; then heals every cut.
+ */
+export function isolate(
+  sim: IsolationHost,
+  id: string,
+  timing: { minMs: number; spanMs: number },
+): boolean {
+  for (const other of sim.nodes.keys()) {
+    if (other === id) continue;
+    sim.world.cut(id, other);
+    sim.world.cut(other, id);
+  }
+  sim.seenDead(id, true);
+  sim.world.at(timing.minMs + sim.world.random.next() * timing.spanMs, () => {
+    sim.world.heal();
+    sim.seenDead(id, false);
+  });
+  return true;
+}
+
+/** Pauses member `id` (its deliveries wait) for `minMs` plus up to `spanMs`. */
+export function pause(world: SimWorld, id: string, timing: { minMs: number; spanMs: number }) {
+  world.pause(id, timing.minMs + world.random.next() * timing.spanMs);
+  return true;
+}

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { type Fault, phase, pick, scheduleFaultsFrom } from "./_fault_schedule.ts";
+import { type Fault, isolate, pause, phase, pick, scheduleFaultsFrom } from "./_fault_schedule.ts";
 import type { NetConditions } from "./_sim_net.ts";
 import { allVoters, majority, type MetaConfig } from "../meta/mod.ts";
 import type { MetaSim } from "./meta_sim.ts";
@@ -70,25 +70,11 @@ const faults: Record<string, Fault<MetaSim>> = {
   },
   isolate(sim) {
     const node = pick(sim.world, sim.running());
-    if (node === undefined) return false;
-    for (const other of sim.nodes.keys()) {
-      if (other !== node.id) {
-        sim.world.cut(node.id, other);
-        sim.world.cut(other, node.id);
-      }
-    }
-    sim.seenDead(node.id, true);
-    sim.world.at(2000 + sim.world.random.next() * 10_000, () => {
-      sim.world.heal();
-      sim.seenDead(node.id, false);
-    });
-    return true;
+    return node !== undefined && isolate(sim, node.id, { minMs: 2000, spanMs: 10_000 });
   },
   pause(sim) {
     const node = pick(sim.world, sim.running());
-    if (node === undefined) return false;
-    sim.world.pause(node.id, 500 + sim.world.random.next() * 3500);
-    return true;
+    return node !== undefined && pause(sim.world, node.id, { minMs: 500, spanMs: 3500 });
   },
   loss: (sim) => hold(sim, { lossRate: 0.05 + sim.world.random.next() * 0.25 }, { lossRate: 0 }),
   duplicate: (sim) => hold(sim, { duplicateRate: 0.3 }, { duplicateRate: 0 }),
