@@ -9,12 +9,10 @@
  * image bytes compared over HTTP, `kill -9`.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { removeData, startNode } from "./_node.ts";
 import { startCluster } from "./_cluster.ts";
 import { createVolume, exec, MiB, qemuIo, uploadImage } from "./_nbd.ts";
-
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+import { bytesSha256, streamSha256 } from "./_files.ts";
 
 Deno.test("R=2 on three members: a kill -9 leaves every volume and image usable within 15 s", async () => {
   const cluster = await startCluster(3, () => ["--replicas", "2", "--heal-interval", "1"]);
@@ -27,7 +25,7 @@ Deno.test("R=2 on three members: a kill -9 leaves every volume and image usable 
         crypto.getRandomValues(image.subarray(at, at + 65536));
       }
       await uploadImage(one, name, image);
-      images[name] = sha256(image);
+      images[name] = bytesSha256(image);
     }
     const volumes = ["vm1", "vm2", "vm3", "vm4", "vm5", "vm6"];
     for (const [i, name] of volumes.entries()) {
@@ -45,9 +43,8 @@ Deno.test("R=2 on three members: a kill -9 leaves every volume and image usable 
         try {
           if (item in images) {
             const response = await three.fetch(`/v1/images/${item}`);
-            const bytes = new Uint8Array(await response.arrayBuffer());
             assert.equal(response.status, 200);
-            assert.equal(sha256(bytes), images[item]);
+            assert.equal(await streamSha256(response.body!), images[item]);
           } else {
             const i = volumes.indexOf(item);
             // Through node 3: attach, read node 1's flushed write, write (the lease moves), read back.

@@ -12,36 +12,17 @@
 import assert from "node:assert/strict";
 import { startNode, type TestNode } from "./_node.ts";
 import { eventually, members, startCluster, type TestProcessCluster } from "./_cluster.ts";
+import { createSnapshot, createVolume } from "./_nbd.ts";
 
 const volumes = Array.from({ length: 16 }, (_, i) => `vol${i}`);
 const flags = ["--replicas", "3", "--dead-grace", "4", "--heal-interval", "1"];
 
-async function json(response: Response): Promise<Record<string, unknown>> {
-  const body = await response.json();
-  assert.ok(response.ok, `${response.status} ${JSON.stringify(body)}`);
-  return body;
-}
-
 /** Creates the volumes with snapshot s0 through `node`. */
 async function createRecords(node: TestNode): Promise<void> {
   for (const name of volumes) {
-    await json(
-      await node.fetch("/v1/volumes", {
-        method: "POST",
-        body: JSON.stringify({ name, size: 16 * 1024 * 1024 }),
-      }),
-    );
-    await snapshot(node, name, "s0");
+    await createVolume(node, name, { size: 16 * 1024 * 1024 });
+    await createSnapshot(node, name, "s0");
   }
-}
-
-async function snapshot(node: TestNode, volume: string, name: string): Promise<void> {
-  await json(
-    await node.fetch(`/v1/volumes/${volume}/snapshots`, {
-      method: "POST",
-      body: JSON.stringify({ name }),
-    }),
-  );
 }
 
 /** What `node` says is missing of the records (empty when it has all of them). */
@@ -118,7 +99,7 @@ Deno.test("two joins at once while a member is dead lose no record, through its 
     await createRecords(nodes[0]);
     const dead = nodes[2];
     await dead.kill9();
-    for (const name of volumes) await snapshot(nodes[0], name, "s1");
+    for (const name of volumes) await createSnapshot(nodes[0], name, "s1");
     const joined = await joinAtOnce(cluster, 2);
     nodes.push(...joined);
     const live = [nodes[0], nodes[1], ...joined];
@@ -151,13 +132,8 @@ Deno.test("three joins at once on a healthy cluster lose no record", async () =>
     await everyoneHasAll("after three joins at once", nodes, ["s0"]);
     // Later changes land too (snapshots through the holder of the volumes' leases,
     // a volume created through a new member) and every member sees them.
-    for (const name of volumes) await snapshot(nodes[0], name, "s1");
-    await json(
-      await joined[2].fetch("/v1/volumes", {
-        method: "POST",
-        body: JSON.stringify({ name: "late", size: 4 * 1024 * 1024 }),
-      }),
-    );
+    for (const name of volumes) await createSnapshot(nodes[0], name, "s1");
+    await createVolume(joined[2], "late", { size: 4 * 1024 * 1024 });
     await everyoneHasAll("after later changes", nodes, ["s0", "s1"]);
     for (const node of nodes) {
       const late = await node.fetch("/v1/volumes/late");
