@@ -343,8 +343,8 @@ export class ClusterEngine implements Engine {
     return keys;
   }
 
-  async flush(): Promise<void> {
-    await this.objects.flush();
+  async flush(volume?: string): Promise<void> {
+    await this.objects.flush(volume);
   }
 
   async close(): Promise<void> {

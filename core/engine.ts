@@ -73,8 +73,13 @@ export interface Engine {
   /** Keys that start with `prefix`, sorted. */
   listMeta(prefix: string): Promise<string[]>;
 
-  /** Makes every block put and object write that resolved before this call durable. */
-  flush(): Promise<void>;
+  /**
+   * Makes every block put and object write that resolved before this call
+   * durable; with `volume` (a volume's uid), at least that volume's object
+   * writes. A cluster engine throws WritesLostError when writes it acknowledged
+   * are gone from every copy.
+   */
+  flush(volume?: string): Promise<void>;
   /** Releases files and locks; the engine is unusable afterwards. */
   close(): Promise<void>;
 }

@@ -49,3 +49,26 @@ export class TruncatedError extends Error {
 export class LeaseLostError extends ConflictError {
   override name = "LeaseLostError";
 }
+
+/**
+ * Writes acknowledged since the last flush are gone: every copy that held them
+ * restarted before a flush made them durable (on one disk: the write cache was
+ * lost). The volume goes back to its last flushed state and its next flush
+ * fails with this error, as a disk reports a lost cache; it never answers a
+ * flush as if they had been kept.
+ */
+export class WritesLostError extends Error {
+  override name = "WritesLostError";
+  /** The objects whose unflushed writes were lost. */
+  readonly objects: readonly string[];
+
+  constructor(objects: readonly string[], message?: string) {
+    super(
+      message ??
+        `Writes acknowledged since the last flush were lost: no copy of ${
+          objects.slice(0, 3).join(", ")
+        }${objects.length > 3 ? ` and ${objects.length - 3} more` : ""} holds them any more`,
+    );
+    this.objects = objects;
+  }
+}

@@ -7,14 +7,27 @@
  * a new object of the current generation; later writes go in place. A flush makes
  * the objects durable first and the map after them, so a map that survives a
  * crash only names objects whose writes were flushed with it.
+ *
+ * When the engine reports that writes acknowledged since the last flush are
+ * gone from every copy (WritesLostError: on a cluster, every replica holding
+ * them restarted before a flush), the volume goes back to its last flushed map
+ * and its next flush fails with that error, as a disk reports a lost write
+ * cache; until then it can neither be released nor frozen as if nothing
+ * happened.
  */
 import { assert } from "./assert.ts";
 import { BlockMap, type MapEntry, objectName } from "./block_map.ts";
 import type { ByteRange, Engine } from "./engine.ts";
-import { LeaseLostError, NotFoundError } from "./errors.ts";
+import { LeaseLostError, NotFoundError, WritesLostError } from "./errors.ts";
 import { checkRange, type Extent, mapExtents, readEntry, readMapRange, spansOf } from "./map_io.ts";
 import { SharedMutex } from "./_mutex.ts";
-import { encodeRecord, recordKey, type VolumeHeader, type VolumeLease } from "./records.ts";
+import {
+  decodeRecord,
+  encodeRecord,
+  recordKey,
+  type VolumeHeader,
+  type VolumeLease,
+} from "./records.ts";
 
 /** Options of the writing calls: `fua` makes the change durable before resolving. */
 export interface WriteOptions {
@@ -37,6 +50,10 @@ export class Volume {
   #deleted = false;
   /** Set once the write lease moved away: this instance never writes again. */
   #released = false;
+  /** Unflushed writes were lost and the volume went back to its last flush; not reported yet. */
+  #lost: WritesLostError | null = null;
+  /** The last loss the volume went back from (so it goes back once per loss). */
+  #lastLoss: WritesLostError | null = null;
   /**
    * Writes into objects the volume owns take it shared (they change no map entry
    * and run concurrently: on a cluster each is a round trip); everything that
@@ -88,12 +105,14 @@ export class Volume {
    * release can be tried again: giving up then would lose acknowledged writes.
    */
   release(): Promise<void> {
-    return this.#mutex.run(async () => {
-      if (this.#released || this.#deleted) return;
-      await this.engine.flush();
-      if (this.#dirty) await this.#persist();
-      this.#released = true;
-    });
+    return this.#recovering(false, () =>
+      this.#mutex.run(async () => {
+        if (this.#released || this.#deleted) return;
+        if (this.#lost !== null) throw this.#lost; // its writer has not been told yet
+        await this.engine.flush(this.#header.uid);
+        if (this.#dirty) await this.#persist();
+        this.#released = true;
+      }));
   }
 
   /** Reads `range` into `into` (or a new buffer); never-written bytes are zeros. */
@@ -103,12 +122,23 @@ export class Volume {
   ): Promise<Uint8Array> {
     this.#checkOpen();
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
-    await readMapRange(this.engine, this.#map, range, into);
+    try {
+      await readMapRange(this.engine, this.#map, range, into);
+    } catch (error) {
+      if (!(error instanceof WritesLostError)) throw error;
+      // Read the last flushed state instead; the next flush reports the loss.
+      await this.#mutex.run(() => this.#revert(error, false));
+      await readMapRange(this.engine, this.#map, range, into);
+    }
     return into;
   }
 
   /** Writes `data` at `offset`. */
-  async writeAt(offset: number, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
+  writeAt(offset: number, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
+    return this.#recovering(false, () => this.#writeAt(offset, data, options));
+  }
+
+  async #writeAt(offset: number, data: Uint8Array, options: WriteOptions): Promise<void> {
     checkRange({ offset, length: data.length }, this.sizeBytes, `volume "${this.name}"`);
     const spans = [...spansOf({ offset, length: data.length }, this.blockSize)];
     const wroteInPlace = await this.#mutex.runShared(async () => {
@@ -148,7 +178,12 @@ export class Volume {
    */
   async zeroAt(range: ByteRange, options: ZeroOptions = {}): Promise<void> {
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
-    await this.#mutex.run(async () => {
+    await this.#recovering(false, () => this.#zeroAt(range, options));
+    if (options.fua) await this.flush();
+  }
+
+  #zeroAt(range: ByteRange, options: ZeroOptions): Promise<void> {
+    return this.#mutex.run(async () => {
       this.#checkWritable();
       for (const span of spansOf(range, this.blockSize)) {
         if (options.keepAllocated) {
@@ -160,7 +195,6 @@ export class Volume {
         }
       }
     });
-    if (options.fua) await this.flush();
   }
 
   /**
@@ -186,13 +220,17 @@ export class Volume {
 
   /** Makes every write that resolved before this call durable. */
   flush(): Promise<void> {
-    return this.#mutex.run(async () => {
-      this.#checkOpen();
-      // Released: everything acknowledged was made durable by release().
-      if (this.#released) return;
-      await this.engine.flush();
-      if (this.#dirty) await this.#persist();
-    });
+    return this.#recovering(true, () =>
+      this.#mutex.run(async () => {
+        this.#checkOpen();
+        // Released: everything acknowledged was made durable by release().
+        if (this.#released) return;
+        const lost = this.#lost;
+        this.#lost = null;
+        if (lost !== null) throw lost;
+        await this.engine.flush(this.#header.uid);
+        if (this.#dirty) await this.#persist();
+      }));
   }
 
   /** Which parts of `range` are known zeros (never written or discarded). */
@@ -206,9 +244,14 @@ export class Volume {
    * durably, so that every object the map names is copied up before it changes.
    */
   freeze(): Promise<BlockMap> {
+    return this.#recovering(false, () => this.#freeze());
+  }
+
+  #freeze(): Promise<BlockMap> {
     return this.#mutex.run(async () => {
       this.#checkWritable();
-      await this.engine.flush();
+      if (this.#lost !== null) throw this.#lost; // its writer has not been told yet
+      await this.engine.flush(this.#header.uid);
       const frozen = this.#map.clone();
       this.#header = { ...this.#header, generation: this.#header.generation + 1 };
       this.#ownedPrefix = `${this.#header.uid}.${this.#header.generation}.`;
@@ -272,6 +315,38 @@ export class Volume {
   #setEntry(index: number, entry: MapEntry): void {
     this.#map.set(index, entry);
     this.#dirty = true;
+  }
+
+  /**
+   * Runs `op`; when it finds unflushed writes lost, goes back to the last flush
+   * and fails with the loss (`reported`: this failure tells the writer, so the
+   * next flush need not).
+   */
+  async #recovering<T>(reported: boolean, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (error) {
+      if (!(error instanceof WritesLostError) || error === this.#lastLoss) throw error;
+      await this.#mutex.run(() => this.#revert(error, reported));
+      throw error;
+    }
+  }
+
+  /** Takes the map back to the record's (the last flush), after the engine lost writes since. */
+  async #revert(lost: WritesLostError, reported: boolean): Promise<void> {
+    this.#lastLoss = lost;
+    if (!reported) this.#lost = lost;
+    const entry = await this.engine.getMeta(recordKey.volume(this.name));
+    if (entry === null || entry.version !== this.#version) {
+      throw new LeaseLostError(
+        `Cannot go back to the last flush of volume "${this.name}": its record moved on`,
+      );
+    }
+    const { header, map } = decodeRecord<VolumeHeader>(entry.value);
+    this.#header = header;
+    this.#map = map;
+    this.#ownedPrefix = `${header.uid}.${header.generation}.`;
+    this.#dirty = false;
   }
 
   async #persist(): Promise<void> {

@@ -14,12 +14,20 @@
  *
  * A node that did not write an object reads the copy with the highest version,
  * so it sees every change a writer had acknowledged at a quorum.
+ *
+ * The writer never takes what it acknowledged for durable when it is not: an
+ * object a flush could not make durable is tried again by every later flush,
+ * and when every replica answers and none holds the writer's last acknowledged
+ * version (they all restarted before a flush reached them), the writer says so
+ * (WritesLostError, on the flush, read or write that finds it) instead of
+ * serving or extending an older copy as if it were the latest. A change that
+ * reached only replicas that stopped answering is never overtaken by another
+ * change under the same stamp (_replica_copies.ts, learnWhereItStands).
  */
 import { KeyedMutex } from "../../core/_mutex.ts";
-import { LeaseLostError } from "../../core/mod.ts";
+import { LeaseLostError, WritesLostError } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
 import {
-  type ChangeReply,
   compareStamps,
   isFenced,
   type ObjectChange,
@@ -27,18 +35,15 @@ import {
   type Stamp,
 } from "./object_service.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
+import {
+  copyWhole,
+  learnWhereItStands,
+  readNewest,
+  ReplicaQuorumError,
+  type Written,
+} from "./_replica_copies.ts";
 
-/** Not enough replicas of an object answered or took a change. */
-export class ReplicaQuorumError extends Error {
-  override name = "ReplicaQuorumError";
-}
-
-/** What the writer knows of an object it changed. */
-interface Written {
-  stamp: Stamp;
-  /** Ids of the replicas that hold `stamp`. */
-  current: Set<string>;
-}
+export { ReplicaQuorumError };
 
 /** Options of {@linkcode ReplicatedObjects}. */
 export interface ReplicatedObjectsOptions {
@@ -68,6 +73,8 @@ export class ReplicatedObjects {
   #locks = new KeyedMutex();
   /** Replica id → the link and the objects changed there since the last flush. */
   #unflushed = new Map<string, { link: ObjectLink; names: Set<string> }>();
+  /** Objects a flush could not make durable on a write quorum: every flush tries them again. */
+  #short = new Set<string>();
   #background = new Set<Promise<void>>();
 
   constructor(options: ReplicatedObjectsOptions) {
@@ -87,11 +94,15 @@ export class ReplicatedObjects {
     );
   }
 
-  /** Reads `into.length` bytes at `offset` from a replica holding the latest version. */
+  /**
+   * Reads `into.length` bytes at `offset` from a replica holding the latest
+   * version. Throws WritesLostError when this node acknowledged writes of the
+   * object that no replica holds any more.
+   */
   async read(name: string, offset: number, into: Uint8Array): Promise<void> {
     const links = this.#ordered(this.#options.replicasOf(name));
     const written = this.#written.get(name);
-    if (written !== undefined) {
+    if (written !== undefined && !written.stale) {
       for (const link of links.filter((link) => written.current.has(link.id))) {
         try {
           const { data, stamp } = await link.read(name, offset, into.length);
@@ -107,57 +118,40 @@ export class ReplicatedObjects {
         }
       }
     }
-    // Not the writer (or its replicas failed): ask every replica's stamp, and
-    // read the copy that has the highest.
-    const [first, ...others] = links;
-    const reading = first.read(name, offset, into.length).catch(() => null);
-    const stamps = await Promise.allSettled(others.map((link) => link.stamps([name])));
-    const read = await reading;
-    let best: { link: ObjectLink; stamp: Stamp } | null = read === null
-      ? null
-      : { link: first, stamp: read.stamp };
-    stamps.forEach((result, i) => {
-      if (result.status !== "fulfilled") return;
-      const stamp = result.value[0];
-      if (best === null || compareStamps(stamp, best.stamp) > 0) best = { link: others[i], stamp };
-    });
-    // Only answers from R - floor(R/2) replicas are sure to include one that took
-    // every acknowledged change (a write quorum is at least a majority of R): a
-    // replica that missed changes (it was down, or placement moved back to it)
-    // answering alone would be taken for the latest.
-    const answers = (read === null ? 0 : 1) +
-      stamps.filter((result) => result.status === "fulfilled").length;
-    const needed = links.length - Math.floor(links.length / 2);
-    if (best === null || answers < needed) {
-      throw new ReplicaQuorumError(
-        `Cannot read object ${name}: ${answers} of ${links.length} replicas answered, ` +
-          `${needed} needed`,
-      );
+    // Not the writer (or its replicas failed): read the copy with the highest stamp.
+    const newest = await readNewest(name, links, offset, into);
+    if (newest.staleFirst) this.counters.staleReads++;
+    if (written !== undefined && compareStamps(newest.stamp, written.acked) < 0) {
+      // The writer knows better than the replicas that answered.
+      if (!newest.everyone) {
+        throw new ReplicaQuorumError(
+          `Cannot read object ${name}: the replicas holding its latest writes do not answer`,
+        );
+      }
+      this.#lose(name);
+      throw new WritesLostError([name]);
     }
-    const chosen = best as { link: ObjectLink; stamp: Stamp };
-    if (read !== null && chosen.link === first) return into.set(read.data);
-    if (read !== null) this.counters.staleReads++;
-    const { data } = await chosen.link.read(name, offset, into.length);
-    into.set(data);
   }
 
   /**
    * Makes every change that resolved before this call durable on a write quorum
-   * of its object's replicas (bringing lagging replicas up first when the
-   * others fall short, e.g. one came back from the dead since the write); then
-   * brings the remaining laggards up, in the background.
+   * of its object's replicas (with `uid`, at least the changes of that volume's
+   * objects), bringing lagging replicas up first when the others fall short
+   * (e.g. one came back from the dead since the write); then brings the
+   * remaining laggards up, in the background. An object it cannot make durable
+   * now is tried again by every later flush until it is: a failed flush never
+   * lets a later one succeed without it. Throws WritesLostError when every
+   * replica answered and none holds what this node acknowledged.
    */
-  async flush(): Promise<void> {
-    const pending = [...this.#unflushed.values()];
-    this.#unflushed.clear();
-    // What each object must be at, as of this call (later writes may move the stamps on).
-    const expected = new Map<string, Stamp>();
-    for (const { names } of pending) {
-      for (const name of names) {
-        const stamp = this.#written.get(name)?.stamp;
-        if (stamp !== undefined) expected.set(name, stamp);
-      }
+  async flush(uid?: string): Promise<void> {
+    const ofScope = (name: string) => uid === undefined || parseObjectName(name).uid === uid;
+    const pending: { link: ObjectLink; names: Set<string> }[] = [];
+    for (const { link, names } of this.#unflushed.values()) {
+      const taken = new Set([...names].filter(ofScope));
+      for (const name of taken) names.delete(name);
+      if (taken.size > 0) pending.push({ link, names: taken });
     }
+    // What each object must be at, as of this call (later writes may move the stamps on).
     const flushed = await Promise.allSettled(
       pending.map(({ link, names }) => link.flush([...names])),
     );
@@ -168,29 +162,34 @@ export class ReplicatedObjects {
         // Durable here only at the stamp this node wrote: a replica that restarted and
         // lost changes it took holds less (or nothing), and is no longer current (it is
         // brought up whole below, from a replica that holds the stamp, or the flush fails).
-        const want = expected.get(name);
+        const written = this.#written.get(name);
         const holds = result.status === "fulfilled" &&
-          (want === undefined || compareStamps(result.value[j], want) >= 0);
+          (written === undefined || compareStamps(result.value[j], written.stamp) >= 0);
         if (holds) durable.set(name, (durable.get(name) ?? 0) + 1);
-        else this.#written.get(name)?.current.delete(link.id);
+        else written?.current.delete(link.id);
       });
     });
     const names = new Set(pending.flatMap(({ names }) => [...names]));
+    for (const name of this.#short) if (ofScope(name)) names.add(name);
+    const lost: string[] = [];
+    let short: Error | null = null;
     for (const name of names) {
       const links = this.#options.replicasOf(name);
-      const quorum = this.#quorumOf(links);
-      let copies = durable.get(name) ?? 0;
-      if (copies < quorum) {
-        // Laggards are not among the replicas just flushed: each one brought up counts.
-        copies += await this.#locks.run(name, async () => {
-          const written = this.#written.get(name);
-          return written === undefined ? 0 : (await this.#bringUp(name, written, links, true));
-        });
+      if ((durable.get(name) ?? 0) >= this.#quorumOf(links)) {
+        this.#short.delete(name);
+        continue;
       }
-      if (copies < quorum) {
-        throw new ReplicaQuorumError(
-          `Cannot flush object ${name}: durable on ${copies} replicas, ${quorum} needed`,
-        );
+      try {
+        await this.#locks.run(name, () => this.#makeDurable(name, links));
+        this.#short.delete(name);
+      } catch (error) {
+        if (error instanceof WritesLostError) lost.push(name);
+        else if (isFenced(error)) {
+          throw new LeaseLostError(String((error as Error).message), { cause: error });
+        } else {
+          this.#short.add(name);
+          short ??= error as Error;
+        }
       }
     }
     for (const name of names) {
@@ -202,12 +201,17 @@ export class ReplicatedObjects {
       this.#background.add(task);
       task.finally(() => this.#background.delete(task));
     }
+    if (lost.length > 0) throw new WritesLostError(lost);
+    if (short !== null) throw short;
   }
 
   /** Forgets what this node knew of a volume's objects (another node now writes it). */
   forget(uid: string): void {
-    for (const name of [...this.#written.keys()]) {
-      if (parseObjectName(name).uid === uid) this.#written.delete(name);
+    for (const name of [...this.#written.keys(), ...this.#short]) {
+      if (parseObjectName(name).uid === uid) this.#lose(name);
+    }
+    for (const { names } of this.#unflushed.values()) {
+      for (const name of names) if (parseObjectName(name).uid === uid) names.delete(name);
     }
   }
 
@@ -234,7 +238,7 @@ export class ReplicatedObjects {
     const currentCount = () => links.filter((link) => written.current.has(link.id)).length;
     if (currentCount() < quorum) await this.#bringUp(name, written, links, false);
     if (currentCount() < quorum) {
-      this.#written.delete(name); // learn the replicas' state again on the next write
+      written.stale = true; // learn the replicas' state again on the next write
       throw new ReplicaQuorumError(
         `Cannot write object ${name}: ${currentCount()} of ${links.length} replicas ` +
           `are current, ${quorum} needed`,
@@ -279,40 +283,58 @@ export class ReplicatedObjects {
     }
     if (current.size < quorum) await this.#bringUp(name, written, links, false);
     if (written.current.size < quorum) {
-      this.#written.delete(name); // learn the replicas' state again on the next write
+      written.stale = true; // learn the replicas' state again on the next write
       throw new ReplicaQuorumError(
         `Cannot write object ${name}: ${written.current.size} of ${links.length} replicas ` +
           `took it, ${quorum} needed`,
       );
     }
+    written.acked = written.stamp;
   }
 
-  /** The writer's state of `name`, learnt from a quorum of the replicas on first use. */
+  /** The writer's state of `name`, learnt from the replicas on first use or after a failure. */
   async #stateOf(name: string, links: ObjectLink[], quorum: number): Promise<Written> {
     let written = this.#written.get(name);
-    if (written !== undefined) return written;
-    const answers = await Promise.allSettled(links.map((link) => link.stamps([name])));
-    let stamp: Stamp = [0, 0];
-    for (const answer of answers) {
-      if (answer.status === "fulfilled" && compareStamps(answer.value[0], stamp) > 0) {
-        stamp = answer.value[0];
-      }
+    if (written === undefined) {
+      written = { stamp: [0, 0], acked: [0, 0], current: new Set(), stale: true };
+      this.#written.set(name, written);
     }
-    const answered = answers.filter((answer) => answer.status === "fulfilled").length;
-    if (answered < quorum) {
+    if (written.stale) await this.#learn(name, written, links, quorum, false);
+    return written;
+  }
+
+  /** {@linkcode learnWhereItStands}, dropping what this node knew when the writes were lost. */
+  async #learn(
+    name: string,
+    written: Written,
+    links: ObjectLink[],
+    quorum: number,
+    flush: boolean,
+  ): Promise<void> {
+    const copied = await learnWhereItStands(name, written, this.#ordered(links), quorum, flush);
+    if (copied === "lost") {
+      this.#lose(name);
+      throw new WritesLostError([name]);
+    }
+    for (const link of copied) this.#noteCopied(written, link, name, flush);
+  }
+
+  /**
+   * Makes what this node acknowledged of `name` durable on a write quorum:
+   * learns where it stands (flushing every replica), then brings laggards up.
+   */
+  async #makeDurable(name: string, links: ObjectLink[]): Promise<void> {
+    const written = this.#written.get(name);
+    if (written === undefined) return; // forgotten or lost since: nothing to keep
+    const quorum = this.#quorumOf(links);
+    await this.#learn(name, written, links, quorum, true);
+    let copies = links.filter((link) => written.current.has(link.id)).length;
+    if (copies < quorum) copies += await this.#bringUp(name, written, links, true);
+    if (copies < quorum) {
       throw new ReplicaQuorumError(
-        `Cannot change object ${name}: ${answered} of ${links.length} replicas answered`,
+        `Cannot flush object ${name}: durable on ${copies} replicas, ${quorum} needed`,
       );
     }
-    const current = new Set<string>();
-    answers.forEach((answer, i) => {
-      if (answer.status === "fulfilled" && compareStamps(answer.value[0], stamp) === 0) {
-        current.add(links[i].id);
-      }
-    });
-    written = { stamp, current };
-    this.#written.set(name, written);
-    return written;
   }
 
   /**
@@ -326,45 +348,25 @@ export class ReplicatedObjects {
     links: ObjectLink[],
     flush: boolean,
   ): Promise<number> {
-    const sources = this.#ordered(links).filter((link) => written.current.has(link.id));
+    const sources = links.filter((link) => written.current.has(link.id));
     const laggards = links.filter((link) => !written.current.has(link.id));
-    if (sources.length === 0 || laggards.length === 0) return 0;
-    let whole: Uint8Array | null = null;
-    for (const source of sources) {
-      try {
-        whole = (await source.read(name, 0, -1)).data;
-        break;
-      } catch {
-        // try the next source
-      }
-    }
-    if (whole === null) return 0;
-    const change: ObjectChange = {
-      epoch: written.stamp[0],
-      version: written.stamp[1],
-      replace: true,
-      offset: 0,
-      data: whole,
-      remove: whole.length === 0,
-    };
-    let broughtUp = 0;
-    await Promise.all(laggards.map(async (link) => {
-      let reply: ChangeReply;
-      try {
-        reply = await link.change(name, change);
-        if (flush) await link.flush([]);
-      } catch (error) {
-        if (isFenced(error)) throw error;
-        return;
-      }
-      if (reply.applied || compareStamps(reply.stamp, written.stamp) === 0) {
-        written.current.add(link.id);
-        broughtUp++;
-        this.counters.repairs++;
-        if (!flush) this.#noteUnflushed(link, name);
-      }
-    }));
-    return broughtUp;
+    if (laggards.length === 0) return 0;
+    const copied = await copyWhole(name, this.#ordered(sources), laggards, written.stamp, flush);
+    for (const link of copied) this.#noteCopied(written, link, name, flush);
+    return copied.length;
+  }
+
+  #noteCopied(written: Written, link: ObjectLink, name: string, flush: boolean): void {
+    written.current.add(link.id);
+    this.counters.repairs++;
+    if (!flush) this.#noteUnflushed(link, name);
+  }
+
+  /** Drops what this node knew of `name`: its acknowledged writes are gone, or someone else's now. */
+  #lose(name: string): void {
+    this.#written.delete(name);
+    this.#short.delete(name);
+    for (const { names } of this.#unflushed.values()) names.delete(name);
   }
 
   /** The replicas a change or flush of an object must reach (_write_quorum.ts). */

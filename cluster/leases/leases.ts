@@ -47,7 +47,7 @@ import {
 } from "../../core/records.ts";
 import type { Register } from "../meta/mod.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
-import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
+import { type RpcCaller, RpcError, type RpcMethod } from "../transport/mod.ts";
 import { LeasedVolumeHandle } from "./leased_volume.ts";
 
 /** Longest wait for an unreachable holder to be declared dead before a takeover. */
@@ -383,6 +383,7 @@ export class LeaseManager implements VolumeAuthority {
    */
   async #askRelease(name: string, lease: VolumeLease): Promise<boolean> {
     const deadline = this.#clock.now() + this.#takeoverWaitMs;
+    let refusal = "";
     for (;;) {
       const member = this.#engine.member(lease.holder!);
       if (member === undefined || member.status === "dead" || member.status === "left") {
@@ -397,11 +398,15 @@ export class LeaseManager implements VolumeAuthority {
         throw new LeaseLostError(`Cannot move volume "${name}": its holder took it again`);
       } catch (error) {
         if (error instanceof LeaseLostError) throw error;
+        // It answers but cannot release (e.g. its writes are not durable yet): say why.
+        if (error instanceof RpcError && error.remoteName !== null) refusal = error.message;
       }
       if (this.#clock.now() > deadline) {
         throw new LeaseLostError(
-          `Cannot move the write lease of volume "${name}": holder ${lease.holder} is ` +
-            `unreachable and not declared dead after ${this.#takeoverWaitMs} ms`,
+          `Cannot move the write lease of volume "${name}": holder ${lease.holder} ` +
+            (refusal === ""
+              ? `is unreachable and not declared dead after ${this.#takeoverWaitMs} ms`
+              : `did not release it within ${this.#takeoverWaitMs} ms: ${refusal}`),
         );
       }
       await this.#clock.sleep(releaseRetryMs);

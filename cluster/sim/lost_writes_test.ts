@@ -1,0 +1,155 @@
+/**
+ * Goal: a writer never takes writes it acknowledged for durable when they are
+ * not, and never lets two copies hold different bytes under one stamp.
+ * - A flush that fails is tried again by every later flush: none succeeds
+ *   while an object written before it is not durable on a write quorum.
+ * - When every replica of an object restarted before a flush made it durable,
+ *   the flush says the writes were lost (WritesLostError); it does not pass.
+ * - A change that reached only a replica that then stopped answering is never
+ *   overtaken by a different change under the same stamp.
+ * Method: ReplicatedObjects over ObjectReplicas on memory disks (a restart
+ * keeps only what was flushed), each behind a link the test can cut.
+ */
+import assert from "node:assert/strict";
+import { WritesLostError } from "../../core/mod.ts";
+import {
+  type ChangeReply,
+  type ObjectChange,
+  type ObjectLink,
+  ObjectReplica,
+  ReplicaQuorumError,
+  ReplicatedObjects,
+  type Stamp,
+} from "../data/mod.ts";
+import { MemoryDisk, MemoryPlatter } from "./_memory_disk.ts";
+
+/** One replica on a memory disk, reached through a link that can be cut. */
+class TestReplica implements ObjectLink {
+  readonly id: string;
+  down = false;
+  #platter = new MemoryPlatter();
+  #disk: MemoryDisk;
+  #replica: ObjectReplica;
+
+  constructor(id: string) {
+    this.id = id;
+    this.#disk = new MemoryDisk({ platter: this.#platter, now: () => 0 });
+    this.#replica = new ObjectReplica(id, this.#disk);
+  }
+
+  /** The process dies and starts again: what was not flushed is gone. */
+  restart(): void {
+    this.#disk.crash();
+    this.#disk = new MemoryDisk({ platter: this.#platter, now: () => 0 });
+    this.#replica = new ObjectReplica(this.id, this.#disk);
+  }
+
+  async change(name: string, change: ObjectChange): Promise<ChangeReply> {
+    return await this.#reach().change(name, change);
+  }
+  async read(name: string, offset: number, length: number) {
+    return await this.#reach().read(name, offset, length);
+  }
+  async stamps(names: string[]): Promise<Stamp[]> {
+    return await this.#reach().stamps(names);
+  }
+  async flush(names: string[]): Promise<Stamp[]> {
+    return await this.#reach().flush(names);
+  }
+
+  #reach(): ObjectReplica {
+    if (this.down) throw new Error(`replica ${this.id} does not answer`);
+    return this.#replica;
+  }
+}
+
+const name = `${"a".repeat(32)}.1.0`;
+const bytes = (fill: number) => new Uint8Array(4096).fill(fill);
+
+function writerOver(replicas: TestReplica[]): ReplicatedObjects {
+  return new ReplicatedObjects({ selfId: "writer", replicasOf: () => replicas, epochOf: () => 1 });
+}
+
+Deno.test("a failed flush is tried again by the next: none passes without its objects", async () => {
+  const replicas = [new TestReplica("a"), new TestReplica("b")];
+  const objects = writerOver(replicas);
+  await objects.write(name, 0, bytes(1), true);
+  await objects.flush();
+  await objects.write(name, 0, bytes(2)); // acknowledged, not flushed
+  replicas[1].down = true;
+  await assert.rejects(objects.flush(), ReplicaQuorumError);
+  await assert.rejects(objects.flush(), ReplicaQuorumError, "the second flush must fail too");
+  replicas[1].down = false;
+  await objects.flush();
+  for (const replica of replicas) {
+    replica.restart();
+    assert.deepEqual((await replica.read(name, 0, -1)).data, bytes(2), `flushed on ${replica.id}`);
+  }
+});
+
+Deno.test("writes lost from every replica before a flush fail the flush, reads and writes", async () => {
+  const replicas = [new TestReplica("a"), new TestReplica("b")];
+  const objects = writerOver(replicas);
+  await objects.write(name, 0, bytes(1), true);
+  await objects.flush();
+  await objects.write(name, 0, bytes(2));
+  replicas[0].down = replicas[1].down = true;
+  await assert.rejects(objects.flush(), ReplicaQuorumError);
+  // Both restart before any flush reached them: version 2 is gone everywhere.
+  for (const replica of replicas) {
+    replica.restart();
+    replica.down = false;
+  }
+  await assert.rejects(objects.flush(), WritesLostError);
+  // Told once: the object now reads and takes writes from where it was flushed.
+  await objects.flush();
+  const into = new Uint8Array(4096);
+  await objects.read(name, 0, into);
+  assert.deepEqual(into, bytes(1));
+  await objects.write(name, 0, bytes(3));
+  await objects.flush();
+  for (const replica of replicas) {
+    assert.deepEqual((await replica.read(name, 0, -1)).data, bytes(3));
+  }
+});
+
+Deno.test("a writer that finds its acknowledged writes gone on read says so", async () => {
+  const replicas = [new TestReplica("a"), new TestReplica("b")];
+  const objects = writerOver(replicas);
+  await objects.write(name, 0, bytes(1), true);
+  await objects.flush();
+  await objects.write(name, 0, bytes(2));
+  replicas[0].restart();
+  replicas[1].restart();
+  await assert.rejects(objects.read(name, 0, new Uint8Array(4096)), WritesLostError);
+});
+
+Deno.test("a change that reached one replica only is never overtaken under its stamp", async () => {
+  const replicas = [new TestReplica("a"), new TestReplica("b"), new TestReplica("c")];
+  const objects = writerOver(replicas);
+  await objects.write(name, 0, bytes(1), true);
+  await objects.flush();
+  // The next change reaches a alone: not acknowledged.
+  replicas[1].down = replicas[2].down = true;
+  await assert.rejects(objects.write(name, 0, bytes(2)), ReplicaQuorumError);
+  // a stops answering; b and c take the next change.
+  replicas[0].down = true;
+  replicas[1].down = replicas[2].down = false;
+  await objects.write(name, 0, bytes(3));
+  await objects.flush();
+  // a comes back holding the failed change: whatever a reader picks, and after
+  // the writer's next change reaches all three, every copy holds the same bytes.
+  replicas[0].down = false;
+  const stamps = await Promise.all(replicas.map((replica) => replica.stamps([name])));
+  const [a, b] = [stamps[0][0], stamps[1][0]];
+  assert.ok(a[0] !== b[0] || a[1] !== b[1], `a holds ${a}, b holds ${b}: one stamp, two contents`);
+  await objects.write(name, 0, bytes(4).subarray(0, 512));
+  await objects.flush();
+  await objects.settle();
+  const copies = await Promise.all(replicas.map((replica) => replica.read(name, 0, -1)));
+  const expected = bytes(3);
+  expected.set(bytes(4).subarray(0, 512));
+  for (const [i, copy] of copies.entries()) {
+    assert.deepEqual(copy.data, expected, `copy on ${replicas[i].id}`);
+  }
+});
