@@ -28,6 +28,7 @@ import {
   type RpcMethod,
 } from "../transport/mod.ts";
 import { MemoryDisk, MemoryPlatter } from "./_memory_disk.ts";
+import { copyAcceptorState } from "./_sim_node.ts";
 import type { SimWorld } from "./_sim_net.ts";
 
 /** Block size of the simulated volumes: small, so copy-ups and spans are many. */
@@ -164,8 +165,8 @@ function memoryAcceptorStates(
 ): AcceptorIndex & { close(): void } {
   return {
     keys: (prefix) => [...states.keys()].filter((key) => key.startsWith(prefix)).sort(),
-    load: (key) => Promise.resolve(structuredClone(states.get(key)) ?? null),
-    save: (key, state) => Promise.resolve(void states.set(key, structuredClone(state))),
+    load: (key) => Promise.resolve(copyAcceptorState(states.get(key)) ?? null),
+    save: (key, state) => Promise.resolve(void states.set(key, copyAcceptorState(state))),
     close: () => {},
   };
 }

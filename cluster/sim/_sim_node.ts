@@ -50,8 +50,8 @@ export function startRuntime(sim: MetaSim, node: SimNode): void {
     save: (state) => Promise.resolve(void (node.config = structuredClone(state))),
   });
   const acceptor = new Acceptor({
-    load: (key) => Promise.resolve(structuredClone(node.states.get(key)) ?? null),
-    save: (key, state) => Promise.resolve(void node.states.set(key, structuredClone(state))),
+    load: (key) => Promise.resolve(copyAcceptorState(node.states.get(key)) ?? null),
+    save: (key, state) => Promise.resolve(void node.states.set(key, copyAcceptorState(state))),
   }, configs);
   const remote = (id: string) => sim.nodes.get(id)?.runtime ?? null;
   const call = <T>(to: string, handle: (runtime: Runtime) => Promise<T>) =>
@@ -130,6 +130,20 @@ export function startRuntime(sim: MetaSim, node: SimNode): void {
     tick();
   };
   sleep(world.random.next() * 1000).then(tick);
+}
+
+/**
+ * A deep copy of an acceptor state (what a disk hands back is not the object
+ * saved): structuredClone's result, at a fraction of its cost in the soak.
+ */
+export function copyAcceptorState<T extends AcceptorState | undefined>(state: T): T {
+  if (state === undefined) return state;
+  const { register } = state as AcceptorState;
+  return {
+    promised: state.promised === null ? null : { ...state.promised },
+    accepted: state.accepted === null ? null : { ...state.accepted },
+    register: { ...register, value: register.value === null ? null : register.value.slice() },
+  } as T;
 }
 
 /** A member's lag in seeing change `index` of `member`, fixed by the seed. */

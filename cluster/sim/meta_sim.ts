@@ -58,6 +58,7 @@ export class MetaSim {
   /** Lines of what happened, when tracing (a failing seed replayed with `trace`). */
   readonly trace: string[] | null;
   readonly seed: number;
+  #lags = new Map<string, Map<string, number[]>>();
   #opCount = 0;
 
   constructor(seed: number, trace = false) {
@@ -264,6 +265,15 @@ export class MetaSim {
     return finals;
   }
 
+  /** lagMs(), remembered: views are asked for at every step of every loop. */
+  #lagMs(viewer: string, member: string, index: number): number {
+    let byMember = this.#lags.get(viewer);
+    if (byMember === undefined) this.#lags.set(viewer, byMember = new Map());
+    let lags = byMember.get(member);
+    if (lags === undefined) byMember.set(member, lags = []);
+    return lags[index] ??= lagMs(this.seed, viewer, member, index);
+  }
+
   /** The members as `viewer` sees them now: each change reaches it after its own lag. */
   view(viewer: SimNode): VoterCandidate[] {
     const now = this.world.now();
@@ -271,7 +281,7 @@ export class MetaSim {
     for (const member of this.nodes.values()) {
       let seen: { atMs: number; status: Status } | null = null;
       member.history.forEach((change, i) => {
-        const lag = member === viewer ? 0 : lagMs(this.seed, viewer.id, member.id, i);
+        const lag = member === viewer ? 0 : this.#lagMs(viewer.id, member.id, i);
         if (change.atMs + lag <= now) seen = change;
       });
       if (seen === null) continue;
