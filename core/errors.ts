@@ -72,3 +72,15 @@ export class WritesLostError extends Error {
     this.objects = objects;
   }
 }
+
+/** The data disk is full (ENOSPC, or a quota): nothing was lost, but nothing more fits. */
+export class NoSpaceError extends Error {
+  override name = "NoSpaceError";
+}
+
+/** True for a full disk, as NoSpaceError or as the system's error codes. */
+export function isNoSpace(error: unknown): boolean {
+  if (error instanceof NoSpaceError) return true;
+  const code = (error as { code?: unknown })?.code;
+  return code === "ENOSPC" || code === "EDQUOT";
+}

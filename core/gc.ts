@@ -1,9 +1,12 @@
 /**
  * Garbage collection: mark every block and object that an image, snapshot or
- * volume references, then sweep the rest. The caller serializes it with every
- * catalogue change, so no reference appears between mark and sweep except
- * through an open volume (objects of its current generation, always kept) or an
- * upload (pinned blocks).
+ * volume references, then sweep the rest. Catalogue changes run meanwhile
+ * (collector.ts): a reference that appears after the marks read the records
+ * comes from a record written since, and every such change reports what it
+ * references (`added`), or from an open volume (objects of its current
+ * generation or a later one, always kept) or an upload (pinned blocks).
+ * Nothing else creates references: a clone or snapshot copies its source's
+ * references, and its source was either marked or written since.
  */
 import { parseObjectName } from "./block_map.ts";
 import type { Engine } from "./engine.ts";
@@ -18,11 +21,23 @@ export interface GcResult {
   deletedObjects: number;
 }
 
-/** Marks and sweeps; see the module doc for what the caller must hold. */
+/** What catalogue changes referenced while a collection ran (they are kept). */
+export interface GcAdded {
+  blocks: Set<string>;
+  objects: Set<string>;
+  /** Volumes created meanwhile: all their objects. */
+  uids: Set<string>;
+}
+
+/** Marks and sweeps; see the module doc for what the caller must provide. */
 export async function collectGarbage(options: {
   engine: Engine;
   openVolumes: Volume[];
   pinned: (hash: string) => boolean;
+  /** References of catalogue changes made since the collection started; kept. */
+  added?: GcAdded;
+  /** Sweep these blocks alone and no object (what a failed upload stored). */
+  only?: ReadonlySet<string>;
   /**
    * In a cluster: a pause after the first mark, then a second mark whose
    * references are added, so that a record written by another node while the
@@ -70,9 +85,12 @@ export async function collectGarbage(options: {
     owners.set(volume.header.uid, volume.header.generation);
   }
 
+  const added = options.added ?? { blocks: new Set(), objects: new Set(), uids: new Set() };
   const result = { liveBlocks: 0, liveObjects: 0, deletedBlocks: 0, deletedObjects: 0 };
-  for await (const hash of engine.listBlocks()) {
-    if (blocks.has(hash) || options.pinned(hash)) {
+  for await (const hash of options.only ?? engine.listBlocks()) {
+    // The checks and the deletion start in one step: an upload pins a block
+    // before it stores it, so none can come to rely on it in between.
+    if (blocks.has(hash) || added.blocks.has(hash) || options.pinned(hash)) {
       result.liveBlocks++;
     } else if (options.deleteBlock === undefined) {
       await engine.deleteBlock(hash);
@@ -83,9 +101,12 @@ export async function collectGarbage(options: {
       result.liveBlocks++;
     }
   }
-  for await (const name of engine.listObjects()) {
+  for await (const name of options.only === undefined ? engine.listObjects() : []) {
     const { uid, generation } = parseObjectName(name);
-    if (objects.has(name) || owners.get(uid) === generation) {
+    const owner = owners.get(uid);
+    // A generation past the one marked: the volume was frozen (snapshot) since.
+    const owned = owner !== undefined && generation >= owner;
+    if (objects.has(name) || added.objects.has(name) || added.uids.has(uid) || owned) {
       result.liveObjects++;
     } else {
       await (options.deleteObject ?? ((name) => engine.deleteObject(name)))(name);

@@ -36,6 +36,8 @@ export interface IngestOptions {
   expectedBytes?: number | null;
   /** Hashes of blocks this upload relies on, so garbage collection keeps them. */
   pins: Set<string>;
+  /** Filled with the hashes of blocks this upload stored first (a failed upload frees them). */
+  stored?: Set<string>;
   /** Updated in place as the upload runs. */
   progress?: IngestProgress;
 }
@@ -78,6 +80,7 @@ export async function ingest(
       hashes[index] = hash;
       pins.add(hash);
       if (await engine.putBlock(hash, data)) {
+        options.stored?.add(hash);
         progress.newBlocks++;
         progress.newBytes += data.length;
       }

@@ -104,9 +104,13 @@ export class LocalEngine implements NodeDisk {
     const fd = fs.openSync(tmp, "w", 0o644);
     try {
       writeAll(fd, data, 0);
-    } finally {
+    } catch (error) {
+      // A partial block (a full disk) must not hold on to the space it took.
       fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+      throw error;
     }
+    fs.closeSync(fd);
     const block = { tmp, synced: null as Promise<void> | null };
     this.#unsynced.set(hash, block);
     this.#startWriteback(block);

@@ -10,7 +10,8 @@ import { systemClock } from "./system_env.ts";
 import type { Engine } from "./engine.ts";
 import { BusyError, ConflictError, NotFoundError, VersionMismatchError } from "./errors.ts";
 import { FrozenView } from "./frozen_view.ts";
-import { collectGarbage, type GcResult } from "./gc.ts";
+import { Collector, type GcPolicy } from "./collector.ts";
+import type { GcResult } from "./gc.ts";
 import { ingest, newProgress } from "./ingest.ts";
 import { blockSizeDefault, uploadsMax, volumeSizeBytesMax } from "./limits.ts";
 import { Mutex } from "./_mutex.ts";
@@ -36,7 +37,7 @@ import {
   volumeInfo,
 } from "./infos.ts";
 
-export type { ImageInfo, SnapshotInfo, UploadResult, UploadStatus, VolumeInfo };
+export type { GcPolicy, ImageInfo, SnapshotInfo, UploadResult, UploadStatus, VolumeInfo };
 
 /** How a cluster governs access to volumes (see {@linkcode Store.access}). */
 export interface VolumeAccess {
@@ -48,21 +49,6 @@ export interface VolumeAccess {
   acquire(name: string, purpose: "write" | "catalogue"): Promise<void>;
   /** True when this node holds the write lease of `name`, so its open instance is current. */
   isCurrent(name: string): boolean;
-}
-
-/**
- * How a cluster makes garbage collection safe when other nodes change the
- * catalogue and upload at the same time (see {@linkcode Store.gcPolicy}).
- */
-export interface GcPolicy {
-  /** Blocks that uploads in progress anywhere have stored or will reference. */
-  pinned(): Promise<Set<string>>;
-  /** The pause between the two marks. */
-  settle(): Promise<void>;
-  /** Deletes an unreferenced block unless it is too young to be sure of. */
-  deleteBlock(hash: string): Promise<boolean>;
-  /** Deletes an unreferenced object on every member. */
-  deleteObject(name: string): Promise<void>;
 }
 
 /** Options of the {@linkcode Store}. */
@@ -89,22 +75,27 @@ export class Store {
   readonly blockSize: number;
   #uploads = new Map<string, UploadStatus & { pins: Set<string> }>();
   #volumes = new Map<string, Promise<Volume>>();
-  /** Serializes catalogue changes with garbage collection's mark and sweep. */
+  /** Serializes catalogue changes (each one brief: a collection never holds it long). */
   #catalogue = new Mutex();
-  #gcDelayMs: number;
-  /** Aborts the pending garbage collection timer; null when none is pending. */
-  #gcTimer: AbortController | null = null;
-  #clock: Clock;
+  #collector: Collector;
   #newUid: () => string;
 
   constructor(options: StoreOptions) {
     this.engine = options.engine;
     this.pool = options.pool;
     this.blockSize = options.blockSize ?? blockSizeDefault;
-    this.#gcDelayMs = options.gcDelayMs ?? 1000;
     this.access = options.access ?? null;
     this.gcPolicy = options.gcPolicy ?? null;
-    this.#clock = options.clock ?? systemClock;
+    this.#collector = new Collector({
+      engine: this.engine,
+      policy: this.gcPolicy,
+      catalogue: this.#catalogue,
+      openVolumes: () => [...this.#volumes.values()],
+      pinnedHere: (hash) => [...this.#uploads.values()].some((upload) => upload.pins.has(hash)),
+      clock: options.clock ?? systemClock,
+      delayMs: options.gcDelayMs ?? 1000,
+      onError: (error) => console.error(`garbage collection failed: ${error}`),
+    });
     this.#newUid = options.newUid ?? randomUid;
   }
 
@@ -129,6 +120,8 @@ export class Store {
       ...newProgress(expectedBytes),
     };
     this.#uploads.set(name, status);
+    const stored = new Set<string>();
+    let committed = false;
     try {
       const { map } = await ingest(body, {
         engine: this.engine,
@@ -136,15 +129,25 @@ export class Store {
         blockSize: this.blockSize,
         expectedBytes,
         pins: status.pins,
+        stored,
         progress: status,
       });
       const header: ImageHeader = { name, createdAt: new Date().toISOString() };
       const created = await this.#catalogue.run(() => this.#commitImage(header, map));
+      committed = true;
       const info = created ? imageInfo(header, map) : await this.imageInfo(name);
       return { ...info, newBlocks: status.newBlocks, newBytes: status.newBytes, created };
     } finally {
       this.#uploads.delete(name);
-      this.#scheduleGc();
+      // A failed upload gives back the space of the blocks it stored at once (those
+      // nothing else came to rely on); in a cluster, young blocks wait for a later
+      // collection (the age rule), which the schedule below starts.
+      if (!committed && stored.size > 0) {
+        await this.#collector.collect(stored).catch((error) =>
+          console.error(`atoll: cannot free the blocks of failed upload "${name}": ${error}`)
+        );
+      }
+      this.#collector.schedule();
     }
   }
 
@@ -155,6 +158,7 @@ export class Store {
 
   async #commitImage(header: ImageHeader, map: BlockMap): Promise<boolean> {
     try {
+      this.#collector.track(map);
       await this.engine.putMeta(recordKey.image(header.name), encodeRecord(header, map), 0);
       return true;
     } catch (error) {
@@ -192,7 +196,7 @@ export class Store {
   async deleteImage(name: string): Promise<void> {
     validateName(name, "image");
     await this.#catalogue.run(() => this.#deleteRecord("image", recordKey.image(name)));
-    this.#scheduleGc();
+    this.#collector.schedule();
   }
 
   /**
@@ -232,6 +236,7 @@ export class Store {
         createdAt: new Date().toISOString(),
         origin,
       };
+      this.#collector.track(map, header.uid);
       try {
         await this.engine.putMeta(recordKey.volume(name), encodeRecord(header, map), 0);
       } catch (error) {
@@ -341,7 +346,7 @@ export class Store {
       await volume.delete();
       this.#volumes.delete(name);
     });
-    this.#scheduleGc();
+    this.#collector.schedule();
   }
 
   /** Takes an instant snapshot of a volume. */
@@ -354,6 +359,7 @@ export class Store {
         throw new ConflictError(`Cannot create snapshot "${volumeName}@${name}": it exists`);
       }
       const map = await volume.freeze();
+      this.#collector.track(map);
       const header: SnapshotHeader = {
         volume: volumeName,
         name,
@@ -389,7 +395,7 @@ export class Store {
     validateName(name, "snapshot");
     const key = recordKey.snapshot(volumeName, name);
     await this.#catalogue.run(() => this.#deleteRecord("snapshot", key));
-    this.#scheduleGc();
+    this.#collector.schedule();
   }
 
   /** Hashes pinned by this node's uploads in progress (a cluster's GC asks every node). */
@@ -399,25 +405,7 @@ export class Store {
 
   /** Deletes every block and object that nothing references. */
   collectGarbage(): Promise<GcResult> {
-    return this.#catalogue.run(async () => {
-      const openVolumes = await Promise.all(
-        [...this.#volumes.values()].map((volume) => volume.catch(() => null)),
-      );
-      const local = (hash: string) =>
-        [...this.#uploads.values()].some((upload) => upload.pins.has(hash));
-      const policy = this.gcPolicy;
-      // Everyone's pins are taken before the first mark: an upload's blocks are
-      // either pinned here, or stored after this moment (young, kept by the policy).
-      const remote = policy === null ? new Set<string>() : await policy.pinned();
-      return await collectGarbage({
-        engine: this.engine,
-        openVolumes: openVolumes.filter((volume) => volume !== null),
-        pinned: (hash) => local(hash) || remote.has(hash),
-        settle: policy === null ? undefined : () => policy.settle(),
-        deleteBlock: policy === null ? undefined : (hash) => policy.deleteBlock(hash),
-        deleteObject: policy === null ? undefined : (name) => policy.deleteObject(name),
-      });
-    });
+    return this.#collector.collect();
   }
 
   /** Makes every write to an open volume durable (a node about to stop or leave). */
@@ -429,21 +417,10 @@ export class Store {
 
   /** Flushes every open volume and releases the engine and the hash pool. */
   async close(): Promise<void> {
-    this.#gcTimer?.abort();
-    this.#gcTimer = null;
+    this.#collector.close();
     await this.flushVolumes();
     await this.engine.close();
     this.pool.close();
-  }
-
-  #scheduleGc(): void {
-    if (this.#gcTimer !== null) return;
-    const timer = new AbortController();
-    this.#gcTimer = timer;
-    this.#clock.sleep(this.#gcDelayMs, timer.signal).then(() => {
-      this.#gcTimer = null;
-      this.collectGarbage().catch((error) => console.error(`garbage collection failed: ${error}`));
-    }, () => {/* aborted: the store closed */});
   }
 
   async #readRecord<T>(kind: string, key: string): Promise<{ header: T; map: BlockMap }> {

@@ -13,6 +13,7 @@ import {
   CorruptionError,
   isBlockName,
   isMetaKey,
+  isNoSpace,
   isObjectName,
   LocalAuthority,
   NotFoundError,
@@ -84,10 +85,17 @@ export function createApp(options: AppOptions): Hono {
   app.onError((error, c) => {
     const status = statusOf(error);
     metrics.add("atoll_http_errors_total");
-    // Unavailable is a state of the cluster, not a bug: one line, and when to try again.
-    if (error instanceof UnavailableError) {
+    // Unavailable, busy or full is a state of the node, not a bug: one line (and
+    // when to try again), no stack.
+    if (error instanceof UnavailableError || error instanceof BusyError) {
       console.error(`atoll: ${c.req.method} ${c.req.path}: ${error.message}`);
       return c.json({ error: error.message }, status, { "retry-after": "1" });
+    }
+    if (status === 507) {
+      const message =
+        `Cannot ${c.req.method} ${c.req.path}: the data disk is full (${error.message})`;
+      console.error(`atoll: ${message}`);
+      return c.json({ error: message }, status);
     }
     if (status >= 500) console.error(error);
     return c.json({ error: error.message }, status);
@@ -261,6 +269,7 @@ export function createApp(options: AppOptions): Hono {
 /** The one mapping from errors to HTTP statuses. */
 function statusOf(error: Error): ContentfulStatusCode {
   if (error instanceof HTTPException) return error.status as ContentfulStatusCode;
+  if (isNoSpace(error)) return 507;
   if (error instanceof NotFoundError) return 404;
   if (error instanceof ConflictError) return 409;
   if (error instanceof BusyError || error instanceof UnavailableError) return 503;

@@ -1,0 +1,128 @@
+/**
+ * When and how a node collects garbage, without ever blocking provisioning.
+ *
+ * A collection does not hold the catalogue lock while it marks, pauses and
+ * sweeps (that would make clones, snapshots and deletions wait for a whole
+ * collection, seconds in a cluster). Instead it takes the lock only for an
+ * instant at its start, so that catalogue changes under way have finished, and
+ * from then on every catalogue change reports what its new record references
+ * ({@linkcode Collector.track}); the sweep spares those. Between them, the
+ * marks, the open volumes' maps and the uploads' pins cover every reference
+ * (gc.ts says why).
+ */
+import type { BlockMap } from "./block_map.ts";
+import type { Clock } from "./clock.ts";
+import type { Engine } from "./engine.ts";
+import { collectGarbage, type GcAdded, type GcResult } from "./gc.ts";
+import { Mutex } from "./_mutex.ts";
+import type { Volume } from "./volume.ts";
+
+/**
+ * How a cluster makes garbage collection safe when other nodes change the
+ * catalogue and upload at the same time.
+ */
+export interface GcPolicy {
+  /** Blocks that uploads in progress anywhere have stored or will reference. */
+  pinned(): Promise<Set<string>>;
+  /** The pause between the two marks. */
+  settle(): Promise<void>;
+  /** Deletes an unreferenced block unless it is too young to be sure of. */
+  deleteBlock(hash: string): Promise<boolean>;
+  /** Deletes an unreferenced object on every member. */
+  deleteObject(name: string): Promise<void>;
+}
+
+/** Options of {@linkcode Collector}. */
+export interface CollectorOptions {
+  engine: Engine;
+  /** The cluster's rules; null on a single node. */
+  policy: GcPolicy | null;
+  /** The store's catalogue lock (held by every catalogue change). */
+  catalogue: Mutex;
+  /** The volumes open on this node now. */
+  openVolumes: () => Promise<Volume>[];
+  /** True when an upload in progress on this node relies on the block. */
+  pinnedHere: (hash: string) => boolean;
+  clock: Clock;
+  /** Milliseconds after a deletion before a collection runs. */
+  delayMs: number;
+  /** Where a scheduled collection that fails is reported. */
+  onError: (error: unknown) => void;
+}
+
+/** Runs collections one at a time, on demand or shortly after deletions. */
+export class Collector {
+  #options: CollectorOptions;
+  #running = new Mutex();
+  /** What catalogue changes referenced while a collection runs; null when none runs. */
+  #added: GcAdded | null = null;
+  /** Aborts the pending timer; null when none is pending. */
+  #timer: AbortController | null = null;
+
+  constructor(options: CollectorOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Called by every catalogue change, under the catalogue lock, with the map of
+   * the record it writes (and the uid of a new volume): a collection running
+   * now keeps what it references.
+   */
+  track(map: BlockMap, uid?: string): void {
+    if (this.#added === null) return;
+    const { blocks, objects } = map.references();
+    for (const hash of blocks) this.#added.blocks.add(hash);
+    for (const name of objects) this.#added.objects.add(name);
+    if (uid !== undefined) this.#added.uids.add(uid);
+  }
+
+  /**
+   * Deletes every block and object that nothing references. With `only`, looks
+   * at those blocks alone (what a failed upload stored) and at no object.
+   */
+  collect(only?: ReadonlySet<string>): Promise<GcResult> {
+    return this.#running.run(async () => {
+      const { engine, policy, catalogue, pinnedHere } = this.#options;
+      const added: GcAdded = { blocks: new Set(), objects: new Set(), uids: new Set() };
+      const opening = await catalogue.run(() => {
+        this.#added = added;
+        return this.#options.openVolumes();
+      });
+      try {
+        const open = await Promise.all(opening.map((volume) => volume.catch(() => null)));
+        // Everyone's pins are taken before the first mark: an upload's blocks are
+        // either pinned, or stored after this moment (young, kept by the policy).
+        const remote = policy === null ? new Set<string>() : await policy.pinned();
+        return await collectGarbage({
+          engine,
+          openVolumes: open.filter((volume) => volume !== null),
+          pinned: (hash) => pinnedHere(hash) || remote.has(hash),
+          added,
+          only,
+          settle: policy === null ? undefined : () => policy.settle(),
+          deleteBlock: policy === null ? undefined : (hash) => policy.deleteBlock(hash),
+          deleteObject: policy === null ? undefined : (name) => policy.deleteObject(name),
+        });
+      } finally {
+        this.#added = null;
+      }
+    });
+  }
+
+  /** Collects after the delay, once however many deletions ask meanwhile. */
+  schedule(): void {
+    if (this.#timer !== null) return;
+    const timer = new AbortController();
+    this.#timer = timer;
+    this.#options.clock.sleep(this.#options.delayMs, timer.signal).then(() => {
+      this.#timer = null;
+      this.collect().catch(this.#options.onError);
+    }, () => {/* aborted: the store closed */});
+  }
+
+  /** Cancels the pending collection. */
+  close(): void {
+    this.#timer?.abort();
+    this.#timer = null;
+  }
+}
