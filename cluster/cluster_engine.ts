@@ -35,6 +35,7 @@ import { blockMethods, type BlockPeer, ReplicatedBlocks } from "./data/mod.ts";
 import { type ObjectLink, objectMethods, ObjectReplica, rpcObjectLink } from "./data/mod.ts";
 import { ReplicatedObjects } from "./data/mod.ts";
 import { Placement } from "./placement/mod.ts";
+import { proposedFloors } from "./object_floors.ts";
 import type { MemberState } from "./membership/mod.ts";
 import type { RpcCaller, RpcMethod } from "./transport/mod.ts";
 
@@ -126,6 +127,7 @@ export class ClusterEngine implements Engine {
       replicasOf: (name) => this.replicaPeers(name).map((peer) => this.#objectLink(peer)),
       epochOf: options.epochOf ?? (() => 1),
       isDead: (id) => this.countsDead(id),
+      floors: proposedFloors(() => this.proposer),
     });
     const nodeConfig = this.nodeConfig;
     const random = options.random ?? systemRandom;

@@ -33,6 +33,12 @@ export interface VolumeHeader {
    * holder that lost it can no longer persist a map.
    */
   lease?: VolumeLease;
+  /**
+   * Set when a holder released the lease after losing writes it had
+   * acknowledged since its last flush: the next holder's first flush reports
+   * the loss (and clears this), so that no flush passes as if they were kept.
+   */
+  writesLost?: boolean;
 }
 
 /** Who may write a volume, and under which epoch (holder null: nobody, after a break). */

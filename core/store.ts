@@ -300,7 +300,7 @@ export class Store {
     const entry = await this.engine.getMeta(recordKey.volume(name));
     if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
     const { header, map } = decodeRecord<VolumeHeader>(entry.value);
-    return new Volume(this.engine, header, map, entry.version);
+    return new Volume(this.engine, header, map, entry.version, { reader: true });
   }
 
   /** Opens `name` from a record just written elsewhere (`bytes` at `version`), as its open instance. */

@@ -12,8 +12,8 @@
  * gone from every copy (WritesLostError: on a cluster, every replica holding
  * them restarted before a flush), the volume goes back to its last flushed map
  * and its next flush fails with that error, as a disk reports a lost write
- * cache; until then it can neither be released nor frozen as if nothing
- * happened.
+ * cache; until then its reads and writes fail with it too, and it can neither
+ * be released nor frozen as if nothing happened.
  */
 import { assert } from "./assert.ts";
 import { BlockMap, type MapEntry, objectName } from "./block_map.ts";
@@ -65,12 +65,26 @@ export class Volume {
   /** Object names this volume writes in place start with this: `UID.GENERATION.` */
   #ownedPrefix: string;
 
-  constructor(engine: Engine, header: VolumeHeader, map: BlockMap, version: number) {
+  /** `reader`: an instance nobody writes through (a loss recorded is the writer's to report). */
+  constructor(
+    engine: Engine,
+    header: VolumeHeader,
+    map: BlockMap,
+    version: number,
+    options: { reader?: boolean } = {},
+  ) {
     this.engine = engine;
     this.#header = header;
     this.#map = map;
     this.#version = version;
     this.#ownedPrefix = `${header.uid}.${header.generation}.`;
+    if (header.writesLost && !options.reader) {
+      this.#lost = new WritesLostError(
+        [],
+        `Writes acknowledged since the last flush of volume "${header.name}" were lost ` +
+          `before its write lease moved here`,
+      );
+    }
   }
 
   /** The volume's name. */
@@ -103,16 +117,29 @@ export class Volume {
    * then this instance refuses writes (LeaseLostError) for good. When that
    * fails, the instance stays as it was (its map not persisted), so that the
    * release can be tried again: giving up then would lose acknowledged writes.
+   * When they were lost already (a loss not reported yet, `unreportedLoss`),
+   * it releases the last flushed state; the caller must tell the writer.
    */
   release(): Promise<void> {
     return this.#recovering(false, () =>
       this.#mutex.run(async () => {
         if (this.#released || this.#deleted) return;
-        if (this.#lost !== null) throw this.#lost; // its writer has not been told yet
-        await this.engine.flush(this.#header.uid);
-        if (this.#dirty) await this.#persist();
+        if (this.#lost === null) {
+          await this.engine.flush(this.#header.uid);
+          if (this.#dirty) await this.#persist();
+        } else if (!this.#header.writesLost) {
+          // After a loss the map is the record's (the last flush): the next holder
+          // is told to report the loss, as this instance would have.
+          this.#header = { ...this.#header, writesLost: true };
+          await this.#persist();
+        }
         this.#released = true;
       }));
+  }
+
+  /** A loss of unflushed writes no flush has reported yet (see release()). */
+  get unreportedLoss(): WritesLostError | null {
+    return this.#lost;
   }
 
   /** Reads `range` into `into` (or a new buffer); never-written bytes are zeros. */
@@ -121,15 +148,9 @@ export class Volume {
     into: Uint8Array = new Uint8Array(range.length),
   ): Promise<Uint8Array> {
     this.#checkOpen();
+    this.#checkNotLost();
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
-    try {
-      await readMapRange(this.engine, this.#map, range, into);
-    } catch (error) {
-      if (!(error instanceof WritesLostError)) throw error;
-      // Read the last flushed state instead; the next flush reports the loss.
-      await this.#mutex.run(() => this.#revert(error, false));
-      await readMapRange(this.engine, this.#map, range, into);
-    }
+    await this.#recovering(false, () => readMapRange(this.engine, this.#map, range, into));
     return into;
   }
 
@@ -226,8 +247,14 @@ export class Volume {
         // Released: everything acknowledged was made durable by release().
         if (this.#released) return;
         const lost = this.#lost;
-        this.#lost = null;
-        if (lost !== null) throw lost;
+        if (lost !== null) {
+          if (this.#header.writesLost) {
+            this.#header = { ...this.#header, writesLost: undefined };
+            await this.#persist();
+          }
+          this.#lost = null;
+          throw lost;
+        }
         await this.engine.flush(this.#header.uid);
         if (this.#dirty) await this.#persist();
       }));
@@ -250,7 +277,6 @@ export class Volume {
   #freeze(): Promise<BlockMap> {
     return this.#mutex.run(async () => {
       this.#checkWritable();
-      if (this.#lost !== null) throw this.#lost; // its writer has not been told yet
       await this.engine.flush(this.#header.uid);
       const frozen = this.#map.clone();
       this.#header = { ...this.#header, generation: this.#header.generation + 1 };
@@ -363,11 +389,21 @@ export class Volume {
 
   #checkWritable(): void {
     this.#checkOpen();
+    this.#checkNotLost();
     if (this.#released) {
       throw new LeaseLostError(
         `Cannot write volume "${this.name}": this node no longer holds its write lease`,
       );
     }
+  }
+
+  /**
+   * Reads and writes fail while a loss is not reported yet: the writer must not
+   * read its writes back as they were before them, or go on as if nothing
+   * happened, until a flush has told it.
+   */
+  #checkNotLost(): void {
+    if (this.#lost !== null) throw this.#lost;
   }
 
   #checkOpen(): void {

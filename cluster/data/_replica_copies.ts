@@ -55,6 +55,7 @@ export async function readNewest(
   links: ObjectLink[],
   offset: number,
   into: Uint8Array,
+  floorOf: () => Promise<Stamp>,
 ): Promise<NewestRead> {
   const [first, ...others] = links;
   const reading = first.read(name, offset, into.length).catch(() => null);
@@ -79,6 +80,7 @@ export async function readNewest(
   }
   const chosen = best as { link: ObjectLink; stamp: Stamp };
   const everyone = answers === links.length;
+  if (!everyone) await checkFloor(name, chosen.stamp, floorOf);
   if (read !== null && chosen.link === first) {
     into.set(read.data);
     return { stamp: chosen.stamp, everyone, staleFirst: false };
@@ -90,7 +92,8 @@ export async function readNewest(
 
 /**
  * Reads `name` whole from the first of `sources` that answers and writes it to
- * `targets` under `stamp` (applied where older); with `flush`, durably.
+ * `targets` under `stamp` (applied where older), admitted by the writer's lease
+ * epoch `fence`; with `flush`, durably.
  * Returns the targets that hold it at `stamp` after. A fenced target ends it
  * (FencedError: the writer lost its lease).
  */
@@ -99,6 +102,7 @@ export async function copyWhole(
   sources: ObjectLink[],
   targets: ObjectLink[],
   stamp: Stamp,
+  fence: number,
   flush: boolean,
 ): Promise<ObjectLink[]> {
   let whole: Uint8Array | null = null;
@@ -118,6 +122,7 @@ export async function copyWhole(
     offset: 0,
     data: whole,
     remove: whole.length === 0,
+    fence,
   };
   const copied: ObjectLink[] = [];
   await Promise.all(targets.map(async (link) => {
@@ -150,6 +155,8 @@ export async function learnWhereItStands(
   links: ObjectLink[],
   quorum: number,
   flush: boolean,
+  fence: number,
+  floorOf: () => Promise<Stamp>,
 ): Promise<ObjectLink[] | "lost"> {
   const answers = await Promise.allSettled(
     links.map((link) => flush ? link.flush([name]) : link.stamps([name])),
@@ -175,6 +182,7 @@ export async function learnWhereItStands(
     }
     return "lost";
   }
+  if (answered < links.length) await checkFloor(name, best, floorOf);
   const holders = links.filter((_, i) =>
     stamps[i] !== null && compareStamps(stamps[i]!, best) === 0
   );
@@ -185,9 +193,27 @@ export async function learnWhereItStands(
     return [];
   }
   // A change past `best` went out and may sit on a replica that did not answer.
-  written.stamp = [written.stamp[0], written.stamp[1] + 1];
+  written.stamp = [Math.max(written.stamp[0], fence), written.stamp[1] + 1];
   written.current = new Set();
-  const copied = await copyWhole(name, holders, links, written.stamp, flush);
+  const copied = await copyWhole(name, holders, links, written.stamp, fence, flush);
   written.stale = false;
   return copied;
+}
+
+/**
+ * Refuses `newest` when it is below the object's floor (object_floors.ts):
+ * the copies that answered missed a flush, and one that holds it is away.
+ */
+async function checkFloor(
+  name: string,
+  newest: Stamp,
+  floorOf: () => Promise<Stamp>,
+): Promise<void> {
+  const floor = await floorOf();
+  if (compareStamps(newest, floor) < 0) {
+    throw new ReplicaQuorumError(
+      `Cannot use object ${name}: the replicas that answer hold version ${newest}, below ` +
+        `version ${floor} that a flush made durable on a replica that does not answer`,
+    );
+  }
 }

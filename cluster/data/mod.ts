@@ -6,3 +6,4 @@
 export * from "./block_service.ts";
 export * from "./object_service.ts";
 export * from "./replicated_objects.ts";
+export * from "./object_floors.ts";

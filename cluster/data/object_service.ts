@@ -120,6 +120,12 @@ export interface ObjectChange {
   truncate?: boolean;
   /** Deletes the object (its version stays, as a tombstone). */
   remove?: boolean;
+  /**
+   * The writer's lease epoch when it is above `epoch`: a replacement that brings
+   * a replica up to a version an earlier holder wrote keeps that version's stamp,
+   * and storage admits it by the writer's epoch (fencing).
+   */
+  fence?: number;
 }
 
 /** What a replica answers to a change. */
@@ -170,7 +176,7 @@ export class ObjectReplica implements ObjectLink {
       throw new RangeError(`Cannot change object ${name}: it would exceed ${objectBytesMax} bytes`);
     }
     return this.#locks.run(name, async () => {
-      await this.fences.admit(uid, change.epoch);
+      await this.fences.admit(uid, Math.max(change.epoch, change.fence ?? 0));
       const stamps = await this.#stampsOf(uid);
       const current = stamps.get(name) ?? unwritten;
       const stamp: Stamp = [change.epoch, change.version];
@@ -270,6 +276,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
         replace: h.replace === true,
         truncate: h.truncate === true,
         remove: h.remove === true,
+        fence: h.fence === undefined ? undefined : positive(h.fence, "fence"),
       };
       const reply = await replica.change(objectNameOf(h.name), change);
       return { header: { applied: reply.applied, stamp: reply.stamp } };
@@ -292,6 +299,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
           replace: h.replace === true,
           truncate: h.truncate === true,
           remove: h.remove === true,
+          fence: h.fence === undefined ? undefined : positive(h.fence, "fence"),
         };
         at += length;
         return { name: objectNameOf(h.name), change };

@@ -35,6 +35,7 @@ import {
   type Stamp,
 } from "./object_service.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
+import { needsFloor, noFloors, type ObjectFloors } from "./object_floors.ts";
 import {
   copyWhole,
   learnWhereItStands,
@@ -55,6 +56,8 @@ export interface ReplicatedObjectsOptions {
   epochOf: (uid: string) => number;
   /** True when gossip declares the member dead (lowers the write quorum); none by default. */
   isDead?: (id: string) => boolean;
+  /** Where floors are kept (object_floors.ts); none by default (nothing is ever dead then). */
+  floors?: ObjectFloors;
 }
 
 /** Counters an operator sees in /metrics. */
@@ -119,7 +122,7 @@ export class ReplicatedObjects {
       }
     }
     // Not the writer (or its replicas failed): read the copy with the highest stamp.
-    const newest = await readNewest(name, links, offset, into);
+    const newest = await readNewest(name, links, offset, into, () => this.#floorOf(name));
     if (newest.staleFirst) this.counters.staleReads++;
     if (written !== undefined && compareStamps(newest.stamp, written.acked) < 0) {
       // The writer knows better than the replicas that answered.
@@ -173,15 +176,21 @@ export class ReplicatedObjects {
     for (const name of this.#short) if (ofScope(name)) names.add(name);
     const lost: string[] = [];
     let short: Error | null = null;
+    const floors = new Map<string, Map<string, Stamp>>();
     for (const name of names) {
       const links = this.#options.replicasOf(name);
-      if ((durable.get(name) ?? 0) >= this.#quorumOf(links)) {
-        this.#short.delete(name);
-        continue;
-      }
       try {
-        await this.#locks.run(name, () => this.#makeDurable(name, links));
+        let copies = durable.get(name) ?? 0;
+        if (copies < this.#quorumOf(links)) {
+          copies = await this.#locks.run(name, () => this.#makeDurable(name, links));
+        }
         this.#short.delete(name);
+        const written = this.#written.get(name);
+        if (written !== undefined && needsFloor(copies, links.length)) {
+          const uid = parseObjectName(name).uid;
+          if (!floors.has(uid)) floors.set(uid, new Map());
+          floors.get(uid)!.set(name, written.stamp);
+        }
       } catch (error) {
         if (error instanceof WritesLostError) lost.push(name);
         else if (isFenced(error)) {
@@ -201,6 +210,9 @@ export class ReplicatedObjects {
       this.#background.add(task);
       task.finally(() => this.#background.delete(task));
     }
+    // Durable on too few copies for every read to see: say so before acknowledging.
+    const raising = this.#options.floors ?? noFloors;
+    await Promise.all([...floors].map(([uid, raised]) => raising.raise(uid, raised)));
     if (lost.length > 0) throw new WritesLostError(lost);
     if (short !== null) throw short;
   }
@@ -311,7 +323,15 @@ export class ReplicatedObjects {
     quorum: number,
     flush: boolean,
   ): Promise<void> {
-    const copied = await learnWhereItStands(name, written, this.#ordered(links), quorum, flush);
+    const copied = await learnWhereItStands(
+      name,
+      written,
+      this.#ordered(links),
+      quorum,
+      flush,
+      this.#options.epochOf(parseObjectName(name).uid),
+      () => this.#floorOf(name),
+    );
     if (copied === "lost") {
       this.#lose(name);
       throw new WritesLostError([name]);
@@ -323,9 +343,9 @@ export class ReplicatedObjects {
    * Makes what this node acknowledged of `name` durable on a write quorum:
    * learns where it stands (flushing every replica), then brings laggards up.
    */
-  async #makeDurable(name: string, links: ObjectLink[]): Promise<void> {
+  async #makeDurable(name: string, links: ObjectLink[]): Promise<number> {
     const written = this.#written.get(name);
-    if (written === undefined) return; // forgotten or lost since: nothing to keep
+    if (written === undefined) return links.length; // forgotten or lost since: nothing to keep
     const quorum = this.#quorumOf(links);
     await this.#learn(name, written, links, quorum, true);
     let copies = links.filter((link) => written.current.has(link.id)).length;
@@ -335,6 +355,7 @@ export class ReplicatedObjects {
         `Cannot flush object ${name}: durable on ${copies} replicas, ${quorum} needed`,
       );
     }
+    return copies;
   }
 
   /**
@@ -351,7 +372,15 @@ export class ReplicatedObjects {
     const sources = links.filter((link) => written.current.has(link.id));
     const laggards = links.filter((link) => !written.current.has(link.id));
     if (laggards.length === 0) return 0;
-    const copied = await copyWhole(name, this.#ordered(sources), laggards, written.stamp, flush);
+    const fence = this.#options.epochOf(parseObjectName(name).uid);
+    const copied = await copyWhole(
+      name,
+      this.#ordered(sources),
+      laggards,
+      written.stamp,
+      fence,
+      flush,
+    );
     for (const link of copied) this.#noteCopied(written, link, name, flush);
     return copied.length;
   }
@@ -367,6 +396,12 @@ export class ReplicatedObjects {
     this.#written.delete(name);
     this.#short.delete(name);
     for (const { names } of this.#unflushed.values()) names.delete(name);
+  }
+
+  /** The floor of `name` (object_floors.ts): asked only when some replica does not answer. */
+  async #floorOf(name: string): Promise<Stamp> {
+    const floors = await (this.#options.floors ?? noFloors).of(parseObjectName(name).uid);
+    return floors.get(name) ?? [0, 0];
   }
 
   /** The replicas a change or flush of an object must reach (_write_quorum.ts). */

@@ -51,8 +51,10 @@ export class LeasedVolumeHandle implements VolumeHandle {
   }
 
   async flush(): Promise<void> {
-    // Not the holder: whatever this node acknowledged was made durable when it released.
-    if (!this.leases.holds(this.name)) return;
+    // Not the holder: whatever this node acknowledged was made durable when it
+    // released (unless it had been lost: this flush says so), and the holder
+    // flushes what it acknowledged.
+    if (!this.leases.holds(this.name)) return await this.leases.flush(this.name);
     await this.#refusedMeansLost(async () =>
       await (await this.store.openVolume(this.name)).flush()
     );

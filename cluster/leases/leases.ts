@@ -37,6 +37,7 @@ import {
   type VolumeHandle,
   type VolumeInfo,
   type VolumeLease,
+  type WritesLostError,
 } from "../../core/mod.ts";
 import { KeyedMutex } from "../../core/_mutex.ts";
 import {
@@ -107,6 +108,8 @@ export class LeaseManager implements VolumeAuthority {
   #clock: Clock;
   /** Volumes this node holds: name → epoch and uid. */
   #held = new Map<string, { epoch: number; uid: string }>();
+  /** Volumes released with unflushed writes lost and not reported yet (reportLoss). */
+  #unreported = new Map<string, WritesLostError>();
   /** Volume uid → the epoch this node writes it under. */
   #epochs = new Map<string, number>();
   /** Times this node lost the lease of a volume (connections older than a loss are fenced). */
@@ -148,6 +151,17 @@ export class LeaseManager implements VolumeAuthority {
   /** True when this node holds the write lease of `name`. */
   holds(name: string): boolean {
     return this.#held.has(name);
+  }
+
+  /**
+   * Throws the loss of unflushed writes this node found in `name` and released
+   * the lease without reporting (its writer's next flush learns it here).
+   */
+  reportLoss(name: string): void {
+    const loss = this.#unreported.get(name);
+    if (loss === undefined) return;
+    this.#unreported.delete(name);
+    throw loss;
   }
 
   /** How many times this node lost the lease of `name`. */
@@ -233,6 +247,21 @@ export class LeaseManager implements VolumeAuthority {
     await (await this.#store.loadVolume(name)).readAt(range, into);
   }
 
+  /**
+   * Flushes `name` where it is written: here when held, else at its live holder
+   * (a flush is coherent with the holder, as reads are: it reports a loss of
+   * writes the holder found there).
+   */
+  async flush(name: string): Promise<void> {
+    if (this.#held.has(name)) return await (await this.#store.openVolume(name)).flush();
+    this.reportLoss(name);
+    const holder = (await this.#store.loadVolume(name)).lease?.holder ?? null;
+    const member = holder === null ? undefined : this.#engine.member(holder);
+    if (member === undefined || (member.status !== "alive" && member.status !== "suspect")) return;
+    if (member.id === this.#engine.selfId) return;
+    await this.#rpc.call(member.address, "volume.flush", { header: { name } });
+  }
+
   /** A handle on volume `name` for one client (an NBD connection, an HTTP request). */
   async open(name: string): Promise<VolumeHandle> {
     const volume = await this.#store.loadVolume(name);
@@ -247,6 +276,12 @@ export class LeaseManager implements VolumeAuthority {
         const epoch = Number(request.header.epoch);
         const takenOver = request.header.takenOver === true;
         return { header: { released: await this.#release(name, epoch, takenOver) } };
+      },
+      "volume.flush": async (request) => {
+        const name = String(request.header.name);
+        if (!this.#held.has(name)) return { header: { held: false } };
+        await (await this.#store.openVolume(name)).flush();
+        return { header: { held: true } };
       },
       "volume.read": async (request) => {
         const name = String(request.header.name);
@@ -301,7 +336,12 @@ export class LeaseManager implements VolumeAuthority {
       // Connections open now are fenced for good, whether or not the release succeeds.
       this.#losses.set(name, this.losses(name) + 1);
       try {
-        if (!takenOver) await (await this.#store.openVolume(name)).release();
+        if (!takenOver) {
+          const volume = await this.#store.openVolume(name);
+          await volume.release();
+          // Lost writes no flush reported yet: the next flush of a connection here says so.
+          if (volume.unreportedLoss !== null) this.#unreported.set(name, volume.unreportedLoss);
+        }
       } catch (error) {
         // Not durable yet (e.g. no metadata quorum): keep the lease, so that the
         // node taking it asks again, and what this node acknowledged is not lost.

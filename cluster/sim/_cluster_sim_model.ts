@@ -10,7 +10,9 @@
  * - a write that failed (or whose node crashed) may have landed, now or later,
  *   and may have been made durable by a later flush: its tag joins both;
  * - a successful flush makes the current tags the durable ones; a failed one
- *   may have made some durable: they join;
+ *   may have made any write since the last successful flush durable, or lost
+ *   it, even one a later write overwrote (a disk orders nothing it did not
+ *   flush): every such tag joins both;
  * - a read may return a current or a durable tag (acknowledged writes not
  *   flushed yet are lost when the lease is taken from a holder declared dead).
  *
@@ -71,6 +73,8 @@ export class VolumeModel {
   readonly snapshots = new Map<string, Set<number>[]>();
   #current: Set<number>[];
   #durable: Set<number>[];
+  /** Tags written since the last successful flush, overwritten or not. */
+  #sinceFlush: Set<number>[];
   /** Writes of other clients under way (lease contention), by tag: any of them may land. */
   #floating = new Map<number, { first: number; count: number }>();
 
@@ -79,6 +83,7 @@ export class VolumeModel {
     this.sectors = sectors.length;
     this.#current = sectors.map((tags) => new Set(tags));
     this.#durable = sectors.map((tags) => new Set(tags));
+    this.#sinceFlush = sectors.map(() => new Set());
   }
 
   /** A volume created empty. */
@@ -87,13 +92,17 @@ export class VolumeModel {
   }
 
   acknowledged(first: number, count: number, tag: number): void {
-    for (let s = first; s < first + count; s++) this.#current[s] = new Set([tag]);
+    for (let s = first; s < first + count; s++) {
+      this.#current[s] = new Set([tag]);
+      this.#sinceFlush[s].add(tag);
+    }
   }
 
   failed(first: number, count: number, tag: number): void {
     for (let s = first; s < first + count; s++) {
       this.#current[s].add(tag);
       this.#durable[s].add(tag);
+      this.#sinceFlush[s].add(tag);
     }
   }
 
@@ -103,9 +112,11 @@ export class VolumeModel {
       new Set(takenOver ? [...tags, ...this.#durable[s]] : tags)
     );
     if (takenOver) this.#current = this.#durable.map((tags) => new Set(tags));
+    this.#sinceFlush = this.#sinceFlush.map(() => new Set());
   }
 
   flushFailed(): void {
+    this.#current = this.#current.map((tags, s) => new Set([...tags, ...this.#sinceFlush[s]]));
     this.#durable = this.#durable.map((tags, s) => new Set([...tags, ...this.#current[s]]));
   }
 

@@ -174,8 +174,10 @@ export class ClusterWorkload extends MetaClients {
       client.handle ??= await runtime.leases.open(client.model.name);
       await client.handle.flush();
     });
-    // A flush through another handle than the writes' says nothing about them.
+    // A flush through another handle than the writes' says nothing about them,
+    // unless it fails: it may have made some durable, or reported them lost.
     if (through === client.dirty || client.dirty === null) this.#flushed(client, outcome);
+    else if (!outcome.ok) client.model.flushFailed();
   }
 
   #flushed(client: VolumeClient, outcome: Attempt): void {

@@ -87,3 +87,26 @@ Deno.test("seed 114: writes lost from every replica before a flush fail that flu
   const result = await ClusterSim.run(clusterSimSettings(114));
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 346: an R=2 object flushed on one copy is never read from a replica that missed it", async () => {
+  // object_floors.ts: a flush durable on too few copies for every read to see records the
+  // object's floor in the metadata first; a read or a new writer that hears fewer than all
+  // replicas refuses copies below it (unavailable until the copy that holds it answers).
+  const result = await ClusterSim.run(clusterSimSettings(346));
+  assert.deepEqual(result.violations, []);
+});
+
+Deno.test("seed 494: bringing a replica up to an older holder's version does not fence the writer", async () => {
+  // object_service.ts: a replacement carries the writer's epoch for fencing (`fence`) apart
+  // from the stamp it copies, so it is not refused as an older writer's write.
+  const result = await ClusterSim.run(clusterSimSettings(494));
+  assert.deepEqual(result.violations, []);
+});
+
+Deno.test("seed 122: writes lost before a lease move are reported by the next flush, wherever it runs", async () => {
+  // volume.ts, leases.ts: a release after a loss records it in the volume (writesLost), the
+  // next holder's first flush reports it, and a flush through a node that does not hold the
+  // lease is forwarded to the holder.
+  const result = await ClusterSim.run(clusterSimSettings(122));
+  assert.deepEqual(result.violations, []);
+});
