@@ -128,6 +128,7 @@ export class ClusterEngine implements Engine {
       epochOf: options.epochOf ?? (() => 1),
       isDead: (id) => this.countsDead(id),
       floors: proposedFloors(() => this.proposer),
+      everyone: () => this.liveMembers().map((member) => this.#objectLink(member)),
     });
     const nodeConfig = this.nodeConfig;
     const random = options.random ?? systemRandom;

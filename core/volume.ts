@@ -117,8 +117,9 @@ export class Volume {
    * then this instance refuses writes (LeaseLostError) for good. When that
    * fails, the instance stays as it was (its map not persisted), so that the
    * release can be tried again: giving up then would lose acknowledged writes.
-   * When they were lost already (a loss not reported yet, `unreportedLoss`),
-   * it releases the last flushed state; the caller must tell the writer.
+   * When they were lost already (a loss no flush reported yet), it releases
+   * the last flushed state and marks the record, so that the next holder's
+   * first flush reports the loss.
    */
   release(): Promise<void> {
     return this.#recovering(false, () =>
@@ -135,11 +136,6 @@ export class Volume {
         }
         this.#released = true;
       }));
-  }
-
-  /** A loss of unflushed writes no flush has reported yet (see release()). */
-  get unreportedLoss(): WritesLostError | null {
-    return this.#lost;
   }
 
   /** Reads `range` into `into` (or a new buffer); never-written bytes are zeros. */

@@ -42,52 +42,91 @@ export interface NewestRead {
   staleFirst: boolean;
 }
 
+/** Where to look beyond an object's replicas, and what bounds its copies from below. */
+export interface Lookup {
+  /** Every live member's link (copies off the current placement: it changed, healing lags). */
+  everyone: () => ObjectLink[];
+  /** The object's floor (object_floors.ts), asked only when its replicas disagree. */
+  floorOf: () => Promise<Stamp>;
+}
+
 /**
  * Reads `into.length` bytes at `offset` from the replica with the highest
  * stamp (the first of `links` is read at once, the others asked their stamps).
  * Only answers from R - floor(R/2) replicas are sure to include one that took
  * every acknowledged change (a write quorum is at least a majority of R): a
  * replica that missed changes (it was down, or placement moved back to it)
- * answering alone would be taken for the latest, so fewer fail.
+ * answering alone would be taken for the latest, so fewer fail. When the
+ * replicas do not all answer the same stamp, the copy may have moved (the
+ * placement changed and healing has not caught up) or been flushed on fewer
+ * copies than a read sees: the other live members are asked too, and the
+ * newest copy found must reach the object's floor.
  */
 export async function readNewest(
   name: string,
   links: ObjectLink[],
   offset: number,
   into: Uint8Array,
-  floorOf: () => Promise<Stamp>,
+  lookup: Lookup,
 ): Promise<NewestRead> {
   const [first, ...others] = links;
   const reading = first.read(name, offset, into.length).catch(() => null);
-  const stamps = await Promise.allSettled(others.map((link) => link.stamps([name])));
+  const asked = await Promise.allSettled(others.map((link) => link.stamps([name])));
   const read = await reading;
-  let best: { link: ObjectLink; stamp: Stamp } | null = read === null
-    ? null
-    : { link: first, stamp: read.stamp };
-  stamps.forEach((result, i) => {
-    if (result.status !== "fulfilled") return;
-    const stamp = result.value[0];
-    if (best === null || compareStamps(stamp, best.stamp) > 0) best = { link: others[i], stamp };
+  const answers: { link: ObjectLink; stamp: Stamp }[] = read === null
+    ? []
+    : [{ link: first, stamp: read.stamp }];
+  asked.forEach((result, i) => {
+    if (result.status === "fulfilled") answers.push({ link: others[i], stamp: result.value[0] });
   });
-  const answers = (read === null ? 0 : 1) +
-    stamps.filter((result) => result.status === "fulfilled").length;
   const needed = links.length - Math.floor(links.length / 2);
-  if (best === null || answers < needed) {
+  if (answers.length < needed) {
     throw new ReplicaQuorumError(
-      `Cannot read object ${name}: ${answers} of ${links.length} replicas answered, ` +
+      `Cannot read object ${name}: ${answers.length} of ${links.length} replicas answered, ` +
         `${needed} needed`,
     );
   }
-  const chosen = best as { link: ObjectLink; stamp: Stamp };
-  const everyone = answers === links.length;
-  if (!everyone) await checkFloor(name, chosen.stamp, floorOf);
-  if (read !== null && chosen.link === first) {
-    into.set(read.data);
-    return { stamp: chosen.stamp, everyone, staleFirst: false };
+  let best = newestOf(answers)!;
+  const everyone = answers.length === links.length;
+  const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, best.stamp) === 0);
+  if (!agree) {
+    best = newestOf([best, ...await stampsElsewhere(name, links, lookup.everyone())])!;
+    await checkFloor(name, best.stamp, lookup.floorOf);
   }
-  const { data } = await chosen.link.read(name, offset, into.length);
+  if (read !== null && best.link === first) {
+    into.set(read.data);
+    return { stamp: best.stamp, everyone, staleFirst: false };
+  }
+  const { data } = await best.link.read(name, offset, into.length);
   into.set(data);
-  return { stamp: chosen.stamp, everyone, staleFirst: read !== null };
+  return { stamp: best.stamp, everyone, staleFirst: read !== null };
+}
+
+/** The answer with the highest stamp (the first among equals), or null. */
+function newestOf<T extends { stamp: Stamp }>(answers: T[]): T | null {
+  let best: T | null = null;
+  for (const answer of answers) {
+    if (best === null || compareStamps(answer.stamp, best.stamp) > 0) best = answer;
+  }
+  return best;
+}
+
+/** The copies of `name` that live members other than `links` hold (written ones only). */
+async function stampsElsewhere(
+  name: string,
+  links: ObjectLink[],
+  everyone: ObjectLink[],
+): Promise<{ link: ObjectLink; stamp: Stamp }[]> {
+  const asked = new Set(links.map((link) => link.id));
+  const elsewhere = everyone.filter((link) => !asked.has(link.id));
+  const answers = await Promise.allSettled(elsewhere.map((link) => link.stamps([name])));
+  const found: { link: ObjectLink; stamp: Stamp }[] = [];
+  answers.forEach((answer, i) => {
+    if (answer.status === "fulfilled" && compareStamps(answer.value[0], [0, 0]) > 0) {
+      found.push({ link: elsewhere[i], stamp: answer.value[0] });
+    }
+  });
+  return found;
 }
 
 /**
@@ -156,25 +195,29 @@ export async function learnWhereItStands(
   quorum: number,
   flush: boolean,
   fence: number,
-  floorOf: () => Promise<Stamp>,
+  lookup: Lookup,
 ): Promise<ObjectLink[] | "lost"> {
-  const answers = await Promise.allSettled(
+  const replies = await Promise.allSettled(
     links.map((link) => flush ? link.flush([name]) : link.stamps([name])),
   );
-  const stamps = answers.map((answer) => answer.status === "fulfilled" ? answer.value[0] : null);
-  const answered = stamps.filter((stamp) => stamp !== null).length;
-  if (answered < quorum) {
+  const answers: { link: ObjectLink; stamp: Stamp }[] = [];
+  replies.forEach((reply, i) => {
+    if (reply.status === "fulfilled") answers.push({ link: links[i], stamp: reply.value[0] });
+  });
+  if (answers.length < quorum) {
     throw new ReplicaQuorumError(
-      `Cannot ${flush ? "flush" : "change"} object ${name}: ${answered} of ${links.length} ` +
-        `replicas answered, ${quorum} needed`,
+      `Cannot ${flush ? "flush" : "change"} object ${name}: ${answers.length} of ` +
+        `${links.length} replicas answered, ${quorum} needed`,
     );
   }
-  const best = stamps.reduce<Stamp>(
-    (best, stamp) => stamp !== null && compareStamps(stamp, best) > 0 ? stamp : best,
-    [0, 0],
-  );
+  const newest = newestOf(answers)!.stamp;
+  const everyone = answers.length === links.length;
+  const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, newest) === 0);
+  // Replicas that disagree: the newest copy may sit off the placement (see readNewest).
+  const elsewhere = agree ? [] : await stampsElsewhere(name, links, lookup.everyone());
+  const best = newestOf([{ stamp: newest }, ...elsewhere])!.stamp;
   if (compareStamps(best, written.acked) < 0) {
-    if (answered < links.length) {
+    if (!everyone) {
       throw new ReplicaQuorumError(
         `Cannot ${flush ? "flush" : "change"} object ${name}: the replicas holding its ` +
           `latest writes do not answer`,
@@ -182,22 +225,23 @@ export async function learnWhereItStands(
     }
     return "lost";
   }
-  if (answered < links.length) await checkFloor(name, best, floorOf);
-  const holders = links.filter((_, i) =>
-    stamps[i] !== null && compareStamps(stamps[i]!, best) === 0
-  );
-  if (compareStamps(best, written.stamp) >= 0 || answered === links.length) {
+  if (!agree) await checkFloor(name, best, lookup.floorOf);
+  const holders = answers.filter(({ stamp }) => compareStamps(stamp, best) === 0)
+    .map(({ link }) => link);
+  const outside = elsewhere.filter(({ stamp }) => compareStamps(stamp, best) === 0)
+    .map(({ link }) => link);
+  written.stale = false;
+  if (compareStamps(best, written.stamp) >= 0 || everyone) {
     written.stamp = best;
     written.current = new Set(holders.map((link) => link.id));
-    written.stale = false;
-    return [];
+    // Only members off the placement hold it: copy it to the replicas.
+    if (holders.length > 0 || outside.length === 0) return [];
+    return await copyWhole(name, outside, links, best, fence, flush);
   }
   // A change past `best` went out and may sit on a replica that did not answer.
   written.stamp = [Math.max(written.stamp[0], fence), written.stamp[1] + 1];
   written.current = new Set();
-  const copied = await copyWhole(name, holders, links, written.stamp, fence, flush);
-  written.stale = false;
-  return copied;
+  return await copyWhole(name, [...holders, ...outside], links, written.stamp, fence, flush);
 }
 
 /**

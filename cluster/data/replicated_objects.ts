@@ -39,6 +39,7 @@ import { needsFloor, noFloors, type ObjectFloors } from "./object_floors.ts";
 import {
   copyWhole,
   learnWhereItStands,
+  type Lookup,
   readNewest,
   ReplicaQuorumError,
   type Written,
@@ -58,6 +59,8 @@ export interface ReplicatedObjectsOptions {
   isDead?: (id: string) => boolean;
   /** Where floors are kept (object_floors.ts); none by default (nothing is ever dead then). */
   floors?: ObjectFloors;
+  /** A link to every live member (copies off the placement); none by default. */
+  everyone?: () => ObjectLink[];
 }
 
 /** Counters an operator sees in /metrics. */
@@ -122,7 +125,7 @@ export class ReplicatedObjects {
       }
     }
     // Not the writer (or its replicas failed): read the copy with the highest stamp.
-    const newest = await readNewest(name, links, offset, into, () => this.#floorOf(name));
+    const newest = await readNewest(name, links, offset, into, this.#lookup(name));
     if (newest.staleFirst) this.counters.staleReads++;
     if (written !== undefined && compareStamps(newest.stamp, written.acked) < 0) {
       // The writer knows better than the replicas that answered.
@@ -330,7 +333,7 @@ export class ReplicatedObjects {
       quorum,
       flush,
       this.#options.epochOf(parseObjectName(name).uid),
-      () => this.#floorOf(name),
+      this.#lookup(name),
     );
     if (copied === "lost") {
       this.#lose(name);
@@ -398,10 +401,15 @@ export class ReplicatedObjects {
     for (const { names } of this.#unflushed.values()) names.delete(name);
   }
 
-  /** The floor of `name` (object_floors.ts): asked only when some replica does not answer. */
-  async #floorOf(name: string): Promise<Stamp> {
-    const floors = await (this.#options.floors ?? noFloors).of(parseObjectName(name).uid);
-    return floors.get(name) ?? [0, 0];
+  /** Where else copies of `name` may be, and its floor (asked when its replicas disagree). */
+  #lookup(name: string): Lookup {
+    return {
+      everyone: () => this.#options.everyone?.() ?? [],
+      floorOf: async () => {
+        const floors = await (this.#options.floors ?? noFloors).of(parseObjectName(name).uid);
+        return floors.get(name) ?? [0, 0];
+      },
+    };
   }
 
   /** The replicas a change or flush of an object must reach (_write_quorum.ts). */

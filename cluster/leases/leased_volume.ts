@@ -52,8 +52,8 @@ export class LeasedVolumeHandle implements VolumeHandle {
 
   async flush(): Promise<void> {
     // Not the holder: whatever this node acknowledged was made durable when it
-    // released (unless it had been lost: this flush says so), and the holder
-    // flushes what it acknowledged.
+    // released (or its loss went with the record); the holder flushes what it
+    // acknowledged, and reports a loss found there.
     if (!this.leases.holds(this.name)) return await this.leases.flush(this.name);
     await this.#refusedMeansLost(async () =>
       await (await this.store.openVolume(this.name)).flush()

@@ -37,7 +37,6 @@ import {
   type VolumeHandle,
   type VolumeInfo,
   type VolumeLease,
-  type WritesLostError,
 } from "../../core/mod.ts";
 import { KeyedMutex } from "../../core/_mutex.ts";
 import {
@@ -108,8 +107,6 @@ export class LeaseManager implements VolumeAuthority {
   #clock: Clock;
   /** Volumes this node holds: name → epoch and uid. */
   #held = new Map<string, { epoch: number; uid: string }>();
-  /** Volumes released with unflushed writes lost and not reported yet (reportLoss). */
-  #unreported = new Map<string, WritesLostError>();
   /** Volume uid → the epoch this node writes it under. */
   #epochs = new Map<string, number>();
   /** Times this node lost the lease of a volume (connections older than a loss are fenced). */
@@ -151,17 +148,6 @@ export class LeaseManager implements VolumeAuthority {
   /** True when this node holds the write lease of `name`. */
   holds(name: string): boolean {
     return this.#held.has(name);
-  }
-
-  /**
-   * Throws the loss of unflushed writes this node found in `name` and released
-   * the lease without reporting (its writer's next flush learns it here).
-   */
-  reportLoss(name: string): void {
-    const loss = this.#unreported.get(name);
-    if (loss === undefined) return;
-    this.#unreported.delete(name);
-    throw loss;
   }
 
   /** How many times this node lost the lease of `name`. */
@@ -254,7 +240,6 @@ export class LeaseManager implements VolumeAuthority {
    */
   async flush(name: string): Promise<void> {
     if (this.#held.has(name)) return await (await this.#store.openVolume(name)).flush();
-    this.reportLoss(name);
     const holder = (await this.#store.loadVolume(name)).lease?.holder ?? null;
     const member = holder === null ? undefined : this.#engine.member(holder);
     if (member === undefined || (member.status !== "alive" && member.status !== "suspect")) return;
@@ -336,12 +321,8 @@ export class LeaseManager implements VolumeAuthority {
       // Connections open now are fenced for good, whether or not the release succeeds.
       this.#losses.set(name, this.losses(name) + 1);
       try {
-        if (!takenOver) {
-          const volume = await this.#store.openVolume(name);
-          await volume.release();
-          // Lost writes no flush reported yet: the next flush of a connection here says so.
-          if (volume.unreportedLoss !== null) this.#unreported.set(name, volume.unreportedLoss);
-        }
+        // A loss of writes not reported yet goes with the record (the next holder's flush).
+        if (!takenOver) await (await this.#store.openVolume(name)).release();
       } catch (error) {
         // Not durable yet (e.g. no metadata quorum): keep the lease, so that the
         // node taking it asks again, and what this node acknowledged is not lost.
