@@ -68,6 +68,7 @@ export async function readNewest(
   offset: number,
   into: Uint8Array,
   lookup: Lookup,
+  atLeast: Stamp = [0, 0],
 ): Promise<NewestRead> {
   const [first, ...others] = links;
   const reading = first.read(name, offset, into.length).catch(() => null);
@@ -89,7 +90,7 @@ export async function readNewest(
   let best = newestOf(answers)!;
   const everyone = answers.length === links.length;
   const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, best.stamp) === 0);
-  if (!agree) {
+  if (!agree || compareStamps(best.stamp, atLeast) < 0) {
     best = newestOf([best, ...await stampsElsewhere(name, links, lookup.everyone())])!;
     await checkFloor(name, best.stamp, lookup.floorOf);
   }
@@ -213,8 +214,10 @@ export async function learnWhereItStands(
   const newest = newestOf(answers)!.stamp;
   const everyone = answers.length === links.length;
   const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, newest) === 0);
-  // Replicas that disagree: the newest copy may sit off the placement (see readNewest).
-  const elsewhere = agree ? [] : await stampsElsewhere(name, links, lookup.everyone());
+  // Replicas that disagree, or hold less than this writer acknowledged: the newest
+  // copy may sit off the placement (see readNewest).
+  const below = compareStamps(newest, written.acked) < 0;
+  const elsewhere = agree && !below ? [] : await stampsElsewhere(name, links, lookup.everyone());
   const best = newestOf([{ stamp: newest }, ...elsewhere])!.stamp;
   if (compareStamps(best, written.acked) < 0) {
     if (!everyone) {
@@ -231,14 +234,14 @@ export async function learnWhereItStands(
   const outside = elsewhere.filter(({ stamp }) => compareStamps(stamp, best) === 0)
     .map(({ link }) => link);
   written.stale = false;
-  if (compareStamps(best, written.stamp) >= 0 || everyone) {
+  if (compareStamps(best, written.stamp) >= 0) {
     written.stamp = best;
     written.current = new Set(holders.map((link) => link.id));
     // Only members off the placement hold it: copy it to the replicas.
     if (holders.length > 0 || outside.length === 0) return [];
     return await copyWhole(name, outside, links, best, fence, flush);
   }
-  // A change past `best` went out and may sit on a replica that did not answer.
+  // A change past `best` went out and may sit on a copy that did not answer.
   written.stamp = [Math.max(written.stamp[0], fence), written.stamp[1] + 1];
   written.current = new Set();
   return await copyWhole(name, [...holders, ...outside], links, written.stamp, fence, flush);

@@ -125,17 +125,17 @@ export class ReplicatedObjects {
       }
     }
     // Not the writer (or its replicas failed): read the copy with the highest stamp.
-    const newest = await readNewest(name, links, offset, into, this.#lookup(name));
+    const acked = written?.acked ?? [0, 0];
+    const newest = await readNewest(name, links, offset, into, this.#lookup(name), acked);
     if (newest.staleFirst) this.counters.staleReads++;
-    if (written !== undefined && compareStamps(newest.stamp, written.acked) < 0) {
+    if (written !== undefined && compareStamps(newest.stamp, acked) < 0) {
       // The writer knows better than the replicas that answered.
       if (!newest.everyone) {
         throw new ReplicaQuorumError(
           `Cannot read object ${name}: the replicas holding its latest writes do not answer`,
         );
       }
-      this.#lose(name);
-      throw new WritesLostError([name]);
+      this.#writesLost(name, written);
     }
   }
 
@@ -335,10 +335,7 @@ export class ReplicatedObjects {
       this.#options.epochOf(parseObjectName(name).uid),
       this.#lookup(name),
     );
-    if (copied === "lost") {
-      this.#lose(name);
-      throw new WritesLostError([name]);
-    }
+    if (copied === "lost") this.#writesLost(name, written);
     for (const link of copied) this.#noteCopied(written, link, name, flush);
   }
 
@@ -392,6 +389,20 @@ export class ReplicatedObjects {
     written.current.add(link.id);
     this.counters.repairs++;
     if (!flush) this.#noteUnflushed(link, name);
+  }
+
+  /**
+   * Every copy lost what this node acknowledged of `name`: nothing is left to
+   * keep (acked goes back to nothing), but the versions sent stay burnt (the
+   * next change rewrites the object past them, in case one survives somewhere).
+   */
+  #writesLost(name: string, written: Written): never {
+    written.acked = [0, 0];
+    written.current = new Set();
+    written.stale = true;
+    this.#short.delete(name);
+    for (const { names } of this.#unflushed.values()) names.delete(name);
+    throw new WritesLostError([name]);
   }
 
   /** Drops what this node knew of `name`: its acknowledged writes are gone, or someone else's now. */
