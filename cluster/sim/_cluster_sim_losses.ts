@@ -3,7 +3,9 @@
  * model (`_cluster_sim_model.ts`): a crash of any member (its copies in
  * memory go), and a takeover of the volume's lease (the old holder's map in
  * memory goes). A takeover is seen in the lease counters: a member counted
- * one, and then holds a lease it did not hold before (soon after).
+ * one, and then holds a lease it did not hold before (soon after). A takeover
+ * deposes the holder of the lease it took: what that holder acknowledged under
+ * it may be lost, before the takeover or after (a holder cut off learns late).
  *
  * @module
  */
@@ -22,6 +24,8 @@ export class LossWatch {
   #sim: ClusterSim;
   /** Times each volume's lease was taken over, and by whom. */
   #takeovers = new Map<string, { atMs: number; by: string }[]>();
+  /** Times each member came to hold each volume's lease: volume → member → times. */
+  #acquired = new Map<string, Map<string, number[]>>();
   /** Looks for takeovers now (also every {@linkcode takeoverPollMs}). */
   #poll: () => void = () => {};
 
@@ -47,7 +51,11 @@ export class LossWatch {
         // takes soon after counts as taken over (conservative).
         const untilMs = takeovers > before.takeovers ? now + takeoverWindowMs : before.untilMs;
         for (const name of held) {
-          if (now > untilMs || before.held.has(name)) continue;
+          if (before.held.has(name)) continue;
+          if (!this.#acquired.has(name)) this.#acquired.set(name, new Map());
+          const acquired = this.#acquired.get(name)!;
+          acquired.set(node.id, [...acquired.get(node.id) ?? [], now]);
+          if (now > untilMs) continue;
           const times = this.#takeovers.get(name) ?? [];
           times.push({ atMs: now, by: node.id });
           this.#takeovers.set(name, times);
@@ -71,9 +79,14 @@ export class LossWatch {
   lost(name: string, dirtySince: Map<string, number>): boolean {
     this.#poll(); // an operation that just ended may have taken the lease over
     const takeovers = this.#takeovers.get(name) ?? [];
-    return [...dirtySince].some(([node, sinceMs]) =>
-      this.#sim.crashTimes.some((atMs) => atMs >= sinceMs - lossSlackMs) ||
-      takeovers.some(({ atMs, by }) => by !== node && atMs >= sinceMs - lossSlackMs)
-    );
+    return [...dirtySince].some(([node, sinceMs]) => {
+      // The lease `node` acknowledged under: the last it came to hold before then.
+      const heldSince = (this.#acquired.get(name)?.get(node) ?? [])
+        .filter((atMs) => atMs <= sinceMs + lossSlackMs).at(-1) ?? sinceMs;
+      return this.#sim.crashTimes.some((atMs) => atMs >= sinceMs - lossSlackMs) ||
+        takeovers.some(({ atMs, by }) =>
+          by !== node && atMs >= Math.min(sinceMs, heldSince) - lossSlackMs
+        );
+    });
   }
 }
