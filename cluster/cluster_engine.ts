@@ -220,7 +220,15 @@ export class ClusterEngine implements Engine {
    * its own copy that the holder taking over never sees.
    */
   countsDead(id: string): boolean {
-    if (this.member(id)?.status !== "dead") return false;
+    return this.member(id)?.status === "dead" && this.seesMajority();
+  }
+
+  /**
+   * True when this node sees a majority of the members live. A node that does
+   * not may be cut off, and its leases taken over by the others: it serves no
+   * reads or writes of the volumes it holds until it sees a majority again.
+   */
+  seesMajority(): boolean {
     const members = this.#members().filter((member) => member.status !== "left");
     return 2 * this.liveMembers().length > members.length;
   }

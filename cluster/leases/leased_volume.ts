@@ -95,6 +95,7 @@ export class LeasedVolumeHandle implements VolumeHandle {
       );
     }
     await this.leases.acquire(this.name);
+    await this.leases.confirm(this.name);
     return await this.store.openVolume(this.name);
   }
 }

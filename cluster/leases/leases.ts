@@ -31,6 +31,7 @@ import {
   NotFoundError,
   type Store,
   systemClock,
+  UnavailableError,
   VersionMismatchError,
   type VolumeAccess,
   type VolumeAuthority,
@@ -49,6 +50,7 @@ import type { Register } from "../meta/mod.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
 import { type RpcCaller, RpcError, type RpcMethod } from "../transport/mod.ts";
 import { LeasedVolumeHandle } from "./leased_volume.ts";
+import { LeaseValidity, leaseValidMsDefault } from "./_lease_validity.ts";
 
 /** Longest wait for an unreachable holder to be declared dead before a takeover. */
 export const takeoverWaitMsDefault = 30_000;
@@ -88,6 +90,8 @@ export interface LeaseManagerOptions {
   takeoverWaitMs?: number;
   /** The clock of waits for a holder and of the move counters; the system's unless told. */
   clock?: Clock;
+  /** How long a holder serves without reading its record again (_lease_validity.ts). */
+  leaseValidMs?: number;
 }
 
 /** The write leases of this node: the volumes' authority in a cluster. */
@@ -114,6 +118,7 @@ export class LeaseManager implements VolumeAuthority {
   /** Where reads of a volume held elsewhere go, as last read from its record. */
   #holders = new Map<string, string | null>();
   #locks = new KeyedMutex();
+  #validity: LeaseValidity;
 
   /**
    * The store's say on volume access: a write path takes the lease first; a
@@ -134,6 +139,41 @@ export class LeaseManager implements VolumeAuthority {
     this.#rpc = options.rpc;
     this.#takeoverWaitMs = options.takeoverWaitMs ?? takeoverWaitMsDefault;
     this.#clock = options.clock ?? systemClock;
+    this.#validity = new LeaseValidity(
+      this.#clock,
+      options.leaseValidMs ?? leaseValidMsDefault,
+      (name) => this.#stillHeld(name),
+    );
+  }
+
+  /**
+   * Resolves when this node may serve `name` from its own instance now (it
+   * holds the lease and confirmed it recently: _lease_validity.ts); throws
+   * LeaseLostError when the lease moved, UnavailableError when nobody can say.
+   */
+  async confirm(name: string): Promise<void> {
+    if (!this.#held.has(name)) return;
+    try {
+      await this.#validity.confirm(name);
+    } catch (error) {
+      if (error instanceof LeaseLostError) throw error;
+      throw new UnavailableError(
+        `Cannot use volume "${name}" on this node now: it cannot confirm that it still ` +
+          `holds the write lease (${(error as Error).message})`,
+        { cause: error },
+      );
+    }
+  }
+
+  /** Reads the record: true when it still names this node at the epoch held; else lets go. */
+  async #stillHeld(name: string): Promise<boolean> {
+    const held = this.#held.get(name);
+    const lease = (await this.#store.loadVolume(name)).lease;
+    if (held !== undefined && lease?.holder === this.#engine.selfId && lease.epoch === held.epoch) {
+      return true;
+    }
+    if (this.#held.get(name) === held) this.noteLost(name);
+    return false;
   }
 
   get #store(): Store {
@@ -199,6 +239,7 @@ export class LeaseManager implements VolumeAuthority {
   async read(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
       if (this.#held.has(name)) {
+        await this.confirm(name);
         await (await this.#store.openVolume(name)).readAt(range, into);
         return;
       }
@@ -278,6 +319,7 @@ export class LeaseManager implements VolumeAuthority {
           throw new RangeError("bad length");
         }
         if (!this.#held.has(name)) return { header: { held: false } };
+        await this.confirm(name);
         const data = new Uint8Array(length as number);
         await (await this.#store.openVolume(name)).readAt(
           { offset: offset as number, length: length as number },
@@ -301,6 +343,7 @@ export class LeaseManager implements VolumeAuthority {
     if (held === undefined) return;
     console.error(`atoll: lost the write lease of volume "${name}" (epoch ${held.epoch})`);
     this.#held.delete(name);
+    this.#validity.forget(name);
     this.#epochs.delete(held.uid);
     this.#losses.set(name, this.losses(name) + 1);
     this.#holders.delete(name);
@@ -330,6 +373,7 @@ export class LeaseManager implements VolumeAuthority {
         if (!(error instanceof VersionMismatchError)) throw error;
       }
       this.#held.delete(name);
+      this.#validity.forget(name);
       this.#epochs.delete(held.uid);
       this.#holders.delete(name);
       this.counters.released++;
@@ -388,6 +432,7 @@ export class LeaseManager implements VolumeAuthority {
       if (to === this.#engine.selfId) {
         this.#held.set(name, { epoch, uid });
         this.#epochs.set(uid, epoch);
+        this.#validity.granted(name, this.#clock.now());
       }
       this.#tellMembers(name);
       if (takenOver) this.#tellOldHolder(name, lease).catch(() => {});

@@ -135,6 +135,8 @@ export function startClusterRuntime(host: ClusterSimHost, node: ClusterSimNode):
     engine,
     rpc,
     takeoverWaitMs: simTakeoverWaitMs,
+    // Below the time the simulation takes to see a member dead (cluster_sim.ts).
+    leaseValidMs: 1_000,
     clock,
   });
   const store: Store = new Store({
