@@ -90,7 +90,9 @@ export async function readNewest(
   let best = newestOf(answers)!;
   const everyone = answers.length === links.length;
   const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, best.stamp) === 0);
-  if (!agree || compareStamps(best.stamp, atLeast) < 0) {
+  // A map names every object read, so one its replicas all lack lives elsewhere.
+  const absent = compareStamps(best.stamp, [0, 0]) === 0;
+  if (!agree || absent || compareStamps(best.stamp, atLeast) < 0) {
     best = newestOf([best, ...await stampsElsewhere(name, links, lookup.everyone())])!;
     await checkFloor(name, best.stamp, lookup.floorOf);
   }
@@ -197,6 +199,8 @@ export async function learnWhereItStands(
   flush: boolean,
   fence: number,
   lookup: Lookup,
+  /** This writer never learnt the object before (its first change under this lease). */
+  fresh = false,
 ): Promise<ObjectLink[] | "lost"> {
   const replies = await Promise.allSettled(
     links.map((link) => flush ? link.flush([name]) : link.stamps([name])),
@@ -214,10 +218,13 @@ export async function learnWhereItStands(
   const newest = newestOf(answers)!.stamp;
   const everyone = answers.length === links.length;
   const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, newest) === 0);
-  // Replicas that disagree, or hold less than this writer acknowledged: the newest
-  // copy may sit off the placement (see readNewest).
+  // Replicas that disagree, hold less than this writer acknowledged, or are asked
+  // for the first time under this lease (they may all be new to the object since
+  // the placement changed): the newest copy may sit off the placement (readNewest).
   const below = compareStamps(newest, written.acked) < 0;
-  const elsewhere = agree && !below ? [] : await stampsElsewhere(name, links, lookup.everyone());
+  const elsewhere = agree && !below && !fresh
+    ? []
+    : await stampsElsewhere(name, links, lookup.everyone());
   const best = newestOf([{ stamp: newest }, ...elsewhere])!.stamp;
   if (compareStamps(best, written.acked) < 0) {
     if (!everyone) {

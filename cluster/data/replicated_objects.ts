@@ -310,11 +310,12 @@ export class ReplicatedObjects {
   /** The writer's state of `name`, learnt from the replicas on first use or after a failure. */
   async #stateOf(name: string, links: ObjectLink[], quorum: number): Promise<Written> {
     let written = this.#written.get(name);
+    const fresh = written === undefined;
     if (written === undefined) {
       written = { stamp: [0, 0], acked: [0, 0], current: new Set(), stale: true };
       this.#written.set(name, written);
     }
-    if (written.stale) await this.#learn(name, written, links, quorum, false);
+    if (written.stale) await this.#learn(name, written, links, quorum, false, fresh);
     return written;
   }
 
@@ -325,6 +326,7 @@ export class ReplicatedObjects {
     links: ObjectLink[],
     quorum: number,
     flush: boolean,
+    fresh = false,
   ): Promise<void> {
     const copied = await learnWhereItStands(
       name,
@@ -334,6 +336,7 @@ export class ReplicatedObjects {
       flush,
       this.#options.epochOf(parseObjectName(name).uid),
       this.#lookup(name),
+      fresh,
     );
     if (copied === "lost") this.#writesLost(name, written);
     for (const link of copied) this.#noteCopied(written, link, name, flush);

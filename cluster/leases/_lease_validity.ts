@@ -16,6 +16,12 @@ import { type Clock, LeaseLostError } from "../../core/mod.ts";
 
 /** Default `validMs`: gossip declares a member dead after about 5 s at the earliest. */
 export const leaseValidMsDefault = 2_000;
+/**
+ * How long a request waits for the record to answer before failing (503 /
+ * EIO): a node cut off would otherwise hold every request for the RPC
+ * timeout. The read goes on in the background, shared by later requests.
+ */
+const checkWaitMsMax = 1_000;
 
 /** When each held lease was last confirmed; see the module doc. */
 export class LeaseValidity {
@@ -54,7 +60,16 @@ export class LeaseValidity {
       if (left < this.#validMs / 2) this.#refresh(name).catch(() => {});
       return;
     }
-    await this.#refresh(name);
+    const abort = new AbortController();
+    const waited = this.#clock.sleep(Math.min(checkWaitMsMax, this.#validMs), abort.signal)
+      .then(() => {
+        throw new Error(`the record of "${name}" did not answer in time`);
+      }, () => {});
+    try {
+      await Promise.race([this.#refresh(name), waited]);
+    } finally {
+      abort.abort();
+    }
   }
 
   #refresh(name: string): Promise<void> {

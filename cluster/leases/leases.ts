@@ -239,7 +239,12 @@ export class LeaseManager implements VolumeAuthority {
   async read(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
       if (this.#held.has(name)) {
-        await this.confirm(name);
+        try {
+          await this.confirm(name);
+        } catch (error) {
+          if (error instanceof LeaseLostError) continue; // moved: read where it went
+          throw error;
+        }
         await (await this.#store.openVolume(name)).readAt(range, into);
         return;
       }
@@ -319,7 +324,12 @@ export class LeaseManager implements VolumeAuthority {
           throw new RangeError("bad length");
         }
         if (!this.#held.has(name)) return { header: { held: false } };
-        await this.confirm(name);
+        try {
+          await this.confirm(name);
+        } catch (error) {
+          if (error instanceof LeaseLostError) return { header: { held: false } };
+          throw error;
+        }
         const data = new Uint8Array(length as number);
         await (await this.#store.openVolume(name)).readAt(
           { offset: offset as number, length: length as number },
