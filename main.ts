@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { isWorkerContext, serveHashJobs } from "./wasm/hash_worker.ts";
 import { serve } from "./cli/serve.ts";
 import { clientUsage, runClientCommand } from "./cli/commands.ts";
+import { configureLogging, logger, parseLogFormat, parseLogLevel } from "./log/mod.ts";
 
 /** Version of this build. */
 export const version = "0.1.0";
@@ -18,6 +19,7 @@ const usage = `atoll ${version}: storage for VM images and volumes
               [--gossip HOST:PORT --cluster-key-file F [--join HOST:PORT,...]] [--weight W]
               [--replicas N] [--dead-grace SECONDS] [--heal-interval SECONDS]
               [--gc-min-age SECONDS] [--gc-settle SECONDS]
+              [--log-format text|json] [--log-level debug|info|warning|error]
               [--fault-file F (testing: no cluster traffic while F exists)]
 ${clientUsage.replace(/^usage:\n/, "")}`;
 
@@ -50,8 +52,14 @@ async function main(args: string[]): Promise<number> {
       "gc-min-age": { type: "string", default: "60" },
       "gc-settle": { type: "string", default: "10" },
       "hash-engine": { type: "string", default: "wasm" },
+      "log-format": { type: "string", default: "text" },
+      "log-level": { type: "string", default: "info" },
     },
     strict: true,
+  });
+  configureLogging({
+    format: parseLogFormat(values["log-format"]),
+    level: parseLogLevel(values["log-level"]),
   });
   const hashEngine = values["hash-engine"];
   if (hashEngine !== "wasm" && hashEngine !== "native") {
@@ -78,7 +86,7 @@ async function main(args: string[]): Promise<number> {
   });
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
-      console.error(`atoll: ${signal}, shutting down`);
+      logger("node").info("{signal}, shutting down", { signal });
       node.shutdown().then(() => Deno.exit(0));
     });
   }

@@ -21,6 +21,7 @@ import {
 } from "../cluster/transport/mod.ts";
 import type { Readiness } from "../http/app.ts";
 import type { ServeOptions } from "./serve.ts";
+import { logger } from "../log/mod.ts";
 
 /** What the cluster side needs: the command line's cluster options, and the node's parts. */
 export type ClusterMemberOptions =
@@ -46,7 +47,8 @@ export type ClusterMemberOptions =
     store: () => Store;
   };
 
-const log = (line: string) => console.error(`atoll: cluster: ${line}`);
+const clusterLog = logger("cluster");
+const log = (line: string) => clusterLog.info(line.replaceAll("{", "{{").replaceAll("}", "}}"));
 
 /** A node's membership of its cluster; see the module doc. */
 export class ClusterMember {
@@ -128,7 +130,14 @@ export class ClusterMember {
         ...gcMethods(options.store(), this.engine),
       },
     });
-    this.#node.membership.onChange(() => this.engine.invalidate());
+    this.#node.membership.onChange((member) => {
+      this.engine.invalidate();
+      clusterLog.info("member {member} at {address} is {status}", {
+        member: member.id,
+        address: member.address,
+        status: member.status,
+      });
+    });
     this.#healer = new Healer({
       engine: this.engine,
       rpc: this.#node.rpc,
@@ -295,9 +304,7 @@ function isolateWhileExists(path: string): void {
         exists = false;
       }
       if (exists !== isolated) {
-        console.error(
-          `atoll: fault injection: ${exists ? "isolated from" : "back in"} the cluster`,
-        );
+        clusterLog.warn(`fault injection: ${exists ? "isolated from" : "back in"} the cluster`);
       }
       isolated = exists;
     }

@@ -8,6 +8,7 @@ import { parseHostPort } from "../core/address.ts";
 import { NbdServer, parseNbdAddress } from "../nbd/server.ts";
 import { ClusterKey } from "../cluster/transport/mod.ts";
 import { ClusterMember } from "./cluster_member.ts";
+import { logger } from "../log/mod.ts";
 
 /** Options of {@linkcode serve}, as the command line gives them. */
 export interface ServeOptions {
@@ -116,10 +117,13 @@ export async function serve(options: ServeOptions): Promise<Node> {
   const nbdUrl = "path" in nbd.address
     ? `unix:${nbd.address.path}`
     : `nbd://${nbd.address.hostname}:${nbd.address.port}`;
-  console.error(
-    `atoll ${options.version}: node ${id} serving http://${httpAddress.hostname}:${httpAddress.port}` +
-      ` nbd ${nbdUrl}${member === null ? "" : ` gossip ${member.address}`}` +
+  const httpUrl = `http://${httpAddress.hostname}:${httpAddress.port}`;
+  // The line is built here (no placeholders) so that text and JSON say it alike.
+  logger("node").info(
+    `atoll ${options.version}: node ${id} serving ${httpUrl} nbd ${nbdUrl}` +
+      `${member === null ? "" : ` gossip ${member.address}`}` +
       ` data ${options.data}${token === null ? "" : " (token required)"}`,
+    { node: id, http: httpUrl, nbd: nbdUrl, gossip: member?.address ?? null, data: options.data },
   );
   let stopping: Promise<void> | null = null;
   const shutdown = () =>

@@ -36,6 +36,9 @@ import {
   type VolumeInfo,
   volumeInfo,
 } from "./infos.ts";
+import { logger } from "../log/mod.ts";
+
+const log = logger("store");
 
 export type { GcPolicy, ImageInfo, SnapshotInfo, UploadResult, UploadStatus, VolumeInfo };
 
@@ -94,7 +97,7 @@ export class Store {
       pinnedHere: (hash) => [...this.#uploads.values()].some((upload) => upload.pins.has(hash)),
       clock: options.clock ?? systemClock,
       delayMs: options.gcDelayMs ?? 1000,
-      onError: (error) => console.error(`garbage collection failed: ${error}`),
+      onError: (error) => log.error("garbage collection failed: {error}", { error: String(error) }),
     });
     this.#newUid = options.newUid ?? randomUid;
   }
@@ -144,7 +147,10 @@ export class Store {
       // collection (the age rule), which the schedule below starts.
       if (!committed && stored.size > 0) {
         await this.#collector.collect(stored).catch((error) =>
-          console.error(`atoll: cannot free the blocks of failed upload "${name}": ${error}`)
+          log.error("cannot free the blocks of failed upload {image}: {error}", {
+            image: name,
+            error: String(error),
+          })
         );
       }
       this.#collector.schedule();

@@ -51,6 +51,9 @@ import type { ClusterEngine } from "../cluster_engine.ts";
 import { type RpcCaller, RpcError, type RpcMethod } from "../transport/mod.ts";
 import { LeasedVolumeHandle } from "./leased_volume.ts";
 import { LeaseValidity, leaseValidMsDefault } from "./_lease_validity.ts";
+import { logger } from "../../log/mod.ts";
+
+const log = logger("leases");
 
 /** Longest wait for an unreachable holder to be declared dead before a takeover. */
 export const takeoverWaitMsDefault = 30_000;
@@ -351,7 +354,10 @@ export class LeaseManager implements VolumeAuthority {
   noteLost(name: string): void {
     const held = this.#held.get(name);
     if (held === undefined) return;
-    console.error(`atoll: lost the write lease of volume "${name}" (epoch ${held.epoch})`);
+    log.warn("lost the write lease of volume {volume} (epoch {epoch})", {
+      volume: name,
+      epoch: held.epoch,
+    });
     this.#held.delete(name);
     this.#validity.forget(name);
     this.#epochs.delete(held.uid);
@@ -445,6 +451,13 @@ export class LeaseManager implements VolumeAuthority {
         this.#validity.granted(name, this.#clock.now());
       }
       this.#tellMembers(name);
+      log.info("write lease of volume {volume} moved from {from} to {to} at epoch {epoch}", {
+        volume: name,
+        from: lease.holder,
+        to,
+        epoch,
+        takenOver,
+      });
       if (takenOver) this.#tellOldHolder(name, lease).catch(() => {});
       return;
     }

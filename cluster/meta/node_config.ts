@@ -8,6 +8,9 @@ import { Mutex } from "../../core/_mutex.ts";
 import { type ClusterIdentity, isClusterId, newClusterId } from "../transport/mod.ts";
 import type { ConfigHolder } from "./caspaxos.ts";
 import type { MetaConfig } from "./config.ts";
+import { logger } from "../../log/mod.ts";
+
+const log = logger("metadata");
 
 /** The persisted state. */
 export interface NodeConfigState {
@@ -38,7 +41,7 @@ export class NodeConfig implements ConfigHolder {
         if (this.#state.clusterId !== null || !isClusterId(id)) return;
         this.#state.clusterId = id;
         this.#writes.run(() => this.#disk.save(this.#state)).catch((error) =>
-          console.error(`atoll: cannot save the cluster id: ${error.message}`)
+          log.error("cannot save the cluster id: {error}", { error: error.message })
         );
       },
     };

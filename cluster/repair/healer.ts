@@ -22,6 +22,9 @@ import { readWhole, sha256Hex } from "../data/mod.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
 import type { RpcCaller } from "../transport/mod.ts";
 import type { BlockPeer } from "../data/mod.ts";
+import { logger } from "../../log/mod.ts";
+
+const log = logger("healing");
 
 /** Options of {@linkcode Healer}. */
 export interface HealerOptions {
@@ -115,7 +118,7 @@ export class Healer {
     this.#clock.sleep(this.#options.intervalMs, this.#timer.signal).then(async () => {
       await this.pass().catch((error) => {
         this.#failed(error);
-        console.error(`atoll: healing pass failed: ${error.message}`);
+        log.warn("healing pass failed: {error}", { error: error.message });
       });
       this.#schedule();
     }, () => {/* stopped */});
@@ -125,6 +128,7 @@ export class Healer {
     const started = this.#clock.now();
     this.status.running = true;
     const budget = { copies: this.#options.copiesPerPassMax, short: 0 };
+    const before = { ...this.status };
     try {
       await this.#hints(budget);
       await this.#blocks(budget);
@@ -135,6 +139,21 @@ export class Healer {
       this.status.passes++;
       this.status.underReplicated = budget.short;
       this.status.lastPassMs = Math.round(this.#clock.now() - started);
+      const moved = {
+        blocksCopied: this.status.blocksCopied - before.blocksCopied,
+        hintsReplayed: this.status.hintsReplayed - before.hintsReplayed,
+        blocksHandedOff: this.status.blocksHandedOff - before.blocksHandedOff,
+        objectsCopied: this.status.objectsCopied - before.objectsCopied,
+        objectsHandedOff: this.status.objectsHandedOff - before.objectsHandedOff,
+        corruptBlocksRepaired: this.status.corruptBlocksRepaired - before.corruptBlocksRepaired,
+      };
+      const busy = Object.values(moved).some((n) => n > 0) || budget.short > 0;
+      // A pass that found everything in place is worth a line only when debugging.
+      const figures = { ...moved, underReplicated: budget.short, ms: this.status.lastPassMs };
+      const message = "healing pass: {blocksCopied} blocks and {objectsCopied} objects copied, " +
+        "{underReplicated} items short of copies, {ms} ms";
+      if (busy) log.info(message, figures);
+      else log.debug(message, figures);
     }
   }
 
@@ -328,7 +347,7 @@ export class Healer {
       }
       this.status.blocksScrubbed++;
       if (sha256Hex(data) === hash) continue;
-      console.error(`atoll: scrub found block ${hash} corrupt here; fetching a good copy`);
+      log.warn("scrub found block {hash} corrupt here; fetching a good copy", { hash });
       await engine.local.deleteBlock(hash);
       try {
         await engine.blocks.read(hash, { offset: 0, length: 0 }, new Uint8Array(0));

@@ -6,6 +6,9 @@
 import { assert } from "../../core/assert.ts";
 import { systemClock, wallClockMs } from "../../core/mod.ts";
 import { type RefusalError, type RefusalReason, refusalReasons } from "./auth.ts";
+import { logger } from "../../log/mod.ts";
+
+const log = logger("cluster");
 
 /** Peers whose refusals are kept (the least recently refused is forgotten first). */
 export const refusalPeersMax = 256;
@@ -56,7 +59,7 @@ export class Refusals {
   #monotonicClock: () => number;
 
   constructor(options: RefusalsOptions = {}) {
-    this.#log = options.log ?? ((line) => console.error(line));
+    this.#log = options.log ?? ((line) => log.warn("{line}", { line }));
     this.#wallClock = options.wallClock ?? wallClockMs;
     this.#monotonicClock = options.monotonicClock ?? systemClock.now;
   }
