@@ -286,9 +286,12 @@ export class ClusterEngine implements Engine {
     name: string,
     offset: number,
     data: Uint8Array,
-    options: { truncate?: boolean } = {},
+    options: { truncate?: boolean; existing?: boolean } = {},
   ): Promise<void> {
-    return this.objects.write(name, offset, data, options.truncate ?? false);
+    return this.objects.write(name, offset, data, {
+      truncate: options.truncate ?? false,
+      existing: options.existing ?? false,
+    });
   }
 
   deleteObject(name: string): Promise<void> {

@@ -47,13 +47,15 @@ export interface Engine {
   /**
    * Writes `data` at `offset` in an object, creating it when missing. With
    * `truncate`, whatever the object held before is discarded first, so the
-   * rest of it reads as zeros.
+   * rest of it reads as zeros. `existing`: the caller knows the object was
+   * written before (a write in place); an engine that cannot find any copy of
+   * it then refuses, instead of writing into an empty object.
    */
   writeObject(
     name: string,
     offset: number,
     data: Uint8Array,
-    options?: { truncate?: boolean },
+    options?: { truncate?: boolean; existing?: boolean },
   ): Promise<void>;
   /** Removes an object; removing a missing object is not an error. */
   deleteObject(name: string): Promise<void>;

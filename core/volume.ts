@@ -171,6 +171,7 @@ export class Volume {
             names[i]!,
             span.offset,
             data.subarray(span.at, span.at + span.length),
+            { existing: true },
           )
         ),
       );
@@ -304,7 +305,7 @@ export class Volume {
   async #writeSpan(span: { index: number; offset: number; length: number }, chunk: Uint8Array) {
     const entry = this.#map.get(span.index);
     if (entry.kind === "object" && this.owns(entry.name)) {
-      return await this.engine.writeObject(entry.name, span.offset, chunk);
+      return await this.engine.writeObject(entry.name, span.offset, chunk, { existing: true });
     }
     const name = objectName(this.#header.uid, this.#header.generation, span.index);
     const spanBytes = this.#map.spanBytes(span.index);

@@ -95,6 +95,11 @@ export async function readNewest(
   if (!agree || absent || compareStamps(best.stamp, atLeast) < 0) {
     best = newestOf([best, ...await stampsElsewhere(name, links, lookup.everyone())])!;
     await checkFloor(name, best.stamp, lookup.floorOf);
+    if (compareStamps(best.stamp, [0, 0]) === 0) {
+      throw new ReplicaQuorumError(
+        `Cannot read object ${name}: no member that answers holds a copy of it`,
+      );
+    }
   }
   if (read !== null && best.link === first) {
     into.set(read.data);

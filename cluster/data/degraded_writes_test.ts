@@ -123,7 +123,9 @@ Deno.test("R=2: objects are written and flushed while a replica is dead, then ca
     const [writerNode, victim] = cluster.nodes;
     const { objects } = writerOn(cluster, writerNode);
     const version = (name: string, v: number) => patternBytes(8192, name.length * 10 + v);
-    for (const name of objectNames) await objects.write(name, 0, version(name, 1), true);
+    for (const name of objectNames) {
+      await objects.write(name, 0, version(name, 1), { truncate: true });
+    }
     await objects.flush();
     const onVictim = objectNames.filter((name) => replicaIds(cluster, name).includes(victim.id));
     // Three groups, each caught up another way once the victim is back.
@@ -135,7 +137,9 @@ Deno.test("R=2: objects are written and flushed while a replica is dead, then ca
 
     // Dead: every write and the flush succeed on the one live copy.
     await cluster.kill(victim);
-    for (const name of objectNames) await objects.write(name, 0, version(name, 2), true);
+    for (const name of objectNames) {
+      await objects.write(name, 0, version(name, 2), { truncate: true });
+    }
     await objects.flush();
     for (const name of onVictim) {
       const live = replicaIds(cluster, name).find((id) => id !== victim.id)!;
@@ -143,7 +147,7 @@ Deno.test("R=2: objects are written and flushed while a replica is dead, then ca
       assert.deepEqual(data, version(name, 2), `${name} on ${live}`);
     }
     // Written while dead, flushed only once the victim is back (below).
-    for (const name of byFlush) await objects.write(name, 0, version(name, 3), true);
+    for (const name of byFlush) await objects.write(name, 0, version(name, 3), { truncate: true });
     await objects.settle(); // the flush's background repairs gave up on the dead replica
 
     await cluster.revive(victim);
@@ -151,7 +155,7 @@ Deno.test("R=2: objects are written and flushed while a replica is dead, then ca
     await objects.flush();
     for (const name of byFlush) await assertCurrent(cluster, name, version(name, 3));
     // The next write brings the victim's copy up before changing both.
-    for (const name of byWrite) await objects.write(name, 0, version(name, 4), true);
+    for (const name of byWrite) await objects.write(name, 0, version(name, 4), { truncate: true });
     await objects.flush();
     for (const name of byWrite) await assertCurrent(cluster, name, version(name, 4));
     // Healing replaces the copies nobody wrote since.
@@ -179,8 +183,8 @@ Deno.test("R=2: a suspect replica that does not answer is waited for, not skippe
     assert.ok(both.length >= 2);
     const [written, fresh] = both;
     const before = patternBytes(8192, 1);
-    await objects.write(written, 0, before, true);
-    await objects.write(fresh, 0, before, true); // not flushed
+    await objects.write(written, 0, before, { truncate: true });
+    await objects.write(fresh, 0, before, { truncate: true }); // not flushed
 
     await cluster.kill(victim);
     cluster.setStatus(victim, "suspect");
@@ -189,13 +193,13 @@ Deno.test("R=2: a suspect replica that does not answer is waited for, not skippe
     await assert.rejects(blocks.put(sha256Hex(block), block), /Cannot store block .*2 needed/);
     await assert.rejects(objects.flush(), ReplicaQuorumError, "not durable on both copies");
     const after = patternBytes(8192, 2);
-    await assert.rejects(objects.write(written, 0, after, true), ReplicaQuorumError);
+    await assert.rejects(objects.write(written, 0, after, { truncate: true }), ReplicaQuorumError);
     // The writer's own copy did not change either.
     const own = await writerNode.engine.replica.read(written, 0, -1);
     assert.deepEqual(own.data, before);
     // A writer that learns the object's state afresh cannot either.
     const { objects: another } = writerOn(cluster, writerNode);
-    await assert.rejects(another.write(fresh, 0, after, true), ReplicaQuorumError);
+    await assert.rejects(another.write(fresh, 0, after, { truncate: true }), ReplicaQuorumError);
   } finally {
     await cluster.stop();
   }

@@ -87,9 +87,22 @@ export class ReplicatedObjects {
     this.#options = options;
   }
 
-  /** Writes `data` at `offset` (with `truncate`, on an emptied object). */
-  write(name: string, offset: number, data: Uint8Array, truncate = false): Promise<void> {
-    return this.#locks.run(name, () => this.#change(name, { offset, data, truncate }));
+  /**
+   * Writes `data` at `offset` (with `truncate`, on an emptied object).
+   * `existing`: the object was written before (a write in place), so finding
+   * no copy of it anywhere means its replicas do not answer, not that it is new.
+   */
+  write(
+    name: string,
+    offset: number,
+    data: Uint8Array,
+    options: { truncate?: boolean; existing?: boolean } = {},
+  ): Promise<void> {
+    const truncate = options.truncate ?? false;
+    return this.#locks.run(
+      name,
+      () => this.#change(name, { offset, data, truncate }, options.existing ?? false),
+    );
   }
 
   /** Deletes an object everywhere it is stored. */
@@ -238,6 +251,7 @@ export class ReplicatedObjects {
   async #change(
     name: string,
     body: Pick<ObjectChange, "offset" | "data" | "truncate" | "remove">,
+    existing = false,
   ): Promise<void> {
     const epoch = this.#options.epochOf(parseObjectName(name).uid);
     if (epoch === 0) {
@@ -247,7 +261,7 @@ export class ReplicatedObjects {
     }
     const links = this.#options.replicasOf(name);
     const quorum = this.#quorumOf(links);
-    const written = await this.#stateOf(name, links, quorum);
+    const written = await this.#stateOf(name, links, quorum, existing);
     // Fewer current replicas than the quorum (one came back from the dead, or
     // missed changes): bring them up first, or fail before sending a change.
     const currentCount = () => links.filter((link) => written.current.has(link.id)).length;
@@ -308,7 +322,12 @@ export class ReplicatedObjects {
   }
 
   /** The writer's state of `name`, learnt from the replicas on first use or after a failure. */
-  async #stateOf(name: string, links: ObjectLink[], quorum: number): Promise<Written> {
+  async #stateOf(
+    name: string,
+    links: ObjectLink[],
+    quorum: number,
+    existing: boolean,
+  ): Promise<Written> {
     let written = this.#written.get(name);
     const fresh = written === undefined;
     if (written === undefined) {
@@ -316,6 +335,12 @@ export class ReplicatedObjects {
       this.#written.set(name, written);
     }
     if (written.stale) await this.#learn(name, written, links, quorum, false, fresh);
+    if (existing && compareStamps(written.stamp, [0, 0]) === 0) {
+      written.stale = true;
+      throw new ReplicaQuorumError(
+        `Cannot change object ${name}: no member that answers holds a copy of it`,
+      );
+    }
     return written;
   }
 

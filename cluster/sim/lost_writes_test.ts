@@ -73,7 +73,7 @@ function writerOver(replicas: TestReplica[]): ReplicatedObjects {
 Deno.test("a failed flush is tried again by the next: none passes without its objects", async () => {
   const replicas = [new TestReplica("a"), new TestReplica("b")];
   const objects = writerOver(replicas);
-  await objects.write(name, 0, bytes(1), true);
+  await objects.write(name, 0, bytes(1), { truncate: true });
   await objects.flush();
   await objects.write(name, 0, bytes(2)); // acknowledged, not flushed
   replicas[1].down = true;
@@ -90,7 +90,7 @@ Deno.test("a failed flush is tried again by the next: none passes without its ob
 Deno.test("writes lost from every replica before a flush fail the flush, reads and writes", async () => {
   const replicas = [new TestReplica("a"), new TestReplica("b")];
   const objects = writerOver(replicas);
-  await objects.write(name, 0, bytes(1), true);
+  await objects.write(name, 0, bytes(1), { truncate: true });
   await objects.flush();
   await objects.write(name, 0, bytes(2));
   replicas[0].down = replicas[1].down = true;
@@ -116,7 +116,7 @@ Deno.test("writes lost from every replica before a flush fail the flush, reads a
 Deno.test("a writer that finds its acknowledged writes gone on read says so", async () => {
   const replicas = [new TestReplica("a"), new TestReplica("b")];
   const objects = writerOver(replicas);
-  await objects.write(name, 0, bytes(1), true);
+  await objects.write(name, 0, bytes(1), { truncate: true });
   await objects.flush();
   await objects.write(name, 0, bytes(2));
   replicas[0].restart();
@@ -127,7 +127,7 @@ Deno.test("a writer that finds its acknowledged writes gone on read says so", as
 Deno.test("a change that reached one replica only is never overtaken under its stamp", async () => {
   const replicas = [new TestReplica("a"), new TestReplica("b"), new TestReplica("c")];
   const objects = writerOver(replicas);
-  await objects.write(name, 0, bytes(1), true);
+  await objects.write(name, 0, bytes(1), { truncate: true });
   await objects.flush();
   // The next change reaches a alone: not acknowledged.
   replicas[1].down = replicas[2].down = true;
