@@ -16,6 +16,9 @@ import type { Engine } from "./engine.ts";
 import { collectGarbage, type GcAdded, type GcResult } from "./gc.ts";
 import { Mutex } from "./_mutex.ts";
 import type { Volume } from "./volume.ts";
+import { logger } from "../log/mod.ts";
+
+const log = logger("gc");
 
 /**
  * How a cluster makes garbage collection safe when other nodes change the
@@ -93,7 +96,8 @@ export class Collector {
         // Everyone's pins are taken before the first mark: an upload's blocks are
         // either pinned, or stored after this moment (young, kept by the policy).
         const remote = policy === null ? new Set<string>() : await policy.pinned();
-        return await collectGarbage({
+        const started = this.#options.clock.now();
+        const result = await collectGarbage({
           engine,
           openVolumes: open.filter((volume) => volume !== null),
           pinned: (hash) => pinnedHere(hash) || remote.has(hash),
@@ -103,6 +107,16 @@ export class Collector {
           deleteBlock: policy === null ? undefined : (hash) => policy.deleteBlock(hash),
           deleteObject: policy === null ? undefined : (name) => policy.deleteObject(name),
         });
+        log.info(
+          "garbage collection: {deletedBlocks} blocks and {deletedObjects} objects deleted, " +
+            "{liveBlocks} blocks and {liveObjects} objects kept, {ms} ms",
+          {
+            ...result,
+            ms: Math.round(this.#options.clock.now() - started),
+            scope: only === undefined ? "all" : "failed upload",
+          },
+        );
+        return result;
       } finally {
         this.#added = null;
       }

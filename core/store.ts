@@ -139,6 +139,13 @@ export class Store {
       const created = await this.#catalogue.run(() => this.#commitImage(header, map));
       committed = true;
       const info = created ? imageInfo(header, map) : await this.imageInfo(name);
+      log.info("stored image {image}: {bytes} bytes, {newBlocks} new blocks", {
+        image: name,
+        bytes: status.receivedBytes,
+        newBlocks: status.newBlocks,
+        newBytes: status.newBytes,
+        created,
+      });
       return { ...info, newBlocks: status.newBlocks, newBytes: status.newBytes, created };
     } finally {
       this.#uploads.delete(name);
@@ -202,6 +209,7 @@ export class Store {
   async deleteImage(name: string): Promise<void> {
     validateName(name, "image");
     await this.#catalogue.run(() => this.#deleteRecord("image", recordKey.image(name)));
+    log.info("deleted image {image}", { image: name });
     this.#collector.schedule();
   }
 
@@ -251,6 +259,16 @@ export class Store {
         }
         throw error;
       }
+      log.info("created volume {volume} ({origin})", {
+        volume: name,
+        uid: header.uid,
+        origin: origin.kind === "image"
+          ? `clone of image ${origin.image}`
+          : origin.kind === "snapshot"
+          ? `clone of snapshot ${origin.volume}@${origin.snapshot}`
+          : "empty",
+        sizeBytes: map.sizeBytes,
+      });
       return volumeInfo(header, map);
     });
   }
@@ -352,6 +370,7 @@ export class Store {
       await volume.delete();
       this.#volumes.delete(name);
     });
+    log.info("deleted volume {volume}", { volume: name, cascade: options.cascade ?? false });
     this.#collector.schedule();
   }
 
@@ -372,6 +391,7 @@ export class Store {
         createdAt: new Date().toISOString(),
       };
       await this.engine.putMeta(key, encodeRecord(header, map), 0);
+      log.info("took snapshot {volume}@{snapshot}", { volume: volumeName, snapshot: name });
       return snapshotInfo(header, map);
     });
   }
@@ -401,6 +421,7 @@ export class Store {
     validateName(name, "snapshot");
     const key = recordKey.snapshot(volumeName, name);
     await this.#catalogue.run(() => this.#deleteRecord("snapshot", key));
+    log.info("deleted snapshot {volume}@{snapshot}", { volume: volumeName, snapshot: name });
     this.#collector.schedule();
   }
 

@@ -24,6 +24,9 @@ import {
   type VolumeAuthority,
 } from "../core/mod.ts";
 import { Metrics } from "./metrics.ts";
+import { logger } from "../log/mod.ts";
+
+const log = logger("http");
 import { dataResponse } from "./data_response.ts";
 
 /** A member of the cluster as `GET /v1/cluster` shows it. */
@@ -71,7 +74,7 @@ export type Readiness = { ready: boolean; reason?: string };
 const jsonBodyBytesMax = 64 * 1024;
 
 /** Builds the hono app; `app.fetch` serves it. */
-export function createApp(options: AppOptions): Hono {
+export function createApp(options: AppOptions): Hono<AppEnv> {
   const { store } = options;
   const authority = options.authority ?? new LocalAuthority(store);
   const metrics = new Metrics();
@@ -81,31 +84,45 @@ export function createApp(options: AppOptions): Hono {
   metrics.counter("atoll_upload_new_bytes_total", "Bytes of blocks stored for the first time");
   metrics.counter("atoll_gc_deleted_blocks_total", "Blocks deleted by garbage collection");
 
-  const app = new Hono();
+  const app = new Hono<AppEnv>();
   app.onError((error, c) => {
     const status = statusOf(error);
     metrics.add("atoll_http_errors_total");
     // Unavailable, busy or full is a state of the node, not a bug: one line (and
     // when to try again), no stack.
+    const about = { method: c.req.method, path: c.req.path, request: c.get("requestId") };
     if (error instanceof UnavailableError || error instanceof BusyError) {
-      console.error(`atoll: ${c.req.method} ${c.req.path}: ${error.message}`);
+      log.warn("{method} {path}: {error}", { ...about, error: error.message });
       return c.json({ error: error.message }, status, { "retry-after": "1" });
     }
     if (status === 507) {
       const message =
         `Cannot ${c.req.method} ${c.req.path}: the data disk is full (${error.message})`;
-      console.error(`atoll: ${message}`);
+      log.warn("{message}", { ...about, message });
       return c.json({ error: message }, status);
     }
-    if (status >= 500) console.error(error);
+    // Client errors are the access log's to tell; a server error is a bug: its stack.
+    if (status >= 500) log.error("{method} {path} failed: {error}", { ...about, error });
     return c.json({ error: error.message }, status);
   });
   app.notFound((c) =>
     c.json({ error: `Cannot ${c.req.method} ${c.req.path}: no such route` }, 404)
   );
-  app.use(async (_c, next) => {
+  app.use(async (c, next) => {
+    const started = performance.now();
+    const requestId = requestIdOf(c.req.header("x-request-id"));
+    c.set("requestId", requestId);
+    c.header("x-request-id", requestId);
     await next();
     metrics.add("atoll_http_requests_total");
+    log.info("{method} {path} {status} {ms} ms", {
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      ms: Math.round((performance.now() - started) * 10) / 10,
+      request: requestId,
+      client: clientOf(c.env),
+    });
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok", version: options.version }));
@@ -264,6 +281,28 @@ export function createApp(options: AppOptions): Hono {
     return c.json(result);
   });
   return app;
+}
+
+/** What the middleware hands on to the routes and the error handler. */
+export type AppEnv = { Variables: { requestId: string } };
+
+let requestSerial = 0;
+/** Longest X-Request-Id kept from a client (longer ones are replaced). */
+const requestIdBytesMax = 64;
+
+/** The client's X-Request-Id when it is short and printable, else a new one. */
+function requestIdOf(given: string | undefined): string {
+  if (given !== undefined && given.length <= requestIdBytesMax && /^[\x21-\x7e]+$/.test(given)) {
+    return given;
+  }
+  return `r${(++requestSerial).toString(36)}`;
+}
+
+/** HOST:PORT of the client when the server passed its address along (Deno.serve does). */
+function clientOf(env: unknown): string | null {
+  const addr = (env as { remoteAddr?: { hostname?: string; port?: number } } | undefined)
+    ?.remoteAddr;
+  return addr?.hostname === undefined ? null : `${addr.hostname}:${addr.port}`;
 }
 
 /** The one mapping from errors to HTTP statuses. */
