@@ -12,7 +12,7 @@
  * - a successful flush makes the current tags the durable ones; a failed one
  *   may have made any write since the last successful flush durable, or lost
  *   it, even one a later write overwrote (a disk orders nothing it did not
- *   flush): every such tag joins both;
+ *   flush), or gone back to the last flush: every such tag joins both;
  * - a read may return a current or a durable tag (acknowledged writes not
  *   flushed yet are lost when the lease is taken from a holder declared dead).
  *
@@ -116,7 +116,11 @@ export class VolumeModel {
   }
 
   flushFailed(): void {
-    this.#current = this.#current.map((tags, s) => new Set([...tags, ...this.#sinceFlush[s]]));
+    // It may also have found the writes since the last successful flush lost and
+    // gone back to what that flush made durable.
+    this.#current = this.#current.map((tags, s) =>
+      new Set([...tags, ...this.#sinceFlush[s], ...this.#durable[s]])
+    );
     this.#durable = this.#durable.map((tags, s) => new Set([...tags, ...this.#current[s]]));
   }
 
