@@ -243,16 +243,27 @@ export class Volume {
         this.#checkOpen();
         // Released: everything acknowledged was made durable by release().
         if (this.#released) return;
-        const lost = this.#lost;
+        let lost = this.#lost;
+        try {
+          // Flushed even when a loss is pending, so that one report covers every
+          // object that lost writes, not the first one found.
+          await this.engine.flush(this.#header.uid);
+        } catch (error) {
+          if (!(error instanceof WritesLostError)) throw error;
+          await this.#revert(error, true);
+          lost = lost === null
+            ? error
+            : new WritesLostError([...new Set([...lost.objects, ...error.objects])]);
+        }
         if (lost !== null) {
           if (this.#header.writesLost) {
             this.#header = { ...this.#header, writesLost: undefined };
             await this.#persist();
           }
           this.#lost = null;
+          this.#lastLoss = lost; // reported here: nothing to go back from again
           throw lost;
         }
-        await this.engine.flush(this.#header.uid);
         if (this.#dirty) await this.#persist();
       }));
   }
