@@ -22,6 +22,8 @@
  * @module
  */
 
+/** Other clients' writes remembered after they end (for the writes they overlapped). */
+const landedKeptMax = 64;
 /** Bytes of one sector: the unit of the workload's writes and of the model. */
 export const sectorBytes = 4096;
 /** Bytes of one repeated unit of a sector's pattern: u32 tag, u32 sector index. */
@@ -77,6 +79,8 @@ export class VolumeModel {
   #sinceFlush: Set<number>[];
   /** Writes of other clients under way (lease contention), by tag: any of them may land. */
   #floating = new Map<number, { first: number; count: number }>();
+  /** Other clients' writes that ended lately, and when (a write they overlapped may precede them). */
+  #landed: { first: number; count: number; tag: number; atMs: number }[] = [];
 
   constructor(name: string, sectors: Set<number>[]) {
     this.name = name;
@@ -91,9 +95,18 @@ export class VolumeModel {
     return new VolumeModel(name, Array.from({ length: sectors }, () => new Set([zeroTag])));
   }
 
-  acknowledged(first: number, count: number, tag: number): void {
+  /**
+   * A write that started at `startedMs` was acknowledged: it is the sector's
+   * only current tag, but for other clients' writes that landed while it ran
+   * (either may have reached the disk last).
+   */
+  acknowledged(first: number, count: number, tag: number, startedMs = Infinity): void {
+    const racing = this.#landed.filter((landed) => landed.atMs >= startedMs);
     for (let s = first; s < first + count; s++) {
       this.#current[s] = new Set([tag]);
+      for (const landed of racing) {
+        if (landed.first <= s && s < landed.first + landed.count) this.#current[s].add(landed.tag);
+      }
       this.#sinceFlush[s].add(tag);
     }
   }
@@ -130,10 +143,12 @@ export class VolumeModel {
   }
 
   /** Another client's write ended (either way): it may have landed, as a failed write. */
-  land(tag: number): void {
+  land(tag: number, atMs = -Infinity): void {
     const range = this.#floating.get(tag)!;
     this.#floating.delete(tag);
     this.failed(range.first, range.count, tag);
+    this.#landed.push({ ...range, tag, atMs });
+    if (this.#landed.length > landedKeptMax) this.#landed.shift();
   }
 
   /** The tags sector `s` may read as now. */

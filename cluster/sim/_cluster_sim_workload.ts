@@ -128,6 +128,7 @@ export class ClusterWorkload extends MetaClients {
     const { model } = client;
     const { first, count, tag, data } = this.#randomWrite();
     const { node } = this.#handle(client);
+    const startedMs = this.sim.world.now();
     const outcome = await this.#attempt(
       node,
       `write ${model.name} ${first}+${count} #${tag}`,
@@ -142,7 +143,7 @@ export class ClusterWorkload extends MetaClients {
       if (client.dirty !== null && client.dirty !== client.handle) model.flushFailed();
       client.dirty = client.handle;
       if (!client.dirtySince.has(node)) client.dirtySince.set(node, this.sim.world.now());
-      return model.acknowledged(first, count, tag);
+      return model.acknowledged(first, count, tag, startedMs);
     }
     model.failed(first, count, tag);
     client.handle = null;
@@ -230,7 +231,7 @@ export class ClusterWorkload extends MetaClients {
       },
     ).then(() => {
       model.flushFailed(); // the lease moved here: the holder's release may have flushed
-      model.land(tag);
+      model.land(tag, this.sim.world.now());
     });
   }
 
