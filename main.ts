@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { isWorkerContext, serveHashJobs } from "./wasm/hash_worker.ts";
 import { serve } from "./cli/serve.ts";
 import { clientUsage, runClientCommand } from "./cli/commands.ts";
+import { headerTimeoutMsDefault } from "./net/mod.ts";
 import { configureLogging, logger, parseLogFormat, parseLogLevel } from "./log/mod.ts";
 
 /** Version of this build. */
@@ -18,7 +19,7 @@ const usage = `atoll ${version}: storage for VM images and volumes
               [--token-file F] [--zone NAME] [--hash-engine wasm|native]
               [--gossip HOST:PORT --cluster-key-file F [--join HOST:PORT,...]] [--weight W]
               [--replicas N] [--dead-grace SECONDS] [--heal-interval SECONDS]
-              [--gc-min-age SECONDS] [--gc-settle SECONDS]
+              [--gc-min-age SECONDS] [--gc-settle SECONDS] [--header-timeout SECONDS]
               [--log-format text|json] [--log-level debug|info|warning|error]
               [--fault-file F (testing: no cluster traffic while F exists)]
 ${clientUsage.replace(/^usage:\n/, "")}`;
@@ -52,6 +53,7 @@ async function main(args: string[]): Promise<number> {
       "gc-min-age": { type: "string", default: "60" },
       "gc-settle": { type: "string", default: "10" },
       "hash-engine": { type: "string", default: "wasm" },
+      "header-timeout": { type: "string", default: String(headerTimeoutMsDefault / 1000) },
       "log-format": { type: "string", default: "text" },
       "log-level": { type: "string", default: "info" },
     },
@@ -82,6 +84,7 @@ async function main(args: string[]): Promise<number> {
     gcMinAgeMs: parseSeconds(values["gc-min-age"], "--gc-min-age") * 1000,
     gcSettleMs: parseSeconds(values["gc-settle"], "--gc-settle") * 1000,
     hashEngine,
+    headerTimeoutMs: parseSeconds(values["header-timeout"], "--header-timeout") * 1000,
     version,
   });
   for (const signal of ["SIGINT", "SIGTERM"] as const) {

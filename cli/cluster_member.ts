@@ -20,6 +20,7 @@ import {
   RpcClient,
 } from "../cluster/transport/mod.ts";
 import type { Readiness } from "../http/app.ts";
+import type { ListenerLimits } from "../net/mod.ts";
 import type { ServeOptions } from "./serve.ts";
 import { logger } from "../log/mod.ts";
 
@@ -43,6 +44,8 @@ export type ClusterMemberOptions =
     local: LocalEngine;
     key: ClusterKey;
     gossip: { hostname: string; port: number };
+    /** Connection caps of the cluster request port, sized from the open-files limit. */
+    portLimits?: ListenerLimits;
     /** The store, built after this (it takes the leases' access and the GC rules). */
     store: () => Store;
   };
@@ -124,6 +127,7 @@ export class ClusterMember {
       bind: options.gossip,
       join: options.join,
       self: { id: options.id, zone: options.zone, weight: options.weight },
+      portLimits: options.portLimits,
       methods: {
         ...this.engine.methods(),
         ...this.leases.methods(),

@@ -7,6 +7,7 @@ import { type HashEngineName } from "../wasm/hash_pool.ts";
 import { parseHostPort } from "../core/address.ts";
 import { NbdServer, parseNbdAddress } from "../nbd/server.ts";
 import { ClusterKey } from "../cluster/transport/mod.ts";
+import { type FilesLimit, HttpServer, listenerBudget, raiseFilesLimit } from "../net/mod.ts";
 import { ClusterMember } from "./cluster_member.ts";
 import { logger } from "../log/mod.ts";
 
@@ -36,6 +37,8 @@ export interface ServeOptions {
   /** Testing: while this file exists, the node drops all cluster traffic (a partition). */
   faultFile: string | null;
   hashEngine: HashEngineName;
+  /** Time an HTTP client has to send a whole request head (`--header-timeout`). */
+  headerTimeoutMs: number;
   version: string;
 }
 
@@ -64,7 +67,11 @@ export async function serve(options: ServeOptions): Promise<Node> {
     ? null
     : ClusterKey.fromText(await Deno.readTextFile(options.clusterKeyFile));
   const token = options.tokenFile === null ? null : await readToken(options.tokenFile);
-  const local = await LocalEngine.open({ dir: options.data });
+  // Every connection and open block file costs a descriptor: raise the limit,
+  // then cap each listener by what it allows, so that no flood exhausts it.
+  const files = await raiseFilesLimit();
+  const budget = listenerBudget(files.soft);
+  const local = await LocalEngine.open({ dir: options.data, openFilesMax: budget.engineFilesMax });
   const id = await nodeId(options.data);
   const member: ClusterMember | null = gossip === null || key === null
     ? null
@@ -74,6 +81,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
       local,
       key,
       gossip,
+      portLimits: budget.cluster,
       store: (): Store => store,
     });
   const store: Store = new Store({
@@ -83,6 +91,8 @@ export async function serve(options: ServeOptions): Promise<Node> {
     gcPolicy: member?.gcPolicy,
   });
   const authority = member?.leases ?? new LocalAuthority(store);
+  // Connections open, for /metrics (zero until the listeners exist).
+  let open = () => ({ http: 0, nbd: 0 });
   const ready = () => member?.ready() ?? { ready: true };
   let httpAddress = http;
   const app = createApp({
@@ -99,20 +109,36 @@ export async function serve(options: ServeOptions): Promise<Node> {
         zone: options.zone,
       }],
     clusterStatus: () => member?.status() ?? {},
-    gauges: () => member?.gauges() ?? {},
+    gauges: () => ({
+      ...member?.gauges(),
+      atoll_open_files_limit: { help: "Descriptors this process may hold", value: files.soft },
+      atoll_http_connections_open: { help: "HTTP API connections open", value: open().http },
+      atoll_http_connections_max: {
+        help: "HTTP API connections served at once at most",
+        value: budget.http.connectionsMax,
+      },
+      atoll_nbd_connections_open: { help: "NBD connections open", value: open().nbd },
+      atoll_nbd_connections_max: {
+        help: "NBD connections served at once at most",
+        value: budget.nbd.connectionsMax,
+      },
+    }),
     leases: member?.leases,
     replicasOf: member === null
       ? undefined
       : (name) => member.engine.replicaPeers(name).map((peer) => peer.id),
   });
-  const listening = Promise.withResolvers<{ hostname: string; port: number }>();
-  const server = Deno.serve({
+  const server = HttpServer.listen({
     hostname: http.hostname,
     port: http.port,
-    onListen: (address) => listening.resolve(address),
-  }, app.fetch);
-  httpAddress = await listening.promise;
-  const nbd = await NbdServer.listen(store, nbdAddress, { authority, ready });
+    name: "http",
+    handler: app.fetch,
+    limits: budget.http,
+    timeouts: { headerTimeoutMs: options.headerTimeoutMs },
+  });
+  httpAddress = server.address;
+  const nbd = await NbdServer.listen(store, nbdAddress, { authority, ready, limits: budget.nbd });
+  open = () => ({ http: server.connections, nbd: nbd.connections });
   await member?.start();
   const nbdUrl = "path" in nbd.address
     ? `unix:${nbd.address.path}`
@@ -122,8 +148,15 @@ export async function serve(options: ServeOptions): Promise<Node> {
   logger("node").info(
     `atoll ${options.version}: node ${id} serving ${httpUrl} nbd ${nbdUrl}` +
       `${member === null ? "" : ` gossip ${member.address}`}` +
-      ` data ${options.data}${token === null ? "" : " (token required)"}`,
-    { node: id, http: httpUrl, nbd: nbdUrl, gossip: member?.address ?? null, data: options.data },
+      ` data ${options.data}${token === null ? "" : " (token required)"} ${describeFiles(files)}`,
+    {
+      node: id,
+      http: httpUrl,
+      nbd: nbdUrl,
+      gossip: member?.address ?? null,
+      data: options.data,
+      openFilesLimit: files.soft,
+    },
   );
   let stopping: Promise<void> | null = null;
   const shutdown = () =>
@@ -138,6 +171,13 @@ export async function serve(options: ServeOptions): Promise<Node> {
       await store.close();
     })();
   return { id, httpAddress, shutdown, finished: server.finished };
+}
+
+/** The open-files limit for the start line: what is in force, and how it came to be. */
+function describeFiles(files: FilesLimit): string {
+  const raised = files.raisedFrom === null ? "" : `, raised from ${files.raisedFrom}`;
+  const note = files.note === null ? "" : `; ${files.note}`;
+  return `open-files limit ${files.soft} (hard ${files.hard}${raised}${note})`;
 }
 
 async function readToken(path: string): Promise<string> {

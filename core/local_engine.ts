@@ -36,13 +36,18 @@ const metaHeaderBytes = 16; // magic u32, version u32, value length f64
 export interface LocalEngineOptions {
   /** The data directory; created when missing. */
   dir: string;
+  /**
+   * Files kept open at once (default {@linkcode openFilesMax}); a node sizes it
+   * from its open-files limit so that its connections keep descriptors too.
+   */
+  openFilesMax?: number;
 }
 
 /** Engine over files in one directory, owned by one process at a time. */
 export class LocalEngine implements NodeDisk {
   readonly dir: string;
   #lock: Deno.FsFile;
-  #files = new FdCache(openFilesMax);
+  #files: FdCache;
   #metaLocks = new KeyedMutex();
   #dirtyDirs = new Set<string>();
   /** Blocks put since the last flush, by hash: their temporary file and its sync, once started. */
@@ -56,9 +61,10 @@ export class LocalEngine implements NodeDisk {
   #objectDirs = new Set<string>();
   #closed = false;
 
-  private constructor(dir: string, lock: Deno.FsFile) {
+  private constructor(dir: string, lock: Deno.FsFile, filesMax: number) {
     this.dir = dir;
     this.#lock = lock;
+    this.#files = new FdCache(filesMax);
   }
 
   /** Opens (creating) a data directory and takes its lock. */
@@ -75,7 +81,7 @@ export class LocalEngine implements NodeDisk {
     fs.rmSync(join(dir, "tmp"), { recursive: true, force: true });
     fs.mkdirSync(join(dir, "tmp"));
     await syncDir(dir);
-    return new LocalEngine(dir, lock);
+    return new LocalEngine(dir, lock, options.openFilesMax ?? openFilesMax);
   }
 
   hasBlock(hash: string): Promise<boolean> {

@@ -17,10 +17,12 @@ export const metaQueriesMax = 64;
 export const listedExportsMax = 10_000;
 /** Requests one connection may have in flight; reading pauses beyond it. */
 export const inflightRequestsMax = 64;
-/** Connections one node serves at once; more are closed at accept. */
-export const connectionsMax = 4096;
-/** Time a client has to finish the handshake. */
-export const handshakeTimeoutMs = 30_000;
+/**
+ * Time a client has to finish the handshake (QEMU takes milliseconds); an idle
+ * connection that never starts one holds a descriptor no longer than this.
+ * Connection caps are the node's listener limits (net/limits.ts).
+ */
+export const handshakeTimeoutMs = 10_000;
 /** Payload buffer bytes the node keeps for reuse, across all connections. */
 export const pooledBufferBytesMax = 128 * 1024 * 1024;
 /** Largest single buffer kept for reuse (a 4 MiB block; larger requests are rare). */

@@ -1,11 +1,23 @@
 /**
  * The NBD server of a node: listens on TCP (default 127.0.0.1:10809) or a unix
- * socket, bounds connections, and runs handshake then transmission on each.
- * Nothing a client sends can crash the node: every connection's failure ends at
- * that connection.
+ * socket, bounds connections (in all and per remote address, through the
+ * node's accept loop, which backs off when descriptors run out), and runs
+ * handshake then transmission on each. Nothing a client sends can crash the
+ * node: every connection's failure ends at that connection.
+ *
+ * A connection that has not finished its handshake within
+ * {@linkcode handshakeTimeoutMs} is closed; an established one has no idle
+ * timeout, since a VM's disk may see no I/O for hours.
  */
 import { LocalAuthority, type Store, type VolumeAuthority } from "../core/mod.ts";
 import { parseHostPort } from "../core/address.ts";
+import {
+  Acceptor,
+  closeQuietly,
+  type ListenerLimits,
+  nbdConnectionsMax,
+  nbdConnectionsPerAddressMax,
+} from "../net/mod.ts";
 import { ConnectionClosedError, ConnReader, ReplyWriter } from "./conn_io.ts";
 import {
   handshake,
@@ -13,12 +25,7 @@ import {
   NbdFramingError,
   type ReadinessCheck,
 } from "./handshake.ts";
-import {
-  connectionsMax,
-  handshakeTimeoutMs,
-  pooledBufferBytesMax,
-  pooledBufferSizeMax,
-} from "./limits.ts";
+import { handshakeTimeoutMs, pooledBufferBytesMax, pooledBufferSizeMax } from "./limits.ts";
 import { BufferPool } from "./buffer_pool.ts";
 import { serveTransmission } from "./transmission.ts";
 
@@ -44,85 +51,74 @@ export function parseNbdAddress(text: string): NbdAddress {
 /** A listening NBD server. */
 export class NbdServer {
   readonly address: NbdAddress;
-  #listener: Deno.Listener;
   #store: Store;
-  #connections = new Set<Deno.Conn>();
-  #accepting: Promise<void>;
+  #acceptor: Acceptor;
   #buffers = new BufferPool(pooledBufferBytesMax, pooledBufferSizeMax);
-  /** Connections served since start (for metrics). */
-  connectionsServed = 0;
-
   #handshakeOptions: HandshakeOptions;
 
   private constructor(
     store: Store,
     listener: Deno.Listener,
     address: NbdAddress,
-    handshakeOptions: HandshakeOptions,
+    options: { handshake: HandshakeOptions; limits: ListenerLimits },
   ) {
     this.#store = store;
-    this.#handshakeOptions = handshakeOptions;
-    this.#listener = listener;
+    this.#handshakeOptions = options.handshake;
     this.address = address;
-    this.#accepting = this.#acceptLoop();
+    this.#acceptor = Acceptor.start(listener, {
+      name: "nbd",
+      limits: options.limits,
+      serve: (conn) => this.#serve(conn),
+    });
   }
 
   /**
    * Starts listening at `address`. A stale unix socket file is replaced. With
    * `ready`, a connection's handshake is refused while the node is not ready
    * (NBD_REP_ERR_SHUTDOWN with the reason, which qemu-img and nbdinfo print).
+   * `limits` caps connections (default: the NBD maxima of net/limits.ts; a node
+   * passes the caps its open-files limit allows).
    */
   static async listen(
     store: Store,
     address: NbdAddress,
-    options: { authority?: VolumeAuthority; ready?: ReadinessCheck } = {},
+    options: { authority?: VolumeAuthority; ready?: ReadinessCheck; limits?: ListenerLimits } = {},
   ): Promise<NbdServer> {
     // Volumes open through their authority: the single node's own, or a cluster's leases.
     const authority = options.authority ?? new LocalAuthority(store);
-    const handshakeOptions = { authority, ready: options.ready };
+    const setup = {
+      handshake: { authority, ready: options.ready },
+      limits: options.limits ??
+        {
+          connectionsMax: nbdConnectionsMax,
+          connectionsPerAddressMax: nbdConnectionsPerAddressMax,
+        },
+    };
     if ("path" in address) {
       await Deno.remove(address.path).catch(() => {});
       const listener = Deno.listen({ transport: "unix", path: address.path });
-      return new NbdServer(store, listener, address, handshakeOptions);
+      return new NbdServer(store, listener, address, setup);
     }
     const listener = Deno.listen({ hostname: address.hostname, port: address.port });
     const bound = listener.addr as Deno.NetAddr;
     const at = { hostname: bound.hostname, port: bound.port };
-    return new NbdServer(store, listener, at, handshakeOptions);
+    return new NbdServer(store, listener, at, setup);
   }
 
   /** Connections open now. */
   get connections(): number {
-    return this.#connections.size;
+    return this.#acceptor.connections;
+  }
+
+  /** Connections served since start (for metrics). */
+  get connectionsServed(): number {
+    return this.#acceptor.admitted;
   }
 
   /** Stops accepting and closes every connection. */
   async close(): Promise<void> {
-    this.#listener.close();
-    for (const conn of this.#connections) closeQuietly(conn);
-    await this.#accepting;
-  }
-
-  async #acceptLoop(): Promise<void> {
-    for (;;) {
-      let conn: Deno.Conn;
-      try {
-        conn = await this.#listener.accept();
-      } catch {
-        return; // listener closed
-      }
-      if (this.#connections.size >= connectionsMax) {
-        closeQuietly(conn);
-        continue;
-      }
-      if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
-      this.#connections.add(conn);
-      this.connectionsServed++;
-      this.#serve(conn).finally(() => {
-        this.#connections.delete(conn);
-        closeQuietly(conn);
-      });
-    }
+    await this.#acceptor.close();
+    this.#acceptor.closeConnections();
   }
 
   async #serve(conn: Deno.Conn): Promise<void> {
@@ -148,10 +144,4 @@ export class NbdServer {
       console.error(`nbd: connection failed: ${error}`);
     }
   }
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch { /* already closed */ }
 }

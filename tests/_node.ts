@@ -18,6 +18,8 @@ export interface StartOptions {
   nbd?: string;
   /** Extra environment variables of the process (e.g. LD_PRELOAD of libfaketime). */
   env?: Record<string, string>;
+  /** The open-files limit (soft and hard) to start the node under, as `ulimit -n` sets it. */
+  filesLimit?: number;
 }
 
 /** A running node process. */
@@ -72,20 +74,25 @@ export class TestNode {
 export async function startNode(options: StartOptions = {}): Promise<TestNode> {
   const data = options.data ?? await Deno.makeTempDir({ prefix: "atoll-test-" });
   const entry = options.entry ?? `${root}main.ts`;
-  const process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-all",
-      entry,
-      "serve",
-      "--data",
-      data,
-      "--http",
-      "127.0.0.1:0",
-      "--nbd",
-      options.nbd ?? "127.0.0.1:0",
-      ...(options.args ?? []),
-    ],
+  const args = [
+    "run",
+    "--allow-all",
+    entry,
+    "serve",
+    "--data",
+    data,
+    "--http",
+    "127.0.0.1:0",
+    "--nbd",
+    options.nbd ?? "127.0.0.1:0",
+    ...(options.args ?? []),
+  ];
+  // bash sets the limit, then becomes deno (exec): signals reach the node itself.
+  const limited = options.filesLimit === undefined
+    ? null
+    : ["-c", `ulimit -n ${options.filesLimit} && exec "$0" "$@"`, Deno.execPath()];
+  const process = new Deno.Command(limited === null ? Deno.execPath() : "bash", {
+    args: limited === null ? args : [...limited, ...args],
     stdout: "null",
     stderr: "piped",
     cwd: options.cwd ?? root,

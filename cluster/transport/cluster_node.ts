@@ -19,6 +19,7 @@ import { type Message, parseMessage } from "../membership/mod.ts";
 import { Refusals, type RefusalStatus } from "./refusals.ts";
 import { ReplayGuard } from "./replay_guard.ts";
 import { faults, RpcClient, type RpcMethod, rpcServer } from "./rpc.ts";
+import type { ListenerLimits } from "../../net/mod.ts";
 import { bindDatagrams, type DatagramSocket, listenRequests, type RequestPort } from "./net_env.ts";
 
 /** Sender boots whose datagram sequence windows are kept. */
@@ -38,6 +39,8 @@ export interface ClusterNodeOptions {
   methods?: Record<string, RpcMethod>;
   /** The wall clock stamped on messages (tests shift it to play a skewed member). */
   wallClock?: () => number;
+  /** Connection caps of the request port (default: net/limits.ts's cluster maxima). */
+  portLimits?: ListenerLimits;
 }
 
 /** Counters an operator sees in /metrics. */
@@ -121,6 +124,7 @@ export class ClusterNode {
         wallClock: options.wallClock,
         onRefusal: (peer, refusal) => refusals.record(peer, refusal),
       }),
+      options.portLimits,
     );
     const { port } = server;
     const address = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;

@@ -1,6 +1,7 @@
 /**
  * The real network of a node, in one place: sealed requests posted over HTTP,
- * the request port served with `Deno.serve`, and UDP datagrams. Everything
+ * the request port served by the node's own HTTP server (net/), and UDP
+ * datagrams. Everything
  * else in the cluster reaches peers through interfaces (`RpcCaller`, the
  * membership's environment), which the deterministic simulation implements
  * with its own network.
@@ -8,6 +9,13 @@
  * @module
  */
 import dgram from "node:dgram";
+import {
+  clusterConnectionsMax,
+  clusterConnectionsPerAddressMax,
+  clusterRequestTimeoutMs,
+  HttpServer,
+  type ListenerLimits,
+} from "../../net/mod.ts";
 
 /** Posts a sealed request body to the request port of the member at `address`. */
 export function postRequest(
@@ -24,18 +32,37 @@ export interface RequestPort {
   shutdown(): Promise<void>;
 }
 
-/** Serves `handler` on `hostname:port` (0 picks a free port). */
-export async function listenRequests(
+/** The request port's connection caps when the node does not size them from its open-files limit. */
+export const requestPortLimitsDefault: ListenerLimits = {
+  connectionsMax: clusterConnectionsMax,
+  connectionsPerAddressMax: clusterConnectionsPerAddressMax,
+};
+
+/**
+ * Serves `handler` on `hostname:port` (0 picks a free port). Nothing is open
+ * to anyone without the key, so a connection must deliver a whole request
+ * within {@linkcode clusterRequestTimeoutMs} of its first byte, and carries
+ * another only after an answer of 200: a sealed reply, which the handler
+ * gives only to a request sealed with the key.
+ */
+export function listenRequests(
   bind: { hostname: string; port: number },
-  handler: (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Promise<Response>,
+  handler: (request: Request, info: { remoteAddr: Deno.NetAddr }) => Promise<Response>,
+  limits: ListenerLimits = requestPortLimitsDefault,
 ): Promise<RequestPort> {
-  const listening = Promise.withResolvers<number>();
-  const server = Deno.serve({
+  const server = HttpServer.listen({
     hostname: bind.hostname,
     port: bind.port,
-    onListen: (address) => listening.resolve(address.port),
-  }, handler);
-  return { port: await listening.promise, shutdown: () => server.shutdown() };
+    name: "cluster",
+    handler,
+    limits,
+    timeouts: {
+      headerTimeoutMs: clusterRequestTimeoutMs,
+      requestTimeoutMs: clusterRequestTimeoutMs,
+    },
+    keepAliveAfter: (response) => response.status === 200,
+  });
+  return Promise.resolve({ port: server.address.port, shutdown: () => server.shutdown() });
 }
 
 /** A bound UDP socket. */
