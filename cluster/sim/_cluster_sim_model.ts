@@ -121,8 +121,10 @@ export class VolumeModel {
 
   /** A flush (or a snapshot's freeze) succeeded; `takenOver`: a lease was taken over since. */
   flushed(takenOver: boolean): void {
+    // A crash or takeover since may have kept any subset of the writes since the
+    // last flush, an overwritten one included.
     this.#durable = this.#current.map((tags, s) =>
-      new Set(takenOver ? [...tags, ...this.#durable[s]] : tags)
+      new Set(takenOver ? [...tags, ...this.#durable[s], ...this.#sinceFlush[s]] : tags)
     );
     if (takenOver) this.#current = this.#durable.map((tags) => new Set(tags));
     this.#sinceFlush = this.#sinceFlush.map(() => new Set());

@@ -178,7 +178,11 @@ export class ClusterWorkload extends MetaClients {
     // A flush through another handle than the writes' says nothing about them,
     // unless it fails: it may have made some durable, or reported them lost.
     if (through === client.dirty || client.dirty === null) this.#flushed(client, outcome);
-    else if (!outcome.ok) client.model.flushFailed();
+    else if (!outcome.ok || this.#losses.lost(client.model.name, client.dirtySince)) {
+      // It failed (it may have made some durable, or reported them lost), or a crash or
+      // takeover since the writes may have kept any subset of them.
+      client.model.flushFailed();
+    }
   }
 
   #flushed(client: VolumeClient, outcome: Attempt): void {
