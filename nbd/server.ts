@@ -28,6 +28,9 @@ import {
 import { handshakeTimeoutMs, pooledBufferBytesMax, pooledBufferSizeMax } from "./limits.ts";
 import { BufferPool } from "./buffer_pool.ts";
 import { serveTransmission } from "./transmission.ts";
+import { logger } from "../log/mod.ts";
+
+const log = logger("nbd");
 
 /** Where to listen: `{hostname, port}` or `{path}` of a unix socket. */
 export type NbdAddress = { hostname: string; port: number } | { path: string };
@@ -125,10 +128,18 @@ export class NbdServer {
     const reader = new ConnReader(conn);
     const writer = new ReplyWriter(conn);
     const timer = setTimeout(() => closeQuietly(conn), handshakeTimeoutMs);
+    const client = clientOf(conn);
+    let opened: { export: string; atMs: number } | null = null;
     try {
       const session = await handshake(this.#store, reader, writer, this.#handshakeOptions)
         .finally(() => clearTimeout(timer));
       if (session !== null) {
+        opened = { export: session.device.name, atMs: performance.now() };
+        log.info("connection opened to {export} from {client}", {
+          export: opened.export,
+          client,
+          writable: session.device.canWrite,
+        });
         await serveTransmission(session, { reader, writer, buffers: this.#buffers });
       }
     } catch (error) {
@@ -141,7 +152,23 @@ export class NbdServer {
         return;
       }
       if (error instanceof NbdFramingError) return;
-      console.error(`nbd: connection failed: ${error}`);
+      log.error("connection from {client} failed: {error}", { client, error });
+    } finally {
+      if (opened !== null) {
+        log.info("connection to {export} from {client} closed after {ms} ms", {
+          export: opened.export,
+          client,
+          ms: Math.round(performance.now() - opened.atMs),
+        });
+      }
     }
   }
+}
+
+/** HOST:PORT of a TCP client, the socket path of a unix one. */
+function clientOf(conn: Deno.Conn): string {
+  const addr = conn.remoteAddr;
+  return addr.transport === "unix" || addr.transport === "unixpacket"
+    ? `unix:${(conn.localAddr as Deno.UnixAddr).path}`
+    : `${(addr as Deno.NetAddr).hostname}:${(addr as Deno.NetAddr).port}`;
 }

@@ -26,6 +26,9 @@ import {
   requestHeaderBytes,
   State,
 } from "./protocol.ts";
+import { logger } from "../log/mod.ts";
+
+const log = logger("nbd");
 
 /** Flags each command accepts besides FUA (accepted on every command). */
 const flagsAllowed: Record<number, number> = {
@@ -275,6 +278,6 @@ export function errorCode(error: unknown): number {
   if (error instanceof ConflictError) return NbdError.io;
   const code = (error as { code?: string }).code;
   if (code === "ENOSPC" || code === "EDQUOT" || code === "EFBIG") return NbdError.nospc;
-  console.error(`nbd: request failed: ${error}`);
+  log.error("request failed: {error}", { error });
   return NbdError.io;
 }

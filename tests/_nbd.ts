@@ -78,7 +78,7 @@ export async function withNode(
 
 /** Asserts the node logged no failed NBD request and no broken connection. */
 export function assertQuietLog(node: TestNode): void {
-  const failures = node.log.filter((line) => /nbd: .*failed/.test(line));
+  const failures = node.log.filter((line) => /atoll\.nbd: .*failed/.test(line));
   assert.deepEqual(failures, [], "the node logged NBD failures");
 }
 

@@ -127,7 +127,9 @@ async function assertHealthy({ node, exited }: Fixture): Promise<void> {
   const image = await node.fetch("/v1/images/img");
   assert.equal(await streamSha256(image.body!), bytesSha256(imagePattern), "img is intact");
   const counts = new Map<string, number>();
-  for (const line of node.log.filter((line) => /^nbd:|Uncaught|panicked/.test(line))) {
+  for (
+    const line of node.log.filter((line) => /atoll\.nbd: .*failed|Uncaught|panicked/.test(line))
+  ) {
     counts.set(line, (counts.get(line) ?? 0) + 1);
   }
   const unexpected = [...counts].map(([line, count]) => `${count}× ${line}`);
@@ -781,7 +783,7 @@ Deno.test("a client that never reads replies neither balloons the node nor stall
       await writing;
     }
     await delay(500);
-    const logged = node.log.filter((line) => line.startsWith("nbd: request failed"));
+    const logged = node.log.filter((line) => line.includes("atoll.nbd: request failed"));
     assert.equal(
       logged.length,
       0,
