@@ -16,7 +16,7 @@ import { removeData, startNode } from "../tests/_node.ts";
 const MiB = 1024 * 1024;
 
 /** Writes `sizeMib` MiB of distinct 4 MiB blocks to `path`. */
-async function writeImage(path: string, sizeMib: number): Promise<void> {
+export async function writeImage(path: string, sizeMib: number): Promise<void> {
   const file = await Deno.open(path, { write: true, create: true, truncate: true });
   for (let block = 0; block < sizeMib / 4; block++) {
     await file.write(patternBytes(4 * MiB, block + 1));
@@ -25,7 +25,7 @@ async function writeImage(path: string, sizeMib: number): Promise<void> {
 }
 
 /** Seconds curl takes to PUT `path` as image `name`. */
-async function curlUpload(url: string, path: string, name: string): Promise<number> {
+export async function curlUpload(url: string, path: string, name: string): Promise<number> {
   const out = await run("curl", [
     "-sS",
     "--fail-with-body",
@@ -41,7 +41,7 @@ async function curlUpload(url: string, path: string, name: string): Promise<numb
 }
 
 /** Median of some numbers. */
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
 }

@@ -7,7 +7,13 @@ import { type HashEngineName } from "../wasm/hash_pool.ts";
 import { parseHostPort } from "../core/address.ts";
 import { NbdServer, parseNbdAddress } from "../nbd/server.ts";
 import { ClusterKey } from "../cluster/transport/mod.ts";
-import { type FilesLimit, HttpServer, listenerBudget, raiseFilesLimit } from "../net/mod.ts";
+import {
+  type FilesLimit,
+  HttpServer,
+  listenerBudget,
+  raiseFilesLimit,
+  surviveFilesExhaustion,
+} from "../net/mod.ts";
 import { ClusterMember } from "./cluster_member.ts";
 import { logger } from "../log/mod.ts";
 
@@ -71,6 +77,11 @@ export async function serve(options: ServeOptions): Promise<Node> {
   // then cap each listener by what it allows, so that no flood exhausts it.
   const files = await raiseFilesLimit();
   const budget = listenerBudget(files.soft);
+  surviveFilesExhaustion((error) =>
+    logger("node").error("out of file descriptors in a background task: {error}; serving on", {
+      error: error.message,
+    })
+  );
   const local = await LocalEngine.open({ dir: options.data, openFilesMax: budget.engineFilesMax });
   const id = await nodeId(options.data);
   const member: ClusterMember | null = gossip === null || key === null

@@ -75,3 +75,29 @@ export function parseFilesLimit(text: string): { soft: number; hard: number } | 
   if (!Number.isSafeInteger(soft) || !Number.isSafeInteger(hard)) return null;
   return { soft, hard };
 }
+
+/** Whether `error` says the process or the system ran out of file descriptors. */
+export function isFilesExhausted(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  return code === "EMFILE" || code === "ENFILE" || /too many open files/i.test(error.message);
+}
+
+/**
+ * Keeps the process up when descriptors run out where nobody handles it (a
+ * promise nobody awaits, a library's background task): such an error is given
+ * to `log` and absorbed, where Deno would end the process. Any other uncaught
+ * error still ends it: that is a bug, not an operating condition.
+ */
+export function surviveFilesExhaustion(log: (error: Error) => void): void {
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    if (!isFilesExhausted(event.reason)) return;
+    event.preventDefault();
+    log(event.reason as Error);
+  });
+  globalThis.addEventListener("error", (event) => {
+    if (!isFilesExhausted(event.error)) return;
+    event.preventDefault();
+    log(event.error as Error);
+  });
+}

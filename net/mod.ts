@@ -6,7 +6,13 @@
  * @module
  */
 export { type AcceptOptions, Acceptor, closeQuietly } from "./accept_loop.ts";
-export { type FilesLimit, raiseFilesLimit, readFilesLimit } from "./files_limit.ts";
+export {
+  type FilesLimit,
+  isFilesExhausted,
+  raiseFilesLimit,
+  readFilesLimit,
+  surviveFilesExhaustion,
+} from "./files_limit.ts";
 export { type HttpHandler, HttpServer, type HttpServerOptions } from "./http_server.ts";
 export type { HttpTimeouts } from "./_http_conn.ts";
 export * from "./limits.ts";
