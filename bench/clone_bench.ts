@@ -41,17 +41,26 @@ async function timeClones(node: TestNode, image: string, count: number): Promise
   return times;
 }
 
-/** Clones while `busy` runs (started first); the clones stop when it ends or `count` are done. */
+/**
+ * Clones while `busy` runs, `count` of them; with `repeat`, `busy` is run again
+ * each time it ends (a collection on one node lasts less than a clone series).
+ */
 async function clonesDuring(
   node: TestNode,
   image: string,
   busy: () => Promise<unknown>,
+  repeat = true,
 ): Promise<number[]> {
-  let done = false;
-  const running = busy().finally(() => done = true);
+  let stopped = false;
+  let ended = false;
+  const running = (async () => {
+    do await busy(); while (repeat && !stopped);
+    ended = true;
+  })();
   const times: number[] = [];
   await new Promise((resolve) => setTimeout(resolve, 100));
-  while (!done && times.length < clones) times.push(...await timeClones(node, image, 1));
+  while (!ended && times.length < clones) times.push(...await timeClones(node, image, 1));
+  stopped = true;
   await running;
   return times;
 }
@@ -72,8 +81,10 @@ function report(setup: string, phases: Record<string, number[]>) {
 }
 
 const image = patternBytes(64 * MiB, 1);
-const upload = (node: TestNode, name: string) => () =>
-  uploadImage(node, name, patternBytes(256 * MiB, serial + 7));
+const upload = (node: TestNode, name: string) => () => {
+  const unique = serial++;
+  return uploadImage(node, `${name}${unique}`, patternBytes(256 * MiB, unique + 7));
+};
 const collect = (node: TestNode) => () =>
   node.fetch("/v1/gc", { method: "POST" }).then((r) => r.text());
 
