@@ -278,8 +278,13 @@ export class ClusterEngine implements Engine {
     });
   }
 
-  readObject(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
-    return this.objects.read(name, range.offset, into);
+  readObject(
+    name: string,
+    range: ByteRange,
+    into: Uint8Array,
+    options: { existing?: boolean } = {},
+  ): Promise<void> {
+    return this.objects.read(name, range.offset, into, options.existing ?? false);
   }
 
   writeObject(

@@ -42,8 +42,17 @@ export interface Engine {
   /** Every stored block name. */
   listBlocks(): AsyncIterable<string>;
 
-  /** Reads `range` of an object into `into`; never-written bytes read as zeros. */
-  readObject(name: string, range: ByteRange, into: Uint8Array): Promise<void>;
+  /**
+   * Reads `range` of an object into `into`; never-written bytes read as zeros.
+   * `existing`: the caller knows the object was written (a map names it); an
+   * engine that finds no copy of it then refuses, instead of answering zeros.
+   */
+  readObject(
+    name: string,
+    range: ByteRange,
+    into: Uint8Array,
+    options?: { existing?: boolean },
+  ): Promise<void>;
   /**
    * Writes `data` at `offset` in an object, creating it when missing. With
    * `truncate`, whatever the object held before is discarded first, so the

@@ -35,7 +35,7 @@ export async function readEntry(
 ): Promise<void> {
   if (entry.kind === "zero") into.fill(0);
   else if (entry.kind === "block") await engine.readBlock(entry.hash, range, into);
-  else await engine.readObject(entry.name, range, into);
+  else await engine.readObject(entry.name, range, into, { existing: true });
 }
 
 /** Reads `range` of the bytes `map` describes into `into` (length range.length). */

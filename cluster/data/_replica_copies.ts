@@ -68,8 +68,10 @@ export async function readNewest(
   offset: number,
   into: Uint8Array,
   lookup: Lookup,
-  atLeast: Stamp = [0, 0],
+  /** `atLeast`: what the writer acknowledged; `existing`: a map names the object. */
+  expect: { atLeast?: Stamp; existing?: boolean } = {},
 ): Promise<NewestRead> {
+  const atLeast = expect.atLeast ?? [0, 0];
   const [first, ...others] = links;
   const reading = first.read(name, offset, into.length).catch(() => null);
   const asked = await Promise.allSettled(others.map((link) => link.stamps([name])));
@@ -90,12 +92,12 @@ export async function readNewest(
   let best = newestOf(answers)!;
   const everyone = answers.length === links.length;
   const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, best.stamp) === 0);
-  // A map names every object read, so one its replicas all lack lives elsewhere.
-  const absent = compareStamps(best.stamp, [0, 0]) === 0;
+  // An object a map names that its replicas all lack lives elsewhere.
+  const absent = expect.existing === true && compareStamps(best.stamp, [0, 0]) === 0;
   if (!agree || absent || compareStamps(best.stamp, atLeast) < 0) {
     best = newestOf([best, ...await stampsElsewhere(name, links, lookup.everyone())])!;
     await checkFloor(name, best.stamp, lookup.floorOf);
-    if (compareStamps(best.stamp, [0, 0]) === 0) {
+    if (absent && compareStamps(best.stamp, [0, 0]) === 0) {
       throw new ReplicaQuorumError(
         `Cannot read object ${name}: no member that answers holds a copy of it`,
       );

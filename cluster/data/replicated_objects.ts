@@ -118,7 +118,7 @@ export class ReplicatedObjects {
    * version. Throws WritesLostError when this node acknowledged writes of the
    * object that no replica holds any more.
    */
-  async read(name: string, offset: number, into: Uint8Array): Promise<void> {
+  async read(name: string, offset: number, into: Uint8Array, existing = false): Promise<void> {
     const links = this.#ordered(this.#options.replicasOf(name));
     const written = this.#written.get(name);
     if (written !== undefined && !written.stale) {
@@ -139,7 +139,10 @@ export class ReplicatedObjects {
     }
     // Not the writer (or its replicas failed): read the copy with the highest stamp.
     const acked = written?.acked ?? [0, 0];
-    const newest = await readNewest(name, links, offset, into, this.#lookup(name), acked);
+    const newest = await readNewest(name, links, offset, into, this.#lookup(name), {
+      atLeast: acked,
+      existing,
+    });
     if (newest.staleFirst) this.counters.staleReads++;
     if (written !== undefined && compareStamps(newest.stamp, acked) < 0) {
       // The writer knows better than the replicas that answered.
