@@ -90,7 +90,7 @@ export class Refusals {
     const lastMs = logged[refusal.reason];
     if (lastMs !== undefined && nowMs - lastMs < refusalLogIntervalMs) return;
     logged[refusal.reason] = nowMs;
-    this.#log(`atoll: cluster: refusing messages from ${peer}: ${refusal.detail}`);
+    this.#log(`refusing messages from ${peer}: ${refusal.detail}`);
   }
 
   /** Counts by reason and the peers refused lately, most recent first. */

@@ -24,9 +24,9 @@ Deno.test("Refusals counts by reason and peer, and logs one line per peer and re
   refusals.record("10.0.0.3:7946", skewed);
   refusals.record("10.0.0.2:7946", new RefusalError("authentication", "bad MAC"));
   assert.deepEqual(lines, [
-    "atoll: cluster: refusing messages from 10.0.0.2:7946: clock 600 s ahead of ours (limit 300 s)",
-    "atoll: cluster: refusing messages from 10.0.0.3:7946: clock 600 s ahead of ours (limit 300 s)",
-    "atoll: cluster: refusing messages from 10.0.0.2:7946: bad MAC",
+    "refusing messages from 10.0.0.2:7946: clock 600 s ahead of ours (limit 300 s)",
+    "refusing messages from 10.0.0.3:7946: clock 600 s ahead of ours (limit 300 s)",
+    "refusing messages from 10.0.0.2:7946: bad MAC",
   ]);
   time.monotonicMs += refusalLogIntervalMs - 1;
   refusals.record("10.0.0.2:7946", skewed);
