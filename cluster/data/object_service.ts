@@ -232,6 +232,28 @@ export class ObjectReplica implements ObjectLink {
     return await this.stamps(names);
   }
 
+  /**
+   * Gives this node's copy of `name` up (healing hands it off to its replicas),
+   * data and stamp together and only while its stamp is still `stamp`: a change
+   * that arrived since the replicas were checked keeps the copy. Without its
+   * stamp, a change from a writer that still counts this node a replica finds
+   * it behind and replaces it whole, instead of being applied on top of data no
+   * longer here. The stamp goes durably before the data. True when given up.
+   */
+  drop(name: string, stamp: Stamp): Promise<boolean> {
+    checkObjectName(name);
+    const { uid } = parseObjectName(name);
+    return this.#locks.run(name, async () => {
+      const stamps = await this.#stampsOf(uid);
+      if (compareStamps(stamps.get(name) ?? unwritten, stamp) !== 0) return false;
+      stamps.delete(name);
+      this.#dirty.add(uid);
+      await this.flush();
+      await this.#engine.deleteObject(name);
+      return true;
+    });
+  }
+
   /** Every object this node stores. */
   list(): AsyncIterable<string> {
     return this.#engine.listObjects();

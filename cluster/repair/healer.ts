@@ -321,12 +321,27 @@ export class Healer {
           this.#failed(error);
         }
       }
-      // Not a replica (any more): the copy goes once every replica is live and current.
+      // Not a replica (any more): the copy goes once every replica is live and
+      // holds it durably, with its stamp, unless it changed meanwhile.
       if (!mine && replicas.every((peer) => current.has(peer))) {
-        await engine.local.deleteObject(name);
-        this.status.objectsHandedOff++;
+        if (await this.#durableOnAll(name, stamp, replicas)) {
+          if (await engine.replica.drop(name, stamp)) this.status.objectsHandedOff++;
+        }
       }
     }
+  }
+
+  /** True when every one of `peers` holds `name` durably at `stamp` or later. */
+  async #durableOnAll(name: string, stamp: Stamp, peers: BlockPeer[]): Promise<boolean> {
+    const answers = await Promise.allSettled(peers.map(async (peer) => {
+      const reply = await this.#options.rpc.call(peer.address, "object.flush", {
+        header: { names: [name] },
+      });
+      return (reply.header.stamps as Stamp[])[0];
+    }));
+    return answers.every((answer) =>
+      answer.status === "fulfilled" && compareStamps(answer.value, stamp) >= 0
+    );
   }
 
   async #scrub(): Promise<void> {
