@@ -81,6 +81,12 @@ export class ReplicatedObjects {
   #unflushed = new Map<string, { link: ObjectLink; names: Set<string> }>();
   /** Objects a flush could not make durable on a write quorum: every flush tries them again. */
   #short = new Set<string>();
+  /**
+   * Objects whose acknowledged writes a flush of every volume found lost (a
+   * collection's or an upload's, not the writer's): the loss is the writer's
+   * to hear, so the next flush, read or write of its volume reports it.
+   */
+  #lostUnheard = new Set<string>();
   #background = new Set<Promise<void>>();
 
   constructor(options: ReplicatedObjectsOptions) {
@@ -99,6 +105,7 @@ export class ReplicatedObjects {
     options: { truncate?: boolean; existing?: boolean } = {},
   ): Promise<void> {
     const truncate = options.truncate ?? false;
+    if (this.#lostUnheard.delete(name)) return Promise.reject(new WritesLostError([name]));
     return this.#locks.run(
       name,
       () => this.#change(name, { offset, data, truncate }, options.existing ?? false),
@@ -119,6 +126,7 @@ export class ReplicatedObjects {
    * object that no replica holds any more.
    */
   async read(name: string, offset: number, into: Uint8Array, existing = false): Promise<void> {
+    if (this.#lostUnheard.delete(name)) throw new WritesLostError([name]);
     const links = this.#ordered(this.#options.replicasOf(name));
     const written = this.#written.get(name);
     if (written !== undefined && !written.stale) {
@@ -163,7 +171,8 @@ export class ReplicatedObjects {
    * remaining laggards up, in the background. An object it cannot make durable
    * now is tried again by every later flush until it is: a failed flush never
    * lets a later one succeed without it. Throws WritesLostError when every
-   * replica answered and none holds what this node acknowledged.
+   * replica answered and none holds what this node acknowledged; a flush of
+   * every volume (`uid` absent) leaves that to the volume's own (#lostUnheard).
    */
   async flush(uid?: string): Promise<void> {
     const ofScope = (name: string) => uid === undefined || parseObjectName(name).uid === uid;
@@ -232,12 +241,23 @@ export class ReplicatedObjects {
     // Durable on too few copies for every read to see: say so before acknowledging.
     const raising = this.#options.floors ?? noFloors;
     await Promise.all([...floors].map(([uid, raised]) => raising.raise(uid, raised)));
+    if (uid === undefined) {
+      for (const name of lost.splice(0)) this.#lostUnheard.add(name);
+    } else {
+      for (const name of [...this.#lostUnheard].filter(ofScope)) {
+        this.#lostUnheard.delete(name);
+        lost.push(name);
+      }
+    }
     if (lost.length > 0) throw new WritesLostError(lost);
     if (short !== null) throw short;
   }
 
   /** Forgets what this node knew of a volume's objects (another node now writes it). */
   forget(uid: string): void {
+    for (const name of this.#lostUnheard) {
+      if (parseObjectName(name).uid === uid) this.#lostUnheard.delete(name);
+    }
     for (const name of [...this.#written.keys(), ...this.#short]) {
       if (parseObjectName(name).uid === uid) this.#lose(name);
     }
