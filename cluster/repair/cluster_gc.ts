@@ -2,9 +2,10 @@
  * Garbage collection in a cluster (the mark and sweep is core/gc.ts). Three
  * rules make it safe while other nodes upload and change the catalogue:
  *
- * - pins: before marking, every member that holds a place answers with the
- *   blocks its uploads in progress have stored; a member that cannot answer
- *   stops the collection (its uploads could lose blocks);
+ * - pins: before marking, every member that holds a place (dead ones within
+ *   the grace period included) answers with the blocks its uploads in progress
+ *   have stored; a member that cannot answer stops the collection (its uploads
+ *   could lose blocks);
  * - a second mark after a pause, so that a record another node wrote while the
  *   first mark ran (a clone of a source being deleted) still counts;
  * - age: a replica deletes an unreferenced block only when it was stored, or
@@ -55,8 +56,11 @@ export function clusterGcPolicy(
     async pinned() {
       pinsTakenAt = clock.now();
       const pins = new Set<string>();
+      // Members gossip declared dead within the grace period are asked too: one
+      // may still run, cut off for a while, with an upload whose blocks are old
+      // enough to collect and whose record it writes once it is back.
       for (const member of engine.placementMembers()) {
-        if (member.id === engine.selfId || member.status === "dead") continue;
+        if (member.id === engine.selfId) continue;
         let hashes: unknown;
         try {
           hashes = (await rpc.call(member.address, "store.pins", { header: {} })).header.hashes;
