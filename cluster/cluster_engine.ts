@@ -22,11 +22,11 @@ import {
   type AcceptorIndex,
   type AcceptorLink,
   acceptorMethods,
-  allVoters,
   fetchConfig,
   installConfig,
+  listChosenKeys,
   type NodeConfig,
-  NotJoinedError,
+  parseConfig,
   Proposer,
   Reconfigurer,
   rpcAcceptorLink,
@@ -340,18 +340,30 @@ export class ClusterEngine implements Engine {
   }
 
   async listMeta(prefix: string): Promise<string[]> {
-    const config = this.nodeConfig.current();
-    if (config === null) {
-      throw new NotJoinedError(`Cannot list ${prefix}: this node has not joined a cluster yet`);
-    }
-    const voters = new Set(allVoters(config));
-    const candidates = await this.#union(
-      "px.list",
-      "keys",
-      () => acceptedKeys(this.acceptorStates, prefix),
-      { prefix },
-      (member) => voters.has(member.id),
-    );
+    // Every key a quorum of the voters holds, or an error: never a partial list.
+    const candidates = await listChosenKeys({
+      configs: this.nodeConfig,
+      prefix,
+      ask: async (id) => {
+        if (id === this.selfId) {
+          return {
+            keys: await acceptedKeys(this.acceptorStates, prefix),
+            config: this.nodeConfig.current(),
+          };
+        }
+        const member = this.member(id);
+        if (member === undefined || (member.status !== "alive" && member.status !== "suspect")) {
+          throw new Error(`voter ${id} is not live`);
+        }
+        const reply = await this.#rpc.call(member.address, "px.list", { header: { prefix } });
+        if (!Array.isArray(reply.header.keys)) throw new TypeError("px.list: malformed reply");
+        const known = reply.header.config;
+        return {
+          keys: reply.header.keys.map(String),
+          config: known === undefined || known === null ? null : parseConfig(known),
+        };
+      },
+    });
     // An acceptor that missed a delete still lists the key: read each through a quorum.
     const keys: string[] = [];
     for (let i = 0; i < candidates.length; i += listReadsInFlightMax) {
@@ -423,18 +435,20 @@ export class ClusterEngine implements Engine {
     );
   }
 
-  /** The sorted union of a list every live member answers (this node's from `local`). */
+  /**
+   * The sorted union of a list every live member answers (this node's from
+   * `local`). A member that does not answer is left out: a block or object
+   * missing from the list is only kept longer by garbage collection.
+   */
   async #union(
     method: string,
     field: string,
     local: () => Promise<string[]>,
-    header: Record<string, unknown> = {},
-    include: (member: MemberState) => boolean = () => true,
   ): Promise<string[]> {
     const lists = await Promise.allSettled(
-      this.liveMembers().filter(include).map(async (member) => {
+      this.liveMembers().map(async (member) => {
         if (member.id === this.selfId) return await local();
-        const reply = await this.#rpc.call(member.address, method, { header });
+        const reply = await this.#rpc.call(member.address, method, { header: {} });
         const list = reply.header[field];
         if (!Array.isArray(list)) throw new TypeError(`${method}: malformed reply`);
         return list.map(String);

@@ -51,7 +51,9 @@ export function acceptorMethods(
     "px.list": async (request) => {
       // `all`: every key with a state, deleted ones too (a change of voters moves them all).
       if (request.header.all === true) return { header: { keys: index.keys("") } };
-      return { header: { keys: await acceptedKeys(index, String(request.header.prefix)) } };
+      const keys = await acceptedKeys(index, String(request.header.prefix));
+      // The configuration it knows: a lister on an older one learns of the voters since.
+      return { header: { keys, config: configs.current() } };
     },
     "px.prepare": async (request) => {
       const reply = await acceptor.prepare(

@@ -38,6 +38,7 @@ export {
   installConfig,
   rpcAcceptorLink,
 } from "./meta_service.ts";
+export { type KeyListingOptions, listChosenKeys, type VoterKeys } from "./key_listing.ts";
 export { NodeConfig, type NodeConfigDisk, type NodeConfigState } from "./node_config.ts";
 export { fileConfigDisk } from "./disk_env.ts";
 export {
