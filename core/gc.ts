@@ -7,6 +7,14 @@
  * generation or a later one, always kept) or an upload (pinned blocks).
  * Nothing else creates references: a clone or snapshot copies its source's
  * references, and its source was either marked or written since.
+ *
+ * In a cluster other nodes change the catalogue without telling this one, so
+ * three more rules hold: objects are listed before the marks (a volume created
+ * elsewhere meanwhile owns nothing listed: its record precedes its objects);
+ * a volume owns the objects of the oldest generation any mark saw and later
+ * ones (a snapshot taken between two marks may be listed by neither); and a
+ * volume open here is marked from its record as well as its instance (the
+ * instance may have copied up, unflushed, what the record still names).
  */
 import { parseObjectName } from "./block_map.ts";
 import type { Engine } from "./engine.ts";
@@ -59,30 +67,39 @@ export async function collectGarbage(options: {
     for (const name of refs.objects) objects.add(name);
   };
 
-  const open = new Map(options.openVolumes.map((volume) => [volume.name, volume]));
   const markRecords = async () => {
     for (const prefix of ["image/", "snapshot/", "volume/"]) {
       for (const key of await engine.listMeta(prefix)) {
-        const volume = prefix === "volume/" ? open.get(key.slice(prefix.length)) : undefined;
-        if (volume !== undefined) continue;
         const entry = await engine.getMeta(key);
         if (entry === null) continue;
         const { header, map } = decodeRecord<VolumeHeader>(entry.value);
         mark(map);
         if (prefix === "volume/") {
-          owners.set(header.uid, Math.max(owners.get(header.uid) ?? 0, header.generation));
+          // The oldest generation any mark saw: a snapshot taken between two marks may
+          // be listed by neither, and then the generation it froze is kept as owned.
+          const { uid, generation } = header;
+          owners.set(uid, Math.min(owners.get(uid) ?? generation, generation));
         }
       }
     }
   };
+  // Objects are listed before the marks read the records: a volume's record is
+  // written before any of its objects, so the owner of every object listed is
+  // marked (or was deleted). An object written later (a volume another node
+  // creates meanwhile, whose record no mark saw) is not looked at.
+  const listed: string[] = [];
+  if (options.only === undefined) {
+    for await (const name of engine.listObjects()) listed.push(name);
+  }
   await markRecords();
   if (options.settle !== undefined) {
     await options.settle();
     await markRecords();
   }
-  for (const volume of open.values()) {
+  for (const volume of options.openVolumes) {
     mark(volume.mapSnapshot());
-    owners.set(volume.header.uid, volume.header.generation);
+    const { uid, generation } = volume.header;
+    owners.set(uid, Math.min(owners.get(uid) ?? generation, generation));
   }
 
   const added = options.added ?? { blocks: new Set(), objects: new Set(), uids: new Set() };
@@ -101,7 +118,7 @@ export async function collectGarbage(options: {
       result.liveBlocks++;
     }
   }
-  for await (const name of options.only === undefined ? engine.listObjects() : []) {
+  for (const name of listed) {
     const { uid, generation } = parseObjectName(name);
     const owner = owners.get(uid);
     // A generation past the one marked: the volume was frozen (snapshot) since.

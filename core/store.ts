@@ -383,14 +383,16 @@ export class Store {
       if (await this.engine.getMeta(key) !== null) {
         throw new ConflictError(`Cannot create snapshot "${volumeName}@${name}": it exists`);
       }
-      const map = await volume.freeze();
-      this.#collector.track(map);
       const header: SnapshotHeader = {
         volume: volumeName,
         name,
         createdAt: new Date().toISOString(),
       };
-      await this.engine.putMeta(key, encodeRecord(header, map), 0);
+      // The record is written before any write can copy up what it names (see freeze).
+      const map = await volume.freeze(async (frozen) => {
+        this.#collector.track(frozen);
+        await this.engine.putMeta(key, encodeRecord(header, frozen), 0);
+      });
       log.info("took snapshot {volume}@{snapshot}", { volume: volumeName, snapshot: name });
       return snapshotInfo(header, map);
     });

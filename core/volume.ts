@@ -277,12 +277,16 @@ export class Volume {
   /**
    * Freezes the current map and returns it: flushes, then bumps the generation
    * durably, so that every object the map names is copied up before it changes.
+   * `keep` runs with the frozen map before any write can copy an entry up (a
+   * snapshot writes its record there): until then the volume's record names
+   * every object the frozen map does, so garbage collection, which reads one
+   * record after the other, always finds them referenced by one of the two.
    */
-  freeze(): Promise<BlockMap> {
-    return this.#recovering(false, () => this.#freeze());
+  freeze(keep: (frozen: BlockMap) => Promise<void> = () => Promise.resolve()): Promise<BlockMap> {
+    return this.#recovering(false, () => this.#freeze(keep));
   }
 
-  #freeze(): Promise<BlockMap> {
+  #freeze(keep: (frozen: BlockMap) => Promise<void>): Promise<BlockMap> {
     return this.#mutex.run(async () => {
       this.#checkWritable();
       await this.engine.flush(this.#header.uid);
@@ -290,6 +294,7 @@ export class Volume {
       this.#header = { ...this.#header, generation: this.#header.generation + 1 };
       this.#ownedPrefix = `${this.#header.uid}.${this.#header.generation}.`;
       await this.#persist();
+      await keep(frozen);
       return frozen;
     });
   }
