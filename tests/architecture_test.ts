@@ -54,6 +54,7 @@ const allowed: Record<string, string[]> = {
     "cluster/membership",
     "cluster/meta",
     "cluster/leases",
+    "cluster/repair",
     "cluster/transport",
     "log",
   ],

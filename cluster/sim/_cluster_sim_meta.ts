@@ -1,8 +1,9 @@
 /**
  * What the clients of the whole-cluster simulation share: running one
  * operation through a member (it fails when the member crashes, and counts as
- * stuck when it takes too long), the log the digest is made of, and clients of
- * metadata registers beside the data traffic, checked by `_meta_checker.ts`.
+ * stuck when it takes too long), the log the digest is made of, the
+ * violations found, names and write tags, and clients of metadata registers
+ * beside the data traffic, checked by `_meta_checker.ts`.
  *
  * @module
  */
@@ -13,8 +14,8 @@ import type { ClusterSim } from "./cluster_sim.ts";
 
 /** An operation taking longer than this is stuck: its outcome is unknown for good. */
 const opStuckMs = 60_000;
-/** Registers the metadata clients change (image keys: the volume workload never uses them). */
-const metaKeys = ["image/sim-a", "image/sim-b"];
+/** Registers the metadata clients change (a kind of key the catalogue and its collections skip). */
+const metaKeys = ["register/sim-a", "register/sim-b"];
 
 /** How an operation ended. */
 export type Attempt = { ok: true } | { ok: false; stuck: boolean; error: string };
@@ -24,12 +25,16 @@ export class MetaClients {
   readonly sim: ClusterSim;
   /** What happened, in order (the digest is made of it). */
   readonly log: string[] = [];
+  /** What the checker rules found. */
+  readonly violations: string[] = [];
   /** Operations by kind and outcome. */
   readonly outcomes: Record<string, number> = {};
   readonly metaOps: OpRecord[] = [];
   /** Callbacks failing the operations under way at a member, by member. */
   readonly pending = new Map<string, Set<(error: string) => void>>();
   #metaCount = 0;
+  #tags = 0;
+  #names = 0;
 
   constructor(sim: ClusterSim) {
     this.sim = sim;
@@ -40,6 +45,22 @@ export class MetaClients {
 
   random(): number {
     return this.sim.world.random.next();
+  }
+
+  /** A random running member. */
+  randomNode(): string {
+    const running = this.sim.running();
+    return running[this.sim.world.random.int(running.length)].id;
+  }
+
+  /** A new write tag (`_cluster_sim_model.ts`): volume writes and image blocks share them. */
+  newTag(): number {
+    return ++this.#tags;
+  }
+
+  /** A new name of the catalogue: `prefix` and a number no other name has. */
+  newName(prefix: string): string {
+    return `${prefix}${++this.#names}`;
   }
 
   /** Runs the world until `promise` settles (the end of a run has no other events to wait on). */

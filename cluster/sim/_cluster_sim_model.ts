@@ -21,11 +21,16 @@
  *
  * @module
  */
+import { simBlockSize } from "./_cluster_sim_node.ts";
 
 /** Other clients' writes remembered after they end (for the writes they overlapped). */
 const landedKeptMax = 64;
 /** Bytes of one sector: the unit of the workload's writes and of the model. */
 export const sectorBytes = 4096;
+/** Blocks of a simulated volume, and of a simulated image (its clones are volumes). */
+export const volumeBlocks = 4;
+/** Sectors of a simulated volume or image. */
+export const volumeSectors = volumeBlocks * simBlockSize / sectorBytes;
 /** Bytes of one repeated unit of a sector's pattern: u32 tag, u32 sector index. */
 const unitBytes = 8;
 /** The tag of a sector nobody wrote (zeros). */
@@ -164,18 +169,7 @@ export class VolumeModel {
 
   /** What a read of sectors from `first` returned, against the model: violations found. */
   check(first: number, tags: number[], what: string): string[] {
-    const violations: string[] = [];
-    tags.forEach((tag, i) => {
-      const allowed = this.allowed(first + i);
-      if (!allowed.has(tag)) {
-        violations.push(
-          `${what}: volume "${this.name}" sector ${first + i} reads ${
-            tag === tornTag ? "torn bytes" : `write ${tag}`
-          }, allowed ${[...allowed].sort((a, b) => a - b).join(",")}`,
-        );
-      }
-    });
-    return violations;
+    return checkSectors(`${what}: volume "${this.name}"`, first, tags, (s) => this.allowed(s));
   }
 
   /** The allowed tags of each sector, for a trace. */
@@ -187,4 +181,27 @@ export class VolumeModel {
   allowedAll(): Set<number>[] {
     return Array.from({ length: this.sectors }, (_, s) => this.allowed(s));
   }
+}
+
+/**
+ * What a read of sectors from `first` returned (`tags`), against the tags each
+ * sector may hold (`allowed`): one violation per sector that holds another.
+ */
+export function checkSectors(
+  what: string,
+  first: number,
+  tags: number[],
+  allowed: (sector: number) => Set<number>,
+): string[] {
+  const violations: string[] = [];
+  tags.forEach((tag, i) => {
+    const may = allowed(first + i);
+    if (!may.has(tag)) {
+      violations.push(
+        `${what} sector ${first + i} reads ${tag === tornTag ? "torn bytes" : `write ${tag}`}, ` +
+          `allowed ${[...may].sort((a, b) => a - b).join(",")}`,
+      );
+    }
+  });
+  return violations;
 }

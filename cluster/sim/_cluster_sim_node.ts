@@ -1,15 +1,17 @@
 /**
  * A member of the whole-cluster simulation: its durable state (the memory
  * disk's platter, its acceptor states, its node configuration) and, while it
- * runs, the production processes built on them (ClusterEngine, Store,
- * LeaseManager) with the simulated clock, randomness and network. Requests
- * between members go through `SimWorld.call` (loss, partitions, pauses,
- * crashes apply) as encoded RPC messages, so no object is shared between nodes.
+ * runs, the production processes built on them (ClusterEngine, Store with the
+ * cluster's garbage collection rules, LeaseManager, Healer) with the simulated
+ * clock, randomness and network. Requests between members go through
+ * `SimWorld.call` (loss, partitions, pauses, crashes apply) as encoded RPC
+ * messages, so no object is shared between nodes. Every timer of a member
+ * (reconfiguration, healing) sleeps on its incarnation, so a crash stops them
+ * all, as `kill -9` would.
  *
  * @module
  */
 import { type Clock, Store } from "../../core/mod.ts";
-import { HashPool } from "../../wasm/hash_pool.ts";
 import { ClusterEngine } from "../cluster_engine.ts";
 import type { MemberState } from "../membership/mod.ts";
 import {
@@ -19,6 +21,7 @@ import {
   type NodeConfigState,
 } from "../meta/mod.ts";
 import { LeaseManager } from "../leases/mod.ts";
+import { clusterGcPolicy, gcMethods, Healer } from "../repair/mod.ts";
 import {
   decodeMessage,
   encodeMessage,
@@ -29,6 +32,7 @@ import {
 } from "../transport/mod.ts";
 import { MemoryDisk, MemoryPlatter } from "./_memory_disk.ts";
 import { copyAcceptorState } from "./_sim_node.ts";
+import { SimHashPool } from "./_sim_hash_pool.ts";
 import type { SimWorld } from "./_sim_net.ts";
 
 /** Block size of the simulated volumes: small, so copy-ups and spans are many. */
@@ -39,17 +43,27 @@ const simTakeoverWaitMs = 8_000;
 export const simClusterDeadGraceMs = 6_000;
 /** Pause between two reconfiguration ticks of a member. */
 const reconfigureEveryMs = 1000;
+/** Pause between two healing passes of a member (`--heal-interval`; 5 s in production). */
+const simHealIntervalMs = 2_000;
+/**
+ * Garbage collection's `--gc-min-age` and `--gc-settle`, a tenth of production's
+ * as the dead grace is: collections then delete during the faults, not only after.
+ */
+export const simGcMinAgeMs = 6_000;
+const simGcSettleMs = 1_000;
 
 /** Calls worth a line of the trace (the rest are too many). */
 const tracedMethods = new Set(["lease.release", "volume.read", "object.fence"]);
-/** Hashing is never needed by the volume workload; this pool starts no worker. */
-const hashPool = new HashPool({ engine: "native" });
+/** Uploads hash their blocks on the calling thread, at once (`_sim_hash_pool.ts`). */
+const hashPool = new SimHashPool();
 
 /** What the simulation gives a member: the world, views, and hooks for the checker. */
 export interface ClusterSimHost {
   readonly world: SimWorld;
   /** Replicas of each block and object (2 or 3). */
   readonly replicas: number;
+  /** Members run healing passes. */
+  readonly healing: boolean;
   /** The members as `viewer` sees them now (gossip with lag). */
   view(viewer: string): MemberState[];
   /** The running processes of member `id`; null when down. */
@@ -76,6 +90,7 @@ export interface ClusterRuntime {
   engine: ClusterEngine;
   store: Store;
   leases: LeaseManager;
+  healer: Healer;
   methods: Record<string, RpcMethod>;
 }
 
@@ -91,7 +106,7 @@ export function newClusterSimNode(id: string, clusterId: string, voters: string[
   };
 }
 
-/** Builds the processes of `node` for a new incarnation and starts its reconfiguration loop. */
+/** Builds the processes of `node` for a new incarnation; starts its reconfiguration and healing. */
 export function startClusterRuntime(host: ClusterSimHost, node: ClusterSimNode): ClusterRuntime {
   const world = host.world;
   const incarnation = ++node.incarnation;
@@ -143,15 +158,25 @@ export function startClusterRuntime(host: ClusterSimHost, node: ClusterSimNode):
     engine,
     pool: hashPool,
     blockSize: simBlockSize,
-    // Garbage collection is not simulated yet: its timer never fires within a run.
+    // The workload collects where and when the store's timer would (`_cluster_sim_catalogue.ts`),
+    // through the attempts it logs and checks; this timer never fires within a run.
     gcDelayMs: Number.MAX_SAFE_INTEGER / 4,
     access: leases.access,
+    gcPolicy: clusterGcPolicy({
+      engine,
+      rpc,
+      minAgeMs: simGcMinAgeMs,
+      settleMs: simGcSettleMs,
+      clock,
+    }),
     clock,
     newUid: () => randomHex(random, 32),
   });
-  const methods = { ...engine.methods(), ...leases.methods() };
-  const runtime: ClusterRuntime = { incarnation, disk, engine, store, leases, methods };
+  const healer = new Healer({ engine, rpc, intervalMs: simHealIntervalMs, clock });
+  const methods = { ...engine.methods(), ...leases.methods(), ...gcMethods(store, engine) };
+  const runtime: ClusterRuntime = { incarnation, disk, engine, store, leases, healer, methods };
   node.runtime = runtime;
+  if (host.healing) healer.start();
   const tick = async () => {
     await engine.reconfigurer.tick().catch(() => {});
     await clock.sleep(reconfigureEveryMs);

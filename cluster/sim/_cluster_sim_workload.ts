@@ -5,24 +5,31 @@
  * reads through any member, snapshots, clones and deletes. Now and then
  * another member writes the same volume at once (lease contention). Every
  * outcome is checked against the volume's model (`_cluster_sim_model.ts`).
+ * Beside them, the catalogue's clients upload, clone and delete images,
+ * delete snapshots and collect garbage (`_cluster_sim_catalogue.ts`).
  *
  * @module
  */
-import { NotFoundError, type VolumeHandle } from "../../core/mod.ts";
+import type { VolumeHandle } from "../../core/mod.ts";
 import { simBlockSize } from "./_cluster_sim_node.ts";
 import { LossWatch } from "./_cluster_sim_losses.ts";
-import { sectorBytes, sectorPattern, sectorTags, VolumeModel } from "./_cluster_sim_model.ts";
+import {
+  sectorBytes,
+  sectorPattern,
+  sectorTags,
+  volumeBlocks,
+  VolumeModel,
+  volumeSectors,
+} from "./_cluster_sim_model.ts";
 import { type Attempt, attempt, MetaClients } from "./_cluster_sim_meta.ts";
+import { CatalogueClients } from "./_cluster_sim_catalogue.ts";
 import type { ClusterSim } from "./cluster_sim.ts";
-
-/** Blocks of a simulated volume. */
-const volumeBlocks = 4;
-/** Sectors of a simulated volume. */
-const volumeSectors = volumeBlocks * simBlockSize / sectorBytes;
 /** Most sectors one write covers. */
 const writeSectorsMax = 6;
 /** Live volumes the catalogue client keeps at least. */
 const liveVolumesMin = 3;
+/** After the faults, time for healing between the last collection and the final reads. */
+const finalHealMs = 5_000;
 
 /** A volume's client: where it writes from, through which handle. */
 interface VolumeClient {
@@ -42,23 +49,28 @@ interface VolumeClient {
 
 /** The clients; see the module doc. */
 export class ClusterWorkload extends MetaClients {
-  readonly violations: string[] = [];
   #clients: VolumeClient[] = [];
-  #deleted: string[] = [];
-  #tags = 0;
-  #names = 0;
   #untilMs = 0;
   #losses: LossWatch;
+  #catalogue: CatalogueClients;
+  /** The catalogue's clients run (off: volumes only, see `ClusterSimOptions.volumesOnly`). */
+  #withCatalogue: boolean;
 
-  constructor(sim: ClusterSim) {
+  constructor(sim: ClusterSim, options: { catalogue: boolean }) {
     super(sim);
+    this.#withCatalogue = options.catalogue;
     this.#losses = new LossWatch(sim);
+    this.#catalogue = new CatalogueClients(this, {
+      volumes: () => this.#clients.map((client) => client.model),
+      startVolume: (model) => this.#startClient(model),
+    });
   }
 
   /** Starts the clients; they stop starting operations at `untilMs`. */
   start(untilMs: number): void {
     this.#untilMs = untilMs;
     this.startMeta(untilMs);
+    if (this.#withCatalogue) this.#catalogue.start(untilMs);
     this.#losses.start(() => this.#clients.map((client) => client.model.name));
     const catalogue = async () => {
       if (this.sim.world.now() >= untilMs) return;
@@ -70,9 +82,9 @@ export class ClusterWorkload extends MetaClients {
   }
 
   async #create(): Promise<void> {
-    const name = `v${++this.#names}`;
+    const name = this.newName("v");
     const outcome = await this.#attempt(
-      this.#randomNode(),
+      this.randomNode(),
       `create ${name}`,
       (runtime) => runtime.store.createVolume({ name, size: volumeBlocks * simBlockSize }),
     );
@@ -102,21 +114,21 @@ export class ClusterWorkload extends MetaClients {
   async #operate(client: VolumeClient): Promise<void> {
     const roll = this.random();
     if (roll < 0.42) await this.#write(client);
-    else if (roll < 0.64) await this.#read(client.model, this.#randomNode(), "read");
+    else if (roll < 0.64) await this.#read(client.model, this.randomNode(), "read");
     else if (roll < 0.78) await this.#flush(client);
     else if (roll < 0.86) client.handle = null; // migrates: the next write moves the lease
     else if (roll < 0.91) await this.#snapshot(client);
     else if (roll < 0.94) await this.#clone(client.model);
     else if (roll < 0.97) this.#contend(client.model);
     else if (roll < 0.98) await this.#delete(client);
-    else await this.#probeDeleted();
+    else await this.#catalogue.probeDeleted(this.randomNode());
   }
 
   /** The client's handle, opened at a random running member when it has none there. */
   #handle(client: VolumeClient): { node: string; handle: VolumeHandle | null } {
     const runtime = client.node === null ? null : this.sim.runtimeOf(client.node);
     if (client.handle === null || runtime === null || runtime.incarnation !== client.incarnation) {
-      const node = this.#randomNode();
+      const node = this.randomNode();
       client.node = node;
       client.incarnation = this.sim.runtimeOf(node)?.incarnation ?? 0;
       client.handle = null;
@@ -198,7 +210,7 @@ export class ClusterWorkload extends MetaClients {
   }
 
   async #snapshot(client: VolumeClient): Promise<void> {
-    const name = `s${++this.#names}`;
+    const name = this.newName("s");
     const { node } = this.#handle(client);
     const outcome = await this.#attempt(
       node,
@@ -213,14 +225,15 @@ export class ClusterWorkload extends MetaClients {
     const snapshots = [...model.snapshots.keys()];
     if (snapshots.length === 0) return;
     const snapshot = snapshots[this.sim.world.random.int(snapshots.length)];
-    const name = `v${++this.#names}`;
+    const name = this.newName("v");
     const from = `${model.name}@${snapshot}`;
+    const tags = model.snapshots.get(snapshot)!; // a deletion of the snapshot may start meanwhile
     const outcome = await this.#attempt(
-      this.#randomNode(),
+      this.randomNode(),
       `clone ${name} of ${from}`,
       (runtime) => runtime.store.createVolume({ name, snapshot: from }),
     );
-    if (outcome.ok) this.#startClient(new VolumeModel(name, model.snapshots.get(snapshot)!));
+    if (outcome.ok) this.#startClient(new VolumeModel(name, tags));
   }
 
   /** Another member writes the volume at once (not awaited): the lease moves under the client. */
@@ -228,7 +241,7 @@ export class ClusterWorkload extends MetaClients {
     const { first, count, tag, data } = this.#randomWrite();
     model.float(first, count, tag);
     this.#attempt(
-      this.#randomNode(),
+      this.randomNode(),
       `contend ${model.name} ${first}+${count} #${tag}`,
       async (runtime) => {
         await (await runtime.leases.open(model.name)).write(first * sectorBytes, data, false);
@@ -242,33 +255,34 @@ export class ClusterWorkload extends MetaClients {
   async #delete(client: VolumeClient): Promise<void> {
     const { model } = client;
     const { node } = this.#handle(client);
+    // Its snapshots go with it (cascade): no more reads or clones of them are checked.
+    const snapshots = [...model.snapshots.keys()];
+    model.snapshots.clear();
     const outcome = await this.#attempt(
       node,
       `delete ${model.name}`,
       (runtime) => runtime.store.deleteVolume(model.name, { cascade: true }),
     );
     model.state = outcome.ok ? "deleted" : "unknown";
-    if (outcome.ok) this.#deleted.push(model.name);
+    if (!outcome.ok) return;
+    this.#catalogue.deleted("volume", model.name);
+    if (!this.#withCatalogue) return;
+    for (const snapshot of snapshots) {
+      this.#catalogue.deleted("snapshot", `${model.name}@${snapshot}`);
+    }
+    this.#catalogue.collectSoon(node);
   }
 
-  /** Rule (c): a deleted volume never opens again. */
-  async #probeDeleted(node = this.#randomNode()): Promise<void> {
-    if (this.#deleted.length === 0) return;
-    const name = this.#deleted[this.sim.world.random.int(this.#deleted.length)];
-    const outcome = await this.#attempt(node, `open deleted ${name}`, async (runtime) => {
-      try {
-        await runtime.leases.open(name);
-      } catch (error) {
-        if (error instanceof NotFoundError) return;
-        throw error;
-      }
-      this.violations.push(`deleted volume "${name}" opened again at ${node}`);
-    });
-    void outcome;
-  }
-
-  /** After the faults: flush each live volume, read it whole from every member, probe deletions. */
+  /**
+   * After the faults: one collection and time to heal; then each live volume
+   * is flushed and read whole from every member, and so are snapshots and
+   * images, and every deletion is probed.
+   */
   async finalChecks(): Promise<void> {
+    if (this.#withCatalogue) {
+      await this.#catalogue.finalCollect();
+      await this.sim.world.run(this.sim.world.now() + finalHealMs);
+    }
     for (const client of this.#clients) {
       const { model } = client;
       if (model.state !== "live" || model.busy) continue;
@@ -278,9 +292,8 @@ export class ClusterWorkload extends MetaClients {
         await this.settle(this.#readWhole(model, node.id));
       }
     }
-    for (const node of this.sim.running()) {
-      for (let i = 0; i < this.#deleted.length; i++) await this.settle(this.#probeDeleted(node.id));
-    }
+    if (this.#withCatalogue) await this.#catalogue.finalReads();
+    await this.#catalogue.finalProbes();
   }
 
   async #readWhole(model: VolumeModel, node: string): Promise<void> {
@@ -298,13 +311,8 @@ export class ClusterWorkload extends MetaClients {
   #randomWrite() {
     const first = this.sim.world.random.int(volumeSectors);
     const count = 1 + this.sim.world.random.int(Math.min(writeSectorsMax, volumeSectors - first));
-    const tag = ++this.#tags;
+    const tag = this.newTag();
     return { first, count, tag, data: sectorPattern(tag, first, count) };
-  }
-
-  #randomNode(): string {
-    const running = this.sim.running();
-    return running[this.sim.world.random.int(running.length)].id;
   }
 
   #attempt<T>(node: string, label: string, run: Parameters<typeof attempt<T>>[3]) {
