@@ -41,7 +41,9 @@ export class RequestBody {
     this.#left = framing.kind === "length" ? framing.bytes : 0;
     this.stream = new ReadableStream({
       type: "bytes",
-      autoAllocateChunkSize: chunkBytes,
+      autoAllocateChunkSize: framing.kind === "length"
+        ? Math.min(chunkBytes, framing.bytes)
+        : chunkBytes,
       pull: (controller) => this.#pull(controller),
     });
   }

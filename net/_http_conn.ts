@@ -129,6 +129,14 @@ export class HttpConn implements Expiring {
     }
   }
 
+  /** A copy of the next `length` bytes when they are all buffered already (they are consumed); else null. */
+  takeBuffered(length: number): Uint8Array<ArrayBuffer> | null {
+    if (this.#end - this.#start < length) return null;
+    const bytes = this.#buffer.slice(this.#start, this.#start + length);
+    this.#start += length;
+    return bytes;
+  }
+
   /** Reads body bytes into `into` (buffered ones first); 0 means the connection ended. */
   async readBody(into: Uint8Array): Promise<number> {
     const buffered = this.#end - this.#start;

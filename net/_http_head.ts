@@ -32,7 +32,10 @@ export interface RequestHead {
   target: string;
   /** 1 for HTTP/1.1, 0 for HTTP/1.0. */
   minorVersion: number;
-  headers: Headers;
+  /** Header fields in order as sent, for the Request (which validates them again). */
+  headers: [string, string][];
+  /** The Host header (repeated fields joined by ", "), null when absent. */
+  host: string | null;
   body: BodyFraming;
   /** Whether the client lets the connection carry another request after this one. */
   keepAlive: boolean;
@@ -42,6 +45,12 @@ export interface RequestHead {
 
 const requestLine = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([^ ]+) HTTP\/1\.([01])$/;
 const token = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Fields the server itself reads, by lower-case name. */
+type Fields = Partial<
+  Record<"connection" | "content-length" | "transfer-encoding" | "expect" | "host", string>
+>;
+const read = new Set(["connection", "content-length", "transfer-encoding", "expect", "host"]);
 
 /** Parses `head`, the bytes before the blank line that ends a request head (CRLF included or not). */
 export function parseHead(head: Uint8Array): RequestHead {
@@ -61,7 +70,10 @@ export function parseHead(head: Uint8Array): RequestHead {
     throw new HttpRequestError(400, "Cannot read request: malformed request line");
   }
   const [, method, target, minor] = match;
-  const headers = new Headers();
+  // Plain pairs, not a Headers object: the Request validates its headers anyway,
+  // and building a Headers twice per request costs more than the rest of parsing.
+  const headers: [string, string][] = [];
+  const fields: Fields = {};
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const colon = line.indexOf(":");
@@ -69,19 +81,20 @@ export function parseHead(head: Uint8Array): RequestHead {
     if (colon <= 0 || !token.test(name)) {
       throw new HttpRequestError(400, `Cannot read request: malformed header line ${i}`);
     }
-    try {
-      headers.append(name, line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, ""));
-    } catch {
-      throw new HttpRequestError(400, `Cannot read request: invalid value of header ${name}`);
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    headers.push([name, value]);
+    const lower = name.toLowerCase() as keyof Fields;
+    if (read.has(lower)) {
+      fields[lower] = fields[lower] === undefined ? value : `${fields[lower]}, ${value}`;
     }
   }
   const minorVersion = Number(minor);
-  const connection = tokens(headers.get("connection"));
+  const connection = tokens(fields.connection);
   const keepAlive = minorVersion === 1
     ? !connection.includes("close")
     : connection.includes("keep-alive") && !connection.includes("close");
-  const expect = headers.get("expect");
-  if (expect !== null && expect.toLowerCase() !== "100-continue") {
+  const expect = fields.expect;
+  if (expect !== undefined && expect.toLowerCase() !== "100-continue") {
     throw new HttpRequestError(417, `Cannot meet expectation ${JSON.stringify(expect)}`);
   }
   return {
@@ -89,17 +102,18 @@ export function parseHead(head: Uint8Array): RequestHead {
     target,
     minorVersion,
     headers,
-    body: bodyFraming(headers, minorVersion),
+    host: fields.host ?? null,
+    body: bodyFraming(fields, minorVersion),
     keepAlive,
-    expectContinue: expect !== null && minorVersion === 1,
+    expectContinue: expect !== undefined && minorVersion === 1,
   };
 }
 
-function bodyFraming(headers: Headers, minorVersion: number): BodyFraming {
-  const transferEncoding = headers.get("transfer-encoding");
-  const contentLength = headers.get("content-length");
-  if (transferEncoding !== null) {
-    if (contentLength !== null) {
+function bodyFraming(fields: Fields, minorVersion: number): BodyFraming {
+  const transferEncoding = fields["transfer-encoding"];
+  const contentLength = fields["content-length"];
+  if (transferEncoding !== undefined) {
+    if (contentLength !== undefined) {
       throw new HttpRequestError(
         400,
         "Cannot read request: both Content-Length and Transfer-Encoding",
@@ -117,8 +131,8 @@ function bodyFraming(headers: Headers, minorVersion: number): BodyFraming {
     }
     return { kind: "chunked" };
   }
-  if (contentLength === null) return { kind: "none" };
-  // Headers joins repeated fields with ", ": every copy must say the same.
+  if (contentLength === undefined) return { kind: "none" };
+  // Repeated fields were joined with ", ": every copy must say the same.
   const values = new Set(contentLength.split(",").map((value) => value.trim()));
   const [value] = values;
   if (values.size !== 1 || !/^\d{1,16}$/.test(value) || !Number.isSafeInteger(Number(value))) {
@@ -129,13 +143,18 @@ function bodyFraming(headers: Headers, minorVersion: number): BodyFraming {
 }
 
 /** The comma-separated tokens of a header, lower case. */
-function tokens(value: string | null): string[] {
-  if (value === null) return [];
+function tokens(value: string | undefined): string[] {
+  if (value === undefined) return [];
   return value.toLowerCase().split(",").map((part) => part.trim()).filter((part) => part !== "");
 }
 
+const utf8 = new TextDecoder();
+
 /** Bytes as ISO-8859-1 text: each byte one code unit, as header values are ByteStrings. */
 function latin1(bytes: Uint8Array): string {
+  // Heads are ASCII but for rare values: decode natively, byte by byte only when needed.
+  const ascii = utf8.decode(bytes);
+  if (!/[\u0080-\uffff]/.test(ascii)) return ascii;
   let text = "";
   for (let at = 0; at < bytes.length; at += 8192) {
     text += String.fromCharCode(...bytes.subarray(at, at + 8192));

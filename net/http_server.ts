@@ -165,7 +165,10 @@ export class HttpServer {
   /** Serves one request; resolves to whether the connection carries on. */
   async #exchange(http: HttpConn, head: RequestHead): Promise<boolean> {
     let answered = false;
-    const body = head.body.kind === "none" ? null : new RequestBody(
+    // A small body that came with its head is handed over as bytes: no stream to
+    // build and pull for most API calls and cluster requests.
+    const received = head.body.kind === "length" ? http.takeBuffered(head.body.bytes) : null;
+    const body = head.body.kind === "none" || received !== null ? null : new RequestBody(
       http,
       head.body,
       head.expectContinue ? () => answered ? Promise.resolve() : http.write(continueBytes) : null,
@@ -175,7 +178,7 @@ export class HttpServer {
       request = new Request(this.#url(head), {
         method: head.method,
         headers: head.headers,
-        body: body?.stream ?? null,
+        body: received ?? body?.stream ?? null,
         duplex: "half",
       } as RequestInit);
     } catch (error) {
@@ -224,8 +227,7 @@ export class HttpServer {
       throw new HttpRequestError(400, "Cannot read request: the target is not a path");
     }
     const { hostname, port } = this.address;
-    const host = head.headers.get("host") ??
-      `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+    const host = head.host ?? `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
     if (!/^[^\s,/?#@]+$/.test(host)) {
       throw new HttpRequestError(400, "Cannot read request: bad Host header");
     }
