@@ -8,6 +8,7 @@ set -euo pipefail
 declare -A tools=(
   [curl]=curl
   [script]=util-linux
+  [prlimit]=util-linux
   [qemu-img]=qemu-utils
   [qemu-io]=qemu-utils
   [nbdinfo]=libnbd-bin
