@@ -4,7 +4,9 @@
  * - A flush that fails is tried again by every later flush: none succeeds
  *   while an object written before it is not durable on a write quorum.
  * - When every replica of an object restarted before a flush made it durable,
- *   the flush says the writes were lost (WritesLostError); it does not pass.
+ *   the volume's flush says the writes were lost (WritesLostError); it does
+ *   not pass. A flush of every volume (a collection's, an upload's) that finds
+ *   the loss leaves it for the volume's own flush, read or write.
  * - A change that reached only a replica that then stopped answering is never
  *   overtaken by a different change under the same stamp.
  * Method: ReplicatedObjects over ObjectReplicas on memory disks (a restart
@@ -64,7 +66,6 @@ class TestReplica implements ObjectLink {
 }
 
 const uid = "a".repeat(32);
-// Flushes name the volume: a loss is reported to the flush of the volume that wrote it.
 const name = `${uid}.1.0`;
 const bytes = (fill: number) => new Uint8Array(4096).fill(fill);
 
@@ -76,13 +77,13 @@ Deno.test("a failed flush is tried again by the next: none passes without its ob
   const replicas = [new TestReplica("a"), new TestReplica("b")];
   const objects = writerOver(replicas);
   await objects.write(name, 0, bytes(1), { truncate: true });
-  await objects.flush(uid);
+  await objects.flush();
   await objects.write(name, 0, bytes(2)); // acknowledged, not flushed
   replicas[1].down = true;
-  await assert.rejects(objects.flush(uid), ReplicaQuorumError);
-  await assert.rejects(objects.flush(uid), ReplicaQuorumError, "the second flush must fail too");
+  await assert.rejects(objects.flush(), ReplicaQuorumError);
+  await assert.rejects(objects.flush(), ReplicaQuorumError, "the second flush must fail too");
   replicas[1].down = false;
-  await objects.flush(uid);
+  await objects.flush();
   for (const replica of replicas) {
     replica.restart();
     assert.deepEqual((await replica.read(name, 0, -1)).data, bytes(2), `flushed on ${replica.id}`);
@@ -93,10 +94,10 @@ Deno.test("writes lost from every replica before a flush fail the flush, reads a
   const replicas = [new TestReplica("a"), new TestReplica("b")];
   const objects = writerOver(replicas);
   await objects.write(name, 0, bytes(1), { truncate: true });
-  await objects.flush(uid);
+  await objects.flush();
   await objects.write(name, 0, bytes(2));
   replicas[0].down = replicas[1].down = true;
-  await assert.rejects(objects.flush(uid), ReplicaQuorumError);
+  await assert.rejects(objects.flush(), ReplicaQuorumError);
   // Both restart before any flush reached them: version 2 is gone everywhere.
   for (const replica of replicas) {
     replica.restart();
@@ -109,17 +110,36 @@ Deno.test("writes lost from every replica before a flush fail the flush, reads a
   await objects.read(name, 0, into);
   assert.deepEqual(into, bytes(1));
   await objects.write(name, 0, bytes(3));
-  await objects.flush(uid);
+  await objects.flush();
   for (const replica of replicas) {
     assert.deepEqual((await replica.read(name, 0, -1)).data, bytes(3));
   }
+});
+
+Deno.test("a loss a flush of every volume finds is left for the volume to hear", async () => {
+  const replicas = [new TestReplica("a"), new TestReplica("b")];
+  const objects = writerOver(replicas);
+  await objects.write(name, 0, bytes(1), { truncate: true });
+  await objects.flush(uid);
+  await objects.write(name, 0, bytes(2));
+  replicas[0].restart();
+  replicas[1].restart();
+  await objects.flush(); // a garbage collection's or an upload's: not the writer
+  await assert.rejects(objects.flush(uid), WritesLostError);
+  await objects.flush(uid); // told once
+  await objects.write(name, 0, bytes(3)); // acknowledged, lost again before a flush
+  replicas[0].restart();
+  replicas[1].restart();
+  await objects.flush();
+  await assert.rejects(objects.read(name, 0, new Uint8Array(4096)), WritesLostError);
+  await objects.flush(uid); // the read told it
 });
 
 Deno.test("a writer that finds its acknowledged writes gone on read says so", async () => {
   const replicas = [new TestReplica("a"), new TestReplica("b")];
   const objects = writerOver(replicas);
   await objects.write(name, 0, bytes(1), { truncate: true });
-  await objects.flush(uid);
+  await objects.flush();
   await objects.write(name, 0, bytes(2));
   replicas[0].restart();
   replicas[1].restart();
@@ -130,7 +150,7 @@ Deno.test("a change that reached one replica only is never overtaken under its s
   const replicas = [new TestReplica("a"), new TestReplica("b"), new TestReplica("c")];
   const objects = writerOver(replicas);
   await objects.write(name, 0, bytes(1), { truncate: true });
-  await objects.flush(uid);
+  await objects.flush();
   // The next change reaches a alone: not acknowledged.
   replicas[1].down = replicas[2].down = true;
   await assert.rejects(objects.write(name, 0, bytes(2)), ReplicaQuorumError);
@@ -138,7 +158,7 @@ Deno.test("a change that reached one replica only is never overtaken under its s
   replicas[0].down = true;
   replicas[1].down = replicas[2].down = false;
   await objects.write(name, 0, bytes(3));
-  await objects.flush(uid);
+  await objects.flush();
   // a comes back holding the failed change: whatever a reader picks, and after
   // the writer's next change reaches all three, every copy holds the same bytes.
   replicas[0].down = false;
@@ -146,7 +166,7 @@ Deno.test("a change that reached one replica only is never overtaken under its s
   const [a, b] = [stamps[0][0], stamps[1][0]];
   assert.ok(a[0] !== b[0] || a[1] !== b[1], `a holds ${a}, b holds ${b}: one stamp, two contents`);
   await objects.write(name, 0, bytes(4).subarray(0, 512));
-  await objects.flush(uid);
+  await objects.flush();
   await objects.settle();
   const copies = await Promise.all(replicas.map((replica) => replica.read(name, 0, -1)));
   const expected = bytes(3);
