@@ -66,6 +66,7 @@ class TestReplica implements ObjectLink {
 }
 
 const uid = "a".repeat(32);
+// Flushes name the volume: a loss is reported to the flush of the volume that wrote it.
 const name = `${uid}.1.0`;
 const bytes = (fill: number) => new Uint8Array(4096).fill(fill);
 
@@ -77,13 +78,13 @@ Deno.test("a failed flush is tried again by the next: none passes without its ob
   const replicas = [new TestReplica("a"), new TestReplica("b")];
   const objects = writerOver(replicas);
   await objects.write(name, 0, bytes(1), { truncate: true });
-  await objects.flush();
+  await objects.flush(uid);
   await objects.write(name, 0, bytes(2)); // acknowledged, not flushed
   replicas[1].down = true;
-  await assert.rejects(objects.flush(), ReplicaQuorumError);
-  await assert.rejects(objects.flush(), ReplicaQuorumError, "the second flush must fail too");
+  await assert.rejects(objects.flush(uid), ReplicaQuorumError);
+  await assert.rejects(objects.flush(uid), ReplicaQuorumError, "the second flush must fail too");
   replicas[1].down = false;
-  await objects.flush();
+  await objects.flush(uid);
   for (const replica of replicas) {
     replica.restart();
     assert.deepEqual((await replica.read(name, 0, -1)).data, bytes(2), `flushed on ${replica.id}`);
@@ -94,10 +95,10 @@ Deno.test("writes lost from every replica before a flush fail the flush, reads a
   const replicas = [new TestReplica("a"), new TestReplica("b")];
   const objects = writerOver(replicas);
   await objects.write(name, 0, bytes(1), { truncate: true });
-  await objects.flush();
+  await objects.flush(uid);
   await objects.write(name, 0, bytes(2));
   replicas[0].down = replicas[1].down = true;
-  await assert.rejects(objects.flush(), ReplicaQuorumError);
+  await assert.rejects(objects.flush(uid), ReplicaQuorumError);
   // Both restart before any flush reached them: version 2 is gone everywhere.
   for (const replica of replicas) {
     replica.restart();
@@ -110,7 +111,7 @@ Deno.test("writes lost from every replica before a flush fail the flush, reads a
   await objects.read(name, 0, into);
   assert.deepEqual(into, bytes(1));
   await objects.write(name, 0, bytes(3));
-  await objects.flush();
+  await objects.flush(uid);
   for (const replica of replicas) {
     assert.deepEqual((await replica.read(name, 0, -1)).data, bytes(3));
   }
@@ -139,7 +140,7 @@ Deno.test("a writer that finds its acknowledged writes gone on read says so", as
   const replicas = [new TestReplica("a"), new TestReplica("b")];
   const objects = writerOver(replicas);
   await objects.write(name, 0, bytes(1), { truncate: true });
-  await objects.flush();
+  await objects.flush(uid);
   await objects.write(name, 0, bytes(2));
   replicas[0].restart();
   replicas[1].restart();
@@ -150,7 +151,7 @@ Deno.test("a change that reached one replica only is never overtaken under its s
   const replicas = [new TestReplica("a"), new TestReplica("b"), new TestReplica("c")];
   const objects = writerOver(replicas);
   await objects.write(name, 0, bytes(1), { truncate: true });
-  await objects.flush();
+  await objects.flush(uid);
   // The next change reaches a alone: not acknowledged.
   replicas[1].down = replicas[2].down = true;
   await assert.rejects(objects.write(name, 0, bytes(2)), ReplicaQuorumError);
@@ -158,7 +159,7 @@ Deno.test("a change that reached one replica only is never overtaken under its s
   replicas[0].down = true;
   replicas[1].down = replicas[2].down = false;
   await objects.write(name, 0, bytes(3));
-  await objects.flush();
+  await objects.flush(uid);
   // a comes back holding the failed change: whatever a reader picks, and after
   // the writer's next change reaches all three, every copy holds the same bytes.
   replicas[0].down = false;
@@ -166,7 +167,7 @@ Deno.test("a change that reached one replica only is never overtaken under its s
   const [a, b] = [stamps[0][0], stamps[1][0]];
   assert.ok(a[0] !== b[0] || a[1] !== b[1], `a holds ${a}, b holds ${b}: one stamp, two contents`);
   await objects.write(name, 0, bytes(4).subarray(0, 512));
-  await objects.flush();
+  await objects.flush(uid);
   await objects.settle();
   const copies = await Promise.all(replicas.map((replica) => replica.read(name, 0, -1)));
   const expected = bytes(3);
