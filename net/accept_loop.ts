@@ -8,6 +8,9 @@
 import { type Logger, logger } from "../log/mod.ts";
 import { acceptBackoffMsMax, acceptBackoffMsMin, type ListenerLimits } from "./limits.ts";
 
+/** Refused connections answered (HTTP 503) at once; more are closed without an answer. */
+const refusalsAnsweringMax = 16;
+
 /** Options of {@linkcode Acceptor.start}. */
 export interface AcceptOptions {
   /** Names the listener, and the component of its log lines: `http`, `nbd`, `cluster`. */
@@ -40,6 +43,8 @@ export class Acceptor {
   /** Connections admitted since start. */
   admitted = 0;
   /** Connections closed at once because a cap was reached. */
+  /** Refusals being answered now (see #refuse). */
+  #answering = 0;
   refused = 0;
   /** Idle connections closed to admit a new one at a cap. */
   evicted = 0;
@@ -158,9 +163,17 @@ export class Acceptor {
       }
     }
     const refusal = this.#options.refusal;
-    if (refusal === undefined) return closeQuietly(conn);
+    // A flood is refused without an answer past a few at once: each answer holds
+    // its descriptor until written, and a slow event loop would pile them up.
+    if (refusal === undefined || this.#answering >= refusalsAnsweringMax) {
+      return closeQuietly(conn);
+    }
+    this.#answering++;
     // A fresh socket's send buffer is empty: this write completes at once.
-    conn.write(refusal).catch(() => {}).finally(() => closeQuietly(conn));
+    conn.write(refusal).catch(() => {}).finally(() => {
+      this.#answering--;
+      closeQuietly(conn);
+    });
   }
 
   #pause(ms: number): Promise<void> {
