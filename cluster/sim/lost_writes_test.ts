@@ -74,12 +74,18 @@ function writerOver(replicas: TestReplica[]): ReplicatedObjects {
   return new ReplicatedObjects({ selfId: "writer", replicasOf: () => replicas, epochOf: () => 1 });
 }
 
-Deno.test("a failed flush is tried again by the next: none passes without its objects", async () => {
+/** Two replicas holding version 1 of the object durably and version 2 acknowledged, unflushed. */
+async function flushedThenWritten() {
   const replicas = [new TestReplica("a"), new TestReplica("b")];
   const objects = writerOver(replicas);
   await objects.write(name, 0, bytes(1), { truncate: true });
   await objects.flush(uid);
-  await objects.write(name, 0, bytes(2)); // acknowledged, not flushed
+  await objects.write(name, 0, bytes(2));
+  return { replicas, objects };
+}
+
+Deno.test("a failed flush is tried again by the next: none passes without its objects", async () => {
+  const { replicas, objects } = await flushedThenWritten(); // acknowledged, not flushed
   replicas[1].down = true;
   await assert.rejects(objects.flush(uid), ReplicaQuorumError);
   await assert.rejects(objects.flush(uid), ReplicaQuorumError, "the second flush must fail too");
@@ -92,11 +98,7 @@ Deno.test("a failed flush is tried again by the next: none passes without its ob
 });
 
 Deno.test("writes lost from every replica before a flush fail the flush, reads and writes", async () => {
-  const replicas = [new TestReplica("a"), new TestReplica("b")];
-  const objects = writerOver(replicas);
-  await objects.write(name, 0, bytes(1), { truncate: true });
-  await objects.flush(uid);
-  await objects.write(name, 0, bytes(2));
+  const { replicas, objects } = await flushedThenWritten();
   replicas[0].down = replicas[1].down = true;
   await assert.rejects(objects.flush(uid), ReplicaQuorumError);
   // Both restart before any flush reached them: version 2 is gone everywhere.
@@ -118,11 +120,7 @@ Deno.test("writes lost from every replica before a flush fail the flush, reads a
 });
 
 Deno.test("a loss a flush of every volume finds is left for the volume to hear", async () => {
-  const replicas = [new TestReplica("a"), new TestReplica("b")];
-  const objects = writerOver(replicas);
-  await objects.write(name, 0, bytes(1), { truncate: true });
-  await objects.flush(uid);
-  await objects.write(name, 0, bytes(2));
+  const { replicas, objects } = await flushedThenWritten();
   replicas[0].restart();
   replicas[1].restart();
   await objects.flush(); // a garbage collection's or an upload's: not the writer
@@ -137,11 +135,7 @@ Deno.test("a loss a flush of every volume finds is left for the volume to hear",
 });
 
 Deno.test("a writer that finds its acknowledged writes gone on read says so", async () => {
-  const replicas = [new TestReplica("a"), new TestReplica("b")];
-  const objects = writerOver(replicas);
-  await objects.write(name, 0, bytes(1), { truncate: true });
-  await objects.flush(uid);
-  await objects.write(name, 0, bytes(2));
+  const { replicas, objects } = await flushedThenWritten();
   replicas[0].restart();
   replicas[1].restart();
   await assert.rejects(objects.read(name, 0, new Uint8Array(4096)), WritesLostError);
