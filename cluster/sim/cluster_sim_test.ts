@@ -136,6 +136,14 @@ Deno.test("seed 7: a collection spares the objects of a volume created elsewhere
   assert.deepEqual(result.violations, []);
 });
 
+Deno.test("seed 566: a collection on the lease holder keeps what the volume's record names", async () => {
+  // core/gc.ts: a volume open on the collecting node is marked from its record as well as its
+  // instance, so an object the instance copied up (not flushed) but the record still names is
+  // kept for a crash or a lost flush that takes the volume back to its record.
+  const result = await ClusterSim.run(clusterSimSettings(566));
+  assert.deepEqual(result.violations, []);
+});
+
 Deno.test("seed 92: healing hands a copy off with its stamp, once the replicas hold it durably", async () => {
   // object_service.ts (ObjectReplica.drop), healer.ts: the data and the stamp go together, only
   // while no change reached the copy since the replicas were checked, so a writer that still
