@@ -20,11 +20,16 @@ import { logger } from "../log/mod.ts";
 
 const log = logger("gc");
 
+/** Past the age rule, before a failed upload's blocks are swept again (the rule's own margin). */
+const agedMarginMs = 5_000;
+
 /**
  * How a cluster makes garbage collection safe when other nodes change the
  * catalogue and upload at the same time.
  */
 export interface GcPolicy {
+  /** Blocks stored (or stored again) more recently than this are never deleted. */
+  readonly minAgeMs: number;
   /** Blocks that uploads in progress anywhere have stored or will reference. */
   pinned(): Promise<Set<string>>;
   /** The pause between the two marks. */
@@ -61,6 +66,8 @@ export class Collector {
   #added: GcAdded | null = null;
   /** Aborts the pending timer; null when none is pending. */
   #timer: AbortController | null = null;
+  /** Timers of sweeps waiting for blocks to age (collectWhenOld). */
+  #later = new Set<AbortController>();
 
   constructor(options: CollectorOptions) {
     this.#options = options;
@@ -134,9 +141,26 @@ export class Collector {
     }, () => {/* aborted: the store closed */});
   }
 
-  /** Cancels the pending collection. */
+  /**
+   * Sweeps `only` (a failed upload's blocks) again once a cluster's age rule
+   * lets it delete them: another node's upload may have found them stored, so
+   * they cannot go at once, but nothing else would come back for them.
+   */
+  collectWhenOld(only: ReadonlySet<string>): void {
+    const policy = this.#options.policy;
+    if (policy === null || only.size === 0) return;
+    const timer = new AbortController();
+    this.#later.add(timer);
+    this.#options.clock.sleep(policy.minAgeMs + agedMarginMs, timer.signal).then(
+      () => this.collect(only).then(() => {}, this.#options.onError),
+      () => {/* aborted: the store closed */},
+    ).finally(() => this.#later.delete(timer));
+  }
+
+  /** Cancels the pending collections. */
   close(): void {
     this.#timer?.abort();
     this.#timer = null;
+    for (const timer of this.#later) timer.abort();
   }
 }

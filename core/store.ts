@@ -150,9 +150,10 @@ export class Store {
     } finally {
       this.#uploads.delete(name);
       // A failed upload gives back the space of the blocks it stored at once (those
-      // nothing else came to rely on); in a cluster, young blocks wait for a later
-      // collection (the age rule), which the schedule below starts.
+      // nothing else came to rely on); in a cluster, where another node's upload may
+      // have found them stored, once they are older than the age rule allows.
       if (!committed && stored.size > 0) {
+        this.#collector.collectWhenOld(stored);
         await this.#collector.collect(stored).catch((error) =>
           log.error("cannot free the blocks of failed upload {image}: {error}", {
             image: name,

@@ -115,3 +115,44 @@ Deno.test("cluster GC frees unreferenced blocks everywhere, keeps clones' and in
     await cluster.stop();
   }
 });
+
+Deno.test("a failed upload's blocks leave every node once the age rule allows, with no collection asked", async () => {
+  const cluster = await startCluster(3, () => ["--gc-min-age", "4", "--gc-settle", "0.2"]);
+  const [one] = cluster.nodes;
+  try {
+    const seeds = [31, 32, 33];
+    const hash = (seed: number) => sha256Hex(patternBytes(blockBytes, seed));
+    // The client sends three whole blocks, waits until they are stored, then breaks off.
+    const stored = async () => {
+      for (const seed of seeds) if (await holders(cluster.nodes, hash(seed)) === 0) return false;
+      return true;
+    };
+    const body = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        for (const seed of seeds) controller.enqueue(patternBytes(blockBytes, seed));
+        controller.enqueue(new Uint8Array(4096)); // the last block is not complete
+        await eventually("the upload's blocks stored", stored, 20_000);
+        controller.error(new Error("client gone"));
+      },
+    });
+    await one.fetch("/v1/images/broken", { method: "PUT", body }).then(
+      (response) => response.body?.cancel(),
+      () => {},
+    );
+    // Too young to go at once in a cluster (another node's upload may have found them
+    // stored): still there a second after the failure.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.ok(await stored(), "the failed upload's blocks are kept while young");
+    await eventually(
+      "the failed upload's blocks gone from every node",
+      async () => {
+        for (const seed of seeds) if (await holders(cluster.nodes, hash(seed)) > 0) return false;
+        return true;
+      },
+      30_000,
+    );
+    assert.equal((await one.fetch("/v1/images/broken")).status, 404);
+  } finally {
+    await cluster.stop();
+  }
+});

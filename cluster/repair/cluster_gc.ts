@@ -53,6 +53,7 @@ export function clusterGcPolicy(
   const minAge = () =>
     Math.max(options.minAgeMs, Math.ceil(clock.now() - pinsTakenAt) + ageMarginMs);
   return {
+    minAgeMs: options.minAgeMs,
     async pinned() {
       pinsTakenAt = clock.now();
       const pins = new Set<string>();
