@@ -1,0 +1,45 @@
+/**
+ * Goal: a collection learns the pins of every member that holds a place, dead
+ * ones within the grace period included (one may still run, cut off, with an
+ * upload it commits once back), and stops when one does not answer.
+ * Method: clusterGcPolicy over an engine and an RPC caller stubbed as a list
+ * of members and their answers.
+ */
+import assert from "node:assert/strict";
+import { ConflictError } from "../../core/mod.ts";
+import type { ClusterEngine } from "../cluster_engine.ts";
+import type { MemberState } from "../membership/mod.ts";
+import type { RpcCaller } from "../transport/mod.ts";
+import { clusterGcPolicy } from "./cluster_gc.ts";
+
+function member(id: string, status: MemberState["status"]): MemberState {
+  return { id, address: id, zone: null, weight: 1, incarnation: 0, status, since: 0 };
+}
+
+/** A policy for node `a` whose placement holds `members`; `pins` answers by address. */
+function policyOver(members: MemberState[], pins: Record<string, string[]>) {
+  const engine = { selfId: "a", placementMembers: () => members } as unknown as ClusterEngine;
+  const rpc: RpcCaller = {
+    call: (address) =>
+      pins[address] === undefined
+        ? Promise.reject(new Error(`${address} does not answer`))
+        : Promise.resolve({ header: { hashes: pins[address] } }),
+  };
+  return clusterGcPolicy({ engine, rpc, minAgeMs: 0, settleMs: 0 });
+}
+
+Deno.test("pinned() asks a member dead within the grace period, and keeps its pins", async () => {
+  const policy = policyOver(
+    [member("a", "alive"), member("b", "alive"), member("c", "dead")],
+    { b: ["1".repeat(64)], c: ["2".repeat(64)] },
+  );
+  assert.deepEqual([...await policy.pinned()].sort(), ["1".repeat(64), "2".repeat(64)]);
+});
+
+Deno.test("pinned() stops the collection when a member dead within the grace does not answer", async () => {
+  const policy = policyOver(
+    [member("a", "alive"), member("b", "alive"), member("c", "dead")],
+    { b: [] },
+  );
+  await assert.rejects(policy.pinned(), ConflictError);
+});
