@@ -135,6 +135,15 @@ export class VolumeModel {
     this.#sinceFlush = this.#sinceFlush.map(() => new Set());
   }
 
+  /**
+   * A crash or a takeover may have dropped writes since the last flush: any
+   * subset of them may be what the volume holds now, an overwritten one
+   * included, before any flush says so.
+   */
+  mayHaveLost(): void {
+    this.#current = this.#current.map((tags, s) => new Set([...tags, ...this.#sinceFlush[s]]));
+  }
+
   flushFailed(): void {
     // It may also have found the writes since the last successful flush lost and
     // gone back to what that flush made durable.

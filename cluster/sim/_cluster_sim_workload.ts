@@ -114,7 +114,7 @@ export class ClusterWorkload extends MetaClients {
   async #operate(client: VolumeClient): Promise<void> {
     const roll = this.random();
     if (roll < 0.42) await this.#write(client);
-    else if (roll < 0.64) await this.#read(client.model, this.randomNode(), "read");
+    else if (roll < 0.64) await this.#read(client, this.randomNode());
     else if (roll < 0.78) await this.#flush(client);
     else if (roll < 0.86) client.handle = null; // migrates: the next write moves the lease
     else if (roll < 0.91) await this.#snapshot(client);
@@ -162,22 +162,26 @@ export class ClusterWorkload extends MetaClients {
     if (outcome.stuck) model.state = "unknown";
   }
 
-  async #read(model: VolumeModel, node: string, what: string): Promise<void> {
+  async #read(client: VolumeClient, node: string): Promise<void> {
+    const { model } = client;
     const first = this.sim.world.random.int(model.sectors);
     const count = 1 + this.sim.world.random.int(model.sectors - first);
     const into = new Uint8Array(count * sectorBytes);
     const outcome = await this.#attempt(
       node,
-      `${what} ${model.name} ${first}+${count}`,
+      `read ${model.name} ${first}+${count}`,
       async (runtime) => {
         const handle = await runtime.leases.open(model.name);
         await handle.read({ offset: first * sectorBytes, length: into.length }, into);
       },
     );
     if (!outcome.ok || model.state !== "live") return;
+    // A crash or a takeover since the first write not flushed yet may have kept any
+    // subset of the writes since the last flush, and a read may see that already.
+    if (this.#losses.lost(model.name, client.dirtySince)) model.mayHaveLost();
     const tags = sectorTags(into, first);
     this.log.push(`  read ${tags.join(",")}`);
-    this.violations.push(...model.check(first, tags, `${what} at ${node}`));
+    this.violations.push(...model.check(first, tags, `read at ${node}`));
   }
 
   async #flush(client: VolumeClient): Promise<void> {
