@@ -14,6 +14,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { percentile } from "./_stats.ts";
 import { startCluster } from "../tests/_cluster.ts";
 import { removeData, startNode, type TestNode } from "../tests/_node.ts";
 import { createVolume, MiB, uploadImage } from "../tests/_nbd.ts";
@@ -24,10 +25,6 @@ const { values } = parseArgs({
   options: { clones: { type: "string", default: "40" } },
 });
 const clones = Number(values.clones);
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
-}
 
 let serial = 0;
 /** Times `count` clones of `image` through `node`, one after another. */

@@ -18,6 +18,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { percentile } from "./_stats.ts";
 import { startCluster } from "../tests/_cluster.ts";
 import { createVolume, nbdPython } from "../tests/_nbd.ts";
 
@@ -35,10 +36,6 @@ for i in range(count):
     h.flush(); h.shutdown()
 print(json.dumps(latency))
 `;
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
-}
 
 function summary(samples: number[]) {
   const sorted = [...samples].sort((a, b) => a - b);

@@ -182,7 +182,6 @@ export class ReplicatedObjects {
       for (const name of taken) names.delete(name);
       if (taken.size > 0) pending.push({ link, names: taken });
     }
-    // What each object must be at, as of this call (later writes may move the stamps on).
     const flushed = await Promise.allSettled(
       pending.map(({ link, names }) => link.flush([...names])),
     );
@@ -451,14 +450,18 @@ export class ReplicatedObjects {
     written.acked = [0, 0];
     written.current = new Set();
     written.stale = true;
-    this.#short.delete(name);
-    for (const { names } of this.#unflushed.values()) names.delete(name);
+    this.#dropPending(name);
     throw new WritesLostError([name]);
   }
 
-  /** Drops what this node knew of `name`: its acknowledged writes are gone, or someone else's now. */
+  /** Drops what this node knew of `name`: another node writes it now. */
   #lose(name: string): void {
     this.#written.delete(name);
+    this.#dropPending(name);
+  }
+
+  /** Nothing of `name` is left to flush here. */
+  #dropPending(name: string): void {
     this.#short.delete(name);
     for (const { names } of this.#unflushed.values()) names.delete(name);
   }
