@@ -191,27 +191,42 @@ export class Proposer {
     return config;
   }
 
-  /** Sends to every voter of `config`; answers by voter, unreachable ones left out. */
-  async #ask<T extends { ok: boolean }>(
+  /**
+   * Sends to every voter of `config`; answers by voter, unreachable ones left
+   * out. Resolves as soon as the voters that answered ok form a quorum (the
+   * round's outcome is decided then; the slowest voter only adds latency, and
+   * still gets the request), or once every voter answered or failed.
+   */
+  #ask<T extends { ok: boolean }>(
     config: MetaConfig,
     call: (link: AcceptorLink) => Promise<T>,
   ): Promise<Map<string, T>> {
     const voters = allVoters(config);
-    const settled = await Promise.allSettled(voters.map((voter) => {
-      const link = this.#link(voter);
-      return link === null ? Promise.reject(new Error("unknown address")) : call(link);
-    }));
     const replies = new Map<string, T>();
-    settled.forEach((result, i) => {
-      if (result.status === "fulfilled") replies.set(voters[i], result.value);
-    });
-    for (const reply of replies.values()) {
-      const promised = (reply as { promised?: Ballot }).promised;
-      if (!reply.ok && promised !== undefined && promised.epoch === config.epoch) {
-        this.#counter = Math.max(this.#counter, promised.counter);
+    const granted = new Set<string>();
+    return new Promise((resolve) => {
+      let pending = voters.length;
+      const settle = () => {
+        if (--pending === 0 || isQuorum(config, granted)) resolve(new Map(replies));
+      };
+      if (pending === 0) resolve(replies);
+      // Later answers land in `replies` only: the caller has its copy.
+      for (const voter of voters) {
+        const link = this.#link(voter);
+        (link === null ? Promise.reject(new Error("unknown address")) : call(link)).then(
+          (reply) => {
+            replies.set(voter, reply);
+            if (reply.ok) granted.add(voter);
+            const promised = (reply as { promised?: Ballot }).promised;
+            if (!reply.ok && promised !== undefined && promised.epoch === config.epoch) {
+              this.#counter = Math.max(this.#counter, promised.counter);
+            }
+            settle();
+          },
+          settle,
+        );
       }
-    }
-    return replies;
+    });
   }
 
   /** Installs the newest configuration a reply names; true when there was one. */
