@@ -37,7 +37,6 @@ import {
   type VolumeAuthority,
   type VolumeHandle,
   type VolumeInfo,
-  type VolumeLease,
 } from "../../core/mod.ts";
 import { KeyedMutex } from "../../core/_mutex.ts";
 import {
@@ -48,23 +47,17 @@ import {
 } from "../../core/records.ts";
 import type { Register } from "../meta/mod.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
-import { type RpcCaller, RpcError, type RpcMethod } from "../transport/mod.ts";
+import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
 import { LeasedVolumeHandle } from "./leased_volume.ts";
 import { LeaseValidity, leaseValidMsDefault } from "./_lease_validity.ts";
+import { LeaseMessages } from "./_lease_messages.ts";
+import { HolderReads } from "./_holder_reads.ts";
 import { logger } from "../../log/mod.ts";
 
 const log = logger("leases");
 
 /** Longest wait for an unreachable holder to be declared dead before a takeover. */
 export const takeoverWaitMsDefault = 30_000;
-/** Largest read forwarded to the holder in one call (an NBD request's maximum). */
-const forwardedReadBytesMax = 32 * 1024 * 1024;
-/** Pause between requests to a holder that does not answer its release. */
-const releaseRetryMs = 200;
-/** Pause between notices to a holder whose lease was taken over while it was unreachable. */
-const lostNoticeRetryMs = 1000;
-/** How long a taker keeps trying to tell the old holder it lost the lease. */
-const lostNoticeMsMax = 3_600_000;
 /** Tries to move a lease when other nodes race for it. */
 const moveAttemptsMax = 16;
 
@@ -110,7 +103,6 @@ export class LeaseManager implements VolumeAuthority {
   #storeOf: () => Store;
   #engine: ClusterEngine;
   #rpc: RpcCaller;
-  #takeoverWaitMs: number;
   #clock: Clock;
   /** Volumes this node holds: name → epoch and uid. */
   #held = new Map<string, { epoch: number; uid: string }>();
@@ -118,10 +110,10 @@ export class LeaseManager implements VolumeAuthority {
   #epochs = new Map<string, number>();
   /** Times this node lost the lease of a volume (connections older than a loss are fenced). */
   #losses = new Map<string, number>();
-  /** Where reads of a volume held elsewhere go, as last read from its record. */
-  #holders = new Map<string, string | null>();
   #locks = new KeyedMutex();
   #validity: LeaseValidity;
+  #messages: LeaseMessages;
+  #reads: HolderReads;
 
   /**
    * The store's say on volume access: a write path takes the lease first; a
@@ -140,8 +132,22 @@ export class LeaseManager implements VolumeAuthority {
     this.#storeOf = options.store;
     this.#engine = options.engine;
     this.#rpc = options.rpc;
-    this.#takeoverWaitMs = options.takeoverWaitMs ?? takeoverWaitMsDefault;
     this.#clock = options.clock ?? systemClock;
+    this.#messages = new LeaseMessages(
+      this.#engine,
+      this.#rpc,
+      this.#clock,
+      options.takeoverWaitMs ?? takeoverWaitMsDefault,
+      this.counters,
+    );
+    this.#reads = new HolderReads({
+      store: this.#storeOf,
+      engine: this.#engine,
+      rpc: this.#rpc,
+      counters: this.counters,
+      holds: (name) => this.#held.has(name),
+      confirm: (name) => this.confirm(name),
+    });
     this.#validity = new LeaseValidity(
       this.#clock,
       options.leaseValidMs ?? leaseValidMsDefault,
@@ -239,47 +245,8 @@ export class LeaseManager implements VolumeAuthority {
   }
 
   /** Reads `range` of `name`, coherent with the holder wherever it is. */
-  async read(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      if (this.#held.has(name)) {
-        try {
-          await this.confirm(name);
-        } catch (error) {
-          if (error instanceof LeaseLostError) continue; // moved: read where it went
-          throw error;
-        }
-        await (await this.#store.openVolume(name)).readAt(range, into);
-        return;
-      }
-      let holder = this.#holders.get(name);
-      if (holder === undefined) {
-        holder = (await this.#store.loadVolume(name)).lease?.holder ?? null;
-        this.#holders.set(name, holder);
-      }
-      const member = holder === null ? undefined : this.#engine.member(holder);
-      const live = member !== undefined &&
-        (member.status === "alive" || member.status === "suspect");
-      if (holder === null || holder === this.#engine.selfId || !live) {
-        // Nobody can have acknowledged more than the record's flushed state.
-        await (await this.#store.loadVolume(name)).readAt(range, into);
-        this.#holders.delete(name);
-        return;
-      }
-      try {
-        const reply = await this.#rpc.call(member!.address, "volume.read", {
-          header: { name, offset: range.offset, length: range.length },
-        });
-        if (reply.header.held === true && reply.data?.length === range.length) {
-          into.set(reply.data);
-          this.counters.forwardedReads++;
-          return;
-        }
-      } catch {
-        // unreachable: read the record again
-      }
-      this.#holders.delete(name);
-    }
-    await (await this.#store.loadVolume(name)).readAt(range, into);
+  read(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    return this.#reads.read(name, range, into);
   }
 
   /**
@@ -287,13 +254,8 @@ export class LeaseManager implements VolumeAuthority {
    * (a flush is coherent with the holder, as reads are: it reports a loss of
    * writes the holder found there).
    */
-  async flush(name: string): Promise<void> {
-    if (this.#held.has(name)) return await (await this.#store.openVolume(name)).flush();
-    const holder = (await this.#store.loadVolume(name)).lease?.holder ?? null;
-    const member = holder === null ? undefined : this.#engine.member(holder);
-    if (member === undefined || (member.status !== "alive" && member.status !== "suspect")) return;
-    if (member.id === this.#engine.selfId) return;
-    await this.#rpc.call(member.address, "volume.flush", { header: { name } });
+  flush(name: string): Promise<void> {
+    return this.#reads.flush(name);
   }
 
   /** A handle on volume `name` for one client (an NBD connection, an HTTP request). */
@@ -311,39 +273,7 @@ export class LeaseManager implements VolumeAuthority {
         const takenOver = request.header.takenOver === true;
         return { header: { released: await this.#release(name, epoch, takenOver) } };
       },
-      "volume.flush": async (request) => {
-        const name = String(request.header.name);
-        if (!this.#held.has(name)) return { header: { held: false } };
-        await (await this.#store.openVolume(name)).flush();
-        return { header: { held: true } };
-      },
-      "volume.read": async (request) => {
-        const name = String(request.header.name);
-        const offset = request.header.offset, length = request.header.length;
-        if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) {
-          throw new TypeError("bad range");
-        }
-        if ((length as number) < 0 || (length as number) > forwardedReadBytesMax) {
-          throw new RangeError("bad length");
-        }
-        if (!this.#held.has(name)) return { header: { held: false } };
-        try {
-          await this.confirm(name);
-        } catch (error) {
-          if (error instanceof LeaseLostError) return { header: { held: false } };
-          throw error;
-        }
-        const data = new Uint8Array(length as number);
-        await (await this.#store.openVolume(name)).readAt(
-          { offset: offset as number, length: length as number },
-          data,
-        );
-        return { header: { held: true }, data };
-      },
-      "lease.changed": (request) => {
-        this.#holders.delete(String(request.header.name));
-        return { header: {} };
-      },
+      ...this.#reads.methods(),
     };
   }
 
@@ -362,7 +292,7 @@ export class LeaseManager implements VolumeAuthority {
     this.#validity.forget(name);
     this.#epochs.delete(held.uid);
     this.#losses.set(name, this.losses(name) + 1);
-    this.#holders.delete(name);
+    this.#reads.forget(name);
     this.#store.dropVolume(name);
     this.#engine.objects.forget(held.uid);
   }
@@ -391,7 +321,7 @@ export class LeaseManager implements VolumeAuthority {
       this.#held.delete(name);
       this.#validity.forget(name);
       this.#epochs.delete(held.uid);
-      this.#holders.delete(name);
+      this.#reads.forget(name);
       this.counters.released++;
       this.#store.dropVolume(name);
       this.#engine.objects.forget(held.uid);
@@ -410,14 +340,14 @@ export class LeaseManager implements VolumeAuthority {
       // did not (dead, cut off, or a break) may still write: fence storage first.
       const cooperative = lease.holder !== null && lease.holder !== this.#engine.selfId &&
           options.release
-        ? this.#askRelease(name, lease)
+        ? this.#messages.askRelease(name, lease)
         : Promise.resolve(false);
       let takenOver = false;
       const ready = cooperative.then(async (released) => {
         takenOver = !released && options.release && lease.holder !== null &&
           lease.holder !== this.#engine.selfId;
-        if (!released) return await this.#fence(uid, epoch);
-        this.#fence(uid, epoch).catch(() => {});
+        if (!released) return await this.#messages.fence(uid, epoch);
+        this.#messages.fence(uid, epoch).catch(() => {});
       });
       // The holder persisted its last map when it released: take the lease on that
       // record in one compare-and-set (its first round overlaps the release and the
@@ -444,13 +374,13 @@ export class LeaseManager implements VolumeAuthority {
         this.#store.adoptVolume(name, register.value!, register.version);
       }
       this.#engine.objects.forget(uid);
-      this.#holders.delete(name);
+      this.#reads.forget(name);
       if (to === this.#engine.selfId) {
         this.#held.set(name, { epoch, uid });
         this.#epochs.set(uid, epoch);
         this.#validity.granted(name, this.#clock.now());
       }
-      this.#tellMembers(name);
+      this.#messages.tellMembers(name);
       log.info("write lease of volume {volume} moved from {from} to {to} at epoch {epoch}", {
         volume: name,
         from: lease.holder,
@@ -458,95 +388,11 @@ export class LeaseManager implements VolumeAuthority {
         epoch,
         takenOver,
       });
-      if (takenOver) this.#tellOldHolder(name, lease).catch(() => {});
+      if (takenOver) this.#messages.tellOldHolder(name, lease).catch(() => {});
       return;
     }
     throw new LeaseLostError(
       `Cannot move the write lease of volume "${name}": other nodes kept moving it`,
     );
-  }
-
-  /**
-   * Asks the holder to release; waits for an unreachable one to be declared
-   * dead. True when it released (it will write no more), false when it is gone.
-   */
-  async #askRelease(name: string, lease: VolumeLease): Promise<boolean> {
-    const deadline = this.#clock.now() + this.#takeoverWaitMs;
-    let refusal = "";
-    for (;;) {
-      const member = this.#engine.member(lease.holder!);
-      if (member === undefined || member.status === "dead" || member.status === "left") {
-        this.counters.takeovers++;
-        return false; // gone: storage fencing keeps it out if it ever comes back
-      }
-      try {
-        const reply = await this.#rpc.call(member.address, "lease.release", {
-          header: { name, epoch: lease.epoch },
-        }, 5_000);
-        if (reply.header.released === true) return true;
-        throw new LeaseLostError(`Cannot move volume "${name}": its holder took it again`);
-      } catch (error) {
-        if (error instanceof LeaseLostError) throw error;
-        // It answers but cannot release (e.g. its writes are not durable yet): say why.
-        if (error instanceof RpcError && error.remoteName !== null) refusal = error.message;
-      }
-      if (this.#clock.now() > deadline) {
-        throw new LeaseLostError(
-          `Cannot move the write lease of volume "${name}": holder ${lease.holder} ` +
-            (refusal === ""
-              ? `is unreachable and not declared dead after ${this.#takeoverWaitMs} ms`
-              : `did not release it within ${this.#takeoverWaitMs} ms: ${refusal}`),
-        );
-      }
-      await this.#clock.sleep(releaseRetryMs);
-    }
-  }
-
-  /** Raises the volume's fence to `epoch` here and on every live member, all at once. */
-  async #fence(uid: string, epoch: number): Promise<void> {
-    await Promise.all([
-      this.#engine.replica.fences.admit(uid, epoch),
-      Promise.allSettled(
-        this.#engine.liveMembers().filter((member) => member.id !== this.#engine.selfId).map(
-          (member) =>
-            this.#rpc.call(member.address, "object.fence", { header: { uid, epoch } }, 5_000),
-        ),
-      ),
-    ]);
-  }
-
-  /**
-   * Tells the holder a lease was taken from (declared dead, so it may be alive
-   * and cut off) that it lost it, as soon as it can be reached: until then it
-   * believes it holds the lease and serves reads of its own stale instance,
-   * and members that forward reads to it get them. It drops its instance
-   * without persisting anything (the record moved on); a restarted holder
-   * holds nothing and answers at once. Gives up when the holder left or after
-   * {@linkcode lostNoticeMsMax}.
-   */
-  async #tellOldHolder(name: string, lease: VolumeLease): Promise<void> {
-    const deadline = this.#clock.now() + lostNoticeMsMax;
-    while (this.#clock.now() < deadline) {
-      const member = this.#engine.member(lease.holder!);
-      if (member === undefined || member.status === "left") return;
-      // Tried even while gossip says it is dead: it may be alive and just cut off.
-      try {
-        const reply = await this.#rpc.call(member.address, "lease.release", {
-          header: { name, epoch: lease.epoch, takenOver: true },
-        }, 5_000);
-        if (reply.header.released === true) return;
-      } catch {
-        // unreachable, or failing for now: tell it again
-      }
-      await this.#clock.sleep(lostNoticeRetryMs);
-    }
-  }
-
-  /** Tells live members to forget where they forwarded reads of `name` (best effort). */
-  #tellMembers(name: string): void {
-    for (const member of this.#engine.liveMembers()) {
-      if (member.id === this.#engine.selfId) continue;
-      this.#rpc.call(member.address, "lease.changed", { header: { name } }, 5_000).catch(() => {});
-    }
   }
 }

@@ -1,0 +1,151 @@
+/**
+ * Reads and flushes of volumes through any node, coherent with the write lease
+ * wherever it is: the holder serves them from its own instance (once it
+ * confirmed it still holds the lease); another node forwards them to the live
+ * holder, and without one reads the record's last flushed state (nobody can
+ * have acknowledged more).
+ */
+import { type ByteRange, LeaseLostError, type Store, type Volume } from "../../core/mod.ts";
+import type { ClusterEngine } from "../cluster_engine.ts";
+import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
+import type { LeaseCounters } from "./leases.ts";
+
+/** Largest read forwarded to the holder in one call (an NBD request's maximum). */
+const forwardedReadBytesMax = 32 * 1024 * 1024;
+
+/** What {@linkcode HolderReads} needs of its node. */
+export interface HolderReadsOptions {
+  store: () => Store;
+  engine: ClusterEngine;
+  rpc: RpcCaller;
+  counters: LeaseCounters;
+  /** True when this node holds the write lease of `name`. */
+  holds: (name: string) => boolean;
+  /** Resolves when this node may serve `name` from its own instance now (LeaseManager.confirm). */
+  confirm: (name: string) => Promise<void>;
+}
+
+/** The reads and flushes of one node; see the module doc. */
+export class HolderReads {
+  #store: () => Store;
+  #engine: ClusterEngine;
+  #rpc: RpcCaller;
+  #counters: LeaseCounters;
+  #holds: (name: string) => boolean;
+  #confirm: (name: string) => Promise<void>;
+  /** Where reads of a volume held elsewhere go, as last read from its record. */
+  #holders = new Map<string, string | null>();
+
+  constructor(options: HolderReadsOptions) {
+    this.#store = options.store;
+    this.#engine = options.engine;
+    this.#rpc = options.rpc;
+    this.#counters = options.counters;
+    this.#holds = options.holds;
+    this.#confirm = options.confirm;
+  }
+
+  /** The lease of `name` moved: look its holder up again on the next read. */
+  forget(name: string): void {
+    this.#holders.delete(name);
+  }
+
+  /** Reads `range` of `name`, coherent with the holder wherever it is. */
+  async read(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (this.#holds(name)) {
+        try {
+          await this.#confirm(name);
+        } catch (error) {
+          if (error instanceof LeaseLostError) continue; // moved: read where it went
+          throw error;
+        }
+        await (await this.#store().openVolume(name)).readAt(range, into);
+        return;
+      }
+      let holder = this.#holders.get(name);
+      let loaded: Volume | undefined;
+      if (holder === undefined) {
+        loaded = await this.#store().loadVolume(name);
+        holder = loaded.lease?.holder ?? null;
+        this.#holders.set(name, holder);
+      }
+      const member = holder === null ? undefined : this.#engine.member(holder);
+      const live = member !== undefined &&
+        (member.status === "alive" || member.status === "suspect");
+      if (holder === null || holder === this.#engine.selfId || !live) {
+        // Nobody can have acknowledged more than the record's flushed state.
+        await (loaded ?? await this.#store().loadVolume(name)).readAt(range, into);
+        this.#holders.delete(name);
+        return;
+      }
+      try {
+        const reply = await this.#rpc.call(member!.address, "volume.read", {
+          header: { name, offset: range.offset, length: range.length },
+        });
+        if (reply.header.held === true && reply.data?.length === range.length) {
+          into.set(reply.data);
+          this.#counters.forwardedReads++;
+          return;
+        }
+      } catch {
+        // unreachable: read the record again
+      }
+      this.#holders.delete(name);
+    }
+    await (await this.#store().loadVolume(name)).readAt(range, into);
+  }
+
+  /**
+   * Flushes `name` where it is written: here when held, else at its live holder
+   * (a flush is coherent with the holder, as reads are: it reports a loss of
+   * writes the holder found there).
+   */
+  async flush(name: string): Promise<void> {
+    if (this.#holds(name)) return await (await this.#store().openVolume(name)).flush();
+    const holder = (await this.#store().loadVolume(name)).lease?.holder ?? null;
+    const member = holder === null ? undefined : this.#engine.member(holder);
+    if (member === undefined || (member.status !== "alive" && member.status !== "suspect")) return;
+    if (member.id === this.#engine.selfId) return;
+    await this.#rpc.call(member.address, "volume.flush", { header: { name } });
+  }
+
+  /** The methods other members call: flush or read a volume held here; a lease moved. */
+  methods(): Record<string, RpcMethod> {
+    return {
+      "volume.flush": async (request) => {
+        const name = String(request.header.name);
+        if (!this.#holds(name)) return { header: { held: false } };
+        await (await this.#store().openVolume(name)).flush();
+        return { header: { held: true } };
+      },
+      "volume.read": async (request) => {
+        const name = String(request.header.name);
+        const offset = request.header.offset, length = request.header.length;
+        if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) {
+          throw new TypeError("bad range");
+        }
+        if ((length as number) < 0 || (length as number) > forwardedReadBytesMax) {
+          throw new RangeError("bad length");
+        }
+        if (!this.#holds(name)) return { header: { held: false } };
+        try {
+          await this.#confirm(name);
+        } catch (error) {
+          if (error instanceof LeaseLostError) return { header: { held: false } };
+          throw error;
+        }
+        const data = new Uint8Array(length as number);
+        await (await this.#store().openVolume(name)).readAt(
+          { offset: offset as number, length: length as number },
+          data,
+        );
+        return { header: { held: true }, data };
+      },
+      "lease.changed": (request) => {
+        this.#holders.delete(String(request.header.name));
+        return { header: {} };
+      },
+    };
+  }
+}

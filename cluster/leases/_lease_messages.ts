@@ -1,0 +1,124 @@
+/**
+ * What a lease move asks of other members (leases.ts runs the move): the
+ * holder's release, the fence of every live member, a notice to a holder the
+ * lease was taken from while it was cut off, and a word to everyone that
+ * reads of the volume go elsewhere now.
+ */
+import { type Clock, LeaseLostError, type VolumeLease } from "../../core/mod.ts";
+import type { ClusterEngine } from "../cluster_engine.ts";
+import { type RpcCaller, RpcError } from "../transport/mod.ts";
+import type { LeaseCounters } from "./leases.ts";
+
+/** Pause between requests to a holder that does not answer its release. */
+const releaseRetryMs = 200;
+/** Pause between notices to a holder whose lease was taken over while it was unreachable. */
+const lostNoticeRetryMs = 1000;
+/** How long a taker keeps trying to tell the old holder it lost the lease. */
+const lostNoticeMsMax = 3_600_000;
+
+/** The calls of lease moves from one node. */
+export class LeaseMessages {
+  #engine: ClusterEngine;
+  #rpc: RpcCaller;
+  #clock: Clock;
+  #takeoverWaitMs: number;
+  #counters: LeaseCounters;
+
+  constructor(
+    engine: ClusterEngine,
+    rpc: RpcCaller,
+    clock: Clock,
+    takeoverWaitMs: number,
+    counters: LeaseCounters,
+  ) {
+    this.#engine = engine;
+    this.#rpc = rpc;
+    this.#clock = clock;
+    this.#takeoverWaitMs = takeoverWaitMs;
+    this.#counters = counters;
+  }
+
+  /**
+   * Asks the holder to release; waits for an unreachable one to be declared
+   * dead. True when it released (it will write no more), false when it is gone.
+   */
+  async askRelease(name: string, lease: VolumeLease): Promise<boolean> {
+    const deadline = this.#clock.now() + this.#takeoverWaitMs;
+    let refusal = "";
+    for (;;) {
+      const member = this.#engine.member(lease.holder!);
+      if (member === undefined || member.status === "dead" || member.status === "left") {
+        this.#counters.takeovers++;
+        return false; // gone: storage fencing keeps it out if it ever comes back
+      }
+      try {
+        const reply = await this.#rpc.call(member.address, "lease.release", {
+          header: { name, epoch: lease.epoch },
+        }, 5_000);
+        if (reply.header.released === true) return true;
+        throw new LeaseLostError(`Cannot move volume "${name}": its holder took it again`);
+      } catch (error) {
+        if (error instanceof LeaseLostError) throw error;
+        // It answers but cannot release (e.g. its writes are not durable yet): say why.
+        if (error instanceof RpcError && error.remoteName !== null) refusal = error.message;
+      }
+      if (this.#clock.now() > deadline) {
+        throw new LeaseLostError(
+          `Cannot move the write lease of volume "${name}": holder ${lease.holder} ` +
+            (refusal === ""
+              ? `is unreachable and not declared dead after ${this.#takeoverWaitMs} ms`
+              : `did not release it within ${this.#takeoverWaitMs} ms: ${refusal}`),
+        );
+      }
+      await this.#clock.sleep(releaseRetryMs);
+    }
+  }
+
+  /** Raises the volume's fence to `epoch` here and on every live member, all at once. */
+  async fence(uid: string, epoch: number): Promise<void> {
+    await Promise.all([
+      this.#engine.replica.fences.admit(uid, epoch),
+      Promise.allSettled(
+        this.#engine.liveMembers().filter((member) => member.id !== this.#engine.selfId).map(
+          (member) =>
+            this.#rpc.call(member.address, "object.fence", { header: { uid, epoch } }, 5_000),
+        ),
+      ),
+    ]);
+  }
+
+  /**
+   * Tells the holder a lease was taken from (declared dead, so it may be alive
+   * and cut off) that it lost it, as soon as it can be reached: until then it
+   * believes it holds the lease and serves reads of its own stale instance,
+   * and members that forward reads to it get them. It drops its instance
+   * without persisting anything (the record moved on); a restarted holder
+   * holds nothing and answers at once. Gives up when the holder left or after
+   * {@linkcode lostNoticeMsMax}.
+   */
+  async tellOldHolder(name: string, lease: VolumeLease): Promise<void> {
+    const deadline = this.#clock.now() + lostNoticeMsMax;
+    while (this.#clock.now() < deadline) {
+      const member = this.#engine.member(lease.holder!);
+      if (member === undefined || member.status === "left") return;
+      // Tried even while gossip says it is dead: it may be alive and just cut off.
+      try {
+        const reply = await this.#rpc.call(member.address, "lease.release", {
+          header: { name, epoch: lease.epoch, takenOver: true },
+        }, 5_000);
+        if (reply.header.released === true) return;
+      } catch {
+        // unreachable, or failing for now: tell it again
+      }
+      await this.#clock.sleep(lostNoticeRetryMs);
+    }
+  }
+
+  /** Tells live members to forget where they forwarded reads of `name` (best effort). */
+  tellMembers(name: string): void {
+    for (const member of this.#engine.liveMembers()) {
+      if (member.id === this.#engine.selfId) continue;
+      this.#rpc.call(member.address, "lease.changed", { header: { name } }, 5_000).catch(() => {});
+    }
+  }
+}
