@@ -3,14 +3,14 @@
  * the latest version: the parts of replicated_objects.ts that need no writer
  * state.
  */
+import { isFenced } from "./fences.ts";
 import {
   type ChangeReply,
   compareStamps,
-  isFenced,
   type ObjectChange,
   type ObjectLink,
   type Stamp,
-} from "./object_service.ts";
+} from "./object_link.ts";
 
 /** What the writer knows of an object it changed. */
 export interface Written {

@@ -13,7 +13,8 @@
 import assert from "node:assert/strict";
 import { type BlockPeer, ReplicatedBlocks, sha256Hex } from "./block_service.ts";
 import { Healer } from "../repair/mod.ts";
-import { type ObjectLink, rpcObjectLink } from "./object_service.ts";
+import type { ObjectLink } from "./object_link.ts";
+import { rpcObjectLink } from "./object_rpc.ts";
 import { ReplicaQuorumError, ReplicatedObjects } from "./replicated_objects.ts";
 import { TestCluster, testClusterKey, type TestClusterNode } from "../../tests/_engine_cluster.ts";
 import { RpcClient } from "../transport/mod.ts";

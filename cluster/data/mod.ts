@@ -4,6 +4,9 @@
  * @module
  */
 export * from "./block_service.ts";
+export * from "./fences.ts";
+export * from "./object_link.ts";
+export * from "./object_rpc.ts";
 export * from "./object_service.ts";
 export * from "./replicated_objects.ts";
 export * from "./object_floors.ts";

@@ -14,7 +14,7 @@
  * (the read or write fails and can be retried) until a copy that holds it
  * answers, instead of serving or extending what a flush superseded.
  */
-import { compareStamps, type Stamp } from "./object_service.ts";
+import { compareStamps, type Stamp } from "./object_link.ts";
 
 /** Where floors are kept: one metadata record per volume (cluster/object_floors.ts). */
 export interface ObjectFloors {

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { LocalEngine } from "../../core/mod.ts";
 import { ClusterKey } from "../transport/mod.ts";
-import { objectMethods, ObjectReplica } from "./object_service.ts";
+import { objectMethods } from "./object_rpc.ts";
+import { ObjectReplica } from "./object_service.ts";
 import { RpcClient, rpcServer } from "../transport/mod.ts";
 import { MemoryIdentity } from "../transport/mod.ts";
 

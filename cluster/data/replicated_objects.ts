@@ -27,13 +27,8 @@
 import { KeyedMutex } from "../../core/_mutex.ts";
 import { LeaseLostError, WritesLostError } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
-import {
-  compareStamps,
-  isFenced,
-  type ObjectChange,
-  type ObjectLink,
-  type Stamp,
-} from "./object_service.ts";
+import { isFenced } from "./fences.ts";
+import { compareStamps, type ObjectChange, type ObjectLink, type Stamp } from "./object_link.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
 import { needsFloor, noFloors, type ObjectFloors } from "./object_floors.ts";
 import {

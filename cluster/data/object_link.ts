@@ -1,0 +1,67 @@
+/**
+ * What a writer sees of one replica of volume objects (in process or over
+ * RPC), and the stamps that order the copies of an object: the lease epoch of
+ * its last writer, then the version (changes counted).
+ */
+
+/** Largest object a replica copies whole (a repair), and largest read. */
+export const objectBytesMax = 32 * 1024 * 1024;
+
+/**
+ * Where a copy of an object stands: the lease epoch of its last writer, then the
+ * version (changes counted). A new lease holder continues the count under a
+ * higher epoch, so its changes order after anything an older holder wrote.
+ */
+export type Stamp = readonly [epoch: number, version: number];
+
+/** Negative when a is older than b. */
+export function compareStamps(a: Stamp, b: Stamp): number {
+  return a[0] !== b[0] ? a[0] - b[0] : a[1] - b[1];
+}
+
+/** One change to an object, as the writer sends it to every replica. */
+export interface ObjectChange {
+  epoch: number;
+  /** The version the change produces (with `epoch`, the copy's new stamp). */
+  version: number;
+  /**
+   * With `replace`, `data` is the whole object at [epoch, version], applied only
+   * when newer than the copy. Otherwise the change applies only on top of
+   * `version - 1` (and an epoch not below the copy's).
+   */
+  replace?: boolean;
+  /** Writes `data` at `offset`; with `truncate`, on an emptied object. */
+  offset: number;
+  data: Uint8Array;
+  truncate?: boolean;
+  /** Deletes the object (its version stays, as a tombstone). */
+  remove?: boolean;
+  /**
+   * The writer's lease epoch when it is above `epoch`: a replacement that brings
+   * a replica up to a version an earlier holder wrote keeps that version's stamp,
+   * and storage admits it by the writer's epoch (fencing).
+   */
+  fence?: number;
+}
+
+/** What a replica answers to a change. */
+export interface ChangeReply {
+  applied: boolean;
+  /** The copy's stamp after the change (or the one that made it refuse). */
+  stamp: Stamp;
+}
+
+/** One replica of objects, reached in process or over RPC. */
+export interface ObjectLink {
+  readonly id: string;
+  change(name: string, change: ObjectChange): Promise<ChangeReply>;
+  /** Reads `length` bytes at `offset` (length -1: the whole object) with the copy's stamp. */
+  read(name: string, offset: number, length: number): Promise<{ data: Uint8Array; stamp: Stamp }>;
+  stamps(names: string[]): Promise<Stamp[]>;
+  /**
+   * Makes every applied change durable, versions included, and tells the
+   * durable stamps of `names`: a replica that restarted and lost changes it had
+   * taken says so here, instead of a flush that looks whole.
+   */
+  flush(names: string[]): Promise<Stamp[]>;
+}

@@ -1,0 +1,254 @@
+/**
+ * Volume objects over RPC: the methods a storing node serves for its replica
+ * (`object.*`), and the ObjectLink a writer uses to reach another node's
+ * replica, which batches changes while a batch is in flight.
+ */
+import { isObjectName } from "../../core/mod.ts";
+import { type RpcCaller, RpcError, type RpcMessage, type RpcMethod } from "../transport/mod.ts";
+import type { ChangeReply, ObjectChange, ObjectLink, Stamp } from "./object_link.ts";
+import type { ObjectReplica } from "./object_service.ts";
+
+/** Most changes in one `object.changes` batch. */
+export const changesBatchMax = 256;
+/** Most bytes of data in one batch (one change may exceed it alone). */
+const batchBytesMax = 16 * 1024 * 1024;
+/** Batches in flight to one replica at once. */
+const batchesInFlightMax = 2;
+/** Most names one `object.stamps` call may ask about. */
+export const stampNamesMax = 4096;
+/** Objects one flush request may ask the stamps of (a volume's changed objects between flushes). */
+const flushNamesMax = 65_536;
+
+/** The methods a node serves for the objects it stores. */
+export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod> {
+  return {
+    "object.change": async (request) => {
+      const h = request.header;
+      const change: ObjectChange = {
+        epoch: positive(h.epoch, "epoch"),
+        version: positive(h.version, "version"),
+        offset: natural(h.offset, "offset"),
+        data: request.data ?? new Uint8Array(), // the request's own buffer: no copy
+        replace: h.replace === true,
+        truncate: h.truncate === true,
+        remove: h.remove === true,
+        fence: h.fence === undefined ? undefined : positive(h.fence, "fence"),
+      };
+      const reply = await replica.change(objectNameOf(h.name), change);
+      return { header: { applied: reply.applied, stamp: reply.stamp } };
+    },
+    "object.changes": async (request) => {
+      // A batch from one writer: changes of distinct objects, applied at once,
+      // each answered on its own (one may be refused while the others apply).
+      const list = request.header.changes;
+      if (!Array.isArray(list) || list.length > changesBatchMax) throw new TypeError("bad changes");
+      const data = request.data ?? new Uint8Array();
+      let at = 0;
+      const changes = list.map((h: Record<string, unknown>) => {
+        const length = natural(h.length, "length");
+        if (at + length > data.length) throw new RangeError("changes overrun their data");
+        const change: ObjectChange = {
+          epoch: positive(h.epoch, "epoch"),
+          version: positive(h.version, "version"),
+          offset: natural(h.offset, "offset"),
+          data: data.subarray(at, at + length),
+          replace: h.replace === true,
+          truncate: h.truncate === true,
+          remove: h.remove === true,
+          fence: h.fence === undefined ? undefined : positive(h.fence, "fence"),
+        };
+        at += length;
+        return { name: objectNameOf(h.name), change };
+      });
+      const results = await Promise.allSettled(
+        changes.map(({ name, change }) => replica.change(name, change)),
+      );
+      return {
+        header: {
+          results: results.map((result) =>
+            result.status === "fulfilled"
+              ? { applied: result.value.applied, stamp: result.value.stamp }
+              : { error: (result.reason as Error).message, name: (result.reason as Error).name }
+          ),
+        },
+      };
+    },
+    "object.read": async (request) => {
+      const h = request.header;
+      const length = h.length === -1 ? -1 : natural(h.length, "length");
+      const { data, stamp } = await replica.read(
+        objectNameOf(h.name),
+        natural(h.offset, "offset"),
+        length,
+      );
+      return { header: { stamp }, data };
+    },
+    "object.stamps": async (request) => {
+      const names = request.header.names;
+      if (!Array.isArray(names) || names.length > stampNamesMax) {
+        throw new TypeError("bad names");
+      }
+      return { header: { stamps: await replica.stamps(names.map(objectNameOf)) } };
+    },
+    "object.fence": async (request) => {
+      const uid = request.header.uid;
+      if (typeof uid !== "string" || !/^[0-9a-f]{32}$/.test(uid)) throw new TypeError("bad uid");
+      await replica.fences.admit(uid, positive(request.header.epoch, "epoch"));
+      return { header: {} };
+    },
+    "object.list": async () => {
+      const names: string[] = [];
+      for await (const name of replica.list()) names.push(name);
+      return { header: { names } };
+    },
+    "object.flush": async (request) => {
+      const names = request.header.names ?? [];
+      if (!Array.isArray(names) || names.length > flushNamesMax) {
+        throw new TypeError("object.flush: bad names");
+      }
+      return { header: { stamps: await replica.flush(names.map(String)) } };
+    },
+  };
+}
+
+/** An ObjectLink to the replica of the node at `address`. */
+export function rpcObjectLink(rpc: RpcCaller, id: string, address: string): ObjectLink {
+  const call = (method: string, message: RpcMessage) => rpc.call(address, method, message);
+  const batches = new ChangeBatcher(call);
+  return {
+    id,
+    change: (name, change) => batches.change(name, change),
+    async read(name, offset, length) {
+      const reply = await call("object.read", { header: { name, offset, length } });
+      const data = reply.data ?? new Uint8Array();
+      if (length >= 0 && data.length !== length) {
+        throw new RangeError(
+          `object.read on ${address} returned ${data.length} of ${length} bytes`,
+        );
+      }
+      return { data, stamp: stampOf(reply.header.stamp) };
+    },
+    async stamps(names) {
+      const reply = await call("object.stamps", { header: { names } });
+      const stamps = reply.header.stamps;
+      if (!Array.isArray(stamps) || stamps.length !== names.length) {
+        throw new TypeError(`object.stamps on ${address}: malformed reply`);
+      }
+      return stamps.map(stampOf);
+    },
+    async flush(names) {
+      const reply = await call("object.flush", { header: { names } });
+      const stamps = reply.header.stamps;
+      if (!Array.isArray(stamps) || stamps.length !== names.length) {
+        throw new TypeError(`object.flush on ${address}: malformed reply`);
+      }
+      return stamps.map(stampOf);
+    },
+  };
+}
+
+/**
+ * Sends the changes for one replica in batches: a change goes at once when no
+ * batch is in flight, otherwise it waits for the next batch with whatever else
+ * arrived meanwhile. Low load pays no delay; high load pays one request per
+ * batch instead of one per change.
+ */
+class ChangeBatcher {
+  #call: (method: string, message: RpcMessage) => Promise<RpcMessage>;
+  #pending: {
+    name: string;
+    change: ObjectChange;
+    done: PromiseWithResolvers<ChangeReply>;
+  }[] = [];
+  #inFlight = 0;
+
+  constructor(call: (method: string, message: RpcMessage) => Promise<RpcMessage>) {
+    this.#call = call;
+  }
+
+  change(name: string, change: ObjectChange): Promise<ChangeReply> {
+    const done = Promise.withResolvers<ChangeReply>();
+    this.#pending.push({ name, change, done });
+    this.#send();
+    return done.promise;
+  }
+
+  #send(): void {
+    while (this.#inFlight < batchesInFlightMax && this.#pending.length > 0) {
+      const batch = [];
+      let bytes = 0;
+      while (
+        this.#pending.length > 0 && batch.length < changesBatchMax &&
+        (batch.length === 0 || bytes + this.#pending[0].change.data.length <= batchBytesMax)
+      ) {
+        const next = this.#pending.shift()!;
+        bytes += next.change.data.length;
+        batch.push(next);
+      }
+      this.#inFlight++;
+      this.#post(batch).finally(() => {
+        this.#inFlight--;
+        this.#send();
+      });
+    }
+  }
+
+  async #post(
+    batch: { name: string; change: ObjectChange; done: PromiseWithResolvers<ChangeReply> }[],
+  ): Promise<void> {
+    const data = new Uint8Array(batch.reduce((sum, { change }) => sum + change.data.length, 0));
+    let at = 0;
+    const changes = batch.map(({ name, change }) => {
+      const { data: bytes, ...rest } = change;
+      data.set(bytes, at);
+      at += bytes.length;
+      return { name, ...rest, length: bytes.length };
+    });
+    let results: unknown;
+    try {
+      results = (await this.#call("object.changes", { header: { changes }, data })).header.results;
+      if (!Array.isArray(results) || results.length !== batch.length) {
+        throw new TypeError("object.changes: malformed reply");
+      }
+    } catch (error) {
+      for (const { done } of batch) done.reject(error);
+      return;
+    }
+    batch.forEach(({ done }, i) => {
+      const result = (results as Record<string, unknown>[])[i];
+      if (typeof result.error === "string") {
+        done.reject(
+          new RpcError(`object.changes: ${result.error}`, false, {
+            remoteName: String(result.name),
+          }),
+        );
+      } else done.resolve({ applied: result.applied === true, stamp: stampOf(result.stamp) });
+    });
+  }
+}
+
+function stampOf(value: unknown): Stamp {
+  if (
+    !Array.isArray(value) || value.length !== 2 || !value.every((n) => Number.isSafeInteger(n))
+  ) {
+    throw new TypeError(`bad stamp ${JSON.stringify(value)}`);
+  }
+  return [value[0], value[1]];
+}
+
+function objectNameOf(value: unknown): string {
+  if (typeof value !== "string" || !isObjectName(value)) {
+    throw new TypeError(`bad object name ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function positive(value: unknown, what: string): number {
+  if (!Number.isSafeInteger(value) || (value as number) < 1) throw new TypeError(`bad ${what}`);
+  return value as number;
+}
+
+function natural(value: unknown, what: string): number {
+  if (!Number.isSafeInteger(value) || (value as number) < 0) throw new TypeError(`bad ${what}`);
+  return value as number;
+}
