@@ -1,11 +1,15 @@
 /**
  * NBD through a cluster node as a ratio to NBD through a single node, in the same
  * run: fio (nbd engine) on a volume of a lone `atoll serve` and on a volume of a
- * three-node cluster (R = 3), through the node holding the write lease; one more
- * line reads through a node that does not hold it (reads forwarded to the holder).
+ * cluster of node processes, through the node holding the write lease; one more
+ * line reads through a node that does not hold it (reads forwarded or fetched).
  * Both volumes are written in full first, so the jobs measure in-place I/O.
  *
- * Run: `deno run -A bench/cluster_nbd_bench.ts [--runtime S]`
+ * Cases (`--cases`): three nodes at R = 3 (every node holds everything), and the
+ * shapes real clusters have, N > R: three nodes at R = 2 and four nodes at R = 3,
+ * where the lease holder holds only R/N of the objects (issue 11).
+ *
+ * Run: `deno run -A bench/cluster_nbd_bench.ts [--runtime S] [--cases n3r3,n3r2,n4r3]`
  *
  * @module
  */
@@ -21,6 +25,13 @@ const jobs = [
   { rw: "read", bs: "1M", depth: 8 },
   { rw: "write", bs: "1M", depth: 8 },
 ];
+
+/** Cluster shapes: N nodes at R replicas. */
+const cases: Record<string, { nodes: number; replicas: number }> = {
+  n3r3: { nodes: 3, replicas: 3 },
+  n3r2: { nodes: 3, replicas: 2 },
+  n4r3: { nodes: 4, replicas: 3 },
+};
 
 async function fio(uri: string, args: string[]): Promise<number> {
   const output = await Deno.makeTempFile({ suffix: ".json" });
@@ -42,6 +53,10 @@ async function fio(uri: string, args: string[]): Promise<number> {
   }
 }
 
+function timed(runtime: number): string[] {
+  return ["--time_based", `--runtime=${runtime}`, "--ramp_time=1"];
+}
+
 async function measure(uri: string, runtime: number): Promise<number[]> {
   await fio(uri, ["--rw=write", "--bs=1M"]); // fill: in-place I/O from here on
   const iops = [];
@@ -51,21 +66,56 @@ async function measure(uri: string, runtime: number): Promise<number[]> {
         `--rw=${job.rw}`,
         `--bs=${job.bs}`,
         `--iodepth=${job.depth}`,
-        "--time_based",
-        `--runtime=${runtime}`,
-        "--ramp_time=1",
+        ...timed(runtime),
       ]),
     );
   }
   return iops;
 }
 
+/** The holder's figures per job and the random reads through a non-holder. */
+interface ClusterFigures {
+  holder: number[];
+  forwarded: number;
+}
+
+async function measureCluster(
+  nodes: number,
+  replicas: number,
+  runtime: number,
+): Promise<ClusterFigures> {
+  const cluster = await startCluster(nodes, () => ["--replicas", String(replicas)]);
+  try {
+    const [one, two] = cluster.nodes;
+    await createVolume(one, "v", { size: sizeBytes });
+    const holder = await measure(one.nbdUri("v"), runtime);
+    const forwarded = await fio(two.nbdUri("v"), [
+      "--rw=randread",
+      "--bs=4k",
+      "--iodepth=32",
+      ...timed(runtime),
+    ]);
+    return { holder, forwarded };
+  } finally {
+    await cluster.stop();
+  }
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { runtime: { type: "string", default: "8" } },
+    options: {
+      runtime: { type: "string", default: "8" },
+      cases: { type: "string", default: Object.keys(cases).join(",") },
+    },
   });
   const runtime = Number(values.runtime);
+  const chosen = values.cases!.split(",");
+  for (const name of chosen) {
+    if (!(name in cases)) {
+      throw new RangeError(`Cannot run case "${name}": not one of ${Object.keys(cases)}`);
+    }
+  }
   const single = await startNode();
   let alone: number[];
   try {
@@ -75,34 +125,28 @@ if (import.meta.main) {
     await single.kill9();
     await removeData(single);
   }
-  const cluster = await startCluster(3);
-  let clustered: number[], forwarded: number;
-  try {
-    const [one, two] = cluster.nodes;
-    await createVolume(one, "v", { size: sizeBytes });
-    clustered = await measure(one.nbdUri("v"), runtime);
-    forwarded = await fio(two.nbdUri("v"), [
-      "--rw=randread",
-      "--bs=4k",
-      "--iodepth=32",
-      "--time_based",
-      `--runtime=${runtime}`,
-      "--ramp_time=1",
-    ]);
-  } finally {
-    await cluster.stop();
+  const results: [string, ClusterFigures][] = [];
+  for (const name of chosen) {
+    const { nodes, replicas } = cases[name];
+    results.push([`${nodes} nodes R=${replicas}`, await measureCluster(nodes, replicas, runtime)]);
   }
-  console.log("job                 single node    cluster (holder, R=3)   ratio");
+  const cell = (value: number, reference: number) =>
+    `${Math.round(value).toString().padStart(7)} ${(value / reference).toFixed(2).padStart(5)}`;
+  console.log(
+    "IOPS through the lease holder, and as a ratio to the single node (same run)\n" +
+      "job".padEnd(20) + "single node".padStart(12) +
+      results.map(([label]) => `  ${label.padStart(13)}`).join(""),
+  );
   jobs.forEach((job, i) => {
     const label = `${job.rw} ${job.bs} QD${job.depth}`.padEnd(20);
     console.log(
-      `${label}${Math.round(alone[i]).toString().padStart(8)} IOPS ${
-        Math.round(clustered[i]).toString().padStart(12)
-      } IOPS ${(clustered[i] / alone[i]).toFixed(2).padStart(11)}`,
+      label + Math.round(alone[i]).toString().padStart(12) +
+        results.map(([, figures]) => `  ${cell(figures.holder[i], alone[i])}`).join(""),
     );
   });
   console.log(
-    `randread 4k QD32 through a non-holder (forwarded): ${Math.round(forwarded)} IOPS, ` +
-      `${(forwarded / alone[0]).toFixed(2)} of single node`,
+    "randread via other".padEnd(20) + "".padStart(12) +
+      results.map(([, figures]) => `  ${cell(figures.forwarded, alone[0])}`).join(""),
   );
+  console.log("(randread via other: 4k QD32 through a node that does not hold the lease)");
 }

@@ -1,0 +1,274 @@
+/**
+ * Atoll vs Ceph RBD on the same machine (issue 11, "peer benchmark"): a throwaway
+ * Ceph from Debian's packages (bench/_ceph.ts: one mon, one mgr, N bluestore OSDs on
+ * sparse files, pool size R and min_size R-1, 4 MiB objects, `rbd cache = false` as
+ * QEMU's cache=none) next to an Atoll cluster of N node processes at `--replicas R`.
+ * fio drives both: the `nbd` engine on an Atoll volume through the node holding its
+ * write lease, the `rbd` engine (librbd, what QEMU uses) on an image of the same
+ * size. Both are written in full first; every job then runs on Atoll and on Ceph
+ * back to back, the order flipping every round, and the table shows medians and
+ * the median of the per-round Atoll/Ceph ratios. Besides the usual jobs: 4 KiB
+ * writes at QD1 with a flush after each, the first fill of a fresh volume, and
+ * random reads of a fresh clone before and after its first write. Then idle CPU
+ * (utime+stime from /proc over the same window) and RSS of each side.
+ *
+ * The machine is small and shared: compare ratios within one run, not absolutes.
+ * A benchmark, never a test: it asserts nothing about time.
+ *
+ * Run: `deno task bench:ceph [--cases n3r3,n3r2,n4r3] [--runtime S] [--rounds N]
+ *   [--idle-seconds S] [--size-mib N] [--pgs N] [--ceph-media detected|ssd|hdd]`
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { type CephCluster, ensureCephPackages, startCeph } from "./_ceph.ts";
+import { cpuSeconds, fio, type FioTarget, killRunningFio, rssBytes } from "./_fio.ts";
+import { figure, type Idle, printTable, type Row } from "./_peer_report.ts";
+import { startCluster, type TestProcessCluster } from "../tests/_cluster.ts";
+import { createSnapshot, createVolume } from "../tests/_nbd.ts";
+
+/** Warm-up before fio's statistics start, in time-based jobs. */
+const rampSeconds = 2;
+const MiB = 1024 * 1024;
+
+/** The cluster shapes compared: N nodes (N OSDs) at R replicas. */
+const cases: Record<string, { nodes: number; replicas: number }> = {
+  n3r3: { nodes: 3, replicas: 3 },
+  n3r2: { nodes: 3, replicas: 2 },
+  n4r3: { nodes: 4, replicas: 3 },
+};
+
+/** Time-based jobs on the volume written in full. */
+const jobs: { name: string; unit: Row["unit"]; latency?: Row["latency"]; args: string[] }[] = [
+  { name: "seq write 1M QD8", unit: "MB/s", args: ["--rw=write", "--bs=1M", "--iodepth=8"] },
+  { name: "seq read 1M QD8", unit: "MB/s", args: ["--rw=read", "--bs=1M", "--iodepth=8"] },
+  { name: "rand write 4k QD32", unit: "IOPS", args: ["--rw=randwrite", "--bs=4k", "--iodepth=32"] },
+  { name: "rand read 4k QD32", unit: "IOPS", args: ["--rw=randread", "--bs=4k", "--iodepth=32"] },
+  {
+    name: "rand write 4k QD1",
+    unit: "IOPS",
+    latency: "io",
+    args: ["--rw=randwrite", "--bs=4k", "--iodepth=1"],
+  },
+  {
+    name: "rand write 4k QD1, flush each",
+    unit: "IOPS",
+    latency: "io+flush",
+    args: ["--rw=randwrite", "--bs=4k", "--iodepth=1", "--fsync=1"],
+  },
+];
+const cloneReads = ["--rw=randread", "--bs=4k", "--iodepth=1"];
+
+/** One system under test: how to make volumes and clones, and where fio goes. */
+interface Side {
+  name: string;
+  create(volume: string, sizeBytes: number): Promise<void>;
+  /** Snapshots `source` and makes `clone` a thin clone of the snapshot. */
+  clone(source: string, clone: string): Promise<void>;
+  target(volume: string): FioTarget;
+  pids(): number[];
+}
+
+function atollSide(cluster: TestProcessCluster): Side {
+  // The node creating and first writing a volume holds its write lease: fio goes there.
+  const node = cluster.nodes[0];
+  return {
+    name: "Atoll",
+    create: async (volume, size) => void await createVolume(node, volume, { size }),
+    clone: async (source, clone) => {
+      await createSnapshot(node, source, "s");
+      await createVolume(node, clone, { snapshot: `${source}@s` });
+    },
+    target: (volume) => ({ kind: "nbd", uri: node.nbdUri(volume) }),
+    pids: () => cluster.nodes.map((n) => n.process.pid),
+  };
+}
+
+function cephSide(ceph: CephCluster): Side {
+  return {
+    name: "Ceph",
+    create: async (volume, size) =>
+      void await ceph.rbd([
+        "create",
+        "--size",
+        `${size / MiB}M`,
+        "--object-size",
+        "4M",
+        `rbd/${volume}`,
+      ]),
+    clone: async (source, clone) => {
+      await ceph.rbd(["snap", "create", `rbd/${source}@s`]);
+      await ceph.rbd(["snap", "protect", `rbd/${source}@s`]);
+      await ceph.rbd(["clone", `rbd/${source}@s`, `rbd/${clone}`]);
+    },
+    target: (volume) => ({ kind: "rbd", pool: "rbd", image: volume, env: ceph.env }),
+    pids: () => ceph.pids(),
+  };
+}
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    cases: { type: "string", default: Object.keys(cases).join(",") },
+    runtime: { type: "string", default: "10" },
+    rounds: { type: "string", default: "2" },
+    "idle-seconds": { type: "string", default: "30" },
+    "size-mib": { type: "string", default: "1024" },
+    pgs: { type: "string", default: "64" },
+    "ceph-media": { type: "string", default: "detected" },
+  },
+});
+const settings = {
+  runtime: Number(values.runtime),
+  rounds: Number(values.rounds),
+  idleSeconds: Number(values["idle-seconds"]),
+  sizeBytes: Number(values["size-mib"]) * MiB,
+  pgs: Number(values.pgs),
+  media: values["ceph-media"] as "ssd" | "hdd" | "detected",
+};
+if (!["detected", "ssd", "hdd"].includes(settings.media)) {
+  throw new RangeError(`Cannot use --ceph-media ${settings.media}: detected, ssd or hdd`);
+}
+const chosen = values.cases!.split(",");
+for (const name of chosen) {
+  if (!(name in cases)) {
+    throw new RangeError(`Cannot run case "${name}": not one of ${Object.keys(cases)}`);
+  }
+}
+
+let interrupted = false;
+/** Throws once Ctrl-C was pressed, so the finally blocks stop what was started. */
+function live(): void {
+  if (interrupted) throw new Error("Interrupted");
+}
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    if (interrupted) Deno.exit(130); // a second signal: give up cleaning
+    interrupted = true;
+    console.error(`\n${signal}: stopping what this benchmark started (again to quit at once)`);
+    killRunningFio();
+  });
+}
+
+/** Runs `args` on each side in `order`, each result appended to its side of `row`. */
+async function pair(row: Row, order: Side[], volume: string, args: string[]) {
+  const cells: string[] = [];
+  for (const side of order) {
+    live();
+    const result = await fio(side.target(volume), [`--size=${settings.sizeBytes}`, ...args]);
+    (side.name === "Atoll" ? row.atoll : row.peer).push(result);
+    cells.push(`${side.name} ${figure(row, result).toFixed(1)} ${row.unit}`);
+  }
+  console.log(`  ${row.name.padEnd(34)} ${cells.join("   ")}`);
+}
+
+async function measureIdle(atoll: Side, ceph: Side): Promise<Idle> {
+  const before = [await cpuSeconds(atoll.pids()), await cpuSeconds(ceph.pids())];
+  await new Promise((resolve) => setTimeout(resolve, settings.idleSeconds * 1000));
+  const after = [await cpuSeconds(atoll.pids()), await cpuSeconds(ceph.pids())];
+  return {
+    seconds: settings.idleSeconds,
+    atollCores: (after[0] - before[0]) / settings.idleSeconds,
+    peerCores: (after[1] - before[1]) / settings.idleSeconds,
+    atollRssBytes: await rssBytes(atoll.pids()),
+    peerRssBytes: await rssBytes(ceph.pids()),
+  };
+}
+
+async function rounds(atoll: Side, ceph: Side): Promise<Row[]> {
+  const rows: Row[] = jobs.map((job) => ({ ...job, atoll: [], peer: [] }));
+  const fill: Row = {
+    name: `first fill ${settings.sizeBytes / MiB} MiB, 1M QD8`,
+    unit: "MB/s",
+    atoll: [],
+    peer: [],
+  };
+  const before: Row = {
+    name: "fresh clone rand read 4k QD1",
+    unit: "IOPS",
+    latency: "io",
+    atoll: [],
+    peer: [],
+  };
+  const after: Row = {
+    name: "same clone after one 4k write",
+    unit: "IOPS",
+    latency: "io",
+    atoll: [],
+    peer: [],
+  };
+  const timed = ["--time_based", `--runtime=${settings.runtime}`, `--ramp_time=${rampSeconds}`];
+  const base: Row = { name: "(fill of the volume under test)", unit: "MB/s", atoll: [], peer: [] };
+  for (const side of [atoll, ceph]) await side.create("v", settings.sizeBytes);
+  await pair(base, [atoll, ceph], "v", ["--rw=write", "--bs=1M", "--iodepth=8"]);
+  for (let round = 0; round < settings.rounds; round++) {
+    console.log(`round ${round + 1} of ${settings.rounds}`);
+    const order = round % 2 === 0 ? [atoll, ceph] : [ceph, atoll];
+    for (const [i, job] of jobs.entries()) await pair(rows[i], order, "v", [...job.args, ...timed]);
+    for (const side of order) await side.create(`fill${round}`, settings.sizeBytes);
+    await pair(fill, order, `fill${round}`, ["--rw=write", "--bs=1M", "--iodepth=8"]);
+    for (const side of order) await side.clone(`fill${round}`, `clone${round}`);
+    await pair(before, order, `clone${round}`, [...cloneReads, ...timed]);
+    for (const side of order) {
+      await fio(side.target(`clone${round}`), ["--rw=write", "--bs=4k", "--size=4k"]);
+    }
+    await pair(after, order, `clone${round}`, [...cloneReads, ...timed]);
+  }
+  return [...rows, fill, before, after];
+}
+
+async function runCase(name: string): Promise<void> {
+  const { nodes, replicas } = cases[name];
+  const title = `R=${replicas} on ${nodes} nodes (Ceph: ${nodes} OSDs, size ${replicas}, ` +
+    `min_size ${replicas - 1}): ${settings.sizeBytes / MiB} MiB, ${settings.rounds} round(s) ` +
+    `of ${settings.runtime} s + ${rampSeconds} s ramp, medians`;
+  console.log(`\n== ${title}`);
+  const ceph = await startCeph({ osds: nodes, replicas, pgs: settings.pgs, media: settings.media });
+  try {
+    live();
+    const cluster = await startCluster(nodes, () => ["--replicas", String(replicas)]);
+    try {
+      live();
+      const atoll = atollSide(cluster), peer = cephSide(ceph);
+      const rows = await rounds(atoll, peer);
+      live();
+      const idle = await measureIdle(atoll, peer);
+      printTable(title, "Ceph", rows, idle);
+    } finally {
+      await cluster.stop();
+    }
+  } finally {
+    await ceph.stop();
+  }
+}
+
+async function header(): Promise<void> {
+  const text = async (command: string, args: string[]) =>
+    new TextDecoder().decode((await new Deno.Command(command, { args }).output()).stdout).trim();
+  const root = new URL("../", import.meta.url).pathname;
+  const commit = await text("git", ["-C", root, "rev-parse", "HEAD"]);
+  const changed = (await text("git", ["-C", root, "status", "--porcelain"])).split("\n")
+    .filter((line) => line !== "").map((line) => line.slice(3));
+  console.log(`command: deno run -A bench/ceph_peer_bench.ts ${Deno.args.join(" ")}`.trim());
+  const dirty = changed.length > 0 ? ` (working tree differs in: ${changed.join(", ")})` : "";
+  console.log(`commit: ${commit}${dirty}`);
+  console.log(
+    `machine: ${navigator.hardwareConcurrency} cores, load ${
+      (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ")
+    }; ` +
+      `deno ${Deno.version.deno}, ${await text("fio", ["--version"])}, ${await text("ceph", [
+        "--version",
+      ])}`,
+  );
+  console.log(`Ceph bluestore settings: ${settings.media}; rbd pool with ${settings.pgs} PGs`);
+}
+
+await ensureCephPackages();
+await header();
+try {
+  for (const name of chosen) await runCase(name);
+} catch (error) {
+  if (!interrupted) throw error;
+  console.error("interrupted: everything started was stopped and removed");
+  Deno.exit(130);
+}
