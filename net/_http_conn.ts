@@ -4,6 +4,7 @@
  * whatever it waits for (a head, body bytes, a write draining), which the
  * listener's sweep enforces by closing the connection.
  */
+import { assert } from "../core/assert.ts";
 import { closeQuietly } from "./accept_loop.ts";
 import type { Expiring } from "./_deadlines.ts";
 import { HttpRequestError } from "./_http_head.ts";
@@ -48,9 +49,15 @@ export class HttpConn implements Expiring {
   #scanned = 0;
   #requestDeadlineMs = Infinity;
 
-  constructor(conn: Deno.Conn, timeouts: HttpTimeouts) {
+  /** `received`: bytes already read from `conn` (by a listener that chose the protocol). */
+  constructor(conn: Deno.Conn, timeouts: HttpTimeouts, received?: Uint8Array) {
     this.conn = conn;
     this.#timeouts = timeouts;
+    if (received !== undefined) {
+      assert(received.length <= headReadBytes, "a few bytes read to choose the protocol");
+      this.#buffer.set(received);
+      this.#end = received.length;
+    }
     const now = performance.now();
     this.deadlineMs = now + timeouts.headerTimeoutMs;
     this.#requestDeadlineMs = now + timeouts.requestTimeoutMs;

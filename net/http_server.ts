@@ -63,7 +63,8 @@ export class HttpServer {
   readonly finished: Promise<void>;
   readonly #options: HttpServerOptions;
   readonly #timeouts: HttpTimeouts;
-  readonly #acceptor: Acceptor;
+  /** Null for a server fed connections accepted elsewhere ({@linkcode HttpServer.attach}). */
+  readonly #acceptor: Acceptor | null;
   readonly #deadlines: Deadlines;
   readonly #conns = new Set<HttpConn>();
   readonly #drained = Promise.withResolvers<void>();
@@ -71,7 +72,7 @@ export class HttpServer {
   #closing = false;
   #stopping: Promise<void> | null = null;
 
-  private constructor(listener: Deno.TcpListener, options: HttpServerOptions) {
+  private constructor(listener: Deno.TcpListener | null, options: HttpServerOptions) {
     this.#options = options;
     this.#log = logger(options.name);
     this.#timeouts = {
@@ -81,13 +82,15 @@ export class HttpServer {
     };
     const shortest = Math.min(...Object.values(this.#timeouts));
     this.#deadlines = new Deadlines(Math.max(25, Math.min(1000, Math.floor(shortest / 4))));
-    this.address = { hostname: listener.addr.hostname, port: listener.addr.port };
-    this.#acceptor = Acceptor.start(listener, {
+    this.address = listener === null
+      ? { hostname: options.hostname, port: options.port }
+      : { hostname: listener.addr.hostname, port: listener.addr.port };
+    this.#acceptor = listener === null ? null : Acceptor.start(listener, {
       name: options.name,
       limits: options.limits,
-      serve: (conn) => this.#serveConnection(conn),
+      serve: (conn) => this.serveConnection(conn),
       refusal: closingAnswer(503, "Cannot serve: too many connections; try again"),
-      evictIdle: (address) => this.#evictIdle(address),
+      evictIdle: (address) => this.evictIdle(address),
     });
     this.finished = this.#drained.promise;
   }
@@ -98,14 +101,24 @@ export class HttpServer {
     return new HttpServer(listener, options);
   }
 
+  /**
+   * A server for connections accepted elsewhere, handed over with
+   * {@linkcode serveConnection}: a port that speaks HTTP and another protocol,
+   * told apart by their first bytes (the cluster port). `hostname` and `port`
+   * name that listener; the caller's accept loop applies `limits`.
+   */
+  static attach(options: HttpServerOptions): HttpServer {
+    return new HttpServer(null, options);
+  }
+
   /** Connections open now. */
   get connections(): number {
-    return this.#acceptor.connections;
+    return this.#acceptor?.connections ?? this.#conns.size;
   }
 
   /** Counters of the accept loop (admitted, refused, failed accepts), for metrics. */
   get acceptor(): Pick<Acceptor, "admitted" | "refused" | "evicted" | "acceptFailures"> {
-    return this.#acceptor;
+    return this.#acceptor ?? { admitted: 0, refused: 0, evicted: 0, acceptFailures: 0 };
   }
 
   /**
@@ -115,7 +128,7 @@ export class HttpServer {
   shutdown(): Promise<void> {
     return this.#stopping ??= (async () => {
       this.#closing = true;
-      await this.#acceptor.close();
+      await this.#acceptor?.close();
       for (const http of this.#conns) if (http.idle) http.expire();
       const timer = setTimeout(() => {
         for (const http of this.#conns) http.expire();
@@ -127,7 +140,7 @@ export class HttpServer {
   }
 
   /** Closes the connection kept alive longest without a request (from `address` when given). */
-  #evictIdle(address: string | null): boolean {
+  evictIdle(address: string | null): boolean {
     let oldest: HttpConn | null = null;
     for (const http of this.#conns) {
       if (http.keptAliveSinceMs === null) continue;
@@ -139,8 +152,9 @@ export class HttpServer {
     return oldest !== null;
   }
 
-  async #serveConnection(conn: Deno.Conn): Promise<void> {
-    const http = new HttpConn(conn, this.#timeouts);
+  /** Serves `conn` until it closes; `received`: its first bytes, read already by whoever accepted it. */
+  async serveConnection(conn: Deno.Conn, received?: Uint8Array): Promise<void> {
+    const http = new HttpConn(conn, this.#timeouts, received);
     this.#conns.add(http);
     this.#deadlines.add(http);
     try {
