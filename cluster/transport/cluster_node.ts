@@ -1,10 +1,11 @@
 /**
  * A node's place in the cluster, on real sockets: SWIM membership over UDP
- * datagrams, and sealed requests (push-pull, join, and the data plane's
- * methods) over HTTP on the same port number over TCP, as memberlist does.
- * Every message in either direction is authenticated with the cluster key and
- * checked for freshness, cluster id and clock skew; what fails is dropped,
- * counted by reason in {@linkcode ClusterNode.refusals}, and logged.
+ * datagrams and sealed requests (push-pull, join), and the data plane's calls
+ * over links, both on TCP on the same port number as the datagrams, as
+ * memberlist does. Membership messages are authenticated with the cluster key
+ * one by one and checked for freshness, cluster id and clock skew; a link is
+ * authenticated once, by its handshake, for cluster id and key. What fails is
+ * dropped, counted by reason in {@linkcode ClusterNode.refusals}, and logged.
  *
  * Datagrams are fresh by (boot id, sequence number): each process start draws a
  * random boot id and numbers its datagrams from 1, and a receiver keeps a sliding
@@ -20,7 +21,14 @@ import { Refusals, type RefusalStatus } from "./refusals.ts";
 import { ReplayGuard } from "./replay_guard.ts";
 import { faults, RpcClient, type RpcMethod, rpcServer } from "./rpc.ts";
 import type { ListenerLimits } from "../../net/mod.ts";
-import { bindDatagrams, type DatagramSocket, listenRequests, type RequestPort } from "./net_env.ts";
+import { LinkClient } from "./link_client.ts";
+import { LinkServer } from "./link_server.ts";
+import {
+  bindDatagrams,
+  type ClusterPort,
+  type DatagramSocket,
+  listenClusterPort,
+} from "./net_env.ts";
 
 /** Sender boots whose datagram sequence windows are kept. */
 export const datagramSendersMax = 1024;
@@ -39,8 +47,12 @@ export interface ClusterNodeOptions {
   methods?: Record<string, RpcMethod>;
   /** The wall clock stamped on messages (tests shift it to play a skewed member). */
   wallClock?: () => number;
-  /** Connection caps of the request port (default: net/limits.ts's cluster maxima). */
+  /** Connection caps of the cluster port (default: net/limits.ts's cluster maxima). */
   portLimits?: ListenerLimits;
+  /** Where refusals are counted (default: a new one); share it with the `rpc` given. */
+  refusals?: Refusals;
+  /** The client of the node's calls (default: one made here, closed with the node). */
+  rpc?: LinkClient;
 }
 
 /** Counters an operator sees in /metrics. */
@@ -54,12 +66,16 @@ export interface ClusterCounters {
 export class ClusterNode {
   readonly address: string;
   readonly membership: Membership;
-  readonly rpc: RpcClient;
+  /** Calls to peers over links (the data plane). */
+  readonly rpc: LinkClient;
   readonly counters: ClusterCounters = { datagramsIn: 0, datagramsOut: 0, rejected: 0 };
   /** Messages refused, by reason and by peer (datagrams, requests, and replies to ours). */
   readonly refusals: Refusals;
   #socket: DatagramSocket | null = null;
-  #server: RequestPort;
+  #server: ClusterPort;
+  /** Membership's reliable messages go sealed, like its datagrams (clock skew checked). */
+  #gossipRpc: RpcClient;
+  #ownsRpc: boolean;
   #options: ClusterNodeOptions;
   #wallClock: () => number;
   /** Random per process start: the channel of this node's datagrams. */
@@ -70,7 +86,7 @@ export class ClusterNode {
   private constructor(
     options: ClusterNodeOptions,
     refusals: Refusals,
-    server: RequestPort,
+    server: ClusterPort,
     address: string,
   ) {
     this.#options = options;
@@ -78,11 +94,18 @@ export class ClusterNode {
     this.refusals = refusals;
     this.#server = server;
     this.address = address;
-    this.rpc = new RpcClient(options.key, options.identity, {
+    this.#gossipRpc = new RpcClient(options.key, options.identity, {
       wallClock: options.wallClock,
       onRefusal: (peer, refusal) => refusals.record(peer, refusal),
       from: address,
     });
+    this.#ownsRpc = options.rpc === undefined;
+    this.rpc = options.rpc ?? new LinkClient(options.key, options.identity, {
+      selfId: options.self.id,
+      onRefusal: (peer, refusal) => refusals.record(peer, refusal),
+      fallback: this.#gossipRpc,
+    });
+    this.rpc.announce(address);
     const self = options.self;
     this.membership = new Membership({ ...self, address }, {
       now: systemClock.now,
@@ -94,7 +117,7 @@ export class ClusterNode {
       },
       send: (to, message) => this.#sendDatagram(to, message),
       sendReliable: (to, message) => {
-        this.rpc.call(to, "gossip", { header: { from: this.address, message } }, 5000)
+        this.#gossipRpc.call(to, "gossip", { header: { from: this.address, message } }, 5000)
           .catch(() => {}); // a lost stream message is as a lost datagram to SWIM
       },
     });
@@ -117,15 +140,21 @@ export class ClusterNode {
         return { header: {} };
       },
     };
-    const refusals = new Refusals({ wallClock: options.wallClock });
-    const server = await listenRequests(
-      options.bind,
-      rpcServer(options.key, options.identity, methods, {
-        wallClock: options.wallClock,
-        onRefusal: (peer, refusal) => refusals.record(peer, refusal),
-      }),
-      options.portLimits,
-    );
+    const refusals = options.refusals ?? new Refusals({ wallClock: options.wallClock });
+    const onRefusal = (peer: string, refusal: RefusalError) => refusals.record(peer, refusal);
+    // Membership messages only arrive sealed: links carry the data plane's methods.
+    const links = new LinkServer({
+      key: options.key,
+      identity: options.identity,
+      selfId: options.self.id,
+      methods: options.methods ?? {},
+      onRefusal,
+    });
+    const requests = rpcServer(options.key, options.identity, methods, {
+      wallClock: options.wallClock,
+      onRefusal,
+    });
+    const server = listenClusterPort(options.bind, { links, requests }, options.portLimits);
     const { port } = server;
     const address = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
     const created = node = new ClusterNode(options, refusals, server, address);
@@ -159,6 +188,7 @@ export class ClusterNode {
     this.membership.stop();
     this.#socket?.close();
     await this.#server.shutdown();
+    if (this.#ownsRpc) await this.rpc.close();
   }
 
   #receive(bytes: Uint8Array, from: string): void {

@@ -1,23 +1,114 @@
 /**
- * The real network of a node, in one place: sealed requests posted over HTTP,
- * the request port served by the node's own HTTP server (net/), and UDP
- * datagrams. Everything
- * else in the cluster reaches peers through interfaces (`RpcCaller`, the
- * membership's environment), which the deterministic simulation implements
- * with its own network.
+ * The real network of a node, in one place: the cluster port (TCP), which
+ * serves links and sealed HTTP requests, told apart by their first bytes;
+ * connections to peers' ports (links, and sealed requests posted over HTTP);
+ * and UDP datagrams. Everything else in the cluster reaches peers through
+ * interfaces (`RpcCaller`, the membership's environment), which the
+ * deterministic simulation implements with its own network.
  *
  * @module
  */
 import dgram from "node:dgram";
 import {
+  Acceptor,
+  closeQuietly,
   clusterConnectionsMax,
   clusterConnectionsPerAddressMax,
   clusterRequestTimeoutMs,
+  type HttpHandler,
   HttpServer,
   type ListenerLimits,
 } from "../../net/mod.ts";
+import type { LinkServer } from "./link_server.ts";
+import { linkPreamble } from "./link_wire.ts";
 
-/** Posts a sealed request body to the request port of the member at `address`. */
+/** Connects to the cluster port of the member at `address` (HOST:PORT or [V6]:PORT). */
+export async function dial(address: string, signal: AbortSignal): Promise<Deno.Conn> {
+  const match = address.match(/^\[?([^\]]+)\]?:(\d{1,5})$/);
+  if (match === null) throw new TypeError(`Cannot connect to "${address}": not HOST:PORT`);
+  const conn = await Deno.connect({ hostname: match[1], port: Number(match[2]), signal });
+  conn.setNoDelay(true);
+  return conn;
+}
+
+/** The listening cluster port. */
+export interface ClusterPort {
+  readonly port: number;
+  /** Stops accepting, lets calls and requests under way finish, then closes every connection. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Listens on `hostname:port` (0 picks a free port) for links and for sealed
+ * HTTP requests, under one set of connection caps. A connection whose first
+ * bytes are the link preamble goes to `links`; any other to the HTTP server
+ * serving `requests` (which must deliver a whole request within
+ * {@linkcode clusterRequestTimeoutMs} of its first byte, and carries another
+ * only after an answer of 200: a sealed reply, which the handler gives only
+ * to a request sealed with the key). A connection that has not told which
+ * within the links' handshake timeout is closed.
+ */
+export function listenClusterPort(
+  bind: { hostname: string; port: number },
+  serve: { links: LinkServer; requests: HttpHandler },
+  limits: ListenerLimits = requestPortLimitsDefault,
+): ClusterPort {
+  const listener = Deno.listen({ hostname: bind.hostname, port: bind.port });
+  const http = HttpServer.attach({
+    hostname: listener.addr.hostname,
+    port: listener.addr.port,
+    name: "cluster",
+    handler: serve.requests,
+    limits,
+    timeouts: {
+      headerTimeoutMs: clusterRequestTimeoutMs,
+      requestTimeoutMs: clusterRequestTimeoutMs,
+    },
+    keepAliveAfter: (response) => response.status === 200,
+  });
+  const acceptor = Acceptor.start(listener, {
+    name: "cluster",
+    limits,
+    serve: (conn) => chooseProtocol(conn, serve.links, http),
+    // No answer at a cap: an HTTP 503 means nothing to a link.
+    evictIdle: (address) => http.evictIdle(address) || serve.links.evictIdle(address),
+  });
+  return {
+    port: listener.addr.port,
+    shutdown: async () => {
+      await acceptor.close();
+      await Promise.all([http.shutdown(), serve.links.shutdown()]);
+      acceptor.closeConnections();
+    },
+  };
+}
+
+/**
+ * Reads a connection's first bytes, no more than the preamble, and hands it to
+ * the link server or the HTTP server with what was read.
+ */
+async function chooseProtocol(conn: Deno.Conn, links: LinkServer, http: HttpServer) {
+  const first = new Uint8Array(linkPreamble.length);
+  let received = 0;
+  let link = true;
+  const timer = setTimeout(() => closeQuietly(conn), links.handshakeTimeoutMs);
+  try {
+    while (link && received < first.length) {
+      const n = await conn.read(first.subarray(received));
+      if (n === null) return;
+      for (let i = received; i < received + n; i++) link &&= first[i] === linkPreamble[i];
+      received += n;
+    }
+  } catch {
+    return; // closed by the timer, or by the peer
+  } finally {
+    clearTimeout(timer);
+  }
+  if (link) await links.serve(conn, new Uint8Array());
+  else await http.serveConnection(conn, first.subarray(0, received));
+}
+
+/** Posts a sealed request body to the cluster port of the member at `address`. */
 export function postRequest(
   address: string,
   body: Uint8Array<ArrayBuffer>,
@@ -26,44 +117,11 @@ export function postRequest(
   return fetch(`http://${address}/rpc`, { method: "POST", body, ...init });
 }
 
-/** A listening request port. */
-export interface RequestPort {
-  readonly port: number;
-  shutdown(): Promise<void>;
-}
-
-/** The request port's connection caps when the node does not size them from its open-files limit. */
+/** The cluster port's connection caps when the node does not size them from its open-files limit. */
 export const requestPortLimitsDefault: ListenerLimits = {
   connectionsMax: clusterConnectionsMax,
   connectionsPerAddressMax: clusterConnectionsPerAddressMax,
 };
-
-/**
- * Serves `handler` on `hostname:port` (0 picks a free port). Nothing is open
- * to anyone without the key, so a connection must deliver a whole request
- * within {@linkcode clusterRequestTimeoutMs} of its first byte, and carries
- * another only after an answer of 200: a sealed reply, which the handler
- * gives only to a request sealed with the key.
- */
-export function listenRequests(
-  bind: { hostname: string; port: number },
-  handler: (request: Request, info: { remoteAddr: Deno.NetAddr }) => Promise<Response>,
-  limits: ListenerLimits = requestPortLimitsDefault,
-): Promise<RequestPort> {
-  const server = HttpServer.listen({
-    hostname: bind.hostname,
-    port: bind.port,
-    name: "cluster",
-    handler,
-    limits,
-    timeouts: {
-      headerTimeoutMs: clusterRequestTimeoutMs,
-      requestTimeoutMs: clusterRequestTimeoutMs,
-    },
-    keepAliveAfter: (response) => response.status === 200,
-  });
-  return Promise.resolve({ port: server.address.port, shutdown: () => server.shutdown() });
-}
 
 /** A bound UDP socket. */
 export interface DatagramSocket {

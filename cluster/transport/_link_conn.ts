@@ -1,0 +1,214 @@
+/**
+ * One link's bytes, both ends: frames read whole into one buffer each (a large
+ * body is read straight into its own allocation, never copied after), and
+ * frames written through one queue, small ones batched into one write, large
+ * data written as it is. It keeps the times a link's deadlines are checked
+ * against (last byte received, a write waiting since).
+ */
+import { closeQuietly } from "../../net/mod.ts";
+import {
+  decodeFrameHead,
+  type Frame,
+  frameHeadBytes,
+  isHttpAnswer,
+  NotALinkError,
+} from "./link_wire.ts";
+
+/** Read buffer of a link: small frames come several to a read. */
+const readBufferBytes = 64 * 1024;
+/** A body at most this long is read through the read buffer, then copied out. */
+const bufferedBodyBytesMax = 16 * 1024;
+/** Queued parts shorter than this are copied into one batch; longer ones are written as they are. */
+const batchPartBytesMax = 16 * 1024;
+/** Largest batch of small parts copied together for one write. */
+const batchBytesMax = 256 * 1024;
+
+interface Queued {
+  bytes: Uint8Array;
+  /** Called once these bytes are all in the socket. */
+  written?: () => void;
+}
+
+/** See the module doc. */
+export class LinkConn {
+  readonly conn: Deno.Conn;
+  /** `performance.now()` of the last bytes received (or of the connection's start). */
+  lastReadMs = performance.now();
+  /** `performance.now()` since when the current write waits; null while none does. */
+  writingSinceMs: number | null = null;
+  /** Resolves once the connection is closed, with the reason. */
+  readonly closed: Promise<Error>;
+  #buffer = new Uint8Array(readBufferBytes);
+  #start = 0;
+  #end = 0;
+  #queue: Queued[] = [];
+  #queuedBytes = 0;
+  #writing = false;
+  #closeReason: Error | null = null;
+  #resolveClosed!: (reason: Error) => void;
+
+  /** `received`: bytes already read from `conn` (after what chose the protocol). */
+  constructor(conn: Deno.Conn, received?: Uint8Array) {
+    this.conn = conn;
+    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    if (received !== undefined && received.length > 0) {
+      if (received.length > this.#buffer.length) this.#buffer = new Uint8Array(received.length);
+      this.#buffer.set(received);
+      this.#end = received.length;
+    }
+  }
+
+  /** Bytes queued and not yet written. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /** Why the connection closed; null while it is open. */
+  get closeReason(): Error | null {
+    return this.#closeReason;
+  }
+
+  /**
+   * The next frame, its body at most `bodyBytesMax`; null when the peer closed
+   * between frames. Throws RangeError on a framing violation (the caller closes).
+   */
+  async readFrame(bodyBytesMax: number): Promise<Frame | null> {
+    if (!await this.#fill(frameHeadBytes)) return null;
+    if (isHttpAnswer(this.#buffer, this.#start)) {
+      throw new NotALinkError(
+        "Cannot read frame: the peer answered in HTTP (it does not serve links)",
+      );
+    }
+    const head = decodeFrameHead(this.#buffer, this.#start);
+    if (head.bodyBytes > bodyBytesMax) {
+      throw new RangeError(`Cannot read frame: ${head.bodyBytes} bytes, at most ${bodyBytesMax}`);
+    }
+    this.#start += frameHeadBytes;
+    const length = head.bodyBytes;
+    if (length <= bufferedBodyBytesMax) {
+      if (!await this.#fill(length)) throw new Deno.errors.UnexpectedEof("closed inside a frame");
+      const body = this.#buffer.slice(this.#start, this.#start + length);
+      this.#start += length;
+      return { ...head, body };
+    }
+    const body = new Uint8Array(length);
+    let filled = Math.min(length, this.#end - this.#start);
+    body.set(this.#buffer.subarray(this.#start, this.#start + filled));
+    this.#start += filled;
+    while (filled < length) {
+      const n = await this.#read(body.subarray(filled));
+      if (n === null) throw new Deno.errors.UnexpectedEof("closed inside a frame");
+      filled += n;
+    }
+    return { ...head, body };
+  }
+
+  /**
+   * Queues `parts` to be written in order after everything queued before;
+   * `written` is called once they are all in the socket. False (and nothing
+   * queued) when the connection is closed.
+   */
+  send(parts: Uint8Array[], written?: () => void): boolean {
+    if (this.#closeReason !== null) return false;
+    if (parts.length === 0) parts = [new Uint8Array()];
+    for (let i = 0; i < parts.length; i++) {
+      this.#queue.push({ bytes: parts[i], written: i === parts.length - 1 ? written : undefined });
+      this.#queuedBytes += parts[i].length;
+    }
+    if (!this.#writing) this.#drain();
+    return true;
+  }
+
+  /** Shuts the sending side (a FIN) once everything queued is written; reading goes on. */
+  finish(): void {
+    this.send([], () => {
+      (this.conn as Deno.TcpConn).closeWrite().catch(() => this.close(new Error("closed")));
+    });
+  }
+
+  /** Closes the connection (once; later reasons are ignored); reads and writes under way fail. */
+  close(reason: Error): void {
+    if (this.#closeReason !== null) return;
+    this.#closeReason = reason;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    closeQuietly(this.conn);
+    this.#resolveClosed(reason);
+  }
+
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0 && this.#closeReason === null) {
+        const batch = this.#takeBatch();
+        this.writingSinceMs = performance.now();
+        for (let done = 0; done < batch.bytes.length;) {
+          done += await this.conn.write(batch.bytes.subarray(done));
+        }
+        this.writingSinceMs = null;
+        if (this.#closeReason !== null) return;
+        this.#queuedBytes -= batch.bytes.length;
+        for (const written of batch.callbacks) written();
+      }
+    } catch (error) {
+      this.close(error instanceof Error ? error : new Error(String(error)));
+    } finally {
+      this.#writing = false;
+      this.writingSinceMs = null;
+    }
+  }
+
+  /** The next bytes to write: a large part as it is, or small parts copied together. */
+  #takeBatch(): { bytes: Uint8Array; callbacks: (() => void)[] } {
+    const first = this.#queue[0];
+    const callbacks: (() => void)[] = [];
+    let count = 0;
+    let bytes = 0;
+    while (count < this.#queue.length) {
+      const next = this.#queue[count].bytes.length;
+      if (next > batchPartBytesMax || bytes + next > batchBytesMax) break;
+      bytes += next;
+      count++;
+    }
+    if (count <= 1) {
+      this.#queue.shift();
+      if (first.written !== undefined) callbacks.push(first.written);
+      return { bytes: first.bytes, callbacks };
+    }
+    const batch = new Uint8Array(bytes);
+    let at = 0;
+    for (const queued of this.#queue.splice(0, count)) {
+      batch.set(queued.bytes, at);
+      at += queued.bytes.length;
+      if (queued.written !== undefined) callbacks.push(queued.written);
+    }
+    return { bytes: batch, callbacks };
+  }
+
+  /** Buffers at least `length` bytes; false when the peer closed before any of them. */
+  async #fill(length: number): Promise<boolean> {
+    if (this.#end - this.#start >= length) return true;
+    if (this.#start === this.#end) {
+      this.#start = this.#end = 0;
+    } else if (this.#buffer.length - this.#start < length) {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    while (this.#end - this.#start < length) {
+      const n = await this.#read(this.#buffer.subarray(this.#end));
+      if (n === null) {
+        if (this.#end === this.#start) return false;
+        throw new Deno.errors.UnexpectedEof("closed inside a frame");
+      }
+      this.#end += n;
+    }
+    return true;
+  }
+
+  async #read(into: Uint8Array): Promise<number | null> {
+    const n = await this.conn.read(into);
+    if (n !== null) this.lastReadMs = performance.now();
+    return n;
+  }
+}
