@@ -1,14 +1,21 @@
 /**
  * A cluster of ClusterEngines in one process for tests: each node has its own
- * data directory, LocalEngine and sealed RPC server on loopback; membership is a
- * list the test controls (a node is "killed" by closing its server and marking
+ * data directory, LocalEngine, link client, and cluster port on loopback (links,
+ * and sealed RPC over HTTP for tests that call with an RpcClient); membership is
+ * a list the test controls (a node is "killed" by closing its port and marking
  * it dead), so tests decide exactly who is up.
  */
 import { LocalEngine } from "../core/mod.ts";
 import { ClusterKey } from "../cluster/transport/mod.ts";
 import { ClusterEngine } from "../cluster/cluster_engine.ts";
 import type { MemberState } from "../cluster/membership/mod.ts";
-import { RpcClient, rpcServer } from "../cluster/transport/mod.ts";
+import {
+  type ClusterPort,
+  LinkClient,
+  LinkServer,
+  listenClusterPort,
+  rpcServer,
+} from "../cluster/transport/mod.ts";
 import { AcceptorLog, fileConfigDisk, NodeConfig } from "../cluster/meta/mod.ts";
 
 export const testClusterKey = new ClusterKey(
@@ -20,7 +27,10 @@ export interface TestClusterNode {
   id: string;
   dir: string;
   engine: ClusterEngine;
-  server: Deno.HttpServer<Deno.NetAddr> | null;
+  /** The node's cluster port; null while it is down. */
+  server: ClusterPort | null;
+  /** The client the node's engine calls peers through. */
+  rpc: LinkClient | null;
 }
 
 /** A cluster of `count` nodes; `members` is the shared view every node uses. */
@@ -51,7 +61,7 @@ export class TestCluster {
   async add(): Promise<TestClusterNode> {
     const id = `node-${this.nodes.length}`;
     const dir = await Deno.makeTempDir({ prefix: `atoll-${id}-` });
-    const node: TestClusterNode = { id, dir, engine: null!, server: null };
+    const node: TestClusterNode = { id, dir, engine: null!, server: null, rpc: null };
     this.nodes.push(node);
     this.members.push({
       id,
@@ -91,6 +101,8 @@ export class TestCluster {
     await node.server?.shutdown();
     node.server = null;
     await node.engine.close();
+    await node.rpc?.close();
+    node.rpc = null;
     const member = this.members.find((member) => member.id === node.id)!;
     member.status = "dead";
     member.since = performance.now() - deadForMs;
@@ -130,6 +142,7 @@ export class TestCluster {
       if (node.server !== null) {
         await node.server.shutdown();
         await node.engine.close();
+        await node.rpc?.close();
       }
       await Deno.remove(node.dir, { recursive: true });
     }
@@ -140,23 +153,26 @@ export class TestCluster {
     const saved = fileConfigDisk(`${node.dir}/cluster.json`);
     const nodeConfig = new NodeConfig(saved.state, saved.disk);
     if (node === this.nodes[0]) await nodeConfig.bootstrap(node.id);
+    const rpc = node.rpc = new LinkClient(testClusterKey, nodeConfig.identity, { selfId: node.id });
     node.engine = new ClusterEngine({
       selfId: node.id,
       local,
       acceptorStates: new AcceptorLog(`${node.dir}/paxos`),
       nodeConfig,
-      rpc: new RpcClient(testClusterKey, nodeConfig.identity),
+      rpc,
       members: () => this.members,
       now: () => performance.now(),
       replicas: this.replicas,
       deadGraceMs: this.deadGraceMs,
     });
-    node.server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
-      rpcServer(testClusterKey, nodeConfig.identity, node.engine.methods()),
-    );
+    const { identity } = nodeConfig;
+    const methods = node.engine.methods();
+    const links = new LinkServer({ key: testClusterKey, identity, selfId: node.id, methods });
+    const requests = rpcServer(testClusterKey, identity, methods);
+    node.server = listenClusterPort({ hostname: "127.0.0.1", port: 0 }, { links, requests });
     const member = this.members.find((member) => member.id === node.id)!;
-    member.address = `127.0.0.1:${node.server.addr.port}`;
+    member.address = `127.0.0.1:${node.server.port}`;
+    rpc.announce(member.address);
     for (const other of this.nodes) other.engine?.invalidate();
   }
 }
