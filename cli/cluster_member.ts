@@ -16,7 +16,10 @@ import {
   type ClusterKey,
   ClusterNode,
   faults,
+  LinkClient,
+  type RefusalError,
   refusalGauges,
+  Refusals,
   RpcClient,
 } from "../cluster/transport/mod.ts";
 import type { Readiness } from "../http/app.ts";
@@ -59,6 +62,10 @@ export class ClusterMember {
   readonly engine: ClusterEngine;
   readonly leases: LeaseManager;
   readonly gcPolicy: ReturnType<typeof clusterGcPolicy>;
+  /** Refused messages and links, counted once for the node's server and its calls. */
+  readonly #refusals = new Refusals();
+  /** The one client of the node's calls to peers (engine, leases, GC, healing). */
+  readonly #rpc: LinkClient;
   #options: ClusterMemberOptions;
   #node: ClusterNode | null = null;
   #healer: Healer | null = null;
@@ -67,6 +74,13 @@ export class ClusterMember {
     this.#options = options;
     this.nodeConfig = nodeConfig;
     const { id, key, local } = options;
+    const onRefusal = (peer: string, refusal: RefusalError) => this.#refusals.record(peer, refusal);
+    this.#rpc = new LinkClient(key, nodeConfig.identity, {
+      selfId: id,
+      onRefusal,
+      // Members of an earlier version (a rolling upgrade) answer sealed HTTP only.
+      fallback: new RpcClient(key, nodeConfig.identity, { onRefusal }),
+    });
     const self: MemberState = {
       id,
       address: "",
@@ -80,7 +94,7 @@ export class ClusterMember {
       selfId: id,
       local,
       acceptorStates: new AcceptorLog(join(local.dir, "paxos")),
-      rpc: new RpcClient(key, nodeConfig.identity),
+      rpc: this.#rpc,
       members: () => this.#node?.members() ?? [self],
       now: () => performance.now(),
       replicas: options.replicas,
@@ -92,11 +106,11 @@ export class ClusterMember {
     this.leases = new LeaseManager({
       store: options.store,
       engine: this.engine,
-      rpc: new RpcClient(key, nodeConfig.identity),
+      rpc: this.#rpc,
     });
     this.gcPolicy = clusterGcPolicy({
       engine: this.engine,
-      rpc: new RpcClient(key, nodeConfig.identity),
+      rpc: this.#rpc,
       minAgeMs: Math.round(options.gcMinAgeMs),
       settleMs: Math.round(options.gcSettleMs),
     });
@@ -128,6 +142,8 @@ export class ClusterMember {
       join: options.join,
       self: { id: options.id, zone: options.zone, weight: options.weight },
       portLimits: options.portLimits,
+      refusals: this.#refusals,
+      rpc: this.#rpc,
       methods: {
         ...this.engine.methods(),
         ...this.leases.methods(),
