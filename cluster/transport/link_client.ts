@@ -157,7 +157,13 @@ export class LinkClient implements RpcCaller {
     if (peer === undefined) this.#peers.set(address, peer = { links: [], opening: null });
     let best: ClientLink | null = null;
     let usable = 0;
+    const clusterId = this.#party.identity.current();
     for (const link of peer.links) {
+      if (link.peer.clusterId !== clusterId) {
+        // Opened before this node joined a cluster: its handshake vouched for none.
+        link.conn.close(new Error("this node's cluster id changed"));
+        continue;
+      }
       if (link.goingAway) continue;
       usable++;
       if (best === null || link.load < best.load) best = link;

@@ -82,6 +82,26 @@ Deno.test("a node that has not joined yet takes the cluster id of the member it 
   }
 });
 
+Deno.test("links opened before a node took a cluster id are reopened once it has one", async () => {
+  const serverIdentity = new MemoryIdentity();
+  const server = startPort({ identity: serverIdentity });
+  const relay = new Relay(Number(server.address.split(":")[1]));
+  const joining = new MemoryIdentity();
+  const links = new LinkClient(key, joining, { selfId: "joining" });
+  try {
+    await links.call(relay.address, "echo");
+    const id = newClusterId();
+    joining.adopt(id);
+    await links.call(relay.address, "echo");
+    assert.equal(relay.toServer.length, 2, "a second handshake, which carried the id");
+    assert.equal(serverIdentity.current(), id);
+  } finally {
+    await links.close();
+    await relay.close();
+    await server.stop();
+  }
+});
+
 Deno.test("a client's handshake bytes replayed on a new connection are refused as replay", async () => {
   const server = startPort();
   const relay = new Relay(Number(server.address.split(":")[1]));
