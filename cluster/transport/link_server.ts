@@ -90,12 +90,16 @@ export class LinkServer {
     return this.#served.size;
   }
 
-  /** Serves `conn`, whose first bytes (`received`, the preamble taken off) were read already. */
-  async serve(conn: Deno.Conn, received: Uint8Array): Promise<void> {
+  /**
+   * Serves `conn`, whose first bytes (`received`, the preamble taken off) were
+   * read already; its handshake is due {@linkcode handshakeTimeoutMs} after
+   * `acceptedMs` (`performance.now()` when it was accepted).
+   */
+  async serve(conn: Deno.Conn, received: Uint8Array, acceptedMs = performance.now()) {
     const served: Served = {
       link: new LinkConn(conn, received),
       peer: null,
-      handshakeDeadlineMs: performance.now() + this.#handshakeTimeoutMs,
+      handshakeDeadlineMs: acceptedMs + this.#handshakeTimeoutMs,
       inFlight: 0,
       bytesInFlight: 0,
       goingAwaySinceMs: null,

@@ -88,6 +88,7 @@ export function listenClusterPort(
  * the link server or the HTTP server with what was read.
  */
 async function chooseProtocol(conn: Deno.Conn, links: LinkServer, http: HttpServer) {
+  const acceptedMs = performance.now();
   const first = new Uint8Array(linkPreamble.length);
   let received = 0;
   let link = true;
@@ -104,7 +105,7 @@ async function chooseProtocol(conn: Deno.Conn, links: LinkServer, http: HttpServ
   } finally {
     clearTimeout(timer);
   }
-  if (link) await links.serve(conn, new Uint8Array());
+  if (link) await links.serve(conn, new Uint8Array(), acceptedMs);
   else await http.serveConnection(conn, first.subarray(0, received));
 }
 
