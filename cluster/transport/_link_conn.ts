@@ -5,23 +5,29 @@
  * data written as it is. It keeps the times a link's deadlines are checked
  * against (last byte received, a write waiting since).
  */
+import { assert } from "../../core/assert.ts";
 import { closeQuietly } from "../../net/mod.ts";
 import {
   decodeFrameHead,
   type Frame,
   frameHeadBytes,
+  handshakeBodyBytesMax,
   isHttpAnswer,
   NotALinkError,
 } from "./link_wire.ts";
 
 /** Read buffer of a link: small frames come several to a read. */
 const readBufferBytes = 64 * 1024;
+/** Read buffer until the handshake is done: what a connection costs before it proves the key. */
+const handshakeReadBufferBytes = 2 * 1024;
 /** A body at most this long is read through the read buffer, then copied out. */
 const bufferedBodyBytesMax = 16 * 1024;
 /** Queued parts shorter than this are copied into one batch; longer ones are written as they are. */
 const batchPartBytesMax = 16 * 1024;
 /** Largest batch of small parts copied together for one write. */
 const batchBytesMax = 256 * 1024;
+
+assert(handshakeReadBufferBytes >= frameHeadBytes + handshakeBodyBytesMax);
 
 interface Queued {
   bytes: Uint8Array;
@@ -38,7 +44,7 @@ export class LinkConn {
   writingSinceMs: number | null = null;
   /** Resolves once the connection is closed, with the reason. */
   readonly closed: Promise<Error>;
-  #buffer = new Uint8Array(readBufferBytes);
+  #buffer = new Uint8Array(handshakeReadBufferBytes);
   #start = 0;
   #end = 0;
   #queue: Queued[] = [];
@@ -73,6 +79,12 @@ export class LinkConn {
    * between frames. Throws RangeError on a framing violation (the caller closes).
    */
   async readFrame(bodyBytesMax: number): Promise<Frame | null> {
+    if (bodyBytesMax > this.#buffer.length && this.#buffer.length < readBufferBytes) {
+      // Past the handshake: frames of any size, many to a read.
+      const grown = new Uint8Array(readBufferBytes);
+      grown.set(this.#buffer.subarray(this.#start, this.#end));
+      [this.#buffer, this.#end, this.#start] = [grown, this.#end - this.#start, 0];
+    }
     if (!await this.#fill(frameHeadBytes)) return null;
     if (isHttpAnswer(this.#buffer, this.#start)) {
       throw new NotALinkError(
