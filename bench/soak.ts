@@ -11,6 +11,7 @@
  *   deno task soak --seed 27 --trace
  *   deno task soak --cluster --schedules 1000 [--chaos-ms 20000]
  *   deno task soak --cluster --seed 6 --trace
+ *   deno task soak --cluster --boot-reads ...   (new volumes are read before their first write)
  */
 import { parseArgs } from "node:util";
 import { ClusterSim, clusterSimSettings, MetaSim } from "../cluster/sim/mod.ts";
@@ -24,6 +25,7 @@ const { values } = parseArgs({
     trace: { type: "boolean", default: false },
     cluster: { type: "boolean", default: false },
     "chaos-ms": { type: "string" },
+    "boot-reads": { type: "boolean", default: false },
   },
 });
 if (values.cluster) await soakCluster();
@@ -86,6 +88,7 @@ async function soakCluster(): Promise<never> {
     const lines: string[] = [];
     const result = await ClusterSim.run({
       ...clusterSimSettings(Number(values.seed), chaosMs),
+      bootReads: values["boot-reads"],
       trace: values.trace ? (line) => lines.push(line) : undefined,
     });
     for (const line of lines) console.log(line);
@@ -97,7 +100,10 @@ async function soakCluster(): Promise<never> {
   const failed: number[] = [];
   const started = performance.now();
   for (let seed = from; seed < from + count; seed++) {
-    const result = await ClusterSim.run(clusterSimSettings(seed, chaosMs));
+    const result = await ClusterSim.run({
+      ...clusterSimSettings(seed, chaosMs),
+      bootReads: values["boot-reads"],
+    });
     if (result.violations.length > 0) {
       failed.push(seed);
       console.error(

@@ -297,6 +297,14 @@ function clusterGauges(engine: ClusterEngine, healer: Healer, leases: LeaseManag
       "Writes refused on connections open when this node lost a lease",
       leases.counters.fencedWrites,
     ),
+    atoll_lease_forwarded_reads_total: series(
+      "Reads this node forwarded to the lease holder of their volume",
+      leases.counters.forwardedReads,
+    ),
+    atoll_lease_idle_reads_total: series(
+      "Reads of volumes nobody holds served from a reader kept here, without a record read",
+      leases.counters.idleReads,
+    ),
     atoll_lease_last_move_ms: series(
       "Duration of the last lease move to this node",
       leases.counters.lastMoveMs,

@@ -45,6 +45,12 @@ export interface VolumeHeader {
 export interface VolumeLease {
   holder: string | null;
   epoch: number;
+  /**
+   * While nobody holds the lease: nodes that keep a reader of the volume
+   * (cluster/leases/_idle_readers.ts). Taking the lease clears them, and tells
+   * each to drop its reader before the taker writes.
+   */
+  readers?: string[];
 }
 
 /** Header of a snapshot record. */

@@ -5,7 +5,14 @@
  * holder, and without one reads the record's last flushed state (nobody can
  * have acknowledged more).
  */
-import { type ByteRange, LeaseLostError, type Store, type Volume } from "../../core/mod.ts";
+import {
+  type ByteRange,
+  type Clock,
+  LeaseLostError,
+  type Store,
+  type Volume,
+} from "../../core/mod.ts";
+import { IdleReaders } from "./_idle_readers.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
 import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
 import type { LeaseCounters } from "./leases.ts";
@@ -23,6 +30,9 @@ export interface HolderReadsOptions {
   holds: (name: string) => boolean;
   /** Resolves when this node may serve `name` from its own instance now (LeaseManager.confirm). */
   confirm: (name: string) => Promise<void>;
+  clock: Clock;
+  /** How long a reader of a volume nobody holds lasts without reading its record (_idle_readers.ts). */
+  validMs: number;
 }
 
 /** The reads and flushes of one node; see the module doc. */
@@ -35,6 +45,7 @@ export class HolderReads {
   #confirm: (name: string) => Promise<void>;
   /** Where reads of a volume held elsewhere go, as last read from its record. */
   #holders = new Map<string, string | null>();
+  #idle: IdleReaders;
 
   constructor(options: HolderReadsOptions) {
     this.#store = options.store;
@@ -43,11 +54,18 @@ export class HolderReads {
     this.#counters = options.counters;
     this.#holds = options.holds;
     this.#confirm = options.confirm;
+    this.#idle = new IdleReaders(options.store, options.engine, options.clock, options.validMs);
+  }
+
+  /** How long a reader of a volume nobody holds lasts here without reading its record. */
+  get validMs(): number {
+    return this.#idle.validMs;
   }
 
   /** The lease of `name` moved: look its holder up again on the next read. */
   forget(name: string): void {
     this.#holders.delete(name);
+    this.#idle.forget(name);
   }
 
   /** Reads `range` of `name`, coherent with the holder wherever it is. */
@@ -63,11 +81,16 @@ export class HolderReads {
         await (await this.#store().openVolume(name)).readAt(range, into);
         return;
       }
+      const idle = await this.#idle.valid(name);
+      if (idle !== null) {
+        await idle.readAt(range, into);
+        this.#counters.idleReads++;
+        return;
+      }
       let holder = this.#holders.get(name);
       let loaded: Volume | undefined;
       if (holder === undefined) {
-        loaded = await this.#store().loadVolume(name);
-        holder = loaded.lease?.holder ?? null;
+        ({ volume: loaded, holder } = await this.#idle.load(name));
         this.#holders.set(name, holder);
       }
       const member = holder === null ? undefined : this.#engine.member(holder);
@@ -75,7 +98,7 @@ export class HolderReads {
         (member.status === "alive" || member.status === "suspect");
       if (holder === null || holder === this.#engine.selfId || !live) {
         // Nobody can have acknowledged more than the record's flushed state.
-        await (loaded ?? await this.#store().loadVolume(name)).readAt(range, into);
+        await (loaded ?? (await this.#idle.load(name)).volume).readAt(range, into);
         this.#holders.delete(name);
         return;
       }
@@ -143,7 +166,7 @@ export class HolderReads {
         return { header: { held: true }, data };
       },
       "lease.changed": (request) => {
-        this.#holders.delete(String(request.header.name));
+        this.forget(String(request.header.name));
         return { header: {} };
       },
     };

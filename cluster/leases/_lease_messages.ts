@@ -13,6 +13,8 @@ import type { LeaseCounters } from "./leases.ts";
 const releaseRetryMs = 200;
 /** Pause between notices to a holder whose lease was taken over while it was unreachable. */
 const lostNoticeRetryMs = 1000;
+/** Margin on a reader's validity for clocks that run at slightly different rates. */
+const readerMargin = 1.25;
 /** How long a taker keeps trying to tell the old holder it lost the lease. */
 const lostNoticeMsMax = 3_600_000;
 
@@ -112,6 +114,32 @@ export class LeaseMessages {
       }
       await this.#clock.sleep(lostNoticeRetryMs);
     }
+  }
+
+  /**
+   * Tells the nodes the record listed as readers of `name` (nobody held it)
+   * that its lease moved, so that they drop their readers (_idle_readers.ts).
+   * Resolves once each answered, or once the reader of one that did not ran
+   * out: `validMs` (with a margin for clock rates) after now, which is after
+   * the compare-and-set that cleared the list, hence after the start of the
+   * last record read any of them could have renewed its reader with.
+   */
+  async dropReaders(name: string, readers: string[], validMs: number): Promise<void> {
+    const since = this.#clock.now();
+    const told = await Promise.all(readers.map(async (id) => {
+      const member = this.#engine.member(id);
+      if (member === undefined) return false;
+      if (member.status === "left") return true; // it left: it serves nothing
+      try {
+        await this.#rpc.call(member.address, "lease.changed", { header: { name } }, validMs);
+        return true;
+      } catch {
+        return false;
+      }
+    }));
+    if (told.every(Boolean)) return;
+    const wait = since + validMs * readerMargin - this.#clock.now();
+    if (wait > 0) await this.#clock.sleep(wait);
   }
 
   /** Tells live members to forget where they forwarded reads of `name` (best effort). */

@@ -73,6 +73,8 @@ export interface LeaseCounters {
   takeovers: number;
   fencedWrites: number;
   forwardedReads: number;
+  /** Reads of volumes nobody holds, served from a reader kept here (_idle_readers.ts). */
+  idleReads: number;
   /** Last lease move here, milliseconds from the first write to holding it. */
   lastMoveMs: number;
 }
@@ -98,6 +100,7 @@ export class LeaseManager implements VolumeAuthority {
     takeovers: 0,
     fencedWrites: 0,
     forwardedReads: 0,
+    idleReads: 0,
     lastMoveMs: 0,
   };
   #storeOf: () => Store;
@@ -147,6 +150,8 @@ export class LeaseManager implements VolumeAuthority {
       counters: this.counters,
       holds: (name) => this.#held.has(name),
       confirm: (name) => this.confirm(name),
+      clock: this.#clock,
+      validMs: options.leaseValidMs ?? leaseValidMsDefault,
     });
     this.#validity = new LeaseValidity(
       this.#clock,
@@ -353,6 +358,7 @@ export class LeaseManager implements VolumeAuthority {
       // record in one compare-and-set (its first round overlaps the release and the
       // fencing), and open the volume from what it wrote.
       let register: Register;
+      let readers: string[] = [];
       try {
         register = await this.#engine.proposer.change(recordKey.volume(name), (record) => {
           if (record.value === null) {
@@ -360,6 +366,7 @@ export class LeaseManager implements VolumeAuthority {
           }
           const header = decodeRecordHeader<VolumeHeader>(record.value);
           if ((header.lease?.epoch ?? 0) !== lease.epoch) throw new LeaseMovedError();
+          readers = header.lease?.readers ?? [];
           return {
             version: record.version + 1,
             value: withRecordHeader(record.value, { ...header, lease: { holder: to, epoch } }),
@@ -381,6 +388,9 @@ export class LeaseManager implements VolumeAuthority {
         this.#validity.granted(name, this.#clock.now());
       }
       this.#messages.tellMembers(name);
+      // Nodes that kept a reader of the free volume drop it before anything is written.
+      const others = readers.filter((id) => id !== this.#engine.selfId);
+      if (others.length > 0) await this.#messages.dropReaders(name, others, this.#reads.validMs);
       log.info("write lease of volume {volume} moved from {from} to {to} at epoch {epoch}", {
         volume: name,
         from: lease.holder,

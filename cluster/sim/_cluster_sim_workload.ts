@@ -39,6 +39,8 @@ interface VolumeClient {
   handle: VolumeHandle | null;
   /** Members that acknowledged writes since the last flush, and when they first did. */
   dirtySince: Map<string, number>;
+  /** Reads through random members still to do before the first write (`bootReads`). */
+  bootReads: number;
   /**
    * The handle that acknowledged writes since the last flush (null: none): a
    * FLUSH makes them durable only through it; through another member's handle
@@ -55,10 +57,13 @@ export class ClusterWorkload extends MetaClients {
   #catalogue: CatalogueClients;
   /** The catalogue's clients run (off: volumes only, see `ClusterSimOptions.volumesOnly`). */
   #withCatalogue: boolean;
+  /** New volumes are read before their first write (`ClusterSimOptions.bootReads`). */
+  #bootReads: boolean;
 
-  constructor(sim: ClusterSim, options: { catalogue: boolean }) {
+  constructor(sim: ClusterSim, options: { catalogue: boolean; bootReads: boolean }) {
     super(sim);
     this.#withCatalogue = options.catalogue;
+    this.#bootReads = options.bootReads;
     this.#losses = new LossWatch(sim);
     this.#catalogue = new CatalogueClients(this, {
       volumes: () => this.#clients.map((client) => client.model),
@@ -98,6 +103,7 @@ export class ClusterWorkload extends MetaClients {
       incarnation: 0,
       handle: null,
       dirtySince: new Map(),
+      bootReads: this.#bootReads ? 2 + this.sim.world.random.int(8) : 0,
       dirty: null,
     };
     this.#clients.push(client);
@@ -112,6 +118,10 @@ export class ClusterWorkload extends MetaClients {
   }
 
   async #operate(client: VolumeClient): Promise<void> {
+    if (client.bootReads > 0) {
+      client.bootReads--;
+      return await this.#read(client, this.randomNode(), "boot-read");
+    }
     const roll = this.random();
     if (roll < 0.42) await this.#write(client);
     else if (roll < 0.64) await this.#read(client, this.randomNode());
@@ -162,14 +172,14 @@ export class ClusterWorkload extends MetaClients {
     if (outcome.stuck) model.state = "unknown";
   }
 
-  async #read(client: VolumeClient, node: string): Promise<void> {
+  async #read(client: VolumeClient, node: string, kind = "read"): Promise<void> {
     const { model } = client;
     const first = this.sim.world.random.int(model.sectors);
     const count = 1 + this.sim.world.random.int(model.sectors - first);
     const into = new Uint8Array(count * sectorBytes);
     const outcome = await this.#attempt(
       node,
-      `read ${model.name} ${first}+${count}`,
+      `${kind} ${model.name} ${first}+${count}`,
       async (runtime) => {
         const handle = await runtime.leases.open(model.name);
         await handle.read({ offset: first * sectorBytes, length: into.length }, into);

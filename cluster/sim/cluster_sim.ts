@@ -51,6 +51,13 @@ export interface ClusterSimOptions {
    * regression seeds found then replay their schedules with it.
    */
   volumesOnly?: boolean;
+  /**
+   * A new volume's client first reads it through random members a few times,
+   * as a VM booting from a fresh clone does, before its first write: members
+   * keep readers of volumes nobody holds (leases/_idle_readers.ts), which the
+   * first write must make them drop.
+   */
+  bootReads?: boolean;
   trace?: (line: string) => void;
 }
 
@@ -217,7 +224,10 @@ export class ClusterSim implements ClusterSimHost {
     const chaosMs = options.chaosMs ?? 30_000;
     for (const id of sim.nodes.keys()) sim.start(id);
     await sim.world.run(2_000);
-    const workload = new ClusterWorkload(sim, { catalogue: options.volumesOnly !== true });
+    const workload = new ClusterWorkload(sim, {
+      catalogue: options.volumesOnly !== true,
+      bootReads: options.bootReads === true,
+    });
     const chaosEnd = sim.world.now() + chaosMs;
     workload.start(chaosEnd);
     sim.world.at(1_000, () => scheduleClusterFaults(sim, chaosEnd));
@@ -229,6 +239,11 @@ export class ClusterSim implements ClusterSimHost {
     const metaOps: OpRecord[] = workload.metaOps;
     sim.violations.push(...checkHistory(metaOps, metaFinals).map((v) => `metadata: ${v}`));
     if (options.trace !== undefined) { for (const line of sim.trace!) options.trace(line); }
+    const idleReads = [...sim.nodes.keys()].reduce(
+      (sum, id) => sum + (sim.runtimeOf(id)?.leases.counters.idleReads ?? 0),
+      0,
+    );
+    if (idleReads > 0) workload.outcomes["idle reads (last incarnations)"] = idleReads;
     return {
       seed: options.seed,
       violations: [...workload.violations, ...sim.violations],

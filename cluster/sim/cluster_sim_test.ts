@@ -56,6 +56,25 @@ Deno.test(`${schedulesInCi} seeded schedules of the whole data path: no violatio
   }
 });
 
+/** Schedules in CI whose new volumes are read through several members before their first write. */
+const bootSchedulesInCi = 40;
+
+Deno.test(`${bootSchedulesInCi} schedules where fresh volumes are read before their first write: no violation`, async () => {
+  const failures: string[] = [];
+  const ops: Record<string, number> = {};
+  for (let seed = 5001; seed <= 5000 + bootSchedulesInCi; seed++) {
+    const result = await ClusterSim.run({ ...clusterSimSettings(seed), bootReads: true });
+    for (const [name, n] of Object.entries(result.ops)) ops[name] = (ops[name] ?? 0) + n;
+    if (result.violations.length > 0) {
+      failures.push(`seed ${seed} (bootReads): ${result.violations.slice(0, 3).join("; ")}`);
+    }
+  }
+  console.log(`operations ${JSON.stringify(ops)}`);
+  assert.deepEqual(failures, []);
+  assert.ok((ops["boot-read ok"] ?? 0) > 0, "the clients read fresh volumes");
+  assert.ok((ops["idle reads (last incarnations)"] ?? 0) > 0, "members served reads from readers");
+});
+
 Deno.test("a seed of the whole data path replays exactly", async () => {
   const first = await ClusterSim.run({ ...clusterSimSettings(4242), chaosMs: 10_000 });
   const second = await ClusterSim.run({ ...clusterSimSettings(4242), chaosMs: 10_000 });
