@@ -129,6 +129,14 @@ export class Reconfigurer {
       }
       const voters = desiredVoters(config.voters, this.#options.members());
       if (sameVoters(voters, config.voters)) return;
+      // Gossip takes seconds to see a member dead: a new voter that died since would
+      // hold the joint configuration back for good, so each must answer first.
+      const silent = await this.#silent(voters.filter((id) => !config.voters.includes(id)));
+      if (silent.length > 0) {
+        throw new Error(
+          `Cannot move metadata voters to ${voters} now: ${silent.join(", ")} did not answer`,
+        );
+      }
       const joint = jointConfig(config, voters);
       this.#log(`moving metadata voters from ${config.voters} to ${voters} (epoch ${joint.epoch})`);
       await this.#commit(config, joint);
@@ -139,6 +147,17 @@ export class Reconfigurer {
       this.status.lastError = message;
       throw error;
     }
+  }
+
+  /** The members of `ids` that do not answer a request for their configuration now. */
+  async #silent(ids: string[]): Promise<string[]> {
+    const byId = new Map(this.#options.members().map((member) => [member.id, member]));
+    const answers = await Promise.allSettled(ids.map((id) => {
+      const address = byId.get(id)?.address ?? "";
+      if (address === "") return Promise.reject(new Error("no address"));
+      return this.#options.peers.configOf(address);
+    }));
+    return ids.filter((_, i) => answers[i].status === "rejected");
   }
 
   /** Asks live members for their configuration and installs the newest (rate-limited). */
