@@ -162,6 +162,11 @@ async function pair(row: Row, order: Side[], volume: string, args: string[]) {
   console.log(`  ${row.name.padEnd(34)} ${cells.join("   ")}`);
 }
 
+/** The 1, 5 and 15 minute load averages: how busy the shared machine was. */
+async function loadAverage(): Promise<string> {
+  return (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+}
+
 async function measureIdle(atoll: Side, ceph: Side): Promise<Idle> {
   const before = [await cpuSeconds(atoll.pids()), await cpuSeconds(ceph.pids())];
   await new Promise((resolve) => setTimeout(resolve, settings.idleSeconds * 1000));
@@ -202,7 +207,7 @@ async function rounds(atoll: Side, ceph: Side): Promise<Row[]> {
   for (const side of [atoll, ceph]) await side.create("v", settings.sizeBytes);
   await pair(base, [atoll, ceph], "v", ["--rw=write", "--bs=1M", "--iodepth=8"]);
   for (let round = 0; round < settings.rounds; round++) {
-    console.log(`round ${round + 1} of ${settings.rounds}`);
+    console.log(`round ${round + 1} of ${settings.rounds} (load ${await loadAverage()})`);
     const order = round % 2 === 0 ? [atoll, ceph] : [ceph, atoll];
     for (const [i, job] of jobs.entries()) await pair(rows[i], order, "v", [...job.args, ...timed]);
     for (const side of order) await side.create(`fill${round}`, settings.sizeBytes);
@@ -234,6 +239,7 @@ async function runCase(name: string): Promise<void> {
       live();
       const idle = await measureIdle(atoll, peer);
       printTable(title, "Ceph", rows, idle);
+      console.log(`(load at the end of the idle window: ${await loadAverage()})`);
     } finally {
       await cluster.stop();
     }
@@ -243,19 +249,18 @@ async function runCase(name: string): Promise<void> {
 }
 
 async function header(): Promise<void> {
-  const text = async (command: string, args: string[]) =>
-    new TextDecoder().decode((await new Deno.Command(command, { args }).output()).stdout).trim();
+  const output = async (command: string, args: string[]) =>
+    new TextDecoder().decode((await new Deno.Command(command, { args }).output()).stdout);
+  const text = async (command: string, args: string[]) => (await output(command, args)).trim();
   const root = new URL("../", import.meta.url).pathname;
   const commit = await text("git", ["-C", root, "rev-parse", "HEAD"]);
-  const changed = (await text("git", ["-C", root, "status", "--porcelain"])).split("\n")
+  const changed = (await output("git", ["-C", root, "status", "--porcelain"])).split("\n")
     .filter((line) => line !== "").map((line) => line.slice(3));
   console.log(`command: deno run -A bench/ceph_peer_bench.ts ${Deno.args.join(" ")}`.trim());
   const dirty = changed.length > 0 ? ` (working tree differs in: ${changed.join(", ")})` : "";
   console.log(`commit: ${commit}${dirty}`);
   console.log(
-    `machine: ${navigator.hardwareConcurrency} cores, load ${
-      (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ")
-    }; ` +
+    `machine: ${navigator.hardwareConcurrency} cores, load ${await loadAverage()}; ` +
       `deno ${Deno.version.deno}, ${await text("fio", ["--version"])}, ${await text("ceph", [
         "--version",
       ])}`,
