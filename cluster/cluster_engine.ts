@@ -282,9 +282,9 @@ export class ClusterEngine implements Engine {
     name: string,
     range: ByteRange,
     into: Uint8Array,
-    options: { existing?: boolean } = {},
+    options: { existing?: boolean; view?: string } = {},
   ): Promise<void> {
-    return this.objects.read(name, range.offset, into, options.existing ?? false);
+    return this.objects.read(name, range.offset, into, options.existing ?? false, options.view);
   }
 
   writeObject(

@@ -46,12 +46,15 @@ export interface Engine {
    * Reads `range` of an object into `into`; never-written bytes read as zeros.
    * `existing`: the caller knows the object was written (a map names it); an
    * engine that finds no copy of it then refuses, instead of answering zeros.
+   * `view`: nothing changes the object between reads under the same view (a
+   * volume nobody may write, at one lease epoch): an engine may read it again
+   * from the copy it found newest under that view, without asking the others.
    */
   readObject(
     name: string,
     range: ByteRange,
     into: Uint8Array,
-    options?: { existing?: boolean },
+    options?: { existing?: boolean; view?: string },
   ): Promise<void>;
   /**
    * Writes `data` at `offset` in an object, creating it when missing. With

@@ -26,16 +26,17 @@ export function* spansOf(range: ByteRange, blockSize: number): Generator<Span> {
   }
 }
 
-/** Reads `range` of one entry into `into`. */
+/** Reads `range` of one entry into `into` (`view`: see Engine.readObject). */
 export async function readEntry(
   engine: Engine,
   entry: MapEntry,
   range: ByteRange,
   into: Uint8Array,
+  view?: string,
 ): Promise<void> {
   if (entry.kind === "zero") into.fill(0);
   else if (entry.kind === "block") await engine.readBlock(entry.hash, range, into);
-  else await engine.readObject(entry.name, range, into, { existing: true });
+  else await engine.readObject(entry.name, range, into, { existing: true, view });
 }
 
 /** Reads `range` of the bytes `map` describes into `into` (length range.length). */
@@ -44,12 +45,13 @@ export async function readMapRange(
   map: BlockMap,
   range: ByteRange,
   into: Uint8Array,
+  view?: string,
 ): Promise<void> {
   assert(into.length === range.length);
   assert(range.offset >= 0 && range.offset + range.length <= map.sizeBytes);
   for (const span of spansOf(range, map.blockSize)) {
     const part = into.subarray(span.at, span.at + span.length);
-    await readEntry(engine, map.get(span.index), span, part);
+    await readEntry(engine, map.get(span.index), span, part, view);
   }
 }
 

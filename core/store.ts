@@ -319,19 +319,36 @@ export class Store {
     return await this.loadVolume(name);
   }
 
-  /** A new instance read from the record now, not shared (nobody writes through it). */
-  async loadVolume(name: string): Promise<Volume> {
+  /**
+   * A new instance read from the record now, not shared (nobody writes through
+   * it). `settled`: the caller makes sure nobody writes the volume while it
+   * uses the instance, when the record names no lease holder (cluster/leases/
+   * _idle_readers.ts); its reads then go under a view of the volume at its
+   * lease epoch (Engine.readObject).
+   */
+  async loadVolume(name: string, options: { settled?: boolean } = {}): Promise<Volume> {
     validateName(name, "volume");
     const entry = await this.engine.getMeta(recordKey.volume(name));
     if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
     const { header, map } = decodeRecord<VolumeHeader>(entry.value);
-    return new Volume(this.engine, header, map, entry.version, { reader: true });
+    const readView = options.settled === true && (header.lease?.holder ?? null) === null
+      ? `${header.uid}@${header.lease?.epoch ?? 0}`
+      : undefined;
+    return new Volume(this.engine, header, map, entry.version, { reader: true, readView });
   }
 
-  /** Opens `name` from a record just written elsewhere (`bytes` at `version`), as its open instance. */
+  /**
+   * Opens `name` from a record just written elsewhere (`bytes` at `version`), as
+   * its open instance. In a cluster that record names this node as the lease
+   * holder: only this instance writes the volume, so its reads go under a view
+   * of the volume at the lease epoch (Engine.readObject).
+   */
   adoptVolume(name: string, bytes: Uint8Array, version: number): Volume {
     const { header, map } = decodeRecord<VolumeHeader>(bytes);
-    const volume = new Volume(this.engine, header, map, version);
+    const readView = header.lease === undefined || header.lease.holder === null
+      ? undefined
+      : `${header.uid}@${header.lease.epoch}`;
+    const volume = new Volume(this.engine, header, map, version, { readView });
     this.#volumes.set(name, Promise.resolve(volume));
     return volume;
   }

@@ -62,18 +62,24 @@ export class Volume {
    */
   #mutex = new SharedMutex();
   #scratch: Uint8Array | null = null;
+  #readView: string | undefined;
   /** Object names this volume writes in place start with this: `UID.GENERATION.` */
   #ownedPrefix: string;
 
-  /** `reader`: an instance nobody writes through (a loss recorded is the writer's to report). */
+  /**
+   * `reader`: an instance nobody writes through (a loss recorded is the writer's
+   * to report). `readView`: its reads go to the engine under this view (see
+   * Engine.readObject): only for a volume nobody may write while it is used.
+   */
   constructor(
     engine: Engine,
     header: VolumeHeader,
     map: BlockMap,
     version: number,
-    options: { reader?: boolean } = {},
+    options: { reader?: boolean; readView?: string } = {},
   ) {
     this.engine = engine;
+    this.#readView = options.readView;
     this.#header = header;
     this.#map = map;
     this.#version = version;
@@ -146,7 +152,10 @@ export class Volume {
     this.#checkOpen();
     this.#checkNotLost();
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
-    await this.#recovering(false, () => readMapRange(this.engine, this.#map, range, into));
+    await this.#recovering(
+      false,
+      () => readMapRange(this.engine, this.#map, range, into, this.#readView),
+    );
     return into;
   }
 

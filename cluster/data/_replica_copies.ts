@@ -36,6 +36,8 @@ export class ReplicaQuorumError extends Error {
 export interface NewestRead {
   /** The stamp of the copy read. */
   stamp: Stamp;
+  /** The replica it was read from. */
+  from: ObjectLink;
   /** Every replica answered. */
   everyone: boolean;
   /** The first replica answered with an older copy than another's. */
@@ -105,11 +107,11 @@ export async function readNewest(
   }
   if (read !== null && best.link === first) {
     into.set(read.data);
-    return { stamp: best.stamp, everyone, staleFirst: false };
+    return { stamp: best.stamp, from: first, everyone, staleFirst: false };
   }
   const { data } = await best.link.read(name, offset, into.length);
   into.set(data);
-  return { stamp: best.stamp, everyone, staleFirst: read !== null };
+  return { stamp: best.stamp, from: best.link, everyone, staleFirst: read !== null };
 }
 
 /** The answer with the highest stamp (the first among equals), or null. */

@@ -30,6 +30,7 @@ import { parseObjectName } from "../../core/block_map.ts";
 import { isFenced } from "./fences.ts";
 import { compareStamps, type ObjectChange, type ObjectLink, type Stamp } from "./object_link.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
+import { SettledReads } from "./_settled_reads.ts";
 import { needsFloor, noFloors, type ObjectFloors } from "./object_floors.ts";
 import {
   copyWhole,
@@ -82,6 +83,8 @@ export class ReplicatedObjects {
    * to hear, so the next flush, read or write of its volume reports it.
    */
   #lostUnheard = new Set<string>();
+  /** Where reads under a view found each object (reads of volumes nobody may write). */
+  #views = new SettledReads();
   #background = new Set<Promise<void>>();
 
   constructor(options: ReplicatedObjectsOptions) {
@@ -120,10 +123,21 @@ export class ReplicatedObjects {
    * version. Throws WritesLostError when this node acknowledged writes of the
    * object that no replica holds any more.
    */
-  async read(name: string, offset: number, into: Uint8Array, existing = false): Promise<void> {
+  async read(
+    name: string,
+    offset: number,
+    into: Uint8Array,
+    existing = false,
+    view?: string,
+  ): Promise<void> {
     if (this.#lostUnheard.delete(name)) throw new WritesLostError([name]);
     const links = this.#ordered(this.#options.replicasOf(name));
     const written = this.#written.get(name);
+    // Objects this node writes are read from their current replicas (below); under a
+    // view, the others from where a read found them newest.
+    if (written === undefined && view !== undefined) {
+      if (await this.#views.read(view, name, offset, into, links)) return;
+    }
     if (written !== undefined && !written.stale) {
       for (const link of links.filter((link) => written.current.has(link.id))) {
         try {
@@ -147,6 +161,7 @@ export class ReplicatedObjects {
       existing,
     });
     if (newest.staleFirst) this.counters.staleReads++;
+    if (view !== undefined && written === undefined) this.#views.found(view, name, newest);
     if (written !== undefined && compareStamps(newest.stamp, acked) < 0) {
       // The writer knows better than the replicas that answered.
       if (!newest.everyone) {
@@ -350,6 +365,7 @@ export class ReplicatedObjects {
     if (written === undefined) {
       written = { stamp: [0, 0], acked: [0, 0], current: new Set(), stale: true };
       this.#written.set(name, written);
+      this.#views.drop(name); // this node changes it now: no view holds it still
     }
     if (written.stale) await this.#learn(name, written, links, quorum, false, fresh);
     if (existing && compareStamps(written.stamp, [0, 0]) === 0) {

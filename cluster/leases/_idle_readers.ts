@@ -91,7 +91,7 @@ export class IdleReaders {
   async load(name: string): Promise<{ volume: Volume; holder: string | null }> {
     const generation = this.#generation;
     const started = this.#clock.now();
-    const volume = await this.#store().loadVolume(name);
+    const volume = await this.#store().loadVolume(name, { settled: true });
     const holder = volume.lease?.holder ?? null;
     if (holder !== null) {
       this.#readers.delete(name);
