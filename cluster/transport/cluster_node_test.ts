@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import { channelBytes, ClusterKey } from "./auth.ts";
 import { ClusterNode } from "./cluster_node.ts";
-import { MemoryIdentity } from "./identity.ts";
+import { MemoryIdentity, newClusterId } from "./identity.ts";
+import { LinkClient } from "./link_client.ts";
 
 const key = new ClusterKey(new TextEncoder().encode("cluster-node-test-key-0123456789"));
 const minuteMs = 60_000;
@@ -83,5 +84,42 @@ Deno.test("a member 2 minutes off joins; one 10 minutes off is refused and never
     assert.ok(near.members().every((member) => member.status === "alive"));
   } finally {
     for (const node of [far, near, seed]) await node.close();
+  }
+});
+
+Deno.test("a node counts and names the links it refuses, by reason, with its other refusals", async () => {
+  const node = await ClusterNode.start({
+    key,
+    identity: new MemoryIdentity(newClusterId()),
+    bind: { hostname: "127.0.0.1", port: 0 },
+    join: [],
+    self: { id: "n1", zone: null, weight: 1 },
+    methods: { echo: () => ({ header: { ok: 1 } }) },
+  });
+  const stranger = new ClusterKey(new TextEncoder().encode("a-stranger-key-0123456789abcdefg"));
+  const clients = [
+    new LinkClient(stranger, new MemoryIdentity(), { selfId: "stranger" }),
+    new LinkClient(key, new MemoryIdentity(newClusterId()), { selfId: "other-cluster" }),
+  ];
+  clients[0].announce("127.0.0.1:7001");
+  clients[1].announce("127.0.0.1:7002");
+  try {
+    for (const client of clients) {
+      await assert.rejects(client.call(node.address, "echo"), /refused/);
+    }
+    const status = node.refusalStatus();
+    assert.equal(status.byReason.authentication, 1);
+    assert.equal(status.byReason["cluster-id"], 1);
+    assert.deepEqual(
+      status.peers.map((peer) => [peer.address, peer.reason]).sort(),
+      [["127.0.0.1:7001", "authentication"], ["127.0.0.1:7002", "cluster-id"]],
+    );
+    // A member with the key is served.
+    const member = new LinkClient(key, new MemoryIdentity(), { selfId: "member" });
+    assert.equal((await member.call(node.address, "echo")).header.ok, 1);
+    await member.close();
+  } finally {
+    for (const client of clients) await client.close();
+    await node.close();
   }
 });
