@@ -60,6 +60,8 @@ export interface HealerStatus {
 }
 
 const hasBatchMax = 4096;
+/** Local objects whose replicas' stamps one call asks for (at most object.stamps' limit). */
+const objectsPerAskMax = 1024;
 
 /** Runs healing passes until stopped. */
 export class Healer {
@@ -261,22 +263,62 @@ export class Healer {
 
   async #objects(budget: { copies: number; short: number }): Promise<void> {
     const { engine } = this.#options;
+    let batch: string[] = [];
     for await (const name of engine.local.listObjects()) {
-      if (this.#stopped) return;
+      batch.push(name);
+      if (batch.length < objectsPerAskMax) continue;
+      if (!await this.#objectBatch(batch, budget)) return;
+      batch = [];
+    }
+    if (batch.length > 0) await this.#objectBatch(batch, budget);
+  }
+
+  /**
+   * The stamps each live replica holds of `names` (those placed on it), one
+   * call per replica; a replica that does not answer is left out (its objects
+   * are left alone this pass). They may be a little old by the time an object
+   * is looked at: copies apply only when newer, and a hand-off checks again.
+   */
+  async #peerStamps(names: string[]): Promise<Map<string, Map<string, Stamp>>> {
+    const { engine } = this.#options;
+    const asks = new Map<string, { peer: BlockPeer; names: string[] }>();
+    for (const name of names) {
+      for (const peer of engine.replicaPeers(name)) {
+        if (peer.id === engine.selfId || !engine.isLive(peer.id)) continue;
+        let ask = asks.get(peer.id);
+        if (ask === undefined) asks.set(peer.id, ask = { peer, names: [] });
+        ask.names.push(name);
+      }
+    }
+    const known = new Map<string, Map<string, Stamp>>();
+    await Promise.all([...asks.values()].map(async ({ peer, names }) => {
+      try {
+        const reply = await this.#options.rpc.call(peer.address, "object.stamps", {
+          header: { names },
+        });
+        const stamps = reply.header.stamps as Stamp[];
+        known.set(peer.id, new Map(names.map((name, i) => [name, stamps[i]])));
+      } catch {
+        // unreachable now: its objects wait for the next pass
+      }
+    }));
+    return known;
+  }
+
+  /** One batch of local objects; false when the pass must stop (stopped, or out of copies). */
+  async #objectBatch(
+    names: string[],
+    budget: { copies: number; short: number },
+  ): Promise<boolean> {
+    const { engine } = this.#options;
+    const known = await this.#peerStamps(names);
+    for (const name of names) {
+      if (this.#stopped) return false;
       const replicas = engine.replicaPeers(name);
       const mine = replicas.some((peer) => peer.id === engine.selfId);
       const others = replicas.filter((peer) => peer.id !== engine.selfId && engine.isLive(peer.id));
       const [stamp] = await engine.replica.stamps([name]);
-      const stamps = await Promise.all(others.map(async (peer) => {
-        try {
-          const reply = await this.#options.rpc.call(peer.address, "object.stamps", {
-            header: { names: [name] },
-          });
-          return (reply.header.stamps as Stamp[])[0];
-        } catch {
-          return null; // unknown: leave it alone this pass
-        }
-      }));
+      const stamps = others.map((peer) => known.get(peer.id)?.get(name) ?? null);
       if (mine) {
         // The first live replica whose copy is the newest copies it to the others.
         let best = stamp;
@@ -299,7 +341,7 @@ export class Healer {
         others.filter((_, i) => stamps[i] !== null && compareStamps(stamps[i]!, stamp) >= 0),
       );
       for (const peer of behind) {
-        if (budget.copies <= 0) return;
+        if (budget.copies <= 0) return false;
         budget.copies--;
         try {
           const { data, stamp } = await engine.replica.read(name, 0, -1);
@@ -329,6 +371,7 @@ export class Healer {
         }
       }
     }
+    return true;
   }
 
   /** True when every one of `peers` holds `name` durably at `stamp` or later. */
