@@ -193,3 +193,16 @@ export function closeQuietly(conn: Deno.Conn): void {
     conn.close();
   } catch { /* already closed */ }
 }
+
+/** Errors of a connection that ended, which are not worth a log line. */
+export function isConnectionError(error: unknown): boolean {
+  return [
+    Deno.errors.BadResource,
+    Deno.errors.BrokenPipe,
+    Deno.errors.ConnectionReset,
+    Deno.errors.ConnectionAborted,
+    Deno.errors.Interrupted,
+    Deno.errors.UnexpectedEof,
+    Deno.errors.NotConnected,
+  ].some((kind) => error instanceof kind);
+}

@@ -10,7 +10,7 @@
  * Deno.serve did: bodies stream both ways, never buffered whole.
  */
 import { type Logger, logger } from "../log/mod.ts";
-import { Acceptor } from "./accept_loop.ts";
+import { Acceptor, isConnectionError } from "./accept_loop.ts";
 import { Deadlines } from "./_deadlines.ts";
 import { RequestBody } from "./_http_body.ts";
 import { ConnectionEndedError, HttpConn, type HttpTimeouts } from "./_http_conn.ts";
@@ -45,16 +45,6 @@ export interface HttpServerOptions {
 }
 
 const continueBytes = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
-const quietErrors = [
-  ConnectionEndedError,
-  Deno.errors.BadResource,
-  Deno.errors.BrokenPipe,
-  Deno.errors.ConnectionReset,
-  Deno.errors.ConnectionAborted,
-  Deno.errors.Interrupted,
-  Deno.errors.UnexpectedEof,
-  Deno.errors.NotConnected,
-];
 
 /** A listening HTTP server; see the module doc. */
 export class HttpServer {
@@ -166,7 +156,7 @@ export class HttpServer {
       if (error instanceof HttpRequestError) {
         await http.write(closingAnswer(error.status, error.message)).catch(() => {});
         await http.linger();
-      } else if (!quietErrors.some((kind) => error instanceof kind)) {
+      } else if (!(error instanceof ConnectionEndedError) && !isConnectionError(error)) {
         this.#log.error("connection failed: {error}", { error });
       }
     } finally {

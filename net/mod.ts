@@ -5,7 +5,7 @@
  *
  * @module
  */
-export { type AcceptOptions, Acceptor, closeQuietly } from "./accept_loop.ts";
+export { type AcceptOptions, Acceptor, closeQuietly, isConnectionError } from "./accept_loop.ts";
 export {
   type FilesLimit,
   isFilesExhausted,

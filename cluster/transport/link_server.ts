@@ -10,7 +10,7 @@
  * client). A framing violation closes the link; a failing call is answered.
  */
 import { logger } from "../../log/mod.ts";
-import { lingerTimeoutMs, stallTimeoutMs } from "../../net/mod.ts";
+import { isConnectionError, lingerTimeoutMs, stallTimeoutMs } from "../../net/mod.ts";
 import { RefusalError } from "./auth.ts";
 import { LinkConn } from "./_link_conn.ts";
 import {
@@ -289,17 +289,4 @@ function peerName(conn: Deno.Conn, address: string): string {
   const host = remote.hostname.includes(":") ? `[${remote.hostname}]` : remote.hostname;
   const port = address.match(/:(\d{1,5})$/)?.[1];
   return port === undefined ? host : `${host}:${port}`;
-}
-
-/** Errors of a connection that ended, which are not worth a log line. */
-export function isConnectionError(error: unknown): boolean {
-  return [
-    Deno.errors.BadResource,
-    Deno.errors.BrokenPipe,
-    Deno.errors.ConnectionReset,
-    Deno.errors.ConnectionAborted,
-    Deno.errors.Interrupted,
-    Deno.errors.UnexpectedEof,
-    Deno.errors.NotConnected,
-  ].some((kind) => error instanceof kind);
 }
