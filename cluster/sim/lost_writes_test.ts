@@ -7,6 +7,9 @@
  *   the volume's flush says the writes were lost (WritesLostError); it does
  *   not pass. A flush of every volume (a collection's, an upload's) that finds
  *   the loss leaves it for the volume's own flush, read or write.
+ * - A flush waits for a flush under way (another volume's, or one of every
+ *   volume) that took objects of its scope, and fails when that one could not
+ *   make them durable (seed 22330 of the data-path simulation, --boot-reads).
  * - A change that reached only a replica that then stopped answering is never
  *   overtaken by a different change under the same stamp.
  * Method: ReplicatedObjects over ObjectReplicas on memory disks (a restart
@@ -29,6 +32,8 @@ import { MemoryDisk, MemoryPlatter } from "./_memory_disk.ts";
 class TestReplica implements ObjectLink {
   readonly id: string;
   down = false;
+  /** While set, a flush waits for it (then answers, or fails when down by then). */
+  gate: Promise<void> | null = null;
   #platter = new MemoryPlatter();
   #disk: MemoryDisk;
   #replica: ObjectReplica;
@@ -56,6 +61,7 @@ class TestReplica implements ObjectLink {
     return await this.#reach().stamps(names);
   }
   async flush(names: string[]): Promise<Stamp[]> {
+    if (this.gate !== null) await this.gate;
     return await this.#reach().flush(names);
   }
 
@@ -95,6 +101,22 @@ Deno.test("a failed flush is tried again by the next: none passes without its ob
     replica.restart();
     assert.deepEqual((await replica.read(name, 0, -1)).data, bytes(2), `flushed on ${replica.id}`);
   }
+});
+
+Deno.test("a flush never passes while a flush under way holds its objects", async () => {
+  const { replicas, objects } = await flushedThenWritten(); // acknowledged, not flushed
+  let answer = () => {};
+  replicas[1].gate = new Promise((resolve) => answer = resolve);
+  const everyVolume = objects.flush().then(() => "passed", (error) => error); // an upload's
+  let settled = false;
+  const volume = objects.flush(uid).finally(() => settled = true); // a release's
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(settled, false, "the volume's flush waits for the one that took its object");
+  // Replica b dies before it answers: the object is durable on a only, one of two.
+  replicas[1].down = true;
+  answer();
+  assert.ok(await everyVolume instanceof ReplicaQuorumError);
+  await assert.rejects(volume, ReplicaQuorumError);
 });
 
 Deno.test("writes lost from every replica before a flush fail the flush, reads and writes", async () => {
