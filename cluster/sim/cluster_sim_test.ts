@@ -101,6 +101,15 @@ Deno.test("seed 12: a holder whose lease was taken over while it was cut off sto
   assert.deepEqual(result.violations, []);
 });
 
+Deno.test("seed 40344: a read through a node whose lease holder does not answer fails, never reads the record", async () => {
+  // leases/_holder_reads.ts: three forwarded reads failed (the holder unreachable from the
+  // reader) and the reader then served the record's state, older than what the holder had
+  // acknowledged; it now answers unavailable, and reads the record only when the member the
+  // record names says it holds no lease.
+  const result = await ClusterSim.run(clusterSimSettings(40344));
+  assert.deepEqual(result.violations, []);
+});
+
 Deno.test("seed 18: a replica that restarted before a flush is no longer read as current", async () => {
   // replicated_objects.ts: the writer reads a replica only at the version it wrote, a
   // replica whose flush failed leaves the current set, and other reads need R - floor(R/2)
