@@ -339,16 +339,13 @@ export class Store {
 
   /**
    * Opens `name` from a record just written elsewhere (`bytes` at `version`), as
-   * its open instance. In a cluster that record names this node as the lease
-   * holder: only this instance writes the volume, so its reads go under a view
-   * of the volume at the lease epoch (Engine.readObject).
+   * its open instance. (Its reads do not go under a view: with the holder's own
+   * writes racing its reads, a view remembered copies older than what it wrote;
+   * data-path simulation seed 41808.)
    */
   adoptVolume(name: string, bytes: Uint8Array, version: number): Volume {
     const { header, map } = decodeRecord<VolumeHeader>(bytes);
-    const readView = header.lease === undefined || header.lease.holder === null
-      ? undefined
-      : `${header.uid}@${header.lease.epoch}`;
-    const volume = new Volume(this.engine, header, map, version, { readView });
+    const volume = new Volume(this.engine, header, map, version);
     this.#volumes.set(name, Promise.resolve(volume));
     return volume;
   }
