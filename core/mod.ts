@@ -1,7 +1,14 @@
 /** The core of Atoll: maps, volumes, images, snapshots, copy-on-write, GC. */
 export * from "./authority.ts";
 export type { Clock } from "./clock.ts";
-export { randomBytes, randomId, systemClock, systemRandom, wallClockMs } from "./system_env.ts";
+export {
+  randomBytes,
+  randomId,
+  systemClock,
+  systemRandom,
+  systemTimers,
+  wallClockMs,
+} from "./system_env.ts";
 export * from "./engine.ts";
 export * from "./errors.ts";
 export * from "./limits.ts";

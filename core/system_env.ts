@@ -26,6 +26,23 @@ export const systemClock: Clock = {
     }),
 };
 
+/**
+ * Timers of this process, for code that keeps its own (the links between
+ * members: deadlines of calls, sweeps of idle links). One place for them, as
+ * for the clock: `after` runs `fn` once, `every` repeatedly; both answer a
+ * function that cancels.
+ */
+export const systemTimers = {
+  after(ms: number, fn: () => void): () => void {
+    const timer = setTimeout(fn, ms);
+    return () => clearTimeout(timer);
+  },
+  every(ms: number, fn: () => void): () => void {
+    const timer = setInterval(fn, ms);
+    return () => clearInterval(timer);
+  },
+};
+
 /** The wall clock (ms since the epoch): stamped on messages and shown, never used to time. */
 export function wallClockMs(): number {
   return Date.now();

@@ -5,6 +5,7 @@
  * Once a call settled, the link holds no reference to its data (a call data
  * larger than a few KiB is written from the caller's buffer, not copied).
  */
+import { systemClock, systemTimers } from "../../core/mod.ts";
 import { stallTimeoutMs } from "../../net/mod.ts";
 import type { LinkConn } from "./_link_conn.ts";
 import type { LinkPeer } from "./link_handshake.ts";
@@ -24,7 +25,8 @@ interface Pending {
   method: string;
   /** True once the whole call frame is in the socket: the peer may have run it. */
   written: boolean;
-  timer: ReturnType<typeof setTimeout>;
+  /** Cancels the call's deadline. */
+  cancel: () => void;
 }
 
 /** The call's frame never reached the peer's methods: it may be sent again. */
@@ -48,7 +50,7 @@ export class ClientLink {
   goingAway = false;
   #pending = new Map<number, Pending>();
   #nextId = 1;
-  #lastUsedMs = performance.now();
+  #lastUsedMs = systemClock.now();
   /** When a ping was sent to a silent link; null when none is outstanding. */
   #probeSinceMs: number | null = null;
 
@@ -73,9 +75,9 @@ export class ClientLink {
       const id = this.#nextId;
       this.#nextId = id === 0xffffffff ? 1 : id + 1;
       setFrameId(parts[0], id);
-      const sentAtMs = this.#lastUsedMs = performance.now();
+      const sentAtMs = this.#lastUsedMs = systemClock.now();
       const timeoutMs = Math.max(0, deadlineMs - sentAtMs);
-      const timer = setTimeout(() => {
+      const cancel = systemTimers.after(timeoutMs, () => {
         this.#pending.delete(id);
         const silence = new Error(`no answer within ${Math.round(timeoutMs)} ms`);
         reject(unreachable(method, this.address, silence));
@@ -83,12 +85,12 @@ export class ClientLink {
         // (the link has not written for the whole timeout) must never go out.
         if (!pending.written) this.conn.close(new Error("a call timed out before it was sent"));
         else this.#probe(sentAtMs);
-      }, timeoutMs);
-      const pending: Pending = { resolve, reject, method, written: false, timer };
+      });
+      const pending: Pending = { resolve, reject, method, written: false, cancel };
       this.#pending.set(id, pending);
       if (!this.conn.send(parts, () => pending.written = true)) {
         this.#pending.delete(id);
-        clearTimeout(timer);
+        cancel();
         reject(new NotSentError(this.conn.closeReason?.message ?? "the link closed"));
       }
     });
@@ -132,8 +134,8 @@ export class ClientLink {
     const pending = this.#pending.get(frame.id);
     if (pending === undefined) return; // timed out already
     this.#pending.delete(frame.id);
-    clearTimeout(pending.timer);
-    this.#lastUsedMs = performance.now();
+    pending.cancel();
+    this.#lastUsedMs = systemClock.now();
     const call = `${pending.method} on ${this.address}`;
     let header: Record<string, unknown>;
     try {
@@ -153,7 +155,7 @@ export class ClientLink {
   #failPending(): void {
     const reason = this.conn.closeReason ?? new Error("the link closed");
     for (const pending of this.#pending.values()) {
-      clearTimeout(pending.timer);
+      pending.cancel();
       // After a goaway, a call not answered was not run (and one not written, never).
       const mayHaveRun = pending.written && !this.goingAway;
       pending.reject(
@@ -168,7 +170,7 @@ export class ClientLink {
   /** After a call timed out: ping the link if nothing came from it since the call went out. */
   #probe(sentAtMs: number): void {
     if (this.conn.lastReadMs >= sentAtMs || this.#probeSinceMs !== null) return;
-    this.#probeSinceMs = performance.now();
+    this.#probeSinceMs = systemClock.now();
     this.conn.send([encodeBareFrame(FrameKind.ping, 0, new Uint8Array())]);
   }
 }

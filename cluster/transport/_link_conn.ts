@@ -5,6 +5,7 @@
  * data written as it is. It keeps the times a link's deadlines are checked
  * against (last byte received, a write waiting since).
  */
+import { systemClock } from "../../core/mod.ts";
 import { assert } from "../../core/assert.ts";
 import { closeQuietly } from "../../net/mod.ts";
 import {
@@ -38,9 +39,9 @@ interface Queued {
 /** See the module doc. */
 export class LinkConn {
   readonly conn: Deno.Conn;
-  /** `performance.now()` of the last bytes received (or of the connection's start). */
-  lastReadMs = performance.now();
-  /** `performance.now()` since when the current write waits; null while none does. */
+  /** `systemClock.now()` of the last bytes received (or of the connection's start). */
+  lastReadMs = systemClock.now();
+  /** `systemClock.now()` since when the current write waits; null while none does. */
   writingSinceMs: number | null = null;
   /** Resolves once the connection is closed, with the reason. */
   readonly closed: Promise<Error>;
@@ -153,7 +154,7 @@ export class LinkConn {
     try {
       while (this.#queue.length > 0 && this.#closeReason === null) {
         const batch = this.#takeBatch();
-        this.writingSinceMs = performance.now();
+        this.writingSinceMs = systemClock.now();
         for (let done = 0; done < batch.bytes.length;) {
           done += await this.conn.write(batch.bytes.subarray(done));
         }
@@ -220,7 +221,7 @@ export class LinkConn {
 
   async #read(into: Uint8Array): Promise<number | null> {
     const n = await this.conn.read(into);
-    if (n !== null) this.lastReadMs = performance.now();
+    if (n !== null) this.lastReadMs = systemClock.now();
     return n;
   }
 }

@@ -10,6 +10,7 @@
  * sent makes the client ping the link, and close it when even the ping goes
  * unanswered (a peer that vanished without closing its connections).
  */
+import { systemClock, systemTimers } from "../../core/mod.ts";
 import { RefusalError } from "./auth.ts";
 import { ClientLink, NotSentError, unreachable } from "./_client_link.ts";
 import { LinkConn } from "./_link_conn.ts";
@@ -69,7 +70,7 @@ export class LinkClient implements RpcCaller {
   readonly #ended = new Set<Promise<void>>();
   #address = "";
   #closed = false;
-  #timer: ReturnType<typeof setInterval> | null = null;
+  #stopSweep: (() => void) | null = null;
 
   constructor(
     key: HandshakeParty["key"],
@@ -95,7 +96,7 @@ export class LinkClient implements RpcCaller {
     const fail = (cause: Error) => unreachable(method, address, cause);
     if (faults.isolated()) throw fail(new Error("this node is isolated"));
     if (this.#closed) throw fail(new Error("the client is closed"));
-    const deadlineMs = performance.now() + timeoutMs;
+    const deadlineMs = systemClock.now() + timeoutMs;
     const fallback = this.#options.fallback;
     if (fallback !== undefined && this.#speaksHttp(address)) {
       return await fallback.call(address, method, message, timeoutMs);
@@ -108,14 +109,14 @@ export class LinkClient implements RpcCaller {
           throw describeOpenFailure(method, address, error, timeoutMs);
         }
         this.#httpPeers.delete(address);
-        this.#httpPeers.set(address, performance.now() + linkHttpPeerRecheckMs);
+        this.#httpPeers.set(address, systemClock.now() + linkHttpPeerRecheckMs);
         if (this.#httpPeers.size > httpPeersMax) {
           this.#httpPeers.delete(this.#httpPeers.keys().next().value!);
         }
         return null;
       });
       if (link === null) {
-        const leftMs = Math.max(0, deadlineMs - performance.now());
+        const leftMs = Math.max(0, deadlineMs - systemClock.now());
         return await fallback!.call(address, method, message, leftMs);
       }
       try {
@@ -131,7 +132,7 @@ export class LinkClient implements RpcCaller {
   #speaksHttp(address: string): boolean {
     const untilMs = this.#httpPeers.get(address);
     if (untilMs === undefined) return false;
-    if (untilMs > performance.now()) return true;
+    if (untilMs > systemClock.now()) return true;
     this.#httpPeers.delete(address);
     return false;
   }
@@ -147,8 +148,8 @@ export class LinkClient implements RpcCaller {
       for (const link of peer.links) link.conn.close(new Error("the client is closed"));
     }
     await Promise.allSettled([...this.#ended]);
-    if (this.#timer !== null) clearInterval(this.#timer);
-    this.#timer = null;
+    this.#stopSweep?.();
+    this.#stopSweep = null;
   }
 
   /** A link to `address`: the least busy one, opening one when there is none or all are busy. */
@@ -184,9 +185,9 @@ export class LinkClient implements RpcCaller {
     const timeoutMs = this.#options.handshakeTimeoutMs ?? linkHandshakeTimeoutMs;
     const conn = await dial(address, AbortSignal.timeout(timeoutMs));
     const link = new LinkConn(conn);
-    const timer = setTimeout(
-      () => link.close(new Error(`no handshake within ${timeoutMs} ms`)),
+    const cancel = systemTimers.after(
       timeoutMs,
+      () => link.close(new Error(`no handshake within ${timeoutMs} ms`)),
     );
     let client: ClientLink;
     try {
@@ -199,7 +200,7 @@ export class LinkClient implements RpcCaller {
         ? error
         : link.closeReason;
     } finally {
-      clearTimeout(timer);
+      cancel();
     }
     if (this.#closed) link.close(new Error("the client is closed"));
     peer.links.push(client);
@@ -208,17 +209,17 @@ export class LinkClient implements RpcCaller {
       this.#ended.delete(client.ended);
       peer.links = peer.links.filter((other) => other !== client);
       if (peer.links.length === 0 && peer.opening === null) this.#peers.delete(address);
-      if (this.#peers.size === 0 && this.#timer !== null) {
-        clearInterval(this.#timer);
-        this.#timer = null;
+      if (this.#peers.size === 0 && this.#stopSweep !== null) {
+        this.#stopSweep();
+        this.#stopSweep = null;
       }
     });
-    this.#timer ??= setInterval(() => this.#sweep(), 1000);
+    this.#stopSweep ??= systemTimers.every(1000, () => this.#sweep());
     return client;
   }
 
   #sweep(): void {
-    const now = performance.now();
+    const now = systemClock.now();
     const limits = {
       idleMs: this.#options.idleTimeoutMs ?? linkClientIdleTimeoutMs,
       probeMs: this.#options.probeTimeoutMs ?? linkProbeTimeoutMs,
@@ -260,10 +261,10 @@ const deadlinePassed = new Error("deadline passed");
 /** `promise`, or a rejection with `deadlinePassed` at `deadlineMs`. */
 function withDeadline<T>(promise: Promise<T>, deadlineMs: number): Promise<T> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(
+    const cancel = systemTimers.after(
+      Math.max(0, deadlineMs - systemClock.now()),
       () => reject(deadlinePassed),
-      Math.max(0, deadlineMs - performance.now()),
     );
-    promise.then(resolve, reject).finally(() => clearTimeout(timer));
+    promise.then(resolve, reject).finally(cancel);
   });
 }

@@ -9,6 +9,7 @@
  * bytes in flight it reads no more until some finish (TCP pushes back on the
  * client). A framing violation closes the link; a failing call is answered.
  */
+import { systemClock, systemTimers } from "../../core/mod.ts";
 import { logger } from "../../log/mod.ts";
 import { isConnectionError, lingerTimeoutMs, stallTimeoutMs } from "../../net/mod.ts";
 import { RefusalError } from "./auth.ts";
@@ -70,7 +71,7 @@ export class LinkServer {
   readonly #served = new Set<Served>();
   readonly #handshakeTimeoutMs: number;
   readonly #idleTimeoutMs: number;
-  #timer: ReturnType<typeof setInterval> | null = null;
+  #stopSweep: (() => void) | null = null;
   #closing = false;
   #drained = Promise.withResolvers<void>();
 
@@ -93,9 +94,9 @@ export class LinkServer {
   /**
    * Serves `conn`, whose first bytes (`received`, the preamble taken off) were
    * read already; its handshake is due {@linkcode handshakeTimeoutMs} after
-   * `acceptedMs` (`performance.now()` when it was accepted).
+   * `acceptedMs` (`systemClock.now()` when it was accepted).
    */
-  async serve(conn: Deno.Conn, received: Uint8Array, acceptedMs = performance.now()) {
+  async serve(conn: Deno.Conn, received: Uint8Array, acceptedMs = systemClock.now()) {
     const served: Served = {
       link: new LinkConn(conn, received),
       peer: null,
@@ -107,7 +108,7 @@ export class LinkServer {
       wake: null,
     };
     this.#served.add(served);
-    this.#timer ??= setInterval(() => this.#sweep(), this.#tickMs());
+    this.#stopSweep ??= systemTimers.every(this.#tickMs(), () => this.#sweep());
     try {
       if (this.#closing || faults.isolated()) return;
       served.peer = await this.#handshake(served);
@@ -123,8 +124,8 @@ export class LinkServer {
       served.link.close(new Error("the link ended"));
       this.#served.delete(served);
       if (this.#served.size === 0) {
-        if (this.#timer !== null) clearInterval(this.#timer);
-        this.#timer = null;
+        this.#stopSweep?.();
+        this.#stopSweep = null;
         if (this.#closing) this.#drained.resolve();
       }
     }
@@ -154,11 +155,11 @@ export class LinkServer {
       else this.#goAway(served);
     }
     if (this.#served.size === 0) return;
-    const timer = setTimeout(() => {
+    const cancel = systemTimers.after(graceMs, () => {
       for (const served of this.#served) served.link.close(new Error("the server shut down"));
-    }, graceMs);
+    });
     await this.#drained.promise;
-    clearTimeout(timer);
+    cancel();
   }
 
   /** The peer once it proved the key; null when the handshake was refused (and answered so). */
@@ -244,7 +245,7 @@ export class LinkServer {
   /** Takes no more calls on `served`: tells the client, and finishes once nothing is in flight. */
   #goAway(served: Served): void {
     if (served.goingAwaySinceMs !== null) return;
-    served.goingAwaySinceMs = performance.now();
+    served.goingAwaySinceMs = systemClock.now();
     served.link.send([encodeBareFrame(FrameKind.goaway, 0, new Uint8Array())]);
     if (served.inFlight === 0) this.#finish(served);
   }
@@ -256,12 +257,12 @@ export class LinkServer {
    */
   #finish(served: Served): void {
     if (served.finishedSinceMs !== null) return;
-    served.finishedSinceMs = performance.now();
+    served.finishedSinceMs = systemClock.now();
     served.link.finish();
   }
 
   #sweep(): void {
-    const now = performance.now();
+    const now = systemClock.now();
     for (const served of this.#served) {
       const { link } = served;
       if (served.peer === null && now > served.handshakeDeadlineMs) {
