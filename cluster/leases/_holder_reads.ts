@@ -18,6 +18,10 @@ import type { ClusterEngine } from "../cluster_engine.ts";
 import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
 import type { LeaseCounters } from "./leases.ts";
 
+/** Tries to read through the holder before the read fails (about 5 s with the pauses). */
+const forwardAttemptsMax = 20;
+/** Pause after a forwarded read that failed. */
+const forwardRetryMs = 250;
 /** Largest read forwarded to the holder in one call (an NBD request's maximum). */
 const forwardedReadBytesMax = 32 * 1024 * 1024;
 
@@ -47,6 +51,7 @@ export class HolderReads {
   /** Where reads of a volume held elsewhere go, as last read from its record. */
   #holders = new Map<string, string | null>();
   #idle: IdleReaders;
+  #clock: Clock;
 
   constructor(options: HolderReadsOptions) {
     this.#store = options.store;
@@ -55,6 +60,7 @@ export class HolderReads {
     this.#counters = options.counters;
     this.#holds = options.holds;
     this.#confirm = options.confirm;
+    this.#clock = options.clock;
     this.#idle = new IdleReaders(options.store, options.engine, options.clock, options.validMs);
   }
 
@@ -73,7 +79,7 @@ export class HolderReads {
   async read(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
     let refusal = "the lease kept moving";
     let notHeld = false;
-    for (let attempt = 0; attempt < 3; attempt++) {
+    for (let attempt = 0; attempt < forwardAttemptsMax; attempt++) {
       if (this.#holds(name)) {
         try {
           await this.#confirm(name);
@@ -119,6 +125,8 @@ export class HolderReads {
       } catch (error) {
         notHeld = false;
         refusal = (error as Error).message; // unreachable, or its read failed: look again
+        // A holder restarting, or being declared dead, answers again soon: give it time.
+        await this.#clock.sleep(forwardRetryMs);
       }
       this.#holders.delete(name);
     }
