@@ -22,7 +22,7 @@
  * (WritesLostError, on the flush, read or write that finds it) instead of
  * serving or extending an older copy as if it were the latest. A change that
  * reached only replicas that stopped answering is never overtaken by another
- * change under the same stamp (_replica_copies.ts, learnWhereItStands).
+ * change under the same stamp (_replica_learning.ts, learnWhereItStands).
  */
 import { KeyedMutex } from "../../core/_mutex.ts";
 import { LeaseLostError, WritesLostError } from "../../core/mod.ts";
@@ -32,14 +32,8 @@ import { compareStamps, type ObjectChange, type ObjectLink, type Stamp } from ".
 import { writeQuorumOf } from "./_write_quorum.ts";
 import { SettledReads } from "./_settled_reads.ts";
 import { needsFloor, noFloors, type ObjectFloors } from "./object_floors.ts";
-import {
-  copyWhole,
-  learnWhereItStands,
-  type Lookup,
-  readNewest,
-  ReplicaQuorumError,
-  type Written,
-} from "./_replica_copies.ts";
+import { type Lookup, readNewest, ReplicaQuorumError, type Written } from "./_replica_copies.ts";
+import { copyWhole, learnWhereItStands } from "./_replica_learning.ts";
 
 export { ReplicaQuorumError };
 
@@ -466,6 +460,7 @@ export class ReplicatedObjects {
     const copied = await copyWhole(
       name,
       this.#ordered(sources),
+      written.stamp,
       laggards,
       written.stamp,
       fence,

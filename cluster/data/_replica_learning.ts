@@ -1,0 +1,155 @@
+/**
+ * Bringing an object's replicas to its newest copy for a writer that does not
+ * know where it stands (after a failed change, or first under a lease): the
+ * writing half of _replica_copies.ts.
+ */
+import { isFenced } from "./fences.ts";
+import {
+  type ChangeReply,
+  compareStamps,
+  type ObjectChange,
+  type ObjectLink,
+  type Stamp,
+} from "./object_link.ts";
+import {
+  checkFloor,
+  type Lookup,
+  newestOf,
+  ReplicaQuorumError,
+  stampsElsewhere,
+  type Written,
+} from "./_replica_copies.ts";
+
+/**
+ * Reads `name` whole from the first of `sources` that still holds it at `held`
+ * and writes it to `targets` under `stamp` (applied where older), admitted by
+ * the writer's lease epoch `fence`; with `flush`, durably.
+ * Returns the targets that hold it at `stamp` after. A fenced target ends it
+ * (FencedError: the writer lost its lease).
+ */
+export async function copyWhole(
+  name: string,
+  sources: ObjectLink[],
+  held: Stamp,
+  targets: ObjectLink[],
+  stamp: Stamp,
+  fence: number,
+  flush: boolean,
+): Promise<ObjectLink[]> {
+  let whole: Uint8Array | null = null;
+  for (const source of sources) {
+    try {
+      const copy = await source.read(name, 0, -1);
+      // A source that lost its copy since it was asked would spread what it has now.
+      if (compareStamps(copy.stamp, held) !== 0) continue;
+      whole = copy.data;
+      break;
+    } catch {
+      // try the next source
+    }
+  }
+  if (whole === null) return [];
+  const change: ObjectChange = {
+    epoch: stamp[0],
+    version: stamp[1],
+    replace: true,
+    offset: 0,
+    data: whole,
+    remove: whole.length === 0,
+    fence,
+  };
+  const copied: ObjectLink[] = [];
+  await Promise.all(targets.map(async (link) => {
+    let reply: ChangeReply;
+    try {
+      reply = await link.change(name, change);
+      if (flush) await link.flush([]);
+    } catch (error) {
+      if (isFenced(error)) throw error;
+      return;
+    }
+    if (reply.applied || compareStamps(reply.stamp, stamp) === 0) copied.push(link);
+  }));
+  return copied;
+}
+
+/**
+ * Asks every replica where `name` stands (with `flush`, flushing it first) and
+ * makes those holding the newest copy the current ones. When a change this
+ * node sent is newer than every answer, replicas that did not answer may hold
+ * it: the newest copy is then rewritten whole under a version past every one
+ * sent, so that such a replica can never pass for current with different
+ * bytes under the same stamp. "lost" when every replica
+ * answered and none holds what this node acknowledged, ReplicaQuorumError
+ * when too few answer.
+ */
+export async function learnWhereItStands(
+  name: string,
+  written: Written,
+  links: ObjectLink[],
+  quorum: number,
+  flush: boolean,
+  fence: number,
+  lookup: Lookup,
+  /** This writer never learnt the object before (its first change under this lease). */
+  fresh = false,
+): Promise<ObjectLink[] | "lost"> {
+  const replies = await Promise.allSettled(
+    links.map((link) => flush ? link.flush([name]) : link.stamps([name])),
+  );
+  const answers: { link: ObjectLink; stamp: Stamp }[] = [];
+  replies.forEach((reply, i) => {
+    if (reply.status === "fulfilled") answers.push({ link: links[i], stamp: reply.value[0] });
+  });
+  if (answers.length < quorum) {
+    throw new ReplicaQuorumError(
+      `Cannot ${flush ? "flush" : "change"} object ${name}: ${answers.length} of ` +
+        `${links.length} replicas answered, ${quorum} needed`,
+    );
+  }
+  const newest = newestOf(answers)!.stamp;
+  const everyone = answers.length === links.length;
+  const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, newest) === 0);
+  // Replicas that disagree, hold less than this writer acknowledged, or are asked
+  // for the first time under this lease (they may all be new to the object since
+  // the placement changed): the newest copy may sit off the placement (readNewest).
+  const below = compareStamps(newest, written.acked) < 0;
+  const elsewhere = agree && !below && !fresh
+    ? []
+    : await stampsElsewhere(name, links, lookup.everyone());
+  const best = newestOf([{ stamp: newest }, ...elsewhere])!.stamp;
+  if (compareStamps(best, written.acked) < 0) {
+    if (!everyone) {
+      throw new ReplicaQuorumError(
+        `Cannot ${flush ? "flush" : "change"} object ${name}: the replicas holding its ` +
+          `latest writes do not answer`,
+      );
+    }
+    return "lost";
+  }
+  if (!agree) await checkFloor(name, best, lookup.floorOf);
+  const holders = answers.filter(({ stamp }) => compareStamps(stamp, best) === 0)
+    .map(({ link }) => link);
+  const outside = elsewhere.filter(({ stamp }) => compareStamps(stamp, best) === 0)
+    .map(({ link }) => link);
+  written.stale = false;
+  if (compareStamps(best, written.stamp) >= 0) {
+    written.stamp = best;
+    written.current = new Set(holders.map((link) => link.id));
+    // Only members off the placement hold it: copy it to the replicas.
+    if (holders.length > 0 || outside.length === 0) return [];
+    return await copyWhole(name, outside, best, links, best, fence, flush);
+  }
+  // A change past `best` went out and may sit on a copy that did not answer.
+  written.stamp = [Math.max(written.stamp[0], fence), written.stamp[1] + 1];
+  written.current = new Set();
+  return await copyWhole(
+    name,
+    [...holders, ...outside],
+    best,
+    links,
+    written.stamp,
+    fence,
+    flush,
+  );
+}
