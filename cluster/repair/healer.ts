@@ -17,11 +17,10 @@
  * receiver refuses, see `diskReserveBytes`).
  */
 import { type Clock, systemClock } from "../../core/mod.ts";
-import { compareStamps, type Stamp } from "../data/mod.ts";
-import { readWhole, sha256Hex } from "../data/mod.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
 import type { RpcCaller } from "../transport/mod.ts";
-import type { BlockPeer } from "../data/mod.ts";
+import { BlockHealing } from "./_block_healing.ts";
+import { ObjectHealing } from "./_object_healing.ts";
 import { logger } from "../../log/mod.ts";
 
 const log = logger("healing");
@@ -59,10 +58,6 @@ export interface HealerStatus {
   lastError: string | null;
 }
 
-const hasBatchMax = 4096;
-/** Local objects whose replicas' stamps one call asks for (at most object.stamps' limit). */
-const objectsPerAskMax = 1024;
-
 /** Runs healing passes until stopped. */
 export class Healer {
   readonly status: HealerStatus = {
@@ -86,12 +81,29 @@ export class Healer {
   #timer = new AbortController();
   #stopped = false;
   #pass: Promise<void> | null = null;
-  #scrubCursor = "";
+  #blocks: BlockHealing;
+  #objects: ObjectHealing;
 
   constructor(options: HealerOptions) {
     const { clock, ...rest } = options;
     this.#options = { copiesPerPassMax: 256, scrubBlocksPerPass: 4, ...rest };
     this.#clock = clock ?? systemClock;
+    const failed = (error: unknown) => this.#failed(error);
+    const { engine, rpc, scrubBlocksPerPass } = this.#options;
+    this.#blocks = new BlockHealing({
+      engine,
+      rpc,
+      status: this.status,
+      failed,
+      scrubBlocksPerPass,
+    });
+    this.#objects = new ObjectHealing({
+      engine,
+      rpc,
+      status: this.status,
+      failed,
+      stopped: () => this.#stopped,
+    });
   }
 
   start(): void {
@@ -132,10 +144,10 @@ export class Healer {
     const budget = { copies: this.#options.copiesPerPassMax, short: 0 };
     const before = { ...this.status };
     try {
-      await this.#hints(budget);
-      await this.#blocks(budget);
-      await this.#objects(budget);
-      await this.#scrub();
+      await this.#blocks.hints(budget);
+      await this.#blocks.copies(budget);
+      await this.#objects.copies(budget);
+      await this.#blocks.scrub();
     } finally {
       this.status.running = false;
       this.status.passes++;
@@ -156,264 +168,6 @@ export class Healer {
         "{underReplicated} items short of copies, {ms} ms";
       if (busy) log.info(message, figures);
       else log.debug(message, figures);
-    }
-  }
-
-  /** Replays puts that missed a replica which is live again (hinted handoff). */
-  async #hints(budget: { copies: number; short: number }): Promise<void> {
-    const { engine } = this.#options;
-    for (const [hash, missed] of engine.blocks.hints) {
-      if (!(await engine.local.hasBlock(hash))) {
-        engine.blocks.hints.delete(hash); // a replica's anti-entropy covers it
-        continue;
-      }
-      for (const peer of engine.replicaPeers(hash)) {
-        if (!missed.has(peer.id) || !engine.isLive(peer.id) || budget.copies <= 0) continue;
-        budget.copies--;
-        try {
-          const data = await readWhole(engine.local, hash);
-          await this.#options.rpc.call(peer.address, "block.put", { header: { hash }, data });
-          missed.delete(peer.id);
-          this.status.hintsReplayed++;
-        } catch (error) {
-          this.#failed(error);
-        }
-      }
-      if (missed.size === 0 || engine.replicaPeers(hash).every((peer) => !missed.has(peer.id))) {
-        engine.blocks.hints.delete(hash);
-      }
-    }
-  }
-
-  async #blocks(budget: { copies: number; short: number }): Promise<void> {
-    const { engine } = this.#options;
-    const local: string[] = [];
-    for await (const hash of engine.local.listBlocks()) local.push(hash);
-    // Ask each replica about the blocks it should hold, in batches.
-    const asks = new Map<string, { peer: BlockPeer; hashes: string[] }>();
-    const roles = new Map<string, { replicas: BlockPeer[]; mine: boolean }>();
-    for (const hash of local) {
-      const replicas = engine.replicaPeers(hash);
-      const mine = replicas.some((peer) => peer.id === engine.selfId);
-      roles.set(hash, { replicas, mine });
-      for (const peer of replicas) {
-        if (peer.id === engine.selfId || !engine.isLive(peer.id)) continue;
-        let ask = asks.get(peer.id);
-        if (ask === undefined) asks.set(peer.id, ask = { peer, hashes: [] });
-        ask.hashes.push(hash);
-      }
-    }
-    const has = new Map<string, Set<string>>(); // hash → peers known to hold it
-    for (const { peer, hashes } of asks.values()) {
-      for (let i = 0; i < hashes.length; i += hasBatchMax) {
-        const batch = hashes.slice(i, i + hasBatchMax);
-        let have: boolean[];
-        try {
-          const reply = await this.#options.rpc.call(peer.address, "block.has", {
-            header: { hashes: batch },
-          });
-          have = reply.header.have as boolean[];
-        } catch {
-          continue; // unreachable now: next pass
-        }
-        batch.forEach((hash, j) => {
-          if (!have[j]) return;
-          let holders = has.get(hash);
-          if (holders === undefined) has.set(hash, holders = new Set());
-          holders.add(peer.id);
-        });
-      }
-    }
-    for (const [hash, { replicas, mine }] of roles) {
-      const holders = has.get(hash) ?? new Set<string>();
-      // Among the replicas, the first live one that holds the block copies it (a
-      // replica that lacks it, e.g. a new member placed first, cannot lead).
-      const leader = replicas.find((peer) =>
-        engine.isLive(peer.id) && (peer.id === engine.selfId || holders.has(peer.id))
-      );
-      if (mine && leader?.id !== engine.selfId) continue;
-      const missing = replicas.filter((peer) =>
-        peer.id !== engine.selfId && engine.isLive(peer.id) && !holders.has(peer.id)
-      );
-      if (missing.length > 0) budget.short++;
-      let data: Uint8Array | null = null;
-      for (const peer of missing) {
-        if (budget.copies <= 0) return;
-        budget.copies--;
-        try {
-          data ??= await readWhole(engine.local, hash);
-          if (sha256Hex(data) !== hash) break; // corrupt here: scrub replaces it
-          await this.#options.rpc.call(peer.address, "block.put", {
-            header: { hash, heal: true },
-            data,
-          });
-          holders.add(peer.id);
-          this.status.blocksCopied++;
-        } catch (error) {
-          this.#failed(error);
-        }
-      }
-      // Not a replica (a cache, or a member joined): the copy goes once every replica holds it.
-      if (!mine && replicas.every((peer) => engine.isLive(peer.id) && holders.has(peer.id))) {
-        await engine.local.deleteBlock(hash);
-        this.status.blocksHandedOff++;
-      }
-    }
-  }
-
-  async #objects(budget: { copies: number; short: number }): Promise<void> {
-    const { engine } = this.#options;
-    let batch: string[] = [];
-    for await (const name of engine.local.listObjects()) {
-      batch.push(name);
-      if (batch.length < objectsPerAskMax) continue;
-      if (!await this.#objectBatch(batch, budget)) return;
-      batch = [];
-    }
-    if (batch.length > 0) await this.#objectBatch(batch, budget);
-  }
-
-  /**
-   * The stamps each live replica holds of `names` (those placed on it), one
-   * call per replica; a replica that does not answer is left out (its objects
-   * are left alone this pass). They may be a little old by the time an object
-   * is looked at: copies apply only when newer, and a hand-off checks again.
-   */
-  async #peerStamps(names: string[]): Promise<Map<string, Map<string, Stamp>>> {
-    const { engine } = this.#options;
-    const asks = new Map<string, { peer: BlockPeer; names: string[] }>();
-    for (const name of names) {
-      for (const peer of engine.replicaPeers(name)) {
-        if (peer.id === engine.selfId || !engine.isLive(peer.id)) continue;
-        let ask = asks.get(peer.id);
-        if (ask === undefined) asks.set(peer.id, ask = { peer, names: [] });
-        ask.names.push(name);
-      }
-    }
-    const known = new Map<string, Map<string, Stamp>>();
-    await Promise.all([...asks.values()].map(async ({ peer, names }) => {
-      try {
-        const reply = await this.#options.rpc.call(peer.address, "object.stamps", {
-          header: { names },
-        });
-        const stamps = reply.header.stamps as Stamp[];
-        known.set(peer.id, new Map(names.map((name, i) => [name, stamps[i]])));
-      } catch {
-        // unreachable now: its objects wait for the next pass
-      }
-    }));
-    return known;
-  }
-
-  /** One batch of local objects; false when the pass must stop (stopped, or out of copies). */
-  async #objectBatch(
-    names: string[],
-    budget: { copies: number; short: number },
-  ): Promise<boolean> {
-    const { engine } = this.#options;
-    const known = await this.#peerStamps(names);
-    for (const name of names) {
-      if (this.#stopped) return false;
-      const replicas = engine.replicaPeers(name);
-      const mine = replicas.some((peer) => peer.id === engine.selfId);
-      const others = replicas.filter((peer) => peer.id !== engine.selfId && engine.isLive(peer.id));
-      const [stamp] = await engine.replica.stamps([name]);
-      const stamps = others.map((peer) => known.get(peer.id)?.get(name) ?? null);
-      if (mine) {
-        // The first live replica whose copy is the newest copies it to the others.
-        let best = stamp;
-        for (const other of stamps) {
-          if (other !== null && compareStamps(other, best) > 0) best = other;
-        }
-        const stampOf = (id: string) =>
-          id === engine.selfId ? stamp : stamps[others.findIndex((peer) => peer.id === id)];
-        const leader = replicas.find((peer) => {
-          const copy = engine.isLive(peer.id) ? stampOf(peer.id) : null;
-          return copy != null && compareStamps(copy, best) === 0;
-        });
-        if (leader?.id !== engine.selfId) continue;
-      }
-      const behind = others.filter((_, i) =>
-        stamps[i] !== null && compareStamps(stamps[i]!, stamp) < 0
-      );
-      if (behind.length > 0) budget.short++;
-      const current = new Set(
-        others.filter((_, i) => stamps[i] !== null && compareStamps(stamps[i]!, stamp) >= 0),
-      );
-      for (const peer of behind) {
-        if (budget.copies <= 0) return false;
-        budget.copies--;
-        try {
-          const { data, stamp } = await engine.replica.read(name, 0, -1);
-          await this.#options.rpc.call(peer.address, "object.change", {
-            header: {
-              name,
-              epoch: stamp[0],
-              version: stamp[1],
-              replace: true,
-              offset: 0,
-              remove: data.length === 0,
-            },
-            data,
-          });
-          await this.#options.rpc.call(peer.address, "object.flush", { header: {} });
-          current.add(peer);
-          this.status.objectsCopied++;
-        } catch (error) {
-          this.#failed(error);
-        }
-      }
-      // Not a replica (any more): the copy goes once every replica is live and
-      // holds it durably, with its stamp, unless it changed meanwhile.
-      if (!mine && replicas.every((peer) => current.has(peer))) {
-        if (await this.#durableOnAll(name, stamp, replicas)) {
-          if (await engine.replica.drop(name, stamp)) this.status.objectsHandedOff++;
-        }
-      }
-    }
-    return true;
-  }
-
-  /** True when every one of `peers` holds `name` durably at `stamp` or later. */
-  async #durableOnAll(name: string, stamp: Stamp, peers: BlockPeer[]): Promise<boolean> {
-    const answers = await Promise.allSettled(peers.map(async (peer) => {
-      const reply = await this.#options.rpc.call(peer.address, "object.flush", {
-        header: { names: [name] },
-      });
-      return (reply.header.stamps as Stamp[])[0];
-    }));
-    return answers.every((answer) =>
-      answer.status === "fulfilled" && compareStamps(answer.value, stamp) >= 0
-    );
-  }
-
-  async #scrub(): Promise<void> {
-    const { engine } = this.#options;
-    const hashes: string[] = [];
-    for await (const hash of engine.local.listBlocks()) hashes.push(hash);
-    hashes.sort();
-    let next = hashes.filter((hash) => hash > this.#scrubCursor)
-      .slice(0, this.#options.scrubBlocksPerPass);
-    if (next.length === 0) next = hashes.slice(0, this.#options.scrubBlocksPerPass);
-    for (const hash of next) {
-      this.#scrubCursor = hash;
-      let data: Uint8Array;
-      try {
-        data = await readWhole(engine.local, hash);
-      } catch {
-        continue; // deleted meanwhile
-      }
-      this.status.blocksScrubbed++;
-      if (sha256Hex(data) === hash) continue;
-      log.warn("scrub found block {hash} corrupt here; fetching a good copy", { hash });
-      await engine.local.deleteBlock(hash);
-      try {
-        await engine.blocks.read(hash, { offset: 0, length: 0 }, new Uint8Array(0));
-        await engine.local.flush();
-        this.status.corruptBlocksRepaired++;
-      } catch (error) {
-        this.#failed(error);
-      }
     }
   }
 }

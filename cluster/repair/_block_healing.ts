@@ -1,0 +1,173 @@
+/**
+ * Healing of the blocks this node stores (healer.ts runs the passes): puts
+ * that missed a replica replayed once it is live again (hinted handoff), each
+ * local block copied to the replicas that lack it by its first live replica,
+ * or handed off by a node that is no longer one, and a few local blocks
+ * re-hashed each pass (scrub), a corrupt one replaced from a replica.
+ */
+import { readWhole, sha256Hex } from "../data/mod.ts";
+import type { ClusterEngine } from "../cluster_engine.ts";
+import type { RpcCaller } from "../transport/mod.ts";
+import type { BlockPeer } from "../data/mod.ts";
+import type { HealerStatus } from "./healer.ts";
+import { logger } from "../../log/mod.ts";
+
+const log = logger("healing");
+
+const hasBatchMax = 4096;
+
+/** What {@linkcode BlockHealing} needs of its healer. */
+export interface BlockHealingOptions {
+  engine: ClusterEngine;
+  rpc: RpcCaller;
+  /** The healer's status, whose block figures this counts. */
+  status: HealerStatus;
+  /** Counts a failure in the status. */
+  failed: (error: unknown) => void;
+  /** Local blocks one pass re-hashes. */
+  scrubBlocksPerPass: number;
+}
+
+/** The block side of a healing pass. */
+export class BlockHealing {
+  #options: BlockHealingOptions;
+  #scrubCursor = "";
+
+  constructor(options: BlockHealingOptions) {
+    this.#options = options;
+  }
+
+  /** Replays puts that missed a replica which is live again (hinted handoff). */
+  async hints(budget: { copies: number; short: number }): Promise<void> {
+    const { engine } = this.#options;
+    for (const [hash, missed] of engine.blocks.hints) {
+      if (!(await engine.local.hasBlock(hash))) {
+        engine.blocks.hints.delete(hash); // a replica's anti-entropy covers it
+        continue;
+      }
+      for (const peer of engine.replicaPeers(hash)) {
+        if (!missed.has(peer.id) || !engine.isLive(peer.id) || budget.copies <= 0) continue;
+        budget.copies--;
+        try {
+          const data = await readWhole(engine.local, hash);
+          await this.#options.rpc.call(peer.address, "block.put", { header: { hash }, data });
+          missed.delete(peer.id);
+          this.#options.status.hintsReplayed++;
+        } catch (error) {
+          this.#options.failed(error);
+        }
+      }
+      if (missed.size === 0 || engine.replicaPeers(hash).every((peer) => !missed.has(peer.id))) {
+        engine.blocks.hints.delete(hash);
+      }
+    }
+  }
+
+  /** Copies each local block to the replicas that lack it, or hands it off. */
+  async copies(budget: { copies: number; short: number }): Promise<void> {
+    const { engine } = this.#options;
+    const local: string[] = [];
+    for await (const hash of engine.local.listBlocks()) local.push(hash);
+    // Ask each replica about the blocks it should hold, in batches.
+    const asks = new Map<string, { peer: BlockPeer; hashes: string[] }>();
+    const roles = new Map<string, { replicas: BlockPeer[]; mine: boolean }>();
+    for (const hash of local) {
+      const replicas = engine.replicaPeers(hash);
+      const mine = replicas.some((peer) => peer.id === engine.selfId);
+      roles.set(hash, { replicas, mine });
+      for (const peer of replicas) {
+        if (peer.id === engine.selfId || !engine.isLive(peer.id)) continue;
+        let ask = asks.get(peer.id);
+        if (ask === undefined) asks.set(peer.id, ask = { peer, hashes: [] });
+        ask.hashes.push(hash);
+      }
+    }
+    const has = new Map<string, Set<string>>(); // hash → peers known to hold it
+    for (const { peer, hashes } of asks.values()) {
+      for (let i = 0; i < hashes.length; i += hasBatchMax) {
+        const batch = hashes.slice(i, i + hasBatchMax);
+        let have: boolean[];
+        try {
+          const reply = await this.#options.rpc.call(peer.address, "block.has", {
+            header: { hashes: batch },
+          });
+          have = reply.header.have as boolean[];
+        } catch {
+          continue; // unreachable now: next pass
+        }
+        batch.forEach((hash, j) => {
+          if (!have[j]) return;
+          let holders = has.get(hash);
+          if (holders === undefined) has.set(hash, holders = new Set());
+          holders.add(peer.id);
+        });
+      }
+    }
+    for (const [hash, { replicas, mine }] of roles) {
+      const holders = has.get(hash) ?? new Set<string>();
+      // Among the replicas, the first live one that holds the block copies it (a
+      // replica that lacks it, e.g. a new member placed first, cannot lead).
+      const leader = replicas.find((peer) =>
+        engine.isLive(peer.id) && (peer.id === engine.selfId || holders.has(peer.id))
+      );
+      if (mine && leader?.id !== engine.selfId) continue;
+      const missing = replicas.filter((peer) =>
+        peer.id !== engine.selfId && engine.isLive(peer.id) && !holders.has(peer.id)
+      );
+      if (missing.length > 0) budget.short++;
+      let data: Uint8Array | null = null;
+      for (const peer of missing) {
+        if (budget.copies <= 0) return;
+        budget.copies--;
+        try {
+          data ??= await readWhole(engine.local, hash);
+          if (sha256Hex(data) !== hash) break; // corrupt here: scrub replaces it
+          await this.#options.rpc.call(peer.address, "block.put", {
+            header: { hash, heal: true },
+            data,
+          });
+          holders.add(peer.id);
+          this.#options.status.blocksCopied++;
+        } catch (error) {
+          this.#options.failed(error);
+        }
+      }
+      // Not a replica (a cache, or a member joined): the copy goes once every replica holds it.
+      if (!mine && replicas.every((peer) => engine.isLive(peer.id) && holders.has(peer.id))) {
+        await engine.local.deleteBlock(hash);
+        this.#options.status.blocksHandedOff++;
+      }
+    }
+  }
+
+  /** Re-hashes a few local blocks; replaces a corrupt one from a replica. */
+  async scrub(): Promise<void> {
+    const { engine } = this.#options;
+    const hashes: string[] = [];
+    for await (const hash of engine.local.listBlocks()) hashes.push(hash);
+    hashes.sort();
+    let next = hashes.filter((hash) => hash > this.#scrubCursor)
+      .slice(0, this.#options.scrubBlocksPerPass);
+    if (next.length === 0) next = hashes.slice(0, this.#options.scrubBlocksPerPass);
+    for (const hash of next) {
+      this.#scrubCursor = hash;
+      let data: Uint8Array;
+      try {
+        data = await readWhole(engine.local, hash);
+      } catch {
+        continue; // deleted meanwhile
+      }
+      this.#options.status.blocksScrubbed++;
+      if (sha256Hex(data) === hash) continue;
+      log.warn("scrub found block {hash} corrupt here; fetching a good copy", { hash });
+      await engine.local.deleteBlock(hash);
+      try {
+        await engine.blocks.read(hash, { offset: 0, length: 0 }, new Uint8Array(0));
+        await engine.local.flush();
+        this.#options.status.corruptBlocksRepaired++;
+      } catch (error) {
+        this.#options.failed(error);
+      }
+    }
+  }
+}

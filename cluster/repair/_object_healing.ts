@@ -1,0 +1,162 @@
+/**
+ * Healing of the objects this node stores (healer.ts runs the passes): the
+ * first live replica holding the newest copy of an object copies it to the
+ * replicas that lag behind, and a node that is no longer a replica hands its
+ * copy off once every replica holds it durably.
+ */
+import { compareStamps, type Stamp } from "../data/mod.ts";
+import type { ClusterEngine } from "../cluster_engine.ts";
+import type { RpcCaller } from "../transport/mod.ts";
+import type { BlockPeer } from "../data/mod.ts";
+import type { HealerStatus } from "./healer.ts";
+
+/** Local objects whose replicas' stamps one call asks for (at most object.stamps' limit). */
+const objectsPerAskMax = 1024;
+
+/** What {@linkcode ObjectHealing} needs of its healer. */
+export interface ObjectHealingOptions {
+  engine: ClusterEngine;
+  rpc: RpcCaller;
+  /** The healer's status, whose object figures this counts. */
+  status: HealerStatus;
+  /** Counts a failure in the status. */
+  failed: (error: unknown) => void;
+  /** True once the healer is stopped: a pass ends at the next object. */
+  stopped: () => boolean;
+}
+
+/** The object side of a healing pass. */
+export class ObjectHealing {
+  #options: ObjectHealingOptions;
+
+  constructor(options: ObjectHealingOptions) {
+    this.#options = options;
+  }
+
+  /** Copies each local object to the replicas behind it, or hands it off. */
+  async copies(budget: { copies: number; short: number }): Promise<void> {
+    const { engine } = this.#options;
+    let batch: string[] = [];
+    for await (const name of engine.local.listObjects()) {
+      batch.push(name);
+      if (batch.length < objectsPerAskMax) continue;
+      if (!await this.#objectBatch(batch, budget)) return;
+      batch = [];
+    }
+    if (batch.length > 0) await this.#objectBatch(batch, budget);
+  }
+
+  /**
+   * The stamps each live replica holds of `names` (those placed on it), one
+   * call per replica; a replica that does not answer is left out (its objects
+   * are left alone this pass). They may be a little old by the time an object
+   * is looked at: copies apply only when newer, and a hand-off checks again.
+   */
+  async #peerStamps(names: string[]): Promise<Map<string, Map<string, Stamp>>> {
+    const { engine } = this.#options;
+    const asks = new Map<string, { peer: BlockPeer; names: string[] }>();
+    for (const name of names) {
+      for (const peer of engine.replicaPeers(name)) {
+        if (peer.id === engine.selfId || !engine.isLive(peer.id)) continue;
+        let ask = asks.get(peer.id);
+        if (ask === undefined) asks.set(peer.id, ask = { peer, names: [] });
+        ask.names.push(name);
+      }
+    }
+    const known = new Map<string, Map<string, Stamp>>();
+    await Promise.all([...asks.values()].map(async ({ peer, names }) => {
+      try {
+        const reply = await this.#options.rpc.call(peer.address, "object.stamps", {
+          header: { names },
+        });
+        const stamps = reply.header.stamps as Stamp[];
+        known.set(peer.id, new Map(names.map((name, i) => [name, stamps[i]])));
+      } catch {
+        // unreachable now: its objects wait for the next pass
+      }
+    }));
+    return known;
+  }
+
+  /** One batch of local objects; false when the pass must stop (stopped, or out of copies). */
+  async #objectBatch(
+    names: string[],
+    budget: { copies: number; short: number },
+  ): Promise<boolean> {
+    const { engine } = this.#options;
+    const known = await this.#peerStamps(names);
+    for (const name of names) {
+      if (this.#options.stopped()) return false;
+      const replicas = engine.replicaPeers(name);
+      const mine = replicas.some((peer) => peer.id === engine.selfId);
+      const others = replicas.filter((peer) => peer.id !== engine.selfId && engine.isLive(peer.id));
+      const [stamp] = await engine.replica.stamps([name]);
+      const stamps = others.map((peer) => known.get(peer.id)?.get(name) ?? null);
+      if (mine) {
+        // The first live replica whose copy is the newest copies it to the others.
+        let best = stamp;
+        for (const other of stamps) {
+          if (other !== null && compareStamps(other, best) > 0) best = other;
+        }
+        const stampOf = (id: string) =>
+          id === engine.selfId ? stamp : stamps[others.findIndex((peer) => peer.id === id)];
+        const leader = replicas.find((peer) => {
+          const copy = engine.isLive(peer.id) ? stampOf(peer.id) : null;
+          return copy != null && compareStamps(copy, best) === 0;
+        });
+        if (leader?.id !== engine.selfId) continue;
+      }
+      const behind = others.filter((_, i) =>
+        stamps[i] !== null && compareStamps(stamps[i]!, stamp) < 0
+      );
+      if (behind.length > 0) budget.short++;
+      const current = new Set(
+        others.filter((_, i) => stamps[i] !== null && compareStamps(stamps[i]!, stamp) >= 0),
+      );
+      for (const peer of behind) {
+        if (budget.copies <= 0) return false;
+        budget.copies--;
+        try {
+          const { data, stamp } = await engine.replica.read(name, 0, -1);
+          await this.#options.rpc.call(peer.address, "object.change", {
+            header: {
+              name,
+              epoch: stamp[0],
+              version: stamp[1],
+              replace: true,
+              offset: 0,
+              remove: data.length === 0,
+            },
+            data,
+          });
+          await this.#options.rpc.call(peer.address, "object.flush", { header: {} });
+          current.add(peer);
+          this.#options.status.objectsCopied++;
+        } catch (error) {
+          this.#options.failed(error);
+        }
+      }
+      // Not a replica (any more): the copy goes once every replica is live and
+      // holds it durably, with its stamp, unless it changed meanwhile.
+      if (!mine && replicas.every((peer) => current.has(peer))) {
+        if (await this.#durableOnAll(name, stamp, replicas)) {
+          if (await engine.replica.drop(name, stamp)) this.#options.status.objectsHandedOff++;
+        }
+      }
+    }
+    return true;
+  }
+
+  /** True when every one of `peers` holds `name` durably at `stamp` or later. */
+  async #durableOnAll(name: string, stamp: Stamp, peers: BlockPeer[]): Promise<boolean> {
+    const answers = await Promise.allSettled(peers.map(async (peer) => {
+      const reply = await this.#options.rpc.call(peer.address, "object.flush", {
+        header: { names: [name] },
+      });
+      return (reply.header.stamps as Stamp[])[0];
+    }));
+    return answers.every((answer) =>
+      answer.status === "fulfilled" && compareStamps(answer.value, stamp) >= 0
+    );
+  }
+}
