@@ -6,10 +6,8 @@
  * re-hashed each pass (scrub), a corrupt one replaced from a replica.
  */
 import { readWhole, sha256Hex } from "../data/mod.ts";
-import type { ClusterEngine } from "../cluster_engine.ts";
-import type { RpcCaller } from "../transport/mod.ts";
 import type { BlockPeer } from "../data/mod.ts";
-import type { HealerStatus } from "./healer.ts";
+import type { HealingContext } from "./_healing_context.ts";
 import { logger } from "../../log/mod.ts";
 
 const log = logger("healing");
@@ -17,13 +15,7 @@ const log = logger("healing");
 const hasBatchMax = 4096;
 
 /** What {@linkcode BlockHealing} needs of its healer. */
-export interface BlockHealingOptions {
-  engine: ClusterEngine;
-  rpc: RpcCaller;
-  /** The healer's status, whose block figures this counts. */
-  status: HealerStatus;
-  /** Counts a failure in the status. */
-  failed: (error: unknown) => void;
+export interface BlockHealingOptions extends HealingContext {
   /** Local blocks one pass re-hashes. */
   scrubBlocksPerPass: number;
 }

@@ -5,22 +5,14 @@
  * copy off once every replica holds it durably.
  */
 import { compareStamps, type Stamp } from "../data/mod.ts";
-import type { ClusterEngine } from "../cluster_engine.ts";
-import type { RpcCaller } from "../transport/mod.ts";
 import type { BlockPeer } from "../data/mod.ts";
-import type { HealerStatus } from "./healer.ts";
+import type { HealingContext } from "./_healing_context.ts";
 
 /** Local objects whose replicas' stamps one call asks for (at most object.stamps' limit). */
 const objectsPerAskMax = 1024;
 
 /** What {@linkcode ObjectHealing} needs of its healer. */
-export interface ObjectHealingOptions {
-  engine: ClusterEngine;
-  rpc: RpcCaller;
-  /** The healer's status, whose object figures this counts. */
-  status: HealerStatus;
-  /** Counts a failure in the status. */
-  failed: (error: unknown) => void;
+export interface ObjectHealingOptions extends HealingContext {
   /** True once the healer is stopped: a pass ends at the next object. */
   stopped: () => boolean;
 }
