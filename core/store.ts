@@ -1,58 +1,49 @@
 /**
  * The store: the catalogue of images, volumes and snapshots of one node, over an
  * engine. Handlers and the NBD server call it; it never knows where bytes live.
+ *
+ * Its parts: images and their uploads (_images.ts), the open volume instances
+ * (_volume_instances.ts), creating a volume (_new_volume.ts) and snapshots
+ * (_snapshots.ts); it holds them together with the catalogue lock and the
+ * garbage collector they share.
  */
 import type { HashPool } from "../wasm/hash_pool.ts";
-import { toHex } from "../wasm/to_hex.ts";
-import { BlockMap } from "./block_map.ts";
 import type { Clock } from "./clock.ts";
 import { systemClock } from "./system_env.ts";
 import type { Engine } from "./engine.ts";
-import { BusyError, ConflictError, NotFoundError, VersionMismatchError } from "./errors.ts";
-import { FrozenView } from "./frozen_view.ts";
+import { ConflictError } from "./errors.ts";
+import type { FrozenView } from "./frozen_view.ts";
 import { Collector, type GcPolicy } from "./collector.ts";
 import type { GcResult } from "./gc.ts";
-import { ingest, newProgress } from "./ingest.ts";
-import { blockSizeDefault, uploadsMax, volumeSizeBytesMax } from "./limits.ts";
+import { blockSizeDefault } from "./limits.ts";
 import { Mutex } from "./_mutex.ts";
-import { parseSnapshotRef, validateName } from "./names.ts";
-import {
-  decodeRecord,
-  encodeRecord,
-  type ImageHeader,
-  recordKey,
-  type SnapshotHeader,
-  type VolumeHeader,
-  type VolumeOrigin,
-} from "./records.ts";
-import { Volume } from "./volume.ts";
+import type { Volume } from "./volume.ts";
 import {
   type ImageInfo,
-  imageInfo,
   type SnapshotInfo,
-  snapshotInfo,
   type UploadResult,
   type UploadStatus,
   type VolumeInfo,
   volumeInfo,
 } from "./infos.ts";
+import { deleteRecord } from "./_catalogue_records.ts";
+import { Images } from "./_images.ts";
+import { createVolume, randomUid } from "./_new_volume.ts";
+import { Snapshots } from "./_snapshots.ts";
+import { type VolumeAccess, VolumeInstances } from "./_volume_instances.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("store");
 
-export type { GcPolicy, ImageInfo, SnapshotInfo, UploadResult, UploadStatus, VolumeInfo };
-
-/** How a cluster governs access to volumes (see {@linkcode Store.access}). */
-export interface VolumeAccess {
-  /**
-   * Takes the write lease of `name` to this node, moving it if need be; for a
-   * catalogue change (snapshot, deletion), refuses instead while another live
-   * node holds it (that would fence a running VM).
-   */
-  acquire(name: string, purpose: "write" | "catalogue"): Promise<void>;
-  /** True when this node holds the write lease of `name`, so its open instance is current. */
-  isCurrent(name: string): boolean;
-}
+export type {
+  GcPolicy,
+  ImageInfo,
+  SnapshotInfo,
+  UploadResult,
+  UploadStatus,
+  VolumeAccess,
+  VolumeInfo,
+};
 
 /** Options of the {@linkcode Store}. */
 export interface StoreOptions {
@@ -76,8 +67,9 @@ export class Store {
   readonly engine: Engine;
   readonly pool: HashPool;
   readonly blockSize: number;
-  #uploads = new Map<string, UploadStatus & { pins: Set<string> }>();
-  #volumes = new Map<string, Promise<Volume>>();
+  #images: Images;
+  #volumes: VolumeInstances;
+  #snapshots: Snapshots;
   /** Serializes catalogue changes (each one brief: a collection never holds it long). */
   #catalogue = new Mutex();
   #collector: Collector;
@@ -89,207 +81,77 @@ export class Store {
     this.blockSize = options.blockSize ?? blockSizeDefault;
     this.access = options.access ?? null;
     this.gcPolicy = options.gcPolicy ?? null;
+    this.#volumes = new VolumeInstances(this.engine, this.access);
     this.#collector = new Collector({
       engine: this.engine,
       policy: this.gcPolicy,
       catalogue: this.#catalogue,
-      openVolumes: () => [...this.#volumes.values()],
-      pinnedHere: (hash) => [...this.#uploads.values()].some((upload) => upload.pins.has(hash)),
+      openVolumes: () => this.#volumes.all(),
+      // Asked only once a collection runs, by when #images (made below) exists.
+      pinnedHere: (hash) => this.#images.pinned(hash),
       clock: options.clock ?? systemClock,
       delayMs: options.gcDelayMs ?? 1000,
       onError: (error) => log.error("garbage collection failed: {error}", { error: String(error) }),
     });
     this.#newUid = options.newUid ?? randomUid;
+    const parts = { engine: this.engine, catalogue: this.#catalogue, collector: this.#collector };
+    this.#images = new Images({ ...parts, pool: this.pool, blockSize: this.blockSize });
+    this.#snapshots = new Snapshots({ ...parts, volumes: this.#volumes });
   }
 
   /** Stores the bytes of `body` as image `name`; visible only once whole. */
-  async uploadImage(
+  uploadImage(
     name: string,
     body: AsyncIterable<Uint8Array>,
     options: { expectedBytes?: number | null } = {},
   ): Promise<UploadResult> {
-    validateName(name, "image");
-    if (this.#uploads.has(name)) {
-      throw new ConflictError(`Cannot upload image "${name}": an upload of it is in progress`);
-    }
-    if (this.#uploads.size >= uploadsMax) {
-      throw new BusyError(`Cannot upload image "${name}": ${uploadsMax} uploads are running`);
-    }
-    const expectedBytes = options.expectedBytes ?? null;
-    const status = {
-      name,
-      startedAt: new Date().toISOString(),
-      pins: new Set<string>(),
-      ...newProgress(expectedBytes),
-    };
-    this.#uploads.set(name, status);
-    const stored = new Set<string>();
-    let committed = false;
-    try {
-      const { map } = await ingest(body, {
-        engine: this.engine,
-        pool: this.pool,
-        blockSize: this.blockSize,
-        expectedBytes,
-        pins: status.pins,
-        stored,
-        progress: status,
-      });
-      const header: ImageHeader = { name, createdAt: new Date().toISOString() };
-      const created = await this.#catalogue.run(() => this.#commitImage(header, map));
-      committed = true;
-      const info = created ? imageInfo(header, map) : await this.imageInfo(name);
-      log.info("stored image {image}: {bytes} bytes, {newBlocks} new blocks", {
-        image: name,
-        bytes: status.receivedBytes,
-        newBlocks: status.newBlocks,
-        newBytes: status.newBytes,
-        created,
-      });
-      return { ...info, newBlocks: status.newBlocks, newBytes: status.newBytes, created };
-    } finally {
-      this.#uploads.delete(name);
-      // A failed upload gives back the space of the blocks it stored at once (those
-      // nothing else came to rely on); in a cluster, where another node's upload may
-      // have found them stored, once they are older than the age rule allows.
-      if (!committed && stored.size > 0) {
-        this.#collector.collectWhenOld(stored);
-        await this.#collector.collect(stored).catch((error) =>
-          log.error("cannot free the blocks of failed upload {image}: {error}", {
-            image: name,
-            error: String(error),
-          })
-        );
-      }
-      this.#collector.schedule();
-    }
+    return this.#images.upload(name, body, options);
   }
 
   /** Uploads under way, with their progress. */
   uploads(): UploadStatus[] {
-    return [...this.#uploads.values()].map(({ pins: _, ...status }) => ({ ...status }));
-  }
-
-  async #commitImage(header: ImageHeader, map: BlockMap): Promise<boolean> {
-    try {
-      this.#collector.track(map);
-      await this.engine.putMeta(recordKey.image(header.name), encodeRecord(header, map), 0);
-      return true;
-    } catch (error) {
-      if (!(error instanceof VersionMismatchError)) throw error;
-      const existing = await this.#readRecord<ImageHeader>("image", recordKey.image(header.name));
-      if (existing.map.equals(map)) return false;
-      throw new ConflictError(`Cannot upload image "${header.name}": it exists with other content`);
-    }
+    return this.#images.uploads();
   }
 
   /** Every image, by name. */
-  async listImages(): Promise<ImageInfo[]> {
-    const keys = await this.engine.listMeta("image/");
-    return await Promise.all(keys.map(async (key) => {
-      const { header, map } = await this.#readRecord<ImageHeader>("image", key);
-      return imageInfo(header, map);
-    }));
+  listImages(): Promise<ImageInfo[]> {
+    return this.#images.list();
   }
 
   /** One image. */
-  async imageInfo(name: string): Promise<ImageInfo> {
-    validateName(name, "image");
-    const { header, map } = await this.#readRecord<ImageHeader>("image", recordKey.image(name));
-    return imageInfo(header, map);
+  imageInfo(name: string): Promise<ImageInfo> {
+    return this.#images.info(name);
   }
 
   /** A read-only view of an image's bytes. */
-  async openImage(name: string): Promise<FrozenView> {
-    validateName(name, "image");
-    const { map } = await this.#readRecord<ImageHeader>("image", recordKey.image(name));
-    return new FrozenView(this.engine, `image "${name}"`, map);
+  openImage(name: string): Promise<FrozenView> {
+    return this.#images.open(name);
   }
 
   /** Deletes an image; volumes cloned from it keep their data. */
-  async deleteImage(name: string): Promise<void> {
-    validateName(name, "image");
-    await this.#catalogue.run(() => this.#deleteRecord("image", recordKey.image(name)));
-    log.info("deleted image {image}", { image: name });
-    this.#collector.schedule();
+  deleteImage(name: string): Promise<void> {
+    return this.#images.delete(name);
   }
 
   /**
    * Creates a volume: empty of `size` bytes, or a thin clone of an image or of a
    * snapshot (`VOLUME@SNAPSHOT`). No data is copied.
    */
-  async createVolume(
+  createVolume(
     request: { name: string; image?: string; snapshot?: string; size?: number },
   ): Promise<VolumeInfo> {
-    const name = validateName(request.name, "volume");
-    const sources = [request.image, request.snapshot, request.size].filter((s) => s !== undefined);
-    if (sources.length !== 1) {
-      throw new TypeError(
-        `Cannot create volume "${name}": give exactly one of image, snapshot, size`,
-      );
-    }
-    return await this.#catalogue.run(async () => {
-      let map: BlockMap;
-      let origin: VolumeOrigin;
-      if (request.image !== undefined) {
-        const image = validateName(request.image, "image");
-        map = (await this.#readRecord("image", recordKey.image(image))).map.clone();
-        origin = { kind: "image", image };
-      } else if (request.snapshot !== undefined) {
-        const { volume, snapshot } = parseSnapshotRef(request.snapshot);
-        const key = recordKey.snapshot(volume, snapshot);
-        map = (await this.#readRecord("snapshot", key)).map.clone();
-        origin = { kind: "snapshot", volume, snapshot };
-      } else {
-        map = new BlockMap({ sizeBytes: checkSize(request.size), blockSize: this.blockSize });
-        origin = { kind: "empty" };
-      }
-      const header: VolumeHeader = {
-        name,
-        uid: this.#newUid(),
-        generation: 1,
-        createdAt: new Date().toISOString(),
-        origin,
-      };
-      this.#collector.track(map, header.uid);
-      try {
-        await this.engine.putMeta(recordKey.volume(name), encodeRecord(header, map), 0);
-      } catch (error) {
-        if (error instanceof VersionMismatchError) {
-          throw new ConflictError(`Cannot create volume "${name}": it exists`);
-        }
-        throw error;
-      }
-      log.info("created volume {volume} ({origin})", {
-        volume: name,
-        uid: header.uid,
-        origin: origin.kind === "image"
-          ? `clone of image ${origin.image}`
-          : origin.kind === "snapshot"
-          ? `clone of snapshot ${origin.volume}@${origin.snapshot}`
-          : "empty",
-        sizeBytes: map.sizeBytes,
-      });
-      return volumeInfo(header, map);
-    });
+    return createVolume({
+      engine: this.engine,
+      catalogue: this.#catalogue,
+      collector: this.#collector,
+      blockSize: this.blockSize,
+      newUid: this.#newUid,
+    }, request);
   }
 
   /** The open volume `name` (one instance per node, opened on first use). */
   openVolume(name: string): Promise<Volume> {
-    validateName(name, "volume");
-    let volume = this.#volumes.get(name);
-    if (volume === undefined) {
-      volume = (async () => {
-        const key = recordKey.volume(name);
-        const entry = await this.engine.getMeta(key);
-        if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
-        const { header, map } = decodeRecord<VolumeHeader>(entry.value);
-        return new Volume(this.engine, header, map, entry.version);
-      })();
-      this.#volumes.set(name, volume);
-      volume.catch(() => this.#volumes.delete(name));
-    }
-    return volume;
+    return this.#volumes.open(name);
   }
 
   /**
@@ -303,20 +165,16 @@ export class Store {
   readonly gcPolicy: GcPolicy | null;
 
   /** The volume `name` for writing: in a cluster, the write lease comes here first. */
-  async writableVolume(name: string, purpose: "write" | "catalogue" = "write"): Promise<Volume> {
-    validateName(name, "volume");
-    await this.access?.acquire(name, purpose);
-    return await this.openVolume(name);
+  writableVolume(name: string, purpose: "write" | "catalogue" = "write"): Promise<Volume> {
+    return this.#volumes.writable(name, purpose);
   }
 
   /**
    * The volume `name` for reading: the open instance when it is current, else
    * a fresh one read from the record now (the holder's last flushed state).
    */
-  async readableVolume(name: string): Promise<Volume> {
-    validateName(name, "volume");
-    if (this.access === null || this.access.isCurrent(name)) return await this.openVolume(name);
-    return await this.loadVolume(name);
+  readableVolume(name: string): Promise<Volume> {
+    return this.#volumes.readable(name);
   }
 
   /**
@@ -326,15 +184,8 @@ export class Store {
    * _idle_readers.ts); its reads then go under a view of the volume at its
    * lease epoch (Engine.readObject).
    */
-  async loadVolume(name: string, options: { settled?: boolean } = {}): Promise<Volume> {
-    validateName(name, "volume");
-    const entry = await this.engine.getMeta(recordKey.volume(name));
-    if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
-    const { header, map } = decodeRecord<VolumeHeader>(entry.value);
-    const readView = options.settled === true && (header.lease?.holder ?? null) === null
-      ? `${header.uid}@${header.lease?.epoch ?? 0}`
-      : undefined;
-    return new Volume(this.engine, header, map, entry.version, { reader: true, readView });
+  loadVolume(name: string, options: { settled?: boolean } = {}): Promise<Volume> {
+    return this.#volumes.load(name, options);
   }
 
   /**
@@ -344,15 +195,12 @@ export class Store {
    * data-path simulation seed 41808.)
    */
   adoptVolume(name: string, bytes: Uint8Array, version: number): Volume {
-    const { header, map } = decodeRecord<VolumeHeader>(bytes);
-    const volume = new Volume(this.engine, header, map, version);
-    this.#volumes.set(name, Promise.resolve(volume));
-    return volume;
+    return this.#volumes.adopt(name, bytes, version);
   }
 
   /** Forgets the open instance of `name` (its lease moved): the next open reads the record. */
   dropVolume(name: string): void {
-    this.#volumes.delete(name);
+    this.#volumes.drop(name);
   }
 
   /** Every volume, by name. */
@@ -381,70 +229,37 @@ export class Store {
             `delete them first or ask for cascade`,
         );
       }
-      for (const key of snapshots) await this.#deleteRecord("snapshot", key);
+      for (const key of snapshots) await deleteRecord(this.engine, "snapshot", key);
       await volume.delete();
-      this.#volumes.delete(name);
+      this.#volumes.drop(name);
     });
     log.info("deleted volume {volume}", { volume: name, cascade: options.cascade ?? false });
     this.#collector.schedule();
   }
 
   /** Takes an instant snapshot of a volume. */
-  async createSnapshot(volumeName: string, name: string): Promise<SnapshotInfo> {
-    validateName(name, "snapshot");
-    const volume = await this.writableVolume(volumeName, "catalogue");
-    return await this.#catalogue.run(async () => {
-      const key = recordKey.snapshot(volumeName, name);
-      if (await this.engine.getMeta(key) !== null) {
-        throw new ConflictError(`Cannot create snapshot "${volumeName}@${name}": it exists`);
-      }
-      const header: SnapshotHeader = {
-        volume: volumeName,
-        name,
-        createdAt: new Date().toISOString(),
-      };
-      // The record is written before any write can copy up what it names (see freeze).
-      const map = await volume.freeze(async (frozen) => {
-        this.#collector.track(frozen);
-        await this.engine.putMeta(key, encodeRecord(header, frozen), 0);
-      });
-      log.info("took snapshot {volume}@{snapshot}", { volume: volumeName, snapshot: name });
-      return snapshotInfo(header, map);
-    });
+  createSnapshot(volumeName: string, name: string): Promise<SnapshotInfo> {
+    return this.#snapshots.create(volumeName, name);
   }
 
   /** Snapshots of a volume, by name. */
-  async listSnapshots(volumeName: string): Promise<SnapshotInfo[]> {
-    await this.openVolume(volumeName);
-    const keys = await this.engine.listMeta(`snapshot/${volumeName}@`);
-    return await Promise.all(keys.map(async (key) => {
-      const { header, map } = await this.#readRecord<SnapshotHeader>("snapshot", key);
-      return snapshotInfo(header, map);
-    }));
+  listSnapshots(volumeName: string): Promise<SnapshotInfo[]> {
+    return this.#snapshots.list(volumeName);
   }
 
   /** A read-only view of a snapshot's bytes. */
-  async openSnapshot(volumeName: string, name: string): Promise<FrozenView> {
-    validateName(volumeName, "volume");
-    validateName(name, "snapshot");
-    const key = recordKey.snapshot(volumeName, name);
-    const { map } = await this.#readRecord<SnapshotHeader>("snapshot", key);
-    return new FrozenView(this.engine, `snapshot "${volumeName}@${name}"`, map);
+  openSnapshot(volumeName: string, name: string): Promise<FrozenView> {
+    return this.#snapshots.open(volumeName, name);
   }
 
   /** Deletes a snapshot; clones made of it keep their data. */
-  async deleteSnapshot(volumeName: string, name: string): Promise<void> {
-    validateName(volumeName, "volume");
-    validateName(name, "snapshot");
-    const key = recordKey.snapshot(volumeName, name);
-    await this.#catalogue.run(() => this.#deleteRecord("snapshot", key));
-    log.info("deleted snapshot {volume}@{snapshot}", { volume: volumeName, snapshot: name });
-    this.#collector.schedule();
+  deleteSnapshot(volumeName: string, name: string): Promise<void> {
+    return this.#snapshots.delete(volumeName, name);
   }
 
   /** Hashes pinned by this node's uploads in progress (a cluster's GC asks every node). */
   uploadPins(): string[] {
-    return [...new Set([...this.#uploads.values()].flatMap((upload) => [...upload.pins]))];
+    return this.#images.pins();
   }
 
   /** Deletes every block and object that nothing references. */
@@ -453,10 +268,8 @@ export class Store {
   }
 
   /** Makes every write to an open volume durable (a node about to stop or leave). */
-  async flushVolumes(): Promise<void> {
-    for (const volume of this.#volumes.values()) {
-      await volume.then((v) => v.flush()).catch(() => {});
-    }
+  flushVolumes(): Promise<void> {
+    return this.#volumes.flushAll();
   }
 
   /** Flushes every open volume and releases the engine and the hash pool. */
@@ -466,40 +279,4 @@ export class Store {
     await this.engine.close();
     this.pool.close();
   }
-
-  async #readRecord<T>(kind: string, key: string): Promise<{ header: T; map: BlockMap }> {
-    const entry = await this.engine.getMeta(key);
-    if (entry === null) {
-      throw new NotFoundError(
-        `Cannot find ${kind} "${key.slice(kind.length + 1)}": no such ${kind}`,
-      );
-    }
-    return decodeRecord<T>(entry.value);
-  }
-
-  async #deleteRecord(kind: string, key: string): Promise<void> {
-    const entry = await this.engine.getMeta(key);
-    if (entry === null) {
-      throw new NotFoundError(
-        `Cannot delete ${kind} "${key.slice(kind.length + 1)}": no such ${kind}`,
-      );
-    }
-    await this.engine.deleteMeta(key, entry.version);
-  }
-}
-
-function checkSize(size: unknown): number {
-  if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0) {
-    throw new TypeError(`Cannot create volume: size must be a positive integer of bytes`);
-  }
-  if (size > volumeSizeBytesMax) {
-    throw new RangeError(
-      `Cannot create volume of ${size} bytes: the limit is ${volumeSizeBytesMax}`,
-    );
-  }
-  return size;
-}
-
-function randomUid(): string {
-  return toHex(crypto.getRandomValues(new Uint8Array(16)));
 }

@@ -1,0 +1,103 @@
+/**
+ * The volume instances of one node: one shared instance per volume, opened on
+ * first use, and fresh unshared ones for readers; with a cluster's say (its
+ * write leases) on which instance is current.
+ */
+import type { Engine } from "./engine.ts";
+import { NotFoundError } from "./errors.ts";
+import { validateName } from "./names.ts";
+import { decodeRecord, recordKey, type VolumeHeader } from "./records.ts";
+import { Volume } from "./volume.ts";
+
+/** How a cluster governs access to volumes (see {@linkcode Store.access}). */
+export interface VolumeAccess {
+  /**
+   * Takes the write lease of `name` to this node, moving it if need be; for a
+   * catalogue change (snapshot, deletion), refuses instead while another live
+   * node holds it (that would fence a running VM).
+   */
+  acquire(name: string, purpose: "write" | "catalogue"): Promise<void>;
+  /** True when this node holds the write lease of `name`, so its open instance is current. */
+  isCurrent(name: string): boolean;
+}
+
+/** The open volumes of one node (Store.openVolume and its kin say what each call does). */
+export class VolumeInstances {
+  #engine: Engine;
+  #access: VolumeAccess | null;
+  #volumes = new Map<string, Promise<Volume>>();
+
+  constructor(engine: Engine, access: VolumeAccess | null) {
+    this.#engine = engine;
+    this.#access = access;
+  }
+
+  /** The open instance of `name`, opened on first use. */
+  open(name: string): Promise<Volume> {
+    validateName(name, "volume");
+    let volume = this.#volumes.get(name);
+    if (volume === undefined) {
+      volume = (async () => {
+        const key = recordKey.volume(name);
+        const entry = await this.#engine.getMeta(key);
+        if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
+        const { header, map } = decodeRecord<VolumeHeader>(entry.value);
+        return new Volume(this.#engine, header, map, entry.version);
+      })();
+      this.#volumes.set(name, volume);
+      volume.catch(() => this.#volumes.delete(name));
+    }
+    return volume;
+  }
+
+  /** The open instance of `name`, once the write lease is here (in a cluster). */
+  async writable(name: string, purpose: "write" | "catalogue"): Promise<Volume> {
+    validateName(name, "volume");
+    await this.#access?.acquire(name, purpose);
+    return await this.open(name);
+  }
+
+  /** The open instance when it is current, else a fresh one read from the record now. */
+  async readable(name: string): Promise<Volume> {
+    validateName(name, "volume");
+    if (this.#access === null || this.#access.isCurrent(name)) return await this.open(name);
+    return await this.load(name);
+  }
+
+  /** A new instance read from the record now, not shared (see Store.loadVolume). */
+  async load(name: string, options: { settled?: boolean } = {}): Promise<Volume> {
+    validateName(name, "volume");
+    const entry = await this.#engine.getMeta(recordKey.volume(name));
+    if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
+    const { header, map } = decodeRecord<VolumeHeader>(entry.value);
+    const readView = options.settled === true && (header.lease?.holder ?? null) === null
+      ? `${header.uid}@${header.lease?.epoch ?? 0}`
+      : undefined;
+    return new Volume(this.#engine, header, map, entry.version, { reader: true, readView });
+  }
+
+  /** Makes the record `bytes` at `version`, just written elsewhere, the open instance of `name`. */
+  adopt(name: string, bytes: Uint8Array, version: number): Volume {
+    const { header, map } = decodeRecord<VolumeHeader>(bytes);
+    const volume = new Volume(this.#engine, header, map, version);
+    this.#volumes.set(name, Promise.resolve(volume));
+    return volume;
+  }
+
+  /** Forgets the open instance of `name`: the next open reads the record. */
+  drop(name: string): void {
+    this.#volumes.delete(name);
+  }
+
+  /** Every open instance (garbage collection marks their maps). */
+  all(): Promise<Volume>[] {
+    return [...this.#volumes.values()];
+  }
+
+  /** Makes every write to an open instance durable. */
+  async flushAll(): Promise<void> {
+    for (const volume of this.#volumes.values()) {
+      await volume.then((v) => v.flush()).catch(() => {});
+    }
+  }
+}
