@@ -28,43 +28,25 @@ import {
   type Clock,
   ConflictError,
   LeaseLostError,
-  NotFoundError,
   type Store,
   systemClock,
   UnavailableError,
-  VersionMismatchError,
   type VolumeAccess,
   type VolumeAuthority,
   type VolumeHandle,
   type VolumeInfo,
 } from "../../core/mod.ts";
-import { KeyedMutex } from "../../core/_mutex.ts";
-import {
-  decodeRecordHeader,
-  recordKey,
-  type VolumeHeader,
-  withRecordHeader,
-} from "../../core/records.ts";
-import type { Register } from "../meta/mod.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
 import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
 import { LeasedVolumeHandle } from "./leased_volume.ts";
 import { LeaseValidity, leaseValidMsDefault } from "./_lease_validity.ts";
 import { LeaseMessages } from "./_lease_messages.ts";
 import { HolderReads } from "./_holder_reads.ts";
-import { logger } from "../../log/mod.ts";
-
-const log = logger("leases");
+import { HeldLeases } from "./_held_leases.ts";
+import { LeaseMoves } from "./_lease_moves.ts";
 
 /** Longest wait for an unreachable holder to be declared dead before a takeover. */
 export const takeoverWaitMsDefault = 30_000;
-/** Tries to move a lease when other nodes race for it. */
-const moveAttemptsMax = 16;
-
-/** The lease changed between reading the record and taking it: read again. */
-class LeaseMovedError extends Error {
-  override name = "LeaseMovedError";
-}
 
 /** Counters an operator sees in /metrics and /v1/cluster. */
 export interface LeaseCounters {
@@ -107,16 +89,11 @@ export class LeaseManager implements VolumeAuthority {
   #engine: ClusterEngine;
   #rpc: RpcCaller;
   #clock: Clock;
-  /** Volumes this node holds: name → epoch and uid. */
-  #held = new Map<string, { epoch: number; uid: string }>();
-  /** Volume uid → the epoch this node writes it under. */
-  #epochs = new Map<string, number>();
-  /** Times this node lost the lease of a volume (connections older than a loss are fenced). */
-  #losses = new Map<string, number>();
-  #locks = new KeyedMutex();
   #validity: LeaseValidity;
   #messages: LeaseMessages;
   #reads: HolderReads;
+  #leases: HeldLeases;
+  #moves: LeaseMoves;
 
   /**
    * The store's say on volume access: a write path takes the lease first; a
@@ -128,7 +105,7 @@ export class LeaseManager implements VolumeAuthority {
       if (purpose === "catalogue") await this.#refuseIfHeldElsewhere(name);
       await this.acquire(name);
     },
-    isCurrent: (name) => this.#held.has(name),
+    isCurrent: (name) => this.#leases.has(name),
   };
 
   constructor(options: LeaseManagerOptions) {
@@ -148,7 +125,7 @@ export class LeaseManager implements VolumeAuthority {
       engine: this.#engine,
       rpc: this.#rpc,
       counters: this.counters,
-      holds: (name) => this.#held.has(name),
+      holds: (name) => this.#leases.has(name),
       confirm: (name) => this.confirm(name),
       clock: this.#clock,
       validMs: options.leaseValidMs ?? leaseValidMsDefault,
@@ -158,6 +135,23 @@ export class LeaseManager implements VolumeAuthority {
       options.leaseValidMs ?? leaseValidMsDefault,
       (name) => this.#stillHeld(name),
     );
+    this.#leases = new HeldLeases({
+      store: this.#storeOf,
+      engine: this.#engine,
+      clock: this.#clock,
+      validity: this.#validity,
+      reads: this.#reads,
+      counters: this.counters,
+    });
+    this.#moves = new LeaseMoves({
+      store: this.#storeOf,
+      engine: this.#engine,
+      clock: this.#clock,
+      messages: this.#messages,
+      reads: this.#reads,
+      leases: this.#leases,
+      counters: this.counters,
+    });
   }
 
   /**
@@ -166,7 +160,7 @@ export class LeaseManager implements VolumeAuthority {
    * LeaseLostError when the lease moved, UnavailableError when nobody can say.
    */
   async confirm(name: string): Promise<void> {
-    if (!this.#held.has(name)) return;
+    if (!this.#leases.has(name)) return;
     try {
       await this.#validity.confirm(name);
     } catch (error) {
@@ -181,12 +175,12 @@ export class LeaseManager implements VolumeAuthority {
 
   /** Reads the record: true when it still names this node at the epoch held; else lets go. */
   async #stillHeld(name: string): Promise<boolean> {
-    const held = this.#held.get(name);
+    const held = this.#leases.get(name);
     const lease = (await this.#store.loadVolume(name)).lease;
     if (held !== undefined && lease?.holder === this.#engine.selfId && lease.epoch === held.epoch) {
       return true;
     }
-    if (this.#held.get(name) === held) this.noteLost(name);
+    if (this.#leases.get(name) === held) this.noteLost(name);
     return false;
   }
 
@@ -196,29 +190,22 @@ export class LeaseManager implements VolumeAuthority {
 
   /** The epoch this node writes volume `uid` under; 0 when it holds no lease on it. */
   epochOf(uid: string): number {
-    return this.#epochs.get(uid) ?? 0;
+    return this.#leases.epochOf(uid);
   }
 
   /** True when this node holds the write lease of `name`. */
   holds(name: string): boolean {
-    return this.#held.has(name);
+    return this.#leases.has(name);
   }
 
   /** How many times this node lost the lease of `name`. */
   losses(name: string): number {
-    return this.#losses.get(name) ?? 0;
+    return this.#leases.losses(name);
   }
 
   /** Takes the write lease of `name` to this node, moving it from its holder. */
   acquire(name: string): Promise<void> {
-    if (this.#held.has(name)) return Promise.resolve();
-    return this.#locks.run(name, async () => {
-      if (this.#held.has(name)) return;
-      const started = this.#clock.now();
-      await this.#move(name, this.#engine.selfId);
-      this.counters.acquired++;
-      this.counters.lastMoveMs = this.#clock.now() - started;
-    });
+    return this.#moves.acquire(name);
   }
 
   /**
@@ -226,11 +213,11 @@ export class LeaseManager implements VolumeAuthority {
    * nobody holds it afterwards, and the old holder's writes are fenced.
    */
   breakLease(name: string): Promise<void> {
-    return this.#locks.run(name, () => this.#move(name, null, { release: false }));
+    return this.#moves.breakLease(name);
   }
 
   async #refuseIfHeldElsewhere(name: string): Promise<void> {
-    if (this.#held.has(name)) return;
+    if (this.#leases.has(name)) return;
     const holder = (await this.#store.loadVolume(name)).lease?.holder ?? null;
     if (holder === null || holder === this.#engine.selfId) return;
     const member = this.#engine.member(holder);
@@ -246,7 +233,7 @@ export class LeaseManager implements VolumeAuthority {
   /** The volume as the cluster sees it now, with its lease. */
   async info(name: string): Promise<VolumeInfo & { heldHere: boolean }> {
     // The holder's own instance is current; elsewhere volumeInfo reads the record.
-    return { ...await this.#store.volumeInfo(name), heldHere: this.#held.has(name) };
+    return { ...await this.#store.volumeInfo(name), heldHere: this.#leases.has(name) };
   }
 
   /** Reads `range` of `name`, coherent with the holder wherever it is. */
@@ -276,7 +263,7 @@ export class LeaseManager implements VolumeAuthority {
         const name = String(request.header.name);
         const epoch = Number(request.header.epoch);
         const takenOver = request.header.takenOver === true;
-        return { header: { released: await this.#release(name, epoch, takenOver) } };
+        return { header: { released: await this.#moves.release(name, epoch, takenOver) } };
       },
       ...this.#reads.methods(),
     };
@@ -287,122 +274,6 @@ export class LeaseManager implements VolumeAuthority {
    * was taken while this node was cut off): stop holding it, fence its connections.
    */
   noteLost(name: string): void {
-    const held = this.#held.get(name);
-    if (held === undefined) return;
-    log.warn("lost the write lease of volume {volume} (epoch {epoch})", {
-      volume: name,
-      epoch: held.epoch,
-    });
-    this.#held.delete(name);
-    this.#validity.forget(name);
-    this.#epochs.delete(held.uid);
-    this.#losses.set(name, this.losses(name) + 1);
-    this.#reads.forget(name);
-    this.#store.dropVolume(name);
-    this.#engine.objects.forget(held.uid);
-  }
-
-  /**
-   * Gives up the lease of `name` if held at `epoch` or earlier; true when not
-   * held after. `takenOver`: another node already took it (this node was
-   * declared dead), so nothing here can be persisted any more: just let go.
-   */
-  #release(name: string, epoch: number, takenOver = false): Promise<boolean> {
-    return this.#locks.run(name, async () => {
-      const held = this.#held.get(name);
-      if (held === undefined) return true;
-      if (held.epoch > epoch) return false; // taken again since the caller looked
-      // Connections open now are fenced for good, whether or not the release succeeds.
-      this.#losses.set(name, this.losses(name) + 1);
-      try {
-        // A loss of writes not reported yet goes with the record (the next holder's flush).
-        if (!takenOver) await (await this.#store.openVolume(name)).release();
-      } catch (error) {
-        // Not durable yet (e.g. no metadata quorum): keep the lease, so that the
-        // node taking it asks again, and what this node acknowledged is not lost.
-        // A record that moved on means the lease was taken already: let it go.
-        if (!(error instanceof VersionMismatchError)) throw error;
-      }
-      this.#held.delete(name);
-      this.#validity.forget(name);
-      this.#epochs.delete(held.uid);
-      this.#reads.forget(name);
-      this.counters.released++;
-      this.#store.dropVolume(name);
-      this.#engine.objects.forget(held.uid);
-      return true;
-    });
-  }
-
-  async #move(name: string, to: string | null, options = { release: true }): Promise<void> {
-    for (let attempt = 0; attempt < moveAttemptsMax; attempt++) {
-      const current = await this.#store.loadVolume(name);
-      const lease = current.lease ?? { holder: null, epoch: 0 };
-      const uid = current.header.uid;
-      const epoch = lease.epoch + 1;
-      // A holder that released writes no more: storage learns the new epoch from
-      // the new holder's writes, and the fence goes out in the background. One that
-      // did not (dead, cut off, or a break) may still write: fence storage first.
-      const cooperative = lease.holder !== null && lease.holder !== this.#engine.selfId &&
-          options.release
-        ? this.#messages.askRelease(name, lease)
-        : Promise.resolve(false);
-      let takenOver = false;
-      const ready = cooperative.then(async (released) => {
-        takenOver = !released && options.release && lease.holder !== null &&
-          lease.holder !== this.#engine.selfId;
-        if (!released) return await this.#messages.fence(uid, epoch);
-        this.#messages.fence(uid, epoch).catch(() => {});
-      });
-      // The holder persisted its last map when it released: take the lease on that
-      // record in one compare-and-set (its first round overlaps the release and the
-      // fencing), and open the volume from what it wrote.
-      let register: Register;
-      let readers: string[] = [];
-      try {
-        register = await this.#engine.proposer.change(recordKey.volume(name), (record) => {
-          if (record.value === null) {
-            throw new NotFoundError(`Cannot move the lease of volume "${name}": it was deleted`);
-          }
-          const header = decodeRecordHeader<VolumeHeader>(record.value);
-          if ((header.lease?.epoch ?? 0) !== lease.epoch) throw new LeaseMovedError();
-          readers = header.lease?.readers ?? [];
-          return {
-            version: record.version + 1,
-            value: withRecordHeader(record.value, { ...header, lease: { holder: to, epoch } }),
-          };
-        }, ready);
-      } catch (error) {
-        if (error instanceof LeaseMovedError) continue; // someone else moved it meanwhile
-        throw error;
-      }
-      this.#store.dropVolume(name);
-      if (to === this.#engine.selfId) {
-        this.#store.adoptVolume(name, register.value!, register.version);
-      }
-      this.#engine.objects.forget(uid);
-      this.#reads.forget(name);
-      if (to === this.#engine.selfId) {
-        this.#held.set(name, { epoch, uid });
-        this.#epochs.set(uid, epoch);
-        this.#validity.granted(name, this.#clock.now());
-      }
-      this.#messages.tellMembers(name);
-      // Nodes that kept a reader of the free volume drop it before anything is written.
-      const others = readers.filter((id) => id !== this.#engine.selfId);
-      if (others.length > 0) await this.#messages.dropReaders(name, others, this.#reads.validMs);
-      log.info("write lease of volume {volume} moved from {from} to {to} at epoch {epoch}", {
-        volume: name,
-        from: lease.holder,
-        to,
-        epoch,
-        takenOver,
-      });
-      if (takenOver) this.#messages.tellOldHolder(name, lease).catch(() => {});
-      return;
-    }
-    throw new LeaseLostError(
-      `Cannot move the write lease of volume "${name}": other nodes kept moving it`,
-    );
+    this.#leases.lose(name);
   }
 }

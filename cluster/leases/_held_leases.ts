@@ -1,0 +1,106 @@
+/**
+ * The write leases this node holds: the epoch it writes each volume under,
+ * and how many times it lost each (every connection open at a loss is fenced
+ * for good). Taking a lease starts its validity (_lease_validity.ts); letting
+ * it go, or losing it, drops what this node kept of the volume: its instance,
+ * its objects' state, where its reads went.
+ */
+import type { Clock, Store } from "../../core/mod.ts";
+import type { ClusterEngine } from "../cluster_engine.ts";
+import type { HolderReads } from "./_holder_reads.ts";
+import type { LeaseValidity } from "./_lease_validity.ts";
+import type { LeaseCounters } from "./leases.ts";
+import { logger } from "../../log/mod.ts";
+
+const log = logger("leases");
+
+/** A lease this node holds. */
+export interface HeldLease {
+  epoch: number;
+  uid: string;
+}
+
+/** What {@linkcode HeldLeases} needs of its node. */
+export interface HeldLeasesOptions {
+  store: () => Store;
+  engine: ClusterEngine;
+  clock: Clock;
+  validity: LeaseValidity;
+  reads: HolderReads;
+  counters: LeaseCounters;
+}
+
+/** The leases of one node; see the module doc. */
+export class HeldLeases {
+  /** Volumes this node holds: name → epoch and uid. */
+  #held = new Map<string, HeldLease>();
+  /** Volume uid → the epoch this node writes it under. */
+  #epochs = new Map<string, number>();
+  /** Times this node lost the lease of a volume (connections older than a loss are fenced). */
+  #losses = new Map<string, number>();
+  #options: HeldLeasesOptions;
+
+  constructor(options: HeldLeasesOptions) {
+    this.#options = options;
+  }
+
+  /** True when this node holds the write lease of `name`. */
+  has(name: string): boolean {
+    return this.#held.has(name);
+  }
+
+  /** The lease of `name` this node holds, if any. */
+  get(name: string): HeldLease | undefined {
+    return this.#held.get(name);
+  }
+
+  /** The epoch this node writes volume `uid` under; 0 when it holds no lease on it. */
+  epochOf(uid: string): number {
+    return this.#epochs.get(uid) ?? 0;
+  }
+
+  /** How many times this node lost the lease of `name`. */
+  losses(name: string): number {
+    return this.#losses.get(name) ?? 0;
+  }
+
+  /** This node took the lease of `name` (volume `uid`) at `epoch`. */
+  hold(name: string, epoch: number, uid: string): void {
+    this.#held.set(name, { epoch, uid });
+    this.#epochs.set(uid, epoch);
+    this.#options.validity.granted(name, this.#options.clock.now());
+  }
+
+  /** Counts a loss of `name`: connections open now are fenced for good. */
+  countLoss(name: string): void {
+    this.#losses.set(name, this.losses(name) + 1);
+  }
+
+  /** This node lost the lease of `name` (LeaseManager.noteLost): stop holding it. */
+  lose(name: string): void {
+    const held = this.#held.get(name);
+    if (held === undefined) return;
+    log.warn("lost the write lease of volume {volume} (epoch {epoch})", {
+      volume: name,
+      epoch: held.epoch,
+    });
+    this.#held.delete(name);
+    this.#options.validity.forget(name);
+    this.#epochs.delete(held.uid);
+    this.countLoss(name);
+    this.#options.reads.forget(name);
+    this.#options.store().dropVolume(name);
+    this.#options.engine.objects.forget(held.uid);
+  }
+
+  /** This node gave up `held`, its lease of `name` (a release): stop holding it. */
+  released(name: string, held: HeldLease): void {
+    this.#held.delete(name);
+    this.#options.validity.forget(name);
+    this.#epochs.delete(held.uid);
+    this.#options.reads.forget(name);
+    this.#options.counters.released++;
+    this.#options.store().dropVolume(name);
+    this.#options.engine.objects.forget(held.uid);
+  }
+}

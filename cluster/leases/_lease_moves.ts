@@ -1,0 +1,190 @@
+/**
+ * Moves of the write leases, one at a time per volume: taking a lease to this
+ * node or breaking it (the steps in leases.ts's module doc, with the holder's
+ * release and the fencing overlapped with the compare-and-set of the record,
+ * tried again when another node moved the lease meanwhile), and giving one up
+ * when the node taking it asks.
+ */
+import {
+  type Clock,
+  LeaseLostError,
+  NotFoundError,
+  type Store,
+  VersionMismatchError,
+} from "../../core/mod.ts";
+import { KeyedMutex } from "../../core/_mutex.ts";
+import {
+  decodeRecordHeader,
+  recordKey,
+  type VolumeHeader,
+  withRecordHeader,
+} from "../../core/records.ts";
+import type { Register } from "../meta/mod.ts";
+import type { ClusterEngine } from "../cluster_engine.ts";
+import type { HeldLeases } from "./_held_leases.ts";
+import type { HolderReads } from "./_holder_reads.ts";
+import type { LeaseMessages } from "./_lease_messages.ts";
+import type { LeaseCounters } from "./leases.ts";
+import { logger } from "../../log/mod.ts";
+
+const log = logger("leases");
+
+/** Tries to move a lease when other nodes race for it. */
+const moveAttemptsMax = 16;
+
+/** The lease changed between reading the record and taking it: read again. */
+class LeaseMovedError extends Error {
+  override name = "LeaseMovedError";
+}
+
+/** What {@linkcode LeaseMoves} needs of its node. */
+export interface LeaseMovesOptions {
+  store: () => Store;
+  engine: ClusterEngine;
+  clock: Clock;
+  messages: LeaseMessages;
+  reads: HolderReads;
+  leases: HeldLeases;
+  counters: LeaseCounters;
+}
+
+/** The lease moves of one node; see the module doc. */
+export class LeaseMoves {
+  #storeOf: () => Store;
+  #engine: ClusterEngine;
+  #clock: Clock;
+  #messages: LeaseMessages;
+  #reads: HolderReads;
+  #leases: HeldLeases;
+  #counters: LeaseCounters;
+  #locks = new KeyedMutex();
+
+  constructor(options: LeaseMovesOptions) {
+    this.#storeOf = options.store;
+    this.#engine = options.engine;
+    this.#clock = options.clock;
+    this.#messages = options.messages;
+    this.#reads = options.reads;
+    this.#leases = options.leases;
+    this.#counters = options.counters;
+  }
+
+  get #store(): Store {
+    return this.#storeOf();
+  }
+
+  /** Takes the write lease of `name` to this node, moving it from its holder. */
+  acquire(name: string): Promise<void> {
+    if (this.#leases.has(name)) return Promise.resolve();
+    return this.#locks.run(name, async () => {
+      if (this.#leases.has(name)) return;
+      const started = this.#clock.now();
+      await this.#move(name, this.#engine.selfId);
+      this.#counters.acquired++;
+      this.#counters.lastMoveMs = this.#clock.now() - started;
+    });
+  }
+
+  /** Breaks the lease of `name`: nobody holds it afterwards (LeaseManager.breakLease). */
+  breakLease(name: string): Promise<void> {
+    return this.#locks.run(name, () => this.#move(name, null, { release: false }));
+  }
+
+  /**
+   * Gives up the lease of `name` if held at `epoch` or earlier; true when not
+   * held after. `takenOver`: another node already took it (this node was
+   * declared dead), so nothing here can be persisted any more: just let go.
+   */
+  release(name: string, epoch: number, takenOver = false): Promise<boolean> {
+    return this.#locks.run(name, async () => {
+      const held = this.#leases.get(name);
+      if (held === undefined) return true;
+      if (held.epoch > epoch) return false; // taken again since the caller looked
+      // Connections open now are fenced for good, whether or not the release succeeds.
+      this.#leases.countLoss(name);
+      try {
+        // A loss of writes not reported yet goes with the record (the next holder's flush).
+        if (!takenOver) await (await this.#store.openVolume(name)).release();
+      } catch (error) {
+        // Not durable yet (e.g. no metadata quorum): keep the lease, so that the
+        // node taking it asks again, and what this node acknowledged is not lost.
+        // A record that moved on means the lease was taken already: let it go.
+        if (!(error instanceof VersionMismatchError)) throw error;
+      }
+      this.#leases.released(name, held);
+      return true;
+    });
+  }
+
+  /**
+   * Moves the lease of `name` to `to` (null: nobody holds it after); without
+   * `release`, the holder is not asked to release (a break).
+   */
+  async #move(name: string, to: string | null, options = { release: true }): Promise<void> {
+    for (let attempt = 0; attempt < moveAttemptsMax; attempt++) {
+      const current = await this.#store.loadVolume(name);
+      const lease = current.lease ?? { holder: null, epoch: 0 };
+      const uid = current.header.uid;
+      const epoch = lease.epoch + 1;
+      // A holder that released writes no more: storage learns the new epoch from
+      // the new holder's writes, and the fence goes out in the background. One that
+      // did not (dead, cut off, or a break) may still write: fence storage first.
+      const cooperative = lease.holder !== null && lease.holder !== this.#engine.selfId &&
+          options.release
+        ? this.#messages.askRelease(name, lease)
+        : Promise.resolve(false);
+      let takenOver = false;
+      const ready = cooperative.then(async (released) => {
+        takenOver = !released && options.release && lease.holder !== null &&
+          lease.holder !== this.#engine.selfId;
+        if (!released) return await this.#messages.fence(uid, epoch);
+        this.#messages.fence(uid, epoch).catch(() => {});
+      });
+      // The holder persisted its last map when it released: take the lease on that
+      // record in one compare-and-set (its first round overlaps the release and the
+      // fencing), and open the volume from what it wrote.
+      let register: Register;
+      let readers: string[] = [];
+      try {
+        register = await this.#engine.proposer.change(recordKey.volume(name), (record) => {
+          if (record.value === null) {
+            throw new NotFoundError(`Cannot move the lease of volume "${name}": it was deleted`);
+          }
+          const header = decodeRecordHeader<VolumeHeader>(record.value);
+          if ((header.lease?.epoch ?? 0) !== lease.epoch) throw new LeaseMovedError();
+          readers = header.lease?.readers ?? [];
+          return {
+            version: record.version + 1,
+            value: withRecordHeader(record.value, { ...header, lease: { holder: to, epoch } }),
+          };
+        }, ready);
+      } catch (error) {
+        if (error instanceof LeaseMovedError) continue; // someone else moved it meanwhile
+        throw error;
+      }
+      this.#store.dropVolume(name);
+      if (to === this.#engine.selfId) {
+        this.#store.adoptVolume(name, register.value!, register.version);
+      }
+      this.#engine.objects.forget(uid);
+      this.#reads.forget(name);
+      if (to === this.#engine.selfId) this.#leases.hold(name, epoch, uid);
+      this.#messages.tellMembers(name);
+      // Nodes that kept a reader of the free volume drop it before anything is written.
+      const others = readers.filter((id) => id !== this.#engine.selfId);
+      if (others.length > 0) await this.#messages.dropReaders(name, others, this.#reads.validMs);
+      log.info("write lease of volume {volume} moved from {from} to {to} at epoch {epoch}", {
+        volume: name,
+        from: lease.holder,
+        to,
+        epoch,
+        takenOver,
+      });
+      if (takenOver) this.#messages.tellOldHolder(name, lease).catch(() => {});
+      return;
+    }
+    throw new LeaseLostError(
+      `Cannot move the write lease of volume "${name}": other nodes kept moving it`,
+    );
+  }
+}
