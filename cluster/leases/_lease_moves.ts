@@ -50,27 +50,33 @@ export interface LeaseMovesOptions {
 
 /** The lease moves of one node; see the module doc. */
 export class LeaseMoves {
-  #storeOf: () => Store;
+  #options: LeaseMovesOptions;
   #engine: ClusterEngine;
-  #clock: Clock;
-  #messages: LeaseMessages;
-  #reads: HolderReads;
-  #leases: HeldLeases;
-  #counters: LeaseCounters;
   #locks = new KeyedMutex();
 
   constructor(options: LeaseMovesOptions) {
-    this.#storeOf = options.store;
+    this.#options = options;
     this.#engine = options.engine;
-    this.#clock = options.clock;
-    this.#messages = options.messages;
-    this.#reads = options.reads;
-    this.#leases = options.leases;
-    this.#counters = options.counters;
   }
 
   get #store(): Store {
-    return this.#storeOf();
+    return this.#options.store();
+  }
+
+  get #clock(): Clock {
+    return this.#options.clock;
+  }
+
+  get #messages(): LeaseMessages {
+    return this.#options.messages;
+  }
+
+  get #reads(): HolderReads {
+    return this.#options.reads;
+  }
+
+  get #leases(): HeldLeases {
+    return this.#options.leases;
   }
 
   /** Takes the write lease of `name` to this node, moving it from its holder. */
@@ -80,8 +86,8 @@ export class LeaseMoves {
       if (this.#leases.has(name)) return;
       const started = this.#clock.now();
       await this.#move(name, this.#engine.selfId);
-      this.#counters.acquired++;
-      this.#counters.lastMoveMs = this.#clock.now() - started;
+      this.#options.counters.acquired++;
+      this.#options.counters.lastMoveMs = this.#clock.now() - started;
     });
   }
 
@@ -169,9 +175,10 @@ export class LeaseMoves {
       this.#engine.objects.forget(uid);
       this.#reads.forget(name);
       if (to === this.#engine.selfId) this.#leases.hold(name, epoch, uid);
-      this.#messages.tellMembers(name);
-      // Nodes that kept a reader of the free volume drop it before anything is written.
+      // Nodes that kept a reader of the free volume drop it before anything is written
+      // (told and waited for below); the other members are told without waiting.
       const others = readers.filter((id) => id !== this.#engine.selfId);
+      this.#messages.tellMembers(name, new Set(others));
       if (others.length > 0) await this.#messages.dropReaders(name, others, this.#reads.validMs);
       log.info("write lease of volume {volume} moved from {from} to {to} at epoch {epoch}", {
         volume: name,
