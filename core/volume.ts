@@ -14,20 +14,20 @@
  * and its next flush fails with that error, as a disk reports a lost write
  * cache; until then its reads and writes fail with it too, and it can neither
  * be released nor frozen as if nothing happened.
+ *
+ * The instance's header and map live in _volume_record.ts, the write path over
+ * them (in place, copy-up, zeroing) in _volume_writer.ts, what it knows of lost
+ * writes in _write_losses.ts; this file checks and locks.
  */
-import { assert } from "./assert.ts";
-import { BlockMap, type MapEntry, objectName } from "./block_map.ts";
+import type { BlockMap } from "./block_map.ts";
 import type { ByteRange, Engine } from "./engine.ts";
-import { LeaseLostError, NotFoundError, WritesLostError } from "./errors.ts";
-import { checkRange, type Extent, mapExtents, readEntry, readMapRange, spansOf } from "./map_io.ts";
+import { LeaseLostError, NotFoundError } from "./errors.ts";
+import { checkRange, type Extent, mapExtents, readMapRange } from "./map_io.ts";
 import { SharedMutex } from "./_mutex.ts";
-import {
-  decodeRecord,
-  encodeRecord,
-  recordKey,
-  type VolumeHeader,
-  type VolumeLease,
-} from "./records.ts";
+import { recordKey, type VolumeHeader, type VolumeLease } from "./records.ts";
+import { VolumeRecord } from "./_volume_record.ts";
+import { VolumeWriter } from "./_volume_writer.ts";
+import { WriteLosses } from "./_write_losses.ts";
 
 /** Options of the writing calls: `fua` makes the change durable before resolving. */
 export interface WriteOptions {
@@ -43,17 +43,12 @@ export interface ZeroOptions extends WriteOptions {
 /** An open volume. Obtain one from the Store; one instance per volume per node. */
 export class Volume {
   readonly engine: Engine;
-  #header: VolumeHeader;
-  #map: BlockMap;
-  #version: number;
-  #dirty = false;
+  #record: VolumeRecord;
+  #writer: VolumeWriter;
+  #losses: WriteLosses;
   #deleted = false;
   /** Set once the write lease moved away: this instance never writes again. */
   #released = false;
-  /** Unflushed writes were lost and the volume went back to its last flush; not reported yet. */
-  #lost: WritesLostError | null = null;
-  /** The last loss the volume went back from (so it goes back once per loss). */
-  #lastLoss: WritesLostError | null = null;
   /**
    * Writes into objects the volume owns take it shared (they change no map entry
    * and run concurrently: on a cluster each is a round trip); everything that
@@ -61,10 +56,7 @@ export class Volume {
    * alone.
    */
   #mutex = new SharedMutex();
-  #scratch: Uint8Array | null = null;
   #readView: string | undefined;
-  /** Object names this volume writes in place start with this: `UID.GENERATION.` */
-  #ownedPrefix: string;
 
   /**
    * `reader`: an instance nobody writes through (a loss recorded is the writer's
@@ -80,42 +72,34 @@ export class Volume {
   ) {
     this.engine = engine;
     this.#readView = options.readView;
-    this.#header = header;
-    this.#map = map;
-    this.#version = version;
-    this.#ownedPrefix = `${header.uid}.${header.generation}.`;
-    if (header.writesLost && !options.reader) {
-      this.#lost = new WritesLostError(
-        [],
-        `Writes acknowledged since the last flush of volume "${header.name}" were lost ` +
-          `before its write lease moved here`,
-      );
-    }
+    this.#record = new VolumeRecord(engine, header, map, version);
+    this.#writer = new VolumeWriter(engine, this.#record);
+    this.#losses = new WriteLosses(engine, this.#record, this.#mutex, options.reader ?? false);
   }
 
   /** The volume's name. */
   get name(): string {
-    return this.#header.name;
+    return this.#record.header.name;
   }
   /** Size in bytes. */
   get sizeBytes(): number {
-    return this.#map.sizeBytes;
+    return this.#record.map.sizeBytes;
   }
   /** Bytes per map entry. */
   get blockSize(): number {
-    return this.#map.blockSize;
+    return this.#record.map.blockSize;
   }
   /** A copy of the header as stored. */
   get header(): VolumeHeader {
-    return { ...this.#header };
+    return { ...this.#record.header };
   }
   /** The write lease as this instance loaded or took it (null outside a cluster). */
   get lease(): VolumeLease | null {
-    return this.#header.lease ?? null;
+    return this.#record.header.lease ?? null;
   }
   /** The record version this instance last read or wrote. */
   get version(): number {
-    return this.#version;
+    return this.#record.version;
   }
 
   /**
@@ -128,17 +112,17 @@ export class Volume {
    * first flush reports the loss.
    */
   release(): Promise<void> {
-    return this.#recovering(false, () =>
+    return this.#losses.recovering(false, () =>
       this.#mutex.run(async () => {
         if (this.#released || this.#deleted) return;
-        if (this.#lost === null) {
-          await this.engine.flush(this.#header.uid);
-          if (this.#dirty) await this.#persist();
-        } else if (!this.#header.writesLost) {
+        if (!this.#losses.unreported) {
+          await this.engine.flush(this.#record.header.uid);
+          if (this.#record.dirty) await this.#record.persist();
+        } else if (!this.#record.header.writesLost) {
           // After a loss the map is the record's (the last flush): the next holder
           // is told to report the loss, as this instance would have.
-          this.#header = { ...this.#header, writesLost: true };
-          await this.#persist();
+          this.#record.setWritesLost(true);
+          await this.#record.persist();
         }
         this.#released = true;
       }));
@@ -150,41 +134,25 @@ export class Volume {
     into: Uint8Array = new Uint8Array(range.length),
   ): Promise<Uint8Array> {
     this.#checkOpen();
-    this.#checkNotLost();
+    this.#losses.check();
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
-    await this.#recovering(
+    await this.#losses.recovering(
       false,
-      () => readMapRange(this.engine, this.#map, range, into, this.#readView),
+      () => readMapRange(this.engine, this.#record.map, range, into, this.#readView),
     );
     return into;
   }
 
   /** Writes `data` at `offset`. */
   writeAt(offset: number, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
-    return this.#recovering(false, () => this.#writeAt(offset, data, options));
+    return this.#losses.recovering(false, () => this.#writeAt(offset, data, options));
   }
 
   async #writeAt(offset: number, data: Uint8Array, options: WriteOptions): Promise<void> {
     checkRange({ offset, length: data.length }, this.sizeBytes, `volume "${this.name}"`);
-    const spans = [...spansOf({ offset, length: data.length }, this.blockSize)];
     const wroteInPlace = await this.#mutex.runShared(async () => {
       this.#checkWritable();
-      const names = spans.map((span) => {
-        const entry = this.#map.get(span.index);
-        return entry.kind === "object" && this.owns(entry.name) ? entry.name : null;
-      });
-      if (names.some((name) => name === null)) return false;
-      await Promise.all(
-        spans.map((span, i) =>
-          this.engine.writeObject(
-            names[i]!,
-            span.offset,
-            data.subarray(span.at, span.at + span.length),
-            { existing: true },
-          )
-        ),
-      );
-      return true;
+      return await this.#writer.writeInPlace(offset, data);
     });
     if (wroteInPlace) {
       if (options.fua) await this.flush();
@@ -192,9 +160,7 @@ export class Volume {
     }
     await this.#mutex.run(async () => {
       this.#checkWritable();
-      for (const span of spansOf({ offset, length: data.length }, this.blockSize)) {
-        await this.#writeSpan(span, data.subarray(span.at, span.at + span.length));
-      }
+      await this.#writer.write(offset, data);
     });
     if (options.fua) await this.flush();
   }
@@ -205,22 +171,14 @@ export class Volume {
    */
   async zeroAt(range: ByteRange, options: ZeroOptions = {}): Promise<void> {
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
-    await this.#recovering(false, () => this.#zeroAt(range, options));
+    await this.#losses.recovering(false, () => this.#zeroAt(range, options));
     if (options.fua) await this.flush();
   }
 
   #zeroAt(range: ByteRange, options: ZeroOptions): Promise<void> {
     return this.#mutex.run(async () => {
       this.#checkWritable();
-      for (const span of spansOf(range, this.blockSize)) {
-        if (options.keepAllocated) {
-          await this.#writeSpan(span, zeros(span.length));
-        } else if (this.#isWholeSpan(span)) {
-          await this.#dropEntry(span.index);
-        } else if (!this.#map.isZero(span.index)) {
-          await this.#writeSpan(span, zeros(span.length));
-        }
-      }
+      await this.#writer.zero(range, options);
     });
   }
 
@@ -229,15 +187,7 @@ export class Volume {
    * partial entry it touches is already zero, and holes are allowed.
    */
   zeroIsFast(range: ByteRange, options: { keepAllocated?: boolean } = {}): boolean {
-    if (options.keepAllocated) return false;
-    for (const span of spansOf(range, this.blockSize)) {
-      if (!this.#isWholeSpan(span) && !this.#map.isZero(span.index)) return false;
-    }
-    return true;
-  }
-
-  #isWholeSpan(span: { index: number; offset: number; length: number }): boolean {
-    return span.offset === 0 && span.length === this.#map.spanBytes(span.index);
+    return this.#writer.zeroIsFast(range, options);
   }
 
   /** Discards `range`: afterwards it reads as zeros, and whole entries free their space. */
@@ -247,40 +197,20 @@ export class Volume {
 
   /** Makes every write that resolved before this call durable. */
   flush(): Promise<void> {
-    return this.#recovering(true, () =>
+    return this.#losses.recovering(true, () =>
       this.#mutex.run(async () => {
         this.#checkOpen();
         // Released: everything acknowledged was made durable by release().
         if (this.#released) return;
-        let lost = this.#lost;
-        try {
-          // Flushed even when a loss is pending, so that one report covers every
-          // object that lost writes, not the first one found.
-          await this.engine.flush(this.#header.uid);
-        } catch (error) {
-          if (!(error instanceof WritesLostError)) throw error;
-          await this.#revert(error, true);
-          lost = lost === null
-            ? error
-            : new WritesLostError([...new Set([...lost.objects, ...error.objects])]);
-        }
-        if (lost !== null) {
-          if (this.#header.writesLost) {
-            this.#header = { ...this.#header, writesLost: undefined };
-            await this.#persist();
-          }
-          this.#lost = null;
-          this.#lastLoss = lost; // reported here: nothing to go back from again
-          throw lost;
-        }
-        if (this.#dirty) await this.#persist();
+        await this.#losses.flush(); // fails when writes were lost, reporting them
+        if (this.#record.dirty) await this.#record.persist();
       }));
   }
 
   /** Which parts of `range` are known zeros (never written or discarded). */
   extents(range: ByteRange): Extent[] {
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
-    return mapExtents(this.#map, range);
+    return mapExtents(this.#record.map, range);
   }
 
   /**
@@ -292,17 +222,16 @@ export class Volume {
    * record after the other, always finds them referenced by one of the two.
    */
   freeze(keep: (frozen: BlockMap) => Promise<void> = () => Promise.resolve()): Promise<BlockMap> {
-    return this.#recovering(false, () => this.#freeze(keep));
+    return this.#losses.recovering(false, () => this.#freeze(keep));
   }
 
   #freeze(keep: (frozen: BlockMap) => Promise<void>): Promise<BlockMap> {
     return this.#mutex.run(async () => {
       this.#checkWritable();
-      await this.engine.flush(this.#header.uid);
-      const frozen = this.#map.clone();
-      this.#header = { ...this.#header, generation: this.#header.generation + 1 };
-      this.#ownedPrefix = `${this.#header.uid}.${this.#header.generation}.`;
-      await this.#persist();
+      await this.engine.flush(this.#record.header.uid);
+      const frozen = this.#record.map.clone();
+      this.#record.nextGeneration();
+      await this.#record.persist();
       await keep(frozen);
       return frozen;
     });
@@ -310,108 +239,26 @@ export class Volume {
 
   /** A copy of the current map (GC marks it; tests inspect it). */
   mapSnapshot(): BlockMap {
-    return this.#map.clone();
+    return this.#record.map.clone();
   }
 
   /** True when `name` is an object this volume may write in place. */
   owns(name: string): boolean {
-    return name.startsWith(this.#ownedPrefix);
+    return this.#record.owns(name);
   }
 
   /** Deletes the volume's record; later calls on this instance throw NotFoundError. */
   delete(): Promise<void> {
     return this.#mutex.run(async () => {
       this.#checkOpen();
-      await this.engine.deleteMeta(recordKey.volume(this.name), this.#version);
+      await this.engine.deleteMeta(recordKey.volume(this.name), this.#record.version);
       this.#deleted = true;
     });
   }
 
-  async #writeSpan(span: { index: number; offset: number; length: number }, chunk: Uint8Array) {
-    const entry = this.#map.get(span.index);
-    if (entry.kind === "object" && this.owns(entry.name)) {
-      return await this.engine.writeObject(entry.name, span.offset, chunk, { existing: true });
-    }
-    const name = objectName(this.#header.uid, this.#header.generation, span.index);
-    const spanBytes = this.#map.spanBytes(span.index);
-    if (entry.kind === "zero") {
-      // A leftover of this name can only hold unflushed bytes from before a
-      // crash, or bytes since trimmed: start from an empty, sparse object.
-      await this.engine.writeObject(name, span.offset, chunk, { truncate: true });
-    } else if (span.length === spanBytes) {
-      await this.engine.writeObject(name, 0, chunk);
-    } else {
-      const whole = this.#scratchBuffer().subarray(0, spanBytes);
-      await readEntry(this.engine, entry, { offset: 0, length: spanBytes }, whole);
-      whole.set(chunk, span.offset);
-      await this.engine.writeObject(name, 0, whole);
-    }
-    this.#setEntry(span.index, { kind: "object", name });
-  }
-
-  async #dropEntry(index: number): Promise<void> {
-    const entry = this.#map.get(index);
-    if (entry.kind === "zero") return;
-    // A trimmed entry reads as zeros whether or not the map naming the object
-    // survives a crash, so the object can go at once.
-    if (entry.kind === "object" && this.owns(entry.name)) {
-      await this.engine.deleteObject(entry.name);
-    }
-    this.#setEntry(index, { kind: "zero" });
-  }
-
-  #setEntry(index: number, entry: MapEntry): void {
-    this.#map.set(index, entry);
-    this.#dirty = true;
-  }
-
-  /**
-   * Runs `op`; when it finds unflushed writes lost, goes back to the last flush
-   * and fails with the loss (`reported`: this failure tells the writer, so the
-   * next flush need not).
-   */
-  async #recovering<T>(reported: boolean, op: () => Promise<T>): Promise<T> {
-    try {
-      return await op();
-    } catch (error) {
-      if (!(error instanceof WritesLostError) || error === this.#lastLoss) throw error;
-      await this.#mutex.run(() => this.#revert(error, reported));
-      throw error;
-    }
-  }
-
-  /** Takes the map back to the record's (the last flush), after the engine lost writes since. */
-  async #revert(lost: WritesLostError, reported: boolean): Promise<void> {
-    this.#lastLoss = lost;
-    if (!reported) this.#lost = lost;
-    const entry = await this.engine.getMeta(recordKey.volume(this.name));
-    if (entry === null || entry.version !== this.#version) {
-      throw new LeaseLostError(
-        `Cannot go back to the last flush of volume "${this.name}": its record moved on`,
-      );
-    }
-    const { header, map } = decodeRecord<VolumeHeader>(entry.value);
-    this.#header = header;
-    this.#map = map;
-    this.#ownedPrefix = `${header.uid}.${header.generation}.`;
-    this.#dirty = false;
-  }
-
-  async #persist(): Promise<void> {
-    const record = encodeRecord(this.#header, this.#map);
-    this.#version = await this.engine.putMeta(recordKey.volume(this.name), record, this.#version);
-    this.#dirty = false;
-  }
-
-  #scratchBuffer(): Uint8Array {
-    // Copy-up runs under the mutex, so one buffer per volume suffices.
-    this.#scratch ??= new Uint8Array(this.blockSize);
-    return this.#scratch;
-  }
-
   #checkWritable(): void {
     this.#checkOpen();
-    this.#checkNotLost();
+    this.#losses.check();
     if (this.#released) {
       throw new LeaseLostError(
         `Cannot write volume "${this.name}": this node no longer holds its write lease`,
@@ -419,25 +266,7 @@ export class Volume {
     }
   }
 
-  /**
-   * Reads and writes fail while a loss is not reported yet: the writer must not
-   * read its writes back as they were before them, or go on as if nothing
-   * happened, until a flush has told it.
-   */
-  #checkNotLost(): void {
-    if (this.#lost !== null) throw this.#lost;
-  }
-
   #checkOpen(): void {
     if (this.#deleted) throw new NotFoundError(`Cannot use volume "${this.name}": it was deleted`);
   }
-}
-
-let zeroBuffer = new Uint8Array(0);
-
-/** A read-only view of `length` zeros; never written. */
-function zeros(length: number): Uint8Array {
-  assert(length >= 0);
-  if (zeroBuffer.length < length) zeroBuffer = new Uint8Array(length);
-  return zeroBuffer.subarray(0, length);
 }

@@ -1,0 +1,98 @@
+/**
+ * The record of an open volume as one instance holds it: its header and map,
+ * the record version it last read or wrote, and whether the map changed since;
+ * persisting it, and going back to the stored one.
+ */
+import type { BlockMap, MapEntry } from "./block_map.ts";
+import type { Engine } from "./engine.ts";
+import { LeaseLostError } from "./errors.ts";
+import { decodeRecord, encodeRecord, recordKey, type VolumeHeader } from "./records.ts";
+
+/** The header, map and version of one Volume instance (the Volume locks around it). */
+export class VolumeRecord {
+  readonly #engine: Engine;
+  #header: VolumeHeader;
+  #map: BlockMap;
+  #version: number;
+  #dirty = false;
+  /** Object names this volume writes in place start with this: `UID.GENERATION.` */
+  #ownedPrefix: string;
+
+  constructor(engine: Engine, header: VolumeHeader, map: BlockMap, version: number) {
+    this.#engine = engine;
+    this.#header = header;
+    this.#map = map;
+    this.#version = version;
+    this.#ownedPrefix = ownedPrefixOf(header);
+  }
+
+  /** The header (not a copy: the Volume hands out copies). */
+  get header(): VolumeHeader {
+    return this.#header;
+  }
+  /** The current map (not a copy). */
+  get map(): BlockMap {
+    return this.#map;
+  }
+  /** The record version last read or written. */
+  get version(): number {
+    return this.#version;
+  }
+  /** True when the map changed since the record was last read or written. */
+  get dirty(): boolean {
+    return this.#dirty;
+  }
+
+  /** True when `name` is an object this volume may write in place. */
+  owns(name: string): boolean {
+    return name.startsWith(this.#ownedPrefix);
+  }
+
+  /** Changes one entry of the map (persisted by the next persist()). */
+  setEntry(index: number, entry: MapEntry): void {
+    this.#map.set(index, entry);
+    this.#dirty = true;
+  }
+
+  /** Marks (or unmarks) the header: writes since the last flush were lost (persist() next). */
+  setWritesLost(lost: boolean): void {
+    this.#header = { ...this.#header, writesLost: lost ? true : undefined };
+  }
+
+  /** Starts the next generation: objects of the current one are copied up before they change. */
+  nextGeneration(): void {
+    this.#header = { ...this.#header, generation: this.#header.generation + 1 };
+    this.#ownedPrefix = ownedPrefixOf(this.#header);
+  }
+
+  /** Writes the header and map as the next version of the record. */
+  async persist(): Promise<void> {
+    const record = encodeRecord(this.#header, this.#map);
+    this.#version = await this.#engine.putMeta(
+      recordKey.volume(this.#header.name),
+      record,
+      this.#version,
+    );
+    this.#dirty = false;
+  }
+
+  /** Takes the header and map back to the stored record's (the last flush). */
+  async reload(): Promise<void> {
+    const name = this.#header.name;
+    const entry = await this.#engine.getMeta(recordKey.volume(name));
+    if (entry === null || entry.version !== this.#version) {
+      throw new LeaseLostError(
+        `Cannot go back to the last flush of volume "${name}": its record moved on`,
+      );
+    }
+    const { header, map } = decodeRecord<VolumeHeader>(entry.value);
+    this.#header = header;
+    this.#map = map;
+    this.#ownedPrefix = ownedPrefixOf(header);
+    this.#dirty = false;
+  }
+}
+
+function ownedPrefixOf(header: VolumeHeader): string {
+  return `${header.uid}.${header.generation}.`;
+}

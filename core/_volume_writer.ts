@@ -1,0 +1,133 @@
+/**
+ * The write path of a volume over its map: writes in place into the objects it
+ * owns, copy-up of entries it does not own yet, and zeroing. The Volume checks
+ * and locks; this writes.
+ */
+import { assert } from "./assert.ts";
+import { objectName } from "./block_map.ts";
+import type { ByteRange, Engine } from "./engine.ts";
+import { readEntry, type Span, spansOf } from "./map_io.ts";
+import type { VolumeRecord } from "./_volume_record.ts";
+
+/** Writes through the map of one {@linkcode VolumeRecord}. */
+export class VolumeWriter {
+  readonly #engine: Engine;
+  readonly #record: VolumeRecord;
+  #scratch: Uint8Array | null = null;
+
+  constructor(engine: Engine, record: VolumeRecord) {
+    this.#engine = engine;
+    this.#record = record;
+  }
+
+  /**
+   * Writes `data` at `offset` when every entry it touches is an object the
+   * volume owns, changing no map entry (so writers may run concurrently);
+   * false, having written nothing, when one needs a copy-up.
+   */
+  async writeInPlace(offset: number, data: Uint8Array): Promise<boolean> {
+    const spans = [...spansOf({ offset, length: data.length }, this.#record.map.blockSize)];
+    const names = spans.map((span) => {
+      const entry = this.#record.map.get(span.index);
+      return entry.kind === "object" && this.#record.owns(entry.name) ? entry.name : null;
+    });
+    if (names.some((name) => name === null)) return false;
+    await Promise.all(
+      spans.map((span, i) =>
+        this.#engine.writeObject(
+          names[i]!,
+          span.offset,
+          data.subarray(span.at, span.at + span.length),
+          { existing: true },
+        )
+      ),
+    );
+    return true;
+  }
+
+  /** Writes `data` at `offset`, copying entries up as needed (under the volume's lock alone). */
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    for (const span of spansOf({ offset, length: data.length }, this.#record.map.blockSize)) {
+      await this.#writeSpan(span, data.subarray(span.at, span.at + span.length));
+    }
+  }
+
+  /**
+   * Makes `range` read as zeros. Whole entries become zero entries (their owned
+   * objects are deleted); partial ones are written with zeros.
+   */
+  async zero(range: ByteRange, options: { keepAllocated?: boolean }): Promise<void> {
+    for (const span of spansOf(range, this.#record.map.blockSize)) {
+      if (options.keepAllocated) {
+        await this.#writeSpan(span, zeros(span.length));
+      } else if (this.#isWholeSpan(span)) {
+        await this.#dropEntry(span.index);
+      } else if (!this.#record.map.isZero(span.index)) {
+        await this.#writeSpan(span, zeros(span.length));
+      }
+    }
+  }
+
+  /** True when zero(range) would change only the map (see Volume.zeroIsFast). */
+  zeroIsFast(range: ByteRange, options: { keepAllocated?: boolean }): boolean {
+    if (options.keepAllocated) return false;
+    for (const span of spansOf(range, this.#record.map.blockSize)) {
+      if (!this.#isWholeSpan(span) && !this.#record.map.isZero(span.index)) return false;
+    }
+    return true;
+  }
+
+  #isWholeSpan(span: { index: number; offset: number; length: number }): boolean {
+    return span.offset === 0 && span.length === this.#record.map.spanBytes(span.index);
+  }
+
+  async #writeSpan(span: Span, chunk: Uint8Array) {
+    const map = this.#record.map;
+    const entry = map.get(span.index);
+    if (entry.kind === "object" && this.#record.owns(entry.name)) {
+      return await this.#engine.writeObject(entry.name, span.offset, chunk, { existing: true });
+    }
+    const { uid, generation } = this.#record.header;
+    const name = objectName(uid, generation, span.index);
+    const spanBytes = map.spanBytes(span.index);
+    if (entry.kind === "zero") {
+      // A leftover of this name can only hold unflushed bytes from before a
+      // crash, or bytes since trimmed: start from an empty, sparse object.
+      await this.#engine.writeObject(name, span.offset, chunk, { truncate: true });
+    } else if (span.length === spanBytes) {
+      await this.#engine.writeObject(name, 0, chunk);
+    } else {
+      const whole = this.#scratchBuffer().subarray(0, spanBytes);
+      await readEntry(this.#engine, entry, { offset: 0, length: spanBytes }, whole);
+      whole.set(chunk, span.offset);
+      await this.#engine.writeObject(name, 0, whole);
+    }
+    this.#record.setEntry(span.index, { kind: "object", name });
+  }
+
+  async #dropEntry(index: number): Promise<void> {
+    const entry = this.#record.map.get(index);
+    if (entry.kind === "zero") return;
+    // A trimmed entry reads as zeros whether or not the map naming the object
+    // survives a crash, so the object can go at once.
+    if (entry.kind === "object" && this.#record.owns(entry.name)) {
+      await this.#engine.deleteObject(entry.name);
+    }
+    this.#record.setEntry(index, { kind: "zero" });
+  }
+
+  #scratchBuffer(): Uint8Array {
+    // Copy-up runs under the mutex, so one buffer per volume suffices.
+    this.#scratch ??= new Uint8Array(this.#record.map.blockSize);
+    return this.#scratch;
+  }
+}
+
+let zeroBuffer = new Uint8Array(0);
+
+/** A read-only view of `length` zeros; never written. */
+function zeros(length: number): Uint8Array {
+  assert(length >= 0);
+  if (zeroBuffer.length < length) zeroBuffer = new Uint8Array(length);
+  return zeroBuffer.subarray(0, length);
+}

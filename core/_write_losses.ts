@@ -1,0 +1,99 @@
+/**
+ * What an open volume knows of lost writes (WritesLostError: writes
+ * acknowledged since its last flush gone from every copy), and how it goes
+ * back to its last flush and reports them, once per loss (see volume.ts).
+ */
+import type { Engine } from "./engine.ts";
+import { WritesLostError } from "./errors.ts";
+import type { SharedMutex } from "./_mutex.ts";
+import type { VolumeRecord } from "./_volume_record.ts";
+
+/** The losses of one Volume instance, over its record and under its lock. */
+export class WriteLosses {
+  readonly #engine: Engine;
+  readonly #record: VolumeRecord;
+  readonly #mutex: SharedMutex;
+  /** Unflushed writes were lost and the volume went back to its last flush; not reported yet. */
+  #lost: WritesLostError | null = null;
+  /** The last loss the volume went back from (so it goes back once per loss). */
+  #lastLoss: WritesLostError | null = null;
+
+  /** `reader`: an instance nobody writes through (a loss recorded is the writer's to report). */
+  constructor(engine: Engine, record: VolumeRecord, mutex: SharedMutex, reader: boolean) {
+    this.#engine = engine;
+    this.#record = record;
+    this.#mutex = mutex;
+    if (record.header.writesLost && !reader) {
+      this.#lost = new WritesLostError(
+        [],
+        `Writes acknowledged since the last flush of volume "${record.header.name}" were lost ` +
+          `before its write lease moved here`,
+      );
+    }
+  }
+
+  /** True while a loss is not reported yet (the map is then the last flush's). */
+  get unreported(): boolean {
+    return this.#lost !== null;
+  }
+
+  /**
+   * Reads and writes fail while a loss is not reported yet: the writer must not
+   * read its writes back as they were before them, or go on as if nothing
+   * happened, until a flush has told it.
+   */
+  check(): void {
+    if (this.#lost !== null) throw this.#lost;
+  }
+
+  /**
+   * Runs `op`; when it finds unflushed writes lost, goes back to the last flush
+   * and fails with the loss (`reported`: this failure tells the writer, so the
+   * next flush need not).
+   */
+  async recovering<T>(reported: boolean, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (error) {
+      if (!(error instanceof WritesLostError) || error === this.#lastLoss) throw error;
+      await this.#mutex.run(() => this.#revert(error, reported));
+      throw error;
+    }
+  }
+
+  /**
+   * The engine flush of Volume.flush (under its lock): fails with every loss
+   * not reported yet, this one's and earlier ones together, having cleared the
+   * record's mark of a loss that came with the write lease.
+   */
+  async flush(): Promise<void> {
+    let lost = this.#lost;
+    try {
+      // Flushed even when a loss is pending, so that one report covers every
+      // object that lost writes, not the first one found.
+      await this.#engine.flush(this.#record.header.uid);
+    } catch (error) {
+      if (!(error instanceof WritesLostError)) throw error;
+      await this.#revert(error, true);
+      lost = lost === null
+        ? error
+        : new WritesLostError([...new Set([...lost.objects, ...error.objects])]);
+    }
+    if (lost !== null) {
+      if (this.#record.header.writesLost) {
+        this.#record.setWritesLost(false);
+        await this.#record.persist();
+      }
+      this.#lost = null;
+      this.#lastLoss = lost; // reported here: nothing to go back from again
+      throw lost;
+    }
+  }
+
+  /** Takes the map back to the record's (the last flush), after the engine lost writes since. */
+  async #revert(lost: WritesLostError, reported: boolean): Promise<void> {
+    this.#lastLoss = lost;
+    if (!reported) this.#lost = lost;
+    await this.#record.reload();
+  }
+}
