@@ -10,6 +10,7 @@ import type { LocalEngine, Store } from "../core/mod.ts";
 import { ClusterEngine } from "../cluster/cluster_engine.ts";
 import type { MemberState } from "../cluster/membership/mod.ts";
 import { AcceptorLog, describeConfig, fileConfigDisk, NodeConfig } from "../cluster/meta/mod.ts";
+import { JournalDisk } from "../cluster/data/mod.ts";
 import { LeaseManager } from "../cluster/leases/mod.ts";
 import { clusterGcPolicy, gcMethods, Healer } from "../cluster/repair/mod.ts";
 import {
@@ -93,6 +94,7 @@ export class ClusterMember {
     this.engine = new ClusterEngine({
       selfId: id,
       local,
+      journal: new JournalDisk(join(local.dir, "journal")),
       acceptorStates: new AcceptorLog(join(local.dir, "paxos")),
       rpc: this.#rpc,
       members: () => this.#node?.members() ?? [self],

@@ -33,7 +33,7 @@ import {
 } from "./meta/mod.ts";
 import { blockMethods, type BlockPeer, ReplicatedBlocks } from "./data/mod.ts";
 import { type ObjectLink, objectMethods, ObjectReplica, rpcObjectLink } from "./data/mod.ts";
-import { ReplicatedObjects } from "./data/mod.ts";
+import { type JournalStore, ReplicatedObjects } from "./data/mod.ts";
 import { Placement } from "./placement/mod.ts";
 import { proposedFloors } from "./object_floors.ts";
 import type { MemberState } from "./membership/mod.ts";
@@ -51,6 +51,10 @@ export interface ClusterEngineOptions {
   selfId: string;
   /** This node's own disk (blocks and objects it holds as a replica). */
   local: NodeDisk;
+  /** The journal of the objects it holds (journal_disk.ts beside the data; memory in a simulation). */
+  journal: JournalStore;
+  /** Journal bytes after which a checkpoint starts (the simulation makes it small). */
+  journalCheckpointBytes?: number;
   /**
    * This node's acceptor states, durable when `save()` resolves (an AcceptorLog
    * beside the data; the simulation keeps them in memory).
@@ -112,7 +116,10 @@ export class ClusterEngine implements Engine {
     this.nodeConfig = options.nodeConfig;
     this.acceptorStates = options.acceptorStates;
     this.acceptor = new Acceptor(this.acceptorStates, this.nodeConfig);
-    this.replica = new ObjectReplica(this.selfId, this.local);
+    this.replica = new ObjectReplica(this.selfId, this.local, {
+      journal: options.journal,
+      checkpointBytes: options.journalCheckpointBytes,
+    });
     this.blocks = new ReplicatedBlocks({
       selfId: this.selfId,
       engine: this.local,
@@ -380,6 +387,7 @@ export class ClusterEngine implements Engine {
 
   async close(): Promise<void> {
     await this.objects.settle();
+    await this.replica.close();
     this.acceptorStates.close();
     await this.local.close();
   }

@@ -17,6 +17,7 @@ import {
   rpcServer,
 } from "../cluster/transport/mod.ts";
 import { AcceptorLog, fileConfigDisk, NodeConfig } from "../cluster/meta/mod.ts";
+import { JournalDisk } from "../cluster/data/mod.ts";
 
 export const testClusterKey = new ClusterKey(
   new TextEncoder().encode("test-cluster-key-0123456789abcdef"),
@@ -157,6 +158,7 @@ export class TestCluster {
     node.engine = new ClusterEngine({
       selfId: node.id,
       local,
+      journal: new JournalDisk(`${node.dir}/journal`),
       acceptorStates: new AcceptorLog(`${node.dir}/paxos`),
       nodeConfig,
       rpc,

@@ -8,5 +8,7 @@ export * from "./fences.ts";
 export * from "./object_link.ts";
 export * from "./object_rpc.ts";
 export * from "./object_service.ts";
+export * from "./object_journal.ts";
+export * from "./journal_disk.ts";
 export * from "./replicated_objects.ts";
 export * from "./object_floors.ts";

@@ -10,15 +10,19 @@
  *   of the version before it, so a replica that missed one answers "behind"
  *   instead of holding a mix; the writer then replaces its copy whole (`replace`,
  *   applied only when newer). Readers on other nodes read the copy with the
- *   highest stamp. Stamps are kept in memory and persisted per volume (`ov/UID`)
- *   at each flush, after the data is durable, so a persisted stamp never claims
- *   more than the disk holds.
+ *   highest stamp.
+ * - Durability (object_journal.ts, _replica_journal.ts): every change applied
+ *   goes to the replica's journal, data and stamp in one record, so a flush is
+ *   one sync of the journal and a stamp that survives a crash always comes with
+ *   its bytes.
  */
 import type { NodeDisk } from "../../core/mod.ts";
 import { isObjectName } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
 import { KeyedMutex } from "../../core/_mutex.ts";
 import { Fences } from "./fences.ts";
+import type { JournalStore } from "./object_journal.ts";
+import { ReplicaJournal } from "./_replica_journal.ts";
 import {
   type ChangeReply,
   compareStamps,
@@ -30,23 +34,33 @@ import {
 
 const unwritten: Stamp = [0, 0];
 
+/** Options of {@linkcode ObjectReplica}. */
+export interface ObjectReplicaOptions {
+  /** Where the journal goes (journal_disk.ts beside the data; memory in a simulation). */
+  journal: JournalStore;
+  /** Journal bytes after which a checkpoint starts (tests make it small). */
+  checkpointBytes?: number;
+}
+
 /** The objects this node stores, with their versions and fences. */
 export class ObjectReplica implements ObjectLink {
   readonly id: string;
   readonly fences: Fences;
   #engine: NodeDisk;
-  /** uid → (object name → stamp), loaded from `ov/UID` on first use. */
-  #volumes = new Map<string, Promise<Map<string, Stamp>>>();
-  /** uid → version of its `ov/UID` record. */
-  #recordVersions = new Map<string, number>();
-  #dirty = new Set<string>();
+  #journal: ReplicaJournal;
+  #store: JournalStore;
+  /** The replay of the journals a crash left; every call waits for it. */
+  #ready: Promise<void>;
   #locks = new KeyedMutex();
-  #persisting = new KeyedMutex();
 
-  constructor(id: string, engine: NodeDisk) {
+  constructor(id: string, engine: NodeDisk, options: ObjectReplicaOptions) {
     this.id = id;
     this.#engine = engine;
+    this.#store = options.journal;
     this.fences = new Fences(engine);
+    this.#journal = new ReplicaJournal(engine, options.journal, options.checkpointBytes);
+    this.#ready = this.#journal.recover();
+    this.#ready.catch(() => {}); // reported by every call
   }
 
   change(name: string, change: ObjectChange): Promise<ChangeReply> {
@@ -56,8 +70,9 @@ export class ObjectReplica implements ObjectLink {
       throw new RangeError(`Cannot change object ${name}: it would exceed ${objectBytesMax} bytes`);
     }
     return this.#locks.run(name, async () => {
+      await this.#ready;
       await this.fences.admit(uid, Math.max(change.epoch, change.fence ?? 0));
-      const stamps = await this.#stampsOf(uid);
+      const stamps = await this.#journal.stampsOf(uid);
       const current = stamps.get(name) ?? unwritten;
       const stamp: Stamp = [change.epoch, change.version];
       const applies = change.replace === true
@@ -65,13 +80,13 @@ export class ObjectReplica implements ObjectLink {
         : change.version === current[1] + 1 && change.epoch >= current[0];
       if (!applies) return { applied: false, stamp: current };
       if (change.remove === true) {
-        await this.#engine.deleteObject(name);
+        await this.#journal.remove({ kind: "remove", name, stamp }, stamps);
       } else {
         const truncate = change.truncate === true || change.replace === true;
         await this.#engine.writeObject(name, change.offset, change.data, { truncate });
+        const { offset, data } = change;
+        this.#journal.record({ kind: "write", name, stamp, offset, data, truncate }, stamps);
       }
-      stamps.set(name, stamp);
-      this.#dirty.add(uid);
       return { applied: true, stamp };
     });
   }
@@ -83,8 +98,9 @@ export class ObjectReplica implements ObjectLink {
   ): Promise<{ data: Uint8Array; stamp: Stamp }> {
     checkObjectName(name);
     const { uid } = parseObjectName(name);
+    await this.#ready;
     return await this.#locks.run(name, async () => {
-      const stamp = (await this.#stampsOf(uid)).get(name) ?? unwritten;
+      const stamp = (await this.#journal.stampsOf(uid)).get(name) ?? unwritten;
       if (length < 0) length = Math.max(0, (await this.#engine.objectSize(name)) - offset);
       if (length > objectBytesMax) {
         throw new RangeError(
@@ -98,17 +114,17 @@ export class ObjectReplica implements ObjectLink {
   }
 
   async stamps(names: string[]): Promise<Stamp[]> {
+    await this.#ready;
     return await Promise.all(names.map(async (name) => {
       checkObjectName(name);
-      return (await this.#stampsOf(parseObjectName(name).uid)).get(name) ?? unwritten;
+      return (await this.#journal.stampsOf(parseObjectName(name).uid)).get(name) ?? unwritten;
     }));
   }
 
+  /** Makes every applied change durable (one journal sync) and tells the stamps of `names`. */
   async flush(names: string[] = []): Promise<Stamp[]> {
-    const dirty = [...this.#dirty];
-    this.#dirty.clear();
-    await this.#engine.flush();
-    await Promise.all(dirty.map((uid) => this.#persist(uid)));
+    await this.#ready;
+    await this.#journal.sync();
     return await this.stamps(names);
   }
 
@@ -124,12 +140,10 @@ export class ObjectReplica implements ObjectLink {
     checkObjectName(name);
     const { uid } = parseObjectName(name);
     return this.#locks.run(name, async () => {
-      const stamps = await this.#stampsOf(uid);
+      await this.#ready;
+      const stamps = await this.#journal.stampsOf(uid);
       if (compareStamps(stamps.get(name) ?? unwritten, stamp) !== 0) return false;
-      stamps.delete(name);
-      this.#dirty.add(uid);
-      await this.flush();
-      await this.#engine.deleteObject(name);
+      await this.#journal.remove({ kind: "drop", name }, stamps);
       return true;
     });
   }
@@ -139,29 +153,11 @@ export class ObjectReplica implements ObjectLink {
     return this.#engine.listObjects();
   }
 
-  #stampsOf(uid: string): Promise<Map<string, Stamp>> {
-    let stamps = this.#volumes.get(uid);
-    if (stamps === undefined) {
-      stamps = (async () => {
-        const entry = await this.#engine.getMeta(`ov/${uid}`);
-        if (entry === null) return new Map<string, Stamp>();
-        this.#recordVersions.set(uid, entry.version);
-        const saved = JSON.parse(new TextDecoder().decode(entry.value)) as Record<string, Stamp>;
-        return new Map(Object.entries(saved));
-      })();
-      this.#volumes.set(uid, stamps);
-      stamps.catch(() => this.#volumes.delete(uid));
-    }
-    return stamps;
-  }
-
-  #persist(uid: string): Promise<void> {
-    return this.#persisting.run(uid, async () => {
-      const stamps = await this.#stampsOf(uid);
-      const value = new TextEncoder().encode(JSON.stringify(Object.fromEntries(stamps)));
-      const expected = this.#recordVersions.get(uid) ?? 0;
-      this.#recordVersions.set(uid, await this.#engine.putMeta(`ov/${uid}`, value, expected));
-    });
+  /** Waits for a checkpoint under way, then closes the journal. */
+  async close(): Promise<void> {
+    await this.#ready.catch(() => {});
+    await this.#journal.settle();
+    this.#store.closeJournals();
   }
 }
 

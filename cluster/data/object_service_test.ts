@@ -9,6 +9,7 @@ import { LocalEngine } from "../../core/mod.ts";
 import { ClusterKey } from "../transport/mod.ts";
 import { objectMethods } from "./object_rpc.ts";
 import { ObjectReplica } from "./object_service.ts";
+import { JournalDisk } from "./journal_disk.ts";
 import { RpcClient, rpcServer } from "../transport/mod.ts";
 import { MemoryIdentity } from "../transport/mod.ts";
 
@@ -18,12 +19,14 @@ const name = `${uid}.1.0`;
 
 async function startStorage(dir: string) {
   const engine = await LocalEngine.open({ dir });
+  const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
-    rpcServer(key, new MemoryIdentity(), objectMethods(new ObjectReplica("n1", engine))),
+    rpcServer(key, new MemoryIdentity(), objectMethods(replica)),
   );
   const stop = async () => {
     await server.shutdown();
+    await replica.close();
     await engine.close();
   };
   return { address: `127.0.0.1:${server.addr.port}`, stop };

@@ -17,6 +17,7 @@ import { copyWhole } from "./_replica_learning.ts";
 import type { ObjectChange, ObjectLink, Stamp } from "./object_link.ts";
 import { rpcObjectLink } from "./object_rpc.ts";
 import { ObjectReplica } from "./object_service.ts";
+import { JournalDisk } from "./journal_disk.ts";
 
 const uid = "cd".repeat(16);
 const name = `${uid}.1.0`;
@@ -43,7 +44,9 @@ async function withReplicas(
 ): Promise<void> {
   const dirs = await Promise.all([0, 1, 2].map(() => Deno.makeTempDir({ prefix: "atoll-rc-" })));
   const engines = await Promise.all(dirs.map((dir) => LocalEngine.open({ dir })));
-  const replicas = engines.map((engine, i) => new ObjectReplica(`n${i}`, engine));
+  const replicas = engines.map((engine, i) =>
+    new ObjectReplica(`n${i}`, engine, { journal: new JournalDisk(`${dirs[i]}/journal`) })
+  );
   const key = new ClusterKey(new TextEncoder().encode("replica-copies-test-key-01234567"));
   const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const address = `127.0.0.1:${(closed.addr as Deno.NetAddr).port}`;
@@ -64,6 +67,7 @@ async function withReplicas(
     }
     await run(replicas, down);
   } finally {
+    await Promise.all(replicas.map((replica) => replica.close()));
     await Promise.all(engines.map((engine) => engine.close()));
     await Promise.all(dirs.map((dir) => Deno.remove(dir, { recursive: true })));
   }

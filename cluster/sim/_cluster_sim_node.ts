@@ -52,6 +52,9 @@ const simHealIntervalMs = 2_000;
 export const simGcMinAgeMs = 6_000;
 const simGcSettleMs = 1_000;
 
+/** Small, so that a schedule's writes checkpoint replicas' journals too, not only replay them. */
+const simJournalCheckpointBytes = 48 * 1024;
+
 /** Calls worth a line of the trace (the rest are too many). */
 const tracedMethods = new Set(["lease.release", "volume.read", "object.fence"]);
 /** Uploads hash their blocks on the calling thread, at once (`_sim_hash_pool.ts`). */
@@ -129,6 +132,8 @@ export function startClusterRuntime(host: ClusterSimHost, node: ClusterSimNode):
   const engine = new ClusterEngine({
     selfId: node.id,
     local: disk,
+    journal: disk,
+    journalCheckpointBytes: simJournalCheckpointBytes,
     acceptorStates: memoryAcceptorStates(node.acceptorStates),
     rpc,
     members: () => host.view(node.id),

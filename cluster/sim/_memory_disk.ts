@@ -1,8 +1,8 @@
 /**
  * A node's disk in memory for the cluster simulation, with the crash semantics
  * of the local engine: metadata is durable when `putMeta()` resolves; blocks
- * put and object writes are durable only once `flush()` resolved; deletions
- * are durable at once. The durable state (the platter) outlives a crash; the
+ * put and object writes are durable only once `flush()` resolved, appends to a
+ * replica journal once `syncJournal()` resolved; deletions are durable at once. The durable state (the platter) outlives a crash; the
  * disk opened on it before the crash refuses every call afterwards, so a dead
  * process's late writes never land.
  *
@@ -19,6 +19,7 @@ import {
   VersionMismatchError,
 } from "../../core/mod.ts";
 import { AssertionError } from "../../core/assert.ts";
+import type { JournalStore } from "../data/mod.ts";
 
 /** Free bytes a memory disk reports (healing's reserve is far below). */
 const memoryDiskFreeBytes = 1024 ** 4;
@@ -28,6 +29,8 @@ export class MemoryPlatter {
   readonly blocks = new Map<string, { data: Uint8Array; storedAtMs: number }>();
   readonly objects = new Map<string, Uint8Array>();
   readonly meta = new Map<string, MetaEntry>();
+  /** Replica journals (object_journal.ts): the synced parts of each generation. */
+  readonly journals = new Map<number, Uint8Array[]>();
 }
 
 /** Options of {@linkcode MemoryDisk}. */
@@ -38,7 +41,7 @@ export interface MemoryDiskOptions {
 }
 
 /** A disk in memory with crash semantics; see the module doc. */
-export class MemoryDisk implements NodeDisk {
+export class MemoryDisk implements NodeDisk, JournalStore {
   readonly platter: MemoryPlatter;
   #now: () => number;
   /** Blocks put since the last flush. */
@@ -46,6 +49,8 @@ export class MemoryDisk implements NodeDisk {
   /** Objects as written, synced or not; names written since the last flush. */
   #objects: Map<string, Uint8Array>;
   #dirtyObjects = new Set<string>();
+  /** Journal appends not synced yet, by generation (a crash loses them). */
+  #unsyncedJournals = new Map<number, Uint8Array[]>();
   #crashed = false;
 
   constructor(options: MemoryDiskOptions) {
@@ -226,6 +231,54 @@ export class MemoryDisk implements NodeDisk {
   freeBytes(): number {
     return memoryDiskFreeBytes;
   }
+
+  journals(): Promise<number[]> {
+    this.#check(true, "");
+    const gens = new Set([...this.platter.journals.keys(), ...this.#unsyncedJournals.keys()]);
+    return Promise.resolve([...gens].sort((a, b) => a - b));
+  }
+
+  readJournal(gen: number): Promise<Uint8Array> {
+    this.#check(true, "");
+    const parts = [
+      ...this.platter.journals.get(gen) ?? [],
+      ...this.#unsyncedJournals.get(gen) ?? [],
+    ];
+    const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+    let at = 0;
+    for (const part of parts) {
+      bytes.set(part, at);
+      at += part.length;
+    }
+    return Promise.resolve(bytes);
+  }
+
+  appendJournal(gen: number, parts: Uint8Array[]): void {
+    this.#check(true, "");
+    let unsynced = this.#unsyncedJournals.get(gen);
+    if (unsynced === undefined) this.#unsyncedJournals.set(gen, unsynced = []);
+    for (const part of parts) unsynced.push(part.slice());
+  }
+
+  syncJournal(gen: number): Promise<void> {
+    this.#check(true, "");
+    const unsynced = this.#unsyncedJournals.get(gen);
+    if (unsynced !== undefined) {
+      this.#unsyncedJournals.delete(gen);
+      const synced = this.platter.journals.get(gen) ?? [];
+      this.platter.journals.set(gen, synced.concat(unsynced));
+    }
+    return Promise.resolve();
+  }
+
+  removeJournal(gen: number): Promise<void> {
+    this.#check(true, "");
+    this.#unsyncedJournals.delete(gen);
+    this.platter.journals.delete(gen);
+    return Promise.resolve();
+  }
+
+  closeJournals(): void {}
 
   #blockData(hash: string): Uint8Array {
     const data = this.#unsyncedBlocks.get(hash) ?? this.platter.blocks.get(hash)?.data;

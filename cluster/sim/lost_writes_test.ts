@@ -41,14 +41,14 @@ class TestReplica implements ObjectLink {
   constructor(id: string) {
     this.id = id;
     this.#disk = new MemoryDisk({ platter: this.#platter, now: () => 0 });
-    this.#replica = new ObjectReplica(id, this.#disk);
+    this.#replica = new ObjectReplica(id, this.#disk, { journal: this.#disk });
   }
 
   /** The process dies and starts again: what was not flushed is gone. */
   restart(): void {
     this.#disk.crash();
     this.#disk = new MemoryDisk({ platter: this.#platter, now: () => 0 });
-    this.#replica = new ObjectReplica(this.id, this.#disk);
+    this.#replica = new ObjectReplica(this.id, this.#disk, { journal: this.#disk });
   }
 
   async change(name: string, change: ObjectChange): Promise<ChangeReply> {

@@ -1,0 +1,206 @@
+/**
+ * What makes a replica's object changes durable (object_journal.ts): the
+ * stamps of each volume's objects, the journal every change goes to, the
+ * checkpoints that bring object files and `ov/UID` stamp records up to date so
+ * that older journals can go, and the replay of the journals left by a crash.
+ *
+ * A checkpoint starts a new journal and takes a copy of the stamps at that
+ * instant (every change in the old journal is in its object file by then, and
+ * no later one is counted); it then syncs every object file, writes the copied
+ * stamps, and removes the old journals. A crash in between leaves the old
+ * journals to replay, which is always safe.
+ */
+import type { NodeDisk } from "../../core/mod.ts";
+import { parseObjectName } from "../../core/block_map.ts";
+import { KeyedMutex } from "../../core/_mutex.ts";
+import { compareStamps, type Stamp } from "./object_link.ts";
+import {
+  decodeRecords,
+  encodeRecord,
+  type JournalRecord,
+  type JournalStore,
+  recordBytes,
+} from "./object_journal.ts";
+
+/** Journal bytes after which a checkpoint starts (object_journal.ts). */
+export const checkpointBytesDefault = 64 * 1024 * 1024;
+
+/** See the module doc. */
+export class ReplicaJournal {
+  #engine: NodeDisk;
+  #store: JournalStore;
+  #checkpointBytes: number;
+  /** uid → (object name → stamp), loaded from `ov/UID` on first use. */
+  #volumes = new Map<string, Promise<Map<string, Stamp>>>();
+  /** The loaded ones, for a copy taken without a pause. */
+  #loaded = new Map<string, Map<string, Stamp>>();
+  /** uid → version of its `ov/UID` record. */
+  #recordVersions = new Map<string, number>();
+  /** Volumes changed since the last checkpoint started. */
+  #dirty = new Set<string>();
+  #persisting = new KeyedMutex();
+  /** The journal appended to, its size, and older ones not yet removed. */
+  #gen = 0;
+  #genBytes = 0;
+  #older: number[] = [];
+  #checkpointing: Promise<void> | null = null;
+  /** Removals recorded whose file is not deleted yet. */
+  #removing = new Set<Promise<void>>();
+
+  constructor(engine: NodeDisk, store: JournalStore, checkpointBytes = checkpointBytesDefault) {
+    this.#engine = engine;
+    this.#store = store;
+    this.#checkpointBytes = checkpointBytes;
+  }
+
+  /** Replays the journals a crash left, then checkpoints; before any other call. */
+  async recover(): Promise<void> {
+    const gens = await this.#store.journals();
+    for (const gen of gens) {
+      for (const record of decodeRecords(await this.#store.readJournal(gen))) {
+        await this.#replay(record);
+      }
+    }
+    this.#gen = (gens.at(-1) ?? 0) + 1;
+    this.#older = gens;
+    if (gens.length > 0) await this.checkpoint();
+  }
+
+  stampsOf(uid: string): Promise<Map<string, Stamp>> {
+    let stamps = this.#volumes.get(uid);
+    if (stamps === undefined) {
+      stamps = (async () => {
+        const entry = await this.#engine.getMeta(`ov/${uid}`);
+        let loaded = new Map<string, Stamp>();
+        if (entry !== null) {
+          this.#recordVersions.set(uid, entry.version);
+          const saved = JSON.parse(new TextDecoder().decode(entry.value)) as Record<string, Stamp>;
+          loaded = new Map(Object.entries(saved));
+        }
+        this.#loaded.set(uid, loaded);
+        return loaded;
+      })();
+      this.#volumes.set(uid, stamps);
+      stamps.catch(() => this.#volumes.delete(uid));
+    }
+    return stamps;
+  }
+
+  /**
+   * Journals `record` of a change already applied to its object file (or,
+   * for a removal, about to be) and sets its stamp, in one step: no
+   * checkpoint falls between. Returns the journal it went to (for a sync).
+   */
+  record(record: JournalRecord, stamps: Map<string, Stamp>): number {
+    this.#store.appendJournal(this.#gen, encodeRecord(record));
+    if (record.kind === "drop") stamps.delete(record.name);
+    else stamps.set(record.name, record.stamp);
+    this.#dirty.add(parseObjectName(record.name).uid);
+    this.#genBytes += recordBytes(record.name, record.kind === "write" ? record.data.length : 0);
+    if (this.#genBytes >= this.#checkpointBytes && this.#checkpointing === null) {
+      // After the caller's step (a removal registers itself first); a failed
+      // checkpoint leaves its journals to the next one, and to replay.
+      queueMicrotask(() => this.checkpoint().catch(() => {}));
+    }
+    return this.#gen;
+  }
+
+  /**
+   * Records a removal or a hand-off of an object, makes the record durable,
+   * then deletes the file: a crash in between replays the deletion, and a
+   * checkpoint waits for it (it must not retire the record while the file is
+   * still there).
+   */
+  async remove(
+    record: Extract<JournalRecord, { kind: "remove" | "drop" }>,
+    stamps: Map<string, Stamp>,
+  ): Promise<void> {
+    const gen = this.record(record, stamps);
+    const task = (async () => {
+      await this.#store.syncJournal(gen);
+      await this.#engine.deleteObject(record.name);
+    })();
+    this.#removing.add(task);
+    try {
+      await task;
+    } finally {
+      this.#removing.delete(task);
+    }
+  }
+
+  /** Makes every change recorded so far durable: one sync per journal still holding them. */
+  async sync(): Promise<void> {
+    await Promise.all([...this.#older, this.#gen].map((gen) => this.#store.syncJournal(gen)));
+  }
+
+  /** See the module doc; one at a time. */
+  checkpoint(): Promise<void> {
+    if (this.#checkpointing !== null) return this.#checkpointing;
+    const run = this.#checkpoint().finally(() => {
+      this.#checkpointing = null;
+      if (this.#genBytes >= this.#checkpointBytes) this.checkpoint().catch(() => {});
+    });
+    this.#checkpointing = run;
+    return run;
+  }
+
+  /** Waits for a checkpoint under way. */
+  async settle(): Promise<void> {
+    await this.#checkpointing?.catch(() => {});
+  }
+
+  async #checkpoint(): Promise<void> {
+    const retired = [...this.#older, this.#gen];
+    this.#gen++;
+    this.#genBytes = 0;
+    this.#older = retired;
+    const dirty = [...this.#dirty];
+    this.#dirty.clear();
+    const copies = dirty.map((uid) => [uid, new Map(this.#loaded.get(uid))] as const);
+    try {
+      await Promise.all([...this.#removing]); // a failed one keeps the journals
+      await this.#engine.flush();
+      for (const [uid, stamps] of copies) await this.#persist(uid, stamps);
+    } catch (error) {
+      for (const uid of dirty) this.#dirty.add(uid);
+      throw error;
+    }
+    for (const gen of retired) {
+      await this.#store.removeJournal(gen);
+      this.#older = this.#older.filter((older) => older !== gen);
+    }
+  }
+
+  #persist(uid: string, stamps: Map<string, Stamp>): Promise<void> {
+    return this.#persisting.run(uid, async () => {
+      const value = new TextEncoder().encode(JSON.stringify(Object.fromEntries(stamps)));
+      const expected = this.#recordVersions.get(uid) ?? 0;
+      this.#recordVersions.set(uid, await this.#engine.putMeta(`ov/${uid}`, value, expected));
+    });
+  }
+
+  /**
+   * Applies a journaled change again. Its bytes go to the object file whatever
+   * the stamp there says (every later change follows in the journal, so the
+   * file ends as the last durable change left it); stamps only move forward.
+   */
+  async #replay(record: JournalRecord): Promise<void> {
+    const uid = parseObjectName(record.name).uid;
+    const stamps = await this.stampsOf(uid);
+    this.#dirty.add(uid);
+    if (record.kind === "drop") {
+      stamps.delete(record.name);
+      await this.#engine.deleteObject(record.name);
+      return;
+    }
+    if (record.kind === "remove") await this.#engine.deleteObject(record.name);
+    else {
+      await this.#engine.writeObject(record.name, record.offset, record.data, {
+        truncate: record.truncate,
+      });
+    }
+    if (compareStamps(record.stamp, stamps.get(record.name) ?? [0, 0]) > 0) {
+      stamps.set(record.name, record.stamp);
+    }
+  }
+}

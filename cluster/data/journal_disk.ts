@@ -1,0 +1,127 @@
+/**
+ * The real disk of a replica's journals (object_journal.ts): one file per
+ * generation, `GEN.journal`, in a directory beside the data. Appends are
+ * plain writes to the page cache; a sync is one `fdatasync` for every append
+ * before it, and syncs asked while one runs share the next (group commit).
+ * The simulation keeps journals in memory instead (cluster/sim/_memory_disk.ts).
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import type { JournalStore } from "./object_journal.ts";
+
+const fdatasync = promisify(fs.fdatasync);
+const fsync = promisify(fs.fsync);
+const journalPattern = /^([0-9]{1,15})\.journal$/;
+
+interface OpenJournal {
+  fd: number;
+  /** Bytes appended so far, and bytes known durable. */
+  appended: number;
+  synced: number;
+  /** The sync under way, and the appended count it covers. */
+  syncing: Promise<void> | null;
+  /** The directory entry of a new file is not durable yet. */
+  newFile: boolean;
+}
+
+/** See the module doc. */
+export class JournalDisk implements JournalStore {
+  readonly dir: string;
+  #open = new Map<number, OpenJournal>();
+
+  constructor(dir: string) {
+    this.dir = dir;
+    fs.mkdirSync(dir, { recursive: true });
+  }
+
+  journals(): Promise<number[]> {
+    const gens = fs.readdirSync(this.dir).map((file) => journalPattern.exec(file))
+      .filter((match) => match !== null).map((match) => Number(match![1]));
+    return Promise.resolve(gens.sort((a, b) => a - b));
+  }
+
+  readJournal(gen: number): Promise<Uint8Array> {
+    return Promise.resolve(new Uint8Array(fs.readFileSync(this.#path(gen))));
+  }
+
+  appendJournal(gen: number, parts: Uint8Array[]): void {
+    const journal = this.#opened(gen);
+    const wrote = fs.writevSync(journal.fd, parts);
+    const expected = parts.reduce((sum, part) => sum + part.length, 0);
+    if (wrote !== expected) {
+      throw new Error(`Cannot append to journal ${this.#path(gen)}: wrote ${wrote} of ${expected}`);
+    }
+    journal.appended += wrote;
+  }
+
+  async syncJournal(gen: number): Promise<void> {
+    const journal = this.#open.get(gen);
+    if (journal === undefined) return;
+    const target = journal.appended;
+    while (journal.synced < target) {
+      if (journal.syncing === null) {
+        const covers = journal.appended;
+        journal.syncing = (async () => {
+          await fdatasync(journal.fd);
+          if (journal.newFile) {
+            journal.newFile = false;
+            await this.#syncDir();
+          }
+          journal.synced = Math.max(journal.synced, covers);
+        })().finally(() => journal.syncing = null);
+      }
+      await journal.syncing;
+    }
+  }
+
+  async removeJournal(gen: number): Promise<void> {
+    const journal = this.#open.get(gen);
+    if (journal !== undefined) {
+      await journal.syncing?.catch(() => {});
+      fs.closeSync(journal.fd);
+      this.#open.delete(gen);
+    }
+    try {
+      fs.unlinkSync(this.#path(gen));
+    } catch (error) {
+      if ((error as { code?: string }).code !== "ENOENT") throw error;
+    }
+    await this.#syncDir();
+  }
+
+  /** Closes the open journals (appended but unsynced bytes stay as the page cache has them). */
+  closeJournals(): void {
+    for (const { fd } of this.#open.values()) fs.closeSync(fd);
+    this.#open.clear();
+  }
+
+  #opened(gen: number): OpenJournal {
+    let journal = this.#open.get(gen);
+    if (journal === undefined) {
+      const path = this.#path(gen);
+      const newFile = !fs.existsSync(path);
+      const fd = fs.openSync(path, "a", 0o644);
+      const size = fs.fstatSync(fd).size;
+      journal = { fd, appended: size, synced: size, syncing: null, newFile };
+      this.#open.set(gen, journal);
+    }
+    return journal;
+  }
+
+  async #syncDir(): Promise<void> {
+    const fd = fs.openSync(this.dir, "r");
+    try {
+      await fsync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  #path(gen: number): string {
+    if (!Number.isSafeInteger(gen) || gen < 0) throw new RangeError(`bad journal ${gen}`);
+    return join(this.dir, `${gen}.journal`);
+  }
+}
