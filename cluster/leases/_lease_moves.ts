@@ -175,10 +175,9 @@ export class LeaseMoves {
       this.#engine.objects.forget(uid);
       this.#reads.forget(name);
       if (to === this.#engine.selfId) this.#leases.hold(name, epoch, uid);
-      // Nodes that kept a reader of the free volume drop it before anything is written
-      // (told and waited for below); the other members are told without waiting.
+      this.#messages.tellMembers(name);
+      // Nodes that kept a reader of the free volume drop it before anything is written.
       const others = readers.filter((id) => id !== this.#engine.selfId);
-      this.#messages.tellMembers(name, new Set(others));
       if (others.length > 0) await this.#messages.dropReaders(name, others, this.#reads.validMs);
       log.info("write lease of volume {volume} moved from {from} to {to} at epoch {epoch}", {
         volume: name,
