@@ -1,0 +1,56 @@
+/** Whole positioned reads and writes, and the syncs and unlinks of the local engine's files. */
+import * as fs from "node:fs";
+import { promisify } from "node:util";
+
+const fdatasync = promisify(fs.fdatasync);
+const fsync = promisify(fs.fsync);
+
+/** Writes all of `data` at `position`. */
+export function writeAll(fd: number, data: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < data.length) {
+    done += fs.writeSync(fd, data, done, data.length - done, position + done);
+  }
+}
+
+/** Reads until `into` is full or the file ends; returns the bytes read. */
+export function readAll(fd: number, into: Uint8Array, position: number): number {
+  let done = 0;
+  while (done < into.length) {
+    const got = fs.readSync(fd, into, done, into.length - done, position + done);
+    if (got === 0) break;
+    done += got;
+  }
+  return done;
+}
+
+/** Makes the bytes of the file at `path` durable. */
+export function syncFile(path: string): Promise<void> {
+  return syncOpened(path, fdatasync);
+}
+
+/** Makes the entries of directory `dir` (creations, renames, unlinks) durable. */
+export function syncDir(dir: string): Promise<void> {
+  return syncOpened(dir, fsync);
+}
+
+/** Opens `path` read-only for `sync`, and closes it again. */
+async function syncOpened(path: string, sync: (fd: number) => Promise<void>): Promise<void> {
+  const fd = fs.openSync(path, fs.constants.O_RDONLY);
+  try {
+    await sync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Unlinks `path`; false when there was nothing to unlink. */
+export function unlinkIfPresent(path: string): boolean {
+  try {
+    fs.unlinkSync(path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw error;
+  }
+}

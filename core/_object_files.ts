@@ -1,0 +1,118 @@
+/**
+ * The local engine's volume objects: one sparse file an object under
+ * `DIR/objects/UID/GEN.INDEX`, read and written in place through the engine's
+ * descriptor cache; durable with the engine's next flush.
+ */
+import * as fs from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { assert } from "./assert.ts";
+import type { ByteRange } from "./engine.ts";
+import { isObjectName } from "./engine.ts";
+import type { FdCache } from "./_fd_cache.ts";
+import { readAll, writeAll } from "./_file_io.ts";
+
+const ftruncate = promisify(fs.ftruncate);
+
+/** Volume objects as files (LocalEngine's readObject, writeObject and their kin). */
+export class ObjectFiles {
+  readonly #dir: string;
+  readonly #files: FdCache;
+  /** Tells the engine a directory's entries changed: its next flush syncs it. */
+  readonly #dirChanged: (dir: string) => void;
+  /** Object directories known to exist. */
+  #objectDirs = new Set<string>();
+
+  /** `dir`: the data directory; `files`: the engine's descriptors (its flush syncs them). */
+  constructor(dir: string, files: FdCache, dirChanged: (dir: string) => void) {
+    this.#dir = dir;
+    this.#files = files;
+    this.#dirChanged = dirChanged;
+  }
+
+  /** Reads `range` of object `name` into `into`; bytes never written read as zeros. */
+  read(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    assert(isObjectName(name), `bad object name ${name}`);
+    assert(into.length === range.length);
+    const fd = this.#files.get(this.#path(name), { writable: true, create: false });
+    const got = fd === null ? 0 : readAll(fd, into, range.offset);
+    into.fill(0, got);
+    return Promise.resolve();
+  }
+
+  /** Writes `data` at `offset` of object `name` (`truncate`: emptied first). */
+  async write(
+    name: string,
+    offset: number,
+    data: Uint8Array,
+    options: { truncate?: boolean },
+  ): Promise<void> {
+    assert(isObjectName(name), `bad object name ${name}`);
+    const path = this.#path(name);
+    let truncate = options.truncate ?? false;
+    let fd = this.#files.get(path, { writable: true, create: false, ifCached: true });
+    if (fd === null && truncate) {
+      // Usually the object is new: create it exclusively, and nothing needs truncating.
+      fd = this.#create(name, path, true);
+      if (fd !== null) truncate = false;
+    }
+    fd ??= this.#create(name, path, false)!;
+    // Truncating a large file takes time in the kernel: keep it off the event loop.
+    if (truncate) await ftruncate(fd, 0);
+    writeAll(fd, data, offset);
+    this.#files.markDirty(path);
+  }
+
+  /** Deletes object `name` (nothing when missing). */
+  async delete(name: string): Promise<void> {
+    assert(isObjectName(name), `bad object name ${name}`);
+    const path = this.#path(name);
+    this.#files.forget(path);
+    // Unlinking a large file takes time in the kernel: keep it off the event loop.
+    try {
+      await Deno.remove(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return;
+      throw error;
+    }
+    this.#dirChanged(join(this.#dir, "objects", name.slice(0, 32)));
+  }
+
+  /** Bytes object `name` spans (0 when missing). */
+  async size(name: string): Promise<number> {
+    assert(isObjectName(name), `bad object name ${name}`);
+    try {
+      return (await Deno.stat(this.#path(name))).size;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return 0;
+      throw error;
+    }
+  }
+
+  /** Every object, by name. */
+  async *list(): AsyncIterable<string> {
+    const root = join(this.#dir, "objects");
+    for (const uid of fs.readdirSync(root).sort()) {
+      for (const rest of fs.readdirSync(join(root, uid)).sort()) {
+        const name = `${uid}.${rest}`;
+        if (isObjectName(name)) yield name;
+      }
+    }
+  }
+
+  /** Opens an object file, creating it and its directory as needed (no failing probe first). */
+  #create(name: string, path: string, exclusive: boolean): number | null {
+    const dir = join(this.#dir, "objects", name.slice(0, 32));
+    if (!this.#objectDirs.has(dir)) {
+      fs.mkdirSync(dir, { recursive: true });
+      this.#objectDirs.add(dir);
+    }
+    // The file may be new: its directory entry must reach disk with the next flush.
+    this.#dirChanged(dir);
+    return this.#files.get(path, { writable: true, create: true, exclusive });
+  }
+
+  #path(name: string): string {
+    return `${this.#dir}/objects/${name.slice(0, 32)}/${name.slice(33)}`;
+  }
+}
