@@ -1,33 +1,35 @@
 /**
  * The HTTP API of a node (DESIGN.md "Contracts"), on hono. Handlers throw domain
  * errors; `onError` is the one place that turns them into statuses.
+ *
+ * This file holds the app's options, its middleware and error mapping; the
+ * /v1 route groups are in _image_routes.ts, _volume_routes.ts and
+ * _cluster_routes.ts.
  */
-import { type Context, Hono, type Next } from "hono";
+import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { createHash, timingSafeEqual } from "node:crypto";
 import {
   BusyError,
   ConflictError,
   CorruptionError,
-  isBlockName,
-  isMetaKey,
   isNoSpace,
-  isObjectName,
   LocalAuthority,
   NotFoundError,
   type Store,
   TruncatedError,
   UnavailableError,
-  validateName,
   type VolumeAuthority,
 } from "../core/mod.ts";
 import { Metrics } from "./metrics.ts";
 import { logger } from "../log/mod.ts";
+import { bearerAuth } from "./_bearer_auth.ts";
+import { clusterRoutes } from "./_cluster_routes.ts";
+import { imageRoutes } from "./_image_routes.ts";
+import { volumeRoutes } from "./_volume_routes.ts";
 
 const log = logger("http");
-import { dataResponse } from "./data_response.ts";
 
 /** A member of the cluster as `GET /v1/cluster` shows it. */
 export interface MemberInfo {
@@ -159,127 +161,9 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     await next();
   });
 
-  app.put("/v1/images/:name", async (c) => {
-    const name = validateName(c.req.param("name"), "image");
-    const body = c.req.raw.body;
-    const expectedBytes = contentLength(c.req.header("content-length"));
-    if (body === null || expectedBytes === 0) {
-      throw new TypeError(`Cannot upload image "${name}": the body is empty`);
-    }
-    const result = await store.uploadImage(name, clientBytes(body), { expectedBytes });
-    metrics.add("atoll_upload_bytes_total", result.size);
-    metrics.add("atoll_upload_new_bytes_total", result.newBytes);
-    const { created, ...info } = result;
-    return c.json(info, created ? 201 : 200);
-  });
-  app.get("/v1/images", async (c) => c.json(await store.listImages()));
-  app.get("/v1/uploads", (c) => c.json(store.uploads()));
-  app.get("/v1/images/:name", async (c) => {
-    const view = await store.openImage(c.req.param("name"));
-    return await dataResponse(view, c.req.header("range"));
-  });
-  app.get("/v1/images/:name/info", async (c) => c.json(await store.imageInfo(c.req.param("name"))));
-  app.delete("/v1/images/:name", async (c) => {
-    await store.deleteImage(c.req.param("name"));
-    return c.body(null, 204);
-  });
-
-  app.post("/v1/volumes", async (c) => {
-    const request = await jsonBody(c.req.raw);
-    return c.json(await store.createVolume(request as never), 201);
-  });
-  app.get("/v1/volumes", async (c) => c.json(await store.listVolumes()));
-  app.get("/v1/volumes/:name", async (c) => {
-    const name = c.req.param("name");
-    return c.json(await (options.leases?.info(name) ?? store.volumeInfo(name)));
-  });
-  app.post("/v1/volumes/:name/lease", async (c) => {
-    const name = validateName(c.req.param("name"), "volume");
-    const { action } = await jsonBody(c.req.raw);
-    if (action !== "acquire" && action !== "break") {
-      throw new TypeError(
-        `Cannot change the lease of "${name}": action must be "acquire" or "break"`,
-      );
-    }
-    if (options.leases === undefined) {
-      throw new ConflictError(
-        `Cannot change the lease of "${name}": this node runs alone (no --gossip)`,
-      );
-    }
-    if (action === "acquire") await options.leases.acquire(name);
-    else await options.leases.breakLease(name);
-    return c.json(await options.leases.info(name));
-  });
-  app.delete("/v1/volumes/:name", async (c) => {
-    await store.deleteVolume(c.req.param("name"), { cascade: c.req.query("cascade") === "true" });
-    return c.body(null, 204);
-  });
-  app.get("/v1/volumes/:name/data", async (c) => {
-    const volume = await authority.open(validateName(c.req.param("name"), "volume"));
-    return await dataResponse({
-      sizeBytes: volume.sizeBytes,
-      readAt: async (range, into = new Uint8Array(range.length)) => {
-        await volume.read(range, into);
-        return into;
-      },
-    }, c.req.header("range"));
-  });
-  app.patch("/v1/volumes/:name/data", async (c) => {
-    const volume = await authority.open(validateName(c.req.param("name"), "volume"));
-    const offset = Number(c.req.query("offset") ?? "0");
-    const body = c.req.raw.body;
-    if (!Number.isSafeInteger(offset) || offset < 0) {
-      throw new TypeError(`Cannot write volume "${volume.name}": offset must be a byte count`);
-    }
-    let written = 0;
-    if (body !== null) {
-      for await (const chunk of clientBytes(body)) {
-        await volume.write(offset + written, chunk, false);
-        written += chunk.length;
-      }
-    }
-    await volume.flush();
-    return c.json({ name: volume.name, offset, written });
-  });
-
-  app.post("/v1/volumes/:name/snapshots", async (c) => {
-    const request = await jsonBody(c.req.raw) as { name?: unknown };
-    const name = validateName(request.name, "snapshot");
-    return c.json(await store.createSnapshot(c.req.param("name"), name), 201);
-  });
-  app.get("/v1/volumes/:name/snapshots", async (c) => {
-    return c.json(await store.listSnapshots(c.req.param("name")));
-  });
-  app.get("/v1/volumes/:name/snapshots/:snapshot/data", async (c) => {
-    const view = await store.openSnapshot(c.req.param("name"), c.req.param("snapshot"));
-    return await dataResponse(view, c.req.header("range"));
-  });
-  app.delete("/v1/volumes/:name/snapshots/:snapshot", async (c) => {
-    await store.deleteSnapshot(c.req.param("name"), c.req.param("snapshot"));
-    return c.body(null, 204);
-  });
-
-  app.get(
-    "/v1/cluster",
-    (c) => c.json({ members: options.members(), ...options.clusterStatus?.() }),
-  );
-  app.get("/v1/cluster/replicas/:name", (c) => {
-    const name = c.req.param("name");
-    if (options.replicasOf === undefined) {
-      throw new ConflictError("Cannot place names: this node runs alone (no --gossip)");
-    }
-    if (!isBlockName(name) && !isObjectName(name) && !isMetaKey(name.replace(":", "/"))) {
-      throw new TypeError(
-        `Cannot place ${JSON.stringify(name)}: expected a block hash, an object name or KIND:NAME`,
-      );
-    }
-    return c.json({ name, replicas: options.replicasOf(name.replace(":", "/")) });
-  });
-  app.post("/v1/gc", async (c) => {
-    const result = await store.collectGarbage();
-    metrics.add("atoll_gc_deleted_blocks_total", result.deletedBlocks);
-    return c.json(result);
-  });
+  app.route("/v1", imageRoutes(store, metrics));
+  app.route("/v1", volumeRoutes(options, authority));
+  app.route("/v1", clusterRoutes(options, metrics));
   return app;
 }
 
@@ -316,72 +200,4 @@ function statusOf(error: Error): ContentfulStatusCode {
   if (error instanceof CorruptionError) return 500;
   if (error instanceof TypeError || error instanceof RangeError) return 400;
   return 500;
-}
-
-function bearerAuth(token: string) {
-  const expected = digest(token);
-  return async (c: Context, next: Next) => {
-    const header = c.req.header("authorization") ?? "";
-    const given = header.startsWith("Bearer ") ? header.slice(7) : null;
-    if (given === null || !timingSafeEqual(digest(given), expected)) {
-      throw new HTTPException(401, {
-        message: "Cannot authorize request: a valid bearer token is required",
-      });
-    }
-    await next();
-  };
-}
-
-function digest(text: string): Uint8Array {
-  // Equal-length digests let timingSafeEqual compare tokens of any length.
-  return createHash("sha256").update(text).digest();
-}
-
-/** Parses a JSON object body, or throws TypeError (400). */
-async function jsonBody(request: Request): Promise<Record<string, unknown>> {
-  let value: unknown;
-  try {
-    value = await request.json();
-  } catch (cause) {
-    if (cause instanceof HTTPException) throw cause;
-    throw new TypeError("Cannot parse request: the body is not JSON", { cause });
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new TypeError("Cannot parse request: the body is not a JSON object");
-  }
-  return value as Record<string, unknown>;
-}
-
-/** The Content-Length header as a number, null when absent; TypeError when malformed. */
-function contentLength(header: string | undefined): number | null {
-  if (header === undefined) return null;
-  if (!/^\d{1,16}$/.test(header)) throw new TypeError(`Cannot read body: bad Content-Length`);
-  return Number(header);
-}
-
-/**
- * The chunks of a request body. A body that breaks off (the client went away,
- * or sent less than its Content-Length) is the client's fault: TruncatedError.
- */
-async function* clientBytes(body: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
-  const reader = body.getReader();
-  let done = false;
-  try {
-    while (!done) {
-      let result: ReadableStreamReadResult<Uint8Array>;
-      try {
-        result = await reader.read();
-      } catch (cause) {
-        done = true;
-        throw new TruncatedError(
-          `Cannot read request body: the connection ended before the body did`,
-          { cause },
-        );
-      }
-      done = result.done;
-      if (!result.done) yield result.value;
-    }
-  } finally {
-    if (!done) await reader.cancel().catch(() => {});
-  }
 }

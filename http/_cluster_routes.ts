@@ -1,0 +1,32 @@
+/** The routes of the cluster view, name placement and garbage collection, under /v1. */
+import { Hono } from "hono";
+import { ConflictError, isBlockName, isMetaKey, isObjectName } from "../core/mod.ts";
+import type { AppEnv, AppOptions } from "./app.ts";
+import type { Metrics } from "./metrics.ts";
+
+/** Cluster routes; a collection counts what it deleted in `metrics`. */
+export function clusterRoutes(options: AppOptions, metrics: Metrics): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get(
+    "/cluster",
+    (c) => c.json({ members: options.members(), ...options.clusterStatus?.() }),
+  );
+  app.get("/cluster/replicas/:name", (c) => {
+    const name = c.req.param("name");
+    if (options.replicasOf === undefined) {
+      throw new ConflictError("Cannot place names: this node runs alone (no --gossip)");
+    }
+    if (!isBlockName(name) && !isObjectName(name) && !isMetaKey(name.replace(":", "/"))) {
+      throw new TypeError(
+        `Cannot place ${JSON.stringify(name)}: expected a block hash, an object name or KIND:NAME`,
+      );
+    }
+    return c.json({ name, replicas: options.replicasOf(name.replace(":", "/")) });
+  });
+  app.post("/gc", async (c) => {
+    const result = await options.store.collectGarbage();
+    metrics.add("atoll_gc_deleted_blocks_total", result.deletedBlocks);
+    return c.json(result);
+  });
+  return app;
+}
