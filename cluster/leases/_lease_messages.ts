@@ -142,10 +142,13 @@ export class LeaseMessages {
     if (wait > 0) await this.#clock.sleep(wait);
   }
 
-  /** Tells live members to forget where they forwarded reads of `name` (best effort). */
-  tellMembers(name: string): void {
+  /**
+   * Tells live members to forget where they forwarded reads of `name` (best
+   * effort), but those in `told` (listed readers: dropReaders tells them).
+   */
+  tellMembers(name: string, told: ReadonlySet<string>): void {
     for (const member of this.#engine.liveMembers()) {
-      if (member.id === this.#engine.selfId) continue;
+      if (member.id === this.#engine.selfId || told.has(member.id)) continue;
       this.#rpc.call(member.address, "lease.changed", { header: { name } }, 5_000).catch(() => {});
     }
   }

@@ -175,9 +175,10 @@ export class LeaseMoves {
       this.#engine.objects.forget(uid);
       this.#reads.forget(name);
       if (to === this.#engine.selfId) this.#leases.hold(name, epoch, uid);
-      this.#messages.tellMembers(name);
-      // Nodes that kept a reader of the free volume drop it before anything is written.
+      // Nodes that kept a reader of the free volume drop it before anything is written
+      // (told and waited for below); the other members are told without waiting.
       const others = readers.filter((id) => id !== this.#engine.selfId);
+      this.#messages.tellMembers(name, new Set(others));
       if (others.length > 0) await this.#messages.dropReaders(name, others, this.#reads.validMs);
       log.info("write lease of volume {volume} moved from {from} to {to} at epoch {epoch}", {
         volume: name,
