@@ -1,0 +1,122 @@
+/** The `atoll volume` and `atoll snapshot` subcommands. */
+import { formatSize, parseSize } from "./size.ts";
+import {
+  blockCount,
+  formatOrigin,
+  formatTime,
+  snapshotLines,
+  toJson,
+  volumeLines,
+} from "./format.ts";
+import { type CommandContext, type CommandSpec, UsageError } from "./_command_line.ts";
+import { listCommand } from "./_list_command.ts";
+
+/** The volume and snapshot commands, by their words. */
+export const volumeCommands: Record<string, CommandSpec> = {
+  "volume create": {
+    operands: ["NAME"],
+    options: ["image", "snapshot", "size"],
+    synopsis: "NAME (--image I | --snapshot V@S | --size N)",
+    run: createVolume,
+  },
+  "volume ls": listCommand({
+    operands: [],
+    fetch: (client) => client.listVolumes(),
+    headers: ["NAME", "SIZE", "ORIGIN", "ALLOCATED", "CREATED"],
+    row: (volume) => [
+      volume.name,
+      formatSize(volume.size),
+      formatOrigin(volume),
+      `${volume.allocatedBlocks}/${blockCount(volume)}`,
+      formatTime(volume.createdAt),
+    ],
+    right: [1, 3],
+  }),
+  "volume info": {
+    operands: ["NAME"],
+    run: async ({ client, values, print }, [name]) => {
+      const volume = await client.volumeInfo(name);
+      print(values.json ? toJson(volume) : volumeLines(volume));
+    },
+  },
+  "volume rm": {
+    operands: ["NAME"],
+    options: ["cascade"],
+    synopsis: "NAME [--cascade]",
+    run: async ({ client, values, print }, [name]) => {
+      await client.deleteVolume(name, { cascade: values.cascade });
+      const what = values.cascade ? " and its snapshots" : "";
+      if (!values.json) print(`Deleted volume ${JSON.stringify(name)}${what}`);
+    },
+  },
+  "volume lease": {
+    operands: ["NAME"],
+    options: ["break"],
+    synopsis: "NAME [--break]",
+    run: async ({ client, values, print }, [name]) => {
+      const volume = await client.changeLease(name, values.break ? "break" : "acquire");
+      print(values.json ? toJson(volume) : volumeLines(volume));
+    },
+  },
+  "snapshot create": {
+    operands: ["VOLUME@SNAPSHOT"],
+    run: async ({ client, values, print }, [reference]) => {
+      const { volume, snapshot } = parseReference(reference, "snapshot create");
+      const created = await client.createSnapshot(volume, snapshot);
+      print(values.json ? toJson(created) : snapshotLines(created));
+    },
+  },
+  "snapshot ls": listCommand({
+    operands: ["VOLUME"],
+    fetch: (client, [volume]) => client.listSnapshots(volume),
+    headers: ["SNAPSHOT", "SIZE", "CREATED"],
+    row: (snapshot) => [
+      `${snapshot.volume}@${snapshot.name}`,
+      formatSize(snapshot.size),
+      formatTime(snapshot.createdAt),
+    ],
+    right: [1],
+  }),
+  "snapshot rm": {
+    operands: ["VOLUME@SNAPSHOT"],
+    run: async ({ client, values, print }, [reference]) => {
+      const { volume, snapshot } = parseReference(reference, "snapshot rm");
+      await client.deleteSnapshot(volume, snapshot);
+      if (!values.json) print(`Deleted snapshot ${JSON.stringify(reference)}`);
+    },
+  },
+};
+
+async function createVolume(context: CommandContext, [name]: string[]): Promise<void> {
+  const { client, values, print } = context;
+  const given = (["image", "snapshot", "size"] as const).filter((key) => values[key] !== undefined);
+  if (given.length !== 1) {
+    const usage = `usage: atoll volume create ${volumeCommands["volume create"].synopsis}`;
+    throw new UsageError(
+      `volume create: give exactly one of --image, --snapshot, --size (${usage})`,
+    );
+  }
+  let source;
+  if (values.image !== undefined) source = { image: values.image };
+  else if (values.snapshot !== undefined) {
+    parseReference(values.snapshot, "volume create --snapshot");
+    source = { snapshot: values.snapshot };
+  } else {
+    try {
+      source = { size: parseSize(values.size!) };
+    } catch (error) {
+      throw new UsageError(`volume create: ${(error as Error).message}`);
+    }
+  }
+  const volume = await client.createVolume(name, source);
+  print(values.json ? toJson(volume) : volumeLines(volume));
+}
+
+/** Splits `VOLUME@SNAPSHOT`; the node validates the names themselves. */
+function parseReference(reference: string, where: string): { volume: string; snapshot: string } {
+  const parts = reference.split("@");
+  if (parts.length !== 2 || parts[0] === "" || parts[1] === "") {
+    throw new UsageError(`${where}: expected VOLUME@SNAPSHOT, got ${JSON.stringify(reference)}`);
+  }
+  return { volume: parts[0], snapshot: parts[1] };
+}
