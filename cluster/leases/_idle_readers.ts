@@ -53,6 +53,8 @@ export class IdleReaders {
   #validMs: number;
   #readers = new Map<string, Reader>();
   #refreshing = new Set<string>();
+  /** Volumes whose registration as a reader is under way. */
+  #registering = new Set<string>();
   /** Bumped by forget(): a load that started before must not be kept. */
   #generation = 0;
 
@@ -98,17 +100,37 @@ export class IdleReaders {
       return { volume, holder };
     }
     const epoch = volume.lease?.epoch ?? 0;
-    const uid = volume.header.uid;
-    const listed = volume.lease?.readers?.includes(this.#engine.selfId) === true ||
-      await this.#register(name, epoch).catch(() => false);
-    if (listed && generation === this.#generation && await this.#fenceOf(uid) <= epoch) {
-      this.#readers.delete(name); // the newest goes last: the oldest is evicted first
-      if (this.#readers.size >= idleReadersMax) {
-        this.#readers.delete(this.#readers.keys().next().value!);
-      }
-      this.#readers.set(name, { volume, uid, epoch, validUntil: started + this.#validMs });
+    if (volume.lease?.readers?.includes(this.#engine.selfId) === true) {
+      await this.#keep(name, volume, epoch, started, generation);
+    } else if (!this.#registering.has(name)) {
+      // This read is served from the record just read, as any read without a
+      // reader is; the reader is kept once the registration is in the record
+      // (a VM's first read does not wait for a compare-and-set).
+      this.#registering.add(name);
+      this.#register(name, epoch)
+        .then((listed) => listed ? this.#keep(name, volume, epoch, started, generation) : null)
+        .catch(() => {})
+        .finally(() => this.#registering.delete(name));
     }
     return { volume, holder };
+  }
+
+  /** Keeps `volume` as the reader of `name` unless it was forgotten or fenced since `generation`. */
+  async #keep(
+    name: string,
+    volume: Volume,
+    epoch: number,
+    started: number,
+    generation: number,
+  ): Promise<void> {
+    const uid = volume.header.uid;
+    const fence = await this.#fenceOf(uid);
+    if (generation !== this.#generation || fence > epoch) return;
+    this.#readers.delete(name); // the newest goes last: the oldest is evicted first
+    if (this.#readers.size >= idleReadersMax) {
+      this.#readers.delete(this.#readers.keys().next().value!);
+    }
+    this.#readers.set(name, { volume, uid, epoch, validUntil: started + this.#validMs });
   }
 
   /** The volume changed hands (or was deleted): read its record on the next read. */
