@@ -27,63 +27,33 @@
  * @module
  */
 
-import { assert } from "../../core/assert.ts";
-import { BroadcastQueue } from "./_broadcast_queue.ts";
-import {
-  confirmationsWanted,
-  type MembershipConfig,
-  pushPullIntervalFor,
-  resolveConfig,
-  transmitLimit,
-} from "./_membership_config.ts";
-import { isLive, type Member, MemberTable } from "./_member_table.ts";
-import { type Probe, Prober, type SendOptions } from "./_prober.ts";
+import { confirmationsWanted, type MembershipConfig, resolveConfig } from "./_membership_config.ts";
+import { type Member, MemberTable } from "./_member_table.ts";
+import { Prober } from "./_prober.ts";
 import { Suspicions } from "./_suspicions.ts";
+import { StallTimers } from "./_stall_timers.ts";
+import { ProbeRounds } from "./_probe_rounds.ts";
+import { Gossip } from "./_gossip.ts";
+import { PushPull } from "./_push_pull.ts";
 import {
-  baseBytesMax,
-  datagramBytesMax,
+  type MembershipEnv,
+  type MemberState,
+  stateOf,
+  type TimerHandle,
+} from "./_membership_env.ts";
+import {
   type DatagramMessage,
-  envelopeBytesReserve,
   isMemberInfo,
-  type MemberDigest,
   type MemberInfo,
-  type MemberStatus,
   type Message,
   parseMessage,
-  type PushPullMessage,
   type Update,
-  updateBytes,
-  updatesPerMessageMax,
 } from "./messages.ts";
 
 export type { MembershipConfig } from "./_membership_config.ts";
 export { membershipConfigDefault, pushPullIntervalFor } from "./_membership_config.ts";
 export type { MemberInfo, MemberStatus, Message, Update } from "./messages.ts";
-
-/** A member as this node sees it; `since` is the time of its last status change. */
-export interface MemberState extends MemberInfo {
-  incarnation: number;
-  status: MemberStatus;
-  since: number;
-}
-
-/** A scheduled callback that can be called off. */
-export interface TimerHandle {
-  cancel(): void;
-}
-
-/** Everything outside the state machine: injected, so a simulation can stand in for it. */
-export interface MembershipEnv {
-  /** Milliseconds, monotonic. */
-  now(): number;
-  /** Uniform in [0, 1); seeded in the simulator. */
-  random(): number;
-  schedule(delayMs: number, fn: () => void): TimerHandle;
-  /** Unreliable datagram: may be lost, delayed or reordered. */
-  send(to: string, message: Message): void;
-  /** Stream (push-pull, join, fallback ping): may fail under partition, silently. */
-  sendReliable(to: string, message: Message): void;
-}
+export type { MembershipEnv, MemberState, TimerHandle } from "./_membership_env.ts";
 
 type Phase = "new" | "running" | "leaving" | "stopped";
 
@@ -94,20 +64,12 @@ export class Membership {
   readonly #table: MemberTable;
   readonly #prober: Prober;
   readonly #suspicions: Suspicions;
-  readonly #queue = new BroadcastQueue();
+  readonly #timers: StallTimers;
+  readonly #rounds: ProbeRounds;
+  readonly #gossip: Gossip;
+  readonly #pushPull: PushPull;
   readonly #listeners: ((member: MemberState) => void)[] = [];
-  readonly #timers = new Set<TimerHandle>();
   #phase: Phase = "new";
-  /** Lifeguard's local health score: 0 is healthy; probe intervals stretch by score + 1. */
-  #awareness = 0;
-  #probeOrder: Member[] = [];
-  #probeIndex = 0;
-  #probe: Probe | null = null;
-  #gossipTimer: TimerHandle | null = null;
-  #gossipPhaseMs = 0;
-  #joined = true;
-  #lastStallAt = -Infinity;
-  #stallGraceUntil = -Infinity;
 
   constructor(self: MemberInfo, env: MembershipEnv, config?: Partial<MembershipConfig>) {
     if (!isMemberInfo(self)) {
@@ -116,9 +78,17 @@ export class Membership {
     this.#env = env;
     const c = resolveConfig(config);
     this.#config = c;
-    const after = (delayMs: number, fn: () => void) => this.#after(delayMs, fn);
-    const cancel = (timer: TimerHandle) => this.#cancel(timer);
-    const stalledSince = (time: number) => time <= this.#lastStallAt;
+    this.#timers = new StallTimers({
+      config: c,
+      env,
+      stopped: () => this.#phase === "stopped",
+      stalled: () => {
+        if (this.#phase === "running") this.#refute(this.#table.self.incarnation);
+      },
+    });
+    const after = (delayMs: number, fn: () => void) => this.#timers.after(delayMs, fn);
+    const cancel = (timer: TimerHandle) => this.#timers.cancel(timer);
+    const stalledSince = (time: number) => this.#timers.stalledSince(time);
     this.#prober = new Prober({
       config: c,
       selfId: self.id,
@@ -127,7 +97,7 @@ export class Membership {
       random: () => env.random(),
       after,
       cancel,
-      send: (to, message, options) => this.#send(to, message, options),
+      send: (to, message, options) => this.#gossip.send(to, message, options),
       helpers: (count, target) =>
         this.#randomPeers(count, (m) => m.status === "alive" && m !== target),
       stalledSince,
@@ -140,15 +110,15 @@ export class Membership {
       after,
       cancel,
       stalledSince,
-      stallGraceUntil: () => this.#stallGraceUntil,
+      stallGraceUntil: () => this.#timers.graceUntil,
       declareDead: (member, incarnation) =>
         this.#table.apply({ kind: "dead", id: member.id, incarnation, from: this.#id }, true),
     });
     this.#table = new MemberTable(self, {
       now: () => env.now(),
-      broadcast: (update) => this.#enqueue(update),
+      broadcast: (update) => this.#gossip.enqueue(update),
       changed: (member) => this.#notify(member),
-      added: (member) => this.#addToProbeRound(member),
+      added: (member) => this.#rounds.add(member),
       refute: (incarnation) => this.#refute(incarnation),
       suspicionChanged: (member) => this.#suspicions.changed(member),
       suspicionEnded: (member) => this.#suspicions.ended(member),
@@ -158,6 +128,24 @@ export class Membership {
         accuser === this.#id ||
         (member.accusers?.size ?? 0) <= confirmationsWanted(c, this.#table.live) + 1,
     });
+    const host = {
+      config: c,
+      env,
+      table: this.#table,
+      selfId: self.id,
+      running: () => this.#phase === "running",
+      after,
+      randomPeers: (count: number, accept: (member: Member) => boolean) =>
+        this.#randomPeers(count, accept),
+    };
+    this.#rounds = new ProbeRounds({ ...host, prober: this.#prober, stalledSince });
+    this.#gossip = new Gossip({
+      ...host,
+      active: () => this.#phase !== "new" && this.#phase !== "stopped",
+      leaving: () => this.#phase === "leaving",
+      stop: () => this.stop(),
+    });
+    this.#pushPull = new PushPull(host);
   }
 
   /** Joins through `seeds` (push-pull with each, retried until one answers) and starts. */
@@ -167,18 +155,13 @@ export class Membership {
     const self = this.#table.self;
     self.since = this.#env.now();
     this.#notify(self);
-    this.#enqueue(this.#selfUpdate());
+    this.#gossip.enqueue(this.#selfUpdate());
     // Random phases, so that nodes started together do not probe and gossip in lockstep.
-    const c = this.#config;
-    this.#after(this.#env.random() * c.probeIntervalMs, () => this.#probeTick());
-    const phase = this.#env.random();
-    this.#after(phase * c.pushPullIntervalMs, () => this.#firstPushPull(phase));
-    this.#gossipPhaseMs = this.#env.now() + this.#env.random() * c.gossipIntervalMs;
+    this.#rounds.start();
+    this.#pushPull.start();
+    this.#gossip.start();
     const others = seeds.filter((address) => address !== self.address);
-    if (others.length > 0) {
-      this.#joined = false;
-      this.#join(others, c.joinRetryMs);
-    }
+    if (others.length > 0) this.#pushPull.join(others);
   }
 
   /** Leaves gracefully: gossips "left" and stops once it has been sent (or after a drain). */
@@ -186,16 +169,15 @@ export class Membership {
     if (this.#phase !== "running") return;
     this.#phase = "leaving";
     this.#table.leave();
-    this.#enqueue(this.#selfUpdate());
-    this.#after(this.#config.leaveDrainMaxMs, () => this.stop());
+    this.#gossip.enqueue(this.#selfUpdate());
+    this.#timers.after(this.#config.leaveDrainMaxMs, () => this.stop());
   }
 
   /** Stops every timer; later messages are ignored. */
   stop(): void {
     this.#phase = "stopped";
-    for (const timer of this.#timers) timer.cancel();
-    this.#timers.clear();
-    this.#gossipTimer = null;
+    this.#timers.cancelAll();
+    this.#gossip.stopped();
   }
 
   /**
@@ -208,7 +190,7 @@ export class Membership {
     const m = parseMessage(message);
     if (m === undefined || m.source === this.#id) return;
     if (m.type === "push-pull") {
-      this.#onPushPull(m);
+      this.#pushPull.receive(m);
     } else {
       // Updates first, so that an answer already carries a refutation they caused.
       let accused = false;
@@ -219,7 +201,7 @@ export class Membership {
       this.#dispatch(m, accused);
     }
     // Updates queued while nobody was known to gossip to go out now that someone is.
-    if (this.#queue.size > 0) this.#armGossip();
+    if (this.#gossip.queued > 0) this.#gossip.arm();
   }
 
   /** Every known member, this node included, by id. */
@@ -247,7 +229,7 @@ export class Membership {
     switch (m.type) {
       case "ping":
         if (m.target !== this.#id) return;
-        this.#send(m.replyTo, { type: "ack", seq: m.seq, source: this.#id, updates: [] }, {
+        this.#gossip.send(m.replyTo, { type: "ack", seq: m.seq, source: this.#id, updates: [] }, {
           stream: m.stream,
           first: answer,
         });
@@ -266,232 +248,17 @@ export class Membership {
     }
     const accuser = answer === undefined ? undefined : this.#table.get(m.source);
     if (accuser !== undefined && answer !== undefined) {
-      this.#send(accuser.address, { type: "gossip", source: this.#id, updates: [] }, {
+      this.#gossip.send(accuser.address, { type: "gossip", source: this.#id, updates: [] }, {
         first: answer,
       });
     }
   }
 
-  // Probing ---------------------------------------------------------------------------
-
-  #probeTick(): void {
-    this.#finishProbe();
-    if (this.#phase !== "running") return;
-    const target = this.#nextProbeTarget();
-    if (target !== null) this.#probe = this.#prober.start(target);
-    const intervalMs = this.#config.probeIntervalMs * (this.#awareness + 1);
-    this.#after(intervalMs, () => this.#probeTick());
-  }
-
-  /** Closes the previous probe at the end of its interval: ack, or suspicion. */
-  #finishProbe(): void {
-    const probe = this.#probe;
-    this.#probe = null;
-    if (probe === null) return;
-    this.#prober.finish(probe);
-    if (probe.acked) {
-      this.#adjustAwareness(-1);
-      return;
-    }
-    // A probe that spanned a stall of this node proves nothing about the target.
-    if (probe.startedAt <= this.#lastStallAt) return;
-    // Lifeguard: helpers that did not even nack point at our own network, not the target's.
-    this.#adjustAwareness(probe.helpers > 0 ? probe.helpers - probe.nacks : 1);
-    const target = probe.target;
-    if (!isLive(target)) return;
-    this.#table.apply(
-      { kind: "suspect", id: target.id, incarnation: probe.incarnation, from: this.#id },
-      true,
-    );
-  }
-
-  #nextProbeTarget(): Member | null {
-    for (let pass = 0; pass < 2; pass += 1) {
-      while (this.#probeIndex < this.#probeOrder.length) {
-        const member = this.#probeOrder[this.#probeIndex++];
-        if (isLive(member) && this.#table.get(member.id) === member) return member;
-      }
-      this.#newProbeRound();
-    }
-    return null;
-  }
-
-  /**
-   * A new member goes at a random place in what is left of the current round (memberlist
-   * does likewise), so it is probed soon rather than only from every node's next round.
-   */
-  #addToProbeRound(member: Member): void {
-    const order = this.#probeOrder;
-    const at = this.#probeIndex +
-      Math.floor(this.#env.random() * (order.length - this.#probeIndex + 1));
-    order.splice(at, 0, member);
-  }
-
-  /** Randomized round-robin: every live member once per round, in a fresh order. */
-  #newProbeRound(): void {
-    this.#table.forget(this.#config.deadRetainMs);
-    const order = this.#table.peers.filter(isLive);
-    for (let i = order.length - 1; i > 0; i -= 1) {
-      const j = Math.floor(this.#env.random() * (i + 1));
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-    this.#probeOrder = order;
-    this.#probeIndex = 0;
-  }
-
-  // Refutation, local health ------------------------------------------------------------
-
   #refute(accusedIncarnation: number): void {
     this.#table.bumpSelf(accusedIncarnation);
-    this.#enqueue(this.#selfUpdate());
-    this.#adjustAwareness(1);
+    this.#gossip.enqueue(this.#selfUpdate());
+    this.#rounds.adjustAwareness(1);
   }
-
-  /** Called when a timer fires late enough to prove this node itself was stopped. */
-  #noteStall(): void {
-    const now = this.#env.now();
-    const newStall = now >= this.#stallGraceUntil;
-    this.#lastStallAt = now;
-    this.#stallGraceUntil = now + this.#config.probeIntervalMs;
-    // Peers have probably suspected us meanwhile: refute before they ask.
-    if (newStall && this.#phase === "running") this.#refute(this.#table.self.incarnation);
-  }
-
-  #adjustAwareness(delta: number): void {
-    const max = this.#config.awarenessMax - 1;
-    this.#awareness = Math.min(max, Math.max(0, this.#awareness + delta));
-  }
-
-  // Gossip ------------------------------------------------------------------------------
-
-  #enqueue(update: Update): void {
-    this.#queue.enqueue(update);
-    this.#armGossip();
-  }
-
-  #armGossip(): void {
-    if (this.#gossipTimer !== null || this.#phase === "new" || this.#phase === "stopped") return;
-    const intervalMs = this.#config.gossipIntervalMs;
-    const now = this.#env.now();
-    const rounds = Math.floor((now - this.#gossipPhaseMs) / intervalMs) + 1;
-    const delayMs = this.#gossipPhaseMs + rounds * intervalMs - now;
-    this.#gossipTimer = this.#after(delayMs, () => this.#gossipTick());
-  }
-
-  /** One gossip round; the timer is re-armed only while updates wait, so idle is free. */
-  #gossipTick(): void {
-    this.#gossipTimer = null;
-    if (this.#phase === "leaving" && !this.#queue.has(this.#id)) {
-      this.stop();
-      return;
-    }
-    if (this.#queue.size === 0) return;
-    const now = this.#env.now();
-    const deadWindowMs = this.#config.gossipToTheDeadMs;
-    const targets = this.#randomPeers(
-      this.#config.gossipFanout,
-      (m) => isLive(m) || (m.status === "dead" && now - m.since <= deadWindowMs),
-    );
-    for (const target of targets) {
-      const message: DatagramMessage = { type: "gossip", source: this.#id, updates: [] };
-      this.#fill(message);
-      if (message.updates.length === 0) break;
-      this.#env.send(target.address, message);
-    }
-    if (targets.length > 0 && this.#queue.size > 0) this.#armGossip();
-  }
-
-  /** Adds queued updates to `message` (after `first`), within one datagram. */
-  #fill(message: DatagramMessage, first?: Update, piggyback = true): void {
-    if ((this.#queue.size === 0 || !piggyback) && first === undefined) return;
-    let budgetBytes = datagramBytesMax - envelopeBytesReserve - baseBytesMax(message);
-    if (first !== undefined) {
-      message.updates.push(first);
-      budgetBytes -= updateBytes(first);
-    }
-    if (this.#queue.size === 0 || !piggyback) return;
-    const limit = transmitLimit(this.#config, this.#table.live);
-    const countMax = updatesPerMessageMax - message.updates.length;
-    for (const update of this.#queue.take(budgetBytes, limit, countMax)) {
-      message.updates.push(update);
-    }
-  }
-
-  #send(to: string, message: DatagramMessage, options?: SendOptions) {
-    this.#fill(message, options?.first, options?.piggyback ?? true);
-    if (options?.stream) {
-      this.#env.sendReliable(to, message);
-    } else {
-      this.#env.send(to, message);
-    }
-  }
-
-  // Push-pull, join ---------------------------------------------------------------------
-
-  /**
-   * The first push-pull falls at `phase` (random) of the interval scaled to the cluster
-   * size, which is only known once joined; without this, every member of a large cluster
-   * started at once would push-pull within the first base interval.
-   */
-  #firstPushPull(phase: number): void {
-    const startedAt = this.#table.self.since;
-    const dueMs = startedAt + phase * pushPullIntervalFor(this.#config, this.#table.live);
-    const now = this.#env.now();
-    if (dueMs > now) {
-      this.#after(dueMs - now, () => this.#pushPullTick());
-    } else {
-      this.#pushPullTick();
-    }
-  }
-
-  #pushPullTick(): void {
-    if (this.#phase !== "running") return;
-    const [partner] = this.#randomPeers(1, (m) => m.status === "alive");
-    if (partner !== undefined) {
-      this.#env.sendReliable(partner.address, this.#pushPull("request", false));
-    }
-    // Serf's reconnect: retry dead members, at a rate that keeps the cluster-wide total
-    // near one attempt per dead member per interval, so a healed partition merges back.
-    const dead = this.#table.peers.filter((m) => m.status === "dead");
-    if (dead.length > 0 && this.#env.random() < dead.length / Math.max(1, this.#table.live - 1)) {
-      const member = dead[Math.floor(this.#env.random() * dead.length)];
-      this.#env.sendReliable(member.address, this.#pushPull("request", false));
-    }
-    const intervalMs = pushPullIntervalFor(this.#config, this.#table.live);
-    this.#after(intervalMs, () => this.#pushPullTick());
-  }
-
-  #onPushPull(m: PushPullMessage): void {
-    // A join's answer is the cluster's own state: gossiping it again would tell everyone
-    // what they know. Anything else we learn from a push-pull, gossip missed: spread it.
-    const rebroadcast = m.phase === "request" || !m.join;
-    for (const digest of m.members) this.#table.applyDigest(digest, m.source, rebroadcast);
-    if (m.phase === "request") {
-      this.#env.sendReliable(m.replyTo, this.#pushPull("response", m.join));
-    } else if (m.join) {
-      this.#joined = true;
-    }
-  }
-
-  #join(seeds: string[], retryMs: number): void {
-    for (const seed of seeds) this.#env.sendReliable(seed, this.#pushPull("request", true));
-    this.#after(retryMs, () => {
-      if (this.#joined || this.#phase !== "running") return;
-      this.#join(seeds, Math.min(2 * retryMs, this.#config.pushPullIntervalMs));
-    });
-  }
-
-  #pushPull(phase: "request" | "response", join: boolean): PushPullMessage {
-    const members: MemberDigest[] = [];
-    for (const m of this.#table.all()) {
-      const { id, address, zone, weight, incarnation, status } = m;
-      members.push({ id, address, zone, weight, incarnation, status });
-    }
-    const replyTo = this.#table.self.address;
-    return { type: "push-pull", phase, join, source: this.#id, replyTo, members };
-  }
-
-  // Helpers -----------------------------------------------------------------------------
 
   /** What this node says about itself: alive, or left once leaving. */
   #selfUpdate(): Update {
@@ -516,35 +283,4 @@ export class Membership {
     }
     return chosen;
   }
-
-  /** Schedules `fn`; a timer that fires late by more than the threshold reveals a stall. */
-  #after(delayMs: number, fn: () => void): TimerHandle {
-    assert(delayMs >= 0 && Number.isFinite(delayMs), `bad timer delay ${delayMs}`);
-    const dueMs = this.#env.now() + delayMs;
-    const handle = this.#env.schedule(delayMs, () => {
-      this.#timers.delete(handle);
-      if (this.#phase === "stopped") return;
-      if (this.#env.now() - dueMs > this.#config.stallThresholdMs) this.#noteStall();
-      fn();
-    });
-    this.#timers.add(handle);
-    return handle;
-  }
-
-  #cancel(timer: TimerHandle): void {
-    timer.cancel();
-    this.#timers.delete(timer);
-  }
-}
-
-function stateOf(member: Member): MemberState {
-  return {
-    id: member.id,
-    address: member.address,
-    zone: member.zone,
-    weight: member.weight,
-    incarnation: member.incarnation,
-    status: member.status,
-    since: member.since,
-  };
 }
