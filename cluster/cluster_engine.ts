@@ -15,26 +15,20 @@
  */
 import type { ByteRange, Clock, Engine, MetaEntry, NodeDisk } from "../core/mod.ts";
 import { systemClock, systemRandom } from "../core/mod.ts";
-import { VersionMismatchError } from "../core/mod.ts";
 import {
-  acceptedKeys,
   Acceptor,
   type AcceptorIndex,
-  type AcceptorLink,
   acceptorMethods,
-  fetchConfig,
-  installConfig,
-  listChosenKeys,
   type NodeConfig,
-  parseConfig,
-  Proposer,
-  Reconfigurer,
-  rpcAcceptorLink,
+  type Proposer,
+  type Reconfigurer,
 } from "./meta/mod.ts";
 import { blockMethods, type BlockPeer, ReplicatedBlocks } from "./data/mod.ts";
-import { type ObjectLink, objectMethods, ObjectReplica, rpcObjectLink } from "./data/mod.ts";
+import { objectMethods, ObjectReplica } from "./data/mod.ts";
 import { type JournalStore, ReplicatedObjects } from "./data/mod.ts";
-import { Placement } from "./placement/mod.ts";
+import { MemberView } from "./_member_view.ts";
+import { EngineMeta } from "./_engine_meta.ts";
+import { MemberCalls } from "./_member_calls.ts";
 import { proposedFloors } from "./object_floors.ts";
 import type { MemberState } from "./membership/mod.ts";
 import type { RpcCaller, RpcMethod } from "./transport/mod.ts";
@@ -43,8 +37,6 @@ import type { RpcCaller, RpcMethod } from "./transport/mod.ts";
 export const replicasDefault = 3;
 /** How long a dead member keeps its place before its data is re-replicated. */
 export const deadGraceMsDefault = 60_000;
-/** Metadata keys read at once when listing. */
-const listReadsInFlightMax = 16;
 
 /** Options of {@linkcode ClusterEngine}. */
 export interface ClusterEngineOptions {
@@ -99,11 +91,9 @@ export class ClusterEngine implements Engine {
   /** Changes of metadata voters; `tick()` it every second or so. */
   readonly reconfigurer: Reconfigurer;
   #rpc: RpcCaller;
-  #members: () => MemberState[];
-  #now: () => number;
-  #view: { at: number; placement: Placement; byId: Map<string, MemberState> } | null = null;
-  #objectLinks = new Map<string, ObjectLink>();
-  #acceptorLinks = new Map<string, AcceptorLink>();
+  #view: MemberView;
+  #meta: EngineMeta;
+  #calls: MemberCalls;
 
   constructor(options: ClusterEngineOptions) {
     this.selfId = options.selfId;
@@ -111,14 +101,26 @@ export class ClusterEngine implements Engine {
     this.replicaCount = options.replicas ?? replicasDefault;
     this.deadGraceMs = options.deadGraceMs ?? deadGraceMsDefault;
     this.#rpc = options.rpc;
-    this.#members = options.members;
-    this.#now = options.now;
+    this.#view = new MemberView({
+      members: options.members,
+      now: options.now,
+      deadGraceMs: this.deadGraceMs,
+      replicaCount: this.replicaCount,
+    });
     this.nodeConfig = options.nodeConfig;
     this.acceptorStates = options.acceptorStates;
     this.acceptor = new Acceptor(this.acceptorStates, this.nodeConfig);
     this.replica = new ObjectReplica(this.selfId, this.local, {
       journal: options.journal,
       checkpointBytes: options.journalCheckpointBytes,
+    });
+    this.#calls = new MemberCalls({
+      selfId: this.selfId,
+      rpc: this.#rpc,
+      replica: this.replica,
+      local: this.local,
+      liveMembers: () => this.liveMembers(),
+      replicaPeers: (name) => this.replicaPeers(name),
     });
     this.blocks = new ReplicatedBlocks({
       selfId: this.selfId,
@@ -131,53 +133,28 @@ export class ClusterEngine implements Engine {
     });
     this.objects = new ReplicatedObjects({
       selfId: this.selfId,
-      replicasOf: (name) => this.replicaPeers(name).map((peer) => this.#objectLink(peer)),
+      replicasOf: (name) => this.replicaPeers(name).map((peer) => this.#calls.objectLink(peer)),
       epochOf: options.epochOf ?? (() => 1),
       isDead: (id) => this.countsDead(id),
       floors: proposedFloors(() => this.proposer),
-      everyone: () => this.liveMembers().map((member) => this.#objectLink(member)),
+      everyone: () => this.liveMembers().map((member) => this.#calls.objectLink(member)),
     });
-    const nodeConfig = this.nodeConfig;
-    const random = options.random ?? systemRandom;
-    const clock = options.clock ?? systemClock;
-    this.proposer = new Proposer({
-      // A name of its own per process: a restarted node never reuses its ballots' tiebreak.
-      node: `${this.selfId}.${Math.floor(random() * 2 ** 32).toString(16).padStart(8, "0")}`,
-      random,
-      clock,
-      configs: {
-        current: () => nodeConfig.current(),
-        install: (config) => nodeConfig.install(config),
-        refresh: () => this.reconfigurer.refresh(),
-      },
-      link: (id) => this.#voterLink(id),
-    });
-    const rpc = this.#rpc;
-    this.reconfigurer = new Reconfigurer({
+    this.#meta = new EngineMeta({
       selfId: this.selfId,
-      configs: nodeConfig,
-      proposer: this.proposer,
-      members: () =>
-        this.#members().map((member) => ({
-          id: member.id,
-          zone: member.zone,
-          address: member.id === this.selfId ? "" : member.address,
-          status: member.status,
-          withinGrace: member.status === "dead" && this.#now() - member.since < this.deadGraceMs,
-        })),
-      localKeys: () => this.acceptorStates.keys(""),
-      peers: {
-        keys: async (address) => {
-          const reply = await rpc.call(address, "px.list", { header: { all: true } });
-          if (!Array.isArray(reply.header.keys)) throw new TypeError("px.list: malformed reply");
-          return reply.header.keys.map(String);
-        },
-        install: (address, config) => installConfig(rpc, address, config),
-        configOf: (address) => fetchConfig(rpc, address),
-      },
-      clock,
+      rpc: this.#rpc,
+      nodeConfig: this.nodeConfig,
+      acceptor: this.acceptor,
+      acceptorStates: this.acceptorStates,
+      members: options.members,
+      member: (id) => this.member(id),
+      now: options.now,
+      deadGraceMs: this.deadGraceMs,
+      random: options.random ?? systemRandom,
+      clock: options.clock ?? systemClock,
       log: options.log,
     });
+    this.proposer = this.#meta.proposer;
+    this.reconfigurer = this.#meta.reconfigurer;
   }
 
   /** The methods other members call on this node. */
@@ -191,32 +168,22 @@ export class ClusterEngine implements Engine {
 
   /** Drops the cached placement (the membership changed). */
   invalidate(): void {
-    this.#view = null;
+    this.#view.invalidate();
   }
 
   /** Members that hold a place: alive, suspect, or dead for less than the grace period. */
   placementMembers(): MemberState[] {
-    const now = this.#now();
-    return this.#members().filter((member) =>
-      member.status === "alive" || member.status === "suspect" ||
-      (member.status === "dead" && now - member.since < this.deadGraceMs)
-    );
+    return this.#view.placementMembers();
   }
 
   /** Members known alive now (listing asks them). */
   liveMembers(): MemberState[] {
-    return this.#members().filter((member) =>
-      member.status === "alive" || member.status === "suspect"
-    );
+    return this.#view.liveMembers();
   }
 
   /** The replicas of `name`, most preferred first. */
   replicaPeers(name: string): BlockPeer[] {
-    const view = this.#currentView();
-    return view.placement.replicas(name, this.replicaCount).map((id) => {
-      const member = view.byId.get(id)!;
-      return { id, address: member.address };
-    });
+    return this.#view.replicaPeers(name);
   }
 
   /**
@@ -227,7 +194,7 @@ export class ClusterEngine implements Engine {
    * its own copy that the holder taking over never sees.
    */
   countsDead(id: string): boolean {
-    return this.member(id)?.status === "dead" && this.seesMajority();
+    return this.#view.countsDead(id);
   }
 
   /**
@@ -236,32 +203,21 @@ export class ClusterEngine implements Engine {
    * reads or writes of the volumes it holds until it sees a majority again.
    */
   seesMajority(): boolean {
-    const members = this.#members().filter((member) => member.status !== "left");
-    return 2 * this.liveMembers().length > members.length;
+    return this.#view.seesMajority();
   }
 
   /** The member `id` as gossip knows it now (undefined when unknown). */
   member(id: string): MemberState | undefined {
-    return this.#members().find((member) => member.id === id);
+    return this.#view.member(id);
   }
 
   /** True when `id` is alive or suspect now. */
   isLive(id: string): boolean {
-    const status = this.#currentView().byId.get(id)?.status;
-    return status === "alive" || status === "suspect";
+    return this.#view.isLive(id);
   }
 
-  async hasBlock(hash: string): Promise<boolean> {
-    if (await this.local.hasBlock(hash)) return true;
-    const answers = await Promise.allSettled(
-      this.replicaPeers(hash).filter((peer) => peer.id !== this.selfId).map(async (peer) => {
-        const reply = await this.#rpc.call(peer.address, "block.has", {
-          header: { hashes: [hash] },
-        });
-        return (reply.header.have as boolean[])[0] === true;
-      }),
-    );
-    return answers.some((answer) => answer.status === "fulfilled" && answer.value);
+  hasBlock(hash: string): Promise<boolean> {
+    return this.#calls.hasBlock(hash);
   }
 
   putBlock(hash: string, data: Uint8Array): Promise<boolean> {
@@ -274,11 +230,11 @@ export class ClusterEngine implements Engine {
 
   async deleteBlock(hash: string): Promise<void> {
     await this.local.deleteBlock(hash);
-    await this.#everyLiveMember("block.delete", { hashes: [hash] });
+    await this.#calls.everyLiveMember("block.delete", { hashes: [hash] });
   }
 
   async *listBlocks(): AsyncIterable<string> {
-    yield* await this.#union("block.list", "hashes", async () => {
+    yield* await this.#calls.union("block.list", "hashes", async () => {
       const hashes: string[] = [];
       for await (const hash of this.local.listBlocks()) hashes.push(hash);
       return hashes;
@@ -311,74 +267,27 @@ export class ClusterEngine implements Engine {
   }
 
   async *listObjects(): AsyncIterable<string> {
-    yield* await this.#union("object.list", "names", async () => {
+    yield* await this.#calls.union("object.list", "names", async () => {
       const names: string[] = [];
       for await (const name of this.local.listObjects()) names.push(name);
       return names;
     });
   }
 
-  async getMeta(key: string): Promise<MetaEntry | null> {
-    const register = await this.proposer.read(key);
-    return register.value === null ? null : { version: register.version, value: register.value };
+  getMeta(key: string): Promise<MetaEntry | null> {
+    return this.#meta.get(key);
   }
 
-  async putMeta(key: string, value: Uint8Array, expectedVersion: number): Promise<number> {
-    const register = await this.proposer.change(key, (current) => {
-      if (current.version !== expectedVersion) {
-        throw new VersionMismatchError(
-          `Cannot change ${key}: it is at version ${current.version}, not ${expectedVersion}`,
-        );
-      }
-      return { version: current.version + 1, value };
-    });
-    return register.version;
+  putMeta(key: string, value: Uint8Array, expectedVersion: number): Promise<number> {
+    return this.#meta.put(key, value, expectedVersion);
   }
 
-  async deleteMeta(key: string, expectedVersion: number): Promise<void> {
-    await this.proposer.change(key, (current) => {
-      if (current.value === null || current.version !== expectedVersion) {
-        throw new VersionMismatchError(
-          `Cannot delete ${key}: it is at version ${current.version}, not ${expectedVersion}`,
-        );
-      }
-      return { version: 0, value: null };
-    });
+  deleteMeta(key: string, expectedVersion: number): Promise<void> {
+    return this.#meta.delete(key, expectedVersion);
   }
 
-  async listMeta(prefix: string): Promise<string[]> {
-    // Every key a quorum of the voters holds, or an error: never a partial list.
-    const candidates = await listChosenKeys({
-      configs: this.nodeConfig,
-      prefix,
-      ask: async (id) => {
-        if (id === this.selfId) {
-          return {
-            keys: await acceptedKeys(this.acceptorStates, prefix),
-            config: this.nodeConfig.current(),
-          };
-        }
-        const member = this.member(id);
-        if (member === undefined || (member.status !== "alive" && member.status !== "suspect")) {
-          throw new Error(`voter ${id} is not live`);
-        }
-        const reply = await this.#rpc.call(member.address, "px.list", { header: { prefix } });
-        if (!Array.isArray(reply.header.keys)) throw new TypeError("px.list: malformed reply");
-        const known = reply.header.config;
-        return {
-          keys: reply.header.keys.map(String),
-          config: known === undefined || known === null ? null : parseConfig(known),
-        };
-      },
-    });
-    // An acceptor that missed a delete still lists the key: read each through a quorum.
-    const keys: string[] = [];
-    for (let i = 0; i < candidates.length; i += listReadsInFlightMax) {
-      const batch = candidates.slice(i, i + listReadsInFlightMax);
-      const present = await Promise.all(batch.map(async (key) => await this.getMeta(key) !== null));
-      keys.push(...batch.filter((_, j) => present[j]));
-    }
-    return keys;
+  listMeta(prefix: string): Promise<string[]> {
+    return this.#meta.list(prefix);
   }
 
   async flush(volume?: string): Promise<void> {
@@ -390,82 +299,5 @@ export class ClusterEngine implements Engine {
     await this.replica.close();
     this.acceptorStates.close();
     await this.local.close();
-  }
-
-  #currentView() {
-    // Dead members age out of placement without a membership event: re-check each second.
-    if (this.#view === null || this.#now() - this.#view.at > 1000) {
-      const members = this.placementMembers();
-      this.#view = {
-        at: this.#now(),
-        placement: new Placement(
-          members.map(({ id, weight, zone }) => ({ id, weight: Math.max(weight, 2 ** -32), zone })),
-        ),
-        byId: new Map(this.#members().map((member) => [member.id, member])),
-      };
-    }
-    return this.#view;
-  }
-
-  #objectLink(peer: BlockPeer): ObjectLink {
-    if (peer.id === this.selfId) return this.replica;
-    let link = this.#objectLinks.get(`${peer.id} ${peer.address}`);
-    if (link === undefined) {
-      link = rpcObjectLink(this.#rpc, peer.id, peer.address);
-      this.#objectLinks.set(`${peer.id} ${peer.address}`, link);
-    }
-    return link;
-  }
-
-  /** The acceptor of voter `id`; null when gossip does not know it or knows it dead. */
-  #voterLink(id: string): AcceptorLink | null {
-    if (id === this.selfId) return this.acceptor;
-    const member = this.member(id);
-    if (member === undefined || member.status === "dead" || member.status === "left") return null;
-    return this.#acceptorLink({ id, address: member.address });
-  }
-
-  #acceptorLink(peer: BlockPeer): AcceptorLink {
-    if (peer.id === this.selfId) return this.acceptor;
-    let link = this.#acceptorLinks.get(`${peer.id} ${peer.address}`);
-    if (link === undefined) {
-      link = rpcAcceptorLink(this.#rpc, peer.address);
-      this.#acceptorLinks.set(`${peer.id} ${peer.address}`, link);
-    }
-    return link;
-  }
-
-  async #everyLiveMember(method: string, header: Record<string, unknown>): Promise<void> {
-    await Promise.allSettled(
-      this.liveMembers().filter((member) => member.id !== this.selfId).map((member) =>
-        this.#rpc.call(member.address, method, { header })
-      ),
-    );
-  }
-
-  /**
-   * The sorted union of a list every live member answers (this node's from
-   * `local`). A member that does not answer is left out: a block or object
-   * missing from the list is only kept longer by garbage collection.
-   */
-  async #union(
-    method: string,
-    field: string,
-    local: () => Promise<string[]>,
-  ): Promise<string[]> {
-    const lists = await Promise.allSettled(
-      this.liveMembers().map(async (member) => {
-        if (member.id === this.selfId) return await local();
-        const reply = await this.#rpc.call(member.address, method, { header: {} });
-        const list = reply.header[field];
-        if (!Array.isArray(list)) throw new TypeError(`${method}: malformed reply`);
-        return list.map(String);
-      }),
-    );
-    const union = new Set<string>();
-    for (const list of lists) {
-      if (list.status === "fulfilled") { for (const item of list.value) union.add(item); }
-    }
-    return [...union].sort();
   }
 }
