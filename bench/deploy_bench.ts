@@ -45,7 +45,12 @@ print(json.dumps(rows))
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function measure(node: TestNode, prefix: string): Promise<string> {
-  const rows = await nbdPython(deploys, [node.url, node.nbd, prefix, values.deploys!]) as number[][];
+  const rows = await nbdPython(deploys, [
+    node.url,
+    node.nbd,
+    prefix,
+    values.deploys!,
+  ]) as number[][];
   const [clone, open, read] = [0, 1, 2].map((i) => median(rows.map((row) => row[i])));
   const total = median(rows.map((row) => row[0] + row[1] + row[2]));
   return `clone ${clone.toFixed(1)} + open ${open.toFixed(1)} + first read ${read.toFixed(1)} ` +

@@ -54,7 +54,9 @@ const pairs = (f: Figures) => f.write.map((w, i) => w + f.flush[i]);
 const rate = (f: Figures) => pairs(f).length / (pairs(f).reduce((a, b) => a + b, 0) / 1000);
 
 function line(label: string, f: Figures, reference?: Figures): string {
-  const ratio = reference === undefined ? "" : `; ${(rate(f) / rate(reference)).toFixed(2)}× single`;
+  const ratio = reference === undefined
+    ? ""
+    : `; ${(rate(f) / rate(reference)).toFixed(2)}× single`;
   return `${label.padEnd(14)} write p50 ${ms(f.write, 0.5)} p99 ${ms(f.write, 0.99)} | ` +
     `flush p50 ${ms(f.flush, 0.5)} p99 ${ms(f.flush, 0.99)} | ` +
     `write+flush p50 ${ms(pairs(f), 0.5)} ms, ${rate(f).toFixed(0)}/s${ratio}`;

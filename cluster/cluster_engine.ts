@@ -47,6 +47,8 @@ export interface ClusterEngineOptions {
   journal: JournalStore;
   /** Journal bytes after which a checkpoint starts (the simulation makes it small). */
   journalCheckpointBytes?: number;
+  /** Object changes at least this large are written in place (the simulation makes it small). */
+  journalInPlaceBytes?: number;
   /**
    * This node's acceptor states, durable when `save()` resolves (an AcceptorLog
    * beside the data; the simulation keeps them in memory).
@@ -113,6 +115,7 @@ export class ClusterEngine implements Engine {
     this.replica = new ObjectReplica(this.selfId, this.local, {
       journal: options.journal,
       checkpointBytes: options.journalCheckpointBytes,
+      inPlaceBytes: options.journalInPlaceBytes,
     });
     this.#calls = new MemberCalls({
       selfId: this.selfId,

@@ -73,9 +73,13 @@ export class FdCache {
   }
 
   /** fdatasync()s every descriptor written since the last call, concurrently. */
-  async syncAll(): Promise<void> {
-    const paths = [...this.#dirty];
-    this.#dirty.clear();
+  syncAll(): Promise<void> {
+    return this.sync([...this.#dirty]);
+  }
+
+  /** fdatasync()s those of `paths` written since their last sync, concurrently. */
+  async sync(paths: string[]): Promise<void> {
+    paths = paths.filter((path) => this.#dirty.delete(path));
     await Promise.all(paths.map(async (path) => {
       const entry = this.#entries.get(path);
       if (entry !== undefined) return await fdatasync(entry.fd);

@@ -112,6 +112,11 @@ export class ObjectFiles {
     return this.#files.get(path, { writable: true, create: true, exclusive });
   }
 
+  /** Makes the writes of the named objects durable (their files; directories are the caller's). */
+  sync(names: string[]): Promise<void> {
+    return this.#files.sync(names.map((name) => this.#path(name)));
+  }
+
   #path(name: string): string {
     return `${this.#dir}/objects/${name.slice(0, 32)}/${name.slice(33)}`;
   }

@@ -113,6 +113,11 @@ export interface NodeDisk extends Engine {
   blockSize(hash: string): Promise<number>;
   /** Bytes an object spans (0 when missing). */
   objectSize(name: string): Promise<number>;
+  /**
+   * Makes the writes of the named objects that resolved before this call
+   * durable (their files and directory entries), not everything as flush does.
+   */
+  syncObjects(names: string[]): Promise<void>;
   /** Bytes free for new data (healing keeps a reserve). */
   freeBytes(): number;
 }

@@ -254,6 +254,15 @@ export class LocalEngine implements NodeDisk {
     });
   }
 
+  syncObjects(names: string[]): Promise<void> {
+    return this.#flushing.run(async () => {
+      const dirs = [...this.#dirtyDirs];
+      this.#dirtyDirs.clear();
+      await this.#objects.sync(names);
+      await Promise.all(dirs.map(syncDir));
+    });
+  }
+
   /** Renames a synced block's temporary file into place. */
   #placeBlock(hash: string, tmp: string): void {
     const dir = join(this.dir, "blocks", hash.slice(0, 2));

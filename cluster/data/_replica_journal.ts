@@ -56,10 +56,13 @@ export class ReplicaJournal {
   /** Replays the journals a crash left, then checkpoints; before any other call. */
   async recover(): Promise<void> {
     const gens = await this.#store.journals();
-    for (const gen of gens) {
-      for (const record of decodeRecords(await this.#store.readJournal(gen))) {
-        await this.#replay(record);
-      }
+    const records: JournalRecord[] = [];
+    for (const gen of gens) records.push(...decodeRecords(await this.#store.readJournal(gen)));
+    // A change placed in its file (synced before its record) covers the ones before it.
+    const placed = new Map<string, number>();
+    records.forEach((record, i) => record.kind === "placed" && placed.set(record.name, i));
+    for (const [i, record] of records.entries()) {
+      if (i >= (placed.get(record.name) ?? -1)) await this.#replay(record);
     }
     this.#gen = (gens.at(-1) ?? 0) + 1;
     this.#older = gens;
@@ -92,10 +95,23 @@ export class ReplicaJournal {
    * checkpoint falls between. Returns the journal it went to (for a sync).
    */
   record(record: JournalRecord, stamps: Map<string, Stamp>): number {
-    this.#store.appendJournal(this.#gen, encodeRecord(record));
+    this.applied(record, stamps);
+    return this.append(record);
+  }
+
+  /**
+   * Sets the stamp of a change applied to its object file whose record comes
+   * later (a change written in place: its record once the file is synced).
+   */
+  applied(record: JournalRecord, stamps: Map<string, Stamp>): void {
     if (record.kind === "drop") stamps.delete(record.name);
     else stamps.set(record.name, record.stamp);
     this.#dirty.add(parseObjectName(record.name).uid);
+  }
+
+  /** Appends a record whose stamp is set already; returns the journal it went to. */
+  append(record: JournalRecord): number {
+    this.#store.appendJournal(this.#gen, encodeRecord(record));
     this.#genBytes += recordBytes(record.name, record.kind === "write" ? record.data.length : 0);
     if (this.#genBytes >= this.#checkpointBytes && this.#checkpointing === null) {
       // After the caller's step (a removal registers itself first); a failed
@@ -182,7 +198,8 @@ export class ReplicaJournal {
   /**
    * Applies a journaled change again. Its bytes go to the object file whatever
    * the stamp there says (every later change follows in the journal, so the
-   * file ends as the last durable change left it); stamps only move forward.
+   * file ends as the last durable change left it); stamps only move forward. A
+   * placed change's bytes are in the file already.
    */
   async #replay(record: JournalRecord): Promise<void> {
     const uid = parseObjectName(record.name).uid;
@@ -194,7 +211,7 @@ export class ReplicaJournal {
       return;
     }
     if (record.kind === "remove") await this.#engine.deleteObject(record.name);
-    else {
+    else if (record.kind === "write") {
       await this.#engine.writeObject(record.name, record.offset, record.data, {
         truncate: record.truncate,
       });

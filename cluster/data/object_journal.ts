@@ -16,7 +16,8 @@
  * kind, u8 flags, u8 name length, the name, f64 epoch, f64 version, f64
  * offset, the data. A record torn by a crash fails its checksum and ends the
  * replay: its sync never completed, so no change in it was acknowledged as
- * durable.
+ * durable. Large changes go to the object file alone, and their record (no
+ * bytes) follows once that file is synced (`placed`).
  *
  * @module
  */
@@ -50,9 +51,15 @@ export type JournalRecord =
     truncate: boolean;
   }
   | { kind: "remove"; name: string; stamp: Stamp }
-  | { kind: "drop"; name: string };
+  | { kind: "drop"; name: string }
+  /**
+   * A change written in place, whose bytes are in the object file: its record
+   * is appended only after that file was synced, so the file holds this change
+   * and every one before it (replay skips those).
+   */
+  | { kind: "placed"; name: string; stamp: Stamp };
 
-const kinds = { write: 1, remove: 2, drop: 3 } as const;
+const kinds = { write: 1, remove: 2, drop: 3, placed: 4 } as const;
 const frameBytes = 8;
 /** Body bytes before the name: kind, flags, name length. */
 const leadBytes = 3;
@@ -106,6 +113,8 @@ export function* decodeRecords(bytes: Uint8Array): Generator<JournalRecord> {
       yield { kind: "remove", name, stamp };
     } else if (kind === kinds.drop) {
       yield { kind: "drop", name };
+    } else if (kind === kinds.placed) {
+      yield { kind: "placed", name, stamp };
     } else {
       return;
     }

@@ -27,10 +27,10 @@ function change(version: number, offset: number, data: Uint8Array, more = {}): O
   return { epoch: 1, version, offset, data, ...more };
 }
 
-async function open(dir: string, checkpointBytes?: number) {
+async function open(dir: string, checkpointBytes?: number, inPlaceBytes?: number) {
   const engine = await LocalEngine.open({ dir });
   const journal = new JournalDisk(`${dir}/journal`);
-  const replica = new ObjectReplica("n1", engine, { journal, checkpointBytes });
+  const replica = new ObjectReplica("n1", engine, { journal, checkpointBytes, inPlaceBytes });
   const close = async () => {
     await replica.close();
     await engine.close();
@@ -147,6 +147,45 @@ Deno.test("checkpoints remove the journals they cover and lose nothing", async (
         const last = 32 + slot; // writes 32..39 were the last to each slot
         assert.deepEqual(read.data.subarray(slot * 8192, (slot + 1) * 8192), bytes(8192, last));
       }
+    } finally {
+      await second.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a change placed in its file covers the journaled ones before it on replay", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-journal-" });
+  try {
+    const first = await open(dir, undefined, 64 * 1024);
+    const { replica } = first;
+    await replica.change(names[0], change(1, 0, bytes(4096, 1))); // journaled
+    await replica.change(names[0], change(2, 0, bytes(128 * 1024, 2))); // placed
+    await replica.change(names[0], change(3, 8192, bytes(4096, 3))); // journaled, after the sync
+    await replica.change(names[1], change(1, 0, bytes(256 * 1024, 4))); // placed, synced by flush
+    await replica.flush([]);
+    await first.close();
+    const records = [];
+    for (const gen of await first.journal.journals()) {
+      records.push(...decodeRecords(await first.journal.readJournal(gen)));
+    }
+    assert.deepEqual(records.map((record) => `${record.kind} ${record.name.slice(-1)}`), [
+      "write 0",
+      "placed 0",
+      "write 0",
+      "placed 1",
+    ]);
+    const second = await open(dir);
+    try {
+      const expected = bytes(128 * 1024, 2);
+      expected.set(bytes(4096, 3), 8192);
+      const zero = await second.replica.read(names[0], 0, -1);
+      assert.deepEqual(zero.stamp, [1, 3]);
+      assert.deepEqual(zero.data, expected, "the placed bytes, not the older journaled ones");
+      const one = await second.replica.read(names[1], 0, -1);
+      assert.deepEqual(one.stamp, [1, 1]);
+      assert.deepEqual(one.data, bytes(256 * 1024, 4));
     } finally {
       await second.close();
     }

@@ -14,14 +14,15 @@
  * - Durability (object_journal.ts, _replica_journal.ts): every change applied
  *   goes to the replica's journal, data and stamp in one record, so a flush is
  *   one sync of the journal and a stamp that survives a crash always comes with
- *   its bytes.
+ *   its bytes. Large changes are written in place: the file is synced before
+ *   their record goes to the journal.
  */
 import type { NodeDisk } from "../../core/mod.ts";
 import { isObjectName } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
 import { KeyedMutex } from "../../core/_mutex.ts";
 import { Fences } from "./fences.ts";
-import type { JournalStore } from "./object_journal.ts";
+import type { JournalRecord, JournalStore } from "./object_journal.ts";
 import { ReplicaJournal } from "./_replica_journal.ts";
 import {
   type ChangeReply,
@@ -40,7 +41,12 @@ export interface ObjectReplicaOptions {
   journal: JournalStore;
   /** Journal bytes after which a checkpoint starts (tests make it small). */
   checkpointBytes?: number;
+  /** Changes of at least this many bytes go to their file alone (object_journal.ts, `placed`). */
+  inPlaceBytes?: number;
 }
+
+/** Changes this large are written in place, not copied into the journal as well. */
+export const inPlaceBytesDefault = 128 * 1024;
 
 /** The objects this node stores, with their versions and fences. */
 export class ObjectReplica implements ObjectLink {
@@ -52,6 +58,9 @@ export class ObjectReplica implements ObjectLink {
   /** The replay of the journals a crash left; every call waits for it. */
   #ready: Promise<void>;
   #locks = new KeyedMutex();
+  #inPlaceBytes: number;
+  /** Records of changes written in place whose file is not synced yet, per object, in order. */
+  #placed = new Map<string, JournalRecord[]>();
 
   constructor(id: string, engine: NodeDisk, options: ObjectReplicaOptions) {
     this.id = id;
@@ -59,6 +68,7 @@ export class ObjectReplica implements ObjectLink {
     this.#store = options.journal;
     this.fences = new Fences(engine);
     this.#journal = new ReplicaJournal(engine, options.journal, options.checkpointBytes);
+    this.#inPlaceBytes = options.inPlaceBytes ?? inPlaceBytesDefault;
     this.#ready = this.#journal.recover();
     this.#ready.catch(() => {}); // reported by every call
   }
@@ -79,12 +89,21 @@ export class ObjectReplica implements ObjectLink {
         ? compareStamps(stamp, current) > 0
         : change.version === current[1] + 1 && change.epoch >= current[0];
       if (!applies) return { applied: false, stamp: current };
+      const truncate = change.truncate === true || change.replace === true;
+      const { offset, data } = change;
+      if (change.remove !== true && data.length >= this.#inPlaceBytes) {
+        // Later changes placed in the same file share its sync.
+        await this.#engine.writeObject(name, offset, data, { truncate });
+        const record: JournalRecord = { kind: "placed", name, stamp };
+        this.#journal.applied(record, stamps);
+        this.#placed.set(name, [...this.#placed.get(name) ?? [], record]);
+        return { applied: true, stamp };
+      }
+      await this.#settle(name); // the journal keeps each object's changes in order
       if (change.remove === true) {
         await this.#journal.remove({ kind: "remove", name, stamp }, stamps);
       } else {
-        const truncate = change.truncate === true || change.replace === true;
-        await this.#engine.writeObject(name, change.offset, change.data, { truncate });
-        const { offset, data } = change;
+        await this.#engine.writeObject(name, offset, data, { truncate });
         this.#journal.record({ kind: "write", name, stamp, offset, data, truncate }, stamps);
       }
       return { applied: true, stamp };
@@ -124,6 +143,9 @@ export class ObjectReplica implements ObjectLink {
   /** Makes every applied change durable (one journal sync) and tells the stamps of `names`. */
   async flush(names: string[] = []): Promise<Stamp[]> {
     await this.#ready;
+    await Promise.all(
+      [...this.#placed.keys()].map((name) => this.#locks.run(name, () => this.#settle(name))),
+    );
     await this.#journal.sync();
     return await this.stamps(names);
   }
@@ -143,9 +165,23 @@ export class ObjectReplica implements ObjectLink {
       await this.#ready;
       const stamps = await this.#journal.stampsOf(uid);
       if (compareStamps(stamps.get(name) ?? unwritten, stamp) !== 0) return false;
+      await this.#settle(name);
       await this.#journal.remove({ kind: "drop", name }, stamps);
       return true;
     });
+  }
+
+  /**
+   * Syncs the file of `name` when changes were placed in it, then journals
+   * their records (after the sync: a record never claims bytes the disk may
+   * not hold). The caller holds the object's lock.
+   */
+  async #settle(name: string): Promise<void> {
+    const placed = this.#placed.get(name);
+    if (placed === undefined) return;
+    await this.#engine.syncObjects([name]);
+    this.#placed.delete(name);
+    for (const record of placed) this.#journal.append(record);
   }
 
   /** Every object this node stores. */

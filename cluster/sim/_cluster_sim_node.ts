@@ -54,6 +54,8 @@ const simGcSettleMs = 1_000;
 
 /** Small, so that a schedule's writes checkpoint replicas' journals too, not only replay them. */
 const simJournalCheckpointBytes = 48 * 1024;
+/** Writes of 2 sectors and more go in place, smaller ones into the journal: both paths run. */
+const simJournalInPlaceBytes = 8 * 1024;
 
 /** Calls worth a line of the trace (the rest are too many). */
 const tracedMethods = new Set(["lease.release", "volume.read", "object.fence"]);
@@ -134,6 +136,7 @@ export function startClusterRuntime(host: ClusterSimHost, node: ClusterSimNode):
     local: disk,
     journal: disk,
     journalCheckpointBytes: simJournalCheckpointBytes,
+    journalInPlaceBytes: simJournalInPlaceBytes,
     acceptorStates: memoryAcceptorStates(node.acceptorStates),
     rpc,
     members: () => host.view(node.id),

@@ -232,6 +232,17 @@ export class MemoryDisk implements NodeDisk, JournalStore {
     return memoryDiskFreeBytes;
   }
 
+  syncObjects(names: string[]): Promise<void> {
+    this.#check(names.every(isObjectName), names.join(" "));
+    for (const name of names) {
+      if (!this.#dirtyObjects.delete(name)) continue;
+      const data = this.#objects.get(name);
+      if (data === undefined) this.platter.objects.delete(name);
+      else this.platter.objects.set(name, data.slice());
+    }
+    return Promise.resolve();
+  }
+
   journals(): Promise<number[]> {
     this.#check(true, "");
     const gens = new Set([...this.platter.journals.keys(), ...this.#unsyncedJournals.keys()]);
