@@ -8,7 +8,7 @@
  * lease, at the epoch it read) before it keeps a reader. Nothing else changes a
  * volume without taking its lease, and the node taking it reads the readers in
  * the same compare-and-set that clears them, tells each to drop its reader, and
- * waits before it writes until each answered or its reader ran out (leases.ts).
+ * waits before it writes until each answered or its reader ran out (_lease_moves.ts).
  * So a reader is used only while:
  * - the record still listed this node at that epoch within `validMs` of now
  *   (monotonic clock, from when the record read started; read again in the

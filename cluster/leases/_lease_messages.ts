@@ -1,5 +1,5 @@
 /**
- * What a lease move asks of other members (leases.ts runs the move): the
+ * What a lease move asks of other members (_lease_moves.ts runs the move): the
  * holder's release, the fence of every live member, a notice to a holder the
  * lease was taken from while it was cut off, and a word to everyone that
  * reads of the volume go elsewhere now.

@@ -96,7 +96,7 @@ function volumesOnly(seed: number): ClusterSimOptions {
 }
 
 Deno.test("seed 12: a holder whose lease was taken over while it was cut off stops serving reads", async () => {
-  // leases.ts: the taker tells the old holder it lost the lease once it can reach it.
+  // _lease_moves.ts: the taker tells the old holder it lost the lease once it can reach it.
   const result = await ClusterSim.run(volumesOnly(12));
   assert.deepEqual(result.violations, []);
 });
