@@ -29,11 +29,11 @@ import { LeaseLostError, WritesLostError } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
 import { isFenced } from "./fences.ts";
 import { compareStamps, type ObjectChange, type ObjectLink, type Stamp } from "./object_link.ts";
-import { writeQuorumOf } from "./_write_quorum.ts";
 import { SettledReads } from "./_settled_reads.ts";
+import { WrittenObjects } from "./_written_objects.ts";
+import { type PendingOnReplica, Unflushed } from "./_unflushed.ts";
 import { needsFloor, noFloors, type ObjectFloors } from "./object_floors.ts";
-import { type Lookup, readNewest, ReplicaQuorumError, type Written } from "./_replica_copies.ts";
-import { copyWhole, learnWhereItStands } from "./_replica_learning.ts";
+import { readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
 
 export { ReplicaQuorumError };
 
@@ -65,26 +65,18 @@ export interface ObjectCounters {
 export class ReplicatedObjects {
   readonly counters: ObjectCounters = { writes: 0, laggards: 0, repairs: 0, staleReads: 0 };
   #options: ReplicatedObjectsOptions;
-  #written = new Map<string, Written>();
   #locks = new KeyedMutex();
-  /** Replica id → the link and the objects changed there since the last flush. */
-  #unflushed = new Map<string, { link: ObjectLink; names: Set<string> }>();
-  /** Objects a flush could not make durable on a write quorum: every flush tries them again. */
-  #short = new Set<string>();
-  /**
-   * Objects whose acknowledged writes a flush of every volume found lost (a
-   * collection's or an upload's, not the writer's): the loss is the writer's
-   * to hear, so the next flush, read or write of its volume reports it.
-   */
-  #lostUnheard = new Set<string>();
-  /** Objects a flush under way took from #unflushed: resolves when it is done with them. */
-  #flushing = new Map<string, Promise<void>>();
+  /** What is not durable yet, and losses waiting to be heard (_unflushed.ts). */
+  #unflushed = new Unflushed();
   /** Where reads under a view found each object (reads of volumes nobody may write). */
   #views = new SettledReads();
   #background = new Set<Promise<void>>();
 
+  #writers: WrittenObjects;
+
   constructor(options: ReplicatedObjectsOptions) {
     this.#options = options;
+    this.#writers = new WrittenObjects(options, this.counters, this.#unflushed, this.#views);
   }
 
   /**
@@ -99,7 +91,7 @@ export class ReplicatedObjects {
     options: { truncate?: boolean; existing?: boolean } = {},
   ): Promise<void> {
     const truncate = options.truncate ?? false;
-    if (this.#lostUnheard.delete(name)) return Promise.reject(new WritesLostError([name]));
+    if (this.#unflushed.takeUnheard(name)) return Promise.reject(new WritesLostError([name]));
     return this.#locks.run(
       name,
       () => this.#change(name, { offset, data, truncate }, options.existing ?? false),
@@ -126,9 +118,9 @@ export class ReplicatedObjects {
     existing = false,
     view?: string,
   ): Promise<void> {
-    if (this.#lostUnheard.delete(name)) throw new WritesLostError([name]);
-    const links = this.#ordered(this.#options.replicasOf(name));
-    const written = this.#written.get(name);
+    if (this.#unflushed.takeUnheard(name)) throw new WritesLostError([name]);
+    const links = this.#writers.ordered(this.#options.replicasOf(name));
+    const written = this.#writers.get(name);
     // Objects this node writes are read from their current replicas (below); under a
     // view, the others from where a read found them newest.
     if (written === undefined && view !== undefined) {
@@ -152,7 +144,7 @@ export class ReplicatedObjects {
     }
     // Not the writer (or its replicas failed): read the copy with the highest stamp.
     const acked = written?.acked ?? [0, 0];
-    const newest = await readNewest(name, links, offset, into, this.#lookup(name), {
+    const newest = await readNewest(name, links, offset, into, this.#writers.lookup(name), {
       atLeast: acked,
       existing,
     });
@@ -165,7 +157,7 @@ export class ReplicatedObjects {
           `Cannot read object ${name}: the replicas holding its latest writes do not answer`,
         );
       }
-      this.#writesLost(name, written);
+      this.#writers.writesLost(name, written);
     }
   }
 
@@ -178,7 +170,7 @@ export class ReplicatedObjects {
    * now is tried again by every later flush until it is: a failed flush never
    * lets a later one succeed without it. Throws WritesLostError when every
    * replica answered and none holds what this node acknowledged; a flush of
-   * every volume (`uid` absent) leaves that to the volume's own (#lostUnheard).
+   * every volume (`uid` absent) leaves that to the volume's own (_unflushed.ts).
    * A flush still under way that took objects of this scope (another volume's,
    * or one of every volume) is waited for first: its outcome for them is this
    * flush's too (seed 22330 of the data-path simulation with --boot-reads:
@@ -186,34 +178,18 @@ export class ReplicatedObjects {
    */
   async flush(uid?: string): Promise<void> {
     const ofScope = (name: string) => uid === undefined || parseObjectName(name).uid === uid;
-    for (;;) {
-      // Taken below without a pause after this finds none: no flush slips in between.
-      const earlier = [...this.#flushing].filter(([name]) => ofScope(name)).map(([, d]) => d);
-      if (earlier.length === 0) break;
-      await Promise.all(earlier);
-    }
-    const pending: { link: ObjectLink; names: Set<string> }[] = [];
-    for (const { link, names } of this.#unflushed.values()) {
-      const taken = new Set([...names].filter(ofScope));
-      for (const name of taken) names.delete(name);
-      if (taken.size > 0) pending.push({ link, names: taken });
-    }
-    const taken = new Set(pending.flatMap(({ names }) => [...names]));
-    let finish = () => {};
-    const done = new Promise<void>((resolve) => finish = resolve);
-    for (const name of taken) this.#flushing.set(name, done);
+    const { pending, done } = await this.#unflushed.take(ofScope);
     try {
       await this.#flushTaken(uid, ofScope, pending);
     } finally {
-      for (const name of taken) if (this.#flushing.get(name) === done) this.#flushing.delete(name);
-      finish();
+      done();
     }
   }
 
   async #flushTaken(
     uid: string | undefined,
     ofScope: (name: string) => boolean,
-    pending: { link: ObjectLink; names: Set<string> }[],
+    pending: PendingOnReplica[],
   ): Promise<void> {
     const flushed = await Promise.allSettled(
       pending.map(({ link, names }) => link.flush([...names])),
@@ -225,7 +201,7 @@ export class ReplicatedObjects {
         // Durable here only at the stamp this node wrote: a replica that restarted and
         // lost changes it took holds less (or nothing), and is no longer current (it is
         // brought up whole below, from a replica that holds the stamp, or the flush fails).
-        const written = this.#written.get(name);
+        const written = this.#writers.get(name);
         const holds = result.status === "fulfilled" &&
           (written === undefined || compareStamps(result.value[j], written.stamp) >= 0);
         if (holds) durable.set(name, (durable.get(name) ?? 0) + 1);
@@ -233,7 +209,7 @@ export class ReplicatedObjects {
       });
     });
     const names = new Set(pending.flatMap(({ names }) => [...names]));
-    for (const name of this.#short) if (ofScope(name)) names.add(name);
+    for (const name of this.#unflushed.shortOf(ofScope)) names.add(name);
     const lost: string[] = [];
     let short: Error | null = null;
     const floors = new Map<string, Map<string, Stamp>>();
@@ -241,11 +217,11 @@ export class ReplicatedObjects {
       const links = this.#options.replicasOf(name);
       try {
         let copies = durable.get(name) ?? 0;
-        if (copies < this.#quorumOf(links)) {
-          copies = await this.#locks.run(name, () => this.#makeDurable(name, links));
+        if (copies < this.#writers.quorumOf(links)) {
+          copies = await this.#locks.run(name, () => this.#writers.makeDurable(name, links));
         }
-        this.#short.delete(name);
-        const written = this.#written.get(name);
+        this.#unflushed.setShort(name, false);
+        const written = this.#writers.get(name);
         if (written !== undefined && needsFloor(copies, links.length)) {
           const uid = parseObjectName(name).uid;
           if (!floors.has(uid)) floors.set(uid, new Map());
@@ -256,16 +232,16 @@ export class ReplicatedObjects {
         else if (isFenced(error)) {
           throw new LeaseLostError(String((error as Error).message), { cause: error });
         } else {
-          this.#short.add(name);
+          this.#unflushed.setShort(name, true);
           short ??= error as Error;
         }
       }
     }
     for (const name of names) {
-      const written = this.#written.get(name);
+      const written = this.#writers.get(name);
       const links = this.#options.replicasOf(name);
       if (written === undefined || links.every((link) => written.current.has(link.id))) continue;
-      const task = this.#locks.run(name, () => this.#bringUp(name, written, links, true))
+      const task = this.#locks.run(name, () => this.#writers.bringUp(name, written, links, true))
         .then(() => {}, () => {});
       this.#background.add(task);
       task.finally(() => this.#background.delete(task));
@@ -273,29 +249,16 @@ export class ReplicatedObjects {
     // Durable on too few copies for every read to see: say so before acknowledging.
     const raising = this.#options.floors ?? noFloors;
     await Promise.all([...floors].map(([uid, raised]) => raising.raise(uid, raised)));
-    if (uid === undefined) {
-      for (const name of lost.splice(0)) this.#lostUnheard.add(name);
-    } else {
-      for (const name of [...this.#lostUnheard].filter(ofScope)) {
-        this.#lostUnheard.delete(name);
-        lost.push(name);
-      }
-    }
+    if (uid === undefined) this.#unflushed.addUnheard(lost.splice(0));
+    else lost.push(...this.#unflushed.takeUnheardOf(ofScope));
     if (lost.length > 0) throw new WritesLostError(lost);
     if (short !== null) throw short;
   }
 
   /** Forgets what this node knew of a volume's objects (another node now writes it). */
   forget(uid: string): void {
-    for (const name of this.#lostUnheard) {
-      if (parseObjectName(name).uid === uid) this.#lostUnheard.delete(name);
-    }
-    for (const name of [...this.#written.keys(), ...this.#short]) {
-      if (parseObjectName(name).uid === uid) this.#lose(name);
-    }
-    for (const { names } of this.#unflushed.values()) {
-      for (const name of names) if (parseObjectName(name).uid === uid) names.delete(name);
-    }
+    this.#writers.forgetVolume(uid);
+    this.#unflushed.forgetVolume(uid);
   }
 
   /** Waits for background repairs. */
@@ -315,12 +278,12 @@ export class ReplicatedObjects {
       );
     }
     const links = this.#options.replicasOf(name);
-    const quorum = this.#quorumOf(links);
-    const written = await this.#stateOf(name, links, quorum, existing);
+    const quorum = this.#writers.quorumOf(links);
+    const written = await this.#writers.stateOf(name, links, quorum, existing);
     // Fewer current replicas than the quorum (one came back from the dead, or
     // missed changes): bring them up first, or fail before sending a change.
     const currentCount = () => links.filter((link) => written.current.has(link.id)).length;
-    if (currentCount() < quorum) await this.#bringUp(name, written, links, false);
+    if (currentCount() < quorum) await this.#writers.bringUp(name, written, links, false);
     if (currentCount() < quorum) {
       written.stale = true; // learn the replicas' state again on the next write
       throw new ReplicaQuorumError(
@@ -342,7 +305,7 @@ export class ReplicatedObjects {
     replies.forEach((reply, i) => {
       if (reply.status === "fulfilled" && reply.value.applied) {
         current.add(remotes[i].id);
-        this.#noteUnflushed(remotes[i], name);
+        this.#unflushed.note(remotes[i], name);
       } else if (reply.status === "rejected" && isFenced(reply.reason)) {
         fenced = new LeaseLostError(String(reply.reason.message), { cause: reply.reason });
       }
@@ -354,7 +317,7 @@ export class ReplicatedObjects {
       const reply = await self.change(name, change);
       if (reply.applied) {
         current.add(self.id);
-        this.#noteUnflushed(self, name);
+        this.#unflushed.note(self, name);
       }
     }
     this.counters.writes++;
@@ -362,10 +325,10 @@ export class ReplicatedObjects {
     written.stamp = [change.epoch, change.version];
     written.current = current;
     if (fenced !== null) {
-      this.#written.delete(name);
+      this.#writers.delete(name);
       throw fenced;
     }
-    if (current.size < quorum) await this.#bringUp(name, written, links, false);
+    if (current.size < quorum) await this.#writers.bringUp(name, written, links, false);
     if (written.current.size < quorum) {
       written.stale = true; // learn the replicas' state again on the next write
       throw new ReplicaQuorumError(
@@ -374,158 +337,5 @@ export class ReplicatedObjects {
       );
     }
     written.acked = written.stamp;
-  }
-
-  /** The writer's state of `name`, learnt from the replicas on first use or after a failure. */
-  async #stateOf(
-    name: string,
-    links: ObjectLink[],
-    quorum: number,
-    existing: boolean,
-  ): Promise<Written> {
-    let written = this.#written.get(name);
-    const fresh = written === undefined;
-    if (written === undefined) {
-      written = { stamp: [0, 0], acked: [0, 0], current: new Set(), stale: true };
-      this.#written.set(name, written);
-      this.#views.drop(name); // this node changes it now: no view holds it still
-    }
-    if (written.stale) await this.#learn(name, written, links, quorum, false, fresh);
-    if (existing && compareStamps(written.stamp, [0, 0]) === 0) {
-      written.stale = true;
-      throw new ReplicaQuorumError(
-        `Cannot change object ${name}: no member that answers holds a copy of it`,
-      );
-    }
-    return written;
-  }
-
-  /** {@linkcode learnWhereItStands}, dropping what this node knew when the writes were lost. */
-  async #learn(
-    name: string,
-    written: Written,
-    links: ObjectLink[],
-    quorum: number,
-    flush: boolean,
-    fresh = false,
-  ): Promise<void> {
-    const copied = await learnWhereItStands(
-      name,
-      written,
-      this.#ordered(links),
-      quorum,
-      flush,
-      this.#options.epochOf(parseObjectName(name).uid),
-      this.#lookup(name),
-      fresh,
-    );
-    if (copied === "lost") this.#writesLost(name, written);
-    for (const link of copied) this.#noteCopied(written, link, name, flush);
-  }
-
-  /**
-   * Makes what this node acknowledged of `name` durable on a write quorum:
-   * learns where it stands (flushing every replica), then brings laggards up.
-   */
-  async #makeDurable(name: string, links: ObjectLink[]): Promise<number> {
-    const written = this.#written.get(name);
-    if (written === undefined) return links.length; // forgotten or lost since: nothing to keep
-    const quorum = this.#quorumOf(links);
-    await this.#learn(name, written, links, quorum, true);
-    let copies = links.filter((link) => written.current.has(link.id)).length;
-    if (copies < quorum) copies += await this.#bringUp(name, written, links, true);
-    if (copies < quorum) {
-      throw new ReplicaQuorumError(
-        `Cannot flush object ${name}: durable on ${copies} replicas, ${quorum} needed`,
-      );
-    }
-    return copies;
-  }
-
-  /**
-   * Copies the latest version whole to replicas that lag behind it; with `flush`,
-   * also makes the copies durable. Unreachable replicas stay behind. Returns how
-   * many replicas it brought up.
-   */
-  async #bringUp(
-    name: string,
-    written: Written,
-    links: ObjectLink[],
-    flush: boolean,
-  ): Promise<number> {
-    const sources = links.filter((link) => written.current.has(link.id));
-    const laggards = links.filter((link) => !written.current.has(link.id));
-    if (laggards.length === 0) return 0;
-    const fence = this.#options.epochOf(parseObjectName(name).uid);
-    const copied = await copyWhole(
-      name,
-      this.#ordered(sources),
-      written.stamp,
-      laggards,
-      written.stamp,
-      fence,
-      flush,
-    );
-    for (const link of copied) this.#noteCopied(written, link, name, flush);
-    return copied.length;
-  }
-
-  #noteCopied(written: Written, link: ObjectLink, name: string, flush: boolean): void {
-    written.current.add(link.id);
-    this.counters.repairs++;
-    if (!flush) this.#noteUnflushed(link, name);
-  }
-
-  /**
-   * Every copy lost what this node acknowledged of `name`: nothing is left to
-   * keep (acked goes back to nothing), but the versions sent stay burnt (the
-   * next change rewrites the object past them, in case one survives somewhere).
-   */
-  #writesLost(name: string, written: Written): never {
-    written.acked = [0, 0];
-    written.current = new Set();
-    written.stale = true;
-    this.#dropPending(name);
-    throw new WritesLostError([name]);
-  }
-
-  /** Drops what this node knew of `name`: another node writes it now. */
-  #lose(name: string): void {
-    this.#written.delete(name);
-    this.#dropPending(name);
-  }
-
-  /** Nothing of `name` is left to flush here. */
-  #dropPending(name: string): void {
-    this.#short.delete(name);
-    for (const { names } of this.#unflushed.values()) names.delete(name);
-  }
-
-  /** Where else copies of `name` may be, and its floor (asked when its replicas disagree). */
-  #lookup(name: string): Lookup {
-    return {
-      everyone: () => this.#options.everyone?.() ?? [],
-      floorOf: async () => {
-        const floors = await (this.#options.floors ?? noFloors).of(parseObjectName(name).uid);
-        return floors.get(name) ?? [0, 0];
-      },
-    };
-  }
-
-  /** The replicas a change or flush of an object must reach (_write_quorum.ts). */
-  #quorumOf(links: ObjectLink[]): number {
-    return writeQuorumOf(links.map((link) => link.id), this.#options.isDead ?? (() => false));
-  }
-
-  #noteUnflushed(link: ObjectLink, name: string): void {
-    let entry = this.#unflushed.get(link.id);
-    if (entry === undefined) this.#unflushed.set(link.id, entry = { link, names: new Set() });
-    entry.names.add(name);
-  }
-
-  /** `links` with this node's replica first. */
-  #ordered(links: ObjectLink[]): ObjectLink[] {
-    const self = links.filter((link) => link.id === this.#options.selfId);
-    return self.concat(links.filter((link) => link.id !== this.#options.selfId));
   }
 }

@@ -1,0 +1,105 @@
+/**
+ * What a writer of objects has not made durable yet (replicated_objects.ts):
+ * per replica, the objects changed there since their last flush; the objects
+ * a flush fell short on (every later flush tries them again); losses a flush
+ * of every volume found, which are the volume's own flush, read or write to
+ * report; and the objects a flush under way took, which a later flush of the
+ * same objects waits for (its outcome for them is the later one's too).
+ */
+import { parseObjectName } from "../../core/block_map.ts";
+import type { ObjectLink } from "./object_link.ts";
+
+/** Objects changed on one replica since their last flush. */
+export interface PendingOnReplica {
+  link: ObjectLink;
+  names: Set<string>;
+}
+
+/** See the module doc. */
+export class Unflushed {
+  #byReplica = new Map<string, PendingOnReplica>();
+  #short = new Set<string>();
+  #lostUnheard = new Set<string>();
+  #flushing = new Map<string, Promise<void>>();
+
+  /** `name` changed on `link` since its last flush there. */
+  note(link: ObjectLink, name: string): void {
+    let entry = this.#byReplica.get(link.id);
+    if (entry === undefined) this.#byReplica.set(link.id, entry = { link, names: new Set() });
+    entry.names.add(name);
+  }
+
+  /** Nothing of `name` is left to flush here. */
+  drop(name: string): void {
+    this.#short.delete(name);
+    for (const { names } of this.#byReplica.values()) names.delete(name);
+  }
+
+  /**
+   * Takes the objects in `ofScope` changed since their last flush, once no
+   * flush under way holds any object in scope; `done` marks this flush over.
+   */
+  async take(
+    ofScope: (name: string) => boolean,
+  ): Promise<{ pending: PendingOnReplica[]; done: () => void }> {
+    for (;;) {
+      // Taken below without a pause after this finds none: no flush slips in between.
+      const earlier = [...this.#flushing].filter(([name]) => ofScope(name)).map(([, d]) => d);
+      if (earlier.length === 0) break;
+      await Promise.all(earlier);
+    }
+    const pending: PendingOnReplica[] = [];
+    for (const { link, names } of this.#byReplica.values()) {
+      const taken = new Set([...names].filter(ofScope));
+      for (const name of taken) names.delete(name);
+      if (taken.size > 0) pending.push({ link, names: taken });
+    }
+    const taken = new Set(pending.flatMap(({ names }) => [...names]));
+    let finish = () => {};
+    const over = new Promise<void>((resolve) => finish = resolve);
+    for (const name of taken) this.#flushing.set(name, over);
+    const done = () => {
+      for (const name of taken) if (this.#flushing.get(name) === over) this.#flushing.delete(name);
+      finish();
+    };
+    return { pending, done };
+  }
+
+  /** The objects in `ofScope` a flush fell short on. */
+  shortOf(ofScope: (name: string) => boolean): string[] {
+    return [...this.#short].filter(ofScope);
+  }
+
+  /** A flush could not make `name` durable (true) or did (false). */
+  setShort(name: string, short: boolean): void {
+    if (short) this.#short.add(name);
+    else this.#short.delete(name);
+  }
+
+  /** A flush of every volume found these objects' writes lost: their volume hears it later. */
+  addUnheard(names: string[]): void {
+    for (const name of names) this.#lostUnheard.add(name);
+  }
+
+  /** True (once) when a loss of `name` waits to be heard. */
+  takeUnheard(name: string): boolean {
+    return this.#lostUnheard.delete(name);
+  }
+
+  /** The losses in `ofScope` waiting to be heard, heard now. */
+  takeUnheardOf(ofScope: (name: string) => boolean): string[] {
+    const heard = [...this.#lostUnheard].filter(ofScope);
+    for (const name of heard) this.#lostUnheard.delete(name);
+    return heard;
+  }
+
+  /** Forgets the volume `uid`'s objects (another node writes it now). */
+  forgetVolume(uid: string): void {
+    const ofVolume = (name: string) => parseObjectName(name).uid === uid;
+    for (const name of this.#lostUnheard) if (ofVolume(name)) this.#lostUnheard.delete(name);
+    for (const name of this.#short) if (ofVolume(name)) this.#short.delete(name);
+    for (const { names } of this.#byReplica.values()) {
+      for (const name of names) if (ofVolume(name)) names.delete(name);
+    }
+  }
+}
