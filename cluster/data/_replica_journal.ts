@@ -95,8 +95,9 @@ export class ReplicaJournal {
    * checkpoint falls between. Returns the journal it went to (for a sync).
    */
   record(record: JournalRecord, stamps: Map<string, Stamp>): number {
+    const gen = this.append(record); // first: a record that cannot be written moves no stamp
     this.applied(record, stamps);
-    return this.append(record);
+    return gen;
   }
 
   /**

@@ -31,6 +31,8 @@ interface OpenJournal {
 export class JournalDisk implements JournalStore {
   readonly dir: string;
   #open = new Map<number, OpenJournal>();
+  /** Journals ending in a partial record that could not be cut off: nothing more goes there. */
+  #damaged = new Set<number>();
 
   constructor(dir: string) {
     this.dir = dir;
@@ -48,13 +50,35 @@ export class JournalDisk implements JournalStore {
   }
 
   appendJournal(gen: number, parts: Uint8Array[]): void {
+    if (this.#damaged.has(gen)) {
+      throw new Error(`Cannot append to journal ${this.#path(gen)}: it ends in a partial record`);
+    }
     const journal = this.#opened(gen);
-    const wrote = fs.writevSync(journal.fd, parts);
     const expected = parts.reduce((sum, part) => sum + part.length, 0);
+    let wrote = 0;
+    try {
+      wrote = fs.writevSync(journal.fd, parts);
+    } catch (error) {
+      this.#cutBack(journal, gen);
+      throw error;
+    }
     if (wrote !== expected) {
+      // A short write (a full disk): a partial record would end every replay there,
+      // hiding the records appended after it, so it goes.
+      this.#cutBack(journal, gen);
       throw new Error(`Cannot append to journal ${this.#path(gen)}: wrote ${wrote} of ${expected}`);
     }
     journal.appended += wrote;
+  }
+
+  /** Takes the journal back to its last whole record (the file opened to append writes at its end). */
+  #cutBack(journal: OpenJournal, gen: number): void {
+    try {
+      fs.ftruncateSync(journal.fd, journal.appended);
+    } catch {
+      // Cannot: no later append may land after a partial record.
+      this.#damaged.add(gen);
+    }
   }
 
   async syncJournal(gen: number): Promise<void> {

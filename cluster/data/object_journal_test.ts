@@ -193,3 +193,51 @@ Deno.test("a change placed in its file covers the journaled ones before it on re
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a journal that fills its disk keeps every record it took, and no partial one", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-journal-full-" });
+  const mounted = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=256k", "tmpfs", dir],
+  }).output();
+  assert.equal(mounted.code, 0, "mount tmpfs (the test runs as root)");
+  try {
+    await Deno.writeFile(`${dir}/filler`, new Uint8Array(64 * 1024));
+    const journal = new JournalDisk(`${dir}/journal`);
+    const taken: JournalRecord[] = [];
+    let refused = false;
+    for (let i = 0; !refused; i++) {
+      // 40 KiB records do not divide the space left: the last one comes up short.
+      const record: JournalRecord = {
+        kind: "write",
+        name: names[i % 4],
+        stamp: [1, i + 1],
+        offset: 0,
+        data: bytes(40 * 1024, i),
+        truncate: false,
+      };
+      try {
+        journal.appendJournal(1, encodeRecord(record));
+        taken.push(record);
+      } catch {
+        refused = true;
+      }
+    }
+    // Space comes back (another file goes): the next record must follow the last whole one.
+    await Deno.remove(`${dir}/filler`);
+    const after: JournalRecord = { kind: "drop", name: names[0] };
+    journal.appendJournal(1, encodeRecord(after));
+    taken.push(after);
+    await journal.syncJournal(1);
+    journal.closeJournals();
+    const kept = [...decodeRecords(await journal.readJournal(1))];
+    assert.equal(
+      kept.length,
+      taken.length,
+      "every record taken is replayed, none lost after a tear",
+    );
+    assert.deepEqual(kept, taken);
+  } finally {
+    await new Deno.Command("umount", { args: [dir] }).output();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -180,8 +180,12 @@ export class ObjectReplica implements ObjectLink {
     const placed = this.#placed.get(name);
     if (placed === undefined) return;
     await this.#engine.syncObjects([name]);
+    // One at a time: a record that cannot be written stays for the next flush to try.
+    while (placed.length > 0) {
+      this.#journal.append(placed[0]);
+      placed.shift();
+    }
     this.#placed.delete(name);
-    for (const record of placed) this.#journal.append(record);
   }
 
   /** Every object this node stores. */
