@@ -115,6 +115,7 @@ export class Volume {
     return this.#losses.recovering(false, () =>
       this.#mutex.run(async () => {
         if (this.#released || this.#deleted) return;
+        await this.#losses.goBack();
         if (!this.#losses.unreported) {
           await this.engine.flush(this.#record.header.uid);
           if (this.#record.dirty) await this.#record.persist();

@@ -119,6 +119,16 @@ Deno.test("seed 41808: the lease holder reads what it wrote, not a copy a view r
   assert.deepEqual(result.violations, []);
 });
 
+Deno.test("seed 52154 (boot reads): a volume goes back from lost writes before anything persists its map", async () => {
+  // core/_write_losses.ts: a release found unflushed writes lost (their only copy's member
+  // crashed), and a flush forwarded from another node took the volume's lock before the
+  // volume went back to its last flush: it persisted the map of the lost writes, and the
+  // record named an object no member held. The loss is noted before the lock is free, and
+  // a flush or release goes back first.
+  const result = await ClusterSim.run({ ...clusterSimSettings(52154), bootReads: true });
+  assert.deepEqual(result.violations, []);
+});
+
 Deno.test("seed 18: a replica that restarted before a flush is no longer read as current", async () => {
   // replicated_objects.ts: the writer reads a replica only at the version it wrote, a
   // replica whose flush failed leaves the current set, and other reads need R - floor(R/2)
