@@ -129,6 +129,26 @@ Deno.test("seed 52154 (boot reads): a volume goes back from lost writes before a
   assert.deepEqual(result.violations, []);
 });
 
+Deno.test("seed 60030 (boot reads): a lease move whose release fails leaves no unhandled rejection", async () => {
+  // meta/proposer.ts: a lease move's release (which its compare-and-set waits for) failed, the
+  // holder having taken the lease again, after the compare-and-set itself had failed first;
+  // nothing handled that rejection, which ends a real node's process.
+  const unhandled: unknown[] = [];
+  const onUnhandled = (event: PromiseRejectionEvent) => {
+    unhandled.push(event.reason);
+    event.preventDefault();
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  try {
+    const result = await ClusterSim.run({ ...clusterSimSettings(60030), bootReads: true });
+    await new Promise((resolve) => setTimeout(resolve, 20)); // let a late rejection surface
+    assert.deepEqual(result.violations, []);
+    assert.deepEqual(unhandled.map(String), []);
+  } finally {
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+  }
+});
+
 Deno.test("seed 18: a replica that restarted before a flush is no longer read as current", async () => {
   // replicated_objects.ts: the writer reads a replica only at the version it wrote, a
   // replica whose flush failed leaves the current set, and other reads need R - floor(R/2)
