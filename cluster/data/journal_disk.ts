@@ -10,10 +10,10 @@
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { syncDir } from "../../core/mod.ts";
 import type { JournalStore } from "./object_journal.ts";
 
 const fdatasync = promisify(fs.fdatasync);
-const fsync = promisify(fs.fsync);
 const journalPattern = /^([0-9]{1,15})\.journal$/;
 
 interface OpenJournal {
@@ -92,7 +92,7 @@ export class JournalDisk implements JournalStore {
           await fdatasync(journal.fd);
           if (journal.newFile) {
             journal.newFile = false;
-            await this.#syncDir();
+            await syncDir(this.dir);
           }
           journal.synced = Math.max(journal.synced, covers);
         })().finally(() => journal.syncing = null);
@@ -113,7 +113,7 @@ export class JournalDisk implements JournalStore {
     } catch (error) {
       if ((error as { code?: string }).code !== "ENOENT") throw error;
     }
-    await this.#syncDir();
+    await syncDir(this.dir);
   }
 
   /** Closes the open journals (appended but unsynced bytes stay as the page cache has them). */
@@ -133,15 +133,6 @@ export class JournalDisk implements JournalStore {
       this.#open.set(gen, journal);
     }
     return journal;
-  }
-
-  async #syncDir(): Promise<void> {
-    const fd = fs.openSync(this.dir, "r");
-    try {
-      await fsync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
   }
 
   #path(gen: number): string {

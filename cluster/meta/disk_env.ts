@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { isMetaKey } from "../../core/mod.ts";
+import { isMetaKey, syncDir } from "../../core/mod.ts";
 import { KeyedMutex } from "../../core/_mutex.ts";
 import type { AcceptorState } from "./caspaxos.ts";
 import { type AcceptorIndex, decodeState, encodeState } from "./meta_service.ts";
@@ -16,7 +16,6 @@ import { isClusterId } from "../transport/mod.ts";
 import { parseConfig } from "./config.ts";
 import type { NodeConfigDisk, NodeConfigState } from "./node_config.ts";
 const fdatasync = promisify(fs.fdatasync);
-const fsync = promisify(fs.fsync);
 const headerBytes = 8;
 /** A file is compacted when it holds more than this many times its last record. */
 const compactFactor = 8;
@@ -131,12 +130,7 @@ export class AcceptorLog implements AcceptorIndex {
       fs.closeSync(fd);
     }
     fs.renameSync(tmp, path);
-    const dir = fs.openSync(this.dir, "r");
-    try {
-      await fsync(dir);
-    } finally {
-      fs.closeSync(dir);
-    }
+    await syncDir(this.dir);
   }
 
   #path(key: string): string {

@@ -16,7 +16,7 @@ import { openHandshake } from "./link_handshake.ts";
 import { encodeBareFrame, frameHeadBytes, FrameKind, linkPreamble } from "./link_wire.ts";
 import { rpcBytesMax, RpcError } from "./rpc_message.ts";
 import type { RefusalReason } from "./auth.ts";
-import { concat, key, readToEnd, Relay, startPort, stranger } from "./_test_links.ts";
+import { concat, key, readToEnd, Relay, startPort, stranger } from "../../tests/_link_proxy.ts";
 
 /** A raw connection to `address`. */
 function connect(address: string): Promise<Deno.TcpConn> {

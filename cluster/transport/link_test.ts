@@ -15,7 +15,7 @@ import { RpcClient } from "./rpc_client.ts";
 import { rpcServer } from "./rpc.ts";
 import { HttpServer } from "../../net/mod.ts";
 import { faults, RpcError } from "./rpc_message.ts";
-import { eventually, key, Relay, startPort } from "./_test_links.ts";
+import { eventually, key, Relay, startPort } from "../../tests/_link_proxy.ts";
 
 function client(options: { probeTimeoutMs?: number } = {}): LinkClient {
   return new LinkClient(key, new MemoryIdentity(), { selfId: "client", ...options });

@@ -4,12 +4,12 @@
  * bytes crossing it and can go silent (a peer that vanished without closing)
  * or stop reading (a peer that reads nothing).
  */
-import { ClusterKey, type RefusalReason } from "./auth.ts";
-import { MemoryIdentity } from "./identity.ts";
-import { LinkServer, type LinkServerOptions } from "./link_server.ts";
-import { type ClusterPort, listenClusterPort } from "./net_env.ts";
-import { rpcServer } from "./rpc.ts";
-import type { RpcMethod } from "./rpc_message.ts";
+import { ClusterKey, type RefusalReason } from "../cluster/transport/auth.ts";
+import { MemoryIdentity } from "../cluster/transport/identity.ts";
+import { LinkServer, type LinkServerOptions } from "../cluster/transport/link_server.ts";
+import { type ClusterPort, listenClusterPort } from "../cluster/transport/net_env.ts";
+import { rpcServer } from "../cluster/transport/rpc.ts";
+import type { RpcMethod } from "../cluster/transport/rpc_message.ts";
 
 export const key = new ClusterKey(new TextEncoder().encode("link-test-key-".repeat(3)));
 export const stranger = new ClusterKey(new TextEncoder().encode("another-key-".repeat(4)));
