@@ -4,7 +4,13 @@
  * replica, which batches changes while a batch is in flight.
  */
 import { isObjectName } from "../../core/mod.ts";
-import { type RpcCaller, RpcError, type RpcMessage, type RpcMethod } from "../transport/mod.ts";
+import {
+  type OutgoingMessage,
+  type RpcCaller,
+  RpcError,
+  type RpcMessage,
+  type RpcMethod,
+} from "../transport/mod.ts";
 import type { ChangeReply, ObjectChange, ObjectLink, Stamp } from "./object_link.ts";
 import type { ObjectReplica } from "./object_service.ts";
 
@@ -113,7 +119,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
 
 /** An ObjectLink to the replica of the node at `address`. */
 export function rpcObjectLink(rpc: RpcCaller, id: string, address: string): ObjectLink {
-  const call = (method: string, message: RpcMessage) => rpc.call(address, method, message);
+  const call = (method: string, message: OutgoingMessage) => rpc.call(address, method, message);
   const batches = new ChangeBatcher(call);
   return {
     id,
@@ -154,7 +160,7 @@ export function rpcObjectLink(rpc: RpcCaller, id: string, address: string): Obje
  * batch instead of one per change.
  */
 class ChangeBatcher {
-  #call: (method: string, message: RpcMessage) => Promise<RpcMessage>;
+  #call: (method: string, message: OutgoingMessage) => Promise<RpcMessage>;
   #pending: {
     name: string;
     change: ObjectChange;
@@ -162,7 +168,7 @@ class ChangeBatcher {
   }[] = [];
   #inFlight = 0;
 
-  constructor(call: (method: string, message: RpcMessage) => Promise<RpcMessage>) {
+  constructor(call: (method: string, message: OutgoingMessage) => Promise<RpcMessage>) {
     this.#call = call;
   }
 
@@ -196,12 +202,11 @@ class ChangeBatcher {
   async #post(
     batch: { name: string; change: ObjectChange; done: PromiseWithResolvers<ChangeReply> }[],
   ): Promise<void> {
-    const data = new Uint8Array(batch.reduce((sum, { change }) => sum + change.data.length, 0));
-    let at = 0;
+    // Each change's bytes go out from its own buffer (the link copies none of
+    // them; the writer keeps them until the call settled).
+    const data = batch.map(({ change }) => change.data);
     const changes = batch.map(({ name, change }) => {
       const { data: bytes, ...rest } = change;
-      data.set(bytes, at);
-      at += bytes.length;
       return { name, ...rest, length: bytes.length };
     });
     let results: unknown;

@@ -25,9 +25,10 @@ import { clusterGcPolicy, gcMethods, Healer } from "../repair/mod.ts";
 import {
   decodeMessage,
   encodeMessage,
+  joinedData,
+  type OutgoingMessage,
   type RpcCaller,
   RpcError,
-  type RpcMessage,
   type RpcMethod,
 } from "../transport/mod.ts";
 import { MemoryDisk, MemoryPlatter } from "./_memory_disk.ts";
@@ -213,8 +214,11 @@ function memoryAcceptorStates(
  */
 function simRpc(host: ClusterSimHost, from: string, incarnation: number): RpcCaller {
   return {
-    call(address: string, method: string, message: RpcMessage = { header: {} }) {
-      const request = encodeMessage({ header: { ...message.header, method }, data: message.data });
+    call(address: string, method: string, message: OutgoingMessage = { header: {} }) {
+      const request = encodeMessage({
+        header: { ...message.header, method },
+        data: joinedData(message.data),
+      });
       const handle = async (): Promise<Uint8Array> => {
         const target = host.runtimeOf(address);
         if (target === null) throw new Error("down");

@@ -27,7 +27,7 @@ import {
 } from "./link_wire.ts";
 import { dial } from "./net_env.ts";
 import { type RpcCaller, rpcTimeoutMsDefault } from "./rpc_client.ts";
-import { faults, RpcError, type RpcMessage } from "./rpc_message.ts";
+import { faults, type OutgoingMessage, RpcError, type RpcMessage } from "./rpc_message.ts";
 
 /** Call data at most this long is copied into its frame: one write instead of two. */
 const inlineDataBytesMax = 64 * 1024;
@@ -90,7 +90,7 @@ export class LinkClient implements RpcCaller {
   async call(
     address: string,
     method: string,
-    message: RpcMessage = { header: {} },
+    message: OutgoingMessage = { header: {} },
     timeoutMs = rpcTimeoutMsDefault,
   ): Promise<RpcMessage> {
     const fail = (cause: Error) => unreachable(method, address, cause);

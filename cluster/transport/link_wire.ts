@@ -166,19 +166,21 @@ const emptyHeader = encoder.encode("{}");
 /**
  * A call, reply or failure as bytes to write: the head, method and JSON
  * header in one allocation, with the data inside it too when it is small
- * (one write), or as a second part when it is large (never copied).
+ * (one write), or as further parts when it is large (never copied; data
+ * given in parts stays in those parts).
  */
 export function encodeMessageFrame(
   frame: { kind: number; id: number; method?: Uint8Array },
   header: Record<string, unknown>,
-  data: Uint8Array | undefined,
+  given: Uint8Array | readonly Uint8Array[] | undefined,
   inlineBytesMax: number,
 ): Uint8Array[] {
+  const parts = given === undefined ? [] : given instanceof Uint8Array ? [given] : given;
   const json = Object.keys(header).length === 0
     ? emptyHeader
     : encoder.encode(JSON.stringify(header));
   const methodBytes = frame.method?.length ?? 0;
-  const dataBytes = data?.length ?? 0;
+  const dataBytes = parts.reduce((sum, part) => sum + part.length, 0);
   const prefixBytes = frameHeadBytes + methodBytes + json.length;
   const bodyBytes = prefixBytes - frameHeadBytes + dataBytes;
   if (bodyBytes > rpcBytesMax) {
@@ -195,8 +197,12 @@ export function encodeMessageFrame(
   });
   if (frame.method !== undefined) bytes.set(frame.method, frameHeadBytes);
   bytes.set(json, frameHeadBytes + methodBytes);
-  if (!inline) return [bytes, data!];
-  if (dataBytes > 0) bytes.set(data!, prefixBytes);
+  if (!inline) return [bytes, ...parts.filter((part) => part.length > 0)];
+  let at = prefixBytes;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
+  }
   return [bytes];
 }
 

@@ -87,6 +87,32 @@ Deno.test("encodeMessageFrame() carries method, header and data, inline or as a 
   assert.deepEqual(frameData(reply), large);
 });
 
+Deno.test("data given in parts goes out as those parts when large, joined inline when small", () => {
+  const a = new Uint8Array(80).fill(1);
+  const b = new Uint8Array(0);
+  const c = new Uint8Array(50).fill(2);
+  const parts = encodeMessageFrame({ kind: FrameKind.call, id: 3 }, { n: 3 }, [a, b, c], 64);
+  assert.equal(parts.length, 3, "the empty part is left out");
+  assert.equal(parts[1], a, "each large part is sent as it is, not copied");
+  assert.equal(parts[2], c);
+  const frame = read(parts);
+  assert.deepEqual(frameHeader(frame), { n: 3 });
+  assert.deepEqual([...frameData(frame)], [...a, ...c]);
+
+  const inline = encodeMessageFrame({ kind: FrameKind.call, id: 4 }, {}, [
+    c.subarray(0, 3),
+    a.subarray(0, 2),
+  ], 64);
+  assert.equal(inline.length, 1);
+  assert.deepEqual([...frameData(read(inline))], [2, 2, 2, 1, 1]);
+  assert.throws(
+    () =>
+      encodeMessageFrame({ kind: FrameKind.reply, id: 1 }, {}, [a, new Uint8Array(rpcBytesMax)], 0),
+    RangeError,
+    "the parts together are bounded as one message",
+  );
+});
+
 Deno.test("a message over rpcBytesMax cannot be encoded; a header that is not an object cannot be read", () => {
   const huge = new Uint8Array(rpcBytesMax);
   assert.throws(

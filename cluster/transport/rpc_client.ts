@@ -10,6 +10,8 @@ import {
   encodeMessage,
   faults,
   fromHeader,
+  joinedData,
+  type OutgoingMessage,
   readBounded,
   rpcBytesMax,
   RpcError,
@@ -43,7 +45,7 @@ export interface RpcCaller {
   call(
     address: string,
     method: string,
-    message?: RpcMessage,
+    message?: OutgoingMessage,
     timeoutMs?: number,
   ): Promise<RpcMessage>;
 }
@@ -69,7 +71,7 @@ export class RpcClient implements RpcCaller {
   async call(
     address: string,
     method: string,
-    message: RpcMessage = { header: {} },
+    message: OutgoingMessage = { header: {} },
     timeoutMs = rpcTimeoutMsDefault,
   ): Promise<RpcMessage> {
     if (faults.isolated()) {
@@ -138,13 +140,13 @@ export class RpcClient implements RpcCaller {
   async #exchange(
     address: string,
     method: string,
-    message: RpcMessage,
+    message: OutgoingMessage,
     on: Pick<SealStamp, "channel" | "sequence">,
     signal: AbortSignal,
   ): Promise<RpcMessage> {
     const id = `${this.#prefix}/${this.#nextId++}`;
     const body = this.#key.seal(
-      encodeMessage({ header: { ...message.header, id, method }, data: message.data }),
+      encodeMessage({ header: { ...message.header, id, method }, data: joinedData(message.data) }),
       { nowMs: this.#wallClock(), identity: this.#identity, ...on },
     );
     const from = this.#options.from;

@@ -20,6 +20,29 @@ export interface RpcMessage {
   data?: Uint8Array;
 }
 
+/**
+ * A message to send: its data may be given in parts, which go out in order
+ * without being copied together first (a batch of writes, each from its own
+ * buffer). The caller must not change them until the call settled.
+ */
+export interface OutgoingMessage {
+  header: Record<string, unknown>;
+  data?: Uint8Array | readonly Uint8Array[];
+}
+
+/** The data of an outgoing message in one piece (a copy only when it came in parts). */
+export function joinedData(data: OutgoingMessage["data"]): Uint8Array | undefined {
+  if (data === undefined || data instanceof Uint8Array) return data;
+  if (data.length === 1) return data[0];
+  const joined = new Uint8Array(data.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of data) {
+    joined.set(part, at);
+    at += part.length;
+  }
+  return joined;
+}
+
 /** A remote call failed: the peer answered an error, or could not be reached. */
 export class RpcError extends Error {
   override name = "RpcError";
