@@ -152,6 +152,7 @@ export class ClusterMember {
         ...this.leases.methods(),
         ...gcMethods(options.store(), this.engine),
       },
+      pooledData: this.engine.pooledData,
     });
     this.#node.membership.onChange((member) => {
       this.engine.invalidate();

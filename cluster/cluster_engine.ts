@@ -24,7 +24,7 @@ import {
   type Reconfigurer,
 } from "./meta/mod.ts";
 import { blockMethods, type BlockPeer, ReplicatedBlocks } from "./data/mod.ts";
-import { objectMethods, ObjectReplica } from "./data/mod.ts";
+import { objectMethods, objectMethodsPooled, ObjectReplica } from "./data/mod.ts";
 import { type JournalStore, ReplicatedObjects } from "./data/mod.ts";
 import { MemberView } from "./_member_view.ts";
 import { EngineMeta } from "./_engine_meta.ts";
@@ -159,6 +159,9 @@ export class ClusterEngine implements Engine {
     this.proposer = this.#meta.proposer;
     this.reconfigurer = this.#meta.reconfigurer;
   }
+
+  /** Of methods(), those whose call data the link server may read into reused buffers. */
+  readonly pooledData: ReadonlySet<string> = objectMethodsPooled;
 
   /** The methods other members call on this node. */
   methods(): Record<string, RpcMethod> {

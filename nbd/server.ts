@@ -9,7 +9,7 @@
  * {@linkcode handshakeTimeoutMs} is closed; an established one has no idle
  * timeout, since a VM's disk may see no I/O for hours.
  */
-import { LocalAuthority, type Store, type VolumeAuthority } from "../core/mod.ts";
+import { BufferPool, LocalAuthority, type Store, type VolumeAuthority } from "../core/mod.ts";
 import { parseHostPort } from "../core/address.ts";
 import {
   Acceptor,
@@ -26,7 +26,6 @@ import {
   type ReadinessCheck,
 } from "./handshake.ts";
 import { handshakeTimeoutMs, pooledBufferBytesMax, pooledBufferSizeMax } from "./limits.ts";
-import { BufferPool } from "./buffer_pool.ts";
 import { serveTransmission } from "./transmission.ts";
 import { logger } from "../log/mod.ts";
 

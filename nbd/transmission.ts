@@ -4,9 +4,8 @@
  * connection's ordered writer. A framing violation ends the connection; an
  * invalid request gets an error reply and the connection goes on.
  */
-import { ConflictError, CorruptionError, NotFoundError } from "../core/mod.ts";
+import { type BufferPool, ConflictError, CorruptionError, NotFoundError } from "../core/mod.ts";
 import { assert } from "../core/assert.ts";
-import type { BufferPool } from "./buffer_pool.ts";
 import { ConnectionClosedError, type ConnReader, type ReplyWriter } from "./conn_io.ts";
 import type { Session } from "./handshake.ts";
 import { NbdFramingError } from "./handshake.ts";

@@ -26,6 +26,16 @@ export const stampNamesMax = 4096;
 const flushNamesMax = 65_536;
 
 /** The methods a node serves for the objects it stores. */
+/**
+ * The methods of objectMethods() that keep no reference to a call's data once
+ * they settled (a change is written to its file or copied into the journal
+ * before it is answered): the link server may read their data into reused buffers.
+ */
+export const objectMethodsPooled: ReadonlySet<string> = new Set([
+  "object.change",
+  "object.changes",
+]);
+
 export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod> {
   return {
     "object.change": async (request) => {

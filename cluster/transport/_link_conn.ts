@@ -1,11 +1,12 @@
 /**
  * One link's bytes, both ends: frames read whole into one buffer each (a large
- * body is read straight into its own allocation, never copied after), and
+ * body is read straight into its own buffer, from a pool when its reader says
+ * so, and never copied after), and
  * frames written through one queue, small ones batched into one write, large
  * data written as it is. It keeps the times a link's deadlines are checked
  * against (last byte received, a write waiting since).
  */
-import { systemClock } from "../../core/mod.ts";
+import { type BufferPool, systemClock } from "../../core/mod.ts";
 import { assert } from "../../core/assert.ts";
 import { closeQuietly } from "../../net/mod.ts";
 import {
@@ -79,7 +80,10 @@ export class LinkConn {
    * The next frame, its body at most `bodyBytesMax`; null when the peer closed
    * between frames. Throws RangeError on a framing violation (the caller closes).
    */
-  async readFrame(bodyBytesMax: number): Promise<Frame | null> {
+  async readFrame(
+    bodyBytesMax: number,
+    poolFor?: (method: Uint8Array) => BufferPool | null,
+  ): Promise<Frame | null> {
     if (bodyBytesMax > this.#buffer.length && this.#buffer.length < readBufferBytes) {
       // Past the handshake: frames of any size, many to a read.
       const grown = new Uint8Array(readBufferBytes);
@@ -104,7 +108,15 @@ export class LinkConn {
       this.#start += length;
       return { ...head, body };
     }
-    const body = new Uint8Array(length);
+    // The method name comes first in the body: it says whether a pooled buffer may take it.
+    let pool: BufferPool | null = null;
+    if (poolFor !== undefined && head.methodBytes > 0) {
+      if (!await this.#fill(head.methodBytes)) {
+        throw new Deno.errors.UnexpectedEof("closed inside a frame");
+      }
+      pool = poolFor(this.#buffer.subarray(this.#start, this.#start + head.methodBytes));
+    }
+    const body = pool?.acquire(length) ?? new Uint8Array(length);
     let filled = Math.min(length, this.#end - this.#start);
     body.set(this.#buffer.subarray(this.#start, this.#start + filled));
     this.#start += filled;
@@ -113,7 +125,7 @@ export class LinkConn {
       if (n === null) throw new Deno.errors.UnexpectedEof("closed inside a frame");
       filled += n;
     }
-    return { ...head, body };
+    return pool === null ? { ...head, body } : { ...head, body, pool };
   }
 
   /**

@@ -45,6 +45,8 @@ export interface ClusterNodeOptions {
   self: { id: string; zone: string | null; weight: number };
   /** Data-plane methods other nodes may call. */
   methods?: Record<string, RpcMethod>;
+  /** Of those, the ones whose data may be read into reused buffers (LinkServerOptions.pooledData). */
+  pooledData?: ReadonlySet<string>;
   /** The wall clock stamped on messages (tests shift it to play a skewed member). */
   wallClock?: () => number;
   /** Connection caps of the cluster port (default: net/limits.ts's cluster maxima). */
@@ -148,6 +150,7 @@ export class ClusterNode {
       identity: options.identity,
       selfId: options.self.id,
       methods: options.methods ?? {},
+      pooledData: options.pooledData,
       onRefusal,
     });
     const requests = rpcServer(options.key, options.identity, methods, {

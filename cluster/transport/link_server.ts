@@ -8,8 +8,10 @@
  * past {@linkcode linkCallsInFlightMax} calls or {@linkcode linkBytesInFlightMax}
  * bytes in flight it reads no more until some finish (TCP pushes back on the
  * client). A framing violation closes the link; a failing call is answered.
+ * Large calls to methods that keep no reference to their data (`pooledData`:
+ * the writes of replicas) are read into buffers reused once answered.
  */
-import { systemClock, systemTimers } from "../../core/mod.ts";
+import { BufferPool, systemClock, systemTimers } from "../../core/mod.ts";
 import { logger } from "../../log/mod.ts";
 import { isConnectionError, lingerTimeoutMs, stallTimeoutMs } from "../../net/mod.ts";
 import { RefusalError } from "./auth.ts";
@@ -40,10 +42,20 @@ import { faults, rpcBytesMax, type RpcMethod } from "./rpc_message.ts";
 const log = logger("cluster");
 /** Reply data at most this long is copied into its frame: one write instead of two. */
 const inlineDataBytesMax = 64 * 1024;
+/** Bytes of call bodies a server keeps for reuse, in all; larger bodies are allocated each. */
+const pooledBodyBytesMax = 32 * 1024 * 1024;
+const pooledBodyBytesEach = 16 * 1024 * 1024;
+const decoder = new TextDecoder();
 
 /** Options of a {@linkcode LinkServer}. */
 export interface LinkServerOptions extends HandshakeParty {
   methods: Record<string, RpcMethod>;
+  /**
+   * Methods whose handlers keep no reference to a call's data once they
+   * settled (nor hand it out in their reply): their large call bodies are read
+   * into pooled buffers, reused as soon as the reply is written.
+   */
+  pooledData?: ReadonlySet<string>;
   /** Told of every handshake refused, with the peer (IP, and the port it says it listens on). */
   onRefusal?: (peer: string, refusal: RefusalError) => void;
   /** Tests shorten these. */
@@ -74,9 +86,16 @@ export class LinkServer {
   #stopSweep: (() => void) | null = null;
   #closing = false;
   #drained = Promise.withResolvers<void>();
+  readonly #bodies = new BufferPool(pooledBodyBytesMax, pooledBodyBytesEach);
+  /** The pool when the method named by these bytes may take a pooled body. */
+  readonly #poolFor: ((method: Uint8Array) => BufferPool | null) | undefined;
 
   constructor(options: LinkServerOptions) {
     this.#options = options;
+    const pooled = options.pooledData ?? new Set<string>();
+    this.#poolFor = pooled.size === 0
+      ? undefined
+      : (method) => pooled.has(decoder.decode(method)) ? this.#bodies : null;
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? linkHandshakeTimeoutMs;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? linkIdleTimeoutMs;
   }
@@ -192,7 +211,7 @@ export class LinkServer {
         link.closeReason === null && (served.inFlight >= linkCallsInFlightMax ||
           served.bytesInFlight + link.queuedBytes >= linkBytesInFlightMax)
       ) await new Promise<void>((resolve) => served.wake = resolve);
-      const frame = await link.readFrame(rpcBytesMax);
+      const frame = await link.readFrame(rpcBytesMax, this.#poolFor);
       if (frame === null) return;
       if (served.goingAwaySinceMs !== null) continue; // not run: the client may send it again
       if (frame.kind === FrameKind.ping) {
@@ -219,7 +238,12 @@ export class LinkServer {
     this.#answer(frame).then((parts) => {
       served.inFlight--;
       served.bytesInFlight -= frame.body.length;
-      served.link.send(parts, resume);
+      // A pooled body goes back once the reply is out (never, if the link closes first).
+      const written = frame.pool === undefined ? resume : () => {
+        frame.pool!.release(frame.body);
+        resume();
+      };
+      served.link.send(parts, written);
       if (served.goingAwaySinceMs !== null && served.inFlight === 0) this.#finish(served);
       resume();
     });

@@ -46,6 +46,34 @@ Deno.test("LinkClient.call() reaches a method and returns its header and data; e
   }
 });
 
+Deno.test("large calls to methods that keep no data are read into reused buffers; others into their own", async () => {
+  const seen: Record<string, ArrayBufferLike[]> = { keep: [], own: [] };
+  const sum = (data: Uint8Array) => data.reduce((total, byte) => (total + byte) % 65521, 0);
+  const method = (name: string) => (request: { data?: Uint8Array }) => {
+    seen[name].push(request.data!.buffer);
+    return { header: { sum: sum(request.data!) } };
+  };
+  const server = startPort({
+    methods: { keep: method("keep"), own: method("own") },
+    pooledData: new Set(["keep"]),
+  });
+  const links = client();
+  try {
+    for (let i = 0; i < 4; i++) {
+      for (const name of ["keep", "own"]) {
+        const data = new Uint8Array(1 << 20).map((_, j) => (i * 31 + j) % 253);
+        const reply = await links.call(server.address, name, { header: {}, data });
+        assert.equal(reply.header.sum, sum(data), `${name} #${i} read its own bytes`);
+      }
+    }
+    assert.ok(new Set(seen.keep).size < 4, "a pooled body is used again once answered");
+    assert.equal(new Set(seen.own).size, 4, "the others get a buffer each");
+  } finally {
+    await links.close();
+    await server.stop();
+  }
+});
+
 Deno.test("many concurrent calls on one link each get their own reply", async () => {
   const server = startPort();
   const links = client();

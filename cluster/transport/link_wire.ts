@@ -23,6 +23,7 @@
  * (link_handshake.ts): hello, challenge, proof, then welcome or refusal.
  */
 import { assert } from "../../core/assert.ts";
+import type { BufferPool } from "../../core/mod.ts";
 import { rpcBytesMax } from "./rpc_message.ts";
 
 /** First bytes a client sends: "ATOLL-LINK/1", CR LF CR LF (a complete, invalid HTTP head). */
@@ -157,6 +158,8 @@ export function decodeFrameHead(bytes: Uint8Array, offset: number): FrameHead {
 /** A frame as read: its head and its body (which the frame owns). */
 export interface Frame extends FrameHead {
   body: Uint8Array;
+  /** Where the body goes back once nothing uses it (a large call body read into a pooled buffer). */
+  pool?: BufferPool;
 }
 
 const encoder = new TextEncoder();

@@ -1,15 +1,16 @@
 /**
- * Reusable payload buffers for the NBD server. A fresh buffer per request pays
- * first-touch page faults on every byte (PERFORMANCE-NOTES: a new 1 MiB array
- * per read cut sequential reads to ~0.15× nbdkit), so buffers are kept in
- * power-of-two size classes and handed out again.
+ * Reusable buffers for payloads (NBD requests and replies, large frames between
+ * nodes). A fresh buffer per request pays first-touch page faults on every
+ * byte (a new 1 MiB array per NBD read cut sequential reads to ~0.15× nbdkit;
+ * a fresh 1 MiB array costs ~0.3 ms here, five times its copy), so buffers are
+ * kept in power-of-two size classes and handed out again.
  */
-import { assert } from "../core/assert.ts";
+import { assert } from "./assert.ts";
 
 const classMinBytes = 4096;
 
 /**
- * Free lists of buffers by size class, shared by every connection of a node:
+ * Free lists of buffers by size class, shared by the connections of a server:
  * at most `pooledBytesMax` bytes are kept in all, and no single buffer larger
  * than `bufferBytesMax` (rare huge requests allocate and let go).
  */
