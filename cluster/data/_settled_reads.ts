@@ -32,9 +32,9 @@ export class SettledReads {
     const link = links.find((link) => link.id === found.link);
     try {
       if (link === undefined) throw new Error("no longer a replica");
-      const { data, stamp } = await link.read(name, offset, into.length);
+      const { data, stamp } = await link.read(name, offset, into.length, into);
       if (compareStamps(stamp, found.stamp) !== 0) throw new Error("the copy changed");
-      into.set(data);
+      if (data !== into) into.set(data);
       return true;
     } catch {
       this.#views.get(view)?.delete(name);

@@ -55,8 +55,19 @@ export interface ChangeReply {
 export interface ObjectLink {
   readonly id: string;
   change(name: string, change: ObjectChange): Promise<ChangeReply>;
-  /** Reads `length` bytes at `offset` (length -1: the whole object) with the copy's stamp. */
-  read(name: string, offset: number, length: number): Promise<{ data: Uint8Array; stamp: Stamp }>;
+  /**
+   * Reads `length` bytes at `offset` (length -1: the whole object) with the
+   * copy's stamp. A replica in this process reads them into `into` when given
+   * (of exactly `length` bytes), and `data` is then `into` itself; one reached
+   * over the network returns a buffer of its own (a late answer must never
+   * land in a buffer its caller may have reused).
+   */
+  read(
+    name: string,
+    offset: number,
+    length: number,
+    into?: Uint8Array,
+  ): Promise<{ data: Uint8Array; stamp: Stamp }>;
   stamps(names: string[]): Promise<Stamp[]>;
   /**
    * Makes every applied change durable, versions included, and tells the

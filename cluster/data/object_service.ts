@@ -114,6 +114,7 @@ export class ObjectReplica implements ObjectLink {
     name: string,
     offset: number,
     length: number,
+    into?: Uint8Array,
   ): Promise<{ data: Uint8Array; stamp: Stamp }> {
     checkObjectName(name);
     const { uid } = parseObjectName(name);
@@ -126,7 +127,7 @@ export class ObjectReplica implements ObjectLink {
           `Cannot read object ${name}: ${length} bytes exceed ${objectBytesMax}`,
         );
       }
-      const data = new Uint8Array(length);
+      const data = into?.length === length ? into : new Uint8Array(length);
       await this.#engine.readObject(name, { offset, length }, data);
       return { data, stamp };
     });

@@ -70,3 +70,25 @@ Deno.test("a write with an epoch below the fence never lands, even after a resta
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a replica in this process reads into the caller's buffer when it is the right length", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-read-into-" });
+  const engine = await LocalEngine.open({ dir });
+  const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
+  try {
+    const bytes = new Uint8Array(8192).map((_, i) => i % 251);
+    await replica.change(name, { epoch: 1, version: 1, offset: 0, data: bytes, replace: true });
+    const into = new Uint8Array(4096);
+    const read = await replica.read(name, 4096, 4096, into);
+    assert.equal(read.data, into, "no buffer of its own, no copy");
+    assert.deepEqual(into, bytes.subarray(4096));
+    assert.deepEqual(read.stamp, [1, 1]);
+    const other = await replica.read(name, 0, 100, into);
+    assert.notEqual(other.data, into, "a buffer of another length is left alone");
+    assert.deepEqual(other.data, bytes.subarray(0, 100));
+  } finally {
+    await replica.close();
+    await engine.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
