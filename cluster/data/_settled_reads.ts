@@ -32,9 +32,13 @@ export class SettledReads {
     const link = links.find((link) => link.id === found.link);
     try {
       if (link === undefined) throw new Error("no longer a replica");
-      const { data, stamp } = await link.read(name, offset, into.length, into);
-      if (compareStamps(stamp, found.stamp) !== 0) throw new Error("the copy changed");
+      const { data, stamp, release } = await link.read(name, offset, into.length, into);
+      if (compareStamps(stamp, found.stamp) !== 0) {
+        release?.();
+        throw new Error("the copy changed");
+      }
       if (data !== into) into.set(data);
+      release?.();
       return true;
     } catch {
       this.#views.get(view)?.delete(name);

@@ -60,14 +60,15 @@ export interface ObjectLink {
    * copy's stamp. A replica in this process reads them into `into` when given
    * (of exactly `length` bytes), and `data` is then `into` itself; one reached
    * over the network returns a buffer of its own (a late answer must never
-   * land in a buffer its caller may have reused).
+   * land in a buffer its caller may have reused), maybe a reused one: then the
+   * caller, which copies `data` into `into`, gives it back with `release()`.
    */
   read(
     name: string,
     offset: number,
     length: number,
     into?: Uint8Array,
-  ): Promise<{ data: Uint8Array; stamp: Stamp }>;
+  ): Promise<{ data: Uint8Array; stamp: Stamp; release?: () => void }>;
   stamps(names: string[]): Promise<Stamp[]>;
   /**
    * Makes every applied change durable, versions included, and tells the

@@ -3,19 +3,30 @@
  * (`object.*`), and the ObjectLink a writer uses to reach another node's
  * replica, which batches changes while a batch is in flight.
  */
-import { isObjectName } from "../../core/mod.ts";
+import { BufferPool, isObjectName } from "../../core/mod.ts";
 import {
+  type CallOptions,
   type OutgoingMessage,
   type RpcCaller,
   RpcError,
   type RpcMessage,
   type RpcMethod,
 } from "../transport/mod.ts";
-import type { ChangeReply, ObjectChange, ObjectLink, Stamp } from "./object_link.ts";
+import {
+  type ChangeReply,
+  objectBytesMax,
+  type ObjectChange,
+  type ObjectLink,
+  type Stamp,
+} from "./object_link.ts";
 import type { ObjectReplica } from "./object_service.ts";
 
 /** Most changes in one `object.changes` batch. */
 export const changesBatchMax = 256;
+/** Reads at least this long are answered from reused buffers (shorter ones go inline in their frame). */
+const readPooledBytesMin = 64 * 1024;
+/** Bytes of read buffers a node keeps for reuse. */
+const readPoolBytesMax = 16 * 1024 * 1024;
 /** Most bytes of data in one batch (one change may exceed it alone). */
 const batchBytesMax = 16 * 1024 * 1024;
 /** Batches in flight to one replica at once. */
@@ -37,6 +48,7 @@ export const objectMethodsPooled: ReadonlySet<string> = new Set([
 ]);
 
 export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod> {
+  const reads = new BufferPool(readPoolBytesMax, objectBytesMax);
   return {
     "object.change": async (request) => {
       const h = request.header;
@@ -92,12 +104,21 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
     "object.read": async (request) => {
       const h = request.header;
       const length = h.length === -1 ? -1 : natural(h.length, "length");
+      // Into a reused buffer when the length is known, back in the pool once sent.
+      const into = length >= readPooledBytesMin && length <= objectBytesMax
+        ? reads.acquire(length)
+        : undefined;
       const { data, stamp } = await replica.read(
         objectNameOf(h.name),
         natural(h.offset, "offset"),
         length,
+        into,
       );
-      return { header: { stamp }, data };
+      return {
+        header: { stamp },
+        data,
+        sent: data === into ? () => reads.release(data) : undefined,
+      };
     },
     "object.stamps": async (request) => {
       const names = request.header.names;
@@ -129,20 +150,24 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
 
 /** An ObjectLink to the replica of the node at `address`. */
 export function rpcObjectLink(rpc: RpcCaller, id: string, address: string): ObjectLink {
-  const call = (method: string, message: OutgoingMessage) => rpc.call(address, method, message);
+  const call = (method: string, message: OutgoingMessage, options?: CallOptions) =>
+    rpc.call(address, method, message, undefined, options);
   const batches = new ChangeBatcher(call);
   return {
     id,
     change: (name, change) => batches.change(name, change),
-    async read(name, offset, length) {
-      const reply = await call("object.read", { header: { name, offset, length } });
+    async read(name, offset, length, into) {
+      // With `into`, the caller copies the data out and releases it.
+      const options = { pooledReply: into !== undefined };
+      const reply = await call("object.read", { header: { name, offset, length } }, options);
       const data = reply.data ?? new Uint8Array();
       if (length >= 0 && data.length !== length) {
+        reply.release?.();
         throw new RangeError(
           `object.read on ${address} returned ${data.length} of ${length} bytes`,
         );
       }
-      return { data, stamp: stampOf(reply.header.stamp) };
+      return { data, stamp: stampOf(reply.header.stamp), release: reply.release };
     },
     async stamps(names) {
       const reply = await call("object.stamps", { header: { names } });

@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import { LocalEngine } from "../../core/mod.ts";
 import { ClusterKey } from "../transport/mod.ts";
-import { objectMethods } from "./object_rpc.ts";
+import { objectMethods, objectMethodsPooled, rpcObjectLink } from "./object_rpc.ts";
+import { LinkClient } from "../transport/mod.ts";
+import { key as linkKey, startPort } from "../../tests/_link_proxy.ts";
 import { ObjectReplica } from "./object_service.ts";
 import { JournalDisk } from "./journal_disk.ts";
 import { RpcClient, rpcServer } from "../transport/mod.ts";
@@ -87,6 +89,43 @@ Deno.test("a replica in this process reads into the caller's buffer when it is t
     assert.notEqual(other.data, into, "a buffer of another length is left alone");
     assert.deepEqual(other.data, bytes.subarray(0, 100));
   } finally {
+    await replica.close();
+    await engine.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("reads over links from reused buffers on both ends never mix the bytes of two reads", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-pooled-reads-" });
+  const engine = await LocalEngine.open({ dir });
+  const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
+  const server = startPort({ methods: objectMethods(replica), pooledData: objectMethodsPooled });
+  const links = new LinkClient(linkKey, new MemoryIdentity(), { selfId: "client" });
+  const remote = rpcObjectLink(links, "n1", server.address);
+  try {
+    const contents = Array.from({ length: 8 }, (_, i) => new Uint8Array(1 << 20).fill(i + 1));
+    for (const [i, data] of contents.entries()) {
+      await remote.change(`${uid}.1.${i}`, {
+        epoch: 1,
+        version: 1,
+        offset: 0,
+        data,
+        replace: true,
+      });
+    }
+    for (let round = 0; round < 3; round++) {
+      await Promise.all(Array.from({ length: 32 }, async (_, k) => {
+        const i = (k * 5 + round) % 8;
+        const into = new Uint8Array(1 << 20);
+        const { data, release } = await remote.read(`${uid}.1.${i}`, 0, into.length, into);
+        into.set(data);
+        release?.();
+        assert.ok(into.every((byte) => byte === i + 1), `object ${i} read whole and alone`);
+      }));
+    }
+  } finally {
+    await links.close();
+    await server.stop();
     await replica.close();
     await engine.close();
     await Deno.remove(dir, { recursive: true });

@@ -129,13 +129,15 @@ export class ReplicatedObjects {
     if (written !== undefined && !written.stale) {
       for (const link of links.filter((link) => written.current.has(link.id))) {
         try {
-          const { data, stamp } = await link.read(name, offset, into.length, into);
+          const { data, stamp, release } = await link.read(name, offset, into.length, into);
           if (compareStamps(stamp, written.stamp) !== 0) {
             // It lost what it took (it restarted before a flush): it lags now.
+            release?.();
             written.current.delete(link.id);
             continue;
           }
           if (data !== into) into.set(data);
+          release?.();
           return;
         } catch {
           // try the next current replica

@@ -5,7 +5,7 @@
  * Once a call settled, the link holds no reference to its data (a call data
  * larger than a few KiB is written from the caller's buffer, not copied).
  */
-import { systemClock, systemTimers } from "../../core/mod.ts";
+import { type BufferPool, systemClock, systemTimers } from "../../core/mod.ts";
 import { stallTimeoutMs } from "../../net/mod.ts";
 import type { LinkConn } from "./_link_conn.ts";
 import type { LinkPeer } from "./link_handshake.ts";
@@ -27,6 +27,8 @@ interface Pending {
   written: boolean;
   /** Cancels the call's deadline. */
   cancel: () => void;
+  /** Where a large reply's body is read into (the caller releases it); null: an allocation of its own. */
+  replies: BufferPool | null;
 }
 
 /** The call's frame never reached the peer's methods: it may be sent again. */
@@ -70,7 +72,12 @@ export class ClientLink {
    * Sends a call frame (its id set here) and resolves with the reply; rejects
    * with RpcError, or NotSentError when the peer cannot have run it.
    */
-  exchange(method: string, parts: Uint8Array[], deadlineMs: number): Promise<RpcMessage> {
+  exchange(
+    method: string,
+    parts: Uint8Array[],
+    deadlineMs: number,
+    replies: BufferPool | null = null,
+  ): Promise<RpcMessage> {
     return new Promise((resolve, reject) => {
       const id = this.#nextId;
       this.#nextId = id === 0xffffffff ? 1 : id + 1;
@@ -86,7 +93,7 @@ export class ClientLink {
         if (!pending.written) this.conn.close(new Error("a call timed out before it was sent"));
         else this.#probe(sentAtMs);
       });
-      const pending: Pending = { resolve, reject, method, written: false, cancel };
+      const pending: Pending = { resolve, reject, method, written: false, cancel, replies };
       this.#pending.set(id, pending);
       if (!this.conn.send(parts, () => pending.written = true)) {
         this.#pending.delete(id);
@@ -114,7 +121,11 @@ export class ClientLink {
   async #readReplies(): Promise<void> {
     try {
       for (;;) {
-        const frame = await this.conn.readFrame(rpcBytesMax);
+        const frame = await this.conn.readFrame(
+          rpcBytesMax,
+          (head) =>
+            head.kind === FrameKind.reply ? this.#pending.get(head.id)?.replies ?? null : null,
+        );
         if (frame === null) throw new Deno.errors.UnexpectedEof("the peer closed the link");
         if (frame.kind === FrameKind.pong) continue;
         if (frame.kind === FrameKind.goaway) this.goingAway = true;
@@ -132,7 +143,7 @@ export class ClientLink {
 
   #settle(frame: Frame): void {
     const pending = this.#pending.get(frame.id);
-    if (pending === undefined) return; // timed out already
+    if (pending === undefined) return; // timed out already (a pooled body is left to the collector)
     this.#pending.delete(frame.id);
     pending.cancel();
     this.#lastUsedMs = systemClock.now();
@@ -142,13 +153,20 @@ export class ClientLink {
       header = frameHeader(frame);
     } catch (error) {
       const detail = `a malformed reply (${(error as Error).message})`;
+      frame.pool?.release(frame.body);
       return pending.reject(new RpcError(`Cannot call ${call}: ${detail}`, false));
     }
     if (frame.kind === FrameKind.failure) {
       const remoteName = String(header.name);
       return pending.reject(new RpcError(`${call} failed: ${header.error}`, false, { remoteName }));
     }
-    pending.resolve({ header, data: frameData(frame) });
+    const { pool, body } = frame;
+    let released = false; // twice would hand one buffer to two users
+    const release = pool === undefined ? undefined : () => {
+      if (!released) pool.release(body);
+      released = true;
+    };
+    pending.resolve({ header, data: frameData(frame), release });
   }
 
   /** Fails the calls of the closed link: NotSentError for those the peer cannot have run. */

@@ -12,6 +12,7 @@ import { closeQuietly } from "../../net/mod.ts";
 import {
   decodeFrameHead,
   type Frame,
+  type FrameHead,
   frameHeadBytes,
   handshakeBodyBytesMax,
   isHttpAnswer,
@@ -82,7 +83,7 @@ export class LinkConn {
    */
   async readFrame(
     bodyBytesMax: number,
-    poolFor?: (method: Uint8Array) => BufferPool | null,
+    poolFor?: (head: FrameHead, method: Uint8Array) => BufferPool | null,
   ): Promise<Frame | null> {
     if (bodyBytesMax > this.#buffer.length && this.#buffer.length < readBufferBytes) {
       // Past the handshake: frames of any size, many to a read.
@@ -108,13 +109,13 @@ export class LinkConn {
       this.#start += length;
       return { ...head, body };
     }
-    // The method name comes first in the body: it says whether a pooled buffer may take it.
+    // The head and the method name (first in the body) say whether a pooled buffer may take it.
     let pool: BufferPool | null = null;
-    if (poolFor !== undefined && head.methodBytes > 0) {
+    if (poolFor !== undefined) {
       if (!await this.#fill(head.methodBytes)) {
         throw new Deno.errors.UnexpectedEof("closed inside a frame");
       }
-      pool = poolFor(this.#buffer.subarray(this.#start, this.#start + head.methodBytes));
+      pool = poolFor(head, this.#buffer.subarray(this.#start, this.#start + head.methodBytes));
     }
     const body = pool?.acquire(length) ?? new Uint8Array(length);
     let filled = Math.min(length, this.#end - this.#start);

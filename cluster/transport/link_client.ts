@@ -10,7 +10,7 @@
  * sent makes the client ping the link, and close it when even the ping goes
  * unanswered (a peer that vanished without closing its connections).
  */
-import { systemClock, systemTimers } from "../../core/mod.ts";
+import { BufferPool, systemClock, systemTimers } from "../../core/mod.ts";
 import { RefusalError } from "./auth.ts";
 import { ClientLink, NotSentError, unreachable } from "./_client_link.ts";
 import { LinkConn } from "./_link_conn.ts";
@@ -26,11 +26,14 @@ import {
   NotALinkError,
 } from "./link_wire.ts";
 import { dial } from "./net_env.ts";
-import { type RpcCaller, rpcTimeoutMsDefault } from "./rpc_client.ts";
+import { type CallOptions, type RpcCaller, rpcTimeoutMsDefault } from "./rpc_client.ts";
 import { faults, type OutgoingMessage, RpcError, type RpcMessage } from "./rpc_message.ts";
 
 /** Call data at most this long is copied into its frame: one write instead of two. */
 const inlineDataBytesMax = 64 * 1024;
+/** Bytes of reply buffers a client keeps for reuse, in all, and the largest it keeps. */
+const pooledReplyBytesMax = 16 * 1024 * 1024;
+const pooledReplyBytesEach = 8 * 1024 * 1024;
 /** A link with this many bytes still to write is busy: a call opens another link to the peer. */
 const busyQueuedBytes = 256 * 1024;
 /** Peers remembered as answering in HTTP (the least recently found forgotten first). */
@@ -70,6 +73,8 @@ export class LinkClient implements RpcCaller {
   readonly #ended = new Set<Promise<void>>();
   #address = "";
   #closed = false;
+  /** Large replies of calls made with `pooledReply`, read into reused buffers. */
+  readonly #replies = new BufferPool(pooledReplyBytesMax, pooledReplyBytesEach);
   #stopSweep: (() => void) | null = null;
 
   constructor(
@@ -92,6 +97,7 @@ export class LinkClient implements RpcCaller {
     method: string,
     message: OutgoingMessage = { header: {} },
     timeoutMs = rpcTimeoutMsDefault,
+    options: CallOptions = {},
   ): Promise<RpcMessage> {
     const fail = (cause: Error) => unreachable(method, address, cause);
     if (faults.isolated()) throw fail(new Error("this node is isolated"));
@@ -120,7 +126,8 @@ export class LinkClient implements RpcCaller {
         return await fallback!.call(address, method, message, leftMs);
       }
       try {
-        return await link.exchange(method, parts, deadlineMs);
+        const replies = options.pooledReply === true ? this.#replies : null;
+        return await link.exchange(method, parts, deadlineMs, replies);
       } catch (error) {
         if (!(error instanceof NotSentError)) throw error;
         if (attempt === 2) throw fail(link.conn.closeReason ?? error);

@@ -28,6 +28,7 @@ import {
   encodeMessageFrame,
   type Frame,
   frameData,
+  type FrameHead,
   frameHeader,
   FrameKind,
   frameMethod,
@@ -88,14 +89,14 @@ export class LinkServer {
   #drained = Promise.withResolvers<void>();
   readonly #bodies = new BufferPool(pooledBodyBytesMax, pooledBodyBytesEach);
   /** The pool when the method named by these bytes may take a pooled body. */
-  readonly #poolFor: ((method: Uint8Array) => BufferPool | null) | undefined;
+  readonly #poolFor: ((head: FrameHead, method: Uint8Array) => BufferPool | null) | undefined;
 
   constructor(options: LinkServerOptions) {
     this.#options = options;
     const pooled = options.pooledData ?? new Set<string>();
     this.#poolFor = pooled.size === 0
       ? undefined
-      : (method) => pooled.has(decoder.decode(method)) ? this.#bodies : null;
+      : (_head, method) => pooled.has(decoder.decode(method)) ? this.#bodies : null;
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? linkHandshakeTimeoutMs;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? linkIdleTimeoutMs;
   }
@@ -235,12 +236,14 @@ export class LinkServer {
       served.wake = null;
       wake?.();
     };
-    this.#answer(frame).then((parts) => {
+    this.#answer(frame).then(({ parts, sent }) => {
       served.inFlight--;
       served.bytesInFlight -= frame.body.length;
-      // A pooled body goes back once the reply is out (never, if the link closes first).
-      const written = frame.pool === undefined ? resume : () => {
-        frame.pool!.release(frame.body);
+      // A pooled body, and the reply's own buffer, are reused once the reply is
+      // out (never, if the link closes first).
+      const written = frame.pool === undefined && sent === undefined ? resume : () => {
+        frame.pool?.release(frame.body);
+        sent?.();
         resume();
       };
       served.link.send(parts, written);
@@ -249,8 +252,11 @@ export class LinkServer {
     });
   }
 
-  /** The reply frame of a call, or its failure frame; never throws. */
-  async #answer(frame: Frame): Promise<Uint8Array[]> {
+  /**
+   * The reply frame of a call, or its failure frame, and what to call once it
+   * is written (the reply's `sent`); never throws.
+   */
+  async #answer(frame: Frame): Promise<{ parts: Uint8Array[]; sent?: () => void }> {
     const name = frameMethod(frame);
     try {
       const header = frameHeader(frame);
@@ -258,11 +264,12 @@ export class LinkServer {
       if (method === undefined) throw new TypeError(`unknown method ${name}`);
       const reply = await method({ header, data: frameData(frame) });
       const replyFrame = { kind: FrameKind.reply, id: frame.id };
-      return encodeMessageFrame(replyFrame, reply.header, reply.data, inlineDataBytesMax);
+      const parts = encodeMessageFrame(replyFrame, reply.header, reply.data, inlineDataBytesMax);
+      return { parts, sent: reply.sent };
     } catch (error) {
       const { message, name } = error as Error;
       const failure = { kind: FrameKind.failure, id: frame.id };
-      return encodeMessageFrame(failure, { error: message, name }, undefined, 0);
+      return { parts: encodeMessageFrame(failure, { error: message, name }, undefined, 0) };
     }
   }
 

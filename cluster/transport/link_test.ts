@@ -74,6 +74,45 @@ Deno.test("large calls to methods that keep no data are read into reused buffers
   }
 });
 
+Deno.test("a large reply of a call made with pooledReply is read into a buffer reused once released", async () => {
+  const server = startPort();
+  const links = client();
+  try {
+    const buffers: ArrayBufferLike[] = [];
+    for (let i = 0; i < 4; i++) {
+      const data = new Uint8Array(1 << 20).map((_, j) => (i * 7 + j) % 249);
+      const reply = await links.call(server.address, "echo", { header: {}, data }, undefined, {
+        pooledReply: true,
+      });
+      assert.deepEqual(reply.data, data, `reply #${i}`);
+      assert.ok(reply.release !== undefined);
+      buffers.push(reply.data!.buffer);
+      reply.release();
+      reply.release(); // a second release is harmless
+    }
+    assert.ok(new Set(buffers).size < 4, "a released buffer takes a later reply");
+    const plain = await links.call(server.address, "echo", {
+      header: {},
+      data: new Uint8Array(1 << 20),
+    });
+    assert.equal(plain.release, undefined, "without pooledReply, a buffer of its own");
+    const small = await links.call(
+      server.address,
+      "echo",
+      {
+        header: {},
+        data: new Uint8Array(100),
+      },
+      undefined,
+      { pooledReply: true },
+    );
+    assert.equal(small.release, undefined, "a small reply is read through the read buffer");
+  } finally {
+    await links.close();
+    await server.stop();
+  }
+});
+
 Deno.test("many concurrent calls on one link each get their own reply", async () => {
   const server = startPort();
   const links = client();

@@ -47,7 +47,18 @@ export interface RpcCaller {
     method: string,
     message?: OutgoingMessage,
     timeoutMs?: number,
+    options?: CallOptions,
   ): Promise<RpcMessage>;
+}
+
+/** Options of {@linkcode RpcCaller.call}. */
+export interface CallOptions {
+  /**
+   * The caller gives the reply's data back with `release()` once it is done
+   * with it (it copies the data out): a transport may then read a large reply
+   * into a reused buffer. One that does not sets no `release`.
+   */
+  pooledReply?: boolean;
 }
 
 /** Calls methods on peers over sealed HTTP. */

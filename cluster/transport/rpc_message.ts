@@ -18,6 +18,17 @@ export const faults = { isolated: (): boolean => false };
 export interface RpcMessage {
   header: Record<string, unknown>;
   data?: Uint8Array;
+  /**
+   * A method's reply: called once its data was written to a link, after which
+   * the method may use that buffer again (other transports copy the data and
+   * may never call it: the buffer is then left to the garbage collector).
+   */
+  sent?: () => void;
+  /**
+   * A reply read into a pooled buffer: the caller gives the buffer back with
+   * this once it is done with `data` (optional: one never given back is collected).
+   */
+  release?: () => void;
 }
 
 /**
