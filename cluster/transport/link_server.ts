@@ -11,7 +11,7 @@
  * Large calls to methods that keep no reference to their data (`pooledData`:
  * the writes of replicas) are read into buffers reused once answered.
  */
-import { BufferPool, systemClock, systemTimers } from "../../core/mod.ts";
+import { systemClock, systemTimers } from "../../core/mod.ts";
 import { logger } from "../../log/mod.ts";
 import { isConnectionError, lingerTimeoutMs, stallTimeoutMs } from "../../net/mod.ts";
 import { RefusalError } from "./auth.ts";
@@ -23,15 +23,11 @@ import {
   type LinkPeer,
   PeerRefusedError,
 } from "./link_handshake.ts";
+import { LinkCalls } from "./_link_calls.ts";
 import {
   encodeBareFrame,
-  encodeMessageFrame,
   type Frame,
-  frameData,
-  type FrameHead,
-  frameHeader,
   FrameKind,
-  frameMethod,
   linkBytesInFlightMax,
   linkCallsInFlightMax,
   linkHandshakeTimeoutMs,
@@ -41,12 +37,6 @@ import {
 import { faults, rpcBytesMax, type RpcMethod } from "./rpc_message.ts";
 
 const log = logger("cluster");
-/** Reply data at most this long is copied into its frame: one write instead of two. */
-const inlineDataBytesMax = 64 * 1024;
-/** Bytes of call bodies a server keeps for reuse, in all; larger bodies are allocated each. */
-const pooledBodyBytesMax = 32 * 1024 * 1024;
-const pooledBodyBytesEach = 16 * 1024 * 1024;
-const decoder = new TextDecoder();
 
 /** Options of a {@linkcode LinkServer}. */
 export interface LinkServerOptions extends HandshakeParty {
@@ -87,16 +77,11 @@ export class LinkServer {
   #stopSweep: (() => void) | null = null;
   #closing = false;
   #drained = Promise.withResolvers<void>();
-  readonly #bodies = new BufferPool(pooledBodyBytesMax, pooledBodyBytesEach);
-  /** The pool when the method named by these bytes may take a pooled body. */
-  readonly #poolFor: ((head: FrameHead, method: Uint8Array) => BufferPool | null) | undefined;
+  readonly #calls: LinkCalls;
 
   constructor(options: LinkServerOptions) {
     this.#options = options;
-    const pooled = options.pooledData ?? new Set<string>();
-    this.#poolFor = pooled.size === 0
-      ? undefined
-      : (_head, method) => pooled.has(decoder.decode(method)) ? this.#bodies : null;
+    this.#calls = new LinkCalls(options.methods, options.pooledData);
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? linkHandshakeTimeoutMs;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? linkIdleTimeoutMs;
   }
@@ -212,7 +197,7 @@ export class LinkServer {
         link.closeReason === null && (served.inFlight >= linkCallsInFlightMax ||
           served.bytesInFlight + link.queuedBytes >= linkBytesInFlightMax)
       ) await new Promise<void>((resolve) => served.wake = resolve);
-      const frame = await link.readFrame(rpcBytesMax, this.#poolFor);
+      const frame = await link.readFrame(rpcBytesMax, this.#calls.poolFor);
       if (frame === null) return;
       if (served.goingAwaySinceMs !== null) continue; // not run: the client may send it again
       if (frame.kind === FrameKind.ping) {
@@ -236,41 +221,15 @@ export class LinkServer {
       served.wake = null;
       wake?.();
     };
-    this.#answer(frame).then(({ parts, sent }) => {
+    this.#calls.answer(frame).then((answer) => {
       served.inFlight--;
       served.bytesInFlight -= frame.body.length;
-      // A pooled body, and the reply's own buffer, are reused once the reply is
-      // out (never, if the link closes first).
-      const written = frame.pool === undefined && sent === undefined ? resume : () => {
-        frame.pool?.release(frame.body);
-        sent?.();
-        resume();
-      };
-      served.link.send(parts, written);
+      // Buffers go back once the reply is out (never, if the link closes first).
+      const released = answer.written;
+      served.link.send(answer.parts, released === null ? resume : () => (released(), resume()));
       if (served.goingAwaySinceMs !== null && served.inFlight === 0) this.#finish(served);
       resume();
     });
-  }
-
-  /**
-   * The reply frame of a call, or its failure frame, and what to call once it
-   * is written (the reply's `sent`); never throws.
-   */
-  async #answer(frame: Frame): Promise<{ parts: Uint8Array[]; sent?: () => void }> {
-    const name = frameMethod(frame);
-    try {
-      const header = frameHeader(frame);
-      const method = this.#options.methods[name];
-      if (method === undefined) throw new TypeError(`unknown method ${name}`);
-      const reply = await method({ header, data: frameData(frame) });
-      const replyFrame = { kind: FrameKind.reply, id: frame.id };
-      const parts = encodeMessageFrame(replyFrame, reply.header, reply.data, inlineDataBytesMax);
-      return { parts, sent: reply.sent };
-    } catch (error) {
-      const { message, name } = error as Error;
-      const failure = { kind: FrameKind.failure, id: frame.id };
-      return { parts: encodeMessageFrame(failure, { error: message, name }, undefined, 0) };
-    }
   }
 
   /** Takes no more calls on `served`: tells the client, and finishes once nothing is in flight. */
