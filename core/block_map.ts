@@ -67,17 +67,7 @@ export class BlockMap {
 
   #decode(index: number): MapEntry {
     const ref = this.#refs.subarray(index * refBytes, (index + 1) * refBytes);
-    switch (this.#kinds[index]) {
-      case kindZero:
-        return { kind: "zero" };
-      case kindBlock:
-        return { kind: "block", hash: toHex(ref) };
-      default: {
-        const view = new DataView(ref.buffer, ref.byteOffset, refBytes);
-        const name = `${toHex(ref.subarray(0, 16))}.${view.getUint32(16)}.${view.getUint32(20)}`;
-        return { kind: "object", name };
-      }
-    }
+    return decodeEntry(this.#kinds[index], ref);
   }
 
   /** True when entry `index` is zero. */
@@ -90,20 +80,7 @@ export class BlockMap {
     assert(index >= 0 && index < this.count, `map index ${index} of ${this.count}`);
     if (this.#decoded !== null) this.#decoded[index] = undefined;
     const ref = this.#refs.subarray(index * refBytes, (index + 1) * refBytes);
-    ref.fill(0);
-    if (entry.kind === "zero") {
-      this.#kinds[index] = kindZero;
-    } else if (entry.kind === "block") {
-      this.#kinds[index] = kindBlock;
-      fromHex(entry.hash, ref);
-    } else {
-      const { uid, generation, index: objectIndex } = parseObjectName(entry.name);
-      this.#kinds[index] = kindObject;
-      fromHex(uid, ref.subarray(0, 16));
-      const view = new DataView(ref.buffer, ref.byteOffset, refBytes);
-      view.setUint32(16, generation);
-      view.setUint32(20, objectIndex);
-    }
+    this.#kinds[index] = encodeEntry(entry, ref);
   }
 
   /** An independent copy (a snapshot or a thin clone takes one): O(entries), no data. */
@@ -165,6 +142,43 @@ export class BlockMap {
     map.#refs.set(bytes.subarray(headerBytes + count));
     if (map.#kinds.some((kind) => kind > kindObject)) throw malformed("unknown entry kind");
     return map;
+  }
+}
+
+/** Bytes of an entry's reference in its binary form (besides its kind byte). */
+export const entryRefBytes = refBytes;
+
+/** Writes `entry`'s reference into `ref` (entryRefBytes long); returns its kind byte. */
+export function encodeEntry(entry: MapEntry, ref: Uint8Array): number {
+  assert(ref.length === refBytes);
+  ref.fill(0);
+  if (entry.kind === "zero") return kindZero;
+  if (entry.kind === "block") {
+    fromHex(entry.hash, ref);
+    return kindBlock;
+  }
+  const { uid, generation, index } = parseObjectName(entry.name);
+  fromHex(uid, ref.subarray(0, 16));
+  const view = new DataView(ref.buffer, ref.byteOffset, refBytes);
+  view.setUint32(16, generation);
+  view.setUint32(20, index);
+  return kindObject;
+}
+
+/** The entry of kind byte `kind` and reference `ref`; throws CorruptionError on an unknown kind. */
+export function decodeEntry(kind: number, ref: Uint8Array): MapEntry {
+  switch (kind) {
+    case kindZero:
+      return { kind: "zero" };
+    case kindBlock:
+      return { kind: "block", hash: toHex(ref) };
+    case kindObject: {
+      const view = new DataView(ref.buffer, ref.byteOffset, refBytes);
+      const name = `${toHex(ref.subarray(0, 16))}.${view.getUint32(16)}.${view.getUint32(20)}`;
+      return { kind: "object", name };
+    }
+    default:
+      throw new CorruptionError(`Cannot decode map entry: unknown kind ${kind}`);
   }
 }
 
