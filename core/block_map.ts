@@ -12,7 +12,7 @@
  * then `count` kind bytes, then 32 bytes per entry (a hash, or uid[16] gen u32
  * index u32 and 8 zero bytes).
  */
-import { toHex } from "../wasm/to_hex.ts";
+import { fromHex, toHex } from "../wasm/to_hex.ts";
 import { assert } from "./assert.ts";
 import { CorruptionError } from "./errors.ts";
 import { blockSizeMax, blockSizeMin, mapEntriesMax, volumeSizeBytesMax } from "./limits.ts";
@@ -198,9 +198,4 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-function fromHex(hex: string, into: Uint8Array): void {
-  assert(hex.length === into.length * 2 && /^[0-9a-f]*$/.test(hex), `bad hex ${hex}`);
-  for (let i = 0; i < into.length; i++) into[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
 }

@@ -21,7 +21,7 @@
  * entry reference, or a child page's SHA-256).
  */
 import { createHash } from "node:crypto";
-import { toHex } from "../wasm/to_hex.ts";
+import { fromHex, toHex } from "../wasm/to_hex.ts";
 import { assert } from "./assert.ts";
 import { decodeEntry, encodeEntry, entryRefBytes, type MapEntry } from "./block_map.ts";
 import { CorruptionError } from "./errors.ts";
@@ -269,9 +269,8 @@ function pageId(bytes: Uint8Array): string {
 }
 
 function fromHexId(id: string): Uint8Array {
-  assert(/^[0-9a-f]{64}$/.test(id));
   const bytes = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) bytes[i] = parseInt(id.slice(2 * i, 2 * i + 2), 16);
+  fromHex(id, bytes);
   return bytes;
 }
 
