@@ -18,9 +18,8 @@
  *
  * The walk over every local item costs in proportion to what the node stores,
  * so it runs when something changed, not every pass (an idle node holding
- * much does next to nothing): after a membership change (`nudge()`, or the
- * members holding a place, their states and incarnations differ from those
- * of the last walk), on the first pass, again after a walk that copied, failed or left items short, and
+ * much does next to nothing): after a membership change (`nudge()`), on the
+ * first pass, again after a walk that copied, failed or left items short, and
  * at least every `antiEntropyMs` as a backstop for what no event announces
  * (a replica that missed a write and was never seen down). Every pass replays
  * hints and scrubs.
@@ -100,8 +99,6 @@ export class Healer {
   /** The next pass walks every item: something changed since the last walk began. */
   #walkDue = true;
   #lastWalkMs = 0;
-  /** The members (id, incarnation, status) the last walk began with. */
-  #walkedMembers = "";
 
   constructor(options: HealerOptions) {
     const { clock, ...rest } = options;
@@ -172,14 +169,10 @@ export class Healer {
     this.status.running = true;
     const budget = { copies: this.#options.copiesPerPassMax, short: 0 };
     const before = { ...this.status };
-    const members = this.#options.engine.placementMembers()
-      .map((member) => `${member.id}/${member.incarnation}/${member.status}`).sort().join(" ");
-    const walk = this.#walkDue || members !== this.#walkedMembers ||
-      started - this.#lastWalkMs >= this.#options.antiEntropyMs;
+    const walk = this.#walkDue || started - this.#lastWalkMs >= this.#options.antiEntropyMs;
     if (walk) {
       // A change announced from here on is after this walk began: it gets one of its own.
       this.#walkDue = false;
-      this.#walkedMembers = members;
       this.#lastWalkMs = started;
       this.status.walks++;
     }
