@@ -301,7 +301,6 @@ export interface ClusterStatus {
   deadGraceMs?: number;
   healing?: {
     passes: number;
-    walks: number;
     lastPassMs: number;
     underReplicated: number;
     blocksCopied: number;
