@@ -23,7 +23,7 @@
 import { createHash } from "node:crypto";
 import { fromHex, toHex } from "../wasm/to_hex.ts";
 import { assert } from "./assert.ts";
-import { decodeEntry, encodeEntry, entryRefBytes, type MapEntry } from "./block_map.ts";
+import { bytesEqual, decodeEntry, encodeEntry, entryRefBytes, type MapEntry } from "./block_map.ts";
 import { CorruptionError } from "./errors.ts";
 import { mapEntriesMax } from "./limits.ts";
 
@@ -165,9 +165,7 @@ export class MapTree {
   }
 
   async #load(id: string, leaf: boolean): Promise<Node> {
-    const bytes = await this.#store.load(id);
-    if (pageId(bytes) !== id) throw new CorruptionError(`Cannot load map page ${id}: bad hash`);
-    const { magic, slots } = decodePage(bytes);
+    const { magic, slots } = await loadPage(this.#store, id);
     if (magic !== (leaf ? leafMagic : innerMagic)) {
       throw new CorruptionError(
         `Cannot load map page ${id}: a ${leaf ? "leaf" : "inner"} page expected`,
@@ -204,14 +202,16 @@ async function* diffPages(
 ): AsyncIterable<number> {
   if (a === b) return;
   const slotsOf = async (id: string | null) =>
-    id === null ? new Map() : decodePage(await store.load(id)).slots;
+    id === null ? new Map() : (await loadPage(store, id)).slots;
   const [left, right] = [await slotsOf(a), await slotsOf(b)];
   const positions = [...new Set([...left.keys(), ...right.keys()])].sort((x, y) => x - y);
   const span = pageEntries ** (level - 1);
   for (const position of positions) {
     const [x, y] = [left.get(position), right.get(position)];
     if (level === 1) {
-      if (x?.kind !== y?.kind || !sameBytes(x?.ref, y?.ref)) yield first + position;
+      const same = x !== undefined && y !== undefined && x.kind === y.kind &&
+        bytesEqual(x.ref, y.ref);
+      if (!same) yield first + position;
       continue;
     }
     const idOf = (slot: { ref: Uint8Array } | undefined) =>
@@ -238,6 +238,13 @@ function encodePage(magic: number, node: Node): Uint8Array {
     at += slotBytes;
   }
   return bytes;
+}
+
+/** Page `id` from `store`, checked against its name and decoded. */
+async function loadPage(store: PageStore, id: string): Promise<{ magic: number; slots: Slots }> {
+  const bytes = await store.load(id);
+  if (pageId(bytes) !== id) throw new CorruptionError(`Cannot load map page ${id}: bad hash`);
+  return decodePage(bytes);
 }
 
 function decodePage(bytes: Uint8Array): { magic: number; slots: Slots } {
@@ -272,9 +279,4 @@ function fromHexId(id: string): Uint8Array {
   const bytes = new Uint8Array(32);
   fromHex(id, bytes);
   return bytes;
-}
-
-function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }

@@ -123,6 +123,13 @@ Deno.test("a damaged page is refused", async () => {
   const [id, bytes] = [...store.pages].find(([id]) => id !== root.top)!;
   bytes[bytes.length - 1] ^= 1;
   await assert.rejects(new MapTree(root, store).get(5), CorruptionError);
+  await assert.rejects(
+    async () => {
+      for await (const _ of diffTrees(emptyRoot(pageEntries * 3), root, store)) { /* drain */ }
+    },
+    CorruptionError,
+    "a diff checks the pages it reads too",
+  );
   store.pages.set(id, bytes.subarray(0, 5));
   await assert.rejects(new MapTree(root, store).get(5), CorruptionError);
   assert.throws(() => new MapTree({ ...root, depth: 3 }, store), /depth/);

@@ -4,6 +4,7 @@
  * bytes crossing it and can go silent (a peer that vanished without closing)
  * or stop reading (a peer that reads nothing).
  */
+import { Buffer } from "node:buffer";
 import { ClusterKey, type RefusalReason } from "../cluster/transport/auth.ts";
 import { MemoryIdentity } from "../cluster/transport/identity.ts";
 import { LinkServer, type LinkServerOptions } from "../cluster/transport/link_server.ts";
@@ -147,13 +148,7 @@ export class Relay {
 
 /** All of `chunks` in one array. */
 export function concat(chunks: Uint8Array[]): Uint8Array {
-  const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return bytes;
+  return Buffer.concat(chunks);
 }
 
 /** Reads `conn` until it ends (a reset counts as an end); returns what came. */

@@ -3,6 +3,7 @@
  * header plus optional bytes, sealed; the errors a call fails with; and the
  * pieces the RPC server and client share.
  */
+import { Buffer } from "node:buffer";
 import { RefusalError } from "./auth.ts";
 
 /** Largest sealed request or response body (a 32 MiB write plus headers). */
@@ -44,14 +45,7 @@ export interface OutgoingMessage {
 /** The data of an outgoing message in one piece (a copy only when it came in parts). */
 export function joinedData(data: OutgoingMessage["data"]): Uint8Array | undefined {
   if (data === undefined || data instanceof Uint8Array) return data;
-  if (data.length === 1) return data[0];
-  const joined = new Uint8Array(data.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of data) {
-    joined.set(part, at);
-    at += part.length;
-  }
-  return joined;
+  return data.length === 1 ? data[0] : Buffer.concat(data);
 }
 
 /** A remote call failed: the peer answered an error, or could not be reached. */
