@@ -1,6 +1,7 @@
 /**
  * The members as the cluster engine places data on them: who holds a place
- * (alive, suspect, or dead for less than the grace period), who is live, who
+ * (alive, suspect, or dead for less than the grace period; every dead member
+ * while this node sees no majority of the members live), who is live, who
  * counts as dead for a write, and the placement over them, rebuilt when the
  * membership changes and each second (dead members age out of it without a
  * membership event).
@@ -40,9 +41,13 @@ export class MemberView {
 
   placementMembers(): MemberState[] {
     const now = this.#now();
+    // A node that sees no majority live keeps the dead in their places: what it
+    // sees may be its own isolation, and a placement shrunk to the members it
+    // still sees would let it acknowledge writes on its own copy alone.
+    const majority = this.seesMajority();
     return this.#members().filter((member) =>
       member.status === "alive" || member.status === "suspect" ||
-      (member.status === "dead" && now - member.since < this.#deadGraceMs)
+      (member.status === "dead" && (!majority || now - member.since < this.#deadGraceMs))
     );
   }
 

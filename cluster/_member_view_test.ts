@@ -1,0 +1,62 @@
+/**
+ * Who holds a place: members dead past the grace period drop out only while
+ * this node sees a majority live (seed 66705 of the data-path simulation at
+ * fbbee75: a node whose gossip view had both others dead for longer than the
+ * grace placed a volume's objects on itself alone, acknowledged a write and a
+ * flush on its own copy, and a snapshot read elsewhere served the copy that
+ * missed them).
+ */
+import assert from "node:assert/strict";
+import { MemberView } from "./_member_view.ts";
+import type { MemberState } from "./membership/mod.ts";
+import { writeQuorumOf } from "./data/_write_quorum.ts";
+
+const graceMs = 6_000;
+
+function member(id: string, status: MemberState["status"], since = 0): MemberState {
+  return { id, address: `${id}:7946`, zone: null, weight: 1, incarnation: 1, status, since };
+}
+
+function viewOf(members: MemberState[], now: number): MemberView {
+  return new MemberView({
+    members: () => members,
+    now: () => now,
+    deadGraceMs: graceMs,
+    replicaCount: 3,
+  });
+}
+
+Deno.test("a node that sees a majority live drops members dead past the grace", () => {
+  const members = [member("n0", "alive"), member("n1", "alive"), member("n2", "dead", 0)];
+  assert.deepEqual(viewOf(members, graceMs - 1).placementMembers().map(({ id }) => id), [
+    "n0",
+    "n1",
+    "n2",
+  ]);
+  const view = viewOf(members, graceMs + 1);
+  assert.deepEqual(view.placementMembers().map(({ id }) => id), ["n0", "n1"]);
+  assert.deepEqual(view.replicaPeers("object").map(({ id }) => id).sort(), ["n0", "n1"]);
+});
+
+Deno.test("a node that sees no majority live keeps every dead member in its place", () => {
+  // n2's view: both others dead for longer than the grace.
+  const members = [member("n0", "dead", 0), member("n1", "dead", 0), member("n2", "alive")];
+  const view = viewOf(members, 10 * graceMs);
+  assert.equal(view.seesMajority(), false);
+  assert.deepEqual(view.placementMembers().map(({ id }) => id), ["n0", "n1", "n2"]);
+  const replicas = view.replicaPeers("object").map(({ id }) => id);
+  assert.deepEqual([...replicas].sort(), ["n0", "n1", "n2"]);
+  // So its writes need a majority of the three, never its own copy alone.
+  assert.equal(writeQuorumOf(replicas, (id) => view.countsDead(id)), 2);
+});
+
+Deno.test("members that left drop out whatever the view", () => {
+  const members = [
+    member("n0", "dead", 0),
+    member("n1", "left", 0),
+    member("n2", "alive"),
+    member("n3", "dead", 0),
+  ];
+  const view = viewOf(members, 10 * graceMs);
+  assert.deepEqual(view.placementMembers().map(({ id }) => id), ["n0", "n2", "n3"]);
+});
