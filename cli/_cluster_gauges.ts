@@ -17,8 +17,12 @@ export function clusterGauges(engine: ClusterEngine, healer: Healer, leases: Lea
     ),
     atoll_cluster_members_live: series("Members alive or suspect", engine.liveMembers().length),
     atoll_heal_passes_total: series("Healing passes completed", status.passes),
+    atoll_heal_walks_total: series(
+      "Healing passes that walked every local item (after a change, or as anti-entropy)",
+      status.walks,
+    ),
     atoll_heal_under_replicated: series(
-      "Items this node found short of copies in its last healing pass",
+      "Items this node found short of copies in its last walk over every item",
       status.underReplicated,
     ),
     atoll_heal_blocks_copied_total: series(

@@ -301,6 +301,7 @@ export interface ClusterStatus {
   deadGraceMs?: number;
   healing?: {
     passes: number;
+    walks: number;
     lastPassMs: number;
     underReplicated: number;
     blocksCopied: number;

@@ -156,6 +156,7 @@ export class ClusterMember {
     });
     this.#node.membership.onChange((member) => {
       this.engine.invalidate();
+      this.#healer?.nudge(); // placement moved: walk what this node stores
       clusterLog.info("member {member} at {address} is {status}", {
         member: member.id,
         address: member.address,

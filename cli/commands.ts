@@ -60,7 +60,8 @@ const commands: Record<string, CommandSpec> = {
           ["dead grace", `${(cluster.deadGraceMs ?? 0) / 1000} s`],
           [
             "healing",
-            `${healing.passes} passes, last ${healing.lastPassMs} ms; ` +
+            `${healing.passes} passes (${healing.walks} over every item), ` +
+            `last ${healing.lastPassMs} ms; ` +
             `${healing.underReplicated} items short of copies here`,
           ],
           [

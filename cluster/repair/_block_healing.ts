@@ -13,6 +13,8 @@ import { logger } from "../../log/mod.ts";
 const log = logger("healing");
 
 const hasBatchMax = 4096;
+/** Block names the scrub keeps ahead of its cursor: it lists the blocks once per this many. */
+const scrubQueueMax = 1024;
 
 /** What {@linkcode BlockHealing} needs of its healer. */
 export interface BlockHealingOptions extends HealingContext {
@@ -24,6 +26,8 @@ export interface BlockHealingOptions extends HealingContext {
 export class BlockHealing {
   #options: BlockHealingOptions;
   #scrubCursor = "";
+  /** The next blocks to re-hash, in order, all after the cursor. */
+  #scrubQueue: string[] = [];
 
   constructor(options: BlockHealingOptions) {
     this.#options = options;
@@ -132,15 +136,15 @@ export class BlockHealing {
     }
   }
 
-  /** Re-hashes a few local blocks; replaces a corrupt one from a replica. */
+  /**
+   * Re-hashes a few local blocks, in hash order across passes; replaces a
+   * corrupt one from a replica. The blocks are listed once per
+   * {@linkcode scrubQueueMax} re-hashed, not every pass.
+   */
   async scrub(): Promise<void> {
     const { engine } = this.#options;
-    const hashes: string[] = [];
-    for await (const hash of engine.local.listBlocks()) hashes.push(hash);
-    hashes.sort();
-    let next = hashes.filter((hash) => hash > this.#scrubCursor)
-      .slice(0, this.#options.scrubBlocksPerPass);
-    if (next.length === 0) next = hashes.slice(0, this.#options.scrubBlocksPerPass);
+    if (this.#scrubQueue.length === 0) await this.#queueScrubs();
+    const next = this.#scrubQueue.splice(0, this.#options.scrubBlocksPerPass);
     for (const hash of next) {
       this.#scrubCursor = hash;
       let data: Uint8Array;
@@ -161,5 +165,20 @@ export class BlockHealing {
         this.#options.failed(error);
       }
     }
+  }
+
+  /** The first blocks after the cursor (from the start once past the last), at most scrubQueueMax. */
+  async #queueScrubs(): Promise<void> {
+    const after: string[] = [];
+    const first: string[] = [];
+    const keep = (list: string[], hash: string) => {
+      list.push(hash);
+      if (list.length > 2 * scrubQueueMax) list.sort().splice(scrubQueueMax);
+    };
+    for await (const hash of this.#options.engine.local.listBlocks()) {
+      keep(hash > this.#scrubCursor ? after : first, hash);
+    }
+    const queue = after.length > 0 ? after : first;
+    this.#scrubQueue = queue.sort().slice(0, scrubQueueMax);
   }
 }

@@ -15,6 +15,15 @@
  * one from a replica. A pass copies at most `copiesPerPassMax` items, one at a
  * time, and stops copying when the receiving disks are short of space (the
  * receiver refuses, see `diskReserveBytes`).
+ *
+ * The walk over every local item costs in proportion to what the node stores,
+ * so it runs when something changed, not every pass (an idle node holding
+ * much does next to nothing): after a membership change (`nudge()`, or the
+ * members holding a place, their states and incarnations differ from those
+ * of the last walk), on the first pass, again after a walk that copied, failed or left items short, and
+ * at least every `antiEntropyMs` as a backstop for what no event announces
+ * (a replica that missed a write and was never seen down). Every pass replays
+ * hints and scrubs.
  */
 import { type Clock, systemClock } from "../../core/mod.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
@@ -35,6 +44,8 @@ export interface HealerOptions {
   copiesPerPassMax?: number;
   /** Local blocks one pass re-hashes. */
   scrubBlocksPerPass?: number;
+  /** Longest time between two walks over every local item (default: 60 passes). */
+  antiEntropyMs?: number;
   /** The clock of passes; the system's unless told (a simulation). */
   clock?: Clock;
 }
@@ -42,6 +53,8 @@ export interface HealerOptions {
 /** What an operator sees of healing in /v1/cluster and /metrics. */
 export interface HealerStatus {
   passes: number;
+  /** Passes that walked every local item (the others replayed hints and scrubbed). */
+  walks: number;
   running: boolean;
   lastPassMs: number;
   /** Items found short of copies in the last pass (0 when all is well). */
@@ -62,6 +75,7 @@ export interface HealerStatus {
 export class Healer {
   readonly status: HealerStatus = {
     passes: 0,
+    walks: 0,
     running: false,
     lastPassMs: 0,
     underReplicated: 0,
@@ -83,10 +97,20 @@ export class Healer {
   #pass: Promise<void> | null = null;
   #blocks: BlockHealing;
   #objects: ObjectHealing;
+  /** The next pass walks every item: something changed since the last walk began. */
+  #walkDue = true;
+  #lastWalkMs = 0;
+  /** The members (id, incarnation, status) the last walk began with. */
+  #walkedMembers = "";
 
   constructor(options: HealerOptions) {
     const { clock, ...rest } = options;
-    this.#options = { copiesPerPassMax: 256, scrubBlocksPerPass: 4, ...rest };
+    this.#options = {
+      copiesPerPassMax: 256,
+      scrubBlocksPerPass: 1,
+      antiEntropyMs: 60 * options.intervalMs,
+      ...rest,
+    };
     this.#clock = clock ?? systemClock;
     const failed = (error: unknown) => this.#failed(error);
     const { engine, rpc, scrubBlocksPerPass } = this.#options;
@@ -116,7 +140,12 @@ export class Healer {
     await this.#pass;
   }
 
-  /** One pass now (tests; the timer calls it too). */
+  /** Something changed (a member joined, died, left or came back): the next pass walks everything. */
+  nudge(): void {
+    this.#walkDue = true;
+  }
+
+  /** One pass now (tests; the timer calls it too): a walk when one is due, see the module doc. */
   pass(): Promise<void> {
     this.#pass ??= this.#run().finally(() => this.#pass = null);
     return this.#pass;
@@ -143,15 +172,31 @@ export class Healer {
     this.status.running = true;
     const budget = { copies: this.#options.copiesPerPassMax, short: 0 };
     const before = { ...this.status };
+    const members = this.#options.engine.placementMembers()
+      .map((member) => `${member.id}/${member.incarnation}/${member.status}`).sort().join(" ");
+    const walk = this.#walkDue || members !== this.#walkedMembers ||
+      started - this.#lastWalkMs >= this.#options.antiEntropyMs;
+    if (walk) {
+      // A change announced from here on is after this walk began: it gets one of its own.
+      this.#walkDue = false;
+      this.#walkedMembers = members;
+      this.#lastWalkMs = started;
+      this.status.walks++;
+    }
     try {
       await this.#blocks.hints(budget);
-      await this.#blocks.copies(budget);
-      await this.#objects.copies(budget);
+      if (walk) {
+        await this.#blocks.copies(budget);
+        await this.#objects.copies(budget);
+      }
       await this.#blocks.scrub();
+    } catch (error) {
+      this.#walkDue = true;
+      throw error;
     } finally {
       this.status.running = false;
       this.status.passes++;
-      this.status.underReplicated = budget.short;
+      if (walk) this.status.underReplicated = budget.short; // what the last walk found
       this.status.lastPassMs = Math.round(this.#clock.now() - started);
       const moved = {
         blocksCopied: this.status.blocksCopied - before.blocksCopied,
@@ -162,6 +207,8 @@ export class Healer {
         corruptBlocksRepaired: this.status.corruptBlocksRepaired - before.corruptBlocksRepaired,
       };
       const busy = Object.values(moved).some((n) => n > 0) || budget.short > 0;
+      // Work left, or a failure: walk again next pass until one finds all in place.
+      if (busy || this.status.errors > before.errors) this.#walkDue = true;
       // A pass that found everything in place is worth a line only when debugging.
       const figures = { ...moved, underReplicated: budget.short, ms: this.status.lastPassMs };
       const message = "healing pass: {blocksCopied} blocks and {objectsCopied} objects copied, " +

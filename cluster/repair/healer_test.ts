@@ -136,3 +136,103 @@ Deno.test("healing: re-replication after the grace period, handoff on join, scru
     await cluster.stop();
   }
 });
+
+Deno.test("healing walks every item after a change or as anti-entropy, not on every pass", async () => {
+  const cluster = await TestCluster.start(3);
+  const rpc = new RpcClient(testClusterKey, new MemoryIdentity()); // adopts this cluster's id
+  try {
+    const writer = cluster.nodes[0];
+    const blocks = Array.from({ length: 6 }, (_, i) => patternBytes(4096 + i, i));
+    const hashes = blocks.map(sha256Hex);
+    for (let i = 0; i < blocks.length; i++) await writer.engine.putBlock(hashes[i], blocks[i]);
+    const healers = cluster.nodes.map((node) =>
+      new Healer({ engine: node.engine, rpc, intervalMs: 1000, scrubBlocksPerPass: 1 })
+    );
+    const passAll = async () => {
+      for (const healer of healers) await healer.pass();
+    };
+    // The first pass of each walks, and so do the next ones while a walk finds work.
+    const walks = () => healers.map((healer) => healer.status.walks);
+    let settled = walks();
+    for (let i = 0; i < 5; i++) {
+      await passAll();
+      const now = walks();
+      if (now.every((n, j) => n === settled[j]) && i > 0) break;
+      settled = now;
+    }
+    assert.ok(settled.every((n) => n >= 1 && n <= 3), `walks ${settled}`);
+    const lose = async () => {
+      const node = cluster.nodes[2];
+      await node.engine.local.deleteBlock(hashes[0]);
+      await node.engine.local.flush();
+    };
+    await lose();
+    const scrubbed = healers.map((healer) => healer.status.blocksScrubbed);
+    await passAll();
+    assert.deepEqual(walks(), settled, "nothing announced a change: no walk");
+    assert.ok(!(await cluster.nodes[2].engine.local.hasBlock(hashes[0])));
+    assert.deepEqual(
+      healers.map((healer, i) => healer.status.blocksScrubbed - scrubbed[i]),
+      [1, 1, 1],
+      "but each pass scrubs",
+    );
+
+    for (const healer of healers) healer.nudge(); // as a membership change does
+    await passAll();
+    assert.deepEqual(walks(), settled.map((n) => n + 1));
+    assert.ok(await cluster.nodes[2].engine.local.hasBlock(hashes[0]), "the walk copied it back");
+
+    // A change the healer sees in the members themselves (no nudge): a walk.
+    await passAll(); // the walk above copied: this one walks again and finds all in place
+    await passAll();
+    const before = walks();
+    await lose();
+    cluster.members[1].incarnation++; // as a refuted suspicion does
+    for (const node of cluster.nodes) node.engine.invalidate();
+    await passAll();
+    assert.deepEqual(walks(), before.map((n) => n + 1));
+    assert.ok(await cluster.nodes[2].engine.local.hasBlock(hashes[0]), "copied back");
+
+    // Anti-entropy: with no event at all, a walk still comes within antiEntropyMs.
+    await lose();
+    const eager = cluster.nodes.map((node) =>
+      new Healer({ engine: node.engine, rpc, intervalMs: 1000, antiEntropyMs: 0 })
+    );
+    for (const healer of eager) await healer.pass();
+    for (const healer of eager) await healer.pass();
+    assert.deepEqual(eager.map((healer) => healer.status.walks), [2, 2, 2]);
+    assert.ok(await cluster.nodes[2].engine.local.hasBlock(hashes[0]));
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("scrub goes through every local block in turn, one per pass", async () => {
+  const cluster = await TestCluster.start(1);
+  const rpc = new RpcClient(testClusterKey, new MemoryIdentity()); // adopts this cluster's id
+  try {
+    const [node] = cluster.nodes;
+    const blocks = Array.from({ length: 5 }, (_, i) => patternBytes(4096 + i, i));
+    for (const block of blocks) await node.engine.putBlock(sha256Hex(block), block);
+    const healer = new Healer({ engine: node.engine, rpc, intervalMs: 1000 });
+    const hashes = blocks.map(sha256Hex).sort();
+    const bad = hashes[3];
+    const data = await Deno.readFile(`${node.dir}/blocks/${bad.slice(0, 2)}/${bad}`);
+    data[0] ^= 1;
+    await Deno.writeFile(`${node.dir}/blocks/${bad.slice(0, 2)}/${bad}`, data);
+    for (let i = 0; i < 3; i++) await healer.pass();
+    assert.equal(healer.status.blocksScrubbed, 3);
+    assert.equal(healer.status.corruptBlocksRepaired, 0, "the fourth block is not reached yet");
+    await healer.pass();
+    assert.equal(healer.status.blocksScrubbed, 4);
+    assert.equal(
+      healer.status.errors + healer.status.corruptBlocksRepaired,
+      1,
+      "found at its turn",
+    );
+    for (let i = 0; i < 6; i++) await healer.pass();
+    assert.equal(healer.status.blocksScrubbed, 10, "round and round");
+  } finally {
+    await cluster.stop();
+  }
+});
