@@ -218,3 +218,12 @@ Deno.test("seed 92: healing hands a copy off with its stamp, once the replicas h
   const result = await ClusterSim.run(clusterSimSettings(92));
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 66705: a node that sees no majority never places an object on itself alone", async () => {
+  // _member_view.ts: a node whose gossip view held both other members dead past the grace
+  // placed a volume's objects on itself alone, acknowledged a write and the flush of a
+  // snapshot on its own copy, and a snapshot read on another node served the copy that missed
+  // them. Dead members keep their places while this node sees no majority live.
+  const result = await ClusterSim.run(clusterSimSettings(66705));
+  assert.deepEqual(result.violations, []);
+});
