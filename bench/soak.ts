@@ -12,6 +12,7 @@
  *   deno task soak --cluster --schedules 1000 [--chaos-ms 20000]
  *   deno task soak --cluster --seed 6 --trace
  *   deno task soak --cluster --boot-reads ...   (new volumes are read before their first write)
+ *   deno task soak --cluster --joins ...        (members join in batches of 1-3, up to 9)
  */
 import { parseArgs } from "node:util";
 import { ClusterSim, clusterSimSettings, MetaSim } from "../cluster/sim/mod.ts";
@@ -26,6 +27,7 @@ const { values } = parseArgs({
     cluster: { type: "boolean", default: false },
     "chaos-ms": { type: "string" },
     "boot-reads": { type: "boolean", default: false },
+    joins: { type: "boolean", default: false },
   },
 });
 if (values.cluster) await soakCluster();
@@ -89,6 +91,7 @@ async function soakCluster(): Promise<never> {
     const result = await ClusterSim.run({
       ...clusterSimSettings(Number(values.seed), chaosMs),
       bootReads: values["boot-reads"],
+      joins: values.joins,
       trace: values.trace ? (line) => lines.push(line) : undefined,
     });
     for (const line of lines) console.log(line);
@@ -103,6 +106,7 @@ async function soakCluster(): Promise<never> {
     const result = await ClusterSim.run({
       ...clusterSimSettings(seed, chaosMs),
       bootReads: values["boot-reads"],
+      joins: values.joins,
     });
     if (result.violations.length > 0) {
       failed.push(seed);

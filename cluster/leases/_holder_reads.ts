@@ -105,6 +105,17 @@ export class HolderReads {
       const member = holder === null ? undefined : this.#engine.member(holder);
       const live = member !== undefined &&
         (member.status === "alive" || member.status === "suspect");
+      if (holder !== null && member === undefined) {
+        // A holder this node has not heard of yet (it joined moments ago) may have
+        // acknowledged writes the record does not name: wait for gossip to tell of it.
+        // (One dead for so long that it was forgotten stays unknown: the read fails
+        // until a writer takes the lease over, as a takeover does after its wait.)
+        notHeld = false;
+        refusal = `holder ${holder} is not a member this node knows`;
+        this.#holders.delete(name);
+        await this.#clock.sleep(forwardRetryMs);
+        continue;
+      }
       if (holder === null || holder === this.#engine.selfId || !live) {
         // Nobody can have acknowledged more than the record's flushed state.
         await (loaded ?? (await this.#idle.load(name)).volume).readAt(range, into);

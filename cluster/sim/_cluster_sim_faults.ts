@@ -3,7 +3,7 @@
  * one of crash and restart (the disk keeps what was synced), full and one-way
  * partitions, isolation (cut off and seen dead by the others while it runs,
  * so its leases are taken over), pauses, message loss, duplication and
- * reordering. A majority of members always runs, so that metadata can always
+ * reordering; with joins, batches of new members. A majority of members always runs, so that metadata can always
  * make progress again; lease contention comes from the workload.
  *
  * @module
@@ -51,9 +51,20 @@ const faults: Record<string, Fault<ClusterSim>> = {
   reorder: (sim) => hold(sim, { delayMaxMs: 40 }, { delayMaxMs: 3 }),
 };
 
-/** Schedules faults until `untilMs`. */
-export function scheduleClusterFaults(sim: ClusterSim, untilMs: number): void {
-  scheduleFaultsFrom(sim, faults, untilMs);
+/** Members a schedule with joins grows to at most. */
+export const clusterSimMembersMax = 9;
+
+/** Members joining at once: 1–3 new members with empty disks (see ClusterSimOptions.joins). */
+const join: Fault<ClusterSim> = (sim) => {
+  const batch = 1 + sim.world.random.int(3);
+  if (sim.nodes.size + batch > clusterSimMembersMax) return false;
+  for (let i = 0; i < batch; i++) sim.join();
+  return true;
+};
+
+/** Schedules faults until `untilMs` (with `joins`, batches of members joining too). */
+export function scheduleClusterFaults(sim: ClusterSim, untilMs: number, joins = false): void {
+  scheduleFaultsFrom(sim, joins ? { ...faults, join } : faults, untilMs);
 }
 
 /** Network conditions for a while (see {@linkcode phase} in `_fault_schedule.ts`). */

@@ -100,14 +100,24 @@ export interface ClusterRuntime {
   methods: Record<string, RpcMethod>;
 }
 
-/** A new member; `voters` names the metadata voters it starts with. */
-export function newClusterSimNode(id: string, clusterId: string, voters: string[]): ClusterSimNode {
+/**
+ * A new member; `voters` names the metadata voters it starts with, null for a
+ * member that joins a running cluster (it learns the configuration from one).
+ */
+export function newClusterSimNode(
+  id: string,
+  clusterId: string,
+  voters: string[] | null,
+): ClusterSimNode {
   return {
     id,
     incarnation: 0,
     platter: new MemoryPlatter(),
     acceptorStates: new Map(),
-    config: { clusterId, config: { epoch: 1, clusterId, voters, next: null } },
+    config: {
+      clusterId,
+      config: voters === null ? null : { epoch: 1, clusterId, voters, next: null },
+    },
     runtime: null,
   };
 }

@@ -58,6 +58,12 @@ export interface ClusterSimOptions {
    * first write must make them drop.
    */
   bootReads?: boolean;
+  /**
+   * Members join the running cluster in batches of 1–3 (up to 9 in all), and
+   * the others learn of each after their own lag: placements differ between
+   * members while the news spreads, and healing moves data to the new ones.
+   */
+  joins?: boolean;
   trace?: (line: string) => void;
 }
 
@@ -93,6 +99,8 @@ export class ClusterSim implements ClusterSimHost {
   readonly trace: string[] | null;
   /** Status changes of each member as the world sees them, in time order. */
   #history = new Map<string, { atMs: number; status: "alive" | "dead" }[]>();
+  /** When members that joined the running cluster joined (the others learn of them after a lag). */
+  #joined = new Map<string, number>();
   #seenDead = new Set<string>();
   /** Volume uid and epoch → the process that wrote under it. */
   #writers = new Map<string, string>();
@@ -155,6 +163,17 @@ export class ClusterSim implements ClusterSimHost {
     this.note(`${id} starts (incarnation ${node.incarnation})`);
   }
 
+  /** A new member joins the running cluster, with an empty disk, and starts. */
+  join(): string {
+    const id = `n${this.nodes.size}`;
+    this.nodes.set(id, newClusterSimNode(id, `sim${this.seed}`, null));
+    this.#joined.set(id, this.world.now());
+    this.#history.set(id, [{ atMs: this.world.now(), status: "alive" }]);
+    this.note(`${id} joins`);
+    this.start(id);
+    return id;
+  }
+
   /** Stops `id` as `kill -9` would: its disk keeps what was synced, the rest is gone. */
   crash(id: string): void {
     const node = this.nodes.get(id)!;
@@ -185,8 +204,10 @@ export class ClusterSim implements ClusterSimHost {
       let seen: { atMs: number; status: "alive" | "dead" } | null = null;
       let sinceMs = 0;
       history.forEach((change, i) => {
-        // Every member knows the others from the start (they were configured together).
-        const lag = id === viewer || i === 0 ? 0 : lagMs(this.seed, viewer, id, i);
+        // Every member knows the others from the start (they were configured together),
+        // and a member that joins knows the members it joins at once (push-pull).
+        const known = i === 0 && (this.#joined.get(id) ?? 0) <= (this.#joined.get(viewer) ?? 0);
+        const lag = id === viewer || known ? 0 : lagMs(this.seed, viewer, id, i);
         const at = change.atMs + lag;
         if (at <= now) {
           seen = change;
@@ -230,7 +251,7 @@ export class ClusterSim implements ClusterSimHost {
     });
     const chaosEnd = sim.world.now() + chaosMs;
     workload.start(chaosEnd);
-    sim.world.at(1_000, () => scheduleClusterFaults(sim, chaosEnd));
+    sim.world.at(1_000, () => scheduleClusterFaults(sim, chaosEnd, options.joins === true));
     await sim.world.run(chaosEnd);
     sim.heal();
     await sim.world.run(chaosEnd + 20_000);
