@@ -15,6 +15,8 @@ const releaseRetryMs = 200;
 const lostNoticeRetryMs = 1000;
 /** Margin on a reader's validity for clocks that run at slightly different rates. */
 const readerMargin = 1.25;
+/** Most member ids a release's reply is read for (as many as placement takes). */
+const releaseMembersMax = 65_536;
 /** How long a taker keeps trying to tell the old holder it lost the lease. */
 const lostNoticeMsMax = 3_600_000;
 
@@ -65,7 +67,10 @@ export class LeaseMessages {
         const reply = await this.#rpc.call(member.address, "lease.release", {
           header: { name, epoch: lease.epoch },
         }, 5_000);
-        if (reply.header.released === true) return true;
+        if (reply.header.released === true) {
+          await this.#knowAll(name, lease.holder!, reply.header.members, deadline);
+          return true;
+        }
         throw new LeaseLostError(`Cannot move volume "${name}": its holder took it again`);
       } catch (error) {
         if (error instanceof LeaseLostError) throw error;
@@ -78,6 +83,29 @@ export class LeaseMessages {
             (refusal === ""
               ? `is unreachable and not declared dead after ${this.#takeoverWaitMs} ms`
               : `did not release it within ${this.#takeoverWaitMs} ms: ${refusal}`),
+        );
+      }
+      await this.#clock.sleep(releaseRetryMs);
+    }
+  }
+
+  /**
+   * Waits until this node knows every member the releasing holder placed data
+   * on (`members`, from its reply): one that joined moments ago may hold the
+   * newest copies of the volume's objects, and learning where they stand asks
+   * only members this node knows (gossip tells of a new one within seconds).
+   * Fails the move at `deadline` (the holder released; a later move goes on).
+   */
+  async #knowAll(name: string, holder: string, members: unknown, deadline: number) {
+    if (!Array.isArray(members) || members.length > releaseMembersMax) return;
+    const ids = members.filter((id): id is string => typeof id === "string");
+    for (;;) {
+      const unknown = ids.filter((id) => this.#engine.member(id) === undefined);
+      if (unknown.length === 0) return;
+      if (this.#clock.now() > deadline) {
+        throw new LeaseLostError(
+          `Cannot move the write lease of volume "${name}": its holder ${holder} placed data ` +
+            `on members this node does not know yet (${unknown.slice(0, 5).join(", ")})`,
         );
       }
       await this.#clock.sleep(releaseRetryMs);

@@ -263,7 +263,11 @@ export class LeaseManager implements VolumeAuthority {
         const name = String(request.header.name);
         const epoch = Number(request.header.epoch);
         const takenOver = request.header.takenOver === true;
-        return { header: { released: await this.#moves.release(name, epoch, takenOver) } };
+        const released = await this.#moves.release(name, epoch, takenOver);
+        // Where this node placed the volume's data: the node taking the lease over
+        // must know every one of them before it learns where the objects stand.
+        const members = this.#engine.placementMembers().map((member) => member.id);
+        return { header: { released, members } };
       },
       ...this.#reads.methods(),
     };
