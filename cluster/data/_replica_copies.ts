@@ -146,7 +146,16 @@ export function newestOf<T extends { stamp: Stamp }>(answers: T[]): T | null {
   return best;
 }
 
-/** The copies of `name` that live members other than `links` hold (written ones only). */
+/**
+ * The copies of `name` that live members other than `links` hold (written ones
+ * only). Every one of them must answer: this is asked when the replicas do not
+ * settle where the object stands (they disagree, some did not answer, or they
+ * may be new to it), and then the copies that answered may all predate a write
+ * acknowledged by replicas of an earlier placement. Seed 9021 of the data-path
+ * simulation with joins: a snapshot read counted two members that had just
+ * joined, both empty, as the replicas' answers, and took the stale copy of the
+ * one old member that answered while those holding the newest did not.
+ */
 export async function stampsElsewhere(
   name: string,
   links: ObjectLink[],
@@ -156,11 +165,19 @@ export async function stampsElsewhere(
   const elsewhere = everyone.filter((link) => !asked.has(link.id));
   const answers = await Promise.allSettled(elsewhere.map((link) => link.stamps([name])));
   const found: { link: ObjectLink; stamp: Stamp }[] = [];
+  const silent: string[] = [];
   answers.forEach((answer, i) => {
-    if (answer.status === "fulfilled" && compareStamps(answer.value[0], [0, 0]) > 0) {
+    if (answer.status === "rejected") silent.push(elsewhere[i].id);
+    else if (compareStamps(answer.value[0], [0, 0]) > 0) {
       found.push({ link: elsewhere[i], stamp: answer.value[0] });
     }
   });
+  if (silent.length > 0) {
+    throw new ReplicaQuorumError(
+      `Cannot find where object ${name} stands: its replicas do not agree and members that ` +
+        `may hold its newest copy do not answer (${silent.slice(0, 5).join(", ")})`,
+    );
+  }
   return found;
 }
 

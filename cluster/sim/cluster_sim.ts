@@ -74,6 +74,8 @@ export interface ClusterSimResult {
   faults: Record<string, number>;
   /** Client operations by kind and outcome, e.g. `write ok`, `flush failed`. */
   ops: Record<string, number>;
+  /** Members at the end (more than at the start when members joined). */
+  members: number;
   events: number;
   /** The same seed gives the same digest. */
   digest: string;
@@ -270,6 +272,7 @@ export class ClusterSim implements ClusterSimHost {
       violations: [...workload.violations, ...sim.violations],
       faults: sim.faults,
       ops: workload.outcomes,
+      members: sim.nodes.size,
       events: sim.world.events,
       digest: digest(JSON.stringify([workload.log, metaOps, metaFinals, sim.violations])),
     };
