@@ -111,7 +111,9 @@ async function soakCluster(): Promise<never> {
     if (result.violations.length > 0) {
       failed.push(seed);
       console.error(
-        `FAILED seed ${seed} (replay: deno task soak --cluster --seed ${seed} --trace)`,
+        `FAILED seed ${seed} (replay: deno task soak --cluster${
+          values["boot-reads"] ? " --boot-reads" : ""
+        }${values.joins ? " --joins" : ""} --seed ${seed} --trace)`,
       );
       for (const violation of result.violations.slice(0, 5)) console.error(`  ${violation}`);
     }
