@@ -13,6 +13,8 @@
  *   deno task soak --cluster --seed 6 --trace
  *   deno task soak --cluster --boot-reads ...   (new volumes are read before their first write)
  *   deno task soak --cluster --joins ...        (members join in batches of 1-3, up to 9)
+ *   deno task soak --cluster --leaves ...       (members stop gracefully, half come back)
+ *   deno task soak --cluster --seed 6 --trace --trace-objects UID   (that volume's object calls too)
  */
 import { parseArgs } from "node:util";
 import { ClusterSim, clusterSimSettings, MetaSim } from "../cluster/sim/mod.ts";
@@ -28,6 +30,8 @@ const { values } = parseArgs({
     "chaos-ms": { type: "string" },
     "boot-reads": { type: "boolean", default: false },
     joins: { type: "boolean", default: false },
+    leaves: { type: "boolean", default: false },
+    "trace-objects": { type: "string" },
   },
 });
 if (values.cluster) await soakCluster();
@@ -92,6 +96,8 @@ async function soakCluster(): Promise<never> {
       ...clusterSimSettings(Number(values.seed), chaosMs),
       bootReads: values["boot-reads"],
       joins: values.joins,
+      leaves: values.leaves,
+      traceObjects: values["trace-objects"],
       trace: values.trace ? (line) => lines.push(line) : undefined,
     });
     for (const line of lines) console.log(line);
@@ -107,13 +113,16 @@ async function soakCluster(): Promise<never> {
       ...clusterSimSettings(seed, chaosMs),
       bootReads: values["boot-reads"],
       joins: values.joins,
+      leaves: values.leaves,
     });
     if (result.violations.length > 0) {
       failed.push(seed);
       console.error(
         `FAILED seed ${seed} (replay: deno task soak --cluster${
           values["boot-reads"] ? " --boot-reads" : ""
-        }${values.joins ? " --joins" : ""} --seed ${seed} --trace)`,
+        }${values.joins ? " --joins" : ""}${
+          values.leaves ? " --leaves" : ""
+        } --seed ${seed} --trace)`,
       );
       for (const violation of result.violations.slice(0, 5)) console.error(`  ${violation}`);
     }

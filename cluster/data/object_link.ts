@@ -42,6 +42,16 @@ export interface ObjectChange {
    * and storage admits it by the writer's epoch (fencing).
    */
   fence?: number;
+  /**
+   * A replacement by healing (with `replace`), not by a writer: a copy that
+   * exists elsewhere, applied only when newer, so it needs no lease epoch and
+   * is not fenced. A snapshot's frozen objects keep the stamps of the holder
+   * that wrote them; once a later holder raised the volume's fence, a fenced
+   * copy could never reach a replica that lags (seed 10090 with joins: new
+   * replicas took an older copy from a lagging one, and the newest, refused
+   * everywhere, stayed off the placement while the replicas agreed on the old).
+   */
+  heal?: boolean;
 }
 
 /** What a replica answers to a change. */

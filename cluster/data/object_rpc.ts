@@ -61,6 +61,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
         truncate: h.truncate === true,
         remove: h.remove === true,
         fence: h.fence === undefined ? undefined : positive(h.fence, "fence"),
+        heal: h.heal === true,
       };
       const reply = await replica.change(objectNameOf(h.name), change);
       return { header: { applied: reply.applied, stamp: reply.stamp } };

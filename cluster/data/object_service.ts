@@ -81,7 +81,12 @@ export class ObjectReplica implements ObjectLink {
     }
     return this.#locks.run(name, async () => {
       await this.#ready;
-      await this.fences.admit(uid, Math.max(change.epoch, change.fence ?? 0));
+      if (change.heal === true && change.replace !== true) {
+        throw new TypeError(`Cannot change object ${name}: healing only replaces copies whole`);
+      }
+      if (change.heal !== true) {
+        await this.fences.admit(uid, Math.max(change.epoch, change.fence ?? 0));
+      }
       const stamps = await this.#journal.stampsOf(uid);
       const current = stamps.get(name) ?? unwritten;
       const stamp: Stamp = [change.epoch, change.version];

@@ -73,6 +73,44 @@ Deno.test("a write with an epoch below the fence never lands, even after a resta
   }
 });
 
+Deno.test("healing brings a lagging copy up past the fence; writers at that epoch stay fenced", async () => {
+  // A snapshot's frozen object keeps the stamp of the holder that wrote it (epoch 2); a later
+  // holder raised the volume's fence to 4. Healing replaces the lagging copy whole with the
+  // copy from elsewhere (seed 10090 with joins), and only when newer; a write at epoch 2 is
+  // still refused, and healing never changes a copy in part.
+  const dir = await Deno.makeTempDir({ prefix: "atoll-heal-fence-" });
+  const rpc = new RpcClient(key, new MemoryIdentity());
+  const storage = await startStorage(dir);
+  const other = `${uid}.2.0`;
+  const change = (header: Record<string, unknown>, byte: number) =>
+    rpc.call(storage.address, "object.change", {
+      header: { offset: 0, replace: true, ...header },
+      data: new Uint8Array(4096).fill(byte),
+    });
+  const read = async () =>
+    (await rpc.call(storage.address, "object.read", { header: { name, offset: 0, length: 4096 } }))
+      .data;
+  try {
+    await change({ name, epoch: 1, version: 2 }, 0x11);
+    await change({ name: other, epoch: 4, version: 1 }, 0x44); // the fence is 4 now
+    await assert.rejects(change({ name, epoch: 2, version: 3 }, 0x22), /epoch 4 holds its lease/);
+    const healed = await change({ name, epoch: 2, version: 3, heal: true }, 0x22);
+    assert.equal(healed.header.applied, true);
+    assert.deepEqual(await read(), new Uint8Array(4096).fill(0x22));
+    // Not newer: left alone.
+    const older = await change({ name, epoch: 1, version: 9, heal: true }, 0x33);
+    assert.equal(older.header.applied, false);
+    assert.deepEqual(await read(), new Uint8Array(4096).fill(0x22));
+    await assert.rejects(
+      change({ name, epoch: 2, version: 4, heal: true, replace: false }, 0x55),
+      /healing only replaces copies whole/,
+    );
+  } finally {
+    await storage.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a replica in this process reads into the caller's buffer when it is the right length", async () => {
   const dir = await Deno.makeTempDir({ prefix: "atoll-read-into-" });
   const engine = await LocalEngine.open({ dir });

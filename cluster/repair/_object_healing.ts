@@ -116,6 +116,7 @@ export class ObjectHealing {
               epoch: stamp[0],
               version: stamp[1],
               replace: true,
+              heal: true,
               offset: 0,
               remove: data.length === 0,
             },

@@ -62,9 +62,35 @@ const join: Fault<ClusterSim> = (sim) => {
   return true;
 };
 
-/** Schedules faults until `untilMs` (with `joins`, batches of members joining too). */
-export function scheduleClusterFaults(sim: ClusterSim, untilMs: number, joins = false): void {
-  scheduleFaultsFrom(sim, joins ? { ...faults, join } : faults, untilMs);
+/**
+ * A member stops gracefully (seen as left at once, so placement moves off it);
+ * half the time it comes back 2–12 s later with its disk, else only once the
+ * faults end.
+ */
+const leave: Fault<ClusterSim> = (sim) => {
+  const running = sim.running();
+  if (2 * (running.length - 1) <= sim.nodes.size) return false;
+  const node = pick(sim.world, running)!;
+  sim.leave(node.id);
+  if (sim.world.random.next() < 0.5) {
+    sim.world.at(2_000 + sim.world.random.next() * 10_000, () => sim.start(node.id));
+  }
+  return true;
+};
+
+/**
+ * Schedules faults until `untilMs`; with `joins`, members also join in
+ * batches, and with `leaves` they stop gracefully (some to come back).
+ */
+export function scheduleClusterFaults(
+  sim: ClusterSim,
+  untilMs: number,
+  more: { joins?: boolean; leaves?: boolean } = {},
+): void {
+  const table = { ...faults };
+  if (more.joins === true) Object.assign(table, { join });
+  if (more.leaves === true) Object.assign(table, { leave });
+  scheduleFaultsFrom(sim, table, untilMs);
 }
 
 /** Network conditions for a while (see {@linkcode phase} in `_fault_schedule.ts`). */

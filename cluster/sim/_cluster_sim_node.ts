@@ -70,6 +70,8 @@ export interface ClusterSimHost {
   readonly replicas: number;
   /** Members run healing passes. */
   readonly healing: boolean;
+  /** Object calls naming this text (an object name or its start) get a trace line each. */
+  readonly tracedObjects: string | null;
   /** The members as `viewer` sees them now (gossip with lag). */
   view(viewer: string): MemberState[];
   /** The running processes of member `id`; null when down. */
@@ -243,9 +245,13 @@ function simRpc(host: ClusterSimHost, from: string, incarnation: number): RpcCal
           return encodeMessage({ header: { ok: false, error: message, name } });
         }
       };
+      const header = JSON.stringify(message.header);
+      const objectCall = host.tracedObjects !== null && method.startsWith("object.") &&
+        header.includes(host.tracedObjects);
+      if (objectCall) host.note(`${from} calls ${method} at ${address} ${header}`);
       return host.world.call(from, incarnation, address, handle).then((bytes) => {
         const reply = decodeMessage(bytes);
-        if (tracedMethods.has(method)) {
+        if (tracedMethods.has(method) || objectCall) {
           host.note(
             `${from} ${method} at ${address} ${JSON.stringify(message.header)} -> ${
               JSON.stringify(reply.header)
@@ -259,6 +265,7 @@ function simRpc(host: ClusterSimHost, from: string, incarnation: number): RpcCal
         }
         return reply;
       }, (cause) => {
+        if (objectCall) host.note(`${from} ${method} at ${address} failed: ${cause.message}`);
         throw new RpcError(`Cannot call ${method} on ${address}: ${cause.message}`, true, {
           cause,
         });

@@ -64,7 +64,14 @@ export interface ClusterSimOptions {
    * members while the news spreads, and healing moves data to the new ones.
    */
   joins?: boolean;
+  /**
+   * Members stop gracefully (`atoll serve` on SIGTERM: the others see them
+   * leave at once, and placement moves off them); half come back later.
+   */
+  leaves?: boolean;
   trace?: (line: string) => void;
+  /** With `trace`: object calls naming this text (an object name or its start) are traced too. */
+  traceObjects?: string;
 }
 
 /** What a run found. */
@@ -86,6 +93,9 @@ export function clusterSimSettings(seed: number, chaosMs = 20_000): ClusterSimOp
   return { seed, nodes: 3 + seed % 5, replicas: 2 + seed % 2, chaosMs };
 }
 
+/** What the others see of a member: a crash is seen as dead, a graceful stop as left. */
+type SeenStatus = "alive" | "dead" | "left";
+
 /** Time after a crash until the others start to see the member dead. */
 const deathDetectionMs = 1500;
 
@@ -95,12 +105,13 @@ export class ClusterSim implements ClusterSimHost {
   readonly seed: number;
   readonly replicas: number;
   readonly healing: boolean;
+  readonly tracedObjects: string | null;
   readonly nodes = new Map<string, ClusterSimNode>();
   readonly faults: Record<string, number> = {};
   readonly violations: string[] = [];
   readonly trace: string[] | null;
   /** Status changes of each member as the world sees them, in time order. */
-  #history = new Map<string, { atMs: number; status: "alive" | "dead" }[]>();
+  #history = new Map<string, { atMs: number; status: SeenStatus }[]>();
   /** When members that joined the running cluster joined (the others learn of them after a lag). */
   #joined = new Map<string, number>();
   #seenDead = new Set<string>();
@@ -115,6 +126,7 @@ export class ClusterSim implements ClusterSimHost {
     this.seed = options.seed;
     this.replicas = options.replicas;
     this.healing = options.volumesOnly !== true;
+    this.tracedObjects = options.traceObjects ?? null;
     this.world = new SimWorld(options.seed);
     this.trace = options.trace === undefined ? null : [];
     const ids = Array.from({ length: options.nodes }, (_, i) => `n${i}`);
@@ -190,6 +202,24 @@ export class ClusterSim implements ClusterSimHost {
     for (const listener of this.#onCrash) listener(id);
   }
 
+  /**
+   * Stops `id` gracefully, as `atoll serve` does on SIGTERM: it says it leaves
+   * (the others drop it from placement as they hear of it) and stops; its disk
+   * keeps what was synced. Started again later, it rejoins with its data.
+   */
+  leave(id: string): void {
+    const node = this.nodes.get(id)!;
+    const runtime = node.runtime;
+    if (runtime === null) return;
+    this.crashTimes.push(this.world.now());
+    runtime.disk.crash();
+    node.runtime = null;
+    this.world.setIncarnation(id, null);
+    this.#status(id, "left", this.world.now());
+    this.note(`${id} leaves`);
+    for (const listener of this.#onCrash) listener(id);
+  }
+
   /** Makes the others see `id` dead while it keeps running (cut off), or alive again. */
   seenDead(id: string, dead: boolean): void {
     if (dead) this.#seenDead.add(id);
@@ -203,7 +233,7 @@ export class ClusterSim implements ClusterSimHost {
     const now = this.world.now();
     const view: MemberState[] = [];
     for (const [id, history] of this.#history) {
-      let seen: { atMs: number; status: "alive" | "dead" } | null = null;
+      let seen: { atMs: number; status: SeenStatus } | null = null;
       let sinceMs = 0;
       history.forEach((change, i) => {
         // Every member knows the others from the start (they were configured together),
@@ -219,14 +249,14 @@ export class ClusterSim implements ClusterSimHost {
       if (seen === null) continue;
       // A running member always sees itself alive (gossip refutes its own death).
       const { status } = id === viewer ? { status: "alive" as const } : seen as {
-        status: "alive" | "dead";
+        status: SeenStatus;
       };
       view.push({ id, address: id, zone: null, weight: 1, incarnation: 0, status, since: sinceMs });
     }
     return view;
   }
 
-  #status(id: string, status: "alive" | "dead", atMs: number): void {
+  #status(id: string, status: SeenStatus, atMs: number): void {
     const history = this.#history.get(id)!;
     if (history[history.length - 1].status !== status) history.push({ atMs, status });
   }
@@ -253,7 +283,7 @@ export class ClusterSim implements ClusterSimHost {
     });
     const chaosEnd = sim.world.now() + chaosMs;
     workload.start(chaosEnd);
-    sim.world.at(1_000, () => scheduleClusterFaults(sim, chaosEnd, options.joins === true));
+    sim.world.at(1_000, () => scheduleClusterFaults(sim, chaosEnd, options));
     await sim.world.run(chaosEnd);
     sim.heal();
     await sim.world.run(chaosEnd + 20_000);
