@@ -98,6 +98,24 @@ Deno.test(`${joinSchedulesInCi} schedules where members join in batches: no viol
   assert.equal(grownTo, 9, "a cluster grew to 9 members");
 });
 
+/** Schedules in CI where members also stop gracefully (half come back). */
+const leaveSchedulesInCi = 40;
+
+Deno.test(`${leaveSchedulesInCi} schedules where members join and leave: no violation`, async () => {
+  const failures: string[] = [];
+  const faults: Record<string, number> = {};
+  for (let seed = 9101; seed <= 9100 + leaveSchedulesInCi; seed++) {
+    const result = await ClusterSim.run({ ...clusterSimSettings(seed), joins: true, leaves: true });
+    for (const [name, n] of Object.entries(result.faults)) faults[name] = (faults[name] ?? 0) + n;
+    if (result.violations.length > 0) {
+      failures.push(`seed ${seed} (joins, leaves): ${result.violations.slice(0, 3).join("; ")}`);
+    }
+  }
+  console.log(`faults ${JSON.stringify(faults)}`);
+  assert.deepEqual(failures, []);
+  assert.ok((faults.leave ?? 0) > 0 && (faults.join ?? 0) > 0, "members joined and left");
+});
+
 Deno.test("seed 192 (joins): a takeover waits for a holder that joined moments ago", async () => {
   // leases/_lease_messages.ts: a member that joined took a lease, flushed and crashed; another
   // member that had not heard of it yet took the volume over 100 ms later, as from a holder
