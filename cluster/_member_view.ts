@@ -5,10 +5,28 @@
  * counts as dead for a write, and the placement over them, rebuilt when the
  * membership changes and each second (dead members age out of it without a
  * membership event).
+ *
+ * Members that became live here less than {@linkcode joinSettleMsDefault} ago (a join,
+ * or a return after their place was given up) are placed on in addition, not
+ * instead: an item whose replicas include one of them also keeps the replicas
+ * it has without them, until the news has spread. Other members learn of a
+ * join after their own gossip lag, and until then place the item on the
+ * members they know; a write acknowledged by the new replicas alone would be
+ * missed by their reads (they trust replicas that all agree). With both sets,
+ * a write quorum (a majority of the union) reaches at least one replica of
+ * each, so a reader on either side finds its replicas disagree and looks
+ * further (data/_replica_copies.ts).
  */
 import { Placement } from "./placement/mod.ts";
 import type { BlockPeer } from "./data/mod.ts";
 import type { MemberState } from "./membership/mod.ts";
+
+/**
+ * How long a member that became live is placed on beside the replicas the
+ * others still use: well above the time gossip takes to tell every member
+ * (about a second on a LAN; the data-path simulation's views lag by up to 3 s).
+ */
+export const joinSettleMsDefault = 10_000;
 
 /** What {@linkcode MemberView} needs of its engine. */
 export interface MemberViewOptions {
@@ -18,6 +36,8 @@ export interface MemberViewOptions {
   now: () => number;
   deadGraceMs: number;
   replicaCount: number;
+  /** See {@linkcode joinSettleMsDefault}; 0 places on new members at once. */
+  joinSettleMs?: number;
 }
 
 /** The members of one engine; see the module doc (ClusterEngine documents each method). */
@@ -26,13 +46,23 @@ export class MemberView {
   #now: () => number;
   #deadGraceMs: number;
   #replicaCount: number;
-  #view: { at: number; placement: Placement; byId: Map<string, MemberState> } | null = null;
+  #joinSettleMs: number;
+  #view: {
+    at: number;
+    placement: Placement;
+    /** The placement without members still settling in; null when none is. */
+    settled: Placement | null;
+    byId: Map<string, MemberState>;
+  } | null = null;
+  /** When each live member became live here (members live at the first look: never). */
+  #liveSince: Map<string, number> | null = null;
 
   constructor(options: MemberViewOptions) {
     this.#members = options.members;
     this.#now = options.now;
     this.#deadGraceMs = options.deadGraceMs;
     this.#replicaCount = options.replicaCount;
+    this.#joinSettleMs = options.joinSettleMs ?? joinSettleMsDefault;
   }
 
   invalidate(): void {
@@ -59,7 +89,13 @@ export class MemberView {
 
   replicaPeers(name: string): BlockPeer[] {
     const view = this.#currentView();
-    return view.placement.replicas(name, this.#replicaCount).map((id) => {
+    const ids = view.placement.replicas(name, this.#replicaCount);
+    if (view.settled !== null) {
+      for (const id of view.settled.replicas(name, this.#replicaCount)) {
+        if (!ids.includes(id)) ids.push(id);
+      }
+    }
+    return ids.map((id) => {
       const member = view.byId.get(id)!;
       return { id, address: member.address };
     });
@@ -86,15 +122,35 @@ export class MemberView {
   #currentView() {
     // Dead members age out of placement without a membership event: re-check each second.
     if (this.#view === null || this.#now() - this.#view.at > 1000) {
+      const now = this.#now();
+      const settling = this.#settling(now);
       const members = this.placementMembers();
+      const settled = members.filter((member) => !settling.has(member.id));
       this.#view = {
-        at: this.#now(),
-        placement: new Placement(
-          members.map(({ id, weight, zone }) => ({ id, weight: Math.max(weight, 2 ** -32), zone })),
-        ),
+        at: now,
+        placement: placementOver(members),
+        settled: settled.length < members.length && settled.length > 0
+          ? placementOver(settled)
+          : null,
         byId: new Map(this.#members().map((member) => [member.id, member])),
       };
     }
     return this.#view;
   }
+
+  /** Ids of the members that became live here less than the settling time before `now`. */
+  #settling(now: number): Set<string> {
+    const first = this.#liveSince === null;
+    const since = this.#liveSince ??= new Map();
+    const live = new Set(this.liveMembers().map((member) => member.id));
+    for (const id of since.keys()) if (!live.has(id)) since.delete(id);
+    for (const id of live) if (!since.has(id)) since.set(id, first ? -Infinity : now);
+    return new Set([...since].filter(([, at]) => now - at < this.#joinSettleMs).map(([id]) => id));
+  }
+}
+
+function placementOver(members: MemberState[]): Placement {
+  return new Placement(
+    members.map(({ id, weight, zone }) => ({ id, weight: Math.max(weight, 2 ** -32), zone })),
+  );
 }

@@ -63,6 +63,12 @@ export interface ClusterEngineOptions {
   nodeConfig: NodeConfig;
   replicas?: number;
   deadGraceMs?: number;
+  /**
+   * How long a member that became live is placed on beside the replicas the
+   * others still use (`_member_view.ts`; 10 s by default). 0 when every node
+   * sees every change at once (tests that share one member list).
+   */
+  joinSettleMs?: number;
   /** Where the reconfiguration says what it does. */
   log?: (line: string) => void;
   /**
@@ -108,6 +114,7 @@ export class ClusterEngine implements Engine {
       now: options.now,
       deadGraceMs: this.deadGraceMs,
       replicaCount: this.replicaCount,
+      joinSettleMs: options.joinSettleMs,
     });
     this.nodeConfig = options.nodeConfig;
     this.acceptorStates = options.acceptorStates;
