@@ -16,15 +16,15 @@
  * - (d) metadata changed and read beside the data traffic is linearizable
  *   (`_meta_checker.ts`).
  *
- * Gossip is modelled as in `meta_sim.ts`: each member sees the others'
- * deaths and returns after its own lag. A failing seed prints its number and
- * replays exactly (same digest).
+ * Gossip is modelled as in `meta_sim.ts` (`_cluster_sim_views.ts`): each
+ * member sees the others' deaths, returns, joins and leaves after its own
+ * lag. A failing seed prints its number and replays exactly (same digest).
  *
  * @module
  */
 import type { MemberState } from "../membership/mod.ts";
 import { SimWorld } from "./_sim_net.ts";
-import { lagMs } from "./_sim_node.ts";
+import { SimViews } from "./_cluster_sim_views.ts";
 import { checkHistory, type FinalRead, type OpRecord } from "./_meta_checker.ts";
 import {
   type ClusterRuntime,
@@ -99,9 +99,6 @@ export function clusterSimSettings(seed: number, chaosMs = 20_000): ClusterSimOp
   return { seed, nodes: 3 + seed % 5, replicas: 2 + seed % 2, chaosMs };
 }
 
-/** What the others see of a member: a crash is seen as dead, a graceful stop as left. */
-type SeenStatus = "alive" | "dead" | "left";
-
 /** Time after a crash until the others start to see the member dead. */
 const deathDetectionMs = 1500;
 
@@ -117,10 +114,8 @@ export class ClusterSim implements ClusterSimHost {
   readonly faults: Record<string, number> = {};
   readonly violations: string[] = [];
   readonly trace: string[] | null;
-  /** Status changes of each member as the world sees them, in time order. */
-  #history = new Map<string, { atMs: number; status: SeenStatus }[]>();
-  /** When members that joined the running cluster joined (the others learn of them after a lag). */
-  #joined = new Map<string, number>();
+  /** What each member sees of the others (`_cluster_sim_views.ts`). */
+  #views: SimViews;
   #seenDead = new Set<string>();
   /** Volume uid and epoch → the process that wrote under it. */
   #writers = new Map<string, string>();
@@ -136,11 +131,12 @@ export class ClusterSim implements ClusterSimHost {
     this.tracedObjects = options.traceObjects ?? null;
     this.joinSettleMs = options.joinSettleMs;
     this.world = new SimWorld(options.seed);
+    this.#views = new SimViews(options.seed);
     this.trace = options.trace === undefined ? null : [];
     const ids = Array.from({ length: options.nodes }, (_, i) => `n${i}`);
     for (const id of ids) {
       this.nodes.set(id, newClusterSimNode(id, `sim${options.seed}`, ids));
-      this.#history.set(id, [{ atMs: 0, status: "alive" }]);
+      this.#views.add(id, 0, false);
     }
   }
 
@@ -180,7 +176,7 @@ export class ClusterSim implements ClusterSimHost {
   start(id: string): void {
     const node = this.nodes.get(id)!;
     if (node.runtime !== null) return;
-    this.#status(id, "alive", this.world.now());
+    this.#views.set(id, "alive", this.world.now());
     startClusterRuntime(this, node);
     this.note(`${id} starts (incarnation ${node.incarnation})`);
   }
@@ -189,8 +185,7 @@ export class ClusterSim implements ClusterSimHost {
   join(): string {
     const id = `n${this.nodes.size}`;
     this.nodes.set(id, newClusterSimNode(id, `sim${this.seed}`, null));
-    this.#joined.set(id, this.world.now());
-    this.#history.set(id, [{ atMs: this.world.now(), status: "alive" }]);
+    this.#views.add(id, this.world.now(), true);
     this.note(`${id} joins`);
     this.start(id);
     return id;
@@ -205,7 +200,7 @@ export class ClusterSim implements ClusterSimHost {
     runtime.disk.crash();
     node.runtime = null;
     this.world.setIncarnation(id, null);
-    this.#status(id, "dead", this.world.now() + deathDetectionMs);
+    this.#views.set(id, "dead", this.world.now() + deathDetectionMs);
     this.note(`${id} crashes`);
     for (const listener of this.#onCrash) listener(id);
   }
@@ -223,7 +218,7 @@ export class ClusterSim implements ClusterSimHost {
     runtime.disk.crash();
     node.runtime = null;
     this.world.setIncarnation(id, null);
-    this.#status(id, "left", this.world.now());
+    this.#views.set(id, "left", this.world.now());
     this.note(`${id} leaves`);
     for (const listener of this.#onCrash) listener(id);
   }
@@ -233,40 +228,12 @@ export class ClusterSim implements ClusterSimHost {
     if (dead) this.#seenDead.add(id);
     else this.#seenDead.delete(id);
     if (this.nodes.get(id)!.runtime !== null) {
-      this.#status(id, dead ? "dead" : "alive", this.world.now());
+      this.#views.set(id, dead ? "dead" : "alive", this.world.now());
     }
   }
 
   view(viewer: string): MemberState[] {
-    const now = this.world.now();
-    const view: MemberState[] = [];
-    for (const [id, history] of this.#history) {
-      let seen: { atMs: number; status: SeenStatus } | null = null;
-      let sinceMs = 0;
-      history.forEach((change, i) => {
-        // Every member knows the others from the start (they were configured together),
-        // and a member that joins knows the members it joins at once (push-pull).
-        const known = i === 0 && (this.#joined.get(id) ?? 0) <= (this.#joined.get(viewer) ?? 0);
-        const lag = id === viewer || known ? 0 : lagMs(this.seed, viewer, id, i);
-        const at = change.atMs + lag;
-        if (at <= now) {
-          seen = change;
-          sinceMs = at;
-        }
-      });
-      if (seen === null) continue;
-      // A running member always sees itself alive (gossip refutes its own death).
-      const { status } = id === viewer ? { status: "alive" as const } : seen as {
-        status: SeenStatus;
-      };
-      view.push({ id, address: id, zone: null, weight: 1, incarnation: 0, status, since: sinceMs });
-    }
-    return view;
-  }
-
-  #status(id: string, status: SeenStatus, atMs: number): void {
-    const history = this.#history.get(id)!;
-    if (history[history.length - 1].status !== status) history.push({ atMs, status });
+    return this.#views.view(viewer, this.world.now());
   }
 
   /** Ends every fault: cuts heal, the network is clean, crashed members restart. */

@@ -8,12 +8,13 @@
  * Method: the deterministic simulation of the whole data path
  * (`cluster_sim.ts`: the production ClusterEngine, LeaseManager, Healer, Store
  * with the cluster's garbage collection, and Volume over memory disks and the
- * simulated network) over seeded schedules, 3 to 7 members, 2 or 3 replicas. A
- * failing seed is printed; `deno task soak --cluster --seed N --trace` replays
- * it with a trace.
+ * simulated network) over seeded schedules, 3 to 7 members (growing to 9 with
+ * joins; some leave), 2 or 3 replicas. A failing seed is printed;
+ * `deno task soak --cluster --seed N --trace` replays it with a trace.
+ * Regression seeds are in `cluster_sim_seeds_test.ts`.
  */
 import assert from "node:assert/strict";
-import { ClusterSim, type ClusterSimOptions, clusterSimSettings } from "./cluster_sim.ts";
+import { ClusterSim, clusterSimSettings } from "./cluster_sim.ts";
 
 /** Schedules run in CI (about two minutes on two cores; the soak runs as many as asked). */
 const schedulesInCi = 150;
@@ -96,21 +97,6 @@ Deno.test(`${joinSchedulesInCi} schedules where members join in batches: no viol
   assert.equal(grownTo, 9, "a cluster grew to 9 members");
 });
 
-/**
- * Joins as the seeds below were found: new members placed on at once, not in
- * addition for a while (`_member_view.ts`), which would hide the bugs they
- * found; each still guards its own fix.
- */
-const beforeSettling: Partial<ClusterSimOptions> = { joins: true, joinSettleMs: 0 };
-
-Deno.test("seed 9021 (joins): a read that cannot settle where an object stands asks every live member", async () => {
-  // data/_replica_copies.ts (stampsElsewhere): a snapshot read counted two members that had just
-  // joined, both empty, as the replicas' answers, and took the stale copy of the one old member
-  // that answered while the members holding the newest did not. Every live member must answer.
-  const result = await ClusterSim.run({ ...clusterSimSettings(9021), ...beforeSettling });
-  assert.deepEqual(result.violations, []);
-});
-
 /** Schedules in CI where members also stop gracefully (half come back). */
 const leaveSchedulesInCi = 40;
 
@@ -129,34 +115,6 @@ Deno.test(`${leaveSchedulesInCi} schedules where members join and leave: no viol
   assert.ok((faults.leave ?? 0) > 0 && (faults.join ?? 0) > 0, "members joined and left");
 });
 
-Deno.test("seed 192 (joins): a takeover waits for a holder that joined moments ago", async () => {
-  // leases/_lease_messages.ts: a member that joined took a lease, flushed and crashed; another
-  // member that had not heard of it yet took the volume over 100 ms later, as from a holder
-  // gone for good, and read zeros where the flushed writes were. A holder this node does not
-  // know is now waited for, as an unreachable one is.
-  const result = await ClusterSim.run({ ...clusterSimSettings(192), ...beforeSettling });
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 1102 (joins): a lease handed over waits until its taker knows where the data went", async () => {
-  // leases/_lease_messages.ts: the holder placed objects on members that had just joined and
-  // released the lease to a member that had not heard of them; learning where the objects
-  // stood, the new holder asked only the members it knew, took an older copy, and a flushed
-  // write read back as zeros. The release's reply now lists the holder's placement members
-  // and the taker waits until it knows each of them.
-  const result = await ClusterSim.run({ ...clusterSimSettings(1102), ...beforeSettling });
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 10090 (joins): healing brings frozen objects up past the volume's fence", async () => {
-  // data/object_service.ts: healing's replacements were fenced by the stamp's epoch, so once a
-  // later holder raised the volume's fence, a snapshot's objects (stamped by the holder that
-  // wrote them) could not reach a lagging replica; the members that joined took the lagging
-  // copy instead, the new replicas agreed on it, and the snapshot read an older write.
-  const result = await ClusterSim.run({ ...clusterSimSettings(10090), ...beforeSettling });
-  assert.deepEqual(result.violations, []);
-});
-
 Deno.test("a seed of the whole data path replays exactly", async () => {
   const first = await ClusterSim.run({ ...clusterSimSettings(4242), chaosMs: 10_000 });
   const second = await ClusterSim.run({ ...clusterSimSettings(4242), chaosMs: 10_000 });
@@ -164,148 +122,4 @@ Deno.test("a seed of the whole data path replays exactly", async () => {
   assert.equal(first.events, second.events);
   const other = await ClusterSim.run({ ...clusterSimSettings(4243), chaosMs: 10_000 });
   assert.notEqual(first.digest, other.digest);
-});
-
-// Seeds that find the bugs the simulation found in production code: each fails with its fix
-// reverted alone, and passes with it (checked when the fixes went in).
-
-/**
- * A seed found before healing and the catalogue's clients joined the
- * simulation, with the schedule it had then (the faulty phase replays exactly).
- */
-function volumesOnly(seed: number): ClusterSimOptions {
-  return { ...clusterSimSettings(seed), volumesOnly: true };
-}
-
-Deno.test("seed 12: a holder whose lease was taken over while it was cut off stops serving reads", async () => {
-  // _lease_moves.ts: the taker tells the old holder it lost the lease once it can reach it.
-  const result = await ClusterSim.run(volumesOnly(12));
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 40344: a read through a node whose lease holder does not answer fails, never reads the record", async () => {
-  // leases/_holder_reads.ts: three forwarded reads failed (the holder unreachable from the
-  // reader) and the reader then served the record's state, older than what the holder had
-  // acknowledged; it now answers unavailable, and reads the record only when the member the
-  // record names says it holds no lease.
-  const result = await ClusterSim.run(clusterSimSettings(40344));
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 41808: the lease holder reads what it wrote, not a copy a view remembered", async () => {
-  // core/store.ts adoptVolume: the holder's reads went under a view of the volume, which
-  // remembered where reads found objects; with its own writes racing its reads, the final
-  // reads of a flushed write came back as zeros. Only readers of volumes nobody holds read
-  // under a view now.
-  const result = await ClusterSim.run(clusterSimSettings(41808));
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 52154 (boot reads): a volume goes back from lost writes before anything persists its map", async () => {
-  // core/_write_losses.ts: a release found unflushed writes lost (their only copy's member
-  // crashed), and a flush forwarded from another node took the volume's lock before the
-  // volume went back to its last flush: it persisted the map of the lost writes, and the
-  // record named an object no member held. The loss is noted before the lock is free, and
-  // a flush or release goes back first.
-  const result = await ClusterSim.run({ ...clusterSimSettings(52154), bootReads: true });
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 60030 (boot reads): a lease move whose release fails leaves no unhandled rejection", async () => {
-  // meta/proposer.ts: a lease move's release (which its compare-and-set waits for) failed, the
-  // holder having taken the lease again, after the compare-and-set itself had failed first;
-  // nothing handled that rejection, which ends a real node's process.
-  const unhandled: unknown[] = [];
-  const onUnhandled = (event: PromiseRejectionEvent) => {
-    unhandled.push(event.reason);
-    event.preventDefault();
-  };
-  globalThis.addEventListener("unhandledrejection", onUnhandled);
-  try {
-    const result = await ClusterSim.run({ ...clusterSimSettings(60030), bootReads: true });
-    await new Promise((resolve) => setTimeout(resolve, 20)); // let a late rejection surface
-    assert.deepEqual(result.violations, []);
-    assert.deepEqual(unhandled.map(String), []);
-  } finally {
-    globalThis.removeEventListener("unhandledrejection", onUnhandled);
-  }
-});
-
-Deno.test("seed 18: a replica that restarted before a flush is no longer read as current", async () => {
-  // replicated_objects.ts: the writer reads a replica only at the version it wrote, a
-  // replica whose flush failed leaves the current set, and other reads need R - floor(R/2)
-  // answers.
-  const result = await ClusterSim.run(volumesOnly(18));
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 44: a release that could not persist the map keeps the lease", async () => {
-  // volume.ts and leases.ts: a failed release no longer drops acknowledged writes.
-  const result = await ClusterSim.run(volumesOnly(44));
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 114: writes lost from every replica before a flush fail that flush, never read as zeros", async () => {
-  // replicated_objects.ts: a failed flush no longer clears what it could not make durable,
-  // and the writer says WritesLostError when no replica holds what it acknowledged;
-  // volume.ts: the volume then goes back to its last flushed map and its next flush fails.
-  const result = await ClusterSim.run(volumesOnly(114));
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 346: an R=2 object flushed on one copy is never read from a replica that missed it", async () => {
-  // object_floors.ts: a flush durable on too few copies for every read to see records the
-  // object's floor in the metadata first; a read or a new writer that hears fewer than all
-  // replicas refuses copies below it (unavailable until the copy that holds it answers).
-  const result = await ClusterSim.run(volumesOnly(346));
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 494: bringing a replica up to an older holder's version does not fence the writer", async () => {
-  // object_service.ts: a replacement carries the writer's epoch for fencing (`fence`) apart
-  // from the stamp it copies, so it is not refused as an older writer's write.
-  const result = await ClusterSim.run(volumesOnly(494));
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 122: writes lost before a lease move are reported by the next flush, wherever it runs", async () => {
-  // volume.ts, leases.ts: a release after a loss records it in the volume (writesLost), the
-  // next holder's first flush reports it, and a flush through a node that does not hold the
-  // lease is forwarded to the holder.
-  const result = await ClusterSim.run(volumesOnly(122));
-  assert.deepEqual(result.violations, []);
-});
-
-// Seeds found with healing, garbage collection and the catalogue's clients running.
-
-Deno.test("seed 7: a collection spares the objects of a volume created elsewhere while it runs", async () => {
-  // core/gc.ts: objects are listed before the marks read the records, so an object of a
-  // volume whose record no mark saw (created on another node meanwhile) is not looked at.
-  const result = await ClusterSim.run(clusterSimSettings(7));
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 566: a collection on the lease holder keeps what the volume's record names", async () => {
-  // core/gc.ts: a volume open on the collecting node is marked from its record as well as its
-  // instance, so an object the instance copied up (not flushed) but the record still names is
-  // kept for a crash or a lost flush that takes the volume back to its record.
-  const result = await ClusterSim.run(clusterSimSettings(566));
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 92: healing hands a copy off with its stamp, once the replicas hold it durably", async () => {
-  // object_service.ts (ObjectReplica.drop), healer.ts: the data and the stamp go together, only
-  // while no change reached the copy since the replicas were checked, so a writer that still
-  // counts this node a replica no longer applies a change on top of data no longer there.
-  const result = await ClusterSim.run(clusterSimSettings(92));
-  assert.deepEqual(result.violations, []);
-});
-
-Deno.test("seed 66705: a node that sees no majority never places an object on itself alone", async () => {
-  // _member_view.ts: a node whose gossip view held both other members dead past the grace
-  // placed a volume's objects on itself alone, acknowledged a write and the flush of a
-  // snapshot on its own copy, and a snapshot read on another node served the copy that missed
-  // them. Dead members keep their places while this node sees no majority live.
-  const result = await ClusterSim.run(clusterSimSettings(66705));
-  assert.deepEqual(result.violations, []);
 });
