@@ -116,7 +116,12 @@ async function readNewestOnce(
   // An object a map names that its replicas all lack lives elsewhere.
   const absent = expect.existing === true && compareStamps(best.stamp, [0, 0]) === 0;
   if (!agree || absent || compareStamps(best.stamp, atLeast) < 0) {
-    best = newestOf([best, ...await stampsElsewhere(name, links, lookup.everyone())])!;
+    const strict = mustHearEveryone(
+      answers.map(({ stamp }) => stamp),
+      needed,
+      expect.existing === true || compareStamps(atLeast, [0, 0]) > 0,
+    );
+    best = newestOf([best, ...await stampsElsewhere(name, links, lookup.everyone(), strict)])!;
     await checkFloor(name, best.stamp, lookup.floorOf);
     if (absent && compareStamps(best.stamp, [0, 0]) === 0) {
       throw new ReplicaQuorumError(
@@ -147,19 +152,33 @@ export function newestOf<T extends { stamp: Stamp }>(answers: T[]): T | null {
 }
 
 /**
- * The copies of `name` that live members other than `links` hold (written ones
- * only). Every one of them must answer: this is asked when the replicas do not
- * settle where the object stands (they disagree, some did not answer, or they
- * may be new to it), and then the copies that answered may all predate a write
- * acknowledged by replicas of an earlier placement. Seed 9021 of the data-path
+ * Whether a look off the placement must hear every live member: the object
+ * exists (or some replica holds a copy), yet fewer replicas than a read needs
+ * answered with a copy. Replicas new to the object (the placement changed)
+ * answer "nothing", which counts for nothing; then the copies found elsewhere
+ * may all predate a write that replicas of the earlier placement took, and a
+ * member that did not answer may hold it. Seed 9021 of the data-path
  * simulation with joins: a snapshot read counted two members that had just
  * joined, both empty, as the replicas' answers, and took the stale copy of the
- * one old member that answered while those holding the newest did not.
+ * one old member that answered while those holding the newest did not. With
+ * enough replicas answering with copies, they include one that took every
+ * acknowledged write, and a member that does not answer (one that crashed and
+ * is not declared dead yet) is not waited for.
+ */
+export function mustHearEveryone(answers: Stamp[], needed: number, exists: boolean): boolean {
+  const copies = answers.filter((stamp) => compareStamps(stamp, [0, 0]) > 0).length;
+  return (exists || copies > 0) && copies < needed;
+}
+
+/**
+ * The copies of `name` that live members other than `links` hold (written ones
+ * only); with `everyone`, each of them must answer (mustHearEveryone).
  */
 export async function stampsElsewhere(
   name: string,
   links: ObjectLink[],
   everyone: ObjectLink[],
+  strict: boolean,
 ): Promise<{ link: ObjectLink; stamp: Stamp }[]> {
   const asked = new Set(links.map((link) => link.id));
   const elsewhere = everyone.filter((link) => !asked.has(link.id));
@@ -172,7 +191,7 @@ export async function stampsElsewhere(
       found.push({ link: elsewhere[i], stamp: answer.value[0] });
     }
   });
-  if (silent.length > 0) {
+  if (strict && silent.length > 0) {
     throw new ReplicaQuorumError(
       `Cannot find where object ${name} stands: its replicas do not agree and members that ` +
         `may hold its newest copy do not answer (${silent.slice(0, 5).join(", ")})`,

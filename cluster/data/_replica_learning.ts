@@ -14,6 +14,7 @@ import {
 import {
   checkFloor,
   type Lookup,
+  mustHearEveryone,
   newestOf,
   ReplicaQuorumError,
   stampsElsewhere,
@@ -93,6 +94,8 @@ export async function learnWhereItStands(
   lookup: Lookup,
   /** This writer never learnt the object before (its first change under this lease). */
   fresh = false,
+  /** A map names the object: it was written before. */
+  existing = false,
 ): Promise<ObjectLink[] | "lost"> {
   const replies = await Promise.allSettled(
     links.map((link) => flush ? link.flush([name]) : link.stamps([name])),
@@ -114,9 +117,16 @@ export async function learnWhereItStands(
   // for the first time under this lease (they may all be new to the object since
   // the placement changed): the newest copy may sit off the placement (readNewest).
   const below = compareStamps(newest, written.acked) < 0;
-  const elsewhere = agree && !below && !fresh
-    ? []
-    : await stampsElsewhere(name, links, lookup.everyone());
+  const elsewhere = agree && !below && !fresh ? [] : await stampsElsewhere(
+    name,
+    links,
+    lookup.everyone(),
+    mustHearEveryone(
+      answers.map(({ stamp }) => stamp),
+      links.length - Math.floor(links.length / 2),
+      existing || compareStamps(written.acked, [0, 0]) > 0,
+    ),
+  );
   const best = newestOf([{ stamp: newest }, ...elsewhere])!.stamp;
   if (compareStamps(best, written.acked) < 0) {
     if (!everyone) {

@@ -67,7 +67,7 @@ export class WrittenObjects {
       this.#written.set(name, written);
       this.#views.drop(name); // this node changes it now: no view holds it still
     }
-    if (written.stale) await this.learn(name, written, links, quorum, false, fresh);
+    if (written.stale) await this.learn(name, written, links, quorum, false, fresh, existing);
     if (existing && compareStamps(written.stamp, [0, 0]) === 0) {
       written.stale = true;
       throw new ReplicaQuorumError(
@@ -85,6 +85,7 @@ export class WrittenObjects {
     quorum: number,
     flush: boolean,
     fresh = false,
+    existing = false,
   ): Promise<void> {
     const copied = await learnWhereItStands(
       name,
@@ -95,6 +96,7 @@ export class WrittenObjects {
       this.#options.epochOf(parseObjectName(name).uid),
       this.lookup(name),
       fresh,
+      existing,
     );
     if (copied === "lost") this.writesLost(name, written);
     for (const link of copied) this.noteCopied(written, link, name, flush);
