@@ -193,24 +193,21 @@ export class ClusterSim implements ClusterSimHost {
 
   /** Stops `id` as `kill -9` would: its disk keeps what was synced, the rest is gone. */
   crash(id: string): void {
-    const node = this.nodes.get(id)!;
-    const runtime = node.runtime;
-    if (runtime === null) return;
-    this.crashTimes.push(this.world.now());
-    runtime.disk.crash();
-    node.runtime = null;
-    this.world.setIncarnation(id, null);
-    this.#views.set(id, "dead", this.world.now() + deathDetectionMs);
-    this.note(`${id} crashes`);
-    for (const listener of this.#onCrash) listener(id);
+    this.#stop(id, "dead", this.world.now() + deathDetectionMs, "crashes");
   }
 
   /**
-   * Stops `id` gracefully, as `atoll serve` does on SIGTERM: it says it leaves
-   * (the others drop it from placement as they hear of it) and stops; its disk
-   * keeps what was synced. Started again later, it rejoins with its data.
+   * Stops `id` as `atoll serve` does on SIGTERM, but without its flush (a
+   * harsher case): it says it leaves (the others drop it from placement as they
+   * hear of it) and stops; its disk keeps what was synced. Started again
+   * later, it rejoins with its data.
    */
   leave(id: string): void {
+    this.#stop(id, "left", this.world.now(), "leaves");
+  }
+
+  /** Stops `id`'s processes; the others see it `status` from `seenAtMs` on. */
+  #stop(id: string, status: "dead" | "left", seenAtMs: number, what: string): void {
     const node = this.nodes.get(id)!;
     const runtime = node.runtime;
     if (runtime === null) return;
@@ -218,8 +215,8 @@ export class ClusterSim implements ClusterSimHost {
     runtime.disk.crash();
     node.runtime = null;
     this.world.setIncarnation(id, null);
-    this.#views.set(id, "left", this.world.now());
-    this.note(`${id} leaves`);
+    this.#views.set(id, status, seenAtMs);
+    this.note(`${id} ${what}`);
     for (const listener of this.#onCrash) listener(id);
   }
 
