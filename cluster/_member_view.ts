@@ -52,6 +52,8 @@ export class MemberView {
     placement: Placement;
     /** The placement without members still settling in; null when none is. */
     settled: Placement | null;
+    /** Ids of the members still settling in. */
+    settling: Set<string>;
     byId: Map<string, MemberState>;
   } | null = null;
   /** When each live member became live here (members live at the first look: never). */
@@ -101,6 +103,11 @@ export class MemberView {
     });
   }
 
+  /** Ids of the members placed on in addition while they settle in (sorted). */
+  settlingMembers(): string[] {
+    return [...this.#currentView().settling].sort();
+  }
+
   countsDead(id: string): boolean {
     return this.member(id)?.status === "dead" && this.seesMajority();
   }
@@ -132,6 +139,7 @@ export class MemberView {
         settled: settled.length < members.length && settled.length > 0
           ? placementOver(settled)
           : null,
+        settling,
         byId: new Map(this.#members().map((member) => [member.id, member])),
       };
     }

@@ -85,9 +85,11 @@ Deno.test("a member that joins is placed on beside the replicas the others still
     } else assert.equal(ids.length, 2);
   }
   assert.ok(moved > 0, "some items are placed on the new member");
+  assert.deepEqual(view.settlingMembers(), ["n3"]);
   now += joinSettleMsDefault + 1;
   view.invalidate();
   const after = names.map((name) => view.replicaPeers(name).map(({ id }) => id));
   assert.ok(after.every((ids) => ids.length === 2), "settled: R replicas again");
   assert.ok(after.some((ids) => ids.includes("n3")));
+  assert.deepEqual(view.settlingMembers(), [], "what healing compares to walk again");
 });

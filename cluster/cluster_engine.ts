@@ -189,6 +189,11 @@ export class ClusterEngine implements Engine {
     return this.#view.placementMembers();
   }
 
+  /** Members placed on in addition while they settle in (`_member_view.ts`). */
+  settlingMembers(): string[] {
+    return this.#view.settlingMembers();
+  }
+
   /** Members known alive now (listing asks them). */
   liveMembers(): MemberState[] {
     return this.#view.liveMembers();
