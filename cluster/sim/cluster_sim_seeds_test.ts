@@ -194,3 +194,13 @@ Deno.test("seed 10090 (joins): healing brings frozen objects up past the volume'
   const result = await ClusterSim.run({ ...clusterSimSettings(10090), ...beforeSettling });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 1420 (joins): a clone whose image was deleted while it was cloned fails, never loses blocks", async () => {
+  // core/_new_volume.ts: a clone that took 2 s under faults read its image before another node
+  // deleted it and wrote its record after that node's collection had marked twice, seeing
+  // neither; the sweep deleted the image's blocks and the clone read a deleted block. A clone
+  // now checks, once its record is written, that its source is still there, and fails (its
+  // record removed) when it is not.
+  const result = await ClusterSim.run({ ...clusterSimSettings(1420), ...beforeSettling });
+  assert.deepEqual(result.violations, []);
+});
