@@ -108,10 +108,22 @@ export class MemberView {
     return [...this.#currentView().settling].sort();
   }
 
+  /**
+   * True when a write may go on without replica `id`: gossip says it is dead,
+   * and this node sees a majority of the members live. A node cut off from the
+   * others sees them all dead; without the second rule a lease holder on the
+   * wrong side of a partition would acknowledge writes on its own copy that the
+   * holder taking over never sees.
+   */
   countsDead(id: string): boolean {
     return this.member(id)?.status === "dead" && this.seesMajority();
   }
 
+  /**
+   * True when this node sees a majority of the members live. A node that does
+   * not may be cut off, and its leases taken over by the others: it serves no
+   * reads or writes of the volumes it holds until it sees a majority again.
+   */
   seesMajority(): boolean {
     const members = this.#members().filter((member) => member.status !== "left");
     return 2 * this.liveMembers().length > members.length;

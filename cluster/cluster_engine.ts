@@ -205,21 +205,14 @@ export class ClusterEngine implements Engine {
   }
 
   /**
-   * True when a write may go on without replica `id` (see `_write_quorum.ts`):
-   * gossip says it is dead, and this node sees a majority of the members live.
-   * A node cut off from the others sees them all dead; without the second rule
-   * a lease holder on the wrong side of a partition would acknowledge writes on
-   * its own copy that the holder taking over never sees.
+   * True when a write may go on without replica `id`: gossip says it is dead and
+   * this node sees a majority live (`_write_quorum.ts`, `_member_view.ts`).
    */
   countsDead(id: string): boolean {
     return this.#view.countsDead(id);
   }
 
-  /**
-   * True when this node sees a majority of the members live. A node that does
-   * not may be cut off, and its leases taken over by the others: it serves no
-   * reads or writes of the volumes it holds until it sees a majority again.
-   */
+  /** True when this node sees a majority of the members live (else it may be cut off). */
   seesMajority(): boolean {
     return this.#view.seesMajority();
   }
