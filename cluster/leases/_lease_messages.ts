@@ -59,10 +59,15 @@ export class LeaseMessages {
         await this.#clock.sleep(releaseRetryMs);
         continue;
       }
-      if (member === undefined || member.status === "dead" || member.status === "left") {
+      if (member === undefined || member.status === "dead") {
         this.#counters.takeovers++;
         return false; // gone: storage fencing keeps it out if it ever comes back
       }
+      // One that left is asked too: it may be back, having taken the lease since,
+      // while gossip here still says it left (seed 40370 with joins and leaves: a
+      // takeover from a holder that had come back left it serving stale reads). One
+      // that does not answer has stopped: gone.
+      const left = member.status === "left";
       try {
         const reply = await this.#rpc.call(member.address, "lease.release", {
           header: { name, epoch: lease.epoch },
@@ -76,6 +81,10 @@ export class LeaseMessages {
         if (error instanceof LeaseLostError) throw error;
         // It answers but cannot release (e.g. its writes are not durable yet): say why.
         if (error instanceof RpcError && error.remoteName !== null) refusal = error.message;
+        else if (left) {
+          this.#counters.takeovers++;
+          return false;
+        }
       }
       if (this.#clock.now() > deadline) {
         throw new LeaseLostError(
@@ -131,15 +140,16 @@ export class LeaseMessages {
    * believes it holds the lease and serves reads of its own stale instance,
    * and members that forward reads to it get them. It drops its instance
    * without persisting anything (the record moved on); a restarted holder
-   * holds nothing and answers at once. Gives up when the holder left or after
-   * {@linkcode lostNoticeMsMax}.
+   * holds nothing and answers at once. Gives up when the holder is forgotten
+   * (dead for a day) or after {@linkcode lostNoticeMsMax}.
    */
   async tellOldHolder(name: string, lease: VolumeLease): Promise<void> {
     const deadline = this.#clock.now() + lostNoticeMsMax;
     while (this.#clock.now() < deadline) {
       const member = this.#engine.member(lease.holder!);
-      if (member === undefined || member.status === "left") return;
-      // Tried even while gossip says it is dead: it may be alive and just cut off.
+      if (member === undefined) return;
+      // Tried even while gossip says it is dead or left: it may be alive and just cut
+      // off, or back.
       try {
         const reply = await this.#rpc.call(member.address, "lease.release", {
           header: { name, epoch: lease.epoch, takenOver: true },

@@ -204,3 +204,13 @@ Deno.test("seed 1420 (joins): a clone whose image was deleted while it was clone
   const result = await ClusterSim.run({ ...clusterSimSettings(1420), ...beforeSettling });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 40370 (joins, leaves): a holder gossip says left is asked to release before it is taken over", async () => {
+  // leases/_lease_messages.ts: a member left, came back and took a volume's lease while another
+  // member still saw it as left; that member took the lease over at once, as from a holder gone
+  // for good, and the holder, never told, served reads of its own instance that missed the new
+  // holder's writes. A holder that left is asked to release first (it may be back) and taken
+  // over only when it does not answer, and the taker keeps telling it it lost the lease.
+  const result = await ClusterSim.run({ ...clusterSimSettings(40370), joins: true, leaves: true });
+  assert.deepEqual(result.violations, []);
+});
