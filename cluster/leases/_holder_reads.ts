@@ -15,7 +15,7 @@ import {
 } from "../../core/mod.ts";
 import { IdleReaders } from "./_idle_readers.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
-import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
+import { type RpcCaller, RpcError, type RpcMethod } from "../transport/mod.ts";
 import type { LeaseCounters } from "./leases.ts";
 
 /** Tries to read through the holder before the read fails (about 5 s with the pauses). */
@@ -103,8 +103,11 @@ export class HolderReads {
         this.#holders.set(name, holder);
       }
       const member = holder === null ? undefined : this.#engine.member(holder);
+      // One gossip says left is asked too: it may be back and hold the lease again
+      // (seed 40370 with joins and leaves); one that does not answer has stopped.
+      const left = member?.status === "left";
       const live = member !== undefined &&
-        (member.status === "alive" || member.status === "suspect");
+        (member.status === "alive" || member.status === "suspect" || left);
       if (holder !== null && member === undefined) {
         // A holder this node has not heard of yet (it joined moments ago) may have
         // acknowledged writes the record does not name: wait for gossip to tell of it.
@@ -134,6 +137,11 @@ export class HolderReads {
         notHeld = reply.header.held !== true;
         refusal = notHeld ? "it does not hold it" : "a short answer";
       } catch (error) {
+        if (left && !(error instanceof RpcError && error.remoteName !== null)) {
+          // It left and does not answer: it holds nothing now (as a restarted one).
+          notHeld = true;
+          break;
+        }
         notHeld = false;
         refusal = (error as Error).message; // unreachable, or its read failed: look again
         // A holder restarting, or being declared dead, answers again soon: give it time.
