@@ -23,10 +23,12 @@ import type { MemberState } from "./membership/mod.ts";
 
 /**
  * How long a member that became live is placed on beside the replicas the
- * others still use: well above the time gossip takes to tell every member
- * (about a second on a LAN; the data-path simulation's views lag by up to 3 s).
+ * others still use (10 s would be well above the time gossip takes to tell
+ * every member). Off (0) for now: with it on, the real-process cluster test
+ * found blocks placed on the union still held by a fourth and fifth member
+ * 30 s after the members settled in (hand-off after settling is unfinished).
  */
-export const joinSettleMsDefault = 10_000;
+export const joinSettleMsDefault = 0;
 
 /** What {@linkcode MemberView} needs of its engine. */
 export interface MemberViewOptions {

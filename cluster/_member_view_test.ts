@@ -7,7 +7,7 @@
  * missed them).
  */
 import assert from "node:assert/strict";
-import { joinSettleMsDefault, MemberView } from "./_member_view.ts";
+import { MemberView } from "./_member_view.ts";
 import type { MemberState } from "./membership/mod.ts";
 import { writeQuorumOf } from "./data/_write_quorum.ts";
 
@@ -69,6 +69,7 @@ Deno.test("a member that joins is placed on beside the replicas the others still
     now: () => now,
     deadGraceMs: graceMs,
     replicaCount: 2,
+    joinSettleMs: 10_000,
   });
   const names = Array.from({ length: 200 }, (_, i) => `object-${i}`);
   const before = new Map(names.map((name) => [name, view.replicaPeers(name).map(({ id }) => id)]));
@@ -86,7 +87,7 @@ Deno.test("a member that joins is placed on beside the replicas the others still
   }
   assert.ok(moved > 0, "some items are placed on the new member");
   assert.deepEqual(view.settlingMembers(), ["n3"]);
-  now += joinSettleMsDefault + 1;
+  now += 10_001;
   view.invalidate();
   const after = names.map((name) => view.replicaPeers(name).map(({ id }) => id));
   assert.ok(after.every((ids) => ids.length === 2), "settled: R replicas again");

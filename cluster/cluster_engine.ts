@@ -65,8 +65,8 @@ export interface ClusterEngineOptions {
   deadGraceMs?: number;
   /**
    * How long a member that became live is placed on beside the replicas the
-   * others still use (`_member_view.ts`; 10 s by default). 0 when every node
-   * sees every change at once (tests that share one member list).
+   * others still use (`_member_view.ts`; off by default for now). 0 when every
+   * node sees every change at once (tests that share one member list).
    */
   joinSettleMs?: number;
   /** Where the reconfiguration says what it does. */

@@ -100,14 +100,25 @@ Deno.test(`${joinSchedulesInCi} schedules where members join in batches: no viol
 /** Schedules in CI where members also stop gracefully (half come back). */
 const leaveSchedulesInCi = 40;
 
+/**
+ * Open findings among them (see knownOpen). Empty: seed 9116 read zeros at the end with the join
+ * window on (e7d8474), and is clean with it off.
+ */
+const knownOpenWithLeaves = new Set<number>([]);
+
 Deno.test(`${leaveSchedulesInCi} schedules where members join and leave: no violation`, async () => {
   const failures: string[] = [];
   const faults: Record<string, number> = {};
   for (let seed = 9101; seed <= 9100 + leaveSchedulesInCi; seed++) {
     const result = await ClusterSim.run({ ...clusterSimSettings(seed), joins: true, leaves: true });
     for (const [name, n] of Object.entries(result.faults)) faults[name] = (faults[name] ?? 0) + n;
-    if (result.violations.length > 0) {
-      failures.push(`seed ${seed} (joins, leaves): ${result.violations.slice(0, 3).join("; ")}`);
+    const failed = result.violations.length > 0;
+    if (failed !== knownOpenWithLeaves.has(seed)) {
+      failures.push(
+        `seed ${seed} (joins, leaves): ${
+          failed ? result.violations.slice(0, 3).join("; ") : "clean now"
+        }`,
+      );
     }
   }
   console.log(`faults ${JSON.stringify(faults)}`);
