@@ -14,11 +14,10 @@ import {
   frameHeader,
   FrameKind,
   frameMethod,
+  linkInlineDataBytesMax,
 } from "./link_wire.ts";
 import type { RpcMethod } from "./rpc_message.ts";
 
-/** Reply data at most this long is copied into its frame: one write instead of two. */
-const inlineDataBytesMax = 64 * 1024;
 /** Bytes of call bodies a server keeps for reuse, in all; larger bodies are allocated each. */
 const pooledBodyBytesMax = 32 * 1024 * 1024;
 const pooledBodyBytesEach = 16 * 1024 * 1024;
@@ -55,7 +54,12 @@ export class LinkCalls {
       if (method === undefined) throw new TypeError(`unknown method ${name}`);
       const reply = await method({ header, data: frameData(frame) });
       const replyFrame = { kind: FrameKind.reply, id: frame.id };
-      const parts = encodeMessageFrame(replyFrame, reply.header, reply.data, inlineDataBytesMax);
+      const parts = encodeMessageFrame(
+        replyFrame,
+        reply.header,
+        reply.data,
+        linkInlineDataBytesMax,
+      );
       const sent = reply.sent;
       if (sent === undefined) return { parts, written: release };
       return { parts, written: () => (release?.(), sent()) };

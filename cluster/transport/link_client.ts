@@ -22,6 +22,7 @@ import {
   linkConnectionsPerPeerMax,
   linkHandshakeTimeoutMs,
   linkHttpPeerRecheckMs,
+  linkInlineDataBytesMax,
   linkProbeTimeoutMs,
   NotALinkError,
 } from "./link_wire.ts";
@@ -29,8 +30,6 @@ import { dial } from "./net_env.ts";
 import { type CallOptions, type RpcCaller, rpcTimeoutMsDefault } from "./rpc_client.ts";
 import { faults, type OutgoingMessage, RpcError, type RpcMessage } from "./rpc_message.ts";
 
-/** Call data at most this long is copied into its frame: one write instead of two. */
-const inlineDataBytesMax = 64 * 1024;
 /** Bytes of reply buffers a client keeps for reuse, in all, and the largest it keeps. */
 const pooledReplyBytesMax = 16 * 1024 * 1024;
 const pooledReplyBytesEach = 8 * 1024 * 1024;
@@ -108,7 +107,7 @@ export class LinkClient implements RpcCaller {
       return await fallback.call(address, method, message, timeoutMs);
     }
     const frame = { kind: FrameKind.call, id: 0, method: this.#methodName(method) };
-    const parts = encodeMessageFrame(frame, message.header, message.data, inlineDataBytesMax);
+    const parts = encodeMessageFrame(frame, message.header, message.data, linkInlineDataBytesMax);
     for (let attempt = 1;; attempt++) {
       const link = await this.#linkTo(address, deadlineMs).catch((error) => {
         if (!(error instanceof NotALinkError) || fallback === undefined) {

@@ -53,6 +53,8 @@ export const linkIdleTimeoutMs = 120_000;
 export const linkClientIdleTimeoutMs = 60_000;
 /** Time a link may stay silent after a call timed out on it before the client closes it. */
 export const linkProbeTimeoutMs = 5_000;
+/** Message data at most this long is copied into its frame: one write instead of two. */
+export const linkInlineDataBytesMax = 64 * 1024;
 /** Calls one link runs at once on the server; past it, the server reads no more (backpressure). */
 export const linkCallsInFlightMax = 128;
 /** Request and data bytes of the calls one link runs at once, past which the server reads no more. */
