@@ -6,29 +6,14 @@
  * membership changes and each second (dead members age out of it without a
  * membership event).
  *
- * Members that became live here less than {@linkcode joinSettleMsDefault} ago (a join,
- * or a return after their place was given up) are placed on in addition, not
- * instead: an item whose replicas include one of them also keeps the replicas
- * it has without them, until the news has spread. Other members learn of a
- * join after their own gossip lag, and until then place the item on the
- * members they know; a write acknowledged by the new replicas alone would be
- * missed by their reads (they trust replicas that all agree). With both sets,
- * a write quorum (a majority of the union) reaches at least one replica of
- * each, so a reader on either side finds its replicas disagree and looks
- * further (data/_replica_copies.ts).
+ * Members learn of a join after their own gossip lag and place on the members
+ * they know meanwhile: the read path does not trust replicas that disagree or
+ * may be new to an object (data/_replica_copies.ts), and a lease moves only
+ * once its taker knows every member its holder placed data on.
  */
 import { Placement } from "./placement/mod.ts";
 import type { BlockPeer } from "./data/mod.ts";
 import type { MemberState } from "./membership/mod.ts";
-
-/**
- * How long a member that became live is placed on beside the replicas the
- * others still use (10 s would be well above the time gossip takes to tell
- * every member). Off (0) for now: with it on, the real-process cluster test
- * found blocks placed on the union still held by a fourth and fifth member
- * 30 s after the members settled in (hand-off after settling is unfinished).
- */
-export const joinSettleMsDefault = 0;
 
 /** What {@linkcode MemberView} needs of its engine. */
 export interface MemberViewOptions {
@@ -38,8 +23,6 @@ export interface MemberViewOptions {
   now: () => number;
   deadGraceMs: number;
   replicaCount: number;
-  /** See {@linkcode joinSettleMsDefault}; 0 places on new members at once. */
-  joinSettleMs?: number;
 }
 
 /** The members of one engine; see the module doc (ClusterEngine documents each method). */
@@ -48,25 +31,13 @@ export class MemberView {
   #now: () => number;
   #deadGraceMs: number;
   #replicaCount: number;
-  #joinSettleMs: number;
-  #view: {
-    at: number;
-    placement: Placement;
-    /** The placement without members still settling in; null when none is. */
-    settled: Placement | null;
-    /** Ids of the members still settling in. */
-    settling: Set<string>;
-    byId: Map<string, MemberState>;
-  } | null = null;
-  /** When each live member became live here (members live at the first look: never). */
-  #liveSince: Map<string, number> | null = null;
+  #view: { at: number; placement: Placement; byId: Map<string, MemberState> } | null = null;
 
   constructor(options: MemberViewOptions) {
     this.#members = options.members;
     this.#now = options.now;
     this.#deadGraceMs = options.deadGraceMs;
     this.#replicaCount = options.replicaCount;
-    this.#joinSettleMs = options.joinSettleMs ?? joinSettleMsDefault;
   }
 
   invalidate(): void {
@@ -93,21 +64,10 @@ export class MemberView {
 
   replicaPeers(name: string): BlockPeer[] {
     const view = this.#currentView();
-    const ids = view.placement.replicas(name, this.#replicaCount);
-    if (view.settled !== null) {
-      for (const id of view.settled.replicas(name, this.#replicaCount)) {
-        if (!ids.includes(id)) ids.push(id);
-      }
-    }
-    return ids.map((id) => {
+    return view.placement.replicas(name, this.#replicaCount).map((id) => {
       const member = view.byId.get(id)!;
       return { id, address: member.address };
     });
-  }
-
-  /** Ids of the members placed on in addition while they settle in (sorted). */
-  settlingMembers(): string[] {
-    return [...this.#currentView().settling].sort();
   }
 
   /**
@@ -143,31 +103,13 @@ export class MemberView {
   #currentView() {
     // Dead members age out of placement without a membership event: re-check each second.
     if (this.#view === null || this.#now() - this.#view.at > 1000) {
-      const now = this.#now();
-      const settling = this.#settling(now);
-      const members = this.placementMembers();
-      const settled = members.filter((member) => !settling.has(member.id));
       this.#view = {
-        at: now,
-        placement: placementOver(members),
-        settled: settled.length < members.length && settled.length > 0
-          ? placementOver(settled)
-          : null,
-        settling,
+        at: this.#now(),
+        placement: placementOver(this.placementMembers()),
         byId: new Map(this.#members().map((member) => [member.id, member])),
       };
     }
     return this.#view;
-  }
-
-  /** Ids of the members that became live here less than the settling time before `now`. */
-  #settling(now: number): Set<string> {
-    const first = this.#liveSince === null;
-    const since = this.#liveSince ??= new Map();
-    const live = new Set(this.liveMembers().map((member) => member.id));
-    for (const id of since.keys()) if (!live.has(id)) since.delete(id);
-    for (const id of live) if (!since.has(id)) since.set(id, first ? -Infinity : now);
-    return new Set([...since].filter(([, at]) => now - at < this.#joinSettleMs).map(([id]) => id));
   }
 }
 

@@ -63,12 +63,6 @@ export interface ClusterEngineOptions {
   nodeConfig: NodeConfig;
   replicas?: number;
   deadGraceMs?: number;
-  /**
-   * How long a member that became live is placed on beside the replicas the
-   * others still use (`_member_view.ts`; off by default for now). 0 when every
-   * node sees every change at once (tests that share one member list).
-   */
-  joinSettleMs?: number;
   /** Where the reconfiguration says what it does. */
   log?: (line: string) => void;
   /**
@@ -114,7 +108,6 @@ export class ClusterEngine implements Engine {
       now: options.now,
       deadGraceMs: this.deadGraceMs,
       replicaCount: this.replicaCount,
-      joinSettleMs: options.joinSettleMs,
     });
     this.nodeConfig = options.nodeConfig;
     this.acceptorStates = options.acceptorStates;
@@ -187,11 +180,6 @@ export class ClusterEngine implements Engine {
   /** Members that hold a place: alive, suspect, or dead for less than the grace period. */
   placementMembers(): MemberState[] {
     return this.#view.placementMembers();
-  }
-
-  /** Members placed on in addition while they settle in (`_member_view.ts`). */
-  settlingMembers(): string[] {
-    return this.#view.settlingMembers();
   }
 
   /** Members known alive now (listing asks them). */

@@ -166,8 +166,6 @@ export class TestCluster {
       now: () => performance.now(),
       replicas: this.replicas,
       deadGraceMs: this.deadGraceMs,
-      // Every node sees the one member list at once: no member needs time to settle in.
-      joinSettleMs: 0,
     });
     const { identity } = nodeConfig;
     const methods = node.engine.methods();

@@ -19,8 +19,8 @@
  * The walk over every local item costs in proportion to what the node stores,
  * so it runs when something changed, not every pass (an idle node holding
  * much does next to nothing): after a membership change (`nudge()`, or the
- * members holding a place, their states and incarnations, or the members
- * still settling in, differ from those of the last walk), on the first pass,
+ * members holding a place, their states and incarnations differ from those
+ * of the last walk), on the first pass,
  * again after a walk that copied, failed or left items short, and at least
  * every `antiEntropyMs` as a backstop for what no event announces
  * (a replica that missed a write and was never seen down). Every pass replays
@@ -174,10 +174,9 @@ export class Healer {
     const budget = { copies: this.#options.copiesPerPassMax, short: 0 };
     const before = { ...this.status };
     const { engine } = this.#options;
-    // A member that settles in changes placement without a membership event.
+    // A dead member's grace ends without a membership event: compare what holds a place.
     const members = engine.placementMembers()
-      .map((member) => `${member.id}/${member.incarnation}/${member.status}`).sort().join(" ") +
-      ` settling ${engine.settlingMembers().join(" ")}`;
+      .map((member) => `${member.id}/${member.incarnation}/${member.status}`).sort().join(" ");
     const walk = this.#walkDue || members !== this.#walkedMembers ||
       started - this.#lastWalkMs >= this.#options.antiEntropyMs;
     if (walk) {

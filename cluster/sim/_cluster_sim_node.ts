@@ -72,8 +72,6 @@ export interface ClusterSimHost {
   readonly healing: boolean;
   /** Object calls naming this text (an object name or its start) get a trace line each. */
   readonly tracedObjects: string | null;
-  /** The engines' `joinSettleMs` (their default when undefined). */
-  readonly joinSettleMs: number | undefined;
   /** The members as `viewer` sees them now (gossip with lag). */
   view(viewer: string): MemberState[];
   /** The running processes of member `id`; null when down. */
@@ -159,7 +157,6 @@ export function startClusterRuntime(host: ClusterSimHost, node: ClusterSimNode):
     nodeConfig,
     replicas: host.replicas,
     deadGraceMs: simClusterDeadGraceMs,
-    joinSettleMs: host.joinSettleMs,
     log: (line) => host.note(`${node.id} ${line}`),
     epochOf: (uid) => {
       const epoch = leases.epochOf(uid);

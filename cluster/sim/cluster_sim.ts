@@ -69,12 +69,6 @@ export interface ClusterSimOptions {
    * leave at once, and placement moves off them); half come back later.
    */
   leaves?: boolean;
-  /**
-   * The members' `joinSettleMs` (ClusterEngine; its default when absent): 0
-   * replays the seeds found before new members were placed on in addition,
-   * so that each still guards its own fix.
-   */
-  joinSettleMs?: number;
   trace?: (line: string) => void;
   /** With `trace`: object calls naming this text (an object name or its start) are traced too. */
   traceObjects?: string;
@@ -109,7 +103,6 @@ export class ClusterSim implements ClusterSimHost {
   readonly replicas: number;
   readonly healing: boolean;
   readonly tracedObjects: string | null;
-  readonly joinSettleMs: number | undefined;
   readonly nodes = new Map<string, ClusterSimNode>();
   readonly faults: Record<string, number> = {};
   readonly violations: string[] = [];
@@ -129,7 +122,6 @@ export class ClusterSim implements ClusterSimHost {
     this.replicas = options.replicas;
     this.healing = options.volumesOnly !== true;
     this.tracedObjects = options.traceObjects ?? null;
-    this.joinSettleMs = options.joinSettleMs;
     this.world = new SimWorld(options.seed);
     this.#views = new SimViews(options.seed);
     this.trace = options.trace === undefined ? null : [];

@@ -152,12 +152,7 @@ Deno.test("seed 66705: a node that sees no majority never places an object on it
 
 // Seeds found with members joining and leaving (`--joins`, `--leaves`).
 
-/**
- * Joins as the seeds below were found: new members placed on at once, not in
- * addition for a while (`_member_view.ts`), which would hide the bugs they
- * found; each still guards its own fix.
- */
-const beforeSettling: Partial<ClusterSimOptions> = { joins: true, joinSettleMs: 0 };
+const withJoins: Partial<ClusterSimOptions> = { joins: true };
 
 Deno.test("seed 9021 (joins): a read that cannot settle where an object stands asks every live member", async () => {
   // data/_replica_copies.ts (stampsElsewhere): a snapshot read counted two members that had just
@@ -165,7 +160,7 @@ Deno.test("seed 9021 (joins): a read that cannot settle where an object stands a
   // that answered while the members holding the newest did not. Every live member must answer.
   // Since 482cfc7 (healing past the fence) the schedule no longer reaches the bug with the fix
   // reverted: kept as a schedule, the fix has no seed of its own until the soak finds one.
-  const result = await ClusterSim.run({ ...clusterSimSettings(9021), ...beforeSettling });
+  const result = await ClusterSim.run({ ...clusterSimSettings(9021), ...withJoins });
   assert.deepEqual(result.violations, []);
 });
 
@@ -174,7 +169,7 @@ Deno.test("seed 192 (joins): a takeover waits for a holder that joined moments a
   // member that had not heard of it yet took the volume over 100 ms later, as from a holder
   // gone for good, and read zeros where the flushed writes were. A holder this node does not
   // know is now waited for, as an unreachable one is.
-  const result = await ClusterSim.run({ ...clusterSimSettings(192), ...beforeSettling });
+  const result = await ClusterSim.run({ ...clusterSimSettings(192), ...withJoins });
   assert.deepEqual(result.violations, []);
 });
 
@@ -185,7 +180,7 @@ Deno.test("seed 1102 (joins): a lease handed over waits until its taker knows wh
   // write read back as zeros. The release's reply now lists the holder's placement members
   // and the taker waits until it knows each of them. Since 482cfc7 the schedule no longer reaches
   // the bug with the fix reverted (1,500 schedules searched found none that does, but seed 1420).
-  const result = await ClusterSim.run({ ...clusterSimSettings(1102), ...beforeSettling });
+  const result = await ClusterSim.run({ ...clusterSimSettings(1102), ...withJoins });
   assert.deepEqual(result.violations, []);
 });
 
@@ -194,7 +189,7 @@ Deno.test("seed 10090 (joins): healing brings frozen objects up past the volume'
   // later holder raised the volume's fence, a snapshot's objects (stamped by the holder that
   // wrote them) could not reach a lagging replica; the members that joined took the lagging
   // copy instead, the new replicas agreed on it, and the snapshot read an older write.
-  const result = await ClusterSim.run({ ...clusterSimSettings(10090), ...beforeSettling });
+  const result = await ClusterSim.run({ ...clusterSimSettings(10090), ...withJoins });
   assert.deepEqual(result.violations, []);
 });
 
@@ -204,7 +199,7 @@ Deno.test("seed 1420 (joins): a clone whose image was deleted while it was clone
   // neither; the sweep deleted the image's blocks and the clone read a deleted block. A clone
   // now checks, once its record is written, that its source is still there, and fails (its
   // record removed) when it is not.
-  const result = await ClusterSim.run({ ...clusterSimSettings(1420), ...beforeSettling });
+  const result = await ClusterSim.run({ ...clusterSimSettings(1420), ...withJoins });
   assert.deepEqual(result.violations, []);
 });
 
