@@ -85,6 +85,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
           truncate: h.truncate === true,
           remove: h.remove === true,
           fence: h.fence === undefined ? undefined : positive(h.fence, "fence"),
+          durable: h.durable === true,
         };
         at += length;
         return { name: objectNameOf(h.name), change };
@@ -96,7 +97,11 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
         header: {
           results: results.map((result) =>
             result.status === "fulfilled"
-              ? { applied: result.value.applied, stamp: result.value.stamp }
+              ? {
+                applied: result.value.applied,
+                stamp: result.value.stamp,
+                durable: result.value.durable === true,
+              }
               : { error: (result.reason as Error).message, name: (result.reason as Error).name }
           ),
         },
@@ -263,7 +268,13 @@ class ChangeBatcher {
             remoteName: String(result.name),
           }),
         );
-      } else done.resolve({ applied: result.applied === true, stamp: stampOf(result.stamp) });
+      } else {
+        done.resolve({
+          applied: result.applied === true,
+          stamp: stampOf(result.stamp),
+          durable: result.durable === true,
+        });
+      }
     });
   }
 }

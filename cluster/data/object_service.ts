@@ -73,7 +73,16 @@ export class ObjectReplica implements ObjectLink {
     this.#ready.catch(() => {}); // reported by every call
   }
 
-  change(name: string, change: ObjectChange): Promise<ChangeReply> {
+  async change(name: string, change: ObjectChange): Promise<ChangeReply> {
+    const reply = await this.#apply(name, change);
+    if (change.durable !== true || !reply.applied || reply.durable === true) return reply;
+    if (reply.journaled !== true) return { applied: true, stamp: reply.stamp };
+    // Outside the object's lock: the changes that arrive meanwhile share the sync.
+    await this.#journal.commit();
+    return { applied: true, stamp: reply.stamp, durable: true };
+  }
+
+  #apply(name: string, change: ObjectChange): Promise<ChangeReply & { journaled?: boolean }> {
     checkObjectName(name);
     const { uid } = parseObjectName(name);
     if (change.offset + change.data.length > objectBytesMax) {
@@ -106,12 +115,12 @@ export class ObjectReplica implements ObjectLink {
       }
       await this.#settle(name); // the journal keeps each object's changes in order
       if (change.remove === true) {
-        await this.#journal.remove({ kind: "remove", name, stamp }, stamps);
-      } else {
-        await this.#engine.writeObject(name, offset, data, { truncate });
-        this.#journal.record({ kind: "write", name, stamp, offset, data, truncate }, stamps);
+        await this.#journal.remove({ kind: "remove", name, stamp }, stamps); // synced
+        return { applied: true, stamp, durable: true };
       }
-      return { applied: true, stamp };
+      await this.#engine.writeObject(name, offset, data, { truncate });
+      this.#journal.record({ kind: "write", name, stamp, offset, data, truncate }, stamps);
+      return { applied: true, stamp, journaled: true };
     });
   }
 

@@ -34,8 +34,15 @@ import { WrittenObjects } from "./_written_objects.ts";
 import { type PendingOnReplica, Unflushed } from "./_unflushed.ts";
 import { needsFloor, noFloors, type ObjectFloors } from "./object_floors.ts";
 import { readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
+import { inPlaceBytesDefault } from "./object_service.ts";
 
 export { ReplicaQuorumError };
+
+/**
+ * Changes smaller than this are sent `durable` (synced by the replica before
+ * it answers); larger ones are written in place there and synced by a flush.
+ */
+export const durableChangeBytesMax = inPlaceBytesDefault;
 
 /** Options of {@linkcode ReplicatedObjects}. */
 export interface ReplicatedObjectsOptions {
@@ -191,26 +198,38 @@ export class ReplicatedObjects {
   async #flushTaken(
     uid: string | undefined,
     ofScope: (name: string) => boolean,
-    pending: PendingOnReplica[],
+    taken: PendingOnReplica[],
   ): Promise<void> {
+    // Replicas that synced an object's last change before answering count as
+    // durable copies: an object a quorum holds so needs no flush anywhere.
+    const durableOn = new Map<string, Set<string>>();
+    for (const { names } of taken) {
+      for (const name of names) durableOn.set(name, this.#durableCopies(name));
+    }
+    const durable = new Map([...durableOn].map(([name, ids]) => [name, ids.size]));
+    const quorumDurable = (name: string) =>
+      durable.get(name)! >= this.#writers.quorumOf(this.#options.replicasOf(name));
+    const pending = taken
+      .map(({ link, names }) => ({ link, names: [...names].filter((n) => !quorumDurable(n)) }))
+      .filter(({ names }) => names.length > 0);
     const flushed = await Promise.allSettled(
-      pending.map(({ link, names }) => link.flush([...names])),
+      pending.map(({ link, names }) => link.flush(names)),
     );
-    const durable = new Map<string, number>();
     pending.forEach(({ link, names }, i) => {
       const result = flushed[i];
-      [...names].forEach((name, j) => {
+      names.forEach((name, j) => {
         // Durable here only at the stamp this node wrote: a replica that restarted and
         // lost changes it took holds less (or nothing), and is no longer current (it is
         // brought up whole below, from a replica that holds the stamp, or the flush fails).
         const written = this.#writers.get(name);
+        if (durableOn.get(name)!.has(link.id)) return; // counted already
         const holds = result.status === "fulfilled" &&
           (written === undefined || compareStamps(result.value[j], written.stamp) >= 0);
         if (holds) durable.set(name, (durable.get(name) ?? 0) + 1);
         else written?.current.delete(link.id);
       });
     });
-    const names = new Set(pending.flatMap(({ names }) => [...names]));
+    const names = new Set(taken.flatMap(({ names }) => [...names]));
     for (const name of this.#unflushed.shortOf(ofScope)) names.add(name);
     const lost: string[] = [];
     let short: Error | null = null;
@@ -257,6 +276,16 @@ export class ReplicatedObjects {
     if (short !== null) throw short;
   }
 
+  /** Current replicas of `name` that synced its last change before answering. */
+  #durableCopies(name: string): Set<string> {
+    const written = this.#writers.get(name);
+    const durable = written?.durable;
+    if (durable === undefined || compareStamps(durable.stamp, written!.stamp) !== 0) {
+      return new Set();
+    }
+    return new Set([...written!.current].filter((id) => durable.ids.has(id)));
+  }
+
   /** Forgets what this node knew of a volume's objects (another node now writes it). */
   forget(uid: string): void {
     this.#writers.forgetVolume(uid);
@@ -301,12 +330,22 @@ export class ReplicatedObjects {
     const targets = links.filter((link) => written.current.has(link.id));
     const self = targets.find((link) => link.id === this.#options.selfId);
     const remotes = targets.filter((link) => link !== self);
-    const replies = await Promise.allSettled(remotes.map((link) => link.change(name, change)));
+    // Small writes are synced by the other replicas before they answer (group
+    // commit there), so a FLUSH finds them durable on a quorum and asks nothing.
+    // Large ones are written in place and synced by the flush.
+    const remoteChange = { ...change, durable: change.data.length < durableChangeBytesMax };
+    const replies = await Promise.allSettled(
+      remotes.map((link) => link.change(name, remoteChange)),
+    );
     const current = new Set<string>();
+    const durable = new Set<string>();
     let fenced: Error | null = null;
     replies.forEach((reply, i) => {
       if (reply.status === "fulfilled" && reply.value.applied) {
         current.add(remotes[i].id);
+        if (reply.value.durable === true) durable.add(remotes[i].id);
+        // Noted even when durable: the flush checks the quorum (it may have grown
+        // since, with a member back) and raises floors for copies too few.
         this.#unflushed.note(remotes[i], name);
       } else if (reply.status === "rejected" && isFenced(reply.reason)) {
         fenced = new LeaseLostError(String(reply.reason.message), { cause: reply.reason });
@@ -326,6 +365,7 @@ export class ReplicatedObjects {
     this.counters.laggards += targets.length - current.size;
     written.stamp = [change.epoch, change.version];
     written.current = current;
+    written.durable = { stamp: written.stamp, ids: durable };
     if (fenced !== null) {
       this.#writers.delete(name);
       throw fenced;

@@ -26,6 +26,7 @@ import {
   ReplicatedObjects,
   type Stamp,
 } from "../data/mod.ts";
+import { durableChangeBytesMax } from "../data/replicated_objects.ts";
 import { MemoryDisk, MemoryPlatter } from "./_memory_disk.ts";
 
 /** One replica on a memory disk, reached through a link that can be cut. */
@@ -34,6 +35,8 @@ class TestReplica implements ObjectLink {
   down = false;
   /** While set, a flush waits for it (then answers, or fails when down by then). */
   gate: Promise<void> | null = null;
+  /** Flushes asked of it. */
+  flushes = 0;
   #platter = new MemoryPlatter();
   #disk: MemoryDisk;
   #replica: ObjectReplica;
@@ -61,6 +64,7 @@ class TestReplica implements ObjectLink {
     return await this.#reach().stamps(names);
   }
   async flush(names: string[]): Promise<Stamp[]> {
+    this.flushes++;
     if (this.gate !== null) await this.gate;
     return await this.#reach().flush(names);
   }
@@ -74,7 +78,12 @@ class TestReplica implements ObjectLink {
 const uid = "a".repeat(32);
 // Flushes name the volume: a loss is reported to the flush of the volume that wrote it.
 const name = `${uid}.1.0`;
-const bytes = (fill: number) => new Uint8Array(4096).fill(fill);
+/**
+ * Large writes: written in place on each replica and made durable by a flush.
+ * (Small ones are synced by each replica before it answers: see the last tests.)
+ */
+const size = durableChangeBytesMax;
+const bytes = (fill: number) => new Uint8Array(size).fill(fill);
 
 function writerOver(replicas: TestReplica[]): ReplicatedObjects {
   return new ReplicatedObjects({ selfId: "writer", replicasOf: () => replicas, epochOf: () => 1 });
@@ -131,7 +140,7 @@ Deno.test("writes lost from every replica before a flush fail the flush, reads a
   await assert.rejects(objects.flush(uid), WritesLostError);
   // Told once: the object now reads and takes writes from where it was flushed.
   await objects.flush(uid);
-  const into = new Uint8Array(4096);
+  const into = new Uint8Array(size);
   await objects.read(name, 0, into);
   assert.deepEqual(into, bytes(1));
   await objects.write(name, 0, bytes(3));
@@ -152,7 +161,7 @@ Deno.test("a loss a flush of every volume finds is left for the volume to hear",
   replicas[0].restart();
   replicas[1].restart();
   await objects.flush();
-  await assert.rejects(objects.read(name, 0, new Uint8Array(4096)), WritesLostError);
+  await assert.rejects(objects.read(name, 0, new Uint8Array(size)), WritesLostError);
   await objects.flush(uid); // the read told it
 });
 
@@ -160,7 +169,7 @@ Deno.test("a writer that finds its acknowledged writes gone on read says so", as
   const { replicas, objects } = await flushedThenWritten();
   replicas[0].restart();
   replicas[1].restart();
-  await assert.rejects(objects.read(name, 0, new Uint8Array(4096)), WritesLostError);
+  await assert.rejects(objects.read(name, 0, new Uint8Array(size)), WritesLostError);
 });
 
 Deno.test("a change that reached one replica only is never overtaken under its stamp", async () => {
@@ -191,4 +200,31 @@ Deno.test("a change that reached one replica only is never overtaken under its s
   for (const [i, copy] of copies.entries()) {
     assert.deepEqual(copy.data, expected, `copy on ${replicas[i].id}`);
   }
+});
+
+Deno.test("small writes are durable when acknowledged: a restart of every replica keeps them, unflushed", async () => {
+  const replicas = [new TestReplica("a"), new TestReplica("b"), new TestReplica("c")];
+  const objects = writerOver(replicas);
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  await objects.write(name, 0, small(1), { truncate: true });
+  await objects.write(name, 4096, small(2));
+  for (const replica of replicas) replica.restart(); // no flush
+  for (const replica of replicas) {
+    const { data } = await replica.read(name, 0, -1);
+    assert.deepEqual(data.subarray(0, 4096), small(1), `first write on ${replica.id}`);
+    assert.deepEqual(data.subarray(4096, 8192), small(2), `second write on ${replica.id}`);
+  }
+});
+
+Deno.test("a flush after small writes asks no replica, unless the quorum is not durable", async () => {
+  const replicas = [new TestReplica("a"), new TestReplica("b"), new TestReplica("c")];
+  const objects = writerOver(replicas);
+  const flushes = () => replicas.reduce((sum, replica) => sum + replica.flushes, 0);
+  await objects.write(name, 0, new Uint8Array(4096).fill(1), { truncate: true });
+  await objects.flush(uid);
+  assert.equal(flushes(), 0, "every replica synced before it answered");
+  // A large write is written in place, durable only once flushed.
+  await objects.write(name, 0, bytes(2));
+  await objects.flush(uid);
+  assert.equal(flushes(), 3);
 });
