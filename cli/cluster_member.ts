@@ -105,6 +105,7 @@ export class ClusterMember {
       nodeConfig,
       log,
       epochOf: (uid) => this.leases.epochOf(uid),
+      trustsWriter: (uid) => this.leases.trustsWriter(uid),
     });
     this.leases = new LeaseManager({
       store: options.store,

@@ -70,6 +70,8 @@ export interface ClusterEngineOptions {
    * refuses the write. Without leases (tests of the engine alone), 1.
    */
   epochOf?: (uid: string) => number;
+  /** See ReplicatedObjectsOptions.trustsWriter; always true without leases. */
+  trustsWriter?: (uid: string) => boolean;
   /** The clock of the proposer's backoff; the system's unless told (a simulation). */
   clock?: Clock;
   /** Randomness of the proposer's backoff and name; the system's unless told (a simulation). */
@@ -138,6 +140,7 @@ export class ClusterEngine implements Engine {
       selfId: this.selfId,
       replicasOf: (name) => this.replicaPeers(name).map((peer) => this.#calls.objectLink(peer)),
       epochOf: options.epochOf ?? (() => 1),
+      trustsWriter: options.trustsWriter,
       isDead: (id) => this.countsDead(id),
       floors: proposedFloors(() => this.proposer),
       everyone: () => this.liveMembers().map((member) => this.#calls.objectLink(member)),

@@ -58,6 +58,12 @@ export interface ReplicatedObjectsOptions {
   floors?: ObjectFloors;
   /** A link to every live member (copies off the placement); none by default. */
   everyone?: () => ObjectLink[];
+  /**
+   * False when what this node knows as the writer of volume `uid`'s objects
+   * may be stale (its lease not confirmed lately: leases/_held_leases.ts,
+   * `trusted`); reads then ask the replicas. Always true by default.
+   */
+  trustsWriter?: (uid: string) => boolean;
 }
 
 /** Counters an operator sees in /metrics. */
@@ -128,16 +134,17 @@ export class ReplicatedObjects {
     if (this.#unflushed.takeUnheard(name)) throw new WritesLostError([name]);
     const links = this.#writers.ordered(this.#options.replicasOf(name));
     const written = this.#writers.get(name);
+    // What this node knows as the writer is the truth only while its lease is
+    // confirmed: a holder cut off and taken over, not told yet, read a snapshot
+    // the new holder took from its own stale copy (seed 150057 with joins).
+    const writes = written !== undefined &&
+      (this.#options.trustsWriter?.(parseObjectName(name).uid) ?? true);
     // Objects this node writes are read from their current replicas (below); under a
     // view, the others from where a read found them newest.
-    if (written === undefined && view !== undefined) {
+    if (!writes && view !== undefined) {
       if (await this.#views.read(view, name, offset, into, links)) return;
     }
-    // A read under a view (a snapshot's) does not trust what this node knows as
-    // the writer: it may have lost the lease without knowing yet, and another
-    // holder written since (seed 150057 with joins: a holder cut off and taken
-    // over read a snapshot the new holder took from its own stale copy).
-    if (written !== undefined && !written.stale && view === undefined) {
+    if (writes && !written.stale) {
       for (const link of links.filter((link) => written.current.has(link.id))) {
         try {
           const { data, stamp, release } = await link.read(name, offset, into.length, into);
@@ -162,7 +169,7 @@ export class ReplicatedObjects {
       existing,
     });
     if (newest.staleFirst) this.counters.staleReads++;
-    if (view !== undefined && written === undefined) this.#views.found(view, name, newest);
+    if (view !== undefined && !writes) this.#views.found(view, name, newest);
     if (written !== undefined && compareStamps(newest.stamp, acked) < 0) {
       // The writer knows better than the replicas that answered.
       if (!newest.everyone) {

@@ -34,8 +34,9 @@ export interface HeldLeasesOptions {
 export class HeldLeases {
   /** Volumes this node holds: name → epoch and uid. */
   #held = new Map<string, HeldLease>();
-  /** Volume uid → the epoch this node writes it under. */
+  /** Volume uid → the epoch this node writes it under, and the volume's name. */
   #epochs = new Map<string, number>();
+  #names = new Map<string, string>();
   /** Times this node lost the lease of a volume (connections older than a loss are fenced). */
   #losses = new Map<string, number>();
   #options: HeldLeasesOptions;
@@ -64,10 +65,23 @@ export class HeldLeases {
     return this.#losses.get(name) ?? 0;
   }
 
+  /**
+   * True while this node holds the lease of volume `uid` and confirmed it within
+   * its validity: what it knows as the writer of the volume's objects is then
+   * the truth. A holder cut off from the others may have been taken over
+   * without knowing yet; reads that do not confirm the lease (a snapshot's)
+   * must not trust that knowledge then.
+   */
+  trusted(uid: string): boolean {
+    const name = this.#names.get(uid);
+    return name !== undefined && this.#options.validity.isValid(name);
+  }
+
   /** This node took the lease of `name` (volume `uid`) at `epoch`. */
   hold(name: string, epoch: number, uid: string): void {
     this.#held.set(name, { epoch, uid });
     this.#epochs.set(uid, epoch);
+    this.#names.set(uid, name);
     this.#options.validity.granted(name, this.#options.clock.now());
   }
 
@@ -87,6 +101,7 @@ export class HeldLeases {
     this.#held.delete(name);
     this.#options.validity.forget(name);
     this.#epochs.delete(held.uid);
+    this.#names.delete(held.uid);
     this.countLoss(name);
     this.#options.reads.forget(name);
     this.#options.store().dropVolume(name);
@@ -98,6 +113,7 @@ export class HeldLeases {
     this.#held.delete(name);
     this.#options.validity.forget(name);
     this.#epochs.delete(held.uid);
+    this.#names.delete(held.uid);
     this.#options.reads.forget(name);
     this.#options.counters.released++;
     this.#options.store().dropVolume(name);

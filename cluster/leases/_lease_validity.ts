@@ -46,6 +46,11 @@ export class LeaseValidity {
     this.#validUntil.set(name, at + this.#validMs);
   }
 
+  /** True while the lease of `name` was confirmed within `validMs` (no waiting, no read). */
+  isValid(name: string): boolean {
+    return (this.#validUntil.get(name) ?? -Infinity) > this.#clock.now();
+  }
+
   /** The lease of `name` is no longer held here. */
   forget(name: string): void {
     this.#validUntil.delete(name);

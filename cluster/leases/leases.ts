@@ -193,6 +193,11 @@ export class LeaseManager implements VolumeAuthority {
     return this.#leases.epochOf(uid);
   }
 
+  /** See HeldLeases.trusted: this node's knowledge as the writer of volume `uid` is current. */
+  trustsWriter(uid: string): boolean {
+    return this.#leases.trusted(uid);
+  }
+
   /** True when this node holds the write lease of `name`. */
   holds(name: string): boolean {
     return this.#leases.has(name);

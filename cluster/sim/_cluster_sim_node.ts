@@ -163,6 +163,7 @@ export function startClusterRuntime(host: ClusterSimHost, node: ClusterSimNode):
       if (epoch > 0) host.noteEpoch(uid, epoch, writer);
       return epoch;
     },
+    trustsWriter: (uid) => leases.trustsWriter(uid),
     clock,
     random,
   });
