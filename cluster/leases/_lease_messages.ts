@@ -27,6 +27,8 @@ export class LeaseMessages {
   #clock: Clock;
   #takeoverWaitMs: number;
   #counters: LeaseCounters;
+  /** Takeovers this node began, per volume (whether or not it then won the record). */
+  #takeoversOf = new Map<string, number>();
 
   constructor(
     engine: ClusterEngine,
@@ -40,6 +42,20 @@ export class LeaseMessages {
     this.#clock = clock;
     this.#takeoverWaitMs = takeoverWaitMs;
     this.#counters = counters;
+  }
+
+  /**
+   * Takeovers of volume `name` this node began: each fences the holder out,
+   * which loses what it acknowledged and did not flush, even when another node
+   * then wins the record (the data-path simulation's checker counts them).
+   */
+  takeoversOf(name: string): number {
+    return this.#takeoversOf.get(name) ?? 0;
+  }
+
+  #tookOver(name: string): void {
+    this.#counters.takeovers++;
+    this.#takeoversOf.set(name, this.takeoversOf(name) + 1);
   }
 
   /**
@@ -60,7 +76,7 @@ export class LeaseMessages {
         continue;
       }
       if (member === undefined || member.status === "dead") {
-        this.#counters.takeovers++;
+        this.#tookOver(name);
         return false; // gone: storage fencing keeps it out if it ever comes back
       }
       // One that left is asked too: it may be back, having taken the lease since,
@@ -82,7 +98,7 @@ export class LeaseMessages {
         // It answers but cannot release (e.g. its writes are not durable yet): say why.
         if (error instanceof RpcError && error.remoteName !== null) refusal = error.message;
         else if (left) {
-          this.#counters.takeovers++;
+          this.#tookOver(name);
           return false;
         }
       }

@@ -193,6 +193,11 @@ export class LeaseManager implements VolumeAuthority {
     return this.#leases.epochOf(uid);
   }
 
+  /** See LeaseMessages.takeoversOf: takeovers of volume `name` this node began. */
+  takeoversOf(name: string): number {
+    return this.#messages.takeoversOf(name);
+  }
+
   /** See HeldLeases.trusted: this node's knowledge as the writer of volume `uid` is current. */
   trustsWriter(uid: string): boolean {
     return this.#leases.trusted(uid);

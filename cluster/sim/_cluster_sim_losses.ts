@@ -2,10 +2,12 @@
  * When acknowledged but unflushed writes may have been lost, for the volume
  * model (`_cluster_sim_model.ts`): a crash of any member (its copies in
  * memory go), and a takeover of the volume's lease (the old holder's map in
- * memory goes). A takeover is seen in the lease counters: a member counted
- * one, and then holds a lease it did not hold before (soon after). A takeover
- * deposes the holder of the lease it took: what that holder acknowledged under
- * it may be lost, before the takeover or after (a holder cut off learns late).
+ * memory goes). A takeover is seen when a member begins one (LeaseManager.
+ * takeoversOf), whether or not it then wins the record (its fence deposes the
+ * holder), and again when the member holds the lease it took (the lease
+ * counters, then a lease it did not hold before, soon after). What the deposed
+ * holder acknowledged under its lease may be lost, before the takeover or after
+ * (a holder cut off learns late).
  *
  * @module
  */
@@ -35,10 +37,18 @@ export class LossWatch {
 
   /** Watches the leases of the volumes `names()` lists, until the run ends. */
   start(names: () => string[]): void {
-    const seen = new Map<
-      ClusterRuntime,
-      { takeovers: number; untilMs: number; held: Set<string> }
-    >();
+    const seen = new Map<ClusterRuntime, {
+      takeovers: number;
+      untilMs: number;
+      held: Set<string>;
+      of: Map<string, number>;
+    }>();
+    const takeover = (name: string, atMs: number, by: string, what: string) => {
+      const times = this.#takeovers.get(name) ?? [];
+      times.push({ atMs, by });
+      this.#takeovers.set(name, times);
+      this.#sim.note(`${by} ${what} volume "${name}" over`);
+    };
     this.#poll = () => {
       const volumes = names();
       const now = this.#sim.world.now();
@@ -46,22 +56,27 @@ export class LossWatch {
         const runtime = node.runtime!;
         const held = new Set(volumes.filter((name) => runtime.leases.holds(name)));
         const { takeovers } = runtime.leases.counters;
-        const before = seen.get(runtime) ?? { takeovers: 0, untilMs: 0, held };
-        // Which volume a takeover was for is not counted: every lease the member
-        // takes soon after counts as taken over (conservative).
+        const before = seen.get(runtime) ?? { takeovers: 0, untilMs: 0, held, of: new Map() };
+        // A takeover begun deposes the holder when it fences, whether or not it then
+        // wins the record (seed 230346 with --boot-reads: one that lost the record's
+        // compare-and-set fenced the holder, which took its own lease again from its
+        // last flushed map).
+        const of = new Map(volumes.map((name) => [name, runtime.leases.takeoversOf(name)]));
+        for (const [name, count] of of) {
+          if (count > (before.of.get(name) ?? 0)) takeover(name, now, node.id, "takes");
+        }
+        // And it ends when the member holds the lease, maybe well after: writes the old
+        // holder acknowledged until then may be lost too. Every lease the member takes
+        // soon after a takeover counts (conservative).
         const untilMs = takeovers > before.takeovers ? now + takeoverWindowMs : before.untilMs;
         for (const name of held) {
           if (before.held.has(name)) continue;
           if (!this.#acquired.has(name)) this.#acquired.set(name, new Map());
           const acquired = this.#acquired.get(name)!;
           acquired.set(node.id, [...acquired.get(node.id) ?? [], now]);
-          if (now > untilMs) continue;
-          const times = this.#takeovers.get(name) ?? [];
-          times.push({ atMs: now, by: node.id });
-          this.#takeovers.set(name, times);
-          this.#sim.note(`${node.id} took volume "${name}" over`);
+          if (now <= untilMs) takeover(name, now, node.id, "took");
         }
-        seen.set(runtime, { takeovers, untilMs, held });
+        seen.set(runtime, { takeovers, untilMs, held, of });
       }
     };
     const poll = () => {

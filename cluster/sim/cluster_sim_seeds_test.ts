@@ -51,6 +51,16 @@ Deno.test("seed 52154 (boot reads): a volume goes back from lost writes before a
   assert.deepEqual(result.violations, []);
 });
 
+Deno.test("seed 230346 (boot reads): a takeover that loses the record still deposes the holder", async () => {
+  // The checker (_cluster_sim_losses.ts), not the cluster: a member that saw the holder dead
+  // began a takeover, fenced the holder's replicas and lost the record's compare-and-set; the
+  // holder, fenced, dropped its unflushed writes and took its own lease again from its last
+  // flushed map, and a snapshot then lacked a write acknowledged before the fence. A takeover
+  // begun now counts as a loss event for the holder, as one that wins does.
+  const result = await ClusterSim.run({ ...clusterSimSettings(230346), bootReads: true });
+  assert.deepEqual(result.violations, []);
+});
+
 Deno.test("seed 60030 (boot reads): a lease move whose release fails leaves no unhandled rejection", async () => {
   // meta/proposer.ts: a lease move's release (which its compare-and-set waits for) failed, the
   // holder having taken the lease again, after the compare-and-set itself had failed first;
