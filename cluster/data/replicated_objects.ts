@@ -28,12 +28,13 @@ import { KeyedMutex } from "../../core/_mutex.ts";
 import { LeaseLostError, WritesLostError } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
 import { isFenced } from "./fences.ts";
-import { compareStamps, type ObjectChange, type ObjectLink, type Stamp } from "./object_link.ts";
+import { compareStamps, type ObjectChange, type ObjectLink } from "./object_link.ts";
 import { SettledReads } from "./_settled_reads.ts";
 import { WrittenObjects } from "./_written_objects.ts";
-import { type PendingOnReplica, Unflushed } from "./_unflushed.ts";
-import { needsFloor, noFloors, type ObjectFloors } from "./object_floors.ts";
+import { Unflushed } from "./_unflushed.ts";
+import type { ObjectFloors } from "./object_floors.ts";
 import { readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
+import { ObjectFlush } from "./_object_flush.ts";
 import { inPlaceBytesDefault } from "./object_service.ts";
 
 export { ReplicaQuorumError };
@@ -86,10 +87,18 @@ export class ReplicatedObjects {
   #background = new Set<Promise<void>>();
 
   #writers: WrittenObjects;
+  #flush: ObjectFlush;
 
   constructor(options: ReplicatedObjectsOptions) {
     this.#options = options;
     this.#writers = new WrittenObjects(options, this.counters, this.#unflushed, this.#views);
+    this.#flush = new ObjectFlush({
+      options,
+      writers: this.#writers,
+      unflushed: this.#unflushed,
+      locks: this.#locks,
+      background: this.#background,
+    });
   }
 
   /**
@@ -196,105 +205,8 @@ export class ReplicatedObjects {
    * flush's too (seed 22330 of the data-path simulation with --boot-reads:
    * a release passed while an upload's flush held the volume's lost object).
    */
-  async flush(uid?: string): Promise<void> {
-    const ofScope = (name: string) => uid === undefined || parseObjectName(name).uid === uid;
-    const { pending, done } = await this.#unflushed.take(ofScope);
-    try {
-      await this.#flushTaken(uid, ofScope, pending);
-    } finally {
-      done();
-    }
-  }
-
-  async #flushTaken(
-    uid: string | undefined,
-    ofScope: (name: string) => boolean,
-    taken: PendingOnReplica[],
-  ): Promise<void> {
-    // Replicas that synced an object's last change before answering count as
-    // durable copies: an object a quorum holds so needs no flush anywhere.
-    const durableOn = new Map<string, Set<string>>();
-    for (const { names } of taken) {
-      for (const name of names) durableOn.set(name, this.#durableCopies(name));
-    }
-    const durable = new Map([...durableOn].map(([name, ids]) => [name, ids.size]));
-    const quorumDurable = (name: string) =>
-      durable.get(name)! >= this.#writers.quorumOf(this.#options.replicasOf(name));
-    const pending = taken
-      .map(({ link, names }) => ({ link, names: [...names].filter((n) => !quorumDurable(n)) }))
-      .filter(({ names }) => names.length > 0);
-    const flushed = await Promise.allSettled(
-      pending.map(({ link, names }) => link.flush(names)),
-    );
-    pending.forEach(({ link, names }, i) => {
-      const result = flushed[i];
-      names.forEach((name, j) => {
-        // Durable here only at the stamp this node wrote: a replica that restarted and
-        // lost changes it took holds less (or nothing), and is no longer current (it is
-        // brought up whole below, from a replica that holds the stamp, or the flush fails).
-        const written = this.#writers.get(name);
-        if (durableOn.get(name)!.has(link.id)) return; // counted already
-        const holds = result.status === "fulfilled" &&
-          (written === undefined || compareStamps(result.value[j], written.stamp) >= 0);
-        if (holds) durable.set(name, (durable.get(name) ?? 0) + 1);
-        else written?.current.delete(link.id);
-      });
-    });
-    const names = new Set(taken.flatMap(({ names }) => [...names]));
-    for (const name of this.#unflushed.shortOf(ofScope)) names.add(name);
-    const lost: string[] = [];
-    let short: Error | null = null;
-    const floors = new Map<string, Map<string, Stamp>>();
-    for (const name of names) {
-      const links = this.#options.replicasOf(name);
-      try {
-        let copies = durable.get(name) ?? 0;
-        if (copies < this.#writers.quorumOf(links)) {
-          copies = await this.#locks.run(name, () => this.#writers.makeDurable(name, links));
-        }
-        this.#unflushed.setShort(name, false);
-        const written = this.#writers.get(name);
-        if (written !== undefined && needsFloor(copies, links.length)) {
-          const uid = parseObjectName(name).uid;
-          if (!floors.has(uid)) floors.set(uid, new Map());
-          floors.get(uid)!.set(name, written.stamp);
-        }
-      } catch (error) {
-        if (error instanceof WritesLostError) lost.push(name);
-        else if (isFenced(error)) {
-          throw new LeaseLostError(String((error as Error).message), { cause: error });
-        } else {
-          this.#unflushed.setShort(name, true);
-          short ??= error as Error;
-        }
-      }
-    }
-    for (const name of names) {
-      const written = this.#writers.get(name);
-      const links = this.#options.replicasOf(name);
-      if (written === undefined || links.every((link) => written.current.has(link.id))) continue;
-      const task = this.#locks.run(name, () => this.#writers.bringUp(name, written, links, true))
-        .then(() => {}, () => {});
-      this.#background.add(task);
-      task.finally(() => this.#background.delete(task));
-    }
-    // Durable on too few copies for every read to see: say so before acknowledging.
-    const raising = this.#options.floors ?? noFloors;
-    await Promise.all([...floors].map(([uid, raised]) => raising.raise(uid, raised)));
-    if (uid === undefined) this.#unflushed.addUnheard(lost.splice(0));
-    else lost.push(...this.#unflushed.takeUnheardOf(ofScope));
-    if (lost.length > 0) throw new WritesLostError(lost);
-    if (short !== null) throw short;
-  }
-
-  /** Current replicas of `name` that synced its last change before answering. */
-  #durableCopies(name: string): Set<string> {
-    const written = this.#writers.get(name);
-    const durable = written?.durable;
-    if (durable === undefined || compareStamps(durable.stamp, written!.stamp) !== 0) {
-      return new Set();
-    }
-    return new Set([...written!.current].filter((id) => durable.ids.has(id)));
+  flush(uid?: string): Promise<void> {
+    return this.#flush.run(uid);
   }
 
   /** Forgets what this node knew of a volume's objects (another node now writes it). */

@@ -1,0 +1,147 @@
+/**
+ * The flush of a writer of objects (replicated_objects.ts, which documents
+ * what a flush promises): what it took from the objects not durable yet is
+ * made durable on a write quorum of each object's replicas, counting the
+ * replicas that synced an object's last change before they answered (small
+ * writes, sent `durable`), bringing lagging replicas up when the others fall
+ * short, raising floors for objects durable on too few copies to be found by
+ * every reader, and bringing the remaining laggards up in the background.
+ */
+import type { KeyedMutex } from "../../core/_mutex.ts";
+import { LeaseLostError, WritesLostError } from "../../core/mod.ts";
+import { parseObjectName } from "../../core/block_map.ts";
+import { isFenced } from "./fences.ts";
+import { compareStamps, type Stamp } from "./object_link.ts";
+import type { WrittenObjects } from "./_written_objects.ts";
+import type { PendingOnReplica, Unflushed } from "./_unflushed.ts";
+import { needsFloor, noFloors } from "./object_floors.ts";
+import type { ReplicatedObjectsOptions } from "./replicated_objects.ts";
+
+/** The writer's state a flush works on, shared with its ReplicatedObjects. */
+export interface ObjectFlushParts {
+  options: ReplicatedObjectsOptions;
+  writers: WrittenObjects;
+  unflushed: Unflushed;
+  locks: KeyedMutex;
+  /** Background repairs (ReplicatedObjects.settle waits for them). */
+  background: Set<Promise<void>>;
+}
+
+/** See the module doc. */
+export class ObjectFlush {
+  #options: ReplicatedObjectsOptions;
+  #writers: WrittenObjects;
+  #unflushed: Unflushed;
+  #locks: KeyedMutex;
+  #background: Set<Promise<void>>;
+
+  constructor(parts: ObjectFlushParts) {
+    this.#options = parts.options;
+    this.#writers = parts.writers;
+    this.#unflushed = parts.unflushed;
+    this.#locks = parts.locks;
+    this.#background = parts.background;
+  }
+
+  /** ReplicatedObjects.flush. */
+  async run(uid?: string): Promise<void> {
+    const ofScope = (name: string) => uid === undefined || parseObjectName(name).uid === uid;
+    const { pending, done } = await this.#unflushed.take(ofScope);
+    try {
+      await this.#flushTaken(uid, ofScope, pending);
+    } finally {
+      done();
+    }
+  }
+
+  async #flushTaken(
+    uid: string | undefined,
+    ofScope: (name: string) => boolean,
+    taken: PendingOnReplica[],
+  ): Promise<void> {
+    // Replicas that synced an object's last change before answering count as
+    // durable copies: an object a quorum holds so needs no flush anywhere.
+    const durableOn = new Map<string, Set<string>>();
+    for (const { names } of taken) {
+      for (const name of names) durableOn.set(name, this.#durableCopies(name));
+    }
+    const durable = new Map([...durableOn].map(([name, ids]) => [name, ids.size]));
+    const quorumDurable = (name: string) =>
+      durable.get(name)! >= this.#writers.quorumOf(this.#options.replicasOf(name));
+    const pending = taken
+      .map(({ link, names }) => ({ link, names: [...names].filter((n) => !quorumDurable(n)) }))
+      .filter(({ names }) => names.length > 0);
+    const flushed = await Promise.allSettled(
+      pending.map(({ link, names }) => link.flush(names)),
+    );
+    pending.forEach(({ link, names }, i) => {
+      const result = flushed[i];
+      names.forEach((name, j) => {
+        // Durable here only at the stamp this node wrote: a replica that restarted and
+        // lost changes it took holds less (or nothing), and is no longer current (it is
+        // brought up whole below, from a replica that holds the stamp, or the flush fails).
+        const written = this.#writers.get(name);
+        if (durableOn.get(name)!.has(link.id)) return; // counted already
+        const holds = result.status === "fulfilled" &&
+          (written === undefined || compareStamps(result.value[j], written.stamp) >= 0);
+        if (holds) durable.set(name, (durable.get(name) ?? 0) + 1);
+        else written?.current.delete(link.id);
+      });
+    });
+    const names = new Set(taken.flatMap(({ names }) => [...names]));
+    for (const name of this.#unflushed.shortOf(ofScope)) names.add(name);
+    const lost: string[] = [];
+    let short: Error | null = null;
+    const floors = new Map<string, Map<string, Stamp>>();
+    for (const name of names) {
+      const links = this.#options.replicasOf(name);
+      try {
+        let copies = durable.get(name) ?? 0;
+        if (copies < this.#writers.quorumOf(links)) {
+          copies = await this.#locks.run(name, () => this.#writers.makeDurable(name, links));
+        }
+        this.#unflushed.setShort(name, false);
+        const written = this.#writers.get(name);
+        if (written !== undefined && needsFloor(copies, links.length)) {
+          const uid = parseObjectName(name).uid;
+          if (!floors.has(uid)) floors.set(uid, new Map());
+          floors.get(uid)!.set(name, written.stamp);
+        }
+      } catch (error) {
+        if (error instanceof WritesLostError) lost.push(name);
+        else if (isFenced(error)) {
+          throw new LeaseLostError(String((error as Error).message), { cause: error });
+        } else {
+          this.#unflushed.setShort(name, true);
+          short ??= error as Error;
+        }
+      }
+    }
+    for (const name of names) {
+      const written = this.#writers.get(name);
+      const links = this.#options.replicasOf(name);
+      if (written === undefined || links.every((link) => written.current.has(link.id))) continue;
+      const task = this.#locks.run(name, () => this.#writers.bringUp(name, written, links, true))
+        .then(() => {}, () => {});
+      this.#background.add(task);
+      task.finally(() => this.#background.delete(task));
+    }
+    // Durable on too few copies for every read to see: say so before acknowledging.
+    const raising = this.#options.floors ?? noFloors;
+    await Promise.all([...floors].map(([uid, raised]) => raising.raise(uid, raised)));
+    if (uid === undefined) this.#unflushed.addUnheard(lost.splice(0));
+    else lost.push(...this.#unflushed.takeUnheardOf(ofScope));
+    if (lost.length > 0) throw new WritesLostError(lost);
+    if (short !== null) throw short;
+  }
+
+  /** Current replicas of `name` that synced its last change before answering. */
+  #durableCopies(name: string): Set<string> {
+    const written = this.#writers.get(name);
+    const durable = written?.durable;
+    if (durable === undefined || compareStamps(durable.stamp, written!.stamp) !== 0) {
+      return new Set();
+    }
+    return new Set([...written!.current].filter((id) => durable.ids.has(id)));
+  }
+}
