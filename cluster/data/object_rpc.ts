@@ -90,9 +90,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
         at += length;
         return { name: objectNameOf(h.name), change };
       });
-      const results = await Promise.allSettled(
-        changes.map(({ name, change }) => replica.change(name, change)),
-      );
+      const results = await replica.changeAll(changes);
       return {
         header: {
           results: results.map((result) =>

@@ -74,15 +74,45 @@ export class ObjectReplica implements ObjectLink {
   }
 
   async change(name: string, change: ObjectChange): Promise<ChangeReply> {
-    const reply = await this.#apply(name, change);
-    if (change.durable !== true || !reply.applied || reply.durable === true) return reply;
-    if (reply.journaled !== true) return { applied: true, stamp: reply.stamp };
-    // Outside the object's lock: the changes that arrive meanwhile share the sync.
-    await this.#journal.commit();
-    return { applied: true, stamp: reply.stamp, durable: true };
+    const [reply] = await this.changeAll([{ name, change }]);
+    if (reply.status === "rejected") throw reply.reason;
+    return reply.value;
   }
 
-  #apply(name: string, change: ObjectChange): Promise<ChangeReply & { journaled?: boolean }> {
+  /**
+   * Applies a batch of changes (one writer's, of distinct objects) at once,
+   * each answered on its own; the journal records of those asked `durable`
+   * are synced by one group commit once every change of the batch is applied
+   * (one sync for the batch, not one for its first change and one for the rest).
+   */
+  async changeAll(
+    batch: { name: string; change: ObjectChange }[],
+  ): Promise<PromiseSettledResult<ChangeReply>[]> {
+    const applied = await Promise.allSettled(
+      batch.map(({ name, change }) => this.#apply(name, change)),
+    );
+    const commits = applied.some((result, i) =>
+      result.status === "fulfilled" && result.value.journaled === true &&
+      batch[i].change.durable === true
+    );
+    // Outside the objects' locks: the changes that arrive meanwhile share the sync.
+    let syncError: { reason: unknown } | null = null;
+    if (commits) await this.#journal.commit().catch((reason) => syncError = { reason });
+    return applied.map((result, i): PromiseSettledResult<ChangeReply> => {
+      if (result.status === "rejected") return result;
+      const { applied, stamp, durable, journaled } = result.value;
+      if (!applied || batch[i].change.durable !== true) return ok({ applied, stamp });
+      if (durable === true) return ok({ applied, stamp, durable });
+      if (journaled !== true) return ok({ applied, stamp });
+      if (syncError !== null) return { status: "rejected", reason: syncError.reason };
+      return ok({ applied, stamp, durable: true });
+    });
+  }
+
+  async #apply(
+    name: string,
+    change: ObjectChange,
+  ): Promise<ChangeReply & { journaled?: boolean }> {
     checkObjectName(name);
     const { uid } = parseObjectName(name);
     if (change.offset + change.data.length > objectBytesMax) {
@@ -214,6 +244,10 @@ export class ObjectReplica implements ObjectLink {
     await this.#journal.settle();
     this.#store.closeJournals();
   }
+}
+
+function ok(reply: ChangeReply): PromiseFulfilledResult<ChangeReply> {
+  return { status: "fulfilled", value: reply };
 }
 
 function checkObjectName(name: string): void {
