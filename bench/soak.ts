@@ -14,6 +14,7 @@
  *   deno task soak --cluster --boot-reads ...   (new volumes are read before their first write)
  *   deno task soak --cluster --joins ...        (members join in batches of 1-3, up to 9)
  *   deno task soak --cluster --leaves ...       (members stop gracefully, half come back)
+ *   deno task soak --cluster --replacements ... (one member dies for good, a new one replaces it)
  *   deno task soak --cluster --seed 6 --trace --trace-objects UID   (that volume's object calls too)
  */
 import { parseArgs } from "node:util";
@@ -31,6 +32,7 @@ const { values } = parseArgs({
     "boot-reads": { type: "boolean", default: false },
     joins: { type: "boolean", default: false },
     leaves: { type: "boolean", default: false },
+    replacements: { type: "boolean", default: false },
     "trace-objects": { type: "string" },
   },
 });
@@ -97,6 +99,7 @@ async function soakCluster(): Promise<never> {
       bootReads: values["boot-reads"],
       joins: values.joins,
       leaves: values.leaves,
+      replacements: values.replacements,
       traceObjects: values["trace-objects"],
       trace: values.trace ? (line) => lines.push(line) : undefined,
     });
@@ -114,14 +117,15 @@ async function soakCluster(): Promise<never> {
       bootReads: values["boot-reads"],
       joins: values.joins,
       leaves: values.leaves,
+      replacements: values.replacements,
     });
     if (result.violations.length > 0) {
       failed.push(seed);
       console.error(
         `FAILED seed ${seed} (replay: deno task soak --cluster${
           values["boot-reads"] ? " --boot-reads" : ""
-        }${values.joins ? " --joins" : ""}${
-          values.leaves ? " --leaves" : ""
+        }${values.joins ? " --joins" : ""}${values.leaves ? " --leaves" : ""}${
+          values.replacements ? " --replacements" : ""
         } --seed ${seed} --trace)`,
       );
       for (const violation of result.violations.slice(0, 5)) console.error(`  ${violation}`);

@@ -3,8 +3,10 @@
  * one of crash and restart (the disk keeps what was synced), full and one-way
  * partitions, isolation (cut off and seen dead by the others while it runs,
  * so its leases are taken over), pauses, message loss, duplication and
- * reordering; with joins, batches of new members. A majority of members always runs, so that metadata can always
- * make progress again; lease contention comes from the workload.
+ * reordering; with joins, batches of new members; with leaves, graceful stops;
+ * with replacements, one member dying for good and a new one joining in its
+ * place. A majority of members always runs, so that metadata can always make
+ * progress again; lease contention comes from the workload.
  *
  * @module
  */
@@ -79,17 +81,44 @@ const leave: Fault<ClusterSim> = (sim) => {
 };
 
 /**
+ * Once per schedule, at R = 3: a running member dies for good and a new member
+ * joins in its place 0–5 s later, while the other faults go on (every flushed
+ * write is on two copies at least, so one member lost for good loses none).
+ * At R = 2 a flush while one replica is down is durable on one copy, and
+ * losing that member for good as well is a second failure: there the
+ * replacement comes once the faults are over and healing had time
+ * ({@linkcode replaceMember}, from cluster_sim.ts).
+ */
+const replace: Fault<ClusterSim> = (sim) => {
+  const running = sim.running();
+  if (sim.replicas < 3 || sim.gone().size > 0) return false;
+  if (2 * (running.length - 1) <= sim.nodes.size) return false;
+  return replaceMember(sim);
+};
+
+/** A running member dies for good and a new one joins 0–5 s later; false when none can. */
+export function replaceMember(sim: ClusterSim): boolean {
+  const running = sim.running();
+  if (running.length < 2 || sim.nodes.size + 1 > clusterSimMembersMax) return false;
+  sim.retire(pick(sim.world, running)!.id);
+  sim.world.at(sim.world.random.next() * 5_000, () => sim.join());
+  return true;
+}
+
+/**
  * Schedules faults until `untilMs`; with `joins`, members also join in
- * batches, and with `leaves` they stop gracefully (some to come back).
+ * batches, with `leaves` they stop gracefully (some to come back), and with
+ * `replacements` one dies for good and a new one takes its place.
  */
 export function scheduleClusterFaults(
   sim: ClusterSim,
   untilMs: number,
-  more: { joins?: boolean; leaves?: boolean } = {},
+  more: { joins?: boolean; leaves?: boolean; replacements?: boolean } = {},
 ): void {
   const table = { ...faults };
   if (more.joins === true) Object.assign(table, { join });
   if (more.leaves === true) Object.assign(table, { leave });
+  if (more.replacements === true) Object.assign(table, { replace });
   scheduleFaultsFrom(sim, table, untilMs);
 }
 

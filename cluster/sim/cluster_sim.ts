@@ -34,7 +34,7 @@ import {
   startClusterRuntime,
 } from "./_cluster_sim_node.ts";
 import { ClusterWorkload } from "./_cluster_sim_workload.ts";
-import { scheduleClusterFaults } from "./_cluster_sim_faults.ts";
+import { replaceMember, scheduleClusterFaults } from "./_cluster_sim_faults.ts";
 
 /** Settings of one simulated run. */
 export interface ClusterSimOptions {
@@ -69,6 +69,14 @@ export interface ClusterSimOptions {
    * leave at once, and placement moves off them); half come back later.
    */
   leaves?: boolean;
+  /**
+   * Once in a schedule, a member dies for good (its disk is gone: it never
+   * starts again) and a new member with an empty disk joins in its place, as
+   * an operator replaces a failed host: placement drops it after the dead
+   * grace and healing copies its data to the others. At R = 3 during the
+   * faults; at R = 2 after them (_cluster_sim_faults.ts, replace).
+   */
+  replacements?: boolean;
   trace?: (line: string) => void;
   /** With `trace`: object calls naming this text (an object name or its start) are traced too. */
   traceObjects?: string;
@@ -110,6 +118,8 @@ export class ClusterSim implements ClusterSimHost {
   /** What each member sees of the others (`_cluster_sim_views.ts`). */
   #views: SimViews;
   #seenDead = new Set<string>();
+  /** Members that died for good. */
+  #gone = new Set<string>();
   /** Volume uid and epoch → the process that wrote under it. */
   #writers = new Map<string, string>();
   /** Times of crashes (a crash may lose what was acknowledged and not flushed). */
@@ -167,7 +177,7 @@ export class ClusterSim implements ClusterSimHost {
 
   start(id: string): void {
     const node = this.nodes.get(id)!;
-    if (node.runtime !== null) return;
+    if (node.runtime !== null || this.#gone.has(id)) return;
     this.#views.set(id, "alive", this.world.now());
     startClusterRuntime(this, node);
     this.note(`${id} starts (incarnation ${node.incarnation})`);
@@ -186,6 +196,17 @@ export class ClusterSim implements ClusterSimHost {
   /** Stops `id` as `kill -9` would: its disk keeps what was synced, the rest is gone. */
   crash(id: string): void {
     this.#stop(id, "dead", this.world.now() + deathDetectionMs, "crashes");
+  }
+
+  /** Members that died for good (replaced). */
+  gone(): ReadonlySet<string> {
+    return this.#gone;
+  }
+
+  /** `id` dies for good, disk and all: it never starts again (see ClusterSimOptions.replacements). */
+  retire(id: string): void {
+    this.#gone.add(id);
+    this.#stop(id, "dead", this.world.now() + deathDetectionMs, "dies for good");
   }
 
   /**
@@ -251,6 +272,12 @@ export class ClusterSim implements ClusterSimHost {
     await sim.world.run(chaosEnd);
     sim.heal();
     await sim.world.run(chaosEnd + 20_000);
+    if (options.replacements === true && sim.gone().size === 0 && replaceMember(sim)) {
+      // At R = 2, once healing had time (_cluster_sim_faults.ts, replace): then as long
+      // again for the dead grace and healing to copy the lost member's data.
+      sim.count("replace");
+      await sim.world.run(chaosEnd + 45_000);
+    }
     await workload.finalChecks();
     const metaFinals: FinalRead[] = await workload.finalMetaReads();
     const metaOps: OpRecord[] = workload.metaOps;

@@ -9,7 +9,7 @@
  * (`cluster_sim.ts`: the production ClusterEngine, LeaseManager, Healer, Store
  * with the cluster's garbage collection, and Volume over memory disks and the
  * simulated network) over seeded schedules, 3 to 7 members (growing to 9 with
- * joins; some leave), 2 or 3 replicas. A failing seed is printed;
+ * joins; some leave; one dies for good and is replaced), 2 or 3 replicas. A failing seed is printed;
  * `deno task soak --cluster --seed N --trace` replays it with a trace.
  * Regression seeds are in `cluster_sim_seeds_test.ts`.
  */
@@ -100,10 +100,7 @@ Deno.test(`${joinSchedulesInCi} schedules where members join in batches: no viol
 /** Schedules in CI where members also stop gracefully (half come back). */
 const leaveSchedulesInCi = 40;
 
-/**
- * Open findings among them (see knownOpen). Empty: seed 9116 read zeros at the end with the join
- * window on (e7d8474), and is clean with it off.
- */
+/** Open findings among them (see knownOpen). Empty. */
 const knownOpenWithLeaves = new Set<number>([]);
 
 Deno.test(`${leaveSchedulesInCi} schedules where members join and leave: no violation`, async () => {
@@ -124,6 +121,23 @@ Deno.test(`${leaveSchedulesInCi} schedules where members join and leave: no viol
   console.log(`faults ${JSON.stringify(faults)}`);
   assert.deepEqual(failures, []);
   assert.ok((faults.leave ?? 0) > 0 && (faults.join ?? 0) > 0, "members joined and left");
+});
+
+/** Schedules in CI where a member dies for good and a new one takes its place. */
+const replacementSchedulesInCi = 30;
+
+Deno.test(`${replacementSchedulesInCi} schedules where a member is replaced: no violation`, async () => {
+  const failures: string[] = [];
+  let replaced = 0;
+  for (let seed = 9201; seed <= 9200 + replacementSchedulesInCi; seed++) {
+    const result = await ClusterSim.run({ ...clusterSimSettings(seed), replacements: true });
+    replaced += result.faults.replace ?? 0;
+    if (result.violations.length > 0) {
+      failures.push(`seed ${seed} (replacements): ${result.violations.slice(0, 3).join("; ")}`);
+    }
+  }
+  assert.deepEqual(failures, []);
+  assert.ok(replaced >= replacementSchedulesInCi / 2, `members replaced in ${replaced} schedules`);
 });
 
 Deno.test("a seed of the whole data path replays exactly", async () => {
