@@ -46,9 +46,18 @@ export class LeaseValidity {
     this.#validUntil.set(name, at + this.#validMs);
   }
 
-  /** True while the lease of `name` was confirmed within `validMs` (no waiting, no read). */
+  /**
+   * True while the lease of `name` was confirmed within `validMs`, without
+   * waiting; a held lease confirmed more than half of that ago is confirmed
+   * again in the background, so that one in use stays valid (the reads of a
+   * clone's frozen objects through the holder of its origin, which is idle).
+   */
   isValid(name: string): boolean {
-    return (this.#validUntil.get(name) ?? -Infinity) > this.#clock.now();
+    const until = this.#validUntil.get(name);
+    if (until === undefined) return false;
+    const left = until - this.#clock.now();
+    if (left < this.#validMs / 2) this.#refresh(name).catch(() => {});
+    return left > 0;
   }
 
   /** The lease of `name` is no longer held here. */
