@@ -60,10 +60,23 @@ export class ObjectFlush {
     taken: PendingOnReplica[],
   ): Promise<void> {
     // Replicas that synced an object's last change before answering count as
-    // durable copies: an object a quorum holds so needs no flush anywhere.
+    // durable copies: an object a quorum holds so needs no flush anywhere. Only
+    // replicas of the placement as it is now count: readers look there, and a
+    // copy left on a member the placement moved off (a join this node heard of
+    // after writing) makes nothing durable for them (seed 450496 with joins).
+    const placed = new Map<string, Set<string>>();
+    const inPlacement = (name: string, id: string) => {
+      if (!placed.has(name)) {
+        placed.set(name, new Set(this.#options.replicasOf(name).map((link) => link.id)));
+      }
+      return placed.get(name)!.has(id);
+    };
     const durableOn = new Map<string, Set<string>>();
     for (const { names } of taken) {
-      for (const name of names) durableOn.set(name, this.#durableCopies(name));
+      for (const name of names) {
+        const ids = [...this.#durableCopies(name)].filter((id) => inPlacement(name, id));
+        durableOn.set(name, new Set(ids));
+      }
     }
     const durable = new Map([...durableOn].map(([name, ids]) => [name, ids.size]));
     const quorumDurable = (name: string) =>
@@ -84,8 +97,8 @@ export class ObjectFlush {
         if (durableOn.get(name)!.has(link.id)) return; // counted already
         const holds = result.status === "fulfilled" &&
           (written === undefined || compareStamps(result.value[j], written.stamp) >= 0);
-        if (holds) durable.set(name, (durable.get(name) ?? 0) + 1);
-        else written?.current.delete(link.id);
+        if (!holds) written?.current.delete(link.id);
+        else if (inPlacement(name, link.id)) durable.set(name, (durable.get(name) ?? 0) + 1);
       });
     });
     const names = new Set(taken.flatMap(({ names }) => [...names]));

@@ -132,7 +132,11 @@ export class WrittenObjects {
     links: ObjectLink[],
     flush: boolean,
   ): Promise<number> {
-    const sources = links.filter((link) => written.current.has(link.id));
+    // Current copies off the placement (it moved with a join since they were
+    // written) are sources too: the placement's new replicas are brought up from them.
+    const off = (this.#options.everyone?.() ?? [])
+      .filter((link) => !links.some((placed) => placed.id === link.id));
+    const sources = [...links, ...off].filter((link) => written.current.has(link.id));
     const laggards = links.filter((link) => !written.current.has(link.id));
     if (laggards.length === 0) return 0;
     const fence = this.#options.epochOf(parseObjectName(name).uid);

@@ -260,3 +260,46 @@ Deno.test("a former writer whose lease is not confirmed reads from the replicas,
   await old.read(name, 0, into, true); // a snapshot's read: no lease confirmed first
   assert.deepEqual(into, small(2));
 });
+
+Deno.test("a flush makes writes durable where the placement is now, not where they went", async () => {
+  // Seed 450496 (joins) at 06e1aba: a holder wrote and flushed an object on the replicas it
+  // knew; two members had joined, healing had copied an older version to them, and once every
+  // member heard of the join the placement was those two. The flush counted the old replicas,
+  // the lease moved, and the new holder read the older version, on which both new replicas
+  // agreed. Only replicas of the placement as it is now count; the others are sources.
+  const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
+  const [a, b, c, d] = replicas;
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  let placement = [a, b];
+  const writer = new ReplicatedObjects({
+    selfId: "w",
+    replicasOf: () => placement,
+    epochOf: () => 1,
+    everyone: () => replicas,
+  });
+  await writer.write(name, 0, small(1), { truncate: true });
+  await writer.flush(uid);
+  // Healing copies that version to the members that joined.
+  for (const replica of [c, d]) {
+    await replica.change(name, {
+      epoch: 1,
+      version: 1,
+      replace: true,
+      heal: true,
+      offset: 0,
+      data: small(1),
+    });
+  }
+  await writer.write(name, 0, small(2)); // still on a and b
+  placement = [c, d]; // the writer hears of the join
+  await writer.flush(uid);
+  const reader = new ReplicatedObjects({
+    selfId: "r",
+    replicasOf: () => [c, d],
+    epochOf: () => 2,
+    everyone: () => replicas,
+  });
+  const into = new Uint8Array(4096);
+  await reader.read(name, 0, into, true);
+  assert.deepEqual(into, small(2));
+});
