@@ -1,11 +1,10 @@
 /**
  * The flush of a writer of objects (replicated_objects.ts, which documents
  * what a flush promises): what it took from the objects not durable yet is
- * made durable on a write quorum of each object's replicas, counting the
- * replicas that synced an object's last change before they answered (small
- * writes, sent `durable`), bringing lagging replicas up when the others fall
- * short, raising floors for objects durable on too few copies to be found by
- * every reader, and bringing the remaining laggards up in the background.
+ * made durable on a write quorum of each object's replicas (of the placement
+ * as it is now), bringing lagging replicas up when the others fall short,
+ * raising floors for objects durable on too few copies to be found by every
+ * reader, and bringing the remaining laggards up in the background.
  */
 import type { KeyedMutex } from "../../core/_mutex.ts";
 import { LeaseLostError, WritesLostError } from "../../core/mod.ts";
@@ -59,9 +58,7 @@ export class ObjectFlush {
     ofScope: (name: string) => boolean,
     taken: PendingOnReplica[],
   ): Promise<void> {
-    // Replicas that synced an object's last change before answering count as
-    // durable copies: an object a quorum holds so needs no flush anywhere. Only
-    // replicas of the placement as it is now count: readers look there, and a
+    // Only replicas of the placement as it is now count: readers look there, and a
     // copy left on a member the placement moved off (a join this node heard of
     // after writing) makes nothing durable for them (seed 450496 with joins).
     const placed = new Map<string, Set<string>>();
@@ -71,30 +68,18 @@ export class ObjectFlush {
       }
       return placed.get(name)!.has(id);
     };
-    const durableOn = new Map<string, Set<string>>();
-    for (const { names } of taken) {
-      for (const name of names) {
-        const ids = [...this.#durableCopies(name)].filter((id) => inPlacement(name, id));
-        durableOn.set(name, new Set(ids));
-      }
-    }
-    const durable = new Map([...durableOn].map(([name, ids]) => [name, ids.size]));
-    const quorumDurable = (name: string) =>
-      durable.get(name)! >= this.#writers.quorumOf(this.#options.replicasOf(name));
-    const pending = taken
-      .map(({ link, names }) => ({ link, names: [...names].filter((n) => !quorumDurable(n)) }))
-      .filter(({ names }) => names.length > 0);
+    const durable = new Map<string, number>();
+    const pending = taken;
     const flushed = await Promise.allSettled(
-      pending.map(({ link, names }) => link.flush(names)),
+      pending.map(({ link, names }) => link.flush([...names])),
     );
     pending.forEach(({ link, names }, i) => {
       const result = flushed[i];
-      names.forEach((name, j) => {
+      [...names].forEach((name, j) => {
         // Durable here only at the stamp this node wrote: a replica that restarted and
         // lost changes it took holds less (or nothing), and is no longer current (it is
         // brought up whole below, from a replica that holds the stamp, or the flush fails).
         const written = this.#writers.get(name);
-        if (durableOn.get(name)!.has(link.id)) return; // counted already
         const holds = result.status === "fulfilled" &&
           (written === undefined || compareStamps(result.value[j], written.stamp) >= 0);
         if (!holds) written?.current.delete(link.id);
@@ -146,15 +131,5 @@ export class ObjectFlush {
     else lost.push(...this.#unflushed.takeUnheardOf(ofScope));
     if (lost.length > 0) throw new WritesLostError(lost);
     if (short !== null) throw short;
-  }
-
-  /** Current replicas of `name` that synced its last change before answering. */
-  #durableCopies(name: string): Set<string> {
-    const written = this.#writers.get(name);
-    const durable = written?.durable;
-    if (durable === undefined || compareStamps(durable.stamp, written!.stamp) !== 0) {
-      return new Set();
-    }
-    return new Set([...written!.current].filter((id) => durable.ids.has(id)));
   }
 }

@@ -18,11 +18,6 @@ export interface Written {
   current: Set<string>;
   /** A change failed: learn from the replicas where the object stands before the next one. */
   stale: boolean;
-  /**
-   * Replicas that synced the change at `stamp` before they answered (a small
-   * write sent `durable`): no flush needs to ask them again for it.
-   */
-  durable?: { stamp: Stamp; ids: ReadonlySet<string> };
 }
 
 /** Not enough replicas of an object answered or took a change. */

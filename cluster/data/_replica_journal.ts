@@ -44,9 +44,6 @@ export class ReplicaJournal {
   #genBytes = 0;
   #older: number[] = [];
   #checkpointing: Promise<void> | null = null;
-  /** The group commit's sync under way, and the one queued after it (commit()). */
-  #syncing: Promise<void> | null = null;
-  #nextSync: Promise<void> | null = null;
   /** Removals recorded whose file is not deleted yet. */
   #removing = new Set<Promise<void>>();
 
@@ -151,28 +148,6 @@ export class ReplicaJournal {
   /** Makes every change recorded so far durable: one sync per journal still holding them. */
   async sync(): Promise<void> {
     await Promise.all([...this.#older, this.#gen].map((gen) => this.#store.syncJournal(gen)));
-  }
-
-  /**
-   * Group commit: makes every change recorded so far durable with a sync that
-   * starts after this call, shared by every caller that comes while one is
-   * under way (they wait for the next one, which covers them all).
-   */
-  commit(): Promise<void> {
-    if (this.#syncing === null) return this.#startSync();
-    this.#nextSync ??= this.#syncing.catch(() => {}).then(() => {
-      this.#nextSync = null;
-      return this.#startSync();
-    });
-    return this.#nextSync;
-  }
-
-  #startSync(): Promise<void> {
-    const run: Promise<void> = this.sync().finally(() => {
-      if (this.#syncing === run) this.#syncing = null;
-    });
-    this.#syncing = run;
-    return run;
   }
 
   /** See the module doc; one at a time. */

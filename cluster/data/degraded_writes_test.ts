@@ -15,11 +15,7 @@ import { type BlockPeer, ReplicatedBlocks, sha256Hex } from "./block_service.ts"
 import { Healer } from "../repair/mod.ts";
 import type { ObjectLink } from "./object_link.ts";
 import { rpcObjectLink } from "./object_rpc.ts";
-import {
-  durableChangeBytesMax,
-  ReplicaQuorumError,
-  ReplicatedObjects,
-} from "./replicated_objects.ts";
+import { ReplicaQuorumError, ReplicatedObjects } from "./replicated_objects.ts";
 import { TestCluster, testClusterKey, type TestClusterNode } from "../../tests/_engine_cluster.ts";
 import { RpcClient } from "../transport/mod.ts";
 import { patternBytes } from "../../tests/_files.ts";
@@ -187,9 +183,7 @@ Deno.test("R=2: a suspect replica that does not answer is waited for, not skippe
     });
     assert.ok(both.length >= 2);
     const [written, fresh] = both;
-    // Large writes: a small one is synced by the victim before it answers, and a
-    // flush then has nothing to ask it (durable_writes_test.ts).
-    const before = patternBytes(durableChangeBytesMax, 1);
+    const before = patternBytes(8192, 1);
     await objects.write(written, 0, before, { truncate: true });
     await objects.write(fresh, 0, before, { truncate: true }); // not flushed
 
@@ -199,7 +193,7 @@ Deno.test("R=2: a suspect replica that does not answer is waited for, not skippe
       .find((bytes) => replicaIds(cluster, sha256Hex(bytes)).includes(victim.id))!;
     await assert.rejects(blocks.put(sha256Hex(block), block), /Cannot store block .*2 needed/);
     await assert.rejects(objects.flush(), ReplicaQuorumError, "not durable on both copies");
-    const after = patternBytes(durableChangeBytesMax, 2);
+    const after = patternBytes(8192, 2);
     await assert.rejects(objects.write(written, 0, after, { truncate: true }), ReplicaQuorumError);
     // The writer's own copy did not change either.
     const own = await writerNode.engine.replica.read(written, 0, -1);

@@ -52,12 +52,6 @@ export interface ObjectChange {
    * everywhere, stayed off the placement while the replicas agreed on the old).
    */
   heal?: boolean;
-  /**
-   * The writer asks for the change to be durable before the reply (its
-   * journal record synced, with others' in one sync: group commit), so that
-   * a FLUSH after small writes has nothing left to ask of this replica.
-   */
-  durable?: boolean;
 }
 
 /** What a replica answers to a change. */
@@ -65,8 +59,6 @@ export interface ChangeReply {
   applied: boolean;
   /** The copy's stamp after the change (or the one that made it refuse). */
   stamp: Stamp;
-  /** The change was asked `durable` and is: it survives a crash of the replica. */
-  durable?: boolean;
 }
 
 /** One replica of objects, reached in process or over RPC. */

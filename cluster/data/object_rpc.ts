@@ -85,21 +85,18 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
           truncate: h.truncate === true,
           remove: h.remove === true,
           fence: h.fence === undefined ? undefined : positive(h.fence, "fence"),
-          durable: h.durable === true,
         };
         at += length;
         return { name: objectNameOf(h.name), change };
       });
-      const results = await replica.changeAll(changes);
+      const results = await Promise.allSettled(
+        changes.map(({ name, change }) => replica.change(name, change)),
+      );
       return {
         header: {
           results: results.map((result) =>
             result.status === "fulfilled"
-              ? {
-                applied: result.value.applied,
-                stamp: result.value.stamp,
-                durable: result.value.durable === true,
-              }
+              ? { applied: result.value.applied, stamp: result.value.stamp }
               : { error: (result.reason as Error).message, name: (result.reason as Error).name }
           ),
         },
@@ -266,13 +263,7 @@ class ChangeBatcher {
             remoteName: String(result.name),
           }),
         );
-      } else {
-        done.resolve({
-          applied: result.applied === true,
-          stamp: stampOf(result.stamp),
-          durable: result.durable === true,
-        });
-      }
+      } else done.resolve({ applied: result.applied === true, stamp: stampOf(result.stamp) });
     });
   }
 }

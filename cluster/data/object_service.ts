@@ -73,46 +73,7 @@ export class ObjectReplica implements ObjectLink {
     this.#ready.catch(() => {}); // reported by every call
   }
 
-  async change(name: string, change: ObjectChange): Promise<ChangeReply> {
-    const [reply] = await this.changeAll([{ name, change }]);
-    if (reply.status === "rejected") throw reply.reason;
-    return reply.value;
-  }
-
-  /**
-   * Applies a batch of changes (one writer's, of distinct objects) at once,
-   * each answered on its own; the journal records of those asked `durable`
-   * are synced by one group commit once every change of the batch is applied
-   * (one sync for the batch, not one for its first change and one for the rest).
-   */
-  async changeAll(
-    batch: { name: string; change: ObjectChange }[],
-  ): Promise<PromiseSettledResult<ChangeReply>[]> {
-    const applied = await Promise.allSettled(
-      batch.map(({ name, change }) => this.#apply(name, change)),
-    );
-    const commits = applied.some((result, i) =>
-      result.status === "fulfilled" && result.value.journaled === true &&
-      batch[i].change.durable === true
-    );
-    // Outside the objects' locks: the changes that arrive meanwhile share the sync.
-    let syncError: { reason: unknown } | null = null;
-    if (commits) await this.#journal.commit().catch((reason) => syncError = { reason });
-    return applied.map((result, i): PromiseSettledResult<ChangeReply> => {
-      if (result.status === "rejected") return result;
-      const { applied, stamp, durable, journaled } = result.value;
-      if (!applied || batch[i].change.durable !== true) return ok({ applied, stamp });
-      if (durable === true) return ok({ applied, stamp, durable });
-      if (journaled !== true) return ok({ applied, stamp });
-      if (syncError !== null) return { status: "rejected", reason: syncError.reason };
-      return ok({ applied, stamp, durable: true });
-    });
-  }
-
-  async #apply(
-    name: string,
-    change: ObjectChange,
-  ): Promise<ChangeReply & { journaled?: boolean }> {
+  change(name: string, change: ObjectChange): Promise<ChangeReply> {
     checkObjectName(name);
     const { uid } = parseObjectName(name);
     if (change.offset + change.data.length > objectBytesMax) {
@@ -145,12 +106,12 @@ export class ObjectReplica implements ObjectLink {
       }
       await this.#settle(name); // the journal keeps each object's changes in order
       if (change.remove === true) {
-        await this.#journal.remove({ kind: "remove", name, stamp }, stamps); // synced
-        return { applied: true, stamp, durable: true };
+        await this.#journal.remove({ kind: "remove", name, stamp }, stamps);
+      } else {
+        await this.#engine.writeObject(name, offset, data, { truncate });
+        this.#journal.record({ kind: "write", name, stamp, offset, data, truncate }, stamps);
       }
-      await this.#engine.writeObject(name, offset, data, { truncate });
-      this.#journal.record({ kind: "write", name, stamp, offset, data, truncate }, stamps);
-      return { applied: true, stamp, journaled: true };
+      return { applied: true, stamp };
     });
   }
 
@@ -244,10 +205,6 @@ export class ObjectReplica implements ObjectLink {
     await this.#journal.settle();
     this.#store.closeJournals();
   }
-}
-
-function ok(reply: ChangeReply): PromiseFulfilledResult<ChangeReply> {
-  return { status: "fulfilled", value: reply };
 }
 
 function checkObjectName(name: string): void {

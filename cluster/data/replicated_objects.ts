@@ -35,15 +35,8 @@ import { Unflushed } from "./_unflushed.ts";
 import type { ObjectFloors } from "./object_floors.ts";
 import { readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
 import { ObjectFlush } from "./_object_flush.ts";
-import { inPlaceBytesDefault } from "./object_service.ts";
 
 export { ReplicaQuorumError };
-
-/**
- * Changes smaller than this are sent `durable` (synced by the replica before
- * it answers); larger ones are written in place there and synced by a flush.
- */
-export const durableChangeBytesMax = inPlaceBytesDefault;
 
 /** Options of {@linkcode ReplicatedObjects}. */
 export interface ReplicatedObjectsOptions {
@@ -253,22 +246,12 @@ export class ReplicatedObjects {
     const targets = links.filter((link) => written.current.has(link.id));
     const self = targets.find((link) => link.id === this.#options.selfId);
     const remotes = targets.filter((link) => link !== self);
-    // Small writes are synced by the other replicas before they answer (group
-    // commit there), so a FLUSH finds them durable on a quorum and asks nothing.
-    // Large ones are written in place and synced by the flush.
-    const remoteChange = { ...change, durable: change.data.length < durableChangeBytesMax };
-    const replies = await Promise.allSettled(
-      remotes.map((link) => link.change(name, remoteChange)),
-    );
+    const replies = await Promise.allSettled(remotes.map((link) => link.change(name, change)));
     const current = new Set<string>();
-    const durable = new Set<string>();
     let fenced: Error | null = null;
     replies.forEach((reply, i) => {
       if (reply.status === "fulfilled" && reply.value.applied) {
         current.add(remotes[i].id);
-        if (reply.value.durable === true) durable.add(remotes[i].id);
-        // Noted even when durable: the flush checks the quorum (it may have grown
-        // since, with a member back) and raises floors for copies too few.
         this.#unflushed.note(remotes[i], name);
       } else if (reply.status === "rejected" && isFenced(reply.reason)) {
         fenced = new LeaseLostError(String(reply.reason.message), { cause: reply.reason });
@@ -288,7 +271,6 @@ export class ReplicatedObjects {
     this.counters.laggards += targets.length - current.size;
     written.stamp = [change.epoch, change.version];
     written.current = current;
-    written.durable = { stamp: written.stamp, ids: durable };
     if (fenced !== null) {
       this.#writers.delete(name);
       throw fenced;

@@ -28,7 +28,6 @@ import {
   ReplicatedObjects,
   type Stamp,
 } from "../data/mod.ts";
-import { durableChangeBytesMax } from "../data/replicated_objects.ts";
 import { MemoryDisk, MemoryPlatter } from "./_memory_disk.ts";
 
 /** One replica on a memory disk, reached through a link that can be cut. */
@@ -37,8 +36,6 @@ class TestReplica implements ObjectLink {
   down = false;
   /** While set, a flush waits for it (then answers, or fails when down by then). */
   gate: Promise<void> | null = null;
-  /** Flushes asked of it. */
-  flushes = 0;
   #platter = new MemoryPlatter();
   #disk: MemoryDisk;
   #replica: ObjectReplica;
@@ -66,7 +63,6 @@ class TestReplica implements ObjectLink {
     return await this.#reach().stamps(names);
   }
   async flush(names: string[]): Promise<Stamp[]> {
-    this.flushes++;
     if (this.gate !== null) await this.gate;
     return await this.#reach().flush(names);
   }
@@ -80,11 +76,7 @@ class TestReplica implements ObjectLink {
 const uid = "a".repeat(32);
 // Flushes name the volume: a loss is reported to the flush of the volume that wrote it.
 const name = `${uid}.1.0`;
-/**
- * Large writes: written in place on each replica and made durable by a flush.
- * (Small ones are synced by each replica before it answers: see the last tests.)
- */
-const size = durableChangeBytesMax;
+const size = 4096;
 const bytes = (fill: number) => new Uint8Array(size).fill(fill);
 
 function writerOver(replicas: TestReplica[]): ReplicatedObjects {
@@ -202,33 +194,6 @@ Deno.test("a change that reached one replica only is never overtaken under its s
   for (const [i, copy] of copies.entries()) {
     assert.deepEqual(copy.data, expected, `copy on ${replicas[i].id}`);
   }
-});
-
-Deno.test("small writes are durable when acknowledged: a restart of every replica keeps them, unflushed", async () => {
-  const replicas = [new TestReplica("a"), new TestReplica("b"), new TestReplica("c")];
-  const objects = writerOver(replicas);
-  const small = (fill: number) => new Uint8Array(4096).fill(fill);
-  await objects.write(name, 0, small(1), { truncate: true });
-  await objects.write(name, 4096, small(2));
-  for (const replica of replicas) replica.restart(); // no flush
-  for (const replica of replicas) {
-    const { data } = await replica.read(name, 0, -1);
-    assert.deepEqual(data.subarray(0, 4096), small(1), `first write on ${replica.id}`);
-    assert.deepEqual(data.subarray(4096, 8192), small(2), `second write on ${replica.id}`);
-  }
-});
-
-Deno.test("a flush after small writes asks no replica, unless the quorum is not durable", async () => {
-  const replicas = [new TestReplica("a"), new TestReplica("b"), new TestReplica("c")];
-  const objects = writerOver(replicas);
-  const flushes = () => replicas.reduce((sum, replica) => sum + replica.flushes, 0);
-  await objects.write(name, 0, new Uint8Array(4096).fill(1), { truncate: true });
-  await objects.flush(uid);
-  assert.equal(flushes(), 0, "every replica synced before it answered");
-  // A large write is written in place, durable only once flushed.
-  await objects.write(name, 0, bytes(2));
-  await objects.flush(uid);
-  assert.equal(flushes(), 3);
 });
 
 Deno.test("a former writer whose lease is not confirmed reads from the replicas, not its last stamp", async () => {
