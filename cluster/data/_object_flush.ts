@@ -69,11 +69,10 @@ export class ObjectFlush {
       return placed.get(name)!.has(id);
     };
     const durable = new Map<string, number>();
-    const pending = taken;
     const flushed = await Promise.allSettled(
-      pending.map(({ link, names }) => link.flush([...names])),
+      taken.map(({ link, names }) => link.flush([...names])),
     );
-    pending.forEach(({ link, names }, i) => {
+    taken.forEach(({ link, names }, i) => {
       const result = flushed[i];
       [...names].forEach((name, j) => {
         // Durable here only at the stamp this node wrote: a replica that restarted and

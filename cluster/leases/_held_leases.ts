@@ -34,8 +34,7 @@ export interface HeldLeasesOptions {
 export class HeldLeases {
   /** Volumes this node holds: name → epoch and uid. */
   #held = new Map<string, HeldLease>();
-  /** Volume uid → the epoch this node writes it under, and the volume's name. */
-  #epochs = new Map<string, number>();
+  /** Volume uid → the name of the volume (its lease in `#held`). */
   #names = new Map<string, string>();
   /** Times this node lost the lease of a volume (connections older than a loss are fenced). */
   #losses = new Map<string, number>();
@@ -57,7 +56,8 @@ export class HeldLeases {
 
   /** The epoch this node writes volume `uid` under; 0 when it holds no lease on it. */
   epochOf(uid: string): number {
-    return this.#epochs.get(uid) ?? 0;
+    const name = this.#names.get(uid);
+    return name === undefined ? 0 : this.#held.get(name)?.epoch ?? 0;
   }
 
   /** How many times this node lost the lease of `name`. */
@@ -80,7 +80,6 @@ export class HeldLeases {
   /** This node took the lease of `name` (volume `uid`) at `epoch`. */
   hold(name: string, epoch: number, uid: string): void {
     this.#held.set(name, { epoch, uid });
-    this.#epochs.set(uid, epoch);
     this.#names.set(uid, name);
     this.#options.validity.granted(name, this.#options.clock.now());
   }
@@ -100,7 +99,6 @@ export class HeldLeases {
     });
     this.#held.delete(name);
     this.#options.validity.forget(name);
-    this.#epochs.delete(held.uid);
     this.#names.delete(held.uid);
     this.countLoss(name);
     this.#options.reads.forget(name);
@@ -112,7 +110,6 @@ export class HeldLeases {
   released(name: string, held: HeldLease): void {
     this.#held.delete(name);
     this.#options.validity.forget(name);
-    this.#epochs.delete(held.uid);
     this.#names.delete(held.uid);
     this.#options.reads.forget(name);
     this.#options.counters.released++;

@@ -71,12 +71,8 @@ export class LeaseValidity {
    * (no metadata quorum) when it cannot tell.
    */
   async confirm(name: string): Promise<void> {
-    const left = (this.#validUntil.get(name) ?? -Infinity) - this.#clock.now();
-    if (left > 0) {
-      // Busy volumes are confirmed ahead, so that none of their requests waits.
-      if (left < this.#validMs / 2) this.#refresh(name).catch(() => {});
-      return;
-    }
+    // Busy volumes are confirmed ahead (isValid), so that none of their requests waits.
+    if (this.isValid(name)) return;
     const abort = new AbortController();
     const waited = this.#clock.sleep(checkWaitValidities * this.#validMs, abort.signal)
       .then(() => {

@@ -74,7 +74,8 @@ export interface ClusterSimOptions {
    * starts again) and a new member with an empty disk joins in its place, as
    * an operator replaces a failed host: placement drops it after the dead
    * grace and healing copies its data to the others. At R = 3 during the
-   * faults; at R = 2 after them (_cluster_sim_faults.ts, replace).
+   * faults (or after them, when none came); at R = 2 after them
+   * (_cluster_sim_faults.ts, replace).
    */
   replacements?: boolean;
   trace?: (line: string) => void;
@@ -273,8 +274,9 @@ export class ClusterSim implements ClusterSimHost {
     sim.heal();
     await sim.world.run(chaosEnd + 20_000);
     if (options.replacements === true && sim.gone().size === 0 && replaceMember(sim)) {
-      // At R = 2, once healing had time (_cluster_sim_faults.ts, replace): then as long
-      // again for the dead grace and healing to copy the lost member's data.
+      // None during the faults (always so at R = 2: _cluster_sim_faults.ts, replace): now,
+      // once healing had time, then as long again for the dead grace and healing to
+      // copy the lost member's data.
       sim.count("replace");
       await sim.world.run(chaosEnd + 45_000);
     }

@@ -14,7 +14,6 @@ import {
   frameHeader,
   FrameKind,
   frameMethod,
-  linkInlineDataBytesMax,
 } from "./link_wire.ts";
 import type { RpcMethod } from "./rpc_message.ts";
 
@@ -54,12 +53,7 @@ export class LinkCalls {
       if (method === undefined) throw new TypeError(`unknown method ${name}`);
       const reply = await method({ header, data: frameData(frame) });
       const replyFrame = { kind: FrameKind.reply, id: frame.id };
-      const parts = encodeMessageFrame(
-        replyFrame,
-        reply.header,
-        reply.data,
-        linkInlineDataBytesMax,
-      );
+      const parts = encodeMessageFrame(replyFrame, reply.header, reply.data);
       const sent = reply.sent;
       if (sent === undefined) return { parts, written: release };
       return { parts, written: () => (release?.(), sent()) };

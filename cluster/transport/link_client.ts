@@ -22,7 +22,6 @@ import {
   linkConnectionsPerPeerMax,
   linkHandshakeTimeoutMs,
   linkHttpPeerRecheckMs,
-  linkInlineDataBytesMax,
   linkProbeTimeoutMs,
   NotALinkError,
 } from "./link_wire.ts";
@@ -107,7 +106,7 @@ export class LinkClient implements RpcCaller {
       return await fallback.call(address, method, message, timeoutMs);
     }
     const frame = { kind: FrameKind.call, id: 0, method: this.#methodName(method) };
-    const parts = encodeMessageFrame(frame, message.header, message.data, linkInlineDataBytesMax);
+    const parts = encodeMessageFrame(frame, message.header, message.data);
     for (let attempt = 1;; attempt++) {
       const link = await this.#linkTo(address, deadlineMs).catch((error) => {
         if (!(error instanceof NotALinkError) || fallback === undefined) {

@@ -178,7 +178,7 @@ export function encodeMessageFrame(
   frame: { kind: number; id: number; method?: Uint8Array },
   header: Record<string, unknown>,
   given: Uint8Array | readonly Uint8Array[] | undefined,
-  inlineBytesMax: number,
+  inlineBytesMax = linkInlineDataBytesMax,
 ): Uint8Array[] {
   const parts = given === undefined ? [] : given instanceof Uint8Array ? [given] : given;
   const json = Object.keys(header).length === 0
