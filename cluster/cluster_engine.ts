@@ -247,9 +247,9 @@ export class ClusterEngine implements Engine {
     name: string,
     range: ByteRange,
     into: Uint8Array,
-    options: { existing?: boolean; view?: string } = {},
+    options: { existing?: boolean; view?: string; frozen?: boolean } = {},
   ): Promise<void> {
-    return this.objects.read(name, range.offset, into, options.existing ?? false, options.view);
+    return this.objects.read(name, range.offset, into, options);
   }
 
   writeObject(

@@ -49,12 +49,15 @@ export interface Engine {
    * `view`: nothing changes the object between reads under the same view (a
    * volume nobody may write, at one lease epoch): an engine may read it again
    * from the copy it found newest under that view, without asking the others.
+   * `frozen`: no writer changes the object any more (a snapshot's, one of an
+   * earlier generation than its volume's): an engine may reuse what it learnt
+   * of it since the caller knew it frozen.
    */
   readObject(
     name: string,
     range: ByteRange,
     into: Uint8Array,
-    options?: { existing?: boolean; view?: string },
+    options?: { existing?: boolean; view?: string; frozen?: boolean },
   ): Promise<void>;
   /**
    * Writes `data` at `offset` in an object, creating it when missing. With

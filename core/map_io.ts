@@ -26,17 +26,34 @@ export function* spansOf(range: ByteRange, blockSize: number): Generator<Span> {
   }
 }
 
-/** Reads `range` of one entry into `into` (`view`: see Engine.readObject). */
+/**
+ * How a map's objects are read: `view` (see Engine.readObject), and `owns`,
+ * the objects a writer may still change (the reading volume's own); every
+ * other object a map names is frozen. Without `owns`, all are (a snapshot).
+ */
+export interface MapReading {
+  view?: string;
+  owns?: (name: string) => boolean;
+}
+
+/** Reads `range` of one entry into `into`. */
 export async function readEntry(
   engine: Engine,
   entry: MapEntry,
   range: ByteRange,
   into: Uint8Array,
-  view?: string,
+  reading: MapReading = {},
 ): Promise<void> {
   if (entry.kind === "zero") into.fill(0);
   else if (entry.kind === "block") await engine.readBlock(entry.hash, range, into);
-  else await engine.readObject(entry.name, range, into, { existing: true, view });
+  else {
+    const frozen = !(reading.owns?.(entry.name) ?? false);
+    await engine.readObject(entry.name, range, into, {
+      existing: true,
+      view: reading.view,
+      frozen,
+    });
+  }
 }
 
 /** Reads `range` of the bytes `map` describes into `into` (length range.length). */
@@ -45,13 +62,13 @@ export async function readMapRange(
   map: BlockMap,
   range: ByteRange,
   into: Uint8Array,
-  view?: string,
+  reading: MapReading = {},
 ): Promise<void> {
   assert(into.length === range.length);
   assert(range.offset >= 0 && range.offset + range.length <= map.sizeBytes);
   for (const span of spansOf(range, map.blockSize)) {
     const part = into.subarray(span.at, span.at + span.length);
-    await readEntry(engine, map.get(span.index), span, part, view);
+    await readEntry(engine, map.get(span.index), span, part, reading);
   }
 }
 

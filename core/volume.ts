@@ -22,7 +22,7 @@
 import type { BlockMap } from "./block_map.ts";
 import type { ByteRange, Engine } from "./engine.ts";
 import { LeaseLostError, NotFoundError } from "./errors.ts";
-import { checkRange, type Extent, mapExtents, readMapRange } from "./map_io.ts";
+import { checkRange, type Extent, mapExtents, type MapReading, readMapRange } from "./map_io.ts";
 import { SharedMutex } from "./_mutex.ts";
 import { recordKey, type VolumeHeader, type VolumeLease } from "./records.ts";
 import { VolumeRecord } from "./_volume_record.ts";
@@ -56,7 +56,8 @@ export class Volume {
    * alone.
    */
   #mutex = new SharedMutex();
-  #readView: string | undefined;
+  /** How reads go to the engine: under `readView`, and its own objects not frozen. */
+  #reading: MapReading;
 
   /**
    * `reader`: an instance nobody writes through (a loss recorded is the writer's
@@ -71,8 +72,8 @@ export class Volume {
     options: { reader?: boolean; readView?: string } = {},
   ) {
     this.engine = engine;
-    this.#readView = options.readView;
     this.#record = new VolumeRecord(engine, header, map, version);
+    this.#reading = { view: options.readView, owns: (name) => this.#record.owns(name) };
     this.#writer = new VolumeWriter(engine, this.#record);
     this.#losses = new WriteLosses(engine, this.#record, this.#mutex, options.reader ?? false);
   }
@@ -139,7 +140,7 @@ export class Volume {
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
     await this.#losses.recovering(
       false,
-      () => readMapRange(this.engine, this.#record.map, range, into, this.#readView),
+      () => readMapRange(this.engine, this.#record.map, range, into, this.#reading),
     );
     return into;
   }

@@ -13,7 +13,8 @@ import { isFenced } from "./fences.ts";
 import { compareStamps, type Stamp } from "./object_link.ts";
 import type { WrittenObjects } from "./_written_objects.ts";
 import type { PendingOnReplica, Unflushed } from "./_unflushed.ts";
-import { needsFloor, noFloors } from "./object_floors.ts";
+import { needsFloor } from "./object_floors.ts";
+import type { FloorCache } from "./_floor_cache.ts";
 import type { ReplicatedObjectsOptions } from "./replicated_objects.ts";
 
 /** The writer's state a flush works on, shared with its ReplicatedObjects. */
@@ -24,6 +25,8 @@ export interface ObjectFlushParts {
   locks: KeyedMutex;
   /** Background repairs (ReplicatedObjects.settle waits for them). */
   background: Set<Promise<void>>;
+  /** Where floors are raised (through the reads' cache of them). */
+  floors: FloorCache;
 }
 
 /** See the module doc. */
@@ -33,6 +36,7 @@ export class ObjectFlush {
   #unflushed: Unflushed;
   #locks: KeyedMutex;
   #background: Set<Promise<void>>;
+  #floors: FloorCache;
 
   constructor(parts: ObjectFlushParts) {
     this.#options = parts.options;
@@ -40,6 +44,7 @@ export class ObjectFlush {
     this.#unflushed = parts.unflushed;
     this.#locks = parts.locks;
     this.#background = parts.background;
+    this.#floors = parts.floors;
   }
 
   /** ReplicatedObjects.flush. */
@@ -124,8 +129,7 @@ export class ObjectFlush {
       task.finally(() => this.#background.delete(task));
     }
     // Durable on too few copies for every read to see: say so before acknowledging.
-    const raising = this.#options.floors ?? noFloors;
-    await Promise.all([...floors].map(([uid, raised]) => raising.raise(uid, raised)));
+    await Promise.all([...floors].map(([uid, raised]) => this.#floors.raise(uid, raised)));
     if (uid === undefined) this.#unflushed.addUnheard(lost.splice(0));
     else lost.push(...this.#unflushed.takeUnheardOf(ofScope));
     if (lost.length > 0) throw new WritesLostError(lost);

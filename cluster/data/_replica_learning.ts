@@ -97,6 +97,10 @@ export async function learnWhereItStands(
   /** A map names the object: it was written before. */
   existing = false,
 ): Promise<ObjectLink[] | "lost"> {
+  // Asked whatever the replicas answer: even replicas that agree may all hold
+  // less than a flush made durable (_replica_copies.ts, readNewest).
+  const floor = lookup.floorOf();
+  floor.catch(() => {}); // awaited below unless too few replicas answer
   const replies = await Promise.allSettled(
     links.map((link) => flush ? link.flush([name]) : link.stamps([name])),
   );
@@ -113,10 +117,12 @@ export async function learnWhereItStands(
   const newest = newestOf(answers)!.stamp;
   const everyone = answers.length === links.length;
   const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, newest) === 0);
-  // Replicas that disagree, hold less than this writer acknowledged, or are asked
-  // for the first time under this lease (they may all be new to the object since
-  // the placement changed): the newest copy may sit off the placement (readNewest).
-  const below = compareStamps(newest, written.acked) < 0;
+  // Replicas that disagree, hold less than this writer acknowledged or than the
+  // object's floor, or are asked for the first time under this lease (they may all
+  // be new to the object since the placement changed): the newest copy may sit off
+  // the placement (readNewest).
+  const least = await floor;
+  const below = compareStamps(newest, written.acked) < 0 || compareStamps(newest, least) < 0;
   const elsewhere = agree && !below && !fresh ? [] : await stampsElsewhere(
     name,
     links,
@@ -137,7 +143,7 @@ export async function learnWhereItStands(
     }
     return "lost";
   }
-  if (!agree) await checkFloor(name, best, lookup.floorOf);
+  checkFloor(name, best, least);
   const holders = answers.filter(({ stamp }) => compareStamps(stamp, best) === 0)
     .map(({ link }) => link);
   const outside = elsewhere.filter(({ stamp }) => compareStamps(stamp, best) === 0)

@@ -11,7 +11,7 @@ import { compareStamps, type ObjectLink } from "./object_link.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
 import type { SettledReads } from "./_settled_reads.ts";
 import type { Unflushed } from "./_unflushed.ts";
-import { noFloors } from "./object_floors.ts";
+import type { FloorCache, FloorScope } from "./_floor_cache.ts";
 import { type Lookup, ReplicaQuorumError, type Written } from "./_replica_copies.ts";
 import { copyWhole, learnWhereItStands } from "./_replica_learning.ts";
 import type { ObjectCounters, ReplicatedObjectsOptions } from "./replicated_objects.ts";
@@ -23,17 +23,18 @@ export class WrittenObjects {
   #counters: ObjectCounters;
   #unflushed: Unflushed;
   #views: SettledReads;
+  #floors: FloorCache;
 
   constructor(
     options: ReplicatedObjectsOptions,
     counters: ObjectCounters,
-    unflushed: Unflushed,
-    views: SettledReads,
+    parts: { unflushed: Unflushed; views: SettledReads; floors: FloorCache },
   ) {
     this.#options = options;
     this.#counters = counters;
-    this.#unflushed = unflushed;
-    this.#views = views;
+    this.#unflushed = parts.unflushed;
+    this.#views = parts.views;
+    this.#floors = parts.floors;
   }
 
   /** What this node knows of `name` (undefined: it did not write it, or forgot). */
@@ -87,14 +88,15 @@ export class WrittenObjects {
     fresh = false,
     existing = false,
   ): Promise<void> {
+    const epoch = this.#options.epochOf(parseObjectName(name).uid);
     const copied = await learnWhereItStands(
       name,
       written,
       this.ordered(links),
       quorum,
       flush,
-      this.#options.epochOf(parseObjectName(name).uid),
-      this.lookup(name),
+      epoch,
+      this.lookup(name, { kind: "writer", epoch }),
       fresh,
       existing,
     );
@@ -172,14 +174,11 @@ export class WrittenObjects {
     throw new WritesLostError([name]);
   }
 
-  /** Where else copies of `name` may be, and its floor (asked when its replicas disagree). */
-  lookup(name: string): Lookup {
+  /** Where else copies of `name` may be, and its floor (read again unless `scope` says it stands). */
+  lookup(name: string, scope: FloorScope): Lookup {
     return {
       everyone: () => this.#options.everyone?.() ?? [],
-      floorOf: async () => {
-        const floors = await (this.#options.floors ?? noFloors).of(parseObjectName(name).uid);
-        return floors.get(name) ?? [0, 0];
-      },
+      floorOf: () => this.#floors.floorOf(name, scope),
     };
   }
 

@@ -32,7 +32,8 @@ import { compareStamps, type ObjectChange, type ObjectLink } from "./object_link
 import { SettledReads } from "./_settled_reads.ts";
 import { WrittenObjects } from "./_written_objects.ts";
 import { Unflushed } from "./_unflushed.ts";
-import type { ObjectFloors } from "./object_floors.ts";
+import { noFloors, type ObjectFloors } from "./object_floors.ts";
+import { FloorCache, type FloorScope } from "./_floor_cache.ts";
 import { readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
 import { ObjectFlush } from "./_object_flush.ts";
 
@@ -78,19 +79,27 @@ export class ReplicatedObjects {
   /** Where reads under a view found each object (reads of volumes nobody may write). */
   #views = new SettledReads();
   #background = new Set<Promise<void>>();
+  /** Floors as reads check them (_floor_cache.ts). */
+  #floors: FloorCache;
 
   #writers: WrittenObjects;
   #flush: ObjectFlush;
 
   constructor(options: ReplicatedObjectsOptions) {
     this.#options = options;
-    this.#writers = new WrittenObjects(options, this.counters, this.#unflushed, this.#views);
+    this.#floors = new FloorCache(options.floors ?? noFloors);
+    this.#writers = new WrittenObjects(options, this.counters, {
+      unflushed: this.#unflushed,
+      views: this.#views,
+      floors: this.#floors,
+    });
     this.#flush = new ObjectFlush({
       options,
       writers: this.#writers,
       unflushed: this.#unflushed,
       locks: this.#locks,
       background: this.#background,
+      floors: this.#floors,
     });
   }
 
@@ -124,23 +133,25 @@ export class ReplicatedObjects {
   /**
    * Reads `into.length` bytes at `offset` from a replica holding the latest
    * version. Throws WritesLostError when this node acknowledged writes of the
-   * object that no replica holds any more.
+   * object that no replica holds any more. `existing`, `view`, `frozen`: see
+   * Engine.readObject.
    */
   async read(
     name: string,
     offset: number,
     into: Uint8Array,
-    existing = false,
-    view?: string,
+    options: { existing?: boolean; view?: string; frozen?: boolean } = {},
   ): Promise<void> {
+    const { existing = false, view, frozen = false } = options;
     if (this.#unflushed.takeUnheard(name)) throw new WritesLostError([name]);
     const links = this.#writers.ordered(this.#options.replicasOf(name));
     const written = this.#writers.get(name);
     // What this node knows as the writer is the truth only while its lease is
     // confirmed: a holder cut off and taken over, not told yet, read a snapshot
     // the new holder took from its own stale copy (seed 150057 with joins).
-    const writes = written !== undefined &&
-      (this.#options.trustsWriter?.(parseObjectName(name).uid) ?? true);
+    const uid = parseObjectName(name).uid;
+    const trusted = this.#options.trustsWriter?.(uid) ?? true;
+    const writes = written !== undefined && trusted;
     // Objects this node writes are read from their current replicas (below); under a
     // view, the others from where a read found them newest.
     if (!writes && view !== undefined) {
@@ -166,7 +177,15 @@ export class ReplicatedObjects {
     }
     // Not the writer (or its replicas failed): read the copy with the highest stamp.
     const acked = written?.acked ?? [0, 0];
-    const newest = await readNewest(name, links, offset, into, this.#writers.lookup(name), {
+    const scope: FloorScope = frozen
+      ? { kind: "frozen" }
+      : view !== undefined && !writes
+      ? { kind: "view", view }
+      : trusted && this.#options.epochOf(uid) > 0
+      ? { kind: "writer", epoch: this.#options.epochOf(uid) }
+      : { kind: "once" };
+    const lookup = this.#writers.lookup(name, scope);
+    const newest = await readNewest(name, links, offset, into, lookup, {
       atLeast: acked,
       existing,
     });

@@ -14,6 +14,9 @@
  *   overtaken by a different change under the same stamp.
  * - A former writer whose lease is not confirmed does not trust what it knew
  *   as the writer: another holder may have written since.
+ * - Replicas that agree on a copy below the object's floor are neither read
+ *   nor written over: the copy at the floor is looked for off the placement,
+ *   and the object is unavailable until it answers.
  * Method: ReplicatedObjects over ObjectReplicas on memory disks (a restart
  * keeps only what was flushed), each behind a link the test can cut.
  */
@@ -222,7 +225,7 @@ Deno.test("a former writer whose lease is not confirmed reads from the replicas,
   await taker.flush(uid);
   replicas[2].down = false;
   const into = new Uint8Array(4096);
-  await old.read(name, 0, into, true); // a snapshot's read: no lease confirmed first
+  await old.read(name, 0, into, { existing: true }); // a snapshot's read: no lease confirmed first
   assert.deepEqual(into, small(2));
 });
 
@@ -265,6 +268,76 @@ Deno.test("a flush makes writes durable where the placement is now, not where th
     everyone: () => replicas,
   });
   const into = new Uint8Array(4096);
-  await reader.read(name, 0, into, true);
+  await reader.read(name, 0, into, { existing: true });
   assert.deepEqual(into, small(2));
+});
+
+Deno.test("replicas that agree on a copy below its floor are not taken for the newest", async () => {
+  // Seed 600710 (joins, leaves) at 6064f41: R = 2 with replica b dead, a flush made version 2
+  // durable on a alone and raised its floor; b came back with version 1, a left, the placement
+  // became b and c, healing copied b's version 1 to c, and a reader took the two agreeing
+  // copies for the newest. Floors are checked whatever the replicas answer.
+  const replicas = ["a", "b", "c"].map((id) => new TestReplica(id));
+  const [a, b, c] = replicas;
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  const saved = new Map<string, Stamp>();
+  const floors = {
+    of: () => Promise.resolve(new Map(saved)),
+    raise: (_uid: string, raised: Map<string, Stamp>) => {
+      for (const [object, stamp] of raised) saved.set(object, stamp);
+      return Promise.resolve();
+    },
+  };
+  const dead = new Set<string>();
+  const writer = new ReplicatedObjects({
+    selfId: "w",
+    replicasOf: () => [a, b],
+    epochOf: () => 1,
+    isDead: (id) => dead.has(id),
+    floors,
+  });
+  await writer.write(name, 0, small(1), { truncate: true });
+  await writer.flush(uid);
+  b.down = true;
+  dead.add("b");
+  await writer.write(name, 0, small(2), { existing: true });
+  await writer.flush(uid); // durable on a alone: its floor is raised
+  assert.equal(saved.size, 1);
+  await writer.settle(); // its background catch-up of b failed: b is still down
+  b.down = false;
+  a.down = true; // a leaves; healing copies b's version 1 to c, the placement's new replica
+  const { data, stamp } = await b.read(name, 0, -1);
+  await c.change(name, {
+    epoch: stamp[0],
+    version: stamp[1],
+    replace: true,
+    heal: true,
+    offset: 0,
+    data,
+  });
+  let everyone = [b, c];
+  const options = {
+    replicasOf: () => [b, c],
+    epochOf: () => 2,
+    everyone: () => everyone,
+    floors,
+  };
+  const reader = new ReplicatedObjects({ selfId: "r", ...options });
+  const into = new Uint8Array(4096);
+  await assert.rejects(reader.read(name, 0, into, { existing: true }), ReplicaQuorumError);
+  const taker = new ReplicatedObjects({ selfId: "t", ...options });
+  await assert.rejects(
+    taker.write(name, 0, small(3).subarray(0, 512), { existing: true }),
+    ReplicaQuorumError,
+  );
+  // a comes back, off the placement: the copy at the floor is found there.
+  a.down = false;
+  everyone = replicas;
+  await reader.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(2));
+  await taker.write(name, 0, small(3).subarray(0, 512), { existing: true });
+  await taker.flush(uid);
+  await reader.read(name, 0, into, { existing: true });
+  assert.deepEqual(into.subarray(0, 512), small(3).subarray(0, 512));
+  assert.deepEqual(into.subarray(512), small(2).subarray(512));
 });
