@@ -133,12 +133,20 @@ export class EngineMeta {
     });
   }
 
-  /** The keys under `prefix` that have a value. */
-  async list(prefix: string): Promise<string[]> {
+  /**
+   * The keys under `prefix` that have a value. `settled` (Engine.listMeta):
+   * every voter must answer, so that a value a failed proposer left on a few
+   * acceptors is seen and settled here, not chosen by a later read (seed
+   * 410496 of the data-path simulation at 687b6de: an upload's image record,
+   * accepted only by the uploader's own acceptor before it crashed, was chosen
+   * by a read after a collection had swept the image's blocks).
+   */
+  async list(prefix: string, settled = false): Promise<string[]> {
     // Every key a quorum of the voters holds, or an error: never a partial list.
-    const candidates = await listChosenKeys({
+    const { keys: candidates, partial } = await listChosenKeys({
       configs: this.#options.nodeConfig,
       prefix,
+      everyVoter: settled,
       ask: async (id) => {
         if (id === this.#options.selfId) {
           return {
@@ -162,11 +170,16 @@ export class EngineMeta {
       },
     });
     // An acceptor that missed a delete still lists the key: read each through a quorum.
+    // One only some voters hold is read with a full round: its value is then chosen
+    // or superseded for good (a read's fast path may see a quorum without it).
     const keys: string[] = [];
+    const present = async (key: string) =>
+      (partial.has(key) ? await this.proposer.refresh(key) : await this.proposer.read(key))
+        .value !== null;
     for (let i = 0; i < candidates.length; i += listReadsInFlightMax) {
       const batch = candidates.slice(i, i + listReadsInFlightMax);
-      const present = await Promise.all(batch.map(async (key) => await this.get(key) !== null));
-      keys.push(...batch.filter((_, j) => present[j]));
+      const found = await Promise.all(batch.map(present));
+      keys.push(...batch.filter((_, j) => found[j]));
     }
     return keys;
   }

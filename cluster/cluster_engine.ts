@@ -288,8 +288,8 @@ export class ClusterEngine implements Engine {
     return this.#meta.delete(key, expectedVersion);
   }
 
-  listMeta(prefix: string): Promise<string[]> {
-    return this.#meta.list(prefix);
+  listMeta(prefix: string, options: { settled?: boolean } = {}): Promise<string[]> {
+    return this.#meta.list(prefix, options.settled ?? false);
   }
 
   async flush(volume?: string): Promise<void> {

@@ -87,8 +87,13 @@ export interface Engine {
   putMeta(key: string, value: Uint8Array, expectedVersion: number): Promise<number>;
   /** Deletes `key` when its version is `expectedVersion`; throws VersionMismatchError otherwise. */
   deleteMeta(key: string, expectedVersion: number): Promise<void>;
-  /** Keys that start with `prefix`, sorted. */
-  listMeta(prefix: string): Promise<string[]>;
+  /**
+   * Keys that start with `prefix`, sorted. `settled`: none can appear later
+   * from a write that failed before this call (in a cluster, a value its
+   * proposer left on too few acceptors is chosen now or never): garbage
+   * collection's marks, which must not sweep what such a record names.
+   */
+  listMeta(prefix: string, options?: { settled?: boolean }): Promise<string[]>;
 
   /**
    * Makes every block put and object write that resolved before this call

@@ -69,7 +69,7 @@ export async function collectGarbage(options: {
 
   const markRecords = async () => {
     for (const prefix of ["image/", "snapshot/", "volume/"]) {
-      for (const key of await engine.listMeta(prefix)) {
+      for (const key of await engine.listMeta(prefix, { settled: true })) {
         const entry = await engine.getMeta(key);
         if (entry === null) continue;
         const { header, map } = decodeRecord<VolumeHeader>(entry.value);

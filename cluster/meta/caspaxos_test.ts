@@ -35,7 +35,8 @@ function acceptorFixture() {
   };
   const configs = holder();
   let acceptor = new Acceptor(store, configs);
-  const fault = { down: false, delayMs: 0 };
+  // `acceptsLost`: prepares arrive, accepts do not (a proposer that crashes between them).
+  const fault = { down: false, delayMs: 0, acceptsLost: false };
   const reach = async <T>(call: () => Promise<T>): Promise<T> => {
     if (fault.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
     if (fault.down) throw new Error("unreachable");
@@ -44,7 +45,10 @@ function acceptorFixture() {
   const link: AcceptorLink = {
     prepare: (key, ballot, config) => reach(() => acceptor.prepare(key, ballot, config)),
     accept: (key, ballot, register, config) =>
-      reach(() => acceptor.accept(key, ballot, register, config)),
+      reach(() => {
+        if (fault.acceptsLost) throw new Error("the accept was lost");
+        return acceptor.accept(key, ballot, register, config);
+      }),
   };
   return {
     link,
@@ -287,4 +291,37 @@ Deno.test("a refresh keeps the change id, so an adopted change is not applied tw
   // p's own retry finds its change and proposes it again; it never applies it twice.
   assert.equal(decode(await pending), 1);
   assert.equal(decode(await reader.read("volume/r")), 1);
+});
+
+Deno.test("a value left on one acceptor: a read may miss it and a later one choose it; a refresh settles it", async () => {
+  // Seed 410496 of the data-path simulation at 687b6de: an upload's image record reached
+  // only its node's own acceptor before the node crashed; a collection's listing read it
+  // as absent and swept the image's blocks, and a later read chose the record.
+  const acceptors = [acceptorFixture(), acceptorFixture(), acceptorFixture()];
+  const peeking = acceptors.map((acceptor) => acceptor.peekLink());
+  const writer = proposer("w", () => peeking);
+  const reader = proposer("r", () => peeking);
+  const leaveOnA2 = async (key: string) => {
+    acceptors[0].fault.acceptsLost = true;
+    acceptors[1].fault.acceptsLost = true;
+    await assert.rejects(writer.change(key, increment), NoQuorumError);
+    acceptors[0].fault.acceptsLost = false;
+    acceptors[1].fault.acceptsLost = false;
+  };
+  await leaveOnA2("image/missed");
+  acceptors[2].fault.down = true; // a2 answers too late for the read
+  assert.equal((await reader.read("image/missed")).value, null);
+  acceptors[2].fault.down = false;
+  acceptors[0].fault.down = true;
+  assert.equal(decode(await reader.read("image/missed")), 1, "a later read chose it");
+  acceptors[0].fault.down = false;
+
+  // A refresh's full round chooses the value or writes its absence over it, for good.
+  await leaveOnA2("image/settled");
+  const settled = (await reader.refresh("image/settled")).value;
+  for (const down of [0, 1, 2]) {
+    acceptors[down].fault.down = true;
+    assert.deepEqual((await reader.read("image/settled")).value, settled, `a${down} down`);
+    acceptors[down].fault.down = false;
+  }
 });

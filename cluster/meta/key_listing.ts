@@ -36,12 +36,27 @@ export interface KeyListingOptions {
   prefix: string;
 }
 
+/** What {@linkcode listChosenKeys} found. */
+export interface ListedKeys {
+  /** Every key some voter that answered holds, sorted. */
+  keys: string[];
+  /**
+   * Those that some voters that answered do not hold: deleted since (a voter
+   * missed the deletion) or a value its proposer left on too few acceptors,
+   * which a later read may still choose (a read's full round settles it).
+   */
+  partial: Set<string>;
+}
+
 /**
- * The sorted union of the keys a quorum of the voters holds under the prefix;
- * NoQuorumError when too few voters answer. Keys deleted since may be among
- * them (a voter that missed the deletion): callers read each through a quorum.
+ * The sorted union of the keys a quorum of the voters holds under the prefix
+ * (with `everyVoter`, all of them); NoQuorumError when too few voters answer.
+ * Keys deleted since may be among them (a voter that missed the deletion):
+ * callers read each through a quorum.
  */
-export async function listChosenKeys(options: KeyListingOptions): Promise<string[]> {
+export async function listChosenKeys(
+  options: KeyListingOptions & { everyVoter?: boolean },
+): Promise<ListedKeys> {
   for (let attempt = 0;; attempt++) {
     const config = options.configs.current();
     if (config === null) {
@@ -52,13 +67,13 @@ export async function listChosenKeys(options: KeyListingOptions): Promise<string
     const voters = allVoters(config);
     const answers = await Promise.allSettled(voters.map((id) => options.ask(id)));
     const answered = new Set<string>();
-    const keys = new Set<string>();
+    const holders = new Map<string, number>();
     let newest = config;
     for (let i = 0; i < voters.length; i++) {
       const answer = answers[i];
       if (answer.status === "rejected") continue;
       answered.add(voters[i]);
-      for (const key of answer.value.keys) keys.add(key);
+      for (const key of new Set(answer.value.keys)) holders.set(key, (holders.get(key) ?? 0) + 1);
       const known = answer.value.config;
       if (known !== null && known.epoch > newest.epoch) newest = known;
     }
@@ -66,12 +81,16 @@ export async function listChosenKeys(options: KeyListingOptions): Promise<string
       await options.configs.install(newest);
       continue;
     }
-    if (!isQuorum(config, answered)) {
+    const enough = options.everyVoter === true
+      ? answered.size === voters.length
+      : isQuorum(config, answered);
+    if (!enough) {
       throw new NoQuorumError(
         `Cannot list ${options.prefix}: ${answered.size} of the ${voters.length} metadata ` +
           `voters answered, too few to be sure no key is missing`,
       );
     }
-    return [...keys].sort();
+    const keys = [...holders.keys()].sort();
+    return { keys, partial: new Set(keys.filter((key) => holders.get(key)! < answered.size)) };
   }
 }

@@ -38,7 +38,12 @@ export {
   installConfig,
   rpcAcceptorLink,
 } from "./meta_service.ts";
-export { type KeyListingOptions, listChosenKeys, type VoterKeys } from "./key_listing.ts";
+export {
+  type KeyListingOptions,
+  listChosenKeys,
+  type ListedKeys,
+  type VoterKeys,
+} from "./key_listing.ts";
 export { NodeConfig, type NodeConfigDisk, type NodeConfigState } from "./node_config.ts";
 export { fileConfigDisk } from "./disk_env.ts";
 export {
