@@ -230,6 +230,20 @@ export class ReplicatedBlocks {
   }
 
   /**
+   * A verified copy of the block from the first of `peers` that sends one, not
+   * kept here (hinted handoff by a writer that holds no copy); `unreachable`:
+   * how many of them did not answer.
+   */
+  async copyFrom(
+    hash: string,
+    peers: BlockPeer[],
+  ): Promise<{ data: Uint8Array | null; unreachable: number }> {
+    const tally: FetchTally = { unreachable: 0, damaged: [] };
+    const data = await this.#getFirst(hash, peers, tally, { placed: false });
+    return { data, unreachable: tally.unreachable };
+  }
+
+  /**
    * The block from the first of `peers` that sends a good copy; null when none
    * does. A peer that sends bad bytes is marked damaged, and so is one that lacks
    * the block when it is `placed` (a replica).

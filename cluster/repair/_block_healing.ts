@@ -33,19 +33,35 @@ export class BlockHealing {
     this.#options = options;
   }
 
-  /** Replays puts that missed a replica which is live again (hinted handoff). */
+  /**
+   * Replays puts that missed a replica which is live again (hinted handoff).
+   * A writer that holds no copy (an upload's node that is no replica) takes the
+   * bytes from a replica that took the put: leaving it to that replica's next
+   * walk left a block written on one copy of two for as long as a walk takes,
+   * and it died with that copy (seed 700586 with joins, leaves and replacements).
+   */
   async hints(budget: { copies: number; short: number }): Promise<void> {
     const { engine } = this.#options;
     for (const [hash, missed] of engine.blocks.hints) {
-      if (!(await engine.local.hasBlock(hash))) {
-        engine.blocks.hints.delete(hash); // a replica's anti-entropy covers it
-        continue;
+      const replicas = engine.replicaPeers(hash);
+      const due = replicas.filter((peer) => missed.has(peer.id) && engine.isLive(peer.id));
+      let data: Uint8Array | null = null;
+      if (due.length > 0 && budget.copies > 0) {
+        try {
+          data = await this.#hinted(hash, replicas.filter((peer) => !missed.has(peer.id)));
+        } catch (error) {
+          this.#options.failed(error);
+          continue;
+        }
+        if (data === null) {
+          engine.blocks.hints.delete(hash); // no replica holds it any more (collected)
+          continue;
+        }
       }
-      for (const peer of engine.replicaPeers(hash)) {
-        if (!missed.has(peer.id) || !engine.isLive(peer.id) || budget.copies <= 0) continue;
+      for (const peer of due) {
+        if (data === null || budget.copies <= 0) break;
         budget.copies--;
         try {
-          const data = await readWhole(engine.local, hash);
           await this.#options.rpc.call(peer.address, "block.put", { header: { hash }, data });
           missed.delete(peer.id);
           this.#options.status.hintsReplayed++;
@@ -57,6 +73,20 @@ export class BlockHealing {
         engine.blocks.hints.delete(hash);
       }
     }
+  }
+
+  /** The bytes of a hinted block: the local copy, else one from `holders`; null when none has it. */
+  async #hinted(hash: string, holders: BlockPeer[]): Promise<Uint8Array | null> {
+    const { engine } = this.#options;
+    if (await engine.local.hasBlock(hash)) return await readWhole(engine.local, hash);
+    const others = holders.filter((peer) => peer.id !== engine.selfId && engine.isLive(peer.id));
+    const { data, unreachable } = await engine.blocks.copyFrom(hash, others);
+    if (data === null && unreachable > 0) {
+      throw new Error(
+        `Cannot replay a put of block ${hash}: the replicas that took it do not answer`,
+      );
+    }
+    return data;
   }
 
   /** Copies each local block to the replicas that lack it, or hands it off. */

@@ -236,3 +236,37 @@ Deno.test("scrub goes through every local block in turn, one per pass", async ()
     await cluster.stop();
   }
 });
+
+Deno.test("a put that missed a replica reaches it once it is back, though its writer holds no copy", async () => {
+  // Seed 700586 (joins, leaves, replacements) at 9231d01: an upload's node, no replica of
+  // a block, stored it on one replica of two while it saw the other dead; its hint was
+  // dropped for want of a local copy, no walk came before the one holder died for good,
+  // and the block was lost.
+  const cluster = await TestCluster.start(3, { replicas: 2 });
+  const rpc = new RpcClient(testClusterKey, new MemoryIdentity()); // adopts this cluster's id
+  try {
+    const [writer] = cluster.nodes;
+    let data = patternBytes(4096, 0);
+    for (
+      let i = 1;
+      writer.engine.replicaPeers(sha256Hex(data)).some((p) => p.id === writer.id);
+      i++
+    ) {
+      data = patternBytes(4096, i);
+    }
+    const hash = sha256Hex(data);
+    const [first, second] = writer.engine.replicaPeers(hash)
+      .map((peer) => cluster.nodes.find((node) => node.id === peer.id)!);
+    await cluster.kill(second); // dead: the put needs one copy
+    await writer.engine.putBlock(hash, data);
+    assert.deepEqual(await holders(cluster, hash), [first.id]);
+    await cluster.revive(second);
+    // Only the writer's healer runs (its walk finds no local copy): no walk of the
+    // holder's covers for the hint.
+    await new Healer({ engine: writer.engine, rpc, intervalMs: 1000 }).pass();
+    assert.deepEqual(await holders(cluster, hash), [first.id, second.id].sort());
+    assert.ok(!(await writer.engine.local.hasBlock(hash)), "the writer kept no copy");
+  } finally {
+    await cluster.stop();
+  }
+});
