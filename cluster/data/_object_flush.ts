@@ -74,6 +74,11 @@ export class ObjectFlush {
       return placed.get(name)!.has(id);
     };
     const durable = new Map<string, number>();
+    // The stamp those copies hold at least: what a floor may claim. Not the writer's
+    // stamp when the floor is raised: a change sent meanwhile that failed moved it past
+    // every copy, and its floor made the object unreadable for good (seed 700810 with
+    // joins, leaves and replacements).
+    const durableAt = new Map<string, Stamp>();
     const flushed = await Promise.allSettled(
       taken.map(({ link, names }) => link.flush([...names])),
     );
@@ -87,7 +92,10 @@ export class ObjectFlush {
         const holds = result.status === "fulfilled" &&
           (written === undefined || compareStamps(result.value[j], written.stamp) >= 0);
         if (!holds) written?.current.delete(link.id);
-        else if (inPlacement(name, link.id)) durable.set(name, (durable.get(name) ?? 0) + 1);
+        else if (inPlacement(name, link.id)) {
+          durable.set(name, (durable.get(name) ?? 0) + 1);
+          if (written !== undefined) durableAt.set(name, written.stamp);
+        }
       });
     });
     const names = new Set(taken.flatMap(({ names }) => [...names]));
@@ -99,15 +107,18 @@ export class ObjectFlush {
       const links = this.#options.replicasOf(name);
       try {
         let copies = durable.get(name) ?? 0;
+        let stamp = durableAt.get(name);
         if (copies < this.#writers.quorumOf(links)) {
-          copies = await this.#locks.run(name, () => this.#writers.makeDurable(name, links));
+          [copies, stamp] = await this.#locks.run(name, async () => {
+            const made = await this.#writers.makeDurable(name, links);
+            return [made, this.#writers.get(name)?.stamp] as const;
+          });
         }
         this.#unflushed.setShort(name, false);
-        const written = this.#writers.get(name);
-        if (written !== undefined && needsFloor(copies, links.length)) {
+        if (stamp !== undefined && needsFloor(copies, links.length)) {
           const uid = parseObjectName(name).uid;
           if (!floors.has(uid)) floors.set(uid, new Map());
-          floors.get(uid)!.set(name, written.stamp);
+          floors.get(uid)!.set(name, stamp);
         }
       } catch (error) {
         if (error instanceof WritesLostError) lost.push(name);

@@ -14,6 +14,7 @@
  *   overtaken by a different change under the same stamp.
  * - A former writer whose lease is not confirmed does not trust what it knew
  *   as the writer: another holder may have written since.
+ * - A floor claims no more than the stamp its flush found durable.
  * - Replicas that agree on a copy below the object's floor are neither read
  *   nor written over: the copy at the floor is looked for off the placement,
  *   and the object is unavailable until it answers.
@@ -340,4 +341,53 @@ Deno.test("replicas that agree on a copy below its floor are not taken for the n
   await reader.read(name, 0, into, { existing: true });
   assert.deepEqual(into.subarray(0, 512), small(3).subarray(0, 512));
   assert.deepEqual(into.subarray(512), small(2).subarray(512));
+});
+
+Deno.test("a floor claims only the stamp its flush found durable, not a change that failed since", async () => {
+  // Seed 700810 (joins, leaves, replacements) at 9231d01: a flush counted one copy of an
+  // object durable (R = 2, the other replica dead); while it made another object durable, a
+  // change of the first failed, and the floor was raised at that change's stamp, which no
+  // copy ever held: the object could never be read again.
+  class SlowSecondFlush extends TestReplica {
+    flushes = 0;
+    release: () => void = () => {};
+    #second = new Promise<void>((resolve) => this.release = resolve);
+    override async flush(names: string[]): Promise<Stamp[]> {
+      this.flushes++;
+      if (this.flushes === 1) throw new Error("the first flush is lost");
+      if (this.flushes === 2) await this.#second;
+      return await super.flush(names);
+    }
+  }
+  const [a, b, d] = ["a", "b", "d"].map((id) => new TestReplica(id));
+  const c = new SlowSecondFlush("c");
+  const saved = new Map<string, Stamp>();
+  const floors = {
+    of: () => Promise.resolve(new Map(saved)),
+    raise: (_uid: string, raised: Map<string, Stamp>) => {
+      for (const [object, stamp] of raised) saved.set(object, stamp);
+      return Promise.resolve();
+    },
+  };
+  const x = `${uid}.1.0`;
+  const y = `${uid}.1.1`;
+  const placement = (object: string) => object === x ? [a, b] : [c, d];
+  b.down = d.down = true; // dead: one copy makes a write and a flush
+  const options = { epochOf: () => 1, isDead: (id: string) => id === "b" || id === "d", floors };
+  const writer = new ReplicatedObjects({ selfId: "w", replicasOf: placement, ...options });
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  await writer.write(y, 0, small(1), { truncate: true });
+  await writer.write(x, 0, small(1), { truncate: true });
+  const flushing = writer.flush(uid); // x is durable on a; y waits on c
+  while (c.flushes < 2) await new Promise((resolve) => setTimeout(resolve, 1));
+  a.down = true;
+  await assert.rejects(writer.write(x, 0, small(2), { existing: true }), ReplicaQuorumError);
+  a.down = false;
+  c.release();
+  await flushing;
+  assert.deepEqual(saved.get(x), (await a.stamps([x]))[0]);
+  const reader = new ReplicatedObjects({ selfId: "r", replicasOf: placement, ...options });
+  const into = new Uint8Array(4096);
+  await reader.read(x, 0, into, { existing: true });
+  assert.deepEqual(into, small(1));
 });
