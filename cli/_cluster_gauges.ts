@@ -82,5 +82,17 @@ export function clusterGauges(engine: ClusterEngine, healer: Healer, leases: Lea
       "Object replicas brought up to date by their writer",
       engine.objects.counters.repairs,
     ),
+    atoll_cluster_remote_page_hits_total: series(
+      "Reads of objects held only on other members served from this writer's pages",
+      engine.objects.remotePages.hits,
+    ),
+    atoll_cluster_remote_page_misses_total: series(
+      "Reads of objects held only on other members that went to a replica",
+      engine.objects.remotePages.misses,
+    ),
+    atoll_cluster_remote_page_bytes: series(
+      "Bytes of pages of objects held only on other members kept in memory",
+      engine.objects.remotePages.bytes,
+    ),
   };
 }

@@ -28,14 +28,16 @@ import { KeyedMutex } from "../../core/_mutex.ts";
 import { LeaseLostError, WritesLostError } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
 import { isFenced } from "./fences.ts";
-import { compareStamps, type ObjectChange, type ObjectLink } from "./object_link.ts";
+import type { ObjectChange, ObjectLink, Stamp } from "./object_link.ts";
 import { SettledReads } from "./_settled_reads.ts";
 import { WrittenObjects } from "./_written_objects.ts";
 import { Unflushed } from "./_unflushed.ts";
 import { noFloors, type ObjectFloors } from "./object_floors.ts";
-import { FloorCache, type FloorScope } from "./_floor_cache.ts";
-import { readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
+import { FloorCache } from "./_floor_cache.ts";
+import { ReplicaQuorumError } from "./_replica_copies.ts";
 import { ObjectFlush } from "./_object_flush.ts";
+import { RemotePages, remotePagesBytesDefault } from "./_remote_pages.ts";
+import { ObjectReads } from "./_object_reads.ts";
 
 export { ReplicaQuorumError };
 
@@ -59,6 +61,11 @@ export interface ReplicatedObjectsOptions {
    * `trusted`); reads then ask the replicas. Always true by default.
    */
   trustsWriter?: (uid: string) => boolean;
+  /**
+   * Bytes of pages of objects this node writes without holding a copy that it
+   * keeps in memory (_remote_pages.ts); 256 MiB by default, 0 for none.
+   */
+  remotePagesBytes?: number;
 }
 
 /** Counters an operator sees in /metrics. */
@@ -81,13 +88,17 @@ export class ReplicatedObjects {
   #background = new Set<Promise<void>>();
   /** Floors as reads check them (_floor_cache.ts). */
   #floors: FloorCache;
+  /** Pages of objects this node writes on other members only (_remote_pages.ts). */
+  #pages: RemotePages;
 
   #writers: WrittenObjects;
   #flush: ObjectFlush;
+  #reads: ObjectReads;
 
   constructor(options: ReplicatedObjectsOptions) {
     this.#options = options;
     this.#floors = new FloorCache(options.floors ?? noFloors);
+    this.#pages = new RemotePages(options.remotePagesBytes ?? remotePagesBytesDefault);
     this.#writers = new WrittenObjects(options, this.counters, {
       unflushed: this.#unflushed,
       views: this.#views,
@@ -100,6 +111,14 @@ export class ReplicatedObjects {
       locks: this.#locks,
       background: this.#background,
       floors: this.#floors,
+    });
+    this.#reads = new ObjectReads({
+      options,
+      counters: this.counters,
+      writers: this.#writers,
+      unflushed: this.#unflushed,
+      views: this.#views,
+      pages: this.#pages,
     });
   }
 
@@ -132,74 +151,17 @@ export class ReplicatedObjects {
 
   /**
    * Reads `into.length` bytes at `offset` from a replica holding the latest
-   * version. Throws WritesLostError when this node acknowledged writes of the
-   * object that no replica holds any more. `existing`, `view`, `frozen`: see
-   * Engine.readObject.
+   * version (_object_reads.ts). Throws WritesLostError when this node
+   * acknowledged writes of the object that no replica holds any more.
+   * `existing`, `view`, `frozen`: see Engine.readObject.
    */
-  async read(
+  read(
     name: string,
     offset: number,
     into: Uint8Array,
     options: { existing?: boolean; view?: string; frozen?: boolean } = {},
   ): Promise<void> {
-    const { existing = false, view, frozen = false } = options;
-    if (this.#unflushed.takeUnheard(name)) throw new WritesLostError([name]);
-    const links = this.#writers.ordered(this.#options.replicasOf(name));
-    const written = this.#writers.get(name);
-    // What this node knows as the writer is the truth only while its lease is
-    // confirmed: a holder cut off and taken over, not told yet, read a snapshot
-    // the new holder took from its own stale copy (seed 150057 with joins).
-    const uid = parseObjectName(name).uid;
-    const trusted = this.#options.trustsWriter?.(uid) ?? true;
-    const writes = written !== undefined && trusted;
-    // Objects this node writes are read from their current replicas (below); under a
-    // view, the others from where a read found them newest.
-    if (!writes && view !== undefined) {
-      if (await this.#views.read(view, name, offset, into, links)) return;
-    }
-    if (writes && !written.stale) {
-      for (const link of links.filter((link) => written.current.has(link.id))) {
-        try {
-          const { data, stamp, release } = await link.read(name, offset, into.length, into);
-          if (compareStamps(stamp, written.stamp) !== 0) {
-            // It lost what it took (it restarted before a flush): it lags now.
-            release?.();
-            written.current.delete(link.id);
-            continue;
-          }
-          if (data !== into) into.set(data);
-          release?.();
-          return;
-        } catch {
-          // try the next current replica
-        }
-      }
-    }
-    // Not the writer (or its replicas failed): read the copy with the highest stamp.
-    const acked = written?.acked ?? [0, 0];
-    const scope: FloorScope = frozen
-      ? { kind: "frozen" }
-      : view !== undefined && !writes
-      ? { kind: "view", view }
-      : trusted && this.#options.epochOf(uid) > 0
-      ? { kind: "writer", epoch: this.#options.epochOf(uid) }
-      : { kind: "once" };
-    const lookup = this.#writers.lookup(name, scope);
-    const newest = await readNewest(name, links, offset, into, lookup, {
-      atLeast: acked,
-      existing,
-    });
-    if (newest.staleFirst) this.counters.staleReads++;
-    if (view !== undefined && !writes) this.#views.found(view, name, newest);
-    if (written !== undefined && compareStamps(newest.stamp, acked) < 0) {
-      // The writer knows better than the replicas that answered.
-      if (!newest.everyone) {
-        throw new ReplicaQuorumError(
-          `Cannot read object ${name}: the replicas holding its latest writes do not answer`,
-        );
-      }
-      this.#writers.writesLost(name, written);
-    }
+    return this.#reads.run(name, offset, into, options);
   }
 
   /**
@@ -225,8 +187,13 @@ export class ReplicatedObjects {
   forget(uid: string): void {
     this.#writers.forgetVolume(uid);
     this.#unflushed.forgetVolume(uid);
+    this.#pages.dropVolume(uid);
   }
 
+  /** What the page cache of objects held elsewhere did (for /metrics). */
+  get remotePages(): { hits: number; misses: number; bytes: number } {
+    return { ...this.#pages.counters, bytes: this.#pages.bytes };
+  }
   /** Waits for background repairs. */
   async settle(): Promise<void> {
     await Promise.all([...this.#background]);
@@ -237,6 +204,22 @@ export class ReplicatedObjects {
     body: Pick<ObjectChange, "offset" | "data" | "truncate" | "remove">,
     existing = false,
   ): Promise<void> {
+    try {
+      const { before, after } = await this.#changeReplicas(name, body, existing);
+      if (body.truncate === true || body.remove === true) this.#pages.drop(name);
+      else this.#pages.changed(name, before, after, body.offset, body.data);
+    } catch (error) {
+      this.#pages.drop(name);
+      throw error;
+    }
+  }
+
+  /** #change on the replicas: the stamps the object went from and to. */
+  async #changeReplicas(
+    name: string,
+    body: Pick<ObjectChange, "offset" | "data" | "truncate" | "remove">,
+    existing: boolean,
+  ): Promise<{ before: Stamp; after: Stamp }> {
     const epoch = this.#options.epochOf(parseObjectName(name).uid);
     if (epoch === 0) {
       throw new LeaseLostError(
@@ -257,6 +240,7 @@ export class ReplicatedObjects {
           `are current, ${quorum} needed`,
       );
     }
+    const before = written.stamp;
     const change: ObjectChange = {
       ...body,
       epoch,
@@ -303,5 +287,6 @@ export class ReplicatedObjects {
       );
     }
     written.acked = written.stamp;
+    return { before, after: written.stamp };
   }
 }

@@ -1,0 +1,147 @@
+/**
+ * Reads of objects across their replicas (ReplicatedObjects.read): the writer
+ * reads from the replicas it knows current (objects it holds no copy of from
+ * the pages it keeps of them, _remote_pages.ts), a reader under a view from
+ * where a read found the newest copy (_settled_reads.ts), anyone else the
+ * newest copy the replicas hold, checked against its floor (_replica_copies.ts).
+ */
+import { WritesLostError } from "../../core/mod.ts";
+import { parseObjectName } from "../../core/block_map.ts";
+import { compareStamps, type ObjectLink, type Stamp } from "./object_link.ts";
+import type { SettledReads } from "./_settled_reads.ts";
+import type { WrittenObjects } from "./_written_objects.ts";
+import type { Unflushed } from "./_unflushed.ts";
+import type { FloorScope } from "./_floor_cache.ts";
+import type { RemotePages } from "./_remote_pages.ts";
+import { readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
+import type { ObjectCounters, ReplicatedObjectsOptions } from "./replicated_objects.ts";
+
+/** The state reads work on, shared with their ReplicatedObjects. */
+export interface ObjectReadsParts {
+  options: ReplicatedObjectsOptions;
+  counters: ObjectCounters;
+  writers: WrittenObjects;
+  unflushed: Unflushed;
+  views: SettledReads;
+  pages: RemotePages;
+}
+
+/** See the module doc. */
+export class ObjectReads {
+  #options: ReplicatedObjectsOptions;
+  #counters: ObjectCounters;
+  #writers: WrittenObjects;
+  #unflushed: Unflushed;
+  #views: SettledReads;
+  #pages: RemotePages;
+
+  constructor(parts: ObjectReadsParts) {
+    this.#options = parts.options;
+    this.#counters = parts.counters;
+    this.#writers = parts.writers;
+    this.#unflushed = parts.unflushed;
+    this.#views = parts.views;
+    this.#pages = parts.pages;
+  }
+
+  /** ReplicatedObjects.read. */
+  async run(
+    name: string,
+    offset: number,
+    into: Uint8Array,
+    options: { existing?: boolean; view?: string; frozen?: boolean } = {},
+  ): Promise<void> {
+    const { existing = false, view, frozen = false } = options;
+    if (this.#unflushed.takeUnheard(name)) throw new WritesLostError([name]);
+    const links = this.#writers.ordered(this.#options.replicasOf(name));
+    const written = this.#writers.get(name);
+    // What this node knows as the writer is the truth only while its lease is
+    // confirmed: a holder cut off and taken over, not told yet, read a snapshot
+    // the new holder took from its own stale copy (seed 150057 with joins).
+    const uid = parseObjectName(name).uid;
+    const trusted = this.#options.trustsWriter?.(uid) ?? true;
+    const writes = written !== undefined && trusted;
+    // Objects this node writes are read from their current replicas (below); under a
+    // view, the others from where a read found them newest.
+    if (!writes && view !== undefined) {
+      if (await this.#views.read(view, name, offset, into, links)) return;
+    }
+    if (writes && !written.stale) {
+      const remote = !written.current.has(this.#options.selfId);
+      if (remote && this.#pages.read(name, written.stamp, offset, into)) return;
+      for (const link of links.filter((link) => written.current.has(link.id))) {
+        try {
+          if (link.id !== this.#options.selfId) {
+            if (await this.#readPages(link, name, written, offset, into)) return;
+            continue;
+          }
+          const { data, stamp, release } = await link.read(name, offset, into.length, into);
+          if (compareStamps(stamp, written.stamp) !== 0) {
+            // It lost what it took (it restarted before a flush): it lags now.
+            release?.();
+            written.current.delete(link.id);
+            continue;
+          }
+          if (data !== into) into.set(data);
+          release?.();
+          return;
+        } catch {
+          // try the next current replica
+        }
+      }
+    }
+    // Not the writer (or its replicas failed): read the copy with the highest stamp.
+    const acked = written?.acked ?? [0, 0];
+    const scope: FloorScope = frozen
+      ? { kind: "frozen" }
+      : view !== undefined && !writes
+      ? { kind: "view", view }
+      : trusted && this.#options.epochOf(uid) > 0
+      ? { kind: "writer", epoch: this.#options.epochOf(uid) }
+      : { kind: "once" };
+    const lookup = this.#writers.lookup(name, scope);
+    const newest = await readNewest(name, links, offset, into, lookup, {
+      atLeast: acked,
+      existing,
+    });
+    if (newest.staleFirst) this.#counters.staleReads++;
+    if (view !== undefined && !writes) this.#views.found(view, name, newest);
+    if (written !== undefined && compareStamps(newest.stamp, acked) < 0) {
+      // The writer knows better than the replicas that answered.
+      if (!newest.everyone) {
+        throw new ReplicaQuorumError(
+          `Cannot read object ${name}: the replicas holding its latest writes do not answer`,
+        );
+      }
+      this.#writers.writesLost(name, written);
+    }
+  }
+
+  /**
+   * Reads from `link`, a current replica on another member, the aligned pages
+   * around the range, and keeps them (_remote_pages.ts). False when the copy
+   * no longer holds the writer's stamp (it lags now).
+   */
+  async #readPages(
+    link: ObjectLink,
+    name: string,
+    written: { stamp: Stamp; current: Set<string> },
+    offset: number,
+    into: Uint8Array,
+  ): Promise<boolean> {
+    const span = this.#pages.span(offset, into.length);
+    const { data, stamp, release } = await link.read(name, span.offset, span.length);
+    try {
+      if (compareStamps(stamp, written.stamp) !== 0) {
+        written.current.delete(link.id); // it lost what it took (it restarted before a flush)
+        return false;
+      }
+      const at = offset - span.offset;
+      into.set(data.subarray(at, at + into.length));
+      this.#pages.fill(name, stamp, span.offset, data);
+      return true;
+    } finally {
+      release?.();
+    }
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * Pages of objects the lease holder writes but does not hold a copy of (the
+ * placement put them on other members: R < N), kept in memory so that reading
+ * them again costs no round trip. Coherent because the holder is their only
+ * writer: every change it makes goes through here (patched in, under the
+ * object's lock, at the stamp it makes), and a page counts only while its
+ * object's stamp is the writer's (a change that failed, a replica learnt
+ * newer, a lease lost: the stamps part and the pages are dropped). A read that
+ * misses fetches the aligned page around it, so neighbouring reads hit.
+ * Bounded by bytes; the least recently used pages go first.
+ */
+import { compareStamps, type Stamp } from "./object_link.ts";
+
+/** Bytes of one cached page (a read that misses fetches the page around it). */
+export const remotePageBytes = 64 * 1024;
+/** Default bound of the cache of one node. */
+export const remotePagesBytesDefault = 256 * 1024 * 1024;
+
+interface CachedObject {
+  stamp: Stamp;
+  pages: Map<number, Uint8Array>;
+}
+
+/** See the module doc. */
+export class RemotePages {
+  #objects = new Map<string, CachedObject>();
+  /** Every cached page as `name page`, least recently used first. */
+  #order = new Map<string, { name: string; page: number }>();
+  #bytes = 0;
+  #bytesMax: number;
+  readonly counters = { hits: 0, misses: 0 };
+
+  constructor(bytesMax = remotePagesBytesDefault) {
+    this.#bytesMax = bytesMax;
+  }
+
+  /** True (and `into` filled) when every page of the range is cached at `stamp`. */
+  read(name: string, stamp: Stamp, offset: number, into: Uint8Array): boolean {
+    if (this.#bytesMax === 0) return false;
+    const object = this.#objects.get(name);
+    if (object === undefined || compareStamps(object.stamp, stamp) !== 0) {
+      if (object !== undefined) this.drop(name);
+      this.counters.misses++;
+      return false;
+    }
+    const first = Math.floor(offset / remotePageBytes);
+    const last = Math.floor((offset + into.length - 1) / remotePageBytes);
+    for (let page = first; page <= last; page++) {
+      if (!object.pages.has(page)) {
+        this.counters.misses++;
+        return false;
+      }
+    }
+    for (let page = first; page <= last; page++) {
+      const data = object.pages.get(page)!;
+      const start = page * remotePageBytes;
+      const from = Math.max(offset, start);
+      const to = Math.min(offset + into.length, start + remotePageBytes);
+      into.set(data.subarray(from - start, to - start), from - offset);
+      this.#touch(name, page);
+    }
+    this.counters.hits++;
+    return true;
+  }
+
+  /** The aligned range a miss of `length` bytes at `offset` fetches. */
+  span(offset: number, length: number): { offset: number; length: number } {
+    const start = Math.floor(offset / remotePageBytes) * remotePageBytes;
+    const end = Math.ceil((offset + length) / remotePageBytes) * remotePageBytes;
+    return { offset: start, length: end - start };
+  }
+
+  /** Keeps `data` (whole pages from `offset`, read from a replica at `stamp`). */
+  fill(name: string, stamp: Stamp, offset: number, data: Uint8Array): void {
+    if (this.#bytesMax === 0 || offset % remotePageBytes !== 0) return;
+    let object = this.#objects.get(name);
+    if (object !== undefined && compareStamps(object.stamp, stamp) !== 0) {
+      this.drop(name);
+      object = undefined;
+    }
+    if (object === undefined) this.#objects.set(name, object = { stamp, pages: new Map() });
+    for (let at = 0; at + remotePageBytes <= data.length; at += remotePageBytes) {
+      const page = (offset + at) / remotePageBytes;
+      if (!object.pages.has(page)) this.#bytes += remotePageBytes;
+      object.pages.set(page, data.slice(at, at + remotePageBytes));
+      this.#touch(name, page);
+    }
+    this.#evict();
+  }
+
+  /**
+   * The writer changed `name` from `before` to `after` by writing `data` at
+   * `offset`: pages cached at `before` take the bytes and move to `after`.
+   */
+  changed(name: string, before: Stamp, after: Stamp, offset: number, data: Uint8Array): void {
+    const object = this.#objects.get(name);
+    if (object === undefined) return;
+    if (compareStamps(object.stamp, before) !== 0) return this.drop(name);
+    object.stamp = after;
+    const end = offset + data.length;
+    for (const [page, bytes] of object.pages) {
+      const start = page * remotePageBytes;
+      const from = Math.max(offset, start);
+      const to = Math.min(end, start + remotePageBytes);
+      if (from < to) bytes.set(data.subarray(from - offset, to - offset), from - start);
+    }
+  }
+
+  /** Forgets every page of `name`. */
+  drop(name: string): void {
+    const object = this.#objects.get(name);
+    if (object === undefined) return;
+    for (const page of object.pages.keys()) this.#order.delete(`${name} ${page}`);
+    this.#bytes -= object.pages.size * remotePageBytes;
+    this.#objects.delete(name);
+  }
+
+  /** Forgets every page of the objects of volume `uid` (its lease moved). */
+  dropVolume(uid: string): void {
+    for (const name of [...this.#objects.keys()]) if (name.startsWith(`${uid}.`)) this.drop(name);
+  }
+
+  /** Bytes cached now. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  #touch(name: string, page: number): void {
+    const key = `${name} ${page}`;
+    this.#order.delete(key);
+    this.#order.set(key, { name, page });
+  }
+
+  #evict(): void {
+    for (const [key, { name, page }] of this.#order) {
+      if (this.#bytes <= this.#bytesMax) return;
+      this.#order.delete(key);
+      const object = this.#objects.get(name);
+      if (object?.pages.delete(page)) this.#bytes -= remotePageBytes;
+      if (object?.pages.size === 0) this.#objects.delete(name);
+    }
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * A replica for tests of ReplicatedObjects: an ObjectReplica on a memory disk
+ * (a restart keeps only what was flushed), reached through a link the test can
+ * cut (`down`) or hold (`gate`, flushes only).
+ */
+import {
+  type ChangeReply,
+  type ObjectChange,
+  type ObjectLink,
+  ObjectReplica,
+  type Stamp,
+} from "../data/mod.ts";
+import { MemoryDisk, MemoryPlatter } from "./_memory_disk.ts";
+
+/** One replica on a memory disk, reached through a link that can be cut. */
+export class TestReplica implements ObjectLink {
+  readonly id: string;
+  down = false;
+  /** While set, a flush waits for it (then answers, or fails when down by then). */
+  gate: Promise<void> | null = null;
+  #platter = new MemoryPlatter();
+  #disk: MemoryDisk;
+  #replica: ObjectReplica;
+
+  constructor(id: string) {
+    this.id = id;
+    this.#disk = new MemoryDisk({ platter: this.#platter, now: () => 0 });
+    this.#replica = new ObjectReplica(id, this.#disk, { journal: this.#disk });
+  }
+
+  /** The process dies and starts again: what was not flushed is gone. */
+  restart(): void {
+    this.#disk.crash();
+    this.#disk = new MemoryDisk({ platter: this.#platter, now: () => 0 });
+    this.#replica = new ObjectReplica(this.id, this.#disk, { journal: this.#disk });
+  }
+
+  async change(name: string, change: ObjectChange): Promise<ChangeReply> {
+    return await this.#reach().change(name, change);
+  }
+  async read(name: string, offset: number, length: number) {
+    return await this.#reach().read(name, offset, length);
+  }
+  async stamps(names: string[]): Promise<Stamp[]> {
+    return await this.#reach().stamps(names);
+  }
+  async flush(names: string[]): Promise<Stamp[]> {
+    if (this.gate !== null) await this.gate;
+    return await this.#reach().flush(names);
+  }
+
+  #reach(): ObjectReplica {
+    if (this.down) throw new Error(`replica ${this.id} does not answer`);
+    return this.#replica;
+  }
+}

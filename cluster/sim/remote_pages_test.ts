@@ -1,0 +1,90 @@
+/**
+ * Goal: a lease holder that holds no copy of an object it writes reads it
+ * again from memory, and never from a page that is no longer the object's:
+ * its own writes patch the pages, anything that parts its stamp from the
+ * pages' (a failed change, the lease lost) drops them, and the bound holds.
+ * Method: ReplicatedObjects over ObjectReplicas on memory disks behind links
+ * that can be cut, counting the calls that reach the replicas.
+ */
+import assert from "node:assert/strict";
+import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
+import { remotePageBytes } from "../data/_remote_pages.ts";
+import { TestReplica } from "./_test_replica.ts";
+
+const uid = "b".repeat(32);
+const name = `${uid}.1.0`;
+const objectBytes = 1024 * 1024;
+
+/** A replica that counts the reads it serves. */
+class CountingReplica extends TestReplica {
+  reads = 0;
+  override read(name: string, offset: number, length: number) {
+    this.reads++;
+    return super.read(name, offset, length);
+  }
+}
+
+function pattern(length: number, seed: number): Uint8Array {
+  return Uint8Array.from({ length }, (_, i) => (i * 7 + seed) & 0xff);
+}
+
+Deno.test("a holder reads an object it holds no copy of from memory once it read it, and its writes stay in view", async () => {
+  const replicas = [new CountingReplica("a"), new CountingReplica("b")];
+  const reads = () => replicas[0].reads + replicas[1].reads;
+  const writer = new ReplicatedObjects({
+    selfId: "w",
+    replicasOf: () => replicas,
+    epochOf: () => 1,
+    remotePagesBytes: 4 * remotePageBytes,
+  });
+  const whole = pattern(objectBytes, 1);
+  await writer.write(name, 0, whole, { truncate: true });
+  const read = async (offset: number, length: number) => {
+    const into = new Uint8Array(length);
+    await writer.read(name, offset, into, { existing: true });
+    return into;
+  };
+  assert.deepEqual(await read(5000, 4096), whole.subarray(5000, 9096));
+  assert.equal(reads(), 1, "a miss fetches the pages around the range");
+  assert.deepEqual(await read(100, 512), whole.subarray(100, 612));
+  assert.deepEqual(await read(9000, 4096), whole.subarray(9000, 13096));
+  assert.equal(reads(), 1, "reads within the fetched pages cost no call");
+
+  // The holder's own write patches the page; the next read sees it without a call.
+  const patch = pattern(1000, 9);
+  await writer.write(name, 6000, patch, { existing: true });
+  whole.set(patch, 6000);
+  assert.deepEqual(await read(4096, 8192), whole.subarray(4096, 12288));
+  assert.equal(reads(), 1);
+
+  // A change that fails parts the stamps: the pages go, the next read asks a replica.
+  for (const replica of replicas) replica.down = true;
+  await assert.rejects(
+    writer.write(name, 0, pattern(10, 3), { existing: true }),
+    ReplicaQuorumError,
+  );
+  for (const replica of replicas) replica.down = false;
+  const before = reads();
+  assert.deepEqual(await read(0, 4096), whole.subarray(0, 4096));
+  assert.ok(reads() > before, "the read went to a replica, not to pages of the old stamp");
+
+  // The lease goes (another node writes the volume now): every page of it goes.
+  await read(200_000, 4096);
+  writer.forget(uid);
+  assert.equal(writer.remotePages.bytes, 0);
+
+  // The bound: four pages at most, the least recently used go first.
+  const fresh = new ReplicatedObjects({
+    selfId: "w",
+    replicasOf: () => replicas,
+    epochOf: () => 2,
+    remotePagesBytes: 4 * remotePageBytes,
+  });
+  await fresh.write(name, 0, whole, { truncate: true });
+  for (let page = 0; page < 8; page++) {
+    const into = new Uint8Array(4096);
+    await fresh.read(name, page * remotePageBytes, into, { existing: true });
+    assert.deepEqual(into, whole.subarray(page * remotePageBytes, page * remotePageBytes + 4096));
+  }
+  assert.equal(fresh.remotePages.bytes, 4 * remotePageBytes);
+});
