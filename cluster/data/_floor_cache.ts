@@ -49,6 +49,15 @@ export class FloorCache {
   /** The floor of object `name`, read again unless a read within `scope` stands. */
   floorOf(name: string, scope: FloorScope): Promise<Stamp> {
     const { uid, generation } = parseObjectName(name);
+    return this.#read(uid, generation, scope).then((floors) => floors.get(name) ?? [0, 0]);
+  }
+
+  /** Starts reading volume `uid`'s floors within `scope` (a writer's, before its first write). */
+  prefetch(uid: string, scope: FloorScope): void {
+    this.#read(uid, 0, scope).catch(() => {});
+  }
+
+  #read(uid: string, generation: number, scope: FloorScope): Promise<Map<string, Stamp>> {
     const key = scope.kind === "frozen"
       ? `${uid} frozen`
       : scope.kind === "view"
@@ -61,7 +70,7 @@ export class FloorCache {
       read = { uid, floors: this.#floors.of(uid), generation };
       if (key !== null) this.#remember(key, read);
     }
-    return read.floors.then((floors) => floors.get(name) ?? [0, 0]);
+    return read.floors;
   }
 
   /** Raises floors (ObjectFloors.raise), and the remembered reads of `uid` with them. */

@@ -194,6 +194,11 @@ export class ReplicatedObjects {
   get remotePages(): { hits: number; misses: number; bytes: number } {
     return { ...this.#pages.counters, bytes: this.#pages.bytes };
   }
+  /** Reads volume `uid`'s floors for this node as its writer at `epoch`, ahead of its first write. */
+  prefetchFloors(uid: string, epoch: number): void {
+    this.#floors.prefetch(uid, { kind: "writer", epoch });
+  }
+
   /** Waits for background repairs. */
   async settle(): Promise<void> {
     await Promise.all([...this.#background]);

@@ -143,8 +143,11 @@ export class LeaseMoves {
       const ready = cooperative.then(async (released) => {
         takenOver = !released && options.release && lease.holder !== null &&
           lease.holder !== this.#engine.selfId;
-        if (!released) return await this.#messages.fence(uid, epoch);
-        this.#messages.fence(uid, epoch).catch(() => {});
+        if (!released) await this.#messages.fence(uid, epoch);
+        else this.#messages.fence(uid, epoch).catch(() => {});
+        // The old holder raises no floor any more: read them while the record changes,
+        // so the first write need not wait for it (data/_floor_cache.ts).
+        if (to === this.#engine.selfId) this.#engine.objects.prefetchFloors(uid, epoch);
       });
       // The holder persisted its last map when it released: take the lease on that
       // record in one compare-and-set (its first round overlaps the release and the
