@@ -247,7 +247,7 @@ export class ClusterEngine implements Engine {
     name: string,
     range: ByteRange,
     into: Uint8Array,
-    options: { existing?: boolean; view?: string; frozen?: boolean } = {},
+    options: { existing?: boolean; view?: string; frozen?: boolean; orphaned?: boolean } = {},
   ): Promise<void> {
     return this.objects.read(name, range.offset, into, options);
   }

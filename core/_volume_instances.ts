@@ -65,7 +65,10 @@ export class VolumeInstances {
   }
 
   /** A new instance read from the record now, not shared (see Store.loadVolume). */
-  async load(name: string, options: { settled?: boolean } = {}): Promise<Volume> {
+  async load(
+    name: string,
+    options: { settled?: boolean; orphaned?: boolean } = {},
+  ): Promise<Volume> {
     validateName(name, "volume");
     const entry = await this.#engine.getMeta(recordKey.volume(name));
     if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
@@ -73,7 +76,11 @@ export class VolumeInstances {
     const readView = options.settled === true && (header.lease?.holder ?? null) === null
       ? `${header.uid}@${header.lease?.epoch ?? 0}`
       : undefined;
-    return new Volume(this.#engine, header, map, entry.version, { reader: true, readView });
+    return new Volume(this.#engine, header, map, entry.version, {
+      reader: true,
+      readView,
+      orphaned: options.orphaned,
+    });
   }
 
   /** Makes the record `bytes` at `version`, just written elsewhere, the open instance of `name`. */

@@ -51,13 +51,16 @@ export interface Engine {
    * from the copy it found newest under that view, without asking the others.
    * `frozen`: no writer changes the object any more (a snapshot's, one of an
    * earlier generation than its volume's): an engine may reuse what it learnt
-   * of it since the caller knew it frozen.
+   * of it since the caller knew it frozen. `orphaned`: the volume's writer is
+   * gone without releasing it, and may have put its last writes where this
+   * node would not look (it placed objects by its own view of the members): an
+   * engine that spreads copies must find the newest among all of them.
    */
   readObject(
     name: string,
     range: ByteRange,
     into: Uint8Array,
-    options?: { existing?: boolean; view?: string; frozen?: boolean },
+    options?: { existing?: boolean; view?: string; frozen?: boolean; orphaned?: boolean },
   ): Promise<void>;
   /**
    * Writes `data` at `offset` in an object, creating it when missing. With

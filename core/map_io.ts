@@ -34,6 +34,8 @@ export function* spansOf(range: ByteRange, blockSize: number): Generator<Span> {
 export interface MapReading {
   view?: string;
   owns?: (name: string) => boolean;
+  /** See Engine.readObject. */
+  orphaned?: boolean;
 }
 
 /** Reads `range` of one entry into `into`. */
@@ -52,6 +54,7 @@ export async function readEntry(
       existing: true,
       view: reading.view,
       frozen,
+      orphaned: reading.orphaned,
     });
   }
 }

@@ -182,9 +182,13 @@ export class Store {
    * it). `settled`: the caller makes sure nobody writes the volume while it
    * uses the instance, when the record names no lease holder (cluster/leases/
    * _idle_readers.ts); its reads then go under a view of the volume at its
-   * lease epoch (Engine.readObject).
+   * lease epoch (Engine.readObject). `orphaned`: the record names a holder
+   * that is gone without releasing it (Engine.readObject).
    */
-  loadVolume(name: string, options: { settled?: boolean } = {}): Promise<Volume> {
+  loadVolume(
+    name: string,
+    options: { settled?: boolean; orphaned?: boolean } = {},
+  ): Promise<Volume> {
     return this.#volumes.load(name, options);
   }
 

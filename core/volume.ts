@@ -63,17 +63,22 @@ export class Volume {
    * `reader`: an instance nobody writes through (a loss recorded is the writer's
    * to report). `readView`: its reads go to the engine under this view (see
    * Engine.readObject): only for a volume nobody may write while it is used.
+   * `orphaned`: its writer is gone without releasing it (Engine.readObject).
    */
   constructor(
     engine: Engine,
     header: VolumeHeader,
     map: BlockMap,
     version: number,
-    options: { reader?: boolean; readView?: string } = {},
+    options: { reader?: boolean; readView?: string; orphaned?: boolean } = {},
   ) {
     this.engine = engine;
     this.#record = new VolumeRecord(engine, header, map, version);
-    this.#reading = { view: options.readView, owns: (name) => this.#record.owns(name) };
+    this.#reading = {
+      view: options.readView,
+      owns: (name) => this.#record.owns(name),
+      orphaned: options.orphaned,
+    };
     this.#writer = new VolumeWriter(engine, this.#record);
     this.#losses = new WriteLosses(engine, this.#record, this.#mutex, options.reader ?? false);
   }

@@ -49,9 +49,9 @@ export class ObjectReads {
     name: string,
     offset: number,
     into: Uint8Array,
-    options: { existing?: boolean; view?: string; frozen?: boolean } = {},
+    options: { existing?: boolean; view?: string; frozen?: boolean; orphaned?: boolean } = {},
   ): Promise<void> {
-    const { existing = false, view, frozen = false } = options;
+    const { existing = false, view, frozen = false, orphaned = false } = options;
     if (this.#unflushed.takeUnheard(name)) throw new WritesLostError([name]);
     const links = this.#writers.ordered(this.#options.replicasOf(name));
     const written = this.#writers.get(name);
@@ -103,6 +103,7 @@ export class ObjectReads {
     const newest = await readNewest(name, links, offset, into, lookup, {
       atLeast: acked,
       existing,
+      everywhere: orphaned && !writes,
     });
     if (newest.staleFirst) this.#counters.staleReads++;
     if (view !== undefined && !writes) this.#views.found(view, name, newest);

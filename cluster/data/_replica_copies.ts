@@ -63,8 +63,12 @@ export async function readNewest(
   offset: number,
   into: Uint8Array,
   lookup: Lookup,
-  /** `atLeast`: what the writer acknowledged; `existing`: a map names the object. */
-  expect: { atLeast?: Stamp; existing?: boolean } = {},
+  /**
+   * `atLeast`: what the writer acknowledged; `existing`: a map names the object;
+   * `everywhere`: the writer may have placed it where these replicas are not
+   * (Engine.readObject's `orphaned`): every live member must answer.
+   */
+  expect: { atLeast?: Stamp; existing?: boolean; everywhere?: boolean } = {},
 ): Promise<NewestRead> {
   for (let attempt = 1;; attempt++) {
     const read = await readNewestOnce(name, links, offset, into, lookup, expect);
@@ -90,7 +94,7 @@ async function readNewestOnce(
   offset: number,
   into: Uint8Array,
   lookup: Lookup,
-  expect: { atLeast?: Stamp; existing?: boolean },
+  expect: { atLeast?: Stamp; existing?: boolean; everywhere?: boolean },
 ): Promise<NewestRead | null> {
   const atLeast = expect.atLeast ?? [0, 0];
   const [first, ...others] = links;
@@ -121,11 +125,12 @@ async function readNewestOnce(
   // An object a map names that its replicas all lack lives elsewhere.
   const absent = expect.existing === true && compareStamps(best.stamp, [0, 0]) === 0;
   const least = await floor;
+  const everywhere = expect.everywhere === true;
   if (
-    !agree || absent || compareStamps(best.stamp, atLeast) < 0 ||
+    everywhere || !agree || absent || compareStamps(best.stamp, atLeast) < 0 ||
     compareStamps(best.stamp, least) < 0
   ) {
-    const strict = mustHearEveryone(
+    const strict = everywhere || mustHearEveryone(
       answers.map(({ stamp }) => stamp),
       needed,
       expect.existing === true || compareStamps(atLeast, [0, 0]) > 0,

@@ -153,13 +153,13 @@ export class ReplicatedObjects {
    * Reads `into.length` bytes at `offset` from a replica holding the latest
    * version (_object_reads.ts). Throws WritesLostError when this node
    * acknowledged writes of the object that no replica holds any more.
-   * `existing`, `view`, `frozen`: see Engine.readObject.
+   * `existing`, `view`, `frozen`, `orphaned`: see Engine.readObject.
    */
   read(
     name: string,
     offset: number,
     into: Uint8Array,
-    options: { existing?: boolean; view?: string; frozen?: boolean } = {},
+    options: { existing?: boolean; view?: string; frozen?: boolean; orphaned?: boolean } = {},
   ): Promise<void> {
     return this.#reads.run(name, offset, into, options);
   }

@@ -119,9 +119,18 @@ export class HolderReads {
         await this.#clock.sleep(forwardRetryMs);
         continue;
       }
-      if (holder === null || holder === this.#engine.selfId || !live) {
+      if (holder === null) {
         // Nobody can have acknowledged more than the record's flushed state.
         await (loaded ?? (await this.#idle.load(name)).volume).readAt(range, into);
+        this.#holders.delete(name);
+        return;
+      }
+      if (holder === this.#engine.selfId || !live) {
+        // Nor here; but the holder flushed where its own view of the members placed the
+        // objects, which may not be where this node looks (seed 710480 with joins,
+        // leaves and replacements: healing had spread an older copy to the replicas
+        // this node placed it on, and they agreed on it): every live member is asked.
+        await (await this.#store().loadVolume(name, { orphaned: true })).readAt(range, into);
         this.#holders.delete(name);
         return;
       }
@@ -151,7 +160,10 @@ export class HolderReads {
     }
     // The member the record names says it holds no lease (it restarted): nobody can
     // have acknowledged more than the record's flushed state.
-    if (notHeld) return void await (await this.#store().loadVolume(name)).readAt(range, into);
+    if (notHeld) {
+      const volume = await this.#store().loadVolume(name, { orphaned: true });
+      return void await volume.readAt(range, into);
+    }
     // A holder that did not answer may have acknowledged writes the record does not
     // name yet: the record is no answer (seed 40344 of the data-path simulation).
     throw new UnavailableError(

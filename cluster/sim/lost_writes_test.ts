@@ -15,6 +15,9 @@
  * - A former writer whose lease is not confirmed does not trust what it knew
  *   as the writer: another holder may have written since.
  * - A floor claims no more than the stamp its flush found durable.
+ * - A read of a volume whose writer is gone without releasing it (the record
+ *   path of a reader that sees the holder dead) hears every live member: the
+ *   writer placed objects by its own view of the members.
  * - Replicas that agree on a copy below the object's floor are neither read
  *   nor written over: the copy at the floor is looked for off the placement,
  *   and the object is unavailable until it answers.
@@ -339,4 +342,45 @@ Deno.test("a floor claims only the stamp its flush found durable, not a change t
   const into = new Uint8Array(4096);
   await reader.read(x, 0, into, { existing: true });
   assert.deepEqual(into, small(1));
+});
+
+Deno.test("a read of a volume whose writer is gone finds writes it placed where the reader does not look", async () => {
+  // Seed 710480 (joins, leaves, replacements) at 048e635: a holder that heard of a join late
+  // wrote and flushed an object on the replicas of its view; healing had copied an older
+  // version to the replicas of the new placement, and a member that saw the holder dead read
+  // the record's state there: both replicas agreed on the older version.
+  const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
+  const [a, b, c, d] = replicas;
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  const writer = new ReplicatedObjects({ selfId: "w", replicasOf: () => [a, b], epochOf: () => 1 });
+  await writer.write(name, 0, small(1), { truncate: true });
+  await writer.flush(uid);
+  for (const replica of [c, d]) { // healing's copies on the placement the writer has not heard of
+    const { data, stamp } = await a.read(name, 0, -1);
+    await replica.change(name, {
+      epoch: stamp[0],
+      version: stamp[1],
+      replace: true,
+      heal: true,
+      offset: 0,
+      data,
+    });
+  }
+  await writer.write(name, 0, small(2), { existing: true });
+  await writer.flush(uid);
+  const reader = new ReplicatedObjects({
+    selfId: "r",
+    replicasOf: () => [c, d],
+    epochOf: () => 0,
+    everyone: () => replicas,
+  });
+  const into = new Uint8Array(4096);
+  await reader.read(name, 0, into, { existing: true, orphaned: true });
+  assert.deepEqual(into, small(2));
+  // Every live member must answer: one that does not may hold the newest copy.
+  b.down = true;
+  await assert.rejects(
+    reader.read(name, 0, into, { existing: true, orphaned: true }),
+    ReplicaQuorumError,
+  );
 });
