@@ -54,3 +54,29 @@ export class TestReplica implements ObjectLink {
     return this.#replica;
   }
 }
+
+/** Healing's copy of `from`'s version of `name` onto `to` (a whole replacement). */
+export async function healCopy(from: ObjectLink, to: ObjectLink, name: string): Promise<void> {
+  const { data, stamp } = await from.read(name, 0, -1);
+  await to.change(name, {
+    epoch: stamp[0],
+    version: stamp[1],
+    replace: true,
+    heal: true,
+    offset: 0,
+    data,
+  });
+}
+
+/** Floors kept in memory (the cluster keeps them in a metadata register): `saved` shows them. */
+export function memoryFloors() {
+  const saved = new Map<string, Stamp>();
+  return {
+    saved,
+    of: () => Promise.resolve(new Map(saved)),
+    raise: (_uid: string, raised: Map<string, Stamp>) => {
+      for (const [object, stamp] of raised) saved.set(object, stamp);
+      return Promise.resolve();
+    },
+  };
+}

@@ -27,7 +27,7 @@
 import assert from "node:assert/strict";
 import { WritesLostError } from "../../core/mod.ts";
 import { ReplicaQuorumError, ReplicatedObjects, type Stamp } from "../data/mod.ts";
-import { TestReplica } from "./_test_replica.ts";
+import { healCopy, memoryFloors, TestReplica } from "./_test_replica.ts";
 
 const uid = "a".repeat(32);
 // Flushes name the volume: a loss is reported to the flush of the volume that wrote it.
@@ -201,16 +201,7 @@ Deno.test("a flush makes writes durable where the placement is now, not where th
   await writer.write(name, 0, small(1), { truncate: true });
   await writer.flush(uid);
   // Healing copies that version to the members that joined.
-  for (const replica of [c, d]) {
-    await replica.change(name, {
-      epoch: 1,
-      version: 1,
-      replace: true,
-      heal: true,
-      offset: 0,
-      data: small(1),
-    });
-  }
+  for (const replica of [c, d]) await healCopy(a, replica, name);
   await writer.write(name, 0, small(2)); // still on a and b
   placement = [c, d]; // the writer hears of the join
   await writer.flush(uid);
@@ -233,14 +224,8 @@ Deno.test("replicas that agree on a copy below its floor are not taken for the n
   const replicas = ["a", "b", "c"].map((id) => new TestReplica(id));
   const [a, b, c] = replicas;
   const small = (fill: number) => new Uint8Array(4096).fill(fill);
-  const saved = new Map<string, Stamp>();
-  const floors = {
-    of: () => Promise.resolve(new Map(saved)),
-    raise: (_uid: string, raised: Map<string, Stamp>) => {
-      for (const [object, stamp] of raised) saved.set(object, stamp);
-      return Promise.resolve();
-    },
-  };
+  const floors = memoryFloors();
+  const { saved } = floors;
   const dead = new Set<string>();
   const writer = new ReplicatedObjects({
     selfId: "w",
@@ -259,15 +244,7 @@ Deno.test("replicas that agree on a copy below its floor are not taken for the n
   await writer.settle(); // its background catch-up of b failed: b is still down
   b.down = false;
   a.down = true; // a leaves; healing copies b's version 1 to c, the placement's new replica
-  const { data, stamp } = await b.read(name, 0, -1);
-  await c.change(name, {
-    epoch: stamp[0],
-    version: stamp[1],
-    replace: true,
-    heal: true,
-    offset: 0,
-    data,
-  });
+  await healCopy(b, c, name);
   let everyone = [b, c];
   const options = {
     replicasOf: () => [b, c],
@@ -313,14 +290,8 @@ Deno.test("a floor claims only the stamp its flush found durable, not a change t
   }
   const [a, b, d] = ["a", "b", "d"].map((id) => new TestReplica(id));
   const c = new SlowSecondFlush("c");
-  const saved = new Map<string, Stamp>();
-  const floors = {
-    of: () => Promise.resolve(new Map(saved)),
-    raise: (_uid: string, raised: Map<string, Stamp>) => {
-      for (const [object, stamp] of raised) saved.set(object, stamp);
-      return Promise.resolve();
-    },
-  };
+  const floors = memoryFloors();
+  const { saved } = floors;
   const x = `${uid}.1.0`;
   const y = `${uid}.1.1`;
   const placement = (object: string) => object === x ? [a, b] : [c, d];
@@ -355,17 +326,8 @@ Deno.test("a read of a volume whose writer is gone finds writes it placed where 
   const writer = new ReplicatedObjects({ selfId: "w", replicasOf: () => [a, b], epochOf: () => 1 });
   await writer.write(name, 0, small(1), { truncate: true });
   await writer.flush(uid);
-  for (const replica of [c, d]) { // healing's copies on the placement the writer has not heard of
-    const { data, stamp } = await a.read(name, 0, -1);
-    await replica.change(name, {
-      epoch: stamp[0],
-      version: stamp[1],
-      replace: true,
-      heal: true,
-      offset: 0,
-      data,
-    });
-  }
+  // Healing's copies on the placement the writer has not heard of.
+  for (const replica of [c, d]) await healCopy(a, replica, name);
   await writer.write(name, 0, small(2), { existing: true });
   await writer.flush(uid);
   const reader = new ReplicatedObjects({
