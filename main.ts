@@ -19,7 +19,8 @@ const usage = `atoll ${version}: storage for VM images and volumes
               [--token-file F] [--zone NAME] [--hash-engine wasm|native]
               [--gossip HOST:PORT --cluster-key-file F [--join HOST:PORT,...]] [--weight W]
               [--replicas N] [--dead-grace SECONDS] [--heal-interval SECONDS]
-              [--gc-min-age SECONDS] [--gc-settle SECONDS] [--header-timeout SECONDS]
+              [--gc-min-age SECONDS] [--gc-settle SECONDS] [--read-cache-mib N]
+              [--header-timeout SECONDS]
               [--log-format text|json] [--log-level debug|info|warning|error]
               [--fault-file F (testing: no cluster traffic while F exists)]
 ${clientUsage.replace(/^usage:\n/, "")}`;
@@ -52,6 +53,7 @@ async function main(args: string[]): Promise<number> {
       "fault-file": { type: "string" },
       "gc-min-age": { type: "string", default: "60" },
       "gc-settle": { type: "string", default: "10" },
+      "read-cache-mib": { type: "string", default: "256" },
       "hash-engine": { type: "string", default: "wasm" },
       "header-timeout": { type: "string", default: String(headerTimeoutMsDefault / 1000) },
       "log-format": { type: "string", default: "text" },
@@ -83,6 +85,8 @@ async function main(args: string[]): Promise<number> {
     faultFile: values["fault-file"] ?? null,
     gcMinAgeMs: parseSeconds(values["gc-min-age"], "--gc-min-age") * 1000,
     gcSettleMs: parseSeconds(values["gc-settle"], "--gc-settle") * 1000,
+    readCacheBytes: parseCount(values["read-cache-mib"], "--read-cache-mib", 0, 1 << 20) * 1024 *
+      1024,
     hashEngine,
     headerTimeoutMs: parseSeconds(values["header-timeout"], "--header-timeout") * 1000,
     version,

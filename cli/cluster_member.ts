@@ -42,6 +42,7 @@ export type ClusterMemberOptions =
     | "healIntervalMs"
     | "gcMinAgeMs"
     | "gcSettleMs"
+    | "readCacheBytes"
     | "faultFile"
   >
   & {
@@ -106,6 +107,7 @@ export class ClusterMember {
       log,
       epochOf: (uid) => this.leases.epochOf(uid),
       trustsWriter: (uid) => this.leases.trustsWriter(uid),
+      remotePagesBytes: options.readCacheBytes,
     });
     this.leases = new LeaseManager({
       store: options.store,

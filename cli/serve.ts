@@ -40,6 +40,11 @@ export interface ServeOptions {
   gcMinAgeMs: number;
   /** In a cluster, the pause between garbage collection's two marks. */
   gcSettleMs: number;
+  /**
+   * In a cluster, bytes of pages the lease holder keeps of objects it writes
+   * that other members store (`--read-cache-mib`; 0: none).
+   */
+  readCacheBytes: number;
   /** Testing: while this file exists, the node drops all cluster traffic (a partition). */
   faultFile: string | null;
   hashEngine: HashEngineName;

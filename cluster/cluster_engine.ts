@@ -72,6 +72,8 @@ export interface ClusterEngineOptions {
   epochOf?: (uid: string) => number;
   /** See ReplicatedObjectsOptions.trustsWriter; always true without leases. */
   trustsWriter?: (uid: string) => boolean;
+  /** See ReplicatedObjectsOptions.remotePagesBytes. */
+  remotePagesBytes?: number;
   /** The clock of the proposer's backoff; the system's unless told (a simulation). */
   clock?: Clock;
   /** Randomness of the proposer's backoff and name; the system's unless told (a simulation). */
@@ -141,6 +143,7 @@ export class ClusterEngine implements Engine {
       replicasOf: (name) => this.replicaPeers(name).map((peer) => this.#calls.objectLink(peer)),
       epochOf: options.epochOf ?? (() => 1),
       trustsWriter: options.trustsWriter,
+      remotePagesBytes: options.remotePagesBytes,
       isDead: (id) => this.countsDead(id),
       floors: proposedFloors(() => this.proposer),
       everyone: () => this.liveMembers().map((member) => this.#calls.objectLink(member)),
