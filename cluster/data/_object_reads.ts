@@ -100,10 +100,15 @@ export class ObjectReads {
       ? { kind: "writer", epoch: this.#options.epochOf(uid) }
       : { kind: "once" };
     const lookup = this.#writers.lookup(name, scope);
+    // A read under a view is remembered for the view's life: its first lookup asks the
+    // other live members too, since the last writer placed the object by its own view
+    // of the members, which may not be this node's (as seed 710480 found for a writer
+    // gone without releasing, _holder_reads.ts).
     const newest = await readNewest(name, links, offset, into, lookup, {
       atLeast: acked,
       existing,
       everywhere: orphaned && !writes,
+      elsewhere: view !== undefined && !writes,
     });
     if (newest.staleFirst) this.#counters.staleReads++;
     if (view !== undefined && !writes) this.#views.found(view, name, newest);

@@ -37,6 +37,14 @@ export interface NewestRead {
   staleFirst: boolean;
 }
 
+/** What a read knows of the object before it asks (see {@linkcode readNewest}). */
+export interface Expectation {
+  atLeast?: Stamp;
+  existing?: boolean;
+  everywhere?: boolean;
+  elsewhere?: boolean;
+}
+
 /** Where to look beyond an object's replicas, and what bounds its copies from below. */
 export interface Lookup {
   /** Every live member's link (copies off the current placement: it changed, healing lags). */
@@ -66,9 +74,11 @@ export async function readNewest(
   /**
    * `atLeast`: what the writer acknowledged; `existing`: a map names the object;
    * `everywhere`: the writer may have placed it where these replicas are not
-   * (Engine.readObject's `orphaned`): every live member must answer.
+   * (Engine.readObject's `orphaned`): every live member must answer;
+   * `elsewhere`: the other live members are asked too, whatever the replicas
+   * answer (those that do not answer are not waited for).
    */
-  expect: { atLeast?: Stamp; existing?: boolean; everywhere?: boolean } = {},
+  expect: Expectation = {},
 ): Promise<NewestRead> {
   for (let attempt = 1;; attempt++) {
     const read = await readNewestOnce(name, links, offset, into, lookup, expect);
@@ -94,7 +104,7 @@ async function readNewestOnce(
   offset: number,
   into: Uint8Array,
   lookup: Lookup,
-  expect: { atLeast?: Stamp; existing?: boolean; everywhere?: boolean },
+  expect: Expectation,
 ): Promise<NewestRead | null> {
   const atLeast = expect.atLeast ?? [0, 0];
   const [first, ...others] = links;
@@ -127,8 +137,8 @@ async function readNewestOnce(
   const least = await floor;
   const everywhere = expect.everywhere === true;
   if (
-    everywhere || !agree || absent || compareStamps(best.stamp, atLeast) < 0 ||
-    compareStamps(best.stamp, least) < 0
+    everywhere || expect.elsewhere === true || !agree || absent ||
+    compareStamps(best.stamp, atLeast) < 0 || compareStamps(best.stamp, least) < 0
   ) {
     const strict = everywhere || mustHearEveryone(
       answers.map(({ stamp }) => stamp),

@@ -346,3 +346,31 @@ Deno.test("a read of a volume whose writer is gone finds writes it placed where 
     ReplicaQuorumError,
   );
 });
+
+Deno.test("a read under a view looks past agreeing replicas once, for writes placed elsewhere", async () => {
+  // The released counterpart of seed 710480: the last holder flushed where its own view of
+  // the members placed the object, and healing had spread an older version to where the
+  // reader looks. A view's reads are remembered, so its first lookup asks every live member.
+  const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
+  const [a, b, c, d] = replicas;
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  const writer = new ReplicatedObjects({ selfId: "w", replicasOf: () => [a, b], epochOf: () => 1 });
+  await writer.write(name, 0, small(1), { truncate: true });
+  await writer.flush(uid);
+  for (const replica of [c, d]) await healCopy(a, replica, name);
+  await writer.write(name, 0, small(2), { existing: true });
+  await writer.flush(uid);
+  const reader = new ReplicatedObjects({
+    selfId: "r",
+    replicasOf: () => [c, d],
+    epochOf: () => 0,
+    everyone: () => replicas,
+  });
+  const into = new Uint8Array(4096);
+  await reader.read(name, 0, into, { existing: true, view: `${uid}@1` });
+  assert.deepEqual(into, small(2));
+  // A member that does not answer is not waited for (the view's reads must not stall).
+  b.down = true;
+  await reader.read(name, 0, into, { existing: true, view: `${uid}@2` });
+  assert.deepEqual(into, small(2));
+});
