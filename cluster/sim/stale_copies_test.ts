@@ -1,0 +1,214 @@
+/**
+ * Goal: a read or a writer's learning never takes a stale copy of an object
+ * for its newest, however the copies came to be where they are.
+ * - A flush makes writes durable on the replicas of the placement as it is
+ *   now, not where they went before the writer heard of a join.
+ * - Replicas that agree on a copy below the object's floor are neither read
+ *   nor written over: the copy at the floor is looked for off the placement,
+ *   and the object is unavailable until it answers; a floor claims no more
+ *   than the stamp its flush found durable.
+ * - A read of a volume whose writer is gone without releasing it hears every
+ *   live member, and the first read of an object under a read view asks
+ *   them too: the writer placed objects by its own view of the members.
+ * Method: ReplicatedObjects over ObjectReplicas on memory disks, each behind
+ * a link the test can cut; healing's copies made by hand (healCopy).
+ */
+import assert from "node:assert/strict";
+import { ReplicaQuorumError, ReplicatedObjects, type Stamp } from "../data/mod.ts";
+import { healCopy, memoryFloors, TestReplica } from "./_test_replica.ts";
+
+const uid = "a".repeat(32);
+const name = `${uid}.1.0`;
+
+Deno.test("a flush makes writes durable where the placement is now, not where they went", async () => {
+  // Seed 450496 (joins) at 06e1aba: a holder wrote and flushed an object on the replicas it
+  // knew; two members had joined, healing had copied an older version to them, and once every
+  // member heard of the join the placement was those two. The flush counted the old replicas,
+  // the lease moved, and the new holder read the older version, on which both new replicas
+  // agreed. Only replicas of the placement as it is now count; the others are sources.
+  const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
+  const [a, b, c, d] = replicas;
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  let placement = [a, b];
+  const writer = new ReplicatedObjects({
+    selfId: "w",
+    replicasOf: () => placement,
+    epochOf: () => 1,
+    everyone: () => replicas,
+  });
+  await writer.write(name, 0, small(1), { truncate: true });
+  await writer.flush(uid);
+  // Healing copies that version to the members that joined.
+  for (const replica of [c, d]) await healCopy(a, replica, name);
+  await writer.write(name, 0, small(2)); // still on a and b
+  placement = [c, d]; // the writer hears of the join
+  await writer.flush(uid);
+  const reader = new ReplicatedObjects({
+    selfId: "r",
+    replicasOf: () => [c, d],
+    epochOf: () => 2,
+    everyone: () => replicas,
+  });
+  const into = new Uint8Array(4096);
+  await reader.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(2));
+});
+
+Deno.test("replicas that agree on a copy below its floor are not taken for the newest", async () => {
+  // Seed 600710 (joins, leaves) at 6064f41: R = 2 with replica b dead, a flush made version 2
+  // durable on a alone and raised its floor; b came back with version 1, a left, the placement
+  // became b and c, healing copied b's version 1 to c, and a reader took the two agreeing
+  // copies for the newest. Floors are checked whatever the replicas answer.
+  const replicas = ["a", "b", "c"].map((id) => new TestReplica(id));
+  const [a, b, c] = replicas;
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  const floors = memoryFloors();
+  const { saved } = floors;
+  const dead = new Set<string>();
+  const writer = new ReplicatedObjects({
+    selfId: "w",
+    replicasOf: () => [a, b],
+    epochOf: () => 1,
+    isDead: (id) => dead.has(id),
+    floors,
+  });
+  await writer.write(name, 0, small(1), { truncate: true });
+  await writer.flush(uid);
+  b.down = true;
+  dead.add("b");
+  await writer.write(name, 0, small(2), { existing: true });
+  await writer.flush(uid); // durable on a alone: its floor is raised
+  assert.equal(saved.size, 1);
+  await writer.settle(); // its background catch-up of b failed: b is still down
+  b.down = false;
+  a.down = true; // a leaves; healing copies b's version 1 to c, the placement's new replica
+  await healCopy(b, c, name);
+  let everyone = [b, c];
+  const options = {
+    replicasOf: () => [b, c],
+    epochOf: () => 2,
+    everyone: () => everyone,
+    floors,
+  };
+  const reader = new ReplicatedObjects({ selfId: "r", ...options });
+  const into = new Uint8Array(4096);
+  await assert.rejects(reader.read(name, 0, into, { existing: true }), ReplicaQuorumError);
+  const taker = new ReplicatedObjects({ selfId: "t", ...options });
+  await assert.rejects(
+    taker.write(name, 0, small(3).subarray(0, 512), { existing: true }),
+    ReplicaQuorumError,
+  );
+  // a comes back, off the placement: the copy at the floor is found there.
+  a.down = false;
+  everyone = replicas;
+  await reader.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(2));
+  await taker.write(name, 0, small(3).subarray(0, 512), { existing: true });
+  await taker.flush(uid);
+  await reader.read(name, 0, into, { existing: true });
+  assert.deepEqual(into.subarray(0, 512), small(3).subarray(0, 512));
+  assert.deepEqual(into.subarray(512), small(2).subarray(512));
+});
+
+Deno.test("a floor claims only the stamp its flush found durable, not a change that failed since", async () => {
+  // Seed 700810 (joins, leaves, replacements) at 9231d01: a flush counted one copy of an
+  // object durable (R = 2, the other replica dead); while it made another object durable, a
+  // change of the first failed, and the floor was raised at that change's stamp, which no
+  // copy ever held: the object could never be read again.
+  class SlowSecondFlush extends TestReplica {
+    flushes = 0;
+    release: () => void = () => {};
+    #second = new Promise<void>((resolve) => this.release = resolve);
+    override async flush(names: string[]): Promise<Stamp[]> {
+      this.flushes++;
+      if (this.flushes === 1) throw new Error("the first flush is lost");
+      if (this.flushes === 2) await this.#second;
+      return await super.flush(names);
+    }
+  }
+  const [a, b, d] = ["a", "b", "d"].map((id) => new TestReplica(id));
+  const c = new SlowSecondFlush("c");
+  const floors = memoryFloors();
+  const { saved } = floors;
+  const x = `${uid}.1.0`;
+  const y = `${uid}.1.1`;
+  const placement = (object: string) => object === x ? [a, b] : [c, d];
+  b.down = d.down = true; // dead: one copy makes a write and a flush
+  const options = { epochOf: () => 1, isDead: (id: string) => id === "b" || id === "d", floors };
+  const writer = new ReplicatedObjects({ selfId: "w", replicasOf: placement, ...options });
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  await writer.write(y, 0, small(1), { truncate: true });
+  await writer.write(x, 0, small(1), { truncate: true });
+  const flushing = writer.flush(uid); // x is durable on a; y waits on c
+  while (c.flushes < 2) await new Promise((resolve) => setTimeout(resolve, 1));
+  a.down = true;
+  await assert.rejects(writer.write(x, 0, small(2), { existing: true }), ReplicaQuorumError);
+  a.down = false;
+  c.release();
+  await flushing;
+  assert.deepEqual(saved.get(x), (await a.stamps([x]))[0]);
+  const reader = new ReplicatedObjects({ selfId: "r", replicasOf: placement, ...options });
+  const into = new Uint8Array(4096);
+  await reader.read(x, 0, into, { existing: true });
+  assert.deepEqual(into, small(1));
+});
+
+Deno.test("a read of a volume whose writer is gone finds writes it placed where the reader does not look", async () => {
+  // Seed 710480 (joins, leaves, replacements) at 048e635: a holder that heard of a join late
+  // wrote and flushed an object on the replicas of its view; healing had copied an older
+  // version to the replicas of the new placement, and a member that saw the holder dead read
+  // the record's state there: both replicas agreed on the older version.
+  const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
+  const [a, b, c, d] = replicas;
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  const writer = new ReplicatedObjects({ selfId: "w", replicasOf: () => [a, b], epochOf: () => 1 });
+  await writer.write(name, 0, small(1), { truncate: true });
+  await writer.flush(uid);
+  // Healing's copies on the placement the writer has not heard of.
+  for (const replica of [c, d]) await healCopy(a, replica, name);
+  await writer.write(name, 0, small(2), { existing: true });
+  await writer.flush(uid);
+  const reader = new ReplicatedObjects({
+    selfId: "r",
+    replicasOf: () => [c, d],
+    epochOf: () => 0,
+    everyone: () => replicas,
+  });
+  const into = new Uint8Array(4096);
+  await reader.read(name, 0, into, { existing: true, orphaned: true });
+  assert.deepEqual(into, small(2));
+  // Every live member must answer: one that does not may hold the newest copy.
+  b.down = true;
+  await assert.rejects(
+    reader.read(name, 0, into, { existing: true, orphaned: true }),
+    ReplicaQuorumError,
+  );
+});
+
+Deno.test("a read under a view looks past agreeing replicas once, for writes placed elsewhere", async () => {
+  // The released counterpart of seed 710480: the last holder flushed where its own view of
+  // the members placed the object, and healing had spread an older version to where the
+  // reader looks. A view's reads are remembered, so its first lookup asks every live member.
+  const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
+  const [a, b, c, d] = replicas;
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  const writer = new ReplicatedObjects({ selfId: "w", replicasOf: () => [a, b], epochOf: () => 1 });
+  await writer.write(name, 0, small(1), { truncate: true });
+  await writer.flush(uid);
+  for (const replica of [c, d]) await healCopy(a, replica, name);
+  await writer.write(name, 0, small(2), { existing: true });
+  await writer.flush(uid);
+  const reader = new ReplicatedObjects({
+    selfId: "r",
+    replicasOf: () => [c, d],
+    epochOf: () => 0,
+    everyone: () => replicas,
+  });
+  const into = new Uint8Array(4096);
+  await reader.read(name, 0, into, { existing: true, view: `${uid}@1` });
+  assert.deepEqual(into, small(2));
+  // A member that does not answer is not waited for (the view's reads must not stall).
+  b.down = true;
+  await reader.read(name, 0, into, { existing: true, view: `${uid}@2` });
+  assert.deepEqual(into, small(2));
+});
