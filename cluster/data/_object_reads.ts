@@ -75,11 +75,11 @@ export class ObjectReads {
             if (await this.#readPages(link, name, written, offset, into)) return;
             continue;
           }
+          const expected = written.stamp;
           const { data, stamp, release } = await link.read(name, offset, into.length, into);
           if (compareStamps(stamp, written.stamp) !== 0) {
-            // It lost what it took (it restarted before a flush): it lags now.
             release?.();
-            written.current.delete(link.id);
+            lagsBehind(written, link.id, stamp, expected);
             continue;
           }
           if (data !== into) into.set(data);
@@ -126,7 +126,7 @@ export class ObjectReads {
   /**
    * Reads from `link`, a current replica on another member, the aligned pages
    * around the range, and keeps them (_remote_pages.ts). False when the copy
-   * no longer holds the writer's stamp (it lags now).
+   * does not hold the writer's stamp (it lags now, or a change crossed the read).
    */
   async #readPages(
     link: ObjectLink,
@@ -136,10 +136,11 @@ export class ObjectReads {
     into: Uint8Array,
   ): Promise<boolean> {
     const span = this.#pages.span(offset, into.length);
+    const expected = written.stamp;
     const { data, stamp, release } = await link.read(name, span.offset, span.length);
     try {
       if (compareStamps(stamp, written.stamp) !== 0) {
-        written.current.delete(link.id); // it lost what it took (it restarted before a flush)
+        lagsBehind(written, link.id, stamp, expected);
         return false;
       }
       const at = offset - span.offset;
@@ -150,4 +151,20 @@ export class ObjectReads {
       release?.();
     }
   }
+}
+
+/**
+ * A current replica's read came back at `stamp`, not the writer's: below what
+ * the writer had when the read started (`expected`), it lost what it took (it
+ * restarted before a flush) and lags now; otherwise a change of this writer
+ * crossed the read, and the replica stays current (taking it for lagging cost
+ * a whole copy of the object at the next write).
+ */
+function lagsBehind(
+  written: { current: Set<string> },
+  id: string,
+  stamp: Stamp,
+  expected: Stamp,
+): void {
+  if (compareStamps(stamp, expected) < 0) written.current.delete(id);
 }

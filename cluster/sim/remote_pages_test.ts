@@ -88,3 +88,43 @@ Deno.test("a holder reads an object it holds no copy of from memory once it read
   }
   assert.equal(fresh.remotePages.bytes, 4 * remotePageBytes);
 });
+
+Deno.test("a read that a write crosses leaves its replica current (no whole copy at the next write)", async () => {
+  /** A replica whose reads answer only once `release` is called, with what they read before. */
+  class SlowReads extends TestReplica {
+    replaced = 0;
+    #held: Promise<void> | null = null;
+    release: () => void = () => {};
+    hold(): void {
+      this.#held = new Promise((resolve) => this.release = resolve);
+    }
+    override async read(name: string, offset: number, length: number) {
+      const read = await super.read(name, offset, length);
+      if (this.#held !== null) await this.#held;
+      return read;
+    }
+    override change(name: string, change: Parameters<TestReplica["change"]>[1]) {
+      if (change.replace === true) this.replaced++;
+      return super.change(name, change);
+    }
+  }
+  const replicas = [new SlowReads("a"), new SlowReads("b")];
+  const writer = new ReplicatedObjects({
+    selfId: "w",
+    replicasOf: () => replicas,
+    epochOf: () => 1,
+    remotePagesBytes: 0, // every read goes to a replica
+  });
+  await writer.write(name, 0, pattern(8192, 1), { truncate: true });
+  for (const replica of replicas) replica.hold();
+  const into = new Uint8Array(4096);
+  const reading = writer.read(name, 0, into, { existing: true });
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  await writer.write(name, 0, pattern(4096, 2), { existing: true }); // crosses the read
+  for (const replica of replicas) replica.release();
+  await reading;
+  const either = [pattern(8192, 1).subarray(0, 4096), pattern(4096, 2)];
+  assert.ok(either.some((version) => version.every((byte, i) => byte === into[i])), "a version");
+  await writer.write(name, 4096, pattern(4096, 3), { existing: true });
+  assert.deepEqual(replicas.map((replica) => replica.replaced), [0, 0], "no whole copy");
+});
