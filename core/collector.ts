@@ -32,7 +32,10 @@ export interface GcPolicy {
   readonly minAgeMs: number;
   /** Blocks that uploads in progress anywhere have stored or will reference. */
   pinned(): Promise<Set<string>>;
-  /** The pause between the two marks. */
+  /**
+   * The pause between the two marks; pins it learns meanwhile (a cluster asks
+   * every member again) join the set `pinned()` returned.
+   */
   settle(): Promise<void>;
   /** Deletes an unreferenced block unless it is too young to be sure of. */
   deleteBlock(hash: string): Promise<boolean>;

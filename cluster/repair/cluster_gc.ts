@@ -2,10 +2,10 @@
  * Garbage collection in a cluster (the mark and sweep is core/gc.ts). Three
  * rules make it safe while other nodes upload and change the catalogue:
  *
- * - pins: before marking, every member that holds a place (dead ones within
- *   the grace period included) answers with the blocks its uploads in progress
- *   have stored; a member that cannot answer stops the collection (its uploads
- *   could lose blocks);
+ * - pins: before marking, and again before the second mark, every member
+ *   that holds a place (dead ones within the grace period included) answers
+ *   with the blocks its uploads in progress have stored; a member that cannot
+ *   answer stops the collection (its uploads could lose blocks);
  * - a second mark after a pause, so that a record another node wrote while the
  *   first mark ran (a clone of a source being deleted) still counts;
  * - age: a replica deletes an unreferenced block only when it was stored, or
@@ -50,33 +50,46 @@ export function clusterGcPolicy(
   const { engine, rpc, settleMs } = options;
   const clock = options.clock ?? systemClock;
   let pinsTakenAt = clock.now();
+  let pins = new Set<string>();
   const minAge = () =>
     Math.max(options.minAgeMs, Math.ceil(clock.now() - pinsTakenAt) + ageMarginMs);
+  /** Adds to `pins` what every member's uploads in progress hold. */
+  const askPins = async () => {
+    // Members gossip declared dead within the grace period are asked too: one
+    // may still run, cut off for a while, with an upload whose blocks are old
+    // enough to collect and whose record it writes once it is back.
+    for (const member of engine.placementMembers()) {
+      if (member.id === engine.selfId) continue;
+      let hashes: unknown;
+      try {
+        hashes = (await rpc.call(member.address, "store.pins", { header: {} })).header.hashes;
+      } catch (cause) {
+        throw new ConflictError(
+          `Cannot collect garbage: member ${member.id} (${member.address}) did not say which ` +
+            `blocks its uploads hold; try again when it answers`,
+          { cause },
+        );
+      }
+      for (const hash of Array.isArray(hashes) ? hashes : []) pins.add(String(hash));
+    }
+  };
   return {
     minAgeMs: options.minAgeMs,
     async pinned() {
       pinsTakenAt = clock.now();
-      const pins = new Set<string>();
-      // Members gossip declared dead within the grace period are asked too: one
-      // may still run, cut off for a while, with an upload whose blocks are old
-      // enough to collect and whose record it writes once it is back.
-      for (const member of engine.placementMembers()) {
-        if (member.id === engine.selfId) continue;
-        let hashes: unknown;
-        try {
-          hashes = (await rpc.call(member.address, "store.pins", { header: {} })).header.hashes;
-        } catch (cause) {
-          throw new ConflictError(
-            `Cannot collect garbage: member ${member.id} (${member.address}) did not say which ` +
-              `blocks its uploads hold; try again when it answers`,
-            { cause },
-          );
-        }
-        for (const hash of Array.isArray(hashes) ? hashes : []) pins.add(String(hash));
-      }
+      pins = new Set<string>();
+      await askPins();
       return pins;
     },
-    settle: () => clock.sleep(settleMs),
+    async settle() {
+      await clock.sleep(settleMs);
+      // Again, before the second mark: a member this node had not heard of yet (it
+      // joined moments before) was not asked, and an upload it began before the pins
+      // were taken could commit after the first mark (seed 770362 with joins, leaves and
+      // replacements: its image's blocks were collected, then cloned). Once asked here,
+      // such an upload is either pinned still or committed, and the second mark sees it.
+      await askPins();
+    },
     async deleteObject(name) {
       // Garbage objects belong to deleted volumes or older generations: nobody
       // writes them, so they go without a lease (their stamps stay, as tombstones).
