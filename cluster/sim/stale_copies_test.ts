@@ -153,18 +153,19 @@ Deno.test("a floor claims only the stamp its flush found durable, not a change t
   assert.deepEqual(into, small(1));
 });
 
-Deno.test("a read of a volume whose writer is gone finds writes it placed where the reader does not look", async () => {
-  // Seed 710480 (joins, leaves, replacements) at 048e635: a holder that heard of a join late
-  // wrote and flushed an object on the replicas of its view; healing had copied an older
-  // version to the replicas of the new placement, and a member that saw the holder dead read
-  // the record's state there: both replicas agreed on the older version.
+/** Bytes of one fill. */
+const small = (fill: number) => new Uint8Array(4096).fill(fill);
+
+/**
+ * A writer that placed the object on a and b flushed version 2 there, after
+ * healing had copied version 1 to c and d, where the returned reader looks.
+ */
+async function placedElsewhere() {
   const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
   const [a, b, c, d] = replicas;
-  const small = (fill: number) => new Uint8Array(4096).fill(fill);
   const writer = new ReplicatedObjects({ selfId: "w", replicasOf: () => [a, b], epochOf: () => 1 });
   await writer.write(name, 0, small(1), { truncate: true });
   await writer.flush(uid);
-  // Healing's copies on the placement the writer has not heard of.
   for (const replica of [c, d]) await healCopy(a, replica, name);
   await writer.write(name, 0, small(2), { existing: true });
   await writer.flush(uid);
@@ -174,6 +175,15 @@ Deno.test("a read of a volume whose writer is gone finds writes it placed where 
     epochOf: () => 0,
     everyone: () => replicas,
   });
+  return { reader, b };
+}
+
+Deno.test("a read of a volume whose writer is gone finds writes it placed where the reader does not look", async () => {
+  // Seed 710480 (joins, leaves, replacements) at 048e635: a holder that heard of a join late
+  // wrote and flushed an object on the replicas of its view; healing had copied an older
+  // version to the replicas of the new placement, and a member that saw the holder dead read
+  // the record's state there: both replicas agreed on the older version.
+  const { reader, b } = await placedElsewhere();
   const into = new Uint8Array(4096);
   await reader.read(name, 0, into, { existing: true, orphaned: true });
   assert.deepEqual(into, small(2));
@@ -189,21 +199,7 @@ Deno.test("a read under a view looks past agreeing replicas once, for writes pla
   // The released counterpart of seed 710480: the last holder flushed where its own view of
   // the members placed the object, and healing had spread an older version to where the
   // reader looks. A view's reads are remembered, so its first lookup asks every live member.
-  const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
-  const [a, b, c, d] = replicas;
-  const small = (fill: number) => new Uint8Array(4096).fill(fill);
-  const writer = new ReplicatedObjects({ selfId: "w", replicasOf: () => [a, b], epochOf: () => 1 });
-  await writer.write(name, 0, small(1), { truncate: true });
-  await writer.flush(uid);
-  for (const replica of [c, d]) await healCopy(a, replica, name);
-  await writer.write(name, 0, small(2), { existing: true });
-  await writer.flush(uid);
-  const reader = new ReplicatedObjects({
-    selfId: "r",
-    replicasOf: () => [c, d],
-    epochOf: () => 0,
-    everyone: () => replicas,
-  });
+  const { reader, b } = await placedElsewhere();
   const into = new Uint8Array(4096);
   await reader.read(name, 0, into, { existing: true, view: `${uid}@1` });
   assert.deepEqual(into, small(2));
