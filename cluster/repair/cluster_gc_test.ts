@@ -1,7 +1,8 @@
 /**
  * Goal: a collection learns the pins of every member that holds a place, dead
  * ones within the grace period included (one may still run, cut off, with an
- * upload it commits once back), and stops when one does not answer.
+ * upload it commits once back), and stops when one does not answer; it asks
+ * again before its second mark (a member heard of since may have pins).
  * Method: clusterGcPolicy over an engine and an RPC caller stubbed as a list
  * of members and their answers.
  */
@@ -42,4 +43,17 @@ Deno.test("pinned() stops the collection when a member dead within the grace doe
     { b: [] },
   );
   await assert.rejects(policy.pinned(), ConflictError);
+});
+
+Deno.test("settle() asks the members again: one heard of since the pins were taken adds its pins", async () => {
+  // Seed 770362 (joins, leaves, replacements): a member that had just joined, unknown to the
+  // collector when it took the pins, uploaded an image whose record committed after the first
+  // mark; its blocks, stored before the pins, were swept.
+  const members = [member("a", "alive"), member("b", "alive")];
+  const policy = policyOver(members, { b: ["h1"], c: ["h2"] });
+  const pins = await policy.pinned();
+  assert.deepEqual([...pins], ["h1"]);
+  members.push(member("c", "alive")); // gossip tells of c during the pause
+  await policy.settle();
+  assert.deepEqual([...pins].sort(), ["h1", "h2"], "the set the sweep checks holds c's pins");
 });
