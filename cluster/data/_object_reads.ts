@@ -92,12 +92,13 @@ export class ObjectReads {
     }
     // Not the writer (or its replicas failed): read the copy with the highest stamp.
     const acked = written?.acked ?? [0, 0];
+    const epoch = trusted ? this.#options.epochOf(uid) : 0;
     const scope: FloorScope = frozen
       ? { kind: "frozen" }
       : view !== undefined && !writes
       ? { kind: "view", view }
-      : trusted && this.#options.epochOf(uid) > 0
-      ? { kind: "writer", epoch: this.#options.epochOf(uid) }
+      : epoch > 0
+      ? { kind: "writer", epoch }
       : { kind: "once" };
     const lookup = this.#writers.lookup(name, scope);
     // A read under a view is remembered for the view's life: its first lookup asks the
