@@ -1,7 +1,7 @@
 /**
  * The members as the cluster engine places data on them: who holds a place
- * (alive, suspect, or dead for less than the grace period; every dead member
- * while this node sees no majority of the members live), who is live, who
+ * (alive, suspect, or dead or left for less than the grace period; every dead
+ * member while this node sees no majority of the members live), who is live, who
  * counts as dead for a write, and the placement over them, rebuilt when the
  * membership changes and each second (dead members age out of it without a
  * membership event).
@@ -50,9 +50,15 @@ export class MemberView {
     // sees may be its own isolation, and a placement shrunk to the members it
     // still sees would let it acknowledge writes on its own copy alone.
     const majority = this.seesMajority();
+    // A member that left keeps its place for the grace too, as a dead one does: it
+    // took its copies with it, and a placement that dropped it at once counted a
+    // member new to an object (a stale copy left over there) as its replica while the
+    // other, holding the newest, did not answer (seed 9106 with joins and leaves).
+    const young = (member: MemberState) => now - member.since < this.#deadGraceMs;
     return this.#members().filter((member) =>
       member.status === "alive" || member.status === "suspect" ||
-      (member.status === "dead" && (!majority || now - member.since < this.#deadGraceMs))
+      (member.status === "dead" && (!majority || young(member))) ||
+      (member.status === "left" && young(member))
     );
   }
 
@@ -78,7 +84,8 @@ export class MemberView {
    * holder taking over never sees.
    */
   countsDead(id: string): boolean {
-    return this.member(id)?.status === "dead" && this.seesMajority();
+    const status = this.member(id)?.status;
+    return (status === "dead" || status === "left") && this.seesMajority();
   }
 
   /**
