@@ -53,6 +53,8 @@ export class LeaseMoves {
   #options: LeaseMovesOptions;
   #engine: ClusterEngine;
   #locks = new KeyedMutex();
+  /** Volumes whose lease a move (under #locks) is changing now. */
+  #moving = new Set<string>();
 
   constructor(options: LeaseMovesOptions) {
     this.#options = options;
@@ -79,13 +81,20 @@ export class LeaseMoves {
     return this.#options.leases;
   }
 
-  /** Takes the write lease of `name` to this node, moving it from its holder. */
+  /**
+   * Takes the write lease of `name` to this node, moving it from its holder.
+   * A move under way is waited for even once this node holds the lease: it
+   * holds it before the nodes that kept a reader of the volume dropped it, and
+   * nothing may be written until they did (seed 800840 with joins, leaves and
+   * replacements: a second write went through while the move waited for a
+   * reader it could not tell, and that reader served the volume without it).
+   */
   acquire(name: string): Promise<void> {
-    if (this.#leases.has(name)) return Promise.resolve();
+    if (this.#leases.has(name) && !this.#moving.has(name)) return Promise.resolve();
     return this.#locks.run(name, async () => {
       if (this.#leases.has(name)) return;
       const started = this.#clock.now();
-      await this.#move(name, this.#engine.selfId);
+      await this.#moveLocked(name, this.#engine.selfId);
       this.#options.counters.acquired++;
       this.#options.counters.lastMoveMs = this.#clock.now() - started;
     });
@@ -93,7 +102,17 @@ export class LeaseMoves {
 
   /** Breaks the lease of `name`: nobody holds it afterwards (LeaseManager.breakLease). */
   breakLease(name: string): Promise<void> {
-    return this.#locks.run(name, () => this.#move(name, null, { release: false }));
+    return this.#locks.run(name, () => this.#moveLocked(name, null, { release: false }));
+  }
+
+  /** #move, with acquire()'s fast path closed until it ends. */
+  async #moveLocked(name: string, to: string | null, options = { release: true }): Promise<void> {
+    this.#moving.add(name);
+    try {
+      await this.#move(name, to, options);
+    } finally {
+      this.#moving.delete(name);
+    }
   }
 
   /**

@@ -222,3 +222,24 @@ Deno.test("seed 40370 (joins, leaves): a holder gossip says left is asked to rel
   const result = await ClusterSim.run({ ...clusterSimSettings(40370), joins: true, leaves: true });
   assert.deepEqual(result.violations, []);
 });
+
+/** Joins, leaves and a replacement, as `deno task soak --cluster --joins --leaves --replacements`. */
+const withChurn = { joins: true, leaves: true, replacements: true };
+
+Deno.test("seed 800840 (joins, leaves, replacements): no write goes through while a lease move waits for readers", async () => {
+  // leases/_lease_moves.ts: the taker held the lease once its compare-and-set passed, then
+  // waited for a node that kept a reader of the free volume (one it had not heard of, so it
+  // could not tell it); a second write took the held lease at once and went through, and the
+  // reader served the volume without it. acquire() now waits for a move under way.
+  const result = await ClusterSim.run({ ...clusterSimSettings(800840), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
+
+Deno.test("seed 801146 (joins, leaves, replacements): a read that does not hear a replica hears every live member", async () => {
+  // data/_replica_copies.ts: a snapshot read at a member whose view placed an object on a
+  // member holding a copy left from an earlier placement, and on one it could not reach,
+  // took the stale copy: one answer was enough for two replicas. A silent replica now makes
+  // the look off the placement strict (every live member answers, or the read fails).
+  const result = await ClusterSim.run({ ...clusterSimSettings(801146), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});

@@ -10,6 +10,8 @@
  * - A read of a volume whose writer is gone without releasing it hears every
  *   live member, and the first read of an object under a read view asks
  *   them too: the writer placed objects by its own view of the members.
+ * - A read that does not hear every replica of its placement hears every live
+ *   member, or fails: the silent replica may be the one holding the newest.
  * Method: ReplicatedObjects over ObjectReplicas on memory disks, each behind
  * a link the test can cut; healing's copies made by hand (healCopy).
  */
@@ -206,5 +208,37 @@ Deno.test("a read under a view looks past agreeing replicas once, for writes pla
   // A member that does not answer is not waited for (the view's reads must not stall).
   b.down = true;
   await reader.read(name, 0, into, { existing: true, view: `${uid}@2` });
+  assert.deepEqual(into, small(2));
+});
+
+Deno.test("a read that does not hear every replica hears every live member, or fails", async () => {
+  // Seed 801146 (joins, leaves, replacements): the snapshot's writer placed an object on b and
+  // a; the reader's view placed it on c, which kept version 1 from an earlier placement, and
+  // b. With b cut off from the reader, c's answer was enough for a read of two replicas, and
+  // the read served version 1 while a, holding version 2, was slow to answer.
+  const replicas = ["a", "b", "c"].map((id) => new TestReplica(id));
+  const [a, b, c] = replicas;
+  const writer = new ReplicatedObjects({ selfId: "w", replicasOf: () => [b, c], epochOf: () => 1 });
+  await writer.write(name, 0, small(1), { truncate: true });
+  await writer.flush(uid);
+  const moved = new ReplicatedObjects({ selfId: "w", replicasOf: () => [b, a], epochOf: () => 2 });
+  await healCopy(b, a, name);
+  await moved.write(name, 0, small(2), { existing: true });
+  await moved.flush(uid);
+  const reader = new ReplicatedObjects({
+    selfId: "r",
+    replicasOf: () => [c, b],
+    epochOf: () => 0,
+    everyone: () => replicas,
+  });
+  const into = new Uint8Array(4096);
+  b.down = true;
+  a.down = true;
+  await assert.rejects(
+    reader.read(name, 0, into, { existing: true, frozen: true }),
+    ReplicaQuorumError,
+  );
+  a.down = false;
+  await reader.read(name, 0, into, { existing: true, frozen: true });
   assert.deepEqual(into, small(2));
 });
