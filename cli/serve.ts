@@ -106,6 +106,10 @@ export async function serve(options: ServeOptions): Promise<Node> {
     access: member?.leases.access,
     gcPolicy: member?.gcPolicy,
   });
+  // Maps written whole (before maps had pages) become roots and pages, once: on a single
+  // node every record before it serves; in a cluster images and snapshots, once joined.
+  const migrated = member === null ? await store.migrateMaps({ volumes: true }) : 0;
+  if (migrated > 0) logger("node").info("rewrote {count} maps as pages", { count: migrated });
   const authority = member?.leases ?? new LocalAuthority(store);
   // Connections open, for /metrics (zero until the listeners exist).
   let open = () => ({ http: 0, nbd: 0 });
@@ -156,6 +160,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
   const nbd = await NbdServer.listen(store, nbdAddress, { authority, ready, limits: budget.nbd });
   open = () => ({ http: server.connections, nbd: nbd.connections });
   await member?.start();
+  if (member !== null) migrateOnceJoined(store, ready);
   const nbdUrl = "path" in nbd.address
     ? `unix:${nbd.address.path}`
     : `nbd://${nbd.address.hostname}:${nbd.address.port}`;
@@ -218,4 +223,21 @@ async function nodeId(dir: string): Promise<string> {
   await Deno.writeTextFile(`${path}.tmp`, id + "\n");
   await Deno.rename(`${path}.tmp`, path);
   return id;
+}
+
+/**
+ * Rewrites the images' and snapshots' maps written before maps had pages, once
+ * the node has joined its cluster (checked each second; the timer keeps no
+ * process alive).
+ */
+function migrateOnceJoined(store: Store, ready: () => { ready: boolean }): void {
+  const log = logger("node");
+  const attempt = () => {
+    if (!ready().ready) return void Deno.unrefTimer(setTimeout(attempt, 1000));
+    store.migrateMaps({ volumes: false }).then(
+      (count) => count > 0 && log.info("rewrote {count} maps as pages", { count }),
+      (error) => log.warn("maps not rewritten as pages: {error}", { error: String(error) }),
+    );
+  };
+  attempt();
 }

@@ -16,7 +16,7 @@ export async function readRecord<T>(
       `Cannot find ${kind} "${key.slice(kind.length + 1)}": no such ${kind}`,
     );
   }
-  return decodeRecord<T>(entry.value);
+  return await decodeRecord<T>(engine, entry.value);
 }
 
 /** Deletes the record at `key`, of `kind`; NotFoundError when there is none. */

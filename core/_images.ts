@@ -6,6 +6,7 @@
 import type { HashPool } from "../wasm/hash_pool.ts";
 import type { BlockMap } from "./block_map.ts";
 import type { Collector } from "./collector.ts";
+import type { PagePins } from "./_page_pins.ts";
 import type { Engine } from "./engine.ts";
 import { BusyError, ConflictError, VersionMismatchError } from "./errors.ts";
 import { FrozenView } from "./frozen_view.ts";
@@ -14,7 +15,7 @@ import { ingest, newProgress } from "./ingest.ts";
 import { uploadsMax } from "./limits.ts";
 import type { Mutex } from "./_mutex.ts";
 import { validateName } from "./names.ts";
-import { encodeRecord, type ImageHeader, recordKey } from "./records.ts";
+import { type ImageHeader, putRecord, recordKey } from "./records.ts";
 import { deleteRecord, readRecord } from "./_catalogue_records.ts";
 import { logger } from "../log/mod.ts";
 
@@ -28,6 +29,8 @@ export interface ImagesOptions {
   /** The store's catalogue lock (held to write or delete a record). */
   catalogue: Mutex;
   collector: Collector;
+  /** Pages being stored, kept by garbage collection (_page_pins.ts). */
+  pins: PagePins;
 }
 
 /** The images of one node and their uploads (Store.uploadImage and its kin). */
@@ -119,10 +122,10 @@ export class Images {
   }
 
   async #commit(header: ImageHeader, map: BlockMap): Promise<boolean> {
-    const { engine, collector } = this.#options;
+    const { engine, collector, pins } = this.#options;
     try {
       collector.track(map);
-      await engine.putMeta(recordKey.image(header.name), encodeRecord(header, map), 0);
+      await putRecord(engine, recordKey.image(header.name), { header, map }, 0, pins);
       return true;
     } catch (error) {
       if (!(error instanceof VersionMismatchError)) throw error;

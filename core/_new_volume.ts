@@ -5,6 +5,7 @@
 import { toHex } from "../wasm/to_hex.ts";
 import { BlockMap, bytesEqual } from "./block_map.ts";
 import type { Collector } from "./collector.ts";
+import type { PagePins } from "./_page_pins.ts";
 import type { Engine } from "./engine.ts";
 import { ConflictError, NotFoundError, VersionMismatchError } from "./errors.ts";
 import { type VolumeInfo, volumeInfo } from "./infos.ts";
@@ -13,7 +14,7 @@ import type { Mutex } from "./_mutex.ts";
 import { parseSnapshotRef, validateName } from "./names.ts";
 import {
   decodeRecord,
-  encodeRecord,
+  putRecord,
   recordKey,
   type VolumeHeader,
   type VolumeOrigin,
@@ -35,6 +36,8 @@ export interface NewVolumeContext {
   /** The store's catalogue lock (held to write the record). */
   catalogue: Mutex;
   collector: Collector;
+  /** Pages being stored, kept by garbage collection (_page_pins.ts). */
+  pins: PagePins;
   blockSize: number;
   newUid: () => string;
 }
@@ -44,7 +47,7 @@ export async function createVolume(
   context: NewVolumeContext,
   request: { name: string } & VolumeSource,
 ): Promise<VolumeInfo> {
-  const { engine, catalogue, collector, blockSize, newUid } = context;
+  const { engine, catalogue, collector, pins, blockSize, newUid } = context;
   const name = validateName(request.name, "volume");
   const sources = [request.image, request.snapshot, request.size].filter((s) => s !== undefined);
   if (sources.length !== 1) {
@@ -64,7 +67,8 @@ export async function createVolume(
     collector.track(map, header.uid);
     let version: number;
     try {
-      version = await engine.putMeta(recordKey.volume(name), encodeRecord(header, map), 0);
+      const record = { header, map, volume: header.uid };
+      version = await putRecord(engine, recordKey.volume(name), record, 0, pins);
     } catch (error) {
       if (error instanceof VersionMismatchError) {
         throw new ConflictError(`Cannot create volume "${name}": it exists`);
@@ -118,7 +122,8 @@ async function readSource(
   if (entry === null) {
     throw new NotFoundError(`Cannot find ${kind} "${key.slice(kind.length + 1)}": no such ${kind}`);
   }
-  return { map: decodeRecord(entry.value).map.clone(), source: { kind, key, value: entry.value } };
+  const { map } = await decodeRecord(engine, entry.value);
+  return { map: map.clone(), source: { kind, key, value: entry.value } };
 }
 
 /**

@@ -1,12 +1,13 @@
 /** The snapshots of one node's volumes: taking them, listing, reading and deleting them. */
 import type { Collector } from "./collector.ts";
+import type { PagePins } from "./_page_pins.ts";
 import type { Engine } from "./engine.ts";
 import { ConflictError } from "./errors.ts";
 import { FrozenView } from "./frozen_view.ts";
 import { type SnapshotInfo, snapshotInfo } from "./infos.ts";
 import type { Mutex } from "./_mutex.ts";
 import { validateName } from "./names.ts";
-import { encodeRecord, recordKey, type SnapshotHeader } from "./records.ts";
+import { putRecord, recordKey, type SnapshotHeader } from "./records.ts";
 import { deleteRecord, readRecord } from "./_catalogue_records.ts";
 import type { VolumeInstances } from "./_volume_instances.ts";
 import { logger } from "../log/mod.ts";
@@ -19,6 +20,8 @@ export interface SnapshotsOptions {
   /** The store's catalogue lock (held to write or delete a record). */
   catalogue: Mutex;
   collector: Collector;
+  /** Pages being stored, kept by garbage collection (_page_pins.ts). */
+  pins: PagePins;
   volumes: VolumeInstances;
 }
 
@@ -32,7 +35,7 @@ export class Snapshots {
 
   /** Takes an instant snapshot of a volume. */
   async create(volumeName: string, name: string): Promise<SnapshotInfo> {
-    const { engine, catalogue, collector, volumes } = this.#options;
+    const { engine, catalogue, collector, pins, volumes } = this.#options;
     validateName(name, "snapshot");
     const volume = await volumes.writable(volumeName, "catalogue");
     return await catalogue.run(async () => {
@@ -48,7 +51,7 @@ export class Snapshots {
       // The record is written before any write can copy up what it names (see freeze).
       const map = await volume.freeze(async (frozen) => {
         collector.track(frozen);
-        await engine.putMeta(key, encodeRecord(header, frozen), 0);
+        await putRecord(engine, key, { header, map: frozen, volume: volume.header.uid }, 0, pins);
       });
       log.info("took snapshot {volume}@{snapshot}", { volume: volumeName, snapshot: name });
       return snapshotInfo(header, map);

@@ -7,6 +7,7 @@ import type { Engine } from "./engine.ts";
 import { NotFoundError } from "./errors.ts";
 import { validateName } from "./names.ts";
 import { decodeRecord, recordKey, type VolumeHeader } from "./records.ts";
+import type { PagePins } from "./_page_pins.ts";
 import { Volume } from "./volume.ts";
 
 /** How a cluster governs access to volumes (see {@linkcode Store.access}). */
@@ -26,10 +27,12 @@ export class VolumeInstances {
   #engine: Engine;
   #access: VolumeAccess | null;
   #volumes = new Map<string, Promise<Volume>>();
+  #pins: PagePins;
 
-  constructor(engine: Engine, access: VolumeAccess | null) {
+  constructor(engine: Engine, access: VolumeAccess | null, pins: PagePins) {
     this.#engine = engine;
     this.#access = access;
+    this.#pins = pins;
   }
 
   /** The open instance of `name`, opened on first use. */
@@ -41,8 +44,8 @@ export class VolumeInstances {
         const key = recordKey.volume(name);
         const entry = await this.#engine.getMeta(key);
         if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
-        const { header, map } = decodeRecord<VolumeHeader>(entry.value);
-        return new Volume(this.#engine, header, map, entry.version);
+        const { header, map } = await decodeRecord<VolumeHeader>(this.#engine, entry.value);
+        return new Volume(this.#engine, header, map, entry.version, { pins: this.#pins });
       })();
       this.#volumes.set(name, volume);
       volume.catch(() => this.#volumes.delete(name));
@@ -72,7 +75,7 @@ export class VolumeInstances {
     validateName(name, "volume");
     const entry = await this.#engine.getMeta(recordKey.volume(name));
     if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
-    const { header, map } = decodeRecord<VolumeHeader>(entry.value);
+    const { header, map } = await decodeRecord<VolumeHeader>(this.#engine, entry.value);
     const readView = options.settled === true && (header.lease?.holder ?? null) === null
       ? `${header.uid}@${header.lease?.epoch ?? 0}`
       : undefined;
@@ -80,14 +83,18 @@ export class VolumeInstances {
       reader: true,
       readView,
       orphaned: options.orphaned,
+      pins: this.#pins,
     });
   }
 
   /** Makes the record `bytes` at `version`, just written elsewhere, the open instance of `name`. */
-  adopt(name: string, bytes: Uint8Array, version: number): Volume {
-    const { header, map } = decodeRecord<VolumeHeader>(bytes);
-    const volume = new Volume(this.#engine, header, map, version);
-    this.#volumes.set(name, Promise.resolve(volume));
+  adopt(name: string, bytes: Uint8Array, version: number): Promise<Volume> {
+    const volume = (async () => {
+      const { header, map } = await decodeRecord<VolumeHeader>(this.#engine, bytes);
+      return new Volume(this.#engine, header, map, version, { pins: this.#pins });
+    })();
+    this.#volumes.set(name, volume);
+    volume.catch(() => this.#volumes.get(name) === volume && this.#volumes.delete(name));
     return volume;
   }
 

@@ -6,7 +6,9 @@
 import type { BlockMap, MapEntry } from "./block_map.ts";
 import type { Engine } from "./engine.ts";
 import { LeaseLostError } from "./errors.ts";
-import { decodeRecord, encodeRecord, recordKey, type VolumeHeader } from "./records.ts";
+import { decodeRecord, putRecord, recordKey, type VolumeHeader } from "./records.ts";
+import { storeMapPages } from "./map_store.ts";
+import type { PagePins } from "./_page_pins.ts";
 
 /** The header, map and version of one Volume instance (the Volume locks around it). */
 export class VolumeRecord {
@@ -17,9 +19,19 @@ export class VolumeRecord {
   #dirty = false;
   /** Object names this volume writes in place start with this: `UID.GENERATION.` */
   #ownedPrefix: string;
+  #pins: PagePins;
+  /** Releases the pins of pages stored ahead of the next persist(). */
+  #pinned: (() => void)[] = [];
 
-  constructor(engine: Engine, header: VolumeHeader, map: BlockMap, version: number) {
+  constructor(
+    engine: Engine,
+    header: VolumeHeader,
+    map: BlockMap,
+    version: number,
+    pins: PagePins,
+  ) {
     this.#engine = engine;
+    this.#pins = pins;
     this.#header = header;
     this.#map = map;
     this.#version = version;
@@ -65,14 +77,29 @@ export class VolumeRecord {
     this.#ownedPrefix = ownedPrefixOf(this.#header);
   }
 
+  /**
+   * Stores the map's pages that changed (durable with the engine's next flush
+   * of this volume; persist() stores and flushes those left). True when any was.
+   */
+  storePages(): Promise<boolean> {
+    // Pinned until the record names them (or fails to): see _page_pins.ts.
+    this.#pinned.push(this.#pins.pin(this.#map.unstored().map((page) => page.id)));
+    return storeMapPages(this.#engine, this.#map);
+  }
+
   /** Writes the header and map as the next version of the record. */
   async persist(): Promise<void> {
-    const record = encodeRecord(this.#header, this.#map);
-    this.#version = await this.#engine.putMeta(
-      recordKey.volume(this.#header.name),
-      record,
-      this.#version,
-    );
+    try {
+      this.#version = await putRecord(
+        this.#engine,
+        recordKey.volume(this.#header.name),
+        { header: this.#header, map: this.#map, volume: this.#header.uid },
+        this.#version,
+        this.#pins,
+      );
+    } finally {
+      for (const release of this.#pinned.splice(0)) release();
+    }
     this.#dirty = false;
   }
 
@@ -85,11 +112,13 @@ export class VolumeRecord {
         `Cannot go back to the last flush of volume "${name}": its record moved on`,
       );
     }
-    const { header, map } = decodeRecord<VolumeHeader>(entry.value);
+    const { header, map } = await decodeRecord<VolumeHeader>(this.#engine, entry.value);
     this.#header = header;
     this.#map = map;
     this.#ownedPrefix = ownedPrefixOf(header);
     this.#dirty = false;
+    // Pages stored for the map given up: no record will name them.
+    for (const release of this.#pinned.splice(0)) release();
   }
 }
 

@@ -90,7 +90,9 @@ export class WriteLosses {
     let lost = this.#lost;
     try {
       // Flushed even when a loss is pending, so that one report covers every
-      // object that lost writes, not the first one found.
+      // object that lost writes, not the first one found. The map's changed pages
+      // go first, so that this one flush makes them durable too.
+      if (this.#record.dirty) await this.#record.storePages();
       await this.#engine.flush(this.#record.header.uid);
     } catch (error) {
       if (!(error instanceof WritesLostError)) throw error;

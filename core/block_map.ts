@@ -8,39 +8,67 @@
  *   is UID writes it in place while its generation is still GENERATION, and a
  *   snapshot (which bumps the generation) freezes it.
  *
- * Encoding (big endian): magic u32, entry count u32, block size u32, size f64,
- * then `count` kind bytes, then 32 bytes per entry (a hash, or uid[16] gen u32
- * index u32 and 8 zero bytes).
+ * A map is made of pages of 4096 entries (_map_pages.ts) and holds only those
+ * with a non-zero entry, so what it costs (memory, copies, what a flush
+ * stores) follows what was written, not the volume's size: an empty 64 TiB
+ * map holds nothing, a copy shares every page until one side changes it, and
+ * a change re-seals one page. Stored (map_store.ts), a map is a small root in
+ * its record naming content-addressed pages.
  */
-import { fromHex, toHex } from "../wasm/to_hex.ts";
 import { assert } from "./assert.ts";
-import { CorruptionError } from "./errors.ts";
 import { blockSizeMax, blockSizeMin, mapEntriesMax, volumeSizeBytesMax } from "./limits.ts";
+import {
+  copyPage,
+  newPage,
+  type Page,
+  pageEntries,
+  refBytes,
+  type SealedPage,
+  sealInner,
+  sealLeaf,
+} from "./_map_pages.ts";
+import {
+  bytesEqual,
+  decodeEntry,
+  encodeEntry,
+  kindBlock,
+  kindObject,
+  kindZero,
+  type MapEntry,
+} from "./_map_entries.ts";
 
-/** What an entry of a map points at. */
-export type MapEntry =
-  | { kind: "zero" }
-  | { kind: "block"; hash: string }
-  | { kind: "object"; name: string };
+export {
+  bytesEqual,
+  decodeEntry,
+  encodeEntry,
+  entryRefBytes,
+  type MapEntry,
+  objectName,
+  parseObjectName,
+} from "./_map_entries.ts";
 
-const kindZero = 0;
-const kindBlock = 1;
-const kindObject = 2;
-const refBytes = 32;
-const headerBytes = 20;
-const mapMagic = 0x41544d50; // "ATMP"
+/** What a map is made of, when it is loaded (map_store.ts) rather than new. */
+export interface MapParts {
+  /** Leaf pages by number (index / 4096), each with a non-zero entry. */
+  pages: Map<number, Page>;
+  /** The stored top page, when the map has two levels and is loaded. */
+  top: SealedPage | null;
+}
 
 /** Index → content for one image, volume or snapshot. */
 export class BlockMap {
   readonly sizeBytes: number;
   readonly blockSize: number;
   readonly count: number;
-  #kinds: Uint8Array;
-  #refs: Uint8Array;
-  /** Decoded entries, filled as they are read: the hot path reads the same few often. */
-  #decoded: (MapEntry | undefined)[] | null = null;
+  /** 1: the map is one leaf page at most; 2: an inner page names the leaves. */
+  readonly depth: 1 | 2;
+  #pages: Map<number, Page>;
+  /** The sealed inner page (depth 2), while no leaf changed since. */
+  #top: SealedPage | null;
+  /** Decoded entries per page, filled as they are read: the hot path reads the same few often. */
+  #decoded = new Map<number, (MapEntry | undefined)[]>();
 
-  constructor(options: { sizeBytes: number; blockSize: number }) {
+  constructor(options: { sizeBytes: number; blockSize: number }, parts?: MapParts) {
     const { sizeBytes, blockSize } = options;
     assert(Number.isSafeInteger(sizeBytes) && sizeBytes >= 0 && sizeBytes <= volumeSizeBytesMax);
     assert(Number.isInteger(blockSize) && blockSize >= blockSizeMin && blockSize <= blockSizeMax);
@@ -48,8 +76,9 @@ export class BlockMap {
     this.blockSize = blockSize;
     this.count = Math.ceil(sizeBytes / blockSize);
     assert(this.count <= mapEntriesMax);
-    this.#kinds = new Uint8Array(this.count);
-    this.#refs = new Uint8Array(this.count * refBytes);
+    this.depth = this.count <= pageEntries ? 1 : 2;
+    this.#pages = parts?.pages ?? new Map();
+    this.#top = parts?.top ?? null;
   }
 
   /** Bytes of the span of entry `index` (the last one may be short). */
@@ -61,142 +90,119 @@ export class BlockMap {
   /** The entry at `index`. */
   get(index: number): MapEntry {
     assert(index >= 0 && index < this.count, `map index ${index} of ${this.count}`);
-    this.#decoded ??= new Array(this.count);
-    return this.#decoded[index] ??= this.#decode(index);
-  }
-
-  #decode(index: number): MapEntry {
-    const ref = this.#refs.subarray(index * refBytes, (index + 1) * refBytes);
-    return decodeEntry(this.#kinds[index], ref);
+    const number = Math.floor(index / pageEntries);
+    const page = this.#pages.get(number);
+    if (page === undefined) return zeroEntry;
+    let decoded = this.#decoded.get(number);
+    if (decoded === undefined) this.#decoded.set(number, decoded = new Array(pageEntries));
+    const position = index - number * pageEntries;
+    return decoded[position] ??= decodeEntry(
+      page.kinds[position],
+      page.refs.subarray(position * refBytes, (position + 1) * refBytes),
+    );
   }
 
   /** True when entry `index` is zero. */
   isZero(index: number): boolean {
-    return this.#kinds[index] === kindZero;
+    const page = this.#pages.get(Math.floor(index / pageEntries));
+    return page === undefined || page.kinds[index % pageEntries] === kindZero;
+  }
+
+  /** Entries that are not zero. */
+  get allocated(): number {
+    let used = 0;
+    for (const page of this.#pages.values()) used += page.used;
+    return used;
   }
 
   /** Sets entry `index`. */
   set(index: number, entry: MapEntry): void {
     assert(index >= 0 && index < this.count, `map index ${index} of ${this.count}`);
-    if (this.#decoded !== null) this.#decoded[index] = undefined;
-    const ref = this.#refs.subarray(index * refBytes, (index + 1) * refBytes);
-    this.#kinds[index] = encodeEntry(entry, ref);
+    const number = Math.floor(index / pageEntries);
+    const position = index - number * pageEntries;
+    let page = this.#pages.get(number);
+    if (entry.kind === "zero" && (page === undefined || page.kinds[position] === kindZero)) return;
+    if (page === undefined) this.#pages.set(number, page = newPage());
+    else if (page.shared) this.#pages.set(number, page = copyPage(page));
+    page.sealed = null;
+    this.#top = null;
+    this.#decoded.get(number)?.fill(undefined, position, position + 1);
+    const before = page.kinds[position];
+    const kind = encodeEntry(
+      entry,
+      page.refs.subarray(position * refBytes, (position + 1) * refBytes),
+    );
+    page.kinds[position] = kind;
+    page.used += (kind === kindZero ? 0 : 1) - (before === kindZero ? 0 : 1);
+    if (page.used === 0) {
+      this.#pages.delete(number);
+      this.#decoded.delete(number);
+    }
   }
 
-  /** An independent copy (a snapshot or a thin clone takes one): O(entries), no data. */
+  /** An independent copy (a snapshot or a thin clone takes one): shares every page, copies none. */
   clone(): BlockMap {
-    const copy = new BlockMap({ sizeBytes: this.sizeBytes, blockSize: this.blockSize });
-    copy.#kinds.set(this.#kinds);
-    copy.#refs.set(this.#refs);
-    return copy;
+    for (const page of this.#pages.values()) page.shared = true;
+    return new BlockMap(this, { pages: new Map(this.#pages), top: this.#top });
   }
 
-  /** Block hashes and object names this map references, each once. */
+  /**
+   * Names every page as it is now (encoding and hashing those changed since),
+   * and returns the top one: the leaf, or the inner page naming the leaves;
+   * null for a map with no non-zero entry.
+   */
+  seal(): SealedPage | null {
+    for (const page of this.#pages.values()) page.sealed ??= sealLeaf(page);
+    if (this.depth === 1) return this.#pages.get(0)?.sealed ?? null;
+    if (this.#top === null && this.#pages.size > 0) {
+      const leaves = new Map<number, SealedPage>();
+      for (const [number, page] of this.#pages) leaves.set(number, page.sealed!);
+      this.#top = sealInner(leaves);
+    }
+    return this.#top;
+  }
+
+  /** Sealed pages not stored yet, leaves before the page naming them (map_store.ts stores them). */
+  unstored(): SealedPage[] {
+    const top = this.seal();
+    const pages = [...this.#pages.values()].map((page) => page.sealed!);
+    if (this.depth === 2 && top !== null) pages.push(top);
+    return pages.filter((page) => page.bytes !== null);
+  }
+
+  /** Block hashes (pages included: they are blocks) and object names this map references. */
   references(): { blocks: Set<string>; objects: Set<string> } {
     const blocks = new Set<string>();
     const objects = new Set<string>();
-    for (let index = 0; index < this.count; index++) {
-      if (this.#kinds[index] === kindZero) continue;
-      const entry = this.#decode(index);
-      if (entry.kind === "block") blocks.add(entry.hash);
-      if (entry.kind === "object") objects.add(entry.name);
+    const top = this.seal();
+    if (top !== null) blocks.add(top.id);
+    for (const [number, page] of this.#pages) {
+      blocks.add(page.sealed!.id);
+      for (let position = 0; position < pageEntries; position++) {
+        const kind = page.kinds[position];
+        if (kind !== kindBlock && kind !== kindObject) continue;
+        const entry = this.get(number * pageEntries + position);
+        if (entry.kind === "block") blocks.add(entry.hash);
+        if (entry.kind === "object") objects.add(entry.name);
+      }
     }
     return { blocks, objects };
   }
 
   /** True when both maps have the same size, block size and entries. */
   equals(other: BlockMap): boolean {
-    return this.sizeBytes === other.sizeBytes && this.blockSize === other.blockSize &&
-      bytesEqual(this.#kinds, other.#kinds) && bytesEqual(this.#refs, other.#refs);
-  }
-
-  /** The binary form stored in metadata. */
-  encode(): Uint8Array {
-    const bytes = new Uint8Array(headerBytes + this.count * (1 + refBytes));
-    const view = new DataView(bytes.buffer);
-    view.setUint32(0, mapMagic);
-    view.setUint32(4, this.count);
-    view.setUint32(8, this.blockSize);
-    view.setFloat64(12, this.sizeBytes);
-    bytes.set(this.#kinds, headerBytes);
-    bytes.set(this.#refs, headerBytes + this.count);
-    return bytes;
-  }
-
-  /** Parses {@linkcode BlockMap.encode}'s output; throws CorruptionError when malformed. */
-  static decode(bytes: Uint8Array): BlockMap {
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const malformed = (why: string) => new CorruptionError(`Cannot decode map: ${why}`);
-    if (bytes.length < headerBytes || view.getUint32(0) !== mapMagic) throw malformed("bad magic");
-    const count = view.getUint32(4);
-    const blockSize = view.getUint32(8);
-    const sizeBytes = view.getFloat64(12);
-    if (
-      !Number.isSafeInteger(sizeBytes) || sizeBytes < 0 || sizeBytes > volumeSizeBytesMax ||
-      blockSize < blockSizeMin || blockSize > blockSizeMax ||
-      count !== Math.ceil(sizeBytes / blockSize)
-    ) throw malformed(`bad header (size ${sizeBytes}, block size ${blockSize}, count ${count})`);
-    if (bytes.length !== headerBytes + count * (1 + refBytes)) throw malformed("bad length");
-    const map = new BlockMap({ sizeBytes, blockSize });
-    map.#kinds.set(bytes.subarray(headerBytes, headerBytes + count));
-    map.#refs.set(bytes.subarray(headerBytes + count));
-    if (map.#kinds.some((kind) => kind > kindObject)) throw malformed("unknown entry kind");
-    return map;
-  }
-}
-
-/** Bytes of an entry's reference in its binary form (besides its kind byte). */
-export const entryRefBytes = refBytes;
-
-/** Writes `entry`'s reference into `ref` (entryRefBytes long); returns its kind byte. */
-export function encodeEntry(entry: MapEntry, ref: Uint8Array): number {
-  assert(ref.length === refBytes);
-  ref.fill(0);
-  if (entry.kind === "zero") return kindZero;
-  if (entry.kind === "block") {
-    fromHex(entry.hash, ref);
-    return kindBlock;
-  }
-  const { uid, generation, index } = parseObjectName(entry.name);
-  fromHex(uid, ref.subarray(0, 16));
-  const view = new DataView(ref.buffer, ref.byteOffset, refBytes);
-  view.setUint32(16, generation);
-  view.setUint32(20, index);
-  return kindObject;
-}
-
-/** The entry of kind byte `kind` and reference `ref`; throws CorruptionError on an unknown kind. */
-export function decodeEntry(kind: number, ref: Uint8Array): MapEntry {
-  switch (kind) {
-    case kindZero:
-      return { kind: "zero" };
-    case kindBlock:
-      return { kind: "block", hash: toHex(ref) };
-    case kindObject: {
-      const view = new DataView(ref.buffer, ref.byteOffset, refBytes);
-      const name = `${toHex(ref.subarray(0, 16))}.${view.getUint32(16)}.${view.getUint32(20)}`;
-      return { kind: "object", name };
+    if (this.sizeBytes !== other.sizeBytes || this.blockSize !== other.blockSize) return false;
+    if (this.#pages.size !== other.#pages.size) return false;
+    for (const [number, page] of this.#pages) {
+      const theirs = other.#pages.get(number);
+      if (theirs === undefined) return false;
+      if (page === theirs) continue;
+      if (!bytesEqual(page.kinds, theirs.kinds) || !bytesEqual(page.refs, theirs.refs)) {
+        return false;
+      }
     }
-    default:
-      throw new CorruptionError(`Cannot decode map entry: unknown kind ${kind}`);
+    return true;
   }
 }
 
-/** Name of the object holding entry `index` of the volume `uid` in `generation`. */
-export function objectName(uid: string, generation: number, index: number): string {
-  return `${uid}.${generation}.${index}`;
-}
-
-/** Splits an object name into its parts. */
-export function parseObjectName(name: string): { uid: string; generation: number; index: number } {
-  const [uid, generation, index] = name.split(".");
-  assert(/^[0-9a-f]{32}$/.test(uid) && generation !== undefined && index !== undefined);
-  return { uid, generation: Number(generation), index: Number(index) };
-}
-
-/** True when `a` and `b` hold the same bytes. */
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
+const zeroEntry: MapEntry = Object.freeze({ kind: "zero" });

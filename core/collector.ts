@@ -89,6 +89,12 @@ export class Collector {
     if (uid !== undefined) this.#added.uids.add(uid);
   }
 
+  /** A collection running now keeps these blocks (map pages whose record was just written). */
+  keep(hashes: string[]): void {
+    if (this.#added === null) return;
+    for (const hash of hashes) this.#added.blocks.add(hash);
+  }
+
   /**
    * Deletes every block and object that nothing references. With `only`, looks
    * at those blocks alone (what a failed upload stored) and at no object.

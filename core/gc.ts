@@ -72,7 +72,7 @@ export async function collectGarbage(options: {
       for (const key of await engine.listMeta(prefix, { settled: true })) {
         const entry = await engine.getMeta(key);
         if (entry === null) continue;
-        const { header, map } = decodeRecord<VolumeHeader>(entry.value);
+        const { header, map } = await decodeRecord<VolumeHeader>(engine, entry.value);
         mark(map);
         if (prefix === "volume/") {
           // The oldest generation any mark saw: a snapshot taken between two marks may

@@ -63,7 +63,7 @@ Deno.test("collectGarbage() spares the objects of a volume created after its mar
         await engine.writeObject(created, 0, new Uint8Array(512));
         await engine.putMeta(
           recordKey.volume("b"),
-          encodeRecord(header("b", uidB, 1), mapOf(created)),
+          await encodeRecord(engine, header("b", uidB, 1), mapOf(created)),
           0,
         );
         await engine.deleteBlock(hash);
@@ -79,7 +79,7 @@ Deno.test("collectGarbage() keeps the generation a snapshot taken between its ma
     const frozen = objectName(uidA, 1, 0), copied = objectName(uidA, 2, 0);
     const version = await engine.putMeta(
       recordKey.volume("a"),
-      encodeRecord(header("a", uidA, 1), mapOf()),
+      await encodeRecord(engine, header("a", uidA, 1), mapOf()),
       0,
     );
     await collectGarbage({
@@ -94,7 +94,7 @@ Deno.test("collectGarbage() keeps the generation a snapshot taken between its ma
         await engine.writeObject(copied, 0, new Uint8Array(512));
         await engine.putMeta(
           recordKey.volume("a"),
-          encodeRecord(header("a", uidA, 2), mapOf(copied)),
+          await encodeRecord(engine, header("a", uidA, 2), mapOf(copied)),
           version,
         );
       },
@@ -113,7 +113,7 @@ Deno.test("collectGarbage() marks a volume open here from its record as well as 
     const record = header("a", uidA, 1);
     const version = await engine.putMeta(
       recordKey.volume("a"),
-      encodeRecord(record, mapOf(source)),
+      await encodeRecord(engine, record, mapOf(source)),
       0,
     );
     const volume = new Volume(engine, record, mapOf(source), version);

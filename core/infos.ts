@@ -56,12 +56,6 @@ export interface UploadStatus extends IngestProgress {
   startedAt: string;
 }
 
-function countZero(map: BlockMap): number {
-  let zero = 0;
-  for (let index = 0; index < map.count; index++) if (map.isZero(index)) zero++;
-  return zero;
-}
-
 /** An image as the API shows it. */
 export function imageInfo(header: ImageHeader, map: BlockMap): ImageInfo {
   return {
@@ -69,7 +63,7 @@ export function imageInfo(header: ImageHeader, map: BlockMap): ImageInfo {
     size: map.sizeBytes,
     blockSize: map.blockSize,
     blocks: map.count,
-    zeroBlocks: countZero(map),
+    zeroBlocks: map.count - map.allocated,
     createdAt: header.createdAt,
   };
 }
@@ -82,7 +76,7 @@ export function volumeInfo(header: VolumeHeader, map: BlockMap): VolumeInfo {
     blockSize: map.blockSize,
     createdAt: header.createdAt,
     origin: header.origin,
-    allocatedBlocks: map.count - countZero(map),
+    allocatedBlocks: map.allocated,
     ...(header.lease === undefined ? {} : { lease: header.lease }),
   };
 }

@@ -16,8 +16,18 @@ export const volumeSizeBytesMax = 64 * 1024 ** 4;
 export const mapEntriesMax = 16 * 1024 * 1024;
 /** Longest name of an image, volume or snapshot, in characters. */
 export const nameLengthMax = 128;
-/** Largest metadata value (a map with its record). */
+/**
+ * Largest metadata value a node stores. Records of images, volumes and
+ * snapshots are far smaller (`recordBytesMax`); maps written before maps had
+ * pages were whole in their record, up to 560 MiB, and still load.
+ */
 export const metaValueBytesMax = 600 * 1024 * 1024;
+/** Largest record of an image, volume or snapshot: a JSON header and a map root. */
+export const recordBytesMax = 64 * 1024;
+/** Entries of one map page (core/_map_pages.ts), and children of an inner page. */
+export const mapPageEntries = 4096;
+/** Largest map page: every slot used, at the widest slot (an inner page's, 38 bytes). */
+export const mapPageBytesMax = 8 + mapPageEntries * 38;
 /** Files the local engine keeps open at once for reads and writes. */
 export const openFilesMax = 1024;
 /** Blocks one upload keeps in flight (hashing or being written). */
@@ -28,4 +38,6 @@ export const uploadsMax = 16;
 assert(blockSizeMin <= blockSizeDefault && blockSizeDefault <= blockSizeMax);
 assert(Number.isSafeInteger(volumeSizeBytesMax));
 assert(volumeSizeBytesMax / blockSizeDefault <= mapEntriesMax);
+assert(recordBytesMax <= metaValueBytesMax);
+assert(mapEntriesMax <= mapPageEntries * mapPageEntries, "two levels of pages reach every entry");
 assert(uploadBlocksInFlightMax >= 2, "an upload needs one block filling while one is hashed");

@@ -1,10 +1,14 @@
 /**
  * Records stored in metadata: a JSON header describing an image, volume or
- * snapshot, followed by its map. Keys: `image/NAME`, `volume/NAME`,
- * `snapshot/VOLUME@SNAPSHOT`.
+ * snapshot, followed by its map's root (map_store.ts: the pages it names are
+ * content blocks). Keys: `image/NAME`, `volume/NAME`, `snapshot/VOLUME@SNAPSHOT`.
  */
-import { BlockMap } from "./block_map.ts";
+import type { BlockMap } from "./block_map.ts";
+import type { Engine } from "./engine.ts";
 import { CorruptionError } from "./errors.ts";
+import { recordBytesMax } from "./limits.ts";
+import { encodeMapRoot, enginePages, isLegacyMap, loadMap, storeMapPages } from "./map_store.ts";
+import type { PagePins } from "./_page_pins.ts";
 
 /** Where a volume came from. */
 export type VolumeOrigin =
@@ -67,10 +71,26 @@ export const recordKey = {
   snapshot: (volume: string, name: string) => `snapshot/${volume}@${name}`,
 };
 
-/** Encodes a header and its map: u32 header length, JSON header, map. */
-export function encodeRecord(header: object, map: BlockMap): Uint8Array {
+/**
+ * Encodes a header and its map: u32 header length, JSON header, map root. The
+ * map's pages not stored yet are stored first and made durable (by a flush of
+ * `volume`'s writes, which covers blocks: a root never names a page a crash
+ * may lose).
+ */
+export async function encodeRecord(
+  engine: Engine,
+  header: object,
+  map: BlockMap,
+  volume?: string,
+): Promise<Uint8Array> {
+  if (await storeMapPages(engine, map)) await engine.flush(volume);
   const json = new TextEncoder().encode(JSON.stringify(header));
-  const mapBytes = map.encode();
+  const mapBytes = encodeMapRoot(map);
+  if (4 + json.length + mapBytes.length > recordBytesMax) {
+    throw new RangeError(
+      `Cannot encode a record of ${json.length} header bytes: over ${recordBytesMax}`,
+    );
+  }
   const bytes = new Uint8Array(4 + json.length + mapBytes.length);
   new DataView(bytes.buffer).setUint32(0, json.length);
   bytes.set(json, 4);
@@ -78,8 +98,35 @@ export function encodeRecord(header: object, map: BlockMap): Uint8Array {
   return bytes;
 }
 
-/** Decodes {@linkcode encodeRecord}'s output; throws CorruptionError when malformed. */
-export function decodeRecord<T>(bytes: Uint8Array): { header: T; map: BlockMap } {
+/**
+ * Writes a header and its map at `key` when its version is `expectedVersion`
+ * (Engine.putMeta), its new pages pinned (`pins`) until the record names them.
+ */
+export async function putRecord(
+  engine: Engine,
+  key: string,
+  record: { header: object; map: BlockMap; volume?: string },
+  expectedVersion: number,
+  pins: PagePins,
+): Promise<number> {
+  const release = pins.pin(record.map.unstored().map((page) => page.id));
+  try {
+    const bytes = await encodeRecord(engine, record.header, record.map, record.volume);
+    return await engine.putMeta(key, bytes, expectedVersion);
+  } finally {
+    release();
+  }
+}
+
+/**
+ * Decodes {@linkcode encodeRecord}'s output (or a record written before maps
+ * had pages), loading the map's pages from `engine`; throws CorruptionError
+ * when malformed.
+ */
+export async function decodeRecord<T>(
+  engine: Engine,
+  bytes: Uint8Array,
+): Promise<{ header: T; map: BlockMap }> {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const jsonLength = bytes.length >= 4 ? view.getUint32(0) : Infinity;
   if (4 + jsonLength > bytes.length) throw new CorruptionError("Cannot decode record: truncated");
@@ -89,7 +136,7 @@ export function decodeRecord<T>(bytes: Uint8Array): { header: T; map: BlockMap }
   } catch (cause) {
     throw new CorruptionError("Cannot decode record: bad header", { cause });
   }
-  return { header, map: BlockMap.decode(bytes.subarray(4 + jsonLength)) };
+  return { header, map: await loadMap(bytes.subarray(4 + jsonLength), enginePages(engine)) };
 }
 
 /** The header of an encoded record, without decoding its map. */
@@ -114,4 +161,10 @@ export function withRecordHeader(bytes: Uint8Array, header: object): Uint8Array 
   out.set(json, 4);
   out.set(mapBytes, 4 + json.length);
   return out;
+}
+
+/** True when the record's map was written whole, before maps had pages (map_store.ts). */
+export function recordHasLegacyMap(bytes: Uint8Array): boolean {
+  const jsonLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
+  return isLegacyMap(bytes.subarray(4 + jsonLength));
 }

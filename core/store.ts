@@ -28,7 +28,9 @@ import {
 } from "./infos.ts";
 import { deleteRecord } from "./_catalogue_records.ts";
 import { Images } from "./_images.ts";
-import { createVolume, randomUid } from "./_new_volume.ts";
+import { createVolume, type NewVolumeContext, randomUid } from "./_new_volume.ts";
+import { PagePins } from "./_page_pins.ts";
+import { migrateMaps } from "./_map_migration.ts";
 import { Snapshots } from "./_snapshots.ts";
 import { type VolumeAccess, VolumeInstances } from "./_volume_instances.ts";
 import { logger } from "../log/mod.ts";
@@ -73,7 +75,10 @@ export class Store {
   /** Serializes catalogue changes (each one brief: a collection never holds it long). */
   #catalogue = new Mutex();
   #collector: Collector;
-  #newUid: () => string;
+  /** Map pages being stored whose record is not written yet (_page_pins.ts). */
+  #pins: PagePins;
+  /** What createVolume works with. */
+  #creation: NewVolumeContext;
 
   constructor(options: StoreOptions) {
     this.engine = options.engine;
@@ -81,21 +86,27 @@ export class Store {
     this.blockSize = options.blockSize ?? blockSizeDefault;
     this.access = options.access ?? null;
     this.gcPolicy = options.gcPolicy ?? null;
-    this.#volumes = new VolumeInstances(this.engine, this.access);
+    this.#pins = new PagePins((ids) => this.#collector.keep(ids));
+    this.#volumes = new VolumeInstances(this.engine, this.access, this.#pins);
     this.#collector = new Collector({
       engine: this.engine,
       policy: this.gcPolicy,
       catalogue: this.#catalogue,
       openVolumes: () => this.#volumes.all(),
       // Asked only once a collection runs, by when #images (made below) exists.
-      pinnedHere: (hash) => this.#images.pinned(hash),
+      pinnedHere: (hash) => this.#images.pinned(hash) || this.#pins.has(hash),
       clock: options.clock ?? systemClock,
       delayMs: options.gcDelayMs ?? 1000,
       onError: (error) => log.error("garbage collection failed: {error}", { error: String(error) }),
     });
-    this.#newUid = options.newUid ?? randomUid;
-    const parts = { engine: this.engine, catalogue: this.#catalogue, collector: this.#collector };
+    const parts = {
+      engine: this.engine,
+      catalogue: this.#catalogue,
+      collector: this.#collector,
+      pins: this.#pins,
+    };
     this.#images = new Images({ ...parts, pool: this.pool, blockSize: this.blockSize });
+    this.#creation = { ...parts, blockSize: this.blockSize, newUid: options.newUid ?? randomUid };
     this.#snapshots = new Snapshots({ ...parts, volumes: this.#volumes });
   }
 
@@ -140,13 +151,7 @@ export class Store {
   createVolume(
     request: { name: string; image?: string; snapshot?: string; size?: number },
   ): Promise<VolumeInfo> {
-    return createVolume({
-      engine: this.engine,
-      catalogue: this.#catalogue,
-      collector: this.#collector,
-      blockSize: this.blockSize,
-      newUid: this.#newUid,
-    }, request);
+    return createVolume(this.#creation, request);
   }
 
   /** The open volume `name` (one instance per node, opened on first use). */
@@ -198,7 +203,7 @@ export class Store {
    * writes racing its reads, a view remembered copies older than what it wrote;
    * data-path simulation seed 41808.)
    */
-  adoptVolume(name: string, bytes: Uint8Array, version: number): Volume {
+  adoptVolume(name: string, bytes: Uint8Array, version: number): Promise<Volume> {
     return this.#volumes.adopt(name, bytes, version);
   }
 
@@ -261,9 +266,21 @@ export class Store {
     return this.#snapshots.delete(volumeName, name);
   }
 
-  /** Hashes pinned by this node's uploads in progress (a cluster's GC asks every node). */
-  uploadPins(): string[] {
-    return this.#images.pins();
+  /**
+   * Blocks this node's uploads in progress rely on, and map pages being stored
+   * whose record is not written yet (a cluster's GC asks every node).
+   */
+  pins(): string[] {
+    return [...this.#images.pins(), ...this.#pins.list()];
+  }
+
+  /**
+   * Rewrites maps written before maps had pages (_map_migration.ts): of images and snapshots,
+   * and with `volumes` (where none is open: a single node before it serves) of volumes.
+   */
+  migrateMaps(options: { volumes: boolean }): Promise<number> {
+    const prefixes = ["image/", "snapshot/", ...(options.volumes ? ["volume/"] : [])];
+    return migrateMaps(this.engine, this.#pins, prefixes);
   }
 
   /** Deletes every block and object that nothing references. */

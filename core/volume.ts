@@ -28,6 +28,7 @@ import { recordKey, type VolumeHeader, type VolumeLease } from "./records.ts";
 import { VolumeRecord } from "./_volume_record.ts";
 import { VolumeWriter } from "./_volume_writer.ts";
 import { WriteLosses } from "./_write_losses.ts";
+import { PagePins } from "./_page_pins.ts";
 
 /** Options of the writing calls: `fua` makes the change durable before resolving. */
 export interface WriteOptions {
@@ -70,10 +71,12 @@ export class Volume {
     header: VolumeHeader,
     map: BlockMap,
     version: number,
-    options: { reader?: boolean; readView?: string; orphaned?: boolean } = {},
+    options: { reader?: boolean; readView?: string; orphaned?: boolean; pins?: PagePins } = {},
   ) {
     this.engine = engine;
-    this.#record = new VolumeRecord(engine, header, map, version);
+    // Alone (no store, so no collection), its pages need no pins that anyone reads.
+    const pins = options.pins ?? new PagePins(() => {});
+    this.#record = new VolumeRecord(engine, header, map, version, pins);
     this.#reading = {
       view: options.readView,
       owns: (name) => this.#record.owns(name),
@@ -123,6 +126,7 @@ export class Volume {
         if (this.#released || this.#deleted) return;
         await this.#losses.goBack();
         if (!this.#losses.unreported) {
+          if (this.#record.dirty) await this.#record.storePages();
           await this.engine.flush(this.#record.header.uid);
           if (this.#record.dirty) await this.#record.persist();
         } else if (!this.#record.header.writesLost) {
@@ -235,6 +239,7 @@ export class Volume {
   #freeze(keep: (frozen: BlockMap) => Promise<void>): Promise<BlockMap> {
     return this.#mutex.run(async () => {
       this.#checkWritable();
+      if (this.#record.dirty) await this.#record.storePages();
       await this.engine.flush(this.#record.header.uid);
       const frozen = this.#record.map.clone();
       this.#record.nextGeneration();

@@ -24,7 +24,7 @@ function jsonLines(node: TestNode): Line[] {
     const record = parsed as Line;
     assert.equal(typeof record["@timestamp"], "string", line);
     assert.ok(!Number.isNaN(Date.parse(record["@timestamp"] as string)), line);
-    assert.match(record.level, /^(DEBUG|INFO|WARNING|ERROR|FATAL)$/, line);
+    assert.match(record.level, /^(DEBUG|INFO|WARN|WARNING|ERROR|FATAL)$/, line);
     assert.match(record.logger, /^atoll\.[a-z]+$/, line);
     return record;
   });

@@ -121,7 +121,7 @@ export function clusterGcPolicy(
 /** The methods other members call for garbage collection. */
 export function gcMethods(store: Store, engine: ClusterEngine): Record<string, RpcMethod> {
   return {
-    "store.pins": () => ({ header: { hashes: store.uploadPins() } }),
+    "store.pins": () => ({ header: { hashes: store.pins() } }),
     "object.collect": async (request) => {
       const names = request.header.names;
       if (!Array.isArray(names) || names.length > collectBatchMax) throw new TypeError("bad names");

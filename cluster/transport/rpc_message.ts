@@ -5,9 +5,16 @@
  */
 import { Buffer } from "node:buffer";
 import { RefusalError } from "./auth.ts";
+import { assert } from "../../core/assert.ts";
+import { mapPageBytesMax, recordBytesMax } from "../../core/limits.ts";
 
 /** Largest sealed request or response body (a 32 MiB write plus headers). */
 export const rpcBytesMax = 40 * 1024 * 1024;
+
+// Whatever the size of a volume, its record and each page of its map fit in one request
+// (with room for the envelope): no size the API accepts can exceed a message.
+assert(recordBytesMax + 1024 * 1024 <= rpcBytesMax, "a record fits in one cluster request");
+assert(mapPageBytesMax + 1024 * 1024 <= rpcBytesMax, "a map page fits in one cluster request");
 
 /**
  * Fault injection for tests of partitions (`serve --fault-file`): while
