@@ -112,6 +112,7 @@ for i in range(int(sys.argv[2])):
     c.pwrite(b'\\x33' * 4096, rng.randrange(blocks) * 4096)
     if i % 100 == 99: c.flush()
 c.flush()
+print(json.dumps(int(sys.argv[2])))
 `;
 
 async function metadataPerFlush(node: TestNode): Promise<void> {
