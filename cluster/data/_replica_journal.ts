@@ -9,6 +9,13 @@
  * no later one is counted); it then syncs every object file, writes the copied
  * stamps, and removes the old journals. A crash in between leaves the old
  * journals to replay, which is always safe.
+ *
+ * A volume's stamps are kept in records of {@linkcode stampShardObjects}
+ * objects each (`ov/UID.GENERATION.SHARD`, by object index), and a checkpoint
+ * writes only those that changed: the cost follows what changed, and no record
+ * outgrows a metadata value whatever the volume's size. A whole-volume record
+ * (`ov/UID`, written before shards) still loads, and goes once its shards are
+ * written.
  */
 import type { NodeDisk } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
@@ -24,20 +31,30 @@ import {
 
 /** Journal bytes after which a checkpoint starts (object_journal.ts). */
 export const checkpointBytesDefault = 64 * 1024 * 1024;
+/** Objects of one generation whose stamps share a record (about 200 KiB of JSON at most). */
+export const stampShardObjects = 4096;
+
+/** The record of `name`'s stamp: `ov/UID.GENERATION.SHARD`. */
+function shardKey(name: string): string {
+  const { uid, generation, index } = parseObjectName(name);
+  return `ov/${uid}.${generation}.${Math.floor(index / stampShardObjects)}`;
+}
 
 /** See the module doc. */
 export class ReplicaJournal {
   #engine: NodeDisk;
   #store: JournalStore;
   #checkpointBytes: number;
-  /** uid → (object name → stamp), loaded from `ov/UID` on first use. */
+  /** uid → (object name → stamp), loaded from its `ov/` records on first use. */
   #volumes = new Map<string, Promise<Map<string, Stamp>>>();
   /** The loaded ones, for a copy taken without a pause. */
   #loaded = new Map<string, Map<string, Stamp>>();
-  /** uid → version of its `ov/UID` record. */
+  /** Version of each `ov/` record read or written. */
   #recordVersions = new Map<string, number>();
-  /** Volumes changed since the last checkpoint started. */
-  #dirty = new Set<string>();
+  /** Volumes whose whole-volume `ov/UID` record (written before shards) is still there. */
+  #whole = new Set<string>();
+  /** uid → its shard records changed since the last checkpoint started. */
+  #dirty = new Map<string, Set<string>>();
   #persisting = new KeyedMutex();
   /** The journal appended to, its size, and older ones not yet removed. */
   #gen = 0;
@@ -73,13 +90,22 @@ export class ReplicaJournal {
     let stamps = this.#volumes.get(uid);
     if (stamps === undefined) {
       stamps = (async () => {
-        const entry = await this.#engine.getMeta(`ov/${uid}`);
-        let loaded = new Map<string, Stamp>();
-        if (entry !== null) {
-          this.#recordVersions.set(uid, entry.version);
+        const loaded = new Map<string, Stamp>();
+        const read = async (key: string) => {
+          const entry = await this.#engine.getMeta(key);
+          if (entry === null) return false;
+          this.#recordVersions.set(key, entry.version);
           const saved = JSON.parse(new TextDecoder().decode(entry.value)) as Record<string, Stamp>;
-          loaded = new Map(Object.entries(saved));
+          for (const [name, stamp] of Object.entries(saved)) loaded.set(name, stamp);
+          return true;
+        };
+        if (await read(`ov/${uid}`)) {
+          // Written before shards: its stamps go to shards at the next checkpoint.
+          this.#whole.add(uid);
+          if (!this.#dirty.has(uid)) this.#dirty.set(uid, new Set());
+          for (const name of loaded.keys()) this.#markDirty(name);
         }
+        for (const key of await this.#engine.listMeta(`ov/${uid}.`)) await read(key);
         this.#loaded.set(uid, loaded);
         return loaded;
       })();
@@ -107,7 +133,14 @@ export class ReplicaJournal {
   applied(record: JournalRecord, stamps: Map<string, Stamp>): void {
     if (record.kind === "drop") stamps.delete(record.name);
     else stamps.set(record.name, record.stamp);
-    this.#dirty.add(parseObjectName(record.name).uid);
+    this.#markDirty(record.name);
+  }
+
+  #markDirty(name: string): void {
+    const uid = parseObjectName(name).uid;
+    let shards = this.#dirty.get(uid);
+    if (shards === undefined) this.#dirty.set(uid, shards = new Set());
+    shards.add(shardKey(name));
   }
 
   /** Appends a record whose stamp is set already; returns the journal it went to. */
@@ -173,13 +206,17 @@ export class ReplicaJournal {
     this.#older = retired;
     const dirty = [...this.#dirty];
     this.#dirty.clear();
-    const copies = dirty.map((uid) => [uid, new Map(this.#loaded.get(uid))] as const);
+    const copies = dirty.map(([uid, shards]) =>
+      [uid, shardsOf(this.#loaded.get(uid), shards)] as const
+    );
     try {
       await Promise.all([...this.#removing]); // a failed one keeps the journals
       await this.#engine.flush();
-      for (const [uid, stamps] of copies) await this.#persist(uid, stamps);
+      for (const [uid, shards] of copies) await this.#persist(uid, shards);
     } catch (error) {
-      for (const uid of dirty) this.#dirty.add(uid);
+      for (const [uid, shards] of dirty) {
+        this.#dirty.set(uid, new Set([...this.#dirty.get(uid) ?? [], ...shards]));
+      }
       throw error;
     }
     for (const gen of retired) {
@@ -188,11 +225,25 @@ export class ReplicaJournal {
     }
   }
 
-  #persist(uid: string, stamps: Map<string, Stamp>): Promise<void> {
+  /** Writes the shard records copied (an empty one goes), then drops a whole-volume record. */
+  #persist(uid: string, shards: Map<string, Record<string, Stamp>>): Promise<void> {
     return this.#persisting.run(uid, async () => {
-      const value = new TextEncoder().encode(JSON.stringify(Object.fromEntries(stamps)));
-      const expected = this.#recordVersions.get(uid) ?? 0;
-      this.#recordVersions.set(uid, await this.#engine.putMeta(`ov/${uid}`, value, expected));
+      for (const [key, stamps] of shards) {
+        const expected = this.#recordVersions.get(key) ?? 0;
+        if (Object.keys(stamps).length === 0) {
+          if (expected !== 0) await this.#engine.deleteMeta(key, expected);
+          this.#recordVersions.delete(key);
+          continue;
+        }
+        const value = new TextEncoder().encode(JSON.stringify(stamps));
+        this.#recordVersions.set(key, await this.#engine.putMeta(key, value, expected));
+      }
+      if (this.#whole.has(uid)) {
+        const key = `ov/${uid}`;
+        await this.#engine.deleteMeta(key, this.#recordVersions.get(key)!);
+        this.#recordVersions.delete(key);
+        this.#whole.delete(uid);
+      }
     });
   }
 
@@ -205,7 +256,7 @@ export class ReplicaJournal {
   async #replay(record: JournalRecord): Promise<void> {
     const uid = parseObjectName(record.name).uid;
     const stamps = await this.stampsOf(uid);
-    this.#dirty.add(uid);
+    this.#markDirty(record.name);
     if (record.kind === "drop") {
       stamps.delete(record.name);
       await this.#engine.deleteObject(record.name);
@@ -221,4 +272,17 @@ export class ReplicaJournal {
       stamps.set(record.name, record.stamp);
     }
   }
+}
+
+/** The stamps of `shards` (record keys) as they are now, each a record's value. */
+function shardsOf(
+  stamps: Map<string, Stamp> | undefined,
+  shards: Set<string>,
+): Map<string, Record<string, Stamp>> {
+  const copies = new Map<string, Record<string, Stamp>>([...shards].map((key) => [key, {}]));
+  for (const [name, stamp] of stamps ?? []) {
+    const copy = copies.get(shardKey(name));
+    if (copy !== undefined) copy[name] = stamp;
+  }
+  return copies;
 }

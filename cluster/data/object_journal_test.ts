@@ -241,3 +241,68 @@ Deno.test("a journal that fills its disk keeps every record it took, and no part
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("stamps are kept in records of one shard each, written only when their shard changed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-journal-shards-" });
+  // Objects far apart in one volume, and one whole-volume record left by an older version.
+  const far = [0, 1, 5_000, 9_000_000].map((index) => `${uid}.2.${index}`);
+  try {
+    const engine = await LocalEngine.open({ dir });
+    const old = `${uid}.1.7`;
+    await engine.putMeta(
+      `ov/${uid}`,
+      new TextEncoder().encode(JSON.stringify({ [old]: [1, 4] })),
+      0,
+    );
+    await engine.writeObject(old, 0, bytes(4096, 9));
+    await engine.flush();
+    await engine.close();
+    const first = await open(dir);
+    for (const name of far) await first.replica.change(name, change(1, 0, bytes(4096, 1)));
+    await first.replica.flush([]);
+    await first.close();
+    await (await open(dir)).close(); // its start replays the journal, then checkpoints
+    const keys = async () => {
+      const engine = await LocalEngine.open({ dir });
+      try {
+        const listed = await engine.listMeta(`ov/${uid}`);
+        return new Map(
+          await Promise.all(listed.map(async (key) => {
+            const entry = (await engine.getMeta(key))!;
+            return [key, {
+              version: entry.version,
+              names: Object.keys(JSON.parse(new TextDecoder().decode(entry.value))),
+            }] as const;
+          })),
+        );
+      } finally {
+        await engine.close();
+      }
+    };
+    const before = await keys();
+    assert.deepEqual([...before.keys()], [
+      `ov/${uid}.1.0`,
+      `ov/${uid}.2.0`,
+      `ov/${uid}.2.1`,
+      `ov/${uid}.2.2197`,
+    ], "one record per generation and 4096 objects; the whole-volume record is gone");
+    assert.deepEqual(before.get(`ov/${uid}.2.0`)!.names, [far[0], far[1]]);
+    const second = await open(dir);
+    try {
+      assert.deepEqual((await second.replica.read(old, 0, 4096)).stamp, [1, 4]);
+      assert.deepEqual((await second.replica.read(far[3], 0, 4096)).stamp, [1, 1]);
+      await second.replica.change(far[2], change(2, 0, bytes(4096, 2)));
+      await second.replica.flush([]);
+    } finally {
+      await second.close();
+    }
+    await (await open(dir)).close();
+    const after = await keys();
+    for (const [key, { version }] of before) {
+      const changed = key === `ov/${uid}.2.1`;
+      assert.equal(after.get(key)!.version !== version, changed, `${key} rewritten: ${changed}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
