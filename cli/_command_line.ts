@@ -19,6 +19,7 @@ const optionSpecs = {
   size: { type: "string" },
   cascade: { type: "boolean" },
   break: { type: "boolean" },
+  force: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 const globalOptions = new Set(["node", "token-file", "json", "help"]);

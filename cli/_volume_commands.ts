@@ -16,8 +16,21 @@ export const volumeCommands: Record<string, CommandSpec> = {
   "volume create": {
     operands: ["NAME"],
     options: ["image", "snapshot", "size"],
-    synopsis: "NAME (--image I | --snapshot V@S | --size N)",
+    synopsis: "NAME (--image I | --snapshot V@S) [--size N] | NAME --size N",
     run: createVolume,
+  },
+  "volume resize": {
+    operands: ["NAME", "SIZE"],
+    options: ["force"],
+    synopsis: "NAME SIZE [--force]",
+    run: async ({ client, values, print }, [name, size]) => {
+      const volume = await client.resizeVolume(
+        name,
+        sizeOf(size, "volume resize"),
+        values.force === true,
+      );
+      print(values.json ? toJson(volume) : volumeLines(volume));
+    },
   },
   "volume ls": listCommand({
     operands: [],
@@ -89,27 +102,32 @@ export const volumeCommands: Record<string, CommandSpec> = {
 
 async function createVolume(context: CommandContext, [name]: string[]): Promise<void> {
   const { client, values, print } = context;
-  const given = (["image", "snapshot", "size"] as const).filter((key) => values[key] !== undefined);
-  if (given.length !== 1) {
+  const origins = (["image", "snapshot"] as const).filter((key) => values[key] !== undefined);
+  if (origins.length > 1 || (origins.length === 0 && values.size === undefined)) {
     const usage = `usage: atoll volume create ${volumeCommands["volume create"].synopsis}`;
     throw new UsageError(
-      `volume create: give exactly one of --image, --snapshot, --size (${usage})`,
+      `volume create: give --image or --snapshot (with --size for a larger clone), or --size ` +
+        `(${usage})`,
     );
   }
+  const size = values.size === undefined ? {} : { size: sizeOf(values.size, "volume create") };
   let source;
-  if (values.image !== undefined) source = { image: values.image };
+  if (values.image !== undefined) source = { image: values.image, ...size };
   else if (values.snapshot !== undefined) {
     parseReference(values.snapshot, "volume create --snapshot");
-    source = { snapshot: values.snapshot };
-  } else {
-    try {
-      source = { size: parseSize(values.size!) };
-    } catch (error) {
-      throw new UsageError(`volume create: ${(error as Error).message}`);
-    }
-  }
+    source = { snapshot: values.snapshot, ...size };
+  } else source = { size: size.size! };
   const volume = await client.createVolume(name, source);
   print(values.json ? toJson(volume) : volumeLines(volume));
+}
+
+/** A size as the command line gives it (`20G`, `512M`, bytes), or a usage error. */
+function sizeOf(text: string, where: string): number {
+  try {
+    return parseSize(text);
+  } catch (error) {
+    throw new UsageError(`${where}: ${(error as Error).message}`);
+  }
 }
 
 /** Splits `VOLUME@SNAPSHOT`; the node validates the names themselves. */

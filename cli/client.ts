@@ -17,7 +17,11 @@ export type { ImageInfo, MemberInfo, SnapshotInfo, UploadResult, UploadStatus, V
 export type { VolumeOrigin } from "../core/records.ts";
 
 /** What a new volume starts from: exactly one of image, snapshot (`VOL@SNAP`) or size. */
-export type VolumeSource = { image: string } | { snapshot: string } | { size: number };
+/** Where a new volume comes from: `size` alone (empty), or a clone, larger with `size`. */
+export type VolumeSource =
+  | { image: string; size?: number }
+  | { snapshot: string; size?: number }
+  | { size: number };
 
 /** A node answered with a 4xx or 5xx status; `status` lets a caller tell 401 from 404. */
 export class ApiError extends Error {
@@ -129,6 +133,12 @@ export class AtollClient {
     return this.#json(action, "POST", "/v1/volumes", { name, ...source });
   }
 
+  /** `POST /v1/volumes/NAME/resize`: grows it, or with `force` shrinks it. */
+  resizeVolume(name: string, size: number, force: boolean): Promise<VolumeInfo> {
+    const action = `Cannot resize volume ${JSON.stringify(name)}`;
+    return this.#json(action, "POST", `${volumePath(name)}/resize`, { size, force });
+  }
+
   /** `GET /v1/volumes`. */
   listVolumes(): Promise<VolumeInfo[]> {
     return this.#json("Cannot list volumes", "GET", "/v1/volumes");
@@ -157,9 +167,7 @@ export class AtollClient {
       `Cannot ${what} volume ${JSON.stringify(name)}`,
       "POST",
       `${volumePath(name)}/lease`,
-      {
-        action,
-      },
+      { action },
       60_000,
     );
   }

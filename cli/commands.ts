@@ -24,8 +24,9 @@ export { nodeUrlDefault } from "./_connection.ts";
 export const clientUsage = `usage:
   atoll image upload FILE NAME        upload a raw image (progress bar on a terminal)
   atoll image ls | image info NAME | image rm NAME
-  atoll volume create NAME (--image I | --snapshot V@S | --size N)
+  atoll volume create NAME (--image I | --snapshot V@S) [--size N] | NAME --size N
                                       N in bytes or with K, M, G, T (binary: 10G = 10 GiB)
+  atoll volume resize NAME SIZE [--force]   grow a volume (or with --force shrink it)
   atoll volume ls | volume info NAME | volume rm NAME [--cascade]
   atoll volume lease NAME [--break]   move the write lease to --node (cluster; a
                                       pre-migrate hook), or free it from a dead holder

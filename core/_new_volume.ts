@@ -9,7 +9,7 @@ import type { PagePins } from "./_page_pins.ts";
 import type { Engine } from "./engine.ts";
 import { ConflictError, NotFoundError, VersionMismatchError } from "./errors.ts";
 import { type VolumeInfo, volumeInfo } from "./infos.ts";
-import { volumeSizeBytesMax } from "./limits.ts";
+import { sectorBytes, volumeSizeBytesMax } from "./limits.ts";
 import type { Mutex } from "./_mutex.ts";
 import { parseSnapshotRef, validateName } from "./names.ts";
 import {
@@ -23,7 +23,11 @@ import { logger } from "../log/mod.ts";
 
 const log = logger("store");
 
-/** The source of a new volume, as Store.createVolume is asked for it (exactly one given). */
+/**
+ * The source of a new volume, as Store.createVolume is asked for it: an image
+ * or a snapshot, or neither (empty); `size` is required for an empty volume
+ * and may make a clone larger than its origin.
+ */
 export interface VolumeSource {
   image?: string;
   snapshot?: string;
@@ -49,10 +53,11 @@ export async function createVolume(
 ): Promise<VolumeInfo> {
   const { engine, catalogue, collector, pins, blockSize, newUid } = context;
   const name = validateName(request.name, "volume");
-  const sources = [request.image, request.snapshot, request.size].filter((s) => s !== undefined);
-  if (sources.length !== 1) {
+  const sources = [request.image, request.snapshot].filter((s) => s !== undefined);
+  if (sources.length > 1 || (sources.length === 0 && request.size === undefined)) {
     throw new TypeError(
-      `Cannot create volume "${name}": give exactly one of image, snapshot, size`,
+      `Cannot create volume "${name}": give one of image, snapshot, size (size may go with ` +
+        `an image or a snapshot, for a larger clone)`,
     );
   }
   return await catalogue.run(async () => {
@@ -99,18 +104,29 @@ async function volumeStart(
   source: VolumeSource,
   blockSize: number,
 ): Promise<{ map: BlockMap; origin: VolumeOrigin; source: CloneSource | null }> {
+  const size = source.size === undefined ? undefined : checkSize(source.size);
+  let read: { map: BlockMap; source: CloneSource };
+  let origin: VolumeOrigin;
   if (source.image !== undefined) {
     const image = validateName(source.image, "image");
-    const read = await readSource(engine, "image", recordKey.image(image));
-    return { map: read.map, origin: { kind: "image", image }, source: read.source };
-  }
-  if (source.snapshot !== undefined) {
+    read = await readSource(engine, "image", recordKey.image(image));
+    origin = { kind: "image", image };
+  } else if (source.snapshot !== undefined) {
     const { volume, snapshot } = parseSnapshotRef(source.snapshot);
-    const read = await readSource(engine, "snapshot", recordKey.snapshot(volume, snapshot));
-    return { map: read.map, origin: { kind: "snapshot", volume, snapshot }, source: read.source };
+    read = await readSource(engine, "snapshot", recordKey.snapshot(volume, snapshot));
+    origin = { kind: "snapshot", volume, snapshot };
+  } else {
+    const map = new BlockMap({ sizeBytes: size!, blockSize });
+    return { map, origin: { kind: "empty" }, source: null };
   }
-  const map = new BlockMap({ sizeBytes: checkSize(source.size), blockSize });
-  return { map, origin: { kind: "empty" }, source: null };
+  if (size === undefined || size === read.map.sizeBytes) return { ...read, origin };
+  if (size < read.map.sizeBytes) {
+    throw new RangeError(
+      `Cannot create a volume of ${size} bytes from ${describeOrigin(origin)}: ` +
+        `it has ${read.map.sizeBytes} bytes, and a clone may be larger, not smaller`,
+    );
+  }
+  return { map: read.map.resized(size), origin, source: read.source };
 }
 
 async function readSource(
@@ -164,13 +180,19 @@ export function randomUid(): string {
   return toHex(crypto.getRandomValues(new Uint8Array(16)));
 }
 
-function checkSize(size: unknown): number {
+/** `size` as a volume's size in bytes; TypeError or RangeError (400) naming what is wrong. */
+export function checkSize(size: unknown): number {
   if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0) {
-    throw new TypeError(`Cannot create volume: size must be a positive integer of bytes`);
+    throw new TypeError(`Cannot size a volume: size must be a positive integer of bytes`);
+  }
+  if (size % sectorBytes !== 0) {
+    throw new TypeError(
+      `Cannot size a volume at ${size} bytes: sizes are multiples of ${sectorBytes} bytes`,
+    );
   }
   if (size > volumeSizeBytesMax) {
     throw new RangeError(
-      `Cannot create volume of ${size} bytes: the limit is ${volumeSizeBytesMax}`,
+      `Cannot size a volume at ${size} bytes: the limit is ${volumeSizeBytesMax}`,
     );
   }
   return size;

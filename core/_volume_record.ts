@@ -66,6 +66,12 @@ export class VolumeRecord {
     this.#dirty = true;
   }
 
+  /** Gives the map `sizeBytes` bytes (BlockMap.resized; persisted by the next persist()). */
+  resize(sizeBytes: number): void {
+    this.#map = this.#map.resized(sizeBytes);
+    this.#dirty = true;
+  }
+
   /** Marks (or unmarks) the header: writes since the last flush were lost (persist() next). */
   setWritesLost(lost: boolean): void {
     this.#header = { ...this.#header, writesLost: lost ? true : undefined };

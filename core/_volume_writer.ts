@@ -68,6 +68,19 @@ export class VolumeWriter {
     }
   }
 
+  /**
+   * Gives the volume `sizeBytes` bytes. A shrink first makes what lies past the
+   * new end read as zeros (owned objects of whole entries deleted, the rest of
+   * the last entry written with zeros), so that growing again shows zeros there.
+   */
+  async resize(sizeBytes: number): Promise<void> {
+    const map = this.#record.map;
+    if (sizeBytes < map.sizeBytes) {
+      await this.zero({ offset: sizeBytes, length: map.sizeBytes - sizeBytes }, {});
+    }
+    this.#record.resize(sizeBytes);
+  }
+
   /** True when zero(range) would change only the map (see Volume.zeroIsFast). */
   zeroIsFast(range: ByteRange, options: { keepAllocated?: boolean }): boolean {
     if (options.keepAllocated) return false;

@@ -147,6 +147,37 @@ export class BlockMap {
   }
 
   /**
+   * An independent copy of `sizeBytes` bytes (a volume grown or shrunk, a clone
+   * larger than its origin): shares every page it keeps; entries past the new
+   * end are gone, and entries it adds are zero.
+   */
+  resized(sizeBytes: number): BlockMap {
+    const copy = this.clone();
+    const resized = new BlockMap({ sizeBytes, blockSize: this.blockSize }, {
+      pages: new Map(),
+      top: null,
+    });
+    for (const [number, page] of copy.#pages) {
+      const kept = resized.count - number * pageEntries; // positions of this page kept
+      if (kept <= 0) continue;
+      if (kept >= pageEntries || page.kinds.subarray(kept).every((kind) => kind === kindZero)) {
+        resized.#pages.set(number, page);
+        continue;
+      }
+      const cut = copyPage(page);
+      cut.sealed = null;
+      for (let position = kept; position < pageEntries; position++) {
+        if (cut.kinds[position] === kindZero) continue;
+        cut.kinds[position] = kindZero;
+        cut.refs.fill(0, position * refBytes, (position + 1) * refBytes);
+        cut.used--;
+      }
+      if (cut.used > 0) resized.#pages.set(number, cut);
+    }
+    return resized;
+  }
+
+  /**
    * Names every page as it is now (encoding and hashing those changed since),
    * and returns the top one: the leaf, or the inner page naming the leaves;
    * null for a map with no non-zero entry.

@@ -60,3 +60,20 @@ Deno.test("an empty 64 TiB map has no page; entries far apart make a page each",
   map.set(0, { kind: "zero" });
   assert.equal(map.unstored().length, 3, "a page left with no entry is no page");
 });
+
+Deno.test("BlockMap.resized() keeps the entries inside the new size and shares their pages", () => {
+  const map = new BlockMap({ sizeBytes: 40 * 4096, blockSize: 4096 });
+  map.set(3, { kind: "block", hash });
+  map.set(30, { kind: "block", hash });
+  const grown = map.resized(4096 * 16 * 1024 * 1024); // the most entries a map may have
+  assert.equal(grown.depth, 2);
+  assert.deepEqual(grown.get(30), { kind: "block", hash });
+  assert.deepEqual(grown.get(grown.count - 1), { kind: "zero" });
+  assert.equal(grown.allocated, 2);
+  const shrunk = map.resized(10 * 4096 + 512);
+  assert.equal(shrunk.count, 11);
+  assert.equal(shrunk.allocated, 1, "the entry past the new end is gone");
+  const regrown = shrunk.resized(40 * 4096);
+  assert.deepEqual(regrown.get(30), { kind: "zero" }, "and stays gone when it grows again");
+  assert.deepEqual(map.get(30), { kind: "block", hash }, "the source is unchanged");
+});

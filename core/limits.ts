@@ -10,6 +10,8 @@ export const blockSizeDefault = 4 * 1024 * 1024;
 export const blockSizeMin = 4096;
 /** Largest block size a map may use: bounds every per-block buffer. */
 export const blockSizeMax = 64 * 1024 * 1024;
+/** A volume's size is a multiple of this (a disk sector to every hypervisor). */
+export const sectorBytes = 512;
 /** Largest image or volume: 64 TiB, 16 Mi entries of 4 MiB (a 560 MiB map). */
 export const volumeSizeBytesMax = 64 * 1024 ** 4;
 /** Largest entry count of one map, whatever its block size. */
@@ -36,7 +38,7 @@ export const uploadBlocksInFlightMax = 8;
 export const uploadsMax = 16;
 
 assert(blockSizeMin <= blockSizeDefault && blockSizeDefault <= blockSizeMax);
-assert(Number.isSafeInteger(volumeSizeBytesMax));
+assert(Number.isSafeInteger(volumeSizeBytesMax) && volumeSizeBytesMax % sectorBytes === 0);
 assert(volumeSizeBytesMax / blockSizeDefault <= mapEntriesMax);
 assert(recordBytesMax <= metaValueBytesMax);
 assert(mapEntriesMax <= mapPageEntries * mapPageEntries, "two levels of pages reach every entry");

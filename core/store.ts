@@ -28,7 +28,7 @@ import {
 } from "./infos.ts";
 import { deleteRecord } from "./_catalogue_records.ts";
 import { Images } from "./_images.ts";
-import { createVolume, type NewVolumeContext, randomUid } from "./_new_volume.ts";
+import { checkSize, createVolume, type NewVolumeContext, randomUid } from "./_new_volume.ts";
 import { PagePins } from "./_page_pins.ts";
 import { migrateMaps } from "./_map_migration.ts";
 import { Snapshots } from "./_snapshots.ts";
@@ -222,6 +222,16 @@ export class Store {
   async volumeInfo(name: string): Promise<VolumeInfo> {
     const volume = await this.readableVolume(name);
     return volumeInfo(volume.header, volume.mapSnapshot());
+  }
+
+  /**
+   * Grows volume `name` to `size` bytes, or with `force` shrinks it (Volume.resize);
+   * in a cluster its write lease comes here first.
+   */
+  async resizeVolume(name: string, size: unknown, options: { force?: boolean } = {}) {
+    const sizeBytes = checkSize(size);
+    await (await this.writableVolume(name, "catalogue")).resize(sizeBytes, options);
+    return await this.volumeInfo(name);
   }
 
   /**

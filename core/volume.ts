@@ -21,7 +21,7 @@
  */
 import type { BlockMap } from "./block_map.ts";
 import type { ByteRange, Engine } from "./engine.ts";
-import { LeaseLostError, NotFoundError } from "./errors.ts";
+import { ConflictError, LeaseLostError, NotFoundError } from "./errors.ts";
 import { checkRange, type Extent, mapExtents, type MapReading, readMapRange } from "./map_io.ts";
 import { SharedMutex } from "./_mutex.ts";
 import { recordKey, type VolumeHeader, type VolumeLease } from "./records.ts";
@@ -215,6 +215,27 @@ export class Volume {
         if (this.#released) return;
         await this.#losses.flush(); // fails when writes were lost, reporting them
         if (this.#record.dirty) await this.#record.persist();
+      }));
+  }
+
+  /**
+   * Grows the volume to `sizeBytes` (new bytes read as zeros), or with `force`
+   * shrinks it (what lies past the new end is discarded), durably: it flushes.
+   * NBD connections see the new size when they connect again.
+   */
+  resize(sizeBytes: number, options: { force?: boolean } = {}): Promise<void> {
+    return this.#losses.recovering(true, () =>
+      this.#mutex.run(async () => {
+        this.#checkWritable();
+        if (sizeBytes < this.sizeBytes && options.force !== true) {
+          throw new ConflictError(
+            `Cannot shrink volume "${this.name}" from ${this.sizeBytes} to ${sizeBytes} bytes: ` +
+              `it would discard what lies past the new end (force to do it)`,
+          );
+        }
+        await this.#writer.resize(sizeBytes);
+        await this.#losses.flush();
+        await this.#record.persist();
       }));
   }
 

@@ -35,6 +35,15 @@ export function volumeRoutes(options: AppOptions, authority: VolumeAuthority): H
     else await options.leases.breakLease(name);
     return c.json(await options.leases.info(name));
   });
+  app.post("/volumes/:name/resize", async (c) => {
+    const name = validateName(c.req.param("name"), "volume");
+    const { size, force } = await jsonBody(c.req.raw);
+    if (force !== undefined && typeof force !== "boolean") {
+      throw new TypeError(`Cannot resize volume "${name}": force must be true or false`);
+    }
+    const resized = await store.resizeVolume(name, size, { force: force === true });
+    return c.json(await (options.leases?.info(name) ?? resized));
+  });
   app.delete("/volumes/:name", async (c) => {
     await store.deleteVolume(c.req.param("name"), { cascade: c.req.query("cascade") === "true" });
     return c.body(null, 204);

@@ -61,7 +61,8 @@ Deno.test("invalid names and malformed requests get 400 and change nothing", asy
     assert.equal(await post(JSON.stringify({ name: "../x", size: 4096 })), 400);
     assert.equal(await post(JSON.stringify({ name: "v", size: -1 })), 400);
     assert.equal(await post(JSON.stringify({ name: "v", size: 2 ** 60 })), 400);
-    assert.equal(await post(JSON.stringify({ name: "v", size: 4096, image: "x" })), 400);
+    assert.equal(await post(JSON.stringify({ name: "v", image: "x", snapshot: "v@s" })), 400);
+    assert.equal(await post(JSON.stringify({ name: "v", size: 4096 + 100 })), 400, "not sectors");
     assert.equal(await post(JSON.stringify({ name: "v", snapshot: "no-at-sign" })), 400);
     assert.equal(await post(JSON.stringify({ name: "v", image: "missing" })), 404);
     assert.equal(
