@@ -85,7 +85,8 @@ export class VolumeRecord {
 
   /**
    * Stores the map's pages that changed (durable with the engine's next flush
-   * of this volume; persist() stores and flushes those left). True when any was.
+   * of this volume; persist() stores and flushes those left), pinned until a
+   * persist() names them or reload() gives them up. True when any was.
    */
   storePages(): Promise<boolean> {
     // Pinned until the record names them (or fails to): see _page_pins.ts.
@@ -93,19 +94,25 @@ export class VolumeRecord {
     return storeMapPages(this.#engine, this.#map);
   }
 
-  /** Writes the header and map as the next version of the record. */
+  /**
+   * Writes the header and map as the next version of the record. The pages it
+   * names stay pinned until that write succeeds: after a failed one (no
+   * metadata quorum) the map still names them, a later persist writes a root
+   * naming them without storing them again, and a collection in between must
+   * not take them (seed 840073 with joins, leaves and replacements).
+   */
   async persist(): Promise<void> {
-    try {
-      this.#version = await putRecord(
-        this.#engine,
-        recordKey.volume(this.#header.name),
-        { header: this.#header, map: this.#map, volume: this.#header.uid },
-        this.#version,
-        this.#pins,
-      );
-    } finally {
-      for (const release of this.#pinned.splice(0)) release();
+    if (this.#map.unstored().length > 0 && await this.storePages()) {
+      await this.#engine.flush(this.#header.uid);
     }
+    this.#version = await putRecord(
+      this.#engine,
+      recordKey.volume(this.#header.name),
+      { header: this.#header, map: this.#map, volume: this.#header.uid },
+      this.#version,
+      this.#pins,
+    );
+    for (const release of this.#pinned.splice(0)) release();
     this.#dirty = false;
   }
 

@@ -243,3 +243,12 @@ Deno.test("seed 801146 (joins, leaves, replacements): a read that does not hear 
   const result = await ClusterSim.run({ ...clusterSimSettings(801146), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 840073 (joins, leaves, replacements): a flush whose record write failed keeps its map pages", async () => {
+  // core/_volume_record.ts: a flush stored the pages of a copy-up, then lost its record write
+  // (no metadata quorum) and unpinned them; another member's collection swept them (no record
+  // named them); the next flush wrote a root naming them without storing them again, and the
+  // volume could not be read anywhere. Pages stay pinned until a record names them.
+  const result = await ClusterSim.run({ ...clusterSimSettings(840073), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
