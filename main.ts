@@ -13,16 +13,18 @@ import { configureLogging, logger, parseLogFormat, parseLogLevel } from "./log/m
 /** Version of this build. */
 export const version = "0.1.0";
 
-const usage = `atoll ${version}: storage for VM images and volumes
-
-  atoll serve [--data DIR] [--http HOST:PORT] [--nbd HOST:PORT|unix:PATH]
+const serveUsage = `  atoll serve [--data DIR] [--http HOST:PORT] [--nbd HOST:PORT|unix:PATH]
               [--token-file F] [--zone NAME] [--hash-engine wasm|native]
               [--gossip HOST:PORT --cluster-key-file F [--join HOST:PORT,...]] [--weight W]
               [--replicas N] [--dead-grace SECONDS] [--heal-interval SECONDS]
               [--gc-min-age SECONDS] [--gc-settle SECONDS] [--read-cache-mib N]
               [--header-timeout SECONDS]
               [--log-format text|json] [--log-level debug|info|warning|error]
-              [--fault-file F (testing: no cluster traffic while F exists)]
+              [--fault-file F (testing: no cluster traffic while F exists)]`;
+
+const usage = `atoll ${version}: storage for VM images and volumes
+
+${serveUsage}
 ${clientUsage.replace(/^usage:\n/, "")}`;
 
 async function main(args: string[]): Promise<number> {
@@ -35,6 +37,10 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (args[0] !== "serve") return await runClientCommand(args);
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(`usage:\n${serveUsage}\n\nSee README.md and docs/operations.md for each flag.`);
+    return 0;
+  }
   const { values } = parseArgs({
     args: args.slice(1),
     options: {

@@ -333,3 +333,10 @@ Deno.test({
     }
   },
 });
+
+Deno.test("atoll serve --help prints the node's flags and exits 0", async () => {
+  const lines = succeeded(await atoll(["serve", "--help"]));
+  assert.match(lines.join("\n"), /atoll serve \[--data DIR\]/);
+  assert.ok(lines.some((line) => line.includes("--read-cache-mib")));
+  assert.ok(!lines.some((line) => line.includes("atoll image upload")), "only serve's flags");
+});
