@@ -286,9 +286,10 @@ Deno.test("nbdcopy copies a file into a volume and volumes and images out, byte 
   await withNode(async ({ node, dir }) => {
     const source = `${dir}/source.raw`;
     const bytes = await writeRegions(source, [
-      [9 * MiB + 1, "random"],
+      // Regions end off block boundaries; a volume's size is whole 512-byte sectors.
+      [9 * MiB + 512, "random"],
       [8 * MiB, "zero"],
-      [7 * MiB + 776, "random"],
+      [7 * MiB + 1536, "random"],
     ]);
     await createVolume(node, "copy", { size: bytes.length });
     await run("nbdcopy", ["--flush", source, node.nbdUri("copy")]);
