@@ -7,6 +7,7 @@ import type { HashPool } from "../wasm/hash_pool.ts";
 import type { BlockMap } from "./block_map.ts";
 import type { Collector } from "./collector.ts";
 import type { PagePins } from "./_page_pins.ts";
+import { rawOnly, type UploadFormat } from "./_image_formats.ts";
 import type { Engine } from "./engine.ts";
 import { BusyError, ConflictError, VersionMismatchError } from "./errors.ts";
 import { FrozenView } from "./frozen_view.ts";
@@ -46,7 +47,7 @@ export class Images {
   async upload(
     name: string,
     body: AsyncIterable<Uint8Array>,
-    options: { expectedBytes?: number | null } = {},
+    options: { expectedBytes?: number | null; format?: UploadFormat } = {},
   ): Promise<UploadResult> {
     const { engine, pool, blockSize, catalogue, collector } = this.#options;
     validateName(name, "image");
@@ -67,7 +68,8 @@ export class Images {
     const stored = new Set<string>();
     let committed = false;
     try {
-      const { map } = await ingest(body, {
+      const bytes = rawOnly(body, options.format ?? "auto", `Cannot upload image "${name}"`);
+      const { map } = await ingest(bytes, {
         engine,
         pool,
         blockSize,

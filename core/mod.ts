@@ -20,6 +20,7 @@ export { LocalEngine, type LocalEngineOptions } from "./local_engine.ts";
 /** The real disk's sync of a directory's entries, for the other real disks (journals, logs). */
 export { syncDir } from "./_file_io.ts";
 export { BufferPool } from "./buffer_pool.ts";
+export { parseUploadFormat, type UploadFormat } from "./_image_formats.ts";
 export * from "./store.ts";
 export type { VolumeLease } from "./records.ts";
 export type { GcResult } from "./gc.ts";

@@ -31,6 +31,7 @@ import { Images } from "./_images.ts";
 import { checkSize, createVolume, type NewVolumeContext, randomUid } from "./_new_volume.ts";
 import { PagePins } from "./_page_pins.ts";
 import { migrateMaps } from "./_map_migration.ts";
+import type { UploadFormat } from "./_image_formats.ts";
 import { Snapshots } from "./_snapshots.ts";
 import { type VolumeAccess, VolumeInstances } from "./_volume_instances.ts";
 import { logger } from "../log/mod.ts";
@@ -110,11 +111,11 @@ export class Store {
     this.#snapshots = new Snapshots({ ...parts, volumes: this.#volumes });
   }
 
-  /** Stores the bytes of `body` as image `name`; visible only once whole. */
+  /** Stores the bytes of `body` as image `name`; visible only once whole (`format`: _image_formats.ts). */
   uploadImage(
     name: string,
     body: AsyncIterable<Uint8Array>,
-    options: { expectedBytes?: number | null } = {},
+    options: { expectedBytes?: number | null; format?: UploadFormat } = {},
   ): Promise<UploadResult> {
     return this.#images.upload(name, body, options);
   }
@@ -224,10 +225,7 @@ export class Store {
     return volumeInfo(volume.header, volume.mapSnapshot());
   }
 
-  /**
-   * Grows volume `name` to `size` bytes, or with `force` shrinks it (Volume.resize);
-   * in a cluster its write lease comes here first.
-   */
+  /** Grows volume `name` (or with `force` shrinks it: Volume.resize) where its lease is. */
   async resizeVolume(name: string, size: unknown, options: { force?: boolean } = {}) {
     const sizeBytes = checkSize(size);
     await (await this.writableVolume(name, "catalogue")).resize(sizeBytes, options);

@@ -1,6 +1,6 @@
 /** The routes of images and their uploads, under /v1. */
 import { Hono } from "hono";
-import { type Store, validateName } from "../core/mod.ts";
+import { parseUploadFormat, type Store, validateName } from "../core/mod.ts";
 import type { AppEnv } from "./app.ts";
 import { dataResponse } from "./data_response.ts";
 import type { Metrics } from "./metrics.ts";
@@ -16,7 +16,8 @@ export function imageRoutes(store: Store, metrics: Metrics): Hono<AppEnv> {
     if (body === null || expectedBytes === 0) {
       throw new TypeError(`Cannot upload image "${name}": the body is empty`);
     }
-    const result = await store.uploadImage(name, clientBytes(body), { expectedBytes });
+    const format = parseUploadFormat(c.req.query("format"));
+    const result = await store.uploadImage(name, clientBytes(body), { expectedBytes, format });
     metrics.add("atoll_upload_bytes_total", result.size);
     metrics.add("atoll_upload_new_bytes_total", result.newBytes);
     const { created, ...info } = result;
