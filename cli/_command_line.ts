@@ -51,7 +51,8 @@ export interface CommandSpec {
 
 /**
  * Parses and checks the command line against `commands` (by their words,
- * `GROUP VERB`); `spec` is null when help was asked for.
+ * `GROUP VERB`); `spec` is null when help was asked for, and `help` is then
+ * the usage of the command named (`atoll volume create --help`), if any.
  */
 export function parseCommandLine(args: string[], commands: Record<string, CommandSpec>) {
   let parsed;
@@ -61,7 +62,14 @@ export function parseCommandLine(args: string[], commands: Record<string, Comman
     throw new UsageError(parseArgsMessage(error));
   }
   const values = parsed.values as Values;
-  if (values.help) return { spec: null, operands: [], values };
+  if (values.help) {
+    const [group, verb] = parsed.positionals;
+    const spec = commands[`${group} ${verb}`];
+    const help = spec === undefined
+      ? null
+      : `usage: atoll ${group} ${verb} ${spec.synopsis ?? spec.operands.join(" ")}`.trimEnd();
+    return { spec: null, help, group: group ?? null, operands: [], values };
+  }
   const [group = "", verb, ...operands] = parsed.positionals;
   const verbs = Object.keys(commands).filter((key) => key.startsWith(`${group} `));
   if (verbs.length === 0) {

@@ -86,9 +86,10 @@ const commands: Record<string, CommandSpec> = {
  */
 export async function runClientCommand(args: string[]): Promise<number> {
   try {
-    const { spec, operands, values } = parseCommandLine(args, commands);
+    const parsed = parseCommandLine(args, commands);
+    const { spec, operands, values } = parsed;
     if (spec === null) {
-      console.log(clientUsage);
+      console.log("help" in parsed ? helpOf(parsed.help, parsed.group) : clientUsage);
       return 0;
     }
     const client = new AtollClient({ url: nodeUrl(values), token: await token(values) });
@@ -111,4 +112,11 @@ function failureMessage(error: unknown): string {
 /** Keeps the promise of one line on stderr whatever a message holds. */
 function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, " ").trim();
+}
+
+/** A command's own usage line, else the lines of its group, else every command's. */
+function helpOf(help: string | null, group: string | null): string {
+  if (help !== null) return help;
+  const lines = clientUsage.split("\n").filter((line) => line.startsWith(`  atoll ${group} `));
+  return lines.length === 0 ? clientUsage : `usage:\n${lines.join("\n")}`;
 }

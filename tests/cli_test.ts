@@ -340,3 +340,15 @@ Deno.test("atoll serve --help prints the node's flags and exits 0", async () => 
   assert.ok(lines.some((line) => line.includes("--read-cache-mib")));
   assert.ok(!lines.some((line) => line.includes("atoll image upload")), "only serve's flags");
 });
+
+Deno.test("a subcommand's --help prints its own usage, a group's its commands", async () => {
+  const create = succeeded(await atoll(["volume", "create", "--help"]));
+  assert.deepEqual(create, [
+    "usage: atoll volume create NAME (--image I | --snapshot V@S) [--size N] | NAME --size N",
+  ]);
+  const group = succeeded(await atoll(["snapshot", "--help"]));
+  assert.ok(
+    group.every((line) => line === "usage:" || line.includes("atoll snapshot")),
+    group.join("\n"),
+  );
+});
