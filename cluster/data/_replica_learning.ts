@@ -123,14 +123,21 @@ export async function learnWhereItStands(
   // the placement (readNewest).
   const least = await floor;
   const below = compareStamps(newest, written.acked) < 0 || compareStamps(newest, least) < 0;
-  const elsewhere = agree && !below && !fresh ? [] : await stampsElsewhere(
+  // Replicas that agree on less than this writer sent (a change it sent that failed, after
+  // the placement moved to members new to the object) say nothing of where its last copies
+  // are: they may all be off the placement (seed 851096 with joins, leaves and
+  // replacements: the new replicas agreed on "nothing", and a flush rewrote the object as
+  // removed over the copies two members off the placement held).
+  const behind = compareStamps(newest, written.stamp) < 0;
+  const elsewhere = agree && !below && !behind && !fresh ? [] : await stampsElsewhere(
     name,
     links,
     lookup.everyone(),
     mustHearEveryone(
       answers.map(({ stamp }) => stamp),
       links.length - Math.floor(links.length / 2),
-      existing || compareStamps(written.acked, [0, 0]) > 0,
+      existing || compareStamps(written.acked, [0, 0]) > 0 ||
+        compareStamps(written.stamp, [0, 0]) > 0,
     ),
   );
   const best = newestOf([{ stamp: newest }, ...elsewhere])!.stamp;

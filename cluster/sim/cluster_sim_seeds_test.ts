@@ -252,3 +252,13 @@ Deno.test("seed 840073 (joins, leaves, replacements): a flush whose record write
   const result = await ClusterSim.run({ ...clusterSimSettings(840073), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 851096 (joins, leaves, replacements): a flush looks off the placement for what its writer sent", async () => {
+  // data/_replica_learning.ts: a holder's change reached one replica and failed; the placement
+  // then moved to members new to the object, which agreed on "nothing", and the holder's flush
+  // took their agreement for where the object stood and rewrote it as removed over the copies
+  // the old replicas held. Replicas that agree on less than the writer sent now send the look
+  // to every live member.
+  const result = await ClusterSim.run({ ...clusterSimSettings(851096), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
