@@ -13,7 +13,7 @@
  * rewrites the others when it starts (_map_migration.ts).
  */
 import { fromHex, toHex } from "../wasm/to_hex.ts";
-import { BlockMap } from "./block_map.ts";
+import { BlockMap, type MapEntry } from "./block_map.ts";
 import { CorruptionError } from "./errors.ts";
 import type { Engine } from "./engine.ts";
 import { blockSizeMax, blockSizeMin, volumeSizeBytesMax } from "./limits.ts";
@@ -97,23 +97,16 @@ export async function loadMap(bytes: Uint8Array, pages: PageSource): Promise<Blo
   if (bytes.length < 20) throw malformed("too short");
   const magic = view.getUint32(0);
   if (magic === legacyMagic) return decodeLegacy(bytes);
-  if (magic !== rootMagic || bytes.length !== mapRootBytes) throw malformed("bad magic or length");
-  const options = shapeOf(view);
+  const { top, ...options } = rootOf(bytes);
   const map = new BlockMap(options);
-  if (bytes[20] !== map.depth) throw malformed(`depth ${bytes[20]} for ${map.count} entries`);
-  const topLength = view.getUint32(21);
-  if (topLength === 0) return map;
-  if (topLength > pageBytesMax) throw malformed(`a top page of ${topLength} bytes`);
-  const top = { id: toHex(bytes.subarray(25, 25 + refBytes)), length: topLength };
+  if (top === null) return map;
   const leaves = map.depth === 1 ? new Map([[0, top]]) : decodeInner(await loadPage(pages, top));
   const loaded = new Map<number, Page>();
   const queue = [...leaves];
   await Promise.all(Array.from({ length: Math.min(pageLoadsMax, queue.length) }, async () => {
     for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
       const [number, leaf] = next;
-      const page = decodeLeaf(await loadPage(pages, leaf), (kind, _) => {
-        if (kind > kindObject) throw malformed(`entry kind ${kind}`);
-      });
+      const page = decodeLeaf(await loadPage(pages, leaf), checkKind);
       if (number * pageEntries + lastPosition(page) >= map.count) {
         throw malformed(`page ${number} holds entries past ${map.count}`);
       }
@@ -141,12 +134,12 @@ export async function* diffMaps(
     if (left.count !== right.count) throw new RangeError("Cannot diff maps of two sizes");
     for (let index = 0; index < left.count; index++) {
       const [x, y] = [left.get(index), right.get(index)];
-      if (JSON.stringify(x) !== JSON.stringify(y)) yield index;
+      if (entryKey(x) !== entryKey(y)) yield index;
     }
     return;
   }
   const [left, right] = [rootOf(a), rootOf(b)];
-  if (left.count !== right.count || left.blockSize !== right.blockSize) {
+  if (left.sizeBytes !== right.sizeBytes || left.blockSize !== right.blockSize) {
     throw new RangeError("Cannot diff maps of two shapes");
   }
   if (left.depth === 1) return yield* diffLeaves(left.top, right.top, 0, pages);
@@ -171,7 +164,7 @@ async function* diffLeaves(
 ): AsyncIterable<number> {
   if (a?.id === b?.id) return;
   const leafOf = async (ref: PageRef | null) =>
-    ref === null ? newPage() : decodeLeaf(await loadPage(pages, ref), () => {});
+    ref === null ? newPage() : decodeLeaf(await loadPage(pages, ref), checkKind);
   const [x, y] = [await leafOf(a), await leafOf(b)];
   for (let position = 0; position < pageEntries; position++) {
     const at = position * refBytes;
@@ -182,15 +175,29 @@ async function* diffLeaves(
   }
 }
 
-/** The shape and top page a root names (checked). */
+/** The shape and top page a root names, every field checked. */
 function rootOf(bytes: Uint8Array) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.length !== mapRootBytes || view.getUint32(0) !== rootMagic) throw malformed("bad root");
+  if (bytes.length !== mapRootBytes || view.getUint32(0) !== rootMagic) {
+    throw malformed("bad magic or length");
+  }
   const { sizeBytes, blockSize } = shapeOf(view);
-  const count = view.getUint32(4);
+  const depth = new BlockMap({ sizeBytes, blockSize }).depth;
+  if (bytes[20] !== depth) throw malformed(`depth ${bytes[20]}, not ${depth}`);
   const length = view.getUint32(21);
+  if (length > pageBytesMax) throw malformed(`a top page of ${length} bytes`);
   const top = length === 0 ? null : { id: toHex(bytes.subarray(25, 25 + refBytes)), length };
-  return { sizeBytes, blockSize, count, depth: bytes[20], top };
+  return { sizeBytes, blockSize, depth, top };
+}
+
+/** What an entry names, as one comparable string. */
+function entryKey(entry: MapEntry): string {
+  return entry.kind === "zero" ? "" : entry.kind === "block" ? `b${entry.hash}` : `o${entry.name}`;
+}
+
+/** Refuses an entry kind no map writes. */
+function checkKind(kind: number): void {
+  if (kind > kindObject) throw malformed(`entry kind ${kind}`);
 }
 
 async function loadPage(pages: PageSource, page: { id: string; length: number }) {
