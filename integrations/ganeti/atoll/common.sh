@@ -44,6 +44,7 @@ ATOLL_TOKEN_FILE=
 ATOLL_NBD=127.0.0.1:10809
 if [ -e "$provider_dir/atoll.conf" ]; then
   [ -r "$provider_dir/atoll.conf" ] || die "cannot read $provider_dir/atoll.conf"
+  # shellcheck source=atoll.conf
   . "$provider_dir/atoll.conf" || die "cannot load $provider_dir/atoll.conf"
 fi
 
