@@ -20,6 +20,11 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** The open-files limit (soft and hard) to start the node under, as `ulimit -n` sets it. */
   filesLimit?: number;
+  /**
+   * Give no `--data`, `--http` or `--nbd`: the node takes them from its config
+   * file or environment (`data` then only says where the test will find them).
+   */
+  bare?: boolean;
 }
 
 /** A running node process. */
@@ -79,12 +84,9 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
     "--allow-all",
     entry,
     "serve",
-    "--data",
-    data,
-    "--http",
-    "127.0.0.1:0",
-    "--nbd",
-    options.nbd ?? "127.0.0.1:0",
+    ...(options.bare
+      ? []
+      : ["--data", data, "--http", "127.0.0.1:0", "--nbd", options.nbd ?? "127.0.0.1:0"]),
     ...(options.args ?? []),
   ];
   // bash sets the limit, then becomes deno (exec): signals reach the node itself.
