@@ -12,6 +12,8 @@ export interface StartOptions {
   args?: string[];
   /** Run this entry instead of main.ts (e.g. the bundled dist/atoll.js). */
   entry?: string;
+  /** Run this `atoll` executable (a binary, an installed wrapper) instead of `deno run`. */
+  program?: string;
   /** Working directory of the process (default: the project root). */
   cwd?: string;
   /** NBD listen address (default a free loopback port). */
@@ -80,9 +82,7 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
   const data = options.data ?? await Deno.makeTempDir({ prefix: "atoll-test-" });
   const entry = options.entry ?? `${root}main.ts`;
   const args = [
-    "run",
-    "--allow-all",
-    entry,
+    ...(options.program === undefined ? ["run", "--allow-all", entry] : []),
     "serve",
     ...(options.bare
       ? []
@@ -90,10 +90,11 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
     ...(options.args ?? []),
   ];
   // bash sets the limit, then becomes deno (exec): signals reach the node itself.
+  const program = options.program ?? Deno.execPath();
   const limited = options.filesLimit === undefined
     ? null
-    : ["-c", `ulimit -n ${options.filesLimit} && exec "$0" "$@"`, Deno.execPath()];
-  const process = new Deno.Command(limited === null ? Deno.execPath() : "bash", {
+    : ["-c", `ulimit -n ${options.filesLimit} && exec "$0" "$@"`, program];
+  const process = new Deno.Command(limited === null ? program : "bash", {
     args: limited === null ? args : [...limited, ...args],
     stdout: "null",
     stderr: "piped",

@@ -18,6 +18,8 @@ declare -A tools=(
   [nbdkit]=nbdkit
   [qemu-system-x86_64]=qemu-system-x86
   [faketime]=faketime
+  [systemd-analyze]=systemd
+  [systemd-sysusers]=systemd
 )
 
 missing=()
