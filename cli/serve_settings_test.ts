@@ -153,3 +153,10 @@ Deno.test("resolveServeSettings() is null for --help, which lists every option",
   assert.ok(help.split("\n").every((line) => line.length <= 100), help);
   assert.equal(envName("token-file"), "ATOLL_TOKEN_FILE");
 });
+
+Deno.test("docs/operations.md lists every serve option with its variable, and no other", async () => {
+  const docs = await Deno.readTextFile(new URL("../docs/operations.md", import.meta.url));
+  const rows = [...docs.matchAll(/^\| `([a-z-]+)` +\| `(ATOLL_[A-Z_]+)` +\|/gm)];
+  assert.deepEqual(rows.map((row) => row[1]), Object.keys(serveFlags));
+  assert.ok(rows.every(([, name, variable]) => envName(name) === variable));
+});
