@@ -6,8 +6,9 @@
  * volume byte for byte; `GET /v1/volumes/NAME/changes` between two snapshots
  * lists what was written between them (and the CLI prints it); an unknown
  * snapshot is a clean 404 over HTTP and a context simply not selected over NBD.
- * Method: a real node; qemu-io writes, trims and zeroes; nbdinfo, nbdcopy,
- * libnbd (Python), curl and dd do the backups; bytes compared by SHA-256.
+ * Method: a real node; qemu-io writes, trims and zeroes; nbdinfo and libnbd
+ * (Python) read the contexts; the backups run the steps of docs/operations.md
+ * as they stand (atoll, nbdcopy, curl, jq, dd, libnbd); bytes compared by SHA-256.
  */
 import assert from "node:assert/strict";
 import { bytesSha256, fileSha256, patternBytes } from "./_files.ts";
@@ -20,6 +21,7 @@ import {
   MiB,
   nbdPython,
   qemuIo,
+  systemPython,
   uploadImage,
   volumeBytes,
   withNode,
@@ -30,10 +32,10 @@ import { Option, Reply } from "../nbd/protocol.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 
-/** A 48 MiB image of data in every block, cloned into the 64 MiB volume "vm". */
+/** A 48 MiB image of data in every block, cloned into the 64 MiB volume "vm1". */
 async function imageVolume(node: TestNode): Promise<void> {
   await uploadImage(node, "base", patternBytes(48 * MiB, 7));
-  await createVolume(node, "vm", { image: "base", size: 64 * MiB });
+  await createVolume(node, "vm1", { image: "base", size: 64 * MiB });
 }
 
 /** The blocks (4 MiB indexes) whose extents an `nbdinfo --map --json` marks with `type`. */
@@ -103,11 +105,11 @@ print(json.dumps(out))
 Deno.test("qemu:dirty-bitmap:SNAP lists exactly the blocks changed since SNAP", async () => {
   await withNode(async ({ node }) => {
     await imageVolume(node);
-    const uri = node.nbdUri("vm");
+    const uri = node.nbdUri("vm1");
     // Block 10 becomes the volume's own object before the snapshot: the
     // snapshot freezes it, so a later write to it must count as a change.
     await qemuIo(uri, ["write -P 1 40M 4M", "flush"]);
-    await createSnapshot(node, "vm", "s1");
+    await createSnapshot(node, "vm1", "s1");
     assert.deepEqual(await blocksOfMap(uri, "qemu:dirty-bitmap:s1", 1), [], "nothing yet");
     await qemuIo(uri, [
       "write -P 2 8M 8M", // blocks 2 and 3, aligned
@@ -118,7 +120,7 @@ Deno.test("qemu:dirty-bitmap:SNAP lists exactly the blocks changed since SNAP", 
       "write -z -u 60M 4M", // block 15 stays zero: no change
       "flush",
     ]);
-    await qemuIo(uri, ["write -P 6 4M 512"]); // block 1, not flushed: still a change
+    await qemuIo(uri, ["write -P 6 4M 512"]); // block 1, from another connection
     const dirty = [1, 2, 3, 5, 10, 12];
     assert.deepEqual(await blocksOfMap(uri, "qemu:dirty-bitmap:s1", 1), dirty);
     assert.deepEqual(await blocksOfMap(uri, "qemu:dirty-bitmap:s1", 0), [
@@ -149,7 +151,7 @@ Deno.test("qemu:dirty-bitmap:SNAP lists exactly the blocks changed since SNAP", 
     assert.deepEqual(marked(both["base:allocation"], 0).length, 12);
 
     // The HTTP API says the same.
-    const live = await changes(node, "vm", "since=s1");
+    const live = await changes(node, "vm1", "since=s1");
     assert.equal(live.status, 200);
     assert.deepEqual(live.body.extents, extentsOf(dirty));
     assert.equal(live.body.changedBytes, dirty.length * blockBytes);
@@ -158,52 +160,47 @@ Deno.test("qemu:dirty-bitmap:SNAP lists exactly the blocks changed since SNAP", 
   });
 });
 
-/**
- * Copies the extents a dirty bitmap marks from the export `argv[1]` into the
- * file `argv[3]` at their offsets: what virtnbdbackup does, in a few lines.
- */
-const copyDirtyScript = `
-bitmap, path = sys.argv[2], sys.argv[3]
-c = nbd.NBD()
-c.add_meta_context(bitmap)
-c.connect_uri(sys.argv[1])
-size = c.get_size()
-dirty = []
-def seen(context, offset, entries, err):
-    at = offset
-    for i in range(0, len(entries), 2):
-        if entries[i + 1] & 1:
-            dirty.append((at, entries[i]))
-        at += entries[i]
-    return 0
-offset = 0
-while offset < size:
-    before = len(dirty)
-    got = []
-    def step(context, off, entries, err):
-        got.append(sum(entries[0::2]))
-        return seen(context, off, entries, err)
-    c.block_status(min(size - offset, 1 << 30), offset, step)
-    offset += got[0]
-copied = 0
-with open(path, "r+b") as f:
-    for at, length in dirty:
-        f.seek(at)
-        f.write(c.pread(length, at))
-        copied += length
-print(json.dumps({"extents": len(dirty), "copied": copied}))
-`;
+/** The code blocks of docs/operations.md's "Incremental backup", in order. */
+async function documentedSteps(): Promise<string[]> {
+  const text = await Deno.readTextFile(`${root}docs/operations.md`);
+  const section = text.slice(text.indexOf("## Incremental backup"));
+  const end = section.indexOf("\n## ", 1);
+  const blocks = [
+    ...(end < 0 ? section : section.slice(0, end)).matchAll(/```(sh|python)\n([\s\S]*?)```/g),
+  ];
+  assert.equal(blocks.length, 3, "a full backup, an increment over HTTP, one over NBD");
+  return blocks.map((block) => block[2]);
+}
+
+/** A documented step, aimed at `node` (its HTTP and NBD addresses) and run in `dir`. */
+async function runStep(node: TestNode, dir: string, step: string, language: "sh" | "python") {
+  const aimed = step.replaceAll("http://127.0.0.1:8080", node.url)
+    .replaceAll("nbd://127.0.0.1:10809", node.nbd);
+  const atoll = `atoll() { "${Deno.execPath()}" run --allow-all "${root}main.ts" "$@"; }\n`;
+  const output = await new Deno.Command(language === "sh" ? "bash" : systemPython, {
+    args: language === "sh" ? ["-euo", "pipefail", "-c", atoll + aimed] : ["-c", aimed],
+    cwd: dir,
+    env: { ATOLL_NODE: node.url },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  assert.equal(
+    output.code,
+    0,
+    `step failed:\n${aimed}\n${text.decode(output.stdout)}${text.decode(output.stderr)}`,
+  );
+}
 
 Deno.test("a full copy of a snapshot plus the changed extents equals the volume", async () => {
+  // The documented full backup, then the documented NBD increment aimed at the
+  // live volume instead of a second snapshot.
+  const [full, , overNbd] = await documentedSteps();
   await withNode(async ({ node, dir }) => {
     await imageVolume(node);
-    const uri = node.nbdUri("vm");
+    const uri = node.nbdUri("vm1");
     await qemuIo(uri, ["write -P 1 60M 1M", "flush"]);
-    await createSnapshot(node, "vm", "full");
-    // The full backup: the read-only snapshot export, copied whole.
-    const backup = `${dir}/backup.raw`;
-    const full = await exec("nbdcopy", [node.nbdUri("snapshot/vm@full"), backup]);
-    assert.equal(full.code, 0, `nbdcopy: ${full.stderr}`);
+    await runStep(node, dir, full, "sh");
     await qemuIo(uri, [
       "write -P 2 0 4M",
       "write -P 3 13M 5M", // blocks 3 and 4, unaligned ends
@@ -211,93 +208,85 @@ Deno.test("a full copy of a snapshot plus the changed extents equals the volume"
       "discard 24M 4M", // block 6 trimmed
       "write -P 5 61M 512", // block 15, the volume's own since before the snapshot
     ]);
-    const copied = await nbdPython(copyDirtyScript, [uri, "qemu:dirty-bitmap:full", backup]);
-    assert.deepEqual(copied, { extents: 5, copied: 6 * blockBytes }, "blocks 0, 3-4, 6, 8, 15");
+    const live = await changes(node, "vm1", "since=b1");
+    assert.deepEqual(live.body.extents, extentsOf([0, 3, 4, 6, 8, 15]));
+    await runStep(node, dir, overNbd.replace("snapshot/vm1@b2", "vm1"), "python");
     assert.equal(
-      await fileSha256(backup),
-      bytesSha256(await volumeBytes(node, "vm")),
+      await fileSha256(`${dir}/vm1.raw`),
+      bytesSha256(await volumeBytes(node, "vm1")),
       "the restored backup is the volume",
     );
   });
 });
 
-Deno.test("changes between two snapshots over HTTP, the CLI, a snapshot's export, curl and dd", async () => {
+Deno.test("changes between snapshots: HTTP, the CLI, a snapshot's export, the documented steps", async () => {
+  const [full, overHttp] = await documentedSteps();
   await withNode(async ({ node, dir }) => {
     await imageVolume(node);
-    const uri = node.nbdUri("vm");
+    const uri = node.nbdUri("vm1");
     await qemuIo(uri, ["write -P 1 0 1M"]);
-    await createSnapshot(node, "vm", "s1");
+    await runStep(node, dir, full, "sh");
     await qemuIo(uri, ["write -P 2 4M 1k", "write -P 3 28M 8M", "discard 44M 4M"]);
-    await createSnapshot(node, "vm", "s2");
-    await qemuIo(uri, ["write -P 4 0 4k", "write -P 5 56M 1k"]); // after s2: not in s1..s2
-    const between = [1, 7, 8, 11];
+    // The documented increment: snapshot b2, patch b1..b2 into the copy, drop b1.
+    await runStep(node, dir, overHttp, "sh");
+    const listed = JSON.parse(await Deno.readTextFile(`${dir}/changes.json`));
+    assert.deepEqual(listed.extents, extentsOf([1, 7, 8, 11]));
+    assert.deepEqual(
+      { volume: listed.volume, since: listed.since, until: listed.until, size: listed.size },
+      { volume: "vm1", since: "b1", until: "b2", size: 64 * MiB },
+    );
+    const b2 = await node.fetch(`/v1/volumes/vm1/snapshots/b2/data`);
+    assert.equal(
+      await fileSha256(`${dir}/vm1.raw`),
+      bytesSha256(new Uint8Array(await b2.arrayBuffer())),
+      "the full copy plus the increment is b2",
+    );
+    assert.equal((await changes(node, "vm1", "since=b1")).status, 404, "b1 was removed");
 
-    const { status, body } = await changes(node, "vm", "since=s1&until=s2");
+    await qemuIo(uri, ["write -P 4 0 4k", "write -P 5 56M 1k"]);
+    await createSnapshot(node, "vm1", "s3");
+    await qemuIo(uri, ["write -P 6 36M 1"]); // after s3: not in b2..s3
+    const between = [0, 14];
+    const { status, body } = await changes(node, "vm1", "since=b2&until=s3");
     assert.equal(status, 200);
     assert.deepEqual(body.extents, extentsOf(between));
+    assert.deepEqual((await changes(node, "vm1", "since=s3&until=b2")).body.extents, body.extents);
+    assert.deepEqual((await changes(node, "vm1", "since=s3&until=s3")).body.extents, []);
     assert.deepEqual(
-      { volume: body.volume, since: body.since, until: body.until, size: body.size },
-      { volume: "vm", since: "s1", until: "s2", size: 64 * MiB },
-    );
-    assert.deepEqual((await changes(node, "vm", "since=s2&until=s1")).body.extents, body.extents);
-    assert.deepEqual((await changes(node, "vm", "since=s2&until=s2")).body.extents, []);
-    assert.deepEqual(
-      (await changes(node, "vm", "since=s1")).body.extents,
-      extentsOf([0, ...between, 14]),
+      (await changes(node, "vm1", "since=b2")).body.extents,
+      extentsOf([0, 9, 14]),
     );
     // A snapshot's export serves the bitmap of an earlier snapshot: changes between the two.
     assert.deepEqual(
-      await blocksOfMap(node.nbdUri("snapshot/vm@s2"), "qemu:dirty-bitmap:s1", 1),
+      await blocksOfMap(node.nbdUri("snapshot/vm1@s3"), "qemu:dirty-bitmap:b2", 1),
       between,
     );
 
-    const cli = async (...args: string[]) => {
-      const out = await exec(Deno.execPath(), [
-        "run",
-        "--allow-all",
-        `${root}main.ts`,
-        ...args,
-        "--node",
-        node.url,
-      ]);
-      return out;
-    };
-    const json = await cli("volume", "changes", "vm", "--since", "s1", "--until", "s2", "--json");
+    const cli = (...args: string[]) =>
+      exec(Deno.execPath(), ["run", "--allow-all", `${root}main.ts`, ...args, "--node", node.url]);
+    const json = await cli("volume", "changes", "vm1", "--since", "b2", "--until", "s3", "--json");
     assert.equal(json.code, 0, json.stderr);
     assert.deepEqual(JSON.parse(json.stdout), body);
-    const text = await cli("volume", "changes", "vm", "--since", "s1");
+    const text = await cli("volume", "changes", "vm1", "--since", "b2");
     assert.equal(text.code, 0, text.stderr);
-    assert.match(text.stdout, /^ +OFFSET +LENGTH\n +0 +8388608\n/);
-    assert.match(text.stdout, /24\.0 MiB changed in 4 extent\(s\) from vm@s1 to now/);
-    const missing = await cli("volume", "changes", "vm");
+    assert.equal(
+      text.stdout,
+      "  OFFSET   LENGTH\n" +
+        "       0  4194304\n" +
+        "37748736  4194304\n" +
+        "58720256  4194304\n" +
+        "12.0 MiB changed in 3 extent(s) from vm1@b2 to now (in blocks of 4.0 MiB)\n",
+    );
+    const missing = await cli("volume", "changes", "vm1");
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /give --since SNAPSHOT/);
 
-    // The HTTP recipe of docs/operations.md: a full copy of s1, then s1..s2's extents.
-    const backup = `${dir}/s1.raw`;
-    const data = (snapshot: string) => `${node.url}/v1/volumes/vm/snapshots/${snapshot}/data`;
-    const full = await exec("curl", ["-sSf", "-o", backup, data("s1")]);
-    assert.equal(full.code, 0, full.stderr);
-    for (const { offset, length } of body.extents) {
-      const range = `${offset}-${offset + length - 1}`;
-      const out = await exec("bash", [
-        "-o",
-        "pipefail",
-        "-c",
-        `curl -sSf -r ${range} '${data("s2")}' | ` +
-        `dd of='${backup}' bs=4M seek=${offset} oflag=seek_bytes conv=notrunc status=none`,
-      ]);
-      assert.equal(out.code, 0, out.stderr);
-    }
-    const s2 = await node.fetch(`/v1/volumes/vm/snapshots/s2/data`);
-    assert.equal(await fileSha256(backup), bytesSha256(new Uint8Array(await s2.arrayBuffer())));
-
     // Grown between two snapshots: the blocks past the old end that hold data are changes.
-    await api(node, "/v1/volumes/vm/resize", { size: 96 * MiB }, 200);
-    await qemuIo(uri, ["write -P 6 80M 4k"]);
-    await createSnapshot(node, "vm", "s3");
-    const grown = await changes(node, "vm", "since=s2&until=s3");
-    assert.deepEqual(grown.body.extents, extentsOf([0, 14, 20]));
+    await api(node, "/v1/volumes/vm1/resize", { size: 96 * MiB }, 200);
+    await qemuIo(uri, ["write -P 7 80M 4k"]);
+    await createSnapshot(node, "vm1", "s4");
+    const grown = await changes(node, "vm1", "since=s3&until=s4");
+    assert.deepEqual(grown.body.extents, extentsOf([9, 20]));
     assert.equal(grown.body.size, 96 * MiB);
   });
 });
