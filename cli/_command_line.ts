@@ -20,6 +20,8 @@ const optionSpecs = {
   cascade: { type: "boolean" },
   break: { type: "boolean" },
   force: { type: "boolean" },
+  since: { type: "string" },
+  until: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 const globalOptions = new Set(["node", "token-file", "json", "help"]);

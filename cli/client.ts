@@ -12,8 +12,17 @@ import type {
   VolumeInfo,
 } from "../core/infos.ts";
 import type { MemberInfo } from "../http/app.ts";
+import type { ChangeList } from "../core/changes.ts";
 
-export type { ImageInfo, MemberInfo, SnapshotInfo, UploadResult, UploadStatus, VolumeInfo };
+export type {
+  ChangeList,
+  ImageInfo,
+  MemberInfo,
+  SnapshotInfo,
+  UploadResult,
+  UploadStatus,
+  VolumeInfo,
+};
 export type { VolumeOrigin } from "../core/records.ts";
 
 /** What a new volume starts from: exactly one of image, snapshot (`VOL@SNAP`) or size. */
@@ -170,6 +179,13 @@ export class AtollClient {
       { action },
       60_000,
     );
+  }
+
+  /** `GET /v1/volumes/{name}/changes`: extents changed since a snapshot (to another, or now). */
+  volumeChanges(name: string, since: string, until?: string): Promise<ChangeList> {
+    const query = new URLSearchParams({ since, ...(until === undefined ? {} : { until }) });
+    const action = `Cannot list the changes of volume ${JSON.stringify(name)}`;
+    return this.#json(action, "GET", `${volumePath(name)}/changes?${query}`);
   }
 
   /** `POST /v1/volumes/{volume}/snapshots`. */

@@ -16,6 +16,7 @@ import { type CommandSpec, parseCommandLine, UsageError } from "./_command_line.
 import { nodeUrl, nodeUrlDefault, token } from "./_connection.ts";
 import { imageCommands } from "./_image_commands.ts";
 import { volumeCommands } from "./_volume_commands.ts";
+import { changeCommands } from "./_change_commands.ts";
 
 export { UsageError } from "./_command_line.ts";
 export { nodeUrlDefault } from "./_connection.ts";
@@ -30,6 +31,8 @@ export const clientUsage = `usage:
   atoll volume ls | volume info NAME | volume rm NAME [--cascade]
   atoll volume lease NAME [--break]   move the write lease to --node (cluster; a
                                       pre-migrate hook), or free it from a dead holder
+  atoll volume changes NAME --since S [--until S2]   extents changed since snapshot S
+                                      (to snapshot S2, or now), in 4 MiB blocks
   atoll snapshot create V@S | snapshot ls V | snapshot rm V@S
   atoll cluster status
 client options:
@@ -40,6 +43,7 @@ client options:
 const commands: Record<string, CommandSpec> = {
   ...imageCommands,
   ...volumeCommands,
+  ...changeCommands,
   "cluster status": {
     operands: [],
     run: async ({ client, values, print }) => {

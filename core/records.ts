@@ -163,6 +163,14 @@ export function withRecordHeader(bytes: Uint8Array, header: object): Uint8Array 
   return out;
 }
 
+/** The map bytes of an encoded record (its root, or a legacy whole map), undecoded. */
+export function recordMapBytes(bytes: Uint8Array): Uint8Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const jsonLength = bytes.length >= 4 ? view.getUint32(0) : Infinity;
+  if (4 + jsonLength > bytes.length) throw new CorruptionError("Cannot decode record: truncated");
+  return bytes.subarray(4 + jsonLength);
+}
+
 /** True when the record's map was written whole, before maps had pages (map_store.ts). */
 export function recordHasLegacyMap(bytes: Uint8Array): boolean {
   const jsonLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);

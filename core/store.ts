@@ -10,7 +10,7 @@
 import type { HashPool } from "../wasm/hash_pool.ts";
 import type { Clock } from "./clock.ts";
 import { systemClock } from "./system_env.ts";
-import type { Engine } from "./engine.ts";
+import type { ByteRange, Engine } from "./engine.ts";
 import { ConflictError } from "./errors.ts";
 import type { FrozenView } from "./frozen_view.ts";
 import { Collector, type GcPolicy } from "./collector.ts";
@@ -33,6 +33,9 @@ import { PagePins } from "./_page_pins.ts";
 import { migrateMaps } from "./_map_migration.ts";
 import type { UploadFormat } from "./_image_formats.ts";
 import { Snapshots } from "./_snapshots.ts";
+import type { BlockMap } from "./block_map.ts";
+import type { ChangeExtent, ChangeList } from "./changes.ts";
+import { listChanges } from "./_volume_changes.ts";
 import { type VolumeAccess, VolumeInstances } from "./_volume_instances.ts";
 import { logger } from "../log/mod.ts";
 
@@ -252,6 +255,28 @@ export class Store {
     });
     log.info("deleted volume {volume}", { volume: name, cascade: options.cascade ?? false });
     this.#collector.schedule();
+  }
+
+  /**
+   * The extents of volume `name` changed since its snapshot `since`, up to its
+   * snapshot `until` or the live volume (_volume_changes.ts; granularity: a block).
+   */
+  listChanges(name: string, request: { since: string; until?: string }): Promise<ChangeList> {
+    return listChanges({ engine: this.engine, volumes: this.#volumes }, {
+      volume: name,
+      ...request,
+    });
+  }
+
+  /**
+   * Which parts of `range` of volume `name` changed since `base`, the map of one
+   * of its snapshots: from its open instance's map, with writes not flushed
+   * yet. A cluster node without the write lease cannot know the holder's map,
+   * and says all of `range` changed (a backup then copies more, never less).
+   */
+  async changedExtents(name: string, base: BlockMap, range: ByteRange): Promise<ChangeExtent[]> {
+    if (this.access !== null && !this.access.isCurrent(name)) return [{ ...range, changed: true }];
+    return (await this.openVolume(name)).changedExtents(base, range);
   }
 
   /** Takes an instant snapshot of a volume. */

@@ -28,6 +28,7 @@ import { recordKey, type VolumeHeader, type VolumeLease } from "./records.ts";
 import { VolumeRecord } from "./_volume_record.ts";
 import { VolumeWriter } from "./_volume_writer.ts";
 import { WriteLosses } from "./_write_losses.ts";
+import { type ChangeExtent, changeExtents } from "./changes.ts";
 import { PagePins } from "./_page_pins.ts";
 
 /** Options of the writing calls: `fua` makes the change durable before resolving. */
@@ -243,6 +244,12 @@ export class Volume {
   extents(range: ByteRange): Extent[] {
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
     return mapExtents(this.#record.map, range);
+  }
+
+  /** Which parts of `range` changed since `base`, the map of one of its snapshots (changes.ts). */
+  changedExtents(base: BlockMap, range: ByteRange): ChangeExtent[] {
+    checkRange(range, this.sizeBytes, `volume "${this.name}"`);
+    return changeExtents(base, this.#record.map, range);
   }
 
   /**

@@ -7,6 +7,7 @@ set -euo pipefail
 # command -> Debian package
 declare -A tools=(
   [curl]=curl
+  [jq]=jq
   [script]=util-linux
   [prlimit]=util-linux
   [qemu-img]=qemu-utils
