@@ -60,7 +60,7 @@ export function volumeRoutes(options: AppOptions, authority: VolumeAuthority): H
     const name = validateName(c.req.param("name"), "volume");
     const flattened = await store.flattenVolume(name);
     if (options.leases === undefined) return c.json(flattened);
-    const info = await options.leases.info(name);
+    const info = await options.leases.info(name) as object;
     return c.json({ ...info, flattenedBlocks: flattened.flattenedBlocks });
   });
   app.delete("/volumes/:name", async (c) => {
