@@ -8,7 +8,8 @@
  * snapshot and the origin volume are deleted and garbage is collected, and
  * the origin's objects it named are then freed. In a cluster, a rollback
  * through a node that does not hold the lease is refused while the holder
- * lives, and forced it moves the lease; every member then reads the snapshot.
+ * lives, and forced it moves the lease; every member then reads the snapshot,
+ * and a flattened clone of it outlives the snapshot and its volume.
  * Method: real node processes; HTTP API and the real CLI; qemu-io writes and
  * checks patterns; a Python libnbd client holds a connection and reads
  * through it; POST /v1/gc collects and says what it freed.
@@ -212,7 +213,7 @@ Deno.test("a flattened clone stays whole once its image, snapshot and origin vol
   });
 });
 
-Deno.test("in a cluster, a rollback through another member is refused while the holder lives, and forced moves the lease", async () => {
+Deno.test("in a cluster, a rollback through another member is refused while the holder lives, and forced moves the lease; a flattened clone outlives its origin", async () => {
   const cluster = await startCluster(3);
   try {
     const [one, two, three] = cluster.nodes;
@@ -235,6 +236,17 @@ Deno.test("in a cluster, a rollback through another member is refused while the 
     await qemuIo(three.nbdUri("vm"), ["write -P 3 12M 64k", "flush"]);
     for (const node of [one, two, three]) {
       await qemuIo(node.nbdUri("vm"), ["read -P 1 0 4M", "read -P 3 12M 64k"]);
+    }
+
+    // A clone of the snapshot, flattened, outlives the snapshot and its volume.
+    await createVolume(one, "clone", { snapshot: "vm@s" });
+    const flattened = await api(one, "/v1/volumes/clone/flatten", {}, 200);
+    assert.equal(flattened.flattenedBlocks, 2, JSON.stringify(flattened));
+    const gone = await three.fetch("/v1/volumes/vm?cascade=true", { method: "DELETE" });
+    assert.equal(gone.status, 204, await gone.text());
+    await gc(one);
+    for (const node of [one, two, three]) {
+      await qemuIo(node.nbdUri("clone"), ["read -P 1 0 4M", "read -P 1 8M 1M", "read -P 0 4M 4M"]);
     }
   } finally {
     await cluster.stop();
