@@ -122,8 +122,13 @@ class Qmp {
     }
   }
 
+  /** Closes the connection (QEMU may have closed it first, after `quit`). */
   close(): void {
-    this.#conn.close();
+    try {
+      this.#conn.close();
+    } catch (error) {
+      if (!(error instanceof Deno.errors.BadResource)) throw error;
+    }
   }
 
   async #message(): Promise<Record<string, unknown>> {
