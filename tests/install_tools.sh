@@ -18,6 +18,12 @@ declare -A tools=(
   [nbdkit]=nbdkit
   [qemu-system-x86_64]=qemu-system-x86
   [faketime]=faketime
+  [setpriv]=util-linux
+  [libvirtd]=libvirt-daemon-system
+  [virsh]=libvirt-clients
+  [virt-xml-validate]=libvirt-clients
+  [xmllint]=libxml2-utils
+  [shellcheck]=shellcheck
 )
 
 missing=()
