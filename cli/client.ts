@@ -148,6 +148,18 @@ export class AtollClient {
     return this.#json(action, "POST", `${volumePath(name)}/resize`, { size, force });
   }
 
+  /** `POST /v1/volumes/NAME/rollback`: back to its snapshot; `force` even while in use. */
+  rollbackVolume(name: string, snapshot: string, force: boolean): Promise<VolumeInfo> {
+    const action = `Cannot roll back volume ${JSON.stringify(name)}`;
+    return this.#json(action, "POST", `${volumePath(name)}/rollback`, { snapshot, force });
+  }
+
+  /** `POST /v1/volumes/NAME/flatten`: the clone no longer depends on its origin. */
+  flattenVolume(name: string): Promise<VolumeInfo & { flattenedBlocks: number }> {
+    const action = `Cannot flatten volume ${JSON.stringify(name)}`;
+    return this.#json(action, "POST", `${volumePath(name)}/flatten`, {});
+  }
+
   /** `GET /v1/volumes`. */
   listVolumes(): Promise<VolumeInfo[]> {
     return this.#json("Cannot list volumes", "GET", "/v1/volumes");

@@ -28,6 +28,8 @@ export const clientUsage = `usage:
   atoll volume create NAME (--image I | --snapshot V@S) [--size N] | NAME --size N
                                       N in bytes or with K, M, G, T (binary: 10G = 10 GiB)
   atoll volume resize NAME SIZE [--force]   grow a volume (or with --force shrink it)
+  atoll volume rollback NAME SNAPSHOT [--force]   back to a snapshot (--force: even in use)
+  atoll volume flatten NAME           a clone stops depending on its image or snapshot
   atoll volume ls | volume info NAME | volume rm NAME [--cascade]
   atoll volume lease NAME [--break]   move the write lease to --node (cluster; a
                                       pre-migrate hook), or free it from a dead holder

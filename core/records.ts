@@ -10,11 +10,16 @@ import { recordBytesMax } from "./limits.ts";
 import { encodeMapRoot, enginePages, isLegacyMap, loadMap, storeMapPages } from "./map_store.ts";
 import type { PagePins } from "./_page_pins.ts";
 
-/** Where a volume came from. */
-export type VolumeOrigin =
-  | { kind: "empty" }
+/** Where a clone came from: an image or a snapshot. */
+export type CloneOrigin =
   | { kind: "image"; image: string }
   | { kind: "snapshot"; volume: string; snapshot: string };
+
+/** Where a volume came from ("flattened": a clone that no longer depends on it, _lifecycle.ts). */
+export type VolumeOrigin =
+  | { kind: "empty" }
+  | CloneOrigin
+  | { kind: "flattened"; from: CloneOrigin };
 
 /** Header of an image record. */
 export interface ImageHeader {

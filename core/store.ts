@@ -36,6 +36,8 @@ import { Snapshots } from "./_snapshots.ts";
 import type { BlockMap } from "./block_map.ts";
 import type { ChangeExtent, ChangeList } from "./changes.ts";
 import { listChanges } from "./_volume_changes.ts";
+import { flattenVolume, type LifecycleContext, rollbackVolume } from "./_lifecycle.ts";
+import { OpenWriters } from "./_open_writers.ts";
 import { type VolumeAccess, VolumeInstances } from "./_volume_instances.ts";
 import { logger } from "../log/mod.ts";
 
@@ -83,6 +85,10 @@ export class Store {
   #pins: PagePins;
   /** What createVolume works with. */
   #creation: NewVolumeContext;
+  /** Connections that have a volume open for writing here (a rollback asks). */
+  #writers = new OpenWriters();
+  /** What rollback and flatten work with. */
+  #lifecycle: LifecycleContext;
 
   constructor(options: StoreOptions) {
     this.engine = options.engine;
@@ -112,6 +118,7 @@ export class Store {
     this.#images = new Images({ ...parts, pool: this.pool, blockSize: this.blockSize });
     this.#creation = { ...parts, blockSize: this.blockSize, newUid: options.newUid ?? randomUid };
     this.#snapshots = new Snapshots({ ...parts, volumes: this.#volumes });
+    this.#lifecycle = { ...parts, pool: this.pool, volumes: this.#volumes, writers: this.#writers };
   }
 
   /** Stores the bytes of `body` as image `name`; visible only once whole (`format`: _image_formats.ts). */
@@ -233,6 +240,32 @@ export class Store {
     const sizeBytes = checkSize(size);
     await (await this.writableVolume(name, "catalogue")).resize(sizeBytes, options);
     return await this.volumeInfo(name);
+  }
+
+  /**
+   * Rolls volume `name` back to its snapshot `snapshot` (_lifecycle.ts): refused
+   * while a connection here has it open for writing, or another live node holds
+   * its lease, unless `force`.
+   */
+  rollbackVolume(
+    name: string,
+    snapshot: string,
+    options: { force?: boolean } = {},
+  ): Promise<VolumeInfo> {
+    return rollbackVolume(this.#lifecycle, name, snapshot, options);
+  }
+
+  /** Makes the clone `name` independent of its origin (_lifecycle.ts); runs while it is in use. */
+  flattenVolume(name: string): Promise<VolumeInfo & { flattenedBlocks: number }> {
+    return flattenVolume(this.#lifecycle, name);
+  }
+
+  /**
+   * Notes a connection that has volume `name` open for writing on this node
+   * (an NBD connection to its export); the function returned notes its end.
+   */
+  noteWriter(name: string): () => void {
+    return this.#writers.open(name);
   }
 
   /**
