@@ -16,6 +16,9 @@ import type { RemotePages } from "./_remote_pages.ts";
 import { readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
 import type { ObjectCounters, ReplicatedObjectsOptions } from "./replicated_objects.ts";
 
+/** Frozen objects whose newest copy this node remembers (the oldest is forgotten first). */
+export const frozenSeenMax = 65_536;
+
 /** The state reads work on, shared with their ReplicatedObjects. */
 export interface ObjectReadsParts {
   options: ReplicatedObjectsOptions;
@@ -34,6 +37,11 @@ export class ObjectReads {
   #unflushed: Unflushed;
   #views: SettledReads;
   #pages: RemotePages;
+  /**
+   * The stamp a look over every live member found for a frozen object: no writer
+   * changes it any more, so its later reads need no look while a replica holds it.
+   */
+  #frozenSeen = new Map<string, Stamp>();
 
   constructor(parts: ObjectReadsParts) {
     this.#options = parts.options;
@@ -101,16 +109,25 @@ export class ObjectReads {
       ? { kind: "writer", epoch }
       : { kind: "once" };
     const lookup = this.#writers.lookup(name, scope);
+    // A frozen object read by a node that did not write it: its last writer placed it by
+    // its own view of the members, and replicas of this node's placement may agree on an
+    // older copy healing spread before that writer's last flush (seed 950276 with joins,
+    // leaves and replacements: a new holder copied a block up from two replicas new to a
+    // snapshot's object, both at the version before the last flushed one). The first read
+    // asks the other live members too; later ones need a copy at least that new.
+    const seen = frozen && !writes && view === undefined ? this.#frozenSeen.get(name) : undefined;
+    const lookFrozen = frozen && !writes && view === undefined && seen === undefined;
     // A read under a view is remembered for the view's life: its first lookup asks the
     // other live members too, since the last writer placed the object by its own view
     // of the members, which may not be this node's (as seed 710480 found for a writer
     // gone without releasing, _holder_reads.ts).
     const newest = await readNewest(name, links, offset, into, lookup, {
-      atLeast: acked,
+      atLeast: seen !== undefined && compareStamps(seen, acked) > 0 ? seen : acked,
       existing,
       everywhere: orphaned && !writes,
-      elsewhere: view !== undefined && !writes,
+      elsewhere: (view !== undefined && !writes) || lookFrozen,
     });
+    if (lookFrozen) this.#rememberFrozen(name, newest.stamp);
     if (newest.staleFirst) this.#counters.staleReads++;
     if (view !== undefined && !writes) this.#views.found(view, name, newest);
     if (written !== undefined && compareStamps(newest.stamp, acked) < 0) {
@@ -122,6 +139,14 @@ export class ObjectReads {
       }
       this.#writers.writesLost(name, written);
     }
+  }
+
+  #rememberFrozen(name: string, stamp: Stamp): void {
+    this.#frozenSeen.delete(name);
+    if (this.#frozenSeen.size >= frozenSeenMax) {
+      this.#frozenSeen.delete(this.#frozenSeen.keys().next().value!);
+    }
+    this.#frozenSeen.set(name, stamp);
   }
 
   /**

@@ -31,3 +31,12 @@ Deno.test("seed 901200 (joins, leaves, replacements): a snapshot of a churning c
   const result = await ClusterSim.run({ ...clusterSimSettings(901200), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 950276 (joins, leaves, replacements): a frozen object's first read looks past agreeing replicas", async () => {
+  // data/_object_reads.ts: a new holder copied a block up from a snapshot's object; its two
+  // replicas, new to it, agreed on the version healing had spread before the last writer
+  // (placing by a view without them) flushed the next one elsewhere. A frozen object's first
+  // read on a node now asks the other live members too, and later reads need that stamp.
+  const result = await ClusterSim.run({ ...clusterSimSettings(950276), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
