@@ -20,6 +20,14 @@ const optionSpecs = {
   cascade: { type: "boolean" },
   break: { type: "boolean" },
   force: { type: "boolean" },
+  // I/O limits (_qos_options.ts)
+  iops: { type: "string" },
+  "iops-read": { type: "string" },
+  "iops-write": { type: "string" },
+  bps: { type: "string" },
+  "bps-read": { type: "string" },
+  "bps-write": { type: "string" },
+  clear: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 const globalOptions = new Set(["node", "token-file", "json", "help"]);

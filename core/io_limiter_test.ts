@@ -77,13 +77,19 @@ Deno.test("IoLimiter lets a burst of a tenth of a second go, then holds the rate
 
 Deno.test("IoLimiter sums reads and writes against the total, each against its own", async () => {
   const timers = new ManualTimers();
-  const limiter = new IoLimiter({ iops: 1000, iopsBurst: 1, iopsWrite: 100, iopsWriteBurst: 1 }, timers);
+  const limiter = new IoLimiter(
+    { iops: 1000, iopsBurst: 1, iopsWrite: 100, iopsWriteBurst: 1 },
+    timers,
+  );
   const writes = start(limiter, 1000, "write");
   const reads = start(limiter, 1000, "read");
   await timers.advance(1000);
   // Writes are held to 100/s by their own limit; reads take the rest of the total.
   assert.ok(Math.abs(writes.count - 101) <= 2, `writes: ${writes.count}`);
-  assert.ok(Math.abs(writes.count + reads.count - 1001) <= 2, `total: ${reads.count + writes.count}`);
+  assert.ok(
+    Math.abs(writes.count + reads.count - 1001) <= 2,
+    `total: ${reads.count + writes.count}`,
+  );
 });
 
 Deno.test("IoLimiter passes a request larger than the burst, and charges its debt", async () => {

@@ -66,7 +66,7 @@ export function checkQos(value: unknown): VolumeQos {
       );
     }
     if (limit === null || limit === undefined) continue;
-    if (typeof limit !== "number" || !Number.isSafeInteger(limit) || limit <= 0) {
+    if (typeof limit !== "number" || !Number.isInteger(limit) || limit <= 0) {
       throw new TypeError(
         `Cannot set I/O limits: ${key} must be a positive integer (leave it out for no limit), ` +
           `not ${JSON.stringify(limit)}`,

@@ -44,6 +44,15 @@ export function volumeRoutes(options: AppOptions, authority: VolumeAuthority): H
     const resized = await store.resizeVolume(name, size, { force: force === true });
     return c.json(await (options.leases?.info(name) ?? resized));
   });
+  // I/O limits: PUT replaces them all ({} removes every one), PATCH merges (null removes one).
+  for (const method of ["put", "patch"] as const) {
+    app[method]("/volumes/:name/qos", async (c) => {
+      const name = validateName(c.req.param("name"), "volume");
+      const qos = await jsonBody(c.req.raw);
+      const changed = await store.setVolumeQos(name, qos, { merge: method === "patch" });
+      return c.json(await (options.leases?.info(name) ?? changed));
+    });
+  }
   app.delete("/volumes/:name", async (c) => {
     await store.deleteVolume(c.req.param("name"), { cascade: c.req.query("cascade") === "true" });
     return c.body(null, 204);
