@@ -22,8 +22,7 @@ const rateOptions = [
 export const qosOptionNames = rateOptions.map(([option]) => option);
 
 /** Synopsis of the limit options. */
-export const qosSynopsis = "[--iops N[:BURST]] [--iops-read ...] [--iops-write ...] " +
-  "[--bps SIZE[:BURST]] [--bps-read ...] [--bps-write ...]";
+export const qosSynopsis = "[--iops[-read|-write] N[:BURST]] [--bps[-read|-write] SIZE[:BURST]]";
 
 /**
  * The limits the options in `values` give, as a JSON merge patch of the API

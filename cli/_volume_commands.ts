@@ -17,13 +17,14 @@ export const volumeCommands: Record<string, CommandSpec> = {
   "volume create": {
     operands: ["NAME"],
     options: ["image", "snapshot", "size", ...qosOptionNames],
-    synopsis: `NAME (--image I | --snapshot V@S) [--size N] | NAME --size N; ${qosSynopsis}`,
+    synopsis:
+      `NAME (--image I | --snapshot V@S) [--size N] | NAME --size N; limits: ${qosSynopsis}`,
     run: createVolume,
   },
   "volume qos": {
     operands: ["NAME"],
     options: [...qosOptionNames, "clear"],
-    synopsis: `NAME [--clear] ${qosSynopsis} (each RATE[:BURST] or off)`,
+    synopsis: `NAME [--clear] ${qosSynopsis} (a limit is off to remove it)`,
     run: async ({ client, values, print }, [name]) => {
       const patch = qosPatch(values, "volume qos");
       const volume = Object.keys(patch).length === 0 && !values.clear

@@ -27,6 +27,9 @@ export const clientUsage = `usage:
   atoll volume create NAME (--image I | --snapshot V@S) [--size N] | NAME --size N
                                       N in bytes or with K, M, G, T (binary: 10G = 10 GiB)
   atoll volume resize NAME SIZE [--force]   grow a volume (or with --force shrink it)
+  atoll volume qos NAME [--clear] [--iops[-read|-write] N[:BURST]] [--bps[-read|-write] SIZE[:BURST]]
+                                      I/O limits, live: N a second, off removes one; create
+                                      takes the same flags
   atoll volume ls | volume info NAME | volume rm NAME [--cascade]
   atoll volume lease NAME [--break]   move the write lease to --node (cluster; a
                                       pre-migrate hook), or free it from a dead holder
