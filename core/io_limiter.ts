@@ -77,6 +77,8 @@ export class IoLimiter {
   #limits: VolumeQos = {};
   /** The buckets by rate key; a rate without a limit has none. */
   #buckets = new Map<QosRateKey, TokenBucket>();
+  /** The same buckets in an array: refills loop over it without an iterator. */
+  #bucketList: TokenBucket[] = [];
   /** Per kind, the four buckets of slotsOf (null where no limit), looked up once per change. */
   #path: Record<IoKind, (TokenBucket | null)[]> = { read: [], write: [] };
   #lastRefillMs: number;
@@ -125,6 +127,7 @@ export class IoLimiter {
     }
     this.#limits = { ...limits };
     this.#buckets = buckets;
+    this.#bucketList = [...buckets.values()];
     for (const kind of ["read", "write"] as const) {
       this.#path[kind] = slotsOf[kind].map((key) => buckets.get(key) ?? null);
     }
@@ -161,7 +164,9 @@ export class IoLimiter {
     const elapsedMs = now - this.#lastRefillMs;
     this.#lastRefillMs = now;
     if (elapsedMs <= 0) return;
-    for (const bucket of this.#buckets.values()) {
+    const list = this.#bucketList;
+    for (let index = 0; index < list.length; index++) {
+      const bucket = list[index];
       bucket.level = Math.min(bucket.capacity, bucket.level + elapsedMs * bucket.perMs);
     }
   }
