@@ -22,6 +22,14 @@ const optionSpecs = {
   force: { type: "boolean" },
   since: { type: "string" },
   until: { type: "string" },
+  // I/O limits (_qos_options.ts)
+  iops: { type: "string" },
+  "iops-read": { type: "string" },
+  "iops-write": { type: "string" },
+  bps: { type: "string" },
+  "bps-read": { type: "string" },
+  "bps-write": { type: "string" },
+  clear: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 const globalOptions = new Set(["node", "token-file", "json", "help"]);

@@ -10,14 +10,28 @@ import {
 } from "./format.ts";
 import { type CommandContext, type CommandSpec, UsageError } from "./_command_line.ts";
 import { listCommand } from "./_list_command.ts";
+import { qosOptionNames, qosPatch, qosSynopsis } from "./_qos_options.ts";
 
 /** The volume and snapshot commands, by their words. */
 export const volumeCommands: Record<string, CommandSpec> = {
   "volume create": {
     operands: ["NAME"],
-    options: ["image", "snapshot", "size"],
-    synopsis: "NAME (--image I | --snapshot V@S) [--size N] | NAME --size N",
+    options: ["image", "snapshot", "size", ...qosOptionNames],
+    synopsis:
+      `NAME (--image I | --snapshot V@S) [--size N] | NAME --size N; limits: ${qosSynopsis}`,
     run: createVolume,
+  },
+  "volume qos": {
+    operands: ["NAME"],
+    options: [...qosOptionNames, "clear"],
+    synopsis: `NAME [--clear] ${qosSynopsis} (a limit is off to remove it)`,
+    run: async ({ client, values, print }, [name]) => {
+      const patch = qosPatch(values, "volume qos");
+      const volume = Object.keys(patch).length === 0 && !values.clear
+        ? await client.volumeInfo(name) // no change asked: show the limits
+        : await client.setVolumeQos(name, patch, { replace: values.clear === true });
+      print(values.json ? toJson(volume) : volumeLines(volume));
+    },
   },
   "volume resize": {
     operands: ["NAME", "SIZE"],
@@ -126,13 +140,17 @@ async function createVolume(context: CommandContext, [name]: string[]): Promise<
         `(${usage})`,
     );
   }
-  const size = values.size === undefined ? {} : { size: sizeOf(values.size, "volume create") };
+  const qos = qosPatch(values, "volume create");
+  const size = {
+    ...(values.size === undefined ? {} : { size: sizeOf(values.size, "volume create") }),
+    ...(Object.keys(qos).length === 0 ? {} : { qos }),
+  };
   let source;
   if (values.image !== undefined) source = { image: values.image, ...size };
   else if (values.snapshot !== undefined) {
     parseReference(values.snapshot, "volume create --snapshot");
     source = { snapshot: values.snapshot, ...size };
-  } else source = { size: size.size! };
+  } else source = { ...size, size: size.size! };
   const volume = await client.createVolume(name, source);
   print(values.json ? toJson(volume) : volumeLines(volume));
 }

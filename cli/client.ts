@@ -24,13 +24,14 @@ export type {
   VolumeInfo,
 };
 export type { VolumeOrigin } from "../core/records.ts";
+export type { VolumeQos } from "../core/qos.ts";
 
 /** What a new volume starts from: exactly one of image, snapshot (`VOL@SNAP`) or size. */
 /** Where a new volume comes from: `size` alone (empty), or a clone, larger with `size`. */
 export type VolumeSource =
-  | { image: string; size?: number }
-  | { snapshot: string; size?: number }
-  | { size: number };
+  | { image: string; size?: number; qos?: Record<string, number | null> }
+  | { snapshot: string; size?: number; qos?: Record<string, number | null> }
+  | { size: number; qos?: Record<string, number | null> };
 
 /** A node answered with a 4xx or 5xx status; `status` lets a caller tell 401 from 404. */
 export class ApiError extends Error {
@@ -158,6 +159,20 @@ export class AtollClient {
   flattenVolume(name: string): Promise<VolumeInfo & { flattenedBlocks: number }> {
     const action = `Cannot flatten volume ${JSON.stringify(name)}`;
     return this.#json(action, "POST", `${volumePath(name)}/flatten`, {});
+  }
+
+  /**
+   * `PATCH /v1/volumes/NAME/qos`: changes the limits `patch` names (null
+   * removes one); with `replace`, `PUT`: the limits become exactly `patch`.
+   */
+  setVolumeQos(
+    name: string,
+    patch: Record<string, number | null>,
+    options: { replace?: boolean } = {},
+  ): Promise<VolumeInfo> {
+    const action = `Cannot set the I/O limits of volume ${JSON.stringify(name)}`;
+    const method = options.replace ? "PUT" : "PATCH";
+    return this.#json(action, method, `${volumePath(name)}/qos`, patch);
   }
 
   /** `GET /v1/volumes`. */

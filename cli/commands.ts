@@ -30,6 +30,9 @@ export const clientUsage = `usage:
   atoll volume resize NAME SIZE [--force]   grow a volume (or with --force shrink it)
   atoll volume rollback NAME SNAPSHOT [--force]   back to a snapshot (--force: even in use)
   atoll volume flatten NAME           a clone stops depending on its image or snapshot
+  atoll volume qos NAME [--clear] [--iops[-read|-write] N[:BURST]] [--bps[-read|-write] SIZE[:BURST]]
+                                      I/O limits, live: N a second, off removes one; create
+                                      takes the same flags
   atoll volume ls | volume info NAME | volume rm NAME [--cascade]
   atoll volume lease NAME [--break]   move the write lease to --node (cluster; a
                                       pre-migrate hook), or free it from a dead holder

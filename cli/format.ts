@@ -1,6 +1,7 @@
 /** How the client subcommands print what a node answers: tables and key: value lines. */
 import type { SnapshotInfo, VolumeInfo } from "./client.ts";
 import { formatSize } from "./size.ts";
+import { formatQos } from "./_qos_options.ts";
 
 export function volumeLines(volume: VolumeInfo): string {
   return keyValues([
@@ -10,6 +11,7 @@ export function volumeLines(volume: VolumeInfo): string {
     ["origin", formatOrigin(volume)],
     ["allocated", `${volume.allocatedBlocks} of ${blockCount(volume)} blocks`],
     ["created", formatTime(volume.createdAt)],
+    ["I/O limits", formatQos(volume.qos)],
     ...(volume.lease === undefined ? [] : [[
       "lease",
       volume.lease.holder === null

@@ -12,6 +12,7 @@ import { type VolumeInfo, volumeInfo } from "./infos.ts";
 import { sectorBytes, volumeSizeBytesMax } from "./limits.ts";
 import type { Mutex } from "./_mutex.ts";
 import { parseSnapshotRef, validateName } from "./names.ts";
+import { checkQos, isUnlimited } from "./qos.ts";
 import {
   decodeRecord,
   putRecord,
@@ -32,6 +33,8 @@ export interface VolumeSource {
   image?: string;
   snapshot?: string;
   size?: number;
+  /** I/O limits from the start (core/qos.ts); checked here. */
+  qos?: unknown;
 }
 
 /** What {@linkcode createVolume} works with: the store's parts. */
@@ -60,6 +63,7 @@ export async function createVolume(
         `an image or a snapshot, for a larger clone)`,
     );
   }
+  const qos = request.qos === undefined ? {} : checkQos(request.qos);
   return await catalogue.run(async () => {
     const { map, origin, source } = await volumeStart(engine, request, blockSize);
     const header: VolumeHeader = {
@@ -68,6 +72,7 @@ export async function createVolume(
       generation: 1,
       createdAt: new Date().toISOString(),
       origin,
+      ...(isUnlimited(qos) ? {} : { qos }),
     };
     collector.track(map, header.uid);
     let version: number;

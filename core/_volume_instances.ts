@@ -8,6 +8,7 @@ import { NotFoundError } from "./errors.ts";
 import { validateName } from "./names.ts";
 import { decodeRecord, recordKey, type VolumeHeader } from "./records.ts";
 import type { PagePins } from "./_page_pins.ts";
+import type { IoLimiters } from "./_io_limiters.ts";
 import { Volume } from "./volume.ts";
 
 /** How a cluster governs access to volumes (see {@linkcode Store.access}). */
@@ -28,11 +29,19 @@ export class VolumeInstances {
   #access: VolumeAccess | null;
   #volumes = new Map<string, Promise<Volume>>();
   #pins: PagePins;
+  /** Told the limits of every record read here, so that they follow the volume (_io_limiters.ts). */
+  #limiters: IoLimiters;
 
-  constructor(engine: Engine, access: VolumeAccess | null, pins: PagePins) {
+  constructor(
+    engine: Engine,
+    access: VolumeAccess | null,
+    pins: PagePins,
+    limiters: IoLimiters,
+  ) {
     this.#engine = engine;
     this.#access = access;
     this.#pins = pins;
+    this.#limiters = limiters;
   }
 
   /** The open instance of `name`, opened on first use. */
@@ -45,6 +54,7 @@ export class VolumeInstances {
         const entry = await this.#engine.getMeta(key);
         if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
         const { header, map } = await decodeRecord<VolumeHeader>(this.#engine, entry.value);
+        this.#limiters.note(name, header, entry.version);
         return new Volume(this.#engine, header, map, entry.version, { pins: this.#pins });
       })();
       this.#volumes.set(name, volume);
@@ -76,6 +86,7 @@ export class VolumeInstances {
     const entry = await this.#engine.getMeta(recordKey.volume(name));
     if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
     const { header, map } = await decodeRecord<VolumeHeader>(this.#engine, entry.value);
+    this.#limiters.note(name, header, entry.version);
     const readView = options.settled === true && (header.lease?.holder ?? null) === null
       ? `${header.uid}@${header.lease?.epoch ?? 0}`
       : undefined;
@@ -91,6 +102,7 @@ export class VolumeInstances {
   adopt(name: string, bytes: Uint8Array, version: number): Promise<Volume> {
     const volume = (async () => {
       const { header, map } = await decodeRecord<VolumeHeader>(this.#engine, bytes);
+      this.#limiters.note(name, header, version);
       return new Volume(this.#engine, header, map, version, { pins: this.#pins });
     })();
     this.#volumes.set(name, volume);

@@ -15,6 +15,7 @@ import {
 } from "./records.ts";
 import { storeMapPages } from "./map_store.ts";
 import type { PagePins } from "./_page_pins.ts";
+import { isUnlimited, type VolumeQos } from "./qos.ts";
 
 /** The header, map and version of one Volume instance (the Volume locks around it). */
 export class VolumeRecord {
@@ -99,6 +100,12 @@ export class VolumeRecord {
   /** Marks (or unmarks) the header: writes since the last flush were lost (persist() next). */
   setWritesLost(lost: boolean): void {
     this.#header = { ...this.#header, writesLost: lost ? true : undefined };
+  }
+
+  /** Sets the volume's I/O limits (persist() next); none when empty. */
+  setQos(qos: VolumeQos): void {
+    const { qos: _, ...rest } = this.#header;
+    this.#header = isUnlimited(qos) ? rest : { ...rest, qos };
   }
 
   /** Starts the next generation: objects of the current one are copied up before they change. */

@@ -8,6 +8,7 @@ import type {
   VolumeLease,
   VolumeOrigin,
 } from "./records.ts";
+import type { VolumeQos } from "./qos.ts";
 
 /** What the API shows of an image. */
 export interface ImageInfo {
@@ -39,6 +40,8 @@ export interface VolumeInfo {
   allocatedBlocks: number;
   /** The write lease (in a cluster, once a node took it). */
   lease?: VolumeLease;
+  /** I/O limits (core/qos.ts); an empty object when none. */
+  qos: VolumeQos;
 }
 
 /** What the API shows of a snapshot. */
@@ -78,6 +81,7 @@ export function volumeInfo(header: VolumeHeader, map: BlockMap): VolumeInfo {
     origin: header.origin,
     allocatedBlocks: map.allocated,
     ...(header.lease === undefined ? {} : { lease: header.lease }),
+    qos: { ...header.qos },
   };
 }
 

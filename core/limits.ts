@@ -38,6 +38,14 @@ export const openFilesMax = 1024;
 export const uploadBlocksInFlightMax = 8;
 /** Uploads that may run at once on one node. */
 export const uploadsMax = 16;
+/** Highest IOPS limit of a volume (core/qos.ts): far above what one volume on one node does. */
+export const qosIopsMax = 10_000_000;
+/** Highest bandwidth limit of a volume, bytes per second: 1 TiB/s. */
+export const qosBpsMax = 1024 ** 4;
+/** Longest burst, in seconds at the highest rate (a burst's cap is this times its rate's cap). */
+export const qosBurstSecondsMax = 60;
+/** A volume's burst when none is given, in seconds at its rate (QEMU's throttling default too). */
+export const qosBurstSecondsDefault = 0.1;
 
 assert(blockSizeMin <= blockSizeDefault && blockSizeDefault <= blockSizeMax);
 assert(Number.isSafeInteger(volumeSizeBytesMax) && volumeSizeBytesMax % sectorBytes === 0);
@@ -45,3 +53,5 @@ assert(volumeSizeBytesMax / blockSizeDefault <= mapEntriesMax);
 assert(recordBytesMax <= metaValueBytesMax);
 assert(mapEntriesMax <= mapPageEntries * mapPageEntries, "two levels of pages reach every entry");
 assert(uploadBlocksInFlightMax >= 2, "an upload needs one block filling while one is hashed");
+assert(Number.isSafeInteger(qosBpsMax * qosBurstSecondsMax));
+assert(qosBurstSecondsDefault > 0 && qosBurstSecondsDefault <= qosBurstSecondsMax);

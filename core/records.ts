@@ -9,6 +9,7 @@ import { CorruptionError } from "./errors.ts";
 import { recordBytesMax } from "./limits.ts";
 import { encodeMapRoot, enginePages, isLegacyMap, loadMap, storeMapPages } from "./map_store.ts";
 import type { PagePins } from "./_page_pins.ts";
+import type { VolumeQos } from "./qos.ts";
 
 /** Where a clone came from: an image or a snapshot. */
 export type CloneOrigin =
@@ -48,6 +49,8 @@ export interface VolumeHeader {
    * the loss (and clears this), so that no flush passes as if they were kept.
    */
   writesLost?: boolean;
+  /** I/O limits (core/qos.ts); none when absent. */
+  qos?: VolumeQos;
 }
 
 /** Who may write a volume, and under which epoch (holder null: nobody, after a break). */

@@ -38,6 +38,9 @@ import type { ChangeExtent, ChangeList } from "./changes.ts";
 import { listChanges } from "./_volume_changes.ts";
 import { flattenVolume, type LifecycleContext, rollbackVolume } from "./_lifecycle.ts";
 import { OpenWriters } from "./_open_writers.ts";
+import { IoLimiters } from "./_io_limiters.ts";
+import type { IoLimiter } from "./io_limiter.ts";
+import { checkQos, mergeQos } from "./qos.ts";
 import { type VolumeAccess, VolumeInstances } from "./_volume_instances.ts";
 import { logger } from "../log/mod.ts";
 
@@ -89,6 +92,8 @@ export class Store {
   #writers = new OpenWriters();
   /** What rollback and flatten work with. */
   #lifecycle: LifecycleContext;
+  /** The volumes' I/O limiters on this node, kept to their records' limits. */
+  #limiters = new IoLimiters();
 
   constructor(options: StoreOptions) {
     this.engine = options.engine;
@@ -97,7 +102,7 @@ export class Store {
     this.access = options.access ?? null;
     this.gcPolicy = options.gcPolicy ?? null;
     this.#pins = new PagePins((ids) => this.#collector.keep(ids));
-    this.#volumes = new VolumeInstances(this.engine, this.access, this.#pins);
+    this.#volumes = new VolumeInstances(this.engine, this.access, this.#pins, this.#limiters);
     this.#collector = new Collector({
       engine: this.engine,
       policy: this.gcPolicy,
@@ -160,7 +165,7 @@ export class Store {
    * snapshot (`VOLUME@SNAPSHOT`). No data is copied.
    */
   createVolume(
-    request: { name: string; image?: string; snapshot?: string; size?: number },
+    request: { name: string; image?: string; snapshot?: string; size?: number; qos?: unknown },
   ): Promise<VolumeInfo> {
     return createVolume(this.#creation, request);
   }
@@ -269,6 +274,30 @@ export class Store {
   }
 
   /**
+   * Sets the I/O limits of volume `name` (core/qos.ts) where its lease is: to
+   * `qos`, or with `merge` to its current ones patched by `qos` (a JSON merge
+   * patch: null removes a limit). Connections to it on this node follow at
+   * once; on another node, once it reads the record (it takes the lease, or
+   * opens the volume).
+   */
+  async setVolumeQos(name: string, qos: unknown, options: { merge?: boolean } = {}) {
+    checkQos(qos); // bad limits are refused before the lease moves
+    const volume = await this.writableVolume(name, "catalogue");
+    await volume.changeQos((current) => options.merge ? mergeQos(current, qos) : checkQos(qos));
+    this.#limiters.note(name, volume.header, volume.version);
+    log.info("set I/O limits of volume {volume}", { volume: name, qos: volume.qos });
+    return await this.volumeInfo(name);
+  }
+
+  /**
+   * The I/O limiter of volume `name` on this node, shared by every connection
+   * to it here and kept to the limits of its record (io_limiter.ts).
+   */
+  ioLimiter(name: string): IoLimiter {
+    return this.#limiters.of(name);
+  }
+
+  /**
    * Deletes a volume. A volume with snapshots is kept unless `cascade`, which
    * deletes its snapshots too; clones of those snapshots keep their data.
    */
@@ -285,6 +314,7 @@ export class Store {
       for (const key of snapshots) await deleteRecord(this.engine, "snapshot", key);
       await volume.delete();
       this.#volumes.drop(name);
+      this.#limiters.forget(name);
     });
     log.info("deleted volume {volume}", { volume: name, cascade: options.cascade ?? false });
     this.#collector.schedule();

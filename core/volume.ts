@@ -31,6 +31,7 @@ import { VolumeWriter } from "./_volume_writer.ts";
 import { WriteLosses } from "./_write_losses.ts";
 import { type ChangeExtent, changeExtents } from "./changes.ts";
 import { PagePins } from "./_page_pins.ts";
+import type { VolumeQos } from "./qos.ts";
 
 /** Options of the writing calls: `fua` makes the change durable before resolving. */
 export interface WriteOptions {
@@ -288,6 +289,32 @@ export class Volume {
         await this.#losses.flush();
         await this.#record.persist();
         return result;
+      }));
+  }
+
+  /** The I/O limits its record names (empty: none). */
+  get qos(): VolumeQos {
+    return { ...this.#record.header.qos };
+  }
+
+  /**
+   * Changes the I/O limits in the record to what `change` makes of the current
+   * ones (checked by checkQos), durably: like a resize, it flushes first, so
+   * that the record it writes names only data made durable.
+   */
+  changeQos(change: (current: VolumeQos) => VolumeQos): Promise<void> {
+    return this.#losses.recovering(true, () =>
+      this.#mutex.run(async () => {
+        this.#checkWritable();
+        await this.#losses.flush();
+        const before = this.#record.header.qos ?? {};
+        this.#record.setQos(change({ ...before }));
+        try {
+          await this.#record.persist();
+        } catch (error) {
+          this.#record.setQos(before); // the record keeps the old limits: so does the instance
+          throw error;
+        }
       }));
   }
 

@@ -63,6 +63,15 @@ export function volumeRoutes(options: AppOptions, authority: VolumeAuthority): H
     const info = await options.leases.info(name) as object;
     return c.json({ ...info, flattenedBlocks: flattened.flattenedBlocks });
   });
+  // I/O limits: PUT replaces them all ({} removes every one), PATCH merges (null removes one).
+  for (const method of ["put", "patch"] as const) {
+    app[method]("/volumes/:name/qos", async (c) => {
+      const name = validateName(c.req.param("name"), "volume");
+      const qos = await jsonBody(c.req.raw);
+      const changed = await store.setVolumeQos(name, qos, { merge: method === "patch" });
+      return c.json(await (options.leases?.info(name) ?? changed));
+    });
+  }
   app.delete("/volumes/:name", async (c) => {
     await store.deleteVolume(c.req.param("name"), { cascade: c.req.query("cascade") === "true" });
     return c.body(null, 204);

@@ -142,7 +142,9 @@ export class NbdServer {
           client,
           writable: session.device.canWrite,
         });
-        await serveTransmission(session, { reader, writer, buffers: this.#buffers });
+        // Volumes (the writable exports) have limits; images and snapshots none.
+        const limiter = session.device.canWrite ? this.#store.ioLimiter(session.device.name) : null;
+        await serveTransmission(session, { reader, writer, buffers: this.#buffers, limiter });
       }
     } catch (error) {
       if (error instanceof ConnectionClosedError || error instanceof Deno.errors.BadResource) {

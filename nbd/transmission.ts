@@ -4,7 +4,13 @@
  * connection's ordered writer. A framing violation ends the connection; an
  * invalid request gets an error reply and the connection goes on.
  */
-import { type BufferPool, ConflictError, CorruptionError, NotFoundError } from "../core/mod.ts";
+import {
+  type BufferPool,
+  ConflictError,
+  CorruptionError,
+  type IoLimiter,
+  NotFoundError,
+} from "../core/mod.ts";
 import { assert } from "../core/assert.ts";
 import { ConnectionClosedError, type ConnReader, type ReplyWriter } from "./conn_io.ts";
 import type { Session } from "./handshake.ts";
@@ -40,12 +46,16 @@ const flagsAllowed: Record<number, number> = {
 };
 const writeCommands = new Set<number>([Command.write, Command.trim, Command.writeZeroes]);
 
-/** Serves requests until the client disconnects or breaks the protocol. */
+/**
+ * Serves requests until the client disconnects or breaks the protocol.
+ * `limiter`: the I/O limits of the export's volume on this node, shared with
+ * its other connections (null for an image or a snapshot).
+ */
 export async function serveTransmission(
   session: Session,
-  io: { reader: ConnReader; writer: ReplyWriter; buffers: BufferPool },
+  io: { reader: ConnReader; writer: ReplyWriter; buffers: BufferPool; limiter: IoLimiter | null },
 ): Promise<void> {
-  const { reader, writer, buffers } = io;
+  const { reader, writer, buffers, limiter } = io;
   const inflight = new Set<Promise<void>>();
   const header = new Uint8Array(requestHeaderBytes);
   try {
@@ -70,7 +80,7 @@ export async function serveTransmission(
       const error = validate(session, request);
       const task = error !== 0
         ? sendError(session, writer, request, error)
-        : execute(session, writer, buffers, request, payload);
+        : execute(session, writer, buffers, request, payload, limiter);
       if (payload !== null) task.finally(() => buffers.release(payload)).catch(() => {});
       inflight.add(task);
       task.catch(() => {}).finally(() => inflight.delete(task));
@@ -119,7 +129,13 @@ async function execute(
   buffers: BufferPool,
   request: Request,
   payload: Uint8Array | null,
+  limiter: IoLimiter | null,
 ): Promise<void> {
+  // Without limits this is one field read: no await, no allocation.
+  if (limiter !== null && limiter.limited) {
+    const waiting = throttle(limiter, request);
+    if (waiting !== null) await waiting;
+  }
   const { device } = session;
   const offset = Number(request.offset);
   const range = { offset, length: request.length };
@@ -157,6 +173,20 @@ async function execute(
     return await sendError(session, writer, request, errorCode(error));
   }
   await writer.send(encodeSimpleReply(request.cookie, 0));
+}
+
+/**
+ * Takes a request's share of its volume's limits: null when it may go now,
+ * else a wait. Reads and writes cost one I/O and their length; trims and
+ * write-zeroes one write I/O and no bytes (no payload moves); flush, cache and
+ * block status nothing (docs/operations.md, "Per-volume I/O limits").
+ */
+function throttle(limiter: IoLimiter, request: Request): Promise<void> | null {
+  const isRead = request.type === Command.read;
+  if (!isRead && !writeCommands.has(request.type)) return null;
+  const kind = isRead ? "read" : "write";
+  const bytes = isRead || request.type === Command.write ? request.length : 0;
+  return limiter.admit(kind, bytes) ? null : limiter.wait(kind, bytes);
 }
 
 async function sendRead(

@@ -344,7 +344,8 @@ Deno.test("atoll serve --help prints the node's flags and exits 0", async () => 
 Deno.test("a subcommand's --help prints its own usage, a group's its commands", async () => {
   const create = succeeded(await atoll(["volume", "create", "--help"]));
   assert.deepEqual(create, [
-    "usage: atoll volume create NAME (--image I | --snapshot V@S) [--size N] | NAME --size N",
+    "usage: atoll volume create NAME (--image I | --snapshot V@S) [--size N] | NAME --size N; " +
+    "limits: [--iops[-read|-write] N[:BURST]] [--bps[-read|-write] SIZE[:BURST]]",
   ]);
   const group = succeeded(await atoll(["snapshot", "--help"]));
   assert.ok(
