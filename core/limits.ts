@@ -36,6 +36,15 @@ export const openFilesMax = 1024;
 export const uploadBlocksInFlightMax = 8;
 /** Uploads that may run at once on one node. */
 export const uploadsMax = 16;
+/**
+ * Longest qcow2 upload spooled to disk before conversion: the largest disk plus
+ * an eighth for its tables (L2 tables of 512-byte clusters are 1/64 of the data).
+ */
+export const spoolBytesMax = volumeSizeBytesMax + volumeSizeBytesMax / 8;
+/** Largest qcow2 cluster, as a power of two (2 MiB, QEMU's own limit). */
+export const qcow2ClusterBitsMax = 21;
+/** Most L1 entries of a qcow2 disk read (QEMU's limit: a 32 MiB table). */
+export const qcow2L1EntriesMax = 4 * 1024 * 1024;
 
 assert(blockSizeMin <= blockSizeDefault && blockSizeDefault <= blockSizeMax);
 assert(Number.isSafeInteger(volumeSizeBytesMax) && volumeSizeBytesMax % sectorBytes === 0);
