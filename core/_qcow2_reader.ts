@@ -5,41 +5,72 @@
  * is unallocated or zero (zeros), standard (a host cluster, read as is) or
  * compressed (zlib's raw deflate, inflated to one cluster).
  *
+ * A walk of the tables plans the pieces of the disk (runs of zeros, runs of
+ * consecutive standard clusters, compressed clusters); up to
+ * {@linkcode readAheadMax} of them are read or inflated at once, and yielded
+ * in order. Runs of zeros go out by length only (ingest's ZeroRun).
+ *
  * Bounded by construction: the walk visits each guest cluster once (the
- * header bounds the virtual size), every read is at most one L1 batch, one
- * L2 table, a run of at most {@linkcode runBytesMax} or a compressed
- * cluster's two clusters, and every table or cluster must start inside the
- * file (bytes past its end read as zeros, as QEMU reads them).
+ * header bounds the virtual size and the L1 table), every read is at most one
+ * L1 batch, one L2 table, a run of at most {@linkcode runBytesMax} or a
+ * compressed cluster's two clusters, and every table or cluster must start
+ * inside the file (bytes past its end read as zeros, as QEMU reads them).
  */
 import { constants, inflateRaw } from "node:zlib";
 import { promisify } from "node:util";
+import type { ZeroRun } from "./ingest.ts";
 import type { Qcow2Header } from "./_qcow2_header.ts";
 import type { Spool } from "./_spool.ts";
 
 const inflate = promisify(inflateRaw);
 
-/** Longest read of consecutive standard clusters, and the largest zero chunk yielded. */
+/** Longest read of consecutive standard clusters (or one cluster, when larger). */
 const runBytesMax = 1024 * 1024;
+/** Pieces read or inflated at once. */
+const readAheadMax = 4;
 /** L1 entries read at once. */
 const l1BatchEntries = 8192;
-/** Bits 9-55 of an L1 or standard L2 entry: a host offset (the high word's share). */
-const offsetHighMask = 0x00ffffff;
-const offsetLowMask = 0xfffffe00;
-const zeros = new Uint8Array(runBytesMax);
+/** Bit 62 of an L2 entry: the cluster is compressed. */
+const compressedBit = 0x40000000;
+
+/** One piece of the disk, in guest order. */
+type Piece =
+  | ZeroRun
+  | { offset: number; length: number; guest: number; compressed: boolean };
 
 /**
- * The raw disk of the qcow2 file in `spool`, whose checked header is `header`,
- * as chunks (each valid until the next is asked for). Throws TypeError naming
- * the first malformed table or cluster.
+ * The raw disk of the qcow2 file in `spool`, whose checked header is `header`:
+ * its bytes, with runs of zeros by length. Throws TypeError naming the first
+ * malformed table or cluster.
  */
-export async function* qcow2Disk(spool: Spool, header: Qcow2Header): AsyncIterable<Uint8Array> {
+export async function* qcow2Disk(
+  spool: Spool,
+  header: Qcow2Header,
+): AsyncIterable<Uint8Array | ZeroRun> {
+  const window: Promise<Uint8Array | ZeroRun>[] = [];
+  try {
+    for await (const piece of pieces(spool, header)) {
+      const read = "zeroBytes" in piece ? Promise.resolve(piece) : readPiece(spool, header, piece);
+      read.catch(() => {}); // awaited below, in order; never an unhandled rejection
+      window.push(read);
+      if (window.length >= readAheadMax) yield await window.shift()!;
+    }
+    while (window.length > 0) yield await window.shift()!;
+  } finally {
+    await Promise.allSettled(window);
+  }
+}
+
+/** The pieces of the disk, from its L1 and L2 tables; zero runs merged across tables. */
+async function* pieces(spool: Spool, header: Qcow2Header): AsyncIterable<Piece> {
   const { clusterBytes, l2Entries, sizeBytes, l1 } = header;
   const l2SpanBytes = clusterBytes * l2Entries;
   const l1Batch = new Uint8Array(Math.min(l1BatchEntries, l1.entries) * 8);
+  const l1View = new DataView(l1Batch.buffer);
   const l2Table = new Uint8Array(clusterBytes);
   const l2View = new DataView(l2Table.buffer);
-  const run = new Uint8Array(Math.max(runBytesMax, clusterBytes));
-  const where = new Where(spool.sizeBytes);
+  const runClusters = Math.max(1, runBytesMax / clusterBytes);
+  let zeroBytes = 0;
 
   for (let l1Index = 0; l1Index < l1.entries; l1Index++) {
     const batchIndex = l1Index % l1BatchEntries;
@@ -49,88 +80,88 @@ export async function* qcow2Disk(spool: Spool, header: Qcow2Header): AsyncIterab
     }
     const guestStart = l1Index * l2SpanBytes;
     const spanBytes = Math.min(l2SpanBytes, sizeBytes - guestStart);
-    const l1View = new DataView(l1Batch.buffer);
     const l2Offset = hostOffset(l1View, batchIndex * 8);
     if (l2Offset === 0) {
-      yield* zeroChunks(spanBytes);
+      zeroBytes += spanBytes;
       continue;
     }
-    where.check(l2Offset, clusterBytes, `the L2 table of L1 entry ${l1Index}`);
+    checkPlace(l2Offset, clusterBytes, spool.sizeBytes, `the L2 table of L1 entry ${l1Index}`);
     await spool.readInto(l2Table, { offset: l2Offset, length: clusterBytes });
 
     const clusters = Math.ceil(spanBytes / clusterBytes);
-    let index = 0;
-    while (index < clusters) {
+    const bytesFrom = (index: number) => Math.min(index * clusterBytes, spanBytes);
+    for (let index = 0; index < clusters;) {
       const at = index * 8;
-      const high = l2View.getUint32(at);
       const guest = guestStart + index * clusterBytes;
-      if (high & 0x40000000) {
-        yield await inflateCluster(spool, header, l2View.getBigUint64(at), guest, where);
+      if (isZero(l2View, at)) {
+        let end = index + 1;
+        while (end < clusters && isZero(l2View, end * 8)) end++;
+        zeroBytes += bytesFrom(end) - bytesFrom(index);
+        index = end;
+        continue;
+      }
+      if (zeroBytes > 0) yield { zeroBytes };
+      zeroBytes = 0;
+      if (l2View.getUint32(at) & compressedBit) {
+        yield { ...compressedPlace(l2View.getBigUint64(at), header), guest, compressed: true };
         index++;
         continue;
       }
       const offset = hostOffset(l2View, at);
-      if (offset === 0 || (l2View.getUint32(at + 4) & 1) === 1) {
-        // Unallocated (no backing file: zeros) or a zero cluster; take the whole run of them.
-        let end = index + 1;
-        while (end < clusters && isZeroEntry(l2View, end * 8)) end++;
-        yield* zeroChunks(Math.min(end * clusterBytes, spanBytes) - index * clusterBytes);
-        index = end;
-        continue;
-      }
-      where.check(offset, clusterBytes, `guest cluster at ${guest}`);
+      checkPlace(offset, clusterBytes, spool.sizeBytes, `guest cluster at ${guest}`);
       // Standard clusters stored one after another are read in one go.
       let end = index + 1;
       while (
-        end < clusters && (end - index + 1) * clusterBytes <= run.length &&
-        (l2View.getUint32(end * 8) & 0x40000000) === 0 && !isZeroEntry(l2View, end * 8) &&
+        end < clusters && end - index < runClusters && !isZero(l2View, end * 8) &&
+        (l2View.getUint32(end * 8) & compressedBit) === 0 &&
         hostOffset(l2View, end * 8) === offset + (end - index) * clusterBytes &&
         offset + (end - index) * clusterBytes < spool.sizeBytes
       ) end++;
-      const length = Math.min(end * clusterBytes, spanBytes) - index * clusterBytes;
-      await spool.readInto(run, { offset, length });
-      yield run.subarray(0, length);
+      yield { offset, length: bytesFrom(end) - bytesFrom(index), guest, compressed: false };
       index = end;
     }
   }
+  if (zeroBytes > 0) yield { zeroBytes };
 }
 
 /** The host offset (bits 9-55) of the L1 or standard L2 entry at `at`; 0: none. */
 function hostOffset(view: DataView, at: number): number {
-  return (view.getUint32(at) & offsetHighMask) * 2 ** 32 + ((view.getUint32(at + 4) & offsetLowMask) >>> 0);
+  const high = view.getUint32(at) & 0x00ffffff;
+  return high * 2 ** 32 + ((view.getUint32(at + 4) & 0xfffffe00) >>> 0);
 }
 
 /** True when the L2 entry at `at` reads as zeros: not compressed, and unallocated or flagged zero. */
-function isZeroEntry(view: DataView, at: number): boolean {
-  if (view.getUint32(at) & 0x40000000) return false;
-  return hostOffset(view, at) === 0 || (view.getUint32(at + 4) & 1) === 1;
-}
-
-/** `bytes` of zeros, in chunks of at most {@linkcode runBytesMax}. */
-function* zeroChunks(bytes: number): Iterable<Uint8Array> {
-  for (let left = bytes; left > 0; left -= zeros.length) {
-    yield zeros.subarray(0, Math.min(left, zeros.length));
-  }
+function isZero(view: DataView, at: number): boolean {
+  if (view.getUint32(at) & compressedBit) return false;
+  return (view.getUint32(at + 4) & 1) === 1 || hostOffset(view, at) === 0;
 }
 
 /**
- * The guest cluster at `guest`, stored compressed: the descriptor's offset
- * (bits 0 to x-1, x = 62 - (cluster_bits - 8)) and sector count (bits x-61,
- * one less than the 512-byte sectors it spans from that offset's sector).
+ * Where a compressed cluster lies: its descriptor's offset (bits 0 to x-1,
+ * x = 62 - (cluster_bits - 8)) and sector count (bits x-61, one less than the
+ * 512-byte sectors it spans from that offset's sector).
  */
-async function inflateCluster(
+function compressedPlace(entry: bigint, header: Qcow2Header): { offset: number; length: number } {
+  const x = BigInt(62 - (header.clusterBits - 8));
+  const offset = Number(entry & ((1n << x) - 1n));
+  const sectors = Number((entry >> x) & ((1n << BigInt(header.clusterBits - 8)) - 1n)) + 1;
+  return { offset, length: sectors * 512 - (offset % 512) };
+}
+
+/** Reads a run of standard clusters, or reads and inflates a compressed one. */
+async function readPiece(
   spool: Spool,
   header: Qcow2Header,
-  entry: bigint,
-  guest: number,
-  where: Where,
+  piece: { offset: number; length: number; guest: number; compressed: boolean },
 ): Promise<Uint8Array> {
-  const { clusterBits, clusterBytes, sizeBytes } = header;
-  const x = BigInt(62 - (clusterBits - 8));
-  const offset = Number(entry & ((1n << x) - 1n));
-  const sectors = Number((entry >> x) & ((1n << BigInt(clusterBits - 8)) - 1n)) + 1;
-  const length = sectors * 512 - (offset % 512);
-  where.check(offset, 1, `compressed guest cluster at ${guest}`);
+  const { clusterBytes, sizeBytes } = header;
+  const { offset, length, guest } = piece;
+  if (!piece.compressed) {
+    const bytes = new Uint8Array(length);
+    await spool.readInto(bytes, { offset, length });
+    return bytes;
+  }
+  checkPlace(offset, 1, spool.sizeBytes, `compressed guest cluster at ${guest}`);
   const compressed = new Uint8Array(length);
   await spool.readInto(compressed, { offset, length });
   let cluster: Uint8Array;
@@ -154,18 +185,14 @@ async function inflateCluster(
   return cluster.subarray(0, Math.min(clusterBytes, sizeBytes - guest));
 }
 
-/** Checks that a table or cluster starts inside the file and is aligned where it must be. */
-class Where {
-  constructor(readonly fileBytes: number) {}
-
-  check(offset: number, alignment: number, what: string): void {
-    if (offset % alignment !== 0) {
-      throw new TypeError(`the qcow2 file is malformed: ${what} is at ${offset}, not aligned`);
-    }
-    if (offset >= this.fileBytes) {
-      throw new TypeError(
-        `the qcow2 file is malformed: ${what} is at ${offset}, past the end of the file (${this.fileBytes} bytes)`,
-      );
-    }
+/** Checks that a table or cluster is aligned and starts inside the file. */
+function checkPlace(offset: number, alignment: number, fileBytes: number, what: string): void {
+  if (offset % alignment !== 0) {
+    throw new TypeError(`the qcow2 file is malformed: ${what} is at ${offset}, not aligned`);
+  }
+  if (offset >= fileBytes) {
+    throw new TypeError(
+      `the qcow2 file is malformed: ${what} is at ${offset}, past the end of the file (${fileBytes} bytes)`,
+    );
   }
 }

@@ -12,13 +12,14 @@ import { parseQcow2Header, qcow2HeaderBytes } from "./_qcow2_header.ts";
 import { qcow2Disk } from "./_qcow2_reader.ts";
 import { Spool } from "./_spool.ts";
 import { TruncatedError } from "./errors.ts";
+import type { ZeroRun } from "./ingest.ts";
 import { sectorBytes, spoolBytesMax } from "./limits.ts";
 
 /** The raw disk of an upload, ready to be cut into blocks. */
 export interface RawDisk {
   format: DiskFormat;
-  /** The raw disk's bytes. */
-  bytes: AsyncIterable<Uint8Array>;
+  /** The raw disk's bytes (runs of zeros by length, where the format says so). */
+  bytes: AsyncIterable<Uint8Array | ZeroRun>;
   /** Its size when known before reading: a raw body's Content-Length, a qcow2's virtual size. */
   sizeBytes: number | null;
   /** Gives back what the conversion holds (the spooled file); call it once done, stored or not. */
@@ -94,9 +95,9 @@ export function notWholeSectors(what: string, bytes: number): string {
 }
 
 async function* converted(
-  chunks: AsyncIterable<Uint8Array>,
+  chunks: AsyncIterable<Uint8Array | ZeroRun>,
   what: string,
-): AsyncIterable<Uint8Array> {
+): AsyncIterable<Uint8Array | ZeroRun> {
   try {
     yield* chunks;
   } catch (error) {

@@ -16,16 +16,19 @@ import { type TestNode } from "./_node.ts";
 import { KiB, MiB, withNode } from "./_nbd.ts";
 
 /**
- * A disk of 5 MiB and 37 sectors (not whole 64 KiB clusters, nor whole 4 MiB
- * blocks): random data, zero runs, a compressible run, and a tail of data.
+ * A disk of 13 MiB and 37 sectors (not whole 64 KiB clusters, nor whole 4 MiB
+ * blocks): random data, zero runs (one of them a whole block), a compressible
+ * run, and a tail of data.
  */
+const sourceBytes = 13 * MiB + 37 * 512;
 function sourceDisk(): Uint8Array<ArrayBuffer> {
-  const disk = new Uint8Array(5 * MiB + 37 * 512);
+  const disk = new Uint8Array(sourceBytes);
   disk.set(patternBytes(MiB, 1), 0);
   disk.set(patternBytes(512 * KiB, 2), 2 * MiB + 512 * KiB);
   disk.fill(0x61, 3 * MiB, 3 * MiB + 700 * KiB);
   disk.set(patternBytes(3000, 3), 4 * MiB + 12345);
-  disk.set(patternBytes(37 * 512 - 100, 4), 5 * MiB + 100);
+  disk.set(patternBytes(512 * KiB, 4), 12 * MiB + 512 * KiB);
+  disk.set(patternBytes(37 * 512 - 100, 5), 13 * MiB + 100);
   return disk;
 }
 
@@ -62,31 +65,42 @@ Deno.test("qcow2 uploads (v3, compressed, compat=0.10) store the raw disk, byte 
     const source = `${dir}/source.raw`;
     await Deno.writeFile(source, sourceDisk());
     const expected = await fileSha256(source);
-    const variants: [string, string[]][] = [
-      ["plain", []],
-      ["compressed", ["-c"]],
-      ["v2", ["-o", "compat=0.10"]],
-      ["v2-compressed", ["-c", "-o", "compat=0.10,cluster_size=4096"]],
+    // [name, qemu-img convert options, qemu-io commands run on the file after]
+    const variants: [string, string[], string[]][] = [
+      ["plain", [], []],
+      ["compressed", ["-c"], []],
+      ["v2", ["-o", "compat=0.10"], []],
+      ["v2-compressed", ["-c", "-o", "compat=0.10,cluster_size=4096"], []],
+      ["small-clusters", ["-o", "cluster_size=512"], []],
+      ["big-clusters", ["-c", "-o", "cluster_size=2M"], []],
+      // v3 zero clusters (the zero flag) over data, and a rewritten cluster stored out of order.
+      ["zero-flag", [], ["write -z 64k 128k", "write -P 0x5a 5M 64k"]],
     ];
     let first = true;
-    for (const [name, options] of variants) {
+    for (const [name, options, commands] of variants) {
       const file = `${dir}/${name}.qcow2`;
       await run("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", ...options, source, file]);
+      for (const command of commands) await run("qemu-io", ["-f", "qcow2", "-c", command, file]);
       // The reference: what qemu-img itself reads out of the file.
-      await run("qemu-img", ["convert", "-f", "qcow2", "-O", "raw", file, `${dir}/${name}.ref`]);
-      assert.equal(await fileSha256(`${dir}/${name}.ref`), expected, `qemu-img reads ${name}`);
+      const reference = `${dir}/${name}.ref`;
+      await run("qemu-img", ["convert", "-f", "qcow2", "-O", "raw", file, reference]);
+      if (commands.length === 0) {
+        assert.equal(await fileSha256(reference), expected, `qemu-img reads ${name}`);
+      }
 
       const body = name === "compressed" ? await chunked(file) : await Deno.readFile(file);
       const { status, json } = await put(node, name, body);
       assert.equal(status, 201, JSON.stringify(json));
-      assert.equal(json.size, 5 * MiB + 37 * 512);
+      assert.equal(json.size, sourceBytes);
+      assert.equal(json.zeroBlocks, 1, `${name}: the zero block is not stored`);
       // The same disk in another container stores no new block (dedup after conversion).
-      if (!first) assert.equal(json.newBlocks, 0, `${name} found its blocks stored`);
+      if (!first && commands.length === 0) assert.equal(json.newBlocks, 0, `${name} deduped`);
       first = false;
 
       const out = `${dir}/${name}.out`;
       await run("qemu-img", ["convert", "-f", "raw", "-O", "raw", node.nbdUri(`image/${name}`), out]);
-      assert.equal(await fileSha256(out), expected, `${name} read back over NBD`);
+      assert.equal(await fileSha256(out), await fileSha256(reference), `${name} read over NBD`);
+      await Deno.remove(out);
     }
     assert.deepEqual(await spooled(node), [], "every spool file is gone");
   });
