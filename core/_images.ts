@@ -94,7 +94,9 @@ export class Images {
         progress: status,
       });
       // A body without a Content-Length shows its size only at its end.
-      if (map.sizeBytes % sectorBytes !== 0) throw new TypeError(notWholeSectors(what, map.sizeBytes));
+      if (map.sizeBytes % sectorBytes !== 0) {
+        throw new TypeError(notWholeSectors(what, map.sizeBytes));
+      }
       const header: ImageHeader = { name, createdAt: new Date().toISOString() };
       const created = await catalogue.run(() => this.#commit(header, map));
       committed = true;

@@ -5,7 +5,12 @@
  * with its name (a backing file, encryption, an external data file, zstd
  * compression, extended L2 entries).
  */
-import { qcow2ClusterBitsMax, qcow2L1EntriesMax, sectorBytes, volumeSizeBytesMax } from "./limits.ts";
+import {
+  qcow2ClusterBitsMax,
+  qcow2L1EntriesMax,
+  sectorBytes,
+  volumeSizeBytesMax,
+} from "./limits.ts";
 
 /** Bytes of the header this reader looks at (v3 fields through compression_type). */
 export const qcow2HeaderBytes = 112;
@@ -87,7 +92,9 @@ export async function parseQcow2Header(
   const cryptMethod = view.getUint32(32);
   if (cryptMethod !== 0) {
     throw new TypeError(
-      `the qcow2 file is encrypted (${cryptMethod === 1 ? "AES" : cryptMethod === 2 ? "LUKS" : `method ${cryptMethod}`}); ` +
+      `the qcow2 file is encrypted (${
+        cryptMethod === 1 ? "AES" : cryptMethod === 2 ? "LUKS" : `method ${cryptMethod}`
+      }); ` +
         `decrypt it first (qemu-img convert --object secret,... -O qcow2)`,
     );
   }
@@ -97,7 +104,9 @@ export async function parseQcow2Header(
   const l1Entries = Math.ceil(sizeBytes / (clusterBytes * l2Entries));
   if (view.getUint32(36) < l1Entries) {
     throw new TypeError(
-      `the qcow2 L1 table has ${view.getUint32(36)} entries, fewer than the virtual size needs (${l1Entries})`,
+      `the qcow2 L1 table has ${
+        view.getUint32(36)
+      } entries, fewer than the virtual size needs (${l1Entries})`,
     );
   }
   if (l1Entries > qcow2L1EntriesMax) {
@@ -107,7 +116,9 @@ export async function parseQcow2Header(
     );
   }
   const l1Offset = view.getBigUint64(40);
-  if (l1Offset % BigInt(clusterBytes) !== 0n || l1Offset + BigInt(l1Entries * 8) > BigInt(fileBytes)) {
+  if (
+    l1Offset % BigInt(clusterBytes) !== 0n || l1Offset + BigInt(l1Entries * 8) > BigInt(fileBytes)
+  ) {
     throw new TypeError(
       `the qcow2 L1 table at ${l1Offset} is not a whole aligned table within the file (${fileBytes} bytes)`,
     );
@@ -133,12 +144,16 @@ function checkFeatures(view: DataView): void {
   const refuse = (reason: string) => {
     throw new TypeError(`the qcow2 file ${reason}`);
   };
-  if (features & incompatible.corrupt) refuse("is marked corrupt; repair it first (qemu-img check -r all)");
+  if (features & incompatible.corrupt) {
+    refuse("is marked corrupt; repair it first (qemu-img check -r all)");
+  }
   if (features & incompatible.externalData) {
     refuse("keeps its data in an external data file; convert it to a plain qcow2 or raw first");
   }
   if (features & incompatible.extendedL2) {
-    refuse("uses extended L2 entries (subclusters), which this reader does not implement; convert it without extended_l2");
+    refuse(
+      "uses extended L2 entries (subclusters), which this reader does not implement; convert it without extended_l2",
+    );
   }
   if (features & incompatible.compressionType) {
     const type = headerLength > 104 && view.byteLength > 104 ? view.getUint8(104) : 0;
@@ -151,10 +166,12 @@ function checkFeatures(view: DataView): void {
   }
   const known = incompatible.dirty | incompatible.compressionType;
   const unknown = features & ~known;
-  if (unknown !== 0n) refuse(`uses incompatible features this reader does not know (0x${unknown.toString(16)})`);
+  if (unknown !== 0n) {
+    refuse(`uses incompatible features this reader does not know (0x${unknown.toString(16)})`);
+  }
 }
 
 /** `text` with control characters shown as `?`, for a message. */
 function printable(text: string): string {
-  return text.replace(/[\x00-\x1f\x7f]/g, "?");
+  return [...text].map((c) => (c.charCodeAt(0) < 0x20 || c === "\x7f" ? "?" : c)).join("");
 }

@@ -98,7 +98,15 @@ Deno.test("qcow2 uploads (v3, compressed, compat=0.10) store the raw disk, byte 
       first = false;
 
       const out = `${dir}/${name}.out`;
-      await run("qemu-img", ["convert", "-f", "raw", "-O", "raw", node.nbdUri(`image/${name}`), out]);
+      await run("qemu-img", [
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "raw",
+        node.nbdUri(`image/${name}`),
+        out,
+      ]);
       assert.equal(await fileSha256(out), await fileSha256(reference), `${name} read over NBD`);
       await Deno.remove(out);
     }
@@ -112,14 +120,32 @@ Deno.test("qcow2 files this node cannot convert get a 400 naming the reason, and
     const cases: [string, string[], RegExp][] = [
       [
         "backing",
-        ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", `${dir}/base.raw`, `${dir}/backing.qcow2`],
+        [
+          "create",
+          "-q",
+          "-f",
+          "qcow2",
+          "-F",
+          "raw",
+          "-b",
+          `${dir}/base.raw`,
+          `${dir}/backing.qcow2`,
+        ],
         /has a backing file \(".*base\.raw"\).*flatten it first/,
       ],
       [
         "luks",
         [
-          "create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=secret",
-          "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", `${dir}/luks.qcow2`, "1M",
+          "create",
+          "-q",
+          "-f",
+          "qcow2",
+          "--object",
+          "secret,id=s0,data=secret",
+          "-o",
+          "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10",
+          `${dir}/luks.qcow2`,
+          "1M",
         ],
         /is encrypted \(LUKS\)/,
       ],
@@ -131,8 +157,14 @@ Deno.test("qcow2 files this node cannot convert get a 400 naming the reason, and
       [
         "datafile",
         [
-          "create", "-q", "-f", "qcow2", "-o", `data_file=${dir}/datafile.data`,
-          `${dir}/datafile.qcow2`, "1M",
+          "create",
+          "-q",
+          "-f",
+          "qcow2",
+          "-o",
+          `data_file=${dir}/datafile.data`,
+          `${dir}/datafile.qcow2`,
+          "1M",
         ],
         /keeps its data in an external data file/,
       ],
@@ -161,7 +193,11 @@ Deno.test("a qcow2 with broken tables gets a 400 and the node serves on", async 
 
     const broken: [string, (bytes: DataView) => void, RegExp][] = [
       // The first data cluster's entry points far past the end of the file.
-      ["far", (v) => v.setBigUint64(l2Offset, (1n << 63n) | (1n << 50n)), /past the end of the file/],
+      [
+        "far",
+        (v) => v.setBigUint64(l2Offset, (1n << 63n) | (1n << 50n)),
+        /past the end of the file/,
+      ],
       // The L1 table's first entry points at an L2 table that is not cluster-aligned.
       ["unaligned", (v) => v.setBigUint64(l1Offset, (1n << 63n) | 0x10200n), /not aligned/],
       // A compressed cluster whose bytes are not deflate data.
