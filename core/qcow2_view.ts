@@ -95,6 +95,11 @@ export class Qcow2View {
     this.sizeBytes = this.#clusters * clusterBytes;
   }
 
+  /** Bytes before the first data cluster: the header and every table. */
+  get metadataBytes(): number {
+    return this.#at.data * clusterBytes;
+  }
+
   /** Reads `range` of the qcow2 file into `into` (or a new buffer). */
   async readAt(
     range: ByteRange,
