@@ -6,15 +6,22 @@
  * compressed (zlib's raw deflate, inflated to one cluster).
  *
  * A walk of the tables plans the pieces of the disk (runs of zeros, runs of
- * consecutive standard clusters, compressed clusters); up to
- * {@linkcode readAheadMax} of them are read or inflated at once, and yielded
- * in order. Runs of zeros go out by length only (ingest's ZeroRun).
+ * consecutive standard clusters, compressed clusters). A first walk checks
+ * every table and place and what the pieces add up to, before any byte goes
+ * out; the second yields them, up to {@linkcode readAheadMax} read or
+ * inflated at once, in order. Runs of zeros go out by length only (ingest's
+ * ZeroRun).
  *
  * Bounded by construction: the walk visits each guest cluster once (the
  * header bounds the virtual size and the L1 table), every read is at most one
  * L1 batch, one L2 table, a run of at most {@linkcode runBytesMax} or a
  * compressed cluster's two clusters, and every table or cluster must start
  * inside the file (bytes past its end read as zeros, as QEMU reads them).
+ * And the data cannot claim more of the file than it has: standard clusters
+ * are distinct clusters of the file, and a compressed cluster's deflate
+ * stream takes at least 1/{@linkcode deflateRatioMax} of its size, so a
+ * file whose tables point many guest clusters at the same place (to make the
+ * node store far more than was sent) is refused.
  */
 import { constants, inflateRaw } from "node:zlib";
 import { promisify } from "node:util";
@@ -30,6 +37,8 @@ const runBytesMax = 1024 * 1024;
 const readAheadMax = 4;
 /** L1 entries read at once. */
 const l1BatchEntries = 8192;
+/** Deflate's largest ratio of output to input (258-byte matches in 2 bits, and more). */
+const deflateRatioMax = 1032;
 /** Bit 62 of an L2 entry: the cluster is compressed. */
 const compressedBit = 0x40000000;
 
@@ -47,6 +56,20 @@ export async function* qcow2Disk(
   spool: Spool,
   header: Qcow2Header,
 ): AsyncIterable<Uint8Array | ZeroRun> {
+  let fileBytesClaimed = 0;
+  for await (const piece of pieces(spool, header)) {
+    if ("zeroBytes" in piece) continue;
+    fileBytesClaimed += piece.compressed
+      ? header.clusterBytes / deflateRatioMax
+      : Math.ceil(piece.length / header.clusterBytes) * header.clusterBytes;
+  }
+  // A last cluster may end past the file's end (its bytes there read as zeros): one cluster more.
+  if (fileBytesClaimed > spool.sizeBytes + header.clusterBytes) {
+    throw new TypeError(
+      `the qcow2 file is malformed: its tables describe more data than its ${spool.sizeBytes} ` +
+        `bytes can hold (clusters used more than once)`,
+    );
+  }
   const window: Promise<Uint8Array | ZeroRun>[] = [];
   try {
     for await (const piece of pieces(spool, header)) {
@@ -103,7 +126,9 @@ async function* pieces(spool: Spool, header: Qcow2Header): AsyncIterable<Piece> 
       if (zeroBytes > 0) yield { zeroBytes };
       zeroBytes = 0;
       if (l2View.getUint32(at) & compressedBit) {
-        yield { ...compressedPlace(l2View.getBigUint64(at), header), guest, compressed: true };
+        const place = compressedPlace(l2View.getBigUint64(at), header);
+        checkPlace(place.offset, 1, spool.sizeBytes, `compressed guest cluster at ${guest}`);
+        yield { ...place, guest, compressed: true };
         index++;
         continue;
       }
@@ -161,7 +186,6 @@ async function readPiece(
     await spool.readInto(bytes, { offset, length });
     return bytes;
   }
-  checkPlace(offset, 1, spool.sizeBytes, `compressed guest cluster at ${guest}`);
   const compressed = new Uint8Array(length);
   await spool.readInto(compressed, { offset, length });
   let cluster: Uint8Array;

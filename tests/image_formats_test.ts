@@ -221,6 +221,32 @@ Deno.test("a qcow2 with broken tables gets a 400 and the node serves on", async 
       assert.match(String(json.error), reason, name);
       await assertNotStored(node, name);
     }
+    // Every guest cluster points at the first data cluster: 13 MiB out of a 3 MiB file.
+    const shared = good.slice();
+    const sharedView = new DataView(shared.buffer);
+    const first = sharedView.getBigUint64(l2Offset);
+    for (let i = 1; i < Math.ceil(sourceBytes / (64 * KiB)); i++) {
+      sharedView.setBigUint64(l2Offset + i * 8, first);
+    }
+    const reused = await put(node, "shared", shared);
+    assert.equal(reused.status, 400, JSON.stringify(reused.json));
+    assert.match(String(reused.json.error), /describe more data than its \d+ bytes can hold/);
+    // The same with one compressed cluster, 8192 times: 512 MiB out of 200 KiB.
+    const bomb = `${dir}/bomb.qcow2`;
+    await run("qemu-img", ["create", "-q", "-f", "qcow2", bomb, "512M"]);
+    await run("qemu-io", ["-f", "qcow2", "-c", "write -c -P 0xff 0 64k", bomb]);
+    const bombBytes = await Deno.readFile(bomb);
+    const bombView = new DataView(bombBytes.buffer);
+    const bombL2 = Number(
+      bombView.getBigUint64(Number(bombView.getBigUint64(40))) & 0x00fffffffffffe00n,
+    );
+    const compressed = bombView.getBigUint64(bombL2);
+    assert.equal(compressed >> 62n & 1n, 1n, "qemu-io wrote a compressed cluster");
+    for (let i = 1; i < 8192; i++) bombView.setBigUint64(bombL2 + i * 8, compressed);
+    const bombed = await put(node, "bomb", bombBytes);
+    assert.equal(bombed.status, 400, JSON.stringify(bombed.json));
+    assert.match(String(bombed.json.error), /describe more data than its \d+ bytes can hold/);
+    await assertNotStored(node, "bomb");
     // A body that ends before its qcow2 header does.
     const { status } = await put(node, "cut", good.slice(0, 40));
     assert.equal(status, 400);
