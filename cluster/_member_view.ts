@@ -15,6 +15,9 @@ import { Placement } from "./placement/mod.ts";
 import type { BlockPeer } from "./data/mod.ts";
 import type { MemberState } from "./membership/mod.ts";
 
+/** How many grace periods a member called dead or gone is still asked by strict looks. */
+export const goneAskedGraces = 10;
+
 /** What {@linkcode MemberView} needs of its engine. */
 export interface MemberViewOptions {
   /** The members as gossip knows them, this node included. */
@@ -59,6 +62,22 @@ export class MemberView {
       member.status === "alive" || member.status === "suspect" ||
       (member.status === "dead" && (!majority || young(member))) ||
       (member.status === "left" && young(member))
+    );
+  }
+
+  /**
+   * Members gossip has called dead or gone for less than `goneAskedGraces` grace
+   * periods: a look that must hear every member that may hold an object's newest
+   * copy asks them too (data/_replica_copies.ts, stampsElsewhere), since a view
+   * can call a member gone that runs and holds copies (a cut healed that gossip
+   * has not caught up with, a member back from a crash or a restart it has not
+   * heard of: one that left takes its copies with it and brings them back).
+   */
+  recentlyGone(): MemberState[] {
+    const now = this.#now();
+    return this.#members().filter((member) =>
+      (member.status === "dead" || member.status === "left") &&
+      now - member.since < goneAskedGraces * this.#deadGraceMs
     );
   }
 

@@ -147,6 +147,7 @@ export class ClusterEngine implements Engine {
       isDead: (id) => this.countsDead(id),
       floors: proposedFloors(() => this.proposer),
       everyone: () => this.liveMembers().map((member) => this.#calls.objectLink(member)),
+      seenGone: () => this.#view.recentlyGone().map((member) => this.#calls.objectLink(member)),
     });
     this.#meta = new EngineMeta({
       selfId: this.selfId,

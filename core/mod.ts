@@ -16,6 +16,7 @@ export * from "./names.ts";
 export { BlockMap, type MapEntry } from "./block_map.ts";
 export { FrozenView } from "./frozen_view.ts";
 export { Qcow2View } from "./qcow2_view.ts";
+export { type ChangeExtent, changeExtents, type ChangeList } from "./changes.ts";
 export type { Extent } from "./map_io.ts";
 export { LocalEngine, type LocalEngineOptions } from "./local_engine.ts";
 /** The real disk's sync of a directory's entries, for the other real disks (journals, logs). */

@@ -25,6 +25,7 @@ import {
 import { Metrics } from "./metrics.ts";
 import { logger } from "../log/mod.ts";
 import { bearerAuth } from "./_bearer_auth.ts";
+import { changeRoutes } from "./_change_routes.ts";
 import { clusterRoutes } from "./_cluster_routes.ts";
 import { imageRoutes } from "./_image_routes.ts";
 import { volumeRoutes } from "./_volume_routes.ts";
@@ -163,6 +164,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
 
   app.route("/v1", imageRoutes(store, metrics));
   app.route("/v1", volumeRoutes(options, authority));
+  app.route("/v1", changeRoutes(store));
   app.route("/v1", clusterRoutes(options, metrics));
   return app;
 }

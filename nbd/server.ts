@@ -129,11 +129,14 @@ export class NbdServer {
     const timer = setTimeout(() => closeQuietly(conn), handshakeTimeoutMs);
     const client = clientOf(conn);
     let opened: { export: string; atMs: number } | null = null;
+    let closeWriter = () => {};
     try {
       const session = await handshake(this.#store, reader, writer, this.#handshakeOptions)
         .finally(() => clearTimeout(timer));
       if (session !== null) {
         opened = { export: session.device.name, atMs: performance.now() };
+        // A volume's export may write: a rollback is refused while it is open.
+        if (session.device.canWrite) closeWriter = this.#store.noteWriter(session.device.name);
         log.info("connection opened to {export} from {client}", {
           export: opened.export,
           client,
@@ -153,6 +156,7 @@ export class NbdServer {
       if (error instanceof NbdFramingError) return;
       log.error("connection from {client} failed: {error}", { client, error });
     } finally {
+      closeWriter();
       if (opened !== null) {
         log.info("connection to {export} from {client} closed after {ms} ms", {
           export: opened.export,

@@ -49,6 +49,11 @@ export interface Expectation {
 export interface Lookup {
   /** Every live member's link (copies off the current placement: it changed, healing lags). */
   everyone: () => ObjectLink[];
+  /**
+   * Members gossip called dead or gone lately: asked too by a look that must hear
+   * everyone, their silence not counted (stampsElsewhere).
+   */
+  seenGone?: () => ObjectLink[];
   /** The object's floor (object_floors.ts): every copy taken for the newest must reach it. */
   floorOf: () => Promise<Stamp>;
 }
@@ -150,7 +155,8 @@ async function readNewestOnce(
       needed,
       expect.existing === true || compareStamps(atLeast, [0, 0]) > 0,
     );
-    best = newestOf([best, ...await stampsElsewhere(name, links, lookup.everyone(), strict)])!;
+    const elsewhere = await stampsElsewhere(name, links, lookup.everyone(), strict, lookup);
+    best = newestOf([best, ...elsewhere])!;
     if (absent && compareStamps(best.stamp, [0, 0]) === 0) {
       throw new ReplicaQuorumError(
         `Cannot read object ${name}: no member that answers holds a copy of it`,
@@ -199,23 +205,36 @@ export function mustHearEveryone(answers: Stamp[], needed: number, exists: boole
 
 /**
  * The copies of `name` that live members other than `links` hold (written ones
- * only); with `everyone`, each of them must answer (mustHearEveryone).
+ * only); with `strict`, each of them must answer (mustHearEveryone), and the
+ * members gossip called dead or gone lately (`lookup.seenGone`) are asked too, their
+ * silence not counted: a view can be wrong the other way as well (seed 930578
+ * with boot reads: a reader that still saw the lease holder and another member
+ * dead after a cut healed read an object's stale copy on the live members, the
+ * two it skipped holding its flushed writes; seed 851017 with joins, leaves and
+ * replacements: a member back from a crash that the reader still saw dead).
  */
 export async function stampsElsewhere(
   name: string,
   links: ObjectLink[],
   everyone: ObjectLink[],
   strict: boolean,
+  lookup?: Pick<Lookup, "seenGone">,
 ): Promise<{ link: ObjectLink; stamp: Stamp }[]> {
   const asked = new Set(links.map((link) => link.id));
   const elsewhere = everyone.filter((link) => !asked.has(link.id));
-  const answers = await Promise.allSettled(elsewhere.map((link) => link.stamps([name])));
+  for (const link of elsewhere) asked.add(link.id);
+  const unsure = strict ? (lookup?.seenGone?.() ?? []).filter((link) => !asked.has(link.id)) : [];
+  const answers = await Promise.allSettled(
+    [...elsewhere, ...unsure].map((link) => link.stamps([name])),
+  );
   const found: { link: ObjectLink; stamp: Stamp }[] = [];
   const silent: string[] = [];
   answers.forEach((answer, i) => {
-    if (answer.status === "rejected") silent.push(elsewhere[i].id);
-    else if (compareStamps(answer.value[0], [0, 0]) > 0) {
-      found.push({ link: elsewhere[i], stamp: answer.value[0] });
+    const link = i < elsewhere.length ? elsewhere[i] : unsure[i - elsewhere.length];
+    if (answer.status === "rejected") {
+      if (i < elsewhere.length) silent.push(link.id);
+    } else if (compareStamps(answer.value[0], [0, 0]) > 0) {
+      found.push({ link, stamp: answer.value[0] });
     }
   });
   if (strict && silent.length > 0) {

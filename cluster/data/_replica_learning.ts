@@ -139,6 +139,7 @@ export async function learnWhereItStands(
       existing || compareStamps(written.acked, [0, 0]) > 0 ||
         compareStamps(written.stamp, [0, 0]) > 0,
     ),
+    lookup,
   );
   const best = newestOf([{ stamp: newest }, ...elsewhere])!.stamp;
   if (compareStamps(best, written.acked) < 0) {

@@ -178,6 +178,7 @@ export class WrittenObjects {
   lookup(name: string, scope: FloorScope): Lookup {
     return {
       everyone: () => this.#options.everyone?.() ?? [],
+      seenGone: () => this.#options.seenGone?.() ?? [],
       floorOf: () => this.#floors.floorOf(name, scope),
     };
   }

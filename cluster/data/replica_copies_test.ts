@@ -98,3 +98,23 @@ Deno.test("a copy to laggards skips a source that no longer holds the stamp aske
     assert.ok(data.every((byte) => byte === 0x5a), "c's bytes, not b's nothing");
   });
 });
+
+Deno.test("a look that must hear everyone asks the members its view calls gone, not waiting on silence", async () => {
+  // Seeds 930578 and 851017 of the data-path simulation: the reader's view called the
+  // members holding the newest copy dead or gone while they ran.
+  await withReplicas(async ([a, b, c], down) => {
+    const into = new Uint8Array(4096);
+    const lookup = { everyone: () => [a], floorOf: () => Promise.resolve([0, 0] as Stamp) };
+    await assert.rejects(
+      readNewest(name, [a, down], 0, into, lookup, { existing: true }),
+      /no member that answers holds a copy/,
+    );
+    const read = await readNewest(name, [a, down], 0, into, {
+      ...lookup,
+      seenGone: () => [down, b, c],
+    }, { existing: true });
+    assert.deepEqual(read.stamp, stamp);
+    assert.ok([b.id, c.id].includes(read.from.id));
+    assert.ok(into.every((byte) => byte === 0x5a));
+  });
+});

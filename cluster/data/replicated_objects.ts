@@ -56,6 +56,12 @@ export interface ReplicatedObjectsOptions {
   /** A link to every live member (copies off the placement); none by default. */
   everyone?: () => ObjectLink[];
   /**
+   * A link to every member gossip called dead or gone lately: a look that must hear every
+   * member that may hold an object's newest copy asks them too, without waiting
+   * for those that do not answer (_replica_copies.ts, stampsElsewhere); none by default.
+   */
+  seenGone?: () => ObjectLink[];
+  /**
    * False when what this node knows as the writer of volume `uid`'s objects
    * may be stale (its lease not confirmed lately: leases/_held_leases.ts,
    * `trusted`); reads then ask the replicas. Always true by default.
