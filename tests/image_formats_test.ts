@@ -53,6 +53,19 @@ async function assertNotStored(node: TestNode, name: string): Promise<void> {
   await info.body?.cancel();
 }
 
+/** Runs `atoll image upload FILE NAME` against `node`: exit code and stderr. */
+async function cliUpload(node: TestNode, file: string, name: string) {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "main.ts", "image", "upload", file, name, "--node", node.url],
+    cwd: new URL("../", import.meta.url).pathname,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: output.code, stderr: new TextDecoder().decode(output.stderr).trim() };
+}
+
 /** Files left in the node's spool directory (DATA/tmp/). */
 async function spooled(node: TestNode): Promise<string[]> {
   const names: string[] = [];
@@ -110,6 +123,11 @@ Deno.test("qcow2 uploads (v3, compressed, compat=0.10) store the raw disk, byte 
       assert.equal(await fileSha256(out), await fileSha256(reference), `${name} read over NBD`);
       await Deno.remove(out);
     }
+    // The CLI streams the file (chunked); the node converts it the same way.
+    const cli = await cliUpload(node, `${dir}/v2-compressed.qcow2`, "from-cli");
+    assert.equal(cli.code, 0, cli.stderr);
+    const info = await (await node.fetch("/v1/images/from-cli/info")).json();
+    assert.equal(info.size, sourceBytes);
     assert.deepEqual(await spooled(node), [], "every spool file is gone");
   });
 });
@@ -177,6 +195,9 @@ Deno.test("qcow2 files this node cannot convert get a 400 naming the reason, and
       assert.match(String(json.error), reason);
       await assertNotStored(node, name);
     }
+    const cli = await cliUpload(node, `${dir}/backing.qcow2`, "backing");
+    assert.notEqual(cli.code, 0);
+    assert.match(cli.stderr, /^[^\n]*has a backing file[^\n]*$/, "one clear line");
     assert.deepEqual(await spooled(node), [], "every spool file is gone");
   });
 });
