@@ -133,6 +133,8 @@ Deno.test("UploadProgress redraws in place, shows the node's dedup, and erases i
   const status: UploadStatus = {
     name: "debian",
     startedAt: "",
+    format: "raw",
+    spooledBytes: 0,
     receivedBytes: 0,
     expectedBytes: null,
     blocks: 4,

@@ -105,6 +105,8 @@ export async function serve(options: ServeOptions): Promise<Node> {
     pool: new HashPool({ engine: options.hashEngine }),
     access: member?.leases.access,
     gcPolicy: member?.gcPolicy,
+    // The local engine empties DATA/tmp/ when it opens: a crash leaves no spooled upload behind.
+    spoolDir: join(options.data, "tmp"),
   });
   // Maps written whole (before maps had pages) become roots and pages, once: on a single
   // node every record before it serves; in a cluster images and snapshots, once joined.

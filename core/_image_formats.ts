@@ -1,13 +1,18 @@
 /**
  * Disk image containers recognized by their first bytes. Atoll stores raw
- * disks: a container stored as one would look like garbage to a VM (QEMU
- * would see a qcow2 file where a disk should be, and writes to it fail), so
- * an upload of one is refused with a clear error unless the caller says the
- * bytes are raw (`format: "raw"`, for a raw disk that happens to start so).
+ * disks: a qcow2 upload is converted to the raw disk it describes
+ * (_upload_source.ts); other containers (VMDK, VHDX) would look like garbage
+ * to a VM if stored as they are (QEMU would see a VMDK file where a disk
+ * should be, and writes to it fail), so an upload of one is refused with a
+ * clear error unless the caller says the bytes are raw (`format: "raw"`, for a
+ * raw disk that happens to start so).
  */
 
-/** What an upload's bytes are taken for: `auto` refuses known containers. */
-export type UploadFormat = "raw" | "auto";
+/** What an upload's bytes are taken for: `auto` detects them from their first bytes. */
+export type UploadFormat = "raw" | "qcow2" | "auto";
+
+/** The formats an upload may be stored from. */
+export type DiskFormat = "raw" | "qcow2";
 
 const containers: { name: string; magic: number[] }[] = [
   { name: "qcow2", magic: [0x51, 0x46, 0x49, 0xfb] }, // "QFI\xfb"
@@ -16,60 +21,89 @@ const containers: { name: string; magic: number[] }[] = [
 ];
 const magicBytesMax = Math.max(...containers.map(({ magic }) => magic.length));
 
-/** The format `text` names (`raw`, `auto`; absent: auto); TypeError otherwise. */
+/** The format `text` names (`raw`, `qcow2`, `auto`; absent: auto); TypeError otherwise. */
 export function parseUploadFormat(text: string | undefined): UploadFormat {
   if (text === undefined || text === "auto") return "auto";
-  if (text === "raw") return "raw";
-  throw new TypeError(`Cannot upload: format must be raw or auto, not ${JSON.stringify(text)}`);
+  if (text === "raw" || text === "qcow2") return text;
+  throw new TypeError(
+    `Cannot upload: format must be raw, qcow2 or auto, not ${JSON.stringify(text)}`,
+  );
 }
 
 /**
- * The chunks of `body`, unchanged; with `auto`, throws TypeError (a 400)
- * before the first chunk when the body starts as a known container does.
+ * The format of `body` and its chunks, unchanged. With `auto` the first bytes
+ * decide: a qcow2 header is qcow2, another known container a TypeError (a 400,
+ * thrown before anything is stored), anything else raw. With `qcow2`, a body
+ * that does not start as one is a TypeError.
  */
-export async function* rawOnly(
+export async function detectFormat(
   body: AsyncIterable<Uint8Array>,
   format: UploadFormat,
   what: string,
-): AsyncIterable<Uint8Array> {
-  if (format === "raw") return yield* body;
+): Promise<{ format: DiskFormat; body: AsyncIterable<Uint8Array> }> {
+  if (format === "raw") return { format, body };
+  const chunks = body[Symbol.asyncIterator]();
   const held: Uint8Array[] = [];
   let heldBytes = 0;
-  let checked = false;
-  for await (const chunk of body) {
-    if (checked) {
-      yield chunk;
-      continue;
+  let ended = false;
+  while (heldBytes < magicBytesMax) {
+    const next = await chunks.next();
+    if (next.done) {
+      ended = true;
+      break;
     }
-    held.push(chunk);
-    heldBytes += chunk.length;
-    if (heldBytes < magicBytesMax) continue;
-    check(held, what);
-    checked = true;
-    yield* held.splice(0);
+    held.push(next.value);
+    heldBytes += next.value.length;
   }
-  if (!checked) {
-    check(held, what);
-    yield* held;
+  const found = containerOf(head(held));
+  const rest = replay(held, ended ? null : chunks);
+  if (format === "qcow2") {
+    if (found === "qcow2") return { format: "qcow2", body: rest };
+    await chunks.return?.();
+    throw new TypeError(`${what}: the body is not a qcow2 file (it lacks the QFI\\xfb magic)`);
+  }
+  if (found === "qcow2" || found === null) return { format: found ?? "raw", body: rest };
+  await chunks.return?.();
+  throw new TypeError(
+    `${what}: the body is a ${found} file, not a raw disk; convert it first ` +
+      `(qemu-img convert -O raw FILE disk.raw, or -O qcow2), or upload with ?format=raw ` +
+      `to store it as is`,
+  );
+}
+
+/** The held chunks again, then the rest of `chunks` (none when it has ended). */
+async function* replay(
+  held: Uint8Array[],
+  chunks: AsyncIterator<Uint8Array> | null,
+): AsyncIterable<Uint8Array> {
+  try {
+    yield* held.splice(0);
+    if (chunks === null) return;
+    while (true) {
+      const next = await chunks.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    await chunks?.return?.();
   }
 }
 
-function check(held: Uint8Array[], what: string): void {
-  const head = new Uint8Array(magicBytesMax);
+function head(held: Uint8Array[]): Uint8Array {
+  const bytes = new Uint8Array(magicBytesMax);
   let at = 0;
   for (const chunk of held) {
-    if (at >= head.length) break;
-    const part = chunk.subarray(0, head.length - at);
-    head.set(part, at);
+    if (at >= bytes.length) break;
+    const part = chunk.subarray(0, bytes.length - at);
+    bytes.set(part, at);
     at += part.length;
   }
+  return bytes.subarray(0, at);
+}
+
+function containerOf(bytes: Uint8Array): string | null {
   const found = containers.find(({ magic }) =>
-    at >= magic.length && magic.every((byte, i) => head[i] === byte)
+    bytes.length >= magic.length && magic.every((byte, i) => bytes[i] === byte)
   );
-  if (found !== undefined) {
-    throw new TypeError(
-      `${what}: the body is a ${found.name} file, not a raw disk; convert it first ` +
-        `(qemu-img convert -O raw FILE disk.raw), or upload with ?format=raw to store it as is`,
-    );
-  }
+  return found?.name ?? null;
 }

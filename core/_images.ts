@@ -7,13 +7,14 @@ import type { HashPool } from "../wasm/hash_pool.ts";
 import type { BlockMap } from "./block_map.ts";
 import type { Collector } from "./collector.ts";
 import type { PagePins } from "./_page_pins.ts";
-import { rawOnly, type UploadFormat } from "./_image_formats.ts";
+import type { UploadFormat } from "./_image_formats.ts";
+import { notWholeSectors, type RawDisk, rawDisk } from "./_upload_source.ts";
 import type { Engine } from "./engine.ts";
 import { BusyError, ConflictError, VersionMismatchError } from "./errors.ts";
 import { FrozenView } from "./frozen_view.ts";
 import { type ImageInfo, imageInfo, type UploadResult, type UploadStatus } from "./infos.ts";
 import { ingest, newProgress } from "./ingest.ts";
-import { uploadsMax } from "./limits.ts";
+import { sectorBytes, uploadsMax } from "./limits.ts";
 import type { Mutex } from "./_mutex.ts";
 import { validateName } from "./names.ts";
 import { type ImageHeader, putRecord, recordKey } from "./records.ts";
@@ -32,6 +33,8 @@ export interface ImagesOptions {
   collector: Collector;
   /** Pages being stored, kept by garbage collection (_page_pins.ts). */
   pins: PagePins;
+  /** Where qcow2 uploads are spooled before conversion; the system's temporary directory when null. */
+  spoolDir: string | null;
 }
 
 /** The images of one node and their uploads (Store.uploadImage and its kin). */
@@ -58,26 +61,42 @@ export class Images {
       throw new BusyError(`Cannot upload image "${name}": ${uploadsMax} uploads are running`);
     }
     const expectedBytes = options.expectedBytes ?? null;
-    const status = {
+    const status: UploadStatus & { pins: Set<string> } = {
       name,
       startedAt: new Date().toISOString(),
+      format: null,
+      spooledBytes: 0,
       pins: new Set<string>(),
       ...newProgress(expectedBytes),
     };
     this.#uploads.set(name, status);
     const stored = new Set<string>();
     let committed = false;
+    const what = `Cannot upload image "${name}"`;
+    let disk: RawDisk | null = null;
     try {
-      const bytes = rawOnly(body, options.format ?? "auto", `Cannot upload image "${name}"`);
-      const { map } = await ingest(bytes, {
+      disk = await rawDisk(body, {
+        format: options.format ?? "auto",
+        expectedBytes,
+        spoolDir: this.#options.spoolDir,
+        what,
+        onSpooled: (bytes) => status.spooledBytes = bytes,
+      });
+      status.format = disk.format;
+      status.expectedBytes = disk.sizeBytes;
+      const { map } = await ingest(disk.bytes, {
         engine,
         pool,
         blockSize,
-        expectedBytes,
+        expectedBytes: disk.sizeBytes,
         pins: status.pins,
         stored,
         progress: status,
       });
+      // A body without a Content-Length shows its size only at its end.
+      if (map.sizeBytes % sectorBytes !== 0) {
+        throw new TypeError(notWholeSectors(what, map.sizeBytes));
+      }
       const header: ImageHeader = { name, createdAt: new Date().toISOString() };
       const created = await catalogue.run(() => this.#commit(header, map));
       committed = true;
@@ -91,6 +110,7 @@ export class Images {
       });
       return { ...info, newBlocks: status.newBlocks, newBytes: status.newBytes, created };
     } finally {
+      await disk?.close();
       this.#uploads.delete(name);
       // A failed upload gives back the space of the blocks it stored at once (those
       // nothing else came to rely on); in a cluster, where another node's upload may

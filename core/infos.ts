@@ -57,6 +57,10 @@ export interface SnapshotInfo {
 export interface UploadStatus extends IngestProgress {
   name: string;
   startedAt: string;
+  /** What the body was taken for, once its first bytes said (a qcow2 is converted to raw). */
+  format: "raw" | "qcow2" | null;
+  /** Bytes of a qcow2 body written to its spool file so far (0 for raw). */
+  spooledBytes: number;
 }
 
 /** An image as the API shows it. */

@@ -6,6 +6,10 @@
  * `uploadBlocksInFlightMax` block buffers exist per upload, recycled, and the
  * stream is not read while all of them are busy (backpressure reaches the client
  * through the socket).
+ *
+ * A converter that knows a span is zeros (a qcow2's unallocated clusters) says
+ * so with a {@linkcode ZeroRun} instead of bytes: whole blocks in it are zero
+ * entries at once, never filled nor hashed.
  */
 import type { HashPool } from "../wasm/hash_pool.ts";
 import { toHex } from "../wasm/hash_pool.ts";
@@ -14,6 +18,11 @@ import { BlockMap } from "./block_map.ts";
 import type { Engine } from "./engine.ts";
 import { TruncatedError } from "./errors.ts";
 import { uploadBlocksInFlightMax, volumeSizeBytesMax } from "./limits.ts";
+
+/** A span of zeros in a body, by length only. */
+export interface ZeroRun {
+  zeroBytes: number;
+}
 
 /** Counters of one upload, updated as it runs (the progress an operator sees). */
 export interface IngestProgress {
@@ -53,7 +62,7 @@ export function newProgress(expectedBytes: number | null): IngestProgress {
  * `expectedBytes`, RangeError when it runs past it or past the size limit.
  */
 export async function ingest(
-  body: AsyncIterable<Uint8Array>,
+  body: AsyncIterable<Uint8Array | ZeroRun>,
   options: IngestOptions,
 ): Promise<{ map: BlockMap; progress: IngestProgress }> {
   const { engine, pool, blockSize, pins } = options;
@@ -106,13 +115,36 @@ export async function ingest(
   try {
     for await (const chunk of body) {
       if (failure !== null) break;
-      if (progress.receivedBytes + chunk.length > limit) {
+      const length = chunk instanceof Uint8Array ? chunk.length : chunk.zeroBytes;
+      if (progress.receivedBytes + length > limit) {
         throw new RangeError(
           `Cannot store image: the body runs past ${limit} bytes` +
             (expected === null ? " (the size limit)" : " (its announced length)"),
         );
       }
-      progress.receivedBytes += chunk.length;
+      progress.receivedBytes += length;
+      if (!(chunk instanceof Uint8Array)) {
+        // Zeros end the block being filled; whole blocks of them are zero entries at once.
+        let left = length;
+        if (filled > 0) {
+          const take = Math.min(blockSize - filled, left);
+          current.fill(0, filled, filled + take);
+          filled += take;
+          left -= take;
+          if (filled < blockSize) continue;
+          submit(current);
+          current = await buffers.take();
+          filled = 0;
+        }
+        for (; left >= blockSize; left -= blockSize) {
+          hashes[submitted++] = null;
+          progress.zeroBlocks++;
+          progress.blocks++;
+        }
+        current.fill(0, 0, left);
+        filled = left;
+        continue;
+      }
       let used = 0;
       while (used < chunk.length) {
         const take = Math.min(blockSize - filled, chunk.length - used);

@@ -46,6 +46,15 @@ export const qosBpsMax = 1024 ** 4;
 export const qosBurstSecondsMax = 60;
 /** A volume's burst when none is given, in seconds at its rate (QEMU's throttling default too). */
 export const qosBurstSecondsDefault = 0.1;
+/**
+ * Longest qcow2 upload spooled to disk before conversion: the largest disk plus
+ * an eighth for its tables (L2 tables of 512-byte clusters are 1/64 of the data).
+ */
+export const spoolBytesMax = volumeSizeBytesMax + volumeSizeBytesMax / 8;
+/** Largest qcow2 cluster, as a power of two (2 MiB, QEMU's own limit). */
+export const qcow2ClusterBitsMax = 21;
+/** Most L1 entries of a qcow2 disk read (QEMU's limit: a 32 MiB table). */
+export const qcow2L1EntriesMax = 4 * 1024 * 1024;
 
 assert(blockSizeMin <= blockSizeDefault && blockSizeDefault <= blockSizeMax);
 assert(Number.isSafeInteger(volumeSizeBytesMax) && volumeSizeBytesMax % sectorBytes === 0);

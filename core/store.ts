@@ -71,6 +71,11 @@ export interface StoreOptions {
   clock?: Clock;
   /** Makes the uid of a new volume; 16 random bytes in hex unless told (a simulation). */
   newUid?: () => string;
+  /**
+   * Where qcow2 uploads are spooled before conversion (a node gives `DATA/tmp/`,
+   * emptied at start); the system's temporary directory unless told.
+   */
+  spoolDir?: string;
 }
 
 /** Images, volumes and snapshots of one node. */
@@ -120,7 +125,12 @@ export class Store {
       collector: this.#collector,
       pins: this.#pins,
     };
-    this.#images = new Images({ ...parts, pool: this.pool, blockSize: this.blockSize });
+    this.#images = new Images({
+      ...parts,
+      pool: this.pool,
+      blockSize: this.blockSize,
+      spoolDir: options.spoolDir ?? null,
+    });
     this.#creation = { ...parts, blockSize: this.blockSize, newUid: options.newUid ?? randomUid };
     this.#snapshots = new Snapshots({ ...parts, volumes: this.#volumes });
     this.#lifecycle = { ...parts, pool: this.pool, volumes: this.#volumes, writers: this.#writers };

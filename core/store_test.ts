@@ -8,15 +8,15 @@ import {
   testBlockSize as B,
 } from "./_test_store.ts";
 
-/** An image of 6 blocks and a short tail: A, B, zero, A, C, zero, tail. */
+/** An image of 6 blocks and a short tail (two sectors): A, B, zero, A, C, zero, tail. */
 function sampleImage(): Uint8Array {
   const a = patternBytes(B, 1), b = patternBytes(B, 2), c = patternBytes(B, 3);
-  const image = new Uint8Array(6 * B + 1000);
+  const image = new Uint8Array(6 * B + 1024);
   image.set(a, 0);
   image.set(b, B);
   image.set(a, 3 * B);
   image.set(c, 4 * B);
-  image.set(patternBytes(1000, 4), 6 * B);
+  image.set(patternBytes(1024, 4), 6 * B);
   return image;
 }
 
@@ -28,7 +28,7 @@ Deno.test("uploadImage() stores each distinct block once and no zero block", asy
     assert.equal(first.blocks, 7);
     assert.equal(first.zeroBlocks, 2);
     assert.equal(first.newBlocks, 4); // A, B, C and the tail
-    assert.equal(first.newBytes, 3 * B + 1000);
+    assert.equal(first.newBytes, 3 * B + 1024);
     const again = await store.uploadImage("two", chunked(image, 333), {});
     assert.equal(again.newBlocks, 0);
     assert.equal(again.newBytes, 0);
@@ -45,7 +45,7 @@ Deno.test("uploadImage() of an existing name: same bytes succeed, others conflic
     const image = sampleImage();
     assert.equal((await store.uploadImage("x", chunked(image))).created, true);
     assert.equal((await store.uploadImage("x", chunked(image))).created, false);
-    await assert.rejects(store.uploadImage("x", chunked(patternBytes(5000, 9))), ConflictError);
+    await assert.rejects(store.uploadImage("x", chunked(patternBytes(5120, 9))), ConflictError);
   } finally {
     await destroyTestStore(store);
   }
@@ -56,15 +56,15 @@ Deno.test("uploadImage() refuses a second concurrent upload of one name", async 
   try {
     const gate = Promise.withResolvers<void>();
     const slow = async function* () {
-      yield patternBytes(1000, 1);
+      yield patternBytes(1024, 1);
       await gate.promise;
-      yield patternBytes(1000, 2);
+      yield patternBytes(1024, 2);
     };
     const first = store.uploadImage("busy", slow());
     await assert.rejects(store.uploadImage("busy", chunked(sampleImage())), ConflictError);
     assert.equal(store.uploads()[0].name, "busy");
     gate.resolve();
-    assert.equal((await first).size, 2000);
+    assert.equal((await first).size, 2048);
   } finally {
     await destroyTestStore(store);
   }

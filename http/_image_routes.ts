@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { parseUploadFormat, type Store, validateName } from "../core/mod.ts";
 import type { AppEnv } from "./app.ts";
-import { dataResponse } from "./data_response.ts";
+import { frozenData } from "./_frozen_data.ts";
 import type { Metrics } from "./metrics.ts";
 import { clientBytes, contentLength } from "./_request_body.ts";
 
@@ -27,7 +27,7 @@ export function imageRoutes(store: Store, metrics: Metrics): Hono<AppEnv> {
   app.get("/uploads", (c) => c.json(store.uploads()));
   app.get("/images/:name", async (c) => {
     const view = await store.openImage(c.req.param("name"));
-    return await dataResponse(view, c.req.header("range"));
+    return await frozenData(view, c.req.query("format"), c.req.header("range"));
   });
   app.get("/images/:name/info", async (c) => c.json(await store.imageInfo(c.req.param("name"))));
   app.delete("/images/:name", async (c) => {

@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import { ConflictError, validateName, type VolumeAuthority } from "../core/mod.ts";
 import type { AppEnv, AppOptions } from "./app.ts";
 import { dataResponse } from "./data_response.ts";
+import { frozenData } from "./_frozen_data.ts";
 import { clientBytes, jsonBody } from "./_request_body.ts";
 
 /** Volume and snapshot routes; the data routes open volumes through `authority`. */
@@ -114,7 +115,7 @@ export function volumeRoutes(options: AppOptions, authority: VolumeAuthority): H
   });
   app.get("/volumes/:name/snapshots/:snapshot/data", async (c) => {
     const view = await store.openSnapshot(c.req.param("name"), c.req.param("snapshot"));
-    return await dataResponse(view, c.req.header("range"));
+    return await frozenData(view, c.req.query("format"), c.req.header("range"));
   });
   app.delete("/volumes/:name/snapshots/:snapshot", async (c) => {
     await store.deleteSnapshot(c.req.param("name"), c.req.param("snapshot"));

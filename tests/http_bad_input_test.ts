@@ -153,16 +153,16 @@ Deno.test("a second concurrent upload of one name gets 409 and the first complet
 Deno.test("a Range past the end gets 416 with the size", async () => {
   const node = await startNode();
   try {
-    const body = patternBytes(100_000, 6);
+    const body = patternBytes(100_352, 6); // 196 sectors
     assert.equal(await status(node, "/v1/images/r", { method: "PUT", body }), 201);
-    const past = await node.fetch("/v1/images/r", { headers: { range: "bytes=100000-" } });
+    const past = await node.fetch("/v1/images/r", { headers: { range: "bytes=100352-" } });
     await past.body?.cancel();
     assert.equal(past.status, 416);
-    assert.equal(past.headers.get("content-range"), "bytes */100000");
-    const part = await node.fetch("/v1/images/r", { headers: { range: "bytes=99990-200000" } });
+    assert.equal(past.headers.get("content-range"), "bytes */100352");
+    const part = await node.fetch("/v1/images/r", { headers: { range: "bytes=100342-200000" } });
     assert.equal(part.status, 206);
-    assert.equal(part.headers.get("content-range"), "bytes 99990-99999/100000");
-    assert.deepEqual(new Uint8Array(await part.arrayBuffer()), body.subarray(99990));
+    assert.equal(part.headers.get("content-range"), "bytes 100342-100351/100352");
+    assert.deepEqual(new Uint8Array(await part.arrayBuffer()), body.subarray(100342));
   } finally {
     await node.stop();
     await removeData(node);
@@ -175,7 +175,7 @@ Deno.test("with a token file, /v1 needs the bearer token and nothing else gets i
   await Deno.writeTextFile(`${dir}/token`, token + "\n");
   const node = await startNode({ args: ["--token-file", `${dir}/token`] });
   try {
-    const body = patternBytes(5000, 7);
+    const body = patternBytes(5120, 7);
     const put = (auth?: string) =>
       status(node, "/v1/images/t", {
         method: "PUT",

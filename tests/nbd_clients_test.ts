@@ -298,7 +298,7 @@ Deno.test("nbdcopy copies a file into a volume and volumes and images out, byte 
     await run("nbdcopy", [node.nbdUri("copy"), `${dir}/volume.out`]);
     await run("cmp", [source, `${dir}/volume.out`]);
 
-    const image = patternBytes(12 * MiB + 4097, 3);
+    const image = patternBytes(12 * MiB + 4608, 3);
     await Deno.writeFile(`${dir}/image.raw`, image);
     await uploadImage(node, "img", image);
     await run("nbdcopy", [node.nbdUri("image/img"), `${dir}/image.out`]);
