@@ -18,7 +18,7 @@ const serveUsage = `  atoll serve [--data DIR] [--http HOST:PORT] [--nbd HOST:PO
               [--gossip HOST:PORT --cluster-key-file F [--join HOST:PORT,...]] [--weight W]
               [--replicas N] [--dead-grace SECONDS] [--heal-interval SECONDS]
               [--gc-min-age SECONDS] [--gc-settle SECONDS] [--read-cache-mib N]
-              [--header-timeout SECONDS]
+              [--header-timeout SECONDS] [--volume-metrics on|off]
               [--log-format text|json] [--log-level debug|info|warning|error]
               [--fault-file F (testing: no cluster traffic while F exists)]`;
 
@@ -64,6 +64,7 @@ async function main(args: string[]): Promise<number> {
       "header-timeout": { type: "string", default: String(headerTimeoutMsDefault / 1000) },
       "log-format": { type: "string", default: "text" },
       "log-level": { type: "string", default: "info" },
+      "volume-metrics": { type: "string", default: "on" },
     },
     strict: true,
   });
@@ -95,6 +96,7 @@ async function main(args: string[]): Promise<number> {
       1024,
     hashEngine,
     headerTimeoutMs: parseSeconds(values["header-timeout"], "--header-timeout") * 1000,
+    volumeMetrics: parseOnOff(values["volume-metrics"], "--volume-metrics"),
     version,
   });
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -121,6 +123,13 @@ function parseCount(text: string, flag: string, min: number, max: number): numbe
     throw new TypeError(`Cannot use ${flag} ${text}: expected a whole number in [${min}, ${max}]`);
   }
   return count;
+}
+
+function parseOnOff(text: string, flag: string): boolean {
+  if (text !== "on" && text !== "off") {
+    throw new TypeError(`Cannot use ${flag} ${text}: expected on or off`);
+  }
+  return text === "on";
 }
 
 function parseSeconds(text: string, flag: string): number {

@@ -18,6 +18,7 @@ declare -A tools=(
   [nbdkit]=nbdkit
   [qemu-system-x86_64]=qemu-system-x86
   [faketime]=faketime
+  [promtool]=prometheus
 )
 
 missing=()
