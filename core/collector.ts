@@ -155,7 +155,7 @@ export class Collector {
     this.#timer = timer;
     this.#options.clock.sleep(this.#options.delayMs, timer.signal).then(() => {
       this.#timer = null;
-      this.#collect(undefined, "deletion").catch(this.#options.onError);
+      this.#collect(undefined, "automatic").catch(this.#options.onError);
     }, () => {/* aborted: the store closed */});
   }
 

@@ -1,18 +1,19 @@
 /**
  * Garbage collection's series, bumped by every collection: the automatic one
- * that follows a deletion as well as `POST /v1/gc`.
+ * that follows deletions and uploads as well as `POST /v1/gc`.
  */
 import { Counter } from "prom-client";
 import { registry } from "./registry.ts";
 
 /** Why a collection ran (the `trigger` label). */
-export type GcTrigger = "deletion" | "request" | "failed_upload";
-const triggers: GcTrigger[] = ["deletion", "request", "failed_upload"];
+export type GcTrigger = "automatic" | "request" | "failed_upload";
+const triggers: GcTrigger[] = ["automatic", "request", "failed_upload"];
 
 /** Collections completed, by trigger. */
 export const gcRuns: Counter<"trigger"> = new Counter({
   name: "atoll_gc_runs_total",
-  help: "Garbage collections completed, by trigger (deletion, request, failed_upload)",
+  help: "Garbage collections completed, by trigger: automatic (a second after deletions and " +
+    "uploads), request (POST /v1/gc), failed_upload",
   labelNames: ["trigger"],
   registers: [registry],
 });
