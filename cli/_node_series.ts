@@ -44,8 +44,14 @@ export function registerNodeSeries(figures: NodeFigures): () => void {
     type: "gauge",
     read,
   });
-  const stored = async () => (await scan.refresh(), scan.usage);
-  const listed = async () => (await scan.refresh(), scan.catalogue);
+  const stored = async () => {
+    await scan.refresh();
+    return scan.usage;
+  };
+  const listed = async () => {
+    await scan.refresh();
+    return scan.catalogue;
+  };
   const unregister = scrapedSeries([
     gauge("atoll_open_files_limit", "Descriptors this process may hold", () => figures.filesLimit),
     gauge("atoll_http_connections_open", "HTTP API connections open", figures.http.connections),
@@ -124,7 +130,10 @@ export function registerNodeSeries(figures: NodeFigures): () => void {
     gauge(
       "atoll_capacity_scan_age_seconds",
       "Age of the figures atoll_stored_*, atoll_images* and atoll_volumes* (counted at most once a minute)",
-      async () => (await scan.refresh(), scan.ageSeconds()),
+      async () => {
+        await scan.refresh();
+        return scan.ageSeconds();
+      },
     ),
   ]);
   return unregister;

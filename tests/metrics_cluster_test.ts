@@ -91,7 +91,10 @@ Deno.test("cluster member: /metrics passes promtool after a lease move and a col
       const m0 = await scrape(node0);
       await promtoolCheckMetrics(m0.text);
       assert.ok(m0.value("atoll_lease_released_total") >= 1, "node 0 gave the lease up");
-      assert.equal(m0.value("atoll_volumes_open"), 0);
+      await eventually(
+        "node 0 closed qemu-io's connection, and vm1's series",
+        async () => (await scrape(node0)).value("atoll_volumes_open") === 0,
+      );
       await eventually(
         "a healing pass",
         async () => (await scrape(node0)).value("atoll_heal_passes_total") >= 1,

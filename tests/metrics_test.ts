@@ -56,6 +56,11 @@ Deno.test("single node: /metrics passes promtool and counts uploads, NBD I/O and
       assert.equal((await node.fetch("/v1/volumes/vm1")).status, 200);
       const missing = await exec("nbdinfo", [node.nbdUri("no-such-volume")]);
       assert.notEqual(missing.code, 0);
+      // The node closes nbdinfo's connection once the client has gone: wait for that.
+      await eventually(
+        "only the held NBD connection open",
+        async () => (await scrape(node)).value("atoll_nbd_connections_open") === 1,
+      );
 
       const m = await scrape(node);
       await promtoolCheckMetrics(m.text);
