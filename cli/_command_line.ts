@@ -20,6 +20,8 @@ const optionSpecs = {
   cascade: { type: "boolean" },
   break: { type: "boolean" },
   force: { type: "boolean" },
+  since: { type: "string" },
+  until: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 const globalOptions = new Set(["node", "token-file", "json", "help"]);
@@ -99,13 +101,16 @@ export function parseCommandLine(args: string[], commands: Record<string, Comman
   return { spec, operands, values };
 }
 
-/** node:util's parse errors, reworded to name the flag without its long advice. */
-function parseArgsMessage(error: unknown): string {
+/**
+ * node:util's parse errors, reworded to name the flag without its long advice;
+ * `help` is the command whose help an unknown option points to.
+ */
+export function parseArgsMessage(error: unknown, help = "atoll --help"): string {
   const message = error instanceof Error ? error.message : String(error);
   const option = message.match(/'(-[^' ]+)/)?.[1] ?? "";
   const code = (error as { code?: string }).code;
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-    return `unknown option ${option} (see atoll --help)`;
+    return `unknown option ${option} (see ${help})`;
   }
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
     return message.includes("argument missing")

@@ -32,6 +32,22 @@ export const volumeCommands: Record<string, CommandSpec> = {
       print(values.json ? toJson(volume) : volumeLines(volume));
     },
   },
+  "volume rollback": {
+    operands: ["NAME", "SNAPSHOT"],
+    options: ["force"],
+    synopsis: "NAME SNAPSHOT [--force]",
+    run: async ({ client, values, print }, [name, snapshot]) => {
+      const volume = await client.rollbackVolume(name, snapshot, values.force === true);
+      print(values.json ? toJson(volume) : volumeLines(volume));
+    },
+  },
+  "volume flatten": {
+    operands: ["NAME"],
+    run: async ({ client, values, print }, [name]) => {
+      const volume = await client.flattenVolume(name);
+      print(values.json ? toJson(volume) : volumeLines(volume));
+    },
+  },
   "volume ls": listCommand({
     operands: [],
     fetch: (client) => client.listVolumes(),

@@ -12,8 +12,17 @@ import type {
   VolumeInfo,
 } from "../core/infos.ts";
 import type { MemberInfo } from "../http/app.ts";
+import type { ChangeList } from "../core/changes.ts";
 
-export type { ImageInfo, MemberInfo, SnapshotInfo, UploadResult, UploadStatus, VolumeInfo };
+export type {
+  ChangeList,
+  ImageInfo,
+  MemberInfo,
+  SnapshotInfo,
+  UploadResult,
+  UploadStatus,
+  VolumeInfo,
+};
 export type { VolumeOrigin } from "../core/records.ts";
 
 /** What a new volume starts from: exactly one of image, snapshot (`VOL@SNAP`) or size. */
@@ -139,6 +148,18 @@ export class AtollClient {
     return this.#json(action, "POST", `${volumePath(name)}/resize`, { size, force });
   }
 
+  /** `POST /v1/volumes/NAME/rollback`: back to its snapshot; `force` even while in use. */
+  rollbackVolume(name: string, snapshot: string, force: boolean): Promise<VolumeInfo> {
+    const action = `Cannot roll back volume ${JSON.stringify(name)}`;
+    return this.#json(action, "POST", `${volumePath(name)}/rollback`, { snapshot, force });
+  }
+
+  /** `POST /v1/volumes/NAME/flatten`: the clone no longer depends on its origin. */
+  flattenVolume(name: string): Promise<VolumeInfo & { flattenedBlocks: number }> {
+    const action = `Cannot flatten volume ${JSON.stringify(name)}`;
+    return this.#json(action, "POST", `${volumePath(name)}/flatten`, {});
+  }
+
   /** `GET /v1/volumes`. */
   listVolumes(): Promise<VolumeInfo[]> {
     return this.#json("Cannot list volumes", "GET", "/v1/volumes");
@@ -170,6 +191,13 @@ export class AtollClient {
       { action },
       60_000,
     );
+  }
+
+  /** `GET /v1/volumes/{name}/changes`: extents changed since a snapshot (to another, or now). */
+  volumeChanges(name: string, since: string, until?: string): Promise<ChangeList> {
+    const query = new URLSearchParams({ since, ...(until === undefined ? {} : { until }) });
+    const action = `Cannot list the changes of volume ${JSON.stringify(name)}`;
+    return this.#json(action, "GET", `${volumePath(name)}/changes?${query}`);
   }
 
   /** `POST /v1/volumes/{volume}/snapshots`. */

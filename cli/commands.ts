@@ -16,6 +16,7 @@ import { type CommandSpec, parseCommandLine, UsageError } from "./_command_line.
 import { nodeUrl, nodeUrlDefault, token } from "./_connection.ts";
 import { imageCommands } from "./_image_commands.ts";
 import { volumeCommands } from "./_volume_commands.ts";
+import { changeCommands } from "./_change_commands.ts";
 
 export { UsageError } from "./_command_line.ts";
 export { nodeUrlDefault } from "./_connection.ts";
@@ -27,9 +28,13 @@ export const clientUsage = `usage:
   atoll volume create NAME (--image I | --snapshot V@S) [--size N] | NAME --size N
                                       N in bytes or with K, M, G, T (binary: 10G = 10 GiB)
   atoll volume resize NAME SIZE [--force]   grow a volume (or with --force shrink it)
+  atoll volume rollback NAME SNAPSHOT [--force]   back to a snapshot (--force: even in use)
+  atoll volume flatten NAME           a clone stops depending on its image or snapshot
   atoll volume ls | volume info NAME | volume rm NAME [--cascade]
   atoll volume lease NAME [--break]   move the write lease to --node (cluster; a
                                       pre-migrate hook), or free it from a dead holder
+  atoll volume changes NAME --since S [--until S2]   extents changed since snapshot S
+                                      (to snapshot S2, or now), in 4 MiB blocks
   atoll snapshot create V@S | snapshot ls V | snapshot rm V@S
   atoll cluster status
 client options:
@@ -40,6 +45,7 @@ client options:
 const commands: Record<string, CommandSpec> = {
   ...imageCommands,
   ...volumeCommands,
+  ...changeCommands,
   "cluster status": {
     operands: [],
     run: async ({ client, values, print }) => {

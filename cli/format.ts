@@ -30,9 +30,12 @@ export function snapshotLines(snapshot: SnapshotInfo): string {
   ]);
 }
 
-export function formatOrigin({ origin }: VolumeInfo): string {
+export function formatOrigin({ origin }: Pick<VolumeInfo, "origin">): string {
   if (origin.kind === "image") return `image ${origin.image}`;
   if (origin.kind === "snapshot") return `snapshot ${origin.volume}@${origin.snapshot}`;
+  if (origin.kind === "flattened") {
+    return `none (flattened from ${formatOrigin({ origin: origin.from })})`;
+  }
   return "empty";
 }
 

@@ -6,7 +6,13 @@
 import type { BlockMap, MapEntry } from "./block_map.ts";
 import type { Engine } from "./engine.ts";
 import { LeaseLostError } from "./errors.ts";
-import { decodeRecord, putRecord, recordKey, type VolumeHeader } from "./records.ts";
+import {
+  decodeRecord,
+  putRecord,
+  recordKey,
+  type VolumeHeader,
+  type VolumeOrigin,
+} from "./records.ts";
 import { storeMapPages } from "./map_store.ts";
 import type { PagePins } from "./_page_pins.ts";
 
@@ -70,6 +76,24 @@ export class VolumeRecord {
   resize(sizeBytes: number): void {
     this.#map = this.#map.resized(sizeBytes);
     this.#dirty = true;
+  }
+
+  /**
+   * Makes `map` (a snapshot's, for a rollback) the volume's, in the next
+   * generation: what the map names is copied up before it changes, and the
+   * objects of this generation it does not name become garbage (gc.ts keeps
+   * a volume's objects from the generation marked on). Persisted by the next
+   * persist().
+   */
+  replaceMap(map: BlockMap): void {
+    this.#map = map.clone();
+    this.#dirty = true;
+    this.nextGeneration();
+  }
+
+  /** Changes where the header says the volume came from (a flatten; persist() next). */
+  setOrigin(origin: VolumeOrigin): void {
+    this.#header = { ...this.#header, origin };
   }
 
   /** Marks (or unmarks) the header: writes since the last flush were lost (persist() next). */

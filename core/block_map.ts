@@ -220,6 +220,56 @@ export class BlockMap {
     return { blocks, objects };
   }
 
+  /**
+   * True when entry `index` names something other than `base`'s entry there
+   * (past `base`'s end: anything but zero). A volume's entry differs from its
+   * snapshot's once written since: the snapshot froze its objects, so the
+   * first write copied the entry up to an object of a later generation.
+   */
+  differsAt(base: BlockMap, index: number): boolean {
+    assert(index >= 0 && index < this.count, `map index ${index} of ${this.count}`);
+    assert(base.blockSize === this.blockSize);
+    const number = Math.floor(index / pageEntries);
+    const position = index - number * pageEntries;
+    const page = this.#pages.get(number);
+    const theirs = index < base.count ? base.#pages.get(number) : undefined;
+    if (page === theirs) return false;
+    const kind = page?.kinds[position] ?? kindZero;
+    if (kind !== (theirs?.kinds[position] ?? kindZero)) return true;
+    if (kind === kindZero) return false;
+    const at = position * refBytes;
+    return !bytesEqual(
+      page!.refs.subarray(at, at + refBytes),
+      theirs!.refs.subarray(at, at + refBytes),
+    );
+  }
+
+  /**
+   * The indexes whose entries differ from `base`'s ({@linkcode differsAt}), in
+   * increasing order. A page both maps share, or that both hold sealed under
+   * one name, is skipped unread, so the cost follows the pages that changed.
+   */
+  *changedSince(base: BlockMap): Generator<number> {
+    if (base.blockSize !== this.blockSize) {
+      throw new RangeError("Cannot diff maps of two block sizes");
+    }
+    const numbers = new Set(this.#pages.keys());
+    for (const number of base.#pages.keys()) {
+      if (number * pageEntries < this.count) numbers.add(number);
+    }
+    for (const number of [...numbers].sort((a, b) => a - b)) {
+      const [page, theirs] = [this.#pages.get(number), base.#pages.get(number)];
+      if (page === theirs) continue;
+      if (page?.sealed && theirs?.sealed && page.sealed.id === theirs.sealed.id) continue;
+      const end = Math.min(pageEntries, this.count - number * pageEntries);
+      for (let position = 0; position < end; position++) {
+        if (this.differsAt(base, number * pageEntries + position)) {
+          yield number * pageEntries + position;
+        }
+      }
+    }
+  }
+
   /** True when both maps have the same size, block size and entries. */
   equals(other: BlockMap): boolean {
     if (this.sizeBytes !== other.sizeBytes || this.blockSize !== other.blockSize) return false;

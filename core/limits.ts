@@ -30,6 +30,8 @@ export const recordBytesMax = 64 * 1024;
 export const mapPageEntries = 4096;
 /** Largest map page: every slot used, at the widest slot (an inner page's, 38 bytes). */
 export const mapPageBytesMax = 8 + mapPageEntries * 38;
+/** Extents one listing of a volume's changes holds at most (about 40 MiB of JSON). */
+export const changeExtentsMax = 1024 * 1024;
 /** Files the local engine keeps open at once for reads and writes. */
 export const openFilesMax = 1024;
 /** Blocks one upload keeps in flight (hashing or being written). */

@@ -91,6 +91,12 @@ export function isLegacyMap(bytes: Uint8Array): boolean {
     new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0) === legacyMagic;
 }
 
+/** The size and block size the root (or whole legacy map) `bytes` describes, checked. */
+export function mapShape(bytes: Uint8Array): { sizeBytes: number; blockSize: number } {
+  if (bytes.length < 20) throw malformed("too short");
+  return shapeOf(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+}
+
 /** The map whose root (or whole legacy map) is `bytes`, its pages read from `pages`. */
 export async function loadMap(bytes: Uint8Array, pages: PageSource): Promise<BlockMap> {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -15,6 +15,7 @@ export * from "./limits.ts";
 export * from "./names.ts";
 export { BlockMap, type MapEntry } from "./block_map.ts";
 export { FrozenView } from "./frozen_view.ts";
+export { type ChangeExtent, changeExtents, type ChangeList } from "./changes.ts";
 export type { Extent } from "./map_io.ts";
 export { LocalEngine, type LocalEngineOptions } from "./local_engine.ts";
 export { diskSpace, type DiskUsage } from "./_disk_usage.ts";

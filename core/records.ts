@@ -10,11 +10,16 @@ import { recordBytesMax } from "./limits.ts";
 import { encodeMapRoot, enginePages, isLegacyMap, loadMap, storeMapPages } from "./map_store.ts";
 import type { PagePins } from "./_page_pins.ts";
 
-/** Where a volume came from. */
-export type VolumeOrigin =
-  | { kind: "empty" }
+/** Where a clone came from: an image or a snapshot. */
+export type CloneOrigin =
   | { kind: "image"; image: string }
   | { kind: "snapshot"; volume: string; snapshot: string };
+
+/** Where a volume came from ("flattened": a clone that no longer depends on it, _lifecycle.ts). */
+export type VolumeOrigin =
+  | { kind: "empty" }
+  | CloneOrigin
+  | { kind: "flattened"; from: CloneOrigin };
 
 /** Header of an image record. */
 export interface ImageHeader {
@@ -161,6 +166,14 @@ export function withRecordHeader(bytes: Uint8Array, header: object): Uint8Array 
   out.set(json, 4);
   out.set(mapBytes, 4 + json.length);
   return out;
+}
+
+/** The map bytes of an encoded record (its root, or a legacy whole map), undecoded. */
+export function recordMapBytes(bytes: Uint8Array): Uint8Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const jsonLength = bytes.length >= 4 ? view.getUint32(0) : Infinity;
+  if (4 + jsonLength > bytes.length) throw new CorruptionError("Cannot decode record: truncated");
+  return bytes.subarray(4 + jsonLength);
 }
 
 /** True when the record's map was written whole, before maps had pages (map_store.ts). */

@@ -10,7 +10,7 @@
 import type { HashPool } from "../wasm/hash_pool.ts";
 import type { Clock } from "./clock.ts";
 import { systemClock } from "./system_env.ts";
-import type { Engine } from "./engine.ts";
+import type { ByteRange, Engine } from "./engine.ts";
 import { ConflictError } from "./errors.ts";
 import type { FrozenView } from "./frozen_view.ts";
 import { Collector, type GcPolicy } from "./collector.ts";
@@ -33,6 +33,11 @@ import { PagePins } from "./_page_pins.ts";
 import { migrateMaps } from "./_map_migration.ts";
 import type { UploadFormat } from "./_image_formats.ts";
 import { Snapshots } from "./_snapshots.ts";
+import type { BlockMap } from "./block_map.ts";
+import type { ChangeExtent, ChangeList } from "./changes.ts";
+import { listChanges } from "./_volume_changes.ts";
+import { flattenVolume, type LifecycleContext, rollbackVolume } from "./_lifecycle.ts";
+import { OpenWriters } from "./_open_writers.ts";
 import { type VolumeAccess, VolumeInstances } from "./_volume_instances.ts";
 import { logger } from "../log/mod.ts";
 
@@ -80,6 +85,10 @@ export class Store {
   #pins: PagePins;
   /** What createVolume works with. */
   #creation: NewVolumeContext;
+  /** Connections that have a volume open for writing here (a rollback asks). */
+  #writers = new OpenWriters();
+  /** What rollback and flatten work with. */
+  #lifecycle: LifecycleContext;
 
   constructor(options: StoreOptions) {
     this.engine = options.engine;
@@ -109,6 +118,7 @@ export class Store {
     this.#images = new Images({ ...parts, pool: this.pool, blockSize: this.blockSize });
     this.#creation = { ...parts, blockSize: this.blockSize, newUid: options.newUid ?? randomUid };
     this.#snapshots = new Snapshots({ ...parts, volumes: this.#volumes });
+    this.#lifecycle = { ...parts, pool: this.pool, volumes: this.#volumes, writers: this.#writers };
   }
 
   /** Stores the bytes of `body` as image `name`; visible only once whole (`format`: _image_formats.ts). */
@@ -233,6 +243,32 @@ export class Store {
   }
 
   /**
+   * Rolls volume `name` back to its snapshot `snapshot` (_lifecycle.ts): refused
+   * while a connection here has it open for writing, or another live node holds
+   * its lease, unless `force`.
+   */
+  rollbackVolume(
+    name: string,
+    snapshot: string,
+    options: { force?: boolean } = {},
+  ): Promise<VolumeInfo> {
+    return rollbackVolume(this.#lifecycle, name, snapshot, options);
+  }
+
+  /** Makes the clone `name` independent of its origin (_lifecycle.ts); runs while it is in use. */
+  flattenVolume(name: string): Promise<VolumeInfo & { flattenedBlocks: number }> {
+    return flattenVolume(this.#lifecycle, name);
+  }
+
+  /**
+   * Notes a connection that has volume `name` open for writing on this node
+   * (an NBD connection to its export); the function returned notes its end.
+   */
+  noteWriter(name: string): () => void {
+    return this.#writers.open(name);
+  }
+
+  /**
    * Deletes a volume. A volume with snapshots is kept unless `cascade`, which
    * deletes its snapshots too; clones of those snapshots keep their data.
    */
@@ -252,6 +288,28 @@ export class Store {
     });
     log.info("deleted volume {volume}", { volume: name, cascade: options.cascade ?? false });
     this.#collector.schedule();
+  }
+
+  /**
+   * The extents of volume `name` changed since its snapshot `since`, up to its
+   * snapshot `until` or the live volume (_volume_changes.ts; granularity: a block).
+   */
+  listChanges(name: string, request: { since: string; until?: string }): Promise<ChangeList> {
+    return listChanges({ engine: this.engine, volumes: this.#volumes }, {
+      volume: name,
+      ...request,
+    });
+  }
+
+  /**
+   * Which parts of `range` of volume `name` changed since `base`, the map of one
+   * of its snapshots: from its open instance's map, with writes not flushed
+   * yet. A cluster node without the write lease cannot know the holder's map,
+   * and says all of `range` changed (a backup then copies more, never less).
+   */
+  async changedExtents(name: string, base: BlockMap, range: ByteRange): Promise<ChangeExtent[]> {
+    if (this.access !== null && !this.access.isCurrent(name)) return [{ ...range, changed: true }];
+    return (await this.openVolume(name)).changedExtents(base, range);
   }
 
   /** Takes an instant snapshot of a volume. */

@@ -19,20 +19,29 @@
  * them (in place, copy-up, zeroing) in _volume_writer.ts, what it knows of lost
  * writes in _write_losses.ts; this file checks and locks.
  */
-import type { BlockMap } from "./block_map.ts";
+import { assert } from "./assert.ts";
+import type { BlockMap, MapEntry } from "./block_map.ts";
 import type { ByteRange, Engine } from "./engine.ts";
 import { ConflictError, LeaseLostError, NotFoundError } from "./errors.ts";
 import { checkRange, type Extent, mapExtents, type MapReading, readMapRange } from "./map_io.ts";
 import { SharedMutex } from "./_mutex.ts";
-import { recordKey, type VolumeHeader, type VolumeLease } from "./records.ts";
+import { recordKey, type VolumeHeader, type VolumeLease, type VolumeOrigin } from "./records.ts";
 import { VolumeRecord } from "./_volume_record.ts";
 import { VolumeWriter } from "./_volume_writer.ts";
 import { WriteLosses } from "./_write_losses.ts";
+import { type ChangeExtent, changeExtents } from "./changes.ts";
 import { PagePins } from "./_page_pins.ts";
 
 /** Options of the writing calls: `fua` makes the change durable before resolving. */
 export interface WriteOptions {
   fua?: boolean;
+}
+
+/** One entry a flatten changes: entry `index`, while it still names object `name`, becomes `entry`. */
+export interface ObjectReplacement {
+  index: number;
+  name: string;
+  entry: MapEntry;
 }
 
 /** Options of {@linkcode Volume.zeroAt}. */
@@ -224,18 +233,61 @@ export class Volume {
    * NBD connections see the new size when they connect again.
    */
   resize(sizeBytes: number, options: { force?: boolean } = {}): Promise<void> {
+    return this.#changeRecord(async () => {
+      if (sizeBytes < this.sizeBytes && options.force !== true) {
+        throw new ConflictError(
+          `Cannot shrink volume "${this.name}" from ${this.sizeBytes} to ${sizeBytes} bytes: ` +
+            `it would discard what lies past the new end (force to do it)`,
+        );
+      }
+      await this.#writer.resize(sizeBytes);
+    });
+  }
+
+  /**
+   * Makes `map` the volume's, its size included (a rollback to the snapshot
+   * whose map it is), durably, and returns the map it had. Later writes copy
+   * up what `map` names (VolumeRecord.replaceMap). Connections open on it read
+   * the new map's bytes from their next request on.
+   */
+  replaceMap(map: BlockMap): Promise<BlockMap> {
+    assert(map.blockSize === this.blockSize);
+    return this.#changeRecord((record) => {
+      const before = record.map.clone();
+      record.replaceMap(map);
+      return before;
+    });
+  }
+
+  /**
+   * Points every entry of `changes` that still names its object at the entry
+   * given instead (a flatten: the same bytes as a content block, or a zero
+   * entry), gives the header `origin`, durably; returns how many changed.
+   */
+  replaceObjects(changes: readonly ObjectReplacement[], origin: VolumeOrigin): Promise<number> {
+    return this.#changeRecord((record) => {
+      let replaced = 0;
+      for (const { index, name, entry } of changes) {
+        if (index >= record.map.count) continue; // shrunk since
+        const now = record.map.get(index);
+        if (now.kind !== "object" || now.name !== name) continue; // written since
+        record.setEntry(index, entry);
+        replaced++;
+      }
+      record.setOrigin(origin);
+      return replaced;
+    });
+  }
+
+  /** Changes the record under the volume's lock alone, then flushes and persists it. */
+  #changeRecord<T>(change: (record: VolumeRecord) => T | Promise<T>): Promise<T> {
     return this.#losses.recovering(true, () =>
       this.#mutex.run(async () => {
         this.#checkWritable();
-        if (sizeBytes < this.sizeBytes && options.force !== true) {
-          throw new ConflictError(
-            `Cannot shrink volume "${this.name}" from ${this.sizeBytes} to ${sizeBytes} bytes: ` +
-              `it would discard what lies past the new end (force to do it)`,
-          );
-        }
-        await this.#writer.resize(sizeBytes);
+        const result = await change(this.#record);
         await this.#losses.flush();
         await this.#record.persist();
+        return result;
       }));
   }
 
@@ -243,6 +295,12 @@ export class Volume {
   extents(range: ByteRange): Extent[] {
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
     return mapExtents(this.#record.map, range);
+  }
+
+  /** Which parts of `range` changed since `base`, the map of one of its snapshots (changes.ts). */
+  changedExtents(base: BlockMap, range: ByteRange): ChangeExtent[] {
+    checkRange(range, this.sizeBytes, `volume "${this.name}"`);
+    return changeExtents(base, this.#record.map, range);
   }
 
   /**

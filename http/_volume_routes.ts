@@ -44,6 +44,25 @@ export function volumeRoutes(options: AppOptions, authority: VolumeAuthority): H
     const resized = await store.resizeVolume(name, size, { force: force === true });
     return c.json(await (options.leases?.info(name) ?? resized));
   });
+  app.post("/volumes/:name/rollback", async (c) => {
+    const name = validateName(c.req.param("name"), "volume");
+    const { snapshot, force } = await jsonBody(c.req.raw);
+    if (typeof snapshot !== "string") {
+      throw new TypeError(`Cannot roll volume "${name}" back: give the snapshot's name`);
+    }
+    if (force !== undefined && typeof force !== "boolean") {
+      throw new TypeError(`Cannot roll volume "${name}" back: force must be true or false`);
+    }
+    const rolled = await store.rollbackVolume(name, snapshot, { force: force === true });
+    return c.json(options.leases === undefined ? rolled : await options.leases.info(name));
+  });
+  app.post("/volumes/:name/flatten", async (c) => {
+    const name = validateName(c.req.param("name"), "volume");
+    const flattened = await store.flattenVolume(name);
+    if (options.leases === undefined) return c.json(flattened);
+    const info = await options.leases.info(name) as object;
+    return c.json({ ...info, flattenedBlocks: flattened.flattenedBlocks });
+  });
   app.delete("/volumes/:name", async (c) => {
     await store.deleteVolume(c.req.param("name"), { cascade: c.req.query("cascade") === "true" });
     return c.body(null, 204);

@@ -31,6 +31,7 @@ import {
 } from "../metrics/mod.ts";
 import { matchedRoutes } from "hono/route";
 import { bearerAuth } from "./_bearer_auth.ts";
+import { changeRoutes } from "./_change_routes.ts";
 import { clusterRoutes } from "./_cluster_routes.ts";
 import { imageRoutes } from "./_image_routes.ts";
 import { volumeRoutes } from "./_volume_routes.ts";
@@ -159,6 +160,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
 
   app.route("/v1", imageRoutes(store));
   app.route("/v1", volumeRoutes(options, authority));
+  app.route("/v1", changeRoutes(store));
   app.route("/v1", clusterRoutes(options));
   return app;
 }

@@ -15,11 +15,17 @@ import {
   optionsMax,
   preferredBlockBytes,
   requestBytesMax,
+  selectedMetaContextsMax,
 } from "./limits.ts";
 import {
-  baseAllocation,
-  baseAllocationId,
+  listContexts,
+  type MetaContext,
+  selectableCount,
+  selectContexts,
+} from "./_meta_contexts.ts";
+import {
   clientFlagsKnown,
+  encodeMetaContext,
   encodeOptionReply,
   handshakeFlags,
   Info,
@@ -46,8 +52,8 @@ export class NbdFramingError extends Error {
 export interface Session {
   device: NbdDevice;
   structuredReplies: boolean;
-  /** base:allocation was selected with SET_META_CONTEXT for this export. */
-  baseAllocation: boolean;
+  /** The metadata contexts selected with SET_META_CONTEXT for this export (_meta_contexts.ts). */
+  contexts: MetaContext[];
 }
 
 const encoder = new TextEncoder();
@@ -95,7 +101,9 @@ export async function handshake(
   }
   const noZeroes = (clientFlags & handshakeFlags.noZeroes) !== 0;
   let structuredReplies = false;
-  let metaExport: string | null = null;
+  /** The last SET_META_CONTEXT: the export it named and what it selected there. */
+  let selected: { name: string; contexts: MetaContext[] } | null = null;
+  const contextsOf = (name: string) => selected?.name === name ? selected.contexts : [];
 
   for (let count = 0; count < optionsMax; count++) {
     const header = new Uint8Array(16);
@@ -130,7 +138,7 @@ export async function handshake(
       case Option.exportName: {
         const name = decodeName(data);
         const device = name === null ? null : await openExport(store, name, authority);
-        if (device === null) {
+        if (name === null || device === null) {
           throw new NbdFramingError(`no export ${JSON.stringify(name)}`, "unknown_export");
         }
         const answer = new Uint8Array(noZeroes ? 10 : 134);
@@ -138,7 +146,7 @@ export async function handshake(
         answerView.setBigUint64(0, BigInt(device.sizeBytes));
         answerView.setUint16(8, transmissionFlags(device));
         await writer.send(answer);
-        return { device, structuredReplies, baseAllocation: metaExport === name };
+        return { device, structuredReplies, contexts: contextsOf(name) };
       }
       case Option.abort:
         await reply(Reply.ack).catch(() => {});
@@ -173,7 +181,7 @@ export async function handshake(
         await sendInfo(reply, device, request.infos);
         await reply(Reply.ack);
         if (option === Option.go) {
-          return { device, structuredReplies, baseAllocation: metaExport === request.name };
+          return { device, structuredReplies, contexts: contextsOf(request.name) };
         }
         break;
       }
@@ -187,6 +195,8 @@ export async function handshake(
         break;
       case Option.listMetaContext:
       case Option.setMetaContext: {
+        // A SET replaces what the last one selected, even when it fails (proto.md).
+        if (option === Option.setMetaContext) selected = null;
         const request = parseMetaRequest(data);
         if (request === null) {
           await error(Reply.errInvalid, "malformed meta context request");
@@ -202,16 +212,21 @@ export async function handshake(
           await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
           break;
         }
-        const wanted = request.queries.length === 0
-          ? option === Option.listMetaContext
-          : request.queries.some((query) => query === baseAllocation || query === "base:");
-        if (option === Option.setMetaContext) metaExport = wanted ? request.name : null;
-        if (wanted) {
-          const name = encoder.encode(baseAllocation);
-          const payload = new Uint8Array(4 + name.length);
-          new DataView(payload.buffer).setUint32(0, baseAllocationId);
-          payload.set(name, 4);
-          await reply(Reply.metaContext, payload);
+        if (option === Option.listMetaContext) {
+          for (const name of await listContexts(store, request.name, request.queries)) {
+            await reply(Reply.metaContext, encodeMetaContext(0, name));
+          }
+          await reply(Reply.ack);
+          break;
+        }
+        if (selectableCount(request.queries) > selectedMetaContextsMax) {
+          await error(Reply.errTooBig, `more than ${selectedMetaContextsMax} metadata contexts`);
+          break;
+        }
+        const contexts = await selectContexts(store, request.name, device, request.queries);
+        selected = { name: request.name, contexts };
+        for (const context of contexts) {
+          await reply(Reply.metaContext, encodeMetaContext(context.id, context.name));
         }
         await reply(Reply.ack);
         break;

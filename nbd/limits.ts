@@ -13,6 +13,10 @@ export const exportNameBytesMax = 4096;
 export const optionsMax = 256;
 /** Metadata context queries one option may carry. */
 export const metaQueriesMax = 64;
+/** Metadata contexts one SET_META_CONTEXT may select (more: NBD_REP_ERR_TOO_BIG). */
+export const selectedMetaContextsMax = 8;
+/** Metadata contexts one LIST_META_CONTEXT lists (a volume's snapshots past it are left out). */
+export const listedMetaContextsMax = 1000;
 /** Exports listed by NBD_OPT_LIST. */
 export const listedExportsMax = 10_000;
 /** Requests one connection may have in flight; reading pauses beyond it. */

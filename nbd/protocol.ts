@@ -126,10 +126,16 @@ export const NbdError = {
   shutdown: 108,
 } as const;
 
-/** The one metadata context we serve, and its id; base:allocation state bits. */
+/** The metadata context of allocation, and its id; base:allocation state bits. */
 export const baseAllocation = "base:allocation";
 export const baseAllocationId = 1;
 export const State = { hole: 1, zero: 2 } as const;
+/**
+ * qemu's dirty bitmap contexts (qemu docs/interop/nbd.rst), `qemu:dirty-bitmap:NAME`;
+ * ours are named after snapshots. Their one state bit: the extent is dirty.
+ */
+export const dirtyBitmapPrefix = "qemu:dirty-bitmap:";
+export const DirtyState = { dirty: 1 } as const;
 
 /** A decoded request header. */
 export interface Request {
@@ -207,4 +213,13 @@ export function encodeOptionReply(
   view.setUint32(16, data.length);
   bytes.set(data, 20);
   return bytes;
+}
+
+/** NBD_REP_META_CONTEXT's data: u32 context id, the context's name. */
+export function encodeMetaContext(id: number, name: string): Uint8Array {
+  const bytes = new TextEncoder().encode(name);
+  const payload = new Uint8Array(4 + bytes.length);
+  new DataView(payload.buffer).setUint32(0, id);
+  payload.set(bytes, 4);
+  return payload;
 }

@@ -151,6 +151,7 @@ export class NbdServer {
     const client = clientOf(conn);
     let opened: { export: string; atMs: number } | null = null;
     let stats: VolumeStats | null = null;
+    let closeWriter = () => {};
     try {
       const session = await handshake(this.#store, reader, writer, this.#handshakeOptions)
         .catch((error) => {
@@ -160,6 +161,8 @@ export class NbdServer {
         .finally(() => clearTimeout(timer));
       if (session !== null) {
         opened = { export: session.device.name, atMs: performance.now() };
+        // A volume's export may write: a rollback is refused while it is open.
+        if (session.device.canWrite) closeWriter = this.#store.noteWriter(session.device.name);
         log.info("connection opened to {export} from {client}", {
           export: opened.export,
           client,
@@ -184,6 +187,7 @@ export class NbdServer {
       log.error("connection from {client} failed: {error}", { client, error });
     } finally {
       if (stats !== null) openVolumes.release(stats);
+      closeWriter();
       if (opened !== null) {
         log.info("connection to {export} from {client} closed after {ms} ms", {
           export: opened.export,

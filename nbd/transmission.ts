@@ -11,7 +11,6 @@ import type { Session } from "./handshake.ts";
 import { NbdFramingError } from "./handshake.ts";
 import { blockStatusExtentsMax, inflightRequestsMax, requestBytesMax } from "./limits.ts";
 import {
-  baseAllocationId,
   Chunk,
   chunkFlagDone,
   Command,
@@ -23,7 +22,6 @@ import {
   NbdError,
   type Request,
   requestHeaderBytes,
-  State,
 } from "./protocol.ts";
 import { logger } from "../log/mod.ts";
 import type { VolumeStats } from "../metrics/mod.ts";
@@ -105,7 +103,7 @@ function validate(session: Session, request: Request): number {
   if (request.type === Command.flush) {
     return request.offset === 0n && request.length === 0 ? 0 : NbdError.inval;
   }
-  if (request.type === Command.blockStatus && !session.baseAllocation) return NbdError.inval;
+  if (request.type === Command.blockStatus && session.contexts.length === 0) return NbdError.inval;
   if (request.type === Command.read && request.length > requestBytesMax) return NbdError.inval;
   if (request.offset + BigInt(request.length) > BigInt(device.sizeBytes)) {
     return request.type === Command.write || request.type === Command.writeZeroes
@@ -260,22 +258,27 @@ function sendDataChunk(
   return writer.send(bytes, data);
 }
 
+/** One BLOCK_STATUS chunk per selected context, the last one marked done. */
 async function sendBlockStatus(session: Session, writer: ReplyWriter, request: Request) {
   const range = { offset: Number(request.offset), length: request.length };
-  let extents = session.device.extents(range);
-  if (request.flags & CommandFlag.reqOne) extents = extents.slice(0, 1);
-  extents = extents.slice(0, blockStatusExtentsMax);
-  const { bytes, view } = encodeChunkHeader(request.cookie, {
-    type: Chunk.blockStatus,
-    flags: chunkFlagDone,
-    payloadBytes: 4 + 8 * extents.length,
-  }, 4 + 8 * extents.length);
-  view.setUint32(20, baseAllocationId);
-  extents.forEach((extent, i) => {
-    view.setUint32(24 + 8 * i, extent.length);
-    view.setUint32(28 + 8 * i, extent.zero ? State.hole | State.zero : 0);
-  });
-  await writer.send(bytes);
+  // Every context answers before any chunk goes out: a failure is then one error reply.
+  const answers = await Promise.all(session.contexts.map((context) => context.status(range)));
+  for (const [index, context] of session.contexts.entries()) {
+    let runs = answers[index];
+    if (request.flags & CommandFlag.reqOne) runs = runs.slice(0, 1);
+    runs = runs.slice(0, blockStatusExtentsMax);
+    const { bytes, view } = encodeChunkHeader(request.cookie, {
+      type: Chunk.blockStatus,
+      flags: index === session.contexts.length - 1 ? chunkFlagDone : 0,
+      payloadBytes: 4 + 8 * runs.length,
+    }, 4 + 8 * runs.length);
+    view.setUint32(20, context.id);
+    runs.forEach((run, i) => {
+      view.setUint32(24 + 8 * i, run.length);
+      view.setUint32(28 + 8 * i, run.flags);
+    });
+    await writer.send(bytes);
+  }
 }
 
 /** An error reply: a structured ERROR chunk when negotiated, else a simple reply. */

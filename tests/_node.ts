@@ -12,6 +12,8 @@ export interface StartOptions {
   args?: string[];
   /** Run this entry instead of main.ts (e.g. the bundled dist/atoll.js). */
   entry?: string;
+  /** Run this `atoll` executable (a binary, an installed wrapper) instead of `deno run`. */
+  program?: string;
   /** Working directory of the process (default: the project root). */
   cwd?: string;
   /** NBD listen address (default a free loopback port). */
@@ -20,6 +22,11 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** The open-files limit (soft and hard) to start the node under, as `ulimit -n` sets it. */
   filesLimit?: number;
+  /**
+   * Give no `--data`, `--http` or `--nbd`: the node takes them from its config
+   * file or environment (`data` then only says where the test will find them).
+   */
+  bare?: boolean;
 }
 
 /** A running node process. */
@@ -75,23 +82,19 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
   const data = options.data ?? await Deno.makeTempDir({ prefix: "atoll-test-" });
   const entry = options.entry ?? `${root}main.ts`;
   const args = [
-    "run",
-    "--allow-all",
-    entry,
+    ...(options.program === undefined ? ["run", "--allow-all", entry] : []),
     "serve",
-    "--data",
-    data,
-    "--http",
-    "127.0.0.1:0",
-    "--nbd",
-    options.nbd ?? "127.0.0.1:0",
+    ...(options.bare
+      ? []
+      : ["--data", data, "--http", "127.0.0.1:0", "--nbd", options.nbd ?? "127.0.0.1:0"]),
     ...(options.args ?? []),
   ];
   // bash sets the limit, then becomes deno (exec): signals reach the node itself.
+  const program = options.program ?? Deno.execPath();
   const limited = options.filesLimit === undefined
     ? null
-    : ["-c", `ulimit -n ${options.filesLimit} && exec "$0" "$@"`, Deno.execPath()];
-  const process = new Deno.Command(limited === null ? Deno.execPath() : "bash", {
+    : ["-c", `ulimit -n ${options.filesLimit} && exec "$0" "$@"`, program];
+  const process = new Deno.Command(limited === null ? program : "bash", {
     args: limited === null ? args : [...limited, ...args],
     stdout: "null",
     stderr: "piped",

@@ -7,6 +7,7 @@ set -euo pipefail
 # command -> Debian package
 declare -A tools=(
   [curl]=curl
+  [jq]=jq
   [script]=util-linux
   [prlimit]=util-linux
   [qemu-img]=qemu-utils
@@ -19,6 +20,14 @@ declare -A tools=(
   [qemu-system-x86_64]=qemu-system-x86
   [faketime]=faketime
   [promtool]=prometheus
+  [setpriv]=util-linux
+  [libvirtd]=libvirt-daemon-system
+  [virsh]=libvirt-clients
+  [virt-xml-validate]=libvirt-clients
+  [xmllint]=libxml2-utils
+  [shellcheck]=shellcheck
+  [systemd-analyze]=systemd
+  [systemd-sysusers]=systemd
 )
 
 missing=()

@@ -58,7 +58,8 @@ Deno.test("nbdinfo lists every export and reports sizes, flags, read-only and th
     for (const can of ["flush", "fua", "trim", "zero", "fast_zero", "multi_conn", "df", "cache"]) {
       assert.equal(volume[`can_${can}`], true, `vm1 can_${can}`);
     }
-    assert.deepEqual(volume.contexts, ["base:allocation"]);
+    // A volume with a snapshot also offers the blocks changed since it (incremental backup).
+    assert.deepEqual(volume.contexts, ["base:allocation", "qemu:dirty-bitmap:s1"]);
     assert.deepEqual(
       [volume.block_size_minimum, volume.block_size_preferred, volume.block_size_maximum],
       [1, 4 * KiB, 32 * MiB],

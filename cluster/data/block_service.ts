@@ -8,15 +8,12 @@
  * quorum holds the block durably: a majority of R, lowered to R - floor(R/2)
  * by replicas known dead (_write_quorum.ts).
  */
-import { createHash } from "node:crypto";
 import type { ByteRange, NodeDisk } from "../../core/mod.ts";
-import { blockSizeMax, CorruptionError, isBlockName } from "../../core/mod.ts";
+import { CorruptionError } from "../../core/mod.ts";
 import { AssertionError } from "../../core/assert.ts";
-import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
+import type { RpcCaller } from "../transport/mod.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
-
-/** Healing never fills a disk: a node takes copies only while this much stays free. */
-export const healDiskReserveBytes = 1024 ** 3;
+import { sha256Hex } from "./block_rpc.ts";
 
 /** A member as the block service needs it. */
 export interface BlockPeer {
@@ -26,68 +23,6 @@ export interface BlockPeer {
 
 /** Where the replicas of a name are, most preferred first, this node included if chosen. */
 export type ReplicaPicker = (name: string) => BlockPeer[];
-
-/** SHA-256 hex of bytes (native: 4 MiB in ~3 ms). */
-export function sha256Hex(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-/** The methods a node serves for the block service, over its local engine. */
-export function blockMethods(engine: NodeDisk): Record<string, RpcMethod> {
-  return {
-    "block.has": async (request) => {
-      const hashes = request.header.hashes;
-      if (!Array.isArray(hashes) || hashes.length > 4096) throw new TypeError("bad hashes");
-      const have = await Promise.all(hashes.map((hash) => engine.hasBlock(String(hash))));
-      return { header: { have } };
-    },
-    "block.put": async (request) => {
-      const hash = String(request.header.hash);
-      const data = request.data ?? new Uint8Array();
-      if (sha256Hex(data) !== hash) {
-        throw new CorruptionError(`Cannot store block ${hash}: its bytes do not match its name`);
-      }
-      if (
-        request.header.heal === true && engine.freeBytes() - data.length < healDiskReserveBytes
-      ) {
-        throw new RangeError(
-          `Cannot take block ${hash} for healing: less than ${healDiskReserveBytes} bytes free`,
-        );
-      }
-      // A repair replaces a copy found bad (the new bytes were just verified).
-      if (request.header.repair === true) await engine.deleteBlock(hash);
-      const stored = await engine.putBlock(hash, data);
-      await engine.flush();
-      return { header: { stored } };
-    },
-    "block.get": async (request) => {
-      const hash = String(request.header.hash);
-      if (!isBlockName(hash) || !(await engine.hasBlock(hash))) {
-        return { header: { found: false } };
-      }
-      try {
-        return { header: { found: true }, data: await readWhole(engine, hash) };
-      } catch (error) {
-        // Handed off or collected since hasBlock(): absent, which the caller handles.
-        if (!(await engine.hasBlock(hash))) return { header: { found: false } };
-        throw error;
-      }
-    },
-    "block.list": async () => {
-      const hashes: string[] = [];
-      for await (const hash of engine.listBlocks()) hashes.push(hash);
-      return { header: { hashes } };
-    },
-    "block.delete": async (request) => {
-      const hashes = request.header.hashes;
-      if (!Array.isArray(hashes) || hashes.length > 4096) throw new TypeError("bad hashes");
-      for (const hash of hashes) {
-        if (isBlockName(String(hash))) await engine.deleteBlock(String(hash));
-      }
-      return { header: {} };
-    },
-  };
-}
 
 /** Options of {@linkcode ReplicatedBlocks}. */
 export interface ReplicatedBlocksOptions {
@@ -301,13 +236,4 @@ export class ReplicatedBlocks {
     await this.#engine.putBlock(hash, data);
     await this.#engine.flush();
   }
-}
-
-/** The whole of a stored block (its length is its file's). */
-export async function readWhole(engine: NodeDisk, hash: string): Promise<Uint8Array> {
-  const size = await engine.blockSize(hash);
-  if (size > blockSizeMax) throw new RangeError(`block ${hash} is larger than ${blockSizeMax}`);
-  const data = new Uint8Array(size);
-  await engine.readBlock(hash, { offset: 0, length: size }, data);
-  return data;
 }

@@ -9,13 +9,8 @@
 import assert from "node:assert/strict";
 import { LocalEngine } from "../../core/mod.ts";
 import { ClusterKey } from "../transport/mod.ts";
-import {
-  blockMethods,
-  type BlockPeer,
-  ReplicatedBlocks,
-  type ReplicatedBlocksOptions,
-  sha256Hex,
-} from "./block_service.ts";
+import { type BlockPeer, ReplicatedBlocks, type ReplicatedBlocksOptions } from "./block_service.ts";
+import { blockMethods, sha256Hex } from "./block_rpc.ts";
 import { Placement } from "../placement/mod.ts";
 import { RpcClient, rpcServer } from "../transport/mod.ts";
 import { MemoryIdentity } from "../transport/mod.ts";

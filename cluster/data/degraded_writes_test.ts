@@ -11,7 +11,8 @@
  * node's local store.
  */
 import assert from "node:assert/strict";
-import { type BlockPeer, ReplicatedBlocks, sha256Hex } from "./block_service.ts";
+import { type BlockPeer, ReplicatedBlocks } from "./block_service.ts";
+import { sha256Hex } from "./block_rpc.ts";
 import { Healer } from "../repair/mod.ts";
 import type { ObjectLink } from "./object_link.ts";
 import { rpcObjectLink } from "./object_rpc.ts";

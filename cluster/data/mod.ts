@@ -3,6 +3,7 @@
  *
  * @module
  */
+export * from "./block_rpc.ts";
 export * from "./block_service.ts";
 export * from "./fences.ts";
 export * from "./object_link.ts";

@@ -41,14 +41,8 @@ import {
   stateOf,
   type TimerHandle,
 } from "./_membership_env.ts";
-import {
-  type DatagramMessage,
-  isMemberInfo,
-  type MemberInfo,
-  type Message,
-  parseMessage,
-  type Update,
-} from "./messages.ts";
+import type { DatagramMessage, MemberInfo, Message, Update } from "./messages.ts";
+import { isMemberInfo, parseMessage } from "./parse_messages.ts";
 
 export type { MembershipConfig } from "./_membership_config.ts";
 export { membershipConfigDefault, pushPullIntervalFor } from "./_membership_config.ts";

@@ -3,10 +3,10 @@ import {
   baseBytesMax,
   type DatagramMessage,
   type Message,
-  parseMessage,
   updateBytes,
   updatesPerMessageMax,
 } from "./messages.ts";
+import { parseMessage } from "./parse_messages.ts";
 
 const ping: Message = {
   type: "ping",

@@ -5,3 +5,4 @@
  */
 export * from "./membership.ts";
 export * from "./messages.ts";
+export * from "./parse_messages.ts";

@@ -1,0 +1,83 @@
+/**
+ * The block service's side on the node that stores: the methods other members
+ * call (`block.*`), each checking what it is given (a block's bytes against its
+ * name, counts of names), and the helpers both sides share.
+ */
+import { createHash } from "node:crypto";
+import type { NodeDisk } from "../../core/mod.ts";
+import { blockSizeMax, CorruptionError, isBlockName } from "../../core/mod.ts";
+import type { RpcMethod } from "../transport/mod.ts";
+
+/** Healing never fills a disk: a node takes copies only while this much stays free. */
+export const healDiskReserveBytes = 1024 ** 3;
+
+/** SHA-256 hex of bytes (native: 4 MiB in ~3 ms). */
+export function sha256Hex(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** The methods a node serves for the block service, over its local engine. */
+export function blockMethods(engine: NodeDisk): Record<string, RpcMethod> {
+  return {
+    "block.has": async (request) => {
+      const hashes = request.header.hashes;
+      if (!Array.isArray(hashes) || hashes.length > 4096) throw new TypeError("bad hashes");
+      const have = await Promise.all(hashes.map((hash) => engine.hasBlock(String(hash))));
+      return { header: { have } };
+    },
+    "block.put": async (request) => {
+      const hash = String(request.header.hash);
+      const data = request.data ?? new Uint8Array();
+      if (sha256Hex(data) !== hash) {
+        throw new CorruptionError(`Cannot store block ${hash}: its bytes do not match its name`);
+      }
+      if (
+        request.header.heal === true && engine.freeBytes() - data.length < healDiskReserveBytes
+      ) {
+        throw new RangeError(
+          `Cannot take block ${hash} for healing: less than ${healDiskReserveBytes} bytes free`,
+        );
+      }
+      // A repair replaces a copy found bad (the new bytes were just verified).
+      if (request.header.repair === true) await engine.deleteBlock(hash);
+      const stored = await engine.putBlock(hash, data);
+      await engine.flush();
+      return { header: { stored } };
+    },
+    "block.get": async (request) => {
+      const hash = String(request.header.hash);
+      if (!isBlockName(hash) || !(await engine.hasBlock(hash))) {
+        return { header: { found: false } };
+      }
+      try {
+        return { header: { found: true }, data: await readWhole(engine, hash) };
+      } catch (error) {
+        // Handed off or collected since hasBlock(): absent, which the caller handles.
+        if (!(await engine.hasBlock(hash))) return { header: { found: false } };
+        throw error;
+      }
+    },
+    "block.list": async () => {
+      const hashes: string[] = [];
+      for await (const hash of engine.listBlocks()) hashes.push(hash);
+      return { header: { hashes } };
+    },
+    "block.delete": async (request) => {
+      const hashes = request.header.hashes;
+      if (!Array.isArray(hashes) || hashes.length > 4096) throw new TypeError("bad hashes");
+      for (const hash of hashes) {
+        if (isBlockName(String(hash))) await engine.deleteBlock(String(hash));
+      }
+      return { header: {} };
+    },
+  };
+}
+
+/** The whole of a stored block (its length is its file's). */
+export async function readWhole(engine: NodeDisk, hash: string): Promise<Uint8Array> {
+  const size = await engine.blockSize(hash);
+  if (size > blockSizeMax) throw new RangeError(`block ${hash} is larger than ${blockSizeMax}`);
+  const data = new Uint8Array(size);
+  await engine.readBlock(hash, { offset: 0, length: size }, data);
+  return data;
+}
