@@ -19,7 +19,6 @@ import {
   faults,
   LinkClient,
   type RefusalError,
-  refusalGauges,
   Refusals,
   RpcClient,
 } from "../cluster/transport/mod.ts";
@@ -27,7 +26,7 @@ import type { Readiness } from "../http/app.ts";
 import type { ListenerLimits } from "../net/mod.ts";
 import type { ServeOptions } from "./serve.ts";
 import { logger } from "../log/mod.ts";
-import { clusterGauges } from "./_cluster_gauges.ts";
+import { registerClusterSeries } from "./_cluster_series.ts";
 
 /** What the cluster side needs: the command line's cluster options, and the node's parts. */
 export type ClusterMemberOptions =
@@ -72,6 +71,8 @@ export class ClusterMember {
   #options: ClusterMemberOptions;
   #node: ClusterNode | null = null;
   #healer: Healer | null = null;
+  /** Removes the cluster's series from /metrics (set once started). */
+  #unregisterSeries: () => void = () => {};
 
   private constructor(options: ClusterMemberOptions, nodeConfig: NodeConfig) {
     this.#options = options;
@@ -173,6 +174,12 @@ export class ClusterMember {
     });
     this.#healer.start();
     this.engine.reconfigurer.start();
+    this.#unregisterSeries = registerClusterSeries({
+      engine: this.engine,
+      node: this.#node,
+      healer: this.#healer,
+      leases: this.leases,
+    });
   }
 
   /** The cluster address (HOST:PORT) once started. */
@@ -228,15 +235,6 @@ export class ClusterMember {
     };
   }
 
-  /** The cluster's series in `/metrics`. */
-  gauges() {
-    if (this.#healer === null || this.#node === null) return {};
-    return {
-      ...clusterGauges(this.engine, this.#healer, this.leases),
-      ...refusalGauges(this.#node.refusals.byReason),
-    };
-  }
-
   /** Stops background work (healing, voter changes) before the node flushes. */
   async stopBackground(): Promise<void> {
     await this.#healer?.stop();
@@ -245,6 +243,7 @@ export class ClusterMember {
 
   /** Leaves gracefully: the others learn it at once. */
   async leave(): Promise<void> {
+    this.#unregisterSeries();
     await this.#node?.leave();
   }
 }

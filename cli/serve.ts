@@ -16,6 +16,8 @@ import {
 } from "../net/mod.ts";
 import { ClusterMember } from "./cluster_member.ts";
 import { logger } from "../log/mod.ts";
+import { startProcessMetrics } from "../metrics/mod.ts";
+import { registerNodeSeries } from "./_node_series.ts";
 
 /** Options of {@linkcode serve}, as the command line gives them. */
 export interface ServeOptions {
@@ -50,6 +52,8 @@ export interface ServeOptions {
   hashEngine: HashEngineName;
   /** Time an HTTP client has to send a whole request head (`--header-timeout`). */
   headerTimeoutMs: number;
+  /** Counts and times each volume's NBD requests (`--volume-metrics on|off`; default on). */
+  volumeMetrics?: boolean;
   version: string;
 }
 
@@ -113,8 +117,6 @@ export async function serve(options: ServeOptions): Promise<Node> {
   const migrated = member === null ? await store.migrateMaps({ volumes: true }) : 0;
   if (migrated > 0) logger("node").info("rewrote {count} maps as pages", { count: migrated });
   const authority = member?.leases ?? new LocalAuthority(store);
-  // Connections open, for /metrics (zero until the listeners exist).
-  let open = () => ({ http: 0, nbd: 0 });
   const ready = () => member?.ready() ?? { ready: true };
   let httpAddress = http;
   const app = createApp({
@@ -131,20 +133,6 @@ export async function serve(options: ServeOptions): Promise<Node> {
         zone: options.zone,
       }],
     clusterStatus: () => member?.status() ?? {},
-    gauges: () => ({
-      ...member?.gauges(),
-      atoll_open_files_limit: { help: "Descriptors this process may hold", value: files.soft },
-      atoll_http_connections_open: { help: "HTTP API connections open", value: open().http },
-      atoll_http_connections_max: {
-        help: "HTTP API connections served at once at most",
-        value: budget.http.connectionsMax,
-      },
-      atoll_nbd_connections_open: { help: "NBD connections open", value: open().nbd },
-      atoll_nbd_connections_max: {
-        help: "NBD connections served at once at most",
-        value: budget.nbd.connectionsMax,
-      },
-    }),
     leases: member?.leases,
     replicasOf: member === null
       ? undefined
@@ -159,8 +147,28 @@ export async function serve(options: ServeOptions): Promise<Node> {
     timeouts: { headerTimeoutMs: options.headerTimeoutMs },
   });
   httpAddress = server.address;
-  const nbd = await NbdServer.listen(store, nbdAddress, { authority, ready, limits: budget.nbd });
-  open = () => ({ http: server.connections, nbd: nbd.connections });
+  const nbd = await NbdServer.listen(store, nbdAddress, {
+    authority,
+    ready,
+    limits: budget.nbd,
+    volumeMetrics: options.volumeMetrics ?? true,
+  });
+  startProcessMetrics();
+  const unregisterSeries = registerNodeSeries({
+    store,
+    local,
+    filesLimit: files.soft,
+    http: {
+      connections: () => server.connections,
+      served: () => server.acceptor.admitted,
+      connectionsMax: budget.http.connectionsMax,
+    },
+    nbd: {
+      connections: () => nbd.connections,
+      served: () => nbd.connectionsServed,
+      connectionsMax: budget.nbd.connectionsMax,
+    },
+  });
   await member?.start();
   if (member !== null) migrateOnceJoined(store, ready);
   const nbdUrl = "path" in nbd.address
@@ -191,6 +199,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
       await store.flushVolumes();
       await member?.leave();
       await server.shutdown();
+      unregisterSeries();
       await store.close();
     })();
   return { id, httpAddress, shutdown, finished: server.finished };

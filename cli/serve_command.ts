@@ -63,6 +63,7 @@ function serveOptions(settings: ServeSettings): ServeOptions {
     readCacheBytes: settings["read-cache-mib"] * 1024 * 1024,
     hashEngine: settings["hash-engine"],
     headerTimeoutMs: settings["header-timeout"] * 1000,
+    volumeMetrics: settings["volume-metrics"] === "on",
     version,
   };
 }

@@ -174,6 +174,11 @@ export const serveFlags = {
     help: "time an HTTP client has to send a request head",
     refuse: seconds,
   }),
+  "volume-metrics": choice(["on", "off"] as const, {
+    value: "on|off",
+    default: "on",
+    help: "count and time each volume's NBD requests in /metrics",
+  }),
   "log-format": choice(logFormats, {
     value: logFormats.join("|"),
     default: "text",

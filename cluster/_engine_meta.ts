@@ -23,6 +23,7 @@ import {
 import type { BlockPeer } from "./data/mod.ts";
 import type { MemberState } from "./membership/mod.ts";
 import type { RpcCaller } from "./transport/mod.ts";
+import { metadataRoundDuration } from "../metrics/mod.ts";
 
 /** Metadata keys read at once when listing. */
 const listReadsInFlightMax = 16;
@@ -104,12 +105,15 @@ export class EngineMeta {
 
   /** The value of `key` and its version; null when it has none. */
   async get(key: string): Promise<MetaEntry | null> {
+    const startedMs = this.#options.now();
     const register = await this.proposer.read(key);
+    this.#timed("read", startedMs);
     return register.value === null ? null : { version: register.version, value: register.value };
   }
 
   /** Sets `key` to `value` if it is at `expectedVersion`; its new version. */
   async put(key: string, value: Uint8Array, expectedVersion: number): Promise<number> {
+    const startedMs = this.#options.now();
     const register = await this.proposer.change(key, (current) => {
       if (current.version !== expectedVersion) {
         throw new VersionMismatchError(
@@ -118,6 +122,7 @@ export class EngineMeta {
       }
       return { version: current.version + 1, value };
     });
+    this.#timed("change", startedMs);
     return register.version;
   }
 
@@ -182,6 +187,11 @@ export class EngineMeta {
       keys.push(...batch.filter((_, j) => found[j]));
     }
     return keys;
+  }
+
+  /** Times a read or change that succeeded (failed ones say so in their error). */
+  #timed(operation: "read" | "change", startedMs: number): void {
+    metadataRoundDuration.observe({ operation }, (this.#options.now() - startedMs) / 1000);
   }
 
   /** The acceptor of voter `id`; null when gossip does not know it or knows it dead. */

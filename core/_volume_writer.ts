@@ -8,6 +8,7 @@ import { objectName } from "./block_map.ts";
 import type { ByteRange, Engine } from "./engine.ts";
 import { readEntry, type Span, spansOf } from "./map_io.ts";
 import type { VolumeRecord } from "./_volume_record.ts";
+import { openVolumes } from "../metrics/mod.ts";
 
 /** Writes through the map of one {@linkcode VolumeRecord}. */
 export class VolumeWriter {
@@ -109,13 +110,21 @@ export class VolumeWriter {
       await this.#engine.writeObject(name, span.offset, chunk, { truncate: true });
     } else if (span.length === spanBytes) {
       await this.#engine.writeObject(name, 0, chunk);
+      this.#countCopyUp();
     } else {
       const whole = this.#scratchBuffer().subarray(0, spanBytes);
       await readEntry(this.#engine, entry, { offset: 0, length: spanBytes }, whole);
       whole.set(chunk, span.offset);
       await this.#engine.writeObject(name, 0, whole);
+      this.#countCopyUp();
     }
     this.#record.setEntry(span.index, { kind: "object", name });
+  }
+
+  /** An entry the volume shared (a block, or an object it froze) is now its own. */
+  #countCopyUp(): void {
+    const stats = openVolumes.find(this.#record.header.name);
+    if (stats !== undefined) stats.copyUps++;
   }
 
   async #dropEntry(index: number): Promise<void> {

@@ -17,6 +17,7 @@ import { collectGarbage, type GcAdded, type GcResult } from "./gc.ts";
 import { Mutex } from "./_mutex.ts";
 import type { Volume } from "./volume.ts";
 import { logger } from "../log/mod.ts";
+import { gcDeletedBlocks, gcDeletedObjects, gcRuns, type GcTrigger } from "../metrics/mod.ts";
 
 const log = logger("gc");
 
@@ -100,6 +101,11 @@ export class Collector {
    * at those blocks alone (what a failed upload stored) and at no object.
    */
   collect(only?: ReadonlySet<string>): Promise<GcResult> {
+    return this.#collect(only, only === undefined ? "request" : "failed_upload");
+  }
+
+  /** Runs one collection; every one counts in /metrics, whatever started it. */
+  #collect(only: ReadonlySet<string> | undefined, trigger: GcTrigger): Promise<GcResult> {
     return this.#running.run(async () => {
       const { engine, policy, catalogue, pinnedHere } = this.#options;
       const added: GcAdded = { blocks: new Set(), objects: new Set(), uids: new Set() };
@@ -132,6 +138,9 @@ export class Collector {
             scope: only === undefined ? "all" : "failed upload",
           },
         );
+        gcRuns.inc({ trigger });
+        gcDeletedBlocks.inc(result.deletedBlocks);
+        gcDeletedObjects.inc(result.deletedObjects);
         return result;
       } finally {
         this.#added = null;
@@ -146,7 +155,7 @@ export class Collector {
     this.#timer = timer;
     this.#options.clock.sleep(this.#options.delayMs, timer.signal).then(() => {
       this.#timer = null;
-      this.collect().catch(this.#options.onError);
+      this.#collect(undefined, "automatic").catch(this.#options.onError);
     }, () => {/* aborted: the store closed */});
   }
 

@@ -30,6 +30,7 @@ import { readAll, syncDir, unlinkIfPresent, writeAll } from "./_file_io.ts";
 import { MetaFiles } from "./_meta_files.ts";
 import { ObjectFiles } from "./_object_files.ts";
 import { PendingBlocks } from "./_pending_blocks.ts";
+import { type DiskUsage, diskUsage } from "./_disk_usage.ts";
 
 /** Options of {@linkcode LocalEngine.open}. */
 export interface LocalEngineOptions {
@@ -161,6 +162,11 @@ export class LocalEngine implements NodeDisk {
   freeBytes(): number {
     const stats = fs.statfsSync(this.dir);
     return stats.bavail * stats.bsize;
+  }
+
+  /** Counts the blocks and objects stored here (a walk of the directory: /metrics, not often). */
+  usage(): Promise<DiskUsage> {
+    return diskUsage(this.dir);
   }
 
   /** Bytes of a stored block (whole blocks cross the network in a cluster). */

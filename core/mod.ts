@@ -19,6 +19,7 @@ export { Qcow2View } from "./qcow2_view.ts";
 export { type ChangeExtent, changeExtents, type ChangeList } from "./changes.ts";
 export type { Extent } from "./map_io.ts";
 export { LocalEngine, type LocalEngineOptions } from "./local_engine.ts";
+export { diskSpace, type DiskUsage } from "./_disk_usage.ts";
 /** The real disk's sync of a directory's entries, for the other real disks (journals, logs). */
 export { syncDir } from "./_file_io.ts";
 export { BufferPool } from "./buffer_pool.ts";

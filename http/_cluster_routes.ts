@@ -2,10 +2,9 @@
 import { Hono } from "hono";
 import { ConflictError, isBlockName, isMetaKey, isObjectName } from "../core/mod.ts";
 import type { AppEnv, AppOptions } from "./app.ts";
-import type { Metrics } from "./metrics.ts";
 
-/** Cluster routes; a collection counts what it deleted in `metrics`. */
-export function clusterRoutes(options: AppOptions, metrics: Metrics): Hono<AppEnv> {
+/** Cluster routes (a collection counts what it deleted itself: core/collector.ts). */
+export function clusterRoutes(options: AppOptions): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.get(
     "/cluster",
@@ -24,9 +23,7 @@ export function clusterRoutes(options: AppOptions, metrics: Metrics): Hono<AppEn
     return c.json({ name, replicas: options.replicasOf(name.replace(":", "/")) });
   });
   app.post("/gc", async (c) => {
-    const result = await options.store.collectGarbage();
-    metrics.add("atoll_gc_deleted_blocks_total", result.deletedBlocks);
-    return c.json(result);
+    return c.json(await options.store.collectGarbage());
   });
   return app;
 }

@@ -3,11 +3,11 @@ import { Hono } from "hono";
 import { parseUploadFormat, type Store, validateName } from "../core/mod.ts";
 import type { AppEnv } from "./app.ts";
 import { frozenData } from "./_frozen_data.ts";
-import type { Metrics } from "./metrics.ts";
+import { uploadBytes, uploadNewBytes } from "../metrics/mod.ts";
 import { clientBytes, contentLength } from "./_request_body.ts";
 
-/** Image routes over `store`; uploads count their bytes in `metrics`. */
-export function imageRoutes(store: Store, metrics: Metrics): Hono<AppEnv> {
+/** Image routes over `store`; uploads count their bytes in /metrics. */
+export function imageRoutes(store: Store): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.put("/images/:name", async (c) => {
     const name = validateName(c.req.param("name"), "image");
@@ -18,8 +18,8 @@ export function imageRoutes(store: Store, metrics: Metrics): Hono<AppEnv> {
     }
     const format = parseUploadFormat(c.req.query("format"));
     const result = await store.uploadImage(name, clientBytes(body), { expectedBytes, format });
-    metrics.add("atoll_upload_bytes_total", result.size);
-    metrics.add("atoll_upload_new_bytes_total", result.newBytes);
+    uploadBytes.inc(result.size);
+    uploadNewBytes.inc(result.newBytes);
     const { created, ...info } = result;
     return c.json(info, created ? 201 : 200);
   });

@@ -6,7 +6,7 @@
  * /v1 route groups are in _image_routes.ts, _volume_routes.ts and
  * _cluster_routes.ts.
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -22,8 +22,14 @@ import {
   UnavailableError,
   type VolumeAuthority,
 } from "../core/mod.ts";
-import { Metrics } from "./metrics.ts";
 import { logger } from "../log/mod.ts";
+import {
+  httpRequestDuration,
+  httpRequests,
+  metricsContentType,
+  metricsText,
+} from "../metrics/mod.ts";
+import { matchedRoutes } from "hono/route";
 import { bearerAuth } from "./_bearer_auth.ts";
 import { changeRoutes } from "./_change_routes.ts";
 import { clusterRoutes } from "./_cluster_routes.ts";
@@ -52,8 +58,6 @@ export interface AppOptions {
   version: string;
   /** The cluster's state for `GET /v1/cluster` (replication, healing), when in one. */
   clusterStatus?: () => Record<string, unknown>;
-  /** Gauges and counters measured now, added to /metrics (the cluster's). */
-  gauges?: () => Record<string, { help: string; value: number }>;
   /** Write leases of volumes, in a cluster. */
   leases?: {
     info(name: string): Promise<unknown>;
@@ -80,17 +84,10 @@ const jsonBodyBytesMax = 64 * 1024;
 export function createApp(options: AppOptions): Hono<AppEnv> {
   const { store } = options;
   const authority = options.authority ?? new LocalAuthority(store);
-  const metrics = new Metrics();
-  metrics.counter("atoll_http_requests_total", "HTTP requests answered");
-  metrics.counter("atoll_http_errors_total", "HTTP requests answered with a 4xx or 5xx status");
-  metrics.counter("atoll_upload_bytes_total", "Image bytes received by completed uploads");
-  metrics.counter("atoll_upload_new_bytes_total", "Bytes of blocks stored for the first time");
-  metrics.counter("atoll_gc_deleted_blocks_total", "Blocks deleted by garbage collection");
 
   const app = new Hono<AppEnv>();
   app.onError((error, c) => {
     const status = statusOf(error);
-    metrics.add("atoll_http_errors_total");
     // Unavailable, busy or full is a state of the node, not a bug: one line (and
     // when to try again), no stack.
     const about = { method: c.req.method, path: c.req.path, request: c.get("requestId") };
@@ -117,7 +114,10 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     c.set("requestId", requestId);
     c.header("x-request-id", requestId);
     await next();
-    metrics.add("atoll_http_requests_total");
+    const route = routeOf(c);
+    const seconds = (performance.now() - started) / 1000;
+    httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
+    httpRequestDuration.observe({ method: c.req.method, route }, seconds);
     log.info("{method} {path} {status} {ms} ms", {
       method: c.req.method,
       path: c.req.path,
@@ -135,14 +135,10 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     if (ready) return c.json({ ready: true });
     return c.json({ ready: false, reason: reason ?? "not ready" }, 503);
   });
-  app.get("/metrics", (c) => {
-    const uploads = store.uploads();
-    const text = metrics.render({
-      atoll_uploads_in_progress: { help: "Uploads running now", value: uploads.length },
-      ...options.gauges?.(),
-    });
-    return c.text(text, 200, { "content-type": "text/plain; version=0.0.4" });
-  });
+  app.get(
+    "/metrics",
+    async (c) => c.text(await metricsText(), 200, { "content-type": metricsContentType }),
+  );
 
   if (options.token) app.use("/v1/*", bearerAuth(options.token));
   app.use("/v1/*", async (c, next) => {
@@ -162,10 +158,10 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     await next();
   });
 
-  app.route("/v1", imageRoutes(store, metrics));
+  app.route("/v1", imageRoutes(store));
   app.route("/v1", volumeRoutes(options, authority));
   app.route("/v1", changeRoutes(store));
-  app.route("/v1", clusterRoutes(options, metrics));
+  app.route("/v1", clusterRoutes(options));
   return app;
 }
 
@@ -182,6 +178,17 @@ function requestIdOf(given: string | undefined): string {
     return given;
   }
   return `r${(++requestSerial).toString(36)}`;
+}
+
+/**
+ * The route template that answered (`/v1/volumes/:name`), for the `route`
+ * label: the last route registered for a method (not a middleware) that
+ * matched, so that a request refused by a middleware (401, 503) still names
+ * its route; `unmatched` when none did (404). Never the raw path, which a
+ * client could make unbounded.
+ */
+function routeOf(c: Context): string {
+  return matchedRoutes(c).findLast((route) => route.method !== "ALL")?.path ?? "unmatched";
 }
 
 /** HOST:PORT of the client when the server passed its address along (Deno.serve does). */

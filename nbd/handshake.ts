@@ -34,10 +34,18 @@ import {
   optionMagic,
   Reply,
 } from "./protocol.ts";
+import { nbdHandshakeFailures } from "../metrics/mod.ts";
 
 /** The client broke the protocol: close the connection. */
 export class NbdFramingError extends Error {
   override name = "NbdFramingError";
+  /** What /metrics counts the failed handshake as (atoll_nbd_handshake_failures_total). */
+  readonly reason: "protocol" | "unknown_export";
+
+  constructor(message: string, reason: "protocol" | "unknown_export" = "protocol") {
+    super(message);
+    this.reason = reason;
+  }
 }
 
 /** What a successful handshake settled. */
@@ -115,6 +123,7 @@ export async function handshake(
 
     const readiness = exportOptions.has(option) ? options.ready?.() : undefined;
     if (readiness !== undefined && !readiness.ready) {
+      nbdHandshakeFailures.inc({ reason: "not_ready" });
       // EXPORT_NAME has no error reply: proto.md has the server end the session.
       if (option === Option.exportName) return null;
       // ERR_SHUTDOWN, "unwilling to continue negotiation": clients give up on this
@@ -130,7 +139,7 @@ export async function handshake(
         const name = decodeName(data);
         const device = name === null ? null : await openExport(store, name, authority);
         if (name === null || device === null) {
-          throw new NbdFramingError(`no export ${JSON.stringify(name)}`);
+          throw new NbdFramingError(`no export ${JSON.stringify(name)}`, "unknown_export");
         }
         const answer = new Uint8Array(noZeroes ? 10 : 134);
         const answerView = new DataView(answer.buffer);
@@ -165,6 +174,7 @@ export async function handshake(
         }
         const device = await openExport(store, request.name, authority);
         if (device === null) {
+          nbdHandshakeFailures.inc({ reason: "unknown_export" });
           await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
           break;
         }
@@ -198,6 +208,7 @@ export async function handshake(
         }
         const device = await openExport(store, request.name, authority);
         if (device === null) {
+          nbdHandshakeFailures.inc({ reason: "unknown_export" });
           await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
           break;
         }

@@ -28,6 +28,12 @@ import {
 import { handshakeTimeoutMs, pooledBufferBytesMax, pooledBufferSizeMax } from "./limits.ts";
 import { serveTransmission } from "./transmission.ts";
 import { logger } from "../log/mod.ts";
+import {
+  type HandshakeFailureReason,
+  nbdHandshakeFailures,
+  openVolumes,
+  type VolumeStats,
+} from "../metrics/mod.ts";
 
 const log = logger("nbd");
 
@@ -57,15 +63,18 @@ export class NbdServer {
   #acceptor: Acceptor;
   #buffers = new BufferPool(pooledBufferBytesMax, pooledBufferSizeMax);
   #handshakeOptions: HandshakeOptions;
+  /** Whether each volume's requests are counted and timed (metrics/volume_stats.ts). */
+  #volumeMetrics: boolean;
 
   private constructor(
     store: Store,
     listener: Deno.Listener,
     address: NbdAddress,
-    options: { handshake: HandshakeOptions; limits: ListenerLimits },
+    options: { handshake: HandshakeOptions; limits: ListenerLimits; volumeMetrics: boolean },
   ) {
     this.#store = store;
     this.#handshakeOptions = options.handshake;
+    this.#volumeMetrics = options.volumeMetrics;
     this.address = address;
     this.#acceptor = Acceptor.start(listener, {
       name: "nbd",
@@ -79,12 +88,19 @@ export class NbdServer {
    * `ready`, a connection's handshake is refused while the node is not ready
    * (NBD_REP_ERR_SHUTDOWN with the reason, which qemu-img and nbdinfo print).
    * `limits` caps connections (default: the NBD maxima of net/limits.ts; a node
-   * passes the caps its open-files limit allows).
+   * passes the caps its open-files limit allows). `volumeMetrics: false` stops
+   * counting and timing each volume's requests (default true; the cost bench
+   * compares the two).
    */
   static async listen(
     store: Store,
     address: NbdAddress,
-    options: { authority?: VolumeAuthority; ready?: ReadinessCheck; limits?: ListenerLimits } = {},
+    options: {
+      authority?: VolumeAuthority;
+      ready?: ReadinessCheck;
+      limits?: ListenerLimits;
+      volumeMetrics?: boolean;
+    } = {},
   ): Promise<NbdServer> {
     // Volumes open through their authority: the single node's own, or a cluster's leases.
     const authority = options.authority ?? new LocalAuthority(store);
@@ -95,6 +111,7 @@ export class NbdServer {
           connectionsMax: nbdConnectionsMax,
           connectionsPerAddressMax: nbdConnectionsPerAddressMax,
         },
+      volumeMetrics: options.volumeMetrics ?? true,
     };
     if ("path" in address) {
       await Deno.remove(address.path).catch(() => {});
@@ -126,12 +143,21 @@ export class NbdServer {
   async #serve(conn: Deno.Conn): Promise<void> {
     const reader = new ConnReader(conn);
     const writer = new ReplyWriter(conn);
-    const timer = setTimeout(() => closeQuietly(conn), handshakeTimeoutMs);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      closeQuietly(conn);
+    }, handshakeTimeoutMs);
     const client = clientOf(conn);
     let opened: { export: string; atMs: number } | null = null;
+    let stats: VolumeStats | null = null;
     let closeWriter = () => {};
     try {
       const session = await handshake(this.#store, reader, writer, this.#handshakeOptions)
+        .catch((error) => {
+          nbdHandshakeFailures.inc({ reason: timedOut ? "timeout" : failureReason(error) });
+          throw error;
+        })
         .finally(() => clearTimeout(timer));
       if (session !== null) {
         opened = { export: session.device.name, atMs: performance.now() };
@@ -142,9 +168,18 @@ export class NbdServer {
           client,
           writable: session.device.canWrite,
         });
-        // Volumes (the writable exports) have limits; images and snapshots none.
+        // Volumes (the writable exports) have limits and figures; images and snapshots none.
         const limiter = session.device.canWrite ? this.#store.ioLimiter(session.device.name) : null;
-        await serveTransmission(session, { reader, writer, buffers: this.#buffers, limiter });
+        if (this.#volumeMetrics && session.device.canWrite) {
+          stats = openVolumes.open(session.device.name);
+        }
+        await serveTransmission(session, {
+          reader,
+          writer,
+          buffers: this.#buffers,
+          limiter,
+          stats,
+        });
       }
     } catch (error) {
       if (error instanceof ConnectionClosedError || error instanceof Deno.errors.BadResource) {
@@ -158,6 +193,7 @@ export class NbdServer {
       if (error instanceof NbdFramingError) return;
       log.error("connection from {client} failed: {error}", { client, error });
     } finally {
+      if (stats !== null) openVolumes.release(stats);
       closeWriter();
       if (opened !== null) {
         log.info("connection to {export} from {client} closed after {ms} ms", {
@@ -168,6 +204,17 @@ export class NbdServer {
       }
     }
   }
+}
+
+/** Why a handshake failed, for atoll_nbd_handshake_failures_total (a timeout is told apart before). */
+function failureReason(error: unknown): HandshakeFailureReason {
+  if (error instanceof NbdFramingError) return error.reason;
+  if (
+    error instanceof ConnectionClosedError || error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted || error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe
+  ) return "disconnected";
+  return "error";
 }
 
 /** HOST:PORT of a TCP client, the socket path of a unix one. */

@@ -30,6 +30,8 @@ import {
   requestHeaderBytes,
 } from "./protocol.ts";
 import { logger } from "../log/mod.ts";
+import type { VolumeStats } from "../metrics/mod.ts";
+import { countError, countRequest } from "./_request_counts.ts";
 
 const log = logger("nbd");
 
@@ -53,9 +55,15 @@ const writeCommands = new Set<number>([Command.write, Command.trim, Command.writ
  */
 export async function serveTransmission(
   session: Session,
-  io: { reader: ConnReader; writer: ReplyWriter; buffers: BufferPool; limiter: IoLimiter | null },
+  io: {
+    reader: ConnReader;
+    writer: ReplyWriter;
+    buffers: BufferPool;
+    limiter: IoLimiter | null;
+    stats: VolumeStats | null;
+  },
 ): Promise<void> {
-  const { reader, writer, buffers, limiter } = io;
+  const { reader, writer, buffers, limiter, stats } = io;
   const inflight = new Set<Promise<void>>();
   const header = new Uint8Array(requestHeaderBytes);
   try {
@@ -80,7 +88,9 @@ export async function serveTransmission(
       const error = validate(session, request);
       const task = error !== 0
         ? sendError(session, writer, request, error)
-        : execute(session, writer, buffers, request, payload, limiter);
+        : stats === null
+        ? execute(session, writer, buffers, request, payload, limiter)
+        : executeCounted(session, writer, buffers, request, payload, limiter, stats);
       if (payload !== null) task.finally(() => buffers.release(payload)).catch(() => {});
       inflight.add(task);
       task.catch(() => {}).finally(() => inflight.delete(task));
@@ -120,6 +130,29 @@ function validate(session: Session, request: Request): number {
   // A zero-length READ has no valid structured answer (a data chunk needs a byte).
   if (request.type === Command.read && request.length === 0) return NbdError.inval;
   return 0;
+}
+
+/**
+ * {@linkcode execute} counted and timed in the volume's figures: a few
+ * additions on numbers the table already holds, no allocation.
+ */
+async function executeCounted(
+  session: Session,
+  writer: ReplyWriter,
+  buffers: BufferPool,
+  request: Request,
+  payload: Uint8Array | null,
+  limiter: IoLimiter | null,
+  stats: VolumeStats,
+): Promise<void> {
+  const startedMs = performance.now();
+  stats.inFlight++;
+  try {
+    await execute(session, writer, buffers, request, payload, limiter);
+  } finally {
+    stats.inFlight--;
+    countRequest(stats, request, startedMs);
+  }
 }
 
 /** Runs a validated request and sends its reply. */
@@ -287,6 +320,7 @@ async function sendBlockStatus(session: Session, writer: ReplyWriter, request: R
 
 /** An error reply: a structured ERROR chunk when negotiated, else a simple reply. */
 async function sendError(session: Session, writer: ReplyWriter, request: Request, error: number) {
+  countError(error);
   if (!session.structuredReplies) {
     return await writer.send(encodeSimpleReply(request.cookie, error));
   }

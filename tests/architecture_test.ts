@@ -25,13 +25,14 @@ const allowed: Record<string, string[]> = {
     "cluster/repair",
     "cluster/transport",
     "log",
+    "metrics",
     "net",
   ],
-  "http": ["core", "log"],
-  "nbd": ["core", "log", "net"],
-  "net": ["core", "log"],
-  "core": ["wasm", "log"],
-  "wasm": ["log"],
+  "http": ["core", "log", "metrics"],
+  "nbd": ["core", "log", "metrics", "net"],
+  "net": ["core", "log", "metrics"],
+  "core": ["wasm", "log", "metrics"],
+  "wasm": ["log", "metrics"],
   "cluster": [
     "core",
     "cluster/membership",
@@ -40,14 +41,15 @@ const allowed: Record<string, string[]> = {
     "cluster/meta",
     "cluster/data",
     "log",
+    "metrics",
   ],
-  "cluster/membership": ["core", "log"],
-  "cluster/placement": ["core", "log"],
-  "cluster/transport": ["core", "cluster/membership", "log", "net"],
-  "cluster/meta": ["core", "cluster/transport", "log"],
-  "cluster/data": ["core", "cluster/transport", "log"],
-  "cluster/leases": ["core", "cluster/transport", "cluster/meta", "cluster", "log"],
-  "cluster/repair": ["core", "cluster/transport", "cluster/data", "cluster", "log"],
+  "cluster/membership": ["core", "log", "metrics"],
+  "cluster/placement": ["core", "log", "metrics"],
+  "cluster/transport": ["core", "cluster/membership", "log", "metrics", "net"],
+  "cluster/meta": ["core", "cluster/transport", "log", "metrics"],
+  "cluster/data": ["core", "cluster/transport", "log", "metrics"],
+  "cluster/leases": ["core", "cluster/transport", "cluster/meta", "cluster", "log", "metrics"],
+  "cluster/repair": ["core", "cluster/transport", "cluster/data", "cluster", "log", "metrics"],
   "cluster/sim": [
     "core",
     "wasm",
@@ -59,8 +61,10 @@ const allowed: Record<string, string[]> = {
     "cluster/repair",
     "cluster/transport",
     "log",
+    "metrics",
   ],
   "log": [],
+  "metrics": [],
 };
 
 function* productionFiles(dir: string): Generator<string> {
@@ -87,6 +91,9 @@ Deno.test("imports between folders follow docs/architecture.md", () => {
         if (to === from) continue;
         const name = relative(root, file);
         if (!allowed[from].includes(to)) violations.push(`${name} imports ${match[1]} (${to})`);
+        if (to === "metrics" && !target.endsWith("/mod.ts")) {
+          violations.push(`${name} imports ${match[1]}, not metrics/mod.ts`);
+        }
         const intoClusterPart = to.startsWith("cluster/") && !from.startsWith(`${to}`);
         if (intoClusterPart && !target.endsWith("/mod.ts")) {
           violations.push(`${name} imports ${match[1]}, not its folder's mod.ts`);

@@ -2,7 +2,8 @@
  * Goal: `deno task bundle` makes one runnable file that is a whole node, hash
  * workers included. Method: bundle main.ts into a temporary directory, copy the
  * file alone into an empty directory, start a node from it there, upload an
- * image (hashed in the bundle's own workers) and read it back.
+ * image (hashed in the bundle's own workers) and read it back, and read its
+ * /metrics (prom-client bundled).
  */
 import assert from "node:assert/strict";
 import { patternBytes, run } from "./_files.ts";
@@ -34,6 +35,10 @@ Deno.test("the bundled single file runs a node whose hash workers work", async (
     assert.deepEqual([result.blocks, result.zeroBlocks, result.newBlocks], [3, 1, 2]);
     const back = new Uint8Array(await (await node.fetch("/v1/images/bundled")).arrayBuffer());
     assert.deepEqual(back, image);
+    // prom-client (an npm package in CommonJS) works from the bundle too.
+    const metrics = await (await node.fetch("/metrics")).text();
+    assert.match(metrics, /^atoll_upload_bytes_total 10485760$/m);
+    assert.match(metrics, /^process_cpu_seconds_total \d/m);
   } finally {
     await node.stop();
     await removeData(node);

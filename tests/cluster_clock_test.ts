@@ -88,7 +88,9 @@ Deno.test("a member 10 minutes off is refused as clock-skew; one 2 minutes off j
       `far says why too:\n${far.log.join("\n")}`,
     );
     const metrics = await (await seed.fetch("/metrics")).text();
-    const refusedTotal = metrics.match(/^atoll_cluster_messages_refused_clock_skew_total (\d+)$/m);
+    const refusedTotal = metrics.match(
+      /^atoll_cluster_messages_refused_total\{reason="clock-skew"\} (\d+)$/m,
+    );
     assert.ok(refusedTotal !== null && Number(refusedTotal[1]) > 0, metrics);
 
     // Near's clock jumps from 2 minutes behind to 2 minutes ahead, as it runs. (Forward:

@@ -19,6 +19,7 @@ declare -A tools=(
   [nbdkit]=nbdkit
   [qemu-system-x86_64]=qemu-system-x86
   [faketime]=faketime
+  [promtool]=prometheus
   [setpriv]=util-linux
   [libvirtd]=libvirt-daemon-system
   [virsh]=libvirt-clients

@@ -107,13 +107,3 @@ export class Refusals {
     };
   }
 }
-
-/** Series for /metrics: one per reason (the gauge helper has no labels). */
-export function refusalGauges(
-  byReason: Record<RefusalReason, number>,
-): Record<string, { help: string; value: number }> {
-  return Object.fromEntries(refusalReasons.map((reason) => [
-    `atoll_cluster_messages_refused_${reason.replace("-", "_")}_total`,
-    { help: `Cluster messages refused for reason ${reason}`, value: byReason[reason] },
-  ]));
-}

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { RefusalError } from "./auth.ts";
-import { refusalGauges, refusalLogIntervalMs, refusalPeersMax, Refusals } from "./refusals.ts";
+import { refusalLogIntervalMs, refusalPeersMax, Refusals } from "./refusals.ts";
 
 function clocks() {
   const lines: string[] = [];
@@ -59,13 +59,4 @@ Deno.test("Refusals keeps at most refusalPeersMax peers, forgetting the least re
   assert.equal(refusals.peers.size, refusalPeersMax);
   assert.ok(!refusals.peers.has("10.0.0.0"));
   assert.equal(refusals.byReason["clock-skew"], refusalPeersMax + 1);
-});
-
-Deno.test("refusalGauges() names one series per reason", () => {
-  const { refusals } = clocks();
-  refusals.record("10.0.0.2", skewed);
-  const gauges = refusalGauges(refusals.byReason);
-  assert.equal(gauges.atoll_cluster_messages_refused_clock_skew_total.value, 1);
-  assert.equal(gauges.atoll_cluster_messages_refused_cluster_id_total.value, 0);
-  assert.equal(Object.keys(gauges).length, 5);
 });

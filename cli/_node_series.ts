@@ -1,0 +1,201 @@
+/**
+ * A node's own series in /metrics that are read at scrape time: connections
+ * (open, served, caps), the open-files limit, uploads running and how much
+ * they deduplicated, and capacity: the data disk, what this node stores, and
+ * what the catalogue's images and volumes address (logical bytes, against
+ * the physical bytes stored: what thin provisioning and dedup save).
+ *
+ * Counting what is stored walks the data directory, and the catalogue's
+ * figures read every record: both run in the background at most once every
+ * {@linkcode capacityScanIntervalMs}; a scrape shows the last result (the
+ * first scrape waits for the first one).
+ */
+import { diskSpace, type DiskUsage, type LocalEngine, type Store } from "../core/mod.ts";
+import { type ScrapedSeries, scrapedSeries } from "../metrics/mod.ts";
+
+/** Shortest time between two walks of the data directory and the catalogue. */
+export const capacityScanIntervalMs = 60_000;
+
+/** What the node's series read. */
+export interface NodeFigures {
+  store: Store;
+  local: LocalEngine;
+  filesLimit: number;
+  http: { connections: () => number; served: () => number; connectionsMax: number };
+  nbd: { connections: () => number; served: () => number; connectionsMax: number };
+}
+
+/** The catalogue's figures: what images and volumes address. */
+interface CatalogueFigures {
+  images: number;
+  volumes: number;
+  imageBytes: number;
+  volumeProvisionedBytes: number;
+  volumeAllocatedBytes: number;
+}
+
+/** Registers the node's series; the result removes them. */
+export function registerNodeSeries(figures: NodeFigures): () => void {
+  const { store, local } = figures;
+  const scan = new CapacityScan(store, local);
+  const gauge = (name: string, help: string, read: ScrapedSeries["read"]): ScrapedSeries => ({
+    name,
+    help,
+    type: "gauge",
+    read,
+  });
+  const stored = async () => {
+    await scan.refresh();
+    return scan.usage;
+  };
+  const listed = async () => {
+    await scan.refresh();
+    return scan.catalogue;
+  };
+  const unregister = scrapedSeries([
+    gauge("atoll_open_files_limit", "Descriptors this process may hold", () => figures.filesLimit),
+    gauge("atoll_http_connections_open", "HTTP API connections open", figures.http.connections),
+    gauge(
+      "atoll_http_connections_max",
+      "HTTP API connections served at once at most",
+      () => figures.http.connectionsMax,
+    ),
+    {
+      name: "atoll_http_connections_served_total",
+      help: "HTTP API connections admitted since start",
+      type: "counter",
+      read: figures.http.served,
+    },
+    gauge("atoll_nbd_connections_open", "NBD connections open", figures.nbd.connections),
+    gauge(
+      "atoll_nbd_connections_max",
+      "NBD connections served at once at most",
+      () => figures.nbd.connectionsMax,
+    ),
+    {
+      name: "atoll_nbd_connections_served_total",
+      help: "NBD connections admitted since start",
+      type: "counter",
+      read: figures.nbd.served,
+    },
+    gauge("atoll_uploads_in_progress", "Image uploads running now", () => store.uploads().length),
+    gauge(
+      "atoll_data_disk_free_bytes",
+      "Bytes free for new data on the data directory's file system",
+      () => diskSpace(local.dir).freeBytes,
+    ),
+    gauge(
+      "atoll_data_disk_size_bytes",
+      "Size of the data directory's file system",
+      () => diskSpace(local.dir).totalBytes,
+    ),
+    gauge(
+      "atoll_stored_blocks",
+      "Content blocks stored on this node",
+      async () => (await stored()).blocks,
+    ),
+    gauge(
+      "atoll_stored_objects",
+      "Volume objects stored on this node",
+      async () => (await stored()).objects,
+    ),
+    {
+      ...gauge(
+        "atoll_stored_bytes",
+        "Bytes this node stores on disk (physical), by kind",
+        async () => {
+          const usage = await stored();
+          return [[{ kind: "block" }, usage.blockBytes], [{ kind: "object" }, usage.objectBytes]];
+        },
+      ),
+      labelNames: ["kind"],
+    },
+    gauge("atoll_images", "Images in the catalogue", async () => (await listed()).images),
+    gauge("atoll_volumes", "Volumes in the catalogue", async () => (await listed()).volumes),
+    gauge(
+      "atoll_images_logical_bytes",
+      "Bytes the images hold that are not zero (logical)",
+      async () => (await listed()).imageBytes,
+    ),
+    gauge(
+      "atoll_volumes_provisioned_bytes",
+      "Sum of the volumes' sizes (thin: promised, not stored)",
+      async () => (await listed()).volumeProvisionedBytes,
+    ),
+    gauge(
+      "atoll_volumes_allocated_bytes",
+      "Bytes of the volumes' entries that are not zero (logical; shared blocks count once per volume)",
+      async () => (await listed()).volumeAllocatedBytes,
+    ),
+    gauge(
+      "atoll_capacity_scan_age_seconds",
+      "Age of the figures atoll_stored_*, atoll_images* and atoll_volumes* (counted at most once a minute)",
+      async () => {
+        await scan.refresh();
+        return scan.ageSeconds();
+      },
+    ),
+  ]);
+  return unregister;
+}
+
+/** The last counts of the data directory and of the catalogue, refreshed in the background. */
+class CapacityScan {
+  usage: DiskUsage = { blocks: 0, blockBytes: 0, objects: 0, objectBytes: 0 };
+  catalogue: CatalogueFigures = {
+    images: 0,
+    volumes: 0,
+    imageBytes: 0,
+    volumeProvisionedBytes: 0,
+    volumeAllocatedBytes: 0,
+  };
+  #store: Store;
+  #local: LocalEngine;
+  #doneAtMs: number | null = null;
+  #running: Promise<void> | null = null;
+
+  constructor(store: Store, local: LocalEngine) {
+    this.#store = store;
+    this.#local = local;
+  }
+
+  /** Seconds since the last scan finished. */
+  ageSeconds(): number {
+    return this.#doneAtMs === null ? 0 : (performance.now() - this.#doneAtMs) / 1000;
+  }
+
+  /** Starts a scan when the last is old; waits only for the first one. */
+  refresh(): Promise<void> {
+    const due = this.#doneAtMs === null ||
+      performance.now() - this.#doneAtMs >= capacityScanIntervalMs;
+    if (due && this.#running === null) {
+      this.#running = this.#scan().finally(() => {
+        this.#doneAtMs = performance.now();
+        this.#running = null;
+      });
+    }
+    return this.#doneAtMs === null && this.#running !== null ? this.#running : Promise.resolve();
+  }
+
+  async #scan(): Promise<void> {
+    this.usage = await this.#local.usage();
+    const [images, volumes] = await Promise.all([
+      this.#store.listImages(),
+      this.#store.listVolumes(),
+    ]);
+    this.catalogue = {
+      images: images.length,
+      volumes: volumes.length,
+      imageBytes: images.reduce(
+        (sum, image) =>
+          sum + Math.min(image.size, (image.blocks - image.zeroBlocks) * image.blockSize),
+        0,
+      ),
+      volumeProvisionedBytes: volumes.reduce((sum, volume) => sum + volume.size, 0),
+      volumeAllocatedBytes: volumes.reduce(
+        (sum, volume) => sum + Math.min(volume.size, volume.allocatedBlocks * volume.blockSize),
+        0,
+      ),
+    };
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Goal: a cluster member's /metrics passes `promtool check metrics` after real
+ * cluster work, its figures move as that work implies, and the integrations
+ * (integrations/grafana/atoll.json, integrations/prometheus/prometheus.yml)
+ * query only series a member serves. Method: three real node processes with a
+ * short GC age rule; an upload, a volume written by qemu-io through node 0,
+ * then written through node 1 by libnbd (the write lease moves to node 1),
+ * the deletion of an image whose blocks the automatic collection on node 0
+ * removes; promtool on both members; every metric name in the dashboard's
+ * queries found in node 1's scrape while the volume is open there.
+ */
+import assert from "node:assert/strict";
+import { eventually, startCluster } from "./_cluster.ts";
+import { patternBytes } from "./_files.ts";
+import { createVolume, holdNbdPython, MiB, qemuIo, uploadImage } from "./_nbd.ts";
+import { promtoolCheckMetrics, scrape } from "./_metrics.ts";
+
+const root = new URL("../", import.meta.url).pathname;
+const dashboardPath = `${root}integrations/grafana/atoll.json`;
+const scrapeConfigPath = `${root}integrations/prometheus/prometheus.yml`;
+
+/** Metric names a PromQL expression reads. */
+function metricNames(expr: string): string[] {
+  return [...expr.matchAll(/\b((?:atoll|process|nodejs)_[a-z0-9_]+)\b/g)].map((m) => m[1]);
+}
+
+/** Every query of the dashboard (panels, and variables' label_values). */
+function dashboardQueries(): string[] {
+  const dashboard = JSON.parse(Deno.readTextFileSync(dashboardPath));
+  const exprs: string[] = [];
+  for (const panel of dashboard.panels) {
+    for (const target of panel.targets ?? []) exprs.push(target.expr);
+  }
+  for (const variable of dashboard.templating.list) exprs.push(variable.definition);
+  return exprs;
+}
+
+Deno.test("integrations: the scrape config passes promtool, the dashboard parses", async () => {
+  const out = await new Deno.Command("promtool", { args: ["check", "config", scrapeConfigPath] })
+    .output();
+  const said = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, said);
+  const queries = dashboardQueries();
+  assert.ok(queries.length >= 30, `${queries.length} queries`);
+  for (const expr of queries) assert.ok(metricNames(expr).length > 0, `no metric in ${expr}`);
+});
+
+/** libnbd through node 1: one 4 KiB write (the lease moves here), then hold the volume open. */
+const writeAndHold = `
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+h.pwrite(b"\\x05" * 4096, 0)
+h.flush()
+print(json.dumps("done"), flush=True)
+sys.stdin.read()
+`;
+
+Deno.test("cluster member: /metrics passes promtool after a lease move and a collection", async () => {
+  const cluster = await startCluster(3, () => ["--gc-min-age", "0.1", "--gc-settle", "0.1"]);
+  const [node0, node1] = cluster.nodes;
+  try {
+    await uploadImage(node0, "base", patternBytes(4 * MiB, 1));
+    await createVolume(node0, "vm1", { image: "base" });
+    await qemuIo(node0.nbdUri("vm1"), ["write -P 7 0 64k"]);
+    const held = await holdNbdPython(writeAndHold, [node1.nbdUri("vm1")]);
+    try {
+      const m1 = await scrape(node1);
+      await promtoolCheckMetrics(m1.text);
+      assert.equal(m1.value("atoll_cluster_members", { state: "alive" }), 3);
+      assert.ok(m1.value("atoll_lease_acquired_total") >= 1);
+      assert.ok(m1.value("atoll_lease_last_move_seconds") > 0);
+      assert.equal(
+        m1.value("atoll_volume_bytes_total", { volume: "vm1", operation: "write" }),
+        4096,
+      );
+      assert.equal(
+        m1.value("atoll_volume_requests_total", { volume: "vm1", operation: "write" }),
+        1,
+      );
+      const rounds = m1.matching("atoll_cluster_metadata_round_duration_seconds_count");
+      assert.ok(rounds.reduce((a, b) => a + b, 0) > 0, "metadata rounds timed");
+      for (const reason of ["cluster-id", "clock-skew"]) {
+        assert.equal(m1.value("atoll_cluster_messages_refused_total", { reason }), 0);
+      }
+
+      // Every metric the dashboard queries is served by a member with a volume open.
+      const served = m1.names();
+      const missing = dashboardQueries().flatMap(metricNames).filter((name) => !served.has(name));
+      assert.deepEqual([...new Set(missing)], [], "dashboard metrics missing from /metrics");
+
+      const m0 = await scrape(node0);
+      await promtoolCheckMetrics(m0.text);
+      assert.ok(m0.value("atoll_lease_released_total") >= 1, "node 0 gave the lease up");
+      await eventually(
+        "node 0 closed qemu-io's connection, and vm1's series",
+        async () => (await scrape(node0)).value("atoll_volumes_open") === 0,
+      );
+      await eventually(
+        "a healing pass",
+        async () => (await scrape(node0)).value("atoll_heal_passes_total") >= 1,
+      );
+
+      // An image of its own block, deleted through node 0: its automatic collection counts.
+      await uploadImage(node0, "lonely", patternBytes(4 * MiB, 3));
+      assert.equal((await node0.fetch("/v1/images/lonely", { method: "DELETE" })).status, 204);
+      await eventually("the automatic collection after the deletion", async () => {
+        const now = await scrape(node0);
+        return now.value("atoll_gc_deleted_blocks_total") >= 1;
+      });
+      const after = await scrape(node0);
+      await promtoolCheckMetrics(after.text);
+      assert.ok(after.value("atoll_gc_runs_total", { trigger: "automatic" }) >= 1);
+      assert.equal(after.value("atoll_gc_runs_total", { trigger: "request" }), 0);
+    } finally {
+      await held.release();
+    }
+  } finally {
+    await cluster.stop();
+  }
+});
