@@ -1,6 +1,6 @@
 /**
  * Atoll vs Ceph RBD on the same machine (issue 11, "peer benchmark"): a throwaway
- * Ceph from Debian's packages (bench/_ceph.ts: one mon, one mgr, N bluestore OSDs on
+ * Ceph from Debian's packages (tests/_ceph.ts: one mon, one mgr, N bluestore OSDs on
  * sparse files, pool size R and min_size R-1, 4 MiB objects, `rbd cache = false` as
  * QEMU's cache=none) next to an Atoll cluster of N node processes at `--replicas R`.
  * fio drives both: the `nbd` engine on an Atoll volume through the node holding its
@@ -21,7 +21,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { type CephCluster, ensureCephPackages, startCeph } from "./_ceph.ts";
+import { type CephCluster, ensureCephPackages, startCeph } from "../tests/_ceph.ts";
 import { cpuSeconds, fio, type FioTarget, killRunningFio, rssBytes } from "./_fio.ts";
 import { figure, type Idle, printTable, type Row } from "./_peer_report.ts";
 import { startCluster, type TestProcessCluster } from "../tests/_cluster.ts";
@@ -228,7 +228,13 @@ async function runCase(name: string): Promise<void> {
     `min_size ${replicas - 1}): ${settings.sizeBytes / MiB} MiB, ${settings.rounds} round(s) ` +
     `of ${settings.runtime} s + ${rampSeconds} s ramp, medians`;
   console.log(`\n== ${title}`);
-  const ceph = await startCeph({ osds: nodes, replicas, pgs: settings.pgs, media: settings.media });
+  const ceph = await startCeph({
+    osds: nodes,
+    replicas,
+    pgs: settings.pgs,
+    media: settings.media,
+    mgr: true,
+  });
   try {
     live();
     const cluster = await startCluster(nodes, () => ["--replicas", String(replicas)]);
