@@ -19,6 +19,8 @@ const serveUsage = `  atoll serve [--data DIR] [--http HOST:PORT] [--nbd HOST:PO
               [--replicas N] [--dead-grace SECONDS] [--heal-interval SECONDS]
               [--gc-min-age SECONDS] [--gc-settle SECONDS] [--read-cache-mib N]
               [--header-timeout SECONDS]
+              [--engine local|rados --ceph-conf FILE --pool NAME [--ceph-id NAME]
+               [--ceph-namespace NAME]]
               [--log-format text|json] [--log-level debug|info|warning|error]
               [--fault-file F (testing: no cluster traffic while F exists)]`;
 
@@ -64,6 +66,11 @@ async function main(args: string[]): Promise<number> {
       "header-timeout": { type: "string", default: String(headerTimeoutMsDefault / 1000) },
       "log-format": { type: "string", default: "text" },
       "log-level": { type: "string", default: "info" },
+      engine: { type: "string", default: "local" },
+      "ceph-conf": { type: "string" },
+      pool: { type: "string" },
+      "ceph-id": { type: "string" },
+      "ceph-namespace": { type: "string", default: "atoll" },
     },
     strict: true,
   });
@@ -94,6 +101,7 @@ async function main(args: string[]): Promise<number> {
     readCacheBytes: parseCount(values["read-cache-mib"], "--read-cache-mib", 0, 1 << 20) * 1024 *
       1024,
     hashEngine,
+    rados: parseRados(values),
     headerTimeoutMs: parseSeconds(values["header-timeout"], "--header-timeout") * 1000,
     version,
   });
@@ -105,6 +113,35 @@ async function main(args: string[]): Promise<number> {
   }
   await node.finished;
   return 0;
+}
+
+/** `--engine` and its Ceph flags: the RADOS options, or null for local files. */
+function parseRados(values: {
+  engine: string;
+  "ceph-conf"?: string;
+  pool?: string;
+  "ceph-id"?: string;
+  "ceph-namespace": string;
+}) {
+  const cephFlags = ["ceph-conf", "pool", "ceph-id"] as const;
+  if (values.engine === "local") {
+    const given = cephFlags.filter((flag) => values[flag] !== undefined);
+    if (given.length > 0) {
+      throw new TypeError(`Cannot use --${given[0]}: it applies only with --engine rados`);
+    }
+    return null;
+  }
+  if (values.engine !== "rados") {
+    throw new TypeError(`Cannot use --engine ${values.engine}: expected local or rados`);
+  }
+  const conf = values["ceph-conf"], pool = values.pool;
+  if (conf === undefined || pool === undefined) {
+    throw new TypeError("Cannot use --engine rados: --ceph-conf FILE and --pool NAME are required");
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(values["ceph-namespace"])) {
+    throw new TypeError(`Cannot use --ceph-namespace ${values["ceph-namespace"]}: not a plain name`);
+  }
+  return { conf, pool, id: values["ceph-id"] ?? null, namespace: values["ceph-namespace"] };
 }
 
 function parseWeight(text: string): number {
