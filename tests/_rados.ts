@@ -126,3 +126,33 @@ function stopNow(cluster: CephCluster): void {
     Deno.removeSync(cluster.dir, { recursive: true });
   } catch { /* a daemon may still hold a file; the OS temp cleaner takes it */ }
 }
+
+let nodePool: Promise<string> | null = null;
+
+/**
+ * `serve` flags that put a node on the test Ceph: this test file's pool, and a
+ * namespace named after the node's data directory, so that a node restarted on
+ * its directory finds its volumes again and other nodes never see them, unless
+ * they are given the same namespace (`shared`).
+ */
+export async function radosNodeArgs(data: string, shared?: string): Promise<string[]> {
+  const ceph = await testCeph();
+  nodePool ??= ceph.freshPool("nodes");
+  const namespace = shared ?? `n-${data.split("/").filter((part) => part !== "").at(-1)}`;
+  return [
+    "--engine",
+    "rados",
+    "--ceph-conf",
+    ceph.conf,
+    "--pool",
+    await nodePool,
+    "--ceph-namespace",
+    namespace,
+  ];
+}
+
+/** The pool radosNodeArgs puts nodes in (made on first use). */
+export async function radosNodePool(): Promise<string> {
+  await radosNodeArgs("/probe");
+  return await nodePool!;
+}
