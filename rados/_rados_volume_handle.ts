@@ -56,7 +56,9 @@ export class RadosVolumeHandle implements VolumeHandle {
   async flush(): Promise<void> {
     // Not the holder: what this node acknowledged was made durable when it let go.
     if (!this.leases.holds(this.name)) return;
-    await this.#refusedMeansLost(async () => await (await this.store.openVolume(this.name)).flush());
+    await this.#refusedMeansLost(async () =>
+      await (await this.store.openVolume(this.name)).flush()
+    );
   }
 
   extents(range: ByteRange): Extent[] {

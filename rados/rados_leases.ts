@@ -33,7 +33,12 @@ import {
   type VolumeLease,
 } from "../core/mod.ts";
 import { KeyedMutex } from "../core/_mutex.ts";
-import { decodeRecordHeader, recordKey, type VolumeHeader, withRecordHeader } from "../core/records.ts";
+import {
+  decodeRecordHeader,
+  recordKey,
+  type VolumeHeader,
+  withRecordHeader,
+} from "../core/records.ts";
 import type { RadosEngine } from "./rados_engine.ts";
 import { RadosVolumeHandle } from "./_rados_volume_handle.ts";
 import { WriteOp } from "./_ops.ts";
@@ -86,7 +91,12 @@ export interface RadosLeaseCounters {
 
 /** The volumes' authority on RADOS: write leases by compare-and-set of the records. */
 export class RadosLeases implements VolumeAuthority {
-  readonly counters: RadosLeaseCounters = { acquired: 0, released: 0, takeovers: 0, fencedWrites: 0 };
+  readonly counters: RadosLeaseCounters = {
+    acquired: 0,
+    released: 0,
+    takeovers: 0,
+    fencedWrites: 0,
+  };
   readonly selfId: string;
   #options: RadosLeasesOptions;
   #held = new Map<string, Held>();
@@ -213,7 +223,9 @@ export class RadosLeases implements VolumeAuthority {
     for (let attempt = 0; attempt < moveAttemptsMax; attempt++) {
       const key = recordKey.volume(name);
       const entry = await this.#engine.getMeta(key);
-      if (entry === null) throw new NotFoundError(`Cannot move the lease of "${name}": no such volume`);
+      if (entry === null) {
+        throw new NotFoundError(`Cannot move the lease of "${name}": no such volume`);
+      }
       const header = decodeRecordHeader<VolumeHeader>(entry.value);
       const lease: RadosLease = header.lease ?? { holder: null, epoch: 0 };
       if (lease.holder !== null) {

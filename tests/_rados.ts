@@ -10,6 +10,7 @@
  */
 import { type CephCluster, cephTestPackages, startCeph } from "./_ceph.ts";
 import { exec } from "./_nbd.ts";
+import { removeData, startNode, type TestNode } from "./_node.ts";
 
 /** What a test needs of a running Ceph: its conf file, and a way to make pools. */
 export interface TestCeph {
@@ -155,4 +156,36 @@ export async function radosNodeArgs(data: string, shared?: string): Promise<stri
 export async function radosNodePool(): Promise<string> {
   await radosNodeArgs("/probe");
   return await nodePool!;
+}
+
+let sharedNamespaces = 0;
+
+/** Nodes on one namespace of the test pool: they serve the same volumes. */
+export async function startRadosNodes(count: number): Promise<{
+  nodes: TestNode[];
+  namespace: string;
+  /** A scratch directory, removed by stop(). */
+  dir: string;
+  stop(): Promise<void>;
+}> {
+  const namespace = `shared${++sharedNamespaces}-${Deno.pid}`;
+  const dir = await Deno.makeTempDir({ prefix: "atoll-rados-" });
+  const nodes: TestNode[] = [];
+  const stop = async () => {
+    for (const node of nodes) {
+      await node.stop();
+      await removeData(node);
+    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  try {
+    for (let i = 0; i < count; i++) {
+      const data = await Deno.makeTempDir({ prefix: "atoll-rados-node-" });
+      nodes.push(await startNode({ data, args: await radosNodeArgs(data, namespace) }));
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { nodes, namespace, dir, stop };
 }

@@ -9,33 +9,11 @@
  */
 import assert from "node:assert/strict";
 import { createVolume, MiB, nbdPython, uploadImage, volumeBytes } from "./_nbd.ts";
-import { removeData, startNode, type TestNode } from "./_node.ts";
-import { radosNodeArgs, radosNodePool, testCeph } from "./_rados.ts";
+import type { TestNode } from "./_node.ts";
+import { radosNodePool, startRadosNodes, testCeph } from "./_rados.ts";
 import { assertSameBytes, patternBytes } from "./_files.ts";
 
 const volumeBytesTotal = 16 * MiB;
-let namespaces = 0;
-
-/** Two nodes on one namespace of the test pool. */
-async function twoNodes(): Promise<{ nodes: TestNode[]; namespace: string; stop(): Promise<void> }> {
-  const namespace = `leases${++namespaces}-${Deno.pid}`;
-  const nodes: TestNode[] = [];
-  for (let i = 0; i < 2; i++) {
-    const data = await Deno.makeTempDir({ prefix: "atoll-rados-" });
-    nodes.push(await startNode({ data, args: await radosNodeArgs(data, namespace) }));
-  }
-  return {
-    nodes,
-    namespace,
-    stop: async () => {
-      for (const node of nodes) {
-        await node.stop();
-        await removeData(node);
-      }
-    },
-  };
-}
-
 async function leaseOf(node: TestNode, name: string) {
   const info = await (await node.fetch(`/v1/volumes/${name}`)).json();
   return info as { heldHere: boolean; lease?: { holder: string | null; epoch: number } };
@@ -74,7 +52,7 @@ def attempt(fn):
 `;
 
 Deno.test("two nodes on one pool: writes through one read identically through the other; the lease moves and fences", async () => {
-  const { nodes: [one, two], namespace, stop } = await twoNodes();
+  const { nodes: [one, two], namespace, stop } = await startRadosNodes(2);
   try {
     const image = patternBytes(8 * MiB, 5);
     await uploadImage(one, "base", image);
@@ -154,7 +132,7 @@ print(json.dumps({'equal': equal, 'p50': latency[len(latency) // 2] * 1000}))
 });
 
 Deno.test("a holder that does not answer is blocklisted: its writes get EIO and never land", async () => {
-  const { nodes: [one, two], namespace, stop } = await twoNodes();
+  const { nodes: [one, two], namespace, stop } = await startRadosNodes(2);
   let stopped = false;
   try {
     await createVolume(one, "vm1", { size: volumeBytesTotal });
