@@ -22,7 +22,7 @@ const testPoolPgs = 8;
 /** Time the cluster has to come up with every PG active+clean. */
 const healthyTimeoutMs = 120_000;
 /** Time a daemon has to exit after SIGTERM before it gets SIGKILL. */
-const stopTimeoutMs = 10_000;
+const stopTimeoutMs = 3_000;
 /** Ports each daemon may bind (ms bind port min/max), from a random base. */
 const portRangeSize = 200;
 
@@ -59,7 +59,7 @@ export interface CephCluster {
   /** Runs `rados ARGS` against the cluster; throws on failure. */
   rados(args: string[]): Promise<string>;
   /** Creates a replicated pool of the cluster's size and waits until it takes writes. */
-  createPool(name: string): Promise<void>;
+  createPool(name: string, pgs?: number): Promise<void>;
   /** Stops every daemon it started (SIGTERM, then SIGKILL) and removes the directory. */
   stop(): Promise<void>;
 }
@@ -199,8 +199,17 @@ export async function startCeph(options: CephOptions): Promise<CephCluster> {
     }
     if (options.mgr) {
       await ceph(["osd", "pool", "create", "rbd", String(options.pgs), String(options.pgs)]);
-      await ceph(["osd", "pool", "set", "rbd", "size", String(options.replicas)]);
-      await ceph(["osd", "pool", "set", "rbd", "min_size", String(options.replicas - 1)]);
+      const minSize = String(Math.max(1, options.replicas - 1));
+      await ceph([
+        "osd",
+        "pool",
+        "set",
+        "rbd",
+        "size",
+        String(options.replicas),
+        "--yes-i-really-mean-it",
+      ]);
+      await ceph(["osd", "pool", "set", "rbd", "min_size", minSize]);
       await rbd(["pool", "init", "rbd"]);
       await waitHealthy(ceph, options.osds, options.pgs);
     }

@@ -18,6 +18,9 @@ declare -A tools=(
   [nbdkit]=nbdkit
   [qemu-system-x86_64]=qemu-system-x86
   [faketime]=faketime
+  [ceph-mon]=ceph-mon
+  [ceph-osd]=ceph-osd
+  [rados]=ceph-common
 )
 
 missing=()
