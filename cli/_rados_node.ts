@@ -1,6 +1,6 @@
 /** The RADOS side of `atoll serve --engine rados`: the engine on a Ceph pool and its leases. */
-import type { Store } from "../core/mod.ts";
-import { RadosEngine, RadosLeases } from "../rados/mod.ts";
+import type { GcPolicy, Store } from "../core/mod.ts";
+import { RadosEngine, radosGcPolicy, RadosLeases } from "../rados/mod.ts";
 
 /** Where the node keeps its data on Ceph, as the command line gives it. */
 export interface RadosServeOptions {
@@ -12,6 +12,10 @@ export interface RadosServeOptions {
   id: string | null;
   /** `--ceph-namespace NAME`: prefix of the RADOS namespaces (several installations per pool). */
   namespace: string;
+  /** `--gc-min-age`: blocks stored more recently are never collected. */
+  gcMinAgeMs: number;
+  /** `--gc-settle`: the pause between a collection's two reads of the records. */
+  gcSettleMs: number;
 }
 
 /** Connects to the pool; the leases fence the engine's writes by their epochs. */
@@ -19,7 +23,7 @@ export async function openRados(
   options: RadosServeOptions,
   selfId: string,
   store: () => Store,
-): Promise<{ engine: RadosEngine; leases: RadosLeases }> {
+): Promise<{ engine: RadosEngine; leases: RadosLeases; gcPolicy: GcPolicy }> {
   let leases: RadosLeases | null = null;
   const engine = await RadosEngine.open({
     conf: options.conf,
@@ -30,5 +34,9 @@ export async function openRados(
     onBlocklisted: () => leases?.noteBlocklisted(),
   });
   leases = new RadosLeases({ store, engine, selfId });
-  return { engine, leases };
+  const gcPolicy = radosGcPolicy(engine, {
+    minAgeMs: options.gcMinAgeMs,
+    settleMs: options.gcSettleMs,
+  });
+  return { engine, leases, gcPolicy };
 }

@@ -50,7 +50,7 @@ export interface ServeOptions {
   faultFile: string | null;
   hashEngine: HashEngineName;
   /** `--engine rados`: the node keeps everything in a Ceph pool (null: local files). */
-  rados: RadosServeOptions | null;
+  rados: Omit<RadosServeOptions, "gcMinAgeMs" | "gcSettleMs"> | null;
   /** Time an HTTP client has to send a whole request head (`--header-timeout`). */
   headerTimeoutMs: number;
   version: string;
@@ -97,7 +97,11 @@ export async function serve(options: ServeOptions): Promise<Node> {
   );
   await Deno.mkdir(options.data, { recursive: true });
   const id = await nodeId(options.data);
-  const rados = options.rados === null ? null : await openRados(options.rados, id, () => store);
+  const rados = options.rados === null ? null : await openRados(
+    { ...options.rados, gcMinAgeMs: options.gcMinAgeMs, gcSettleMs: options.gcSettleMs },
+    id,
+    () => store,
+  );
   const local = rados !== null
     ? null
     : await LocalEngine.open({ dir: options.data, openFilesMax: budget.engineFilesMax });
@@ -116,7 +120,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
     engine: member?.engine ?? rados?.engine ?? local!,
     pool: new HashPool({ engine: options.hashEngine }),
     access: member?.leases.access ?? rados?.leases.access,
-    gcPolicy: member?.gcPolicy,
+    gcPolicy: member?.gcPolicy ?? rados?.gcPolicy,
   });
   // Maps written whole (before maps had pages) become roots and pages, once: on a single
   // node every record before it serves; in a cluster images and snapshots, once joined.

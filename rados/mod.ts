@@ -11,3 +11,4 @@ export {
   type RadosLeasesOptions,
   releaseTimeoutMsDefault,
 } from "./rados_leases.ts";
+export { gcMinAgeMsDefault, gcSettleMsDefault, radosGcPolicy } from "./_gc_policy.ts";

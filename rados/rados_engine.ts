@@ -37,6 +37,12 @@ const log = logger("rados");
 
 /** The xattr of a volume object that names the epoch of its last writer. */
 const epochXattr = "atoll.epoch";
+/**
+ * The xattr of a block that says when it was last stored (milliseconds since
+ * the epoch, fixed width): stored again by a dedup hit, it is young again, and
+ * garbage collection removes only blocks older than its cutoff (_gc_policy.ts).
+ */
+const storedXattr = "atoll.stored";
 
 /** Options of {@linkcode RadosEngine.open}. */
 export interface RadosEngineOptions extends ConnectionOptions {
@@ -104,11 +110,39 @@ export class RadosEngine implements Engine {
 
   putBlock(hash: string, data: Uint8Array): Promise<boolean> {
     return this.#guard(async () => {
+      for (;;) {
+        const now = timeText(Date.now());
+        try {
+          await new WriteOp().create(true).setXattr(storedXattr, now).writeFull(data)
+            .operate(this.#blocks, hash);
+          return true;
+        } catch (error) {
+          if (!isRadosError(error, errno.EEXIST)) throw error;
+        }
+        try {
+          // Stored again: young again, so that no collection takes it from under this put.
+          await new WriteOp().setXattr(storedXattr, now).operate(this.#blocks, hash);
+          return false;
+        } catch (error) {
+          if (!isRadosError(error, errno.ENOENT)) throw error; // collected meanwhile: store it
+        }
+      }
+    });
+  }
+
+  /**
+   * Removes a block unless it was stored (or stored again) after `cutoffMs`
+   * (wall clock), in one operation; true when it is gone.
+   */
+  deleteBlockStoredBefore(hash: string, cutoffMs: number): Promise<boolean> {
+    return this.#guard(async () => {
       try {
-        await new WriteOp().create(true).writeFull(data).operate(this.#blocks, hash);
+        await new WriteOp().compareXattr(storedXattr, cmp.gte, timeText(cutoffMs)).remove()
+          .operate(this.#blocks, hash);
         return true;
       } catch (error) {
-        if (isRadosError(error, errno.EEXIST)) return false;
+        if (isRadosError(error, errno.ENOENT)) return true;
+        if (isRadosError(error, errno.ECANCELED)) return false;
         throw error;
       }
     });
@@ -294,6 +328,11 @@ export class RadosEngine implements Engine {
       this.#reconnecting = null;
     })();
   }
+}
+
+/** A wall-clock time as the stored xattr holds it: fixed width, so strings compare as numbers. */
+function timeText(ms: number): string {
+  return String(Math.floor(ms)).padStart(16, "0");
 }
 
 /** An epoch as the fence xattr holds it: fixed width, so strings compare as numbers. */

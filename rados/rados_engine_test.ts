@@ -5,6 +5,7 @@
  * (tests/_rados.ts), each engine on a namespace of its own in one pool.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { engineContract } from "../core/engine_contract.ts";
 import { type Engine, LeaseLostError } from "../core/mod.ts";
 import { testCeph } from "../tests/_rados.ts";
@@ -52,5 +53,26 @@ Deno.test("RadosEngine refuses a write from an older epoch once a newer one wrot
   } finally {
     await old.close();
     await fresh.close();
+  }
+});
+
+Deno.test("RadosEngine collects only blocks stored before the cutoff; a second put makes one young", async () => {
+  const engine = await openEngine("gc");
+  try {
+    const data = new Uint8Array(4096).fill(7);
+    const hash = createHash("sha256").update(data).digest("hex");
+    assert.equal(await engine.putBlock(hash, data), true);
+    const stored = Date.now();
+    assert.equal(await engine.deleteBlockStoredBefore(hash, stored - 60_000), false);
+    assert.equal(await engine.hasBlock(hash), true);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const cutoff = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(await engine.putBlock(hash, data), false, "deduplicated");
+    assert.equal(await engine.deleteBlockStoredBefore(hash, cutoff), false, "young again");
+    assert.equal(await engine.deleteBlockStoredBefore(hash, Date.now() + 1000), true);
+    assert.equal(await engine.hasBlock(hash), false);
+  } finally {
+    await engine.close();
   }
 });
