@@ -57,6 +57,20 @@ export class MetaShards {
     };
   }
 
+  /** The version of `key` alone (0 when missing). */
+  async version(key: string): Promise<number> {
+    let found: Map<string, Uint8Array> = new Map();
+    try {
+      await new ReadOp().omapByKeys([`v/${key}`], (entries) => found = entries)
+        .operate(this.#io, MetaShards.shardOf(key));
+    } catch (error) {
+      if (isRadosError(error, errno.ENOENT)) return 0;
+      throw error;
+    }
+    const version = found.get(`v/${key}`);
+    return version === undefined ? 0 : Number(decoder.decode(version));
+  }
+
   async put(key: string, value: Uint8Array, expectedVersion: number): Promise<number> {
     if (value.length > radosMetaValueBytesMax) {
       throw new RangeError(

@@ -31,10 +31,8 @@ export class RadosVolumeHandle implements VolumeHandle {
   ) {}
 
   async read(range: ByteRange, into: Uint8Array): Promise<void> {
-    const volume = this.leases.holds(this.name)
-      ? await this.store.openVolume(this.name)
-      : await this.leases.reader(this.name);
-    await volume.readAt(range, into);
+    if (!this.leases.holds(this.name)) return await this.leases.readFlushed(this.name, range, into);
+    await (await this.store.openVolume(this.name)).readAt(range, into);
   }
 
   write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {

@@ -35,6 +35,8 @@ import { logger } from "../log/mod.ts";
 
 const log = logger("rados");
 
+/** Objects remembered as stamped with this client's epoch. */
+const stampedObjectsMax = 65_536;
 /** The xattr of a volume object that names the epoch of its last writer. */
 const epochXattr = "atoll.epoch";
 /**
@@ -72,6 +74,13 @@ export class RadosEngine implements Engine {
   #meta!: MetaShards;
   #metaIo!: IoContext;
   #reconnecting: Promise<void> | null = null;
+  /**
+   * Objects this client stamped with its epoch (name → epoch): their xattr says
+   * so already, so later writes only compare it (an xattr set again costs the
+   * OSD a metadata update per write). Forgotten whole when it grows past
+   * stampedObjectsMax.
+   */
+  #stamped = new Map<string, string>();
   #closed = false;
 
   private constructor(options: RadosEngineOptions, connection: Connection) {
@@ -223,10 +232,14 @@ export class RadosEngine implements Engine {
   ): Promise<void> {
     for (let attempt = 0;; attempt++) {
       const op = new WriteOp();
-      if (epoch !== null) op.compareXattr(epochXattr, cmp.gte, epoch).setXattr(epochXattr, epoch);
+      if (epoch !== null) {
+        op.compareXattr(epochXattr, cmp.gte, epoch);
+        if (this.#stamped.get(name) !== epoch) op.setXattr(epochXattr, epoch);
+      }
       if (options.truncate) op.truncate(0);
       try {
         await op.write(data, offset).operate(this.#objects, name);
+        this.#stamp(name, epoch);
         return;
       } catch (error) {
         if (isRadosError(error, errno.ECANCELED)) {
@@ -242,6 +255,7 @@ export class RadosEngine implements Engine {
       try {
         await new WriteOp().create(true).setXattr(epochXattr, epoch).write(data, offset)
           .operate(this.#objects, name);
+        this.#stamp(name, epoch);
         return;
       } catch (error) {
         if (!isRadosError(error, errno.EEXIST)) throw error;
@@ -249,7 +263,14 @@ export class RadosEngine implements Engine {
     }
   }
 
+  #stamp(name: string, epoch: string | null): void {
+    if (epoch === null) return;
+    if (this.#stamped.size >= stampedObjectsMax) this.#stamped.clear();
+    this.#stamped.set(name, epoch);
+  }
+
   deleteObject(name: string): Promise<void> {
+    this.#stamped.delete(name);
     return this.#guard(() => this.#connection.remove(this.#objects, name));
   }
 
@@ -261,6 +282,11 @@ export class RadosEngine implements Engine {
 
   getMeta(key: string): Promise<MetaEntry | null> {
     return this.#guard(() => this.#meta.get(key));
+  }
+
+  /** The version of `key` (0 when missing), without its value. */
+  metaVersion(key: string): Promise<number> {
+    return this.#guard(() => this.#meta.version(key));
   }
 
   putMeta(key: string, value: Uint8Array, expectedVersion: number): Promise<number> {

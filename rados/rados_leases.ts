@@ -22,6 +22,7 @@
  * QEMU needs: the source flushes before the destination runs.
  */
 import {
+  type ByteRange,
   ConflictError,
   NotFoundError,
   type Store,
@@ -157,16 +158,26 @@ export class RadosLeases implements VolumeAuthority {
     return new RadosVolumeHandle(this, this.#store, name, volume.sizeBytes, this.losses(name));
   }
 
-  /** The volume as of the last flush, for reads through a node that does not hold it. */
-  async reader(name: string): Promise<Volume> {
-    const entry = await this.#engine.getMeta(recordKey.volume(name));
-    if (entry === null) throw new NotFoundError(`Cannot open volume "${name}": no such volume`);
+  /**
+   * Reads `range` of `name` as of the last flush, at a node that does not hold
+   * it: from the reader kept for the record version last seen, while the
+   * version is read again at the same time; a newer record means a new reader
+   * and a second read.
+   */
+  async readFlushed(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    const key = recordKey.volume(name);
     const known = this.#readers.get(name);
-    if (known?.version === entry.version) return await known.volume;
+    if (known !== undefined) {
+      const [version] = await Promise.all([
+        this.#engine.metaVersion(key),
+        known.volume.then((volume) => volume.readAt(range, into)),
+      ]);
+      if (version === known.version) return;
+    }
     const volume = this.#store.loadVolume(name);
-    this.#readers.set(name, { version: entry.version, volume });
-    volume.catch(() => this.#readers.delete(name));
-    return await volume;
+    const loaded = await volume;
+    this.#readers.set(name, { version: loaded.version, volume });
+    await loaded.readAt(range, into);
   }
 
   /** The volume's info, with where its lease is. */

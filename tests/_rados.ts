@@ -94,7 +94,7 @@ function fromConf(conf: string): TestCeph {
 }
 
 function poolName(label: string): string {
-  return `t-${label}-${Deno.pid}-${++pools}`;
+  return `t-${label}-${++pools}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
 /** Fails with the packages to install when Ceph's are missing (never a skip). */
@@ -168,7 +168,7 @@ export async function startRadosNodes(count: number): Promise<{
   dir: string;
   stop(): Promise<void>;
 }> {
-  const namespace = `shared${++sharedNamespaces}-${Deno.pid}`;
+  const namespace = `shared${++sharedNamespaces}-${crypto.randomUUID().slice(0, 8)}`;
   const dir = await Deno.makeTempDir({ prefix: "atoll-rados-" });
   const nodes: TestNode[] = [];
   const stop = async () => {
