@@ -30,7 +30,7 @@ export function isRadosError(error: unknown, ...codes: number[]): error is Rados
 
 function describe(code: number): string {
   const known: Record<number, string> = {
-    [errno.ENOENT]: "no such object (ENOENT)",
+    [errno.ENOENT]: "not found (ENOENT)",
     [errno.EEXIST]: "object exists (EEXIST)",
     [errno.ENODATA]: "no such attribute (ENODATA)",
     [errno.ESHUTDOWN]: "this client is blocklisted (ESHUTDOWN)",

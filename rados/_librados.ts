@@ -131,8 +131,16 @@ const symbols = {
 /** The loaded library's functions. */
 export type Librados = Deno.DynamicLibrary<typeof symbols>["symbols"];
 
-/** Where Debian's `librados2` puts the library, tried after the loader's own search. */
-const libraryPaths = ["librados.so.2", "/usr/lib/x86_64-linux-gnu/librados.so.2"];
+/**
+ * Where to look for the library: `ATOLL_LIBRADOS` alone when set (another
+ * distribution's path), else the loader's own search, then where Debian's
+ * `librados2` puts it.
+ */
+function libraryPaths(): string[] {
+  const chosen = Deno.env.get("ATOLL_LIBRADOS");
+  if (chosen !== undefined && chosen !== "") return [chosen];
+  return ["librados.so.2", "/usr/lib/x86_64-linux-gnu/librados.so.2"];
+}
 
 let loaded: Librados | null = null;
 
@@ -140,7 +148,7 @@ let loaded: Librados | null = null;
 export function librados(): Librados {
   if (loaded !== null) return loaded;
   const errors: string[] = [];
-  for (const path of libraryPaths) {
+  for (const path of libraryPaths()) {
     try {
       loaded = Deno.dlopen(path, symbols).symbols;
       return loaded;
