@@ -139,7 +139,9 @@ function parseRados(values: {
     throw new TypeError("Cannot use --engine rados: --ceph-conf FILE and --pool NAME are required");
   }
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(values["ceph-namespace"])) {
-    throw new TypeError(`Cannot use --ceph-namespace ${values["ceph-namespace"]}: not a plain name`);
+    throw new TypeError(
+      `Cannot use --ceph-namespace ${values["ceph-namespace"]}: not a plain name`,
+    );
   }
   return { conf, pool, id: values["ceph-id"] ?? null, namespace: values["ceph-namespace"] };
 }
