@@ -1,6 +1,6 @@
 /**
  * Atoll vs Ceph RBD on the same machine (issue 11, "peer benchmark"): a throwaway
- * Ceph from Debian's packages (bench/_ceph.ts: one mon, one mgr, N bluestore OSDs on
+ * Ceph from Debian's packages (tests/_ceph.ts: one mon, one mgr, N bluestore OSDs on
  * sparse files, pool size R and min_size R-1, 4 MiB objects, `rbd cache = false` as
  * QEMU's cache=none) next to an Atoll cluster of N node processes at `--replicas R`.
  * fio drives both: the `nbd` engine on an Atoll volume through the node holding its
@@ -15,17 +15,30 @@
  * The machine is small and shared: compare ratios within one run, not absolutes.
  * A benchmark, never a test: it asserts nothing about time.
  *
+ * With `--atoll-engine rados` (`deno task bench:rados`), Atoll is one node on the
+ * RADOS engine (`atoll serve --engine rados`) in the same pool as the RBD images
+ * (its own RADOS namespaces): fio through Atoll vs fio's `rbd` engine on the same
+ * Ceph, what an operator who runs Ceph gains or pays for Atoll's front end.
+ *
  * Run: `deno task bench:ceph [--cases n3r3,n3r2,n4r3] [--runtime S] [--rounds N]
- *   [--idle-seconds S] [--size-mib N] [--pgs N] [--ceph-media detected|ssd|hdd]`
+ *   [--idle-seconds S] [--size-mib N] [--pgs N] [--ceph-media detected|ssd|hdd]
+ *   [--atoll-engine ring|rados]`
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { type CephCluster, ensureCephPackages, startCeph } from "./_ceph.ts";
+import {
+  cephBenchPackages,
+  type CephCluster,
+  cephTestPackages,
+  ensureCephPackages,
+  startCeph,
+} from "../tests/_ceph.ts";
 import { cpuSeconds, fio, type FioTarget, killRunningFio, rssBytes } from "./_fio.ts";
 import { figure, type Idle, printTable, type Row } from "./_peer_report.ts";
 import { startCluster, type TestProcessCluster } from "../tests/_cluster.ts";
 import { createSnapshot, createVolume } from "../tests/_nbd.ts";
+import { removeData, startNode, type TestNode } from "../tests/_node.ts";
 
 /** Warm-up before fio's statistics start, in time-based jobs. */
 const rampSeconds = 2;
@@ -33,6 +46,7 @@ const MiB = 1024 * 1024;
 
 /** The cluster shapes compared: N nodes (N OSDs) at R replicas. */
 const cases: Record<string, { nodes: number; replicas: number }> = {
+  n1r1: { nodes: 1, replicas: 1 },
   n3r3: { nodes: 3, replicas: 3 },
   n3r2: { nodes: 3, replicas: 2 },
   n4r3: { nodes: 4, replicas: 3 },
@@ -84,6 +98,20 @@ function atollSide(cluster: TestProcessCluster): Side {
   };
 }
 
+/** One Atoll node on the RADOS engine, in the benchmark's `rbd` pool. */
+function radosSide(node: TestNode): Side {
+  return {
+    name: "Atoll",
+    create: async (volume, size) => void await createVolume(node, volume, { size }),
+    clone: async (source, clone) => {
+      await createSnapshot(node, source, "s");
+      await createVolume(node, clone, { snapshot: `${source}@s` });
+    },
+    target: (volume) => ({ kind: "nbd", uri: node.nbdUri(volume) }),
+    pids: () => [node.process.pid],
+  };
+}
+
 function cephSide(ceph: CephCluster): Side {
   return {
     name: "Ceph",
@@ -116,6 +144,7 @@ const { values } = parseArgs({
     "size-mib": { type: "string", default: "1024" },
     pgs: { type: "string", default: "64" },
     "ceph-media": { type: "string", default: "detected" },
+    "atoll-engine": { type: "string", default: "ring" },
   },
 });
 const settings = {
@@ -125,7 +154,11 @@ const settings = {
   sizeBytes: Number(values["size-mib"]) * MiB,
   pgs: Number(values.pgs),
   media: values["ceph-media"] as "ssd" | "hdd" | "detected",
+  engine: values["atoll-engine"] as "ring" | "rados",
 };
+if (!["ring", "rados"].includes(settings.engine)) {
+  throw new RangeError(`Cannot use --atoll-engine ${settings.engine}: ring or rados`);
+}
 if (!["detected", "ssd", "hdd"].includes(settings.media)) {
   throw new RangeError(`Cannot use --ceph-media ${settings.media}: detected, ssd or hdd`);
 }
@@ -224,13 +257,28 @@ async function rounds(atoll: Side, ceph: Side): Promise<Row[]> {
 
 async function runCase(name: string): Promise<void> {
   const { nodes, replicas } = cases[name];
-  const title = `R=${replicas} on ${nodes} nodes (Ceph: ${nodes} OSDs, size ${replicas}, ` +
-    `min_size ${replicas - 1}): ${settings.sizeBytes / MiB} MiB, ${settings.rounds} round(s) ` +
-    `of ${settings.runtime} s + ${rampSeconds} s ramp, medians`;
+  const atollShape = settings.engine === "rados"
+    ? "Atoll: 1 node on the RADOS engine in the same pool"
+    : `R=${replicas} on ${nodes} nodes`;
+  const title = `${atollShape} (Ceph: ${nodes} OSDs, size ${replicas}, ` +
+    `min_size ${Math.max(1, replicas - 1)}): ${settings.sizeBytes / MiB} MiB, ` +
+    `${settings.rounds} round(s) of ${settings.runtime} s + ${rampSeconds} s ramp, medians`;
   console.log(`\n== ${title}`);
-  const ceph = await startCeph({ osds: nodes, replicas, pgs: settings.pgs, media: settings.media });
+  const ceph = await startCeph({
+    osds: nodes,
+    replicas,
+    pgs: settings.pgs,
+    media: settings.media,
+    // On RADOS the benchmark makes its pool itself (no mgr: fewer daemons on the shared cores).
+    mgr: settings.engine === "ring",
+  });
   try {
     live();
+    if (settings.engine === "rados") {
+      await ceph.createPool("rbd", settings.pgs);
+      await ceph.rbd(["pool", "init", "rbd"]);
+      return await runOnRados(ceph, title);
+    }
     const cluster = await startCluster(nodes, () => ["--replicas", String(replicas)]);
     try {
       live();
@@ -245,6 +293,25 @@ async function runCase(name: string): Promise<void> {
     }
   } finally {
     await ceph.stop();
+  }
+}
+
+/** The case with Atoll as one node on the RADOS engine of `ceph`. */
+async function runOnRados(ceph: CephCluster, title: string): Promise<void> {
+  const node = await startNode({
+    args: ["--engine", "rados", "--ceph-conf", `${ceph.dir}/ceph.conf`, "--pool", "rbd"],
+  });
+  try {
+    live();
+    const atoll = radosSide(node), peer = cephSide(ceph);
+    const rows = await rounds(atoll, peer);
+    live();
+    const idle = await measureIdle(atoll, peer);
+    printTable(title, "Ceph", rows, idle);
+    console.log(`(load at the end of the idle window: ${await loadAverage()})`);
+  } finally {
+    await node.stop();
+    await removeData(node);
   }
 }
 
@@ -268,7 +335,9 @@ async function header(): Promise<void> {
   console.log(`Ceph bluestore settings: ${settings.media}; rbd pool with ${settings.pgs} PGs`);
 }
 
-await ensureCephPackages();
+await ensureCephPackages(
+  settings.engine === "rados" ? [...cephTestPackages, "librbd1", "fio"] : cephBenchPackages,
+);
 await header();
 try {
   for (const name of chosen) await runCase(name);

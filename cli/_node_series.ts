@@ -19,7 +19,10 @@ export const capacityScanIntervalMs = 60_000;
 /** What the node's series read. */
 export interface NodeFigures {
   store: Store;
-  local: LocalEngine;
+  /** The node's own files (null on the RADOS engine: nothing is stored on this node). */
+  local: LocalEngine | null;
+  /** The data directory, whose file system's space is reported. */
+  dataDir: string;
   filesLimit: number;
   http: { connections: () => number; served: () => number; connectionsMax: number };
   nbd: { connections: () => number; served: () => number; connectionsMax: number };
@@ -82,12 +85,12 @@ export function registerNodeSeries(figures: NodeFigures): () => void {
     gauge(
       "atoll_data_disk_free_bytes",
       "Bytes free for new data on the data directory's file system",
-      () => diskSpace(local.dir).freeBytes,
+      () => diskSpace(figures.dataDir).freeBytes,
     ),
     gauge(
       "atoll_data_disk_size_bytes",
       "Size of the data directory's file system",
-      () => diskSpace(local.dir).totalBytes,
+      () => diskSpace(figures.dataDir).totalBytes,
     ),
     gauge(
       "atoll_stored_blocks",
@@ -150,11 +153,11 @@ class CapacityScan {
     volumeAllocatedBytes: 0,
   };
   #store: Store;
-  #local: LocalEngine;
+  #local: LocalEngine | null;
   #doneAtMs: number | null = null;
   #running: Promise<void> | null = null;
 
-  constructor(store: Store, local: LocalEngine) {
+  constructor(store: Store, local: LocalEngine | null) {
     this.#store = store;
     this.#local = local;
   }
@@ -178,7 +181,7 @@ class CapacityScan {
   }
 
   async #scan(): Promise<void> {
-    this.usage = await this.#local.usage();
+    if (this.#local !== null) this.usage = await this.#local.usage();
     const [images, volumes] = await Promise.all([
       this.#store.listImages(),
       this.#store.listVolumes(),

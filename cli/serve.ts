@@ -15,6 +15,7 @@ import {
   surviveFilesExhaustion,
 } from "../net/mod.ts";
 import { ClusterMember } from "./cluster_member.ts";
+import { openRados, type RadosServeOptions } from "./_rados_node.ts";
 import { logger } from "../log/mod.ts";
 import { startProcessMetrics } from "../metrics/mod.ts";
 import { registerNodeSeries } from "./_node_series.ts";
@@ -50,6 +51,8 @@ export interface ServeOptions {
   /** Testing: while this file exists, the node drops all cluster traffic (a partition). */
   faultFile: string | null;
   hashEngine: HashEngineName;
+  /** `--engine rados`: the node keeps everything in a Ceph pool (null: local files). */
+  rados: Omit<RadosServeOptions, "gcMinAgeMs" | "gcSettleMs"> | null;
   /** Time an HTTP client has to send a whole request head (`--header-timeout`). */
   headerTimeoutMs: number;
   /** Counts and times each volume's NBD requests (`--volume-metrics on|off`; default on). */
@@ -78,6 +81,11 @@ export async function serve(options: ServeOptions): Promise<Node> {
       "Cannot start cluster: --cluster-key-file is required with --gossip (nodes never talk unauthenticated)",
     );
   }
+  if (gossip !== null && options.rados !== null) {
+    throw new TypeError(
+      "Cannot use --engine rados with --gossip: nodes on one Ceph pool share it, not a ring",
+    );
+  }
   const key = options.clusterKeyFile === null
     ? null
     : ClusterKey.fromText(await Deno.readTextFile(options.clusterKeyFile));
@@ -91,9 +99,17 @@ export async function serve(options: ServeOptions): Promise<Node> {
       error: error.message,
     })
   );
-  const local = await LocalEngine.open({ dir: options.data, openFilesMax: budget.engineFilesMax });
+  await Deno.mkdir(options.data, { recursive: true });
   const id = await nodeId(options.data);
-  const member: ClusterMember | null = gossip === null || key === null
+  const rados = options.rados === null ? null : await openRados(
+    { ...options.rados, gcMinAgeMs: options.gcMinAgeMs, gcSettleMs: options.gcSettleMs },
+    id,
+    () => store,
+  );
+  const local = rados !== null
+    ? null
+    : await LocalEngine.open({ dir: options.data, openFilesMax: budget.engineFilesMax });
+  const member: ClusterMember | null = gossip === null || key === null || local === null
     ? null
     : ClusterMember.create({
       ...options,
@@ -105,18 +121,21 @@ export async function serve(options: ServeOptions): Promise<Node> {
       store: (): Store => store,
     });
   const store: Store = new Store({
-    engine: member?.engine ?? local,
+    engine: member?.engine ?? rados?.engine ?? local!,
     pool: new HashPool({ engine: options.hashEngine }),
-    access: member?.leases.access,
-    gcPolicy: member?.gcPolicy,
+    access: member?.leases.access ?? rados?.leases.access,
+    gcPolicy: member?.gcPolicy ?? rados?.gcPolicy,
     // The local engine empties DATA/tmp/ when it opens: a crash leaves no spooled upload behind.
     spoolDir: join(options.data, "tmp"),
   });
   // Maps written whole (before maps had pages) become roots and pages, once: on a single
   // node every record before it serves; in a cluster images and snapshots, once joined.
-  const migrated = member === null ? await store.migrateMaps({ volumes: true }) : 0;
+  // (On RADOS the pool is new to maps with pages, and other nodes may have volumes open.)
+  const migrated = member === null && rados === null
+    ? await store.migrateMaps({ volumes: true })
+    : 0;
   if (migrated > 0) logger("node").info("rewrote {count} maps as pages", { count: migrated });
-  const authority = member?.leases ?? new LocalAuthority(store);
+  const authority = member?.leases ?? rados?.leases ?? new LocalAuthority(store);
   const ready = () => member?.ready() ?? { ready: true };
   let httpAddress = http;
   const app = createApp({
@@ -133,7 +152,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
         zone: options.zone,
       }],
     clusterStatus: () => member?.status() ?? {},
-    leases: member?.leases,
+    leases: member?.leases ?? rados?.leases,
     replicasOf: member === null
       ? undefined
       : (name) => member.engine.replicaPeers(name).map((peer) => peer.id),
@@ -157,6 +176,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
   const unregisterSeries = registerNodeSeries({
     store,
     local,
+    dataDir: options.data,
     filesLimit: files.soft,
     http: {
       connections: () => server.connections,
@@ -179,7 +199,9 @@ export async function serve(options: ServeOptions): Promise<Node> {
   logger("node").info(
     `atoll ${options.version}: node ${id} serving ${httpUrl} nbd ${nbdUrl}` +
       `${member === null ? "" : ` gossip ${member.address}`}` +
-      ` data ${options.data}${token === null ? "" : " (token required)"} ${describeFiles(files)}`,
+      ` data ${options.data}${
+        options.rados === null ? "" : ` engine rados pool ${options.rados.pool}`
+      }${token === null ? "" : " (token required)"} ${describeFiles(files)}`,
     {
       node: id,
       http: httpUrl,
@@ -197,6 +219,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
       await member?.stopBackground();
       await nbd.close();
       await store.flushVolumes();
+      await rados?.leases.releaseAll();
       await member?.leave();
       await server.shutdown();
       unregisterSeries();

@@ -64,6 +64,24 @@ function serveOptions(settings: ServeSettings): ServeOptions {
     hashEngine: settings["hash-engine"],
     headerTimeoutMs: settings["header-timeout"] * 1000,
     volumeMetrics: settings["volume-metrics"] === "on",
+    rados: radosOptions(settings),
     version,
   };
+}
+
+/** `--engine` and its Ceph flags: the RADOS options, or null for local files. */
+function radosOptions(settings: ServeSettings): ServeOptions["rados"] {
+  const cephFlags = ["ceph-conf", "pool", "ceph-id"] as const;
+  if (settings.engine === "local") {
+    const given = cephFlags.filter((flag) => settings[flag] !== null);
+    if (given.length > 0) {
+      throw new TypeError(`Cannot use --${given[0]}: it applies only with --engine rados`);
+    }
+    return null;
+  }
+  const conf = settings["ceph-conf"], pool = settings.pool;
+  if (conf === null || pool === null) {
+    throw new TypeError("Cannot use --engine rados: --ceph-conf FILE and --pool NAME are required");
+  }
+  return { conf, pool, id: settings["ceph-id"], namespace: settings["ceph-namespace"] };
 }

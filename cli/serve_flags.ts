@@ -174,6 +174,24 @@ export const serveFlags = {
     help: "time an HTTP client has to send a request head",
     refuse: seconds,
   }),
+  engine: choice(["local", "rados"] as const, {
+    value: "local|rados",
+    default: "local",
+    help: "where data lives: this node's files (and the ring), or a Ceph RADOS pool",
+  }),
+  "ceph-conf": text({ value: "FILE", default: null, help: "with --engine rados: ceph.conf" }),
+  pool: text({ value: "NAME", default: null, help: "with --engine rados: the RADOS pool" }),
+  "ceph-id": text({
+    value: "NAME",
+    default: null,
+    help: "with --engine rados: the Ceph client id (client.NAME)",
+  }),
+  "ceph-namespace": text({
+    value: "NAME",
+    default: "atoll",
+    help: "with --engine rados: the pool's namespaces start with this",
+    refuse: (value) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value) ? null : "not a plain name",
+  }),
   "volume-metrics": choice(["on", "off"] as const, {
     value: "on|off",
     default: "on",

@@ -62,7 +62,12 @@ export async function resolveServeSettings(sources: SettingsSources): Promise<Re
       settings[name] = checked(flag, fromToml(flag.kind, file[name], label), label);
     } else settings[name] = flag.default;
   }
-  const known = new Set([...names.map(envName), "ATOLL_CONFIG", ...clientVariables]);
+  const known = new Set([
+    ...names.map(envName),
+    "ATOLL_CONFIG",
+    "ATOLL_LIBRADOS",
+    ...clientVariables,
+  ]);
   const warnings = Object.keys(sources.env)
     .filter((name) => name.startsWith("ATOLL_") && !known.has(name))
     .map((name) => `environment variable ${name} names no serve option; ignored`);

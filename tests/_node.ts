@@ -29,6 +29,18 @@ export interface StartOptions {
   bare?: boolean;
 }
 
+/**
+ * Flags every {@linkcode startNode} of this test file adds, from the node's
+ * data directory: how a test file runs shared cases on another engine
+ * (tests/rados_nbd_clients_test.ts). Module state is per test file.
+ */
+let engineArgs: ((data: string) => Promise<string[]>) | null = null;
+
+/** Makes every node this test file starts run with `args(data)` added (see engineArgs). */
+export function useEngineArgs(args: (data: string) => Promise<string[]>): void {
+  engineArgs = args;
+}
+
 /** A running node process. */
 export class TestNode {
   constructor(
@@ -87,6 +99,7 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
     ...(options.bare
       ? []
       : ["--data", data, "--http", "127.0.0.1:0", "--nbd", options.nbd ?? "127.0.0.1:0"]),
+    ...(engineArgs === null ? [] : await engineArgs(data)),
     ...(options.args ?? []),
   ];
   // bash sets the limit, then becomes deno (exec): signals reach the node itself.

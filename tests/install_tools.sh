@@ -28,6 +28,9 @@ declare -A tools=(
   [shellcheck]=shellcheck
   [systemd-analyze]=systemd
   [systemd-sysusers]=systemd
+  [ceph-mon]=ceph-mon
+  [ceph-osd]=ceph-osd
+  [rados]=ceph-common
 )
 
 missing=()

@@ -1,0 +1,33 @@
+/**
+ * Garbage collection with several nodes on one pool. A node does not know the
+ * uploads in progress on the others, nor the map pages they stored for records
+ * not written yet; those blocks are young. So a collection removes only blocks
+ * stored (or stored again) longer than `minAgeMs` ago, checked in the same
+ * RADOS operation as the removal (RadosEngine.deleteBlockStoredBefore), and
+ * reads the records twice, `settleMs` apart, as the ring does. Objects of a
+ * volume's current generation are always kept (core/gc.ts), so objects copied
+ * up by another node's unflushed writes are safe.
+ */
+import type { GcPolicy } from "../core/mod.ts";
+import type { RadosEngine } from "./rados_engine.ts";
+
+/** Blocks younger than this are never collected; also the clock skew nodes may have. */
+export const gcMinAgeMsDefault = 10 * 60_000;
+/** Pause between a collection's two reads of the records. */
+export const gcSettleMsDefault = 2_000;
+
+/** The collection rules of a node on RADOS. */
+export function radosGcPolicy(
+  engine: RadosEngine,
+  options: { minAgeMs?: number; settleMs?: number } = {},
+): GcPolicy {
+  const minAgeMs = options.minAgeMs ?? gcMinAgeMsDefault;
+  return {
+    minAgeMs,
+    pinned: () => Promise.resolve(new Set<string>()),
+    settle: () =>
+      new Promise((resolve) => setTimeout(resolve, options.settleMs ?? gcSettleMsDefault)),
+    deleteBlock: (hash) => engine.deleteBlockStoredBefore(hash, Date.now() - minAgeMs),
+    deleteObject: (name) => engine.deleteObject(name),
+  };
+}

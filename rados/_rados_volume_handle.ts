@@ -1,0 +1,96 @@
+/**
+ * A volume used through a node on RADOS, for one client (an NBD connection or
+ * an HTTP request): writes take the write lease here first and are fenced for
+ * good once the lease moved away while the handle was open (EIO, and nothing
+ * lands); reads go to this node's instance while it holds the lease, else to
+ * the last flushed state.
+ */
+import {
+  type ByteRange,
+  ConflictError,
+  type Extent,
+  LeaseLostError,
+  type Store,
+  type Volume,
+  type VolumeHandle,
+} from "../core/mod.ts";
+import type { RadosLeases } from "./rados_leases.ts";
+
+/** A volume used through a node on RADOS; see the module doc. */
+export class RadosVolumeHandle implements VolumeHandle {
+  readonly canWrite = true;
+  readonly canMultiConn = true;
+
+  constructor(
+    readonly leases: RadosLeases,
+    readonly store: Store,
+    readonly name: string,
+    readonly sizeBytes: number,
+    /** Losses of the lease at this node when the connection opened. */
+    readonly lossesAtOpen: number,
+  ) {}
+
+  async read(range: ByteRange, into: Uint8Array): Promise<void> {
+    if (!this.leases.holds(this.name)) return await this.leases.readFlushed(this.name, range, into);
+    await (await this.store.openVolume(this.name)).readAt(range, into);
+  }
+
+  write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
+    return this.#write(async (volume) => await volume.writeAt(offset, data, { fua }));
+  }
+
+  zero(range: ByteRange, options: { fua: boolean; keepAllocated: boolean }): Promise<void> {
+    return this.#write(async (volume) => await volume.zeroAt(range, options));
+  }
+
+  zeroIsFast(range: ByteRange, keepAllocated: boolean): boolean {
+    return this.leases.instance(this.name)?.zeroIsFast(range, { keepAllocated }) ?? false;
+  }
+
+  trim(range: ByteRange, fua: boolean): Promise<void> {
+    return this.#write(async (volume) => await volume.trim(range, { fua }));
+  }
+
+  async flush(): Promise<void> {
+    // Not the holder: what this node acknowledged was made durable when it let go.
+    if (!this.leases.holds(this.name)) return;
+    await this.#refusedMeansLost(async () =>
+      await (await this.store.openVolume(this.name)).flush()
+    );
+  }
+
+  extents(range: ByteRange): Extent[] {
+    // Allocation is the holder's to know; elsewhere report data, which is always true to read.
+    return this.leases.instance(this.name)?.extents(range) ??
+      [{ offset: range.offset, length: range.length, zero: false }];
+  }
+
+  async #write(fn: (volume: Volume) => Promise<void>): Promise<void> {
+    if (this.leases.losses(this.name) > this.lossesAtOpen) {
+      this.leases.counters.fencedWrites++;
+      throw new LeaseLostError(
+        `Cannot write volume "${this.name}": this connection was open when the write lease ` +
+          `moved to another node`,
+      );
+    }
+    await this.leases.acquire(this.name);
+    const volume = await this.store.openVolume(this.name);
+    await this.#refusedMeansLost(() => fn(volume));
+  }
+
+  /** Runs `fn`; a refusal by storage or the record means another node took the lease. */
+  async #refusedMeansLost(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (error) {
+      if (error instanceof ConflictError) {
+        this.leases.noteLost(this.name);
+        if (error instanceof LeaseLostError) throw error;
+        throw new LeaseLostError(`Cannot write volume "${this.name}": ${error.message}`, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+  }
+}
