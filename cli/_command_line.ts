@@ -20,6 +20,9 @@ const optionSpecs = {
   cascade: { type: "boolean" },
   break: { type: "boolean" },
   force: { type: "boolean" },
+  name: { type: "string" },
+  remove: { type: "string" },
+  "keep-last": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 const globalOptions = new Set(["node", "token-file", "json", "help"]);

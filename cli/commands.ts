@@ -14,6 +14,7 @@ import { ApiError, AtollClient } from "./client.ts";
 import { keyValues, table, toJson } from "./format.ts";
 import { type CommandSpec, parseCommandLine, UsageError } from "./_command_line.ts";
 import { nodeUrl, nodeUrlDefault, token } from "./_connection.ts";
+import { backupCommands } from "./_backup_commands.ts";
 import { imageCommands } from "./_image_commands.ts";
 import { volumeCommands } from "./_volume_commands.ts";
 
@@ -32,6 +33,11 @@ export const clientUsage = `usage:
                                       pre-migrate hook), or free it from a dead holder
   atoll snapshot create V@S | snapshot ls V | snapshot rm V@S
   atoll cluster status
+  atoll backup push V@S s3://BUCKET/PREFIX [--name NAME]   send a snapshot's missing blocks
+  atoll backup ls s3://BUCKET/PREFIX
+  atoll backup restore s3://BUCKET/PREFIX/BACKUP NAME      make image NAME of a backup
+  atoll backup prune s3://BUCKET/PREFIX [--remove NAME,...] [--keep-last N]
+                                      (the node uses the AWS_* variables of its environment)
 client options:
   --node URL        node to talk to (env ATOLL_NODE; default ${nodeUrlDefault})
   --token-file F    file holding the API token (or the token itself in env ATOLL_TOKEN)
@@ -40,6 +46,7 @@ client options:
 const commands: Record<string, CommandSpec> = {
   ...imageCommands,
   ...volumeCommands,
+  ...backupCommands,
   "cluster status": {
     operands: [],
     run: async ({ client, values, print }) => {

@@ -15,6 +15,8 @@ export * from "./limits.ts";
 export * from "./names.ts";
 export { BlockMap, type MapEntry } from "./block_map.ts";
 export { FrozenView } from "./frozen_view.ts";
+/** Stored maps: backups keep them, pages and all, in another store (backup/). */
+export { encodeMapRoot, loadMap, mapRootBytes, type PageSource } from "./map_store.ts";
 export type { Extent } from "./map_io.ts";
 export { LocalEngine, type LocalEngineOptions } from "./local_engine.ts";
 /** The real disk's sync of a directory's entries, for the other real disks (journals, logs). */
