@@ -9,8 +9,17 @@ import { assert } from "../core/assert.ts";
 export const s3RequestTimeoutMs = 120_000;
 /** Blocks read, checked and sent at once by one push or restore (each holds a block buffer). */
 export const transfersMax = 8;
-/** Map entries a push names in one pending manifest before it checks the store for them. */
-export const pendingEntriesMax = 16;
+/**
+ * Map entries a push names in one pending manifest before it checks the store
+ * for them (a run); a run keeps the bytes of the objects it read to hash them.
+ */
+export const pendingEntriesMax = 8;
+/**
+ * Runs of one push at once: one reads and hashes while another sends. A push
+ * holds at most runsInFlightMax * pendingEntriesMax blocks in memory (64 MiB
+ * with 4 MiB blocks).
+ */
+export const runsInFlightMax = 2;
 /**
  * Age after which prune ignores (and removes) a pending manifest: its push is
  * dead. A push that runs for half of this fails before writing its manifest,

@@ -29,7 +29,12 @@ import {
   type Target,
   validateBackupName,
 } from "./layout.ts";
-import { pendingEntriesMax, pushDurationMsMax, transfersMax } from "./limits.ts";
+import {
+  pendingEntriesMax,
+  pushDurationMsMax,
+  runsInFlightMax,
+  transfersMax,
+} from "./limits.ts";
 import { eachLimit, isAllZero, sha256Hex } from "./_parallel.ts";
 import { waitForPrunes } from "./_prune_markers.ts";
 import type { S3Bucket } from "./s3_client.ts";
@@ -143,6 +148,20 @@ function newProgress(map: BlockMap): TransferProgress {
   };
 }
 
+/** The non-zero entries of `map`, in runs of `pendingEntriesMax`. */
+function* runsOf(map: BlockMap): Iterable<number[]> {
+  let run: number[] = [];
+  for (let index = 0; index < map.count; index++) {
+    if (map.isZero(index)) continue;
+    run.push(index);
+    if (run.length === pendingEntriesMax) {
+      yield run;
+      run = [];
+    }
+  }
+  if (run.length > 0) yield run;
+}
+
 /** One push's state: its id, its pending manifests, the hashes it knows present. */
 class PushRun {
   readonly id = crypto.randomUUID();
@@ -158,20 +177,15 @@ class PushRun {
     this.#progress = progress;
   }
 
-  /** Sends the snapshot's non-zero entries; returns the backup's map (all content blocks). */
+  /**
+   * Sends the snapshot's non-zero entries, `runsInFlightMax` runs of
+   * `pendingEntriesMax` at once (one reads and hashes while another sends);
+   * returns the backup's map (all content blocks).
+   */
   async sendEntries(view: FrozenView): Promise<BlockMap> {
     const source = view.map;
     const map = new BlockMap({ sizeBytes: source.sizeBytes, blockSize: source.blockSize });
-    let run: number[] = [];
-    for (let index = 0; index < source.count; index++) {
-      if (source.isZero(index)) continue;
-      run.push(index);
-      if (run.length === pendingEntriesMax) {
-        await this.#sendRun(view, run, map);
-        run = [];
-      }
-    }
-    if (run.length > 0) await this.#sendRun(view, run, map);
+    await eachLimit(runsOf(source), runsInFlightMax, (run) => this.#sendRun(view, run, map));
     return map;
   }
 
@@ -211,16 +225,24 @@ class PushRun {
   async #sendRun(view: FrozenView, indexes: number[], map: BlockMap): Promise<void> {
     const source = view.map;
     const hashes = new Map<number, string>();
+    // The bytes of the volume's own objects, read to hash them, are kept to send.
+    const read = new Map<string, Uint8Array>();
     await eachLimit(indexes, transfersMax, async (index) => {
       const entry = source.get(index);
       if (entry.kind === "block") return void hashes.set(index, entry.hash);
       const bytes = await this.#read(view, index);
-      if (!isAllZero(bytes)) hashes.set(index, await sha256Hex(bytes));
+      if (isAllZero(bytes)) return;
+      const hash = await sha256Hex(bytes);
+      hashes.set(index, hash);
+      read.set(hash, bytes);
     });
     for (const [index, hash] of hashes) map.set(index, { kind: "block", hash });
     await this.#announce([...hashes.values()]);
     const indexOf = new Map([...hashes].map(([index, hash]) => [hash, index]));
-    await this.#sendMissing([...indexOf.keys()], (hash) => this.#read(view, indexOf.get(hash)!));
+    await this.#sendMissing(
+      [...indexOf.keys()],
+      async (hash) => read.get(hash) ?? await this.#read(view, indexOf.get(hash)!),
+    );
     for (const index of indexes) {
       this.#progress.doneBlocks++;
       this.#progress.doneBytes += source.spanBytes(index);
