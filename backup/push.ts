@@ -29,12 +29,7 @@ import {
   type Target,
   validateBackupName,
 } from "./layout.ts";
-import {
-  pendingEntriesMax,
-  pushDurationMsMax,
-  runsInFlightMax,
-  transfersMax,
-} from "./limits.ts";
+import { pendingEntriesMax, pushDurationMsMax, runsInFlightMax, transfersMax } from "./limits.ts";
 import { eachLimit, isAllZero, sha256Hex } from "./_parallel.ts";
 import { waitForPrunes } from "./_prune_markers.ts";
 import type { S3Bucket } from "./s3_client.ts";

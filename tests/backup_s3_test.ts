@@ -142,6 +142,43 @@ Deno.test("backups to S3: incremental push, restore, resume after kill -9, prune
       assert.match(listed, /vm@s2 +vm +s2 +256\.0 MiB/);
     });
 
+    await t.step("bad requests get a clear 4xx or 502 and change nothing", async () => {
+      const before = await storedBlocks(bucket, "site-a");
+      const refused = async (path: string, body: unknown, status: number, pattern: RegExp) => {
+        const response = await node.fetch(path, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        const { error } = await response.json();
+        assert.equal(response.status, status, error);
+        assert.match(error, pattern);
+      };
+      await refused("/v1/backups", { snapshot: "vm@s1", target: "http://x/y" }, 400, /s3:\/\//);
+      await refused("/v1/backups", { snapshot: "vm", target }, 400, /VOLUME@SNAPSHOT/);
+      await refused("/v1/backups", { snapshot: "vm@nope", target }, 404, /nope/);
+      await refused("/v1/backups", { snapshot: "vm@s2", target, name: "vm@s1" }, 409, /exists/);
+      await refused(
+        "/v1/backups",
+        { snapshot: "vm@s1", target: "s3://no-such-bucket/x" },
+        502,
+        /NoSuchBucket/,
+      );
+      await refused(
+        "/v1/backups/restore",
+        { backup: `${target}/gone@s1`, image: "g" },
+        404,
+        /gone/,
+      );
+      await refused(
+        "/v1/backups/restore",
+        { backup: `${target}/vm@s1`, image: "a/b" },
+        400,
+        /image/,
+      );
+      assert.deepEqual(await storedBlocks(bucket, "site-a"), before);
+    });
+
     await t.step("both backups restore byte-identical on another node", async () => {
       await atoll(restorer, ["backup", "restore", `${target}/vm@s1`, "r1"]);
       await atoll(restorer, ["backup", "restore", `${target}/vm@s2`, "r2"]);

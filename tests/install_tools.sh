@@ -24,6 +24,8 @@ declare -A tools=(
   [virt-xml-validate]=libvirt-clients
   [xmllint]=libxml2-utils
   [shellcheck]=shellcheck
+  [radosgw]=radosgw
+  [radosgw-admin]=radosgw
 )
 
 missing=()
