@@ -125,15 +125,17 @@ async function streamed(
   body: unknown,
   label: string,
 ): Promise<unknown> {
+  const startMs = performance.now();
   const response = await context.client.call(action, "POST", path, body);
   const terminal = Deno.stderr.isTerminal();
-  const startMs = performance.now();
   try {
     for await (const line of lines(response.body!)) {
       const message = JSON.parse(line);
       if ("result" in message) return message.result;
       if ("error" in message) throw new ApiError(`${action}: ${message.error}`, message.status);
-      if (terminal) drawProgress(label, message.progress, performance.now() - startMs);
+      if (terminal && "progress" in message) {
+        drawProgress(label, message.progress, performance.now() - startMs);
+      }
     }
   } finally {
     if (terminal) writeStderr("\r\x1b[K");

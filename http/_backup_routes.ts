@@ -5,7 +5,7 @@
  *
  * A push or restore answers once done (`201` with its result); asked with
  * `Accept: application/x-ndjson`, it answers `200` at once and streams one
- * JSON line per step, `{"progress": {...}}`, then `{"result": {...}}` or
+ * JSON line per step, `{"started": TIME}`, `{"progress": {...}}`..., then `{"result": {...}}` or
  * `{"error": "...", "status": N}`. A client that goes away stops the work
  * between two transfers (run again, a push resumes).
  */
@@ -98,6 +98,11 @@ function streamed(work: Work, statusOf: (error: Error) => number): Response {
       const send = (value: unknown) => {
         if (!abort.signal.aborted) controller.enqueue(encoder.encode(JSON.stringify(value) + "\n"));
       };
+      // The server sends a one-chunk body with its length, so it waits for a
+      // second chunk before the head: an empty one lets the head and the first
+      // line go now, and the client sees at once that the work started.
+      send({ started: new Date().toISOString() });
+      controller.enqueue(new Uint8Array(0));
       let lastMs = -Infinity;
       const onProgress = (progress: TransferProgress) => {
         if (performance.now() - lastMs < progressIntervalMs) return;

@@ -57,6 +57,7 @@ async function blockPuts(store: S3Store, from: number, prefix: string) {
 
 /** One line of a streamed push. */
 interface StreamLine {
+  started?: string;
   progress?: { sentBlocks: number };
   result?: Record<string, unknown>;
   error?: string;
@@ -235,7 +236,9 @@ Deno.test("backups to S3: incremental push, restore, resume after kill -9, prune
         assert.equal(write.code, 0, write.stderr);
         await createSnapshot(node, "vm", "s3");
         const next = await startPush(node, "vm@s3", target);
-        const first = await next();
+        let first = await next();
+        assert.ok(first !== null && "started" in first, JSON.stringify(first));
+        first = await next();
         assert.ok(first !== null && "progress" in first, JSON.stringify(first));
         // The push has announced its first entries and goes on; the prune removes
         // the only backups that reference the blocks it finds already stored.
