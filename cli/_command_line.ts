@@ -30,6 +30,9 @@ const optionSpecs = {
   "bps-read": { type: "string" },
   "bps-write": { type: "string" },
   clear: { type: "boolean" },
+  name: { type: "string" },
+  remove: { type: "string" },
+  "keep-last": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 const globalOptions = new Set(["node", "token-file", "json", "help"]);

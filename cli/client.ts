@@ -239,6 +239,16 @@ export class AtollClient {
     return this.#json("Cannot show cluster status", "GET", "/v1/cluster");
   }
 
+  /**
+   * A JSON call whose answer the caller reads (a backup's stream of progress
+   * lines): no time limit once connected; throws ApiError on a 4xx/5xx answer.
+   */
+  call(action: string, method: string, path: string, body?: unknown): Promise<Response> {
+    const headers = { "content-type": "application/json", accept: "application/x-ndjson" };
+    const init: RequestInit = { method, headers, body: JSON.stringify(body) };
+    return this.#send(action, path, init, null);
+  }
+
   async #json<T>(
     action: string,
     method: string,

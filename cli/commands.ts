@@ -14,6 +14,7 @@ import { ApiError, AtollClient } from "./client.ts";
 import { keyValues, table, toJson } from "./format.ts";
 import { type CommandSpec, parseCommandLine, UsageError } from "./_command_line.ts";
 import { nodeUrl, nodeUrlDefault, token } from "./_connection.ts";
+import { backupCommands } from "./_backup_commands.ts";
 import { imageCommands } from "./_image_commands.ts";
 import { volumeCommands } from "./_volume_commands.ts";
 import { changeCommands } from "./_change_commands.ts";
@@ -40,6 +41,11 @@ export const clientUsage = `usage:
                                       (to snapshot S2, or now), in 4 MiB blocks
   atoll snapshot create V@S | snapshot ls V | snapshot rm V@S
   atoll cluster status
+  atoll backup push V@S s3://BUCKET/PREFIX [--name NAME]   send a snapshot's missing blocks
+  atoll backup ls s3://BUCKET/PREFIX
+  atoll backup restore s3://BUCKET/PREFIX/BACKUP NAME      make image NAME of a backup
+  atoll backup prune s3://BUCKET/PREFIX [--remove NAME,...] [--keep-last N]
+                                      (the node uses the AWS_* variables of its environment)
 client options:
   --node URL        node to talk to (env ATOLL_NODE; default ${nodeUrlDefault})
   --token-file F    file holding the API token (or the token itself in env ATOLL_TOKEN)
@@ -49,6 +55,7 @@ const commands: Record<string, CommandSpec> = {
   ...imageCommands,
   ...volumeCommands,
   ...changeCommands,
+  ...backupCommands,
   "cluster status": {
     operands: [],
     run: async ({ client, values, print }) => {

@@ -17,6 +17,8 @@ export { BlockMap, type MapEntry } from "./block_map.ts";
 export { FrozenView } from "./frozen_view.ts";
 export { Qcow2View } from "./qcow2_view.ts";
 export { type ChangeExtent, changeExtents, type ChangeList } from "./changes.ts";
+/** Stored maps: backups keep them, pages and all, in another store (backup/). */
+export { encodeMapRoot, loadMap, mapRootBytes, type PageSource } from "./map_store.ts";
 export type { Extent } from "./map_io.ts";
 export { LocalEngine, type LocalEngineOptions } from "./local_engine.ts";
 export { diskSpace, type DiskUsage } from "./_disk_usage.ts";

@@ -32,7 +32,9 @@ import {
 import { matchedRoutes } from "hono/route";
 import { bearerAuth } from "./_bearer_auth.ts";
 import { changeRoutes } from "./_change_routes.ts";
+import { backupRoutes } from "./_backup_routes.ts";
 import { clusterRoutes } from "./_cluster_routes.ts";
+import { S3Error } from "../backup/mod.ts";
 import { imageRoutes } from "./_image_routes.ts";
 import { volumeRoutes } from "./_volume_routes.ts";
 
@@ -162,6 +164,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.route("/v1", volumeRoutes(options, authority));
   app.route("/v1", changeRoutes(store));
   app.route("/v1", clusterRoutes(options));
+  app.route("/v1", backupRoutes(store, statusOf));
   return app;
 }
 
@@ -208,5 +211,7 @@ function statusOf(error: Error): ContentfulStatusCode {
   if (error instanceof TruncatedError) return 400;
   if (error instanceof CorruptionError) return 500;
   if (error instanceof TypeError || error instanceof RangeError) return 400;
+  // The S3 store refused or did not answer: a gateway's failure, not ours.
+  if (error instanceof S3Error) return 502;
   return 500;
 }

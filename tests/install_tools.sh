@@ -31,6 +31,8 @@ declare -A tools=(
   [ceph-mon]=ceph-mon
   [ceph-osd]=ceph-osd
   [rados]=ceph-common
+  [radosgw]=radosgw
+  [radosgw-admin]=radosgw
 )
 
 missing=()
