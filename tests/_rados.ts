@@ -1,6 +1,6 @@
 /**
  * The Ceph that the RADOS tests share: the one `tests/with_ceph.ts` started for
- * the whole test command (its conf file in `ATOLL_TEST_CEPH_CONF`), or else one
+ * the whole test command (its conf file in `TEST_ATOLL_CEPH_CONF`), or else one
  * started for this test file alone and stopped when the file's tests end. A host
  * without Ceph's packages fails the tests that need it with one clear message;
  * none is ever skipped.
@@ -24,7 +24,7 @@ export interface TestCeph {
 }
 
 /** The environment variable through which with_ceph.ts hands its Ceph to the tests. */
-export const cephConfVariable = "ATOLL_TEST_CEPH_CONF";
+export const cephConfVariable = "TEST_ATOLL_CEPH_CONF";
 
 /** The single-node shape of a test Ceph: one mon, one OSD, pools of size 1. */
 export const testCephOptions = {

@@ -2,7 +2,7 @@
  * Runs a command (the test suite: `deno task test`) with a throwaway
  * single-node Ceph for the RADOS tests, and stops that Ceph afterwards, also
  * when the command fails or is interrupted. The tests find it through
- * `ATOLL_TEST_CEPH_CONF` (tests/_rados.ts); a test file run alone starts its own.
+ * `TEST_ATOLL_CEPH_CONF` (tests/_rados.ts); a test file run alone starts its own.
  *
  * Usage: `deno run -A tests/with_ceph.ts COMMAND [ARGS...]`
  */
