@@ -140,7 +140,14 @@ export class BlockHealing {
       const missing = replicas.filter((peer) =>
         peer.id !== engine.selfId && engine.isLive(peer.id) && !holders.has(peer.id)
       );
-      if (missing.length > 0) budget.short++;
+      // A replica that is not live or did not answer may lack it as well: short too, so the
+      // next pass walks again (seed 1000308 with joins, leaves and replacements: a walk that
+      // still saw the other replica dead found nothing to do, and no walk came before the one
+      // copy's member died for good).
+      const unsure = replicas.some((peer) =>
+        peer.id !== engine.selfId && (!engine.isLive(peer.id) || !holders.has(peer.id))
+      );
+      if (unsure) budget.short++;
       let data: Uint8Array | null = null;
       for (const peer of missing) {
         if (budget.copies <= 0) return;

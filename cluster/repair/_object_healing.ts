@@ -101,7 +101,10 @@ export class ObjectHealing {
       const behind = others.filter((_, i) =>
         stamps[i] !== null && compareStamps(stamps[i]!, stamp) < 0
       );
-      if (behind.length > 0) budget.short++;
+      // A replica not live or silent may be behind as well: short, so the next pass walks.
+      const unsure = others.length < replicas.length - (mine ? 1 : 0) ||
+        stamps.some((other) => other === null);
+      if (behind.length > 0 || unsure) budget.short++;
       const current = new Set(
         others.filter((_, i) => stamps[i] !== null && compareStamps(stamps[i]!, stamp) >= 0),
       );

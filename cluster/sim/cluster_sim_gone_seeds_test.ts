@@ -40,3 +40,12 @@ Deno.test("seed 950276 (joins, leaves, replacements): a frozen object's first re
   const result = await ClusterSim.run({ ...clusterSimSettings(950276), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 1000308 (joins, leaves, replacements): healing walks again while a replica it needs is not seen live", async () => {
+  // repair/_block_healing.ts: an image's block was stored on one of its two replicas (the
+  // other down); the walk that followed still saw that replica dead, found nothing it could
+  // copy, counted nothing short and was not repeated, and the one copy's member then died for
+  // good. A replica not live or silent now leaves the item short, so the next pass walks.
+  const result = await ClusterSim.run({ ...clusterSimSettings(1000308), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
