@@ -15,23 +15,29 @@ import { errorCode, sendBlockStatus, sendDataChunk, sendError, sendHoleChunk } f
 /** The commands that change the export (refused on a read-only one; limited as writes). */
 export const writeCommands = new Set<number>([Command.write, Command.trim, Command.writeZeroes]);
 
+/** What the requests of one connection run with, made once per connection. */
+export interface RequestContext {
+  session: Session;
+  writer: ReplyWriter;
+  buffers: BufferPool;
+  /** The I/O limits of the export's volume on this node (null for an image or a snapshot). */
+  limiter: IoLimiter | null;
+}
+
 /**
  * {@linkcode execute} counted and timed in the volume's figures: a few
  * additions on numbers the table already holds, no allocation.
  */
 export async function executeCounted(
-  session: Session,
-  writer: ReplyWriter,
-  buffers: BufferPool,
+  context: RequestContext,
   request: Request,
   payload: Uint8Array | null,
-  limiter: IoLimiter | null,
   stats: VolumeStats,
 ): Promise<void> {
   const startedMs = performance.now();
   stats.inFlight++;
   try {
-    await execute(session, writer, buffers, request, payload, limiter);
+    await execute(context, request, payload);
   } finally {
     stats.inFlight--;
     countRequest(stats, request, startedMs);
@@ -40,13 +46,11 @@ export async function executeCounted(
 
 /** Runs a validated request and sends its reply. */
 export async function execute(
-  session: Session,
-  writer: ReplyWriter,
-  buffers: BufferPool,
+  context: RequestContext,
   request: Request,
   payload: Uint8Array | null,
-  limiter: IoLimiter | null,
 ): Promise<void> {
+  const { session, writer, limiter } = context;
   // Without limits this is one field read: no await, no allocation.
   if (limiter !== null && limiter.limited) {
     const waiting = throttle(limiter, request);
@@ -59,7 +63,7 @@ export async function execute(
   try {
     switch (request.type) {
       case Command.read:
-        return await sendRead(session, writer, buffers, request);
+        return await sendRead(context, request);
       case Command.write:
         assert(payload !== null);
         await device.write(offset, payload, fua);
@@ -105,12 +109,9 @@ function throttle(limiter: IoLimiter, request: Request): Promise<void> | null {
   return limiter.admit(kind, bytes) ? null : limiter.wait(kind, bytes);
 }
 
-async function sendRead(
-  session: Session,
-  writer: ReplyWriter,
-  buffers: BufferPool,
-  request: Request,
-): Promise<void> {
+/** Reads into a pooled buffer and sends. */
+async function sendRead(context: RequestContext, request: Request): Promise<void> {
+  const { session, writer, buffers } = context;
   const data = buffers.acquire(request.length);
   try {
     await readInto(session, writer, request, data);

@@ -22,7 +22,12 @@ import {
   requestHeaderBytes,
 } from "./protocol.ts";
 import type { VolumeStats } from "../metrics/mod.ts";
-import { execute, executeCounted, writeCommands } from "./_request_execution.ts";
+import {
+  execute,
+  executeCounted,
+  type RequestContext,
+  writeCommands,
+} from "./_request_execution.ts";
 import { sendError } from "./_replies.ts";
 
 /** Flags each command accepts besides FUA (accepted on every command). */
@@ -53,6 +58,7 @@ export async function serveTransmission(
   },
 ): Promise<void> {
   const { reader, writer, buffers, limiter, stats } = io;
+  const context: RequestContext = { session, writer, buffers, limiter };
   const inflight = new Set<Promise<void>>();
   const header = new Uint8Array(requestHeaderBytes);
   try {
@@ -78,8 +84,8 @@ export async function serveTransmission(
       const task = error !== 0
         ? sendError(session, writer, request, error)
         : stats === null
-        ? execute(session, writer, buffers, request, payload, limiter)
-        : executeCounted(session, writer, buffers, request, payload, limiter, stats);
+        ? execute(context, request, payload)
+        : executeCounted(context, request, payload, stats);
       if (payload !== null) task.finally(() => buffers.release(payload)).catch(() => {});
       inflight.add(task);
       task.catch(() => {}).finally(() => inflight.delete(task));
