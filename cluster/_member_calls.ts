@@ -1,8 +1,8 @@
 /**
  * How the cluster engine reaches other members besides its replicated data:
  * links to their object replicas (one per member and address, kept), whether
- * a block is held anywhere, a call to every live member, and the union of a
- * list every live member answers.
+ * a block is held anywhere, a block deleted everywhere, and the blocks and
+ * objects every live member lists.
  */
 import { type ObjectLink, rpcObjectLink } from "./data/mod.ts";
 import type { BlockPeer } from "./data/mod.ts";
@@ -60,8 +60,24 @@ export class MemberCalls {
     return answers.some((answer) => answer.status === "fulfilled" && answer.value);
   }
 
+  /** Deletes block `hash` here and on every live member (garbage collection). */
+  async deleteBlock(hash: string): Promise<void> {
+    await this.#options.local.deleteBlock(hash);
+    await this.#everyLiveMember("block.delete", { hashes: [hash] });
+  }
+
+  /** The blocks every live member lists, sorted (see #union). */
+  listBlocks(): Promise<string[]> {
+    return this.#union("block.list", "hashes", () => this.#options.local.listBlocks());
+  }
+
+  /** The objects every live member lists, sorted (see #union). */
+  listObjects(): Promise<string[]> {
+    return this.#union("object.list", "names", () => this.#options.local.listObjects());
+  }
+
   /** Calls `method` on every live member but this node; failures are ignored. */
-  async everyLiveMember(method: string, header: Record<string, unknown>): Promise<void> {
+  async #everyLiveMember(method: string, header: Record<string, unknown>): Promise<void> {
     await Promise.allSettled(
       this.#options.liveMembers().filter((member) => member.id !== this.#options.selfId).map((
         member,
@@ -74,14 +90,14 @@ export class MemberCalls {
    * `local`). A member that does not answer is left out: a block or object
    * missing from the list is only kept longer by garbage collection.
    */
-  async union(
+  async #union(
     method: string,
     field: string,
-    local: () => Promise<string[]>,
+    local: () => AsyncIterable<string>,
   ): Promise<string[]> {
     const lists = await Promise.allSettled(
       this.#options.liveMembers().map(async (member) => {
-        if (member.id === this.#options.selfId) return await local();
+        if (member.id === this.#options.selfId) return await Array.fromAsync(local());
         const reply = await this.#options.rpc.call(member.address, method, { header: {} });
         const list = reply.header[field];
         if (!Array.isArray(list)) throw new TypeError(`${method}: malformed reply`);

@@ -234,17 +234,12 @@ export class ClusterEngine implements Engine {
     return this.blocks.read(hash, range, into);
   }
 
-  async deleteBlock(hash: string): Promise<void> {
-    await this.local.deleteBlock(hash);
-    await this.#calls.everyLiveMember("block.delete", { hashes: [hash] });
+  deleteBlock(hash: string): Promise<void> {
+    return this.#calls.deleteBlock(hash);
   }
 
   async *listBlocks(): AsyncIterable<string> {
-    yield* await this.#calls.union("block.list", "hashes", async () => {
-      const hashes: string[] = [];
-      for await (const hash of this.local.listBlocks()) hashes.push(hash);
-      return hashes;
-    });
+    yield* await this.#calls.listBlocks();
   }
 
   readObject(
@@ -273,11 +268,7 @@ export class ClusterEngine implements Engine {
   }
 
   async *listObjects(): AsyncIterable<string> {
-    yield* await this.#calls.union("object.list", "names", async () => {
-      const names: string[] = [];
-      for await (const name of this.local.listObjects()) names.push(name);
-      return names;
-    });
+    yield* await this.#calls.listObjects();
   }
 
   getMeta(key: string): Promise<MetaEntry | null> {

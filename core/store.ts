@@ -2,138 +2,62 @@
  * The store: the catalogue of images, volumes and snapshots of one node, over an
  * engine. Handlers and the NBD server call it; it never knows where bytes live.
  *
- * Its parts: images and their uploads (_images.ts), the open volume instances
- * (_volume_instances.ts), creating a volume (_new_volume.ts) and snapshots
- * (_snapshots.ts); it holds them together with the catalogue lock and the
- * garbage collector they share.
+ * Its parts (_store_parts.ts builds them): images and their uploads
+ * (_images.ts), the open volume instances (_volume_instances.ts), creating a
+ * volume (_new_volume.ts), the volumes' catalogue (_volume_catalogue.ts),
+ * rollback and flatten (_lifecycle.ts) and snapshots (_snapshots.ts); this
+ * file is their front door, with the garbage collector they share.
  */
 import type { HashPool } from "../wasm/hash_pool.ts";
-import type { Clock } from "./clock.ts";
-import { systemClock } from "./system_env.ts";
 import type { ByteRange, Engine } from "./engine.ts";
-import { ConflictError } from "./errors.ts";
 import type { FrozenView } from "./frozen_view.ts";
-import { Collector, type GcPolicy } from "./collector.ts";
+import type { GcPolicy } from "./collector.ts";
 import type { GcResult } from "./gc.ts";
-import { blockSizeDefault } from "./limits.ts";
-import { Mutex } from "./_mutex.ts";
 import type { Volume } from "./volume.ts";
-import {
-  type ImageInfo,
-  type SnapshotInfo,
-  type UploadResult,
-  type UploadStatus,
-  type VolumeInfo,
-  volumeInfo,
-} from "./infos.ts";
-import { deleteRecord } from "./_catalogue_records.ts";
-import { Images } from "./_images.ts";
-import { checkSize, createVolume, type NewVolumeContext, randomUid } from "./_new_volume.ts";
-import { PagePins } from "./_page_pins.ts";
+import type { ImageInfo, SnapshotInfo, UploadResult, UploadStatus, VolumeInfo } from "./infos.ts";
+import { createVolume } from "./_new_volume.ts";
 import { migrateMaps } from "./_map_migration.ts";
 import type { UploadFormat } from "./_image_formats.ts";
-import { Snapshots } from "./_snapshots.ts";
 import type { BlockMap } from "./block_map.ts";
 import type { ChangeExtent, ChangeList } from "./changes.ts";
-import { listChanges } from "./_volume_changes.ts";
-import { flattenVolume, type LifecycleContext, rollbackVolume } from "./_lifecycle.ts";
-import { OpenWriters } from "./_open_writers.ts";
-import { IoLimiters } from "./_io_limiters.ts";
+import { flattenVolume, rollbackVolume } from "./_lifecycle.ts";
 import type { IoLimiter } from "./io_limiter.ts";
-import { checkQos, mergeQos } from "./qos.ts";
-import { type VolumeAccess, VolumeInstances } from "./_volume_instances.ts";
-import { logger } from "../log/mod.ts";
-
-const log = logger("store");
+import type { VolumeAccess } from "./_volume_instances.ts";
+import { type StoreOptions, type StoreParts, storeParts } from "./_store_parts.ts";
 
 export type {
   GcPolicy,
   ImageInfo,
   SnapshotInfo,
+  StoreOptions,
   UploadResult,
   UploadStatus,
   VolumeAccess,
   VolumeInfo,
 };
 
-/** Options of the {@linkcode Store}. */
-export interface StoreOptions {
-  engine: Engine;
-  pool: HashPool;
-  blockSize?: number;
-  /** Milliseconds after a deletion before garbage collection runs; default 1000. */
-  gcDelayMs?: number;
-  /** A cluster's say on volume access (its write leases); none on a single node. */
-  access?: VolumeAccess;
-  /** A cluster's garbage collection rules; none on a single node. */
-  gcPolicy?: GcPolicy;
-  /** The clock of the garbage collection timer; the system's unless told (a simulation). */
-  clock?: Clock;
-  /** Makes the uid of a new volume; 16 random bytes in hex unless told (a simulation). */
-  newUid?: () => string;
-  /**
-   * Where qcow2 uploads are spooled before conversion (a node gives `DATA/tmp/`,
-   * emptied at start); the system's temporary directory unless told.
-   */
-  spoolDir?: string;
-}
-
 /** Images, volumes and snapshots of one node. */
 export class Store {
   readonly engine: Engine;
   readonly pool: HashPool;
   readonly blockSize: number;
-  #images: Images;
-  #volumes: VolumeInstances;
-  #snapshots: Snapshots;
-  /** Serializes catalogue changes (each one brief: a collection never holds it long). */
-  #catalogue = new Mutex();
-  #collector: Collector;
-  /** Map pages being stored whose record is not written yet (_page_pins.ts). */
-  #pins: PagePins;
-  /** What createVolume works with. */
-  #creation: NewVolumeContext;
-  /** Connections that have a volume open for writing here (a rollback asks). */
-  #writers = new OpenWriters();
-  /** What rollback and flatten work with. */
-  #lifecycle: LifecycleContext;
-  /** The volumes' I/O limiters on this node, kept to their records' limits. */
-  #limiters = new IoLimiters();
+  /**
+   * The cluster's say on volume access (null on a single node): the write lease
+   * to take before a write path opens a volume, and whether this node's open
+   * instance is current (it holds the lease).
+   */
+  readonly access: VolumeAccess | null;
+  /** The cluster's garbage collection rules (null on a single node). */
+  readonly gcPolicy: GcPolicy | null;
+  #parts: StoreParts;
 
   constructor(options: StoreOptions) {
     this.engine = options.engine;
     this.pool = options.pool;
-    this.blockSize = options.blockSize ?? blockSizeDefault;
-    this.access = options.access ?? null;
-    this.gcPolicy = options.gcPolicy ?? null;
-    this.#pins = new PagePins((ids) => this.#collector.keep(ids));
-    this.#volumes = new VolumeInstances(this.engine, this.access, this.#pins, this.#limiters);
-    this.#collector = new Collector({
-      engine: this.engine,
-      policy: this.gcPolicy,
-      catalogue: this.#catalogue,
-      openVolumes: () => this.#volumes.all(),
-      // Asked only once a collection runs, by when #images (made below) exists.
-      pinnedHere: (hash) => this.#images.pinned(hash) || this.#pins.has(hash),
-      clock: options.clock ?? systemClock,
-      delayMs: options.gcDelayMs ?? 1000,
-      onError: (error) => log.error("garbage collection failed: {error}", { error: String(error) }),
-    });
-    const parts = {
-      engine: this.engine,
-      catalogue: this.#catalogue,
-      collector: this.#collector,
-      pins: this.#pins,
-    };
-    this.#images = new Images({
-      ...parts,
-      pool: this.pool,
-      blockSize: this.blockSize,
-      spoolDir: options.spoolDir ?? null,
-    });
-    this.#creation = { ...parts, blockSize: this.blockSize, newUid: options.newUid ?? randomUid };
-    this.#snapshots = new Snapshots({ ...parts, volumes: this.#volumes });
-    this.#lifecycle = { ...parts, pool: this.pool, volumes: this.#volumes, writers: this.#writers };
+    this.#parts = storeParts(options);
+    this.blockSize = this.#parts.blockSize;
+    this.access = this.#parts.access;
+    this.gcPolicy = this.#parts.gcPolicy;
   }
 
   /** Stores the bytes of `body` as image `name`; visible only once whole (`format`: _image_formats.ts). */
@@ -142,32 +66,32 @@ export class Store {
     body: AsyncIterable<Uint8Array>,
     options: { expectedBytes?: number | null; format?: UploadFormat } = {},
   ): Promise<UploadResult> {
-    return this.#images.upload(name, body, options);
+    return this.#parts.images.upload(name, body, options);
   }
 
   /** Uploads under way, with their progress. */
   uploads(): UploadStatus[] {
-    return this.#images.uploads();
+    return this.#parts.images.uploads();
   }
 
   /** Every image, by name. */
   listImages(): Promise<ImageInfo[]> {
-    return this.#images.list();
+    return this.#parts.images.list();
   }
 
   /** One image. */
   imageInfo(name: string): Promise<ImageInfo> {
-    return this.#images.info(name);
+    return this.#parts.images.info(name);
   }
 
   /** A read-only view of an image's bytes. */
   openImage(name: string): Promise<FrozenView> {
-    return this.#images.open(name);
+    return this.#parts.images.open(name);
   }
 
   /** Deletes an image; volumes cloned from it keep their data. */
   deleteImage(name: string): Promise<void> {
-    return this.#images.delete(name);
+    return this.#parts.images.delete(name);
   }
 
   /**
@@ -177,27 +101,17 @@ export class Store {
   createVolume(
     request: { name: string; image?: string; snapshot?: string; size?: number; qos?: unknown },
   ): Promise<VolumeInfo> {
-    return createVolume(this.#creation, request);
+    return createVolume(this.#parts.creation, request);
   }
 
   /** The open volume `name` (one instance per node, opened on first use). */
   openVolume(name: string): Promise<Volume> {
-    return this.#volumes.open(name);
+    return this.#parts.volumes.open(name);
   }
-
-  /**
-   * The cluster's say on volume access (null on a single node): the write lease
-   * to take before a write path opens a volume, and whether this node's open
-   * instance is current (it holds the lease).
-   */
-  readonly access: VolumeAccess | null;
-
-  /** The cluster's garbage collection rules (null on a single node). */
-  readonly gcPolicy: GcPolicy | null;
 
   /** The volume `name` for writing: in a cluster, the write lease comes here first. */
   writableVolume(name: string, purpose: "write" | "catalogue" = "write"): Promise<Volume> {
-    return this.#volumes.writable(name, purpose);
+    return this.#parts.volumes.writable(name, purpose);
   }
 
   /**
@@ -205,7 +119,7 @@ export class Store {
    * a fresh one read from the record now (the holder's last flushed state).
    */
   readableVolume(name: string): Promise<Volume> {
-    return this.#volumes.readable(name);
+    return this.#parts.volumes.readable(name);
   }
 
   /**
@@ -220,7 +134,7 @@ export class Store {
     name: string,
     options: { settled?: boolean; orphaned?: boolean } = {},
   ): Promise<Volume> {
-    return this.#volumes.load(name, options);
+    return this.#parts.volumes.load(name, options);
   }
 
   /**
@@ -230,31 +144,31 @@ export class Store {
    * data-path simulation seed 41808.)
    */
   adoptVolume(name: string, bytes: Uint8Array, version: number): Promise<Volume> {
-    return this.#volumes.adopt(name, bytes, version);
+    return this.#parts.volumes.adopt(name, bytes, version);
   }
 
   /** Forgets the open instance of `name` (its lease moved): the next open reads the record. */
   dropVolume(name: string): void {
-    this.#volumes.drop(name);
+    this.#parts.volumes.drop(name);
   }
 
   /** Every volume, by name. */
-  async listVolumes(): Promise<VolumeInfo[]> {
-    const keys = await this.engine.listMeta("volume/");
-    return await Promise.all(keys.map((key) => this.volumeInfo(key.slice("volume/".length))));
+  listVolumes(): Promise<VolumeInfo[]> {
+    return this.#parts.catalogue.list();
   }
 
   /** One volume, as its current instance sees it (with its lease, in a cluster). */
-  async volumeInfo(name: string): Promise<VolumeInfo> {
-    const volume = await this.readableVolume(name);
-    return volumeInfo(volume.header, volume.mapSnapshot());
+  volumeInfo(name: string): Promise<VolumeInfo> {
+    return this.#parts.catalogue.info(name);
   }
 
   /** Grows volume `name` (or with `force` shrinks it: Volume.resize) where its lease is. */
-  async resizeVolume(name: string, size: unknown, options: { force?: boolean } = {}) {
-    const sizeBytes = checkSize(size);
-    await (await this.writableVolume(name, "catalogue")).resize(sizeBytes, options);
-    return await this.volumeInfo(name);
+  resizeVolume(
+    name: string,
+    size: unknown,
+    options: { force?: boolean } = {},
+  ): Promise<VolumeInfo> {
+    return this.#parts.catalogue.resize(name, size, options);
   }
 
   /**
@@ -267,12 +181,12 @@ export class Store {
     snapshot: string,
     options: { force?: boolean } = {},
   ): Promise<VolumeInfo> {
-    return rollbackVolume(this.#lifecycle, name, snapshot, options);
+    return rollbackVolume(this.#parts.lifecycle, name, snapshot, options);
   }
 
   /** Makes the clone `name` independent of its origin (_lifecycle.ts); runs while it is in use. */
   flattenVolume(name: string): Promise<VolumeInfo & { flattenedBlocks: number }> {
-    return flattenVolume(this.#lifecycle, name);
+    return flattenVolume(this.#parts.lifecycle, name);
   }
 
   /**
@@ -280,7 +194,7 @@ export class Store {
    * (an NBD connection to its export); the function returned notes its end.
    */
   noteWriter(name: string): () => void {
-    return this.#writers.open(name);
+    return this.#parts.writers.open(name);
   }
 
   /**
@@ -290,13 +204,12 @@ export class Store {
    * once; on another node, once it reads the record (it takes the lease, or
    * opens the volume).
    */
-  async setVolumeQos(name: string, qos: unknown, options: { merge?: boolean } = {}) {
-    checkQos(qos); // bad limits are refused before the lease moves
-    const volume = await this.writableVolume(name, "catalogue");
-    await volume.changeQos((current) => options.merge ? mergeQos(current, qos) : checkQos(qos));
-    this.#limiters.note(name, volume.header, volume.version);
-    log.info("set I/O limits of volume {volume}", { volume: name, qos: volume.qos });
-    return await this.volumeInfo(name);
+  setVolumeQos(
+    name: string,
+    qos: unknown,
+    options: { merge?: boolean } = {},
+  ): Promise<VolumeInfo> {
+    return this.#parts.catalogue.setQos(name, qos, options);
   }
 
   /**
@@ -304,30 +217,15 @@ export class Store {
    * to it here and kept to the limits of its record (io_limiter.ts).
    */
   ioLimiter(name: string): IoLimiter {
-    return this.#limiters.of(name);
+    return this.#parts.limiters.of(name);
   }
 
   /**
    * Deletes a volume. A volume with snapshots is kept unless `cascade`, which
    * deletes its snapshots too; clones of those snapshots keep their data.
    */
-  async deleteVolume(name: string, options: { cascade?: boolean } = {}): Promise<void> {
-    const volume = await this.writableVolume(name, "catalogue");
-    await this.#catalogue.run(async () => {
-      const snapshots = await this.engine.listMeta(`snapshot/${name}@`);
-      if (snapshots.length > 0 && !options.cascade) {
-        throw new ConflictError(
-          `Cannot delete volume "${name}": it has ${snapshots.length} snapshot(s); ` +
-            `delete them first or ask for cascade`,
-        );
-      }
-      for (const key of snapshots) await deleteRecord(this.engine, "snapshot", key);
-      await volume.delete();
-      this.#volumes.drop(name);
-      this.#limiters.forget(name);
-    });
-    log.info("deleted volume {volume}", { volume: name, cascade: options.cascade ?? false });
-    this.#collector.schedule();
+  deleteVolume(name: string, options: { cascade?: boolean } = {}): Promise<void> {
+    return this.#parts.catalogue.delete(name, options);
   }
 
   /**
@@ -335,10 +233,7 @@ export class Store {
    * snapshot `until` or the live volume (_volume_changes.ts; granularity: a block).
    */
   listChanges(name: string, request: { since: string; until?: string }): Promise<ChangeList> {
-    return listChanges({ engine: this.engine, volumes: this.#volumes }, {
-      volume: name,
-      ...request,
-    });
+    return this.#parts.catalogue.changes(name, request);
   }
 
   /**
@@ -347,29 +242,28 @@ export class Store {
    * yet. A cluster node without the write lease cannot know the holder's map,
    * and says all of `range` changed (a backup then copies more, never less).
    */
-  async changedExtents(name: string, base: BlockMap, range: ByteRange): Promise<ChangeExtent[]> {
-    if (this.access !== null && !this.access.isCurrent(name)) return [{ ...range, changed: true }];
-    return (await this.openVolume(name)).changedExtents(base, range);
+  changedExtents(name: string, base: BlockMap, range: ByteRange): Promise<ChangeExtent[]> {
+    return this.#parts.catalogue.changedExtents(name, base, range);
   }
 
   /** Takes an instant snapshot of a volume. */
   createSnapshot(volumeName: string, name: string): Promise<SnapshotInfo> {
-    return this.#snapshots.create(volumeName, name);
+    return this.#parts.snapshots.create(volumeName, name);
   }
 
   /** Snapshots of a volume, by name. */
   listSnapshots(volumeName: string): Promise<SnapshotInfo[]> {
-    return this.#snapshots.list(volumeName);
+    return this.#parts.snapshots.list(volumeName);
   }
 
   /** A read-only view of a snapshot's bytes. */
   openSnapshot(volumeName: string, name: string): Promise<FrozenView> {
-    return this.#snapshots.open(volumeName, name);
+    return this.#parts.snapshots.open(volumeName, name);
   }
 
   /** Deletes a snapshot; clones made of it keep their data. */
   deleteSnapshot(volumeName: string, name: string): Promise<void> {
-    return this.#snapshots.delete(volumeName, name);
+    return this.#parts.snapshots.delete(volumeName, name);
   }
 
   /**
@@ -377,7 +271,7 @@ export class Store {
    * whose record is not written yet (a cluster's GC asks every node).
    */
   pins(): string[] {
-    return [...this.#images.pins(), ...this.#pins.list()];
+    return [...this.#parts.images.pins(), ...this.#parts.pins.list()];
   }
 
   /**
@@ -386,22 +280,22 @@ export class Store {
    */
   migrateMaps(options: { volumes: boolean }): Promise<number> {
     const prefixes = ["image/", "snapshot/", ...(options.volumes ? ["volume/"] : [])];
-    return migrateMaps(this.engine, this.#pins, prefixes);
+    return migrateMaps(this.engine, this.#parts.pins, prefixes);
   }
 
   /** Deletes every block and object that nothing references. */
   collectGarbage(): Promise<GcResult> {
-    return this.#collector.collect();
+    return this.#parts.collector.collect();
   }
 
   /** Makes every write to an open volume durable (a node about to stop or leave). */
   flushVolumes(): Promise<void> {
-    return this.#volumes.flushAll();
+    return this.#parts.volumes.flushAll();
   }
 
   /** Flushes every open volume and releases the engine and the hash pool. */
   async close(): Promise<void> {
-    this.#collector.close();
+    this.#parts.collector.close();
     await this.flushVolumes();
     await this.engine.close();
     this.pool.close();

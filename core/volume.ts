@@ -17,32 +17,29 @@
  *
  * The instance's header and map live in _volume_record.ts, the write path over
  * them (in place, copy-up, zeroing) in _volume_writer.ts, what it knows of lost
- * writes in _write_losses.ts; this file checks and locks.
+ * writes in _write_losses.ts, the changes of its record besides writes (resize,
+ * rollback, flatten, limits, freeze, release, deletion) in _record_changes.ts;
+ * this file checks and locks.
  */
 import { assert } from "./assert.ts";
-import type { BlockMap, MapEntry } from "./block_map.ts";
+import type { BlockMap } from "./block_map.ts";
 import type { ByteRange, Engine } from "./engine.ts";
-import { ConflictError, LeaseLostError, NotFoundError } from "./errors.ts";
 import { checkRange, type Extent, mapExtents, type MapReading, readMapRange } from "./map_io.ts";
 import { SharedMutex } from "./_mutex.ts";
-import { recordKey, type VolumeHeader, type VolumeLease, type VolumeOrigin } from "./records.ts";
+import type { VolumeHeader, VolumeLease, VolumeOrigin } from "./records.ts";
 import { VolumeRecord } from "./_volume_record.ts";
 import { VolumeWriter } from "./_volume_writer.ts";
 import { WriteLosses } from "./_write_losses.ts";
 import { type ChangeExtent, changeExtents } from "./changes.ts";
 import { PagePins } from "./_page_pins.ts";
 import type { VolumeQos } from "./qos.ts";
+import { type ObjectReplacement, RecordChanges } from "./_record_changes.ts";
+
+export type { ObjectReplacement };
 
 /** Options of the writing calls: `fua` makes the change durable before resolving. */
 export interface WriteOptions {
   fua?: boolean;
-}
-
-/** One entry a flatten changes: entry `index`, while it still names object `name`, becomes `entry`. */
-export interface ObjectReplacement {
-  index: number;
-  name: string;
-  entry: MapEntry;
 }
 
 /** Options of {@linkcode Volume.zeroAt}. */
@@ -57,9 +54,8 @@ export class Volume {
   #record: VolumeRecord;
   #writer: VolumeWriter;
   #losses: WriteLosses;
-  #deleted = false;
-  /** Set once the write lease moved away: this instance never writes again. */
-  #released = false;
+  /** Changes of the record besides writes, and whether it was deleted or released. */
+  #changes: RecordChanges;
   /**
    * Writes into objects the volume owns take it shared (they change no map entry
    * and run concurrently: on a cluster each is a round trip); everything that
@@ -94,6 +90,13 @@ export class Volume {
     };
     this.#writer = new VolumeWriter(engine, this.#record);
     this.#losses = new WriteLosses(engine, this.#record, this.#mutex, options.reader ?? false);
+    this.#changes = new RecordChanges({
+      engine,
+      record: this.#record,
+      writer: this.#writer,
+      losses: this.#losses,
+      mutex: this.#mutex,
+    });
   }
 
   /** The volume's name. */
@@ -131,22 +134,7 @@ export class Volume {
    * first flush reports the loss.
    */
   release(): Promise<void> {
-    return this.#losses.recovering(false, () =>
-      this.#mutex.run(async () => {
-        if (this.#released || this.#deleted) return;
-        await this.#losses.goBack();
-        if (!this.#losses.unreported) {
-          if (this.#record.dirty) await this.#record.storePages();
-          await this.engine.flush(this.#record.header.uid);
-          if (this.#record.dirty) await this.#record.persist();
-        } else if (!this.#record.header.writesLost) {
-          // After a loss the map is the record's (the last flush): the next holder
-          // is told to report the loss, as this instance would have.
-          this.#record.setWritesLost(true);
-          await this.#record.persist();
-        }
-        this.#released = true;
-      }));
+    return this.#changes.release();
   }
 
   /** Reads `range` into `into` (or a new buffer); never-written bytes are zeros. */
@@ -154,7 +142,7 @@ export class Volume {
     range: ByteRange,
     into: Uint8Array = new Uint8Array(range.length),
   ): Promise<Uint8Array> {
-    this.#checkOpen();
+    this.#changes.checkOpen();
     this.#losses.check();
     checkRange(range, this.sizeBytes, `volume "${this.name}"`);
     await this.#losses.recovering(
@@ -172,7 +160,7 @@ export class Volume {
   async #writeAt(offset: number, data: Uint8Array, options: WriteOptions): Promise<void> {
     checkRange({ offset, length: data.length }, this.sizeBytes, `volume "${this.name}"`);
     const wroteInPlace = await this.#mutex.runShared(async () => {
-      this.#checkWritable();
+      this.#changes.checkWritable();
       return await this.#writer.writeInPlace(offset, data);
     });
     if (wroteInPlace) {
@@ -180,7 +168,7 @@ export class Volume {
       return;
     }
     await this.#mutex.run(async () => {
-      this.#checkWritable();
+      this.#changes.checkWritable();
       await this.#writer.write(offset, data);
     });
     if (options.fua) await this.flush();
@@ -198,7 +186,7 @@ export class Volume {
 
   #zeroAt(range: ByteRange, options: ZeroOptions): Promise<void> {
     return this.#mutex.run(async () => {
-      this.#checkWritable();
+      this.#changes.checkWritable();
       await this.#writer.zero(range, options);
     });
   }
@@ -220,9 +208,9 @@ export class Volume {
   flush(): Promise<void> {
     return this.#losses.recovering(true, () =>
       this.#mutex.run(async () => {
-        this.#checkOpen();
+        this.#changes.checkOpen();
         // Released: everything acknowledged was made durable by release().
-        if (this.#released) return;
+        if (this.#changes.released) return;
         await this.#losses.flush(); // fails when writes were lost, reporting them
         if (this.#record.dirty) await this.#record.persist();
       }));
@@ -234,15 +222,7 @@ export class Volume {
    * NBD connections see the new size when they connect again.
    */
   resize(sizeBytes: number, options: { force?: boolean } = {}): Promise<void> {
-    return this.#changeRecord(async () => {
-      if (sizeBytes < this.sizeBytes && options.force !== true) {
-        throw new ConflictError(
-          `Cannot shrink volume "${this.name}" from ${this.sizeBytes} to ${sizeBytes} bytes: ` +
-            `it would discard what lies past the new end (force to do it)`,
-        );
-      }
-      await this.#writer.resize(sizeBytes);
-    });
+    return this.#changes.resize(sizeBytes, options);
   }
 
   /**
@@ -253,11 +233,7 @@ export class Volume {
    */
   replaceMap(map: BlockMap): Promise<BlockMap> {
     assert(map.blockSize === this.blockSize);
-    return this.#changeRecord((record) => {
-      const before = record.map.clone();
-      record.replaceMap(map);
-      return before;
-    });
+    return this.#changes.replaceMap(map);
   }
 
   /**
@@ -266,30 +242,7 @@ export class Volume {
    * entry), gives the header `origin`, durably; returns how many changed.
    */
   replaceObjects(changes: readonly ObjectReplacement[], origin: VolumeOrigin): Promise<number> {
-    return this.#changeRecord((record) => {
-      let replaced = 0;
-      for (const { index, name, entry } of changes) {
-        if (index >= record.map.count) continue; // shrunk since
-        const now = record.map.get(index);
-        if (now.kind !== "object" || now.name !== name) continue; // written since
-        record.setEntry(index, entry);
-        replaced++;
-      }
-      record.setOrigin(origin);
-      return replaced;
-    });
-  }
-
-  /** Changes the record under the volume's lock alone, then flushes and persists it. */
-  #changeRecord<T>(change: (record: VolumeRecord) => T | Promise<T>): Promise<T> {
-    return this.#losses.recovering(true, () =>
-      this.#mutex.run(async () => {
-        this.#checkWritable();
-        const result = await change(this.#record);
-        await this.#losses.flush();
-        await this.#record.persist();
-        return result;
-      }));
+    return this.#changes.replaceObjects(changes, origin);
   }
 
   /** The I/O limits its record names (empty: none). */
@@ -303,19 +256,7 @@ export class Volume {
    * that the record it writes names only data made durable.
    */
   changeQos(change: (current: VolumeQos) => VolumeQos): Promise<void> {
-    return this.#losses.recovering(true, () =>
-      this.#mutex.run(async () => {
-        this.#checkWritable();
-        await this.#losses.flush();
-        const before = this.#record.header.qos ?? {};
-        this.#record.setQos(change({ ...before }));
-        try {
-          await this.#record.persist();
-        } catch (error) {
-          this.#record.setQos(before); // the record keeps the old limits: so does the instance
-          throw error;
-        }
-      }));
+    return this.#changes.changeQos(change);
   }
 
   /** Which parts of `range` are known zeros (never written or discarded). */
@@ -339,20 +280,7 @@ export class Volume {
    * record after the other, always finds them referenced by one of the two.
    */
   freeze(keep: (frozen: BlockMap) => Promise<void> = () => Promise.resolve()): Promise<BlockMap> {
-    return this.#losses.recovering(false, () => this.#freeze(keep));
-  }
-
-  #freeze(keep: (frozen: BlockMap) => Promise<void>): Promise<BlockMap> {
-    return this.#mutex.run(async () => {
-      this.#checkWritable();
-      if (this.#record.dirty) await this.#record.storePages();
-      await this.engine.flush(this.#record.header.uid);
-      const frozen = this.#record.map.clone();
-      this.#record.nextGeneration();
-      await this.#record.persist();
-      await keep(frozen);
-      return frozen;
-    });
+    return this.#changes.freeze(keep);
   }
 
   /** A copy of the current map (GC marks it; tests inspect it). */
@@ -367,24 +295,6 @@ export class Volume {
 
   /** Deletes the volume's record; later calls on this instance throw NotFoundError. */
   delete(): Promise<void> {
-    return this.#mutex.run(async () => {
-      this.#checkOpen();
-      await this.engine.deleteMeta(recordKey.volume(this.name), this.#record.version);
-      this.#deleted = true;
-    });
-  }
-
-  #checkWritable(): void {
-    this.#checkOpen();
-    this.#losses.check();
-    if (this.#released) {
-      throw new LeaseLostError(
-        `Cannot write volume "${this.name}": this node no longer holds its write lease`,
-      );
-    }
-  }
-
-  #checkOpen(): void {
-    if (this.#deleted) throw new NotFoundError(`Cannot use volume "${this.name}": it was deleted`);
+    return this.#changes.delete();
   }
 }

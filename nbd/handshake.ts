@@ -3,29 +3,30 @@
  * the client chose (or null when it left). A framing violation throws
  * NbdFramingError and the caller closes the connection; an invalid option gets
  * an error reply and the haggling goes on.
+ *
+ * The meta context options are _meta_options.ts; decoding an option's data,
+ * _option_requests.ts.
  */
 import type { Store, VolumeAuthority } from "../core/mod.ts";
 import type { ConnReader, ReplyWriter } from "./conn_io.ts";
 import { listExports, type NbdDevice, openExport, transmissionFlags } from "./device.ts";
 import {
-  exportNameBytesMax,
   listedExportsMax,
-  metaQueriesMax,
   optionBytesMax,
   optionsMax,
   preferredBlockBytes,
   requestBytesMax,
-  selectedMetaContextsMax,
 } from "./limits.ts";
+import type { MetaContext } from "./_meta_contexts.ts";
+import { listMetaContexts, type MetaSelection, setMetaContexts } from "./_meta_options.ts";
 import {
-  listContexts,
-  type MetaContext,
-  selectableCount,
-  selectContexts,
-} from "./_meta_contexts.ts";
+  decodeName,
+  openNamedExport,
+  type OptionReplies,
+  parseInfoRequest,
+} from "./_option_requests.ts";
 import {
   clientFlagsKnown,
-  encodeMetaContext,
   encodeOptionReply,
   handshakeFlags,
   Info,
@@ -57,7 +58,6 @@ export interface Session {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** Whether the node takes I/O now; `reason` says why not (shown by the client). */
 export type ReadinessCheck = () => { ready: boolean; reason?: string };
@@ -102,7 +102,7 @@ export async function handshake(
   const noZeroes = (clientFlags & handshakeFlags.noZeroes) !== 0;
   let structuredReplies = false;
   /** The last SET_META_CONTEXT: the export it named and what it selected there. */
-  let selected: { name: string; contexts: MetaContext[] } | null = null;
+  let selected: MetaSelection | null = null;
   const contextsOf = (name: string) => selected?.name === name ? selected.contexts : [];
 
   for (let count = 0; count < optionsMax; count++) {
@@ -120,6 +120,7 @@ export async function handshake(
     const reply = (type: number, payload?: Uint8Array) =>
       writer.send(encodeOptionReply(option, type, payload));
     const error = (type: number, message: string) => reply(type, encoder.encode(message));
+    const replies: OptionReplies = { reply, error };
 
     const readiness = exportOptions.has(option) ? options.ready?.() : undefined;
     if (readiness !== undefined && !readiness.ready) {
@@ -172,12 +173,8 @@ export async function handshake(
           await error(Reply.errInvalid, "malformed INFO/GO request");
           break;
         }
-        const device = await openExport(store, request.name, authority);
-        if (device === null) {
-          nbdHandshakeFailures.inc({ reason: "unknown_export" });
-          await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
-          break;
-        }
+        const device = await openNamedExport(store, authority, request.name, replies);
+        if (device === null) break;
         await sendInfo(reply, device, request.infos);
         await reply(Reply.ack);
         if (option === Option.go) {
@@ -194,43 +191,12 @@ export async function handshake(
         await reply(Reply.ack);
         break;
       case Option.listMetaContext:
-      case Option.setMetaContext: {
-        // A SET replaces what the last one selected, even when it fails (proto.md).
-        if (option === Option.setMetaContext) selected = null;
-        const request = parseMetaRequest(data);
-        if (request === null) {
-          await error(Reply.errInvalid, "malformed meta context request");
-          break;
-        }
-        if (option === Option.setMetaContext && !structuredReplies) {
-          await error(Reply.errInvalid, "SET_META_CONTEXT needs structured replies first");
-          break;
-        }
-        const device = await openExport(store, request.name, authority);
-        if (device === null) {
-          nbdHandshakeFailures.inc({ reason: "unknown_export" });
-          await error(Reply.errUnknown, `no export named ${JSON.stringify(request.name)}`);
-          break;
-        }
-        if (option === Option.listMetaContext) {
-          for (const name of await listContexts(store, request.name, request.queries)) {
-            await reply(Reply.metaContext, encodeMetaContext(0, name));
-          }
-          await reply(Reply.ack);
-          break;
-        }
-        if (selectableCount(request.queries) > selectedMetaContextsMax) {
-          await error(Reply.errTooBig, `more than ${selectedMetaContextsMax} metadata contexts`);
-          break;
-        }
-        const contexts = await selectContexts(store, request.name, device, request.queries);
-        selected = { name: request.name, contexts };
-        for (const context of contexts) {
-          await reply(Reply.metaContext, encodeMetaContext(context.id, context.name));
-        }
-        await reply(Reply.ack);
+        await listMetaContexts(data, { store, authority, replies });
         break;
-      }
+      case Option.setMetaContext:
+        // A SET replaces what the last one selected, even when it fails (proto.md).
+        selected = await setMetaContexts(data, { store, authority, replies }, structuredReplies);
+        break;
       case Option.startTls:
         await error(Reply.errUnsup, "TLS is not supported; use a unix socket or loopback");
         break;
@@ -265,53 +231,6 @@ async function sendInfo(
     payload.set(name, 2);
     await reply(Reply.info, payload);
   }
-}
-
-/** A name as the protocol allows it: UTF-8, no NUL, at most 4096 bytes; else null. */
-function decodeName(bytes: Uint8Array): string | null {
-  if (bytes.length > exportNameBytesMax || bytes.includes(0)) return null;
-  try {
-    return decoder.decode(bytes);
-  } catch {
-    return null;
-  }
-}
-
-/** INFO/GO data: u32 name length, name, u16 count, count × u16; null if it doesn't add up. */
-function parseInfoRequest(data: Uint8Array): { name: string; infos: number[] } | null {
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  if (data.length < 6) return null;
-  const nameLength = view.getUint32(0);
-  if (nameLength > data.length - 6) return null;
-  const count = view.getUint16(4 + nameLength);
-  if (data.length !== 6 + nameLength + 2 * count) return null;
-  const infos = Array.from({ length: count }, (_, i) => view.getUint16(6 + nameLength + 2 * i));
-  const name = decodeName(data.subarray(4, 4 + nameLength));
-  return name === null ? null : { name, infos };
-}
-
-/** Meta context data: u32 name length, name, u32 count, count × (u32 length, query). */
-function parseMetaRequest(data: Uint8Array): { name: string; queries: string[] } | null {
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  if (data.length < 8) return null;
-  const nameLength = view.getUint32(0);
-  if (nameLength > data.length - 8) return null;
-  const count = view.getUint32(4 + nameLength);
-  if (count > metaQueriesMax) return null;
-  const queries: string[] = [];
-  let at = 8 + nameLength;
-  for (let i = 0; i < count; i++) {
-    if (at + 4 > data.length) return null;
-    const length = view.getUint32(at);
-    if (length > data.length - at - 4) return null;
-    const query = decodeName(data.subarray(at + 4, at + 4 + length));
-    if (query === null) return null;
-    queries.push(query);
-    at += 4 + length;
-  }
-  if (at !== data.length) return null;
-  const name = decodeName(data.subarray(4, 4 + nameLength));
-  return name === null ? null : { name, queries };
 }
 
 async function readU32(reader: ConnReader): Promise<number> {

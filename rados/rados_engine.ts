@@ -4,13 +4,11 @@
  * `NS-objects`, `NS-meta`; NS is `atoll` unless told) keep them apart from
  * each other and from whatever else uses the pool:
  *
- * - a block is one object named by its SHA-256, written whole and once
- *   (`create(exclusive)` and `write_full` in one operation: visible only whole;
- *   a second put gets EEXIST, so exactly one of racing puts is new);
+ * - a block is one object named by its SHA-256, written whole and once, and
+ *   stamped with when it was last stored (_block_writes.ts);
  * - a volume object is one object named `UID.GENERATION.INDEX`, written at
- *   offsets; with fencing (several nodes on the pool), every write carries, in
- *   the same operation, `cmpxattr(atoll.epoch <= mine)` and `setxattr(mine)`:
- *   once a holder at a newer epoch wrote an object, an older one cannot;
+ *   offsets; with fencing (several nodes on the pool), every write carries the
+ *   writer's lease epoch, checked in the same operation (_fenced_writes.ts);
  * - metadata are omap entries of shard objects, changed by compare-and-set in
  *   one operation (_meta_shards.ts).
  *
@@ -26,25 +24,15 @@ import {
   LeaseLostError,
   type MetaEntry,
 } from "../core/mod.ts";
-import { cmp } from "./_librados.ts";
 import { errno, isRadosError } from "./_errors.ts";
 import { Connection, type ConnectionOptions } from "./_connection.ts";
-import { type IoContext, WriteOp } from "./_ops.ts";
+import type { IoContext } from "./_ops.ts";
+import { deleteBlockStoredBefore, putBlock } from "./_block_writes.ts";
+import { FencedWrites } from "./_fenced_writes.ts";
 import { MetaShards } from "./_meta_shards.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("rados");
-
-/** Objects remembered as stamped with this client's epoch. */
-const stampedObjectsMax = 65_536;
-/** The xattr of a volume object that names the epoch of its last writer. */
-const epochXattr = "atoll.epoch";
-/**
- * The xattr of a block that says when it was last stored (milliseconds since
- * the epoch, fixed width): stored again by a dedup hit, it is young again, and
- * garbage collection removes only blocks older than its cutoff (_gc_policy.ts).
- */
-const storedXattr = "atoll.stored";
 
 /** Options of {@linkcode RadosEngine.open}. */
 export interface RadosEngineOptions extends ConnectionOptions {
@@ -74,13 +62,8 @@ export class RadosEngine implements Engine {
   #meta!: MetaShards;
   #metaIo!: IoContext;
   #reconnecting: Promise<void> | null = null;
-  /**
-   * Objects this client stamped with its epoch (name → epoch): their xattr says
-   * so already, so later writes only compare it (an xattr set again costs the
-   * OSD a metadata update per write). Forgotten whole when it grows past
-   * stampedObjectsMax.
-   */
-  #stamped = new Map<string, string>();
+  /** Volume object writes, and the objects known stamped with this client's epoch. */
+  #writes = new FencedWrites();
   #closed = false;
 
   private constructor(options: RadosEngineOptions, connection: Connection) {
@@ -118,25 +101,7 @@ export class RadosEngine implements Engine {
   }
 
   putBlock(hash: string, data: Uint8Array): Promise<boolean> {
-    return this.#guard(async () => {
-      for (;;) {
-        const now = timeText(Date.now());
-        try {
-          await new WriteOp().create(true).setXattr(storedXattr, now).writeFull(data)
-            .operate(this.#blocks, hash);
-          return true;
-        } catch (error) {
-          if (!isRadosError(error, errno.EEXIST)) throw error;
-        }
-        try {
-          // Stored again: young again, so that no collection takes it from under this put.
-          await new WriteOp().setXattr(storedXattr, now).operate(this.#blocks, hash);
-          return false;
-        } catch (error) {
-          if (!isRadosError(error, errno.ENOENT)) throw error; // collected meanwhile: store it
-        }
-      }
-    });
+    return this.#guard(() => putBlock(this.#blocks, hash, data));
   }
 
   /**
@@ -144,17 +109,7 @@ export class RadosEngine implements Engine {
    * (wall clock), in one operation; true when it is gone.
    */
   deleteBlockStoredBefore(hash: string, cutoffMs: number): Promise<boolean> {
-    return this.#guard(async () => {
-      try {
-        await new WriteOp().compareXattr(storedXattr, cmp.gte, timeText(cutoffMs)).remove()
-          .operate(this.#blocks, hash);
-        return true;
-      } catch (error) {
-        if (isRadosError(error, errno.ENOENT)) return true;
-        if (isRadosError(error, errno.ECANCELED)) return false;
-        throw error;
-      }
-    });
+    return this.#guard(() => deleteBlockStoredBefore(this.#blocks, hash, cutoffMs));
   }
 
   readBlock(hash: string, range: ByteRange, into: Uint8Array): Promise<void> {
@@ -205,7 +160,9 @@ export class RadosEngine implements Engine {
   ): Promise<void> {
     return this.#guard(async () => {
       const fenceOf = this.#options.fenceOf;
-      if (fenceOf === undefined) return await this.#write(name, offset, data, options, null);
+      if (fenceOf === undefined) {
+        return await this.#writes.write(this.#objects, name, offset, data, options, null);
+      }
       const uid = name.slice(0, name.indexOf("."));
       const epoch = fenceOf(uid);
       if (epoch === null) {
@@ -213,64 +170,12 @@ export class RadosEngine implements Engine {
           `Cannot write object ${name}: this node holds no write lease on it`,
         );
       }
-      await this.#write(name, offset, data, options, epochText(epoch));
+      await this.#writes.write(this.#objects, name, offset, data, options, epoch);
     });
   }
 
-  /**
-   * One write operation: the fence check (when `epoch`), the truncation, the
-   * data. A missing object is created exclusively in a second operation (a
-   * comparison cannot run on an object that does not exist); one that appears
-   * meanwhile takes the first form again.
-   */
-  async #write(
-    name: string,
-    offset: number,
-    data: Uint8Array,
-    options: { truncate?: boolean; existing?: boolean },
-    epoch: string | null,
-  ): Promise<void> {
-    for (let attempt = 0;; attempt++) {
-      const op = new WriteOp();
-      if (epoch !== null) {
-        op.compareXattr(epochXattr, cmp.gte, epoch);
-        if (this.#stamped.get(name) !== epoch) op.setXattr(epochXattr, epoch);
-      }
-      if (options.truncate) op.truncate(0);
-      try {
-        await op.write(data, offset).operate(this.#objects, name);
-        this.#stamp(name, epoch);
-        return;
-      } catch (error) {
-        if (isRadosError(error, errno.ECANCELED)) {
-          throw new LeaseLostError(
-            `Cannot write object ${name}: a holder of a newer write lease wrote it`,
-          );
-        }
-        if (!isRadosError(error, errno.ENOENT) || epoch === null || attempt > 0) throw error;
-      }
-      if (options.existing) {
-        throw new CorruptionError(`Cannot write object ${name} in place: it is not stored`);
-      }
-      try {
-        await new WriteOp().create(true).setXattr(epochXattr, epoch).write(data, offset)
-          .operate(this.#objects, name);
-        this.#stamp(name, epoch);
-        return;
-      } catch (error) {
-        if (!isRadosError(error, errno.EEXIST)) throw error;
-      }
-    }
-  }
-
-  #stamp(name: string, epoch: string | null): void {
-    if (epoch === null) return;
-    if (this.#stamped.size >= stampedObjectsMax) this.#stamped.clear();
-    this.#stamped.set(name, epoch);
-  }
-
   deleteObject(name: string): Promise<void> {
-    this.#stamped.delete(name);
+    this.#writes.forget(name);
     return this.#guard(() => this.#connection.remove(this.#objects, name));
   }
 
@@ -354,14 +259,4 @@ export class RadosEngine implements Engine {
       this.#reconnecting = null;
     })();
   }
-}
-
-/** A wall-clock time as the stored xattr holds it: fixed width, so strings compare as numbers. */
-function timeText(ms: number): string {
-  return String(Math.floor(ms)).padStart(16, "0");
-}
-
-/** An epoch as the fence xattr holds it: fixed width, so strings compare as numbers. */
-function epochText(epoch: number): string {
-  return String(epoch).padStart(16, "0");
 }

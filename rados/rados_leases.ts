@@ -20,29 +20,26 @@
  * Reads through a node that does not hold the lease read the last flushed
  * state (the record and the objects it names), which is what a migrating
  * QEMU needs: the source flushes before the destination runs.
+ *
+ * Moving the lease in the record is _lease_records.ts; asking, answering and
+ * fencing, _lease_handover.ts; the reads of the last flushed state,
+ * _flushed_reads.ts.
  */
-import {
-  type ByteRange,
-  ConflictError,
-  NotFoundError,
-  type Store,
-  VersionMismatchError,
-  type Volume,
-  type VolumeAccess,
-  type VolumeAuthority,
-  type VolumeHandle,
-  type VolumeLease,
+import type {
+  ByteRange,
+  Store,
+  Volume,
+  VolumeAccess,
+  VolumeAuthority,
+  VolumeHandle,
 } from "../core/mod.ts";
+import { ConflictError } from "../core/mod.ts";
 import { KeyedMutex } from "../core/_mutex.ts";
-import {
-  decodeRecordHeader,
-  recordKey,
-  type VolumeHeader,
-  withRecordHeader,
-} from "../core/records.ts";
 import type { RadosEngine } from "./rados_engine.ts";
 import { RadosVolumeHandle } from "./_rados_volume_handle.ts";
-import { WriteOp } from "./_ops.ts";
+import { unwatchAsks, watchAsks } from "./_lease_handover.ts";
+import { clearHolder, type MovedLease, moveLease, recordedHolder } from "./_lease_records.ts";
+import { FlushedReads } from "./_flushed_reads.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("leases");
@@ -51,13 +48,6 @@ const log = logger("leases");
 export const releaseTimeoutMsDefault = 10_000;
 /** Default pause after blocklisting a holder, for every OSD to learn the new OSD map. */
 export const fenceSettleMsDefault = 1_000;
-/** Blocklist entries expire after this; a fenced client reconnects as a new one long before. */
-const blocklistSeconds = 24 * 3600;
-/** Tries to move a lease when other nodes race for it. */
-const moveAttemptsMax = 16;
-
-/** The lease as it is kept in the record on RADOS: the holder's client address too. */
-type RadosLease = VolumeLease & { client?: string };
 
 /** A lease this node holds. */
 interface Held {
@@ -107,8 +97,8 @@ export class RadosLeases implements VolumeAuthority {
   #watches = new Map<bigint, string>();
   #losses = new Map<string, number>();
   #locks = new KeyedMutex();
-  /** Readers of volumes held elsewhere: the instance and the record version it was read at. */
-  #readers = new Map<string, { version: number; volume: Promise<Volume> }>();
+  /** Readers of volumes held elsewhere (_flushed_reads.ts). */
+  #flushed: FlushedReads;
 
   /** The store's say on volume access: a write path takes the lease first. */
   readonly access: VolumeAccess = {
@@ -122,6 +112,7 @@ export class RadosLeases implements VolumeAuthority {
   constructor(options: RadosLeasesOptions) {
     this.#options = options;
     this.selfId = options.selfId;
+    this.#flushed = new FlushedReads(options.store, options.engine);
   }
 
   get #store(): Store {
@@ -164,20 +155,8 @@ export class RadosLeases implements VolumeAuthority {
    * version is read again at the same time; a newer record means a new reader
    * and a second read.
    */
-  async readFlushed(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
-    const key = recordKey.volume(name);
-    const known = this.#readers.get(name);
-    if (known !== undefined) {
-      const [version] = await Promise.all([
-        this.#engine.metaVersion(key),
-        known.volume.then((volume) => volume.readAt(range, into)),
-      ]);
-      if (version === known.version) return;
-    }
-    const volume = this.#store.loadVolume(name);
-    const loaded = await volume;
-    this.#readers.set(name, { version: loaded.version, volume });
-    await loaded.readAt(range, into);
+  readFlushed(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    return this.#flushed.read(name, range, into);
   }
 
   /** The volume's info, with where its lease is. */
@@ -230,94 +209,32 @@ export class RadosLeases implements VolumeAuthority {
   }
 
   async #move(name: string, to: string | null): Promise<void> {
-    let asked: string | null = null;
-    for (let attempt = 0; attempt < moveAttemptsMax; attempt++) {
-      const key = recordKey.volume(name);
-      const entry = await this.#engine.getMeta(key);
-      if (entry === null) {
-        throw new NotFoundError(`Cannot move the lease of "${name}": no such volume`);
-      }
-      const header = decodeRecordHeader<VolumeHeader>(entry.value);
-      const lease: RadosLease = header.lease ?? { holder: null, epoch: 0 };
-      if (lease.holder !== null) {
-        const state = `${lease.holder}@${lease.epoch}`;
-        if (to !== null && lease.holder !== this.selfId && asked !== state) {
-          asked = state;
-          await this.#askRelease(name);
-          continue; // read the record again: released, or still held
-        }
-        await this.#fence(name, lease);
-      }
-      const next: RadosLease = to === null
-        ? { holder: null, epoch: lease.epoch + 1 }
-        : { holder: to, epoch: lease.epoch + 1, client: this.#engine.connection.address };
-      const bytes = withRecordHeader(entry.value, { ...header, lease: next });
-      let version: number;
-      try {
-        version = await this.#engine.putMeta(key, bytes, entry.version);
-      } catch (error) {
-        if (error instanceof VersionMismatchError) continue; // moved meanwhile
-        throw error;
-      }
-      this.#store.dropVolume(name);
-      this.#readers.delete(name);
-      if (to === this.selfId) await this.#hold(name, next.epoch, header.uid, bytes, version);
-      log.info("write lease of volume {volume} moved from {from} to {to} at epoch {epoch}", {
-        volume: name,
-        from: lease.holder,
-        to,
-        epoch: next.epoch,
-      });
-      return;
-    }
-    throw new ConflictError(`Cannot move the write lease of "${name}": other nodes kept moving it`);
-  }
-
-  /** Asks the holder of `name` to let go; returns once it did or the time is up. */
-  async #askRelease(name: string): Promise<void> {
-    const engine = this.#engine;
-    await engine.connection.notify(engine.metaContext, watchObject(name), this.#releaseTimeoutMs);
-  }
-
-  get #releaseTimeoutMs(): number {
-    return this.#options.releaseTimeoutMs ?? releaseTimeoutMsDefault;
-  }
-
-  /** Fences a holder that did not let go: the cluster blocklists its client. */
-  async #fence(name: string, lease: RadosLease): Promise<void> {
-    const engine = this.#engine;
-    if (lease.client === undefined || lease.client === engine.connection.address) return;
-    log.warn("fencing client {client} of node {holder}: it did not release volume {volume}", {
-      client: lease.client,
-      holder: lease.holder,
+    const moved = await moveLease(this.#engine, name, to, {
+      selfId: this.selfId,
+      releaseTimeoutMs: this.#options.releaseTimeoutMs ?? releaseTimeoutMsDefault,
+      fenceSettleMs: this.#options.fenceSettleMs ?? fenceSettleMsDefault,
+      onFenced: () => this.counters.takeovers++,
+    });
+    this.#store.dropVolume(name);
+    this.#flushed.forget(name);
+    if (to === this.selfId) await this.#hold(name, moved);
+    log.info("write lease of volume {volume} moved from {from} to {to} at epoch {epoch}", {
       volume: name,
+      from: moved.from.holder,
+      to,
+      epoch: moved.to.epoch,
     });
-    await engine.connection.blocklist(lease.client, blocklistSeconds);
-    await new Promise((resolve) =>
-      setTimeout(resolve, this.#options.fenceSettleMs ?? fenceSettleMsDefault)
-    );
-    this.counters.takeovers++;
   }
 
-  async #hold(name: string, epoch: number, uid: string, bytes: Uint8Array, version: number) {
-    const engine = this.#engine;
-    const io = engine.metaContext;
-    await new WriteOp().create(false).operate(io, watchObject(name));
-    const cookie = await engine.connection.watch(io, watchObject(name), (notifyId, cookie) => {
+  /** Holds the lease of `name` just moved here: watches for asks, opens the record written. */
+  async #hold(name: string, moved: MovedLease): Promise<void> {
+    const cookie = await watchAsks(this.#engine, name, (cookie) => {
       const watched = this.#watches.get(cookie);
-      (async () => {
-        if (watched !== undefined) await this.#release(watched);
-        await engine.connection.ack(io, watchObject(name), notifyId, cookie);
-      })().catch((error) =>
-        log.warn("could not let go of volume {volume} when asked: {error}", {
-          volume: name,
-          error: String(error),
-        })
-      );
+      return watched === undefined ? Promise.resolve() : this.#release(watched);
     });
-    const volume = await this.#store.adoptVolume(name, bytes, version);
-    this.#held.set(name, { epoch, uid, cookie, volume });
-    this.#names.set(uid, name);
+    const volume = await this.#store.adoptVolume(name, moved.bytes, moved.version);
+    this.#held.set(name, { epoch: moved.to.epoch, uid: moved.uid, cookie, volume });
+    this.#names.set(moved.uid, name);
     this.#watches.set(cookie, name);
   }
 
@@ -328,16 +245,7 @@ export class RadosLeases implements VolumeAuthority {
       if (held === undefined) return;
       this.#countLoss(name);
       await (await this.#store.openVolume(name)).release();
-      const key = recordKey.volume(name);
-      const entry = await this.#engine.getMeta(key);
-      const header = entry === null ? null : decodeRecordHeader<VolumeHeader>(entry.value);
-      if (entry !== null && header?.lease?.epoch === held.epoch) {
-        const bytes = withRecordHeader(entry.value, {
-          ...header,
-          lease: { holder: null, epoch: held.epoch },
-        });
-        await this.#engine.putMeta(key, bytes, entry.version);
-      }
+      await clearHolder(this.#engine, name, held.epoch);
       this.#letGo(name, held);
       this.counters.released++;
     });
@@ -352,14 +260,12 @@ export class RadosLeases implements VolumeAuthority {
     this.#names.delete(held.uid);
     this.#watches.delete(held.cookie);
     this.#store.dropVolume(name);
-    this.#engine.connection.unwatch(this.#engine.metaContext, held.cookie).catch(() => {});
+    unwatchAsks(this.#engine, held.cookie);
   }
 
   async #refuseIfHeldElsewhere(name: string): Promise<void> {
     if (this.#held.has(name)) return;
-    const entry = await this.#engine.getMeta(recordKey.volume(name));
-    if (entry === null) return; // the store says NotFound
-    const holder = decodeRecordHeader<VolumeHeader>(entry.value).lease?.holder ?? null;
+    const holder = await recordedHolder(this.#engine, name);
     if (holder === null || holder === this.selfId) return;
     throw new ConflictError(
       `Cannot change volume "${name}" through this node: node ${holder} holds its write lease, ` +
@@ -367,9 +273,4 @@ export class RadosLeases implements VolumeAuthority {
         `(atoll volume lease)`,
     );
   }
-}
-
-/** The object whose watchers hold the lease of volume `name` (metadata namespace). */
-function watchObject(name: string): string {
-  return `lease.${name}`;
 }

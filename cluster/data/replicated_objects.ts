@@ -23,12 +23,13 @@
  * serving or extending an older copy as if it were the latest. A change that
  * reached only replicas that stopped answering is never overtaken by another
  * change under the same stamp (_replica_learning.ts, learnWhereItStands).
+ *
+ * Sending a change to the replicas is _object_changes.ts; reads,
+ * _object_reads.ts; the flush, _object_flush.ts.
  */
 import { KeyedMutex } from "../../core/_mutex.ts";
-import { LeaseLostError, WritesLostError } from "../../core/mod.ts";
-import { parseObjectName } from "../../core/block_map.ts";
-import { isFenced } from "./fences.ts";
-import type { ObjectChange, ObjectLink, Stamp } from "./object_link.ts";
+import { WritesLostError } from "../../core/mod.ts";
+import type { ObjectChange, ObjectLink } from "./object_link.ts";
 import { SettledReads } from "./_settled_reads.ts";
 import { WrittenObjects } from "./_written_objects.ts";
 import { Unflushed } from "./_unflushed.ts";
@@ -38,6 +39,7 @@ import { ReplicaQuorumError } from "./_replica_copies.ts";
 import { ObjectFlush } from "./_object_flush.ts";
 import { RemotePages, remotePagesBytesDefault } from "./_remote_pages.ts";
 import { ObjectReads } from "./_object_reads.ts";
+import { changeReplicas, type ObjectChangeParts } from "./_object_changes.ts";
 
 export { ReplicaQuorumError };
 
@@ -100,6 +102,8 @@ export class ReplicatedObjects {
   #writers: WrittenObjects;
   #flush: ObjectFlush;
   #reads: ObjectReads;
+  /** What a change works with (_object_changes.ts). */
+  #changeParts: ObjectChangeParts;
 
   constructor(options: ReplicatedObjectsOptions) {
     this.#options = options;
@@ -118,6 +122,12 @@ export class ReplicatedObjects {
       background: this.#background,
       floors: this.#floors,
     });
+    this.#changeParts = {
+      options,
+      counters: this.counters,
+      writers: this.#writers,
+      unflushed: this.#unflushed,
+    };
     this.#reads = new ObjectReads({
       options,
       counters: this.counters,
@@ -216,88 +226,12 @@ export class ReplicatedObjects {
     existing = false,
   ): Promise<void> {
     try {
-      const { before, after } = await this.#changeReplicas(name, body, existing);
+      const { before, after } = await changeReplicas(this.#changeParts, name, body, existing);
       if (body.truncate === true || body.remove === true) this.#pages.drop(name);
       else this.#pages.changed(name, before, after, body.offset, body.data);
     } catch (error) {
       this.#pages.drop(name);
       throw error;
     }
-  }
-
-  /** #change on the replicas: the stamps the object went from and to. */
-  async #changeReplicas(
-    name: string,
-    body: Pick<ObjectChange, "offset" | "data" | "truncate" | "remove">,
-    existing: boolean,
-  ): Promise<{ before: Stamp; after: Stamp }> {
-    const epoch = this.#options.epochOf(parseObjectName(name).uid);
-    if (epoch === 0) {
-      throw new LeaseLostError(
-        `Cannot write object ${name}: this node holds no lease on its volume`,
-      );
-    }
-    const links = this.#options.replicasOf(name);
-    const quorum = this.#writers.quorumOf(links);
-    const written = await this.#writers.stateOf(name, links, quorum, existing);
-    // Fewer current replicas than the quorum (one came back from the dead, or
-    // missed changes): bring them up first, or fail before sending a change.
-    const currentCount = () => links.filter((link) => written.current.has(link.id)).length;
-    if (currentCount() < quorum) await this.#writers.bringUp(name, written, links, false);
-    if (currentCount() < quorum) {
-      written.stale = true; // learn the replicas' state again on the next write
-      throw new ReplicaQuorumError(
-        `Cannot write object ${name}: ${currentCount()} of ${links.length} replicas ` +
-          `are current, ${quorum} needed`,
-      );
-    }
-    const before = written.stamp;
-    const change: ObjectChange = {
-      ...body,
-      epoch,
-      version: written.stamp[1] + 1,
-    };
-    const targets = links.filter((link) => written.current.has(link.id));
-    const self = targets.find((link) => link.id === this.#options.selfId);
-    const remotes = targets.filter((link) => link !== self);
-    const replies = await Promise.allSettled(remotes.map((link) => link.change(name, change)));
-    const current = new Set<string>();
-    let fenced: Error | null = null;
-    replies.forEach((reply, i) => {
-      if (reply.status === "fulfilled" && reply.value.applied) {
-        current.add(remotes[i].id);
-        this.#unflushed.note(remotes[i], name);
-      } else if (reply.status === "rejected" && isFenced(reply.reason)) {
-        fenced = new LeaseLostError(String(reply.reason.message), { cause: reply.reason });
-      }
-    });
-    // This node's own copy changes only once the others make a quorum with it, so
-    // a holder cut off from the cluster cannot change even its own copy (unless
-    // it sees the other replicas dead and the quorum is its copy alone).
-    if (fenced === null && self !== undefined && current.size + 1 >= quorum) {
-      const reply = await self.change(name, change);
-      if (reply.applied) {
-        current.add(self.id);
-        this.#unflushed.note(self, name);
-      }
-    }
-    this.counters.writes++;
-    this.counters.laggards += targets.length - current.size;
-    written.stamp = [change.epoch, change.version];
-    written.current = current;
-    if (fenced !== null) {
-      this.#writers.delete(name);
-      throw fenced;
-    }
-    if (current.size < quorum) await this.#writers.bringUp(name, written, links, false);
-    if (written.current.size < quorum) {
-      written.stale = true; // learn the replicas' state again on the next write
-      throw new ReplicaQuorumError(
-        `Cannot write object ${name}: ${written.current.size} of ${links.length} replicas ` +
-          `took it, ${quorum} needed`,
-      );
-    }
-    written.acked = written.stamp;
-    return { before, after: written.stamp };
   }
 }
