@@ -6,7 +6,7 @@
  * {@linkcode memberStatsTimeoutMs} is listed with the error, so one slow
  * member never holds the page up.
  */
-import { nodeStats, type NodeStats } from "../metrics/mod.ts";
+import { type NodeStats, nodeStats } from "../metrics/mod.ts";
 import type { RpcCaller, RpcMethod } from "../cluster/transport/mod.ts";
 
 /** How long a member has to answer `node.stats`. */
@@ -31,7 +31,12 @@ export async function gatherMemberStats(
   const others = live.filter((member) => member.id !== selfId);
   const answers = await Promise.all(others.map(async (member): Promise<MemberStats> => {
     try {
-      const reply = await rpc.call(member.address, "node.stats", { header: {} }, memberStatsTimeoutMs);
+      const reply = await rpc.call(
+        member.address,
+        "node.stats",
+        { header: {} },
+        memberStatsTimeoutMs,
+      );
       return { id: member.id, stats: reply.header as unknown as NodeStats };
     } catch (error) {
       return { id: member.id, error: error instanceof Error ? error.message : String(error) };

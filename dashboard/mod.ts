@@ -11,6 +11,7 @@
  */
 import page from "./index.html" with { type: "text" };
 import app from "./ui/app.js" with { type: "text" };
+import columns from "./ui/columns.js" with { type: "text" };
 import api from "./ui/api.js" with { type: "text" };
 import format from "./ui/format.js" with { type: "text" };
 import rates from "./ui/rates.js" with { type: "text" };
@@ -33,6 +34,7 @@ export const dashboardPage: DashboardFile = { body: page, contentType: "text/htm
 export const dashboardFiles: ReadonlyMap<string, DashboardFile> = new Map([
   ["app.js", { body: app, contentType: script }],
   ["api.js", { body: api, contentType: script }],
+  ["columns.js", { body: columns, contentType: script }],
   ["format.js", { body: format, contentType: script }],
   ["rates.js", { body: rates, contentType: script }],
   ["table.js", { body: table, contentType: script }],

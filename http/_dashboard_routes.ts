@@ -38,7 +38,9 @@ export function statsRoutes(options: AppOptions): Hono<AppEnv> {
     const text = c.req.query("after") ?? "0";
     const after = Number(text);
     if (!Number.isSafeInteger(after) || after < 0) {
-      throw new TypeError(`Cannot list events after ${JSON.stringify(text)}: expected a whole number`);
+      throw new TypeError(
+        `Cannot list events after ${JSON.stringify(text)}: expected a whole number`,
+      );
     }
     return c.json({ events: recentEvents.after(after) });
   });

@@ -64,7 +64,11 @@ export function configureLogging(options: LoggingOptions): void {
       events: recentEvents.sink,
     },
     loggers: [
-      { category: ["atoll"], lowestLevel: moreVerbose(options.level, "info"), sinks: ["out", "events"] },
+      {
+        category: ["atoll"],
+        lowestLevel: moreVerbose(options.level, "info"),
+        sinks: ["out", "events"],
+      },
       // LogTape's own trouble (a sink that throws) is worth a line, its chatter is not.
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["out"] },
     ],

@@ -10,7 +10,11 @@ import { loadavg } from "node:os";
 import { registry } from "./registry.ts";
 import { openVolumes, volumeOperationNames } from "./volume_stats.ts";
 
-/** Series summed into {@linkcode NodeStats.figures}, by the name the figure takes there. */
+/**
+ * Series summed into {@linkcode NodeStats.figures}, by the name the figure
+ * takes there. CPU is read as its user and system parts, in that order:
+ * prom-client updates all three CPU counters in the user one's `collect`.
+ */
 const figureSeries = {
   diskFreeBytes: "atoll_data_disk_free_bytes",
   diskSizeBytes: "atoll_data_disk_size_bytes",
@@ -24,14 +28,14 @@ const figureSeries = {
   volumesAllocatedBytes: "atoll_volumes_allocated_bytes",
   uploadDedupRatio: "atoll_upload_dedup_ratio",
   residentMemoryBytes: "process_resident_memory_bytes",
-  cpuSeconds: "process_cpu_seconds_total",
+  cpuSeconds: ["process_cpu_user_seconds_total", "process_cpu_system_seconds_total"],
   eventLoopLagSeconds: "nodejs_eventloop_lag_seconds",
   healUnderReplicated: "atoll_heal_under_replicated",
   healBlocksCopied: "atoll_heal_blocks_copied_total",
   healObjectsCopied: "atoll_heal_objects_copied_total",
   healPasses: "atoll_heal_passes_total",
   gcDeletedBlocks: "atoll_gc_deleted_blocks_total",
-} as const;
+} as const satisfies Record<string, string | readonly string[]>;
 
 /** A figure's name in {@linkcode NodeStats.figures}. */
 export type FigureName = keyof typeof figureSeries;
@@ -62,11 +66,14 @@ export interface NodeStats {
 /** This node's figures now (reads the registry's series, which may scan in the background). */
 export async function nodeStats(): Promise<NodeStats> {
   const figures: Partial<Record<FigureName, number>> = {};
-  for (const [figure, name] of Object.entries(figureSeries)) {
-    const metric = registry.getSingleMetric(name);
-    if (metric === undefined) continue;
-    const { values } = await metric.get();
-    figures[figure as FigureName] = values.reduce((sum, sample) => sum + sample.value, 0);
+  for (const [figure, names] of Object.entries(figureSeries)) {
+    for (const name of typeof names === "string" ? [names] : names) {
+      const metric = registry.getSingleMetric(name);
+      if (metric === undefined) continue;
+      const { values } = await metric.get();
+      const sum = values.reduce((total, sample) => total + sample.value, 0);
+      figures[figure as FigureName] = (figures[figure as FigureName] ?? 0) + sum;
+    }
   }
   const volumes: VolumeCounters[] = [];
   for (const stats of openVolumes.values()) {

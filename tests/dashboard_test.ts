@@ -42,7 +42,9 @@ Deno.test("the dashboard shows members, a volume's lease holder and IOPS, and a 
     await refreshed(page, 1);
 
     // Every member, alive; the volumes with their origin; the image with its clone.
-    for (const id of ids) assert.equal(await cell(page, "members", id, "state").textContent(), "alive");
+    for (const id of ids) {
+      assert.equal(await cell(page, "members", id, "state").textContent(), "alive");
+    }
     assert.equal(await cell(page, "volumes", "vm1", "origin").textContent(), "image debian-12");
     assert.equal(await cell(page, "volumes", "vm1", "iops").getAttribute("data-value"), "0");
     assert.equal(await cell(page, "images", "debian-12", "clones").textContent(), "1");
@@ -69,23 +71,33 @@ Deno.test("the dashboard shows members, a volume's lease holder and IOPS, and a 
       return iops > 20;
     });
     assert.equal(await cell(page, "volumes", "vm1", "holder").getAttribute("data-holder"), id1);
-    assert.match(await cell(page, "volumes", "vm1", "open").textContent() ?? "", new RegExp(id1.slice(0, 8)));
+    assert.match(
+      await cell(page, "volumes", "vm1", "open").textContent() ?? "",
+      new RegExp(id1.slice(0, 8)),
+    );
     assert.match(await cell(page, "volumes", "vm1", "epoch").textContent() ?? "", /^\d+$/);
     assert.match(await cell(page, "volumes", "vm1", "latency").textContent() ?? "", /ms$/);
     assert.notEqual(await cell(page, "members", id1, "iops").textContent(), "0");
     await nextRefresh(page);
     await page.screenshot({ path: screenshotPath, fullPage: true });
-    console.log(`vm1 at ${iops.toFixed(0)} IOPS on the page (fio capped at 300); ${screenshotPath}`);
+    console.log(
+      `vm1 at ${iops.toFixed(0)} IOPS on the page (fio capped at 300); ${screenshotPath}`,
+    );
     fio.kill("SIGTERM");
     await fio.status;
     fio = null;
 
     // A member killed without warning turns dead on the page, and the event says so.
     await node2.kill9();
-    await until("the killed member dead on the page", async () =>
-      await cell(page, "members", id2, "state").textContent() === "dead");
-    await until("the member's death among the events", async () =>
-      (await page.locator("#events tbody").textContent() ?? "").includes(`member ${id2}`));
+    await until(
+      "the killed member dead on the page",
+      async () => await cell(page, "members", id2, "state").textContent() === "dead",
+    );
+    await until(
+      "the member's death among the events",
+      async () =>
+        (await page.locator("#events tbody").textContent() ?? "").includes(`member ${id2}`),
+    );
     assert.deepEqual(pageErrors, []);
     assert.deepEqual(failedRequests, []);
   } finally {

@@ -41,7 +41,11 @@ export class Rates {
         memberRate.volumesOpen++;
         if (delta !== null) {
           memberRate.iops += rateOf(delta, 0, stats.operations.length);
-          memberRate.bytesPerSecond += rateOf(delta, stats.operations.length, 2 * stats.operations.length);
+          memberRate.bytesPerSecond += rateOf(
+            delta,
+            stats.operations.length,
+            2 * stats.operations.length,
+          );
         }
       }
       memberRates.set(member.id, memberRate);
