@@ -66,6 +66,9 @@ Deno.test("with a token, the page asks for it and every API call carries it", as
     assert.ok(
       calls.slice(0, beforeToken).every((call) => call.authorization !== `Bearer ${token}`),
     );
+    // The access log keeps the page's answered polls to `debug`; refusals stay in it.
+    assert.deepEqual(node.log.filter((line) => /GET \/v1\/\S+ 200/.test(line)), []);
+    assert.ok(node.log.some((line) => /GET \/v1\/stats 401/.test(line)));
     // The token stays in this tab: a reload needs no form.
     await page.reload();
     await refreshed(page, 1);

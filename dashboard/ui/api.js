@@ -21,9 +21,14 @@ export function setToken(value) {
   else sessionStorage.setItem(tokenKey, value);
 }
 
-/** GETs `path` (relative to the page, e.g. `v1/cluster`) and returns its JSON. */
+/**
+ * GETs `path` (relative to the page, e.g. `v1/cluster`) and returns its JSON.
+ * `X-Atoll-Poll` tells the node's access log that this is a dashboard's
+ * refresh (logged at `debug` when answered).
+ */
 export async function getJson(path) {
-  const headers = token() === null ? {} : { authorization: `Bearer ${token()}` };
+  const headers = { "x-atoll-poll": "dashboard" };
+  if (token() !== null) headers.authorization = `Bearer ${token()}`;
   const response = await fetch(path, { headers, cache: "no-store" });
   if (response.status === 401) {
     throw new Unauthorized(token() === null ? "a token is required" : "the token was refused");
