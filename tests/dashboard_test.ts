@@ -81,7 +81,7 @@ Deno.test("the dashboard shows members, a volume's lease holder and IOPS, and a 
     await nextRefresh(page);
     await page.screenshot({ path: screenshotPath, fullPage: true });
     console.log(
-      `vm1 at ${iops.toFixed(0)} IOPS on the page (fio capped at 300); ${screenshotPath}`,
+      `vm1 at ${iops.toFixed(0)} IOPS on the page (fio --rate_iops=300); ${screenshotPath}`,
     );
     fio.kill("SIGTERM");
     await fio.status;

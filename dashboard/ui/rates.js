@@ -84,7 +84,6 @@ function emptyRate() {
     latencySeconds: null,
     inFlight: 0,
     members: [],
-    measured: false,
   };
 }
 
@@ -99,7 +98,6 @@ function addDelta(rate, delta, operations) {
   const n = operations.length;
   const read = operations.indexOf("read");
   const write = operations.indexOf("write");
-  rate.measured = true;
   rate.iops += rateOf(delta, 0, n);
   rate.readIops += delta.values[read] / delta.seconds;
   rate.writeIops += delta.values[write] / delta.seconds;
