@@ -27,6 +27,7 @@ import type { ListenerLimits } from "../net/mod.ts";
 import type { ServeOptions } from "./serve.ts";
 import { logger } from "../log/mod.ts";
 import { registerClusterSeries } from "./_cluster_series.ts";
+import { gatherMemberStats, type MemberStats, memberStatsMethods } from "./_member_stats.ts";
 
 /** What the cluster side needs: the command line's cluster options, and the node's parts. */
 export type ClusterMemberOptions =
@@ -155,6 +156,7 @@ export class ClusterMember {
         ...this.engine.methods(),
         ...this.leases.methods(),
         ...gcMethods(options.store(), this.engine),
+        ...memberStatsMethods(),
       },
       pooledData: this.engine.pooledData,
     });
@@ -233,6 +235,11 @@ export class ClusterMember {
         reconfiguration: engine.reconfigurer.status,
       },
     };
+  }
+
+  /** Every live member's figures for the dashboard (`GET /v1/stats`), this node first. */
+  memberStats(): Promise<MemberStats[]> {
+    return gatherMemberStats(this.#options.id, this.engine.liveMembers(), this.#rpc);
   }
 
   /** Stops background work (healing, voter changes) before the node flushes. */

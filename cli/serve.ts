@@ -152,6 +152,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
         zone: options.zone,
       }],
     clusterStatus: () => member?.status() ?? {},
+    memberStats: member === null ? undefined : () => member.memberStats(),
     leases: member?.leases ?? rados?.leases,
     replicasOf: member === null
       ? undefined

@@ -34,6 +34,7 @@ import { bearerAuth } from "./_bearer_auth.ts";
 import { changeRoutes } from "./_change_routes.ts";
 import { backupRoutes } from "./_backup_routes.ts";
 import { clusterRoutes } from "./_cluster_routes.ts";
+import { dashboardRoutes, statsRoutes } from "./_dashboard_routes.ts";
 import { S3Error } from "../backup/mod.ts";
 import { imageRoutes } from "./_image_routes.ts";
 import { volumeRoutes } from "./_volume_routes.ts";
@@ -73,6 +74,11 @@ export interface AppOptions {
    * authority by default, a cluster's write leases (coherent reads, fenced writes).
    */
   authority?: VolumeAuthority;
+  /**
+   * Every live member's figures for the dashboard (`GET /v1/stats`), this node
+   * first; this node's alone when unset.
+   */
+  memberStats?: () => Promise<unknown[]>;
   /** Whether the node should take I/O now, for `GET /readyz`; ready when unset. */
   ready?: () => Readiness;
 }
@@ -120,7 +126,9 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     const seconds = (performance.now() - started) / 1000;
     httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
     httpRequestDuration.observe({ method: c.req.method, route }, seconds);
-    log.info("{method} {path} {status} {ms} ms", {
+    // A dashboard polls several routes every 1.5 s: its answered polls go to `debug`.
+    const polled = c.req.header("x-atoll-poll") !== undefined && c.res.status < 400;
+    log[polled ? "debug" : "info"]("{method} {path} {status} {ms} ms", {
       method: c.req.method,
       path: c.req.path,
       status: c.res.status,
@@ -141,6 +149,8 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     "/metrics",
     async (c) => c.text(await metricsText(), 200, { "content-type": metricsContentType }),
   );
+
+  app.route("/", dashboardRoutes());
 
   if (options.token) app.use("/v1/*", bearerAuth(options.token));
   app.use("/v1/*", async (c, next) => {
@@ -165,6 +175,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.route("/v1", changeRoutes(store));
   app.route("/v1", clusterRoutes(options));
   app.route("/v1", backupRoutes(store, statusOf));
+  app.route("/v1", statsRoutes(options));
   return app;
 }
 

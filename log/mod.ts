@@ -18,9 +18,12 @@ import {
   type Logger,
   type LogLevel,
   type LogRecord,
+  withFilter,
 } from "@logtape/logtape";
+import { recentEvents } from "./events.ts";
 
 export type { Logger, LogLevel };
+export { eventComponents, eventsMax, type NodeEvent, recentEvents } from "./events.ts";
 
 /** How lines are written: `text` for people, `json` (one object per line) for collectors. */
 export type LogFormat = "text" | "json";
@@ -39,7 +42,11 @@ export interface LoggingOptions {
 
 const encoder = new TextEncoder();
 
-/** Sets where and how every component's lines go, replacing any earlier setting. */
+/**
+ * Sets where and how every component's lines go, replacing any earlier
+ * setting; also feeds the ring of recent events (events.ts), which takes its
+ * components' `info` lines whatever `level` says.
+ */
 export function configureLogging(options: LoggingOptions): void {
   const write = options.write ?? ((line: string) => Deno.stderr.writeSync(encoder.encode(line)));
   const format: (record: LogRecord) => string = options.format === "json"
@@ -52,13 +59,24 @@ export function configureLogging(options: LoggingOptions): void {
     });
   configureSync({
     reset: true,
-    sinks: { out: (record) => write(format(record)) },
+    sinks: {
+      out: withFilter((record) => write(format(record)), options.level),
+      events: recentEvents.sink,
+    },
     loggers: [
-      { category: ["atoll"], lowestLevel: options.level, sinks: ["out"] },
+      {
+        category: ["atoll"],
+        lowestLevel: moreVerbose(options.level, "info"),
+        sinks: ["out", "events"],
+      },
       // LogTape's own trouble (a sink that throws) is worth a line, its chatter is not.
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["out"] },
     ],
   });
+}
+
+function moreVerbose(a: LogLevel, b: LogLevel): LogLevel {
+  return logLevels.indexOf(a) <= logLevels.indexOf(b) ? a : b;
 }
 
 /** The logger of a component (`nbd`, `http`, `leases`, ...): lines say `atoll.COMPONENT`. */

@@ -29,7 +29,7 @@ const allowed: Record<string, string[]> = {
     "net",
     "rados",
   ],
-  "http": ["core", "backup", "log", "metrics"],
+  "http": ["core", "backup", "dashboard", "log", "metrics"],
   "backup": ["core", "wasm", "log", "metrics"],
   "rados": ["core", "log", "metrics"],
   "nbd": ["core", "log", "metrics", "net"],
@@ -68,6 +68,8 @@ const allowed: Record<string, string[]> = {
   ],
   "log": [],
   "metrics": [],
+  // The page's own browser files, imported as text.
+  "dashboard": ["dashboard/ui"],
 };
 
 function* productionFiles(dir: string): Generator<string> {

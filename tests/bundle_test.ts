@@ -2,8 +2,8 @@
  * Goal: `deno task bundle` makes one runnable file that is a whole node, hash
  * workers included. Method: bundle main.ts into a temporary directory, copy the
  * file alone into an empty directory, start a node from it there, upload an
- * image (hashed in the bundle's own workers) and read it back, and read its
- * /metrics (prom-client bundled).
+ * image (hashed in the bundle's own workers) and read it back, read its
+ * /metrics (prom-client bundled) and its dashboard (page and modules bundled).
  */
 import assert from "node:assert/strict";
 import { patternBytes, run } from "./_files.ts";
@@ -39,6 +39,14 @@ Deno.test("the bundled single file runs a node whose hash workers work", async (
     const metrics = await (await node.fetch("/metrics")).text();
     assert.match(metrics, /^atoll_upload_bytes_total 10485760$/m);
     assert.match(metrics, /^process_cpu_seconds_total \d/m);
+    // The dashboard's page and modules are in the file too (imported as text).
+    const page = await node.fetch("/");
+    assert.match(await page.text(), /<script type="module" src="ui\/app.js">/);
+    for (const file of ["app.js", "views.js", "columns.js", "table.js", "style.css"]) {
+      const response = await node.fetch(`/ui/${file}`);
+      assert.equal(response.status, 200, file);
+      assert.ok((await response.text()).length > 500, file);
+    }
   } finally {
     await node.stop();
     await removeData(node);

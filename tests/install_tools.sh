@@ -20,6 +20,7 @@ declare -A tools=(
   [qemu-system-x86_64]=qemu-system-x86
   [faketime]=faketime
   [promtool]=prometheus
+  [chromium]=chromium
   [setpriv]=util-linux
   [libvirtd]=libvirt-daemon-system
   [virsh]=libvirt-clients
