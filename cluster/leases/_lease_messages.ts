@@ -191,7 +191,10 @@ export class LeaseMessages {
     const told = await Promise.all(readers.map(async (id) => {
       const member = this.#engine.member(id);
       if (member === undefined) return false;
-      if (member.status === "left") return true; // it left: it serves nothing
+      // One gossip says left is asked too, and waited for when it does not answer:
+      // it may be back with a reader of the volume while this node has not heard
+      // of its return (seed 9130 with joins and leaves: a member that left and
+      // came back kept reading a volume another member took and wrote).
       try {
         await this.#rpc.call(member.address, "lease.changed", { header: { name } }, validMs);
         return true;
