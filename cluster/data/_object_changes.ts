@@ -86,6 +86,13 @@ export async function changeReplicas(
   parts.counters.writes++;
   parts.counters.laggards += targets.length - current.size;
   written.stamp = [change.epoch, change.version];
+  // A member off the placement held the version before this change (a join moved
+  // the object; this node had written it there): its copy stays behind (seed
+  // 1201668 with joins and leaves: both replicas of the new placement stopped, and
+  // a snapshot read took the copy left on the old one).
+  if ([...written.current].some((id) => !links.some((link) => link.id === id))) {
+    written.leftBehind = written.stamp;
+  }
   written.current = current;
   if (fenced !== null) {
     parts.writers.delete(name);

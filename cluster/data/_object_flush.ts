@@ -115,7 +115,10 @@ export class ObjectFlush {
           });
         }
         this.#unflushed.setShort(name, false);
-        if (stamp !== undefined && needsFloor(copies, links.length)) {
+        const behind = this.#writers.get(name)?.leftBehind ?? null;
+        const leftBehind = behind !== null && stamp !== undefined &&
+          compareStamps(stamp, behind) >= 0;
+        if (stamp !== undefined && (needsFloor(copies, links.length) || leftBehind)) {
           const uid = parseObjectName(name).uid;
           if (!floors.has(uid)) floors.set(uid, new Map());
           floors.get(uid)!.set(name, stamp);
@@ -141,6 +144,14 @@ export class ObjectFlush {
     }
     // Durable on too few copies for every read to see: say so before acknowledging.
     await Promise.all([...floors].map(([uid, raised]) => this.#floors.raise(uid, raised)));
+    for (const raised of floors.values()) {
+      for (const [name, stamp] of raised) {
+        const written = this.#writers.get(name);
+        if (written?.leftBehind && compareStamps(stamp, written.leftBehind) >= 0) {
+          written.leftBehind = null; // the floor keeps readers off the copy left behind
+        }
+      }
+    }
     if (uid === undefined) this.#unflushed.addUnheard(lost.splice(0));
     else lost.push(...this.#unflushed.takeUnheardOf(ofScope));
     if (lost.length > 0) throw new WritesLostError(lost);

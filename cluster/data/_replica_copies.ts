@@ -18,6 +18,13 @@ export interface Written {
   current: Set<string>;
   /** A change failed: learn from the replicas where the object stands before the next one. */
   stale: boolean;
+  /**
+   * The stamp of the last change sent to the placement only while a member off
+   * it held the version before (the placement moved): that copy stays behind,
+   * and a flush that makes this stamp durable raises the object's floor to it
+   * (_object_flush.ts), or a reader finding only that copy would take it.
+   */
+  leftBehind: Stamp | null;
 }
 
 /** Not enough replicas of an object answered or took a change. */

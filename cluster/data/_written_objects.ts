@@ -64,7 +64,13 @@ export class WrittenObjects {
     let written = this.#written.get(name);
     const fresh = written === undefined;
     if (written === undefined) {
-      written = { stamp: [0, 0], acked: [0, 0], current: new Set(), stale: true };
+      written = {
+        stamp: [0, 0],
+        acked: [0, 0],
+        current: new Set(),
+        stale: true,
+        leftBehind: null,
+      };
       this.#written.set(name, written);
       this.#views.drop(name); // this node changes it now: no view holds it still
     }

@@ -2,7 +2,8 @@
  * Goal: a read or a writer's learning never takes a stale copy of an object
  * for its newest, however the copies came to be where they are.
  * - A flush makes writes durable on the replicas of the placement as it is
- *   now, not where they went before the writer heard of a join.
+ *   now, not where they went before the writer heard of a join; a copy a
+ *   write left behind off the placement raises the object's floor.
  * - Replicas that agree on a copy below the object's floor are neither read
  *   nor written over: the copy at the floor is looked for off the placement,
  *   and the object is unavailable until it answers; a floor claims no more
@@ -110,6 +111,45 @@ Deno.test("replicas that agree on a copy below its floor are not taken for the n
   await reader.read(name, 0, into, { existing: true });
   assert.deepEqual(into.subarray(0, 512), small(3).subarray(0, 512));
   assert.deepEqual(into.subarray(512), small(2).subarray(512));
+});
+
+Deno.test("a flush raises the floor when a write moved with the placement and left a copy behind", async () => {
+  // Seed 1201668 (joins, leaves) at 21ae805: R = 2, the holder wrote an object on a and b,
+  // heard of a join that moved it to a and c, wrote the next version there (b kept the
+  // version before) and flushed both copies of the placement: no floor. Then a and c left,
+  // and a snapshot read found a silent replica, an empty new one, and b's copy off the
+  // placement, which it took for the newest. The copy left behind now raises the floor.
+  const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
+  const [a, b, c, d] = replicas;
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  const floors = memoryFloors();
+  let placement = [a, b];
+  const writer = new ReplicatedObjects({
+    selfId: "w",
+    replicasOf: () => placement,
+    epochOf: () => 1,
+    everyone: () => replicas,
+    floors,
+  });
+  await writer.write(name, 0, small(1), { truncate: true });
+  placement = [a, c]; // the writer hears of the join before its flush
+  await writer.write(name, 0, small(2), { existing: true });
+  await writer.flush(uid);
+  assert.equal(floors.saved.size, 1, "the flush raised the object's floor");
+  a.down = true; // a and c leave: the only copies of version 2 are away
+  c.down = true;
+  const reader = new ReplicatedObjects({
+    selfId: "r",
+    replicasOf: () => [a, d],
+    epochOf: () => 2,
+    everyone: () => [b, d],
+    floors,
+  });
+  const into = new Uint8Array(4096);
+  await assert.rejects(reader.read(name, 0, into, { existing: true }), ReplicaQuorumError);
+  a.down = false; // a comes back: version 2 is read
+  await reader.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(2));
 });
 
 Deno.test("a floor claims only the stamp its flush found durable, not a change that failed since", async () => {
