@@ -107,5 +107,6 @@ export async function changeReplicas(
     );
   }
   written.acked = written.stamp;
+  written.seen = written.stamp;
   return { before, after: written.stamp };
 }

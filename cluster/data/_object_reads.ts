@@ -100,6 +100,10 @@ export class ObjectReads {
     }
     // Not the writer (or its replicas failed): read the copy with the highest stamp.
     const acked = written?.acked ?? [0, 0];
+    // What the writer found a copy holding counts too: copies below it mean their members are away.
+    const known = written !== undefined && compareStamps(written.seen, acked) > 0
+      ? written.seen
+      : acked;
     const epoch = trusted ? this.#options.epochOf(uid) : 0;
     const scope: FloorScope = frozen
       ? { kind: "frozen" }
@@ -122,7 +126,7 @@ export class ObjectReads {
     // of the members, which may not be this node's (as seed 710480 found for a writer
     // gone without releasing, _holder_reads.ts).
     const newest = await readNewest(name, links, offset, into, lookup, {
-      atLeast: seen !== undefined && compareStamps(seen, acked) > 0 ? seen : acked,
+      atLeast: seen !== undefined && compareStamps(seen, known) > 0 ? seen : known,
       existing,
       everywhere: orphaned && !writes,
       elsewhere: (view !== undefined && !writes) || lookFrozen,

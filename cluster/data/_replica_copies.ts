@@ -14,6 +14,16 @@ export interface Written {
    * flushes must find on some replica, or those writes were lost.
    */
   acked: Stamp;
+  /**
+   * The newest stamp this writer found a copy holding or had acknowledged (at
+   * least `acked`): copies below it mean the members that hold it are away, and
+   * nothing older is taken while a member gossip called gone lately is silent
+   * (seed 1322459 with joins, leaves and replacements: a new holder learnt an
+   * object at the version its predecessor flushed; that copy's members then left
+   * or died, and a flush took the "nothing" the others answered and rewrote the
+   * object as removed).
+   */
+  seen: Stamp;
   /** Ids of the replicas that hold `stamp`. */
   current: Set<string>;
   /** A change failed: learn from the replicas where the object stands before the next one. */
@@ -157,13 +167,15 @@ async function readNewestOnce(
     // did not share (seed 801146 with joins, leaves and replacements: a snapshot read
     // took the stale copy a member kept from an earlier placement, the writer's other
     // replica being cut off from the reader): every live member must answer then.
-    const strict = everywhere || answers.length < links.length || mustHearEveryone(
-      answers.map(({ stamp }) => stamp),
-      needed,
-      expect.existing === true || compareStamps(atLeast, [0, 0]) > 0,
-    );
+    const strict = everywhere || answers.length < links.length ||
+      compareStamps(best.stamp, atLeast) < 0 || mustHearEveryone(
+        answers.map(({ stamp }) => stamp),
+        needed,
+        expect.existing === true || compareStamps(atLeast, [0, 0]) > 0,
+      );
     const elsewhere = await stampsElsewhere(name, links, lookup.everyone(), strict, lookup);
-    best = newestOf([best, ...elsewhere])!;
+    best = newestOf([best, ...elsewhere.found])!;
+    checkAway(name, best.stamp, atLeast, elsewhere.away);
     if (absent && compareStamps(best.stamp, [0, 0]) === 0) {
       throw new ReplicaQuorumError(
         `Cannot read object ${name}: no member that answers holds a copy of it`,
@@ -226,7 +238,7 @@ export async function stampsElsewhere(
   everyone: ObjectLink[],
   strict: boolean,
   lookup?: Pick<Lookup, "seenGone">,
-): Promise<{ link: ObjectLink; stamp: Stamp }[]> {
+): Promise<Elsewhere> {
   const asked = new Set(links.map((link) => link.id));
   const elsewhere = everyone.filter((link) => !asked.has(link.id));
   for (const link of elsewhere) asked.add(link.id);
@@ -236,10 +248,11 @@ export async function stampsElsewhere(
   );
   const found: { link: ObjectLink; stamp: Stamp }[] = [];
   const silent: string[] = [];
+  const away: string[] = [];
   answers.forEach((answer, i) => {
     const link = i < elsewhere.length ? elsewhere[i] : unsure[i - elsewhere.length];
     if (answer.status === "rejected") {
-      if (i < elsewhere.length) silent.push(link.id);
+      (i < elsewhere.length ? silent : away).push(link.id);
     } else if (compareStamps(answer.value[0], [0, 0]) > 0) {
       found.push({ link, stamp: answer.value[0] });
     }
@@ -250,7 +263,31 @@ export async function stampsElsewhere(
         `may hold its newest copy do not answer (${silent.slice(0, 5).join(", ")})`,
     );
   }
-  return found;
+  return { found, away };
+}
+
+/** What {@linkcode stampsElsewhere} found. */
+export interface Elsewhere {
+  /** The written copies members off the placement hold. */
+  found: { link: ObjectLink; stamp: Stamp }[];
+  /** Members gossip called gone lately that did not answer (asked by a strict look only). */
+  away: string[];
+}
+
+/**
+ * Refuses `best` when it is below `atLeast`, what the reader or writer knows a
+ * copy held, while a member gossip called gone lately did not answer: that
+ * member may hold it (it left, or restarted, with the only copies), and an
+ * older copy taken now would be served or written over it for good.
+ */
+export function checkAway(name: string, best: Stamp, atLeast: Stamp, away: string[]): void {
+  if (away.length > 0 && compareStamps(best, atLeast) < 0) {
+    throw new ReplicaQuorumError(
+      `Cannot use object ${name}: the members that answer hold version ${best}, below ` +
+        `version ${atLeast} known to exist, and members that may hold it are away ` +
+        `(${away.slice(0, 5).join(", ")})`,
+    );
+  }
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   type Stamp,
 } from "./object_link.ts";
 import {
+  checkAway,
   checkFloor,
   type Lookup,
   mustHearEveryone,
@@ -122,26 +123,31 @@ export async function learnWhereItStands(
   // be new to the object since the placement changed): the newest copy may sit off
   // the placement (readNewest).
   const least = await floor;
-  const below = compareStamps(newest, written.acked) < 0 || compareStamps(newest, least) < 0;
+  const lower = compareStamps(written.seen, written.acked) > 0 ? written.seen : written.acked;
+  const below = compareStamps(newest, lower) < 0 || compareStamps(newest, least) < 0;
   // Replicas that agree on less than this writer sent (a change it sent that failed, after
   // the placement moved to members new to the object) say nothing of where its last copies
   // are: they may all be off the placement (seed 851096 with joins, leaves and
   // replacements: the new replicas agreed on "nothing", and a flush rewrote the object as
   // removed over the copies two members off the placement held).
   const behind = compareStamps(newest, written.stamp) < 0;
-  const elsewhere = agree && !below && !behind && !fresh ? [] : await stampsElsewhere(
-    name,
-    links,
-    lookup.everyone(),
-    mustHearEveryone(
-      answers.map(({ stamp }) => stamp),
-      links.length - Math.floor(links.length / 2),
-      existing || compareStamps(written.acked, [0, 0]) > 0 ||
-        compareStamps(written.stamp, [0, 0]) > 0,
-    ),
-    lookup,
-  );
-  const best = newestOf([{ stamp: newest }, ...elsewhere])!.stamp;
+  const elsewhere = agree && !below && !behind && !fresh
+    ? { found: [], away: [] }
+    : await stampsElsewhere(
+      name,
+      links,
+      lookup.everyone(),
+      compareStamps(newest, lower) < 0 || mustHearEveryone(
+        answers.map(({ stamp }) => stamp),
+        links.length - Math.floor(links.length / 2),
+        existing || compareStamps(written.acked, [0, 0]) > 0 ||
+          compareStamps(written.stamp, [0, 0]) > 0,
+      ),
+      lookup,
+    );
+  const found = elsewhere.found;
+  const best = newestOf([{ stamp: newest }, ...found])!.stamp;
+  checkAway(name, best, lower, elsewhere.away);
   if (compareStamps(best, written.acked) < 0) {
     if (!everyone) {
       throw new ReplicaQuorumError(
@@ -152,9 +158,10 @@ export async function learnWhereItStands(
     return "lost";
   }
   checkFloor(name, best, least);
+  if (compareStamps(best, written.seen) > 0) written.seen = best;
   const holders = answers.filter(({ stamp }) => compareStamps(stamp, best) === 0)
     .map(({ link }) => link);
-  const outside = elsewhere.filter(({ stamp }) => compareStamps(stamp, best) === 0)
+  const outside = found.filter(({ stamp }) => compareStamps(stamp, best) === 0)
     .map(({ link }) => link);
   written.stale = false;
   if (compareStamps(best, written.stamp) >= 0) {

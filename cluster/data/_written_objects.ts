@@ -67,6 +67,7 @@ export class WrittenObjects {
       written = {
         stamp: [0, 0],
         acked: [0, 0],
+        seen: [0, 0],
         current: new Set(),
         stale: true,
         leftBehind: null,
@@ -174,6 +175,7 @@ export class WrittenObjects {
    */
   writesLost(name: string, written: Written): never {
     written.acked = [0, 0];
+    written.seen = [0, 0];
     written.current = new Set();
     written.stale = true;
     this.#unflushed.drop(name);
