@@ -34,7 +34,13 @@ export class MemberView {
   #now: () => number;
   #deadGraceMs: number;
   #replicaCount: number;
-  #view: { at: number; placement: Placement; byId: Map<string, MemberState> } | null = null;
+  #view: {
+    at: number;
+    placement: Placement;
+    byId: Map<string, MemberState>;
+    /** The placement over the members and those gone lately; null when none is gone. */
+    wide: Placement | null;
+  } | null = null;
 
   constructor(options: MemberViewOptions) {
     this.#members = options.members;
@@ -79,6 +85,20 @@ export class MemberView {
       (member.status === "dead" || member.status === "left") &&
       now - member.since < goneAskedGraces * this.#deadGraceMs
     );
+  }
+
+  /**
+   * How many of `name`'s replicas, placed over the members and those gossip called
+   * gone lately (recentlyGone), are gone: they may hold its only up-to-date copies
+   * (data/_replica_copies.ts, checkGone).
+   */
+  goneReplicas(name: string): number {
+    const view = this.#currentView();
+    if (view.wide === null) return 0;
+    return view.wide.replicas(name, this.#replicaCount).filter((id) => {
+      const status = view.byId.get(id)?.status;
+      return status === "dead" || status === "left";
+    }).length;
   }
 
   liveMembers(): MemberState[] {
@@ -129,10 +149,17 @@ export class MemberView {
   #currentView() {
     // Dead members age out of placement without a membership event: re-check each second.
     if (this.#view === null || this.#now() - this.#view.at > 1000) {
+      const placed = this.placementMembers();
+      const gone = this.recentlyGone().filter((member) => !placed.includes(member));
       this.#view = {
         at: this.#now(),
-        placement: placementOver(this.placementMembers()),
+        placement: placementOver(placed),
         byId: new Map(this.#members().map((member) => [member.id, member])),
+        wide: gone.length === 0 && !placed.some((member) =>
+            member.status === "dead" || member.status === "left"
+          )
+          ? null
+          : placementOver([...placed, ...gone]),
       };
     }
     return this.#view;

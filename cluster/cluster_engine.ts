@@ -148,6 +148,7 @@ export class ClusterEngine implements Engine {
       floors: proposedFloors(() => this.proposer),
       everyone: () => this.liveMembers().map((member) => this.#calls.objectLink(member)),
       seenGone: () => this.#view.recentlyGone().map((member) => this.#calls.objectLink(member)),
+      goneReplicas: (name) => this.#view.goneReplicas(name),
     });
     this.#meta = new EngineMeta({
       selfId: this.selfId,

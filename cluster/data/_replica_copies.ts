@@ -71,6 +71,11 @@ export interface Lookup {
    * everyone, their silence not counted (stampsElsewhere).
    */
   seenGone?: () => ObjectLink[];
+  /**
+   * How many of the object's replicas, placed over the members including those gossip
+   * called gone lately, are gone (checkGone); none when not given.
+   */
+  goneReplicas?: () => number;
   /** The object's floor (object_floors.ts): every copy taken for the newest must reach it. */
   floorOf: () => Promise<Stamp>;
 }
@@ -151,6 +156,7 @@ async function readNewestOnce(
         `${needed} needed`,
     );
   }
+  checkGone(name, links.length, lookup.goneReplicas?.() ?? 0);
   let best = newestOf(answers)!;
   const everyone = answers.length === links.length;
   const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, best.stamp) === 0);
@@ -272,6 +278,26 @@ export interface Elsewhere {
   found: { link: ObjectLink; stamp: Stamp }[];
   /** Members gossip called gone lately that did not answer (asked by a strict look only). */
   away: string[];
+}
+
+/**
+ * Refuses to say where object `name` stands while a majority of its `replicas`
+ * (placed over the members including those gossip called gone lately) are gone:
+ * a flush leaves copies on at least a majority of R (fewer raise the object's
+ * floor), so gone members may hold every copy of its last flushed version, and
+ * the members that answer for them now hold older ones or none (seed 1327150
+ * with joins, leaves and replacements: both replicas of a snapshot's object at
+ * R=2 left, the placement moved on past the grace to a member holding an older
+ * copy, and reads and a clone's copy-up took it). The object is unavailable
+ * until they are back, or gone for longer than strict looks ask them.
+ */
+export function checkGone(name: string, replicas: number, gone: number): void {
+  if (gone >= Math.floor(replicas / 2) + 1) {
+    throw new ReplicaQuorumError(
+      `Cannot find where object ${name} stands: ${gone} of its ${replicas} replicas left ` +
+        `or died lately and may hold its only up-to-date copies`,
+    );
+  }
 }
 
 /**

@@ -14,6 +14,7 @@ import {
 import {
   checkAway,
   checkFloor,
+  checkGone,
   type Lookup,
   mustHearEveryone,
   newestOf,
@@ -116,6 +117,10 @@ export async function learnWhereItStands(
     );
   }
   const newest = newestOf(answers)!.stamp;
+  // A new object (nothing anywhere, nothing sent) has no copies for gone members to hold.
+  const known = existing || compareStamps(newest, [0, 0]) > 0 ||
+    compareStamps(written.stamp, [0, 0]) > 0;
+  if (known) checkGone(name, links.length, lookup.goneReplicas?.() ?? 0);
   const everyone = answers.length === links.length;
   const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, newest) === 0);
   // Replicas that disagree, hold less than this writer acknowledged or than the

@@ -64,6 +64,11 @@ export interface ReplicatedObjectsOptions {
    */
   seenGone?: () => ObjectLink[];
   /**
+   * How many of `name`'s replicas, placed over the members including those gossip
+   * called gone lately, are gone (_replica_copies.ts, checkGone); none by default.
+   */
+  goneReplicas?: (name: string) => number;
+  /**
    * False when what this node knows as the writer of volume `uid`'s objects
    * may be stale (its lease not confirmed lately: leases/_held_leases.ts,
    * `trusted`); reads then ask the replicas. Always true by default.
