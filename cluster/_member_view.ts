@@ -150,7 +150,8 @@ export class MemberView {
     // Dead members age out of placement without a membership event: re-check each second.
     if (this.#view === null || this.#now() - this.#view.at > 1000) {
       const placed = this.placementMembers();
-      const gone = this.recentlyGone().filter((member) => !placed.includes(member));
+      const gone = this.recentlyGone()
+        .filter((member) => !placed.some((other) => other.id === member.id));
       this.#view = {
         at: this.#now(),
         placement: placementOver(placed),
