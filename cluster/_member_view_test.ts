@@ -84,3 +84,34 @@ Deno.test("members that left drop out after the grace whatever the view", () => 
   const view = viewOf(members, 10 * graceMs);
   assert.deepEqual(view.placementMembers().map(({ id }) => id), ["n0", "n2", "n3"]);
 });
+
+Deno.test("replicas placed with the members gone lately count those gone, once each", () => {
+  // data/_replica_copies.ts checkGone: the members a placement dropped past the grace may
+  // hold an object's only up-to-date copies until they are back or gone for long.
+  const members = [
+    member("n0", "alive"),
+    member("n1", "alive"),
+    member("n2", "left", 0),
+    member("n3", "dead", 0),
+  ];
+  const view = viewOf(members, 2 * graceMs);
+  assert.deepEqual(view.placementMembers().map(({ id }) => id), ["n0", "n1"]);
+  const counts = Array.from({ length: 40 }, (_, i) => view.goneReplicas(`object-${i}`));
+  // Three replicas over four members: one or two of them are gone, for every object.
+  assert.ok(counts.every((count) => count === 1 || count === 2), `${counts}`);
+  assert.ok(counts.includes(2));
+  // Gone for longer than strict looks ask them: no longer counted.
+  const later = viewOf(members, 11 * graceMs);
+  assert.equal(later.goneReplicas("object-0"), 0);
+  // Gossip hands out fresh member records on each call: each member is placed once.
+  const fresh = new MemberView({
+    members: () => members.map((state) => ({ ...state })),
+    now: () => 2 * graceMs,
+    deadGraceMs: graceMs,
+    replicaCount: 3,
+  });
+  assert.deepEqual(
+    Array.from({ length: 40 }, (_, i) => fresh.goneReplicas(`object-${i}`)),
+    counts,
+  );
+});

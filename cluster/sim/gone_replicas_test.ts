@@ -1,0 +1,100 @@
+/**
+ * Goal: copies left behind when the members holding an object's newest copies
+ * went away (left to come back, crashed, died for good) are never taken for its
+ * newest, by a reader or by a writer learning where it stands.
+ * - An object most of whose replicas, placed over the members with those gossip
+ *   called gone lately, are gone is unavailable: the copies that answer for
+ *   them may all be older (seed 1327150 with joins, leaves and replacements).
+ * - A writer never takes a copy older than one it saw while members called
+ *   gone lately are silent (seed 1322459, same options).
+ * Method: ReplicatedObjects over ObjectReplicas on memory disks behind links the
+ * test cuts; healing's copies made by hand (healCopy).
+ */
+import assert from "node:assert/strict";
+import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
+import { healCopy, TestReplica } from "./_test_replica.ts";
+
+const uid = "b".repeat(32);
+const name = `${uid}.1.0`;
+const small = (fill: number) => new Uint8Array(4096).fill(fill);
+
+Deno.test("an object whose replicas are mostly gone is not read from the copies left", async () => {
+  // Seed 1327150: at R=2 a snapshot's object was flushed at version 2 on a and b; c kept
+  // version 1 from healing. a and b both left, the placement moved past the grace to c and
+  // d, and reads and a clone's copy-up took c's version 1, d having nothing.
+  const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
+  const [a, b, c, d] = replicas;
+  const writer = new ReplicatedObjects({ selfId: "w", replicasOf: () => [a, b], epochOf: () => 1 });
+  await writer.write(name, 0, small(1), { truncate: true });
+  await writer.flush(uid);
+  await healCopy(a, c, name);
+  await writer.write(name, 0, small(2), { existing: true });
+  await writer.flush(uid);
+  a.down = true;
+  b.down = true;
+  let gone = 2;
+  const reader = new ReplicatedObjects({
+    selfId: "r",
+    replicasOf: () => [c, d],
+    epochOf: () => 0,
+    everyone: () => replicas.filter((replica) => !replica.down),
+    seenGone: () => replicas.filter((replica) => replica.down),
+    goneReplicas: () => gone,
+  });
+  const into = new Uint8Array(4096);
+  await assert.rejects(
+    reader.read(name, 0, into, { existing: true, frozen: true }),
+    (error) => error instanceof ReplicaQuorumError && /left or died lately/.test(error.message),
+  );
+  // One of them back: its copy is found, and it is the newest.
+  a.down = false;
+  gone = 1;
+  await reader.read(name, 0, into, { existing: true, frozen: true });
+  assert.deepEqual(into, small(2));
+});
+
+Deno.test("a writer never takes a copy older than one it saw while members gone lately are silent", async () => {
+  // Seed 1322459: a new holder learnt an object at the version its predecessor flushed (on
+  // a and b), and its first change failed. a and b then left, the placement moved to
+  // members new to the object, and the holder's flush took their "nothing" and rewrote the
+  // object as removed.
+  const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
+  const [a, b, c, d] = replicas;
+  const before = new ReplicatedObjects({ selfId: "w", replicasOf: () => [a, b], epochOf: () => 1 });
+  await before.write(name, 0, small(1), { truncate: true });
+  await before.flush(uid);
+  let placement = [a, b];
+  const holder = new ReplicatedObjects({
+    selfId: "h",
+    replicasOf: () => placement,
+    epochOf: () => 2,
+    everyone: () => replicas.filter((replica) => !replica.down),
+    seenGone: () => replicas.filter((replica) => replica.down),
+  });
+  // It learns the object at version 1 on a and b; its change reaches b alone, and then b
+  // leaves too.
+  const learning = a.stamps;
+  a.stamps = async (names) => {
+    const stamps = await learning.call(a, names);
+    a.down = true;
+    return stamps;
+  };
+  await assert.rejects(holder.write(name, 0, small(9), { existing: true }), ReplicaQuorumError);
+  a.stamps = learning;
+  b.down = true;
+  placement = [c, d];
+  await assert.rejects(
+    holder.flush(uid),
+    (error) => error instanceof ReplicaQuorumError && /known to exist/.test(error.message),
+  );
+  // Nothing was written over the flushed version meanwhile; once a is back it is found,
+  // and copied to the placement under a version past the change that failed.
+  assert.deepEqual(await c.stamps([name]), [[0, 0]]);
+  assert.deepEqual(await d.stamps([name]), [[0, 0]]);
+  a.down = false;
+  await holder.flush(uid);
+  const into = new Uint8Array(4096);
+  await holder.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(1));
+  assert.ok((await c.stamps([name]))[0][1] > 1, "c holds it past the failed change");
+});
