@@ -107,6 +107,5 @@ export async function changeReplicas(
     );
   }
   written.acked = written.stamp;
-  written.seen = written.stamp;
   return { before, after: written.stamp };
 }

@@ -100,10 +100,6 @@ export class ObjectReads {
     }
     // Not the writer (or its replicas failed): read the copy with the highest stamp.
     const acked = written?.acked ?? [0, 0];
-    // What the writer found a copy holding counts too: copies below it mean their members are away.
-    const known = written !== undefined && compareStamps(written.seen, acked) > 0
-      ? written.seen
-      : acked;
     const epoch = trusted ? this.#options.epochOf(uid) : 0;
     const scope: FloorScope = frozen
       ? { kind: "frozen" }
@@ -126,7 +122,9 @@ export class ObjectReads {
     // of the members, which may not be this node's (as seed 710480 found for a writer
     // gone without releasing, _holder_reads.ts).
     const newest = await readNewest(name, links, offset, into, lookup, {
-      atLeast: seen !== undefined && compareStamps(seen, known) > 0 ? seen : known,
+      atLeast: seen !== undefined && compareStamps(seen, acked) > 0 ? seen : acked,
+      // What the writer found durable or was handed, or a frozen copy read before.
+      durable: newestStamp(written?.seen ?? [0, 0], seen ?? [0, 0]),
       existing,
       everywhere: orphaned && !writes,
       elsewhere: (view !== undefined && !writes) || lookFrozen,
@@ -197,4 +195,9 @@ function lagsBehind(
   expected: Stamp,
 ): void {
   if (compareStamps(stamp, expected) < 0) written.current.delete(id);
+}
+
+/** The higher of two stamps. */
+function newestStamp(a: Stamp, b: Stamp): Stamp {
+  return compareStamps(a, b) >= 0 ? a : b;
 }

@@ -15,9 +15,11 @@ export interface Written {
    */
   acked: Stamp;
   /**
-   * The newest stamp this writer found a copy holding or had acknowledged (at
-   * least `acked`): copies below it mean the members that hold it are away, and
-   * nothing older is taken while a member gossip called gone lately is silent
+   * The newest stamp this writer found the replicas holding when it learnt where
+   * the object stands (what it was handed, or what a flush found durable), not
+   * its own changes acknowledged since (a loss of every copy of those is
+   * WritesLostError): copies below it mean the members that hold it are away,
+   * and nothing older is taken while a member gossip called gone lately is silent
    * (seed 1322459 with joins, leaves and replacements: a new holder learnt an
    * object at the version its predecessor flushed; that copy's members then left
    * or died, and a flush took the "nothing" the others answered and rewrote the
@@ -57,6 +59,7 @@ export interface NewestRead {
 /** What a read knows of the object before it asks (see {@linkcode readNewest}). */
 export interface Expectation {
   atLeast?: Stamp;
+  durable?: Stamp;
   existing?: boolean;
   everywhere?: boolean;
   elsewhere?: boolean;
@@ -99,7 +102,8 @@ export async function readNewest(
   into: Uint8Array,
   lookup: Lookup,
   /**
-   * `atLeast`: what the writer acknowledged; `existing`: a map names the object;
+   * `atLeast`: what the writer acknowledged; `durable`: a version known to have
+   * been durable or handed over (checkAway); `existing`: a map names the object;
    * `everywhere`: the writer may have placed it where these replicas are not
    * (Engine.readObject's `orphaned`): every live member must answer;
    * `elsewhere`: the other live members are asked too, whatever the replicas
@@ -134,6 +138,7 @@ async function readNewestOnce(
   expect: Expectation,
 ): Promise<NewestRead | null> {
   const atLeast = expect.atLeast ?? [0, 0];
+  const durable = expect.durable ?? [0, 0];
   const [first, ...others] = links;
   // Asked whatever the replicas answer (seed 600710 with joins and leaves: the
   // one copy a flush made durable left with its member, and the two replicas
@@ -166,7 +171,8 @@ async function readNewestOnce(
   const everywhere = expect.everywhere === true;
   if (
     everywhere || expect.elsewhere === true || !agree || absent ||
-    compareStamps(best.stamp, atLeast) < 0 || compareStamps(best.stamp, least) < 0
+    compareStamps(best.stamp, atLeast) < 0 || compareStamps(best.stamp, least) < 0 ||
+    compareStamps(best.stamp, durable) < 0
   ) {
     // A replica that did not answer may be the one holding the newest copy while the
     // ones that did are new to the object, placed by a view of the members the writer
@@ -174,14 +180,15 @@ async function readNewestOnce(
     // took the stale copy a member kept from an earlier placement, the writer's other
     // replica being cut off from the reader): every live member must answer then.
     const strict = everywhere || answers.length < links.length ||
-      compareStamps(best.stamp, atLeast) < 0 || mustHearEveryone(
+      compareStamps(best.stamp, atLeast) < 0 || compareStamps(best.stamp, durable) < 0 ||
+      mustHearEveryone(
         answers.map(({ stamp }) => stamp),
         needed,
         expect.existing === true || compareStamps(atLeast, [0, 0]) > 0,
       );
     const elsewhere = await stampsElsewhere(name, links, lookup.everyone(), strict, lookup);
     best = newestOf([best, ...elsewhere.found])!;
-    checkAway(name, best.stamp, atLeast, elsewhere.away);
+    checkAway(name, best.stamp, durable, elsewhere.away);
     if (absent && compareStamps(best.stamp, [0, 0]) === 0) {
       throw new ReplicaQuorumError(
         `Cannot read object ${name}: no member that answers holds a copy of it`,
@@ -301,8 +308,8 @@ export function checkGone(name: string, replicas: number, gone: number): void {
 }
 
 /**
- * Refuses `best` when it is below `atLeast`, what the reader or writer knows a
- * copy held, while a member gossip called gone lately did not answer: that
+ * Refuses `best` when it is below `atLeast`, a version the reader or writer
+ * knows was durable or handed over, while a member gossip called gone lately did not answer: that
  * member may hold it (it left, or restarted, with the only copies), and an
  * older copy taken now would be served or written over it for good.
  */

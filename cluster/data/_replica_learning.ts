@@ -152,7 +152,7 @@ export async function learnWhereItStands(
     );
   const found = elsewhere.found;
   const best = newestOf([{ stamp: newest }, ...found])!.stamp;
-  checkAway(name, best, lower, elsewhere.away);
+  checkAway(name, best, written.seen, elsewhere.away);
   if (compareStamps(best, written.acked) < 0) {
     if (!everyone) {
       throw new ReplicaQuorumError(
