@@ -4,7 +4,9 @@
  * `cluster_sim_seeds_test.ts`: each failed with the fix reverted alone). A look
  * that must hear every member that may hold an object's newest copy now asks the
  * members gossip called dead or gone lately too (data/_replica_copies.ts,
- * stampsElsewhere), without waiting for those that do not answer.
+ * stampsElsewhere), without waiting for those that do not answer; objects whose
+ * replicas are mostly gone lately wait for them (checkGone), as does a writer for
+ * what it was handed (checkAway).
  */
 import assert from "node:assert/strict";
 import { ClusterSim, clusterSimSettings } from "./cluster_sim.ts";
@@ -47,5 +49,29 @@ Deno.test("seed 1000308 (joins, leaves, replacements): healing walks again while
   // copy, counted nothing short and was not repeated, and the one copy's member then died for
   // good. A replica not live or silent now leaves the item short, so the next pass walks.
   const result = await ClusterSim.run({ ...clusterSimSettings(1000308), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
+
+Deno.test("seed 1327150 (joins, leaves, replacements): an object whose replicas left is not read from the copy left behind", async () => {
+  // data/_replica_copies.ts checkGone: at R=2 both replicas holding a snapshot object's last
+  // version left; past the grace the placement moved to a member holding an older copy, and
+  // reads and a clone's copy-up took it. Now the object is unavailable until they are back.
+  const result = await ClusterSim.run({ ...clusterSimSettings(1327150), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
+
+Deno.test("seed 1322459 (joins, leaves, replacements): a writer does not rewrite what it was handed while its holders are away", async () => {
+  // checkAway: a new holder learnt an object at its predecessor's flushed version; that
+  // version's members left or died, and its flush took the "nothing" the others answered
+  // and rewrote the object as removed.
+  const result = await ClusterSim.run({ ...clusterSimSettings(1322459), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
+
+Deno.test("seed 8000161 (joins, leaves, replacements): unflushed writes lost with every copy are still told lost", async () => {
+  // The first form of checkAway held a writer to its own unflushed writes too: both their
+  // copies were gone (one member dead for good), and the volume stayed unavailable instead
+  // of failing its next flush with WritesLostError.
+  const result = await ClusterSim.run({ ...clusterSimSettings(8000161), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
