@@ -16,7 +16,10 @@ import type { RemotePages } from "./_remote_pages.ts";
 import { readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
 import type { ObjectCounters, ReplicatedObjectsOptions } from "./replicated_objects.ts";
 
-/** Frozen objects whose newest copy this node remembers (the oldest is forgotten first). */
+/**
+ * Objects whose newest copy a look over every live member found, remembered
+ * (the oldest is forgotten first).
+ */
 export const frozenSeenMax = 65_536;
 
 /** The state reads work on, shared with their ReplicatedObjects. */
@@ -38,10 +41,12 @@ export class ObjectReads {
   #views: SettledReads;
   #pages: RemotePages;
   /**
-   * The stamp a look over every live member found for a frozen object: no writer
-   * changes it any more, so its later reads need no look while a replica holds it.
+   * The stamp a look over every live member found for a frozen object (scope
+   * "frozen": no writer changes it any more) or for an object this node holds
+   * the lease of and has not written (scope "held EPOCH": only it writes the
+   * object while the epoch lasts): later reads need no look, and no older copy.
    */
-  #frozenSeen = new Map<string, Stamp>();
+  #looked = new Map<string, { scope: string; stamp: Stamp }>();
 
   constructor(parts: ObjectReadsParts) {
     this.#options = parts.options;
@@ -114,9 +119,21 @@ export class ObjectReads {
     // older copy healing spread before that writer's last flush (seed 950276 with joins,
     // leaves and replacements: a new holder copied a block up from two replicas new to a
     // snapshot's object, both at the version before the last flushed one). The first read
-    // asks the other live members too; later ones need a copy at least that new.
-    const seen = frozen && !writes && view === undefined ? this.#frozenSeen.get(name) : undefined;
-    const lookFrozen = frozen && !writes && view === undefined && seen === undefined;
+    // asks the other live members too; later ones need a copy at least that new. So does
+    // a lease holder's first read of an object it has not written under its lease (seed
+    // 1334158 with joins, leaves and replacements: the last holder, a join behind, wrote
+    // and flushed it on the replicas of its view; the new holder's two replicas, new to the
+    // object, agreed on the version healing had copied to them before).
+    const lookScope = view !== undefined || writes
+      ? null
+      : frozen
+      ? "frozen"
+      : epoch > 0
+      ? `held ${epoch}`
+      : null;
+    const looked = lookScope === null ? undefined : this.#looked.get(name);
+    const seen = looked !== undefined && looked.scope === lookScope ? looked.stamp : undefined;
+    const lookFirst = lookScope !== null && seen === undefined;
     // A read under a view is remembered for the view's life: its first lookup asks the
     // other live members too, since the last writer placed the object by its own view
     // of the members, which may not be this node's (as seed 710480 found for a writer
@@ -127,9 +144,9 @@ export class ObjectReads {
       durable: newestStamp(written?.seen ?? [0, 0], seen ?? [0, 0]),
       existing,
       everywhere: orphaned && !writes,
-      elsewhere: (view !== undefined && !writes) || lookFrozen,
+      elsewhere: (view !== undefined && !writes) || lookFirst,
     });
-    if (lookFrozen) this.#rememberFrozen(name, newest.stamp);
+    if (lookFirst) this.#remember(name, lookScope!, newest.stamp);
     if (newest.staleFirst) this.#counters.staleReads++;
     if (view !== undefined && !writes) this.#views.found(view, name, newest);
     if (written !== undefined && compareStamps(newest.stamp, acked) < 0) {
@@ -143,12 +160,12 @@ export class ObjectReads {
     }
   }
 
-  #rememberFrozen(name: string, stamp: Stamp): void {
-    this.#frozenSeen.delete(name);
-    if (this.#frozenSeen.size >= frozenSeenMax) {
-      this.#frozenSeen.delete(this.#frozenSeen.keys().next().value!);
+  #remember(name: string, scope: string, stamp: Stamp): void {
+    this.#looked.delete(name);
+    if (this.#looked.size >= frozenSeenMax) {
+      this.#looked.delete(this.#looked.keys().next().value!);
     }
-    this.#frozenSeen.set(name, stamp);
+    this.#looked.set(name, { scope, stamp });
   }
 
   /**
