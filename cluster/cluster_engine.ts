@@ -190,6 +190,11 @@ export class ClusterEngine implements Engine {
     return this.#view.placementMembers();
   }
 
+  /** Members gossip called dead or gone lately (they may still run, unseen). */
+  recentlyGone(): MemberState[] {
+    return this.#view.recentlyGone();
+  }
+
   /** Members known alive now (listing asks them). */
   liveMembers(): MemberState[] {
     return this.#view.liveMembers();

@@ -75,3 +75,15 @@ Deno.test("seed 8000161 (joins, leaves, replacements): unflushed writes lost wit
   const result = await ClusterSim.run({ ...clusterSimSettings(8000161), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 1429634 (joins, leaves): a collection asks members it saw gone for the pages they hold", async () => {
+  // repair/cluster_gc.ts: a lease holder's snapshot stored a map page and failed; a
+  // collector that had restarted and saw the holder dead past the grace did not ask it
+  // for its pins and swept the page, and the holder's next flush wrote a record naming it.
+  const result = await ClusterSim.run({
+    ...clusterSimSettings(1429634),
+    joins: true,
+    leaves: true,
+  });
+  assert.deepEqual(result.violations, []);
+});
