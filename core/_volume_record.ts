@@ -27,8 +27,12 @@ export class VolumeRecord {
   /** Object names this volume writes in place start with this: `UID.GENERATION.` */
   #ownedPrefix: string;
   #pins: PagePins;
-  /** Releases the pins of pages stored ahead of the next persist(). */
-  #pinned: (() => void)[] = [];
+  /**
+   * Pages stored ahead of the next persist(), pinned: their bytes (kept until a
+   * record names them), the release of their pins, and whether the operation that
+   * stored them failed (carryPins).
+   */
+  #pinned: PinnedPages[] = [];
 
   constructor(
     engine: Engine,
@@ -121,8 +125,24 @@ export class VolumeRecord {
    */
   storePages(): Promise<boolean> {
     // Pinned until the record names them (or fails to): see _page_pins.ts.
-    this.#pinned.push(this.#pins.pin(this.#map.unstored().map((page) => page.id)));
+    const pages = this.#map.unstored().map(({ id, bytes }) => ({ id, bytes: bytes! }));
+    this.#pinned.push({
+      pages,
+      release: this.#pins.pin(pages.map((page) => page.id)),
+      carried: false,
+    });
     return storeMapPages(this.#engine, this.#map);
+  }
+
+  /**
+   * The operation under way failed: pages it stored wait, pinned, for a later
+   * persist(), which stores them again first. A collection on a member that saw
+   * this node gone (cut off, or its view stale) cannot have asked for its pins, and
+   * may have swept them meanwhile (seed 1429634 with joins and leaves: a snapshot
+   * stored a page, failed, and the next flush wrote a record naming the swept page).
+   */
+  carryPins(): void {
+    for (const group of this.#pinned) group.carried = true;
   }
 
   /**
@@ -133,9 +153,14 @@ export class VolumeRecord {
    * not take them (seed 840073 with joins, leaves and replacements).
    */
   async persist(): Promise<void> {
-    if (this.#map.unstored().length > 0 && await this.storePages()) {
-      await this.#engine.flush(this.#header.uid);
+    let stored = false;
+    for (const group of this.#pinned.filter((group) => group.carried)) {
+      for (const page of group.pages) await this.#engine.putBlock(page.id, page.bytes);
+      stored ||= group.pages.length > 0;
+      group.carried = false;
     }
+    if (this.#map.unstored().length > 0 && await this.storePages()) stored = true;
+    if (stored) await this.#engine.flush(this.#header.uid);
     this.#version = await putRecord(
       this.#engine,
       recordKey.volume(this.#header.name),
@@ -143,7 +168,7 @@ export class VolumeRecord {
       this.#version,
       this.#pins,
     );
-    for (const release of this.#pinned.splice(0)) release();
+    for (const { release } of this.#pinned.splice(0)) release();
     this.#dirty = false;
   }
 
@@ -162,8 +187,15 @@ export class VolumeRecord {
     this.#ownedPrefix = ownedPrefixOf(header);
     this.#dirty = false;
     // Pages stored for the map given up: no record will name them.
-    for (const release of this.#pinned.splice(0)) release();
+    for (const { release } of this.#pinned.splice(0)) release();
   }
+}
+
+/** Map pages stored ahead of a persist(); see VolumeRecord's `#pinned`. */
+interface PinnedPages {
+  pages: { id: string; bytes: Uint8Array }[];
+  release: () => void;
+  carried: boolean;
 }
 
 function ownedPrefixOf(header: VolumeHeader): string {

@@ -57,6 +57,8 @@ export class WriteLosses {
     try {
       return await op();
     } catch (error) {
+      // Pages the operation stored are stored again before a record names them.
+      this.#record.carryPins();
       if (!(error instanceof WritesLostError) || error === this.#lastLoss) throw error;
       // Known before the lock is free again: whatever takes it next (a flush, a
       // release) must see the loss and go back first, not persist the map of the
