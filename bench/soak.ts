@@ -20,9 +20,34 @@
 import { parseArgs } from "node:util";
 import { ClusterSim, clusterSimSettings, MetaSim } from "../cluster/sim/mod.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
+const usage = `usage: deno task soak [--cluster] [options]
+  --schedules N       schedules to run (default 1000), seeds --from S (default 1) on
+  --seed N            replay one seed; with --trace, print what happened
+  --trace-objects X   (--cluster --seed) trace every call naming X (an object or block)
+  --chaos-ms MS       length of the fault phase of each schedule
+  --cluster           the whole data path instead of the metadata alone, with:
+  --boot-reads        new volumes are read before their first write
+  --joins             members join in batches of 1-3, up to 9
+  --leaves            members stop gracefully, half come back
+  --replacements      one member dies for good, a new one replaces it`;
+
+let parsed;
+try {
+  parsed = parseArgs({ args: Deno.args, options: soakOptions() });
+} catch (error) {
+  console.error(`${(error as Error).message}\n${usage}`);
+  Deno.exit(2);
+}
+const { values } = parsed;
+if (values.help) {
+  console.log(usage);
+  Deno.exit(0);
+}
+
+/** The options `deno task soak` takes (see `usage`). */
+function soakOptions() {
+  return {
+    help: { type: "boolean", default: false, short: "h" },
     schedules: { type: "string", default: "1000" },
     from: { type: "string", default: "1" },
     seed: { type: "string" },
@@ -34,8 +59,8 @@ const { values } = parseArgs({
     leaves: { type: "boolean", default: false },
     replacements: { type: "boolean", default: false },
     "trace-objects": { type: "string" },
-  },
-});
+  } as const;
+}
 if (values.cluster) await soakCluster();
 const chaosMs = Number(values["chaos-ms"] ?? "40000");
 /** Members at the start for a seed: 3 to 9, as in CI. */
