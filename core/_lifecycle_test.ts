@@ -1,35 +1,18 @@
 import assert from "node:assert/strict";
-import type { Engine } from "./engine.ts";
-import { LocalEngine } from "./local_engine.ts";
-import { Store } from "./store.ts";
-import { HashPool } from "../wasm/hash_pool.ts";
-import { chunked, patternBytes, testBlockSize as B } from "./_test_store.ts";
+import { chunked, patternBytes, storeWithHooks, testBlockSize as B } from "./_test_store.ts";
 
 /**
  * A store whose engine runs `afterPut` after every block it stores: a
  * collection can then run at the worst moment of a flatten, between a block's
  * store and the record that names it.
  */
-async function storeWithHook(dir: string, afterPut: { run: () => Promise<void> }) {
-  const engine = await LocalEngine.open({ dir });
-  const hooked = new Proxy(engine, {
-    get(target, property) {
-      if (property === "putBlock") {
-        return async (hash: string, data: Uint8Array) => {
-          const stored = await target.putBlock(hash, data);
-          await afterPut.run();
-          return stored;
-        };
-      }
-      const value = Reflect.get(target, property);
-      return typeof value === "function" ? value.bind(target) : value;
+function storeWithHook(dir: string, afterPut: { run: () => Promise<void> }) {
+  return storeWithHooks(dir, {
+    putBlock: async (engine, hash: string, data: Uint8Array) => {
+      const stored = await engine.putBlock(hash, data);
+      await afterPut.run();
+      return stored;
     },
-  }) as Engine;
-  return new Store({
-    engine: hooked,
-    pool: new HashPool({ engine: "wasm", workers: 2 }),
-    blockSize: B,
-    gcDelayMs: 60_000,
   });
 }
 

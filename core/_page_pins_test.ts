@@ -10,43 +10,25 @@
  * through a store opened afresh on the same directory.
  */
 import assert from "node:assert/strict";
-import type { Engine } from "./engine.ts";
-import { LocalEngine } from "./local_engine.ts";
-import { Store } from "./store.ts";
-import { HashPool } from "../wasm/hash_pool.ts";
-import { patternBytes, testBlockSize as B } from "./_test_store.ts";
+import type { Store } from "./store.ts";
+import { patternBytes, storeWithHooks, testBlockSize as B } from "./_test_store.ts";
 
 interface Faults {
   failFlush: boolean;
   stored: string[];
 }
 
-async function faultyStore(dir: string, faults: Faults): Promise<Store> {
-  const engine = await LocalEngine.open({ dir });
-  const faulty = new Proxy(engine, {
-    get(target, property) {
-      if (property === "putBlock") {
-        return (hash: string, data: Uint8Array) => {
-          faults.stored.push(hash);
-          return target.putBlock(hash, data);
-        };
-      }
-      if (property === "flush") {
-        return () => {
-          if (!faults.failFlush) return target.flush();
-          faults.failFlush = false;
-          return Promise.reject(new Error("the replicas did not answer"));
-        };
-      }
-      const value = Reflect.get(target, property);
-      return typeof value === "function" ? value.bind(target) : value;
+function faultyStore(dir: string, faults: Faults) {
+  return storeWithHooks(dir, {
+    putBlock: (engine, hash: string, data: Uint8Array) => {
+      faults.stored.push(hash);
+      return engine.putBlock(hash, data);
     },
-  }) as Engine;
-  return new Store({
-    engine: faulty,
-    pool: new HashPool({ engine: "wasm", workers: 1 }),
-    blockSize: B,
-    gcDelayMs: 60_000,
+    flush: (engine) => {
+      if (!faults.failFlush) return engine.flush();
+      faults.failFlush = false;
+      return Promise.reject(new Error("the replicas did not answer"));
+    },
   });
 }
 
