@@ -10,7 +10,6 @@
  * through a store opened afresh on the same directory.
  */
 import assert from "node:assert/strict";
-import type { Store } from "./store.ts";
 import { patternBytes, storeWithHooks, testBlockSize as B } from "./_test_store.ts";
 
 interface Faults {
