@@ -234,6 +234,12 @@ export class AtollClient {
     await this.#send(action, path, { method: "DELETE" });
   }
 
+  /** `POST /v1/cluster/members/{id}/lost`. */
+  async declareLost(id: string): Promise<void> {
+    const action = `Cannot declare member ${JSON.stringify(id)} lost`;
+    await this.#json(action, "POST", `/v1/cluster/members/${encodeURIComponent(id)}/lost`);
+  }
+
   /** `GET /v1/cluster`. */
   cluster(): Promise<ClusterStatus> {
     return this.#json("Cannot show cluster status", "GET", "/v1/cluster");
@@ -360,6 +366,8 @@ export interface ClusterStatus {
   members: MemberInfo[];
   replicas?: number;
   deadGraceMs?: number;
+  /** Members declared lost (their copies given up). */
+  lost?: string[];
   healing?: {
     passes: number;
     walks: number;

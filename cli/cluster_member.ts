@@ -224,6 +224,7 @@ export class ClusterMember {
     return {
       replicas: engine.replicaCount,
       deadGraceMs: engine.deadGraceMs,
+      lost: engine.lostMembers(),
       healing: this.#healer?.status,
       blocks: engine.blocks.counters,
       objects: engine.objects.counters,

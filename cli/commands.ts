@@ -41,6 +41,8 @@ export const clientUsage = `usage:
                                       (to snapshot S2, or now), in 4 MiB blocks
   atoll snapshot create V@S | snapshot ls V | snapshot rm V@S
   atoll cluster status
+  atoll cluster lost ID               a member gone for good (stopped, disk lost): give
+                                      up the copies only it held (see docs/operations.md)
   atoll backup push V@S s3://BUCKET/PREFIX [--name NAME]   send a snapshot's missing blocks
   atoll backup ls s3://BUCKET/PREFIX
   atoll backup restore s3://BUCKET/PREFIX/BACKUP NAME      make image NAME of a backup
@@ -75,6 +77,7 @@ const commands: Record<string, CommandSpec> = {
         print(keyValues([
           ["replicas", String(cluster.replicas)],
           ["dead grace", `${(cluster.deadGraceMs ?? 0) / 1000} s`],
+          ["declared lost", (cluster.lost ?? []).join(", ") || "none"],
           [
             "healing",
             `${healing.passes} passes (${healing.walks} over every item), ` +
@@ -92,6 +95,13 @@ const commands: Record<string, CommandSpec> = {
           ],
         ]));
       }
+    },
+  },
+  "cluster lost": {
+    operands: ["ID"],
+    run: async ({ client, print }, [id]) => {
+      await client.declareLost(id);
+      print(`member ${id} declared lost: the copies only it held are given up`);
     },
   },
 };

@@ -157,6 +157,7 @@ export async function serve(options: ServeOptions): Promise<Node> {
     replicasOf: member === null
       ? undefined
       : (name) => member.engine.replicaPeers(name).map((peer) => peer.id),
+    declareLost: member === null ? undefined : (id) => member.engine.declareLost(id),
   });
   const server = HttpServer.listen({
     hostname: http.hostname,

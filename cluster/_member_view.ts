@@ -26,6 +26,8 @@ export interface MemberViewOptions {
   now: () => number;
   deadGraceMs: number;
   replicaCount: number;
+  /** Members an operator declared lost (lost_members.ts); none when not given. */
+  lost?: () => ReadonlySet<string>;
 }
 
 /** The members of one engine; see the module doc (ClusterEngine documents each method). */
@@ -34,11 +36,12 @@ export class MemberView {
   #now: () => number;
   #deadGraceMs: number;
   #replicaCount: number;
+  #lost: () => ReadonlySet<string>;
   #view: {
     at: number;
     placement: Placement;
     byId: Map<string, MemberState>;
-    /** The placement over the members and those gone lately; null when none is gone. */
+    /** The placement over the members and those gone, not lost; null when none is gone. */
     wide: Placement | null;
   } | null = null;
 
@@ -47,6 +50,7 @@ export class MemberView {
     this.#now = options.now;
     this.#deadGraceMs = options.deadGraceMs;
     this.#replicaCount = options.replicaCount;
+    this.#lost = options.lost ?? (() => new Set());
   }
 
   invalidate(): void {
@@ -88,17 +92,18 @@ export class MemberView {
   }
 
   /**
-   * How many of `name`'s replicas, placed over the members and those gossip called
-   * gone lately (recentlyGone), are gone: they may hold its only up-to-date copies
-   * (data/_replica_copies.ts, checkGone).
+   * The ids of `name`'s replicas, placed over the members together with every
+   * member gossip calls dead or gone and no operator declared lost, that are
+   * gone: they may hold its only up-to-date copies (data/_replica_copies.ts,
+   * checkGone), and may come back with them.
    */
-  goneReplicas(name: string): number {
+  goneReplicas(name: string): string[] {
     const view = this.#currentView();
-    if (view.wide === null) return 0;
+    if (view.wide === null) return [];
     return view.wide.replicas(name, this.#replicaCount).filter((id) => {
       const status = view.byId.get(id)?.status;
       return status === "dead" || status === "left";
-    }).length;
+    });
   }
 
   liveMembers(): MemberState[] {
@@ -150,17 +155,17 @@ export class MemberView {
     // Dead members age out of placement without a membership event: re-check each second.
     if (this.#view === null || this.#now() - this.#view.at > 1000) {
       const placed = this.placementMembers();
-      const gone = this.recentlyGone()
-        .filter((member) => !placed.some((other) => other.id === member.id));
+      const lost = this.#lost();
+      const isGone = (member: MemberState) => member.status === "dead" || member.status === "left";
+      const gone = this.#members().filter((member) =>
+        isGone(member) && !lost.has(member.id) && !placed.some((other) => other.id === member.id)
+      );
+      const wide = [...placed.filter((member) => !lost.has(member.id)), ...gone];
       this.#view = {
         at: this.#now(),
         placement: placementOver(placed),
         byId: new Map(this.#members().map((member) => [member.id, member])),
-        wide: gone.length === 0 && !placed.some((member) =>
-            member.status === "dead" || member.status === "left"
-          )
-          ? null
-          : placementOver([...placed, ...gone]),
+        wide: wide.some(isGone) ? placementOver(wide) : null,
       };
     }
     return this.#view;

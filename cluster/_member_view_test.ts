@@ -85,9 +85,9 @@ Deno.test("members that left drop out after the grace whatever the view", () => 
   assert.deepEqual(view.placementMembers().map(({ id }) => id), ["n0", "n2", "n3"]);
 });
 
-Deno.test("replicas placed with the members gone lately count those gone, once each", () => {
+Deno.test("replicas placed with the members gone count those gone, once each, until declared lost", () => {
   // data/_replica_copies.ts checkGone: the members a placement dropped past the grace may
-  // hold an object's only up-to-date copies until they are back or gone for long.
+  // hold an object's only up-to-date copies until they are back or declared lost.
   const members = [
     member("n0", "alive"),
     member("n1", "alive"),
@@ -96,13 +96,27 @@ Deno.test("replicas placed with the members gone lately count those gone, once e
   ];
   const view = viewOf(members, 2 * graceMs);
   assert.deepEqual(view.placementMembers().map(({ id }) => id), ["n0", "n1"]);
-  const counts = Array.from({ length: 40 }, (_, i) => view.goneReplicas(`object-${i}`));
+  const counts = Array.from({ length: 40 }, (_, i) => view.goneReplicas(`object-${i}`).length);
   // Three replicas over four members: one or two of them are gone, for every object.
   assert.ok(counts.every((count) => count === 1 || count === 2), `${counts}`);
   assert.ok(counts.includes(2));
-  // Gone for longer than strict looks ask them: no longer counted.
-  const later = viewOf(members, 11 * graceMs);
-  assert.equal(later.goneReplicas("object-0"), 0);
+  // Gone for long, and not declared lost: still counted.
+  assert.deepEqual(
+    Array.from(
+      { length: 40 },
+      (_, i) => viewOf(members, 1000 * graceMs).goneReplicas(`object-${i}`).length,
+    ),
+    counts,
+  );
+  // Declared lost: no longer.
+  const lost = new MemberView({
+    members: () => members,
+    now: () => 2 * graceMs,
+    deadGraceMs: graceMs,
+    replicaCount: 3,
+    lost: () => new Set(["n2", "n3"]),
+  });
+  assert.equal(lost.goneReplicas("object-0").length, 0);
   // Gossip hands out fresh member records on each call, and members gone within the grace
   // are placed already: each member is placed once.
   const fresh = new MemberView({
@@ -111,6 +125,6 @@ Deno.test("replicas placed with the members gone lately count those gone, once e
     deadGraceMs: graceMs,
     replicaCount: 3,
   });
-  const within = Array.from({ length: 40 }, (_, i) => fresh.goneReplicas(`object-${i}`));
+  const within = Array.from({ length: 40 }, (_, i) => fresh.goneReplicas(`object-${i}`).length);
   assert.ok(within.every((count) => count === 1 || count === 2), `${within}`);
 });

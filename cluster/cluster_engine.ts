@@ -30,6 +30,7 @@ import { MemberView } from "./_member_view.ts";
 import { EngineMeta } from "./_engine_meta.ts";
 import { MemberCalls } from "./_member_calls.ts";
 import { proposedFloors } from "./object_floors.ts";
+import { LostMembers } from "./lost_members.ts";
 import type { MemberState } from "./membership/mod.ts";
 import type { RpcCaller, RpcMethod } from "./transport/mod.ts";
 
@@ -100,6 +101,7 @@ export class ClusterEngine implements Engine {
   #view: MemberView;
   #meta: EngineMeta;
   #calls: MemberCalls;
+  #lost: LostMembers;
 
   constructor(options: ClusterEngineOptions) {
     this.selfId = options.selfId;
@@ -107,11 +109,17 @@ export class ClusterEngine implements Engine {
     this.replicaCount = options.replicas ?? replicasDefault;
     this.deadGraceMs = options.deadGraceMs ?? deadGraceMsDefault;
     this.#rpc = options.rpc;
+    this.#lost = new LostMembers({
+      proposer: () => this.proposer,
+      members: options.members,
+      now: options.now,
+    });
     this.#view = new MemberView({
       members: options.members,
       now: options.now,
       deadGraceMs: this.deadGraceMs,
       replicaCount: this.replicaCount,
+      lost: () => this.#lost.known(),
     });
     this.nodeConfig = options.nodeConfig;
     this.acceptorStates = options.acceptorStates;
@@ -148,7 +156,7 @@ export class ClusterEngine implements Engine {
       floors: proposedFloors(() => this.proposer),
       everyone: () => this.liveMembers().map((member) => this.#calls.objectLink(member)),
       seenGone: () => this.#view.recentlyGone().map((member) => this.#calls.objectLink(member)),
-      goneReplicas: (name) => this.#view.goneReplicas(name),
+      goneReplicas: (name) => this.#goneReplicas(name),
     });
     this.#meta = new EngineMeta({
       selfId: this.selfId,
@@ -188,6 +196,32 @@ export class ClusterEngine implements Engine {
   /** Members that hold a place: alive, suspect, or dead for less than the grace period. */
   placementMembers(): MemberState[] {
     return this.#view.placementMembers();
+  }
+
+  /** Declares member `id` lost for good (lost_members.ts): its copies are given up. */
+  async declareLost(id: string): Promise<void> {
+    await this.#lost.declare(id);
+    this.#view.invalidate();
+  }
+
+  /** The members this node knows were declared lost. */
+  lostMembers(): string[] {
+    return [...this.#lost.known()];
+  }
+
+  /**
+   * How many of `name`'s replicas are on members gone and not declared lost;
+   * when they are enough to hold its only copies, whether an operator declared
+   * them lost since is asked first.
+   */
+  async #goneReplicas(name: string): Promise<number> {
+    const gone = this.#view.goneReplicas(name);
+    if (gone.length < Math.floor(this.replicaCount / 2) + 1) return gone.length;
+    const known = this.#lost.known().size;
+    const lost = await this.#lost.refresh(gone);
+    if (lost.size === known) return gone.length;
+    this.#view.invalidate();
+    return this.#view.goneReplicas(name).length;
   }
 
   /** Members gossip called dead or gone lately (they may still run, unseen). */

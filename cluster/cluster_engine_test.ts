@@ -77,3 +77,35 @@ Deno.test("ClusterEngine: any node reads what another wrote; a dead replica cost
     await cluster.stop();
   }
 });
+
+Deno.test("ClusterEngine: an object whose replicas died waits for them until they are declared lost", async () => {
+  // lost_members.ts, data/_replica_copies.ts checkGone: two of an object's three replicas
+  // dead past the grace may hold its only flushed copies; reads fail, naming them, until
+  // an operator declares them lost, and then give up what only they held.
+  const cluster = await TestCluster.start(5, { deadGraceMs: 1_000 });
+  try {
+    const writer = cluster.nodes[0];
+    const object = `${"d".repeat(32)}.1.0`;
+    await writer.engine.writeObject(object, 0, patternBytes(8192, 4), { truncate: true });
+    await writer.engine.flush();
+    const dead = cluster.nodes.filter((node) =>
+      node !== writer && writer.engine.replicaPeers(object).some((peer) => peer.id === node.id)
+    ).slice(0, 2);
+    assert.equal(dead.length, 2, "the writer is one replica at most");
+    for (const node of dead) await cluster.kill(node, 10_000); // dead past the grace
+    const reader = cluster.nodes.find((node) => node !== writer && !dead.includes(node))!;
+    const into = new Uint8Array(8192);
+    await assert.rejects(
+      reader.engine.readObject(object, { offset: 0, length: 8192 }, into),
+      /replicas left or died lately and may hold its only up-to-date copies/,
+    );
+    for (const node of dead) await writer.engine.declareLost(node.id);
+    assert.deepEqual(writer.engine.lostMembers().sort(), dead.map((node) => node.id).sort());
+    // The reader finds the declarations in the metadata by itself (it asks again a second
+    // after it last found them not declared).
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    await reader.engine.readObject(object, { offset: 0, length: 8192 }, into);
+  } finally {
+    await cluster.stop();
+  }
+});

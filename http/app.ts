@@ -67,6 +67,11 @@ export interface AppOptions {
     acquire(name: string): Promise<void>;
     breakLease(name: string): Promise<void>;
   };
+  /**
+   * Declares a member that is gone for good lost: the copies only it held are given up
+   * (cluster/lost_members.ts), in a cluster.
+   */
+  declareLost?: (id: string) => Promise<void>;
   /** Ids of the members that hold `name` (a block, object or metadata key), in a cluster. */
   replicasOf?: (name: string) => string[];
   /**

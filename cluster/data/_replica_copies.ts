@@ -76,9 +76,9 @@ export interface Lookup {
   seenGone?: () => ObjectLink[];
   /**
    * How many of the object's replicas, placed over the members including those gossip
-   * called gone lately, are gone (checkGone); none when not given.
+   * calls gone and no operator declared lost, are gone (checkGone); none when not given.
    */
-  goneReplicas?: () => number;
+  goneReplicas?: () => Promise<number>;
   /** The object's floor (object_floors.ts): every copy taken for the newest must reach it. */
   floorOf: () => Promise<Stamp>;
 }
@@ -161,7 +161,7 @@ async function readNewestOnce(
         `${needed} needed`,
     );
   }
-  checkGone(name, links.length, lookup.goneReplicas?.() ?? 0);
+  checkGone(name, links.length, await lookup.goneReplicas?.() ?? 0);
   let best = newestOf(answers)!;
   const everyone = answers.length === links.length;
   const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, best.stamp) === 0);

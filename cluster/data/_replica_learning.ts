@@ -120,7 +120,7 @@ export async function learnWhereItStands(
   // A new object (nothing anywhere, nothing sent) has no copies for gone members to hold.
   const known = existing || compareStamps(newest, [0, 0]) > 0 ||
     compareStamps(written.stamp, [0, 0]) > 0;
-  if (known) checkGone(name, links.length, lookup.goneReplicas?.() ?? 0);
+  if (known) checkGone(name, links.length, await lookup.goneReplicas?.() ?? 0);
   const everyone = answers.length === links.length;
   const agree = everyone && answers.every(({ stamp }) => compareStamps(stamp, newest) === 0);
   // Replicas that disagree, hold less than this writer acknowledged or than the

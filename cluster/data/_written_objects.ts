@@ -187,7 +187,7 @@ export class WrittenObjects {
     return {
       everyone: () => this.#options.everyone?.() ?? [],
       seenGone: () => this.#options.seenGone?.() ?? [],
-      goneReplicas: () => this.#options.goneReplicas?.(name) ?? 0,
+      goneReplicas: () => this.#options.goneReplicas?.(name) ?? Promise.resolve(0),
       floorOf: () => this.#floors.floorOf(name, scope),
     };
   }

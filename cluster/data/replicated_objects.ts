@@ -65,9 +65,10 @@ export interface ReplicatedObjectsOptions {
   seenGone?: () => ObjectLink[];
   /**
    * How many of `name`'s replicas, placed over the members including those gossip
-   * called gone lately, are gone (_replica_copies.ts, checkGone); none by default.
+   * calls gone and no operator declared lost, are gone (_replica_copies.ts,
+   * checkGone); none by default.
    */
-  goneReplicas?: (name: string) => number;
+  goneReplicas?: (name: string) => Promise<number>;
   /**
    * False when what this node knows as the writer of volume `uid`'s objects
    * may be stale (its lease not confirmed lately: leases/_held_leases.ts,

@@ -39,7 +39,7 @@ Deno.test("an object whose replicas are mostly gone is not read from the copies 
     epochOf: () => 0,
     everyone: () => replicas.filter((replica) => !replica.down),
     seenGone: () => replicas.filter((replica) => replica.down),
-    goneReplicas: () => gone,
+    goneReplicas: () => Promise.resolve(gone),
   });
   const into = new Uint8Array(4096);
   await assert.rejects(
