@@ -94,7 +94,7 @@ export class MemberView {
   /**
    * The ids of `name`'s replicas, placed over the members together with every
    * member gossip calls dead or gone and no operator declared lost, that are
-   * gone: they may hold its only up-to-date copies (data/_replica_copies.ts,
+   * gone: they may hold its only up-to-date copies (data/_copy_checks.ts,
    * checkGone), and may come back with them.
    */
   goneReplicas(name: string): string[] {

@@ -86,7 +86,7 @@ Deno.test("members that left drop out after the grace whatever the view", () => 
 });
 
 Deno.test("replicas placed with the members gone count those gone, once each, until declared lost", () => {
-  // data/_replica_copies.ts checkGone: the members a placement dropped past the grace may
+  // data/_copy_checks.ts checkGone: the members a placement dropped past the grace may
   // hold an object's only up-to-date copies until they are back or declared lost.
   const members = [
     member("n0", "alive"),

@@ -30,7 +30,7 @@ import { MemberView } from "./_member_view.ts";
 import { EngineMeta } from "./_engine_meta.ts";
 import { MemberCalls } from "./_member_calls.ts";
 import { proposedFloors } from "./object_floors.ts";
-import { LostMembers } from "./lost_members.ts";
+import { goneReplicaCount, LostMembers } from "./lost_members.ts";
 import type { MemberState } from "./membership/mod.ts";
 import type { RpcCaller, RpcMethod } from "./transport/mod.ts";
 
@@ -156,7 +156,7 @@ export class ClusterEngine implements Engine {
       floors: proposedFloors(() => this.proposer),
       everyone: () => this.liveMembers().map((member) => this.#calls.objectLink(member)),
       seenGone: () => this.#view.recentlyGone().map((member) => this.#calls.objectLink(member)),
-      goneReplicas: (name) => this.#goneReplicas(name),
+      goneReplicas: (name) => goneReplicaCount(this.#view, this.#lost, name, this.replicaCount),
     });
     this.#meta = new EngineMeta({
       selfId: this.selfId,
@@ -207,21 +207,6 @@ export class ClusterEngine implements Engine {
   /** The members this node knows were declared lost. */
   lostMembers(): string[] {
     return [...this.#lost.known()];
-  }
-
-  /**
-   * How many of `name`'s replicas are on members gone and not declared lost;
-   * when they are enough to hold its only copies, whether an operator declared
-   * them lost since is asked first.
-   */
-  async #goneReplicas(name: string): Promise<number> {
-    const gone = this.#view.goneReplicas(name);
-    if (gone.length < Math.floor(this.replicaCount / 2) + 1) return gone.length;
-    const known = this.#lost.known().size;
-    const lost = await this.#lost.refresh(gone);
-    if (lost.size === known) return gone.length;
-    this.#view.invalidate();
-    return this.#view.goneReplicas(name).length;
   }
 
   /** Members gossip called dead or gone lately (they may still run, unseen). */

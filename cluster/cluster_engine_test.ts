@@ -79,7 +79,7 @@ Deno.test("ClusterEngine: any node reads what another wrote; a dead replica cost
 });
 
 Deno.test("ClusterEngine: an object whose replicas died waits for them until they are declared lost", async () => {
-  // lost_members.ts, data/_replica_copies.ts checkGone: two of an object's three replicas
+  // lost_members.ts, data/_copy_checks.ts checkGone: two of an object's three replicas
   // dead past the grace may hold its only flushed copies; reads fail, naming them, until
   // an operator declares them lost, and then give up what only they held.
   const cluster = await TestCluster.start(5, { deadGraceMs: 1_000 });

@@ -2,7 +2,7 @@
  * Members an operator declared lost: gone for good, disk and all, so that the
  * copies only they held are given up (as Ceph's `osd lost`). Until then an
  * object most of whose replicas are on gone members stays unavailable
- * (data/_replica_copies.ts, checkGone): they may come back with its only
+ * (data/_copy_checks.ts, checkGone): they may come back with its only
  * up-to-date copies. Kept in the cluster's metadata, one CASPaxos register per
  * member, `lost/ID` (the id in hex), moved with every other key when the voters change; a
  * declaration is never taken back.
@@ -10,6 +10,7 @@
 import { ConflictError, NotFoundError } from "../core/mod.ts";
 import type { Proposer } from "./meta/mod.ts";
 import type { MemberState } from "./membership/mod.ts";
+import type { MemberView } from "./_member_view.ts";
 
 /** How long a member found not declared lost is not asked again. */
 const notLostRecheckMs = 1_000;
@@ -80,6 +81,25 @@ export class LostMembers {
     }));
     return this.#lost;
   }
+}
+
+/**
+ * How many of `name`'s replicas (R = `replicas`) are on members gone and not
+ * declared lost (MemberView.goneReplicas); when they are enough to hold its only
+ * copies, whether an operator declared them lost since is asked first.
+ */
+export async function goneReplicaCount(
+  view: MemberView,
+  lost: LostMembers,
+  name: string,
+  replicas: number,
+): Promise<number> {
+  const gone = view.goneReplicas(name);
+  if (gone.length < Math.floor(replicas / 2) + 1) return gone.length;
+  const known = lost.known().size;
+  if ((await lost.refresh(gone)).size === known) return gone.length;
+  view.invalidate();
+  return view.goneReplicas(name).length;
 }
 
 /** The register of member `id` (hex: an id may hold characters a key may not). */

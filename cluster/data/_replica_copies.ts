@@ -4,6 +4,9 @@
  * writer's catching up is _replica_learning.ts).
  */
 import { compareStamps, type ObjectLink, type Stamp } from "./object_link.ts";
+import { checkAway, checkFloor, checkGone, ReplicaQuorumError } from "./_copy_checks.ts";
+
+export { ReplicaQuorumError };
 
 /** What the writer knows of an object it changed. */
 export interface Written {
@@ -37,11 +40,6 @@ export interface Written {
    * (_object_flush.ts), or a reader finding only that copy would take it.
    */
   leftBehind: Stamp | null;
-}
-
-/** Not enough replicas of an object answered or took a change. */
-export class ReplicaQuorumError extends Error {
-  override name = "ReplicaQuorumError";
 }
 
 /** What {@linkcode readNewest} read. */
@@ -285,53 +283,4 @@ export interface Elsewhere {
   found: { link: ObjectLink; stamp: Stamp }[];
   /** Members gossip called gone lately that did not answer (asked by a strict look only). */
   away: string[];
-}
-
-/**
- * Refuses to say where object `name` stands while a majority of its `replicas`
- * (placed over the members including those gossip called gone lately) are gone:
- * a flush leaves copies on at least a majority of R (fewer raise the object's
- * floor), so gone members may hold every copy of its last flushed version, and
- * the members that answer for them now hold older ones or none (seed 1327150
- * with joins, leaves and replacements: both replicas of a snapshot's object at
- * R=2 left, the placement moved on past the grace to a member holding an older
- * copy, and reads and a clone's copy-up took it). The object is unavailable
- * until they are back, or gone for longer than strict looks ask them.
- */
-export function checkGone(name: string, replicas: number, gone: number): void {
-  if (gone >= Math.floor(replicas / 2) + 1) {
-    throw new ReplicaQuorumError(
-      `Cannot find where object ${name} stands: ${gone} of its ${replicas} replicas left ` +
-        `or died lately and may hold its only up-to-date copies`,
-    );
-  }
-}
-
-/**
- * Refuses `best` when it is below `atLeast`, a version the reader or writer
- * knows was durable or handed over, while a member gossip called gone lately did not answer: that
- * member may hold it (it left, or restarted, with the only copies), and an
- * older copy taken now would be served or written over it for good.
- */
-export function checkAway(name: string, best: Stamp, atLeast: Stamp, away: string[]): void {
-  if (away.length > 0 && compareStamps(best, atLeast) < 0) {
-    throw new ReplicaQuorumError(
-      `Cannot use object ${name}: the members that answer hold version ${best}, below ` +
-        `version ${atLeast} known to exist, and members that may hold it are away ` +
-        `(${away.slice(0, 5).join(", ")})`,
-    );
-  }
-}
-
-/**
- * Refuses `newest` when it is below the object's floor (object_floors.ts):
- * the copies that answered missed a flush, and one that holds it is away.
- */
-export function checkFloor(name: string, newest: Stamp, floor: Stamp): void {
-  if (compareStamps(newest, floor) < 0) {
-    throw new ReplicaQuorumError(
-      `Cannot use object ${name}: the replicas that answer hold version ${newest}, below ` +
-        `version ${floor} that a flush made durable on a replica that does not answer`,
-    );
-  }
 }

@@ -12,9 +12,6 @@ import {
   type Stamp,
 } from "./object_link.ts";
 import {
-  checkAway,
-  checkFloor,
-  checkGone,
   type Lookup,
   mustHearEveryone,
   newestOf,
@@ -22,6 +19,7 @@ import {
   stampsElsewhere,
   type Written,
 } from "./_replica_copies.ts";
+import { checkAway, checkFloor, checkGone } from "./_copy_checks.ts";
 
 /**
  * Reads `name` whole from the first of `sources` that still holds it at `held`

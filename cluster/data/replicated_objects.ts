@@ -65,7 +65,7 @@ export interface ReplicatedObjectsOptions {
   seenGone?: () => ObjectLink[];
   /**
    * How many of `name`'s replicas, placed over the members including those gossip
-   * calls gone and no operator declared lost, are gone (_replica_copies.ts,
+   * calls gone and no operator declared lost, are gone (_copy_checks.ts,
    * checkGone); none by default.
    */
   goneReplicas?: (name: string) => Promise<number>;

@@ -53,7 +53,7 @@ Deno.test("seed 1000308 (joins, leaves, replacements): healing walks again while
 });
 
 Deno.test("seed 1327150 (joins, leaves, replacements): an object whose replicas left is not read from the copy left behind", async () => {
-  // data/_replica_copies.ts checkGone: at R=2 both replicas holding a snapshot object's last
+  // data/_copy_checks.ts checkGone: at R=2 both replicas holding a snapshot object's last
   // version left; past the grace the placement moved to a member holding an older copy, and
   // reads and a clone's copy-up took it. Now the object is unavailable until they are back.
   const result = await ClusterSim.run({ ...clusterSimSettings(1327150), ...withChurn });
