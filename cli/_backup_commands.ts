@@ -5,7 +5,7 @@
  */
 import { ApiError, type AtollClient } from "./client.ts";
 import { formatTime, toJson } from "./format.ts";
-import { renderProgress } from "./progress.ts";
+import { renderProgress, terminalWidth, writeStderr } from "./progress.ts";
 import { formatSize } from "./size.ts";
 import type { CommandContext, CommandSpec } from "./_command_line.ts";
 import { listCommand } from "./_list_command.ts";
@@ -171,19 +171,4 @@ async function* lines(body: ReadableStream<Uint8Array>): AsyncIterable<string> {
     }
   }
   if (buffered.trim() !== "") yield buffered.trim();
-}
-
-function writeStderr(text: string): void {
-  const bytes = new TextEncoder().encode(text);
-  for (let written = 0; written < bytes.length;) {
-    written += Deno.stderr.writeSync(bytes.subarray(written));
-  }
-}
-
-function terminalWidth(): number {
-  try {
-    return Deno.consoleSize().columns || 80;
-  } catch {
-    return 80;
-  }
 }

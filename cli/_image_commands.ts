@@ -1,5 +1,5 @@
 /** The `atoll image` subcommands: upload (with its progress bar), ls, info, rm. */
-import { renderSummary, UploadProgress } from "./progress.ts";
+import { renderSummary, terminalWidth, UploadProgress, writeStderr } from "./progress.ts";
 import { formatSize } from "./size.ts";
 import { formatTime, keyValues, sizeWithBytes, toJson } from "./format.ts";
 import type { CommandContext, CommandSpec } from "./_command_line.ts";
@@ -80,19 +80,4 @@ async function uploadCommand(context: CommandContext, [file, name]: string[]): P
     await progress?.stop();
   }
   print(values.json ? toJson(result) : renderSummary(result, performance.now() - startMs));
-}
-
-function writeStderr(text: string): void {
-  const bytes = new TextEncoder().encode(text);
-  for (let written = 0; written < bytes.length;) {
-    written += Deno.stderr.writeSync(bytes.subarray(written));
-  }
-}
-
-function terminalWidth(): number {
-  try {
-    return Deno.consoleSize().columns || 80;
-  } catch {
-    return 80;
-  }
 }

@@ -1,5 +1,5 @@
 /**
- * The progress of `atoll image upload`: a one-line bar redrawn in place on a
+ * The progress of `atoll image upload` (and `backup push`): a one-line bar redrawn in place on a
  * terminal, and a summary line at the end. Rendering is pure (state and width
  * in, text out); {@linkcode UploadProgress} owns the timers and the polling.
  *
@@ -209,5 +209,22 @@ export class UploadProgress {
       const mine = uploads.find((upload) => upload.name === this.#state.name);
       if (mine !== undefined) this.#state.node = mine;
     } catch { /* the next poll may work; the upload itself reports real failures */ }
+  }
+}
+
+/** Writes `text` to stderr whole (progress lines go there, results to stdout). */
+export function writeStderr(text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  for (let written = 0; written < bytes.length;) {
+    written += Deno.stderr.writeSync(bytes.subarray(written));
+  }
+}
+
+/** The terminal's width in columns (80 when stderr is not a terminal). */
+export function terminalWidth(): number {
+  try {
+    return Deno.consoleSize().columns || 80;
+  } catch {
+    return 80;
   }
 }
