@@ -26,8 +26,6 @@ export interface MemberViewOptions {
   now: () => number;
   deadGraceMs: number;
   replicaCount: number;
-  /** Members an operator declared lost (lost_members.ts); none when not given. */
-  lost?: () => ReadonlySet<string>;
 }
 
 /** The members of one engine; see the module doc (ClusterEngine documents each method). */
@@ -36,12 +34,11 @@ export class MemberView {
   #now: () => number;
   #deadGraceMs: number;
   #replicaCount: number;
-  #lost: () => ReadonlySet<string>;
   #view: {
     at: number;
     placement: Placement;
     byId: Map<string, MemberState>;
-    /** The placement over the members and those gone, not lost; null when none is gone. */
+    /** The placement over the members and every one gone; null when none is gone. */
     wide: Placement | null;
   } | null = null;
 
@@ -50,7 +47,6 @@ export class MemberView {
     this.#now = options.now;
     this.#deadGraceMs = options.deadGraceMs;
     this.#replicaCount = options.replicaCount;
-    this.#lost = options.lost ?? (() => new Set());
   }
 
   invalidate(): void {
@@ -93,9 +89,9 @@ export class MemberView {
 
   /**
    * The ids of `name`'s replicas, placed over the members together with every
-   * member gossip calls dead or gone and no operator declared lost, that are
-   * gone: they may hold its only up-to-date copies (data/_copy_checks.ts,
-   * checkGone), and may come back with them.
+   * member gossip calls dead or gone, that are gone: they may hold its only
+   * up-to-date copies (data/_copy_checks.ts, checkGone), and unless an operator
+   * declared them lost (lost_members.ts) may come back with them.
    */
   goneReplicas(name: string): string[] {
     const view = this.#currentView();
@@ -155,12 +151,11 @@ export class MemberView {
     // Dead members age out of placement without a membership event: re-check each second.
     if (this.#view === null || this.#now() - this.#view.at > 1000) {
       const placed = this.placementMembers();
-      const lost = this.#lost();
       const isGone = (member: MemberState) => member.status === "dead" || member.status === "left";
       const gone = this.#members().filter((member) =>
-        isGone(member) && !lost.has(member.id) && !placed.some((other) => other.id === member.id)
+        isGone(member) && !placed.some((other) => other.id === member.id)
       );
-      const wide = [...placed.filter((member) => !lost.has(member.id)), ...gone];
+      const wide = [...placed, ...gone];
       this.#view = {
         at: this.#now(),
         placement: placementOver(placed),

@@ -85,9 +85,10 @@ Deno.test("members that left drop out after the grace whatever the view", () => 
   assert.deepEqual(view.placementMembers().map(({ id }) => id), ["n0", "n2", "n3"]);
 });
 
-Deno.test("replicas placed with the members gone count those gone, once each, until declared lost", () => {
+Deno.test("replicas placed with the members gone count those gone, once each, however long gone", () => {
   // data/_copy_checks.ts checkGone: the members a placement dropped past the grace may
-  // hold an object's only up-to-date copies until they are back or declared lost.
+  // hold an object's only up-to-date copies until they are back or declared lost
+  // (lost_members.ts goneReplicaCount, cluster_engine_test.ts).
   const members = [
     member("n0", "alive"),
     member("n1", "alive"),
@@ -108,15 +109,6 @@ Deno.test("replicas placed with the members gone count those gone, once each, un
     ),
     counts,
   );
-  // Declared lost: no longer.
-  const lost = new MemberView({
-    members: () => members,
-    now: () => 2 * graceMs,
-    deadGraceMs: graceMs,
-    replicaCount: 3,
-    lost: () => new Set(["n2", "n3"]),
-  });
-  assert.equal(lost.goneReplicas("object-0").length, 0);
   // Gossip hands out fresh member records on each call, and members gone within the grace
   // are placed already: each member is placed once.
   const fresh = new MemberView({

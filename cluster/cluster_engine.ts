@@ -119,7 +119,6 @@ export class ClusterEngine implements Engine {
       now: options.now,
       deadGraceMs: this.deadGraceMs,
       replicaCount: this.replicaCount,
-      lost: () => this.#lost.known(),
     });
     this.nodeConfig = options.nodeConfig;
     this.acceptorStates = options.acceptorStates;
@@ -201,7 +200,6 @@ export class ClusterEngine implements Engine {
   /** Declares member `id` lost for good (lost_members.ts): its copies are given up. */
   async declareLost(id: string): Promise<void> {
     await this.#lost.declare(id);
-    this.#view.invalidate();
   }
 
   /** The members this node knows were declared lost. */

@@ -84,9 +84,12 @@ export class LostMembers {
 }
 
 /**
- * How many of `name`'s replicas (R = `replicas`) are on members gone and not
- * declared lost (MemberView.goneReplicas); when they are enough to hold its only
- * copies, whether an operator declared them lost since is asked first.
+ * How many of `name`'s replicas (R = `replicas`) are gone with copies it must
+ * wait for (MemberView.goneReplicas, data/_copy_checks.ts checkGone): when
+ * enough are gone to hold every copy of its last flush, all of them unless each
+ * was declared lost (then nothing is left to wait for; whether one was declared
+ * since is asked first). One declared lost among them counts still: the newest
+ * copies may survive on the others alone.
  */
 export async function goneReplicaCount(
   view: MemberView,
@@ -96,10 +99,8 @@ export async function goneReplicaCount(
 ): Promise<number> {
   const gone = view.goneReplicas(name);
   if (gone.length < Math.floor(replicas / 2) + 1) return gone.length;
-  const known = lost.known().size;
-  if ((await lost.refresh(gone)).size === known) return gone.length;
-  view.invalidate();
-  return view.goneReplicas(name).length;
+  const declared = await lost.refresh(gone);
+  return gone.every((id) => declared.has(id)) ? 0 : gone.length;
 }
 
 /** The register of member `id` (hex: an id may hold characters a key may not). */
