@@ -29,7 +29,8 @@ const usage = `usage: deno task soak [--cluster] [options]
   --boot-reads        new volumes are read before their first write
   --joins             members join in batches of 1-3, up to 9
   --leaves            members stop gracefully, half come back
-  --replacements      one member dies for good, a new one replaces it`;
+  --replacements      one member dies for good, a new one replaces it
+  --declare-lost      (with --replacements) an operator then declares it lost`;
 
 let parsed;
 try {
@@ -58,6 +59,7 @@ function soakOptions() {
     joins: { type: "boolean", default: false },
     leaves: { type: "boolean", default: false },
     replacements: { type: "boolean", default: false },
+    "declare-lost": { type: "boolean", default: false },
     "trace-objects": { type: "string" },
   } as const;
 }
@@ -125,6 +127,7 @@ async function soakCluster(): Promise<never> {
       joins: values.joins,
       leaves: values.leaves,
       replacements: values.replacements,
+      declareLost: values["declare-lost"],
       traceObjects: values["trace-objects"],
       trace: values.trace ? (line) => lines.push(line) : undefined,
     });
@@ -143,6 +146,7 @@ async function soakCluster(): Promise<never> {
       joins: values.joins,
       leaves: values.leaves,
       replacements: values.replacements,
+      declareLost: values["declare-lost"],
     });
     if (result.violations.length > 0) {
       failed.push(seed);
@@ -151,7 +155,7 @@ async function soakCluster(): Promise<never> {
           values["boot-reads"] ? " --boot-reads" : ""
         }${values.joins ? " --joins" : ""}${values.leaves ? " --leaves" : ""}${
           values.replacements ? " --replacements" : ""
-        } --seed ${seed} --trace)`,
+        }${values["declare-lost"] ? " --declare-lost" : ""} --seed ${seed} --trace)`,
       );
       for (const violation of result.violations.slice(0, 5)) console.error(`  ${violation}`);
     }

@@ -78,6 +78,12 @@ export interface ClusterSimOptions {
    * (_cluster_sim_faults.ts, replace).
    */
   replacements?: boolean;
+  /**
+   * With `replacements`: an operator declares the member that died for good lost
+   * (`atoll cluster lost`, cluster/lost_members.ts) through a running member, 3 s
+   * after its death and again each second until that succeeds.
+   */
+  declareLost?: boolean;
   trace?: (line: string) => void;
   /** With `trace`: object calls naming this text (an object name or its start) are traced too. */
   traceObjects?: string;
@@ -121,6 +127,7 @@ export class ClusterSim implements ClusterSimHost {
   #seenDead = new Set<string>();
   /** Members that died for good. */
   #gone = new Set<string>();
+  readonly #declareLost: boolean;
   /** Volume uid and epoch → the process that wrote under it. */
   #writers = new Map<string, string>();
   /** Times of crashes (a crash may lose what was acknowledged and not flushed). */
@@ -132,6 +139,7 @@ export class ClusterSim implements ClusterSimHost {
     this.seed = options.seed;
     this.replicas = options.replicas;
     this.healing = options.volumesOnly !== true;
+    this.#declareLost = options.declareLost === true;
     this.tracedObjects = options.traceObjects ?? null;
     this.world = new SimWorld(options.seed);
     this.#views = new SimViews(options.seed);
@@ -208,6 +216,21 @@ export class ClusterSim implements ClusterSimHost {
   retire(id: string): void {
     this.#gone.add(id);
     this.#stop(id, "dead", this.world.now() + deathDetectionMs, "dies for good");
+    if (this.#declareLost) this.world.at(3_000, () => this.#declareLostNow(id));
+  }
+
+  /** An operator declares `id` lost through the first running member; again in 1 s on failure. */
+  #declareLostNow(id: string): void {
+    const runtime = this.running()[0]?.runtime;
+    const retry = () => this.world.at(1_000, () => this.#declareLostNow(id));
+    if (runtime === undefined || runtime === null) return void retry();
+    runtime.engine.declareLost(id).then(
+      () => {
+        this.count("declare lost");
+        this.note(`${id} declared lost`);
+      },
+      () => retry(),
+    );
   }
 
   /**
