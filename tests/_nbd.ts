@@ -26,10 +26,15 @@ export interface Output {
   stderr: string;
 }
 
-/** Runs a command to completion; never throws for a non-zero exit. */
-export async function exec(command: string, args: string[]): Promise<Output> {
+/** Runs a command to completion (in `cwd`, with `env` added); never throws for a non-zero exit. */
+export async function exec(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<Output> {
   const output = await new Deno.Command(command, {
     args,
+    ...options,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

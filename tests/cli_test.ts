@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { removeData, startNode } from "./_node.ts";
+import { atollCli } from "./_cli.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const MiB = 1024 * 1024;
@@ -17,21 +18,8 @@ interface Run {
 }
 
 /** Runs `atoll ARGS` with ATOLL_NODE and ATOLL_TOKEN cleared unless `env` sets them. */
-async function atoll(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "main.ts", ...args],
-    cwd: root,
-    env: { ATOLL_NODE: "", ATOLL_TOKEN: "", NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+function atoll(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return atollCli(args, env);
 }
 
 /** Asserts success with nothing on stderr; returns stdout's lines. */

@@ -10,25 +10,7 @@
 import assert from "node:assert/strict";
 import { removeData, startNode } from "./_node.ts";
 import { eventually, members, startCluster } from "./_cluster.ts";
-
-const root = new URL("../", import.meta.url).pathname;
-
-async function atoll(args: string[], node: string) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "main.ts", ...args],
-    cwd: root,
-    env: { ATOLL_NODE: node, ATOLL_TOKEN: "", NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: text.decode(output.stdout),
-    stderr: text.decode(output.stderr),
-  };
-}
+import { atollCli } from "./_cli.ts";
 
 Deno.test("a member gone for good is declared lost once, and only then", async () => {
   const cluster = await startCluster(3);
@@ -57,7 +39,7 @@ Deno.test("a member gone for good is declared lost once, and only then", async (
         view.some((member) => member.id === threeId && member.state !== "alive")
       );
     });
-    const run = await atoll(["cluster", "lost", threeId], one.url);
+    const run = await atollCli(["cluster", "lost", threeId], { ATOLL_NODE: one.url });
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, new RegExp(`member ${threeId} declared lost`));
     // Again: nothing changes, and it succeeds.
@@ -70,7 +52,7 @@ Deno.test("a member gone for good is declared lost once, and only then", async (
       const status = await (await node.fetch("/v1/cluster")).json();
       assert.deepEqual(status.lost, [threeId], "each member that declared it shows it");
     }
-    const shown = await atoll(["cluster", "status"], one.url);
+    const shown = await atollCli(["cluster", "status"], { ATOLL_NODE: one.url });
     assert.match(shown.stdout, new RegExp(`declared lost:\\s+${threeId}`));
   } finally {
     await cluster.stop();

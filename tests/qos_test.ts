@@ -16,9 +16,8 @@ import assert from "node:assert/strict";
 import { startNode } from "./_node.ts";
 import { startCluster } from "./_cluster.ts";
 import { api, GiB, qemuIo, withNode } from "./_nbd.ts";
+import { atollCli } from "./_cli.ts";
 import type { TestNode } from "./_node.ts";
-
-const root = new URL("../", import.meta.url).pathname;
 
 /** The acceptance's band around 500 IOPS. */
 const iopsLow = 450;
@@ -102,21 +101,8 @@ async function info(node: TestNode, name: string) {
 }
 
 /** Runs `atoll ARGS` against `node`; answers the exit code and output. */
-async function atoll(node: TestNode, args: string[]) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "main.ts", "--node", node.url, ...args],
-    cwd: root,
-    env: { ATOLL_NODE: "", ATOLL_TOKEN: "", NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: text.decode(output.stdout),
-    stderr: text.decode(output.stderr),
-  };
+function atoll(node: TestNode, args: string[]) {
+  return atollCli(["--node", node.url, ...args]);
 }
 
 Deno.test("a volume limited to 500 IOPS does 450-550, over one connection and over two", async () => {
