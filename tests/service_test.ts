@@ -10,25 +10,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { removeData, startNode, type TestNode } from "./_node.ts";
+import { exec } from "./_nbd.ts";
 import { version } from "../cli/version.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const token = "service-test-token-0123456789";
 
-async function atoll(args: string[], env: Record<string, string> = {}) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", `${root}main.ts`, ...args],
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+function atoll(args: string[], env: Record<string, string> = {}) {
+  return exec(Deno.execPath(), ["run", "--allow-all", `${root}main.ts`, ...args], { env });
 }
 
 /** The zone the node reports for itself, and whether the token is needed to ask. */
