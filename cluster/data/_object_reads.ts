@@ -20,7 +20,7 @@ import type { ObjectCounters, ReplicatedObjectsOptions } from "./replicated_obje
  * Objects whose newest copy a look over every live member found, remembered
  * (the oldest is forgotten first).
  */
-export const frozenSeenMax = 65_536;
+export const lookedMax = 65_536;
 
 /** The state reads work on, shared with their ReplicatedObjects. */
 export interface ObjectReadsParts {
@@ -162,7 +162,7 @@ export class ObjectReads {
 
   #remember(name: string, scope: string, stamp: Stamp): void {
     this.#looked.delete(name);
-    if (this.#looked.size >= frozenSeenMax) {
+    if (this.#looked.size >= lookedMax) {
       this.#looked.delete(this.#looked.keys().next().value!);
     }
     this.#looked.set(name, { scope, stamp });
