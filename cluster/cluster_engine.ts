@@ -154,7 +154,9 @@ export class ClusterEngine implements Engine {
       isDead: (id) => this.countsDead(id),
       floors: proposedFloors(() => this.proposer),
       everyone: () => this.liveMembers().map((member) => this.#calls.objectLink(member)),
-      seenGone: () => this.#view.recentlyGone().map((member) => this.#calls.objectLink(member)),
+      seenGone: () =>
+        this.#view.recentlyGone().filter((member) => !this.#lost.known().has(member.id))
+          .map((member) => this.#calls.objectLink(member)),
       goneReplicas: (name) => goneReplicaCount(this.#view, this.#lost, name, this.replicaCount),
     });
     this.#meta = new EngineMeta({

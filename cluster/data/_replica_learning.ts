@@ -161,7 +161,11 @@ export async function learnWhereItStands(
     return "lost";
   }
   checkFloor(name, best, least);
-  if (compareStamps(best, written.seen) > 0) written.seen = best;
+  // What a flush found durable, or what this writer was handed (its first learning under
+  // the lease); not what an unflushed change of its own left on copies that may still
+  // lose it (seed 1703821 with joins, leaves and replacements: such a copy was lost in a
+  // crash, and the writer waited for a member that had died before the object existed).
+  if ((flush || fresh) && compareStamps(best, written.seen) > 0) written.seen = best;
   const holders = answers.filter(({ stamp }) => compareStamps(stamp, best) === 0)
     .map(({ link }) => link);
   const outside = found.filter(({ stamp }) => compareStamps(stamp, best) === 0)

@@ -87,3 +87,11 @@ Deno.test("seed 1429634 (joins, leaves): a collection asks members it saw gone f
   });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 1703821 (joins, leaves, replacements): a writer waits only for versions found durable or handed to it", async () => {
+  // data/_replica_learning.ts: a writer's learning took its own unflushed change, left on
+  // copies that then lost it in a crash, for a version known to exist, and waited for a
+  // member that had died before the object existed.
+  const result = await ClusterSim.run({ ...clusterSimSettings(1703821), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
