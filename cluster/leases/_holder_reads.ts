@@ -15,7 +15,7 @@ import {
 } from "../../core/mod.ts";
 import { IdleReaders } from "./_idle_readers.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
-import { type RpcCaller, RpcError, type RpcMethod } from "../transport/mod.ts";
+import { type RpcCaller, RpcError, type RpcMethod, rpcTimeoutMsDefault } from "../transport/mod.ts";
 import type { LeaseCounters } from "./leases.ts";
 
 /** Tries to read through the holder before the read fails (about 5 s with the pauses). */
@@ -24,6 +24,15 @@ const forwardAttemptsMax = 20;
 const forwardRetryMs = 250;
 /** Largest read forwarded to the holder in one call (an NBD request's maximum). */
 const forwardedReadBytesMax = 32 * 1024 * 1024;
+/**
+ * How long a flush forwarded to the holder is waited for: the holder's flush
+ * waits on silent members for a call's timeout at several steps in turn (the
+ * replicas' flushes, then an object's learning: its replicas, the members off
+ * its placement, a copy), and only its answer says whether the writes are
+ * durable or were lost; a forwarder that gave up at one call's timeout lost that
+ * answer (see HolderReads.flush).
+ */
+const forwardedFlushTimeoutMs = 6 * rpcTimeoutMsDefault;
 
 /** What {@linkcode HolderReads} needs of its node. */
 export interface HolderReadsOptions {
@@ -175,7 +184,15 @@ export class HolderReads {
   /**
    * Flushes `name` where it is written: here when held, else at its live holder
    * (a flush is coherent with the holder, as reads are: it reports a loss of
-   * writes the holder found there).
+   * writes the holder found there). The forwarded flush is waited for as long as
+   * the holder's may take ({@linkcode forwardedFlushTimeoutMs}): the holder
+   * reports a loss once, to the flush that finds it, so one whose caller had
+   * given up told nobody, and the caller went on while the holder was still
+   * going back from the lost writes (seed 1703790 with joins, leaves and
+   * replacements: the holder's flush waited a call's timeout twice on a member
+   * dead for good, the only one that had taken an unflushed write; the
+   * forwarded call timed out first, and a read at the holder took the lost
+   * writes' map and found no copy of their object).
    */
   async flush(name: string): Promise<void> {
     if (this.#holds(name)) return await (await this.#store().openVolume(name)).flush();
@@ -183,7 +200,12 @@ export class HolderReads {
     const member = holder === null ? undefined : this.#engine.member(holder);
     if (member === undefined || (member.status !== "alive" && member.status !== "suspect")) return;
     if (member.id === this.#engine.selfId) return;
-    await this.#rpc.call(member.address, "volume.flush", { header: { name } });
+    await this.#rpc.call(
+      member.address,
+      "volume.flush",
+      { header: { name } },
+      forwardedFlushTimeoutMs,
+    );
   }
 
   /** The methods other members call: flush or read a volume held here; a lease moved. */

@@ -34,7 +34,7 @@ import {
 import { MemoryDisk, MemoryPlatter } from "./_memory_disk.ts";
 import { copyAcceptorState } from "./_sim_node.ts";
 import { SimHashPool } from "./_sim_hash_pool.ts";
-import type { SimWorld } from "./_sim_net.ts";
+import { simCallTimeoutMs, type SimWorld } from "./_sim_net.ts";
 
 /** Block size of the simulated volumes: small, so copy-ups and spans are many. */
 export const simBlockSize = 16 * 1024;
@@ -227,7 +227,12 @@ function memoryAcceptorStates(
  */
 function simRpc(host: ClusterSimHost, from: string, incarnation: number): RpcCaller {
   return {
-    call(address: string, method: string, message: OutgoingMessage = { header: {} }) {
+    call(
+      address: string,
+      method: string,
+      message: OutgoingMessage = { header: {} },
+      timeoutMs?: number,
+    ) {
       const request = encodeMessage({
         header: { ...message.header, method },
         data: joinedData(message.data),
@@ -250,7 +255,8 @@ function simRpc(host: ClusterSimHost, from: string, incarnation: number): RpcCal
       const objectCall = host.tracedObjects !== null && method.startsWith("object.") &&
         header.includes(host.tracedObjects);
       if (objectCall) host.note(`${from} calls ${method} at ${address} ${header}`);
-      return host.world.call(from, incarnation, address, handle).then((bytes) => {
+      const waitMs = simCallTimeoutMs(host.world.callTimeoutMs, timeoutMs);
+      return host.world.call(from, incarnation, address, handle, waitMs).then((bytes) => {
         const reply = decodeMessage(bytes);
         if (tracedMethods.has(method) || objectCall) {
           host.note(

@@ -10,6 +10,7 @@
  */
 import { EventQueue, type QueuedEvent } from "./_event_queue.ts";
 import { Random } from "./_sim_random.ts";
+import { rpcTimeoutMsDefault } from "../transport/mod.ts";
 
 interface SimEvent extends QueuedEvent {
   run: () => void;
@@ -119,15 +120,22 @@ export class SimWorld {
 
   /**
    * Sends a request from incarnation `incarnation` of `from` to `to` and
-   * resolves with what `handle` answers there, or rejects with SimTimeoutError.
+   * resolves with what `handle` answers there, or rejects with SimTimeoutError
+   * after `timeoutMs` (default {@linkcode callTimeoutMs}).
    * Nothing is sent or answered for an incarnation that is gone (a crashed
    * process's rounds just stop).
    */
-  call<T>(from: string, incarnation: number, to: string, handle: () => Promise<T>): Promise<T> {
+  call<T>(
+    from: string,
+    incarnation: number,
+    to: string,
+    handle: () => Promise<T>,
+    timeoutMs: number = this.callTimeoutMs,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.#incarnations.get(from) !== incarnation) return;
       let settled = false;
-      const cancelTimeout = this.at(this.callTimeoutMs, () => {
+      const cancelTimeout = this.at(timeoutMs, () => {
         if (settled || this.#incarnations.get(from) !== incarnation) return;
         settled = true;
         reject(new SimTimeoutError(`request from ${from} to ${to} timed out`));
@@ -169,4 +177,17 @@ export class SimWorld {
 /** Resolves once every microtask queued so far (and those they queue) has run. */
 function drain(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * The simulated timeout of a call that asked for `timeoutMs`: the default
+ * call's timeout (`callMs`, production's default divided by ten, as the dead
+ * grace is) scaled alike for a longer one (a flush forwarded to a lease holder
+ * waits several calls' timeouts); a shorter one keeps the default, as every
+ * call had before calls took their timeout here (the regression seeds' schedules
+ * stay as they were found).
+ */
+export function simCallTimeoutMs(callMs: number, timeoutMs: number | undefined): number {
+  if (timeoutMs === undefined || timeoutMs <= rpcTimeoutMsDefault) return callMs;
+  return callMs * timeoutMs / rpcTimeoutMsDefault;
 }

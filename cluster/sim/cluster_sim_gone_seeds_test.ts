@@ -95,3 +95,14 @@ Deno.test("seed 1703821 (joins, leaves, replacements): a writer waits only for v
   const result = await ClusterSim.run({ ...clusterSimSettings(1703821), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 1703790 (joins, leaves, replacements): a flush forwarded to the holder hears the loss it finds", async () => {
+  // leases/_holder_reads.ts: the holder acknowledged a write on the one replica it saw
+  // live (R=2), which lost it when it stopped and later died for good. The final flush,
+  // forwarded to the holder, gave up at one call's timeout while the holder's flush waited
+  // on that member twice; the holder then reported the loss to nobody, and its own read,
+  // on the lost writes' map meanwhile, found no copy of their object. A forwarded flush
+  // now waits as long as the holder's may take.
+  const result = await ClusterSim.run({ ...clusterSimSettings(1703790), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
