@@ -20,6 +20,7 @@ import {
   type Written,
 } from "./_replica_copies.ts";
 import { checkAway, checkFloor, checkGone } from "./_copy_checks.ts";
+import { maxStamp } from "./object_floors.ts";
 
 /**
  * Reads `name` whole from the first of `sources` that still holds it at `held`
@@ -150,6 +151,17 @@ export async function learnWhereItStands(
     );
   const found = elsewhere.found;
   const best = newestOf([{ stamp: newest }, ...found])!.stamp;
+  // Copies off this writer's placement were placed by another view of the members (a
+  // join this node knows of and a reader may not yet): they stay behind, and what this
+  // writer flushes next raises the object's floor so that such a reader, finding only
+  // them, refuses them (seed 2204146 with joins and leaves: a member that had just joined
+  // took a lease, wrote an object on itself and another new member, and a snapshot of it
+  // was read half a second later by a node that knew neither, from the old copies).
+  const offPlacement = newestOf(found)?.stamp;
+  if (offPlacement !== undefined) {
+    const behind = written.leftBehind;
+    written.leftBehind = behind === null ? offPlacement : maxStamp(behind, offPlacement);
+  }
   checkAway(name, best, written.seen, elsewhere.away);
   if (compareStamps(best, written.acked) < 0) {
     if (!everyone) {

@@ -106,3 +106,16 @@ Deno.test("seed 1703790 (joins, leaves, replacements): a flush forwarded to the 
   const result = await ClusterSim.run({ ...clusterSimSettings(1703790), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 2204146 (joins, leaves): a writer that found copies off its placement raises the floor", async () => {
+  // data/_replica_learning.ts: a member that had just joined took a lease, learnt an object
+  // from its old replicas, wrote it on itself and another new member and flushed: no floor.
+  // A snapshot of it was read half a second later by a node that knew of neither new
+  // member, from the old copies. Copies found off the placement now raise the floor.
+  const result = await ClusterSim.run({
+    ...clusterSimSettings(2204146),
+    joins: true,
+    leaves: true,
+  });
+  assert.deepEqual(result.violations, []);
+});
