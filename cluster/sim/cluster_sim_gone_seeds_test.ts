@@ -119,3 +119,14 @@ Deno.test("seed 2204146 (joins, leaves): a writer that found copies off its plac
   });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 2403320 (joins, leaves): a clone read right after two joins refuses copies left behind", async () => {
+  // The cause of 2204146 again: a clone of a snapshot read at a node 1.2 s after two joins
+  // it had not heard of took an object's old copies (a sector read write 0, not 58).
+  const result = await ClusterSim.run({
+    ...clusterSimSettings(2403320),
+    joins: true,
+    leaves: true,
+  });
+  assert.deepEqual(result.violations, []);
+});
