@@ -173,11 +173,16 @@ export async function learnWhereItStands(
     return "lost";
   }
   checkFloor(name, best, least);
-  // What a flush found durable, or what this writer was handed (its first learning under
-  // the lease); not what an unflushed change of its own left on copies that may still
-  // lose it (seed 1703821 with joins, leaves and replacements: such a copy was lost in a
-  // crash, and the writer waited for a member that had died before the object existed).
-  if ((flush || fresh) && compareStamps(best, written.seen) > 0) written.seen = best;
+  // What a writer before this one left (found by the first learning under the lease, or
+  // by a flush): its flush may have made it durable for good. Not a change of this
+  // writer's own (its epoch): whether that was flushed is this writer's to know (acked,
+  // floors), and a copy of it a flush found on too few replicas may still be lost, which
+  // the next flush reports (seed 1703821 with joins, leaves and replacements: such a copy
+  // was lost in a crash, and the writer waited for a member that had died before the
+  // object existed; seed 2106469: the one replica a failed flush made such a copy durable
+  // on died for good, and every flush and read after waited for it).
+  const before = best[0] < fence;
+  if ((flush || fresh) && before && compareStamps(best, written.seen) > 0) written.seen = best;
   const holders = answers.filter(({ stamp }) => compareStamps(stamp, best) === 0)
     .map(({ link }) => link);
   const outside = found.filter(({ stamp }) => compareStamps(stamp, best) === 0)

@@ -130,3 +130,12 @@ Deno.test("seed 2403320 (joins, leaves): a clone read right after two joins refu
   });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 2106469 (joins, leaves, replacements): a loss of a writer's own unflushed change is reported, not waited for", async () => {
+  // data/_replica_learning.ts: R = 2, the holder's flush found its last change on one
+  // replica only and failed; that member died for good. The writer had taken the change
+  // for a version a predecessor might have flushed (seen), and every flush and read after
+  // waited for the dead member. Only a predecessor's versions are seen now.
+  const result = await ClusterSim.run({ ...clusterSimSettings(2106469), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});

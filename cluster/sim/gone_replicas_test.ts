@@ -6,12 +6,15 @@
  *   called gone lately, are gone is unavailable: the copies that answer for
  *   them may all be older (seed 1327150 with joins, leaves and replacements).
  * - A writer never takes a copy older than one it saw while members called
- *   gone lately are silent (seed 1322459, same options).
+ *   gone lately are silent (seed 1322459, same options); its own changes that
+ *   a failed flush left on too few copies are not such a copy: their loss is
+ *   reported, not waited for (seed 2106469).
  * Method: ReplicatedObjects over ObjectReplicas on memory disks behind links the
  * test cuts; healing's copies made by hand (healCopy).
  */
 import assert from "node:assert/strict";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
+import { WritesLostError } from "../../core/mod.ts";
 import { healCopy, TestReplica } from "./_test_replica.ts";
 
 const uid = "b".repeat(32);
@@ -97,4 +100,38 @@ Deno.test("a writer never takes a copy older than one it saw while members gone 
   await holder.read(name, 0, into, { existing: true });
   assert.deepEqual(into, small(1));
   assert.ok((await c.stamps([name]))[0][1] > 1, "c holds it past the failed change");
+});
+
+Deno.test("a writer's own change that a failed flush left on one copy is lost with it, not waited for", async () => {
+  // Seed 2106469 (joins, leaves, replacements): R = 2, the holder's flush found its last
+  // change on one replica only (the other did not answer) and failed; that member then
+  // died for good, and the other came back without the change. Every flush and read after
+  // waited for the dead member, as for a copy a writer before it might have flushed; the
+  // change was this writer's own and never flushed: its loss is reported once.
+  const replicas = ["a", "b", "c"].map((id) => new TestReplica(id));
+  const [a, b, c] = replicas;
+  let placement = [a, b];
+  const holder = new ReplicatedObjects({
+    selfId: "h",
+    replicasOf: () => placement,
+    epochOf: () => 1,
+    everyone: () => replicas.filter((replica) => !replica.down),
+    seenGone: () => replicas.filter((replica) => replica.down),
+  });
+  await holder.write(name, 0, small(1), { truncate: true });
+  await holder.flush(uid);
+  await holder.write(name, 0, small(2), { existing: true });
+  a.restart(); // a loses the change it had not flushed, and takes no copy of it again
+  const change = a.change;
+  a.change = () => Promise.reject(new Error("replica a does not answer"));
+  await assert.rejects(holder.flush(uid), /durable on 1 replicas, 2 needed/);
+  b.down = true; // b dies for good, before the flush's bringing up in the background copies it
+  await holder.settle();
+  a.change = change;
+  placement = [a, c];
+  await assert.rejects(holder.flush(uid), WritesLostError);
+  await holder.flush(uid);
+  const into = new Uint8Array(4096);
+  await holder.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(1));
 });
