@@ -1,8 +1,9 @@
 /**
  * Healing of the objects this node stores (healer.ts runs the passes): the
  * first live replica holding the newest copy of an object copies it to the
- * replicas that lag behind, and a node that is no longer a replica hands its
- * copy off once every replica holds it durably.
+ * replicas that lag behind, a replica that finds itself behind takes the newest
+ * copy at once, and a node that is no longer a replica hands its copy off once
+ * every replica holds it durably.
  */
 import { compareStamps, type Stamp } from "../data/mod.ts";
 import type { BlockPeer } from "../data/mod.ts";
@@ -96,7 +97,19 @@ export class ObjectHealing {
           const copy = engine.isLive(peer.id) ? stampOf(peer.id) : null;
           return copy != null && compareStamps(copy, best) === 0;
         });
-        if (leader?.id !== engine.selfId) continue;
+        if (leader === undefined || leader.id !== engine.selfId) {
+          // Behind a replica that holds the newest: take it from there now rather than
+          // wait for that replica's next walk, which comes only with an event it sees
+          // (seed 2109064 with joins, leaves and replacements: a replica back from a
+          // crash missed a flush made durable on the other alone; that one, seeing no
+          // change, did not walk, and died for good 24 s later with the only copy).
+          if (leader !== undefined && compareStamps(stamp, best) < 0) {
+            if (budget.copies <= 0) return false;
+            budget.copies--;
+            await this.#pull(name, leader);
+          }
+          continue;
+        }
       }
       const behind = others.filter((_, i) =>
         stamps[i] !== null && compareStamps(stamps[i]!, stamp) < 0
@@ -141,6 +154,25 @@ export class ObjectHealing {
       }
     }
     return true;
+  }
+
+  /** Copies `peer`'s copy of `name` here (only when newer than this one) and syncs it. */
+  async #pull(name: string, peer: BlockPeer): Promise<void> {
+    const { engine } = this.#options;
+    try {
+      const reply = await this.#options.rpc.call(peer.address, "object.read", {
+        header: { name, offset: 0, length: -1 },
+      });
+      const [epoch, version] = reply.header.stamp as Stamp;
+      const data = reply.data ?? new Uint8Array();
+      const change = { epoch, version, replace: true, heal: true, offset: 0, data };
+      const applied = await engine.replica.change(name, { ...change, remove: data.length === 0 });
+      reply.release?.();
+      await engine.replica.flush([name]);
+      if (applied.applied) this.#options.status.objectsCopied++;
+    } catch (error) {
+      this.#options.failed(error);
+    }
   }
 
   /** True when every one of `peers` holds `name` durably at `stamp` or later. */

@@ -7,7 +7,9 @@
  * - the first live replica of the item checks the other replicas and copies the
  *   item to those that lack it or lag behind (re-replication after a death, the
  *   share of a joined node, writes a replica missed: hinted handoff and
- *   anti-entropy in one);
+ *   anti-entropy in one); an object replica that finds itself behind another
+ *   takes the newest copy itself, since the one ahead walks only on an event
+ *   it sees;
  * - a node that is no longer a replica (a member joined, or this is a read
  *   cache) copies the item to the replicas that lack it and deletes its own copy
  *   once every replica is live and holds it.

@@ -1,8 +1,9 @@
 /**
  * Goal: healing brings every block, object and metadata key back to R copies
  * after a death (only once the grace period is over), moves a joined member's
- * share to it and removes copies from members that are no longer replicas, and
- * scrub replaces a corrupt copy.
+ * share to it and removes copies from members that are no longer replicas, a
+ * replica back with an old copy of an object takes the newest, and scrub
+ * replaces a corrupt copy.
  * Method: ClusterEngines in process (R = 3) behind sealed RPC servers on
  * loopback; membership is a list the test controls; passes run on demand.
  */
@@ -266,6 +267,38 @@ Deno.test("a put that missed a replica reaches it once it is back, though its wr
     await new Healer({ engine: writer.engine, rpc, intervalMs: 1000 }).pass();
     assert.deepEqual(await holders(cluster, hash), [first.id, second.id].sort());
     assert.ok(!(await writer.engine.local.hasBlock(hash)), "the writer kept no copy");
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("a replica back from a death takes the flush it missed from the other, whose healer does not walk", async () => {
+  // Seed 2109064 (joins, leaves, replacements): R = 2, a flush made an object durable on
+  // one replica while the other was down; that one came back, its walk saw it was behind
+  // and left the copy to the replica ahead, which saw no change, did not walk, and died for
+  // good with the only copy. The replica behind now takes it.
+  const cluster = await TestCluster.start(3, { replicas: 2 });
+  const rpc = new RpcClient(testClusterKey, new MemoryIdentity()); // adopts this cluster's id
+  try {
+    const [writer] = cluster.nodes;
+    let name = `${"e".repeat(32)}.1.0`;
+    for (let i = 1; writer.engine.replicaPeers(name).some((p) => p.id === writer.id); i++) {
+      name = `${"e".repeat(32)}.1.${i}`;
+    }
+    const [ahead, behind] = writer.engine.replicaPeers(name)
+      .map((peer) => cluster.nodes.find((node) => node.id === peer.id)!);
+    await writer.engine.writeObject(name, 0, patternBytes(8192, 1), { truncate: true });
+    await writer.engine.flush();
+    await cluster.kill(behind); // dead: the flush needs one copy
+    await writer.engine.writeObject(name, 0, patternBytes(8192, 2), { existing: true });
+    await writer.engine.flush();
+    await cluster.revive(behind);
+    const [newest] = await ahead.engine.replica.stamps([name]);
+    assert.ok((await behind.engine.replica.stamps([name]))[0][1] < newest[1], "behind");
+    await new Healer({ engine: behind.engine, rpc, intervalMs: 1000 }).pass();
+    assert.deepEqual(await behind.engine.replica.stamps([name]), [newest]);
+    const { data } = await behind.engine.replica.read(name, 0, -1);
+    assert.deepEqual(data, patternBytes(8192, 2));
   } finally {
     await cluster.stop();
   }

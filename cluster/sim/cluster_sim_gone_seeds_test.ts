@@ -139,3 +139,12 @@ Deno.test("seed 2106469 (joins, leaves, replacements): a loss of a writer's own 
   const result = await ClusterSim.run({ ...clusterSimSettings(2106469), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 2109064 (joins, leaves, replacements): a replica back from a crash takes the flush it missed", async () => {
+  // repair/_object_healing.ts: R = 2, a flush made an object durable on one replica while
+  // the other was restarting; back, its walk saw it was behind and left the copy to the
+  // replica ahead, which saw no change, did not walk, and died for good 24 s later with
+  // the only copy. A replica behind now takes the newest copy itself.
+  const result = await ClusterSim.run({ ...clusterSimSettings(2109064), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
