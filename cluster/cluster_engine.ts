@@ -158,6 +158,7 @@ export class ClusterEngine implements Engine {
         this.#view.recentlyGone().filter((member) => !this.#lost.known().has(member.id))
           .map((member) => this.#calls.objectLink(member)),
       goneReplicas: (name) => goneReplicaCount(this.#view, this.#lost, name, this.replicaCount),
+      allLost: (ids) => this.#lost.allLost(ids),
     });
     this.#meta = new EngineMeta({
       selfId: this.selfId,

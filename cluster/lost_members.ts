@@ -81,6 +81,22 @@ export class LostMembers {
     }));
     return this.#lost;
   }
+
+  /**
+   * True when every one of `ids` was declared lost (a floor only they held no
+   * longer binds: data/object_floors.ts, Floor). A member gossip sees running
+   * is not lost, and the metadata is not asked then.
+   */
+  async allLost(ids: string[]): Promise<boolean> {
+    const running = new Set(
+      this.#options.members().filter((member) =>
+        member.status === "alive" || member.status === "suspect"
+      ).map((member) => member.id),
+    );
+    if (ids.some((id) => running.has(id))) return false;
+    const declared = await this.refresh(ids);
+    return ids.every((id) => declared.has(id));
+  }
 }
 
 /**

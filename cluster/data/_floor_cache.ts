@@ -15,9 +15,13 @@
  * - by the writer under its lease epoch: only it raises floors then, and this
  *   cache hears of its raises.
  * Anything else reads the floors again each time.
+ *
+ * A floor all of whose holders an operator declared lost no longer binds
+ * (object_floors.ts, Floor): asked each time it would, so a declaration made
+ * after the floors were read counts at once.
  */
 import { parseObjectName } from "../../core/block_map.ts";
-import { maxStamp, type ObjectFloors } from "./object_floors.ts";
+import { type Floor, maxFloor, type ObjectFloors } from "./object_floors.ts";
 import type { Stamp } from "./object_link.ts";
 
 /** For how long one read of a volume's floors stands (see the module doc). */
@@ -32,7 +36,7 @@ export const floorReadsMax = 4096;
 
 interface FloorRead {
   uid: string;
-  floors: Promise<Map<string, Stamp>>;
+  floors: Promise<Map<string, Floor>>;
   /** Frozen scope: the highest generation this read is final for. */
   generation: number;
 }
@@ -40,16 +44,22 @@ interface FloorRead {
 /** See the module doc. */
 export class FloorCache {
   #floors: ObjectFloors;
+  #allLost: (ids: string[]) => Promise<boolean>;
   #reads = new Map<string, FloorRead>();
 
-  constructor(floors: ObjectFloors) {
+  /** `allLost`: true when every one of `ids` was declared lost (none ever, by default). */
+  constructor(floors: ObjectFloors, allLost?: (ids: string[]) => Promise<boolean>) {
     this.#floors = floors;
+    this.#allLost = allLost ?? (() => Promise.resolve(false));
   }
 
   /** The floor of object `name`, read again unless a read within `scope` stands. */
-  floorOf(name: string, scope: FloorScope): Promise<Stamp> {
+  async floorOf(name: string, scope: FloorScope): Promise<Stamp> {
     const { uid, generation } = parseObjectName(name);
-    return this.#read(uid, generation, scope).then((floors) => floors.get(name) ?? [0, 0]);
+    const floor = (await this.#read(uid, generation, scope)).get(name);
+    if (floor === undefined) return [0, 0];
+    if (floor.holders.length > 0 && await this.#allLost(floor.holders)) return [0, 0];
+    return floor.stamp;
   }
 
   /** Starts reading volume `uid`'s floors within `scope` (a writer's, before its first write). */
@@ -57,7 +67,7 @@ export class FloorCache {
     this.#read(uid, 0, scope).catch(() => {});
   }
 
-  #read(uid: string, generation: number, scope: FloorScope): Promise<Map<string, Stamp>> {
+  #read(uid: string, generation: number, scope: FloorScope): Promise<Map<string, Floor>> {
     const key = scope.kind === "frozen"
       ? `${uid} frozen`
       : scope.kind === "view"
@@ -74,15 +84,13 @@ export class FloorCache {
   }
 
   /** Raises floors (ObjectFloors.raise), and the remembered reads of `uid` with them. */
-  async raise(uid: string, raised: Map<string, Stamp>): Promise<void> {
+  async raise(uid: string, raised: Map<string, Floor>): Promise<void> {
     await this.#floors.raise(uid, raised);
     for (const read of this.#reads.values()) {
       if (read.uid !== uid) continue;
       read.floors = read.floors.then((floors) => {
         const merged = new Map(floors);
-        for (const [name, stamp] of raised) {
-          merged.set(name, maxStamp(merged.get(name) ?? [0, 0], stamp));
-        }
+        for (const [name, floor] of raised) merged.set(name, maxFloor(merged.get(name), floor));
         return merged;
       });
       read.floors.catch(() => {}); // a failed read is dropped by #remember's handler

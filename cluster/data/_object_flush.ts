@@ -13,7 +13,7 @@ import { isFenced } from "./fences.ts";
 import { compareStamps, type Stamp } from "./object_link.ts";
 import type { WrittenObjects } from "./_written_objects.ts";
 import type { PendingOnReplica, Unflushed } from "./_unflushed.ts";
-import { needsFloor } from "./object_floors.ts";
+import { type Floor, needsFloor } from "./object_floors.ts";
 import type { FloorCache } from "./_floor_cache.ts";
 import type { ReplicatedObjectsOptions } from "./replicated_objects.ts";
 
@@ -73,7 +73,8 @@ export class ObjectFlush {
       }
       return placed.get(name)!.has(id);
     };
-    const durable = new Map<string, number>();
+    /** The members of the placement each object is durable on. */
+    const durable = new Map<string, string[]>();
     // The stamp those copies hold at least: what a floor may claim. Not the writer's
     // stamp when the floor is raised: a change sent meanwhile that failed moved it past
     // every copy, and its floor made the object unreadable for good (seed 700810 with
@@ -93,7 +94,7 @@ export class ObjectFlush {
           (written === undefined || compareStamps(result.value[j], written.stamp) >= 0);
         if (!holds) written?.current.delete(link.id);
         else if (inPlacement(name, link.id)) {
-          durable.set(name, (durable.get(name) ?? 0) + 1);
+          durable.set(name, [...durable.get(name) ?? [], link.id]);
           if (written !== undefined) durableAt.set(name, written.stamp);
         }
       });
@@ -102,16 +103,19 @@ export class ObjectFlush {
     for (const name of this.#unflushed.shortOf(ofScope)) names.add(name);
     const lost: string[] = [];
     let short: Error | null = null;
-    const floors = new Map<string, Map<string, Stamp>>();
+    const floors = new Map<string, Map<string, Floor>>();
     for (const name of names) {
       const links = this.#options.replicasOf(name);
       try {
-        let copies = durable.get(name) ?? 0;
+        let holders = durable.get(name) ?? [];
+        let copies = holders.length;
         let stamp = durableAt.get(name);
         if (copies < this.#writers.quorumOf(links)) {
-          [copies, stamp] = await this.#locks.run(name, async () => {
+          [copies, stamp, holders] = await this.#locks.run(name, async () => {
             const made = await this.#writers.makeDurable(name, links);
-            return [made, this.#writers.get(name)?.stamp] as const;
+            const written = this.#writers.get(name);
+            const on = links.filter((link) => written?.current.has(link.id) === true);
+            return [made, written?.stamp, on.map((link) => link.id)] as const;
           });
         }
         this.#unflushed.setShort(name, false);
@@ -121,7 +125,7 @@ export class ObjectFlush {
         if (stamp !== undefined && (needsFloor(copies, links.length) || leftBehind)) {
           const uid = parseObjectName(name).uid;
           if (!floors.has(uid)) floors.set(uid, new Map());
-          floors.get(uid)!.set(name, stamp);
+          floors.get(uid)!.set(name, { stamp, holders: [...holders].sort() });
         }
       } catch (error) {
         if (error instanceof WritesLostError) lost.push(name);
@@ -145,7 +149,7 @@ export class ObjectFlush {
     // Durable on too few copies for every read to see: say so before acknowledging.
     await Promise.all([...floors].map(([uid, raised]) => this.#floors.raise(uid, raised)));
     for (const raised of floors.values()) {
-      for (const [name, stamp] of raised) {
+      for (const [name, { stamp }] of raised) {
         const written = this.#writers.get(name);
         if (written?.leftBehind && compareStamps(stamp, written.leftBehind) >= 0) {
           written.leftBehind = null; // the floor keeps readers off the copy left behind

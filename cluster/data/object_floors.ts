@@ -16,12 +16,24 @@
  */
 import { compareStamps, type Stamp } from "./object_link.ts";
 
+/**
+ * An object's floor: the stamp, and the members a flush found holding it
+ * durably when it raised the floor (none known for floors kept before they
+ * were recorded). Once every one of them is declared lost (an operator gave
+ * their disks up, cluster/lost_members.ts), no copy at the floor is left to
+ * wait for, and the floor no longer binds (_floor_cache.ts).
+ */
+export interface Floor {
+  stamp: Stamp;
+  holders: string[];
+}
+
 /** Where floors are kept: one metadata record per volume (cluster/object_floors.ts). */
 export interface ObjectFloors {
   /** The floors of volume `uid`'s objects, by object name. */
-  of(uid: string): Promise<Map<string, Stamp>>;
+  of(uid: string): Promise<Map<string, Floor>>;
   /** Raises floors durably (never lowers one); resolves once a metadata quorum holds them. */
-  raise(uid: string, floors: Map<string, Stamp>): Promise<void>;
+  raise(uid: string, floors: Map<string, Floor>): Promise<void>;
 }
 
 /** No floors: every flush reached a write quorum that overlaps every read (tests). */
@@ -41,18 +53,37 @@ export function maxStamp(a: Stamp, b: Stamp): Stamp {
   return compareStamps(a, b) >= 0 ? a : b;
 }
 
-/** Floors encoded in a metadata value (JSON: name → stamp), merged with `raised` by maximum. */
-export function mergeFloors(value: Uint8Array | null, raised: Map<string, Stamp>): Uint8Array {
-  const floors = decodeFloors(value);
-  for (const [name, stamp] of raised) {
-    floors.set(name, maxStamp(floors.get(name) ?? [0, 0], stamp));
-  }
-  return new TextEncoder().encode(JSON.stringify(Object.fromEntries(floors)));
+/** The higher of two floors; of two at the same stamp, one with the holders of both. */
+export function maxFloor(a: Floor | undefined, b: Floor): Floor {
+  if (a === undefined) return b;
+  const order = compareStamps(a.stamp, b.stamp);
+  if (order !== 0) return order > 0 ? a : b;
+  return { stamp: a.stamp, holders: [...new Set([...a.holders, ...b.holders])].sort() };
 }
 
-/** Floors from a metadata value (none when null). */
-export function decodeFloors(value: Uint8Array | null): Map<string, Stamp> {
+/**
+ * Floors encoded in a metadata value, merged with `raised` (maxFloor). JSON:
+ * object name → [epoch, version, ...holder ids].
+ */
+export function mergeFloors(value: Uint8Array | null, raised: Map<string, Floor>): Uint8Array {
+  const floors = decodeFloors(value);
+  for (const [name, floor] of raised) floors.set(name, maxFloor(floors.get(name), floor));
+  const saved = Object.fromEntries(
+    [...floors].map(([name, { stamp, holders }]) => [name, [...stamp, ...holders]]),
+  );
+  return new TextEncoder().encode(JSON.stringify(saved));
+}
+
+/** Floors from a metadata value (none when null); a bare stamp is a floor of unknown holders. */
+export function decodeFloors(value: Uint8Array | null): Map<string, Floor> {
   if (value === null) return new Map();
-  const saved = JSON.parse(new TextDecoder().decode(value)) as Record<string, Stamp>;
-  return new Map(Object.entries(saved));
+  const saved = JSON.parse(new TextDecoder().decode(value)) as Record<
+    string,
+    [number, number, ...string[]]
+  >;
+  return new Map(
+    Object.entries(saved).map((
+      [name, [epoch, version, ...holders]],
+    ) => [name, { stamp: [epoch, version], holders }]),
+  );
 }

@@ -70,6 +70,11 @@ export interface ReplicatedObjectsOptions {
    */
   goneReplicas?: (name: string) => Promise<number>;
   /**
+   * True when an operator declared every one of `ids` lost: a floor only they
+   * held no longer binds (object_floors.ts, Floor); never, by default.
+   */
+  allLost?: (ids: string[]) => Promise<boolean>;
+  /**
    * False when what this node knows as the writer of volume `uid`'s objects
    * may be stale (its lease not confirmed lately: leases/_held_leases.ts,
    * `trusted`); reads then ask the replicas. Always true by default.
@@ -113,7 +118,7 @@ export class ReplicatedObjects {
 
   constructor(options: ReplicatedObjectsOptions) {
     this.#options = options;
-    this.#floors = new FloorCache(options.floors ?? noFloors);
+    this.#floors = new FloorCache(options.floors ?? noFloors, options.allLost);
     this.#pages = new RemotePages(options.remotePagesBytes ?? remotePagesBytesDefault);
     this.#writers = new WrittenObjects(options, this.counters, {
       unflushed: this.#unflushed,

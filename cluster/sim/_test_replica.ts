@@ -5,6 +5,8 @@
  */
 import {
   type ChangeReply,
+  type Floor,
+  maxFloor,
   type ObjectChange,
   type ObjectLink,
   ObjectReplica,
@@ -70,12 +72,12 @@ export async function healCopy(from: ObjectLink, to: ObjectLink, name: string): 
 
 /** Floors kept in memory (the cluster keeps them in a metadata register): `saved` shows them. */
 export function memoryFloors() {
-  const saved = new Map<string, Stamp>();
+  const saved = new Map<string, Floor>();
   return {
     saved,
     of: () => Promise.resolve(new Map(saved)),
-    raise: (_uid: string, raised: Map<string, Stamp>) => {
-      for (const [object, stamp] of raised) saved.set(object, stamp);
+    raise: (_uid: string, raised: Map<string, Floor>) => {
+      for (const [object, floor] of raised) saved.set(object, maxFloor(saved.get(object), floor));
       return Promise.resolve();
     },
   };

@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
 import { WritesLostError } from "../../core/mod.ts";
-import { healCopy, TestReplica } from "./_test_replica.ts";
+import { healCopy, memoryFloors, TestReplica } from "./_test_replica.ts";
 
 const uid = "b".repeat(32);
 const name = `${uid}.1.0`;
@@ -133,5 +133,51 @@ Deno.test("a writer's own change that a failed flush left on one copy is lost wi
   await holder.flush(uid);
   const into = new Uint8Array(4096);
   await holder.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(1));
+});
+
+Deno.test("a floor whose holders are all declared lost no longer keeps the object unavailable", async () => {
+  // R = 2: a flush while b was dead made version 2 durable on a alone and raised the
+  // floor, naming a. a then died for good, and b came back with version 1. Readers refuse
+  // version 1 until an operator declares a lost: then it is all there is.
+  const replicas = ["a", "b", "c"].map((id) => new TestReplica(id));
+  const [a, b, c] = replicas;
+  const dead = new Set<string>();
+  const lost = new Set<string>();
+  const floors = memoryFloors();
+  const allLost = (ids: string[]) => Promise.resolve(ids.every((id) => lost.has(id)));
+  const holder = new ReplicatedObjects({
+    selfId: "h",
+    replicasOf: () => [a, b],
+    epochOf: () => 1,
+    isDead: (id) => dead.has(id),
+    floors,
+    allLost,
+  });
+  await holder.write(name, 0, small(1), { truncate: true });
+  await holder.flush(uid);
+  b.down = true;
+  dead.add("b");
+  await holder.write(name, 0, small(2), { existing: true });
+  await holder.flush(uid);
+  assert.deepEqual(floors.saved.get(name), { stamp: [1, 2], holders: ["a"] });
+  await holder.settle(); // its bringing b up in the background fails while b is down
+  a.down = true; // a dies for good; b is back
+  dead.add("a");
+  b.down = false;
+  dead.delete("b");
+  const reader = new ReplicatedObjects({
+    selfId: "r",
+    replicasOf: () => [a, b],
+    epochOf: () => 0,
+    isDead: (id) => dead.has(id),
+    everyone: () => [b, c],
+    floors,
+    allLost,
+  });
+  const into = new Uint8Array(4096);
+  await assert.rejects(reader.read(name, 0, into, { frozen: true }), /below version 1,2/);
+  lost.add("a");
+  await reader.read(name, 0, into, { frozen: true });
   assert.deepEqual(into, small(1));
 });

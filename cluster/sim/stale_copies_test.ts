@@ -188,7 +188,7 @@ Deno.test("a floor claims only the stamp its flush found durable, not a change t
   a.down = false;
   c.release();
   await flushing;
-  assert.deepEqual(saved.get(x), (await a.stamps([x]))[0]);
+  assert.deepEqual(saved.get(x)?.stamp, (await a.stamps([x]))[0]);
   const reader = new ReplicatedObjects({ selfId: "r", replicasOf: placement, ...options });
   const into = new Uint8Array(4096);
   await reader.read(x, 0, into, { existing: true });
