@@ -13,7 +13,7 @@
  * for `deadGraceMs` after they died: a flapping or restarting node moves no
  * data, and a dead one's share is re-replicated only after the grace period.
  */
-import type { ByteRange, Clock, Engine, MetaEntry, NodeDisk } from "../core/mod.ts";
+import type { ByteRange, Engine, MetaEntry, NodeDisk } from "../core/mod.ts";
 import { systemClock, systemRandom } from "../core/mod.ts";
 import {
   Acceptor,
@@ -23,9 +23,10 @@ import {
   type Proposer,
   type Reconfigurer,
 } from "./meta/mod.ts";
+import type { ClusterEngineOptions } from "./_cluster_engine_options.ts";
 import { blockMethods, type BlockPeer, ReplicatedBlocks } from "./data/mod.ts";
 import { objectMethods, objectMethodsPooled, ObjectReplica } from "./data/mod.ts";
-import { type JournalStore, ReplicatedObjects } from "./data/mod.ts";
+import { ReplicatedObjects } from "./data/mod.ts";
 import { MemberView } from "./_member_view.ts";
 import { EngineMeta } from "./_engine_meta.ts";
 import { MemberCalls } from "./_member_calls.ts";
@@ -34,52 +35,12 @@ import { goneReplicaCount, LostMembers } from "./lost_members.ts";
 import type { MemberState } from "./membership/mod.ts";
 import type { RpcCaller, RpcMethod } from "./transport/mod.ts";
 
+export type { ClusterEngineOptions };
+
 /** Replicas of each block, object and metadata key unless told (`--replicas`). */
 export const replicasDefault = 3;
 /** How long a dead member keeps its place before its data is re-replicated. */
 export const deadGraceMsDefault = 60_000;
-
-/** Options of {@linkcode ClusterEngine}. */
-export interface ClusterEngineOptions {
-  selfId: string;
-  /** This node's own disk (blocks and objects it holds as a replica). */
-  local: NodeDisk;
-  /** The journal of the objects it holds (journal_disk.ts beside the data; memory in a simulation). */
-  journal: JournalStore;
-  /** Journal bytes after which a checkpoint starts (the simulation makes it small). */
-  journalCheckpointBytes?: number;
-  /** Object changes at least this large are written in place (the simulation makes it small). */
-  journalInPlaceBytes?: number;
-  /**
-   * This node's acceptor states, durable when `save()` resolves (an AcceptorLog
-   * beside the data; the simulation keeps them in memory).
-   */
-  acceptorStates: AcceptorIndex & { close(): void };
-  rpc: RpcCaller;
-  /** The members as gossip knows them, this node included. */
-  members: () => MemberState[];
-  /** The clock of `members()`'s `since`. */
-  now: () => number;
-  /** The node's cluster id and metadata configuration. */
-  nodeConfig: NodeConfig;
-  replicas?: number;
-  deadGraceMs?: number;
-  /** Where the reconfiguration says what it does. */
-  log?: (line: string) => void;
-  /**
-   * The epoch this node writes a volume's objects under (its write lease); 0
-   * refuses the write. Without leases (tests of the engine alone), 1.
-   */
-  epochOf?: (uid: string) => number;
-  /** See ReplicatedObjectsOptions.trustsWriter; always true without leases. */
-  trustsWriter?: (uid: string) => boolean;
-  /** See ReplicatedObjectsOptions.remotePagesBytes. */
-  remotePagesBytes?: number;
-  /** The clock of the proposer's backoff; the system's unless told (a simulation). */
-  clock?: Clock;
-  /** Randomness of the proposer's backoff and name; the system's unless told (a simulation). */
-  random?: () => number;
-}
 
 /** Engine over the cluster; see the module doc. */
 export class ClusterEngine implements Engine {
