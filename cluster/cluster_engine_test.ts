@@ -116,3 +116,38 @@ Deno.test("ClusterEngine: an object whose replicas died waits for them until the
     await cluster.stop();
   }
 });
+
+Deno.test("ClusterEngine: an R=2 object whose one durable copy died for good reads its older copy once that member is declared lost", async () => {
+  // data/object_floors.ts: a flush while one replica was dead made the object durable on
+  // the other alone, and raised its floor naming that member; it then died for good and
+  // the first came back with the version before. Reads refuse that version (nothing stale
+  // is served) until an operator declares the dead member lost.
+  const cluster = await TestCluster.start(4, { replicas: 2 });
+  try {
+    const [writer] = cluster.nodes;
+    let object = `${"f".repeat(32)}.1.0`;
+    for (let i = 1; writer.engine.replicaPeers(object).some((p) => p.id === writer.id); i++) {
+      object = `${"f".repeat(32)}.1.${i}`;
+    }
+    const [ahead, behind] = writer.engine.replicaPeers(object)
+      .map((peer) => cluster.nodes.find((node) => node.id === peer.id)!);
+    const reader = cluster.nodes.find((node) => ![writer, ahead, behind].includes(node))!;
+    await writer.engine.writeObject(object, 0, patternBytes(8192, 1), { truncate: true });
+    await writer.engine.flush();
+    await cluster.kill(behind); // dead: one copy makes the flush, and raises the floor
+    await writer.engine.writeObject(object, 0, patternBytes(8192, 2), { existing: true });
+    await writer.engine.flush();
+    await writer.engine.objects.settle();
+    await cluster.kill(ahead); // for good
+    await cluster.revive(behind);
+    const into = new Uint8Array(8192);
+    const read = () => reader.engine.readObject(object, { offset: 0, length: 8192 }, into);
+    await assert.rejects(read(), /below version .* that a flush made durable/);
+    await writer.engine.declareLost(ahead.id);
+    await new Promise((resolve) => setTimeout(resolve, 1_100)); // past the reader's memory
+    await read();
+    assert.deepEqual(into, patternBytes(8192, 1));
+  } finally {
+    await cluster.stop();
+  }
+});
