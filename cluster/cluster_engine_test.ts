@@ -125,12 +125,7 @@ Deno.test("ClusterEngine: an R=2 object whose one durable copy died for good rea
   const cluster = await TestCluster.start(4, { replicas: 2 });
   try {
     const [writer] = cluster.nodes;
-    let object = `${"f".repeat(32)}.1.0`;
-    for (let i = 1; writer.engine.replicaPeers(object).some((p) => p.id === writer.id); i++) {
-      object = `${"f".repeat(32)}.1.${i}`;
-    }
-    const [ahead, behind] = writer.engine.replicaPeers(object)
-      .map((peer) => cluster.nodes.find((node) => node.id === peer.id)!);
+    const { name: object, replicas: [ahead, behind] } = cluster.objectOff(writer, "f");
     const reader = cluster.nodes.find((node) => ![writer, ahead, behind].includes(node))!;
     await writer.engine.writeObject(object, 0, patternBytes(8192, 1), { truncate: true });
     await writer.engine.flush();

@@ -97,6 +97,20 @@ export class TestCluster {
     throw new Error(`metadata voters did not settle: ${epochs()}`);
   }
 
+  /**
+   * An object of volume uid `fill` × 32 that `node` is no replica of, and its
+   * replicas in placement order (as `node` places it).
+   */
+  objectOff(node: TestClusterNode, fill: string): { name: string; replicas: TestClusterNode[] } {
+    let name = `${fill.repeat(32)}.1.0`;
+    for (let i = 1; node.engine.replicaPeers(name).some((peer) => peer.id === node.id); i++) {
+      name = `${fill.repeat(32)}.1.${i}`;
+    }
+    const replicas = node.engine.replicaPeers(name)
+      .map((peer) => this.nodes.find((other) => other.id === peer.id)!);
+    return { name, replicas };
+  }
+
   /** Stops a node's server and marks it dead `deadForMs` ago (a crash). */
   async kill(node: TestClusterNode, deadForMs = 0): Promise<void> {
     await node.server?.shutdown();

@@ -281,12 +281,7 @@ Deno.test("a replica back from a death takes the flush it missed from the other,
   const rpc = new RpcClient(testClusterKey, new MemoryIdentity()); // adopts this cluster's id
   try {
     const [writer] = cluster.nodes;
-    let name = `${"e".repeat(32)}.1.0`;
-    for (let i = 1; writer.engine.replicaPeers(name).some((p) => p.id === writer.id); i++) {
-      name = `${"e".repeat(32)}.1.${i}`;
-    }
-    const [ahead, behind] = writer.engine.replicaPeers(name)
-      .map((peer) => cluster.nodes.find((node) => node.id === peer.id)!);
+    const { name, replicas: [ahead, behind] } = cluster.objectOff(writer, "e");
     await writer.engine.writeObject(name, 0, patternBytes(8192, 1), { truncate: true });
     await writer.engine.flush();
     await cluster.kill(behind); // dead: the flush needs one copy
