@@ -148,3 +148,14 @@ Deno.test("seed 2109064 (joins, leaves, replacements): a replica back from a cra
   const result = await ClusterSim.run({ ...clusterSimSettings(2109064), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 2110749 (joins, leaves, replacements): unflushed writes whose copies all went are reported lost", async () => {
+  // The cause of 2106469 at R = 3: the holder's writes reached two replicas of three (the
+  // third lagged); one crashed before syncing them, the flush made them durable on the
+  // other alone and failed (two copies needed), and that member died for good. The
+  // writer had taken its own change for a version a predecessor might have flushed, and
+  // waited for the dead member: every read at the holder failed. Now its next flush
+  // reports the writes lost and the volume goes back to its last flush.
+  const result = await ClusterSim.run({ ...clusterSimSettings(2110749), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
