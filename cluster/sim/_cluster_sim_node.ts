@@ -251,10 +251,11 @@ function simRpc(host: ClusterSimHost, from: string, incarnation: number): RpcCal
           return encodeMessage({ header: { ok: false, error: message, name } });
         }
       };
-      const header = JSON.stringify(message.header);
       const objectCall = host.tracedObjects !== null && method.startsWith("object.") &&
-        header.includes(host.tracedObjects);
-      if (objectCall) host.note(`${from} calls ${method} at ${address} ${header}`);
+        JSON.stringify(message.header).includes(host.tracedObjects);
+      if (objectCall) {
+        host.note(`${from} calls ${method} at ${address} ${JSON.stringify(message.header)}`);
+      }
       const waitMs = simCallTimeoutMs(host.world.callTimeoutMs, timeoutMs);
       return host.world.call(from, incarnation, address, handle, waitMs).then((bytes) => {
         const reply = decodeMessage(bytes);
