@@ -34,6 +34,16 @@ export function syncDir(dir: string): Promise<void> {
   return syncOpened(dir, fsync);
 }
 
+/** {@linkcode syncDir}, blocking (for constructors that open a directory's files). */
+export function syncDirSync(dir: string): void {
+  const fd = fs.openSync(dir, fs.constants.O_RDONLY);
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Opens `path` read-only for `sync`, and closes it again. */
 async function syncOpened(path: string, sync: (fd: number) => Promise<void>): Promise<void> {
   const fd = fs.openSync(path, fs.constants.O_RDONLY);

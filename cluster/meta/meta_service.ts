@@ -1,6 +1,6 @@
 /**
  * Metadata across the cluster: the CASPaxos acceptor of each node keeps its
- * states in an acceptor log (`disk_env.ts`), and peers reach it over sealed
+ * states in an acceptor log (`acceptor_log.ts`), and peers reach it over sealed
  * RPC (`px.prepare`, `px.accept`, `px.peek`, `px.list`), each message carrying
  * the sender's configuration. `meta.config` tells a node's configuration and
  * `meta.install` makes a newer one known, durably (a change of voters uses it).

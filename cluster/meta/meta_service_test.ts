@@ -14,7 +14,7 @@ import { Acceptor } from "./acceptor.ts";
 import { NoQuorumError, type Register } from "./caspaxos.ts";
 import type { MetaConfig } from "./config.ts";
 import { acceptorMethods, rpcAcceptorLink } from "./meta_service.ts";
-import { AcceptorLog } from "./disk_env.ts";
+import { AcceptorLog } from "./acceptor_log.ts";
 import { NodeConfig } from "./node_config.ts";
 import { fileConfigDisk } from "./disk_env.ts";
 import { Proposer } from "./proposer.ts";

@@ -1,0 +1,55 @@
+/**
+ * Acceptor states as nodes kept them before the shared log (acceptor_log.ts):
+ * a file per key, `kind.NAME`, of records framed as u32 length, u32 CRC-32,
+ * then the encoded state; the last whole record is the key's state.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import { join } from "node:path";
+import zlib from "node:zlib";
+import { isMetaKey } from "../../core/mod.ts";
+
+const frameBytes = 8;
+
+/**
+ * The old files in `dir` (every one, `.tmp` leftovers included) and the last
+ * whole state of each key that `known` does not hold already.
+ */
+export function readLegacyStates(
+  dir: string,
+  known: (key: string) => boolean,
+): { files: string[]; states: Map<string, Uint8Array> } {
+  const files: string[] = [];
+  const states = new Map<string, Uint8Array>();
+  for (const file of fs.readdirSync(dir)) {
+    const key = keyOf(file.endsWith(".tmp") ? file.slice(0, -4) : file);
+    if (key === null) continue;
+    files.push(file);
+    if (file.endsWith(".tmp") || known(key)) continue;
+    const last = lastRecord(new Uint8Array(fs.readFileSync(join(dir, file))));
+    if (last !== null) states.set(key, last);
+  }
+  return { files, states };
+}
+
+/** `volume.vm1` → `volume/vm1`; null for any other name. */
+function keyOf(file: string): string | null {
+  const dot = file.indexOf(".");
+  if (dot <= 0) return null;
+  const key = `${file.slice(0, dot)}/${file.slice(dot + 1)}`;
+  return isMetaKey(key) ? key : null;
+}
+
+function lastRecord(bytes: Uint8Array): Uint8Array | null {
+  let last: Uint8Array | null = null;
+  for (let at = 0; at + frameBytes <= bytes.length;) {
+    const view = new DataView(bytes.buffer, bytes.byteOffset + at, frameBytes);
+    const length = view.getUint32(0);
+    const record = bytes.subarray(at + frameBytes, at + frameBytes + length);
+    if (record.length !== length || zlib.crc32(record) !== view.getUint32(4)) break;
+    last = record.slice();
+    at += frameBytes + length;
+  }
+  return last;
+}

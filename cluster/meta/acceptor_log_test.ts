@@ -1,0 +1,139 @@
+/**
+ * Goal: acceptor states survive restarts with one sync shared by the saves
+ * made together; the last whole record of a key wins; a record torn by a crash
+ * is ignored (its save never returned) and hides nothing appended later; the
+ * log is compacted; the files of the old layout (one per key) are taken in and
+ * removed; one descriptor whatever the number of keys.
+ * Method: AcceptorLogs on temporary directories, files cut and written by hand.
+ */
+import assert from "node:assert/strict";
+import zlib from "node:zlib";
+import { AcceptorLog } from "./acceptor_log.ts";
+import type { AcceptorState } from "./caspaxos.ts";
+import { encodeState } from "./meta_service.ts";
+
+const state = (counter: number, value: string | null): AcceptorState => ({
+  promised: { epoch: 1, counter, node: "n1" },
+  accepted: value === null ? null : { epoch: 1, counter, node: "n1" },
+  register: {
+    version: counter,
+    value: value === null ? null : new TextEncoder().encode(value),
+    change: `n1/${counter}`,
+  },
+});
+const logFile = (dir: string) => `${dir}/acceptor-states.log`;
+
+async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-acceptor-log-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("AcceptorLog: the last record of a key wins, across reopen and compaction", () =>
+  inTempDir(async (dir) => {
+    let log = new AcceptorLog(dir, { compactBytesMin: 4096 });
+    assert.equal(await log.load("volume/v"), null);
+    for (let i = 1; i <= 100; i++) await log.save("volume/v", state(i, `value ${i}`));
+    await log.save("image/a", state(1, null));
+    assert.deepEqual(await log.load("volume/v"), state(100, "value 100"));
+    assert.deepEqual(log.keys("volume/"), ["volume/v"]);
+    assert.deepEqual(log.keys(""), ["image/a", "volume/v"]);
+    // 100 records of ~100 bytes were saved; compaction kept the file under 4 KiB + 4 × live.
+    const size = (await Deno.stat(logFile(dir))).size;
+    assert.ok(size <= 4096 + 4 * 300, `compaction keeps the log small (${size} bytes)`);
+    assert.equal(size, log.bytes);
+    log.close();
+
+    log = new AcceptorLog(dir);
+    assert.deepEqual(await log.load("volume/v"), state(100, "value 100"));
+    assert.deepEqual(await log.load("image/a"), state(1, null));
+    await assert.rejects(log.save("../x", state(1, "x")), /bad metadata key/);
+    log.close();
+  }));
+
+Deno.test("AcceptorLog: a torn record is ignored and cut off, so later saves are not hidden", () =>
+  inTempDir(async (dir) => {
+    let log = new AcceptorLog(dir);
+    await log.save("volume/v", state(1, "one"));
+    await log.save("volume/w", state(1, "w"));
+    log.close();
+    const whole = await Deno.readFile(logFile(dir));
+    // A crash in the middle of the next save: a header promising 256 bytes, 22 of them.
+    const torn = new Uint8Array(whole.length + 30);
+    torn.set(whole);
+    torn.set([0, 0, 1, 0, 1, 2, 3, 4], whole.length);
+    await Deno.writeFile(logFile(dir), torn);
+    log = new AcceptorLog(dir);
+    assert.deepEqual(await log.load("volume/v"), state(1, "one"));
+    await log.save("volume/v", state(2, "two"));
+    log.close();
+    log = new AcceptorLog(dir);
+    assert.deepEqual(await log.load("volume/v"), state(2, "two"), "the save after the torn record");
+    assert.deepEqual(await log.load("volume/w"), state(1, "w"));
+    log.close();
+    // A flipped byte inside the last record makes it invalid: the key's record before wins.
+    const bytes = await Deno.readFile(logFile(dir));
+    bytes[bytes.length - 3] ^= 0xff;
+    await Deno.writeFile(logFile(dir), bytes);
+    log = new AcceptorLog(dir);
+    assert.deepEqual(await log.load("volume/v"), state(1, "one"));
+    log.close();
+  }));
+
+Deno.test("AcceptorLog: saves made together share a sync, and a thousand keys keep one descriptor", () =>
+  inTempDir(async (dir) => {
+    const openFiles = () => [...Deno.readDirSync("/proc/self/fd")].length;
+    const log = new AcceptorLog(dir);
+    const before = openFiles();
+    await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => log.save(`volume/v${i}`, state(1, `v${i}`))),
+    );
+    assert.ok(log.syncs <= 4, `1000 saves at once took ${log.syncs} syncs`);
+    assert.ok(openFiles() <= before, `descriptors grew from ${before} to ${openFiles()}`);
+    assert.equal(log.keys("volume/").length, 1000);
+    log.close();
+    const again = new AcceptorLog(dir);
+    assert.deepEqual(await again.load("volume/v999"), state(1, "v999"));
+    again.close();
+  }));
+
+/** A file of the layout before the shared log: records of u32 length, u32 CRC-32, state. */
+function legacyFile(...states: AcceptorState[]): Uint8Array {
+  const parts = states.map((s) => {
+    const record = encodeState(s);
+    const framed = new Uint8Array(8 + record.length);
+    new DataView(framed.buffer).setUint32(0, record.length);
+    new DataView(framed.buffer).setUint32(4, zlib.crc32(record));
+    framed.set(record, 8);
+    return framed;
+  });
+  const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) bytes.set(part, (at += part.length) - part.length);
+  return bytes;
+}
+
+Deno.test("AcceptorLog: a directory of one file per key is taken in, and the old files go", () =>
+  inTempDir(async (dir) => {
+    await Deno.writeFile(`${dir}/volume.vm1`, legacyFile(state(1, "a"), state(2, "b")));
+    await Deno.writeFile(`${dir}/snapshot.vm1@s1`, legacyFile(state(3, null)));
+    await Deno.writeFile(`${dir}/image.x.tmp`, legacyFile(state(9, "never renamed")));
+    let log = new AcceptorLog(dir);
+    assert.deepEqual(await log.load("volume/vm1"), state(2, "b"));
+    assert.deepEqual(await log.load("snapshot/vm1@s1"), state(3, null));
+    assert.equal(await log.load("image/x"), null);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((entry) => entry.name), [
+      "acceptor-states.log",
+    ]);
+    await log.save("volume/vm1", state(4, "c"));
+    log.close();
+    // A crash after the log was written and before the old files went: the log wins.
+    await Deno.writeFile(`${dir}/volume.vm1`, legacyFile(state(2, "b")));
+    log = new AcceptorLog(dir);
+    assert.deepEqual(await log.load("volume/vm1"), state(4, "c"));
+    assert.equal([...Deno.readDirSync(dir)].length, 1);
+    log.close();
+  }));
