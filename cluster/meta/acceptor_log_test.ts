@@ -1,8 +1,9 @@
 /**
  * Goal: acceptor states survive restarts with one sync shared by the saves
- * made together; the last whole record of a key wins; a record torn by a crash
- * is ignored (its save never returned) and hides nothing appended later; the
- * log is compacted; the files of the old layout (one per key) are taken in and
+ * made together; the last state saved of a key wins; a frame torn by a crash
+ * is ignored (its saves never returned) and hides nothing appended later, while
+ * a damaged frame before whole ones stops the log from opening; the log is
+ * compacted; the files of the old layout (one per key) are taken in and
  * removed; one descriptor whatever the number of keys.
  * Method: AcceptorLogs on temporary directories, files cut and written by hand.
  */
@@ -54,7 +55,7 @@ Deno.test("AcceptorLog: the last record of a key wins, across reopen and compact
     log.close();
   }));
 
-Deno.test("AcceptorLog: a torn record is ignored and cut off, so later saves are not hidden", () =>
+Deno.test("AcceptorLog: a torn last frame is ignored and cut off, so later saves are not hidden", () =>
   inTempDir(async (dir) => {
     let log = new AcceptorLog(dir);
     await log.save("volume/v", state(1, "one"));
@@ -74,13 +75,25 @@ Deno.test("AcceptorLog: a torn record is ignored and cut off, so later saves are
     assert.deepEqual(await log.load("volume/v"), state(2, "two"), "the save after the torn record");
     assert.deepEqual(await log.load("volume/w"), state(1, "w"));
     log.close();
-    // A flipped byte inside the last record makes it invalid: the key's record before wins.
+    // A flipped byte inside the last frame makes it a torn tail: the key's state before wins.
     const bytes = await Deno.readFile(logFile(dir));
     bytes[bytes.length - 3] ^= 0xff;
     await Deno.writeFile(logFile(dir), bytes);
     log = new AcceptorLog(dir);
     assert.deepEqual(await log.load("volume/v"), state(1, "one"));
     log.close();
+  }));
+
+Deno.test("AcceptorLog: a damaged frame before whole ones is a damaged disk, and the log does not open", () =>
+  inTempDir(async (dir) => {
+    const log = new AcceptorLog(dir);
+    for (let i = 1; i <= 3; i++) await log.save("volume/v", state(i, `value ${i}`));
+    log.close();
+    const bytes = await Deno.readFile(logFile(dir));
+    bytes[12] ^= 0xff; // inside the first frame (the empty log's rewrite wrote none)
+    await Deno.writeFile(logFile(dir), bytes);
+    assert.throws(() => new AcceptorLog(dir), /damaged frame at byte 0, before whole ones/);
+    assert.deepEqual(await Deno.readFile(logFile(dir)), bytes, "the log is left as it was");
   }));
 
 Deno.test("AcceptorLog: saves made together share a sync, and a thousand keys keep one descriptor", () =>
