@@ -59,6 +59,27 @@ export async function eventually(
   assert.fail(`${what}: not within ${limitMs} ms`);
 }
 
+/**
+ * Starts every node of `cluster` again on its data directory (after a kill),
+ * the first one without `--join`, and waits until each sees all alive.
+ */
+export async function restartAll(cluster: TestProcessCluster): Promise<void> {
+  const nodes = cluster.nodes;
+  nodes[0] = await startNode({ data: nodes[0].data, args: cluster.args() });
+  for (let i = 1; i < nodes.length; i++) {
+    nodes[i] = await startNode({
+      data: nodes[i].data,
+      args: cluster.args(["--join", nodes[0].gossip!]),
+    });
+  }
+  await eventually(`${nodes.length} alive members everywhere`, async () => {
+    const views = await Promise.all(nodes.map(members));
+    return views.every((view) =>
+      view.filter((member) => member.state === "alive").length === nodes.length
+    );
+  });
+}
+
 /** Starts `count` nodes with one cluster key; `extra(i)` adds flags to node i. */
 export async function startCluster(
   count: number,

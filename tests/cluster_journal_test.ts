@@ -15,9 +15,8 @@
  * cluster/data/object_journal_test.ts.
  */
 import assert from "node:assert/strict";
-import { eventually, members, startCluster } from "./_cluster.ts";
+import { restartAll, startCluster } from "./_cluster.ts";
 import { createVolume, holdNbdPython, MiB, nbdPython } from "./_nbd.ts";
-import { startNode } from "./_node.ts";
 
 const size = 32 * MiB;
 
@@ -81,17 +80,7 @@ Deno.test("flushed writes survive kill -9 of every node of the cluster at once",
     for (const node of nodes) await node.kill9();
     await client.release();
 
-    nodes[0] = await startNode({ data: nodes[0].data, args: cluster.args() });
-    for (const i of [1, 2]) {
-      nodes[i] = await startNode({
-        data: nodes[i].data,
-        args: cluster.args(["--join", nodes[0].gossip!]),
-      });
-    }
-    await eventually("3 alive members everywhere", async () => {
-      const views = await Promise.all(nodes.map(members));
-      return views.every((view) => view.filter((member) => member.state === "alive").length === 3);
-    });
+    await restartAll(cluster);
     const seen: { wrong: number; same: boolean; sha: string }[] = [];
     for (const node of nodes) {
       seen.push(

@@ -11,8 +11,8 @@
  * directories; the list and a sample of the volumes read through every member.
  */
 import assert from "node:assert/strict";
-import { eventually, members, startCluster } from "./_cluster.ts";
-import { startNode, type TestNode } from "./_node.ts";
+import { eventually, restartAll, startCluster } from "./_cluster.ts";
+import type { TestNode } from "./_node.ts";
 
 const volumes = 600;
 const sizeOf = (i: number) => (1 + i % 7) << 20;
@@ -64,17 +64,7 @@ Deno.test("600 volumes keep the descriptors flat; every volume answered 201 is t
     await burst;
     const expected = [...Array.from({ length: volumes }, (_, i) => i), ...answered];
 
-    nodes[0] = await startNode({ data: nodes[0].data, args: cluster.args() });
-    for (const i of [1, 2]) {
-      nodes[i] = await startNode({
-        data: nodes[i].data,
-        args: cluster.args(["--join", nodes[0].gossip!]),
-      });
-    }
-    await eventually("3 alive members everywhere", async () => {
-      const views = await Promise.all(nodes.map(members));
-      return views.every((view) => view.filter((member) => member.state === "alive").length === 3);
-    });
+    await restartAll(cluster);
     for (const [n, node] of nodes.entries()) {
       const listed = await (await node.fetch("/v1/volumes")).json() as { name: string }[];
       const names = new Set(listed.map((volume) => volume.name));
