@@ -8,6 +8,7 @@
 import type { ClusterEngine } from "../cluster/cluster_engine.ts";
 import type { LeaseManager } from "../cluster/leases/mod.ts";
 import type { Healer } from "../cluster/repair/mod.ts";
+import type { AcceptorLog } from "../cluster/meta/mod.ts";
 import { type ClusterNode, refusalReasons } from "../cluster/transport/mod.ts";
 import { type Sample, type ScrapedSeries, scrapedSeries } from "../metrics/mod.ts";
 
@@ -19,11 +20,12 @@ export interface ClusterFigures {
   node: ClusterNode;
   healer: Healer;
   leases: LeaseManager;
+  acceptorLog: AcceptorLog;
 }
 
 /** Registers the cluster's series; the result removes them. */
 export function registerClusterSeries(parts: ClusterFigures): () => void {
-  const { engine, node, healer, leases } = parts;
+  const { engine, node, healer, leases, acceptorLog } = parts;
   const { status } = healer;
   const counter = (name: string, help: string, read: ScrapedSeries["read"]): ScrapedSeries => ({
     name,
@@ -64,6 +66,27 @@ export function registerClusterSeries(parts: ClusterFigures): () => void {
       ),
       labelNames: ["reason"],
     },
+    gauge(
+      "atoll_cluster_acceptor_keys",
+      "Metadata keys this node's acceptor holds a state for",
+      () => acceptorLog.size,
+    ),
+    gauge(
+      "atoll_cluster_acceptor_log_bytes",
+      "Bytes of this node's acceptor log (rewritten when it outgrows four times the live states)",
+      () => acceptorLog.bytes,
+    ),
+    counter(
+      "atoll_cluster_acceptor_log_syncs_total",
+      "Syncs of the acceptor log (promises and accepts made together share one)",
+      () => acceptorLog.syncs,
+    ),
+    gauge(
+      "atoll_cluster_acceptor_log_failed",
+      "1 once a write or sync of the acceptor log failed: the acceptor takes no more saves until " +
+        "a restart",
+      () => acceptorLog.failure === null ? 0 : 1,
+    ),
     counter("atoll_heal_passes_total", "Healing passes completed", () => status.passes),
     counter(
       "atoll_heal_walks_total",

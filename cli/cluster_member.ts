@@ -72,6 +72,7 @@ export class ClusterMember {
   #options: ClusterMemberOptions;
   #node: ClusterNode | null = null;
   #healer: Healer | null = null;
+  #acceptorLog: AcceptorLog;
   /** Removes the cluster's series from /metrics (set once started). */
   #unregisterSeries: () => void = () => {};
 
@@ -95,11 +96,12 @@ export class ClusterMember {
       status: "alive",
       since: 0,
     };
+    this.#acceptorLog = new AcceptorLog(join(local.dir, "paxos"));
     this.engine = new ClusterEngine({
       selfId: id,
       local,
       journal: new JournalDisk(join(local.dir, "journal")),
-      acceptorStates: new AcceptorLog(join(local.dir, "paxos")),
+      acceptorStates: this.#acceptorLog,
       rpc: this.#rpc,
       members: () => this.#node?.members() ?? [self],
       now: () => performance.now(),
@@ -181,6 +183,7 @@ export class ClusterMember {
       node: this.#node,
       healer: this.#healer,
       leases: this.leases,
+      acceptorLog: this.#acceptorLog,
     });
   }
 

@@ -82,6 +82,11 @@ Deno.test("cluster member: /metrics passes promtool after a lease move and a col
       for (const reason of ["cluster-id", "clock-skew"]) {
         assert.equal(m1.value("atoll_cluster_messages_refused_total", { reason }), 0);
       }
+      // Every member is a voter of three: its acceptor holds the image's and vm1's keys.
+      assert.ok(m1.value("atoll_cluster_acceptor_keys") >= 2, "acceptor keys");
+      assert.ok(m1.value("atoll_cluster_acceptor_log_syncs_total") >= 2, "acceptor log syncs");
+      assert.ok(m1.value("atoll_cluster_acceptor_log_bytes") > 0, "acceptor log bytes");
+      assert.equal(m1.value("atoll_cluster_acceptor_log_failed"), 0);
 
       // Every metric the dashboard queries is served by a member with a volume open.
       const served = m1.names();

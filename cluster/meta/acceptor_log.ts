@@ -34,6 +34,7 @@ import { KeyedMutex } from "../../core/_mutex.ts";
 import type { AcceptorState } from "./caspaxos.ts";
 import { type AcceptorIndex, decodeState, encodeState } from "./meta_service.ts";
 import { readLegacyStates } from "./_legacy_acceptor_files.ts";
+import { logger } from "../../log/mod.ts";
 import {
   decodeEntries,
   encodeEntry,
@@ -44,6 +45,7 @@ import {
 } from "./_acceptor_log_format.ts";
 
 const fdatasync = promisify(fs.fdatasync);
+const log = logger("metadata");
 const logName = "acceptor-states.log";
 /** The log is rewritten when it holds more than this many times the live states... */
 const compactFactor = 4;
@@ -117,6 +119,16 @@ export class AcceptorLog implements AcceptorIndex {
     return this.#size;
   }
 
+  /** Keys with a state. */
+  get size(): number {
+    return this.#states.size;
+  }
+
+  /** Why the log takes no more saves (a write or sync failed); null while it works. */
+  get failure(): string | null {
+    return this.#broken?.message ?? null;
+  }
+
   /** Keys with a state, under `prefix` (e.g. `volume/`). */
   keys(prefix: string): string[] {
     return [...this.#states.keys()].filter((key) => key.startsWith(prefix)).sort();
@@ -156,8 +168,8 @@ export class AcceptorLog implements AcceptorIndex {
       } catch (error) {
         // After a failed sync the page cache may have dropped what it could not write
         // and a later sync would pass: no state saved after this one can be trusted.
-        this.#broken ??= new Error(`Cannot save to ${this.#path}: ${error}`);
-        for (const queued of batch) queued.failed(this.#broken);
+        this.#fail(`Cannot save to ${this.#path}: ${error}`);
+        for (const queued of batch) queued.failed(this.#broken!);
         continue;
       }
       this.#syncs++;
@@ -180,7 +192,7 @@ export class AcceptorLog implements AcceptorIndex {
         try {
           fs.ftruncateSync(this.#fd, this.#size);
         } catch (error) {
-          this.#broken = new Error(`Cannot cut ${this.#path} back: ${error}`);
+          this.#fail(`Cannot cut ${this.#path} back: ${error}`);
         }
       }
     }
@@ -210,7 +222,7 @@ export class AcceptorLog implements AcceptorIndex {
       this.#fd = fd;
       this.#size = fs.fstatSync(fd).size;
     } catch (error) {
-      this.#broken ??= new Error(`Cannot compact ${this.#path}: ${error}`);
+      this.#fail(`Cannot compact ${this.#path}: ${error}`);
     }
   }
 
@@ -245,6 +257,17 @@ export class AcceptorLog implements AcceptorIndex {
     }
     if (wholeFrameAfter(bytes, at)) throw this.#damaged(at, "a damaged frame");
     return at;
+  }
+
+  /** Stops the log (the first reason stays), and says so once. */
+  #fail(reason: string): void {
+    if (this.#broken !== null) return;
+    this.#broken = new Error(reason);
+    log.error(
+      "{reason}; this node's acceptor takes no more promises or accepts until it restarts " +
+        "(the other voters go on)",
+      { reason },
+    );
   }
 
   #damaged(at: number, what: string): Error {
