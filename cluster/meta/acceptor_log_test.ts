@@ -4,8 +4,10 @@
  * is ignored (its saves never returned) and hides nothing appended later, while
  * a damaged frame before whole ones stops the log from opening; the log is
  * compacted; the files of the old layout (one per key) are taken in and
- * removed; one descriptor whatever the number of keys.
- * Method: AcceptorLogs on temporary directories, files cut and written by hand.
+ * removed; one descriptor whatever the number of keys; a full disk fails the
+ * save and stops the log, keeping every state saved before.
+ * Method: AcceptorLogs on temporary directories (one on a 64 KiB tmpfs), files
+ * cut and written by hand.
  */
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
@@ -150,3 +152,41 @@ Deno.test("AcceptorLog: a directory of one file per key is taken in, and the old
     assert.equal([...Deno.readDirSync(dir)].length, 1);
     log.close();
   }));
+
+Deno.test("AcceptorLog: a full disk fails the save, stops the log, and keeps what was saved", async () => {
+  // A 64 KiB tmpfs (the tests run as root, as the netns partition tests do).
+  const dir = await Deno.makeTempDir({ prefix: "atoll-acceptor-full-" });
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir],
+  }).output();
+  assert.equal(mount.code, 0, new TextDecoder().decode(mount.stderr));
+  try {
+    const log = new AcceptorLog(dir);
+    const big = (i: number) => state(i, String(i).repeat(6000));
+    let saved = 0;
+    let failure: Error | null = null;
+    for (let i = 1; i <= 40 && failure === null; i++) {
+      try {
+        await log.save(`volume/v${i}`, big(i));
+        saved = i;
+      } catch (error) {
+        failure = error as Error;
+      }
+    }
+    assert.ok(failure !== null && saved >= 3, `saved ${saved}, then ${failure}`);
+    assert.match(failure.message, /Cannot save to .*acceptor-states\.log/);
+    assert.match(log.failure ?? "", /Cannot save to/);
+    // Nothing more is taken, even what would fit.
+    await assert.rejects(log.save("volume/small", state(1, "x")), /Cannot save to/);
+    assert.deepEqual(await log.load(`volume/v${saved}`), big(saved));
+    assert.equal(await log.load(`volume/v${saved + 1}`), null);
+    log.close();
+    const reopened = new AcceptorLog(dir);
+    for (let i = 1; i <= saved; i++) assert.deepEqual(await reopened.load(`volume/v${i}`), big(i));
+    assert.equal(reopened.keys("volume/").length, saved);
+    reopened.close();
+  } finally {
+    await new Deno.Command("umount", { args: [dir] }).output();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
