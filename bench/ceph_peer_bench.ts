@@ -8,8 +8,10 @@
  * size. Both are written in full first; every job then runs on Atoll and on Ceph
  * back to back, the order flipping every round, and the table shows medians and
  * the median of the per-round Atoll/Ceph ratios. Besides the usual jobs: 4 KiB
- * writes at QD1 with a flush after each, the first fill of a fresh volume, and
- * random reads of a fresh clone before and after its first write. Then idle CPU
+ * writes at QD1 with a flush after each, the first fill of a fresh volume,
+ * random reads of a fresh clone before and after its first write, and an image
+ * upload (curl PUT of a raw image of distinct blocks to the node against `rbd
+ * import` of the same file, timed from start to end). Then idle CPU
  * (utime+stime from /proc over the same window) and RSS of each side.
  *
  * The machine is small and shared: compare ratios within one run, not absolutes.
@@ -34,11 +36,12 @@ import {
   ensureCephPackages,
   startCeph,
 } from "../tests/_ceph.ts";
-import { cpuSeconds, fio, type FioTarget, killRunningFio, rssBytes } from "./_fio.ts";
+import { cpuSeconds, fio, killRunningFio, rssBytes } from "./_fio.ts";
 import { figure, type Idle, printTable, type Row } from "./_peer_report.ts";
-import { startCluster, type TestProcessCluster } from "../tests/_cluster.ts";
-import { createSnapshot, createVolume } from "../tests/_nbd.ts";
-import { removeData, startNode, type TestNode } from "../tests/_node.ts";
+import { atollSide, cephSide, radosSide, type Side } from "./_peer_sides.ts";
+import { startCluster } from "../tests/_cluster.ts";
+import { removeData, startNode } from "../tests/_node.ts";
+import { writeImage } from "./upload_bench.ts";
 
 /** Warm-up before fio's statistics start, in time-based jobs. */
 const rampSeconds = 2;
@@ -72,67 +75,6 @@ const jobs: { name: string; unit: Row["unit"]; latency?: Row["latency"]; args: s
   },
 ];
 const cloneReads = ["--rw=randread", "--bs=4k", "--iodepth=1"];
-
-/** One system under test: how to make volumes and clones, and where fio goes. */
-interface Side {
-  name: string;
-  create(volume: string, sizeBytes: number): Promise<void>;
-  /** Snapshots `source` and makes `clone` a thin clone of the snapshot. */
-  clone(source: string, clone: string): Promise<void>;
-  target(volume: string): FioTarget;
-  pids(): number[];
-}
-
-function atollSide(cluster: TestProcessCluster): Side {
-  // The node creating and first writing a volume holds its write lease: fio goes there.
-  const node = cluster.nodes[0];
-  return {
-    name: "Atoll",
-    create: async (volume, size) => void await createVolume(node, volume, { size }),
-    clone: async (source, clone) => {
-      await createSnapshot(node, source, "s");
-      await createVolume(node, clone, { snapshot: `${source}@s` });
-    },
-    target: (volume) => ({ kind: "nbd", uri: node.nbdUri(volume) }),
-    pids: () => cluster.nodes.map((n) => n.process.pid),
-  };
-}
-
-/** One Atoll node on the RADOS engine, in the benchmark's `rbd` pool. */
-function radosSide(node: TestNode): Side {
-  return {
-    name: "Atoll",
-    create: async (volume, size) => void await createVolume(node, volume, { size }),
-    clone: async (source, clone) => {
-      await createSnapshot(node, source, "s");
-      await createVolume(node, clone, { snapshot: `${source}@s` });
-    },
-    target: (volume) => ({ kind: "nbd", uri: node.nbdUri(volume) }),
-    pids: () => [node.process.pid],
-  };
-}
-
-function cephSide(ceph: CephCluster): Side {
-  return {
-    name: "Ceph",
-    create: async (volume, size) =>
-      void await ceph.rbd([
-        "create",
-        "--size",
-        `${size / MiB}M`,
-        "--object-size",
-        "4M",
-        `rbd/${volume}`,
-      ]),
-    clone: async (source, clone) => {
-      await ceph.rbd(["snap", "create", `rbd/${source}@s`]);
-      await ceph.rbd(["snap", "protect", `rbd/${source}@s`]);
-      await ceph.rbd(["clone", `rbd/${source}@s`, `rbd/${clone}`]);
-    },
-    target: (volume) => ({ kind: "rbd", pool: "rbd", image: volume, env: ceph.env }),
-    pids: () => ceph.pids(),
-  };
-}
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -235,24 +177,58 @@ async function rounds(atoll: Side, ceph: Side): Promise<Row[]> {
     atoll: [],
     peer: [],
   };
-  const timed = ["--time_based", `--runtime=${settings.runtime}`, `--ramp_time=${rampSeconds}`];
-  const base: Row = { name: "(fill of the volume under test)", unit: "MB/s", atoll: [], peer: [] };
-  for (const side of [atoll, ceph]) await side.create("v", settings.sizeBytes);
-  await pair(base, [atoll, ceph], "v", ["--rw=write", "--bs=1M", "--iodepth=8"]);
-  for (let round = 0; round < settings.rounds; round++) {
-    console.log(`round ${round + 1} of ${settings.rounds} (load ${await loadAverage()})`);
-    const order = round % 2 === 0 ? [atoll, ceph] : [ceph, atoll];
-    for (const [i, job] of jobs.entries()) await pair(rows[i], order, "v", [...job.args, ...timed]);
-    for (const side of order) await side.create(`fill${round}`, settings.sizeBytes);
-    await pair(fill, order, `fill${round}`, ["--rw=write", "--bs=1M", "--iodepth=8"]);
-    for (const side of order) await side.clone(`fill${round}`, `clone${round}`);
-    await pair(before, order, `clone${round}`, [...cloneReads, ...timed]);
-    for (const side of order) {
-      await fio(side.target(`clone${round}`), ["--rw=write", "--bs=4k", "--size=4k"]);
+  const upload: Row = {
+    name: `image upload ${settings.sizeBytes / MiB} MiB`,
+    unit: "MB/s",
+    atoll: [],
+    peer: [],
+  };
+  const image = await Deno.makeTempFile({ prefix: "atoll-peer-image-" });
+  try {
+    const timed = ["--time_based", `--runtime=${settings.runtime}`, `--ramp_time=${rampSeconds}`];
+    const base: Row = {
+      name: "(fill of the volume under test)",
+      unit: "MB/s",
+      atoll: [],
+      peer: [],
+    };
+    for (const side of [atoll, ceph]) await side.create("v", settings.sizeBytes);
+    await pair(base, [atoll, ceph], "v", ["--rw=write", "--bs=1M", "--iodepth=8"]);
+    for (let round = 0; round < settings.rounds; round++) {
+      console.log(`round ${round + 1} of ${settings.rounds} (load ${await loadAverage()})`);
+      const order = round % 2 === 0 ? [atoll, ceph] : [ceph, atoll];
+      for (const [i, job] of jobs.entries()) {
+        await pair(rows[i], order, "v", [...job.args, ...timed]);
+      }
+      for (const side of order) await side.create(`fill${round}`, settings.sizeBytes);
+      await pair(fill, order, `fill${round}`, ["--rw=write", "--bs=1M", "--iodepth=8"]);
+      for (const side of order) await side.clone(`fill${round}`, `clone${round}`);
+      await pair(before, order, `clone${round}`, [...cloneReads, ...timed]);
+      for (const side of order) {
+        await fio(side.target(`clone${round}`), ["--rw=write", "--bs=4k", "--size=4k"]);
+      }
+      await pair(after, order, `clone${round}`, [...cloneReads, ...timed]);
+      // Other blocks every round: Atoll would deduplicate a second upload of the same bytes.
+      await writeImage(image, settings.sizeBytes / MiB, round);
+      const cells: string[] = [];
+      for (const side of order) {
+        live();
+        const seconds = await side.upload(`image${round}-${side.name}`, image);
+        const result = {
+          megabytesPerSecond: settings.sizeBytes / seconds / 1e6,
+          iops: 0,
+          p50Us: 0,
+          flushP50Us: 0,
+        };
+        (side.name === "Atoll" ? upload.atoll : upload.peer).push(result);
+        cells.push(`${side.name} ${result.megabytesPerSecond.toFixed(1)} MB/s`);
+      }
+      console.log(`  ${upload.name.padEnd(34)} ${cells.join("   ")}`);
     }
-    await pair(after, order, `clone${round}`, [...cloneReads, ...timed]);
+  } finally {
+    await Deno.remove(image);
   }
-  return [...rows, fill, before, after];
+  return [...rows, fill, before, after, upload];
 }
 
 async function runCase(name: string): Promise<void> {

@@ -15,11 +15,14 @@ import { removeData, startNode } from "../tests/_node.ts";
 
 const MiB = 1024 * 1024;
 
-/** Writes `sizeMib` MiB of distinct 4 MiB blocks to `path`. */
-export async function writeImage(path: string, sizeMib: number): Promise<void> {
+/**
+ * Writes `sizeMib` MiB of distinct 4 MiB blocks to `path`; another `series`
+ * gives other blocks again (an upload of them is not deduplicated).
+ */
+export async function writeImage(path: string, sizeMib: number, series = 0): Promise<void> {
   const file = await Deno.open(path, { write: true, create: true, truncate: true });
   for (let block = 0; block < sizeMib / 4; block++) {
-    await file.write(patternBytes(4 * MiB, block + 1));
+    await file.write(patternBytes(4 * MiB, series * (sizeMib / 4) + block + 1));
   }
   file.close();
 }
