@@ -24,7 +24,7 @@ import {
   type Reconfigurer,
 } from "./meta/mod.ts";
 import type { ClusterEngineOptions } from "./_cluster_engine_options.ts";
-import { blockMethods, type BlockPeer, ReplicatedBlocks } from "./data/mod.ts";
+import { blockMethods, blockMethodsPooled, type BlockPeer, ReplicatedBlocks } from "./data/mod.ts";
 import { objectMethods, objectMethodsPooled, ObjectReplica } from "./data/mod.ts";
 import { ReplicatedObjects } from "./data/mod.ts";
 import { MemberView } from "./_member_view.ts";
@@ -140,7 +140,10 @@ export class ClusterEngine implements Engine {
   }
 
   /** Of methods(), those whose call data the link server may read into reused buffers. */
-  readonly pooledData: ReadonlySet<string> = objectMethodsPooled;
+  readonly pooledData: ReadonlySet<string> = new Set([
+    ...objectMethodsPooled,
+    ...blockMethodsPooled,
+  ]);
 
   /** The methods other members call on this node. */
   methods(): Record<string, RpcMethod> {
