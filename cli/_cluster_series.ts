@@ -81,10 +81,14 @@ export function registerClusterSeries(parts: ClusterFigures): () => void {
       "Syncs of the acceptor log (promises and accepts made together share one)",
       () => acceptorLog.syncs,
     ),
+    counter(
+      "atoll_cluster_acceptor_log_write_errors_total",
+      "Writes to the acceptor log that failed (a full disk): their promises and accepts were refused",
+      () => acceptorLog.writeErrors,
+    ),
     gauge(
       "atoll_cluster_acceptor_log_failed",
-      "1 once a write or sync of the acceptor log failed: the acceptor takes no more saves until " +
-        "a restart",
+      "1 once a sync of the acceptor log failed: the acceptor takes no more saves until a restart",
       () => acceptorLog.failure === null ? 0 : 1,
     ),
     counter("atoll_heal_passes_total", "Healing passes completed", () => status.passes),

@@ -87,6 +87,7 @@ Deno.test("cluster member: /metrics passes promtool after a lease move and a col
       assert.ok(m1.value("atoll_cluster_acceptor_log_syncs_total") >= 2, "acceptor log syncs");
       assert.ok(m1.value("atoll_cluster_acceptor_log_bytes") > 0, "acceptor log bytes");
       assert.equal(m1.value("atoll_cluster_acceptor_log_failed"), 0);
+      assert.equal(m1.value("atoll_cluster_acceptor_log_write_errors_total"), 0);
 
       // Every metric the dashboard queries is served by a member with a volume open.
       const served = m1.names();

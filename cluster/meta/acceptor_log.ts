@@ -80,12 +80,16 @@ export class AcceptorLog implements AcceptorIndex {
   #size: number;
   #queue: Queued[] = [];
   #writing = false;
-  /** Set once a write or a sync failed: nothing more goes to this log until a restart. */
+  /**
+   * Set once a sync failed, or a failed write could not be cut back off the
+   * log: nothing more goes to this log until a restart.
+   */
   #broken: Error | null = null;
   /** One save per key at a time, so that the log's order is each key's order. */
   #locks = new KeyedMutex();
   #compactBytesMin: number;
   #syncs = 0;
+  #writeErrors = 0;
 
   constructor(dir: string, options: AcceptorLogOptions = {}) {
     this.dir = dir;
@@ -114,6 +118,11 @@ export class AcceptorLog implements AcceptorIndex {
     return this.#syncs;
   }
 
+  /** Batches of saves whose write failed (a full disk) and that were cut back off the log. */
+  get writeErrors(): number {
+    return this.#writeErrors;
+  }
+
   /** Bytes in the log now. */
   get bytes(): number {
     return this.#size;
@@ -124,7 +133,7 @@ export class AcceptorLog implements AcceptorIndex {
     return this.#states.size;
   }
 
-  /** Why the log takes no more saves (a write or sync failed); null while it works. */
+  /** Why the log takes no more saves (a sync failed); null while it works. */
   get failure(): string | null {
     return this.#broken?.message ?? null;
   }
@@ -161,15 +170,28 @@ export class AcceptorLog implements AcceptorIndex {
     this.#writing = true;
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0);
+      const fail = (error: Error) => {
+        for (const queued of batch) queued.failed(error);
+      };
+      if (this.#broken !== null) {
+        fail(this.#broken);
+        continue;
+      }
       try {
-        if (this.#broken !== null) throw this.#broken;
+        // A write that fails (a full disk) is cut back off the log: the next batch may pass.
         this.#append(encodeFrame(batch.map((queued) => queued.entry)));
+      } catch (error) {
+        this.#writeErrors++;
+        fail(new Error(`Cannot save to ${this.#path}: ${(error as Error).message}`));
+        continue;
+      }
+      try {
         await fdatasync(this.#fd);
       } catch (error) {
         // After a failed sync the page cache may have dropped what it could not write
         // and a later sync would pass: no state saved after this one can be trusted.
         this.#fail(`Cannot save to ${this.#path}: ${error}`);
-        for (const queued of batch) queued.failed(this.#broken!);
+        fail(this.#broken!);
         continue;
       }
       this.#syncs++;
