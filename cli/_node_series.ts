@@ -8,10 +8,17 @@
  * Counting what is stored walks the data directory, and the catalogue's
  * figures read every record: both run in the background at most once every
  * {@linkcode capacityScanIntervalMs}; a scrape shows the last result (the
- * first scrape waits for the first one).
+ * first scrape waits for the first one). A scan that fails (a cluster member
+ * cut off from its metadata voters cannot list the catalogue) keeps the last
+ * figures, counts the failure and says so in the log: the scrape still
+ * answers, and nothing is left to reject where no one waits (which would end
+ * the process).
  */
 import { diskSpace, type DiskUsage, type LocalEngine, type Store } from "../core/mod.ts";
 import { type ScrapedSeries, scrapedSeries } from "../metrics/mod.ts";
+import { logger } from "../log/mod.ts";
+
+const log = logger("node");
 
 /** Shortest time between two walks of the data directory and the catalogue. */
 export const capacityScanIntervalMs = 60_000;
@@ -132,12 +139,23 @@ export function registerNodeSeries(figures: NodeFigures): () => void {
     ),
     gauge(
       "atoll_capacity_scan_age_seconds",
-      "Age of the figures atoll_stored_*, atoll_images* and atoll_volumes* (counted at most once a minute)",
+      "Age of the figures atoll_stored_*, atoll_images* and atoll_volumes* (counted at most " +
+        "once a minute): since the last scan that counted everything, or since the start",
       async () => {
         await scan.refresh();
         return scan.ageSeconds();
       },
     ),
+    {
+      name: "atoll_capacity_scan_failures_total",
+      help: "Scans of the data directory or the catalogue that failed (their figures stay as " +
+        "they were; the log says why)",
+      type: "counter",
+      read: async () => {
+        await scan.refresh();
+        return scan.failures;
+      },
+    },
   ]);
   return unregister;
 }
@@ -152,9 +170,14 @@ class CapacityScan {
     volumeProvisionedBytes: 0,
     volumeAllocatedBytes: 0,
   };
+  /** Scans that failed in part or whole. */
+  failures = 0;
   #store: Store;
   #local: LocalEngine | null;
+  #startedAtMs = performance.now();
+  /** When the last scan ended, and when the last one that counted everything did. */
   #doneAtMs: number | null = null;
+  #countedAtMs: number | null = null;
   #running: Promise<void> | null = null;
 
   constructor(store: Store, local: LocalEngine | null) {
@@ -162,12 +185,12 @@ class CapacityScan {
     this.#local = local;
   }
 
-  /** Seconds since the last scan finished. */
+  /** Seconds since the last scan that counted everything (since the start before one did). */
   ageSeconds(): number {
-    return this.#doneAtMs === null ? 0 : (performance.now() - this.#doneAtMs) / 1000;
+    return (performance.now() - (this.#countedAtMs ?? this.#startedAtMs)) / 1000;
   }
 
-  /** Starts a scan when the last is old; waits only for the first one. */
+  /** Starts a scan when the last is old; waits only for the first one. Never rejects. */
   refresh(): Promise<void> {
     const due = this.#doneAtMs === null ||
       performance.now() - this.#doneAtMs >= capacityScanIntervalMs;
@@ -181,12 +204,31 @@ class CapacityScan {
   }
 
   async #scan(): Promise<void> {
-    if (this.#local !== null) this.usage = await this.#local.usage();
+    const [usage, catalogue] = await Promise.allSettled([
+      this.#local === null ? Promise.resolve(this.usage) : this.#local.usage(),
+      this.#countCatalogue(),
+    ]);
+    if (usage.status === "fulfilled") this.usage = usage.value;
+    if (catalogue.status === "fulfilled") this.catalogue = catalogue.value;
+    const failed = [usage, catalogue].filter((result) => result.status === "rejected");
+    if (failed.length === 0) {
+      this.#countedAtMs = performance.now();
+      return;
+    }
+    this.failures++;
+    for (const result of failed) {
+      log.warn("capacity figures not refreshed: {error}", {
+        error: ((result as PromiseRejectedResult).reason as Error)?.message,
+      });
+    }
+  }
+
+  async #countCatalogue(): Promise<CatalogueFigures> {
     const [images, volumes] = await Promise.all([
       this.#store.listImages(),
       this.#store.listVolumes(),
     ]);
-    this.catalogue = {
+    return {
       images: images.length,
       volumes: volumes.length,
       imageBytes: images.reduce(

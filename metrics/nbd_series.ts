@@ -15,6 +15,8 @@ export const handshakeFailureReasons = [
   "unknown_export",
   /** The node was not ready (not joined to its cluster yet). */
   "not_ready",
+  /** The export exists but could not be opened (the reply and the log say why). */
+  "open_failed",
   /** The handshake did not finish in time. */
   "timeout",
   /** The client hung up in the middle. */

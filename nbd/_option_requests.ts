@@ -8,6 +8,11 @@ import { type NbdDevice, openExport } from "./device.ts";
 import { exportNameBytesMax, metaQueriesMax } from "./limits.ts";
 import { Reply } from "./protocol.ts";
 import { nbdHandshakeFailures } from "../metrics/mod.ts";
+import { logger } from "../log/mod.ts";
+
+const log = logger("nbd");
+/** Longest error message sent in an option reply (the rest is in the log). */
+const replyMessageBytesMax = 1024;
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -19,7 +24,9 @@ export interface OptionReplies {
 
 /**
  * The export `name` opened through `authority`; null, with ERR_UNKNOWN
- * answered (and counted as a failed handshake), when there is none.
+ * answered (and counted as a failed handshake), when there is none or it
+ * could not be opened: the reply then says why ("not available", as the
+ * protocol words ERR_UNKNOWN), where a dropped connection would tell nothing.
  */
 export async function openNamedExport(
   store: Store,
@@ -27,7 +34,16 @@ export async function openNamedExport(
   name: string,
   replies: OptionReplies,
 ): Promise<NbdDevice | null> {
-  const device = await openExport(store, name, authority);
+  let device: NbdDevice | null;
+  try {
+    device = await openExport(store, name, authority);
+  } catch (error) {
+    const message = `Cannot open export ${JSON.stringify(name)}: ${(error as Error).message}`;
+    log.warn("{message}", { message, error });
+    nbdHandshakeFailures.inc({ reason: "open_failed" });
+    await replies.error(Reply.errUnknown, message.slice(0, replyMessageBytesMax));
+    return null;
+  }
   if (device === null) {
     nbdHandshakeFailures.inc({ reason: "unknown_export" });
     await replies.error(Reply.errUnknown, `no export named ${JSON.stringify(name)}`);

@@ -124,3 +124,28 @@ Deno.test("cluster member: /metrics passes promtool after a lease move and a col
     await cluster.stop();
   }
 });
+
+Deno.test("a member cut off from its metadata voters still answers /metrics and stays up", async () => {
+  // Its capacity scan cannot list the catalogue: the scrape used to fail with that
+  // error, and a later scan's failure, which no one awaited, ended the process.
+  const cluster = await startCluster(3);
+  const [node0, node1, node2] = cluster.nodes;
+  try {
+    await createVolume(node0, "vm1", { size: MiB });
+    await node1.kill9();
+    await node2.kill9();
+    for (let i = 0; i < 3; i++) {
+      const m = await scrape(node0);
+      await promtoolCheckMetrics(m.text);
+      assert.equal(m.value("atoll_capacity_scan_failures_total"), 1, "the one scan failed");
+      assert.ok(m.value("atoll_capacity_scan_age_seconds") > 0);
+    }
+    const status = await Promise.race([
+      node0.process.status.then(() => "exited"),
+      new Promise((resolve) => setTimeout(() => resolve("running"), 200)),
+    ]);
+    assert.equal(status, "running");
+  } finally {
+    await cluster.stop();
+  }
+});

@@ -9,7 +9,7 @@
  * by replicas known dead (_write_quorum.ts).
  */
 import type { ByteRange, NodeDisk } from "../../core/mod.ts";
-import { CorruptionError } from "../../core/mod.ts";
+import { CorruptionError, isNoSpace } from "../../core/mod.ts";
 import { AssertionError } from "../../core/assert.ts";
 import type { RpcCaller } from "../transport/mod.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
@@ -56,7 +56,15 @@ export class ReplicatedBlocks {
   /** Puts that reached fewer than all replicas: name → peers that missed it (for handoff). */
   readonly hints = new Map<string, Set<string>>();
   /** `localMisses`: local copies gone or bad when read; `foundElsewhere`: not on a replica. */
-  readonly counters = { puts: 0, fetched: 0, repaired: 0, localMisses: 0, foundElsewhere: 0 };
+  readonly counters = {
+    puts: 0,
+    fetched: 0,
+    repaired: 0,
+    localMisses: 0,
+    foundElsewhere: 0,
+    /** Blocks fetched that could not be kept here (a full disk). */
+    notKept: 0,
+  };
   #fetching = new Map<string, Promise<Uint8Array>>();
   #putting = new Map<string, Promise<boolean>>();
 
@@ -155,7 +163,14 @@ export class ReplicatedBlocks {
       );
     }
     this.counters.fetched++;
-    await this.#keepLocal(hash, data);
+    try {
+      await this.#keepLocal(hash, data);
+    } catch (error) {
+      // No room to keep a copy here: the read has its bytes all the same (healing
+      // brings the copy once there is room, if this node is a replica).
+      if (!isNoSpace(error)) throw error;
+      this.counters.notKept++;
+    }
     for (const bad of tally.damaged) {
       this.counters.repaired++;
       this.#rpc.call(bad.address, "block.put", { header: { hash, repair: true }, data })
