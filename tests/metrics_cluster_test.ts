@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { eventually, startCluster } from "./_cluster.ts";
 import { patternBytes } from "./_files.ts";
-import { createVolume, holdNbdPython, MiB, qemuIo, uploadImage } from "./_nbd.ts";
+import { createVolume, exec, holdNbdPython, MiB, qemuIo, uploadImage } from "./_nbd.ts";
 import { promtoolCheckMetrics, scrape } from "./_metrics.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -125,7 +125,7 @@ Deno.test("cluster member: /metrics passes promtool after a lease move and a col
   }
 });
 
-Deno.test("a member cut off from its metadata voters still answers /metrics and stays up", async () => {
+Deno.test("a member cut off from its metadata voters answers /metrics, stays up, says why a volume cannot open", async () => {
   // Its capacity scan cannot list the catalogue: the scrape used to fail with that
   // error, and a later scan's failure, which no one awaited, ended the process.
   const cluster = await startCluster(3);
@@ -140,6 +140,17 @@ Deno.test("a member cut off from its metadata voters still answers /metrics and 
       assert.equal(m.value("atoll_capacity_scan_failures_total"), 1, "the one scan failed");
       assert.ok(m.value("atoll_capacity_scan_age_seconds") > 0);
     }
+    // Opening vm1 takes its write lease, a change its voters must promise: refused, with the
+    // reason in the NBD reply (qemu-img prints it), where the connection used to be dropped.
+    const open = await exec("qemu-img", ["info", node0.nbdUri("vm1")]);
+    assert.notEqual(open.code, 0);
+    assert.match(open.stderr, /server reported: Cannot open export "vm1": .*voters/, open.stderr);
+    assert.equal(
+      (await scrape(node0)).value("atoll_nbd_handshake_failures_total", {
+        reason: "open_failed",
+      }),
+      1,
+    );
     const status = await Promise.race([
       node0.process.status.then(() => "exited"),
       new Promise((resolve) => setTimeout(() => resolve("running"), 200)),
