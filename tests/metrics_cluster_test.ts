@@ -145,12 +145,10 @@ Deno.test("a member cut off from its metadata voters answers /metrics, stays up,
     const open = await exec("qemu-img", ["info", node0.nbdUri("vm1")]);
     assert.notEqual(open.code, 0);
     assert.match(open.stderr, /server reported: Cannot open export "vm1": .*voters/, open.stderr);
-    assert.equal(
-      (await scrape(node0)).value("atoll_nbd_handshake_failures_total", {
-        reason: "open_failed",
-      }),
-      1,
-    );
+    const refused = (await scrape(node0)).value("atoll_nbd_handshake_failures_total", {
+      reason: "open_failed",
+    });
+    assert.ok(refused >= 1, `handshakes refused: ${refused}`);
     const status = await Promise.race([
       node0.process.status.then(() => "exited"),
       new Promise((resolve) => setTimeout(() => resolve("running"), 200)),
