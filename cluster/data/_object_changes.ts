@@ -8,7 +8,7 @@
 import { LeaseLostError } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
 import { isFenced } from "./fences.ts";
-import type { ObjectChange, Stamp } from "./object_link.ts";
+import { type ObjectChange, placementDigest, type Stamp } from "./object_link.ts";
 import type { WrittenObjects } from "./_written_objects.ts";
 import type { Unflushed } from "./_unflushed.ts";
 import { ReplicaQuorumError } from "./_replica_copies.ts";
@@ -58,6 +58,7 @@ export async function changeReplicas(
     ...body,
     epoch,
     version: written.stamp[1] + 1,
+    placement: placementDigest(links.map((link) => link.id)),
   };
   const targets = links.filter((link) => written.current.has(link.id));
   const self = targets.find((link) => link.id === parts.options.selfId);
@@ -65,7 +66,9 @@ export async function changeReplicas(
   const replies = await Promise.allSettled(remotes.map((link) => link.change(name, change)));
   const current = new Set<string>();
   let fenced: Error | null = null;
+  let moved = false;
   replies.forEach((reply, i) => {
+    if (reply.status === "fulfilled" && reply.value.moved === true) moved = true;
     if (reply.status === "fulfilled" && reply.value.applied) {
       current.add(remotes[i].id);
       parts.unflushed.note(remotes[i], name);
@@ -90,7 +93,16 @@ export async function changeReplicas(
   // the object; this node had written it there): its copy stays behind (seed
   // 1201668 with joins and leaves: both replicas of the new placement stopped, and
   // a snapshot read took the copy left on the old one).
-  if ([...written.current].some((id) => !links.some((link) => link.id === id))) {
+  // A replica that places the object elsewhere (it knows of a join or a leave this node
+  // does not, or the other way): the members it places it on may hold older copies only,
+  // and a holder after this one, placing it as that replica does, may find nothing newer
+  // there while this node's replicas are away. The flush that makes this change durable
+  // raises the object's floor, which such a holder checks (seed 3408302 with joins and
+  // leaves: at R=2 a member healing the object onto a member that had just joined copied
+  // it at the writer's version 4; the writer, which had not heard of the join, went on to
+  // version 8 on its own placement and flushed it there with no floor; both its replicas
+  // crashed, and the next holder took version 4 from the new member and wrote over it).
+  if ([...written.current].some((id) => !links.some((link) => link.id === id)) || moved) {
     written.leftBehind = written.stamp;
   }
   written.current = current;

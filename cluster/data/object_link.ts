@@ -52,6 +52,11 @@ export interface ObjectChange {
    * everywhere, stayed off the placement while the replicas agreed on the old).
    */
   heal?: boolean;
+  /**
+   * The writer's placement of the object ({@linkcode placementDigest}): a
+   * replica that places it elsewhere says so (`ChangeReply.moved`).
+   */
+  placement?: number;
 }
 
 /** What a replica answers to a change. */
@@ -59,6 +64,26 @@ export interface ChangeReply {
   applied: boolean;
   /** The copy's stamp after the change (or the one that made it refuse). */
   stamp: Stamp;
+  /**
+   * The replica places the object on other members than the writer does
+   * (`ObjectChange.placement` differs from its own): their views of the
+   * members differ, and a copy may sit where the writer does not look.
+   */
+  moved?: boolean;
+}
+
+/**
+ * A digest of the members an object is placed on (their ids, in any order):
+ * what a writer sends with a change (`ObjectChange.placement`) for the replica
+ * to compare with its own placement. FNV-1a, 32 bits.
+ */
+export function placementDigest(ids: string[]): number {
+  let hash = 0x811c9dc5;
+  for (const char of [...ids].sort().join(",")) {
+    hash ^= char.charCodeAt(0);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash;
 }
 
 /** One replica of objects, reached in process or over RPC. */

@@ -49,6 +49,12 @@ export const objectMethodsPooled: ReadonlySet<string> = new Set([
 
 export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod> {
   const reads = new BufferPool(readPoolBytesMax, objectBytesMax);
+  const placementOf = (h: Record<string, unknown>) =>
+    h.placement === undefined ? undefined : natural(h.placement, "placement");
+  const answer = (reply: ChangeReply) =>
+    reply.moved === true
+      ? { applied: reply.applied, stamp: reply.stamp, moved: true }
+      : { applied: reply.applied, stamp: reply.stamp };
   return {
     "object.change": async (request) => {
       const h = request.header;
@@ -62,9 +68,10 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
         remove: h.remove === true,
         fence: h.fence === undefined ? undefined : positive(h.fence, "fence"),
         heal: h.heal === true,
+        placement: placementOf(h),
       };
       const reply = await replica.change(objectNameOf(h.name), change);
-      return { header: { applied: reply.applied, stamp: reply.stamp } };
+      return { header: answer(reply) };
     },
     "object.changes": async (request) => {
       // A batch from one writer: changes of distinct objects, applied at once,
@@ -85,6 +92,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
           truncate: h.truncate === true,
           remove: h.remove === true,
           fence: h.fence === undefined ? undefined : positive(h.fence, "fence"),
+          placement: placementOf(h),
         };
         at += length;
         return { name: objectNameOf(h.name), change };
@@ -96,7 +104,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
         header: {
           results: results.map((result) =>
             result.status === "fulfilled"
-              ? { applied: result.value.applied, stamp: result.value.stamp }
+              ? answer(result.value)
               : { error: (result.reason as Error).message, name: (result.reason as Error).name }
           ),
         },
@@ -263,7 +271,13 @@ class ChangeBatcher {
             remoteName: String(result.name),
           }),
         );
-      } else done.resolve({ applied: result.applied === true, stamp: stampOf(result.stamp) });
+      } else {
+        done.resolve({
+          applied: result.applied === true,
+          stamp: stampOf(result.stamp),
+          moved: result.moved === true,
+        });
+      }
     });
   }
 }

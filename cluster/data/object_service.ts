@@ -43,6 +43,11 @@ export interface ObjectReplicaOptions {
   checkpointBytes?: number;
   /** Changes of at least this many bytes go to their file alone (object_journal.ts, `placed`). */
   inPlaceBytes?: number;
+  /**
+   * This node's placement of an object (placementDigest() of its members' ids),
+   * compared with a writer's (`ObjectChange.placement`); none: never compared.
+   */
+  placementOf?: (name: string) => number;
 }
 
 /** Changes this large are written in place, not copied into the journal as well. */
@@ -59,6 +64,7 @@ export class ObjectReplica implements ObjectLink {
   #ready: Promise<void>;
   #locks = new KeyedMutex();
   #inPlaceBytes: number;
+  #placementOf: ((name: string) => number) | undefined;
   /** Records of changes written in place whose file is not synced yet, per object, in order. */
   #placed = new Map<string, JournalRecord[]>();
 
@@ -69,11 +75,23 @@ export class ObjectReplica implements ObjectLink {
     this.fences = new Fences(engine);
     this.#journal = new ReplicaJournal(engine, options.journal, options.checkpointBytes);
     this.#inPlaceBytes = options.inPlaceBytes ?? inPlaceBytesDefault;
+    this.#placementOf = options.placementOf;
     this.#ready = this.#journal.recover();
     this.#ready.catch(() => {}); // reported by every call
   }
 
-  change(name: string, change: ObjectChange): Promise<ChangeReply> {
+  /**
+   * Applies `change` to this copy if it follows on from it (see ObjectChange);
+   * says `moved` when the writer places the object elsewhere than this node.
+   */
+  async change(name: string, change: ObjectChange): Promise<ChangeReply> {
+    const reply = await this.#apply(name, change);
+    const placement = change.placement;
+    if (placement === undefined || this.#placementOf === undefined) return reply;
+    return this.#placementOf(name) === placement ? reply : { ...reply, moved: true };
+  }
+
+  #apply(name: string, change: ObjectChange): Promise<ChangeReply> {
     checkObjectName(name);
     const { uid } = parseObjectName(name);
     if (change.offset + change.data.length > objectBytesMax) {

@@ -10,6 +10,7 @@ import {
   type ObjectChange,
   type ObjectLink,
   ObjectReplica,
+  placementDigest,
   type Stamp,
 } from "../data/mod.ts";
 import { MemoryDisk, MemoryPlatter } from "./_memory_disk.ts";
@@ -24,17 +25,28 @@ export class TestReplica implements ObjectLink {
   #disk: MemoryDisk;
   #replica: ObjectReplica;
 
-  constructor(id: string) {
+  #placementOf: ((name: string) => number) | undefined;
+
+  /** `placement`: the members this replica places every object on (its view of them). */
+  constructor(id: string, placement?: string[]) {
     this.id = id;
+    this.#placementOf = placement === undefined ? undefined : () => placementDigest(placement);
     this.#disk = new MemoryDisk({ platter: this.#platter, now: () => 0 });
-    this.#replica = new ObjectReplica(id, this.#disk, { journal: this.#disk });
+    this.#replica = this.#open();
+  }
+
+  #open(): ObjectReplica {
+    return new ObjectReplica(this.id, this.#disk, {
+      journal: this.#disk,
+      placementOf: this.#placementOf,
+    });
   }
 
   /** The process dies and starts again: what was not flushed is gone. */
   restart(): void {
     this.#disk.crash();
     this.#disk = new MemoryDisk({ platter: this.#platter, now: () => 0 });
-    this.#replica = new ObjectReplica(this.id, this.#disk, { journal: this.#disk });
+    this.#replica = this.#open();
   }
 
   async change(name: string, change: ObjectChange): Promise<ChangeReply> {

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
-import { memoryFloors, TestReplica } from "./_test_replica.ts";
+import { healCopy, memoryFloors, TestReplica } from "./_test_replica.ts";
 
 const uid = "b".repeat(32);
 const name = `${uid}.1.0`;
@@ -61,4 +61,46 @@ Deno.test("a writer that finds copies off its placement raises the floor at its 
   });
   await caughtUp.read(name, 0, into, { frozen: true });
   assert.deepEqual(into, small(2));
+});
+
+Deno.test("a writer whose replica places the object elsewhere raises the floor at its flush", async () => {
+  // Seed 3408302 (joins, leaves): R = 2 on a and b in the writer's view; c joined, and b,
+  // which knew it, placed the object on b and c and healed its copy of version 1 onto c.
+  // The writer went on to version 2 on a and b and flushed it with no floor; a and b then
+  // crashed, and the next holder, placing the object on b and c, found version 1 on c and
+  // wrote over it: the flushed version 2 was lost.
+  const a = new TestReplica("a", ["a", "b"]);
+  const b = new TestReplica("b", ["b", "c"]);
+  const c = new TestReplica("c", ["b", "c"]);
+  const small = (fill: number) => new Uint8Array(4096).fill(fill);
+  const floors = memoryFloors();
+  const writer = new ReplicatedObjects({
+    selfId: "w1",
+    replicasOf: () => [a, b],
+    epochOf: () => 1,
+    everyone: () => [a, b],
+    floors,
+  });
+  await writer.write(name, 0, small(1), { truncate: true });
+  await writer.flush(uid);
+  await healCopy(b, c, name);
+  await writer.write(name, 0, small(2), { existing: true });
+  await writer.flush(uid);
+  assert.equal(floors.saved.size, 1, "b places the object elsewhere: the flush raised the floor");
+  a.down = true;
+  b.down = true;
+  const next = new ReplicatedObjects({
+    selfId: "w2",
+    replicasOf: () => [b, c],
+    epochOf: () => 2,
+    everyone: () => [c],
+    floors,
+  });
+  await assert.rejects(next.write(name, 0, small(3), { existing: true }), ReplicaQuorumError);
+  const into = new Uint8Array(4096);
+  await assert.rejects(next.read(name, 0, into, { frozen: true }), ReplicaQuorumError);
+  b.down = false;
+  await next.write(name, 4096, small(3), { existing: true });
+  await next.read(name, 0, into);
+  assert.deepEqual(into, small(2), "the flushed version 2 under the new write");
 });
