@@ -1,5 +1,6 @@
 /**
- * Goal: a storing node refuses writes from a fenced-off lease holder, durably.
+ * Goal: a storing node refuses writes from a fenced-off lease holder, durably;
+ * and it tells a writer that places an object elsewhere (`moved`).
  * Method: a LocalEngine behind a sealed RPC server on loopback; writes at epochs
  * 1 and 2, then a late write at epoch 1 (an old holder cut off by a partition);
  * the node restarts and still refuses it; the bytes are those of epoch 2.
@@ -8,6 +9,7 @@ import assert from "node:assert/strict";
 import { LocalEngine } from "../../core/mod.ts";
 import { ClusterKey } from "../transport/mod.ts";
 import { objectMethods, objectMethodsPooled, rpcObjectLink } from "./object_rpc.ts";
+import { placementDigest } from "./object_link.ts";
 import { LinkClient } from "../transport/mod.ts";
 import { key as linkKey, startPort } from "../../tests/_link_proxy.ts";
 import { ObjectReplica } from "./object_service.ts";
@@ -161,6 +163,34 @@ Deno.test("reads over links from reused buffers on both ends never mix the bytes
         assert.ok(into.every((byte) => byte === i + 1), `object ${i} read whole and alone`);
       }));
     }
+  } finally {
+    await links.close();
+    await server.stop();
+    await replica.close();
+    await engine.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a replica that places an object elsewhere than its writer says so over a link", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-moved-" });
+  const engine = await LocalEngine.open({ dir });
+  const replica = new ObjectReplica("n1", engine, {
+    journal: new JournalDisk(`${dir}/journal`),
+    placementOf: () => placementDigest(["n1", "n3"]),
+  });
+  const server = startPort({ methods: objectMethods(replica), pooledData: objectMethodsPooled });
+  const links = new LinkClient(linkKey, new MemoryIdentity(), { selfId: "client" });
+  const remote = rpcObjectLink(links, "n1", server.address);
+  const change = (version: number, placement?: number) =>
+    remote.change(name, { epoch: 1, version, offset: 0, data: new Uint8Array(512), placement });
+  try {
+    const same = await change(1, placementDigest(["n3", "n1"]));
+    assert.deepEqual(same, { applied: true, stamp: [1, 1], moved: false });
+    const other = await change(2, placementDigest(["n1", "n2"]));
+    assert.deepEqual(other, { applied: true, stamp: [1, 2], moved: true });
+    const none = await change(3);
+    assert.deepEqual(none, { applied: true, stamp: [1, 3], moved: false }, "no digest: no check");
   } finally {
     await links.close();
     await server.stop();
