@@ -27,22 +27,16 @@ export interface Side {
 
 export function atollSide(cluster: TestProcessCluster): Side {
   // The node creating and first writing a volume holds its write lease: fio goes there.
-  const node = cluster.nodes[0];
-  return {
-    name: "Atoll",
-    create: async (volume, size) => void await createVolume(node, volume, { size }),
-    clone: async (source, clone) => {
-      await createSnapshot(node, source, "s");
-      await createVolume(node, clone, { snapshot: `${source}@s` });
-    },
-    target: (volume) => ({ kind: "nbd", uri: node.nbdUri(volume) }),
-    upload: (name, path) => curlUpload(node.url, path, name),
-    pids: () => cluster.nodes.map((n) => n.process.pid),
-  };
+  return nodeSide(cluster.nodes[0], () => cluster.nodes.map((n) => n.process.pid));
 }
 
 /** One Atoll node on the RADOS engine, in the benchmark's `rbd` pool. */
 export function radosSide(node: TestNode): Side {
+  return nodeSide(node, () => [node.process.pid]);
+}
+
+/** Atoll through `node`, its processes `pids`. */
+function nodeSide(node: TestNode, pids: () => number[]): Side {
   return {
     name: "Atoll",
     create: async (volume, size) => void await createVolume(node, volume, { size }),
@@ -52,7 +46,7 @@ export function radosSide(node: TestNode): Side {
     },
     target: (volume) => ({ kind: "nbd", uri: node.nbdUri(volume) }),
     upload: (name, path) => curlUpload(node.url, path, name),
-    pids: () => [node.process.pid],
+    pids,
   };
 }
 

@@ -9,10 +9,10 @@ import assert from "node:assert/strict";
 import { LocalEngine } from "../../core/mod.ts";
 import { ClusterKey } from "../transport/mod.ts";
 import { objectMethods, objectMethodsPooled, rpcObjectLink } from "./object_rpc.ts";
-import { placementDigest } from "./object_link.ts";
+import { type ObjectLink, placementDigest } from "./object_link.ts";
 import { LinkClient } from "../transport/mod.ts";
 import { key as linkKey, startPort } from "../../tests/_link_proxy.ts";
-import { ObjectReplica } from "./object_service.ts";
+import { ObjectReplica, type ObjectReplicaOptions } from "./object_service.ts";
 import { JournalDisk } from "./journal_disk.ts";
 import { RpcClient, rpcServer } from "../transport/mod.ts";
 import { MemoryIdentity } from "../transport/mod.ts";
@@ -135,14 +135,32 @@ Deno.test("a replica in this process reads into the caller's buffer when it is t
   }
 });
 
-Deno.test("reads over links from reused buffers on both ends never mix the bytes of two reads", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "atoll-pooled-reads-" });
+/** An ObjectReplica on a LocalEngine in a temporary directory, behind a link server. */
+async function withLinkedReplica(
+  options: Omit<ObjectReplicaOptions, "journal">,
+  run: (remote: ObjectLink) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-linked-replica-" });
   const engine = await LocalEngine.open({ dir });
-  const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
+  const replica = new ObjectReplica("n1", engine, {
+    ...options,
+    journal: new JournalDisk(`${dir}/journal`),
+  });
   const server = startPort({ methods: objectMethods(replica), pooledData: objectMethodsPooled });
   const links = new LinkClient(linkKey, new MemoryIdentity(), { selfId: "client" });
-  const remote = rpcObjectLink(links, "n1", server.address);
   try {
+    await run(rpcObjectLink(links, "n1", server.address));
+  } finally {
+    await links.close();
+    await server.stop();
+    await replica.close();
+    await engine.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("reads over links from reused buffers on both ends never mix the bytes of two reads", () =>
+  withLinkedReplica({}, async (remote) => {
     const contents = Array.from({ length: 8 }, (_, i) => new Uint8Array(1 << 20).fill(i + 1));
     for (const [i, data] of contents.entries()) {
       await remote.change(`${uid}.1.${i}`, {
@@ -163,39 +181,16 @@ Deno.test("reads over links from reused buffers on both ends never mix the bytes
         assert.ok(into.every((byte) => byte === i + 1), `object ${i} read whole and alone`);
       }));
     }
-  } finally {
-    await links.close();
-    await server.stop();
-    await replica.close();
-    await engine.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a replica that places an object elsewhere than its writer says so over a link", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "atoll-moved-" });
-  const engine = await LocalEngine.open({ dir });
-  const replica = new ObjectReplica("n1", engine, {
-    journal: new JournalDisk(`${dir}/journal`),
-    placementOf: () => placementDigest(["n1", "n3"]),
-  });
-  const server = startPort({ methods: objectMethods(replica), pooledData: objectMethodsPooled });
-  const links = new LinkClient(linkKey, new MemoryIdentity(), { selfId: "client" });
-  const remote = rpcObjectLink(links, "n1", server.address);
-  const change = (version: number, placement?: number) =>
-    remote.change(name, { epoch: 1, version, offset: 0, data: new Uint8Array(512), placement });
-  try {
+Deno.test("a replica that places an object elsewhere than its writer says so over a link", () =>
+  withLinkedReplica({ placementOf: () => placementDigest(["n1", "n3"]) }, async (remote) => {
+    const change = (version: number, placement?: number) =>
+      remote.change(name, { epoch: 1, version, offset: 0, data: new Uint8Array(512), placement });
     const same = await change(1, placementDigest(["n3", "n1"]));
     assert.deepEqual(same, { applied: true, stamp: [1, 1], moved: false });
     const other = await change(2, placementDigest(["n1", "n2"]));
     assert.deepEqual(other, { applied: true, stamp: [1, 2], moved: true });
     const none = await change(3);
     assert.deepEqual(none, { applied: true, stamp: [1, 3], moved: false }, "no digest: no check");
-  } finally {
-    await links.close();
-    await server.stop();
-    await replica.close();
-    await engine.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
