@@ -9,7 +9,13 @@ import { join } from "node:path";
 import type { LocalEngine, Store } from "../core/mod.ts";
 import { ClusterEngine } from "../cluster/cluster_engine.ts";
 import type { MemberState } from "../cluster/membership/mod.ts";
-import { AcceptorLog, describeConfig, fileConfigDisk, NodeConfig } from "../cluster/meta/mod.ts";
+import {
+  type AcceptorLog,
+  describeConfig,
+  fileConfigDisk,
+  NodeConfig,
+  openNodeAcceptorLog,
+} from "../cluster/meta/mod.ts";
 import { JournalDisk } from "../cluster/data/mod.ts";
 import { LeaseManager } from "../cluster/leases/mod.ts";
 import { clusterGcPolicy, gcMethods, Healer } from "../cluster/repair/mod.ts";
@@ -96,7 +102,7 @@ export class ClusterMember {
       status: "alive",
       since: 0,
     };
-    this.#acceptorLog = new AcceptorLog(join(local.dir, "paxos"));
+    this.#acceptorLog = openNodeAcceptorLog(local.dir);
     this.engine = new ClusterEngine({
       selfId: id,
       local,

@@ -16,7 +16,7 @@ import {
   listenClusterPort,
   rpcServer,
 } from "../cluster/transport/mod.ts";
-import { AcceptorLog, fileConfigDisk, NodeConfig } from "../cluster/meta/mod.ts";
+import { fileConfigDisk, NodeConfig, openNodeAcceptorLog } from "../cluster/meta/mod.ts";
 import { JournalDisk } from "../cluster/data/mod.ts";
 
 export const testClusterKey = new ClusterKey(
@@ -173,7 +173,7 @@ export class TestCluster {
       selfId: node.id,
       local,
       journal: new JournalDisk(`${node.dir}/journal`),
-      acceptorStates: new AcceptorLog(`${node.dir}/paxos`),
+      acceptorStates: openNodeAcceptorLog(node.dir),
       nodeConfig,
       rpc,
       members: () => this.members,

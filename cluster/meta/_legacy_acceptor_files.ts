@@ -8,7 +8,13 @@
 import * as fs from "node:fs";
 import { join } from "node:path";
 import zlib from "node:zlib";
-import { isMetaKey } from "../../core/mod.ts";
+import { isMetaKey, syncDirSync } from "../../core/mod.ts";
+
+/** Where a data directory kept acceptor states before the log, and what stands there since. */
+export const legacyDirName = "paxos";
+const markerText = "Atoll keeps this node's acceptor states in acceptors/ (one log) now. This " +
+  "file stands where they were so that an earlier version, which cannot read that log, stops " +
+  "at start instead of running its acceptor with no state.\n";
 
 const frameBytes = 8;
 
@@ -52,4 +58,43 @@ function lastRecord(bytes: Uint8Array): Uint8Array | null {
     at += frameBytes + length;
   }
   return last;
+}
+
+/**
+ * Leaves the marker file at `DATA/paxos` once the log in `logDir` holds every
+ * state: the old directory's files are taken in by then (AcceptorLog with
+ * `legacyDir`), so it goes, and a file takes its name. An earlier version
+ * fails to create its directory there (EEXIST) and stops, where it would
+ * otherwise find no state and answer as an acceptor that never promised.
+ * A log left in the old directory by a version between (the log under
+ * `paxos/`) is moved first, before the log is opened.
+ */
+export function moveIntermediateLog(dataDir: string, logDir: string, logName: string): void {
+  const old = join(dataDir, legacyDirName, logName);
+  if (!fs.existsSync(old) || fs.existsSync(join(logDir, logName))) return;
+  fs.mkdirSync(logDir, { recursive: true });
+  fs.renameSync(old, join(logDir, logName));
+  syncDirSync(logDir);
+  syncDirSync(join(dataDir, legacyDirName));
+}
+
+/** Replaces the old directory, emptied, with the marker file (see moveIntermediateLog). */
+export function retireLegacyDir(dataDir: string): void {
+  const path = join(dataDir, legacyDirName);
+  const stat = fs.statSync(path, { throwIfNoEntry: false });
+  if (stat?.isFile()) return;
+  if (stat?.isDirectory()) {
+    for (const file of fs.readdirSync(path)) fs.rmSync(join(path, file), { force: true });
+    fs.rmdirSync(path);
+  }
+  const tmp = `${path}.tmp`;
+  const fd = fs.openSync(tmp, "w", 0o644);
+  try {
+    fs.writeSync(fd, markerText);
+    fs.fdatasyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, path);
+  syncDirSync(dataDir);
 }

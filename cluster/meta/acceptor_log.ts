@@ -33,7 +33,12 @@ import { isMetaKey, syncDirSync } from "../../core/mod.ts";
 import { KeyedMutex } from "../../core/_mutex.ts";
 import type { AcceptorState } from "./caspaxos.ts";
 import { type AcceptorIndex, decodeState, encodeState } from "./meta_service.ts";
-import { readLegacyStates } from "./_legacy_acceptor_files.ts";
+import {
+  legacyDirName,
+  moveIntermediateLog,
+  readLegacyStates,
+  retireLegacyDir,
+} from "./_legacy_acceptor_files.ts";
 import { logger } from "../../log/mod.ts";
 import {
   decodeEntries,
@@ -54,10 +59,12 @@ const compactBytesMinDefault = 4 << 20;
 /** Entries per frame when the live states are written out. */
 const entriesPerFrame = 1024;
 
-/** How an AcceptorLog compacts (tests make it small). */
+/** How an AcceptorLog compacts (tests make it small), and where an older layout may be. */
 export interface AcceptorLogOptions {
   /** The log is not rewritten below this size. */
   compactBytesMin?: number;
+  /** A directory of the layout before the log (a file per key) to take in; `dir` by default. */
+  legacyDir?: string;
 }
 
 interface Queued {
@@ -99,15 +106,16 @@ export class AcceptorLog implements AcceptorIndex {
     const exists = fs.existsSync(this.#path);
     const bytes = exists ? new Uint8Array(fs.readFileSync(this.#path)) : new Uint8Array();
     const whole = this.#replay(bytes);
-    const legacy = readLegacyStates(dir, (key) => this.#states.has(key));
+    const legacyDir = options.legacyDir ?? dir;
+    const legacy = readLegacyStates(legacyDir, (key) => this.#states.has(key));
     for (const [key, state] of legacy.states) this.#remember(key, state);
     if (!exists || whole < bytes.length || legacy.files.length > 0) {
       // One log of every state, in place before the old files go (they are read again
       // if a crash comes first, and the log wins over them).
       fs.renameSync(this.#writeStates(), this.#path);
       syncDirSync(dir);
-      for (const file of legacy.files) fs.rmSync(join(dir, file), { force: true });
-      if (legacy.files.length > 0) syncDirSync(dir);
+      for (const file of legacy.files) fs.rmSync(join(legacyDir, file), { force: true });
+      if (legacy.files.length > 0) syncDirSync(legacyDir);
     }
     this.#fd = fs.openSync(this.#path, "a");
     this.#size = fs.fstatSync(this.#fd).size;
@@ -305,6 +313,28 @@ export class AcceptorLog implements AcceptorIndex {
     this.#states.set(key, state);
     this.#liveBytes += entryBytes(key, state);
   }
+}
+
+/**
+ * The acceptor log of the node whose data directory is `dataDir`
+ * (`DATA/acceptors/`), taking in the states an earlier version kept in
+ * `DATA/paxos/`, and leaving a file there that stops such a version from
+ * starting on this directory again.
+ */
+export function openNodeAcceptorLog(dataDir: string): AcceptorLog {
+  const dir = join(dataDir, "acceptors");
+  moveIntermediateLog(dataDir, dir, logName);
+  const legacy = join(dataDir, legacyDirName);
+  const log = new AcceptorLog(dir, {
+    legacyDir: fs.statSync(legacy, { throwIfNoEntry: false })?.isDirectory() ? legacy : undefined,
+  });
+  try {
+    retireLegacyDir(dataDir);
+  } catch (error) {
+    log.close();
+    throw error;
+  }
+  return log;
 }
 
 function badKey(key: string): TypeError {

@@ -11,7 +11,8 @@
  */
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
-import { AcceptorLog } from "./acceptor_log.ts";
+import * as fs from "node:fs";
+import { AcceptorLog, openNodeAcceptorLog } from "./acceptor_log.ts";
 import type { AcceptorState } from "./caspaxos.ts";
 import { encodeState } from "./meta_service.ts";
 
@@ -197,3 +198,33 @@ Deno.test("AcceptorLog: a full disk fails the saves that do not fit, keeps the r
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("openNodeAcceptorLog: takes in DATA/paxos, then leaves a file there that an earlier version stops at", () =>
+  inTempDir(async (data) => {
+    await Deno.mkdir(`${data}/paxos`);
+    await Deno.writeFile(`${data}/paxos/volume.vm1`, legacyFile(state(1, "a"), state(2, "b")));
+    let log = openNodeAcceptorLog(data);
+    assert.deepEqual(await log.load("volume/vm1"), state(2, "b"));
+    await log.save("volume/vm2", state(1, "c"));
+    log.close();
+    assert.ok(Deno.statSync(`${data}/paxos`).isFile, "the old directory is a file now");
+    assert.match(await Deno.readTextFile(`${data}/paxos`), /earlier version/);
+    // An earlier version creates its directory there first: it cannot.
+    assert.throws(() => fs.mkdirSync(`${data}/paxos`, { recursive: true }), /EEXIST/);
+    log = openNodeAcceptorLog(data);
+    assert.deepEqual(await log.load("volume/vm1"), state(2, "b"));
+    assert.deepEqual(await log.load("volume/vm2"), state(1, "c"));
+    log.close();
+
+    // A log a version between kept under paxos/ is moved, not lost.
+    const other = `${data}/other`;
+    await Deno.mkdir(`${other}/paxos`, { recursive: true });
+    await Deno.copyFile(
+      `${data}/acceptors/acceptor-states.log`,
+      `${other}/paxos/acceptor-states.log`,
+    );
+    log = openNodeAcceptorLog(other);
+    assert.deepEqual(await log.load("volume/vm2"), state(1, "c"));
+    log.close();
+    assert.ok(Deno.statSync(`${other}/paxos`).isFile);
+  }));

@@ -29,7 +29,7 @@ export {
   quorumGroups,
   voterTarget,
 } from "./config.ts";
-export { AcceptorLog } from "./acceptor_log.ts";
+export { AcceptorLog, openNodeAcceptorLog } from "./acceptor_log.ts";
 export {
   acceptedKeys,
   type AcceptorIndex,
