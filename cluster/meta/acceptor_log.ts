@@ -97,6 +97,7 @@ export class AcceptorLog implements AcceptorIndex {
   #compactBytesMin: number;
   #syncs = 0;
   #writeErrors = 0;
+  #closed = false;
 
   constructor(dir: string, options: AcceptorLogOptions = {}) {
     this.dir = dir;
@@ -159,18 +160,25 @@ export class AcceptorLog implements AcceptorIndex {
 
   save(key: string, state: AcceptorState): Promise<void> {
     if (!isMetaKey(key)) return Promise.reject(badKey(key));
+    if (this.#closed) return Promise.reject(new Error(`Cannot save to ${this.#path}: closed`));
     const encoded = encodeState(state);
     const entry = encodeEntry(key, encoded);
     return this.#locks.run(key, () =>
       new Promise<void>((done, failed) => {
+        if (this.#closed) return failed(new Error(`Cannot save to ${this.#path}: closed`));
         this.#queue.push({ key, state: encoded, entry, done, failed });
         if (!this.#writing) this.#drain();
       }));
   }
 
-  /** Closes the log (every save that resolved is durable). */
+  /**
+   * Closes the log (every save that resolved is durable): a batch being
+   * written is finished first, and saves not written yet fail.
+   */
   close(): void {
-    fs.closeSync(this.#fd);
+    if (this.#closed) return;
+    this.#closed = true;
+    if (!this.#writing) fs.closeSync(this.#fd);
   }
 
   /** Writes and syncs what is queued, a frame per batch, until the queue is empty. */
@@ -210,6 +218,7 @@ export class AcceptorLog implements AcceptorIndex {
       }
     }
     this.#writing = false;
+    if (this.#closed) fs.closeSync(this.#fd);
   }
 
   #append(frame: Uint8Array): void {

@@ -228,3 +228,25 @@ Deno.test("openNodeAcceptorLog: takes in DATA/paxos, then leaves a file there th
     log.close();
     assert.ok(Deno.statSync(`${other}/paxos`).isFile);
   }));
+
+Deno.test("AcceptorLog: closing while saves are under way: what resolved is durable, the rest fail", () =>
+  inTempDir(async (dir) => {
+    const log = new AcceptorLog(dir);
+    await log.save("volume/first", state(1, "first"));
+    const saves = Array.from({ length: 50 }, (_, i) => log.save(`volume/v${i}`, state(1, `v${i}`)));
+    await new Promise((resolve) => setTimeout(resolve, 0)); // some are writing by now
+    log.close();
+    const results = await Promise.allSettled(saves);
+    for (const result of results) {
+      if (result.status === "rejected") assert.match(String(result.reason), /closed/);
+    }
+    await assert.rejects(log.save("volume/late", state(1, "late")), /closed/);
+    log.close(); // twice: nothing more
+    assert.equal(log.failure, null);
+    const reopened = new AcceptorLog(dir);
+    const saved = results.flatMap((result, i) => result.status === "fulfilled" ? [i] : []);
+    for (const i of saved) assert.deepEqual(await reopened.load(`volume/v${i}`), state(1, `v${i}`));
+    assert.deepEqual(await reopened.load("volume/first"), state(1, "first"));
+    assert.equal(reopened.keys("volume/").length, saved.length + 1);
+    reopened.close();
+  }));
