@@ -204,7 +204,7 @@ export class ClusterMember {
    * and opens no volume, so it can never act as a cluster of its own.
    */
   ready(): Readiness {
-    if (this.nodeConfig.current() !== null) return { ready: true };
+    if (this.nodeConfig.newest() !== null) return { ready: true };
     const refused =
       this.#node?.refusalStatus().peers.map((peer) => `${peer.address} refused: ${peer.reason}`) ??
         [];
@@ -241,7 +241,9 @@ export class ClusterMember {
       refused: this.#node?.refusalStatus(),
       metadata: {
         clusterId: this.nodeConfig.identity.current(),
-        configuration: this.nodeConfig.current(),
+        configuration: this.nodeConfig.newest(),
+        // False while the configuration above is known in memory only (a full disk).
+        configurationSaved: this.nodeConfig.newest() === this.nodeConfig.current(),
         reconfiguration: engine.reconfigurer.status,
       },
     };

@@ -69,8 +69,9 @@ export class EngineMeta {
       random,
       clock,
       configs: {
-        current: () => nodeConfig.current(),
-        install: (config) => nodeConfig.install(config),
+        // Where proposals go: the newest configuration, saved or only learned (a full disk).
+        current: () => nodeConfig.newest(),
+        install: (config) => nodeConfig.learn(config),
         refresh: () => this.reconfigurer.refresh(),
       },
       link: (id) => this.#voterLink(id),
@@ -148,8 +149,12 @@ export class EngineMeta {
    */
   async list(prefix: string, settled = false): Promise<string[]> {
     // Every key a quorum of the voters holds, or an error: never a partial list.
+    const { nodeConfig } = this.#options;
     const { keys: candidates, partial } = await listChosenKeys({
-      configs: this.#options.nodeConfig,
+      configs: {
+        current: () => nodeConfig.newest(),
+        install: (config) => nodeConfig.learn(config),
+      },
       prefix,
       everyVoter: settled,
       ask: async (id) => {

@@ -3,11 +3,20 @@
  * committed metadata configuration. Both only move forward: an id is taken
  * once (at bootstrap, or from the cluster a node joins), and a configuration
  * replaces the known one only when its epoch is higher.
+ *
+ * What the acceptor enforces, and what a change of voters counts as
+ * installed, is the saved configuration alone (`current`, `install`): a
+ * majority that installed a newer one has stopped older proposers only if
+ * none of them can forget it in a crash. A node whose disk is full can still
+ * follow the cluster as a proposer and a reader: it `learn`s a newer
+ * configuration in memory when it cannot save it, uses it to address the
+ * voters (`newest`), and saves it once there is room.
  */
 import { Mutex } from "../../core/_mutex.ts";
 import { type ClusterIdentity, isClusterId, newClusterId } from "../transport/mod.ts";
 import type { ConfigHolder } from "./caspaxos.ts";
 import type { MetaConfig } from "./config.ts";
+import { isNoSpace } from "../../core/mod.ts";
 import { logger } from "../../log/mod.ts";
 
 const log = logger("metadata");
@@ -31,6 +40,8 @@ export class NodeConfig implements ConfigHolder {
   #disk: NodeConfigDisk;
   #writes = new Mutex();
   #listeners: ((config: MetaConfig) => void)[] = [];
+  /** A configuration newer than the saved one that could not be saved (a full disk). */
+  #learned: NodeConfigState | null = null;
 
   constructor(state: NodeConfigState, disk: NodeConfigDisk) {
     this.#state = structuredClone(state);
@@ -50,6 +61,42 @@ export class NodeConfig implements ConfigHolder {
   /** The newest committed configuration this node knows; null before it joined. */
   current(): MetaConfig | null {
     return this.#state.config;
+  }
+
+  /**
+   * The newest configuration this node knows, saved or only learned: where its
+   * proposals and listings go (an acceptor at an older epoch says it is stale).
+   */
+  newest(): MetaConfig | null {
+    const learned = this.#learned?.config ?? null;
+    const saved = this.#state.config;
+    return learned !== null && learned.epoch > (saved?.epoch ?? 0) ? learned : saved;
+  }
+
+  /**
+   * Installs `config` when it is newer; when the disk has no room for it, keeps
+   * it in memory for `newest()` (see the module doc) and saves it at a later call.
+   */
+  async learn(config: MetaConfig): Promise<void> {
+    const learned = this.#learned;
+    if (learned !== null && learned.config!.epoch >= config.epoch) {
+      config = learned.config!; // try to save it again
+    }
+    try {
+      await this.install(config);
+      if ((this.#learned?.config!.epoch ?? 0) <= config.epoch) this.#learned = null;
+    } catch (error) {
+      if (!isNoSpace(error)) throw error;
+      if ((this.#state.config?.epoch ?? 0) >= config.epoch) return;
+      if (learned === null || learned.config!.epoch < config.epoch) {
+        log.warn(
+          "cannot save metadata configuration epoch {epoch}: the disk is full; " +
+            "using it from memory until it can be saved",
+          { epoch: config.epoch },
+        );
+        this.#learned = { clusterId: config.clusterId, config: structuredClone(config) };
+      }
+    }
   }
 
   /** A copy of the whole state (status pages). */

@@ -118,9 +118,9 @@ export class Reconfigurer {
   async tick(): Promise<void> {
     const { configs } = this.#options;
     const now = this.#clock.now;
-    const known = configs.current();
+    const known = configs.newest();
     if (known === null || now() - this.#refreshedAt >= configRefreshMsMax) await this.refresh();
-    const config = configs.current();
+    const config = configs.newest();
     if (config === null || this.#manager(config) !== this.#options.selfId) return;
     try {
       if (config.next !== null) {
@@ -169,7 +169,7 @@ export class Reconfigurer {
   async #refresh(): Promise<void> {
     const { configs, peers, selfId } = this.#options;
     this.#refreshedAt = this.#clock.now();
-    const known = configs.current();
+    const known = configs.newest();
     const voters = new Set(known === null ? [] : allVoters(known));
     const others = this.#options.members().filter((member) =>
       member.id !== selfId && member.status === "alive" && member.address !== ""
@@ -181,7 +181,7 @@ export class Reconfigurer {
       if (answer.status !== "fulfilled" || answer.value === null) continue;
       const clusterId = configs.identity.current();
       if (clusterId !== null && answer.value.clusterId !== clusterId) continue;
-      await configs.install(answer.value);
+      await configs.learn(answer.value);
     }
   }
 
@@ -226,7 +226,9 @@ export class Reconfigurer {
       }
       return { version: current.version + 1, value: encodeConfig(to) };
     });
-    await this.#options.configs.install(to);
+    // Committed: known here from now on (saved when there is room; #spread counts
+    // this node among those that have it only once it is saved).
+    await this.#options.configs.learn(to);
   }
 
   /** Installs `config` at every reachable voter of it and of `previous`; needs a quorum of both. */
