@@ -9,6 +9,7 @@ import type { ClusterEngine } from "../cluster/cluster_engine.ts";
 import type { LeaseManager } from "../cluster/leases/mod.ts";
 import type { Healer } from "../cluster/repair/mod.ts";
 import type { AcceptorLog } from "../cluster/meta/mod.ts";
+import type { JournalDisk } from "../cluster/data/mod.ts";
 import { type ClusterNode, refusalReasons } from "../cluster/transport/mod.ts";
 import { type Sample, type ScrapedSeries, scrapedSeries } from "../metrics/mod.ts";
 
@@ -21,11 +22,12 @@ export interface ClusterFigures {
   healer: Healer;
   leases: LeaseManager;
   acceptorLog: AcceptorLog;
+  journal: JournalDisk;
 }
 
 /** Registers the cluster's series; the result removes them. */
 export function registerClusterSeries(parts: ClusterFigures): () => void {
-  const { engine, node, healer, leases, acceptorLog } = parts;
+  const { engine, node, healer, leases, acceptorLog, journal } = parts;
   const { status } = healer;
   const counter = (name: string, help: string, read: ScrapedSeries["read"]): ScrapedSeries => ({
     name,
@@ -90,6 +92,21 @@ export function registerClusterSeries(parts: ClusterFigures): () => void {
       "atoll_cluster_acceptor_log_failed",
       "1 once a sync of the acceptor log failed: the acceptor takes no more saves until a restart",
       () => acceptorLog.failure === null ? 0 : 1,
+    ),
+    counter(
+      "atoll_cluster_journal_syncs_total",
+      "Syncs of this node's object journal (a FLUSH waits for one; a sync started ahead of one is counted too)",
+      () => journal.syncs.done,
+    ),
+    counter(
+      "atoll_cluster_journal_syncs_ahead_total",
+      "Syncs of the object journal started right after a write, because its writer flushed after the write before",
+      () => journal.syncs.ahead,
+    ),
+    gauge(
+      "atoll_cluster_journal_failed",
+      "1 once a sync of the object journal failed: that journal's syncs fail from then on (the kernel may have dropped its pages)",
+      () => journal.failure === null ? 0 : 1,
     ),
     counter("atoll_heal_passes_total", "Healing passes completed", () => status.passes),
     counter(

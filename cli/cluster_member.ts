@@ -79,6 +79,7 @@ export class ClusterMember {
   #node: ClusterNode | null = null;
   #healer: Healer | null = null;
   #acceptorLog: AcceptorLog;
+  #journal: JournalDisk;
   /** Removes the cluster's series from /metrics (set once started). */
   #unregisterSeries: () => void = () => {};
 
@@ -103,10 +104,11 @@ export class ClusterMember {
       since: 0,
     };
     this.#acceptorLog = openNodeAcceptorLog(local.dir);
+    this.#journal = new JournalDisk(join(local.dir, "journal"));
     this.engine = new ClusterEngine({
       selfId: id,
       local,
-      journal: new JournalDisk(join(local.dir, "journal")),
+      journal: this.#journal,
       acceptorStates: this.#acceptorLog,
       rpc: this.#rpc,
       members: () => this.#node?.members() ?? [self],
@@ -190,6 +192,7 @@ export class ClusterMember {
       healer: this.#healer,
       leases: this.leases,
       acceptorLog: this.#acceptorLog,
+      journal: this.#journal,
     });
   }
 

@@ -88,6 +88,10 @@ Deno.test("cluster member: /metrics passes promtool after a lease move and a col
       assert.ok(m1.value("atoll_cluster_acceptor_log_bytes") > 0, "acceptor log bytes");
       assert.equal(m1.value("atoll_cluster_acceptor_log_failed"), 0);
       assert.equal(m1.value("atoll_cluster_acceptor_log_write_errors_total"), 0);
+      // The holder flushed its write: at least that sync of its object journal.
+      assert.ok(m1.value("atoll_cluster_journal_syncs_total") >= 1, "object journal syncs");
+      assert.ok(m1.value("atoll_cluster_journal_syncs_ahead_total") >= 0);
+      assert.equal(m1.value("atoll_cluster_journal_failed"), 0);
 
       // Every metric the dashboard queries is served by a member with a volume open.
       const served = m1.names();

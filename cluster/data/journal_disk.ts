@@ -3,6 +3,18 @@
  * generation, `GEN.journal`, in a directory beside the data. Appends are
  * plain writes to the page cache; a sync is one `fdatasync` for every append
  * before it, and syncs asked while one runs share the next (group commit).
+ *
+ * A journal asked to sync since its last append starts a sync right after
+ * its next append is answered (its writer flushes after its writes, as a guest with `fsync=1` or a
+ * database commit does): nobody waits for that sync, so the write is answered
+ * as soon as it is in the page cache, but by the time its FLUSH arrives (a
+ * round trip later) the sync is mostly done, and the FLUSH waits only for what
+ * is left. Appends that no sync follows (writes between flushes, a stream at
+ * depth) start nothing: syncing each of them took a quarter of the random
+ * write rate (decisions.md: "Syncs started ahead of a FLUSH"). A sync
+ * that fails fails every later one of that journal: after a failed
+ * `fdatasync` the kernel may have dropped the pages, and a later sync that
+ * succeeds proves nothing about them.
  * The simulation keeps journals in memory instead (cluster/sim/_memory_disk.ts).
  *
  * @module
@@ -10,6 +22,7 @@
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { setImmediate } from "node:timers";
 import { syncDir } from "../../core/mod.ts";
 import type { JournalStore } from "./object_journal.ts";
 
@@ -25,6 +38,12 @@ interface OpenJournal {
   syncing: Promise<void> | null;
   /** The directory entry of a new file is not durable yet. */
   newFile: boolean;
+  /** The first sync that failed: every later one fails with it. */
+  failed: Error | null;
+  /** Let go of: no sync starts, and the one under way closes the descriptor when it ends. */
+  closing: boolean;
+  /** A sync was asked since the last append: the next append starts one. */
+  syncAsked: boolean;
 }
 
 /** See the module doc. */
@@ -33,10 +52,23 @@ export class JournalDisk implements JournalStore {
   #open = new Map<number, OpenJournal>();
   /** Journals ending in a partial record that could not be cut off: nothing more goes there. */
   #damaged = new Set<number>();
+  #syncs = 0;
+  #syncsAhead = 0;
+  #failure: Error | null = null;
 
   constructor(dir: string) {
     this.dir = dir;
     fs.mkdirSync(dir, { recursive: true });
+  }
+
+  /** `fdatasync`s done, and those of them started ahead of a FLUSH (see the module doc). */
+  get syncs(): { done: number; ahead: number } {
+    return { done: this.#syncs, ahead: this.#syncsAhead };
+  }
+
+  /** The first sync that failed, of any journal (its replica's flushes fail from then on). */
+  get failure(): Error | null {
+    return this.#failure;
   }
 
   journals(): Promise<number[]> {
@@ -69,6 +101,17 @@ export class JournalDisk implements JournalStore {
       throw new Error(`Cannot append to journal ${this.#path(gen)}: wrote ${wrote} of ${expected}`);
     }
     journal.appended += wrote;
+    if (journal.syncAsked) {
+      // After the answer to this append has gone out (the sync's own work, on two cores, delays it).
+      setImmediate(() => {
+        if (journal.syncing !== null || journal.closing || journal.synced >= journal.appended) {
+          return;
+        }
+        this.#syncsAhead++;
+        this.#startSync(journal).catch(() => {});
+      });
+    }
+    journal.syncAsked = false;
   }
 
   /** Takes the journal back to its last whole record (the file opened to append writes at its end). */
@@ -84,29 +127,47 @@ export class JournalDisk implements JournalStore {
   async syncJournal(gen: number): Promise<void> {
     const journal = this.#open.get(gen);
     if (journal === undefined) return;
+    journal.syncAsked = true;
     const target = journal.appended;
     while (journal.synced < target) {
-      if (journal.syncing === null) {
-        const covers = journal.appended;
-        journal.syncing = (async () => {
-          await fdatasync(journal.fd);
-          if (journal.newFile) {
-            journal.newFile = false;
-            await syncDir(this.dir);
-          }
-          journal.synced = Math.max(journal.synced, covers);
-        })().finally(() => journal.syncing = null);
-      }
-      await journal.syncing;
+      if (journal.failed !== null) throw journal.failed;
+      await (journal.syncing ?? this.#startSync(journal));
     }
+  }
+
+  /** One `fdatasync` covering every append so far. */
+  #startSync(journal: OpenJournal): Promise<void> {
+    const covers = journal.appended;
+    const syncing = (async () => {
+      try {
+        if (journal.failed !== null) throw journal.failed;
+        await fdatasync(journal.fd);
+        this.#syncs++;
+        if (journal.newFile) {
+          journal.newFile = false;
+          await syncDir(this.dir);
+        }
+        journal.synced = Math.max(journal.synced, covers);
+      } catch (error) {
+        journal.failed ??= error instanceof Error ? error : new Error(String(error));
+        this.#failure ??= journal.failed;
+        throw journal.failed;
+      } finally {
+        journal.syncing = null;
+        if (journal.closing) fs.closeSync(journal.fd);
+      }
+    })();
+    journal.syncing = syncing;
+    return syncing;
   }
 
   async removeJournal(gen: number): Promise<void> {
     const journal = this.#open.get(gen);
     if (journal !== undefined) {
-      await journal.syncing?.catch(() => {});
-      fs.closeSync(journal.fd);
       this.#open.delete(gen);
+      journal.closing = true;
+      if (journal.syncing === null) fs.closeSync(journal.fd);
+      else await journal.syncing.catch(() => {});
     }
     try {
       fs.unlinkSync(this.#path(gen));
@@ -116,9 +177,15 @@ export class JournalDisk implements JournalStore {
     await syncDir(this.dir);
   }
 
-  /** Closes the open journals (appended but unsynced bytes stay as the page cache has them). */
+  /**
+   * Closes the open journals (appended but unsynced bytes stay as the page
+   * cache has them); one with a sync under way is closed when that sync ends.
+   */
   closeJournals(): void {
-    for (const { fd } of this.#open.values()) fs.closeSync(fd);
+    for (const journal of this.#open.values()) {
+      journal.closing = true;
+      if (journal.syncing === null) fs.closeSync(journal.fd);
+    }
     this.#open.clear();
   }
 
@@ -129,7 +196,16 @@ export class JournalDisk implements JournalStore {
       const newFile = !fs.existsSync(path);
       const fd = fs.openSync(path, "a", 0o644);
       const size = fs.fstatSync(fd).size;
-      journal = { fd, appended: size, synced: size, syncing: null, newFile };
+      journal = {
+        fd,
+        appended: size,
+        synced: size,
+        syncing: null,
+        newFile,
+        failed: null,
+        closing: false,
+        syncAsked: false,
+      };
       this.#open.set(gen, journal);
     }
     return journal;

@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import { JournalDisk } from "./journal_disk.ts";
+import { decodeRecords, encodeRecord, type JournalRecord } from "./object_journal.ts";
+
+const record = (i: number): JournalRecord => ({
+  kind: "write",
+  name: "o/v1.1.0",
+  stamp: [1, i],
+  offset: i * 4096,
+  data: new Uint8Array(4096).fill(i),
+  truncate: false,
+});
+
+async function settled(journal: JournalDisk, done: number): Promise<void> {
+  for (let i = 0; i < 500 && journal.syncs.done < done; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+Deno.test("a journal syncs ahead only the append that follows a sync asked", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const journal = new JournalDisk(`${dir}/journal`);
+    // Appends nobody flushes after start nothing.
+    for (let i = 1; i <= 3; i++) journal.appendJournal(1, encodeRecord(record(i)));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(journal.syncs, { done: 0, ahead: 0 });
+
+    await journal.syncJournal(1);
+    assert.deepEqual(journal.syncs, { done: 1, ahead: 0 });
+
+    // The writer flushed: its next append is synced without being asked...
+    journal.appendJournal(1, encodeRecord(record(4)));
+    await settled(journal, 2);
+    assert.deepEqual(journal.syncs, { done: 2, ahead: 1 });
+    // ...so the FLUSH that follows finds nothing left to sync.
+    await journal.syncJournal(1);
+    assert.deepEqual(journal.syncs, { done: 2, ahead: 1 });
+
+    // One more append after that FLUSH is synced ahead too; the next one, with no
+    // FLUSH between, is not.
+    journal.appendJournal(1, encodeRecord(record(5)));
+    await settled(journal, 3);
+    journal.appendJournal(1, encodeRecord(record(6)));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(journal.syncs, { done: 3, ahead: 2 });
+    await journal.syncJournal(1);
+    assert.deepEqual(journal.syncs, { done: 4, ahead: 2 });
+
+    const kept = [...decodeRecords(await journal.readJournal(1))].map((r) =>
+      r.kind === "write" && r.stamp[1]
+    );
+    assert.deepEqual(kept, [1, 2, 3, 4, 5, 6]);
+    assert.equal(journal.failure, null);
+    journal.closeJournals();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a journal let go of right after an append starts no sync on a closed descriptor", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const journal = new JournalDisk(`${dir}/journal`);
+    journal.appendJournal(1, encodeRecord(record(1)));
+    await journal.syncJournal(1);
+    journal.appendJournal(1, encodeRecord(record(2)));
+    journal.closeJournals();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(journal.syncs, { done: 1, ahead: 0 });
+    assert.equal(journal.failure, null);
+
+    // A removal while a sync started ahead runs waits for it and closes once.
+    const again = new JournalDisk(`${dir}/journal2`);
+    again.appendJournal(7, encodeRecord(record(1)));
+    await again.syncJournal(7);
+    again.appendJournal(7, encodeRecord(record(2)));
+    await new Promise((resolve) => setImmediate(resolve));
+    await again.removeJournal(7);
+    assert.equal(again.failure, null);
+    assert.deepEqual(await again.journals(), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
