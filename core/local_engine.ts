@@ -25,6 +25,7 @@ import { isBlockName } from "./engine.ts";
 import { CorruptionError } from "./errors.ts";
 import { Mutex } from "./_mutex.ts";
 import { FdCache } from "./_fd_cache.ts";
+import { DirectWrites } from "./_direct_writes.ts";
 import { openFilesMax } from "./limits.ts";
 import { readAll, syncDir, unlinkIfPresent, writeAll } from "./_file_io.ts";
 import { MetaFiles } from "./_meta_files.ts";
@@ -50,6 +51,8 @@ export class LocalEngine implements NodeDisk {
   #files: FdCache;
   #meta: MetaFiles;
   #objects: ObjectFiles;
+  /** New blocks' bytes around the page cache (_direct_writes.ts); null where refused. */
+  #direct: DirectWrites | null;
   #dirtyDirs = new Set<string>();
   /** Blocks put since the last flush: their temporary file and its sync, once started. */
   #unsynced = new PendingBlocks();
@@ -62,6 +65,7 @@ export class LocalEngine implements NodeDisk {
     this.#lock = lock;
     this.#files = new FdCache(filesMax);
     this.#meta = new MetaFiles(dir, () => this.#tmpPath());
+    this.#direct = DirectWrites.probe(join(dir, "tmp"));
     this.#objects = new ObjectFiles(
       dir,
       this.#files,
@@ -111,7 +115,9 @@ export class LocalEngine implements NodeDisk {
     const tmp = this.#tmpPath();
     const fd = fs.openSync(tmp, "w", 0o644);
     try {
-      writeAll(fd, data, 0);
+      // A new block's bytes go around the page cache (_direct_writes.ts), its tail through it.
+      const direct = this.#direct?.writePrefix(tmp, data, 0) ?? 0;
+      writeAll(fd, direct === 0 ? data : data.subarray(direct), direct);
     } catch (error) {
       // A partial block (a full disk) must not hold on to the space it took.
       fs.closeSync(fd);

@@ -1,0 +1,82 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { DirectWrites } from "./_direct_writes.ts";
+import { LocalEngine } from "./local_engine.ts";
+
+const MiB = 1024 * 1024;
+
+function pattern(length: number, seed: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = (i * 31 + seed * 7 + (i >> 12)) & 0xff;
+  return bytes;
+}
+
+Deno.test("direct writes: the aligned prefix goes around the page cache, the rest is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const direct = DirectWrites.probe(dir);
+    assert.ok(direct !== null, `the data disk under ${dir} takes O_DIRECT writes`);
+    const path = `${dir}/block`;
+    await Deno.writeFile(path, new Uint8Array());
+    const data = pattern(4 * MiB + 1000, 1);
+    assert.equal(direct.writePrefix(path, data, 0), 4 * MiB);
+    assert.deepEqual(direct.counts, { writes: 1, failures: 0 });
+    const written = await Deno.readFile(path);
+    assert.equal(written.length, 4 * MiB, "the tail is the caller's to write");
+    assert.deepEqual(written, data.subarray(0, 4 * MiB));
+
+    // Not aligned, or too short to be worth a wait for the disk: nothing written.
+    assert.equal(direct.writePrefix(path, data, 512), 0);
+    assert.equal(direct.writePrefix(path, data.subarray(0, 64 * 1024), 0), 0);
+    // A file that is not there: counted as failed, nothing written (the caller writes it).
+    assert.equal(direct.writePrefix(`${dir}/missing`, data, 0), 0);
+    assert.deepEqual(direct.counts, { writes: 1, failures: 1 });
+    assert.deepEqual(await Deno.readFile(path), data.subarray(0, 4 * MiB));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+async function roundTrip(dir: string): Promise<void> {
+  const engine = await LocalEngine.open({ dir });
+  const blocks = [pattern(4 * MiB, 2), pattern(3 * MiB + 777, 3), pattern(5000, 4)];
+  const hashes = blocks.map((block) => createHash("sha256").update(block).digest("hex"));
+  for (const [i, block] of blocks.entries()) {
+    assert.equal(await engine.putBlock(hashes[i], block), true);
+  }
+  await engine.flush();
+  await engine.close();
+  const again = await LocalEngine.open({ dir });
+  try {
+    for (const [i, block] of blocks.entries()) {
+      const into = new Uint8Array(block.length);
+      await again.readBlock(hashes[i], { offset: 0, length: block.length }, into);
+      assert.deepEqual(into, block, `block ${i} reads back whole`);
+    }
+  } finally {
+    await again.close();
+  }
+}
+
+Deno.test("blocks written around the page cache read back whole after a reopen", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await roundTrip(`${dir}/data`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("blocks on a file system that may refuse O_DIRECT (tmpfs) read back whole", async () => {
+  const dir = await Deno.makeTempDir();
+  const mounted = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=64m", "tmpfs", dir],
+  }).output();
+  assert.equal(mounted.code, 0, "mount tmpfs (the test runs as root)");
+  try {
+    await roundTrip(`${dir}/data`);
+  } finally {
+    await new Deno.Command("umount", { args: [dir] }).output();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
