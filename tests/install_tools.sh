@@ -22,6 +22,7 @@ declare -A tools=(
   [promtool]=prometheus
   [chromium]=chromium
   [setpriv]=util-linux
+  [fincore]=util-linux-extra
   [libvirtd]=libvirt-daemon-system
   [virsh]=libvirt-clients
   [virt-xml-validate]=libvirt-clients

@@ -12,7 +12,7 @@ const record = (i: number): JournalRecord => ({
 });
 
 async function settled(journal: JournalDisk, done: number): Promise<void> {
-  for (let i = 0; i < 500 && journal.syncs.done < done; i++) {
+  for (let i = 0; i < 5000 && journal.syncs.done < done; i++) {
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
 }

@@ -41,7 +41,7 @@ export class NodeConfig implements ConfigHolder {
   #writes = new Mutex();
   #listeners: ((config: MetaConfig) => void)[] = [];
   /** A configuration newer than the saved one that could not be saved (a full disk). */
-  #learned: NodeConfigState | null = null;
+  #learned: MetaConfig | null = null;
 
   constructor(state: NodeConfigState, disk: NodeConfigDisk) {
     this.#state = structuredClone(state);
@@ -68,7 +68,7 @@ export class NodeConfig implements ConfigHolder {
    * proposals and listings go (an acceptor at an older epoch says it is stale).
    */
   newest(): MetaConfig | null {
-    const learned = this.#learned?.config ?? null;
+    const learned = this.#learned;
     const saved = this.#state.config;
     return learned !== null && learned.epoch > (saved?.epoch ?? 0) ? learned : saved;
   }
@@ -79,22 +79,22 @@ export class NodeConfig implements ConfigHolder {
    */
   async learn(config: MetaConfig): Promise<void> {
     const learned = this.#learned;
-    if (learned !== null && learned.config!.epoch >= config.epoch) {
-      config = learned.config!; // try to save it again
+    if (learned !== null && learned.epoch >= config.epoch) {
+      config = learned; // try to save it again
     }
     try {
       await this.install(config);
-      if ((this.#learned?.config!.epoch ?? 0) <= config.epoch) this.#learned = null;
+      if ((this.#learned?.epoch ?? 0) <= config.epoch) this.#learned = null;
     } catch (error) {
       if (!isNoSpace(error)) throw error;
       if ((this.#state.config?.epoch ?? 0) >= config.epoch) return;
-      if (learned === null || learned.config!.epoch < config.epoch) {
+      if (learned === null || learned.epoch < config.epoch) {
         log.warn(
           "cannot save metadata configuration epoch {epoch}: the disk is full; " +
             "using it from memory until it can be saved",
           { epoch: config.epoch },
         );
-        this.#learned = { clusterId: config.clusterId, config: structuredClone(config) };
+        this.#learned = structuredClone(config);
       }
     }
   }
