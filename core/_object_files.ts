@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { assert } from "./assert.ts";
 import type { ByteRange } from "./engine.ts";
 import { isObjectName } from "./engine.ts";
+import type { DirectWrites } from "./_direct_writes.ts";
 import type { FdCache } from "./_fd_cache.ts";
 import { readAll, writeAll } from "./_file_io.ts";
 
@@ -40,12 +41,15 @@ export class ObjectFiles {
     return Promise.resolve();
   }
 
-  /** Writes `data` at `offset` of object `name` (`truncate`: emptied first). */
+  /**
+   * Writes `data` at `offset` of object `name` (`truncate`: emptied first);
+   * with `direct`, its aligned part around the page cache (_direct_writes.ts).
+   */
   async write(
     name: string,
     offset: number,
     data: Uint8Array,
-    options: { truncate?: boolean },
+    options: { truncate?: boolean; direct?: DirectWrites | null },
   ): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
     const path = this.#path(name);
@@ -59,7 +63,8 @@ export class ObjectFiles {
     fd ??= this.#create(name, path, false)!;
     // Truncating a large file takes time in the kernel: keep it off the event loop.
     if (truncate) await ftruncate(fd, 0);
-    writeAll(fd, data, offset);
+    const direct = options.direct?.writePrefix(path, data, offset) ?? 0;
+    if (direct < data.length) writeAll(fd, data.subarray(direct), offset + direct);
     this.#files.markDirty(path);
   }
 

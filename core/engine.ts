@@ -67,13 +67,16 @@ export interface Engine {
    * `truncate`, whatever the object held before is discarded first, so the
    * rest of it reads as zeros. `existing`: the caller knows the object was
    * written before (a write in place); an engine that cannot find any copy of
-   * it then refuses, instead of writing into an empty object.
+   * it then refuses, instead of writing into an empty object. `direct`: a
+   * hint that these bytes are not read here soon (a replica's copy of a change
+   * its writer made on another node): an engine may write them around its
+   * cache.
    */
   writeObject(
     name: string,
     offset: number,
     data: Uint8Array,
-    options?: { truncate?: boolean; existing?: boolean },
+    options?: { truncate?: boolean; existing?: boolean; direct?: boolean },
   ): Promise<void>;
   /** Removes an object; removing a missing object is not an error. */
   deleteObject(name: string): Promise<void>;

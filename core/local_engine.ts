@@ -222,9 +222,10 @@ export class LocalEngine implements NodeDisk {
     name: string,
     offset: number,
     data: Uint8Array,
-    options: { truncate?: boolean } = {},
+    options: { truncate?: boolean; direct?: boolean } = {},
   ): Promise<void> {
-    return this.#objects.write(name, offset, data, options);
+    const direct = options.direct === true ? this.#direct : null;
+    return this.#objects.write(name, offset, data, { truncate: options.truncate, direct });
   }
 
   deleteObject(name: string): Promise<void> {

@@ -70,7 +70,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
         heal: h.heal === true,
         placement: placementOf(h),
       };
-      const reply = await replica.change(objectNameOf(h.name), change);
+      const reply = await replica.change(objectNameOf(h.name), change, { fromPeer: true });
       return { header: answer(reply) };
     },
     "object.changes": async (request) => {
@@ -98,7 +98,7 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
         return { name: objectNameOf(h.name), change };
       });
       const results = await Promise.allSettled(
-        changes.map(({ name, change }) => replica.change(name, change)),
+        changes.map(({ name, change }) => replica.change(name, change, { fromPeer: true })),
       );
       return {
         header: {

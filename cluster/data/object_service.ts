@@ -83,15 +83,23 @@ export class ObjectReplica implements ObjectLink {
   /**
    * Applies `change` to this copy if it follows on from it (see ObjectChange);
    * says `moved` when the writer places the object elsewhere than this node.
+   * `fromPeer`: the change came from another node (its writer, or healing),
+   * so this copy is not what its volume is read from: a large change is
+   * written around the page cache (docs/decisions.md, "A replica's copies
+   * around the page cache").
    */
-  async change(name: string, change: ObjectChange): Promise<ChangeReply> {
-    const reply = await this.#apply(name, change);
+  async change(
+    name: string,
+    change: ObjectChange,
+    options: { fromPeer?: boolean } = {},
+  ): Promise<ChangeReply> {
+    const reply = await this.#apply(name, change, options.fromPeer === true);
     const placement = change.placement;
     if (placement === undefined || this.#placementOf === undefined) return reply;
     return this.#placementOf(name) === placement ? reply : { ...reply, moved: true };
   }
 
-  #apply(name: string, change: ObjectChange): Promise<ChangeReply> {
+  #apply(name: string, change: ObjectChange, fromPeer: boolean): Promise<ChangeReply> {
     checkObjectName(name);
     const { uid } = parseObjectName(name);
     if (change.offset + change.data.length > objectBytesMax) {
@@ -116,7 +124,7 @@ export class ObjectReplica implements ObjectLink {
       const { offset, data } = change;
       if (change.remove !== true && data.length >= this.#inPlaceBytes) {
         // Later changes placed in the same file share its sync.
-        await this.#engine.writeObject(name, offset, data, { truncate });
+        await this.#engine.writeObject(name, offset, data, { truncate, direct: fromPeer });
         const record: JournalRecord = { kind: "placed", name, stamp };
         this.#journal.applied(record, stamps);
         this.#placed.set(name, [...this.#placed.get(name) ?? [], record]);
