@@ -20,6 +20,7 @@
  */
 import * as fs from "node:fs";
 import { join } from "node:path";
+import { type DirectWriteKind, directWrites, directWritesAvailable } from "../metrics/mod.ts";
 
 /** Alignment of a direct write's offset and length (a page: any device block divides it). */
 const alignBytes = 4096;
@@ -40,8 +41,17 @@ export class DirectWrites {
     this.#staging = staging;
   }
 
-  /** Probes direct writes in directory `dir`; null when its file system refuses them. */
+  /**
+   * Probes direct writes in directory `dir`; null when its file system refuses
+   * them (`atoll_disk_direct_writes_available` says which).
+   */
   static probe(dir: string): DirectWrites | null {
+    const direct = DirectWrites.#probe(dir);
+    directWritesAvailable.set(direct === null ? 0 : 1);
+    return direct;
+  }
+
+  static #probe(dir: string): DirectWrites | null {
     const path = join(dir, "direct-probe");
     let fd: number;
     try {
@@ -72,17 +82,18 @@ export class DirectWrites {
   }
 
   /**
-   * Writes the aligned prefix of `data` at `position` of the existing file
-   * `path`; returns its length (0: nothing written, write it all buffered).
+   * Writes the aligned prefix of `data` (a `kind`, for the metrics) at
+   * `position` of the existing file `path`; returns its length (0: nothing
+   * written, write it all buffered).
    */
-  writePrefix(path: string, data: Uint8Array, position: number): number {
+  writePrefix(path: string, data: Uint8Array, position: number, kind: DirectWriteKind): number {
     const aligned = data.length - data.length % alignBytes;
     if (position % alignBytes !== 0 || aligned < directBytesMin) return 0;
     let fd: number;
     try {
       fd = fs.openSync(path, directFlags);
     } catch {
-      this.#failures++;
+      this.#failed(kind);
       return 0;
     }
     try {
@@ -96,13 +107,19 @@ export class DirectWrites {
         done += chunk;
       }
       this.#writes++;
+      directWrites.inc({ kind, result: "direct" });
       return aligned;
     } catch {
       // A short or refused direct write: the caller writes the whole range buffered.
-      this.#failures++;
+      this.#failed(kind);
       return 0;
     } finally {
       fs.closeSync(fd);
     }
+  }
+
+  #failed(kind: DirectWriteKind): void {
+    this.#failures++;
+    directWrites.inc({ kind, result: "failed" });
   }
 }

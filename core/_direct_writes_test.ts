@@ -19,17 +19,17 @@ Deno.test("direct writes: the aligned prefix goes around the page cache, the res
     const path = `${dir}/block`;
     await Deno.writeFile(path, new Uint8Array());
     const data = pattern(4 * MiB + 1000, 1);
-    assert.equal(direct.writePrefix(path, data, 0), 4 * MiB);
+    assert.equal(direct.writePrefix(path, data, 0, "block"), 4 * MiB);
     assert.deepEqual(direct.counts, { writes: 1, failures: 0 });
     const written = await Deno.readFile(path);
     assert.equal(written.length, 4 * MiB, "the tail is the caller's to write");
     assert.deepEqual(written, data.subarray(0, 4 * MiB));
 
     // Not aligned, or too short to be worth a wait for the disk: nothing written.
-    assert.equal(direct.writePrefix(path, data, 512), 0);
-    assert.equal(direct.writePrefix(path, data.subarray(0, 64 * 1024), 0), 0);
+    assert.equal(direct.writePrefix(path, data, 512, "block"), 0);
+    assert.equal(direct.writePrefix(path, data.subarray(0, 64 * 1024), 0, "block"), 0);
     // A file that is not there: counted as failed, nothing written (the caller writes it).
-    assert.equal(direct.writePrefix(`${dir}/missing`, data, 0), 0);
+    assert.equal(direct.writePrefix(`${dir}/missing`, data, 0, "block"), 0);
     assert.deepEqual(direct.counts, { writes: 1, failures: 1 });
     assert.deepEqual(await Deno.readFile(path), data.subarray(0, 4 * MiB));
   } finally {

@@ -63,7 +63,7 @@ export class ObjectFiles {
     fd ??= this.#create(name, path, false)!;
     // Truncating a large file takes time in the kernel: keep it off the event loop.
     if (truncate) await ftruncate(fd, 0);
-    const direct = options.direct?.writePrefix(path, data, offset) ?? 0;
+    const direct = options.direct?.writePrefix(path, data, offset, "object") ?? 0;
     if (direct < data.length) writeAll(fd, data.subarray(direct), offset + direct);
     this.#files.markDirty(path);
   }

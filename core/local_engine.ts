@@ -32,6 +32,9 @@ import { MetaFiles } from "./_meta_files.ts";
 import { ObjectFiles } from "./_object_files.ts";
 import { PendingBlocks } from "./_pending_blocks.ts";
 import { type DiskUsage, diskUsage } from "./_disk_usage.ts";
+import { logger } from "../log/mod.ts";
+
+const log = logger("store");
 
 /** Options of {@linkcode LocalEngine.open}. */
 export interface LocalEngineOptions {
@@ -66,6 +69,11 @@ export class LocalEngine implements NodeDisk {
     this.#files = new FdCache(filesMax);
     this.#meta = new MetaFiles(dir, () => this.#tmpPath());
     this.#direct = DirectWrites.probe(join(dir, "tmp"));
+    if (this.#direct === null) {
+      log.warn("data directory {dir} refuses O_DIRECT: every write goes through the page cache", {
+        dir,
+      });
+    }
     this.#objects = new ObjectFiles(
       dir,
       this.#files,
@@ -116,7 +124,7 @@ export class LocalEngine implements NodeDisk {
     const fd = fs.openSync(tmp, "w", 0o644);
     try {
       // A new block's bytes go around the page cache (_direct_writes.ts), its tail through it.
-      const direct = this.#direct?.writePrefix(tmp, data, 0) ?? 0;
+      const direct = this.#direct?.writePrefix(tmp, data, 0, "block") ?? 0;
       writeAll(fd, direct === 0 ? data : data.subarray(direct), direct);
     } catch (error) {
       // A partial block (a full disk) must not hold on to the space it took.

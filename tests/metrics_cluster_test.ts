@@ -61,7 +61,8 @@ Deno.test("cluster member: /metrics passes promtool after a lease move and a col
   try {
     await uploadImage(node0, "base", patternBytes(4 * MiB, 1));
     await createVolume(node0, "vm1", { image: "base" });
-    await qemuIo(node0.nbdUri("vm1"), ["write -P 7 0 64k"]);
+    // 64 KiB goes through the replicas' journals, 1 MiB to their object files around the page cache.
+    await qemuIo(node0.nbdUri("vm1"), ["write -P 7 0 64k", "write -P 8 1M 1M"]);
     const held = await holdNbdPython(writeAndHold, [node1.nbdUri("vm1")]);
     try {
       const m1 = await scrape(node1);
@@ -92,6 +93,12 @@ Deno.test("cluster member: /metrics passes promtool after a lease move and a col
       assert.ok(m1.value("atoll_cluster_journal_syncs_total") >= 1, "object journal syncs");
       assert.ok(m1.value("atoll_cluster_journal_syncs_ahead_total") >= 0);
       assert.equal(m1.value("atoll_cluster_journal_failed"), 0);
+      assert.equal(m1.value("atoll_disk_direct_writes_available"), 1);
+      const direct = (kind: string, result: string) =>
+        m1.value("atoll_disk_direct_writes_total", { kind, result });
+      assert.ok(direct("block", "direct") >= 1, "the image's block, stored here too");
+      assert.ok(direct("object", "direct") >= 1, "node 0's 1 MiB write, a peer's change here");
+      assert.equal(direct("block", "failed") + direct("object", "failed"), 0);
 
       // Every metric the dashboard queries is served by a member with a volume open.
       const served = m1.names();

@@ -68,6 +68,16 @@ Deno.test("single node: /metrics passes promtool and counts uploads, NBD I/O and
       assert.equal(m.value("atoll_upload_bytes_total"), 24 * MiB);
       assert.equal(m.value("atoll_upload_new_bytes_total"), 8 * MiB);
       assert.equal(m.value("atoll_upload_dedup_ratio"), 1 - 8 / 24);
+      // The two new blocks went around the page cache; the node's own volume writes never do.
+      assert.equal(m.value("atoll_disk_direct_writes_available"), 1);
+      assert.equal(
+        m.value("atoll_disk_direct_writes_total", { kind: "block", result: "direct" }),
+        2,
+      );
+      assert.equal(
+        m.value("atoll_disk_direct_writes_total", { kind: "object", result: "direct" }),
+        0,
+      );
       // Per volume: libnbd's exact requests plus qemu-io's one write (and its flush at close).
       const volume = (operation: string) => ({ volume: "vm1", operation });
       assert.equal(m.value("atoll_volumes_open"), 1);

@@ -1,0 +1,31 @@
+/**
+ * The data disk's writes around the page cache (core/_direct_writes.ts): new
+ * blocks, and a replica's large copies of changes its writer made elsewhere.
+ */
+import { Counter, Gauge } from "prom-client";
+import { registry } from "./registry.ts";
+
+/** What a direct write stored (the `kind` label). */
+export type DirectWriteKind = "block" | "object";
+const kinds: DirectWriteKind[] = ["block", "object"];
+
+/** Direct writes by kind and result: `direct`, or `failed` (written through the page cache instead). */
+export const directWrites: Counter<"kind" | "result"> = new Counter({
+  name: "atoll_disk_direct_writes_total",
+  help: "Writes of new blocks and of replicas' large changes around the page cache (O_DIRECT), " +
+    "by kind (block, object) and result: direct, or failed (then written through the page cache)",
+  labelNames: ["kind", "result"],
+  registers: [registry],
+});
+for (const kind of kinds) {
+  for (const result of ["direct", "failed"]) directWrites.inc({ kind, result }, 0);
+}
+
+/** 1 when the data directory took the O_DIRECT probe at start. */
+export const directWritesAvailable: Gauge = new Gauge({
+  name: "atoll_disk_direct_writes_available",
+  help: "1 when the data directory's file system takes O_DIRECT writes (probed at start); " +
+    "0 when it refused them (every write then goes through the page cache) or the node has no " +
+    "local data disk (RADOS engine)",
+  registers: [registry],
+});
