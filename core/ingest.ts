@@ -1,6 +1,8 @@
 /**
  * Image upload: cuts a byte stream into blocks, hashes them in the worker pool,
- * stores only the blocks the engine lacks and never a zero block.
+ * stores only the blocks the engine lacks and never a zero block. Full blocks go
+ * to the pool {@linkcode hashBatchMax} at a time (a worker hashes them together
+ * for the cost of one and a half), or fewer when no buffer is left to fill.
  *
  * Memory stays bounded whatever the image size: at most
  * `uploadBlocksInFlightMax` block buffers exist per upload, recycled, and the
@@ -11,8 +13,7 @@
  * so with a {@linkcode ZeroRun} instead of bytes: whole blocks in it are zero
  * entries at once, never filled nor hashed.
  */
-import type { HashPool } from "../wasm/hash_pool.ts";
-import { toHex } from "../wasm/hash_pool.ts";
+import { hashBatchMax, type HashPool, toHex } from "../wasm/mod.ts";
 import { assert } from "./assert.ts";
 import { BlockMap } from "./block_map.ts";
 import type { Engine } from "./engine.ts";
@@ -104,10 +105,18 @@ export async function ingest(
     }
   };
   let submitted = 0;
+  /** Filled blocks not handed to the pool yet, with their indexes. */
+  const ready: [number, Uint8Array][] = [];
+  const release = () => {
+    for (const [index, block] of ready.splice(0)) {
+      const task = store(index, block);
+      pending.add(task);
+      task.finally(() => pending.delete(task));
+    }
+  };
   const submit = (block: Uint8Array) => {
-    const task = store(submitted++, block);
-    pending.add(task);
-    task.finally(() => pending.delete(task));
+    ready.push([submitted++, block]);
+    if (ready.length >= hashBatchMax || buffers.free === 0) release();
   };
 
   let current = await buffers.take();
@@ -164,6 +173,7 @@ export async function ingest(
     throw error;
   }
   if (filled > 0 && failure === null) submit(current.subarray(0, filled));
+  if (failure === null) release();
   await Promise.all(pending);
   if (failure !== null) throw failure;
   if (progress.receivedBytes === 0) throw new TypeError("Cannot store image: the body is empty");
@@ -188,6 +198,11 @@ class BufferRing {
   #allocated = 0;
 
   constructor(readonly blockSize: number, readonly countMax: number) {}
+
+  /** Buffers take() hands out at once. */
+  get free(): number {
+    return this.#free.length + this.countMax - this.#allocated;
+  }
 
   take(): Promise<Uint8Array> {
     const free = this.#free.pop();

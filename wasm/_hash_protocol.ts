@@ -1,12 +1,16 @@
 /**
  * Messages between {@link HashPool} and its hash workers. One request is in flight per
- * worker; the reply carries the same `id` so the pool can assert it pairs them right.
+ * worker, carrying one to {@linkcode hashBatchMax} blocks; the reply answers them in order
+ * with the same ids, so the pool can assert it pairs them right.
  *
  * @module
  */
 
-/** Asks a worker to hash `byteLength` bytes at `byteOffset` of `buffer`. */
-export interface HashRequest {
+/** Most blocks in one request: the lanes of the four-lane core (sha256x4.ts). */
+export const hashBatchMax = 4;
+
+/** One block of a request: `byteLength` bytes at `byteOffset` of `buffer`. */
+export interface HashJobRequest {
   /** Job id assigned by the pool, echoed in the reply. */
   id: number;
   /** Whole buffer behind the caller's view; transferred unless it is shared memory. */
@@ -17,22 +21,32 @@ export interface HashRequest {
   detectZero: boolean;
 }
 
-/** A worker's answer to one {@link HashRequest}; `buffer` is transferred back. */
-export interface HashReply {
+/** Asks a worker to hash some blocks. */
+export interface HashRequest {
+  jobs: HashJobRequest[];
+}
+
+/** A worker's answer for one block; `buffer` is transferred back. */
+export interface HashJobReply {
   id: number;
   buffer: ArrayBuffer | SharedArrayBuffer;
   byteOffset: number;
   byteLength: number;
   /** SHA-256 of the bytes (32 bytes), or null for an all-zero block under detectZero. */
   digest: Uint8Array | null;
-  /** Set when hashing failed inside the worker; digest is then null. */
+}
+
+/** A worker's answer to one {@link HashRequest}, its blocks in the request's order. */
+export interface HashReply {
+  jobs: HashJobReply[];
+  /** Set when hashing failed inside the worker; every digest is then null. */
   error?: string;
 }
 
 /** Bytes in a SHA-256 digest. */
 export const sha256DigestBytes = 32;
 
-/** The transfer list that hands `buffer` over without a copy (shared memory needs none). */
-export function transferList(buffer: ArrayBuffer | SharedArrayBuffer): ArrayBuffer[] {
-  return buffer instanceof ArrayBuffer ? [buffer] : [];
+/** The transfer list that hands `buffers` over without a copy (shared memory needs none). */
+export function transferList(buffers: (ArrayBuffer | SharedArrayBuffer)[]): ArrayBuffer[] {
+  return [...new Set(buffers.filter((buffer) => buffer instanceof ArrayBuffer))];
 }

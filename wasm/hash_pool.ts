@@ -1,6 +1,9 @@
 /**
  * SHA-256 of content blocks on every core: a FIFO queue of hash jobs served by a pool of
- * Web Workers running hash-wasm, or by WebCrypto on the calling thread.
+ * Web Workers running WebAssembly (hash_worker.ts), or by WebCrypto on the calling thread.
+ * An idle worker takes up to {@linkcode hashBatchMax} queued blocks at once, which it
+ * hashes together in the four-lane core when they are of one length: a caller with several
+ * blocks ready (an upload) submits them together to have them hashed for the cost of one.
  *
  * @module
  */
@@ -8,6 +11,7 @@
 import { isAllZero } from "./_is_all_zero.ts";
 import { resolveWorkerUrl } from "./_worker_url.ts";
 import {
+  hashBatchMax,
   type HashReply,
   type HashRequest,
   sha256DigestBytes,
@@ -51,10 +55,10 @@ interface Job {
   reject: (error: Error) => void;
 }
 
-/** A started worker and the one job it is running, if any. */
+/** A started worker and the jobs of the one request it is running (none: idle). */
 interface Slot {
   worker: Worker;
-  job: Job | null;
+  jobs: Job[];
 }
 
 /**
@@ -82,6 +86,10 @@ export class HashPool {
   #queueHead = 0;
   #nextJobId = 1;
   #closed = false;
+  /** A dispatch is queued for the end of the current turn's microtasks. */
+  #dispatchQueued = false;
+  /** Buffers of the jobs queued or running (each may be in one job only). */
+  readonly #inFlight = new WeakSet<ArrayBuffer>();
 
   /** Creates a pool; "wasm" workers start on demand, when jobs arrive. */
   constructor(options: HashPoolOptions = {}) {
@@ -102,18 +110,21 @@ export class HashPool {
   }
 
   /**
-   * Hashes data. The ArrayBuffer behind data is TRANSFERRED to a worker (zero copy) and
-   * handed back as result.data; the caller must not touch `data` until the promise
-   * settles. Any subarray is fine: its whole `.buffer` travels, so other views of that
-   * buffer are detached too, and two in-flight jobs cannot share one buffer. If
-   * detectZero, an all-zero block returns digest null without being hashed.
+   * Hashes data. The ArrayBuffer behind data is TRANSFERRED to a worker (zero copy), at
+   * the end of the current turn (with the other jobs submitted in it), and handed back as
+   * result.data; the caller must not touch `data` until the promise settles. Any subarray
+   * is fine: its whole `.buffer` travels, so other views of that buffer are detached too,
+   * and two in-flight jobs cannot share one buffer. If detectZero, an all-zero block
+   * returns digest null without being hashed.
    */
   async hashBlock(data: Uint8Array, options: { detectZero?: boolean } = {}): Promise<BlockDigest> {
     if (!(data instanceof Uint8Array)) {
       throw new TypeError("Cannot hash block: data is not a Uint8Array");
     }
     if (this.#closed) throw new Error("Cannot hash block: hash pool is closed");
-    if (data.buffer instanceof ArrayBuffer && data.buffer.detached) {
+    const buffer = data.buffer;
+    const owned = buffer instanceof ArrayBuffer;
+    if (owned && (buffer.detached || this.#inFlight.has(buffer))) {
       throw new TypeError(
         "Cannot hash block: its ArrayBuffer is detached (already transferred, e.g. to another hashBlock() in flight)",
       );
@@ -127,8 +138,21 @@ export class HashPool {
     }
     return await new Promise<BlockDigest>((resolve, reject) => {
       const job = { id: this.#nextJobId++, data, byteLength: data.byteLength, detectZero };
-      this.#queue.push({ ...job, resolve, reject });
-      this.#dispatch();
+      if (owned) this.#inFlight.add(buffer);
+      const settled = () => owned && this.#inFlight.delete(buffer);
+      this.#queue.push({
+        ...job,
+        resolve: (result) => (settled(), resolve(result)),
+        reject: (error) => (settled(), reject(error)),
+      });
+      // After the caller's other jobs of this turn, so that a worker takes them together.
+      if (!this.#dispatchQueued) {
+        this.#dispatchQueued = true;
+        queueMicrotask(() => {
+          this.#dispatchQueued = false;
+          if (!this.#closed) this.#dispatch();
+        });
+      }
     });
   }
 
@@ -150,59 +174,71 @@ export class HashPool {
     this.#closed = true;
     for (const slot of this.#slots.splice(0)) {
       slot.worker.terminate();
-      slot.job?.reject(closedBeforeFinishError());
+      for (const job of slot.jobs) job.reject(closedBeforeFinishError());
     }
     for (const job of this.#takeQueue()) job.reject(closedBeforeFinishError());
   }
 
-  /** Hands queued jobs to idle workers, starting workers up to the pool size. */
+  /**
+   * Hands queued jobs to idle workers, up to {@linkcode hashBatchMax} each (four
+   * blocks cost a worker what one and a half do alone), starting workers up to the
+   * pool size.
+   */
   #dispatch(): void {
     while (this.#queueHead < this.#queue.length) {
-      let slot = this.#slots.find((candidate) => candidate.job === null);
+      let slot = this.#slots.find((candidate) => candidate.jobs.length === 0);
       if (slot === undefined && this.#slots.length >= this.workers) return;
-      const job = this.#queue[this.#queueHead++];
+      const jobs = this.#queue.slice(this.#queueHead, this.#queueHead + hashBatchMax);
+      this.#queueHead += jobs.length;
       if (this.#queueHead === this.#queue.length) this.#takeQueue();
       try {
         slot ??= this.#startWorker();
       } catch (error) {
-        job.reject(
-          new Error(`Cannot hash block: cannot start hash worker: ${error}`, { cause: error }),
-        );
+        for (const job of jobs) {
+          job.reject(
+            new Error(`Cannot hash block: cannot start hash worker: ${error}`, { cause: error }),
+          );
+        }
         continue;
       }
-      this.#post(slot, job);
+      this.#post(slot, jobs);
     }
   }
 
-  /** Sends one job to one idle worker, transferring the job's buffer. */
-  #post(slot: Slot, job: Job): void {
-    assert(slot.job === null, "a worker runs one job at a time");
-    const { buffer, byteOffset, byteLength } = job.data;
+  /** Sends jobs to one idle worker, transferring their buffers. */
+  #post(slot: Slot, jobs: Job[]): void {
+    assert(slot.jobs.length === 0, "a worker runs one request at a time");
     const request: HashRequest = {
-      id: job.id,
-      buffer,
-      byteOffset,
-      byteLength,
-      detectZero: job.detectZero,
+      jobs: jobs.map((job) => ({
+        id: job.id,
+        buffer: job.data.buffer,
+        byteOffset: job.data.byteOffset,
+        byteLength: job.data.byteLength,
+        detectZero: job.detectZero,
+      })),
     };
     try {
-      slot.worker.postMessage(request, transferList(buffer));
-      slot.job = job;
+      slot.worker.postMessage(request, transferList(jobs.map((job) => job.data.buffer)));
+      slot.jobs = jobs;
     } catch (error) {
       // For example a buffer that cannot be transferred (WebAssembly memory).
-      job.reject(
-        new Error(`Cannot hash block: cannot send it to a worker: ${error}`, { cause: error }),
-      );
+      for (const job of jobs) {
+        job.reject(
+          new Error(`Cannot hash block: cannot send it to a worker: ${error}`, { cause: error }),
+        );
+      }
     }
   }
 
   /** Starts one worker and wires its replies and crashes to the job it runs. */
   #startWorker(): Slot {
     assert(this.#workerUrl !== null, "only the wasm engine starts workers");
-    const slot: Slot = { worker: new Worker(this.#workerUrl, { type: "module" }), job: null };
+    const slot: Slot = { worker: new Worker(this.#workerUrl, { type: "module" }), jobs: [] };
     slot.worker.onmessage = (event: MessageEvent<HashReply>) => this.#onReply(slot, event.data);
     slot.worker.onmessageerror = () => {
-      this.#finishJob(slot)?.reject(new Error("Cannot hash block: worker reply could not be read"));
+      for (const job of this.#finishJobs(slot)) {
+        job.reject(new Error("Cannot hash block: worker reply could not be read"));
+      }
       this.#dispatch();
     };
     slot.worker.onerror = (event: ErrorEvent) => {
@@ -210,38 +246,46 @@ export class HashPool {
       event.preventDefault();
       this.#retireWorker(slot);
       const cause = event.error ?? event.message;
-      this.#finishJob(slot)?.reject(
-        new Error(`Cannot hash block: hash worker crashed: ${event.message}`, { cause }),
-      );
+      for (const job of this.#finishJobs(slot)) {
+        job.reject(
+          new Error(`Cannot hash block: hash worker crashed: ${event.message}`, { cause }),
+        );
+      }
       this.#dispatch();
     };
     this.#slots.push(slot);
     return slot;
   }
 
-  /** Settles the job of `slot` from its worker's reply. */
+  /** Settles the jobs of `slot` from its worker's reply. */
   #onReply(slot: Slot, reply: HashReply): void {
-    const job = this.#finishJob(slot);
-    assert(job !== null && job.id === reply.id, "a reply answers the job its worker runs");
-    assert(reply.byteLength === job.byteLength, "a reply returns the bytes it was sent");
-    if (reply.error !== undefined) {
-      job.reject(new Error(`Cannot hash block: hash worker failed: ${reply.error}`));
-    } else {
+    const jobs = this.#finishJobs(slot);
+    assert(
+      jobs.length === reply.jobs.length && jobs.every((job, i) => job.id === reply.jobs[i].id),
+      "a reply answers the jobs its worker runs, in order",
+    );
+    for (const [i, job] of jobs.entries()) {
+      const answer = reply.jobs[i];
+      assert(answer.byteLength === job.byteLength, "a reply returns the bytes it was sent");
+      if (reply.error !== undefined) {
+        job.reject(new Error(`Cannot hash block: hash worker failed: ${reply.error}`));
+        continue;
+      }
       assert(
-        reply.digest === null ? job.detectZero : reply.digest.byteLength === sha256DigestBytes,
+        answer.digest === null ? job.detectZero : answer.digest.byteLength === sha256DigestBytes,
         "a digest is 32 bytes, or null only under detectZero",
       );
-      const data = new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength);
-      job.resolve({ data, digest: reply.digest });
+      const data = new Uint8Array(answer.buffer, answer.byteOffset, answer.byteLength);
+      job.resolve({ data, digest: answer.digest });
     }
     this.#dispatch();
   }
 
-  /** Marks the worker of `slot` idle and returns the job it ran, for the caller to settle. */
-  #finishJob(slot: Slot): Job | null {
-    const job = slot.job;
-    slot.job = null;
-    return job;
+  /** Marks the worker of `slot` idle and returns the jobs it ran, for the caller to settle. */
+  #finishJobs(slot: Slot): Job[] {
+    const jobs = slot.jobs;
+    slot.jobs = [];
+    return jobs;
   }
 
   /** Terminates a crashed worker; #dispatch starts a fresh one when jobs wait. */

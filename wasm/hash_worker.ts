@@ -1,6 +1,8 @@
 /**
- * The worker side of {@link HashPool}: hashes one block at a time with one hash-wasm
- * SHA-256 instance per worker, and hands each block's buffer back to the pool.
+ * The worker side of {@link HashPool}: hashes the blocks of one request at a time and
+ * hands their buffers back to the pool. Blocks of one length, two to four of them, go
+ * through the four-lane core together (sha256x4.ts); a block alone goes through
+ * hash-wasm, which is faster for one.
  *
  * `deno bundle` makes one file of the whole program, so this module cannot always be its
  * own worker entry: the bundle's main module imports {@link serveHashJobs} and calls it
@@ -11,7 +13,14 @@
 
 import { createSHA256, type IHasher } from "hash-wasm";
 import { isAllZero } from "./_is_all_zero.ts";
-import { type HashReply, type HashRequest, transferList } from "./_hash_protocol.ts";
+import {
+  type HashJobReply,
+  type HashJobRequest,
+  type HashReply,
+  type HashRequest,
+  transferList,
+} from "./_hash_protocol.ts";
+import { sha256Lanes, Sha256x4 } from "./sha256x4.ts";
 
 /** The part of a dedicated worker's global scope this module uses. */
 interface WorkerScope {
@@ -45,39 +54,57 @@ export function serveHashJobs(): void {
   }
   serving = true;
   const scope = globalThis as unknown as WorkerScope;
-  // Compiling and instantiating the WASM module is asynchronous; requests that arrive
+  // Compiling and instantiating the WASM modules is asynchronous; requests that arrive
   // before it finishes simply wait on this promise, in arrival order.
-  const hasherReady = createSHA256();
+  const ready = Promise.all([createSHA256(), Sha256x4.create()]);
   scope.addEventListener("message", async (event) => {
     const request = event.data;
     let reply: HashReply;
     try {
-      reply = hashRequest(await hasherReady, request);
+      const [hasher, lanes] = await ready;
+      reply = { jobs: hashRequest(hasher, lanes, request.jobs) };
     } catch (error) {
-      reply = { ...replyHeader(request), digest: null, error: String(error) };
+      reply = {
+        jobs: request.jobs.map((job) => ({ ...echo(job), digest: null })),
+        error: String(error),
+      };
     }
-    scope.postMessage(reply, transferList(reply.buffer));
+    scope.postMessage(reply, transferList(reply.jobs.map((job) => job.buffer)));
   });
 }
 
-/** Hashes the bytes one request names, reusing `hasher`. */
-function hashRequest(hasher: IHasher, request: HashRequest): HashReply {
-  const bytes = new Uint8Array(request.buffer, request.byteOffset, request.byteLength);
-  if (request.detectZero && isAllZero(bytes)) {
-    return { ...replyHeader(request), digest: null };
+/** Hashes the blocks of one request: zero blocks skipped, blocks of one length together. */
+function hashRequest(hasher: IHasher, lanes: Sha256x4, jobs: HashJobRequest[]): HashJobReply[] {
+  const bytes = jobs.map((job) => new Uint8Array(job.buffer, job.byteOffset, job.byteLength));
+  const digests: (Uint8Array | null)[] = jobs.map(() => null);
+  const byLength = new Map<number, number[]>();
+  for (const [i, job] of jobs.entries()) {
+    if (job.detectZero && isAllZero(bytes[i])) continue;
+    byLength.set(job.byteLength, [...byLength.get(job.byteLength) ?? [], i]);
   }
-  hasher.init();
-  hasher.update(bytes);
-  return { ...replyHeader(request), digest: hasher.digest("binary") };
+  for (const indexes of byLength.values()) {
+    for (let at = 0; at < indexes.length; at += sha256Lanes) {
+      const group = indexes.slice(at, at + sha256Lanes);
+      if (group.length === 1) {
+        hasher.init();
+        hasher.update(bytes[group[0]]);
+        digests[group[0]] = hasher.digest("binary");
+        continue;
+      }
+      const results = lanes.hash(group.map((i) => bytes[i]));
+      group.forEach((i, lane) => digests[i] = results[lane]);
+    }
+  }
+  return jobs.map((job, i) => ({ ...echo(job), digest: digests[i] }));
 }
 
 /** The fields of a reply that echo the request, so the pool gets its buffer back. */
-function replyHeader(request: HashRequest): Omit<HashReply, "digest"> {
+function echo(job: HashJobRequest): Omit<HashJobReply, "digest"> {
   return {
-    id: request.id,
-    buffer: request.buffer,
-    byteOffset: request.byteOffset,
-    byteLength: request.byteLength,
+    id: job.id,
+    buffer: job.buffer,
+    byteOffset: job.byteOffset,
+    byteLength: job.byteLength,
   };
 }
 

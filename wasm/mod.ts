@@ -14,6 +14,7 @@
  * @module
  */
 
+export { hashBatchMax } from "./_hash_protocol.ts";
 export {
   type BlockDigest,
   type HashEngineName,

@@ -13,8 +13,8 @@ export const crashBlockBytes = 13;
 if (import.meta.main) {
   // Installed before serveHashJobs() so it runs first and can keep the job from it.
   globalThis.addEventListener("message", (event) => {
-    const { byteLength } = (event as MessageEvent<{ byteLength: number }>).data;
-    if (byteLength !== crashBlockBytes) return;
+    const { jobs } = (event as MessageEvent<{ jobs: { byteLength: number }[] }>).data;
+    if (!jobs.some((job) => job.byteLength === crashBlockBytes)) return;
     event.stopImmediatePropagation();
     setTimeout(() => {
       throw new Error("crash requested by the test");
