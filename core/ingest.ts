@@ -1,8 +1,8 @@
 /**
  * Image upload: cuts a byte stream into blocks, hashes them in the worker pool,
  * stores only the blocks the engine lacks and never a zero block. Full blocks go
- * to the pool {@linkcode hashBatchMax} at a time (a worker hashes them together
- * for the cost of one and a half), or fewer when no buffer is left to fill.
+ * to the pool as many at a time as it hashes together (`HashPool.batchBlocks`),
+ * or fewer when no buffer is left to fill.
  *
  * Memory stays bounded whatever the image size: at most
  * `uploadBlocksInFlightMax` block buffers exist per upload, recycled, and the
@@ -13,7 +13,7 @@
  * so with a {@linkcode ZeroRun} instead of bytes: whole blocks in it are zero
  * entries at once, never filled nor hashed.
  */
-import { hashBatchMax, type HashPool, toHex } from "../wasm/mod.ts";
+import { type HashPool, toHex } from "../wasm/mod.ts";
 import { assert } from "./assert.ts";
 import { BlockMap } from "./block_map.ts";
 import type { Engine } from "./engine.ts";
@@ -116,7 +116,7 @@ export async function ingest(
   };
   const submit = (block: Uint8Array) => {
     ready.push([submitted++, block]);
-    if (ready.length >= hashBatchMax || buffers.free === 0) release();
+    if (ready.length >= pool.batchBlocks || buffers.free === 0) release();
   };
 
   let current = await buffers.take();

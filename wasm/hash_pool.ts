@@ -78,6 +78,12 @@ export class HashPool {
   readonly engine: HashEngineName;
   /** Worker count for "wasm"; 0 for "native", which runs on the calling thread. */
   readonly workers: number;
+  /**
+   * Blocks a caller with several ready should submit in one turn: a worker hashes up to
+   * {@linkcode hashBatchMax} together for the cost of about one and a half; WebCrypto one
+   * at a time.
+   */
+  readonly batchBlocks: number;
   /** Worker entry module; null for "native". */
   readonly #workerUrl: string | URL | null;
   readonly #slots: Slot[] = [];
@@ -105,6 +111,7 @@ export class HashPool {
     }
     this.engine = engine;
     this.workers = engine === "wasm" ? workers : 0;
+    this.batchBlocks = engine === "wasm" ? hashBatchMax : 1;
     this.#workerUrl = engine === "native" ? null : options.workerUrl ??
       resolveWorkerUrl(new URL("./hash_worker.ts", import.meta.url), Deno.mainModule);
   }
