@@ -14,7 +14,6 @@
  * @module
  */
 
-export { hashBatchMax } from "./_hash_protocol.ts";
 export {
   type BlockDigest,
   type HashEngineName,
