@@ -3,22 +3,10 @@ import { fileURLToPath } from "node:url";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { type HashEngineName, HashPool, hashWorkersMax, toHex } from "./hash_pool.ts";
 import { crashBlockBytes } from "./testdata/crashing_hash_worker.ts";
+import { seededBytes } from "./testdata/seeded_bytes.ts";
 
 const engines: readonly HashEngineName[] = ["wasm", "native"];
 const blockBytes = 4 * 1024 * 1024;
-
-/** Deterministic pseudo-random bytes (xorshift32), so a failure replays exactly. */
-function seededBytes(length: number, seed: number): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(length);
-  let state = seed | 1;
-  for (let i = 0; i < length; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    bytes[i] = state & 0xff;
-  }
-  return bytes;
-}
 
 const encoder = new TextEncoder();
 

@@ -4,19 +4,7 @@ import { sha256x4Base64 } from "./_sha256x4_module.ts";
 import { buildSha256x4, moduleSource } from "./build_sha256x4.ts";
 import { Sha256x4 } from "./sha256x4.ts";
 import { toHex } from "./to_hex.ts";
-
-/** Deterministic pseudo-random bytes (xorshift32), so a failure replays exactly. */
-function seededBytes(length: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let state = seed | 1;
-  for (let i = 0; i < length; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    bytes[i] = state & 0xff;
-  }
-  return bytes;
-}
+import { seededBytes } from "./testdata/seeded_bytes.ts";
 
 /** Checks one call of `count` messages of `length` bytes against @noble/hashes. */
 function check(core: Sha256x4, length: number, count: number, seed: number): void {
