@@ -2,7 +2,7 @@
  * Image upload: cuts a byte stream into blocks, hashes them in the worker pool,
  * stores only the blocks the engine lacks and never a zero block. Full blocks go
  * to the pool as many at a time as it hashes together (`HashPool.batchBlocks`),
- * or fewer when no buffer is left to fill.
+ * or fewer when no buffer is left to fill or none came for {@linkcode readyHoldMs}.
  *
  * Memory stays bounded whatever the image size: at most
  * `uploadBlocksInFlightMax` block buffers exist per upload, recycled, and the
@@ -19,6 +19,9 @@ import { BlockMap } from "./block_map.ts";
 import type { Engine } from "./engine.ts";
 import { TruncatedError } from "./errors.ts";
 import { uploadBlocksInFlightMax, volumeSizeBytesMax } from "./limits.ts";
+
+/** Longest a full block waits for others to be hashed with (a slow or stalled client). */
+const readyHoldMs = 50;
 
 /** A span of zeros in a body, by length only. */
 export interface ZeroRun {
@@ -107,7 +110,14 @@ export async function ingest(
   let submitted = 0;
   /** Filled blocks not handed to the pool yet, with their indexes. */
   const ready: [number, Uint8Array][] = [];
+  /** Hands the group over even when it is not full: a slow client's blocks do not wait. */
+  let holdTimer: ReturnType<typeof setTimeout> | null = null;
+  const stopHold = () => {
+    if (holdTimer !== null) clearTimeout(holdTimer);
+    holdTimer = null;
+  };
   const release = () => {
+    stopHold();
     for (const [index, block] of ready.splice(0)) {
       const task = store(index, block);
       pending.add(task);
@@ -117,6 +127,7 @@ export async function ingest(
   const submit = (block: Uint8Array) => {
     ready.push([submitted++, block]);
     if (ready.length >= pool.batchBlocks || buffers.free === 0) release();
+    else holdTimer ??= setTimeout(release, readyHoldMs);
   };
 
   let current = await buffers.take();
@@ -168,12 +179,14 @@ export async function ingest(
       }
     }
   } catch (error) {
+    stopHold(); // the blocks not handed out are dropped
     // Let blocks already handed out finish, so nothing writes after we return.
     await Promise.allSettled(pending);
     throw error;
   }
   if (filled > 0 && failure === null) submit(current.subarray(0, filled));
   if (failure === null) release();
+  stopHold();
   await Promise.all(pending);
   if (failure !== null) throw failure;
   if (progress.receivedBytes === 0) throw new TypeError("Cannot store image: the body is empty");
