@@ -24,10 +24,22 @@ export class ObjectFiles {
   /** Object directories known to exist. */
   #objectDirs = new Set<string>();
 
-  /** `dir`: the data directory; `files`: the engine's descriptors (its flush syncs them). */
-  constructor(dir: string, files: FdCache, dirChanged: (dir: string) => void) {
+  /** Writes around the page cache, when the data directory takes them. */
+  readonly #direct: DirectWrites | null;
+
+  /**
+   * `dir`: the data directory; `files`: the engine's descriptors (its flush syncs
+   * them); `direct`: its direct writes (null where the file system refuses them).
+   */
+  constructor(
+    dir: string,
+    files: FdCache,
+    direct: DirectWrites | null,
+    dirChanged: (dir: string) => void,
+  ) {
     this.#dir = dir;
     this.#files = files;
+    this.#direct = direct;
     this.#dirChanged = dirChanged;
   }
 
@@ -49,7 +61,7 @@ export class ObjectFiles {
     name: string,
     offset: number,
     data: Uint8Array,
-    options: { truncate?: boolean; direct?: DirectWrites | null },
+    options: { truncate?: boolean; direct?: boolean },
   ): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
     const path = this.#path(name);
@@ -63,7 +75,9 @@ export class ObjectFiles {
     fd ??= this.#create(name, path, false)!;
     // Truncating a large file takes time in the kernel: keep it off the event loop.
     if (truncate) await ftruncate(fd, 0);
-    const direct = options.direct?.writePrefix(path, data, offset, "object") ?? 0;
+    const direct = options.direct === true
+      ? this.#direct?.writePrefix(path, data, offset, "object") ?? 0
+      : 0;
     if (direct < data.length) writeAll(fd, data.subarray(direct), offset + direct);
     this.#files.markDirty(path);
   }

@@ -77,6 +77,7 @@ export class LocalEngine implements NodeDisk {
     this.#objects = new ObjectFiles(
       dir,
       this.#files,
+      this.#direct,
       (objectDir) => this.#dirtyDirs.add(objectDir),
     );
   }
@@ -232,8 +233,7 @@ export class LocalEngine implements NodeDisk {
     data: Uint8Array,
     options: { truncate?: boolean; direct?: boolean } = {},
   ): Promise<void> {
-    const direct = options.direct === true ? this.#direct : null;
-    return this.#objects.write(name, offset, data, { truncate: options.truncate, direct });
+    return this.#objects.write(name, offset, data, options);
   }
 
   deleteObject(name: string): Promise<void> {

@@ -80,7 +80,9 @@ function hashRequest(hasher: IHasher, lanes: Sha256x4, jobs: HashJobRequest[]): 
   const byLength = new Map<number, number[]>();
   for (const [i, job] of jobs.entries()) {
     if (job.detectZero && isAllZero(bytes[i])) continue;
-    byLength.set(job.byteLength, [...byLength.get(job.byteLength) ?? [], i]);
+    const group = byLength.get(job.byteLength);
+    if (group === undefined) byLength.set(job.byteLength, [i]);
+    else group.push(i);
   }
   for (const indexes of byLength.values()) {
     for (let at = 0; at < indexes.length; at += sha256Lanes) {
