@@ -23,7 +23,7 @@ import { ClusterSim, clusterSimSettings, MetaSim } from "../cluster/sim/mod.ts";
 const usage = `usage: deno task soak [--cluster] [options]
   --schedules N       schedules to run (default 1000), seeds --from S (default 1) on
   --seed N            replay one seed; with --trace, print what happened
-  --trace-objects X   (--cluster --seed) trace every call naming X (an object or block)
+  --trace-objects X   (--cluster --seed) trace every call naming X (an object, block or key)
   --chaos-ms MS       length of the fault phase of each schedule
   --cluster           the whole data path instead of the metadata alone, with:
   --boot-reads        new volumes are read before their first write

@@ -100,9 +100,7 @@ export class WriteLosses {
       if (!(error instanceof WritesLostError)) throw error;
       this.#note(error, true);
       await this.goBack();
-      lost = lost === null
-        ? error
-        : new WritesLostError([...new Set([...lost.objects, ...error.objects])]);
+      lost = lost === null ? error : mergedLosses(lost, error);
     }
     if (lost !== null) {
       if (this.#record.header.writesLost) {
@@ -118,7 +116,13 @@ export class WriteLosses {
   /** The engine lost writes since the last flush: the map must go back to the record's. */
   #note(lost: WritesLostError, reported: boolean): void {
     this.#lastLoss = lost;
-    if (!reported) this.#lost = lost;
+    // Two operations may find one loss (a write, and a release that flushed first):
+    // the report names every object either found.
+    if (!reported) this.#lost = this.#lost === null ? lost : mergedLosses(this.#lost, lost);
     this.#behind = true;
   }
+}
+
+function mergedLosses(a: WritesLostError, b: WritesLostError): WritesLostError {
+  return new WritesLostError([...new Set([...a.objects, ...b.objects])]);
 }

@@ -156,9 +156,14 @@ export class ObjectFlush {
         }
       }
     }
+    // A flush of every volume leaves what it found to each volume's flush (and to the
+    // object's next read or write). A volume's flush reports every loss found since its
+    // last, by whatever found it: a write that found one and failed may not have told
+    // the volume yet when a flush (a release's) gets its lock, and that flush must not
+    // persist a map naming what was lost (seed 4039764 with joins, leaves, replacements).
     if (uid === undefined) this.#unflushed.addUnheard(lost.splice(0));
-    else lost.push(...this.#unflushed.takeUnheardOf(ofScope));
-    if (lost.length > 0) throw new WritesLostError(lost);
+    else lost.push(...this.#unflushed.takeLostOf(ofScope));
+    if (lost.length > 0) throw new WritesLostError([...new Set(lost)]);
     if (short !== null) throw short;
   }
 }

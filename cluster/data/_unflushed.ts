@@ -1,10 +1,14 @@
 /**
  * What a writer of objects has not made durable yet (replicated_objects.ts):
  * per replica, the objects changed there since their last flush; the objects
- * a flush fell short on (every later flush tries them again); losses a flush
- * of every volume found, which are the volume's own flush, read or write to
- * report; and the objects a flush under way took, which a later flush of the
- * same objects waits for (its outcome for them is the later one's too).
+ * a flush fell short on (every later flush tries them again); the objects
+ * whose acknowledged writes were lost since their volume's last flush, which
+ * that volume's next flush reports whoever found the loss (a write that found
+ * it fails, but the writes acknowledged before it were lost as well); of
+ * those, the ones a flush of every volume found, which the object's next read
+ * or write reports too; and the objects a flush under way took, which a later
+ * flush of the same objects waits for (its outcome for them is the later
+ * one's too).
  */
 import { parseObjectName } from "../../core/block_map.ts";
 import type { ObjectLink } from "./object_link.ts";
@@ -20,6 +24,7 @@ export class Unflushed {
   #byReplica = new Map<string, PendingOnReplica>();
   #short = new Set<string>();
   #lostUnheard = new Set<string>();
+  #lostSinceFlush = new Set<string>();
   #flushing = new Map<string, Promise<void>>();
 
   /** `name` changed on `link` since its last flush there. */
@@ -27,6 +32,15 @@ export class Unflushed {
     let entry = this.#byReplica.get(link.id);
     if (entry === undefined) this.#byReplica.set(link.id, entry = { link, names: new Set() });
     entry.names.add(name);
+  }
+
+  /**
+   * Every copy lost the writes of `name` acknowledged since its last flush:
+   * nothing of it is left to flush, and the next flush of its volume fails.
+   */
+  lost(name: string): void {
+    this.drop(name);
+    this.#lostSinceFlush.add(name);
   }
 
   /** Nothing of `name` is left to flush here. */
@@ -76,27 +90,34 @@ export class Unflushed {
     else this.#short.delete(name);
   }
 
-  /** A flush of every volume found these objects' writes lost: their volume hears it later. */
+  /** A flush of every volume found these objects' writes lost: their next read or write says so. */
   addUnheard(names: string[]): void {
     for (const name of names) this.#lostUnheard.add(name);
   }
 
-  /** True (once) when a loss of `name` waits to be heard. */
+  /** True (once) when a loss of `name` a flush of every volume found waits to be heard. */
   takeUnheard(name: string): boolean {
     return this.#lostUnheard.delete(name);
   }
 
-  /** The losses in `ofScope` waiting to be heard, heard now. */
-  takeUnheardOf(ofScope: (name: string) => boolean): string[] {
-    const heard = [...this.#lostUnheard].filter(ofScope);
-    for (const name of heard) this.#lostUnheard.delete(name);
-    return heard;
+  /**
+   * The losses in `ofScope` found since the last flush of their volume, for
+   * this flush of the volume to report (heard then: reads and writes need not).
+   */
+  takeLostOf(ofScope: (name: string) => boolean): string[] {
+    const lost = [...this.#lostSinceFlush].filter(ofScope);
+    for (const name of lost) {
+      this.#lostSinceFlush.delete(name);
+      this.#lostUnheard.delete(name);
+    }
+    return lost;
   }
 
   /** Forgets the volume `uid`'s objects (another node writes it now). */
   forgetVolume(uid: string): void {
     const ofVolume = (name: string) => parseObjectName(name).uid === uid;
     for (const name of this.#lostUnheard) if (ofVolume(name)) this.#lostUnheard.delete(name);
+    for (const name of this.#lostSinceFlush) if (ofVolume(name)) this.#lostSinceFlush.delete(name);
     for (const name of this.#short) if (ofVolume(name)) this.#short.delete(name);
     for (const { names } of this.#byReplica.values()) {
       for (const name of names) if (ofVolume(name)) names.delete(name);

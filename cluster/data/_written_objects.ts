@@ -178,7 +178,7 @@ export class WrittenObjects {
     written.seen = [0, 0];
     written.current = new Set();
     written.stale = true;
-    this.#unflushed.drop(name);
+    this.#unflushed.lost(name);
     throw new WritesLostError([name]);
   }
 

@@ -19,7 +19,8 @@
  * object a flush could not make durable is tried again by every later flush,
  * and when every replica answers and none holds the writer's last acknowledged
  * version (they all restarted before a flush reached them), the writer says so
- * (WritesLostError, on the flush, read or write that finds it) instead of
+ * (WritesLostError, on the read or write that finds it, and on the volume's
+ * next flush whoever found it) instead of
  * serving or extending an older copy as if it were the latest. A change that
  * reached only replicas that stopped answering is never overtaken by another
  * change under the same stamp (_replica_learning.ts, learnWhereItStands).
@@ -199,8 +200,9 @@ export class ReplicatedObjects {
    * remaining laggards up, in the background. An object it cannot make durable
    * now is tried again by every later flush until it is: a failed flush never
    * lets a later one succeed without it. Throws WritesLostError when every
-   * replica answered and none holds what this node acknowledged; a flush of
-   * every volume (`uid` absent) leaves that to the volume's own (_unflushed.ts).
+   * replica answered and none holds what this node acknowledged, this flush
+   * or a read or write since the volume's last flush found it (a flush of
+   * every volume, `uid` absent, leaves that to the volume's own: _unflushed.ts).
    * A flush still under way that took objects of this scope (another volume's,
    * or one of every volume) is waited for first: its outcome for them is this
    * flush's too (seed 22330 of the data-path simulation with --boot-reads:

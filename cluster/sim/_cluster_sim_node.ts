@@ -251,15 +251,15 @@ function simRpc(host: ClusterSimHost, from: string, incarnation: number): RpcCal
           return encodeMessage({ header: { ok: false, error: message, name } });
         }
       };
-      const objectCall = host.tracedObjects !== null && method.startsWith("object.") &&
+      const tracedCall = host.tracedObjects !== null &&
         JSON.stringify(message.header).includes(host.tracedObjects);
-      if (objectCall) {
+      if (tracedCall) {
         host.note(`${from} calls ${method} at ${address} ${JSON.stringify(message.header)}`);
       }
       const waitMs = simCallTimeoutMs(host.world.callTimeoutMs, timeoutMs);
       return host.world.call(from, incarnation, address, handle, waitMs).then((bytes) => {
         const reply = decodeMessage(bytes);
-        if (tracedMethods.has(method) || objectCall) {
+        if (tracedMethods.has(method) || tracedCall) {
           host.note(
             `${from} ${method} at ${address} ${JSON.stringify(message.header)} -> ${
               JSON.stringify(reply.header)
@@ -273,7 +273,7 @@ function simRpc(host: ClusterSimHost, from: string, incarnation: number): RpcCal
         }
         return reply;
       }, (cause) => {
-        if (objectCall) host.note(`${from} ${method} at ${address} failed: ${cause.message}`);
+        if (tracedCall) host.note(`${from} ${method} at ${address} failed: ${cause.message}`);
         throw new RpcError(`Cannot call ${method} on ${address}: ${cause.message}`, true, {
           cause,
         });

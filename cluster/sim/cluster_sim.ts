@@ -85,7 +85,7 @@ export interface ClusterSimOptions {
    */
   declareLost?: boolean;
   trace?: (line: string) => void;
-  /** With `trace`: object calls naming this text (an object name or its start) are traced too. */
+  /** With `trace`: calls naming this text (an object, block or metadata key) are traced too. */
   traceObjects?: string;
 }
 
