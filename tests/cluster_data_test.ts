@@ -202,6 +202,14 @@ Deno.test("cluster of real processes: replicas, NBD anywhere, kill -9, healing, 
       const views = await Promise.all(live.map(members));
       return views.every((view) => view.filter((member) => member.state === "alive").length === 5);
     });
+    // Seen alive is not ready: I/O goes to a node once /readyz says it knows the
+    // cluster's metadata configuration (CI at c3fb380: an NBD client sent to the
+    // newcomer half a second early was refused with NBD_REP_ERR_SHUTDOWN).
+    await eventually("the newcomer ready", async () => {
+      const ready = await newcomer.fetch("/readyz");
+      await ready.body?.cancel();
+      return ready.status === 200;
+    });
     // Every block ends on exactly the replicas placement names (old copies handed off).
     await eventually(
       "every block on exactly its 3 replicas",
