@@ -10,15 +10,11 @@
 
 import { isAllZero } from "./_is_all_zero.ts";
 import { resolveWorkerUrl } from "./_worker_url.ts";
-import {
-  hashBatchMax,
-  type HashReply,
-  type HashRequest,
-  sha256DigestBytes,
-  transferList,
-} from "./_hash_protocol.ts";
+import { hashBatchMax, sha256DigestBytes } from "./_hash_protocol.ts";
+import { assert, type BlockDigest, type HashJob, HashWorkers } from "./_hash_workers.ts";
 
 export { toHex } from "./to_hex.ts";
+export type { BlockDigest } from "./_hash_workers.ts";
 
 /** Which SHA-256 implementation a {@link HashPool} runs. */
 export type HashEngineName = "wasm" | "native";
@@ -33,33 +29,8 @@ export interface HashPoolOptions {
   workerUrl?: string | URL;
 }
 
-/** The result of {@link HashPool.hashBlock}. */
-export interface BlockDigest {
-  /** The same bytes handed in (ownership comes back after the transfer). */
-  data: Uint8Array;
-  /** SHA-256 of data, 32 bytes; null when detectZero was set and data is all zeros (then no hash is computed). */
-  digest: Uint8Array | null;
-}
-
 /** Most workers one pool starts; far above any core count we deploy on. */
 export const hashWorkersMax = 256;
-
-/** One queued or running hash job. */
-interface Job {
-  id: number;
-  data: Uint8Array;
-  /** data.byteLength when queued; the view itself reads 0 once its buffer is transferred. */
-  byteLength: number;
-  detectZero: boolean;
-  resolve: (result: BlockDigest) => void;
-  reject: (error: Error) => void;
-}
-
-/** A started worker and the jobs of the one request it is running (none: idle). */
-interface Slot {
-  worker: Worker;
-  jobs: Job[];
-}
 
 /**
  * Hashes blocks with SHA-256, off the calling thread when the engine is "wasm".
@@ -84,11 +55,10 @@ export class HashPool {
    * at a time.
    */
   readonly batchBlocks: number;
-  /** Worker entry module; null for "native". */
-  readonly #workerUrl: string | URL | null;
-  readonly #slots: Slot[] = [];
+  /** The workers of "wasm"; null for "native". */
+  readonly #workers: HashWorkers | null;
   /** FIFO of jobs waiting for an idle worker; `#queueHead` indexes the oldest. */
-  #queue: Job[] = [];
+  #queue: HashJob[] = [];
   #queueHead = 0;
   #nextJobId = 1;
   #closed = false;
@@ -112,8 +82,12 @@ export class HashPool {
     this.engine = engine;
     this.workers = engine === "wasm" ? workers : 0;
     this.batchBlocks = engine === "wasm" ? hashBatchMax : 1;
-    this.#workerUrl = engine === "native" ? null : options.workerUrl ??
-      resolveWorkerUrl(new URL("./hash_worker.ts", import.meta.url), Deno.mainModule);
+    this.#workers = engine === "native" ? null : new HashWorkers(
+      options.workerUrl ??
+        resolveWorkerUrl(new URL("./hash_worker.ts", import.meta.url), Deno.mainModule),
+      workers,
+      () => this.#dispatch(),
+    );
   }
 
   /**
@@ -179,10 +153,7 @@ export class HashPool {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const slot of this.#slots.splice(0)) {
-      slot.worker.terminate();
-      for (const job of slot.jobs) job.reject(closedBeforeFinishError());
-    }
+    this.#workers?.close(closedBeforeFinishError);
     for (const job of this.#takeQueue()) job.reject(closedBeforeFinishError());
   }
 
@@ -192,118 +163,18 @@ export class HashPool {
    * pool size.
    */
   #dispatch(): void {
-    while (this.#queueHead < this.#queue.length) {
-      let slot = this.#slots.find((candidate) => candidate.jobs.length === 0);
-      if (slot === undefined && this.#slots.length >= this.workers) return;
+    const workers = this.#workers;
+    if (workers === null || this.#closed) return;
+    while (this.#queueHead < this.#queue.length && workers.available) {
       const jobs = this.#queue.slice(this.#queueHead, this.#queueHead + hashBatchMax);
       this.#queueHead += jobs.length;
       if (this.#queueHead === this.#queue.length) this.#takeQueue();
-      try {
-        slot ??= this.#startWorker();
-      } catch (error) {
-        for (const job of jobs) {
-          job.reject(
-            new Error(`Cannot hash block: cannot start hash worker: ${error}`, { cause: error }),
-          );
-        }
-        continue;
-      }
-      this.#post(slot, jobs);
+      workers.post(jobs);
     }
-  }
-
-  /** Sends jobs to one idle worker, transferring their buffers. */
-  #post(slot: Slot, jobs: Job[]): void {
-    assert(slot.jobs.length === 0, "a worker runs one request at a time");
-    const request: HashRequest = {
-      jobs: jobs.map((job) => ({
-        id: job.id,
-        buffer: job.data.buffer,
-        byteOffset: job.data.byteOffset,
-        byteLength: job.data.byteLength,
-        detectZero: job.detectZero,
-      })),
-    };
-    try {
-      slot.worker.postMessage(request, transferList(jobs.map((job) => job.data.buffer)));
-      slot.jobs = jobs;
-    } catch (error) {
-      // For example a buffer that cannot be transferred (WebAssembly memory).
-      for (const job of jobs) {
-        job.reject(
-          new Error(`Cannot hash block: cannot send it to a worker: ${error}`, { cause: error }),
-        );
-      }
-    }
-  }
-
-  /** Starts one worker and wires its replies and crashes to the job it runs. */
-  #startWorker(): Slot {
-    assert(this.#workerUrl !== null, "only the wasm engine starts workers");
-    const slot: Slot = { worker: new Worker(this.#workerUrl, { type: "module" }), jobs: [] };
-    slot.worker.onmessage = (event: MessageEvent<HashReply>) => this.#onReply(slot, event.data);
-    slot.worker.onmessageerror = () => {
-      for (const job of this.#finishJobs(slot)) {
-        job.reject(new Error("Cannot hash block: worker reply could not be read"));
-      }
-      this.#dispatch();
-    };
-    slot.worker.onerror = (event: ErrorEvent) => {
-      // Without preventDefault Deno rethrows a worker's uncaught error in this thread.
-      event.preventDefault();
-      this.#retireWorker(slot);
-      const cause = event.error ?? event.message;
-      for (const job of this.#finishJobs(slot)) {
-        job.reject(
-          new Error(`Cannot hash block: hash worker crashed: ${event.message}`, { cause }),
-        );
-      }
-      this.#dispatch();
-    };
-    this.#slots.push(slot);
-    return slot;
-  }
-
-  /** Settles the jobs of `slot` from its worker's reply. */
-  #onReply(slot: Slot, reply: HashReply): void {
-    const jobs = this.#finishJobs(slot);
-    assert(
-      jobs.length === reply.jobs.length && jobs.every((job, i) => job.id === reply.jobs[i].id),
-      "a reply answers the jobs its worker runs, in order",
-    );
-    for (const [i, job] of jobs.entries()) {
-      const answer = reply.jobs[i];
-      assert(answer.byteLength === job.byteLength, "a reply returns the bytes it was sent");
-      if (reply.error !== undefined) {
-        job.reject(new Error(`Cannot hash block: hash worker failed: ${reply.error}`));
-        continue;
-      }
-      assert(
-        answer.digest === null ? job.detectZero : answer.digest.byteLength === sha256DigestBytes,
-        "a digest is 32 bytes, or null only under detectZero",
-      );
-      const data = new Uint8Array(answer.buffer, answer.byteOffset, answer.byteLength);
-      job.resolve({ data, digest: answer.digest });
-    }
-    this.#dispatch();
-  }
-
-  /** Marks the worker of `slot` idle and returns the jobs it ran, for the caller to settle. */
-  #finishJobs(slot: Slot): Job[] {
-    const jobs = slot.jobs;
-    slot.jobs = [];
-    return jobs;
-  }
-
-  /** Terminates a crashed worker; #dispatch starts a fresh one when jobs wait. */
-  #retireWorker(slot: Slot): void {
-    slot.worker.terminate();
-    const index = this.#slots.indexOf(slot);
-    if (index >= 0) this.#slots.splice(index, 1);
   }
 
   /** Empties the queue and returns the jobs that were still waiting in it. */
-  #takeQueue(): Job[] {
+  #takeQueue(): HashJob[] {
     const waiting = this.#queue.slice(this.#queueHead);
     this.#queue = [];
     this.#queueHead = 0;
@@ -329,9 +200,4 @@ async function hashNative(data: Uint8Array, detectZero: boolean): Promise<BlockD
 function defaultWorkerCount(): number {
   const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
   return Math.min(Math.max(1, cores), hashWorkersMax);
-}
-
-/** Checks an invariant; a failure is a bug in this module, never an operating error. */
-function assert(condition: boolean, invariant: string): asserts condition {
-  if (!condition) throw new Error(`Assertion failed: ${invariant}`);
 }
