@@ -34,8 +34,6 @@ const directFlags = fs.constants.O_WRONLY | fs.constants.O_DIRECT;
 /** See the module doc. */
 export class DirectWrites {
   #staging: Uint8Array;
-  #writes = 0;
-  #failures = 0;
 
   private constructor(staging: Uint8Array) {
     this.#staging = staging;
@@ -76,11 +74,6 @@ export class DirectWrites {
     }
   }
 
-  /** Direct writes made, and those that failed and went through the page cache instead. */
-  get counts(): { writes: number; failures: number } {
-    return { writes: this.#writes, failures: this.#failures };
-  }
-
   /**
    * Writes the aligned prefix of `data` (a `kind`, for the metrics) at
    * `position` of the existing file `path`; returns its length (0: nothing
@@ -106,7 +99,6 @@ export class DirectWrites {
         }
         done += chunk;
       }
-      this.#writes++;
       directWrites.inc({ kind, result: "direct" });
       return aligned;
     } catch {
@@ -119,7 +111,6 @@ export class DirectWrites {
   }
 
   #failed(kind: DirectWriteKind): void {
-    this.#failures++;
     directWrites.inc({ kind, result: "failed" });
   }
 }

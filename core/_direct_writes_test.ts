@@ -2,8 +2,17 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { DirectWrites } from "./_direct_writes.ts";
 import { LocalEngine } from "./local_engine.ts";
+import { directWrites } from "../metrics/mod.ts";
 
 const MiB = 1024 * 1024;
+
+/** `atoll_disk_direct_writes_total{kind="block"}` by result, as the node exports it. */
+async function blockCounts(): Promise<{ direct: number; failed: number }> {
+  const { values } = await directWrites.get();
+  const of = (result: string) =>
+    values.find((v) => v.labels.kind === "block" && v.labels.result === result)?.value ?? 0;
+  return { direct: of("direct"), failed: of("failed") };
+}
 
 function pattern(length: number, seed: number): Uint8Array {
   const bytes = new Uint8Array(length);
@@ -16,11 +25,12 @@ Deno.test("direct writes: the aligned prefix goes around the page cache, the res
   try {
     const direct = DirectWrites.probe(dir);
     assert.ok(direct !== null, `the data disk under ${dir} takes O_DIRECT writes`);
+    const before = await blockCounts();
     const path = `${dir}/block`;
     await Deno.writeFile(path, new Uint8Array());
     const data = pattern(4 * MiB + 1000, 1);
     assert.equal(direct.writePrefix(path, data, 0, "block"), 4 * MiB);
-    assert.deepEqual(direct.counts, { writes: 1, failures: 0 });
+    assert.deepEqual(await blockCounts(), { direct: before.direct + 1, failed: before.failed });
     const written = await Deno.readFile(path);
     assert.equal(written.length, 4 * MiB, "the tail is the caller's to write");
     assert.deepEqual(written, data.subarray(0, 4 * MiB));
@@ -30,7 +40,7 @@ Deno.test("direct writes: the aligned prefix goes around the page cache, the res
     assert.equal(direct.writePrefix(path, data.subarray(0, 64 * 1024), 0, "block"), 0);
     // A file that is not there: counted as failed, nothing written (the caller writes it).
     assert.equal(direct.writePrefix(`${dir}/missing`, data, 0, "block"), 0);
-    assert.deepEqual(direct.counts, { writes: 1, failures: 1 });
+    assert.deepEqual(await blockCounts(), { direct: before.direct + 1, failed: before.failed + 1 });
     assert.deepEqual(await Deno.readFile(path), data.subarray(0, 4 * MiB));
   } finally {
     await Deno.remove(dir, { recursive: true });
