@@ -15,6 +15,16 @@
  * that fails fails every later one of that journal: after a failed
  * `fdatasync` the kernel may have dropped the pages, and a later sync that
  * succeeds proves nothing about them.
+ *
+ * A journal this process creates is written ahead with zeros, a MiB past its
+ * last append, and its records land on those zeros: once a sync has made the
+ * zeros' blocks and the file's size durable, the `fdatasync` of a FLUSH only
+ * writes the records back, without a commit of the file system's journal for
+ * a file that grew (here 0.09–0.11 ms against 0.17–0.18 alone, 0.11–0.17
+ * against 0.28–0.35 with three processes syncing at once: decisions.md,
+ * "Journals written on zeros"). A replay stops at the zeros as at a torn
+ * tail (object_journal.ts: a record's length is never 0). A journal found on
+ * disk is never appended to (recovery starts a new one).
  * The simulation keeps journals in memory instead (cluster/sim/_memory_disk.ts).
  *
  * @module
@@ -28,6 +38,11 @@ import type { JournalStore } from "./object_journal.ts";
 
 const fdatasync = promisify(fs.fdatasync);
 const journalPattern = /^([0-9]{1,15})\.journal$/;
+/** Zeros written ahead of a new journal's appends, a step at a time... */
+const zeroStepBytes = 1024 * 1024;
+/** ...once the appends come this close to the end of the zeros. */
+const zeroLowWaterBytes = 256 * 1024;
+const zeros = new Uint8Array(zeroStepBytes);
 
 interface OpenJournal {
   fd: number;
@@ -44,6 +59,9 @@ interface OpenJournal {
   closing: boolean;
   /** A sync was asked since the last append: the next append starts one. */
   syncAsked: boolean;
+  /** Appends land on the zeros written up to `zeroedTo`; false once writing zeros failed. */
+  zeroing: boolean;
+  zeroedTo: number;
 }
 
 /** See the module doc. */
@@ -89,7 +107,7 @@ export class JournalDisk implements JournalStore {
     const expected = parts.reduce((sum, part) => sum + part.length, 0);
     let wrote = 0;
     try {
-      wrote = fs.writevSync(journal.fd, parts);
+      wrote = fs.writevSync(journal.fd, parts, journal.appended);
     } catch (error) {
       this.#cutBack(journal, gen);
       throw error;
@@ -101,6 +119,9 @@ export class JournalDisk implements JournalStore {
       throw new Error(`Cannot append to journal ${this.#path(gen)}: wrote ${wrote} of ${expected}`);
     }
     journal.appended += wrote;
+    if (journal.zeroing && journal.appended + zeroLowWaterBytes > journal.zeroedTo) {
+      this.#zeroAhead(journal);
+    }
     if (journal.syncAsked) {
       // After the answer to this append has gone out (the sync's own work, on two cores, delays it).
       setImmediate(() => {
@@ -114,10 +135,27 @@ export class JournalDisk implements JournalStore {
     journal.syncAsked = false;
   }
 
-  /** Takes the journal back to its last whole record (the file opened to append writes at its end). */
+  /**
+   * Writes zeros from the end of the zeros (or of the appends) to a step past
+   * the appends. A failure (a full disk) leaves the file as it is: the appends
+   * go on past the zeros, and a replay stops at the end of the file instead.
+   */
+  #zeroAhead(journal: OpenJournal): void {
+    const from = Math.max(journal.zeroedTo, journal.appended);
+    const to = journal.appended + zeroStepBytes;
+    try {
+      for (let at = from; at < to;) at += fs.writeSync(journal.fd, zeros, 0, to - at, at);
+      journal.zeroedTo = to;
+    } catch {
+      journal.zeroing = false;
+    }
+  }
+
+  /** Takes the journal back to its last whole record (the zeros ahead go too). */
   #cutBack(journal: OpenJournal, gen: number): void {
     try {
       fs.ftruncateSync(journal.fd, journal.appended);
+      journal.zeroedTo = journal.appended;
     } catch {
       // Cannot: no later append may land after a partial record.
       this.#damaged.add(gen);
@@ -193,18 +231,23 @@ export class JournalDisk implements JournalStore {
     let journal = this.#open.get(gen);
     if (journal === undefined) {
       const path = this.#path(gen);
-      const newFile = !fs.existsSync(path);
-      const fd = fs.openSync(path, "a", 0o644);
-      const size = fs.fstatSync(fd).size;
+      // A journal found on disk ends in zeros, or in a record a crash tore: what is
+      // appended after either is never replayed (recovery starts a new journal).
+      if (fs.existsSync(path)) {
+        throw new Error(`Cannot append to journal ${path}: it was written before this start`);
+      }
+      const fd = fs.openSync(path, "wx", 0o644);
       journal = {
         fd,
-        appended: size,
-        synced: size,
+        appended: 0,
+        synced: 0,
         syncing: null,
-        newFile,
+        newFile: true,
         failed: null,
         closing: false,
         syncAsked: false,
+        zeroing: true,
+        zeroedTo: 0,
       };
       this.#open.set(gen, journal);
     }

@@ -83,3 +83,36 @@ Deno.test("a journal let go of right after an append starts no sync on a closed 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a new journal is written on zeros ahead of its appends; a replay stops where they start", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const journal = new JournalDisk(`${dir}/journal`);
+    const count = 300; // more than a step of zeros: the zeros move ahead of the appends
+    for (let i = 1; i <= count; i++) journal.appendJournal(3, encodeRecord(record(i)));
+    await journal.syncJournal(3);
+    const bytes = await journal.readJournal(3);
+    const appended = count * encodeRecord(record(1)).reduce((sum, part) => sum + part.length, 0);
+    assert.ok(bytes.length > appended, `zeros past the ${appended} bytes appended`);
+    assert.ok(bytes.subarray(appended).every((byte) => byte === 0), "only zeros after them");
+    const stamps = [...decodeRecords(bytes)].map((r) => r.kind === "write" && r.stamp[1]);
+    assert.deepEqual(stamps, Array.from({ length: count }, (_, i) => i + 1));
+
+    // A record torn by a crash, on the zeros: the replay ends before it, as at a file's end.
+    const torn = new Uint8Array(bytes);
+    torn.set(encodeRecord(record(count + 1))[0], appended);
+    assert.equal([...decodeRecords(torn)].length, count);
+    journal.closeJournals();
+
+    // A journal from before a restart is never appended to: what follows its zeros
+    // (or a torn record) would never be replayed.
+    const restarted = new JournalDisk(`${dir}/journal`);
+    assert.throws(() => restarted.appendJournal(3, encodeRecord(record(1))), /written before/);
+    restarted.appendJournal(4, encodeRecord(record(1)));
+    await restarted.syncJournal(4);
+    assert.deepEqual(await restarted.journals(), [3, 4]);
+    restarted.closeJournals();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
