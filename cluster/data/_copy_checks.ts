@@ -58,3 +58,24 @@ export function checkAway(name: string, best: Stamp, atLeast: Stamp, away: strin
     );
   }
 }
+
+/**
+ * {@linkcode checkAway}, once the members an operator declared lost are taken out
+ * of `away` (their copies were given up: nothing is waited for from them), asked
+ * only when it would refuse. Seed 5300544 with joins, leaves, replacements and a
+ * declaration: a holder knew of a version that only a member since declared lost
+ * had held, and waited for that member a second a try until every read through
+ * it timed out; the declaration was made on another node, and this one had no
+ * reason to ask before.
+ */
+export async function checkAwayUnlessLost(
+  name: string,
+  best: Stamp,
+  atLeast: Stamp,
+  away: string[],
+  allLost?: (ids: string[]) => Promise<boolean>,
+): Promise<void> {
+  if (away.length === 0 || compareStamps(best, atLeast) >= 0) return;
+  const lost = allLost === undefined ? [] : await Promise.all(away.map((id) => allLost([id])));
+  checkAway(name, best, atLeast, away.filter((_, i) => lost[i] !== true));
+}

@@ -4,7 +4,7 @@
  * writer's catching up is _replica_learning.ts).
  */
 import { compareStamps, type ObjectLink, type Stamp } from "./object_link.ts";
-import { checkAway, checkFloor, checkGone, ReplicaQuorumError } from "./_copy_checks.ts";
+import { checkAwayUnlessLost, checkFloor, checkGone, ReplicaQuorumError } from "./_copy_checks.ts";
 
 export { ReplicaQuorumError };
 
@@ -77,6 +77,11 @@ export interface Lookup {
    * calls gone and no operator declared lost, are gone (checkGone); none when not given.
    */
   goneReplicas?: () => Promise<number>;
+  /**
+   * True when an operator declared every one of `ids` lost (their copies given up):
+   * a member gone lately that was is not waited for (checkAwayUnlessLost); never when not given.
+   */
+  allLost?: (ids: string[]) => Promise<boolean>;
   /** The object's floor (object_floors.ts): every copy taken for the newest must reach it. */
   floorOf: () => Promise<Stamp>;
 }
@@ -186,7 +191,7 @@ async function readNewestOnce(
       );
     const elsewhere = await stampsElsewhere(name, links, lookup.everyone(), strict, lookup);
     best = newestOf([best, ...elsewhere.found])!;
-    checkAway(name, best.stamp, durable, elsewhere.away);
+    await checkAwayUnlessLost(name, best.stamp, durable, elsewhere.away, lookup.allLost);
     if (absent && compareStamps(best.stamp, [0, 0]) === 0) {
       throw new ReplicaQuorumError(
         `Cannot read object ${name}: no member that answers holds a copy of it`,

@@ -19,7 +19,7 @@ import {
   stampsElsewhere,
   type Written,
 } from "./_replica_copies.ts";
-import { checkAway, checkFloor, checkGone } from "./_copy_checks.ts";
+import { checkAwayUnlessLost, checkFloor, checkGone } from "./_copy_checks.ts";
 import { maxStamp } from "./object_floors.ts";
 
 /**
@@ -162,7 +162,7 @@ export async function learnWhereItStands(
     const behind = written.leftBehind;
     written.leftBehind = behind === null ? offPlacement : maxStamp(behind, offPlacement);
   }
-  checkAway(name, best, written.seen, elsewhere.away);
+  await checkAwayUnlessLost(name, best, written.seen, elsewhere.away, lookup.allLost);
   if (compareStamps(best, written.acked) < 0) {
     if (!everyone) {
       throw new ReplicaQuorumError(

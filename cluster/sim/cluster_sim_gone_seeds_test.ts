@@ -172,3 +172,16 @@ Deno.test("seed 4039764 (joins, leaves, replacements): a release after a write f
   const result = await ClusterSim.run({ ...clusterSimSettings(4039764), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 5300544 (joins, leaves, replacements, declare lost): a holder does not wait for a member declared lost elsewhere", async () => {
+  // data/_copy_checks.ts, checkAwayUnlessLost: the holder had learnt a version that only a
+  // member later declared lost held; the declaration was made on another node, and the
+  // holder, which had never asked, waited for that member a second a try: every final read
+  // forwarded to it timed out.
+  const result = await ClusterSim.run({
+    ...clusterSimSettings(5300544),
+    ...withChurn,
+    declareLost: true,
+  });
+  assert.deepEqual(result.violations, []);
+});

@@ -8,7 +8,8 @@
  * - A writer never takes a copy older than one it saw while members called
  *   gone lately are silent (seed 1322459, same options); its own changes that
  *   a failed flush left on too few copies are not such a copy: their loss is
- *   reported, not waited for (seed 2106469).
+ *   reported, not waited for (seed 2106469); nor are members an operator
+ *   declared lost, on whichever node (seed 5300544).
  * Method: ReplicatedObjects over ObjectReplicas on memory disks behind links the
  * test cuts; healing's copies made by hand (healCopy).
  */
@@ -100,6 +101,59 @@ Deno.test("a writer never takes a copy older than one it saw while members gone 
   await holder.read(name, 0, into, { existing: true });
   assert.deepEqual(into, small(1));
   assert.ok((await c.stamps([name]))[0][1] > 1, "c holds it past the failed change");
+});
+
+Deno.test("a writer does not wait for members an operator declared lost, whichever node declared them", async () => {
+  // Seed 5300544 (joins, leaves, replacements, a declaration): a holder knew of a version
+  // that only a member since declared lost had held (declared on another node), and
+  // waited for it a second a try until every read forwarded to it timed out.
+  const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
+  const [a, b, c, d] = replicas;
+  const before = new ReplicatedObjects({ selfId: "w", replicasOf: () => [a, b], epochOf: () => 1 });
+  await before.write(name, 0, small(1), { truncate: true });
+  await before.flush(uid);
+  await healCopy(a, c, name); // c keeps version 1
+  await before.write(name, 0, small(2), { existing: true });
+  await before.flush(uid); // version 2 on a and b only
+  const declared = new Set<string>();
+  let asked = 0;
+  const holder = new ReplicatedObjects({
+    selfId: "h",
+    replicasOf: () => [c, d],
+    epochOf: () => 2,
+    everyone: () => replicas.filter((replica) => !replica.down),
+    seenGone: () => replicas.filter((replica) => replica.down),
+    allLost: (ids) => {
+      asked++;
+      return Promise.resolve(ids.every((id) => declared.has(id)));
+    },
+  });
+  // It learns version 2 on a and b; before it can copy it over, both go for good.
+  const learning = a.stamps;
+  a.stamps = async (names) => {
+    const stamps = await learning.call(a, names);
+    a.down = b.down = true;
+    return stamps;
+  };
+  await assert.rejects(holder.write(name, 0, small(9), { existing: true }), ReplicaQuorumError);
+  a.stamps = learning;
+  const into = new Uint8Array(4096);
+  await assert.rejects(
+    holder.read(name, 0, into, { existing: true }),
+    (error) => error instanceof ReplicaQuorumError && /known to exist/.test(error.message),
+  );
+  assert.ok(asked > 0, "asked whether the silent members were declared lost");
+  // An operator declares both lost (on another node: this one learns it by asking):
+  // version 2 is given up, and the holder goes on from the copies left.
+  declared.add("a");
+  declared.add("b");
+  await holder.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(1));
+  await holder.write(name, 0, small(3), { existing: true });
+  await holder.flush(uid);
+  await holder.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(3));
+  assert.deepEqual((await d.read(name, 0, -1)).data, small(3));
 });
 
 Deno.test("a writer's own change that a failed flush left on one copy is lost with it, not waited for", async () => {
