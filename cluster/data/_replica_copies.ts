@@ -189,8 +189,20 @@ async function readNewestOnce(
         needed,
         expect.existing === true || compareStamps(atLeast, [0, 0]) > 0,
       );
-    const elsewhere = await stampsElsewhere(name, links, lookup.everyone(), strict, lookup);
-    best = newestOf([best, ...elsewhere.found])!;
+    // A strict look also asks the replicas that answered again: it may come a call's timeout
+    // after their first answers (a silent replica held the read up), and a copy handed off
+    // meanwhile may have moved onto one of them from a member asked only now (seed 5500256
+    // with joins and leaves: a new replica answered "nothing" before healing handed it the
+    // newest copy and the reader, which held it, let its own go; a second later the strict
+    // look found only a copy a member back from a leave had kept, and the read served it).
+    const [elsewhere, again] = await Promise.all([
+      stampsElsewhere(name, links, lookup.everyone(), strict, lookup),
+      strict ? Promise.allSettled(answers.map(({ link }) => link.stamps([name]))) : [],
+    ]);
+    const fresh = again.flatMap((answer, i) =>
+      answer.status === "fulfilled" ? [{ link: answers[i].link, stamp: answer.value[0] }] : []
+    );
+    best = newestOf([best, ...fresh, ...elsewhere.found])!;
     await checkAwayUnlessLost(name, best.stamp, durable, elsewhere.away, lookup.allLost);
     if (absent && compareStamps(best.stamp, [0, 0]) === 0) {
       throw new ReplicaQuorumError(
@@ -199,7 +211,9 @@ async function readNewestOnce(
     }
   }
   checkFloor(name, best.stamp, least);
-  if (read !== null && best.link === first) {
+  // The bytes read first are the newest only at the stamp they came with (a strict look
+  // may have found that replica further on since).
+  if (read !== null && best.link === first && compareStamps(best.stamp, read.stamp) === 0) {
     into.set(read.data);
     return { stamp: best.stamp, from: first, everyone, staleFirst: false };
   }

@@ -185,3 +185,16 @@ Deno.test("seed 5300544 (joins, leaves, replacements, declare lost): a holder do
   });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 5500256 (joins, leaves): a strict look asks the replicas that answered again", async () => {
+  // data/_replica_copies.ts: a read's first look heard a new replica answer "nothing" while
+  // the other was silent; a call's timeout later, healing had handed the newest copy to the
+  // new replica and the reader had let its own go, and the strict look found only the copy a
+  // member back from a leave had kept: the read served a sector from before a flush.
+  const result = await ClusterSim.run({
+    ...clusterSimSettings(5500256),
+    joins: true,
+    leaves: true,
+  });
+  assert.deepEqual(result.violations, []);
+});

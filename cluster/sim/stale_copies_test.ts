@@ -12,7 +12,9 @@
  *   live member, and the first read of an object under a read view asks
  *   them too: the writer placed objects by its own view of the members.
  * - A read that does not hear every replica of its placement hears every live
- *   member, or fails: the silent replica may be the one holding the newest.
+ *   member, or fails: the silent replica may be the one holding the newest;
+ *   and asks the replicas that answered again, since a copy may have moved
+ *   onto one of them while the silent one held the read up.
  * Method: ReplicatedObjects over ObjectReplicas on memory disks, each behind
  * a link the test can cut; healing's copies made by hand (healCopy).
  */
@@ -280,5 +282,38 @@ Deno.test("a read that does not hear every replica hears every live member, or f
   );
   a.down = false;
   await reader.read(name, 0, into, { existing: true, frozen: true });
+  assert.deepEqual(into, small(2));
+});
+
+Deno.test("a strict look asks the replicas that answered again: a copy handed to one meanwhile is found", async () => {
+  // Seed 5500256 (joins, leaves): a new replica answered "nothing"; the other replica was
+  // silent, so the read's strict look came a call's timeout later, after healing had handed
+  // the newest copy to the new replica and its old holder had let its own go; the look found
+  // only a copy a member back from a leave had kept, and the read served it.
+  const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
+  const [a, b, c, d] = replicas;
+  const first = new ReplicatedObjects({ selfId: "w", replicasOf: () => [a, b], epochOf: () => 1 });
+  await first.write(name, 0, small(1), { truncate: true });
+  await first.flush(uid); // version 1 on a and b
+  const writer = new ReplicatedObjects({ selfId: "v", replicasOf: () => [a, d], epochOf: () => 2 });
+  await writer.write(name, 0, small(2), { existing: true });
+  await writer.flush(uid); // the newest on a and d; b keeps version 1
+  const reader = new ReplicatedObjects({
+    selfId: "r",
+    replicasOf: () => [c, d],
+    epochOf: () => 0,
+    everyone: () => replicas.filter((replica) => !replica.down),
+  });
+  d.down = true; // silent: the read's look off the placement is strict
+  const readOfC = c.read.bind(c);
+  c.read = async (object, offset, length) => {
+    const nothing = await readOfC(object, offset, length);
+    c.read = readOfC;
+    await healCopy(a, c, name); // healing hands the newest copy to c...
+    a.stamps = (names) => Promise.resolve(names.map((): Stamp => [0, 0])); // ...a lets go of its own
+    return nothing;
+  };
+  const into = new Uint8Array(4096);
+  await reader.read(name, 0, into, { existing: true });
   assert.deepEqual(into, small(2));
 });
