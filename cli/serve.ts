@@ -1,6 +1,6 @@
 /** `atoll serve`: one node with its data directory, HTTP API and (later) NBD and gossip. */
 import { join } from "node:path";
-import { LocalAuthority, LocalEngine, Store } from "../core/mod.ts";
+import { LocalAuthority, LocalEngine, PatientAuthority, Store, systemClock } from "../core/mod.ts";
 import { createApp } from "../http/app.ts";
 import { HashPool } from "../wasm/hash_pool.ts";
 import { type HashEngineName } from "../wasm/hash_pool.ts";
@@ -135,7 +135,11 @@ export async function serve(options: ServeOptions): Promise<Node> {
     ? await store.migrateMaps({ volumes: true })
     : 0;
   if (migrated > 0) logger("node").info("rewrote {count} maps as pages", { count: migrated });
-  const authority = member?.leases ?? rados?.leases ?? new LocalAuthority(store);
+  // In a cluster, requests wait out members that cannot answer for a while (a death not
+  // yet known) instead of failing: core/patient_authority.ts.
+  const authority = member !== null
+    ? new PatientAuthority(member.leases, { clock: systemClock })
+    : rados?.leases ?? new LocalAuthority(store);
   const ready = () => member?.ready() ?? { ready: true };
   let httpAddress = http;
   const app = createApp({

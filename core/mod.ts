@@ -1,5 +1,11 @@
 /** The core of Atoll: maps, volumes, images, snapshots, copy-on-write, GC. */
 export * from "./authority.ts";
+export {
+  isUnavailable,
+  PatientAuthority,
+  type PatientAuthorityOptions,
+  unavailableWaitMsDefault,
+} from "./patient_authority.ts";
 export type { Clock } from "./clock.ts";
 export {
   randomBytes,

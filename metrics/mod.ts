@@ -31,6 +31,7 @@ export {
   handshakeFailureReasons,
   nbdErrors,
   nbdHandshakeFailures,
+  requestsWaited,
 } from "./nbd_series.ts";
 export {
   httpRequestDuration,

@@ -46,3 +46,16 @@ export const nbdErrors: Counter<"error"> = new Counter({
   labelNames: ["error"],
   registers: [registry],
 });
+
+/**
+ * Requests of volumes' handles that waited for the cluster (too few members
+ * answered: core/patient_authority.ts), by operation and outcome (served once
+ * it answered again, or failed when the wait ran out).
+ */
+export const requestsWaited: Counter<"operation" | "outcome"> = new Counter({
+  name: "atoll_volume_requests_waited_total",
+  help: "Volume requests (NBD, HTTP data) that waited for the cluster because too few members " +
+    "answered, by operation and outcome (served, or failed once the wait ran out)",
+  labelNames: ["operation", "outcome"],
+  registers: [registry],
+});

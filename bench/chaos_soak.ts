@@ -1,0 +1,305 @@
+/**
+ * `deno task chaos`: a cluster of real node processes under faults, checked
+ * end to end over NBD. Where the simulations (`deno task soak`) run the
+ * cluster code on memory disks and a simulated network, this runs the real
+ * bindings they leave out: node processes, links over TCP, the replica
+ * journals, acceptor logs and object files on disk, and `kill -9`.
+ *
+ * Each volume is written through a raw NBD session on the node holding its
+ * lease (4 KiB self-describing writes, a FLUSH now and then: _chaos_volume.ts).
+ * Each round, while the writes run, one fault (seeded): `kill -9` of a member
+ * holding no session (`replica`), of a member holding one (`holder`: its
+ * volumes are taken over elsewhere while it is down), of every member at once
+ * (`all`), a graceful stop and restart (`leave`), or a session moved to
+ * another member (`move`, a lease hand-over). Then the members come back, the
+ * broken volumes are recovered as a guest would (a new session, a FLUSH, every
+ * slot read back), every volume is read through its holder and through another
+ * member, and the next round waits until healing reports nothing short of
+ * copies, so that faults never overlap. What must never happen: a flushed write
+ * missing, a torn slot, an acknowledged write missing while its holder lives,
+ * a read through another member that differs. At the end every volume is
+ * read through every member.
+ *
+ *   deno task chaos [--rounds 20] [--seed 1] [--nodes 4] [--replicas 2]
+ *                   [--volumes 2] [--size-mib 16] [--writes 300] [--keep]
+ *
+ * A failure prints the seed and the round, and with `--keep` leaves the data
+ * directories and logs in place.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { eventually, members, startCluster, type TestProcessCluster } from "../tests/_cluster.ts";
+import { createVolume } from "../tests/_nbd.ts";
+import { RawNbdClient } from "../tests/_nbd_raw.ts";
+import { startNode, type TestNode } from "../tests/_node.ts";
+import { ChaosViolation, ChaosVolume, withDeadline } from "./_chaos_volume.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    rounds: { type: "string", default: "20" },
+    seed: { type: "string", default: "1" },
+    nodes: { type: "string", default: "4" },
+    replicas: { type: "string", default: "2" },
+    volumes: { type: "string", default: "2" },
+    "size-mib": { type: "string", default: "16" },
+    writes: { type: "string", default: "300" },
+    keep: { type: "boolean", default: false },
+    logs: { type: "string" },
+  },
+});
+const settings = {
+  rounds: Number(values.rounds),
+  seed: Number(values.seed),
+  nodes: Number(values.nodes),
+  replicas: Number(values.replicas),
+  volumes: Number(values.volumes),
+  sizeBytes: Number(values["size-mib"]) * 1024 * 1024,
+  writes: Number(values.writes),
+};
+/** Fast healing and a short dead grace: a round takes seconds, not minutes. */
+const memberFlags = [
+  "--replicas",
+  String(settings.replicas),
+  "--dead-grace",
+  "6",
+  "--heal-interval",
+  "1",
+];
+const faults = ["replica", "holder", "all", "leave", "move"] as const;
+type Fault = typeof faults[number];
+
+/** Seeded randomness (mulberry32): a run replays with its seed. */
+function seeded(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = seeded(settings.seed);
+const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const cluster: TestProcessCluster = await startCluster(
+  settings.nodes,
+  () => memberFlags,
+);
+const up: boolean[] = cluster.nodes.map(() => true);
+const volumes = Array.from(
+  { length: settings.volumes },
+  (_, i) => new ChaosVolume(i, settings.sizeBytes),
+);
+let failed = false;
+const started = performance.now();
+try {
+  for (const volume of volumes) {
+    await createVolume(cluster.nodes[0], volume.name, { size: settings.sizeBytes });
+    await volume.connect(0, cluster.nodes[0].nbdPort);
+  }
+  for (let round = 1; round <= settings.rounds; round++) {
+    const fault = pick(faults);
+    const at = performance.now();
+    await runRound(fault);
+    const counts = volumes.map((v) => v.counts);
+    const sum = (key: keyof ChaosVolume["counts"]) => counts.reduce((n, c) => n + c[key], 0);
+    console.log(
+      `round ${round}/${settings.rounds} ${fault.padEnd(7)} ${
+        ((performance.now() - at) / 1000).toFixed(1)
+      } s: ${sum("writes")} writes, ${sum("flushes")} flushes, ${sum("errors")} errors, ` +
+        `${sum("recoveries")} recoveries, ${sum("checked")} checks, clean`,
+    );
+    for (const volume of volumes) {
+      for (const line of volume.errors.splice(0)) console.log(`  ${volume.name}: ${line}`);
+    }
+  }
+  for (const volume of volumes) if (!await volume.flush()) await reopen(volume);
+  for (const [i, node] of cluster.nodes.entries()) {
+    for (const volume of volumes) await checkThrough(volume, i, node);
+  }
+  console.log(
+    `${settings.rounds} rounds clean (seed ${settings.seed}, ${settings.nodes} members, ` +
+      `R=${settings.replicas}), every volume read through every member, ${
+        ((performance.now() - started) / 1000).toFixed(0)
+      } s`,
+  );
+} catch (error) {
+  failed = true;
+  const kind = error instanceof ChaosViolation ? "VIOLATION" : "FAILED";
+  console.error(`${kind} (seed ${settings.seed}): ${(error as Error).stack}`);
+  if (values.keep) {
+    console.error(`data kept in ${cluster.nodes.map((n) => n.data).join(" ")}`);
+    for (const [i, node] of cluster.nodes.entries()) {
+      await Deno.writeTextFile(`${node.data}.log`, node.log.join("\n"));
+      console.error(`log of member ${i}: ${node.data}.log`);
+    }
+  }
+} finally {
+  if (values.logs !== undefined) {
+    for (const [i, node] of cluster.nodes.entries()) {
+      await Deno.writeTextFile(`${values.logs}/member${i}.log`, node.log.join("\n") + "\n", {
+        append: true,
+      });
+    }
+  }
+  for (const volume of volumes) volume.close();
+  if (failed && values.keep) { for (const node of cluster.nodes) await node.kill9(); }
+  else await cluster.stop();
+}
+Deno.exit(failed ? 1 : 0);
+
+/** One round: writes with a fault in their midst, recovery, checks, and healing settled. */
+async function runRound(fault: Fault): Promise<void> {
+  const writing = writeAll(settings.writes);
+  await sleep(50 + random() * 400);
+  const down: number[] = [];
+  const sessions = (i: number) => volumes.filter((v) => v.node === i);
+  const idle = cluster.nodes.map((_, i) => i).filter((i) => sessions(i).length === 0);
+  if (fault === "replica" || (fault === "leave" && idle.length > 0)) {
+    const victim = pick(idle.length > 0 ? idle : cluster.nodes.map((_, i) => i));
+    if (fault === "leave") {
+      await cluster.nodes[victim].stop();
+      await keepLog(victim);
+    } else await kill(victim);
+    down.push(victim);
+  } else if (fault === "holder") {
+    const victim = pick(volumes).node ?? 0;
+    await kill(victim);
+    down.push(victim);
+  } else if (fault === "all") {
+    for (let i = 0; i < cluster.nodes.length; i++) await kill(i);
+    down.push(...cluster.nodes.map((_, i) => i));
+  }
+  await writing;
+  if (fault === "move") {
+    const volume = pick(volumes);
+    const others = cluster.nodes.map((_, i) => i).filter((i) => i !== volume.node);
+    await volume.disconnect();
+    const to = pick(others);
+    await volume.connect(to, cluster.nodes[to].nbdPort);
+  }
+  // Volumes whose holder died move to a member still up (a takeover) while it is down.
+  if (down.length < cluster.nodes.length) {
+    for (const volume of volumes.filter((v) => !v.open)) await reopen(volume);
+    await writeAll(settings.writes / 3);
+  }
+  await sleep(random() * 3000);
+  await restart(down);
+  for (const volume of volumes.filter((v) => !v.open)) await reopen(volume);
+  await writeAll(settings.writes / 3);
+  for (const volume of volumes) {
+    if (!await volume.flush()) await reopen(volume);
+    await volume.check(null);
+    const other = pick(cluster.nodes.map((_, i) => i).filter((i) => i !== volume.node));
+    await checkThrough(volume, other, cluster.nodes[other]);
+  }
+  await healed();
+}
+
+/** `count` writes on every open volume at once, a FLUSH after about one in twenty. */
+async function writeAll(count: number): Promise<void> {
+  await Promise.all(volumes.map(async (volume) => {
+    for (let i = 0; i < count && volume.open; i++) {
+      if (!await volume.write(random)) break;
+      if (random() < 0.05 && !await volume.flush()) break;
+    }
+  }));
+}
+
+/** SIGKILLs member `i`; the sessions on it break. */
+async function kill(i: number): Promise<void> {
+  await cluster.nodes[i].kill9();
+  await keepLog(i);
+  up[i] = false;
+  for (const volume of volumes) if (volume.node === i) volume.close();
+}
+
+/** Appends member `i`'s log to `--logs DIR` (its process is gone or about to be replaced). */
+async function keepLog(i: number): Promise<void> {
+  if (values.logs === undefined) return;
+  const node = cluster.nodes[i];
+  await Deno.writeTextFile(`${values.logs}/member${i}.log`, node.log.join("\n") + "\n", {
+    append: true,
+  });
+}
+
+/** Starts the members `down` again on their data and waits until every member sees every other. */
+async function restart(down: number[]): Promise<void> {
+  for (const i of down) {
+    const seed = cluster.nodes.find((_, j) => up[j] && j !== i);
+    cluster.nodes[i] = await startNode({
+      data: cluster.nodes[i].data,
+      args: cluster.args([...(seed === undefined ? [] : ["--join", seed.gossip!]), ...memberFlags]),
+    });
+    up[i] = true;
+  }
+  await eventually("every member alive everywhere, and ready", async () => {
+    const views = await Promise.all(cluster.nodes.map((node) => members(node).catch(() => [])));
+    const ready = await Promise.all(cluster.nodes.map((node) => readyz(node)));
+    return ready.every(Boolean) &&
+      views.every((view) =>
+        view.filter((m) => m.state === "alive").length === cluster.nodes.length
+      );
+  }, 120_000);
+}
+
+/** A new session for a volume whose session broke, on a member up, and its recovery. */
+async function reopen(volume: ChaosVolume): Promise<void> {
+  const deadline = performance.now() + 120_000;
+  for (;;) {
+    const to = pick(cluster.nodes.map((_, i) => i).filter((i) => up[i]));
+    try {
+      await volume.connect(to, cluster.nodes[to].nbdPort);
+      if (volume.broken) await volume.recover();
+      return;
+    } catch (error) {
+      if (error instanceof ChaosViolation || performance.now() > deadline) throw error;
+      volume.close();
+      await sleep(500);
+    }
+  }
+}
+
+/** Reads all of `volume` through member `i` in a session of its own (reads only: no lease moves). */
+async function checkThrough(volume: ChaosVolume, i: number, node: TestNode): Promise<void> {
+  const client = await RawNbdClient.connect(node.nbdPort);
+  try {
+    await withDeadline(client.greet().then(() => client.go(volume.name)), `open on member ${i}`);
+    await volume.check(client);
+  } finally {
+    client.close();
+  }
+}
+
+/** Waits until every member ran two healing passes since now and finds nothing short of copies. */
+async function healed(): Promise<void> {
+  const passes = await Promise.all(cluster.nodes.map((node) => healFigures(node)));
+  await eventually("healing settled", async () => {
+    const now = await Promise.all(cluster.nodes.map((node) => healFigures(node)));
+    return now.every((f, i) => f.passes >= passes[i].passes + 2 && f.short === 0);
+  }, 180_000);
+}
+
+async function healFigures(node: TestNode): Promise<{ passes: number; short: number }> {
+  const text = await (await node.fetch("/metrics")).text();
+  const figure = (name: string) =>
+    Number(text.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1] ?? 0);
+  return {
+    passes: figure("atoll_heal_passes_total"),
+    short: figure("atoll_heal_under_replicated"),
+  };
+}
+
+async function readyz(node: TestNode): Promise<boolean> {
+  try {
+    const response = await node.fetch("/readyz");
+    await response.body?.cancel();
+    return response.status === 200;
+  } catch {
+    return false;
+  }
+}
