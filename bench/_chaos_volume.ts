@@ -21,8 +21,8 @@ export const slotBytes = 4096;
 const patternMagic = 0x41544f4c; // "ATOL"
 /** Bytes read per NBD request when a whole volume is checked. */
 const readChunkBytes = 1024 * 1024;
-/** Longest one request may take before the session counts as broken. */
-const requestDeadlineMs = 30_000;
+/** Longest one request may take before the session counts as broken (a node waits up to 60 s). */
+export const requestDeadlineMs = 90_000;
 
 /** A slot read back that no allowed write explains. */
 export class ChaosViolation extends Error {}
@@ -80,7 +80,7 @@ export class ChaosVolume {
   /** Opens a session on node `node` (its NBD port); the caller recovers when the last one broke. */
   async connect(node: number, port: number): Promise<void> {
     this.close();
-    const client = await RawNbdClient.connect(port);
+    const client = await RawNbdClient.connect(port, { readDeadlineMs: requestDeadlineMs });
     try {
       await withDeadline(client.greet().then(() => client.go(this.name)), `open ${this.name}`);
     } catch (error) {
@@ -109,6 +109,29 @@ export class ChaosVolume {
   /** True when the last session broke: the volume needs {@linkcode recover}. */
   get broken(): boolean {
     return this.#broken;
+  }
+
+  /**
+   * Sends one write and lets go of the session without waiting for its reply
+   * (its node is about to be paused): the write may land before the pause or
+   * never, since the lease moves meanwhile; landing after the volume was
+   * recovered elsewhere would be a write of a fenced holder. The session is
+   * returned open, for the caller to close once the node ran again.
+   */
+  async abandon(draw: () => number): Promise<RawNbdClient | null> {
+    const session = this.#session;
+    if (session === null) return null;
+    const slot = Math.floor(draw() * this.slots);
+    const seq = ++this.#seq;
+    this.#sinceOf(slot).push(seq);
+    await session.request(
+      { type: Command.write, offset: BigInt(slot * slotBytes), length: slotBytes },
+      slotPattern(this.index, slot, seq),
+    );
+    this.#session = null;
+    this.node = null;
+    this.#broken = true;
+    return session;
   }
 
   /**

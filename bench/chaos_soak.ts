@@ -10,18 +10,22 @@
  * Each round, while the writes run, one fault (seeded): `kill -9` of a member
  * holding no session (`replica`), of a member holding one (`holder`: its
  * volumes are taken over elsewhere while it is down), of every member at once
- * (`all`), a graceful stop and restart (`leave`), or a session moved to
- * another member (`move`, a lease hand-over). Then the members come back, the
+ * (`all`), a graceful stop and restart (`leave`), a session moved to another
+ * member (`move`, a lease hand-over), or a holder stopped (SIGSTOP) with a
+ * write just sent while its volumes are taken over elsewhere, then resumed
+ * (`pause`: the write must be fenced). Then the members come back, the
  * broken volumes are recovered as a guest would (a new session, a FLUSH, every
  * slot read back), every volume is read through its holder and through another
  * member, and the next round waits until healing reports nothing short of
  * copies, so that faults never overlap. What must never happen: a flushed write
  * missing, a torn slot, an acknowledged write missing while its holder lives,
- * a read through another member that differs. At the end every volume is
+ * a read through another member that differs, a paused holder's write landing
+ * after the takeover. At the end every volume is
  * read through every member.
  *
  *   deno task chaos [--rounds 20] [--seed 1] [--nodes 4] [--replicas 2]
- *                   [--volumes 2] [--size-mib 16] [--writes 300] [--keep]
+ *                   [--volumes 2] [--size-mib 16] [--writes 300] [--keep] [--logs DIR]
+ *                   [--faults replica,holder,all,leave,move,pause]
  *
  * A failure prints the seed and the round, and with `--keep` leaves the data
  * directories and logs in place.
@@ -33,7 +37,7 @@ import { eventually, members, startCluster, type TestProcessCluster } from "../t
 import { createVolume } from "../tests/_nbd.ts";
 import { RawNbdClient } from "../tests/_nbd_raw.ts";
 import { startNode, type TestNode } from "../tests/_node.ts";
-import { ChaosViolation, ChaosVolume, withDeadline } from "./_chaos_volume.ts";
+import { ChaosViolation, ChaosVolume, requestDeadlineMs, withDeadline } from "./_chaos_volume.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -47,6 +51,7 @@ const { values } = parseArgs({
     writes: { type: "string", default: "300" },
     keep: { type: "boolean", default: false },
     logs: { type: "string" },
+    faults: { type: "string" },
   },
 });
 const settings = {
@@ -67,8 +72,17 @@ const memberFlags = [
   "--heal-interval",
   "1",
 ];
-const faults = ["replica", "holder", "all", "leave", "move"] as const;
-type Fault = typeof faults[number];
+const allFaults = ["replica", "holder", "all", "leave", "move", "pause"] as const;
+type Fault = typeof allFaults[number];
+const faults: Fault[] = values.faults === undefined
+  ? [...allFaults]
+  : values.faults.split(",").map((name) => {
+    if (!(allFaults as readonly string[]).includes(name)) {
+      console.error(`unknown fault ${name}: the faults are ${allFaults.join(", ")}`);
+      Deno.exit(2);
+    }
+    return name as Fault;
+  });
 
 /** Seeded randomness (mulberry32): a run replays with its seed. */
 function seeded(seed: number): () => number {
@@ -90,6 +104,15 @@ const cluster: TestProcessCluster = await startCluster(
   () => memberFlags,
 );
 const up: boolean[] = cluster.nodes.map(() => true);
+// Ctrl-C or a kill: every member started here goes, with its data (unless --keep).
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    console.error(`${signal}: stopping the members`);
+    for (const node of cluster.nodes) node.process.kill("SIGCONT");
+    (values.keep ? Promise.all(cluster.nodes.map((n) => n.kill9())) : cluster.stop())
+      .finally(() => Deno.exit(130));
+  });
+}
 const volumes = Array.from(
   { length: settings.volumes },
   (_, i) => new ChaosVolume(i, settings.sizeBytes),
@@ -175,6 +198,7 @@ async function runRound(fault: Fault): Promise<void> {
     down.push(...cluster.nodes.map((_, i) => i));
   }
   await writing;
+  if (fault === "pause") await pauseHolder();
   if (fault === "move") {
     const volume = pick(volumes);
     const others = cluster.nodes.map((_, i) => i).filter((i) => i !== volume.node);
@@ -198,6 +222,34 @@ async function runRound(fault: Fault): Promise<void> {
     await checkThrough(volume, other, cluster.nodes[other]);
   }
   await healed();
+}
+
+/**
+ * A holder stops (SIGSTOP, a stalled VM or a long pause) with a write of each
+ * of its volumes just sent; while it is stopped, its volumes are opened and
+ * recovered on other members (the lease is taken over once it is declared
+ * dead) and written there; then it runs again, and the writes it took before
+ * the pause must not land: its lease epoch is fenced.
+ */
+async function pauseHolder(): Promise<void> {
+  const victim = pick(volumes).node ?? 0;
+  const process = cluster.nodes[victim].process;
+  const zombies: RawNbdClient[] = [];
+  for (const volume of volumes.filter((v) => v.node === victim)) {
+    const session = await volume.abandon(random);
+    if (session !== null) zombies.push(session);
+  }
+  process.kill("SIGSTOP");
+  up[victim] = false;
+  try {
+    for (const volume of volumes.filter((v) => !v.open)) await reopen(volume);
+    await writeAll(settings.writes / 3);
+  } finally {
+    process.kill("SIGCONT");
+    up[victim] = true;
+  }
+  await sleep(3000); // the writes it took before the pause run now, and are refused
+  for (const zombie of zombies) zombie.close();
 }
 
 /** `count` writes on every open volume at once, a FLUSH after about one in twenty. */
@@ -254,7 +306,11 @@ async function reopen(volume: ChaosVolume): Promise<void> {
     const to = pick(cluster.nodes.map((_, i) => i).filter((i) => up[i]));
     try {
       await volume.connect(to, cluster.nodes[to].nbdPort);
-      if (volume.broken) await volume.recover();
+      if (volume.broken) {
+        await volume.recover();
+        const seconds = ((performance.now() - deadline + 120_000) / 1000).toFixed(1);
+        console.log(`  ${volume.name}: recovered on member ${to} in ${seconds} s`);
+      }
       return;
     } catch (error) {
       if (error instanceof ChaosViolation || performance.now() > deadline) throw error;
@@ -266,7 +322,7 @@ async function reopen(volume: ChaosVolume): Promise<void> {
 
 /** Reads all of `volume` through member `i` in a session of its own (reads only: no lease moves). */
 async function checkThrough(volume: ChaosVolume, i: number, node: TestNode): Promise<void> {
-  const client = await RawNbdClient.connect(node.nbdPort);
+  const client = await RawNbdClient.connect(node.nbdPort, { readDeadlineMs: requestDeadlineMs });
   try {
     await withDeadline(client.greet().then(() => client.go(volume.name)), `open on member ${i}`);
     await volume.check(client);

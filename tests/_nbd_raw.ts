@@ -168,13 +168,23 @@ export class RawNbdClient {
   #closed = false;
   #nextCookie = 1n;
 
-  private constructor(conn: Deno.TcpConn) {
+  /** How long a read waits for the server's bytes unless told otherwise. */
+  readonly #readDeadlineMs: number;
+
+  private constructor(conn: Deno.TcpConn, readDeadlineMs: number) {
     this.conn = conn;
+    this.#readDeadlineMs = readDeadlineMs;
   }
 
-  /** Connects to `port` on loopback. */
-  static async connect(port: number): Promise<RawNbdClient> {
-    return new RawNbdClient(await Deno.connect({ hostname: "127.0.0.1", port }));
+  /** Connects to `port` on loopback; reads wait up to `readDeadlineMs` (10 s) for the server. */
+  static async connect(
+    port: number,
+    options: { readDeadlineMs?: number } = {},
+  ): Promise<RawNbdClient> {
+    return new RawNbdClient(
+      await Deno.connect({ hostname: "127.0.0.1", port }),
+      options.readDeadlineMs ?? readDeadlineMsDefault,
+    );
   }
 
   /** Connects, greets and goes into `name` (optionally with structured replies and base:allocation). */
@@ -197,7 +207,7 @@ export class RawNbdClient {
   }
 
   /** Reads exactly `length` bytes; ServerClosedError at end of stream, an Error past the deadline. */
-  async readExact(length: number, deadlineMs = readDeadlineMsDefault): Promise<Uint8Array> {
+  async readExact(length: number, deadlineMs = this.#readDeadlineMs): Promise<Uint8Array> {
     const out = new Uint8Array(length);
     let got = 0;
     while (got < length) {
@@ -232,7 +242,7 @@ export class RawNbdClient {
    * open after `deadlineMs`.
    */
   async waitClosed(
-    deadlineMs = readDeadlineMsDefault,
+    deadlineMs = this.#readDeadlineMs,
   ): Promise<{ how: "eof" | "reset"; bytes: number }> {
     let bytes = this.#end - this.#start;
     this.#start = this.#end = 0;
@@ -472,7 +482,7 @@ export class RawNbdClient {
   }
 
   /** Returns the next `length` bytes without consuming them. */
-  async #peek(length: number, deadlineMs = readDeadlineMsDefault): Promise<Uint8Array> {
+  async #peek(length: number, deadlineMs = this.#readDeadlineMs): Promise<Uint8Array> {
     while (this.#end - this.#start < length) {
       this.#buffer.copyWithin(0, this.#start, this.#end);
       this.#end -= this.#start;

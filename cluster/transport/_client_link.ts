@@ -18,6 +18,7 @@ import {
   setFrameId,
 } from "./link_wire.ts";
 import { rpcBytesMax, RpcError, type RpcMessage } from "./rpc_message.ts";
+import { SilenceError } from "./_silent_peers.ts";
 
 interface Pending {
   resolve: (reply: RpcMessage) => void;
@@ -110,7 +111,7 @@ export class ClientLink {
       this.#probeSinceMs = null;
     }
     if (this.#probeSinceMs !== null && now - this.#probeSinceMs > limits.probeMs) {
-      conn.close(new Error(`no answer, not even to a ping, within ${limits.probeMs} ms`));
+      conn.close(new SilenceError(`no answer, not even to a ping, within ${limits.probeMs} ms`));
     } else if (this.#pending.size === 0 && now - this.#lastUsedMs > limits.idleMs) {
       conn.close(new Error("idle"));
     } else if (conn.writingSinceMs !== null && now - conn.writingSinceMs > stallTimeoutMs) {

@@ -8,11 +8,14 @@
  * left, or the peer said goaway before reading it) is sent again once on a new
  * link. A call that times out with nothing heard from its link since it was
  * sent makes the client ping the link, and close it when even the ping goes
- * unanswered (a peer that vanished without closing its connections).
+ * unanswered (a peer that vanished without closing its connections); such a
+ * peer, or one that gives no handshake, is silent: calls to it fail at once
+ * until it answers again (_silent_peers.ts).
  */
 import { BufferPool, systemClock, systemTimers } from "../../core/mod.ts";
 import { RefusalError } from "./auth.ts";
 import { ClientLink, NotSentError, unreachable } from "./_client_link.ts";
+import { isSilence, SilenceError, SilentPeers } from "./_silent_peers.ts";
 import { LinkConn } from "./_link_conn.ts";
 import { type HandshakeParty, openHandshake, PeerRefusedError } from "./link_handshake.ts";
 import {
@@ -74,6 +77,8 @@ export class LinkClient implements RpcCaller {
   /** Large replies of calls made with `pooledReply`, read into reused buffers. */
   readonly #replies = new BufferPool(pooledReplyBytesMax, pooledReplyBytesEach);
   #stopSweep: (() => void) | null = null;
+  /** Peers that answer nothing: calls fail at once; each is checked every second. */
+  readonly #silent = new SilentPeers((address) => this.#check(address));
 
   constructor(
     key: HandshakeParty["key"],
@@ -100,6 +105,8 @@ export class LinkClient implements RpcCaller {
     const fail = (cause: Error) => unreachable(method, address, cause);
     if (faults.isolated()) throw fail(new Error("this node is isolated"));
     if (this.#closed) throw fail(new Error("the client is closed"));
+    const silence = this.#silent.silence(address);
+    if (silence !== null) throw fail(silence);
     const deadlineMs = systemClock.now() + timeoutMs;
     const fallback = this.#options.fallback;
     if (fallback !== undefined && this.#speaksHttp(address)) {
@@ -153,6 +160,7 @@ export class LinkClient implements RpcCaller {
       for (const link of peer.links) link.conn.close(new Error("the client is closed"));
     }
     await Promise.allSettled([...this.#ended]);
+    this.#silent.close();
     this.#stopSweep?.();
     this.#stopSweep = null;
   }
@@ -177,7 +185,9 @@ export class LinkClient implements RpcCaller {
     const busy = best === null || best.conn.queuedBytes >= busyQueuedBytes;
     if (busy && peer.opening === null && usable < linkConnectionsPerPeerMax) {
       const opening = peer.opening = this.#open(address, peer);
-      opening.catch(() => {}).finally(() => {
+      opening.catch((error) => {
+        if (isSilence(error)) this.#markSilent(address);
+      }).finally(() => {
         if (peer.opening === opening) peer.opening = null;
         if (peer.links.length === 0 && peer.opening === null) this.#peers.delete(address);
       });
@@ -192,7 +202,7 @@ export class LinkClient implements RpcCaller {
     const link = new LinkConn(conn);
     const cancel = systemTimers.after(
       timeoutMs,
-      () => link.close(new Error(`no handshake within ${timeoutMs} ms`)),
+      () => link.close(new SilenceError(`no handshake within ${timeoutMs} ms`)),
     );
     let client: ClientLink;
     try {
@@ -211,6 +221,7 @@ export class LinkClient implements RpcCaller {
     peer.links.push(client);
     this.#ended.add(client.ended);
     client.ended.then(() => {
+      if (isSilence(client.conn.closeReason)) this.#markSilent(address);
       this.#ended.delete(client.ended);
       peer.links = peer.links.filter((other) => other !== client);
       if (peer.links.length === 0 && peer.opening === null) this.#peers.delete(address);
@@ -221,6 +232,24 @@ export class LinkClient implements RpcCaller {
     });
     this.#stopSweep ??= systemTimers.every(1000, () => this.#sweep());
     return client;
+  }
+
+  /**
+   * `address` answers nothing: its calls fail at once from now on, and its
+   * other links go (their calls could only time out).
+   */
+  #markSilent(address: string): void {
+    this.#silent.mark(address);
+    for (const link of this.#peers.get(address)?.links ?? []) {
+      link.conn.close(new SilenceError("the peer went silent on another link"));
+    }
+  }
+
+  /** Checks a silent peer: resolves once a new link to it has done its handshake. */
+  async #check(address: string): Promise<void> {
+    let peer = this.#peers.get(address);
+    if (peer === undefined) this.#peers.set(address, peer = { links: [], opening: null });
+    await this.#open(address, peer);
   }
 
   #sweep(): void {

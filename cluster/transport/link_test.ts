@@ -14,10 +14,12 @@ import { LinkClient } from "./link_client.ts";
 import { RpcClient } from "./rpc_client.ts";
 import { rpcServer } from "./rpc.ts";
 import { HttpServer } from "../../net/mod.ts";
-import { faults, RpcError } from "./rpc_message.ts";
+import { faults, RpcError, type RpcMessage } from "./rpc_message.ts";
 import { eventually, key, Relay, startPort } from "../../tests/_link_proxy.ts";
 
-function client(options: { probeTimeoutMs?: number } = {}): LinkClient {
+function client(
+  options: { probeTimeoutMs?: number; handshakeTimeoutMs?: number } = {},
+): LinkClient {
   return new LinkClient(key, new MemoryIdentity(), { selfId: "client", ...options });
 }
 
@@ -175,7 +177,7 @@ Deno.test("a call whose link dies fails as unreachable; the next call opens a ne
 Deno.test("a call times out when the peer stops answering, and a link silent even to a ping is closed", async () => {
   const server = startPort();
   const relay = new Relay(Number(server.address.split(":")[1]));
-  const links = client({ probeTimeoutMs: 300 });
+  const links = client({ probeTimeoutMs: 300, handshakeTimeoutMs: 300 });
   try {
     await links.call(relay.address, "echo");
     relay.silent = true; // the peer is gone, its connection still open
@@ -188,11 +190,51 @@ Deno.test("a call times out when the peer stops answering, and a link silent eve
     assert.match(error.message, /no answer within 200 ms/);
     assert.ok(waitedMs >= 190 && waitedMs < 1000, `timed out after ${waitedMs} ms`);
     // Nothing came back since the call, not even to the ping: the link is dropped,
-    // and the next call (the peer is back) opens a new one.
+    // and the peer counts as silent: a call fails at once, without its timeout.
     await eventually("the client dropped the link", () => server.links.connections === 0);
+    const fast = await links.call(relay.address, "echo", { header: {} }, 60_000).catch((e) => e);
+    assert.ok(fast instanceof RpcError && fast.unreachable, String(fast));
+    assert.match(
+      fast.message,
+      /silent for [0-9.]+ s \(no answer, not even to a ping or a handshake/,
+    );
+    // Checked every second with a new link's handshake: once the peer answers, calls go through.
     relay.silent = false;
-    assert.equal((await links.call(relay.address, "echo", { header: { value: 4 } })).header.got, 4);
-    assert.equal(relay.toServer.length, 2, "a second link");
+    let reply: RpcMessage | null = null;
+    const started2 = performance.now();
+    while (reply === null && performance.now() - started2 < 10_000) {
+      reply = await links.call(relay.address, "echo", { header: { value: 4 } }).catch(() => null);
+      if (reply === null) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(reply?.header.got, 4);
+    assert.ok(relay.toServer.length >= 2, "a new link");
+  } finally {
+    await links.close();
+    await relay.close();
+    await server.stop();
+  }
+});
+
+Deno.test("a peer that takes connections but gives no handshake is silent: later calls fail at once", async () => {
+  const server = startPort();
+  const relay = new Relay(Number(server.address.split(":")[1]));
+  const links = client({ handshakeTimeoutMs: 300 });
+  try {
+    relay.silent = true; // a stopped process, or a host that drops everything
+    const first = await links.call(relay.address, "echo", { header: {} }, 60_000).catch((e) => e);
+    assert.ok(first instanceof RpcError && first.unreachable, String(first));
+    assert.match(first.message, /no handshake within 300 ms/);
+    const next = await links.call(relay.address, "echo", { header: {} }, 60_000).catch((e) => e);
+    assert.ok(next instanceof RpcError && next.unreachable, String(next));
+    assert.match(next.message, /silent for [0-9.]+ s/);
+    relay.silent = false;
+    let reply: RpcMessage | null = null;
+    const started = performance.now();
+    while (reply === null && performance.now() - started < 10_000) {
+      reply = await links.call(relay.address, "echo", { header: { value: 5 } }).catch(() => null);
+      if (reply === null) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(reply?.header.got, 5);
   } finally {
     await links.close();
     await relay.close();
