@@ -141,6 +141,7 @@ export class ChaosVolume {
   async write(draw: () => number): Promise<boolean> {
     const session = this.#session;
     if (session === null) return false;
+    const node = this.node;
     const slot = Math.floor(draw() * this.slots);
     const seq = ++this.#seq;
     this.#sinceOf(slot).push(seq);
@@ -155,7 +156,7 @@ export class ChaosVolume {
         `write to ${this.name}`,
       );
     } catch (error) {
-      this.#failed("write", error);
+      this.#failed(`write on member ${node}`, error);
       return false;
     }
     this.#latest[slot] = seq;
@@ -167,6 +168,7 @@ export class ChaosVolume {
   async flush(): Promise<boolean> {
     const session = this.#session;
     if (session === null) return false;
+    const node = this.node;
     try {
       await withDeadline(
         session.request({ type: Command.flush }).then(() => session.readSimpleReply()).then(
@@ -177,7 +179,7 @@ export class ChaosVolume {
         `flush of ${this.name}`,
       );
     } catch (error) {
-      this.#failed("flush", error);
+      this.#failed(`flush on member ${node}`, error);
       return false;
     }
     this.counts.flushes++;
@@ -223,7 +225,7 @@ export class ChaosVolume {
   /** A request failed: the session is broken (and what failed is told, as a guest's log would). */
   #failed(what: string, error: unknown): void {
     this.counts.errors++;
-    this.errors.push(`${what} on member ${this.node}: ${(error as Error).message}`);
+    this.errors.push(`${what}: ${(error as Error).message}`);
     this.close();
   }
 

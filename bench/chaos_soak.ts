@@ -33,11 +33,10 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { eventually, members, startCluster, type TestProcessCluster } from "../tests/_cluster.ts";
 import { createVolume } from "../tests/_nbd.ts";
-import { RawNbdClient } from "../tests/_nbd_raw.ts";
-import { startNode, type TestNode } from "../tests/_node.ts";
-import { ChaosViolation, ChaosVolume, requestDeadlineMs, withDeadline } from "./_chaos_volume.ts";
+import type { RawNbdClient } from "../tests/_nbd_raw.ts";
+import { ChaosMembers } from "./_chaos_members.ts";
+import { ChaosViolation, ChaosVolume } from "./_chaos_volume.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -99,18 +98,12 @@ const random = seeded(settings.seed);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const cluster: TestProcessCluster = await startCluster(
-  settings.nodes,
-  () => memberFlags,
-);
-const up: boolean[] = cluster.nodes.map(() => true);
+const members = await ChaosMembers.start(settings.nodes, memberFlags, values.logs);
 // Ctrl-C or a kill: every member started here goes, with its data (unless --keep).
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, () => {
     console.error(`${signal}: stopping the members`);
-    for (const node of cluster.nodes) node.process.kill("SIGCONT");
-    (values.keep ? Promise.all(cluster.nodes.map((n) => n.kill9())) : cluster.stop())
-      .finally(() => Deno.exit(130));
+    members.end(values.keep).finally(() => Deno.exit(130));
   });
 }
 const volumes = Array.from(
@@ -121,8 +114,8 @@ let failed = false;
 const started = performance.now();
 try {
   for (const volume of volumes) {
-    await createVolume(cluster.nodes[0], volume.name, { size: settings.sizeBytes });
-    await volume.connect(0, cluster.nodes[0].nbdPort);
+    await createVolume(members.node(0), volume.name, { size: settings.sizeBytes });
+    await volume.connect(0, members.node(0).nbdPort);
   }
   for (let round = 1; round <= settings.rounds; round++) {
     const fault = pick(faults);
@@ -141,8 +134,8 @@ try {
     }
   }
   for (const volume of volumes) if (!await volume.flush()) await reopen(volume);
-  for (const [i, node] of cluster.nodes.entries()) {
-    for (const volume of volumes) await checkThrough(volume, i, node);
+  for (const i of members.indexes()) {
+    for (const volume of volumes) await members.checkThrough(volume, i);
   }
   console.log(
     `${settings.rounds} rounds clean (seed ${settings.seed}, ${settings.nodes} members, ` +
@@ -154,24 +147,9 @@ try {
   failed = true;
   const kind = error instanceof ChaosViolation ? "VIOLATION" : "FAILED";
   console.error(`${kind} (seed ${settings.seed}): ${(error as Error).stack}`);
-  if (values.keep) {
-    console.error(`data kept in ${cluster.nodes.map((n) => n.data).join(" ")}`);
-    for (const [i, node] of cluster.nodes.entries()) {
-      await Deno.writeTextFile(`${node.data}.log`, node.log.join("\n"));
-      console.error(`log of member ${i}: ${node.data}.log`);
-    }
-  }
 } finally {
-  if (values.logs !== undefined) {
-    for (const [i, node] of cluster.nodes.entries()) {
-      await Deno.writeTextFile(`${values.logs}/member${i}.log`, node.log.join("\n") + "\n", {
-        append: true,
-      });
-    }
-  }
   for (const volume of volumes) volume.close();
-  if (failed && values.keep) { for (const node of cluster.nodes) await node.kill9(); }
-  else await cluster.stop();
+  await members.end(failed && values.keep);
 }
 Deno.exit(failed ? 1 : 0);
 
@@ -180,48 +158,43 @@ async function runRound(fault: Fault): Promise<void> {
   const writing = writeAll(settings.writes);
   await sleep(50 + random() * 400);
   const down: number[] = [];
-  const sessions = (i: number) => volumes.filter((v) => v.node === i);
-  const idle = cluster.nodes.map((_, i) => i).filter((i) => sessions(i).length === 0);
+  const idle = members.indexes().filter((i) => !volumes.some((v) => v.node === i));
   if (fault === "replica" || (fault === "leave" && idle.length > 0)) {
-    const victim = pick(idle.length > 0 ? idle : cluster.nodes.map((_, i) => i));
-    if (fault === "leave") {
-      await cluster.nodes[victim].stop();
-      await keepLog(victim);
-    } else await kill(victim);
+    const victim = pick(idle.length > 0 ? idle : members.indexes());
+    if (fault === "leave") await members.stop(victim);
+    else await kill(victim);
     down.push(victim);
   } else if (fault === "holder") {
     const victim = pick(volumes).node ?? 0;
     await kill(victim);
     down.push(victim);
   } else if (fault === "all") {
-    for (let i = 0; i < cluster.nodes.length; i++) await kill(i);
-    down.push(...cluster.nodes.map((_, i) => i));
+    for (const i of members.indexes()) await kill(i);
+    down.push(...members.indexes());
   }
   await writing;
   if (fault === "pause") await pauseHolder();
   if (fault === "move") {
     const volume = pick(volumes);
-    const others = cluster.nodes.map((_, i) => i).filter((i) => i !== volume.node);
     await volume.disconnect();
-    const to = pick(others);
-    await volume.connect(to, cluster.nodes[to].nbdPort);
+    const to = pick(members.indexes().filter((i) => i !== volume.node));
+    await volume.connect(to, members.node(to).nbdPort);
   }
   // Volumes whose holder died move to a member still up (a takeover) while it is down.
-  if (down.length < cluster.nodes.length) {
+  if (down.length < members.count) {
     for (const volume of volumes.filter((v) => !v.open)) await reopen(volume);
     await writeAll(settings.writes / 3);
   }
   await sleep(random() * 3000);
-  await restart(down);
+  await members.restart(down);
   for (const volume of volumes.filter((v) => !v.open)) await reopen(volume);
   await writeAll(settings.writes / 3);
   for (const volume of volumes) {
     if (!await volume.flush()) await reopen(volume);
     await volume.check(null);
-    const other = pick(cluster.nodes.map((_, i) => i).filter((i) => i !== volume.node));
-    await checkThrough(volume, other, cluster.nodes[other]);
+    await members.checkThrough(volume, pick(members.indexes().filter((i) => i !== volume.node)));
   }
-  await healed();
+  await members.healed();
 }
 
 /**
@@ -233,20 +206,17 @@ async function runRound(fault: Fault): Promise<void> {
  */
 async function pauseHolder(): Promise<void> {
   const victim = pick(volumes).node ?? 0;
-  const process = cluster.nodes[victim].process;
   const zombies: RawNbdClient[] = [];
   for (const volume of volumes.filter((v) => v.node === victim)) {
     const session = await volume.abandon(random);
     if (session !== null) zombies.push(session);
   }
-  process.kill("SIGSTOP");
-  up[victim] = false;
+  members.setRunning(victim, false);
   try {
     for (const volume of volumes.filter((v) => !v.open)) await reopen(volume);
     await writeAll(settings.writes / 3);
   } finally {
-    process.kill("SIGCONT");
-    up[victim] = true;
+    members.setRunning(victim, true);
   }
   await sleep(3000); // the writes it took before the pause run now, and are refused
   for (const zombie of zombies) zombie.close();
@@ -264,98 +234,27 @@ async function writeAll(count: number): Promise<void> {
 
 /** SIGKILLs member `i`; the sessions on it break. */
 async function kill(i: number): Promise<void> {
-  await cluster.nodes[i].kill9();
-  await keepLog(i);
-  up[i] = false;
+  await members.kill(i);
   for (const volume of volumes) if (volume.node === i) volume.close();
-}
-
-/** Appends member `i`'s log to `--logs DIR` (its process is gone or about to be replaced). */
-async function keepLog(i: number): Promise<void> {
-  if (values.logs === undefined) return;
-  const node = cluster.nodes[i];
-  await Deno.writeTextFile(`${values.logs}/member${i}.log`, node.log.join("\n") + "\n", {
-    append: true,
-  });
-}
-
-/** Starts the members `down` again on their data and waits until every member sees every other. */
-async function restart(down: number[]): Promise<void> {
-  for (const i of down) {
-    const seed = cluster.nodes.find((_, j) => up[j] && j !== i);
-    cluster.nodes[i] = await startNode({
-      data: cluster.nodes[i].data,
-      args: cluster.args([...(seed === undefined ? [] : ["--join", seed.gossip!]), ...memberFlags]),
-    });
-    up[i] = true;
-  }
-  await eventually("every member alive everywhere, and ready", async () => {
-    const views = await Promise.all(cluster.nodes.map((node) => members(node).catch(() => [])));
-    const ready = await Promise.all(cluster.nodes.map((node) => readyz(node)));
-    return ready.every(Boolean) &&
-      views.every((view) =>
-        view.filter((m) => m.state === "alive").length === cluster.nodes.length
-      );
-  }, 120_000);
 }
 
 /** A new session for a volume whose session broke, on a member up, and its recovery. */
 async function reopen(volume: ChaosVolume): Promise<void> {
-  const deadline = performance.now() + 120_000;
+  const startedMs = performance.now();
   for (;;) {
-    const to = pick(cluster.nodes.map((_, i) => i).filter((i) => up[i]));
+    const to = pick(members.indexes(true));
     try {
-      await volume.connect(to, cluster.nodes[to].nbdPort);
+      await volume.connect(to, members.node(to).nbdPort);
       if (volume.broken) {
         await volume.recover();
-        const seconds = ((performance.now() - deadline + 120_000) / 1000).toFixed(1);
+        const seconds = ((performance.now() - startedMs) / 1000).toFixed(1);
         console.log(`  ${volume.name}: recovered on member ${to} in ${seconds} s`);
       }
       return;
     } catch (error) {
-      if (error instanceof ChaosViolation || performance.now() > deadline) throw error;
+      if (error instanceof ChaosViolation || performance.now() - startedMs > 120_000) throw error;
       volume.close();
       await sleep(500);
     }
-  }
-}
-
-/** Reads all of `volume` through member `i` in a session of its own (reads only: no lease moves). */
-async function checkThrough(volume: ChaosVolume, i: number, node: TestNode): Promise<void> {
-  const client = await RawNbdClient.connect(node.nbdPort, { readDeadlineMs: requestDeadlineMs });
-  try {
-    await withDeadline(client.greet().then(() => client.go(volume.name)), `open on member ${i}`);
-    await volume.check(client);
-  } finally {
-    client.close();
-  }
-}
-
-/** Waits until every member ran two healing passes since now and finds nothing short of copies. */
-async function healed(): Promise<void> {
-  const passes = await Promise.all(cluster.nodes.map((node) => healFigures(node)));
-  await eventually("healing settled", async () => {
-    const now = await Promise.all(cluster.nodes.map((node) => healFigures(node)));
-    return now.every((f, i) => f.passes >= passes[i].passes + 2 && f.short === 0);
-  }, 180_000);
-}
-
-async function healFigures(node: TestNode): Promise<{ passes: number; short: number }> {
-  const text = await (await node.fetch("/metrics")).text();
-  const figure = (name: string) =>
-    Number(text.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1] ?? 0);
-  return {
-    passes: figure("atoll_heal_passes_total"),
-    short: figure("atoll_heal_under_replicated"),
-  };
-}
-
-async function readyz(node: TestNode): Promise<boolean> {
-  try {
-    const response = await node.fetch("/readyz");
-    await response.body?.cancel();
-    return response.status === 200;
-  } catch {
-    return false;
   }
 }
