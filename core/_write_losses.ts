@@ -34,6 +34,11 @@ export class WriteLosses {
     }
   }
 
+  /** True while a loss is noted and the map is still the lost writes' (goBack() takes it back). */
+  get behind(): boolean {
+    return this.#behind;
+  }
+
   /** True while a loss is not reported yet (the map is then the last flush's). */
   get unreported(): boolean {
     return this.#lost !== null;
