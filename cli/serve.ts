@@ -138,7 +138,10 @@ export async function serve(options: ServeOptions): Promise<Node> {
   // In a cluster, requests wait out members that cannot answer for a while (a death not
   // yet known) instead of failing: core/patient_authority.ts.
   const authority = member !== null
-    ? new PatientAuthority(member.leases, { clock: systemClock })
+    ? new PatientAuthority(member.leases, {
+      clock: systemClock,
+      waits: () => member.engine.seesMajority(),
+    })
     : rados?.leases ?? new LocalAuthority(store);
   const ready = () => member?.ready() ?? { ready: true };
   let httpAddress = http;

@@ -8,7 +8,10 @@
  * a few seconds later. Ceph blocks the I/O in that window instead; so do these
  * handles: a request that fails as unavailable (`isUnavailable`) is tried
  * again, backing off from 50 ms to 1 s, until it succeeds or the wait
- * (60 s by default) runs out, and only then fails.
+ * (60 s by default) runs out, and only then fails. A node cut off from most
+ * members does not wait (`waits`): its side of a partition cannot go on, and
+ * its volumes may be taken over elsewhere; its requests fail at once, as
+ * before.
  *
  * Retrying is what a guest would do after an error, without the error: a read,
  * a write of the same bytes at the same offset, a zeroing, a trim or a flush
@@ -66,38 +69,51 @@ export interface PatientAuthorityOptions {
   clock: Clock;
   /** Longest a request waits; {@linkcode unavailableWaitMsDefault} unless told. */
   waitMs?: number;
+  /**
+   * False when waiting cannot help now, and requests fail at once: a node cut
+   * off from most members is on the side of a partition that cannot go on, and
+   * another node may take its volumes over (always true unless told).
+   */
+  waits?: () => boolean;
 }
 
 /** An authority whose handles wait out unavailability (see the module doc). */
 export class PatientAuthority implements VolumeAuthority {
   #inner: VolumeAuthority;
-  #clock: Clock;
-  #waitMs: number;
+  #patience: Patience;
 
   constructor(inner: VolumeAuthority, options: PatientAuthorityOptions) {
     this.#inner = inner;
-    this.#clock = options.clock;
-    this.#waitMs = options.waitMs ?? unavailableWaitMsDefault;
+    this.#patience = {
+      clock: options.clock,
+      waitMs: options.waitMs ?? unavailableWaitMsDefault,
+      waits: options.waits ?? (() => true),
+    };
   }
 
   async open(name: string): Promise<VolumeHandle> {
-    return new PatientHandle(await this.#inner.open(name), this.#clock, this.#waitMs);
+    return new PatientHandle(await this.#inner.open(name), this.#patience);
   }
 }
 
 type Operation = "read" | "write" | "zero" | "trim" | "flush";
 
+/** How handles wait: PatientAuthorityOptions with the defaults filled in. */
+interface Patience {
+  clock: Clock;
+  waitMs: number;
+  waits: () => boolean;
+}
+
 class PatientHandle implements VolumeHandle {
   #inner: VolumeHandle;
-  #clock: Clock;
-  #waitMs: number;
+  #patience: Patience;
   /** Requests of this handle waiting now: the first one logs, the last one logs the end. */
   #waiting = 0;
 
-  constructor(inner: VolumeHandle, clock: Clock, waitMs: number) {
+  constructor(inner: VolumeHandle, patience: Patience) {
     this.#inner = inner;
-    this.#clock = clock;
-    this.#waitMs = waitMs;
+    this.#patience = patience;
   }
 
   get name() {
@@ -139,13 +155,14 @@ class PatientHandle implements VolumeHandle {
     try {
       return await attempt(); // the usual case: one await, nothing else
     } catch (error) {
-      if (!isUnavailable(error)) throw error;
+      if (!isUnavailable(error) || !this.#patience.waits()) throw error;
       return await this.#wait(operation, attempt, error);
     }
   }
 
   async #wait(operation: Operation, attempt: () => Promise<void>, first: unknown): Promise<void> {
-    const startedMs = this.#clock.now();
+    const { clock, waitMs, waits } = this.#patience;
+    const startedMs = clock.now();
     if (this.#waiting++ === 0) {
       log.warn("volume {volume}: {operation} waits for the cluster: {error}", {
         volume: this.name,
@@ -157,14 +174,15 @@ class PatientHandle implements VolumeHandle {
     let outcome: "served" | "failed" = "failed";
     try {
       for (;;) {
-        await this.#clock.sleep(pauseMs);
+        await clock.sleep(pauseMs);
         pauseMs = Math.min(retryMaxMs, pauseMs * 2);
         try {
           await attempt();
           outcome = "served";
           return;
         } catch (error) {
-          if (!isUnavailable(error) || this.#clock.now() - startedMs >= this.#waitMs) throw error;
+          const waited = clock.now() - startedMs;
+          if (!isUnavailable(error) || waited >= waitMs || !waits()) throw error;
         }
       }
     } finally {
@@ -172,7 +190,7 @@ class PatientHandle implements VolumeHandle {
       if (--this.#waiting === 0) {
         log.info("volume {volume}: requests go on after {ms} ms waiting ({outcome})", {
           volume: this.name,
-          ms: Math.round(this.#clock.now() - startedMs),
+          ms: Math.round(clock.now() - startedMs),
           outcome,
         });
       }

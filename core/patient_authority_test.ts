@@ -1,6 +1,7 @@
 /**
  * Goal: a handle from PatientAuthority tries a request again while it fails as
- * unavailable, up to its wait, and fails at once for anything else.
+ * unavailable, up to its wait, and fails at once for anything else, or when its
+ * node says waiting cannot help.
  * Method: a scripted inner handle whose requests fail a given number of times,
  * on a clock that moves only when slept on (the wait is 60 s of it, no real time).
  * The same wrapper over a real cluster: tests/cluster_degraded_test.ts.
@@ -24,7 +25,10 @@ function steppingClock(): Clock {
 }
 
 /** An inner authority whose handle's writes throw `failures` errors in turn, then succeed. */
-function scripted(failures: Error[]): { authority: PatientAuthority; attempts: () => number } {
+function scripted(
+  failures: Error[],
+  waits?: () => boolean,
+): { authority: PatientAuthority; attempts: () => number } {
   let attempts = 0;
   const handle = {
     name: "v",
@@ -38,6 +42,7 @@ function scripted(failures: Error[]): { authority: PatientAuthority; attempts: (
   } as unknown as VolumeHandle;
   const authority = new PatientAuthority({ open: () => Promise.resolve(handle) }, {
     clock: steppingClock(),
+    waits,
   });
   return { authority, attempts: () => attempts };
 }
@@ -62,6 +67,18 @@ Deno.test("a request still unavailable after the wait fails with the last error"
   await assert.rejects(handle.write(0, new Uint8Array(4096), false), UnavailableError);
   // 50 ms doubling to 1 s: about 65 attempts fit in 60 s, far fewer than 200.
   assert.ok(attempts() > 50 && attempts() < 80, `${attempts()} attempts`);
+});
+
+Deno.test("a node that says waiting cannot help (cut off from most members) fails at once", async () => {
+  const unavailable = () => new UnavailableError("no voters");
+  let cutOff = true;
+  const { authority, attempts } = scripted([unavailable(), unavailable()], () => !cutOff);
+  const handle = await authority.open("v");
+  await assert.rejects(handle.write(0, new Uint8Array(4096), false), UnavailableError);
+  assert.equal(attempts(), 1);
+  cutOff = false;
+  await handle.write(0, new Uint8Array(4096), false); // waits out the second, served by the third
+  assert.equal(attempts(), 3);
 });
 
 Deno.test("anything but unavailability fails at once", async () => {
