@@ -9,7 +9,8 @@
  * (its port refuses at once). Calls to a silent peer fail at once instead, as
  * unreachable, which every caller already handles as that peer's silence;
  * each silent peer is checked again every second with a new link's
- * handshake, and calls go through once it answers.
+ * handshake, and calls go through once it answers. One no call asked for in
+ * ten minutes is forgotten (a member gone for good is not dialled forever).
  */
 import { systemClock, systemTimers } from "../../core/mod.ts";
 
@@ -26,8 +27,13 @@ export function isSilence(error: unknown): boolean {
 
 interface Silent {
   sinceMs: number;
+  /** When a call was last refused for its silence (checks stop when nobody asks). */
+  askedMs: number;
   checking: boolean;
 }
+
+/** A silent peer no call asked for this long is forgotten (a member gone for good). */
+const unaskedForgetMs = 10 * 60_000;
 
 /** See the module doc. */
 export class SilentPeers {
@@ -48,7 +54,8 @@ export class SilentPeers {
   /** `address` did not answer: calls to it fail at once until a check hears it. */
   mark(address: string): void {
     if (this.#peers.has(address)) return;
-    this.#peers.set(address, { sinceMs: systemClock.now(), checking: false });
+    const now = systemClock.now();
+    this.#peers.set(address, { sinceMs: now, askedMs: now, checking: false });
     this.#stopTimer ??= systemTimers.every(this.#intervalMs, () => this.#checkAll());
   }
 
@@ -56,7 +63,8 @@ export class SilentPeers {
   silence(address: string): Error | null {
     const silent = this.#peers.get(address);
     if (silent === undefined) return null;
-    const seconds = ((systemClock.now() - silent.sinceMs) / 1000).toFixed(1);
+    silent.askedMs = systemClock.now();
+    const seconds = ((silent.askedMs - silent.sinceMs) / 1000).toFixed(1);
     return new SilenceError(
       `silent for ${seconds} s (no answer, not even to a ping or a handshake; checked every ` +
         `${this.#intervalMs} ms)`,
@@ -71,8 +79,15 @@ export class SilentPeers {
   }
 
   #checkAll(): void {
+    const now = systemClock.now();
     for (const [address, silent] of this.#peers) {
       if (silent.checking) continue;
+      // Nobody calls it any more (a member gone for good): stop dialling it. A later
+      // call goes out as to any peer, and marks it again if it is still silent.
+      if (now - silent.askedMs > unaskedForgetMs) {
+        this.#forget(address);
+        continue;
+      }
       silent.checking = true;
       this.#check(address).then(
         () => this.#forget(address),
