@@ -110,6 +110,8 @@ class PatientHandle implements VolumeHandle {
   #patience: Patience;
   /** Requests of this handle waiting now: the first one logs, the last one logs the end. */
   #waiting = 0;
+  /** When the first of the requests waiting now started to wait. */
+  #waitingSinceMs = 0;
 
   constructor(inner: VolumeHandle, patience: Patience) {
     this.#inner = inner;
@@ -164,6 +166,7 @@ class PatientHandle implements VolumeHandle {
     const { clock, waitMs, waits } = this.#patience;
     const startedMs = clock.now();
     if (this.#waiting++ === 0) {
+      this.#waitingSinceMs = startedMs;
       log.warn("volume {volume}: {operation} waits for the cluster: {error}", {
         volume: this.name,
         operation,
@@ -190,7 +193,7 @@ class PatientHandle implements VolumeHandle {
       if (--this.#waiting === 0) {
         log.info("volume {volume}: requests go on after {ms} ms waiting ({outcome})", {
           volume: this.name,
-          ms: Math.round(clock.now() - startedMs),
+          ms: Math.round(clock.now() - this.#waitingSinceMs),
           outcome,
         });
       }
