@@ -6,6 +6,7 @@
  * @module
  */
 import { eventually, members, startCluster, type TestProcessCluster } from "../tests/_cluster.ts";
+import { scrape } from "../tests/_metrics.ts";
 import { RawNbdClient } from "../tests/_nbd_raw.ts";
 import { startNode, type TestNode } from "../tests/_node.ts";
 import { type ChaosVolume, requestDeadlineMs, withDeadline } from "./_chaos_volume.ts";
@@ -132,12 +133,10 @@ export class ChaosMembers {
 }
 
 async function healFigures(node: TestNode): Promise<{ passes: number; short: number }> {
-  const text = await (await node.fetch("/metrics")).text();
-  const figure = (name: string) =>
-    Number(text.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1] ?? 0);
+  const figures = await scrape(node);
   return {
-    passes: figure("atoll_heal_passes_total"),
-    short: figure("atoll_heal_under_replicated"),
+    passes: figures.value("atoll_heal_passes_total"),
+    short: figures.value("atoll_heal_under_replicated"),
   };
 }
 

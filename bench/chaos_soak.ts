@@ -35,6 +35,7 @@
 import { parseArgs } from "node:util";
 import { createVolume } from "../tests/_nbd.ts";
 import type { RawNbdClient } from "../tests/_nbd_raw.ts";
+import { Random } from "../cluster/sim/_sim_random.ts";
 import { ChaosMembers } from "./_chaos_members.ts";
 import { ChaosViolation, ChaosVolume } from "./_chaos_volume.ts";
 
@@ -83,18 +84,9 @@ const faults: Fault[] = values.faults === undefined
     return name as Fault;
   });
 
-/** Seeded randomness (mulberry32): a run replays with its seed. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = seeded(settings.seed);
+// The simulations' seeded stream: a run replays with its seed.
+const stream = new Random(settings.seed);
+const random = () => stream.next();
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
