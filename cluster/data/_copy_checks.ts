@@ -3,10 +3,14 @@
  * _replica_learning.ts): below its floor, below what is known to exist while
  * members that may hold it are away, or with most of its replicas gone.
  */
+import { UnavailableError } from "../../core/mod.ts";
 import { compareStamps, type Stamp } from "./object_link.ts";
 
-/** Not enough replicas of an object answered or took a change. */
-export class ReplicaQuorumError extends Error {
+/**
+ * Not enough replicas of an object answered or took a change: a state of the
+ * cluster (HTTP 503, and a patient request waits), not a bug.
+ */
+export class ReplicaQuorumError extends UnavailableError {
   override name = "ReplicaQuorumError";
 }
 

@@ -180,9 +180,16 @@ export async function learnWhereItStands(
   // the next flush reports (seed 1703821 with joins, leaves and replacements: such a copy
   // was lost in a crash, and the writer waited for a member that had died before the
   // object existed; seed 2106469: the one replica a failed flush made such a copy durable
-  // on died for good, and every flush and read after waited for it).
+  // on died for good, and every flush and read after waited for it). Only for an object a
+  // map names: the first change of one it does not (a truncating write of a zero entry,
+  // a copy-up, a deletion) keeps nothing of the copies, which hold only writes no flush
+  // covered (seed 7006044 with joins, leaves and replacements: a new holder's first write
+  // of such an object took the unflushed copy a crashed holder left on one replica for
+  // durable; that replica restarted without it, and every flush and read after waited
+  // for a member that had died for good and had never held the object).
   const before = best[0] < fence;
-  if ((flush || fresh) && before && compareStamps(best, written.seen) > 0) written.seen = best;
+  const kept = flush || (fresh && existing);
+  if (kept && before && compareStamps(best, written.seen) > 0) written.seen = best;
   const holders = answers.filter(({ stamp }) => compareStamps(stamp, best) === 0)
     .map(({ link }) => link);
   const outside = found.filter(({ stamp }) => compareStamps(stamp, best) === 0)

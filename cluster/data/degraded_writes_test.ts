@@ -15,7 +15,7 @@ import { type BlockPeer, ReplicatedBlocks } from "./block_service.ts";
 import { sha256Hex } from "./block_rpc.ts";
 import { Healer } from "../repair/mod.ts";
 import type { ObjectLink } from "./object_link.ts";
-import { rpcObjectLink } from "./object_rpc.ts";
+import { rpcObjectLink } from "./object_rpc_link.ts";
 import { ReplicaQuorumError, ReplicatedObjects } from "./replicated_objects.ts";
 import { TestCluster, testClusterKey, type TestClusterNode } from "../../tests/_engine_cluster.ts";
 import { RpcClient } from "../transport/mod.ts";

@@ -8,6 +8,7 @@ export * from "./block_service.ts";
 export * from "./fences.ts";
 export * from "./object_link.ts";
 export * from "./object_rpc.ts";
+export * from "./object_rpc_link.ts";
 export * from "./object_service.ts";
 export * from "./object_journal.ts";
 export * from "./journal_disk.ts";

@@ -111,4 +111,11 @@ export interface ObjectLink {
    * taken says so here, instead of a flush that looks whole.
    */
   flush(names: string[]): Promise<Stamp[]>;
+  /**
+   * Tells this replica that it holds copies of `names` which other replicas
+   * lack and the writer could not bring them (they did not answer): its
+   * healing walks at its next pass and copies them on, instead of waiting for
+   * an event it sees or its anti-entropy backstop (_object_flush.ts).
+   */
+  short(names: string[]): Promise<void>;
 }

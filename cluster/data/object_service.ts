@@ -67,6 +67,8 @@ export class ObjectReplica implements ObjectLink {
   #placementOf: ((name: string) => number) | undefined;
   /** Records of changes written in place whose file is not synced yet, per object, in order. */
   #placed = new Map<string, JournalRecord[]>();
+  /** Objects writers said other replicas lack, since healing last asked (short()). */
+  #short = 0;
 
   constructor(id: string, engine: NodeDisk, options: ObjectReplicaOptions) {
     this.id = id;
@@ -218,6 +220,20 @@ export class ObjectReplica implements ObjectLink {
       placed.shift();
     }
     this.#placed.delete(name);
+  }
+
+  /** See ObjectLink.short: counted until healing takes them (takeShort()). */
+  short(names: string[]): Promise<void> {
+    names.forEach(checkObjectName);
+    this.#short += names.length;
+    return Promise.resolve();
+  }
+
+  /** How many objects writers said other replicas lack since the last call (healing's). */
+  takeShort(): number {
+    const short = this.#short;
+    this.#short = 0;
+    return short;
   }
 
   /** Every object this node stores. */

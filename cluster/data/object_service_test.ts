@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { LocalEngine } from "../../core/mod.ts";
 import { ClusterKey } from "../transport/mod.ts";
-import { objectMethods, objectMethodsPooled, rpcObjectLink } from "./object_rpc.ts";
+import { objectMethods, objectMethodsPooled } from "./object_rpc.ts";
+import { rpcObjectLink } from "./object_rpc_link.ts";
 import { type ObjectLink, placementDigest } from "./object_link.ts";
 import { LinkClient } from "../transport/mod.ts";
 import { key as linkKey, startPort } from "../../tests/_link_proxy.ts";

@@ -15,7 +15,7 @@ import { ClusterKey, MemoryIdentity, RpcClient } from "../transport/mod.ts";
 import { readNewest } from "./_replica_copies.ts";
 import { copyWhole } from "./_replica_learning.ts";
 import type { ObjectChange, ObjectLink, Stamp } from "./object_link.ts";
-import { rpcObjectLink } from "./object_rpc.ts";
+import { rpcObjectLink } from "./object_rpc_link.ts";
 import { ObjectReplica } from "./object_service.ts";
 import { JournalDisk } from "./journal_disk.ts";
 
@@ -36,6 +36,7 @@ function handingOff(replica: ObjectReplica): ObjectLink {
       return stamps;
     },
     flush: (names) => replica.flush(names),
+    short: (names) => replica.short(names),
   };
 }
 

@@ -22,7 +22,8 @@
  * so it runs when something changed, not every pass (an idle node holding
  * much does next to nothing): after a membership change (`nudge()`, or the
  * members holding a place, their states and incarnations differ from those
- * of the last walk), on the first pass,
+ * of the last walk), when a writer said other replicas lack an object this node
+ * holds (a flush it could not bring them: ObjectLink.short), on the first pass,
  * again after a walk that copied, failed or left items short, and at least
  * every `antiEntropyMs` as a backstop for what no event announces
  * (a replica that missed a write and was never seen down). Every pass replays
@@ -179,6 +180,8 @@ export class Healer {
     // A dead member's grace ends without a membership event: compare what holds a place.
     const members = engine.placementMembers()
       .map((member) => `${member.id}/${member.incarnation}/${member.status}`).sort().join(" ");
+    // A writer said other replicas lack objects this node holds (ObjectLink.short).
+    if (engine.replica.takeShort() > 0) this.#walkDue = true;
     const walk = this.#walkDue || members !== this.#walkedMembers ||
       started - this.#lastWalkMs >= this.#options.antiEntropyMs;
     if (walk) {

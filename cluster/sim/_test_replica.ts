@@ -62,6 +62,9 @@ export class TestReplica implements ObjectLink {
     if (this.gate !== null) await this.gate;
     return await this.#reach().flush(names);
   }
+  async short(names: string[]): Promise<void> {
+    return await this.#reach().short(names);
+  }
 
   #reach(): ObjectReplica {
     if (this.down) throw new Error(`replica ${this.id} does not answer`);

@@ -9,7 +9,9 @@
  *   gone lately are silent (seed 1322459, same options); its own changes that
  *   a failed flush left on too few copies are not such a copy: their loss is
  *   reported, not waited for (seed 2106469); nor are members an operator
- *   declared lost, on whichever node (seed 5300544).
+ *   declared lost, on whichever node (seed 5300544); nor is a copy a new
+ *   holder found of an object no map names, which held only writes no flush
+ *   covered (seed 7006044).
  * Method: ReplicatedObjects over ObjectReplicas on memory disks behind links the
  * test cuts; healing's copies made by hand (healCopy).
  */
@@ -234,4 +236,34 @@ Deno.test("a floor whose holders are all declared lost no longer keeps the objec
   lost.add("a");
   await reader.read(name, 0, into, { frozen: true });
   assert.deepEqual(into, small(1));
+});
+
+Deno.test("a new holder's first write of an object no map names waits for no copy of it", async () => {
+  // Seed 7006044 (joins, leaves, replacements): a holder crashed after writing an object
+  // it never flushed; the next holder's first write of it (a truncating write of a zero
+  // entry) took the copy it found for one a flush may have made durable. Both replicas
+  // then restarted without it, and every flush and read after waited for a member gone
+  // for good that had never held the object, instead of reporting the lost writes.
+  const replicas = ["a", "b", "x"].map((id) => new TestReplica(id));
+  const [a, b, x] = replicas;
+  const before = new ReplicatedObjects({ selfId: "w", replicasOf: () => [a, b], epochOf: () => 1 });
+  await before.write(name, 0, small(1), { truncate: true }); // never flushed
+  const holder = new ReplicatedObjects({
+    selfId: "h",
+    replicasOf: () => [a, b],
+    epochOf: () => 2,
+    everyone: () => replicas.filter((replica) => !replica.down),
+    seenGone: () => replicas.filter((replica) => replica.down),
+  });
+  await holder.write(name, 4096, small(2), { truncate: true });
+  a.restart();
+  b.restart();
+  x.down = true; // gone lately, silent
+  await assert.rejects(holder.flush(uid), WritesLostError);
+  await holder.flush(uid);
+  await holder.write(name, 0, small(3), { truncate: true });
+  await holder.flush(uid);
+  const into = new Uint8Array(4096);
+  await holder.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(3));
 });
