@@ -13,6 +13,7 @@ import { Healer } from "./healer.ts";
 import { TestCluster, testClusterKey } from "../../tests/_engine_cluster.ts";
 import { MemoryIdentity, RpcClient } from "../transport/mod.ts";
 import { patternBytes } from "../../tests/_files.ts";
+import { stampNamesMax } from "../data/mod.ts";
 
 Deno.test("a flush that left a replica behind gets the replica ahead to copy it on, with no change seen", async () => {
   const cluster = await TestCluster.start(3, { replicas: 2 });
@@ -42,6 +43,14 @@ Deno.test("a flush that left a replica behind gets the replica ahead to copy it 
     assert.equal(healer.status.walks, walks + 1, "told by the writer: a walk");
     assert.deepEqual(await behind.engine.replica.stamps([name]), [newest]);
     assert.deepEqual((await behind.engine.replica.read(name, 0, -1)).data, patternBytes(8192, 2));
+
+    // What a peer may say is bounded: names of objects, at most stampNamesMax of them.
+    const address = cluster.members.find((member) => member.id === ahead.id)!.address;
+    const say = (names: unknown) => rpc.call(address, "object.short", { header: { names } });
+    await assert.rejects(say(["../etc"]), /bad object name/);
+    await assert.rejects(say(Array(stampNamesMax + 1).fill(name)), /bad names/);
+    await say([name]);
+    assert.equal(ahead.engine.replica.takeShort(), 1);
   } finally {
     await cluster.stop();
   }
