@@ -162,8 +162,15 @@ export class ObjectFlush {
     // last, by whatever found it: a write that found one and failed may not have told
     // the volume yet when a flush (a release's) gets its lock, and that flush must not
     // persist a map naming what was lost (seed 4039764 with joins, leaves, replacements).
-    if (uid === undefined) this.#unflushed.addUnheard(lost.splice(0));
-    else lost.push(...this.#unflushed.takeLostOf(ofScope));
+    // Only while this node still writes the object: a loss found after its volume moved to
+    // another writer (forgotten meanwhile) is that writer's, and the release that moved it
+    // reported it there; kept here it failed this node's reads of the volume for good (seed
+    // 8100190 with joins, leaves, replacements and a declaration).
+    if (uid === undefined) {
+      this.#unflushed.addUnheard(
+        lost.splice(0).filter((name) => this.#writers.get(name) !== undefined),
+      );
+    } else lost.push(...this.#unflushed.takeLostOf(ofScope));
     if (lost.length > 0) throw new WritesLostError([...new Set(lost)]);
     if (short !== null) throw short;
   }

@@ -178,7 +178,8 @@ export class WrittenObjects {
     written.seen = [0, 0];
     written.current = new Set();
     written.stale = true;
-    this.#unflushed.lost(name);
+    // Not once the volume moved to another writer (forgotten): its loss is that one's.
+    if (this.#written.get(name) === written) this.#unflushed.lost(name);
     throw new WritesLostError([name]);
   }
 

@@ -211,3 +211,16 @@ Deno.test("seeds 6010564 and 6010018 (joins, leaves, replacements): a release lo
     assert.deepEqual(result.violations, [], `seed ${seed}`);
   }
 });
+
+Deno.test("seed 8100190 (joins, leaves, replacements, a declaration): a loss found after the volume moved away stays with its new writer", async () => {
+  // data/_object_flush.ts: an upload's flush of every volume found a volume's unflushed
+  // writes lost while its lease moved away (the release reported the loss to the next
+  // holder), and recorded it after the volume was forgotten: the old holder's reads of the
+  // volume, as a non-holder, failed with the loss for good.
+  const result = await ClusterSim.run({
+    ...clusterSimSettings(8100190),
+    ...withChurn,
+    declareLost: true,
+  });
+  assert.deepEqual(result.violations, []);
+});

@@ -7,7 +7,8 @@
  *   the volume's flush says the writes were lost (WritesLostError); it does
  *   not pass, whether the flush, a read or a write found the loss. A flush of
  *   every volume (a collection's, an upload's) that finds the loss leaves it
- *   for the volume's own flush (and its next read or write).
+ *   for the volume's own flush (and its next read or write), unless the
+ *   volume moved to another writer meanwhile (seed 8100190).
  * - A flush waits for a flush under way (another volume's, or one of every
  *   volume) that took objects of its scope, and fails when that one could not
  *   make them durable (seed 22330 of the data-path simulation, --boot-reads).
@@ -199,4 +200,30 @@ Deno.test("a former writer whose lease is not confirmed reads from the replicas,
   const into = new Uint8Array(4096);
   await old.read(name, 0, into, { existing: true }); // a snapshot's read: no lease confirmed first
   assert.deepEqual(into, small(2));
+});
+
+Deno.test("a loss a flush of every volume finds after the volume moved away is not kept for it", async () => {
+  // Seed 8100190 (joins, leaves, replacements, a declaration): an upload's flush of every
+  // volume found a volume's unflushed writes lost while the lease moved away (the release
+  // reported the loss to the next holder); the loss it recorded after the forgetting
+  // failed the node's reads of that volume, as a non-holder, at the end, for good.
+  const { replicas, objects } = await flushedThenWritten();
+  for (const replica of replicas) replica.restart(); // version 2 is lost
+  const [a] = replicas;
+  const flush = a.flush;
+  let calls = 0;
+  const moved = Promise.withResolvers<void>();
+  a.flush = async (names) => {
+    if (++calls === 2) await moved.promise; // the learning's flush, once the loss is certain
+    return await flush.call(a, names);
+  };
+  const everything = objects.flush();
+  while (calls < 2) await new Promise((resolve) => setTimeout(resolve, 1));
+  objects.forget(uid); // another node writes the volume now
+  moved.resolve();
+  await everything;
+  a.flush = flush;
+  const into = new Uint8Array(size);
+  await objects.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, bytes(1));
 });
