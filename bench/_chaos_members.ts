@@ -28,6 +28,7 @@ export class ChaosMembers {
 
   /** Starts `count` members with `serve` flags `flags`; `logs`: a directory for their logs. */
   static async start(count: number, flags: string[], logs?: string): Promise<ChaosMembers> {
+    if (logs !== undefined) await Deno.mkdir(logs, { recursive: true });
     return new ChaosMembers(await startCluster(count, () => flags), flags, logs);
   }
 
@@ -120,7 +121,11 @@ export class ChaosMembers {
   /** Ends the run: every member killed; their data removed unless `keep` (logs saved beside it). */
   async end(keep: boolean): Promise<void> {
     for (const i of this.indexes()) {
-      this.node(i).process.kill("SIGCONT");
+      try {
+        this.node(i).process.kill("SIGCONT"); // a member the run left stopped
+      } catch {
+        // exited already
+      }
       await this.keepLog(i);
     }
     if (!keep) return await this.cluster.stop();

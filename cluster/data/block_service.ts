@@ -14,6 +14,7 @@ import { AssertionError } from "../../core/assert.ts";
 import type { RpcCaller } from "../transport/mod.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
 import { sha256Hex } from "./block_rpc.ts";
+import { ReplicaQuorumError } from "./_copy_checks.ts";
 
 /** A member as the block service needs it. */
 export interface BlockPeer {
@@ -108,7 +109,15 @@ export class ReplicatedBlocks {
     if (missed.length > 0) this.hints.set(hash, new Set(missed.map((peer) => peer.id)));
     const succeeded = results.filter((result) => result.status === "fulfilled");
     if (succeeded.length < quorum) {
-      throw new Error(
+      // This node's disk is full: say so (a state no wait cures soon).
+      for (const result of results) {
+        if (result.status === "rejected" && isNoSpace(result.reason)) throw result.reason;
+      }
+      // Unavailable, not a failure: a replica that does not answer yet is not declared dead
+      // yet, and a request waits for that (core/patient_authority.ts). A plain error here
+      // failed a guest's FLUSH with EIO when the flush stored map pages right after a member
+      // was killed (deno task chaos, seed 33, 4 members, R=2).
+      throw new ReplicaQuorumError(
         `Cannot store block ${hash}: ${succeeded.length} of ${replicas.length} replicas took it, ` +
           `${quorum} needed`,
       );
@@ -157,10 +166,12 @@ export class ReplicatedBlocks {
       if (data !== null) this.counters.foundElsewhere++;
     }
     if (data === null) {
-      throw new CorruptionError(
-        `Cannot read block ${hash}: no live member holds a good copy ` +
-          `(${replicas.length + others.length} asked, ${tally.unreachable} unreachable)`,
-      );
+      const message = `Cannot read block ${hash}: no live member holds a good copy ` +
+        `(${replicas.length + others.length} asked, ${tally.unreachable} unreachable)`;
+      // A member that did not answer may hold it: unavailable (a request waits, HTTP 503),
+      // not lost; every one answered and none holds a good copy: corruption.
+      if (tally.unreachable > 0) throw new ReplicaQuorumError(message);
+      throw new CorruptionError(message);
     }
     this.counters.fetched++;
     try {

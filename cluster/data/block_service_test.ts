@@ -7,7 +7,7 @@
  * server on loopback, placement by rendezvous with R = 2.
  */
 import assert from "node:assert/strict";
-import { LocalEngine } from "../../core/mod.ts";
+import { LocalEngine, UnavailableError } from "../../core/mod.ts";
 import { ClusterKey } from "../transport/mod.ts";
 import { type BlockPeer, ReplicatedBlocks, type ReplicatedBlocksOptions } from "./block_service.ts";
 import { blockMethods, sha256Hex } from "./block_rpc.ts";
@@ -221,6 +221,34 @@ Deno.test("read() fails only when no live member holds a good copy", async () =>
     assert.match(
       String(error),
       /CorruptionError: Cannot read block .*: no live member holds a good copy/,
+    );
+    // A member that does not answer may hold it: unavailable, not corrupt.
+    await nodes[1].server.shutdown();
+    const waiting = await service.read(hash, { offset: 0, length: 1 }, new Uint8Array(1))
+      .catch((error) => error);
+    assert.ok(waiting instanceof UnavailableError, String(waiting));
+    assert.match(String(waiting), /ReplicaQuorumError: .*\(2 asked, 1 unreachable\)/);
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("a put that too few replicas take is unavailable, not a failure", async () => {
+  // A request waits for what the cluster cannot do yet (core/patient_authority.ts): a
+  // replica killed and not yet declared dead must not fail a guest's FLUSH that stores
+  // map pages (deno task chaos, seed 33, 4 members, R=2: NBD EIO).
+  const { nodes, services, replicasOf, stop } = await startNodes(3);
+  try {
+    const data = patternBytes(4096, 9);
+    const hash = sha256Hex(data);
+    const [first, second] = replicasOf(hash);
+    const writer = nodes.findIndex((node) => node.id === first.id);
+    await nodes.find((node) => node.id === second.id)!.server.shutdown();
+    await assert.rejects(
+      services[writer].put(hash, data),
+      (error) =>
+        error instanceof UnavailableError && error.name === "ReplicaQuorumError" &&
+        /1 of 2 replicas took it, 2 needed/.test(error.message),
     );
   } finally {
     await stop();
