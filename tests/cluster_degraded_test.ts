@@ -83,10 +83,14 @@ Deno.test("R=2: a guest writing and flushing through a kill -9 of another member
   // Until gossip declares the killed member dead (seconds), writes of objects it holds a copy
   // of find one replica of two: they wait for the cluster (core/patient_authority.ts) instead of
   // answering EIO, which would turn a guest's file system read-only.
+  // Writes after the kill go to objects never written before too: their flushes store new map
+  // pages, blocks placed like any other (a FLUSH answered EIO there: deno task chaos, seed 33).
   const cluster = await startCluster(3, () => ["--replicas", "2"]);
   const [one, two, three] = cluster.nodes;
-  const size = 64 * MiB; // 16 objects: the killed member holds copies of about two thirds
+  const size = 256 * MiB; // 64 objects: the killed member holds copies of about two thirds
   const slots = size / 4096;
+  const half = slots / 2;
+  const objectSlots = (4 * MiB) / 4096;
   try {
     await createVolume(one, "guest", { size });
     const { client } = await RawNbdClient.open(one.nbdPort, "guest");
@@ -105,11 +109,35 @@ Deno.test("R=2: a guest writing and flushing through a kill -9 of another member
     };
     let killedAt: number | null = null;
     for (let seq = 1; killedAt === null || performance.now() - killedAt < 12_000; seq++) {
-      await request(Command.write, (seq * 7919) % slots, seq);
+      // Before the kill, the first half; after it, both halves (past the bursts' first slots).
+      await request(Command.write, (seq * 7919) % (killedAt === null ? half : slots), seq);
       if (seq % 8 === 0) await request(Command.flush);
       if (seq === 200) {
         await two.kill9();
         killedAt = performance.now();
+        // Bursts as a guest sends them: writes into fresh objects and a FLUSH in flight
+        // together. The writes of objects the killed member holds wait; the others complete,
+        // and the FLUSH stores the map pages naming them.
+        for (let burst = 0; burst < 8; burst++) {
+          const sent = new Map<string, { slot: number; seq: number } | null>();
+          for (let k = 0; k < 4; k++) {
+            const slot = half + (burst * 4 + k) * objectSlots;
+            const write = { slot, seq: ++seq };
+            const payload = new Uint8Array(4096).fill(write.seq % 251 + 1);
+            const cookie = await client.request(
+              { type: Command.write, offset: BigInt(slot * 4096), length: 4096 },
+              payload,
+            );
+            sent.set(cookie.join(), write);
+          }
+          sent.set((await client.request({ type: Command.flush })).join(), null);
+          for (let i = 0; i < sent.size; i++) {
+            const reply = await client.readSimpleReply();
+            const write = sent.get(reply.cookie.join());
+            if (reply.error !== 0) errors.push(`${write ? "write" : "flush"}: ${reply.error}`);
+            else if (write) latest.set(write.slot, write.seq);
+          }
+        }
       }
     }
     await request(Command.flush);
