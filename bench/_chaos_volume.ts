@@ -64,6 +64,11 @@ export class ChaosVolume {
   readonly counts = { writes: 0, flushes: 0, errors: 0, recoveries: 0, checked: 0 };
   /** Requests that failed since the caller last emptied this. */
   readonly errors: string[] = [];
+  /**
+   * Requests a member answered with an NBD error (as opposed to a connection that
+   * broke) since the caller last emptied this: a guest sees EIO there.
+   */
+  readonly refused: { node: number | null; what: string; error: number }[] = [];
 
   constructor(index: number, sizeBytes: number) {
     this.index = index;
@@ -150,9 +155,7 @@ export class ChaosVolume {
         session.request(
           { type: Command.write, offset: BigInt(slot * slotBytes), length: slotBytes },
           slotPattern(this.index, slot, seq),
-        ).then(() => session.readSimpleReply()).then((reply) => {
-          if (reply.error !== 0) throw new Error(`NBD error ${reply.error}`);
-        }),
+        ).then(() => session.readSimpleReply()).then((reply) => this.#answered(reply.error, node)),
         `write to ${this.name}`,
       );
     } catch (error) {
@@ -172,9 +175,7 @@ export class ChaosVolume {
     try {
       await withDeadline(
         session.request({ type: Command.flush }).then(() => session.readSimpleReply()).then(
-          (reply) => {
-            if (reply.error !== 0) throw new Error(`NBD error ${reply.error}`);
-          },
+          (reply) => this.#answered(reply.error, node, "flush"),
         ),
         `flush of ${this.name}`,
       );
@@ -221,6 +222,13 @@ export class ChaosVolume {
   }
 
   #broken = false;
+
+  /** Throws (and notes) the NBD error a reply carries. */
+  #answered(error: number, node: number | null, what = "write"): void {
+    if (error === 0) return;
+    this.refused.push({ node, what, error });
+    throw new Error(`NBD error ${error}`);
+  }
 
   /** A request failed: the session is broken (and what failed is told, as a guest's log would). */
   #failed(what: string, error: unknown): void {
