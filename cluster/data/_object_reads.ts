@@ -17,6 +17,15 @@ import { readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
 import type { ObjectCounters, ReplicatedObjectsOptions } from "./replicated_objects.ts";
 
 /**
+ * Reads of objects held elsewhere this long or longer evict nothing from the
+ * page cache: once it is full they are read into the caller's buffer and not
+ * kept (a sequential pass over more than the cache evicts every page before its
+ * next use, each at a copy and an allocation). Above the simulation's largest
+ * read, so its schedules do not change.
+ */
+export const uncachedReadBytes = 256 * 1024;
+
+/**
  * Objects whose newest copy a look over every live member found, remembered
  * (the oldest is forgotten first).
  */
@@ -170,8 +179,11 @@ export class ObjectReads {
 
   /**
    * Reads from `link`, a current replica on another member, the aligned pages
-   * around the range, and keeps them (_remote_pages.ts). False when the copy
-   * does not hold the writer's stamp (it lags now, or a change crossed the read).
+   * around the range, and keeps them (_remote_pages.ts); a read of
+   * {@linkcode uncachedReadBytes} or more once the cache is full, just its
+   * range, kept nowhere. False
+   * when the copy does not hold the writer's stamp (it lags now, or a change
+   * crossed the read).
    */
   async #readPages(
     link: ObjectLink,
@@ -180,8 +192,22 @@ export class ObjectReads {
     offset: number,
     into: Uint8Array,
   ): Promise<boolean> {
-    const span = this.#pages.span(offset, into.length);
     const expected = written.stamp;
+    if (into.length >= uncachedReadBytes && !this.#pages.hasRoom(into.length)) {
+      // Straight into the caller's buffer (through a reused one), not kept: a sequential pass
+      // larger than the cache would only evict pages before their next use, at a copy and an
+      // allocation a page.
+      const { data, stamp, release } = await link.read(name, offset, into.length, into);
+      if (compareStamps(stamp, written.stamp) !== 0) {
+        release?.();
+        lagsBehind(written, link.id, stamp, expected);
+        return false;
+      }
+      if (data !== into) into.set(data);
+      release?.();
+      return true;
+    }
+    const span = this.#pages.span(offset, into.length);
     const { data, stamp, release } = await link.read(name, span.offset, span.length);
     try {
       if (compareStamps(stamp, written.stamp) !== 0) {

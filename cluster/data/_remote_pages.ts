@@ -120,6 +120,11 @@ export class RemotePages {
     for (const name of [...this.#objects.keys()]) if (name.startsWith(`${uid}.`)) this.drop(name);
   }
 
+  /** True when `bytes` more can be kept without evicting anything. */
+  hasRoom(bytes: number): boolean {
+    return this.#bytesMax > 0 && this.#bytes + bytes <= this.#bytesMax;
+  }
+
   /** Bytes cached now. */
   get bytes(): number {
     return this.#bytes;

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
 import { remotePageBytes } from "../data/_remote_pages.ts";
+import { uncachedReadBytes } from "../data/_object_reads.ts";
 import { TestReplica } from "./_test_replica.ts";
 
 const uid = "b".repeat(32);
@@ -127,4 +128,40 @@ Deno.test("a read that a write crosses leaves its replica current (no whole copy
   assert.ok(either.some((version) => version.every((byte, i) => byte === into[i])), "a version");
   await writer.write(name, 4096, pattern(4096, 3), { existing: true });
   assert.deepEqual(replicas.map((replica) => replica.replaced), [0, 0], "no whole copy");
+});
+
+Deno.test("a large read of an object held elsewhere evicts nothing once the cache is full", async () => {
+  // A sequential pass larger than the cache evicts every page before its next use: reads of
+  // uncachedReadBytes or more go to a replica and are not kept once the cache is full (a
+  // copy and an allocation a page saved), and are kept while it has room.
+  const replicas = [new CountingReplica("a"), new CountingReplica("b")];
+  const reads = () => replicas[0].reads + replicas[1].reads;
+  const writer = new ReplicatedObjects({
+    selfId: "w",
+    replicasOf: () => replicas,
+    epochOf: () => 1,
+    remotePagesBytes: 6 * remotePageBytes,
+  });
+  const whole = pattern(objectBytes, 5);
+  await writer.write(name, 0, whole, { truncate: true });
+  const into = new Uint8Array(uncachedReadBytes);
+  await writer.read(name, 512 * 1024, into, { existing: true }); // room: kept
+  assert.equal(writer.remotePages.bytes, 4 * remotePageBytes);
+  await writer.read(name, 4096, into, { existing: true }); // no room: not kept, nothing evicted
+  assert.deepEqual(into, whole.subarray(4096, 4096 + uncachedReadBytes));
+  assert.equal(reads(), 2);
+  assert.equal(writer.remotePages.bytes, 4 * remotePageBytes, "nothing kept, nothing evicted");
+  // The writer's own change is seen by the next large read (no page to patch or drop).
+  const patch = pattern(10_000, 6);
+  await writer.write(name, 100_000, patch, { existing: true });
+  whole.set(patch, 100_000);
+  await writer.write(name, 600_000, patch, { existing: true }); // into the pages kept
+  whole.set(patch, 600_000);
+  await writer.read(name, 4096, into, { existing: true });
+  assert.deepEqual(into, whole.subarray(4096, 4096 + uncachedReadBytes));
+  assert.equal(reads(), 3);
+  // The pages kept serve a large read they cover whole, the write patched in.
+  await writer.read(name, 512 * 1024, into, { existing: true });
+  assert.deepEqual(into, whole.subarray(512 * 1024, 512 * 1024 + uncachedReadBytes));
+  assert.equal(reads(), 3, "covered by cached pages: no call");
 });
