@@ -45,6 +45,28 @@ export class WriteLosses {
   }
 
   /**
+   * True when a loss was noted and the map has not gone back from it, or one is
+   * not reported yet. Read right before a persist, after the last await under
+   * the lock: an operation outside the lock (a release's or a snapshot's flush
+   * that failed, a write) notes a loss at any await, and the map of the lost
+   * writes must never be persisted (seeds 6010564, 9200852).
+   */
+  get pending(): boolean {
+    return this.#behind || this.#lost !== null;
+  }
+
+  /**
+   * When {@linkcode pending}, under the lock: the map goes back to the last
+   * flush, and the caller fails with the loss rather than persist what it
+   * changed (the going back undid it) or the map of the lost writes.
+   */
+  async settle(): Promise<void> {
+    if (!this.pending) return;
+    while (this.#behind) await this.goBack();
+    throw this.#lost ?? this.#lastLoss ?? new WritesLostError([]);
+  }
+
+  /**
    * Reads and writes fail while a loss is not reported yet: the writer must not
    * read its writes back as they were before them, or go on as if nothing
    * happened, until a flush has told it.

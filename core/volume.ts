@@ -212,6 +212,9 @@ export class Volume {
         // Released: everything acknowledged was made durable by release().
         if (this.#changes.released) return;
         await this.#losses.flush(); // fails when writes were lost, reporting them
+        // A loss noted at an await of that flush (by an operation outside the lock): report
+        // it, or go back from it, before anything is persisted (seed 9200852, --boot-reads).
+        while (this.#losses.pending) await this.#losses.flush();
         if (this.#record.dirty) await this.#record.persist();
       }));
   }

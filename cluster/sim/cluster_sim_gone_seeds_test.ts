@@ -224,3 +224,13 @@ Deno.test("seed 8100190 (joins, leaves, replacements, a declaration): a loss fou
   });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 9200852 (boot reads): a snapshot looks for a loss again before it persists", async () => {
+  // core/_record_changes.ts, freeze: a release's flush found a volume's unflushed writes lost
+  // and failed; before it noted the loss (outside the volume's lock), a snapshot took the lock,
+  // flushed (the loss already reported to the release) and persisted the map naming the lost
+  // object: every read of it failed for good. Every persist under the lock now looks again for
+  // a loss noted at its awaits (WriteLosses.pending) and fails with it instead.
+  const result = await ClusterSim.run({ ...clusterSimSettings(9200852), bootReads: true });
+  assert.deepEqual(result.violations, []);
+});
