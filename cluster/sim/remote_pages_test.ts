@@ -29,17 +29,26 @@ function pattern(length: number, seed: number): Uint8Array {
   return Uint8Array.from({ length }, (_, i) => (i * 7 + seed) & 0xff);
 }
 
-Deno.test("a holder reads an object it holds no copy of from memory once it read it, and its writes stay in view", async () => {
+/**
+ * A holder (no replica itself) with a cache of `pages` pages, and the object
+ * written whole with pattern `seed` on two counting replicas.
+ */
+async function writtenElsewhere(pages: number, seed: number) {
   const replicas = [new CountingReplica("a"), new CountingReplica("b")];
   const reads = () => replicas[0].reads + replicas[1].reads;
   const writer = new ReplicatedObjects({
     selfId: "w",
     replicasOf: () => replicas,
     epochOf: () => 1,
-    remotePagesBytes: 4 * remotePageBytes,
+    remotePagesBytes: pages * remotePageBytes,
   });
-  const whole = pattern(objectBytes, 1);
+  const whole = pattern(objectBytes, seed);
   await writer.write(name, 0, whole, { truncate: true });
+  return { replicas, reads, writer, whole };
+}
+
+Deno.test("a holder reads an object it holds no copy of from memory once it read it, and its writes stay in view", async () => {
+  const { replicas, reads, writer, whole } = await writtenElsewhere(4, 1);
   const read = async (offset: number, length: number) => {
     const into = new Uint8Array(length);
     await writer.read(name, offset, into, { existing: true });
@@ -134,16 +143,7 @@ Deno.test("a large read of an object held elsewhere evicts nothing once the cach
   // A sequential pass larger than the cache evicts every page before its next use: reads of
   // uncachedReadBytes or more go to a replica and are not kept once the cache is full (a
   // copy and an allocation a page saved), and are kept while it has room.
-  const replicas = [new CountingReplica("a"), new CountingReplica("b")];
-  const reads = () => replicas[0].reads + replicas[1].reads;
-  const writer = new ReplicatedObjects({
-    selfId: "w",
-    replicasOf: () => replicas,
-    epochOf: () => 1,
-    remotePagesBytes: 6 * remotePageBytes,
-  });
-  const whole = pattern(objectBytes, 5);
-  await writer.write(name, 0, whole, { truncate: true });
+  const { reads, writer, whole } = await writtenElsewhere(6, 5);
   const into = new Uint8Array(uncachedReadBytes);
   await writer.read(name, 512 * 1024, into, { existing: true }); // room: kept
   assert.equal(writer.remotePages.bytes, 4 * remotePageBytes);
