@@ -38,6 +38,12 @@ export interface ReplicatedBlocksOptions {
    * restarted while another handed its copy off) is looked for on them all.
    */
   allPeers?: () => BlockPeer[];
+  /**
+   * The members gossip called dead or gone lately that no operator declared
+   * lost: a block no live member holds may be on one of them (a read is then
+   * unavailable, not corrupt); none by default.
+   */
+  awayMembers?: () => string[];
 }
 
 /** Members asked at once whether they hold a block that no replica has. */
@@ -54,6 +60,7 @@ export class ReplicatedBlocks {
   #replicasOf: ReplicaPicker;
   #isDead: (id: string) => boolean;
   #allPeers: () => BlockPeer[];
+  #awayMembers: () => string[];
   /** Puts that reached fewer than all replicas: name → peers that missed it (for handoff). */
   readonly hints = new Map<string, Set<string>>();
   /** `localMisses`: local copies gone or bad when read; `foundElsewhere`: not on a replica. */
@@ -76,6 +83,7 @@ export class ReplicatedBlocks {
     this.#replicasOf = options.replicasOf;
     this.#isDead = options.isDead ?? (() => false);
     this.#allPeers = options.allPeers ?? (() => []);
+    this.#awayMembers = options.awayMembers ?? (() => []);
   }
 
   /**
@@ -166,11 +174,13 @@ export class ReplicatedBlocks {
       if (data !== null) this.counters.foundElsewhere++;
     }
     if (data === null) {
+      const away = this.#awayMembers();
       const message = `Cannot read block ${hash}: no live member holds a good copy ` +
-        `(${replicas.length + others.length} asked, ${tally.unreachable} unreachable)`;
-      // A member that did not answer may hold it: unavailable (a request waits, HTTP 503),
-      // not lost; every one answered and none holds a good copy: corruption.
-      if (tally.unreachable > 0) throw new ReplicaQuorumError(message);
+        `(${replicas.length + others.length} asked, ${tally.unreachable} unreachable` +
+        (away.length > 0 ? `; away lately: ${away.slice(0, 5).join(", ")})` : ")");
+      // A member that did not answer, or one down lately, may hold it: unavailable (a request
+      // waits, HTTP 503), not lost; every member answered and none is away: corruption.
+      if (tally.unreachable > 0 || away.length > 0) throw new ReplicaQuorumError(message);
       throw new CorruptionError(message);
     }
     this.counters.fetched++;
