@@ -40,8 +40,9 @@ const retryMaxMs = 1_000;
 /**
  * Names of the errors that mean "too few members answer now": UnavailableError
  * and the cluster's kinds of it, including ReplicaQuorumError (too few replicas
- * of an object or block answered), which live in `cluster/` where `core` does
- * not reach. Names also cover a call forwarded to a lease holder, which
+ * of an object or block answered). Locally `instanceof UnavailableError` finds
+ * those that extend it; the names cover the others, which live in `cluster/`
+ * where `core` does not reach, and a call forwarded to a lease holder, which
  * carries the holder's error by name only.
  */
 const unavailableNames = new Set([

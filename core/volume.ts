@@ -211,10 +211,10 @@ export class Volume {
         this.#changes.checkOpen();
         // Released: everything acknowledged was made durable by release().
         if (this.#changes.released) return;
-        await this.#losses.flush(); // fails when writes were lost, reporting them
-        // A loss noted at an await of that flush (by an operation outside the lock): report
-        // it, or go back from it, before anything is persisted (seed 9200852, --boot-reads).
-        while (this.#losses.pending) await this.#losses.flush();
+        // Fails when writes were lost, reporting them; again while a loss was noted at one of
+        // its awaits (by an operation outside the lock), before anything is persisted (seed
+        // 9200852, --boot-reads).
+        do await this.#losses.flush(); while (this.#losses.pending);
         if (this.#record.dirty) await this.#record.persist();
       }));
   }

@@ -93,7 +93,12 @@ export class ObjectReads {
       if (remote && this.#pages.read(name, written.stamp, offset, into)) return;
       for (const link of links.filter((link) => written.current.has(link.id))) {
         try {
-          if (link.id !== this.#options.selfId) {
+          // Another member's copy through the pages around the range, kept (_remote_pages.ts);
+          // this node's own copy, or a large read once the cache is full (it would evict pages
+          // before their next use), straight into `into` (through a reused buffer if remote).
+          const direct = link.id === this.#options.selfId ||
+            (into.length >= uncachedReadBytes && !this.#pages.hasRoom(into.length));
+          if (!direct) {
             if (await this.#readPages(link, name, written, offset, into)) return;
             continue;
           }
@@ -179,9 +184,7 @@ export class ObjectReads {
 
   /**
    * Reads from `link`, a current replica on another member, the aligned pages
-   * around the range, and keeps them (_remote_pages.ts); a read of
-   * {@linkcode uncachedReadBytes} or more once the cache is full, just its
-   * range, kept nowhere. False
+   * around the range, and keeps them (_remote_pages.ts). False
    * when the copy does not hold the writer's stamp (it lags now, or a change
    * crossed the read).
    */
@@ -193,20 +196,6 @@ export class ObjectReads {
     into: Uint8Array,
   ): Promise<boolean> {
     const expected = written.stamp;
-    if (into.length >= uncachedReadBytes && !this.#pages.hasRoom(into.length)) {
-      // Straight into the caller's buffer (through a reused one), not kept: a sequential pass
-      // larger than the cache would only evict pages before their next use, at a copy and an
-      // allocation a page.
-      const { data, stamp, release } = await link.read(name, offset, into.length, into);
-      if (compareStamps(stamp, written.stamp) !== 0) {
-        release?.();
-        lagsBehind(written, link.id, stamp, expected);
-        return false;
-      }
-      if (data !== into) into.set(data);
-      release?.();
-      return true;
-    }
     const span = this.#pages.span(offset, into.length);
     const { data, stamp, release } = await link.read(name, span.offset, span.length);
     try {
