@@ -154,8 +154,13 @@ export class ObjectReads {
     // gone without releasing, _holder_reads.ts).
     const newest = await readNewest(name, links, offset, into, lookup, {
       atLeast: seen !== undefined && compareStamps(seen, acked) > 0 ? seen : acked,
-      // What the writer found durable or was handed, or a frozen copy read before.
-      durable: newestStamp(written?.seen ?? [0, 0], seen ?? [0, 0]),
+      // What the writer found durable or was handed, or what this holder read before. A
+      // frozen copy read before is not waited for: a read finds versions no flush made
+      // durable (seed 10014446 with joins, leaves and replacements: a taken-over writer's
+      // unflushed change, frozen by the next holder's snapshot, reached one replica, which
+      // died for good; the node that had read it refused the snapshot for ten grace
+      // periods while every other node served the version before it).
+      durable: newestStamp(written?.seen ?? [0, 0], frozen ? [0, 0] : seen ?? [0, 0]),
       existing,
       everywhere: orphaned && !writes,
       elsewhere: (view !== undefined && !writes) || lookFirst,

@@ -190,7 +190,35 @@ export function attempt<T>(
     failures.add(fail);
     run(runtime).then(
       () => finish({ ok: true }),
-      (error) => fail(`${error.name}: ${error.message}`),
+      (error) => {
+        const wrong = wrongFailure(error, (sim.faults["declare lost"] ?? 0) > 0);
+        if (wrong !== null) clients.violations.push(`${label} at ${node}: ${wrong}`);
+        fail(`${error.name}: ${error.message}`);
+      },
     );
   });
+}
+
+/**
+ * Errors no operation of the simulation may fail with: a bug's (a TypeError,
+ * a RangeError, a bare Error) or corruption, which only copies an operator gave
+ * up (a member declared lost) may explain. The clients' requests are all well
+ * formed; the cluster may refuse them only as unavailable, conflicting, not
+ * found, or with writes reported lost.
+ */
+const bugNames = new Set(["Error", "TypeError", "RangeError", "SyntaxError", "ReferenceError"]);
+
+/**
+ * Why `error` is a failure no schedule may show, or null when it may;
+ * `givenUp`: an operator declared a member lost (its copies were given up).
+ */
+export function wrongFailure(
+  error: Error & { remoteName?: string | null },
+  givenUp: boolean,
+): string | null {
+  const name = error.remoteName ?? error.name;
+  if (bugNames.has(name) || (name === "CorruptionError" && !givenUp)) {
+    return `failed with ${name}, which only a bug or lost data explains: ${error.message}`;
+  }
+  return null;
 }

@@ -234,3 +234,15 @@ Deno.test("seed 9200852 (boot reads): a snapshot looks for a loss again before i
   const result = await ClusterSim.run({ ...clusterSimSettings(9200852), bootReads: true });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 10014446 (joins, leaves, replacements): a snapshot's reader waits only for durable versions", async () => {
+  // data/_object_reads.ts: a holder's lease was taken over before it flushed a change; the
+  // next holder's snapshot froze the object with that change on one replica alone. A node
+  // that read the snapshot then remembered the change's version as one to wait for; the
+  // replica died for good, and the node refused the snapshot (and the volume above it) for
+  // ten grace periods while every other node served the version before. A frozen copy read
+  // before now makes later reads look everywhere, but only what a writer found durable or was
+  // handed is waited for.
+  const result = await ClusterSim.run({ ...clusterSimSettings(10014446), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});

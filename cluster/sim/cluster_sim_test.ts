@@ -14,6 +14,10 @@
  * Regression seeds are in `cluster_sim_seeds_test.ts`.
  */
 import assert from "node:assert/strict";
+import { CorruptionError, WritesLostError } from "../../core/errors.ts";
+import { ReplicaQuorumError } from "../data/_copy_checks.ts";
+import { RpcError } from "../transport/rpc_message.ts";
+import { wrongFailure } from "./_cluster_sim_meta.ts";
 import { ClusterSim, clusterSimSettings } from "./cluster_sim.ts";
 
 /** Schedules run in CI (about two minutes on two cores; the soak runs as many as asked). */
@@ -177,4 +181,17 @@ Deno.test("a seed of the whole data path replays exactly", async () => {
   assert.equal(first.events, second.events);
   const other = await ClusterSim.run({ ...clusterSimSettings(4243), chaosMs: 10_000 });
   assert.notEqual(first.digest, other.digest);
+});
+
+Deno.test("the checker flags a client failing with a bug's error or with corruption nobody gave up", () => {
+  assert.equal(wrongFailure(new WritesLostError(["uid.1.0"]), false), null);
+  assert.equal(wrongFailure(new ReplicaQuorumError("too few replicas"), false), null);
+  assert.match(wrongFailure(new TypeError("x is undefined"), false)!, /TypeError/);
+  assert.match(wrongFailure(new Error("oops"), true)!, /Error/);
+  const remote = new RpcError("peer failed", false, { remoteName: "RangeError" });
+  assert.match(wrongFailure(remote, false)!, /RangeError/);
+  assert.equal(wrongFailure(new RpcError("peer away", true), false), null);
+  assert.match(wrongFailure(new CorruptionError("bad block"), false)!, /CorruptionError/);
+  // A member declared lost gives its copies up: what only it held is gone.
+  assert.equal(wrongFailure(new CorruptionError("bad block"), true), null);
 });
