@@ -9,7 +9,14 @@ import { eventually, members, startCluster, type TestProcessCluster } from "../t
 import { scrape } from "../tests/_metrics.ts";
 import { RawNbdClient } from "../tests/_nbd_raw.ts";
 import { startNode, type TestNode } from "../tests/_node.ts";
-import { type ChaosVolume, requestDeadlineMs, withDeadline } from "./_chaos_volume.ts";
+import {
+  ChaosViolation,
+  type ChaosVolume,
+  requestDeadlineMs,
+  withDeadline,
+} from "./_chaos_volume.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** See the module doc. */
 export class ChaosMembers {
@@ -60,9 +67,32 @@ export class ChaosMembers {
   }
 
   /** Stops (SIGSTOP, `running` false) or resumes (SIGCONT) member `i`'s process. */
-  setRunning(i: number, running: boolean): void {
-    this.node(i).process.kill(running ? "SIGCONT" : "SIGSTOP");
+  async setRunning(i: number, running: boolean): Promise<void> {
+    try {
+      this.node(i).process.kill(running ? "SIGCONT" : "SIGSTOP");
+    } catch (error) {
+      if (!(error instanceof TypeError)) throw error;
+      throw await this.#exited(i);
+    }
     this.up[i] = running;
+  }
+
+  /** Throws for the first member the run did not stop that is no longer running. */
+  async checkRunning(): Promise<void> {
+    for (const i of this.indexes(true)) {
+      const done = await Promise.race([this.node(i).process.status, sleep(0).then(() => null)]);
+      if (done !== null) throw await this.#exited(i);
+    }
+  }
+
+  /** What member `i`, which exited though nothing stopped it, said last, and how it ended. */
+  async #exited(i: number): Promise<ChaosViolation> {
+    const { code, signal } = await this.node(i).process.status;
+    await this.keepLog(i);
+    const last = this.node(i).log.slice(-5).join("\n    ");
+    return new ChaosViolation(
+      `member ${i} exited on its own (code ${code}, signal ${signal}); its last lines:\n    ${last}`,
+    );
   }
 
   /** Starts the members `down` again on their data; waits until all see all alive and are ready. */

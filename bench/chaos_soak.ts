@@ -166,6 +166,7 @@ async function runRound(fault: Fault): Promise<void> {
     down.push(...members.indexes());
   }
   await writing;
+  await members.checkRunning();
   if (fault === "pause") await pauseHolder();
   if (fault === "move") {
     const volume = pick(volumes);
@@ -198,6 +199,7 @@ async function runRound(fault: Fault): Promise<void> {
       );
     }
   }
+  await members.checkRunning();
   await members.healed();
 }
 
@@ -215,12 +217,12 @@ async function pauseHolder(): Promise<void> {
     const session = await volume.abandon(random);
     if (session !== null) zombies.push(session);
   }
-  members.setRunning(victim, false);
+  await members.setRunning(victim, false);
   try {
     for (const volume of volumes.filter((v) => !v.open)) await reopen(volume);
     await writeAll(settings.writes / 3);
   } finally {
-    members.setRunning(victim, true);
+    await members.setRunning(victim, true);
   }
   await sleep(3000); // the writes it took before the pause run now, and are refused
   for (const zombie of zombies) zombie.close();
