@@ -153,6 +153,7 @@ export class ClusterEngine implements Engine {
   methods(): Record<string, RpcMethod> {
     return {
       ...blockMethods(this.local),
+      ...this.blocks.methods(),
       ...objectMethods(this.replica),
       ...acceptorMethods(this.acceptor, this.acceptorStates, this.nodeConfig),
     };

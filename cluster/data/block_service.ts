@@ -11,7 +11,8 @@
 import type { ByteRange, NodeDisk } from "../../core/mod.ts";
 import { CorruptionError, isNoSpace } from "../../core/mod.ts";
 import { AssertionError } from "../../core/assert.ts";
-import type { RpcCaller } from "../transport/mod.ts";
+import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
+import { blockWhere, blockWhereMethod, placedElsewhere } from "./_block_where.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
 import { sha256Hex } from "./block_rpc.ts";
 import { ReplicaQuorumError } from "./_copy_checks.ts";
@@ -84,6 +85,11 @@ export class ReplicatedBlocks {
     this.#isDead = options.isDead ?? (() => false);
     this.#allPeers = options.allPeers ?? (() => []);
     this.#awayMembers = options.awayMembers ?? (() => []);
+  }
+
+  /** The methods other members call on this node's block service. */
+  methods(): Record<string, RpcMethod> {
+    return { [blockWhereMethod]: blockWhere(this.#replicasOf) };
   }
 
   /**
@@ -172,6 +178,14 @@ export class ReplicatedBlocks {
       const holders = await this.#holders(hash, others, tally);
       data = await this.#getFirst(hash, holders, tally, { placed: false });
       if (data !== null) this.counters.foundElsewhere++;
+    }
+    if (data === null && tally.unreachable === 0) {
+      // Every member known here said "not here": one this node has not heard of yet may hold
+      // it (_block_where.ts).
+      const named = await placedElsewhere(this.#rpc, hash, [...replicas, ...others], asked);
+      data = await this.#getFirst(hash, named, tally, { placed: false });
+      if (data !== null) this.counters.foundElsewhere++;
+      others.push(...named);
     }
     if (data === null) {
       const away = this.#awayMembers();

@@ -246,3 +246,18 @@ Deno.test("seed 10014446 (joins, leaves, replacements): a snapshot's reader wait
   const result = await ClusterSim.run({ ...clusterSimSettings(10014446), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seeds 10016950 and 10500920 (joins, leaves): a block on a member this node has not heard of is found", async () => {
+  // data/_block_where.ts: right after a join, a writer placed a block on the new member; a
+  // node whose view had not caught up asked every member it knew, all said "not here", and an
+  // image read (10016950) and a collection's mark (10500920) failed with CorruptionError. A
+  // read that every known member answers without the block now asks where they place it.
+  const image = await ClusterSim.run({ ...clusterSimSettings(10016950), ...withChurn });
+  assert.deepEqual(image.violations, []);
+  const mark = await ClusterSim.run({
+    ...clusterSimSettings(10500920),
+    joins: true,
+    leaves: true,
+  });
+  assert.deepEqual(mark.violations, []);
+});
