@@ -74,16 +74,16 @@ export class MemberView {
   /**
    * Members gossip has called dead or gone for less than `goneAskedGraces` grace
    * periods: a look that must hear every member that may hold an object's newest
-   * copy asks them too (data/_replica_copies.ts, stampsElsewhere), since a view
+   * copy asks them too (data/_copies_elsewhere.ts, stampsElsewhere), since a view
    * can call a member gone that runs and holds copies (a cut healed that gossip
    * has not caught up with, a member back from a crash or a restart it has not
    * heard of: one that left takes its copies with it and brings them back).
    */
-  recentlyGone(): MemberState[] {
+  recentlyGone(graces: number = goneAskedGraces): MemberState[] {
     const now = this.#now();
     return this.#members().filter((member) =>
       (member.status === "dead" || member.status === "left") &&
-      now - member.since < goneAskedGraces * this.#deadGraceMs
+      now - member.since < graces * this.#deadGraceMs
     );
   }
 

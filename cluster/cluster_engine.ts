@@ -122,6 +122,9 @@ export class ClusterEngine implements Engine {
       seenGone: () =>
         this.#view.recentlyGone().filter((member) => !this.#lost.known().has(member.id))
           .map((member) => this.#calls.objectLink(member)),
+      goneWithinGrace: () =>
+        this.#view.recentlyGone(1).filter((member) => !this.#lost.known().has(member.id))
+          .map((member) => member.id),
       goneReplicas: (name) => goneReplicaCount(this.#view, this.#lost, name, this.replicaCount),
       allLost: (ids) => this.#lost.allLost(ids),
     });

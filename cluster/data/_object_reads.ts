@@ -154,13 +154,15 @@ export class ObjectReads {
     // gone without releasing, _holder_reads.ts).
     const newest = await readNewest(name, links, offset, into, lookup, {
       atLeast: seen !== undefined && compareStamps(seen, acked) > 0 ? seen : acked,
-      // What the writer found durable or was handed, or what this holder read before. A
-      // frozen copy read before is not waited for: a read finds versions no flush made
-      // durable (seed 10014446 with joins, leaves and replacements: a taken-over writer's
-      // unflushed change, frozen by the next holder's snapshot, reached one replica, which
-      // died for good; the node that had read it refused the snapshot for ten grace
-      // periods while every other node served the version before it).
+      // What the writer found durable or was handed, or what this holder read before: waited
+      // for while a member gone in the last ten grace periods may hold it. A frozen copy read
+      // before may be a version no flush made durable, and is waited for only within one grace,
+      // as placement waits for a dead member (seed 10014446 with joins, leaves and
+      // replacements: a taken-over writer's unflushed change, frozen by the next holder's
+      // snapshot, reached one replica, which died for good; the node that had read it refused
+      // the snapshot for ten grace periods while every other node served the version before).
       durable: newestStamp(written?.seen ?? [0, 0], frozen ? [0, 0] : seen ?? [0, 0]),
+      read: frozen ? seen : undefined,
       existing,
       everywhere: orphaned && !writes,
       elsewhere: (view !== undefined && !writes) || lookFirst,

@@ -11,15 +11,9 @@ import {
   type ObjectLink,
   type Stamp,
 } from "./object_link.ts";
-import {
-  type Lookup,
-  mustHearEveryone,
-  newestOf,
-  ReplicaQuorumError,
-  stampsElsewhere,
-  type Written,
-} from "./_replica_copies.ts";
+import { type Lookup, newestOf, ReplicaQuorumError, type Written } from "./_replica_copies.ts";
 import { checkAwayUnlessLost, checkFloor, checkGone } from "./_copy_checks.ts";
+import { mustHearEveryone, stampsElsewhere } from "./_copies_elsewhere.ts";
 import { maxStamp } from "./object_floors.ts";
 
 /**

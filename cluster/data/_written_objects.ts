@@ -188,6 +188,7 @@ export class WrittenObjects {
     return {
       everyone: () => this.#options.everyone?.() ?? [],
       seenGone: () => this.#options.seenGone?.() ?? [],
+      goneWithinGrace: () => this.#options.goneWithinGrace?.() ?? [],
       goneReplicas: () => this.#options.goneReplicas?.(name) ?? Promise.resolve(0),
       allLost: (ids) => this.#options.allLost?.(ids) ?? Promise.resolve(false),
       floorOf: () => this.#floors.floorOf(name, scope),

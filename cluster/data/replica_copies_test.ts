@@ -119,3 +119,31 @@ Deno.test("a look that must hear everyone asks the members its view calls gone, 
     assert.ok(into.every((byte) => byte === 0x5a));
   });
 });
+
+Deno.test("a version only read before is waited for from members gone within a grace, one made durable longer", async () => {
+  // Seed 10014446 of the data-path simulation: a node had read a snapshot's object at a version
+  // a taken-over writer never flushed; its one copy's member died for good.
+  await withReplicas(async ([, b, c], down) => {
+    const into = new Uint8Array(4096);
+    const newer: Stamp = [stamp[0], stamp[1] + 1];
+    const lookup = (lately: ObjectLink[]) => ({
+      everyone: () => [b, c],
+      seenGone: () => [down],
+      goneWithinGrace: () => lately.map((link) => link.id),
+      floorOf: () => Promise.resolve([0, 0] as Stamp),
+    });
+    await assert.rejects(
+      readNewest(name, [b, c], 0, into, lookup([down]), { atLeast: newer, read: newer }),
+      /known to exist/,
+    );
+    const read = await readNewest(name, [b, c], 0, into, lookup([]), {
+      atLeast: newer,
+      read: newer,
+    });
+    assert.deepEqual(read.stamp, stamp);
+    await assert.rejects(
+      readNewest(name, [b, c], 0, into, lookup([]), { atLeast: newer, durable: newer }),
+      /known to exist/,
+    );
+  });
+});

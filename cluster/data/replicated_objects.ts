@@ -61,9 +61,14 @@ export interface ReplicatedObjectsOptions {
   /**
    * A link to every member gossip called dead or gone lately: a look that must hear every
    * member that may hold an object's newest copy asks them too, without waiting
-   * for those that do not answer (_replica_copies.ts, stampsElsewhere); none by default.
+   * for those that do not answer (_copies_elsewhere.ts, stampsElsewhere); none by default.
    */
   seenGone?: () => ObjectLink[];
+  /**
+   * The ids of those of them gossip called dead or gone within one dead grace: a
+   * version a node only read is waited for from them alone (_object_reads.ts).
+   */
+  goneWithinGrace?: () => string[];
   /**
    * How many of `name`'s replicas, placed over the members including those gossip
    * calls gone and no operator declared lost, are gone (_copy_checks.ts,

@@ -3,7 +3,7 @@
  * seeds of the whole-cluster simulation that found it (as in
  * `cluster_sim_seeds_test.ts`: each failed with the fix reverted alone). A look
  * that must hear every member that may hold an object's newest copy now asks the
- * members gossip called dead or gone lately too (data/_replica_copies.ts,
+ * members gossip called dead or gone lately too (data/_copies_elsewhere.ts,
  * stampsElsewhere), without waiting for those that do not answer; objects whose
  * replicas are mostly gone lately wait for them (checkGone), as does a writer for
  * what it was handed (checkAway).
@@ -235,14 +235,14 @@ Deno.test("seed 9200852 (boot reads): a snapshot looks for a loss again before i
   assert.deepEqual(result.violations, []);
 });
 
-Deno.test("seed 10014446 (joins, leaves, replacements): a snapshot's reader waits only for durable versions", async () => {
+Deno.test("seed 10014446 (joins, leaves, replacements): a snapshot's reader waits one grace for a version it only read", async () => {
   // data/_object_reads.ts: a holder's lease was taken over before it flushed a change; the
   // next holder's snapshot froze the object with that change on one replica alone. A node
   // that read the snapshot then remembered the change's version as one to wait for; the
   // replica died for good, and the node refused the snapshot (and the volume above it) for
   // ten grace periods while every other node served the version before. A frozen copy read
-  // before now makes later reads look everywhere, but only what a writer found durable or was
-  // handed is waited for.
+  // before now makes later reads look everywhere and waits within one grace (as placement does
+  // for a dead member); what a writer found durable or was handed, ten.
   const result = await ClusterSim.run({ ...clusterSimSettings(10014446), ...withChurn });
   assert.deepEqual(result.violations, []);
 });

@@ -165,7 +165,7 @@ Deno.test("seed 66705: a node that sees no majority never places an object on it
 const withJoins: Partial<ClusterSimOptions> = { joins: true };
 
 Deno.test("seed 9021 (joins): a read that cannot settle where an object stands asks every live member", async () => {
-  // data/_replica_copies.ts (stampsElsewhere): a snapshot read counted two members that had just
+  // data/_copies_elsewhere.ts (stampsElsewhere): a snapshot read counted two members that had just
   // joined, both empty, as the replicas' answers, and took the stale copy of the one old member
   // that answered while the members holding the newest did not. Every live member must answer.
   // Since 482cfc7 (healing past the fence) the schedule no longer reaches the bug with the fix
