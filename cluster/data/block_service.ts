@@ -179,18 +179,19 @@ export class ReplicatedBlocks {
       data = await this.#getFirst(hash, holders, tally, { placed: false });
       if (data !== null) this.counters.foundElsewhere++;
     }
+    let askedCount = replicas.length + others.length;
     if (data === null && tally.unreachable === 0) {
       // Every member known here said "not here": one this node has not heard of yet may hold
       // it (_block_where.ts).
       const named = await placedElsewhere(this.#rpc, hash, [...replicas, ...others], asked);
       data = await this.#getFirst(hash, named, tally, { placed: false });
       if (data !== null) this.counters.foundElsewhere++;
-      others.push(...named);
+      askedCount += named.length;
     }
     if (data === null) {
       const away = this.#awayMembers();
       const message = `Cannot read block ${hash}: no live member holds a good copy ` +
-        `(${replicas.length + others.length} asked, ${tally.unreachable} unreachable` +
+        `(${askedCount} asked, ${tally.unreachable} unreachable` +
         (away.length > 0 ? `; away lately: ${away.slice(0, 5).join(", ")})` : ")");
       // A member that did not answer, or one down lately, may hold it: unavailable (a request
       // waits, HTTP 503), not lost; every member answered and none is away: corruption.
