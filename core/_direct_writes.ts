@@ -58,7 +58,7 @@ export class DirectWrites {
       return null;
     }
     try {
-      const raw = new Uint8Array(stagingBytes + alignBytes);
+      const raw = pageAlignedBytes(stagingBytes + alignBytes);
       for (let at = 0; at < alignBytes; at += 16) {
         try {
           fs.writeSync(fd, raw.subarray(at, at + alignBytes), 0, alignBytes, 0);
@@ -113,4 +113,18 @@ export class DirectWrites {
   #failed(kind: DirectWriteKind): void {
     directWrites.inc({ kind, result: "failed" });
   }
+}
+
+/**
+ * `bytes` bytes whose first starts a memory page. The kernel takes a direct write
+ * from any buffer aligned to the device's logical block (512 bytes here), but one
+ * that does not start a page is split into many small requests: 60 ms for 4 MiB
+ * against 2.4 ms from a page-aligned buffer on this machine (dd: 3.3 ms). A plain
+ * ArrayBuffer of that size comes from malloc, 16 bytes past a page; the memory of
+ * a WebAssembly instance is mapped whole, from a page.
+ */
+function pageAlignedBytes(bytes: number): Uint8Array {
+  const wasmPageBytes = 64 * 1024;
+  const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / wasmPageBytes) });
+  return new Uint8Array(memory.buffer, 0, bytes);
 }
