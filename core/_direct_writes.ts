@@ -9,9 +9,9 @@
  * bytes are read and overwritten soon, from the pages the write left.
  *
  * A direct write needs its offset, length and buffer aligned to the device's
- * block: the bytes are copied into one staging buffer found aligned when the
- * engine opens (a probe write tries offsets in a larger buffer until the
- * kernel takes one), and only the aligned prefix of a write goes direct; the
+ * block: the bytes are copied into one staging buffer that starts a memory page
+ * (a probe write checks the kernel takes it, trying later offsets if not), and
+ * only the aligned prefix of a write goes direct; the
  * tail goes through the page cache. Durability does not change: the file is
  * synced before it is renamed into place, as before (`fdatasync` on any
  * descriptor of a file covers its direct writes too). File systems without
