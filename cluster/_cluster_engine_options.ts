@@ -45,7 +45,7 @@ export interface ClusterEngineOptions {
   trustsWriter?: (uid: string) => boolean;
   /** See ReplicatedObjectsOptions.remotePagesBytes. */
   remotePagesBytes?: number;
-  /** The clock of the proposer's backoff; the system's unless told (a simulation). */
+  /** The clock of the proposer's backoff and of block reads' last look; the system's unless told. */
   clock?: Clock;
   /** Randomness of the proposer's backoff and name; the system's unless told (a simulation). */
   random?: () => number;

@@ -106,6 +106,7 @@ export class ClusterEngine implements Engine {
       allPeers: () =>
         this.liveMembers().map((member) => ({ id: member.id, address: member.address })),
       isDead: (id) => this.countsDead(id),
+      clock: options.clock,
       awayMembers: () =>
         this.#view.recentlyGone().filter((member) => !this.#lost.known().has(member.id))
           .map((member) => member.id),

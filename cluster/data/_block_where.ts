@@ -1,6 +1,7 @@
 /**
- * Where other members place a block: the last look of a read that found no
- * copy on any member this node knows (block_service.ts). A member that joined
+ * Where a block read looks past its replicas (block_service.ts): the members
+ * that say they hold it, and where other members place it, the last look of a
+ * read that found no copy on any member this node knows. A member that joined
  * lately may not be in this node's view yet while the writer, whose view had
  * it, placed the block there: every member then answers "not here", and the
  * read took the block for lost (seeds 10016950 and 10500920 of the data-path
@@ -26,7 +27,7 @@ const namedMax = 16;
 /** Longest member id or address taken from an answer. */
 const nameBytesMax = 256;
 /** Members asked at once. */
-const askedInFlightMax = 32;
+export const askedInFlightMax = 32;
 
 /** The method, over this node's placement. */
 export function blockWhere(replicasOf: (hash: string) => PlacedPeer[]): RpcMethod {
@@ -74,4 +75,28 @@ function namedPeers(replicas: unknown): PlacedPeer[] {
       typeof value === "string" && value.length > 0 && value.length <= nameBytesMax;
     return fits(id) && fits(address) ? [{ id, address }] : [];
   });
+}
+
+/**
+ * Those of `peers` that say they hold block `hash`, asked a batch at a time;
+ * `tally.unreachable` counts those that do not answer.
+ */
+export async function holdersOf(
+  rpc: RpcCaller,
+  hash: string,
+  peers: PlacedPeer[],
+  tally: { unreachable: number },
+): Promise<PlacedPeer[]> {
+  const holders: PlacedPeer[] = [];
+  for (let i = 0; i < peers.length; i += askedInFlightMax) {
+    const batch = peers.slice(i, i + askedInFlightMax);
+    const answers = await Promise.allSettled(
+      batch.map((peer) => rpc.call(peer.address, "block.has", { header: { hashes: [hash] } })),
+    );
+    answers.forEach((answer, j) => {
+      if (answer.status === "rejected") tally.unreachable++;
+      else if ((answer.value.header.have as unknown[])?.[0] === true) holders.push(batch[j]);
+    });
+  }
+  return holders;
 }

@@ -9,10 +9,10 @@
  * by replicas known dead (_write_quorum.ts).
  */
 import type { ByteRange, NodeDisk } from "../../core/mod.ts";
-import { CorruptionError, isNoSpace } from "../../core/mod.ts";
+import { type Clock, CorruptionError, isNoSpace, systemClock } from "../../core/mod.ts";
 import { AssertionError } from "../../core/assert.ts";
 import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
-import { blockWhere, blockWhereMethod, placedElsewhere } from "./_block_where.ts";
+import { blockWhere, blockWhereMethod, holdersOf, placedElsewhere } from "./_block_where.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
 import { sha256Hex } from "./block_rpc.ts";
 import { ReplicaQuorumError } from "./_copy_checks.ts";
@@ -45,10 +45,14 @@ export interface ReplicatedBlocksOptions {
    * unavailable, not corrupt); none by default.
    */
   awayMembers?: () => string[];
+  /** Timers (the simulation's clock); the system's unless told. */
+  clock?: Clock;
+  /** How long a read that found no copy anywhere waits to look once more; 5 s unless told. */
+  lostConfirmMs?: number;
 }
 
-/** Members asked at once whether they hold a block that no replica has. */
-export const holderQueriesInFlightMax = 32;
+/** How long gossip may take to tell every member of a join, and a lost block's read waits. */
+export const lostConfirmMsDefault = 5_000;
 
 /** What one fetch learned; `damaged`: replicas lacking the block, members sending bad bytes. */
 type FetchTally = { unreachable: number; damaged: BlockPeer[] };
@@ -62,6 +66,8 @@ export class ReplicatedBlocks {
   #isDead: (id: string) => boolean;
   #allPeers: () => BlockPeer[];
   #awayMembers: () => string[];
+  #clock: Clock;
+  #lostConfirmMs: number;
   /** Puts that reached fewer than all replicas: name → peers that missed it (for handoff). */
   readonly hints = new Map<string, Set<string>>();
   /** `localMisses`: local copies gone or bad when read; `foundElsewhere`: not on a replica. */
@@ -85,6 +91,8 @@ export class ReplicatedBlocks {
     this.#isDead = options.isDead ?? (() => false);
     this.#allPeers = options.allPeers ?? (() => []);
     this.#awayMembers = options.awayMembers ?? (() => []);
+    this.#clock = options.clock ?? systemClock;
+    this.#lostConfirmMs = options.lostConfirmMs ?? lostConfirmMsDefault;
   }
 
   /** The methods other members call on this node's block service. */
@@ -169,29 +177,22 @@ export class ReplicatedBlocks {
   }
 
   async #pull(hash: string): Promise<Uint8Array> {
-    const tally: FetchTally = { unreachable: 0, damaged: [] };
-    const replicas = this.#replicasOf(hash).filter((peer) => peer.id !== this.selfId);
-    let data = await this.#getFirst(hash, replicas, tally, { placed: true });
-    const asked = new Set([this.selfId, ...replicas.map((peer) => peer.id)]);
-    const others = data === null ? this.#allPeers().filter((peer) => !asked.has(peer.id)) : [];
-    if (data === null && others.length > 0) {
-      const holders = await this.#holders(hash, others, tally);
-      data = await this.#getFirst(hash, holders, tally, { placed: false });
-      if (data !== null) this.counters.foundElsewhere++;
+    let tally: FetchTally = { unreachable: 0, damaged: [] };
+    let found = await this.#find(hash, tally);
+    if (found.data === null && tally.unreachable === 0 && this.#awayMembers().length === 0) {
+      // Every member known here, and every one they place it on, said "not here". A member
+      // that joined lately may still be unknown to them all (seed 10031090 with joins: the
+      // writer had joined 1 s before, and neither the reader nor the two members it knew had
+      // heard of it): a loss is declared only once gossip had time to spread.
+      await this.#clock.sleep(this.#lostConfirmMs);
+      tally = { unreachable: 0, damaged: [] };
+      found = await this.#find(hash, tally);
     }
-    let askedCount = replicas.length + others.length;
-    if (data === null && tally.unreachable === 0) {
-      // Every member known here said "not here": one this node has not heard of yet may hold
-      // it (_block_where.ts).
-      const named = await placedElsewhere(this.#rpc, hash, [...replicas, ...others], asked);
-      data = await this.#getFirst(hash, named, tally, { placed: false });
-      if (data !== null) this.counters.foundElsewhere++;
-      askedCount += named.length;
-    }
+    const { data, asked } = found;
     if (data === null) {
       const away = this.#awayMembers();
       const message = `Cannot read block ${hash}: no live member holds a good copy ` +
-        `(${askedCount} asked, ${tally.unreachable} unreachable` +
+        `(${asked} asked, ${tally.unreachable} unreachable` +
         (away.length > 0 ? `; away lately: ${away.slice(0, 5).join(", ")})` : ")");
       // A member that did not answer, or one down lately, may hold it: unavailable (a request
       // waits, HTTP 503), not lost; every member answered and none is away: corruption.
@@ -213,6 +214,32 @@ export class ReplicatedBlocks {
         .catch(() => {});
     }
     return data;
+  }
+
+  /** The block from its replicas, else any live member, else where they place it; how many asked. */
+  async #find(
+    hash: string,
+    tally: FetchTally,
+  ): Promise<{ data: Uint8Array | null; asked: number }> {
+    const replicas = this.#replicasOf(hash).filter((peer) => peer.id !== this.selfId);
+    let data = await this.#getFirst(hash, replicas, tally, { placed: true });
+    const asked = new Set([this.selfId, ...replicas.map((peer) => peer.id)]);
+    const others = data === null ? this.#allPeers().filter((peer) => !asked.has(peer.id)) : [];
+    if (data === null && others.length > 0) {
+      const holders = await holdersOf(this.#rpc, hash, others, tally);
+      data = await this.#getFirst(hash, holders, tally, { placed: false });
+      if (data !== null) this.counters.foundElsewhere++;
+    }
+    let count = replicas.length + others.length;
+    if (data === null && tally.unreachable === 0) {
+      // Every member known here said "not here": one this node has not heard of yet may hold
+      // it (_block_where.ts).
+      const named = await placedElsewhere(this.#rpc, hash, [...replicas, ...others], asked);
+      data = await this.#getFirst(hash, named, tally, { placed: false });
+      if (data !== null) this.counters.foundElsewhere++;
+      count += named.length;
+    }
+    return { data, asked: count };
   }
 
   /**
@@ -253,24 +280,6 @@ export class ReplicatedBlocks {
       if (data !== undefined || options.placed) tally.damaged.push(peer);
     }
     return null;
-  }
-
-  /** Those of `peers` that say they hold the block, asked a batch at a time. */
-  async #holders(hash: string, peers: BlockPeer[], tally: FetchTally): Promise<BlockPeer[]> {
-    const holders: BlockPeer[] = [];
-    for (let i = 0; i < peers.length; i += holderQueriesInFlightMax) {
-      const batch = peers.slice(i, i + holderQueriesInFlightMax);
-      const answers = await Promise.allSettled(
-        batch.map((peer) =>
-          this.#rpc.call(peer.address, "block.has", { header: { hashes: [hash] } })
-        ),
-      );
-      answers.forEach((answer, j) => {
-        if (answer.status === "rejected") tally.unreachable++;
-        else if ((answer.value.header.have as unknown[])?.[0] === true) holders.push(batch[j]);
-      });
-    }
-    return holders;
   }
 
   /**

@@ -38,6 +38,7 @@ async function startNodes(count: number) {
       engine: node.engine,
       rpc: new RpcClient(key, new MemoryIdentity()),
       replicasOf,
+      lostConfirmMs: 0, // a read that finds the block nowhere looks again at once
       ...options,
     });
   const services = nodes.map((node) => serviceOf(node));

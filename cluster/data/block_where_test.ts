@@ -56,6 +56,7 @@ for (const whereServed of [true, false]) {
           rpc: new RpcClient(key, new MemoryIdentity()),
           replicasOf,
           allPeers: () => (node === reader ? [writer] : nodes).filter((p) => p.id !== node.id),
+          lostConfirmMs: 0,
         });
         if (whereServed) Object.assign(node.methods, blocks.methods());
         return blocks;
@@ -94,3 +95,48 @@ for (const whereServed of [true, false]) {
     }
   });
 }
+
+Deno.test("a read that finds a block nowhere looks once more after gossip had time to spread", async () => {
+  // Seed 10031090 of the data-path simulation: the writer had joined a second before, and
+  // neither the reader nor the members it knew had heard of it yet.
+  const nodes = await startNodes(3);
+  try {
+    const [writer, reader, other] = nodes;
+    let known = [reader, other];
+    const writes = new ReplicatedBlocks({
+      selfId: writer.id,
+      engine: writer.engine,
+      rpc: new RpcClient(key, new MemoryIdentity()),
+      replicasOf: () => [writer],
+    });
+    const waits: number[] = [];
+    const reads = new ReplicatedBlocks({
+      selfId: reader.id,
+      engine: reader.engine,
+      rpc: new RpcClient(key, new MemoryIdentity()),
+      replicasOf: placer(known),
+      allPeers: () => known.filter((p) => p.id !== reader.id),
+      clock: {
+        now: () => performance.now(),
+        sleep: (ms: number) => {
+          waits.push(ms);
+          known = nodes; // gossip tells the reader of the writer meanwhile
+          return Promise.resolve();
+        },
+      },
+    });
+    const data = patternBytes(64 * 1024, 4242);
+    const hash = sha256Hex(data);
+    await writes.put(hash, data);
+    const into = new Uint8Array(data.length);
+    await reads.read(hash, { offset: 0, length: data.length }, into);
+    assert.deepEqual(into, data);
+    assert.deepEqual(waits, [5_000]);
+  } finally {
+    for (const node of nodes) {
+      await node.server.shutdown();
+      await node.engine.close();
+      await Deno.remove(node.dir, { recursive: true });
+    }
+  }
+});
