@@ -201,12 +201,19 @@ export function attempt<T>(
 
 /**
  * Errors no operation of the simulation may fail with: a bug's (a TypeError,
- * a RangeError, a bare Error) or corruption, which only copies an operator gave
+ * a RangeError, a bare Error, a failed assertion) or corruption, which only copies an operator gave
  * up (a member declared lost) may explain. The clients' requests are all well
  * formed; the cluster may refuse them only as unavailable, conflicting, not
  * found, or with writes reported lost.
  */
-const bugNames = new Set(["Error", "TypeError", "RangeError", "SyntaxError", "ReferenceError"]);
+const bugNames = new Set([
+  "Error",
+  "TypeError",
+  "RangeError",
+  "SyntaxError",
+  "ReferenceError",
+  "AssertionError",
+]);
 
 /**
  * Why `error` is a failure no schedule may show, or null when it may;

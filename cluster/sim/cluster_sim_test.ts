@@ -14,6 +14,7 @@
  * Regression seeds are in `cluster_sim_seeds_test.ts`.
  */
 import assert from "node:assert/strict";
+import { AssertionError } from "../../core/assert.ts";
 import { CorruptionError, WritesLostError } from "../../core/errors.ts";
 import { ReplicaQuorumError } from "../data/_copy_checks.ts";
 import { RpcError } from "../transport/rpc_message.ts";
@@ -187,6 +188,7 @@ Deno.test("the checker flags a client failing with a bug's error or with corrupt
   assert.equal(wrongFailure(new WritesLostError(["uid.1.0"]), false), null);
   assert.equal(wrongFailure(new ReplicaQuorumError("too few replicas"), false), null);
   assert.match(wrongFailure(new TypeError("x is undefined"), false)!, /TypeError/);
+  assert.match(wrongFailure(new AssertionError("an invariant"), false)!, /AssertionError/);
   assert.match(wrongFailure(new Error("oops"), true)!, /Error/);
   const remote = new RpcError("peer failed", false, { remoteName: "RangeError" });
   assert.match(wrongFailure(remote, false)!, /RangeError/);
