@@ -10,8 +10,8 @@
  *
  * A direct write needs its offset, length and buffer aligned to the device's
  * block: the bytes are copied into one staging buffer that starts a memory page
- * (a probe write checks the kernel takes it, trying later offsets if not), and
- * only the aligned prefix of a write goes direct; the
+ * (a probe write checks that the file system takes it), and only the aligned
+ * prefix of a write goes direct; the
  * tail goes through the page cache. Durability does not change: the file is
  * synced before it is renamed into place, as before (`fdatasync` on any
  * descriptor of a file covers its direct writes too). File systems without
@@ -58,16 +58,11 @@ export class DirectWrites {
       return null;
     }
     try {
-      const raw = pageAlignedBytes(stagingBytes + alignBytes);
-      for (let at = 0; at < alignBytes; at += 16) {
-        try {
-          fs.writeSync(fd, raw.subarray(at, at + alignBytes), 0, alignBytes, 0);
-          return new DirectWrites(raw.subarray(at, at + stagingBytes));
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== "EINVAL") return null;
-        }
-      }
-      return null;
+      const staging = pageAlignedBytes(stagingBytes);
+      fs.writeSync(fd, staging, 0, alignBytes, 0);
+      return new DirectWrites(staging);
+    } catch {
+      return null; // the file system refuses direct writes even from a page
     } finally {
       fs.closeSync(fd);
       fs.rmSync(path, { force: true });
@@ -120,8 +115,9 @@ export class DirectWrites {
  * from any buffer aligned to the device's logical block (512 bytes here), but one
  * that does not start a page is split into many small requests: 60 ms for 4 MiB
  * against 2.4 ms from a page-aligned buffer on this machine (dd: 3.3 ms). A plain
- * ArrayBuffer of that size comes from malloc, 16 bytes past a page; the memory of
- * a WebAssembly instance is mapped whole, from a page.
+ * ArrayBuffer of that size comes from malloc, 16 bytes past a page (an earlier
+ * probe stepped 496 bytes in to reach 512-byte alignment); the memory of a
+ * WebAssembly instance is mapped whole, from a page.
  */
 function pageAlignedBytes(bytes: number): Uint8Array {
   const wasmPageBytes = 64 * 1024;
