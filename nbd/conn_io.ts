@@ -6,6 +6,7 @@
  * sent together: small parts copied into one staging buffer, large data parts
  * written as they are (PERFORMANCE-NOTES: zero-copy and batching both pay).
  */
+import { setImmediate } from "node:timers";
 
 /** The peer closed the connection (at a frame boundary or inside a frame). */
 export class ConnectionClosedError extends Error {
@@ -106,7 +107,7 @@ export class ReplyWriter {
     if (this.#failed !== null) return Promise.reject(this.#failed);
     const pending = { parts, done: Promise.withResolvers<void>() };
     this.#queue.push(pending);
-    if (!this.#writing && !this.#corked) this.#drain();
+    if (!this.#writing && !this.#corked) this.#drainSoon();
     return pending.done.promise;
   }
 
@@ -121,7 +122,13 @@ export class ReplyWriter {
   /** Sends whatever cork() held back. */
   uncork(): void {
     this.#corked = false;
-    if (!this.#writing && this.#queue.length > 0) this.#drain();
+    if (!this.#writing && this.#queue.length > 0) this.#drainSoon();
+  }
+
+  /** Drains once this turn of the event loop is over: replies it produced leave in one write. */
+  #drainSoon(): void {
+    this.#writing = true;
+    setImmediate(() => this.#drain());
   }
 
   async #drain(): Promise<void> {

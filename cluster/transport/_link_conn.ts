@@ -6,6 +6,7 @@
  * data written as it is. It keeps the times a link's deadlines are checked
  * against (last byte received, a write waiting since).
  */
+import { setImmediate } from "node:timers";
 import { type BufferPool, systemClock } from "../../core/mod.ts";
 import { assert } from "../../core/assert.ts";
 import { closeQuietly } from "../../net/mod.ts";
@@ -141,7 +142,11 @@ export class LinkConn {
       this.#queue.push({ bytes: parts[i], written: i === parts.length - 1 ? written : undefined });
       this.#queuedBytes += parts[i].length;
     }
-    if (!this.#writing) this.#drain();
+    if (!this.#writing) {
+      // Everything sent in this turn of the event loop leaves in one write.
+      this.#writing = true;
+      setImmediate(() => this.#drain());
+    }
     return true;
   }
 
