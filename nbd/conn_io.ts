@@ -2,9 +2,10 @@
  * Buffered exact reads and one ordered, batching writer per connection.
  *
  * Reads of large payloads go straight into their destination buffer (no
- * staging copy). Replies produced while a write is under way are gathered and
- * sent together: small parts copied into one staging buffer, large data parts
- * written as they are (PERFORMANCE-NOTES: zero-copy and batching both pay).
+ * staging copy). Replies produced in one turn of the event loop, or while a
+ * write is under way, are gathered and sent together: small parts copied into
+ * one staging buffer, large data parts written as they are (zero-copy and
+ * batching both pay; decisions.md, "Writes once per turn of the event loop").
  */
 import { setImmediate } from "node:timers";
 
