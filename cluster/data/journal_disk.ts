@@ -43,6 +43,8 @@ const zeroStepBytes = 1024 * 1024;
 /** ...once the appends come this close to the end of the zeros. */
 const zeroLowWaterBytes = 256 * 1024;
 const zeros = new Uint8Array(zeroStepBytes);
+/** The staging buffer's first size: a record of a change journalled whole (under 128 KiB). */
+const stagingBytes = 160 * 1024;
 
 interface OpenJournal {
   fd: number;
@@ -73,6 +75,8 @@ export class JournalDisk implements JournalStore {
   #syncs = 0;
   #syncsAhead = 0;
   #failure: Error | null = null;
+  /** Where an append's parts are gathered for one write (grown to the largest append). */
+  #staging = new Uint8Array(stagingBytes);
 
   constructor(dir: string) {
     this.dir = dir;
@@ -107,7 +111,7 @@ export class JournalDisk implements JournalStore {
     const expected = parts.reduce((sum, part) => sum + part.length, 0);
     let wrote = 0;
     try {
-      wrote = fs.writevSync(journal.fd, parts, journal.appended);
+      wrote = this.#write(journal.fd, parts, expected, journal.appended);
     } catch (error) {
       this.#cutBack(journal, gen);
       throw error;
@@ -133,6 +137,24 @@ export class JournalDisk implements JournalStore {
       });
     }
     journal.syncAsked = false;
+  }
+
+  /**
+   * Writes `parts` (`bytes` in all) at `position` in one call, gathered in the
+   * staging buffer: Deno's `fs.writevSync` copies each part through a Buffer
+   * and took 24-33 µs for a 4 KiB record against 4-6 for a copy and one
+   * `writeSync` (decisions.md, "Buffered writes in pieces of 64 KiB").
+   * Returns the bytes written (short on a full disk).
+   */
+  #write(fd: number, parts: Uint8Array[], bytes: number, position: number): number {
+    if (parts.length === 1) return fs.writeSync(fd, parts[0], 0, bytes, position);
+    if (this.#staging.length < bytes) this.#staging = new Uint8Array(bytes);
+    let at = 0;
+    for (const part of parts) {
+      this.#staging.set(part, at);
+      at += part.length;
+    }
+    return fs.writeSync(fd, this.#staging, 0, bytes, position);
   }
 
   /**

@@ -116,3 +116,29 @@ Deno.test("a new journal is written on zeros ahead of its appends; a replay stop
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a journal keeps every byte of records small and larger than its staging buffer", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const journal = new JournalDisk(`${dir}/journal`);
+    const sizes = [4096, 300 * 1024, 1, 64 * 1024 + 5, 4096];
+    const written = sizes.map((size, i): JournalRecord => ({
+      kind: "write",
+      name: "o/v1.1.0",
+      stamp: [1, i + 1],
+      offset: 0,
+      data: Uint8Array.from({ length: size }, (_, j) => (j * 31 + i) & 0xff),
+      truncate: false,
+    }));
+    for (const one of written) journal.appendJournal(4, encodeRecord(one));
+    await journal.syncJournal(4);
+    const back = [...decodeRecords(await journal.readJournal(4))];
+    assert.deepEqual(
+      back.map((r) => r.kind === "write" ? r.data : null),
+      written.map((r) => r.kind === "write" ? r.data : null),
+    );
+    journal.closeJournals();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
