@@ -20,61 +20,37 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { removeData, startNode, type TestNode } from "../tests/_node.ts";
-import { createVolume, exec } from "../tests/_nbd.ts";
+import { startCluster, type TestProcessCluster } from "../tests/_cluster.ts";
+import { createVolume } from "../tests/_nbd.ts";
+import { fio } from "./_fio.ts";
 
 const sizeBytes = 128 * 1024 * 1024;
 
 /** One tree's node processes: a lone node and a cluster of three at R=3. */
 interface Side {
   single: TestNode;
-  members: TestNode[];
-  dir: string;
+  cluster: TestProcessCluster;
 }
 
 async function startSide(tree: string): Promise<Side> {
-  const dir = await Deno.makeTempDir({ prefix: "atoll-ab-" });
-  await Deno.writeTextFile(`${dir}/key`, crypto.randomUUID().replaceAll("-", ""));
-  const entry = `${tree}/main.ts`;
-  const base = ["--gossip", "127.0.0.1:0", "--cluster-key-file", `${dir}/key`, "--replicas", "3"];
-  const members = [await startNode({ entry, cwd: tree, args: base })];
-  for (let i = 1; i < 3; i++) {
-    members.push(
-      await startNode({ entry, cwd: tree, args: [...base, "--join", members[0].gossip!] }),
-    );
-  }
-  const single = await startNode({ entry, cwd: tree });
-  // The volume is created through the first member, which then holds its lease.
-  await retry(() => createVolume(members[0], "v", { size: sizeBytes }));
-  await createVolume(single, "v", { size: sizeBytes });
-  return { single, members, dir };
-}
-
-async function retry(step: () => Promise<unknown>): Promise<void> {
-  for (let attempt = 1;; attempt++) {
-    try {
-      await step();
-      return;
-    } catch (error) {
-      if (attempt >= 30) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
+  const from = { entry: `${tree}/main.ts`, cwd: tree };
+  const cluster = await startCluster(3, () => ["--replicas", "3"], from);
+  try {
+    const single = await startNode(from);
+    // The volume is created through the first member, which then holds its lease.
+    await createVolume(cluster.nodes[0], "v", { size: sizeBytes });
+    await createVolume(single, "v", { size: sizeBytes });
+    return { single, cluster };
+  } catch (error) {
+    await cluster.stop();
+    throw error;
   }
 }
 
-/** IOPS and p50 completion latency (µs) of one fio run. */
-async function fio(uri: string, args: string[]): Promise<{ iops: number; p50: number }> {
-  const out = await exec("fio", [
-    "--name=ab",
-    "--ioengine=nbd",
-    `--uri=${uri}`,
-    `--size=${sizeBytes}`,
-    "--output-format=json",
-    ...args,
-  ]);
-  if (out.code !== 0) throw new Error(`fio failed: ${out.stderr}${out.stdout}`);
-  const job = JSON.parse(out.stdout.slice(out.stdout.indexOf("{"))).jobs[0];
-  const side = job.read.iops > job.write.iops ? job.read : job.write;
-  return { iops: Math.round(side.iops), p50: side.clat_ns.percentile["50.000000"] / 1000 };
+/** IOPS and p50 completion latency (µs) of one fio run on volume `v` at `uri`. */
+async function run(uri: string, args: string[]): Promise<{ iops: number; p50: number }> {
+  const result = await fio({ kind: "nbd", uri }, [`--size=${sizeBytes}`, ...args]);
+  return { iops: Math.round(result.iops), p50: result.p50Us };
 }
 
 const jobs: { name: string; uri: (side: Side) => string; args: string[] }[] = [
@@ -90,26 +66,34 @@ const jobs: { name: string; uri: (side: Side) => string; args: string[] }[] = [
     uri: (s) => s.single.nbdUri("v"),
     args: ["--rw=randread", "--iodepth=32"],
   },
-  { name: "holder randwrite QD1", uri: (s) => s.members[0].nbdUri("v"), args: ["--rw=randwrite"] },
+  {
+    name: "holder randwrite QD1",
+    uri: (s) => s.cluster.nodes[0].nbdUri("v"),
+    args: ["--rw=randwrite"],
+  },
   {
     name: "holder randwrite+flush QD1",
-    uri: (s) => s.members[0].nbdUri("v"),
+    uri: (s) => s.cluster.nodes[0].nbdUri("v"),
     args: ["--rw=randwrite", "--fsync=1"],
   },
   {
     name: "holder randwrite QD32",
-    uri: (s) => s.members[0].nbdUri("v"),
+    uri: (s) => s.cluster.nodes[0].nbdUri("v"),
     args: ["--rw=randwrite", "--iodepth=32"],
   },
   {
     name: "holder randread QD32",
-    uri: (s) => s.members[0].nbdUri("v"),
+    uri: (s) => s.cluster.nodes[0].nbdUri("v"),
     args: ["--rw=randread", "--iodepth=32"],
   },
-  { name: "other randread QD1", uri: (s) => s.members[1].nbdUri("v"), args: ["--rw=randread"] },
+  {
+    name: "other randread QD1",
+    uri: (s) => s.cluster.nodes[1].nbdUri("v"),
+    args: ["--rw=randread"],
+  },
   {
     name: "other randread QD32",
-    uri: (s) => s.members[1].nbdUri("v"),
+    uri: (s) => s.cluster.nodes[1].nbdUri("v"),
     args: ["--rw=randread", "--iodepth=32"],
   },
 ];
@@ -135,15 +119,15 @@ if (import.meta.main) {
   try {
     sides.push(await startSide(values.baseline), await startSide(here));
     for (const side of sides) {
-      for (const node of [side.members[0], side.single]) {
-        await fio(node.nbdUri("v"), ["--rw=write", "--bs=1M", "--iodepth=8"]); // written in full
+      for (const node of [side.cluster.nodes[0], side.single]) {
+        await run(node.nbdUri("v"), ["--rw=write", "--bs=1M", "--iodepth=8"]); // written in full
       }
     }
     const cells = chosen.map(() => [[] as string[], [] as string[]]);
     for (let round = 0; round < Number(values.rounds); round++) {
       for (const [j, job] of chosen.entries()) {
         for (const i of round % 2 === 0 ? [0, 1] : [1, 0]) {
-          const { iops, p50 } = await fio(job.uri(sides[i]), [
+          const { iops, p50 } = await run(job.uri(sides[i]), [
             "--bs=4k",
             ...job.args,
             "--time_based",
@@ -162,11 +146,9 @@ if (import.meta.main) {
     });
   } finally {
     for (const side of sides) {
-      for (const node of [...side.members, side.single]) {
-        await node.kill9();
-        await removeData(node);
-      }
-      await Deno.remove(side.dir, { recursive: true });
+      await side.single.kill9();
+      await removeData(side.single);
+      await side.cluster.stop();
     }
   }
 }

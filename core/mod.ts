@@ -28,8 +28,8 @@ export { encodeMapRoot, loadMap, mapRootBytes, type PageSource } from "./map_sto
 export type { Extent } from "./map_io.ts";
 export { LocalEngine, type LocalEngineOptions } from "./local_engine.ts";
 export { diskSpace, type DiskUsage } from "./_disk_usage.ts";
-/** The real disk's sync of a directory's entries, for the other real disks (journals, logs). */
-export { bufferedWriteBytesMax, syncDir, syncDirSync } from "./_file_io.ts";
+/** The real disk's sync of a directory's entries and its buffered writes, for the other real disks (journals, logs). */
+export { syncDir, syncDirSync, writeAll } from "./_file_io.ts";
 export { BufferPool } from "./buffer_pool.ts";
 export { parseUploadFormat, type UploadFormat } from "./_image_formats.ts";
 export * from "./store.ts";

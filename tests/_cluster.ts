@@ -3,7 +3,7 @@
  * first node as the seed, and a wait until every node sees every other alive.
  */
 import assert from "node:assert/strict";
-import { removeData, startNode, type TestNode } from "./_node.ts";
+import { removeData, startNode, type StartOptions, type TestNode } from "./_node.ts";
 
 /** A running cluster of node processes and its scratch directory. */
 export interface TestProcessCluster {
@@ -80,10 +80,14 @@ export async function restartAll(cluster: TestProcessCluster): Promise<void> {
   });
 }
 
-/** Starts `count` nodes with one cluster key; `extra(i)` adds flags to node i. */
+/**
+ * Starts `count` nodes with one cluster key; `extra(i)` adds flags to node i;
+ * `from` runs them from another checkout (its `main.ts`, in its directory).
+ */
 export async function startCluster(
   count: number,
   extra: (index: number, dir: string) => string[] = () => [],
+  from: Pick<StartOptions, "entry" | "cwd"> = {},
 ): Promise<TestProcessCluster> {
   const dir = await Deno.makeTempDir({ prefix: "atoll-cluster-" });
   await Deno.writeTextFile(`${dir}/key`, crypto.randomUUID().replaceAll("-", ""));
@@ -101,9 +105,11 @@ export async function startCluster(
     await Deno.remove(dir, { recursive: true });
   };
   try {
-    nodes.push(await startNode({ args: args(extra(0, dir)) }));
+    nodes.push(await startNode({ ...from, args: args(extra(0, dir)) }));
     for (let i = 1; i < count; i++) {
-      nodes.push(await startNode({ args: args(["--join", nodes[0].gossip!, ...extra(i, dir)]) }));
+      nodes.push(
+        await startNode({ ...from, args: args(["--join", nodes[0].gossip!, ...extra(i, dir)]) }),
+      );
     }
     await eventually(`${count} alive members everywhere`, async () => {
       const views = await Promise.all(nodes.map(members));

@@ -33,7 +33,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { setImmediate } from "node:timers";
-import { bufferedWriteBytesMax, syncDir } from "../../core/mod.ts";
+import { syncDir, writeAll } from "../../core/mod.ts";
 import type { JournalStore } from "./object_journal.ts";
 
 const fdatasync = promisify(fs.fdatasync);
@@ -166,10 +166,8 @@ export class JournalDisk implements JournalStore {
     const from = Math.max(journal.zeroedTo, journal.appended);
     const to = journal.appended + zeroStepBytes;
     try {
-      // In pieces: the appends then land in small folios (core/_file_io.ts).
-      for (let at = from; at < to;) {
-        at += fs.writeSync(journal.fd, zeros, 0, Math.min(to - at, bufferedWriteBytesMax), at);
-      }
+      // In pieces, as every buffered write: the appends then land in small folios.
+      writeAll(journal.fd, zeros.subarray(0, to - from), from);
       journal.zeroedTo = to;
     } catch {
       journal.zeroing = false;
