@@ -152,6 +152,7 @@ export class ObjectReads {
     // other live members too, since the last writer placed the object by its own view
     // of the members, which may not be this node's (as seed 710480 found for a writer
     // gone without releasing, _holder_reads.ts).
+    const seenBefore = written?.seen;
     const newest = await readNewest(name, links, offset, into, lookup, {
       atLeast: seen !== undefined && compareStamps(seen, acked) > 0 ? seen : acked,
       // What the writer found durable or was handed, or what this holder read before: waited
@@ -167,7 +168,16 @@ export class ObjectReads {
       everywhere: orphaned && !writes,
       elsewhere: (view !== undefined && !writes) || lookFirst,
     });
-    if (lookFirst) this.#remember(name, lookScope!, newest.stamp);
+    // A version waited for that the read gave up (no member that may hold it was away) is
+    // not waited for again: this node serves the one it took now (seed 10050468 with joins,
+    // leaves and replacements: a new holder read its predecessor's unflushed change, which
+    // both its copies then lost in restarts; the holder served the version before, and when
+    // one of those members later died for good, refused it for ten grace periods).
+    const gaveUp = seen !== undefined && compareStamps(newest.stamp, seen) < 0;
+    if (lookFirst || gaveUp) this.#remember(name, lookScope!, newest.stamp);
+    if (written !== undefined && written.seen === seenBefore) {
+      if (compareStamps(newest.stamp, seenBefore) < 0) written.seen = newest.stamp;
+    }
     if (newest.staleFirst) this.#counters.staleReads++;
     if (view !== undefined && !writes) this.#views.found(view, name, newest);
     if (written !== undefined && compareStamps(newest.stamp, acked) < 0) {

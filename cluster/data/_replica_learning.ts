@@ -157,6 +157,9 @@ export async function learnWhereItStands(
     written.leftBehind = behind === null ? offPlacement : maxStamp(behind, offPlacement);
   }
   await checkAwayUnlessLost(name, best, written.seen, elsewhere.away, lookup.allLost);
+  // Given up (no member that may hold it was away): not waited for again (as reads do,
+  // _object_reads.ts, seed 10050468).
+  if (compareStamps(best, written.seen) < 0) written.seen = best;
   if (compareStamps(best, written.acked) < 0) {
     if (!everyone) {
       throw new ReplicaQuorumError(
