@@ -13,6 +13,9 @@
  * - a node that is no longer a replica (a member joined, or this is a read
  *   cache) copies the item to the replicas that lack it and deletes its own copy
  *   once every replica is live and holds it.
+ * A replica found behind an object's newest copy gets it whole only if it is
+ * still behind `settleMs` later: one a writer's changes had not reached yet
+ * when asked catches up by itself (_object_healing.ts).
  * Each pass also re-hashes a few local blocks (scrub) and replaces a corrupt
  * one from a replica. A pass copies at most `copiesPerPassMax` items, one at a
  * time, and stops copying when the receiving disks are short of space (the
@@ -50,6 +53,12 @@ export interface HealerOptions {
   scrubBlocksPerPass?: number;
   /** Longest time between two walks over every local item (default: 60 passes). */
   antiEntropyMs?: number;
+  /**
+   * How long a walk waits before it copies an object to a replica found behind
+   * it (or takes one it is behind), to see whether changes on their way close
+   * the gap (default: a fifth of the interval, at most a second).
+   */
+  settleMs?: number;
   /** The clock of passes; the system's unless told (a simulation). */
   clock?: Clock;
 }
@@ -113,6 +122,7 @@ export class Healer {
       copiesPerPassMax: 256,
       scrubBlocksPerPass: 1,
       antiEntropyMs: 60 * options.intervalMs,
+      settleMs: Math.min(1_000, options.intervalMs / 5),
       ...rest,
     };
     this.#clock = clock ?? systemClock;
@@ -131,6 +141,7 @@ export class Healer {
       status: this.status,
       failed,
       stopped: () => this.#stopped,
+      settle: () => this.#clock.sleep(this.#options.settleMs, this.#timer.signal).catch(() => {}),
     });
   }
 
