@@ -9,16 +9,23 @@
  * shapes real clusters have, N > R: three nodes at R = 2 and four nodes at R = 3,
  * where the lease holder holds only R/N of the objects (issue 11).
  *
+ * A second table gives the CPU every node process used per I/O during each job
+ * (/proc, user + system), and the single node's as a ratio to it: on this
+ * machine (2 cores, shared) the nodes and fio compete for the CPU, IOPS swing
+ * with the neighbours, and CPU per I/O tells more steadily what a change did.
+ *
  * Run: `deno run -A bench/cluster_nbd_bench.ts [--runtime S] [--cases n3r3,n3r2,n4r3]`
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { startCluster } from "../tests/_cluster.ts";
-import { removeData, startNode } from "../tests/_node.ts";
-import { createVolume, exec } from "../tests/_nbd.ts";
+import { removeData, startNode, type TestNode } from "../tests/_node.ts";
+import { createVolume } from "../tests/_nbd.ts";
+import { cpuSeconds, fio } from "./_fio.ts";
 
 const sizeBytes = 256 * 1024 * 1024;
+const rampSeconds = 1;
 const jobs = [
   { rw: "randread", bs: "4k", depth: 32 },
   { rw: "randwrite", bs: "4k", depth: 32 },
@@ -33,50 +40,48 @@ const cases: Record<string, { nodes: number; replicas: number }> = {
   n4r3: { nodes: 4, replicas: 3 },
 };
 
-async function fio(uri: string, args: string[]): Promise<number> {
-  const output = await Deno.makeTempFile({ suffix: ".json" });
-  try {
-    const out = await exec("fio", [
-      "--name=bench",
-      "--ioengine=nbd",
-      `--uri=${uri}`,
-      `--size=${sizeBytes}`,
-      "--output-format=json",
-      `--output=${output}`,
-      ...args,
-    ]);
-    if (out.code !== 0) throw new Error(`fio failed: ${out.stderr}${out.stdout}`);
-    const job = JSON.parse(await Deno.readTextFile(output)).jobs[0];
-    return job.read.iops + job.write.iops;
-  } finally {
-    await Deno.remove(output);
-  }
+/** One job's IOPS, and the CPU every node process used per I/O meanwhile (µs). */
+interface JobFigures {
+  iops: number;
+  cpuUsPerIo: number;
+}
+
+/**
+ * Runs one fio job on export `uri` (a volume of `sizeBytes`) and counts the CPU
+ * of `nodes` meanwhile: on a machine this small and shared, IOPS swing with the
+ * neighbours, and the CPU an I/O costs the nodes says more steadily what a
+ * change did (the ramp's I/O is counted at the job's rate).
+ */
+async function job(uri: string, nodes: TestNode[], args: string[]): Promise<JobFigures> {
+  const pids = nodes.map((node) => node.process.pid);
+  const before = await cpuSeconds(pids);
+  const result = await fio({ kind: "nbd", uri }, [`--size=${sizeBytes}`, ...args]);
+  const used = await cpuSeconds(pids) - before;
+  const timed = args.some((arg) => arg.startsWith("--runtime="));
+  const seconds = timed ? Number(args.find((arg) => arg.startsWith("--runtime="))!.slice(10)) : 0;
+  const ios = result.iops * (seconds + rampSeconds);
+  return { iops: result.iops, cpuUsPerIo: ios > 0 ? used * 1e6 / ios : 0 };
 }
 
 function timed(runtime: number): string[] {
-  return ["--time_based", `--runtime=${runtime}`, "--ramp_time=1"];
+  return ["--time_based", `--runtime=${runtime}`, `--ramp_time=${rampSeconds}`];
 }
 
-async function measure(uri: string, runtime: number): Promise<number[]> {
-  await fio(uri, ["--rw=write", "--bs=1M"]); // fill: in-place I/O from here on
-  const iops = [];
-  for (const job of jobs) {
-    iops.push(
-      await fio(uri, [
-        `--rw=${job.rw}`,
-        `--bs=${job.bs}`,
-        `--iodepth=${job.depth}`,
-        ...timed(runtime),
-      ]),
+async function measure(uri: string, nodes: TestNode[], runtime: number): Promise<JobFigures[]> {
+  await fio({ kind: "nbd", uri }, [`--size=${sizeBytes}`, "--rw=write", "--bs=1M"]); // fill
+  const figures = [];
+  for (const { rw, bs, depth } of jobs) {
+    figures.push(
+      await job(uri, nodes, [`--rw=${rw}`, `--bs=${bs}`, `--iodepth=${depth}`, ...timed(runtime)]),
     );
   }
-  return iops;
+  return figures;
 }
 
 /** The holder's figures per job and the random reads through a non-holder. */
 interface ClusterFigures {
-  holder: number[];
-  forwarded: number;
+  holder: JobFigures[];
+  forwarded: JobFigures;
 }
 
 async function measureCluster(
@@ -88,8 +93,8 @@ async function measureCluster(
   try {
     const [one, two] = cluster.nodes;
     await createVolume(one, "v", { size: sizeBytes });
-    const holder = await measure(one.nbdUri("v"), runtime);
-    const forwarded = await fio(two.nbdUri("v"), [
+    const holder = await measure(one.nbdUri("v"), cluster.nodes, runtime);
+    const forwarded = await job(two.nbdUri("v"), cluster.nodes, [
       "--rw=randread",
       "--bs=4k",
       "--iodepth=32",
@@ -117,10 +122,10 @@ if (import.meta.main) {
     }
   }
   const single = await startNode();
-  let alone: number[];
+  let alone: JobFigures[];
   try {
     await createVolume(single, "v", { size: sizeBytes });
-    alone = await measure(single.nbdUri("v"), runtime);
+    alone = await measure(single.nbdUri("v"), [single], runtime);
   } finally {
     await single.kill9();
     await removeData(single);
@@ -130,23 +135,45 @@ if (import.meta.main) {
     const { nodes, replicas } = cases[name];
     results.push([`${nodes} nodes R=${replicas}`, await measureCluster(nodes, replicas, runtime)]);
   }
-  const cell = (value: number, reference: number) =>
-    `${Math.round(value).toString().padStart(7)} ${(value / reference).toFixed(2).padStart(5)}`;
-  console.log(
-    "IOPS through the lease holder, and as a ratio to the single node (same run)\n" +
-      "job".padEnd(20) + "single node".padStart(12) +
-      results.map(([label]) => `  ${label.padStart(13)}`).join(""),
-  );
-  jobs.forEach((job, i) => {
-    const label = `${job.rw} ${job.bs} QD${job.depth}`.padEnd(20);
+  const cell = (value: number, ratio: number) =>
+    `  ${Math.round(value).toString().padStart(7)} ${ratio.toFixed(2).padStart(5)}`;
+  /** One table: `pick` of each job, and `ratio` of each cluster's to the single node's. */
+  const table = (
+    title: string,
+    pick: (figures: JobFigures) => number,
+    ratio: (cluster: number, single: number) => number,
+  ) => {
     console.log(
-      label + Math.round(alone[i]).toString().padStart(12) +
-        results.map(([, figures]) => `  ${cell(figures.holder[i], alone[i])}`).join(""),
+      title + "\n" + "job".padEnd(20) + "single node".padStart(12) +
+        results.map(([label]) => `  ${label.padStart(13)}`).join(""),
     );
-  });
-  console.log(
-    "randread via other".padEnd(20) + "".padStart(12) +
-      results.map(([, figures]) => `  ${cell(figures.forwarded, alone[0])}`).join(""),
+    jobs.forEach((job, i) => {
+      const label = `${job.rw} ${job.bs} QD${job.depth}`;
+      console.log(
+        label.padEnd(20) + Math.round(pick(alone[i])).toString().padStart(12) +
+          results.map(([, figures]) => {
+            const value = pick(figures.holder[i]);
+            return cell(value, ratio(value, pick(alone[i])));
+          }).join(""),
+      );
+    });
+    console.log(
+      "randread via other".padEnd(20) + "".padStart(12) +
+        results.map(([, figures]) => {
+          const value = pick(figures.forwarded);
+          return cell(value, ratio(value, pick(alone[0])));
+        }).join(""),
+    );
+  };
+  table(
+    "IOPS through the lease holder, and as a ratio to the single node (same run)",
+    (figures) => figures.iops,
+    (cluster, single) => cluster / single,
+  );
+  table(
+    "\nCPU of every node process per I/O (µs), and the single node's as a ratio to it",
+    (figures) => figures.cpuUsPerIo,
+    (cluster, single) => single / cluster,
   );
   console.log("(randread via other: 4k QD32 through a node that does not hold the lease)");
 }
