@@ -3,8 +3,9 @@
  * side by side in one run so that both see the same noise: a lone node and a
  * cluster of three at R=3 from each tree, all running at once, every fio job
  * alternating between the two trees and flipping the order each round. Prints
- * IOPS and p50 completion latency of each job and round, A (baseline) then B
- * (this tree): small random I/O at QD1 and QD32 through a lone node, through
+ * IOPS, p50 completion latency and the CPU the side's node processes used per
+ * I/O (steadier than IOPS when neighbours load the machine) of each job and
+ * round, A (baseline) then B (this tree): small random I/O at QD1 and QD32 through a lone node, through
  * the cluster's lease holder (writes, writes with a flush after each, reads)
  * and through a member that does not hold the lease (reads).
  *
@@ -22,7 +23,7 @@ import { fileURLToPath } from "node:url";
 import { removeData, startNode, type TestNode } from "../tests/_node.ts";
 import { startCluster, type TestProcessCluster } from "../tests/_cluster.ts";
 import { createVolume } from "../tests/_nbd.ts";
-import { fio } from "./_fio.ts";
+import { cpuSeconds, fio } from "./_fio.ts";
 
 const sizeBytes = 128 * 1024 * 1024;
 
@@ -51,6 +52,21 @@ async function startSide(tree: string): Promise<Side> {
 async function run(uri: string, args: string[]): Promise<{ iops: number; p50: number }> {
   const result = await fio({ kind: "nbd", uri }, [`--size=${sizeBytes}`, ...args]);
   return { iops: Math.round(result.iops), p50: result.p50Us };
+}
+
+/** run(), and the CPU `nodes` used per I/O meanwhile (µs; the ramp's I/O at the job's rate). */
+async function measured(
+  uri: string,
+  nodes: TestNode[],
+  args: string[],
+  seconds: number,
+): Promise<{ iops: number; p50: number; cpuUs: number }> {
+  const pids = nodes.map((node) => node.process.pid);
+  const before = await cpuSeconds(pids);
+  const result = await run(uri, args);
+  const used = await cpuSeconds(pids) - before;
+  const ios = result.iops * seconds;
+  return { ...result, cpuUs: ios > 0 ? Math.round(used * 1e6 / ios) : 0 };
 }
 
 const jobs: { name: string; uri: (side: Side) => string; args: string[] }[] = [
@@ -127,18 +143,20 @@ if (import.meta.main) {
     for (let round = 0; round < Number(values.rounds); round++) {
       for (const [j, job] of chosen.entries()) {
         for (const i of round % 2 === 0 ? [0, 1] : [1, 0]) {
-          const { iops, p50 } = await run(job.uri(sides[i]), [
+          const side = sides[i];
+          const nodes = job.name.startsWith("single") ? [side.single] : side.cluster.nodes;
+          const { iops, p50, cpuUs } = await measured(job.uri(side), nodes, [
             "--bs=4k",
             ...job.args,
             "--time_based",
             `--runtime=${values.runtime}`,
             "--ramp_time=1",
-          ]);
-          cells[j][i].push(`${iops}/${p50.toFixed(0)}µs`);
+          ], Number(values.runtime) + 1);
+          cells[j][i].push(`${iops}/${p50.toFixed(0)}µs/${cpuUs}`);
         }
       }
     }
-    console.log("IOPS/p50 per round; A: baseline, B: this tree");
+    console.log("IOPS/p50/node CPU µs per I/O, per round; A: baseline, B: this tree");
     chosen.forEach((job, j) => {
       console.log(
         `${job.name.padEnd(27)} A ${cells[j][0].join(" ")}  | B ${cells[j][1].join(" ")}`,

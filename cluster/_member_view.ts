@@ -12,7 +12,7 @@
  * once its taker knows every member its holder placed data on.
  */
 import { Placement } from "./placement/mod.ts";
-import type { BlockPeer } from "./data/mod.ts";
+import { type BlockPeer, placementDigest } from "./data/mod.ts";
 import type { MemberState } from "./membership/mod.ts";
 
 /** How many grace periods a member called dead or gone is still asked by strict looks. */
@@ -28,19 +28,27 @@ export interface MemberViewOptions {
   replicaCount: number;
 }
 
+/** Names whose placement one view remembers (it lives a second at most). */
+const placedPerViewMax = 16_384;
+
+/** What a member's view is at one moment (renewed each second, or when told). */
+interface View {
+  at: number;
+  placement: Placement;
+  byId: Map<string, MemberState>;
+  /** The placement over the members and every one gone; null when none is gone. */
+  wide: Placement | null;
+  /** The replicas `placement` gave each name asked so far (see placedPerViewMax). */
+  placed: Map<string, { ids: string[]; digest: number | null }>;
+}
+
 /** The members of one engine; see the module doc (ClusterEngine documents each method). */
 export class MemberView {
   #members: () => MemberState[];
   #now: () => number;
   #deadGraceMs: number;
   #replicaCount: number;
-  #view: {
-    at: number;
-    placement: Placement;
-    byId: Map<string, MemberState>;
-    /** The placement over the members and every one gone; null when none is gone. */
-    wide: Placement | null;
-  } | null = null;
+  #view: View | null = null;
 
   constructor(options: MemberViewOptions) {
     this.#members = options.members;
@@ -110,10 +118,32 @@ export class MemberView {
 
   replicaPeers(name: string): BlockPeer[] {
     const view = this.#currentView();
-    return view.placement.replicas(name, this.#replicaCount).map((id) => {
+    return this.#placed(view, name).ids.map((id) => {
       const member = view.byId.get(id)!;
       return { id, address: member.address };
     });
+  }
+
+  /** placementDigest of `name`'s replicas (what a replica checks each change against). */
+  placementDigestOf(name: string): number {
+    const placed = this.#placed(this.#currentView(), name);
+    placed.digest ??= placementDigest(placed.ids);
+    return placed.digest;
+  }
+
+  /**
+   * Where `view` places `name`, remembered for the view's life (a second at
+   * most): a lease holder places an object at each read and write of it, and a
+   * replica at each change it takes.
+   */
+  #placed(view: View, name: string) {
+    let placed = view.placed.get(name);
+    if (placed === undefined) {
+      if (view.placed.size >= placedPerViewMax) view.placed.clear();
+      placed = { ids: view.placement.replicas(name, this.#replicaCount), digest: null };
+      view.placed.set(name, placed);
+    }
+    return placed;
   }
 
   /**
@@ -161,6 +191,7 @@ export class MemberView {
         placement: placementOver(placed),
         byId: new Map(this.#members().map((member) => [member.id, member])),
         wide: wide.some(isGone) ? placementOver(wide) : null,
+        placed: new Map(),
       };
     }
     return this.#view;

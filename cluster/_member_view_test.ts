@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { MemberView } from "./_member_view.ts";
 import type { MemberState } from "./membership/mod.ts";
 import { writeQuorumOf } from "./data/_write_quorum.ts";
+import { placementDigest } from "./data/mod.ts";
 
 const graceMs = 6_000;
 
@@ -119,4 +120,45 @@ Deno.test("replicas placed with the members gone count those gone, once each, ho
   });
   const within = Array.from({ length: 40 }, (_, i) => fresh.goneReplicas(`object-${i}`).length);
   assert.ok(within.every((count) => count === 1 || count === 2), `${within}`);
+});
+
+Deno.test("a view places each name once, and its placement's digest is that of the replicas", () => {
+  const members = [member("n0", "alive"), member("n1", "alive"), member("n2", "alive")];
+  members.push(member("n3", "alive"), member("n4", "dead", 0));
+  let now = 0;
+  const view = new MemberView({
+    members: () => members,
+    now: () => now,
+    deadGraceMs: graceMs,
+    replicaCount: 3,
+  });
+  const names = Array.from({ length: 50 }, (_, i) => `${"ab".repeat(16)}.1.${i}`);
+  const placed = names.map((name) => view.replicaPeers(name).map(({ id }) => id));
+  for (const [i, name] of names.entries()) {
+    assert.deepEqual(view.replicaPeers(name).map(({ id }) => id), placed[i], "same view");
+    assert.equal(view.placementDigestOf(name), placementDigest(placed[i]));
+  }
+  // Past the grace the dead member drops out: a new view places every name anew.
+  now = graceMs + 1_001;
+  for (const name of names) {
+    const ids = view.replicaPeers(name).map(({ id }) => id);
+    assert.ok(!ids.includes("n4"));
+    assert.equal(view.placementDigestOf(name), placementDigest(ids));
+  }
+  assert.ok(placed.some((ids) => ids.includes("n4")), "n4 held a place while young");
+});
+
+Deno.test("placementDigest is FNV-1a of the sorted ids, a character outside the BMP by its first unit", () => {
+  // What replicas compare on every change: its value must never change between versions.
+  const reference = (ids: string[]) => {
+    let hash = 0x811c9dc5;
+    for (const char of [...ids].sort().join(",")) {
+      hash ^= char.charCodeAt(0);
+      hash = Math.imul(hash, 0x01000193) >>> 0;
+    }
+    return hash;
+  };
+  const samples = [[], ["n1"], ["n3", "n1"], ["node-😀", "n2"], ["\ud800", "a\udc00b", "é"]];
+  for (const ids of samples) assert.equal(placementDigest(ids), reference(ids), ids.join());
+  assert.equal(placementDigest(["n1", "n3"]), placementDigest(["n3", "n1"]));
 });

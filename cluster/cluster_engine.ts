@@ -25,7 +25,7 @@ import {
 } from "./meta/mod.ts";
 import type { ClusterEngineOptions } from "./_cluster_engine_options.ts";
 import { blockMethods, blockMethodsPooled, type BlockPeer, ReplicatedBlocks } from "./data/mod.ts";
-import { objectMethods, objectMethodsPooled, ObjectReplica, placementDigest } from "./data/mod.ts";
+import { objectMethods, objectMethodsPooled, ObjectReplica } from "./data/mod.ts";
 import { ReplicatedObjects } from "./data/mod.ts";
 import { MemberView } from "./_member_view.ts";
 import { EngineMeta } from "./_engine_meta.ts";
@@ -88,7 +88,7 @@ export class ClusterEngine implements Engine {
       journal: options.journal,
       checkpointBytes: options.journalCheckpointBytes,
       inPlaceBytes: options.journalInPlaceBytes,
-      placementOf: (name) => placementDigest(this.replicaPeers(name).map((peer) => peer.id)),
+      placementOf: (name) => this.#view.placementDigestOf(name),
     });
     this.#calls = new MemberCalls({
       selfId: this.selfId,

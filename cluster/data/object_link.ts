@@ -77,11 +77,18 @@ export interface ChangeReply {
  * what a writer sends with a change (`ObjectChange.placement`) for the replica
  * to compare with its own placement. FNV-1a, 32 bits.
  */
-export function placementDigest(ids: string[]): number {
+export function placementDigest(ids: readonly string[]): number {
+  const text = [...ids].sort().join(",");
   let hash = 0x811c9dc5;
-  for (const char of [...ids].sort().join(",")) {
-    hash ^= char.charCodeAt(0);
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    hash ^= unit;
     hash = Math.imul(hash, 0x01000193) >>> 0;
+    // A character outside the BMP counts by its first UTF-16 unit alone (as it always has).
+    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) i++;
+    }
   }
   return hash;
 }
