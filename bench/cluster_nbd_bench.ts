@@ -11,8 +11,9 @@
  *
  * A second table gives the CPU every node process used per I/O during each job
  * (/proc, user + system), and the single node's as a ratio to it: on this
- * machine (2 cores, shared) the nodes and fio compete for the CPU, IOPS swing
- * with the neighbours, and CPU per I/O tells more steadily what a change did.
+ * machine (2 cores, shared) the nodes and fio compete for the CPU, and what an
+ * I/O costs the nodes is what bounds their IOPS (it swings with the
+ * neighbours too: compare within one run).
  *
  * Run: `deno run -A bench/cluster_nbd_bench.ts [--runtime S] [--cases n3r3,n3r2,n4r3]`
  *
@@ -48,9 +49,7 @@ interface JobFigures {
 
 /**
  * Runs one fio job on export `uri` (a volume of `sizeBytes`) and counts the CPU
- * of `nodes` meanwhile: on a machine this small and shared, IOPS swing with the
- * neighbours, and the CPU an I/O costs the nodes says more steadily what a
- * change did (the ramp's I/O is counted at the job's rate).
+ * of `nodes` meanwhile, per I/O (the ramp's I/O counted at the job's rate).
  */
 async function job(uri: string, nodes: TestNode[], args: string[]): Promise<JobFigures> {
   const pids = nodes.map((node) => node.process.pid);

@@ -4,8 +4,7 @@
  * cluster of three at R=3 from each tree, all running at once, every fio job
  * alternating between the two trees and flipping the order each round. Prints
  * IOPS, p50 completion latency and the CPU the side's node processes used per
- * I/O (steadier than IOPS when neighbours load the machine) of each job and
- * round, A (baseline) then B (this tree): small random I/O at QD1 and QD32 through a lone node, through
+ * I/O of each job and round, A (baseline) then B (this tree): small random I/O at QD1 and QD32 through a lone node, through
  * the cluster's lease holder (writes, writes with a flush after each, reads)
  * and through a member that does not hold the lease (reads).
  *
