@@ -97,3 +97,14 @@ export function memoryFloors() {
     },
   };
 }
+
+/**
+ * What a ReplicatedObjects sees of the members holding `replicas`: those not
+ * down are live, those down gossip calls gone (they may come back).
+ */
+export function membersOf(replicas: TestReplica[]) {
+  return {
+    everyone: () => replicas.filter((replica) => !replica.down),
+    seenGone: () => replicas.filter((replica) => replica.down),
+  };
+}

@@ -12,7 +12,7 @@
  */
 import assert from "node:assert/strict";
 import { ReplicatedObjects } from "../data/mod.ts";
-import { TestReplica } from "./_test_replica.ts";
+import { membersOf, TestReplica } from "./_test_replica.ts";
 
 const uid = "e".repeat(32);
 const name = `${uid}.1.0`;
@@ -34,8 +34,7 @@ async function leftUnflushed(): Promise<Placed> {
     selfId: "h",
     replicasOf: () => placement,
     epochOf: () => 2,
-    everyone: () => replicas.filter((replica) => !replica.down),
-    seenGone: () => replicas.filter((replica) => replica.down),
+    ...membersOf(replicas),
   });
   // b dies for good (it answered without the change since its restart) and x replaces it.
   const replaceB = () => {

@@ -18,7 +18,7 @@
 import assert from "node:assert/strict";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
 import { WritesLostError } from "../../core/mod.ts";
-import { healCopy, memoryFloors, TestReplica } from "./_test_replica.ts";
+import { healCopy, membersOf, memoryFloors, TestReplica } from "./_test_replica.ts";
 
 const uid = "b".repeat(32);
 const name = `${uid}.1.0`;
@@ -43,8 +43,7 @@ Deno.test("an object whose replicas are mostly gone is not read from the copies 
     selfId: "r",
     replicasOf: () => [c, d],
     epochOf: () => 0,
-    everyone: () => replicas.filter((replica) => !replica.down),
-    seenGone: () => replicas.filter((replica) => replica.down),
+    ...membersOf(replicas),
     goneReplicas: () => Promise.resolve(gone),
   });
   const into = new Uint8Array(4096);
@@ -74,8 +73,7 @@ Deno.test("a writer never takes a copy older than one it saw while members gone 
     selfId: "h",
     replicasOf: () => placement,
     epochOf: () => 2,
-    everyone: () => replicas.filter((replica) => !replica.down),
-    seenGone: () => replicas.filter((replica) => replica.down),
+    ...membersOf(replicas),
   });
   // It learns the object at version 1 on a and b; its change reaches b alone, and then b
   // leaves too.
@@ -123,8 +121,7 @@ Deno.test("a writer does not wait for members an operator declared lost, whichev
     selfId: "h",
     replicasOf: () => [c, d],
     epochOf: () => 2,
-    everyone: () => replicas.filter((replica) => !replica.down),
-    seenGone: () => replicas.filter((replica) => replica.down),
+    ...membersOf(replicas),
     allLost: (ids) => {
       asked++;
       return Promise.resolve(ids.every((id) => declared.has(id)));
@@ -171,8 +168,7 @@ Deno.test("a writer's own change that a failed flush left on one copy is lost wi
     selfId: "h",
     replicasOf: () => placement,
     epochOf: () => 1,
-    everyone: () => replicas.filter((replica) => !replica.down),
-    seenGone: () => replicas.filter((replica) => replica.down),
+    ...membersOf(replicas),
   });
   await holder.write(name, 0, small(1), { truncate: true });
   await holder.flush(uid);
@@ -252,8 +248,7 @@ Deno.test("a new holder's first write of an object no map names waits for no cop
     selfId: "h",
     replicasOf: () => [a, b],
     epochOf: () => 2,
-    everyone: () => replicas.filter((replica) => !replica.down),
-    seenGone: () => replicas.filter((replica) => replica.down),
+    ...membersOf(replicas),
   });
   await holder.write(name, 4096, small(2), { truncate: true });
   a.restart();
