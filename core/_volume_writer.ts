@@ -5,6 +5,7 @@
  */
 import { assert } from "./assert.ts";
 import { objectName } from "./block_map.ts";
+import { KeyedMutex } from "./_mutex.ts";
 import type { ByteRange, Engine } from "./engine.ts";
 import { readEntry, type Span, spansOf } from "./map_io.ts";
 import type { VolumeRecord } from "./_volume_record.ts";
@@ -14,6 +15,9 @@ import { openVolumes } from "../metrics/mod.ts";
 export class VolumeWriter {
   readonly #engine: Engine;
   readonly #record: VolumeRecord;
+  /** One entry's copy-up at a time: the first writer of an entry copies it up, later ones wait. */
+  readonly #entryLocks = new KeyedMutex();
+  /** A block's worth of buffer for copy-ups, kept while none is in use. */
   #scratch: Uint8Array | null = null;
 
   constructor(engine: Engine, record: VolumeRecord) {
@@ -46,10 +50,18 @@ export class VolumeWriter {
     return true;
   }
 
-  /** Writes `data` at `offset`, copying entries up as needed (under the volume's lock alone). */
+  /**
+   * Writes `data` at `offset`, copying entries up as needed. Writers of other
+   * entries may run meanwhile (under the volume's lock, shared): the copy-up of
+   * one entry takes that entry's lock, and a writer that waited for it finds the
+   * entry owned and writes in place.
+   */
   async write(offset: number, data: Uint8Array): Promise<void> {
     for (const span of spansOf({ offset, length: data.length }, this.#record.map.blockSize)) {
-      await this.#writeSpan(span, data.subarray(span.at, span.at + span.length));
+      await this.#entryLocks.run(
+        String(span.index),
+        () => this.#writeSpan(span, data.subarray(span.at, span.at + span.length)),
+      );
     }
   }
 
@@ -112,10 +124,16 @@ export class VolumeWriter {
       await this.#engine.writeObject(name, 0, chunk);
       this.#countCopyUp();
     } else {
-      const whole = this.#scratchBuffer().subarray(0, spanBytes);
-      await readEntry(this.#engine, entry, { offset: 0, length: spanBytes }, whole);
-      whole.set(chunk, span.offset);
-      await this.#engine.writeObject(name, 0, whole);
+      const scratch = this.#scratch ?? new Uint8Array(map.blockSize);
+      this.#scratch = null;
+      try {
+        const whole = scratch.subarray(0, spanBytes);
+        await readEntry(this.#engine, entry, { offset: 0, length: spanBytes }, whole);
+        whole.set(chunk, span.offset);
+        await this.#engine.writeObject(name, 0, whole);
+      } finally {
+        this.#scratch = scratch;
+      }
       this.#countCopyUp();
     }
     this.#record.setEntry(span.index, { kind: "object", name });
@@ -136,12 +154,6 @@ export class VolumeWriter {
       await this.#engine.deleteObject(entry.name);
     }
     this.#record.setEntry(index, { kind: "zero" });
-  }
-
-  #scratchBuffer(): Uint8Array {
-    // Copy-up runs under the mutex, so one buffer per volume suffices.
-    this.#scratch ??= new Uint8Array(this.#record.map.blockSize);
-    return this.#scratch;
   }
 }
 

@@ -57,10 +57,10 @@ export class Volume {
   /** Changes of the record besides writes, and whether it was deleted or released. */
   #changes: RecordChanges;
   /**
-   * Writes into objects the volume owns take it shared (they change no map entry
-   * and run concurrently: on a cluster each is a round trip); everything that
-   * changes the map or needs quiet (copy-up, zeroing, flush, snapshot) takes it
-   * alone.
+   * Writes take it shared (they run concurrently: on a cluster each is a round
+   * trip; a copy-up changes its own map entry alone, under that entry's lock in
+   * VolumeWriter); everything that changes the map as a whole or needs quiet
+   * (zeroing, flush, snapshot, release) takes it alone.
    */
   #mutex = new SharedMutex();
   /** How reads go to the engine: under `readView`, and its own objects not frozen. */
@@ -159,17 +159,9 @@ export class Volume {
 
   async #writeAt(offset: number, data: Uint8Array, options: WriteOptions): Promise<void> {
     checkRange({ offset, length: data.length }, this.sizeBytes, `volume "${this.name}"`);
-    const wroteInPlace = await this.#mutex.runShared(async () => {
+    await this.#mutex.runShared(async () => {
       this.#changes.checkWritable();
-      return await this.#writer.writeInPlace(offset, data);
-    });
-    if (wroteInPlace) {
-      if (options.fua) await this.flush();
-      return;
-    }
-    await this.#mutex.run(async () => {
-      this.#changes.checkWritable();
-      await this.#writer.write(offset, data);
+      if (!(await this.#writer.writeInPlace(offset, data))) await this.#writer.write(offset, data);
     });
     if (options.fua) await this.flush();
   }
