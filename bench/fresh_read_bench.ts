@@ -7,7 +7,9 @@
  * any write there, then after one 4 KiB write through node 3 (it holds the
  * lease). The ratio before/after is what matters (target ≥ 0.9).
  *
- * Run: `deno run -A bench/fresh_read_bench.ts [--reads N] [--rounds N]`
+ * Run: `deno run -A bench/fresh_read_bench.ts [--reads N] [--rounds N] [--nodes N] [--replicas R]`
+ * (default three nodes at the default R; `--nodes 4 --replicas 3` leaves a quarter of the objects
+ * off the reading node).
  *
  * @module
  */
@@ -18,7 +20,12 @@ import { api, MiB, nbdPython } from "../tests/_nbd.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { reads: { type: "string", default: "2000" }, rounds: { type: "string", default: "3" } },
+  options: {
+    reads: { type: "string", default: "2000" },
+    rounds: { type: "string", default: "3" },
+    nodes: { type: "string", default: "3" },
+    replicas: { type: "string" },
+  },
 });
 const volumeBytes = 64 * MiB;
 
@@ -33,7 +40,10 @@ for i in range(int(sys.argv[2])):
 print(json.dumps(lat))
 `;
 
-const cluster = await startCluster(3);
+const cluster = await startCluster(
+  Number(values.nodes),
+  () => values.replicas === undefined ? [] : ["--replicas", values.replicas],
+);
 try {
   const [one, , three] = cluster.nodes;
   const rows: string[] = [];

@@ -55,7 +55,7 @@ export class ObjectReads {
    * the lease of and has not written (scope "held EPOCH": only it writes the
    * object while the epoch lasts): later reads need no look, and no older copy.
    */
-  #looked = new Map<string, { scope: string; stamp: Stamp }>();
+  #looked = new Map<string, { scope: string; stamp: Stamp; from: string }>();
 
   constructor(parts: ObjectReadsParts) {
     this.#options = parts.options;
@@ -148,6 +148,13 @@ export class ObjectReads {
     const looked = lookScope === null ? undefined : this.#looked.get(name);
     const seen = looked !== undefined && looked.scope === lookScope ? looked.stamp : undefined;
     const lookFirst = lookScope !== null && seen === undefined;
+    // A holder's later reads of an object it has not written under its lease go to the
+    // member whose copy the first look took: only this holder changes the object while its
+    // epoch lasts, so a copy still at that stamp is still the newest (as a writer reads its
+    // current replicas, above). Any other answer, or none, takes the full read below.
+    if (seen !== undefined && lookScope!.startsWith("held ")) {
+      if (await this.#readHeld(name, links, looked!.from, seen, offset, into)) return;
+    }
     // A read under a view is remembered for the view's life: its first lookup asks the
     // other live members too, since the last writer placed the object by its own view
     // of the members, which may not be this node's (as seed 710480 found for a writer
@@ -174,7 +181,7 @@ export class ObjectReads {
     // both its copies then lost in restarts; the holder served the version before, and when
     // one of those members later died for good, refused it for ten grace periods).
     const gaveUp = seen !== undefined && compareStamps(newest.stamp, seen) < 0;
-    if (lookFirst || gaveUp) this.#remember(name, lookScope!, newest.stamp);
+    if (lookFirst || gaveUp) this.#remember(name, lookScope!, newest.stamp, newest.from.id);
     if (written !== undefined && written.seen === seenBefore) {
       if (compareStamps(newest.stamp, seenBefore) < 0) written.seen = newest.stamp;
     }
@@ -191,12 +198,42 @@ export class ObjectReads {
     }
   }
 
-  #remember(name: string, scope: string, stamp: Stamp): void {
+  #remember(name: string, scope: string, stamp: Stamp, from: string): void {
     this.#looked.delete(name);
     if (this.#looked.size >= lookedMax) {
       this.#looked.delete(this.#looked.keys().next().value!);
     }
-    this.#looked.set(name, { scope, stamp });
+    this.#looked.set(name, { scope, stamp, from });
+  }
+
+  /**
+   * Reads the range from member `from` (a replica of `links`, or another live
+   * member the first look found the copy on); true when its copy is at `stamp`.
+   */
+  async #readHeld(
+    name: string,
+    links: ObjectLink[],
+    from: string,
+    stamp: Stamp,
+    offset: number,
+    into: Uint8Array,
+  ): Promise<boolean> {
+    const link = links.find((link) => link.id === from) ??
+      this.#options.everyone?.().find((link) => link.id === from);
+    if (link === undefined) return false;
+    try {
+      const read = await link.read(name, offset, into.length, into);
+      try {
+        if (compareStamps(read.stamp, stamp) !== 0) return false;
+        if (read.data !== into) into.set(read.data);
+        this.#counters.heldReads++;
+        return true;
+      } finally {
+        read.release?.();
+      }
+    } catch {
+      return false;
+    }
   }
 
   /**

@@ -99,11 +99,19 @@ export interface ObjectCounters {
   laggards: number;
   repairs: number;
   staleReads: number;
+  /** Reads by a lease holder of objects it has not written, from the copy its first look took. */
+  heldReads: number;
 }
 
 /** Writes, reads and flushes objects on their replicas. */
 export class ReplicatedObjects {
-  readonly counters: ObjectCounters = { writes: 0, laggards: 0, repairs: 0, staleReads: 0 };
+  readonly counters: ObjectCounters = {
+    writes: 0,
+    laggards: 0,
+    repairs: 0,
+    staleReads: 0,
+    heldReads: 0,
+  };
   #options: ReplicatedObjectsOptions;
   #locks = new KeyedMutex();
   /** What is not durable yet, and losses waiting to be heard (_unflushed.ts). */

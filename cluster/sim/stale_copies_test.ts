@@ -95,7 +95,9 @@ Deno.test("replicas that agree on a copy below its floor are not taken for the n
     everyone: () => everyone,
     floors,
   };
-  const reader = new ReplicatedObjects({ selfId: "r", ...options });
+  // The reader holds no lease (epoch 0): a holder's later reads of an object it has not
+  // written go to the copy its first look took, as nobody else writes it meanwhile.
+  const reader = new ReplicatedObjects({ selfId: "r", ...options, epochOf: () => 0 });
   const into = new Uint8Array(4096);
   await assert.rejects(reader.read(name, 0, into, { existing: true }), ReplicaQuorumError);
   const taker = new ReplicatedObjects({ selfId: "t", ...options });

@@ -1,0 +1,101 @@
+/**
+ * Goal: a lease holder reads an object it has not written (its predecessor
+ * did) from the copy its first read found newest, without asking the other
+ * replicas each time (only it changes the object while its epoch lasts); a
+ * copy that no longer holds that version sends the read back to the full
+ * look, so no read serves bytes the replicas no longer hold.
+ * Method: ReplicatedObjects over ObjectReplicas on memory disks behind links
+ * the test can cut, a predecessor writing at epoch 1 and the holder reading
+ * at epoch 2.
+ */
+import assert from "node:assert/strict";
+import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
+import { membersOf, TestReplica } from "./_test_replica.ts";
+
+const uid = "b".repeat(32);
+const name = `${uid}.1.0`;
+const small = (fill: number) => new Uint8Array(4096).fill(fill);
+
+function cluster() {
+  const replicas = ["a", "b", "c"].map((id) => new TestReplica(id));
+  const predecessor = new ReplicatedObjects({
+    selfId: "p",
+    replicasOf: () => replicas,
+    epochOf: () => 1,
+    ...membersOf(replicas),
+  });
+  const holder = new ReplicatedObjects({
+    selfId: "h",
+    replicasOf: () => replicas,
+    epochOf: () => 2,
+    ...membersOf(replicas),
+  });
+  return { replicas, predecessor, holder };
+}
+
+Deno.test("a holder's later reads of an object it has not written go to one copy", async () => {
+  const { replicas, predecessor, holder } = cluster();
+  await predecessor.write(name, 0, small(1), { truncate: true });
+  await predecessor.flush(uid);
+  const into = new Uint8Array(4096);
+  await holder.read(name, 0, into, { existing: true }); // the first read looks everywhere
+  assert.deepEqual(into, small(1));
+  assert.equal(holder.counters.heldReads, 0);
+  for (let i = 0; i < 5; i++) {
+    into.fill(0);
+    await holder.read(name, 0, into, { existing: true });
+    assert.deepEqual(into, small(1));
+  }
+  assert.equal(holder.counters.heldReads, 5);
+  // Two replicas silent: a full read wants a majority (a holder that has not read the object
+  // yet is refused), while the copy the look took (a's, the first replica, read at once)
+  // still answers this holder.
+  const silent = replicas.filter((replica) => replica.id !== "a");
+  for (const replica of silent) replica.down = true;
+  const fresh = new ReplicatedObjects({
+    selfId: "f",
+    replicasOf: () => replicas,
+    epochOf: () => 2,
+    ...membersOf(replicas),
+  });
+  await assert.rejects(
+    fresh.read(name, 0, new Uint8Array(4096), { existing: true }),
+    ReplicaQuorumError,
+  );
+  into.fill(0);
+  await holder.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(1));
+  assert.equal(holder.counters.heldReads, 6);
+  for (const replica of silent) replica.down = false;
+  // Its own write makes it the writer: reads follow its writes.
+  await holder.write(name, 0, small(3), { existing: true });
+  await holder.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(3));
+});
+
+Deno.test("a copy that lost the version the first read took sends the read back to a full look", async () => {
+  const { replicas, predecessor, holder } = cluster();
+  const [a, b, c] = replicas;
+  await predecessor.write(name, 0, small(1), { truncate: true });
+  await predecessor.flush(uid);
+  // The predecessor's last change, on a and b only and never flushed.
+  c.down = true;
+  await predecessor.write(name, 0, small(2), { existing: true });
+  c.down = false;
+  const into = new Uint8Array(4096);
+  await holder.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(2)); // the newest copy, unflushed
+  await holder.read(name, 0, into, { existing: true });
+  assert.equal(holder.counters.heldReads, 1);
+  // Both copies of that change restart without it: every replica holds version 1 again.
+  a.restart();
+  b.restart();
+  into.fill(0);
+  await holder.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(1)); // not the bytes of a version no replica holds
+  assert.equal(holder.counters.heldReads, 1);
+  // From then on the version it went on from is read from one copy again.
+  await holder.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(1));
+  assert.equal(holder.counters.heldReads, 2);
+});
