@@ -205,6 +205,11 @@ export function registerClusterSeries(parts: ClusterFigures): () => void {
       () => engine.objects.counters.repairs,
     ),
     counter(
+      "atoll_cluster_object_held_reads_total",
+      "Reads by this lease holder of objects it has not written, from the copy its first read found newest",
+      () => engine.objects.counters.heldReads,
+    ),
+    counter(
       "atoll_cluster_remote_page_hits_total",
       "Reads of objects held only on other members served from this writer's pages",
       () => engine.objects.remotePages.hits,
