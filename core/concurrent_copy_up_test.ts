@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import type { ByteRange, Engine } from "./engine.ts";
+import { assertSameBytes } from "../tests/_files.ts";
 import {
   chunked,
   openTestStore,
@@ -33,13 +34,6 @@ async function countingStore(dir: string, delayMs: number) {
     },
   });
   return { store, seen };
-}
-
-/** Asserts `actual` holds `expected`, naming the first byte that differs (a diff of MiB is slow). */
-function assertBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  const at = actual.findIndex((byte, i) => byte !== expected[i]);
-  assert.equal(at, -1, `${what}: byte ${at} differs`);
 }
 
 /** Writes of `length` bytes at `offsets`, all at once; returns what the volume should read. */
@@ -67,13 +61,17 @@ Deno.test("first writes into distinct zero entries of a fresh volume run at once
     const writes = Array.from({ length: 8 }, (_, i) => ({ offset: i * B + 512, length: 4096 }));
     const expected = await writeAll(volume, new Uint8Array(8 * B), writes);
     assert.ok(seen.most >= 8, `at most ${seen.most} first writes ran at once, not 8`);
-    assertBytes(await volume.readAt({ offset: 0, length: 8 * B }), expected, "the volume");
+    assertSameBytes(await volume.readAt({ offset: 0, length: 8 * B }), expected, "the volume");
     await volume.flush();
     await store.close();
     const reopened = await openTestStore(dir);
     try {
       const again = await reopened.openVolume("v");
-      assertBytes(await again.readAt({ offset: 0, length: 8 * B }), expected, "after a restart");
+      assertSameBytes(
+        await again.readAt({ offset: 0, length: 8 * B }),
+        expected,
+        "after a restart",
+      );
     } finally {
       await reopened.close();
     }
@@ -113,15 +111,15 @@ Deno.test("concurrent writes into one fresh entry and copy-ups of a clone's bloc
       writeAll(clone, image, cloneWrites),
       writeAll(fresh, new Uint8Array(2 * B), freshWrites),
     ]);
-    assertBytes(await clone.readAt({ offset: 0, length: 6 * B }), cloneExpected, "the clone");
-    assertBytes(
+    assertSameBytes(await clone.readAt({ offset: 0, length: 6 * B }), cloneExpected, "the clone");
+    assertSameBytes(
       await fresh.readAt({ offset: 0, length: 2 * B }),
       freshExpected,
       "the fresh volume",
     );
     // The image is untouched by its clone's copy-ups.
     const view = await store.openImage("img");
-    assertBytes(await view.readAt({ offset: 0, length: 6 * B }), image, "the image");
+    assertSameBytes(await view.readAt({ offset: 0, length: 6 * B }), image, "the image");
   } finally {
     await store.close();
     await Deno.remove(dir, { recursive: true });

@@ -11,20 +11,13 @@
 import assert from "node:assert/strict";
 import { startCluster } from "./_cluster.ts";
 import { createVolume, MiB, nbdPython } from "./_nbd.ts";
-import type { TestNode } from "./_node.ts";
+import { scrape } from "./_metrics.ts";
 
 const size = 64 * MiB;
 const head = `
 size, obj, page = ${size}, 4 << 20, 65536
 def head(i): return bytes(((i * 29 + j) * 11) & 0xff or 1 for j in range(page))
 `;
-
-async function series(node: TestNode, name: string): Promise<number> {
-  const text = await (await node.fetch("/metrics")).text();
-  const match = text.match(new RegExp(`^${name} (\\d+)$`, "m"));
-  assert.ok(match !== null, `${name} in /metrics:\n${text}`);
-  return Number(match[1]);
-}
 
 Deno.test("a new lease holder reads what the last one wrote from one copy, byte for byte", async () => {
   const cluster = await startCluster(3, () => ["--replicas", "3"]);
@@ -38,7 +31,7 @@ for i in range(size // obj): c.pwrite(head(i), i * obj)
 c.flush(); c.shutdown(); print(json.dumps(True))`,
       [first.nbdUri("v")],
     );
-    const before = await series(second, "atoll_cluster_object_held_reads_total");
+    const before = (await scrape(second)).value("atoll_cluster_object_held_reads_total");
     const bad = await nbdPython(
       `${head}
 c = nbd.NBD(); c.connect_uri(sys.argv[1])
@@ -52,7 +45,7 @@ print(json.dumps(bad))`,
       [second.nbdUri("v")],
     );
     assert.equal(bad, 0, "reads through the new holder returned other bytes");
-    const held = await series(second, "atoll_cluster_object_held_reads_total") - before;
+    const held = (await scrape(second)).value("atoll_cluster_object_held_reads_total") - before;
     // Objects 1-15 it never wrote: the first read of each looks everywhere, the next two do not.
     assert.ok(held >= 2 * 15, `${held} reads from one copy, at least 30 expected`);
   } finally {

@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { startCluster } from "./_cluster.ts";
 import { createVolume, MiB, nbdPython } from "./_nbd.ts";
-import type { TestNode } from "./_node.ts";
+import { scrape } from "./_metrics.ts";
 
 const size = 64 * MiB;
 
@@ -36,13 +36,6 @@ for off in range(0, size, page):
 print(json.dumps(bad))
 `;
 
-async function series(node: TestNode, name: string): Promise<number> {
-  const text = await (await node.fetch("/metrics")).text();
-  const match = text.match(new RegExp(`^${name} (\\d+)$`, "m"));
-  assert.ok(match !== null, `${name} in /metrics:\n${text}`);
-  return Number(match[1]);
-}
-
 Deno.test("the lease holder reads objects other members store from its pages, within --read-cache-mib", async () => {
   const cluster = await startCluster(3, (index) => [
     "--replicas",
@@ -56,14 +49,16 @@ Deno.test("the lease holder reads objects other members store from its pages, wi
       await createVolume(node, name, { size });
       assert.equal(await nbdPython(writeAndRead, [node.nbdUri(name)]), 0, `${name}: bytes`);
     }
-    const hits = await series(cached, "atoll_cluster_remote_page_hits_total");
-    const misses = await series(cached, "atoll_cluster_remote_page_misses_total");
-    const bytes = await series(cached, "atoll_cluster_remote_page_bytes");
+    const metrics = await scrape(cached);
+    const hits = metrics.value("atoll_cluster_remote_page_hits_total");
+    const misses = metrics.value("atoll_cluster_remote_page_misses_total");
+    const bytes = metrics.value("atoll_cluster_remote_page_bytes");
     // Each object held elsewhere: its first page misses once, then hits twice.
     assert.ok(hits >= 2, `hits ${hits}, misses ${misses}, bytes ${bytes}`);
     assert.ok(bytes > 0 && bytes <= 8 * MiB, `bytes ${bytes}`);
-    assert.equal(await series(uncached, "atoll_cluster_remote_page_hits_total"), 0);
-    assert.equal(await series(uncached, "atoll_cluster_remote_page_bytes"), 0);
+    const none = await scrape(uncached);
+    assert.equal(none.value("atoll_cluster_remote_page_hits_total"), 0);
+    assert.equal(none.value("atoll_cluster_remote_page_bytes"), 0);
   } finally {
     await cluster.stop();
   }

@@ -7,7 +7,7 @@
  */
 import { WritesLostError } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
-import { compareStamps, type ObjectLink, type Stamp } from "./object_link.ts";
+import { compareStamps, type ObjectLink, readAtStamp, type Stamp } from "./object_link.ts";
 import type { SettledReads } from "./_settled_reads.ts";
 import type { WrittenObjects } from "./_written_objects.ts";
 import type { Unflushed } from "./_unflushed.ts";
@@ -138,11 +138,13 @@ export class ObjectReads {
     // 1334158 with joins, leaves and replacements: the last holder, a join behind, wrote
     // and flushed it on the replicas of its view; the new holder's two replicas, new to the
     // object, agreed on the version healing had copied to them before).
+    // An object this node holds the lease of (and trusts it) and has not written.
+    const held = view === undefined && !writes && !frozen && epoch > 0;
     const lookScope = view !== undefined || writes
       ? null
       : frozen
       ? "frozen"
-      : epoch > 0
+      : held
       ? `held ${epoch}`
       : null;
     const looked = lookScope === null ? undefined : this.#looked.get(name);
@@ -152,7 +154,7 @@ export class ObjectReads {
     // member whose copy the first look took: only this holder changes the object while its
     // epoch lasts, so a copy still at that stamp is still the newest (as a writer reads its
     // current replicas, above). Any other answer, or none, takes the full read below.
-    if (seen !== undefined && lookScope!.startsWith("held ")) {
+    if (seen !== undefined && held) {
       if (await this.#readHeld(name, links, looked!.from, seen, offset, into)) return;
     }
     // A read under a view is remembered for the view's life: its first lookup asks the
@@ -220,20 +222,9 @@ export class ObjectReads {
   ): Promise<boolean> {
     const link = links.find((link) => link.id === from) ??
       this.#options.everyone?.().find((link) => link.id === from);
-    if (link === undefined) return false;
-    try {
-      const read = await link.read(name, offset, into.length, into);
-      try {
-        if (compareStamps(read.stamp, stamp) !== 0) return false;
-        if (read.data !== into) into.set(read.data);
-        this.#counters.heldReads++;
-        return true;
-      } finally {
-        read.release?.();
-      }
-    } catch {
-      return false;
-    }
+    if (link === undefined || !(await readAtStamp(link, name, offset, into, stamp))) return false;
+    this.#counters.heldReads++;
+    return true;
   }
 
   /**

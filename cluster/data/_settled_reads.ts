@@ -6,8 +6,7 @@
  * is checked on every read: one that changed (healing handed the copy off, a
  * replica lost it in a crash) sends the read back to the replicas.
  */
-import type { ObjectLink, Stamp } from "./object_link.ts";
-import { compareStamps } from "./object_link.ts";
+import { type ObjectLink, readAtStamp, type Stamp } from "./object_link.ts";
 import type { NewestRead } from "./_replica_copies.ts";
 
 /** Views remembered at once (the oldest is forgotten first). */
@@ -30,20 +29,10 @@ export class SettledReads {
     const found = this.#views.get(view)?.get(name);
     if (found === undefined) return false;
     const link = links.find((link) => link.id === found.link);
-    try {
-      if (link === undefined) throw new Error("no longer a replica");
-      const { data, stamp, release } = await link.read(name, offset, into.length, into);
-      if (compareStamps(stamp, found.stamp) !== 0) {
-        release?.();
-        throw new Error("the copy changed");
-      }
-      if (data !== into) into.set(data);
-      release?.();
-      return true;
-    } catch {
-      this.#views.get(view)?.delete(name);
-      return false;
-    }
+    // No longer a replica, or the copy changed: the next read looks again.
+    if (link !== undefined && await readAtStamp(link, name, offset, into, found.stamp)) return true;
+    this.#views.get(view)?.delete(name);
+    return false;
   }
 
   /** Forgets `name` under every view (this node writes it). */

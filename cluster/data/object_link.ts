@@ -126,3 +126,29 @@ export interface ObjectLink {
    */
   short(names: string[]): Promise<void>;
 }
+
+/**
+ * Reads `into.length` bytes at `offset` from `link` into `into`, accepted only
+ * when its copy is at `stamp`: true then; false when the copy is at another
+ * stamp or the link fails (the caller reads the full way instead).
+ */
+export async function readAtStamp(
+  link: ObjectLink,
+  name: string,
+  offset: number,
+  into: Uint8Array,
+  stamp: Stamp,
+): Promise<boolean> {
+  try {
+    const read = await link.read(name, offset, into.length, into);
+    try {
+      if (compareStamps(read.stamp, stamp) !== 0) return false;
+      if (read.data !== into) into.set(read.data);
+      return true;
+    } finally {
+      read.release?.();
+    }
+  } catch {
+    return false;
+  }
+}
