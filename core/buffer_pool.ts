@@ -3,11 +3,19 @@
  * nodes). A fresh buffer per request pays first-touch page faults on every
  * byte (a new 1 MiB array per NBD read cut sequential reads to ~0.15× nbdkit;
  * a fresh 1 MiB array costs ~0.3 ms here, five times its copy), so buffers are
- * kept in power-of-two size classes and handed out again.
+ * kept in size classes and handed out again.
+ *
+ * The classes are the powers of two up to 1 MiB, and above it eight steps
+ * between one power and the next: a frame between nodes carrying a 4 MiB
+ * block is a few dozen bytes over 4 MiB (its method and header), and took an
+ * 8 MiB class, zeroed on allocation and twice the memory, when powers of two
+ * were the only classes.
  */
 import { assert } from "./assert.ts";
 
 const classMinBytes = 4096;
+/** Above this size, classes come in eighths of a power of two. */
+const classStepsFromBytes = 1024 * 1024;
 
 /**
  * Free lists of buffers by size class, shared by the connections of a server:
@@ -42,8 +50,11 @@ export class BufferPool {
   }
 }
 
-function classOf(length: number): number {
+/** The smallest class holding `length` bytes (see the module doc). */
+export function classOf(length: number): number {
   let size = classMinBytes;
   while (size < length) size *= 2;
-  return size;
+  if (size <= classStepsFromBytes) return size;
+  const step = size / 16; // eight steps from size / 2 to size
+  return Math.ceil(length / step) * step;
 }
