@@ -6,10 +6,12 @@
  * replica dead the write quorum drops (R = 2: one copy, as Ceph's min_size 1),
  * and the overlap is gone: if the one durable copy then dies too, the other
  * replica, back from the dead and behind, would answer alone and pass for the
- * latest (a new lease holder would even write on top of it). Ceph avoids it
- * with peering logs; here the writer records, in the cluster's metadata and
- * before it acknowledges such a flush, the stamp the flushed copies hold (the
- * object's floor). Whoever learns an object from fewer than all its replicas
+ * latest (a new lease holder would even write on top of it). The overlap holds
+ * only within one placement as well: a replica left behind may form a read
+ * quorum of a later placement with members it healed (needsFloor). Ceph avoids
+ * it with peering logs; here the writer records, in the cluster's metadata and
+ * before it acknowledges a flush that left a replica behind, the stamp the
+ * flushed copies hold (the object's floor). Whoever learns an object from fewer than all its replicas
  * checks the floor: an answer below it is stale, and the object is unavailable
  * (the read or write fails and can be retried) until a copy that holds it
  * answers, instead of serving or extending what a flush superseded.
@@ -42,10 +44,20 @@ export const noFloors: ObjectFloors = {
   raise: () => Promise.resolve(),
 };
 
-/** True when `copies` durable copies of R = `replicas` may be missed by a read of the others. */
+/**
+ * True when a flush durable on `copies` of R = `replicas` leaves some replica
+ * behind. Not only when a read of the others could miss every durable copy
+ * (copies + R - floor(R/2) <= R): the placement changes, and the replicas of a
+ * later placement may be the one behind and a member healing copied its
+ * version to, while the durable copies are away (seed 10092469 with joins,
+ * leaves and replacements: a flush durable on two of three, the third cut off;
+ * one of the two left, the other died for good, healing copied the third's
+ * older copy to the member that joined in its place, and the two agreed on it
+ * for a read). With the floor, whoever takes a copy below it looks on, and the
+ * object is unavailable until a copy at the floor answers.
+ */
 export function needsFloor(copies: number, replicas: number): boolean {
-  const readAnswers = replicas - Math.floor(replicas / 2);
-  return copies + readAnswers <= replicas;
+  return copies < replicas;
 }
 
 /** The higher of two stamps. */

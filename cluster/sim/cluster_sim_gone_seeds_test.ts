@@ -276,3 +276,12 @@ Deno.test("seed 10050468 (joins, leaves, replacements): a version given up is no
   const result = await ClusterSim.run({ ...clusterSimSettings(10050468), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 10092469 (joins, leaves, replacements): a replica a flush left behind is not served", async () => {
+  // data/object_floors.ts, needsFloor: a flush durable on two replicas of three, the third
+  // cut off at an older version, raised no floor; one of the two left, the other died for
+  // good, healing copied the third's older copy to the member that joined in its place, and
+  // a read heard the two agree on it. A flush that leaves any replica behind raises the floor.
+  const result = await ClusterSim.run({ ...clusterSimSettings(10092469), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
