@@ -11,10 +11,11 @@
  * quorum of a later placement with members it healed (needsFloor). Ceph avoids
  * it with peering logs; here the writer records, in the cluster's metadata and
  * before it acknowledges a flush that left a replica behind, the stamp the
- * flushed copies hold (the object's floor). Whoever learns an object from fewer than all its replicas
- * checks the floor: an answer below it is stale, and the object is unavailable
- * (the read or write fails and can be retried) until a copy that holds it
- * answers, instead of serving or extending what a flush superseded.
+ * flushed copies hold (the object's floor). Whoever learns an object from
+ * fewer than all its replicas checks the floor: an answer below it is stale,
+ * and the object is unavailable (the read or write fails and can be retried)
+ * until a copy that holds it answers, instead of serving or extending what a
+ * flush superseded.
  */
 import { compareStamps, type Stamp } from "./object_link.ts";
 
