@@ -13,7 +13,7 @@ import type { WrittenObjects } from "./_written_objects.ts";
 import type { Unflushed } from "./_unflushed.ts";
 import type { FloorScope } from "./_floor_cache.ts";
 import type { RemotePages } from "./_remote_pages.ts";
-import { readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
+import { type NewestRead, readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
 import type { ObjectCounters, ReplicatedObjectsOptions } from "./replicated_objects.ts";
 
 /**
@@ -39,6 +39,30 @@ export interface ObjectReadsParts {
   unflushed: Unflushed;
   views: SettledReads;
   pages: RemotePages;
+}
+
+/**
+ * Makes the copies of the version a lease holder's look took durable (its
+ * replicas' and the one it was read from) before the holder serves it and
+ * waits for it: the version a predecessor left may be unflushed, and a holder
+ * takes it as it stands, as a writer's first learning does
+ * (_written_objects.ts). Seed 10104780 with joins, leaves and replacements
+ * (a writer's learning): a new holder took its predecessor's unflushed change
+ * for a version to wait for; its copy was lost in a leave, no read or write
+ * came before a member that had never held it died for good, and every read
+ * then waited for that member until it had been gone ten grace periods.
+ */
+async function adopt(name: string, newest: NewestRead, links: ObjectLink[]): Promise<void> {
+  const from = newest.from;
+  const targets = links.some((link) => link.id === from.id) ? links : [...links, from];
+  const made = await Promise.allSettled(targets.map((link) => link.flush([name])));
+  const kept = made[targets.findIndex((link) => link.id === from.id)];
+  if (kept.status === "rejected" || compareStamps(kept.value[0], newest.stamp) < 0) {
+    throw new ReplicaQuorumError(
+      `Cannot read object ${name}: the copy of version ${newest.stamp} on ${from.id} could ` +
+        `not be made durable`,
+    );
+  }
 }
 
 /** See the module doc. */
@@ -183,7 +207,10 @@ export class ObjectReads {
     // both its copies then lost in restarts; the holder served the version before, and when
     // one of those members later died for good, refused it for ten grace periods).
     const gaveUp = seen !== undefined && compareStamps(newest.stamp, seen) < 0;
-    if (lookFirst || gaveUp) this.#remember(name, lookScope!, newest.stamp, newest.from.id);
+    if (lookFirst || gaveUp) {
+      if (held) await adopt(name, newest, links);
+      this.#remember(name, lookScope!, newest.stamp, newest.from.id);
+    }
     if (written !== undefined && written.seen === seenBefore) {
       if (compareStamps(newest.stamp, seenBefore) < 0) written.seen = newest.stamp;
     }

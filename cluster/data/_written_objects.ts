@@ -75,7 +75,15 @@ export class WrittenObjects {
       this.#written.set(name, written);
       this.#views.drop(name); // this node changes it now: no view holds it still
     }
-    if (written.stale) await this.learn(name, written, links, quorum, false, fresh, existing);
+    // The first learning of an object a map names flushes the replicas: what a predecessor
+    // left is taken as it stands, durable, before this writer builds on it and waits for it
+    // (seed 10104780 with joins, leaves and replacements: a new holder learnt its
+    // predecessor's unflushed change from the one replica up; that copy was lost in a leave,
+    // and once a member that had never held it died for good, every read waited for that
+    // member until it had been gone ten grace periods).
+    if (written.stale) {
+      await this.learn(name, written, links, quorum, fresh && existing, fresh, existing);
+    }
     if (existing && compareStamps(written.stamp, [0, 0]) === 0) {
       written.stale = true;
       throw new ReplicaQuorumError(

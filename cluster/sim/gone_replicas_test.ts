@@ -75,16 +75,16 @@ Deno.test("a writer never takes a copy older than one it saw while members gone 
     epochOf: () => 2,
     ...membersOf(replicas),
   });
-  // It learns the object at version 1 on a and b; its change reaches b alone, and then b
-  // leaves too.
-  const learning = a.stamps;
-  a.stamps = async (names) => {
+  // It learns the object at version 1 on a and b (its first learning flushes them); its
+  // change reaches b alone, and then b leaves too.
+  const learning = a.flush;
+  a.flush = async (names) => {
     const stamps = await learning.call(a, names);
     a.down = true;
     return stamps;
   };
   await assert.rejects(holder.write(name, 0, small(9), { existing: true }), ReplicaQuorumError);
-  a.stamps = learning;
+  a.flush = learning;
   b.down = true;
   placement = [c, d];
   await assert.rejects(

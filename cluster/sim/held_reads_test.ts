@@ -1,9 +1,10 @@
 /**
  * Goal: a lease holder reads an object it has not written (its predecessor
  * did) from the copy its first read found newest, without asking the other
- * replicas each time (only it changes the object while its epoch lasts); a
- * copy that no longer holds that version sends the read back to the full
- * look, so no read serves bytes the replicas no longer hold.
+ * replicas each time (only it changes the object while its epoch lasts),
+ * once it made that copy durable (its predecessor's last change may not have
+ * been flushed); a copy that does not answer at that version sends the read
+ * back to the full look, so no read serves bytes the replicas no longer hold.
  * Method: ReplicatedObjects over ObjectReplicas on memory disks behind links
  * the test can cut, a predecessor writing at epoch 1 and the holder reading
  * at epoch 2.
@@ -73,7 +74,7 @@ Deno.test("a holder's later reads of an object it has not written go to one copy
   assert.deepEqual(into, small(3));
 });
 
-Deno.test("a copy that lost the version the first read took sends the read back to a full look", async () => {
+Deno.test("a holder's first read makes its predecessor's change durable before serving it", async () => {
   const { replicas, predecessor, holder } = cluster();
   const [a, b, c] = replicas;
   await predecessor.write(name, 0, small(1), { truncate: true });
@@ -84,18 +85,25 @@ Deno.test("a copy that lost the version the first read took sends the read back 
   c.down = false;
   const into = new Uint8Array(4096);
   await holder.read(name, 0, into, { existing: true });
-  assert.deepEqual(into, small(2)); // the newest copy, unflushed
+  assert.deepEqual(into, small(2)); // the newest copy, made durable on the replicas holding it
   await holder.read(name, 0, into, { existing: true });
   assert.equal(holder.counters.heldReads, 1);
-  // Both copies of that change restart without it: every replica holds version 1 again.
+  // Both copies of that change restart and keep it (before, both lost it, and the holder that
+  // had served it went back to version 1).
   a.restart();
   b.restart();
+  assert.deepEqual(await a.stamps([name]), [[1, 2]]);
+  assert.deepEqual(await b.stamps([name]), [[1, 2]]);
+  assert.deepEqual(await c.stamps([name]), [[1, 1]]);
   into.fill(0);
   await holder.read(name, 0, into, { existing: true });
-  assert.deepEqual(into, small(1)); // not the bytes of a version no replica holds
-  assert.equal(holder.counters.heldReads, 1);
-  // From then on the version it went on from is read from one copy again.
+  assert.deepEqual(into, small(2));
+  assert.equal(holder.counters.heldReads, 2);
+  // The copy the reads went to cut off: the read goes back to a full look, which finds the
+  // version on b.
+  a.down = true;
+  into.fill(0);
   await holder.read(name, 0, into, { existing: true });
-  assert.deepEqual(into, small(1));
+  assert.deepEqual(into, small(2));
   assert.equal(holder.counters.heldReads, 2);
 });
