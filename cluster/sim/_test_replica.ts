@@ -72,6 +72,9 @@ export class TestReplica implements ObjectLink {
   }
 }
 
+/** A 4 KiB page of bytes `fill` (what the tests over TestReplica write). */
+export const small = (fill: number): Uint8Array => new Uint8Array(4096).fill(fill);
+
 /** Healing's copy of `from`'s version of `name` onto `to` (a whole replacement). */
 export async function healCopy(from: ObjectLink, to: ObjectLink, name: string): Promise<void> {
   const { data, stamp } = await from.read(name, 0, -1);

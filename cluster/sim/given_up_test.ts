@@ -16,11 +16,10 @@
  */
 import assert from "node:assert/strict";
 import { ReplicatedObjects } from "../data/mod.ts";
-import { membersOf, TestReplica } from "./_test_replica.ts";
+import { membersOf, small, TestReplica } from "./_test_replica.ts";
 
 const uid = "e".repeat(32);
 const name = `${uid}.1.0`;
-const small = (fill: number) => new Uint8Array(4096).fill(fill);
 
 /**
  * Replicas a and b (the placement) and x; a writer before the holder flushed 1,

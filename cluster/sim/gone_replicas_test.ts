@@ -18,11 +18,10 @@
 import assert from "node:assert/strict";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
 import { WritesLostError } from "../../core/mod.ts";
-import { healCopy, membersOf, memoryFloors, TestReplica } from "./_test_replica.ts";
+import { healCopy, membersOf, memoryFloors, small, TestReplica } from "./_test_replica.ts";
 
 const uid = "b".repeat(32);
 const name = `${uid}.1.0`;
-const small = (fill: number) => new Uint8Array(4096).fill(fill);
 
 Deno.test("an object whose replicas are mostly gone is not read from the copies left", async () => {
   // Seed 1327150: at R=2 a snapshot's object was flushed at version 2 on a and b; c kept

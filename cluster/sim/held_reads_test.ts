@@ -11,11 +11,10 @@
  */
 import assert from "node:assert/strict";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
-import { membersOf, TestReplica } from "./_test_replica.ts";
+import { membersOf, small, TestReplica } from "./_test_replica.ts";
 
 const uid = "b".repeat(32);
 const name = `${uid}.1.0`;
-const small = (fill: number) => new Uint8Array(4096).fill(fill);
 
 function cluster() {
   const replicas = ["a", "b", "c"].map((id) => new TestReplica(id));

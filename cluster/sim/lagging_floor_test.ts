@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
-import { healCopy, memoryFloors, TestReplica } from "./_test_replica.ts";
+import { healCopy, memoryFloors, small, TestReplica } from "./_test_replica.ts";
 
 const uid = "d".repeat(32);
 const name = `${uid}.1.0`;
@@ -22,7 +22,6 @@ Deno.test("a flush durable on two replicas of three raises the floor: the one be
   // and served a sector the flush had written over.
   const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
   const [a, b, c, d] = replicas;
-  const small = (fill: number) => new Uint8Array(4096).fill(fill);
   const floors = memoryFloors();
   const writer = new ReplicatedObjects({
     selfId: "w",

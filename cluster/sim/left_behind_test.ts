@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
-import { healCopy, memoryFloors, TestReplica } from "./_test_replica.ts";
+import { healCopy, memoryFloors, small, TestReplica } from "./_test_replica.ts";
 
 const uid = "b".repeat(32);
 const name = `${uid}.1.0`;
@@ -21,7 +21,6 @@ Deno.test("a writer that finds copies off its placement raises the floor at its 
   // nor d, which found a and b agreeing on the version before and took it.
   const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
   const [a, b, c, d] = replicas;
-  const small = (fill: number) => new Uint8Array(4096).fill(fill);
   const floors = memoryFloors();
   const first = new ReplicatedObjects({
     selfId: "w1",
@@ -72,7 +71,6 @@ Deno.test("a writer whose replica places the object elsewhere raises the floor a
   const a = new TestReplica("a", ["a", "b"]);
   const b = new TestReplica("b", ["b", "c"]);
   const c = new TestReplica("c", ["b", "c"]);
-  const small = (fill: number) => new Uint8Array(4096).fill(fill);
   const floors = memoryFloors();
   const writer = new ReplicatedObjects({
     selfId: "w1",

@@ -23,7 +23,7 @@
 import assert from "node:assert/strict";
 import { WritesLostError } from "../../core/mod.ts";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
-import { TestReplica } from "./_test_replica.ts";
+import { small, TestReplica } from "./_test_replica.ts";
 
 const uid = "a".repeat(32);
 // Flushes name the volume: a loss is reported to the flush of the volume that wrote it.
@@ -177,7 +177,6 @@ Deno.test("a former writer whose lease is not confirmed reads from the replicas,
   // yet, read a snapshot the new holder had taken from its own copy, which missed the new
   // holder's writes, because its stamp matched what the old holder had last written.
   const replicas = [new TestReplica("a"), new TestReplica("b"), new TestReplica("c")];
-  const small = (fill: number) => new Uint8Array(4096).fill(fill);
   let confirmed = true; // the old holder's lease, as it sees it
   const old = new ReplicatedObjects({
     selfId: "c",

@@ -20,7 +20,7 @@
  */
 import assert from "node:assert/strict";
 import { ReplicaQuorumError, ReplicatedObjects, type Stamp } from "../data/mod.ts";
-import { healCopy, memoryFloors, TestReplica } from "./_test_replica.ts";
+import { healCopy, memoryFloors, small, TestReplica } from "./_test_replica.ts";
 
 const uid = "a".repeat(32);
 const name = `${uid}.1.0`;
@@ -33,7 +33,6 @@ Deno.test("a flush makes writes durable where the placement is now, not where th
   // agreed. Only replicas of the placement as it is now count; the others are sources.
   const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
   const [a, b, c, d] = replicas;
-  const small = (fill: number) => new Uint8Array(4096).fill(fill);
   let placement = [a, b];
   const writer = new ReplicatedObjects({
     selfId: "w",
@@ -66,7 +65,6 @@ Deno.test("replicas that agree on a copy below its floor are not taken for the n
   // copies for the newest. Floors are checked whatever the replicas answer.
   const replicas = ["a", "b", "c"].map((id) => new TestReplica(id));
   const [a, b, c] = replicas;
-  const small = (fill: number) => new Uint8Array(4096).fill(fill);
   const floors = memoryFloors();
   const { saved } = floors;
   const dead = new Set<string>();
@@ -125,7 +123,6 @@ Deno.test("a flush raises the floor when a write moved with the placement and le
   // placement, which it took for the newest. The copy left behind now raises the floor.
   const replicas = ["a", "b", "c", "d"].map((id) => new TestReplica(id));
   const [a, b, c, d] = replicas;
-  const small = (fill: number) => new Uint8Array(4096).fill(fill);
   const floors = memoryFloors();
   let placement = [a, b];
   const writer = new ReplicatedObjects({
@@ -182,7 +179,6 @@ Deno.test("a floor claims only the stamp its flush found durable, not a change t
   b.down = d.down = true; // dead: one copy makes a write and a flush
   const options = { epochOf: () => 1, isDead: (id: string) => id === "b" || id === "d", floors };
   const writer = new ReplicatedObjects({ selfId: "w", replicasOf: placement, ...options });
-  const small = (fill: number) => new Uint8Array(4096).fill(fill);
   await writer.write(y, 0, small(1), { truncate: true });
   await writer.write(x, 0, small(1), { truncate: true });
   const flushing = writer.flush(uid); // x is durable on a; y waits on c
@@ -200,7 +196,6 @@ Deno.test("a floor claims only the stamp its flush found durable, not a change t
 });
 
 /** Bytes of one fill. */
-const small = (fill: number) => new Uint8Array(4096).fill(fill);
 
 /**
  * A writer that placed the object on a and b flushed version 2 there, after
