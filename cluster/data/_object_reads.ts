@@ -54,10 +54,12 @@ export interface ObjectReadsParts {
  */
 async function adopt(name: string, newest: NewestRead, links: ObjectLink[]): Promise<void> {
   const from = newest.from;
-  const targets = links.some((link) => link.id === from.id) ? links : [...links, from];
-  const made = await Promise.allSettled(targets.map((link) => link.flush([name])));
-  const kept = made[targets.findIndex((link) => link.id === from.id)];
-  if (kept.status === "rejected" || compareStamps(kept.value[0], newest.stamp) < 0) {
+  const others = links.filter((link) => link.id !== from.id);
+  const [kept] = await Promise.all([
+    from.flush([name]).catch(() => null),
+    Promise.allSettled(others.map((link) => link.flush([name]))),
+  ]);
+  if (kept === null || compareStamps(kept[0], newest.stamp) < 0) {
     throw new ReplicaQuorumError(
       `Cannot read object ${name}: the copy of version ${newest.stamp} on ${from.id} could ` +
         `not be made durable`,
