@@ -254,16 +254,17 @@ export class ClusterEngine implements Engine {
     name: string,
     offset: number,
     data: Uint8Array,
-    options: { truncate?: boolean; existing?: boolean } = {},
+    options: { truncate?: boolean; existing?: boolean; epoch?: number } = {},
   ): Promise<void> {
     return this.objects.write(name, offset, data, {
       truncate: options.truncate ?? false,
       existing: options.existing ?? false,
+      epoch: options.epoch,
     });
   }
 
-  deleteObject(name: string): Promise<void> {
-    return this.objects.delete(name);
+  deleteObject(name: string, options: { epoch?: number } = {}): Promise<void> {
+    return this.objects.delete(name, options);
   }
 
   async *listObjects(): AsyncIterable<string> {

@@ -43,7 +43,7 @@ export class VolumeWriter {
           names[i]!,
           span.offset,
           data.subarray(span.at, span.at + span.length),
-          { existing: true },
+          { existing: true, epoch: this.#epoch },
         )
       ),
     );
@@ -107,11 +107,22 @@ export class VolumeWriter {
     return span.offset === 0 && span.length === this.#record.map.spanBytes(span.index);
   }
 
+  /**
+   * The write lease epoch this instance writes under (none on a single node):
+   * the engine refuses its writes once its node writes the volume under another.
+   */
+  get #epoch(): number | undefined {
+    return this.#record.header.lease?.epoch;
+  }
+
   async #writeSpan(span: Span, chunk: Uint8Array) {
     const map = this.#record.map;
     const entry = map.get(span.index);
     if (entry.kind === "object" && this.#record.owns(entry.name)) {
-      return await this.#engine.writeObject(entry.name, span.offset, chunk, { existing: true });
+      return await this.#engine.writeObject(entry.name, span.offset, chunk, {
+        existing: true,
+        epoch: this.#epoch,
+      });
     }
     const { uid, generation } = this.#record.header;
     const name = objectName(uid, generation, span.index);
@@ -119,9 +130,12 @@ export class VolumeWriter {
     if (entry.kind === "zero") {
       // A leftover of this name can only hold unflushed bytes from before a
       // crash, or bytes since trimmed: start from an empty, sparse object.
-      await this.#engine.writeObject(name, span.offset, chunk, { truncate: true });
+      await this.#engine.writeObject(name, span.offset, chunk, {
+        truncate: true,
+        epoch: this.#epoch,
+      });
     } else if (span.length === spanBytes) {
-      await this.#engine.writeObject(name, 0, chunk);
+      await this.#engine.writeObject(name, 0, chunk, { epoch: this.#epoch });
       this.#countCopyUp();
     } else {
       const scratch = this.#scratch ?? new Uint8Array(map.blockSize);
@@ -130,7 +144,7 @@ export class VolumeWriter {
         const whole = scratch.subarray(0, spanBytes);
         await readEntry(this.#engine, entry, { offset: 0, length: spanBytes }, whole);
         whole.set(chunk, span.offset);
-        await this.#engine.writeObject(name, 0, whole);
+        await this.#engine.writeObject(name, 0, whole, { epoch: this.#epoch });
       } finally {
         this.#scratch = scratch;
       }
@@ -151,7 +165,7 @@ export class VolumeWriter {
     // A trimmed entry reads as zeros whether or not the map naming the object
     // survives a crash, so the object can go at once.
     if (entry.kind === "object" && this.#record.owns(entry.name)) {
-      await this.#engine.deleteObject(entry.name);
+      await this.#engine.deleteObject(entry.name, { epoch: this.#epoch });
     }
     this.#record.setEntry(index, { kind: "zero" });
   }

@@ -70,16 +70,23 @@ export interface Engine {
    * it then refuses, instead of writing into an empty object. `direct`: a
    * hint that these bytes are not read here soon (a replica's copy of a change
    * its writer made on another node): an engine may write them around its
-   * cache.
+   * cache. `epoch`: the write lease epoch of the volume instance writing (its
+   * record's lease); an engine that fences writers by epoch refuses the write
+   * (LeaseLostError) unless it writes the volume under that epoch now, so that
+   * an instance dropped when its lease moved away cannot write under the
+   * lease its node took again since.
    */
   writeObject(
     name: string,
     offset: number,
     data: Uint8Array,
-    options?: { truncate?: boolean; existing?: boolean; direct?: boolean },
+    options?: { truncate?: boolean; existing?: boolean; direct?: boolean; epoch?: number },
   ): Promise<void>;
-  /** Removes an object; removing a missing object is not an error. */
-  deleteObject(name: string): Promise<void>;
+  /**
+   * Removes an object; removing a missing object is not an error. `epoch`:
+   * as for writeObject.
+   */
+  deleteObject(name: string, options?: { epoch?: number }): Promise<void>;
   /** Every stored object name. */
   listObjects(): AsyncIterable<string>;
 

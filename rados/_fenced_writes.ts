@@ -74,6 +74,26 @@ export class FencedWrites {
     }
   }
 
+  /**
+   * Removes object `name` of `io` unless a holder of a newer lease than
+   * `epochNumber` wrote it (LeaseLostError); a missing object is no error.
+   */
+  async remove(io: IoContext, name: string, epochNumber: number): Promise<void> {
+    this.#stamped.delete(name);
+    try {
+      await new WriteOp().compareXattr(epochXattr, cmp.gte, epochText(epochNumber)).remove()
+        .operate(io, name);
+    } catch (error) {
+      if (isRadosError(error, errno.ENOENT)) return;
+      if (isRadosError(error, errno.ECANCELED)) {
+        throw new LeaseLostError(
+          `Cannot delete object ${name}: a holder of a newer write lease wrote it`,
+        );
+      }
+      throw error;
+    }
+  }
+
   /** Object `name` is being deleted: its stamp goes with it. */
   forget(name: string): void {
     this.#stamped.delete(name);

@@ -54,9 +54,8 @@ export class RadosVolumeHandle implements VolumeHandle {
   async flush(): Promise<void> {
     // Not the holder: what this node acknowledged was made durable when it let go.
     if (!this.leases.holds(this.name)) return;
-    await this.#refusedMeansLost(async () =>
-      await (await this.store.openVolume(this.name)).flush()
-    );
+    const volume = await this.store.openVolume(this.name);
+    await this.#refusedMeansLost(volume, () => volume.flush());
   }
 
   extents(range: ByteRange): Extent[] {
@@ -75,16 +74,20 @@ export class RadosVolumeHandle implements VolumeHandle {
     }
     await this.leases.acquire(this.name);
     const volume = await this.store.openVolume(this.name);
-    await this.#refusedMeansLost(() => fn(volume));
+    await this.#refusedMeansLost(volume, () => fn(volume));
   }
 
-  /** Runs `fn`; a refusal by storage or the record means another node took the lease. */
-  async #refusedMeansLost(fn: () => Promise<void>): Promise<void> {
+  /**
+   * Runs `fn` on `volume`; a refusal by storage or the record means another
+   * node took the lease this instance was opened under (not one this node took
+   * again since: RadosLeases.noteLost).
+   */
+  async #refusedMeansLost(volume: Volume, fn: () => Promise<void>): Promise<void> {
     try {
       await fn();
     } catch (error) {
       if (error instanceof ConflictError) {
-        this.leases.noteLost(this.name);
+        this.leases.noteLost(this.name, volume.lease?.epoch ?? 0);
         if (error instanceof LeaseLostError) throw error;
         throw new LeaseLostError(`Cannot write volume "${this.name}": ${error.message}`, {
           cause: error,

@@ -156,27 +156,49 @@ export class RadosEngine implements Engine {
     name: string,
     offset: number,
     data: Uint8Array,
-    options: { truncate?: boolean; existing?: boolean } = {},
+    options: { truncate?: boolean; existing?: boolean; epoch?: number } = {},
   ): Promise<void> {
     return this.#guard(async () => {
-      const fenceOf = this.#options.fenceOf;
-      if (fenceOf === undefined) {
-        return await this.#writes.write(this.#objects, name, offset, data, options, null);
-      }
-      const uid = name.slice(0, name.indexOf("."));
-      const epoch = fenceOf(uid);
-      if (epoch === null) {
-        throw new LeaseLostError(
-          `Cannot write object ${name}: this node holds no write lease on it`,
-        );
-      }
+      const epoch = this.#fence(name, options.epoch);
       await this.#writes.write(this.#objects, name, offset, data, options, epoch);
     });
   }
 
-  deleteObject(name: string): Promise<void> {
+  /**
+   * Removes object `name`; with `epoch` (a volume instance's, Engine.writeObject)
+   * and fencing, fenced as its writes are. Without `epoch` (garbage collection,
+   * of objects no map names) it just goes.
+   */
+  deleteObject(name: string, options: { epoch?: number } = {}): Promise<void> {
     this.#writes.forget(name);
-    return this.#guard(() => this.#connection.remove(this.#objects, name));
+    return this.#guard(async () => {
+      const epoch = options.epoch === undefined ? null : this.#fence(name, options.epoch);
+      if (epoch === null) return await this.#connection.remove(this.#objects, name);
+      await this.#writes.remove(this.#objects, name, epoch);
+    });
+  }
+
+  /**
+   * The epoch a change of object `name` is fenced with (null: no fencing), or
+   * LeaseLostError when this node holds no lease on its volume, or holds
+   * another than `instanceEpoch`, the epoch of the volume instance changing it
+   * (one dropped when its lease moved away, still writing after this node took
+   * the lease again, must not pass the fence under the new epoch).
+   */
+  #fence(name: string, instanceEpoch: number | undefined): number | null {
+    const fenceOf = this.#options.fenceOf;
+    if (fenceOf === undefined) return null;
+    const epoch = fenceOf(name.slice(0, name.indexOf(".")));
+    if (epoch === null) {
+      throw new LeaseLostError(`Cannot write object ${name}: this node holds no write lease on it`);
+    }
+    if (instanceEpoch !== undefined && instanceEpoch !== epoch) {
+      throw new LeaseLostError(
+        `Cannot write object ${name}: written by the volume as it was under lease epoch ` +
+          `${instanceEpoch}, and this node holds epoch ${epoch} now`,
+      );
+    }
+    return epoch;
   }
 
   async *listObjects(): AsyncIterable<string> {

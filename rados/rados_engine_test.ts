@@ -56,6 +56,35 @@ Deno.test("RadosEngine refuses a write from an older epoch once a newer one wrot
   }
 });
 
+Deno.test("RadosEngine refuses a change from a volume instance of another epoch, and a deletion an older epoch's", async () => {
+  const old = await openEngine("fence-instance", () => 3);
+  const fresh = await openEngine("fence-instance", () => 5);
+  const objectY = `${"c".repeat(32)}.1.0`;
+  try {
+    // An instance opened under epoch 2, still writing while this node holds epoch 3.
+    await assert.rejects(
+      old.writeObject(objectY, 0, new Uint8Array(8).fill(1), { epoch: 2 }),
+      /lease epoch 2, and this node holds epoch 3/,
+    );
+    await assert.rejects(old.deleteObject(objectY, { epoch: 2 }), LeaseLostError);
+    await old.writeObject(objectY, 0, new Uint8Array(8).fill(1), { epoch: 3 });
+    // A newer holder wrote it: the older one's deletion is fenced, as its writes are.
+    await fresh.writeObject(objectY, 4, new Uint8Array(4).fill(2), { epoch: 5 });
+    await assert.rejects(old.deleteObject(objectY, { epoch: 3 }), LeaseLostError);
+    const read = new Uint8Array(8);
+    await fresh.readObject(objectY, { offset: 0, length: 8 }, read);
+    assert.deepEqual([...read], [1, 1, 1, 1, 2, 2, 2, 2]);
+    await fresh.deleteObject(objectY, { epoch: 5 });
+    await fresh.deleteObject(objectY, { epoch: 5 }); // a missing object is no error
+    const left: string[] = [];
+    for await (const name of fresh.listObjects()) left.push(name);
+    assert.ok(!left.includes(objectY), "deleted");
+  } finally {
+    await old.close();
+    await fresh.close();
+  }
+});
+
 Deno.test("RadosEngine collects only blocks stored before the cutoff; a second put makes one young", async () => {
   const engine = await openEngine("gc");
   try {

@@ -180,12 +180,14 @@ export class RadosLeases implements VolumeAuthority {
   }
 
   /**
-   * Storage refused this node as the writer of `name` (a newer epoch wrote an
-   * object, or the record moved on): stop holding it, fence its connections.
+   * Storage refused this node as the writer of `name` under lease epoch
+   * `epoch` (a newer epoch wrote an object, or the record moved on): stop
+   * holding it, fence its connections. A lease taken again since (a newer
+   * epoch) stays: the refusal was of an instance dropped before.
    */
-  noteLost(name: string): void {
+  noteLost(name: string, epoch: number): void {
     const held = this.#held.get(name);
-    if (held === undefined) return;
+    if (held === undefined || held.epoch > epoch) return;
     log.warn("lost the write lease of volume {volume} (epoch {epoch})", {
       volume: name,
       epoch: held.epoch,
@@ -196,7 +198,7 @@ export class RadosLeases implements VolumeAuthority {
 
   /** The cluster blocklisted this node's client: every lease it held is gone. */
   noteBlocklisted(): void {
-    for (const name of [...this.#held.keys()]) this.noteLost(name);
+    for (const [name, held] of [...this.#held]) this.noteLost(name, held.epoch);
   }
 
   /** Gives every lease back (a node stopping): flushed, and the records say nobody holds them. */

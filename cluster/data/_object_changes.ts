@@ -25,18 +25,30 @@ export interface ObjectChangeParts {
 /**
  * Sends one change of object `name` to its current replicas (ReplicatedObjects
  * writes and deletes through this; see its module doc): the stamps the object
- * went from and to.
+ * went from and to. `instanceEpoch`: the lease epoch of the volume instance
+ * writing (Engine.writeObject), refused unless it is the one held now.
  */
 export async function changeReplicas(
   parts: ObjectChangeParts,
   name: string,
   body: Pick<ObjectChange, "offset" | "data" | "truncate" | "remove">,
   existing: boolean,
+  instanceEpoch?: number,
 ): Promise<{ before: Stamp; after: Stamp }> {
   const epoch = parts.options.epochOf(parseObjectName(name).uid);
   if (epoch === 0) {
     throw new LeaseLostError(
       `Cannot write object ${name}: this node holds no lease on its volume`,
+    );
+  }
+  if (instanceEpoch !== undefined && instanceEpoch !== epoch) {
+    // An instance dropped when the lease moved away, still writing after this node
+    // took the lease again (seed 10123464 with joins, leaves and replacements): its
+    // map is not the volume's any more (a snapshot since may have frozen this very
+    // object), and stamped with the new epoch its change would pass every fence.
+    throw new LeaseLostError(
+      `Cannot write object ${name}: written by the volume as it was under lease epoch ` +
+        `${instanceEpoch}, and this node holds epoch ${epoch} now`,
     );
   }
   const links = parts.options.replicasOf(name);

@@ -167,26 +167,34 @@ export class ReplicatedObjects {
    * Writes `data` at `offset` (with `truncate`, on an emptied object).
    * `existing`: the object was written before (a write in place), so finding
    * no copy of it anywhere means its replicas do not answer, not that it is new.
+   * `epoch`: the lease epoch the writing volume instance holds (Engine.writeObject).
    */
   write(
     name: string,
     offset: number,
     data: Uint8Array,
-    options: { truncate?: boolean; existing?: boolean } = {},
+    options: { truncate?: boolean; existing?: boolean; epoch?: number } = {},
   ): Promise<void> {
     const truncate = options.truncate ?? false;
     if (this.#unflushed.takeUnheard(name)) return Promise.reject(new WritesLostError([name]));
     return this.#locks.run(
       name,
-      () => this.#change(name, { offset, data, truncate }, options.existing ?? false),
+      () =>
+        this.#change(name, { offset, data, truncate }, options.existing ?? false, options.epoch),
     );
   }
 
-  /** Deletes an object everywhere it is stored. */
-  delete(name: string): Promise<void> {
+  /** Deletes an object everywhere it is stored; `epoch` as for write. */
+  delete(name: string, options: { epoch?: number } = {}): Promise<void> {
     return this.#locks.run(
       name,
-      () => this.#change(name, { offset: 0, data: new Uint8Array(), remove: true }),
+      () =>
+        this.#change(
+          name,
+          { offset: 0, data: new Uint8Array(), remove: true },
+          false,
+          options.epoch,
+        ),
     );
   }
 
@@ -250,9 +258,16 @@ export class ReplicatedObjects {
     name: string,
     body: Pick<ObjectChange, "offset" | "data" | "truncate" | "remove">,
     existing = false,
+    epoch?: number,
   ): Promise<void> {
     try {
-      const { before, after } = await changeReplicas(this.#changeParts, name, body, existing);
+      const { before, after } = await changeReplicas(
+        this.#changeParts,
+        name,
+        body,
+        existing,
+        epoch,
+      );
       if (body.truncate === true || body.remove === true) this.#pages.drop(name);
       else this.#pages.changed(name, before, after, body.offset, body.data);
     } catch (error) {

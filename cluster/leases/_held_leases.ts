@@ -89,10 +89,13 @@ export class HeldLeases {
     this.#losses.set(name, this.losses(name) + 1);
   }
 
-  /** This node lost the lease of `name` (LeaseManager.noteLost): stop holding it. */
-  lose(name: string): void {
+  /**
+   * This node lost the lease of `name` it held at `epoch` or before
+   * (LeaseManager.noteLost): stop holding it. One taken again since stays.
+   */
+  lose(name: string, epoch: number): void {
     const held = this.#held.get(name);
-    if (held === undefined) return;
+    if (held === undefined || held.epoch > epoch) return;
     log.warn("lost the write lease of volume {volume} (epoch {epoch})", {
       volume: name,
       epoch: held.epoch,

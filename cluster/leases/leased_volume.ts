@@ -55,9 +55,8 @@ export class LeasedVolumeHandle implements VolumeHandle {
     // released (or its loss went with the record); the holder flushes what it
     // acknowledged, and reports a loss found there.
     if (!this.leases.holds(this.name)) return await this.leases.flush(this.name);
-    await this.#refusedMeansLost(async () =>
-      await (await this.store.openVolume(this.name)).flush()
-    );
+    const volume = await this.store.openVolume(this.name);
+    await this.#refusedMeansLost(volume, () => volume.flush());
   }
 
   extents(range: ByteRange): Extent[] {
@@ -67,21 +66,26 @@ export class LeasedVolumeHandle implements VolumeHandle {
 
   async #writing(fn: (volume: Volume) => Promise<void>): Promise<void> {
     const volume = await this.#writable();
-    await this.#refusedMeansLost(() => fn(volume));
+    await this.#refusedMeansLost(volume, () => fn(volume));
   }
 
-  /** Runs `fn`; a refusal by storage or the record means another node took the lease. */
-  async #refusedMeansLost(fn: () => Promise<void>): Promise<void> {
+  /**
+   * Runs `fn` on `volume`; a refusal by storage or the record means another
+   * node took the lease this instance was opened under (and only that one: the
+   * node may hold a newer lease since, LeaseManager.noteLost).
+   */
+  async #refusedMeansLost(volume: Volume, fn: () => Promise<void>): Promise<void> {
     try {
       await fn();
     } catch (error) {
+      const epoch = volume.lease?.epoch ?? 0;
       if (error instanceof ConflictError && !(error instanceof LeaseLostError)) {
-        this.leases.noteLost(this.name);
+        this.leases.noteLost(this.name, epoch);
         throw new LeaseLostError(`Cannot write volume "${this.name}": ${error.message}`, {
           cause: error,
         });
       }
-      if (error instanceof LeaseLostError) this.leases.noteLost(this.name);
+      if (error instanceof LeaseLostError) this.leases.noteLost(this.name, epoch);
       throw error;
     }
   }

@@ -180,7 +180,7 @@ export class LeaseManager implements VolumeAuthority {
     if (held !== undefined && lease?.holder === this.#engine.selfId && lease.epoch === held.epoch) {
       return true;
     }
-    if (this.#leases.get(name) === held) this.noteLost(name);
+    if (held !== undefined && this.#leases.get(name) === held) this.noteLost(name, held.epoch);
     return false;
   }
 
@@ -284,10 +284,14 @@ export class LeaseManager implements VolumeAuthority {
   }
 
   /**
-   * Storage or the record refused this node as the writer of `name` (the lease
-   * was taken while this node was cut off): stop holding it, fence its connections.
+   * Storage or the record refused this node as the writer of `name` under
+   * lease epoch `epoch` (the lease was taken while this node was cut off):
+   * stop holding it, fence its connections. A refusal of a write under an
+   * older epoch than the one held now (an instance dropped when the lease
+   * moved away, still writing after this node took it again) says nothing of
+   * the lease held: it stays (seed 10123464 with joins, leaves and replacements).
    */
-  noteLost(name: string): void {
-    this.#leases.lose(name);
+  noteLost(name: string, epoch: number): void {
+    this.#leases.lose(name, epoch);
   }
 }

@@ -295,3 +295,14 @@ Deno.test("seed 10104780 (joins, leaves, replacements): a holder waits only for 
   const result = await ClusterSim.run({ ...clusterSimSettings(10104780), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 10123464 (joins, leaves, replacements): a stale instance's refused write keeps the lease taken again", async () => {
+  // leases/leased_volume.ts, data/_object_changes.ts: a write held n3's instance from its
+  // epoch-2 lease while the lease was taken over and n3 took it back at epoch 4; refused as
+  // an epoch-2 write, it made n3 drop its epoch-4 lease with an acknowledged write
+  // unflushed, the next flush passed, and a read elsewhere served the record's older map.
+  // A refusal now loses only the lease its instance was opened under, and an instance's
+  // writes carry its epoch (cluster/sim/stale_writes_test.ts).
+  const result = await ClusterSim.run({ ...clusterSimSettings(10123464), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
