@@ -96,6 +96,8 @@ export class RadosLeases implements VolumeAuthority {
   /** Watch cookie → volume name. */
   #watches = new Map<bigint, string>();
   #losses = new Map<string, number>();
+  /** Of those, the losses without a release (its unflushed writes may be gone). */
+  #forced = new Map<string, number>();
   #locks = new KeyedMutex();
   /** Readers of volumes held elsewhere (_flushed_reads.ts). */
   #flushed: FlushedReads;
@@ -144,9 +146,17 @@ export class RadosLeases implements VolumeAuthority {
     return this.#losses.get(name) ?? 0;
   }
 
+  /** How many times the lease of `name` was taken from this node without its release. */
+  forcedLosses(name: string): number {
+    return this.#forced.get(name) ?? 0;
+  }
+
   async open(name: string): Promise<VolumeHandle> {
     const volume = await this.#store.readableVolume(name);
-    return new RadosVolumeHandle(this, this.#store, name, volume.sizeBytes, this.losses(name));
+    return new RadosVolumeHandle(this, this.#store, name, volume.sizeBytes, {
+      losses: this.losses(name),
+      forcedLosses: this.forcedLosses(name),
+    });
   }
 
   /**
@@ -193,6 +203,7 @@ export class RadosLeases implements VolumeAuthority {
       epoch: held.epoch,
     });
     this.#countLoss(name);
+    this.#forced.set(name, this.forcedLosses(name) + 1);
     this.#letGo(name, held);
   }
 

@@ -1,7 +1,8 @@
 /**
  * The write leases this node holds: the epoch it writes each volume under,
  * and how many times it lost each (every connection open at a loss is fenced
- * for good). Taking a lease starts its validity (_lease_validity.ts); letting
+ * for good), and how many of those were forced (the lease taken without this
+ * node's release: a connection open then fails its flushes for good). Taking a lease starts its validity (_lease_validity.ts); letting
  * it go, or losing it, drops what this node kept of the volume: its instance,
  * its objects' state, where its reads went.
  */
@@ -38,6 +39,8 @@ export class HeldLeases {
   #names = new Map<string, string>();
   /** Times this node lost the lease of a volume (connections older than a loss are fenced). */
   #losses = new Map<string, number>();
+  /** Of those, the losses without a release (their unflushed writes may be gone). */
+  #forced = new Map<string, number>();
   #options: HeldLeasesOptions;
 
   constructor(options: HeldLeasesOptions) {
@@ -63,6 +66,11 @@ export class HeldLeases {
   /** How many times this node lost the lease of `name`. */
   losses(name: string): number {
     return this.#losses.get(name) ?? 0;
+  }
+
+  /** How many times the lease of `name` was taken from this node without its release. */
+  forcedLosses(name: string): number {
+    return this.#forced.get(name) ?? 0;
   }
 
   /**
@@ -104,13 +112,18 @@ export class HeldLeases {
     this.#options.validity.forget(name);
     this.#names.delete(held.uid);
     this.countLoss(name);
+    this.#countForced(name);
     this.#options.reads.forget(name);
     this.#options.store().dropVolume(name);
     this.#options.engine.objects.forget(held.uid);
   }
 
-  /** This node gave up `held`, its lease of `name` (a release): stop holding it. */
-  released(name: string, held: HeldLease): void {
+  /**
+   * This node gave up `held`, its lease of `name` (a release): stop holding it.
+   * `forced`: without persisting what it acknowledged (the lease was taken over).
+   */
+  released(name: string, held: HeldLease, forced: boolean): void {
+    if (forced) this.#countForced(name);
     this.#held.delete(name);
     this.#options.validity.forget(name);
     this.#names.delete(held.uid);
@@ -118,5 +131,9 @@ export class HeldLeases {
     this.#options.counters.released++;
     this.#options.store().dropVolume(name);
     this.#options.engine.objects.forget(held.uid);
+  }
+
+  #countForced(name: string): void {
+    this.#forced.set(name, this.forcedLosses(name) + 1);
   }
 }

@@ -127,6 +127,7 @@ export class LeaseMoves {
       if (held.epoch > epoch) return false; // taken again since the caller looked
       // Connections open now are fenced for good, whether or not the release succeeds.
       this.#leases.countLoss(name);
+      let forced = takenOver;
       try {
         // A loss of writes not reported yet goes with the record (the next holder's flush).
         if (!takenOver) await (await this.#store.openVolume(name)).release();
@@ -135,8 +136,9 @@ export class LeaseMoves {
         // node taking it asks again, and what this node acknowledged is not lost.
         // A record that moved on means the lease was taken already: let it go.
         if (!(error instanceof VersionMismatchError)) throw error;
+        forced = true;
       }
-      this.#leases.released(name, held);
+      this.#leases.released(name, held, forced);
       return true;
     });
   }

@@ -25,8 +25,8 @@ export class LeasedVolumeHandle implements VolumeHandle {
     readonly store: Store,
     readonly name: string,
     readonly sizeBytes: number,
-    /** Losses of the lease at this node when the connection opened. */
-    readonly lossesAtOpen: number,
+    /** Losses of the lease at this node when the connection opened, and the forced ones. */
+    readonly atOpen: { losses: number; forcedLosses: number },
   ) {}
 
   read(range: ByteRange, into: Uint8Array): Promise<void> {
@@ -51,6 +51,15 @@ export class LeasedVolumeHandle implements VolumeHandle {
   }
 
   async flush(): Promise<void> {
+    if (this.leases.forcedLosses(this.name) > this.atOpen.forcedLosses) {
+      // Taken over while this connection was open: what this node acknowledged since its
+      // last flush went with its instance, unpersisted. No flush covers it any more (on any
+      // connection open then: a flush covers every connection's writes).
+      throw new LeaseLostError(
+        `Cannot flush volume "${this.name}": its write lease was taken from this node while ` +
+          `this connection was open, and writes acknowledged since the last flush may be lost`,
+      );
+    }
     // Not the holder: whatever this node acknowledged was made durable when it
     // released (or its loss went with the record); the holder flushes what it
     // acknowledged, and reports a loss found there.
@@ -91,7 +100,7 @@ export class LeasedVolumeHandle implements VolumeHandle {
   }
 
   async #writable(): Promise<Volume> {
-    if (this.leases.losses(this.name) > this.lossesAtOpen) {
+    if (this.leases.losses(this.name) > this.atOpen.losses) {
       this.leases.counters.fencedWrites++;
       throw new LeaseLostError(
         `Cannot write volume "${this.name}": this connection was open when the write lease ` +

@@ -213,6 +213,11 @@ export class LeaseManager implements VolumeAuthority {
     return this.#leases.losses(name);
   }
 
+  /** How many times the lease of `name` was taken from this node without its release. */
+  forcedLosses(name: string): number {
+    return this.#leases.forcedLosses(name);
+  }
+
   /** Takes the write lease of `name` to this node, moving it from its holder. */
   acquire(name: string): Promise<void> {
     return this.#moves.acquire(name);
@@ -263,7 +268,10 @@ export class LeaseManager implements VolumeAuthority {
   /** A handle on volume `name` for one client (an NBD connection, an HTTP request). */
   async open(name: string): Promise<VolumeHandle> {
     const volume = await this.#store.loadVolume(name);
-    return new LeasedVolumeHandle(this, this.#store, name, volume.sizeBytes, this.losses(name));
+    return new LeasedVolumeHandle(this, this.#store, name, volume.sizeBytes, {
+      losses: this.losses(name),
+      forcedLosses: this.forcedLosses(name),
+    });
   }
 
   /** The methods other members call: release a lease, read a held volume, fence. */

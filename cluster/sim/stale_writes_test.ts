@@ -104,3 +104,45 @@ Deno.test("a stale write refused after the lease came back keeps the lease, and 
   expected.set(sectorPattern(2, sector, 2), at);
   assert.deepEqual(into, expected);
 });
+
+Deno.test("a flush through a connection open when the lease was taken by force fails", async () => {
+  const sim = new ClusterSim({ seed: 2, nodes: 4, replicas: 3, volumesOnly: true });
+  for (const id of sim.nodes.keys()) sim.start(id);
+  await sim.world.run(2_000);
+  const run = (id: string) => sim.runtimeOf(id)!;
+  await settle(sim, run("n0").store.createVolume({ name: "v", size: 4 * simBlockSize }));
+  const writer = await settle(sim, run("n1").leases.open("v"));
+  const other = await settle(sim, run("n1").leases.open("v")); // a second connection (multi-conn)
+  await settle(sim, writer.write(0, sectorPattern(1, 0, 2), false));
+  await settle(sim, writer.flush());
+  // Acknowledged, not flushed: a copy-up, whose map only n1's instance holds.
+  await settle(sim, writer.write(simBlockSize, sectorPattern(2, 4, 2), false));
+
+  // n2 takes the lease over (n1 seen dead, as a host paused for longer than the grace is),
+  // and n1 hears of it when it runs again.
+  sim.seenDead("n1", true);
+  while (run("n2").engine.member("n1")?.status !== "dead") {
+    await sim.world.run(sim.world.now() + 5);
+  }
+  await settle(sim, run("n2").leases.acquire("v"));
+  sim.seenDead("n1", false);
+  await sim.world.run(sim.world.now() + 100);
+  assert.equal(run("n1").leases.holds("v"), false, "n1 was told it lost the lease");
+
+  // The write is gone with n1's instance: no flush open before the loss may pass.
+  const into = new Uint8Array(2 * simBlockSize);
+  await settle(
+    sim,
+    (await settle(sim, run("n3").leases.open("v"))).read(
+      { offset: 0, length: into.length },
+      into,
+    ),
+  );
+  const expected = new Uint8Array(into.length);
+  expected.set(sectorPattern(1, 0, 2), 0);
+  assert.deepEqual(into, expected, "the takeover kept the flushed write, not the other");
+  await assert.rejects(settle(sim, writer.flush()), LeaseLostError);
+  await assert.rejects(settle(sim, other.flush()), LeaseLostError);
+  // A connection opened since flushes as before.
+  await settle(sim, (await settle(sim, run("n1").leases.open("v"))).flush());
+});
