@@ -30,12 +30,33 @@ async function settle<T>(sim: ClusterSim, promise: Promise<T>, limitMs = 5_000):
   return await watched;
 }
 
-Deno.test("a stale write refused after the lease came back keeps the lease, and what it acknowledged", async () => {
-  const sim = new ClusterSim({ seed: 1, nodes: 4, replicas: 3, volumesOnly: true });
+/** Four members (R = 3) running, and volume "v" created; `run(id)` is a member's runtime. */
+async function fourMembers(seed: number) {
+  const sim = new ClusterSim({ seed, nodes: 4, replicas: 3, volumesOnly: true });
   for (const id of sim.nodes.keys()) sim.start(id);
   await sim.world.run(2_000);
   const run = (id: string) => sim.runtimeOf(id)!;
   await settle(sim, run("n0").store.createVolume({ name: "v", size: 4 * simBlockSize }));
+  return { sim, run };
+}
+
+/** The others see `id` dead while it runs (a cut off or paused host), `viewer` among them. */
+async function seenDeadBy(sim: ClusterSim, id: string, viewer: string): Promise<void> {
+  sim.seenDead(id, true);
+  while (sim.runtimeOf(viewer)!.engine.member(id)?.status !== "dead") {
+    await sim.world.run(sim.world.now() + 5);
+  }
+}
+
+/** `taker` takes the lease of "v" from `holder` (seen dead), which then hears of it. */
+async function takeOver(sim: ClusterSim, holder: string, taker: string): Promise<void> {
+  await settle(sim, sim.runtimeOf(taker)!.leases.acquire("v"));
+  sim.seenDead(holder, false);
+  await sim.world.run(sim.world.now() + 100);
+}
+
+Deno.test("a stale write refused after the lease came back keeps the lease, and what it acknowledged", async () => {
+  const { sim, run } = await fourMembers(1);
 
   // Changes written under epoch 1 wait at every replica until `open()`.
   let open!: () => void;
@@ -60,10 +81,7 @@ Deno.test("a stale write refused after the lease came back keeps the lease, and 
   const first = await settle(sim, run("n1").leases.open("v"));
   await settle(sim, first.write(0, sectorPattern(1, 0, 2), false));
   await settle(sim, first.flush());
-  sim.seenDead("n1", true);
-  while (run("n2").engine.member("n1")?.status !== "dead") {
-    await sim.world.run(sim.world.now() + 5);
-  }
+  await seenDeadBy(sim, "n1", "n2");
   gating = true;
   // Two writes of one object through n1's instance: the first waits at the replicas, the
   // second for the first (one change of an object at a time).
@@ -75,9 +93,7 @@ Deno.test("a stale write refused after the lease came back keeps the lease, and 
   while (held === 0) await sim.world.run(sim.world.now() + 1);
 
   // n2 takes it over, and n1 takes it back (epoch 3).
-  await settle(sim, run("n2").leases.acquire("v"));
-  sim.seenDead("n1", false);
-  await sim.world.run(sim.world.now() + 100);
+  await takeOver(sim, "n1", "n2");
   assert.equal(run("n1").leases.holds("v"), false, "n1 was told it lost the lease");
   // A block the stale write does not hold: a new object, which the map names once flushed.
   const at = simBlockSize, sector = at / sectorBytes;
@@ -106,11 +122,7 @@ Deno.test("a stale write refused after the lease came back keeps the lease, and 
 });
 
 Deno.test("a flush through a connection open when the lease was taken by force fails", async () => {
-  const sim = new ClusterSim({ seed: 2, nodes: 4, replicas: 3, volumesOnly: true });
-  for (const id of sim.nodes.keys()) sim.start(id);
-  await sim.world.run(2_000);
-  const run = (id: string) => sim.runtimeOf(id)!;
-  await settle(sim, run("n0").store.createVolume({ name: "v", size: 4 * simBlockSize }));
+  const { sim, run } = await fourMembers(2);
   const writer = await settle(sim, run("n1").leases.open("v"));
   const other = await settle(sim, run("n1").leases.open("v")); // a second connection (multi-conn)
   await settle(sim, writer.write(0, sectorPattern(1, 0, 2), false));
@@ -120,13 +132,8 @@ Deno.test("a flush through a connection open when the lease was taken by force f
 
   // n2 takes the lease over (n1 seen dead, as a host paused for longer than the grace is),
   // and n1 hears of it when it runs again.
-  sim.seenDead("n1", true);
-  while (run("n2").engine.member("n1")?.status !== "dead") {
-    await sim.world.run(sim.world.now() + 5);
-  }
-  await settle(sim, run("n2").leases.acquire("v"));
-  sim.seenDead("n1", false);
-  await sim.world.run(sim.world.now() + 100);
+  await seenDeadBy(sim, "n1", "n2");
+  await takeOver(sim, "n1", "n2");
   assert.equal(run("n1").leases.holds("v"), false, "n1 was told it lost the lease");
 
   // The write is gone with n1's instance: no flush open before the loss may pass.
