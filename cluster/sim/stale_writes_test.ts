@@ -1,16 +1,19 @@
 /**
- * Goal: a write still under way from an instance this node dropped (its lease
- * was taken over) cannot cost the node the lease it took again since: storage
- * refuses the stale write, and the refusal speaks of the old epoch only. Seed
- * 10123464 with joins, leaves and replacements: a contending write held n3's
- * instance from its epoch-2 lease while n5 took the lease over and n3 took it
- * back at epoch 4; refused at last as an epoch-2 write, it made n3 drop its
- * epoch-4 lease with an acknowledged write unflushed. The next flush at n3
- * passed (the record still named n3), and a read elsewhere served the record's
- * older map: a stale read of a flushed write.
+ * Goal: what a node acknowledged under a lease it lost is never reported
+ * durable unless it is. A write still under way from an instance the node
+ * dropped (its lease was taken over) cannot cost the node the lease it took
+ * again since, nor pass the fences under the new epoch: storage refuses it, and
+ * the refusal speaks of the old epoch only. Seed 10123464 with joins, leaves and
+ * replacements: a contending write held n3's instance from its epoch-2 lease
+ * while n5 took the lease over and n3 took it back at epoch 4; refused at last
+ * as an epoch-2 write, it made n3 drop its epoch-4 lease with an acknowledged
+ * write unflushed. The next flush at n3 passed (the record still named n3), and
+ * a read elsewhere served the record's older map: a stale read of a flushed
+ * write. And a connection open when its node's lease was taken by force fails
+ * its flushes: what the node acknowledged unflushed went with its instance.
  * Method: a scripted ClusterSim (the production node on the simulated network,
- * no random faults); the replicas hold back the epoch-1 change until the lease
- * has moved away and back.
+ * no random faults); a member the others see dead while it runs, and replicas
+ * holding back epoch-1 changes until the lease has moved away and back.
  */
 import assert from "node:assert/strict";
 import { ClusterSim } from "./cluster_sim.ts";
