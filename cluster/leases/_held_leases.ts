@@ -1,10 +1,11 @@
 /**
  * The write leases this node holds: the epoch it writes each volume under,
- * and how many times it lost each (every connection open at a loss is fenced
- * for good), and how many of those were forced (the lease taken without this
- * node's release: a connection open then fails its flushes for good). Taking a lease starts its validity (_lease_validity.ts); letting
- * it go, or losing it, drops what this node kept of the volume: its instance,
- * its objects' state, where its reads went.
+ * how many times it lost each (every connection open at a loss is fenced for
+ * good), and how many of those were forced (the lease taken without this
+ * node's release: a connection open then fails its flushes for good). Taking
+ * a lease starts its validity (_lease_validity.ts); letting it go, or losing
+ * it, drops what this node kept of the volume: its instance, its objects'
+ * state, where its reads went.
  */
 import type { Clock, Store } from "../../core/mod.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
