@@ -157,6 +157,8 @@ print(json.dumps(out))
     stopped = false;
     // The connection node 1 kept open writes again: refused by the OSDs, EIO.
     assert.equal(await held.next(), "EIO");
+    // And its FLUSH: the lease was taken from node 1 by force while it was open.
+    assert.equal(await held.next("flush"), "EIO");
     await held.close();
     for (const [name, bytes] of await storedObjects(namespace)) {
       assert.equal(holdsPattern(bytes, 0x33), false, `object ${name} holds the fenced write`);
@@ -185,7 +187,8 @@ print(json.dumps(out))
 
 /**
  * A libnbd client that writes 1 MiB of 0x11 and flushes ("written"), then on
- * each next() writes 4 KiB of 0x33 at 1 MiB - 4 KiB and reports "ok" or "EIO".
+ * each next() writes 4 KiB of 0x33 at 1 MiB - 4 KiB (or with "flush", flushes)
+ * and reports "ok" or "EIO".
  */
 function nbdHeld(uri: string) {
   const child = new Deno.Command("/usr/bin/python3", {
@@ -197,7 +200,10 @@ a = nbd.NBD(); a.connect_uri(sys.argv[1])
 a.pwrite(b'\\x11' * 1048576, 0); a.flush()
 print('written', flush=True)
 for line in sys.stdin:
-    print(attempt(lambda: a.pwrite(b'\\x33' * 4096, 1048576 - 4096)), flush=True)
+    if line.strip() == 'flush':
+        print(attempt(lambda: a.flush()), flush=True)
+    else:
+        print(attempt(lambda: a.pwrite(b'\\x33' * 4096, 1048576 - 4096)), flush=True)
 `,
       uri,
     ],
@@ -210,8 +216,8 @@ for line in sys.stdin:
   let buffered = "";
   let asked = false;
   return {
-    async next(): Promise<string> {
-      if (asked) await writer.write(new TextEncoder().encode("again\n"));
+    async next(what: "write" | "flush" = "write"): Promise<string> {
+      if (asked) await writer.write(new TextEncoder().encode(`${what}\n`));
       asked = true;
       while (!buffered.includes("\n")) {
         const { value, done } = await lines.read();
