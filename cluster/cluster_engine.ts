@@ -183,9 +183,12 @@ export class ClusterEngine implements Engine {
     return [...this.#lost.known()];
   }
 
-  /** Members gossip called dead or gone lately (they may still run, unseen). */
-  recentlyGone(): MemberState[] {
-    return this.#view.recentlyGone();
+  /**
+   * Members gossip calls dead or gone, however long ago (while it remembers
+   * them), but those an operator declared lost: they may still run, unseen.
+   */
+  goneMembers(): MemberState[] {
+    return this.#view.recentlyGone(Infinity).filter((member) => !this.#lost.known().has(member.id));
   }
 
   /** Members known alive now (listing asks them). */

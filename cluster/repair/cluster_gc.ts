@@ -4,8 +4,11 @@
  *
  * - pins: before marking, and again before the second mark, every member
  *   that holds a place (dead ones within the grace period included) answers
- *   with the blocks its uploads in progress have stored; a member that cannot
- *   answer stops the collection (its uploads could lose blocks);
+ *   with the blocks its uploads in progress have stored, and so does every
+ *   member gossip calls dead past the grace (it may only be paused or cut off,
+ *   its uploads going on) unless an operator declared it lost; a member that
+ *   cannot answer stops the collection (its uploads could lose blocks). One
+ *   that left stopped with its uploads: its silence is no answer to wait for;
  * - a second mark after a pause, so that a record another node wrote while the
  *   first mark ran (a clone of a source being deleted) still counts;
  * - age: a replica deletes an unreferenced block only when it was stored, or
@@ -72,22 +75,35 @@ export function clusterGcPolicy(
       }
       for (const hash of Array.isArray(hashes) ? hashes : []) pins.add(String(hash));
     }
-    // So are members gossip called dead or gone past the grace, lately: one may run
-    // still, unseen by this node, with map pages it stored for a record it has not
-    // written yet (seed 1429634 with joins and leaves: a lease holder's snapshot stored
-    // a page and failed; a collector that had restarted and saw the holder dead swept
-    // the page, and the holder's next flush wrote a record naming it). Their silence
-    // does not stop the collection: a member that crashed lost its pins with its memory.
+    // So are members gossip called dead or gone past the grace: one may run still,
+    // unseen by this node, with map pages it stored for a record it has not written yet
+    // (seed 1429634 with joins and leaves: a lease holder's snapshot stored a page and
+    // failed; a collector that had restarted and saw the holder dead swept the page, and
+    // the holder's next flush wrote a record naming it), or with an upload. A dead one's
+    // silence stops the collection: it may be paused rather than crashed (seed 10560212
+    // with joins and leaves: a member paused past the grace, its upload's blocks stored
+    // long before, stayed silent; the collection went on, swept a block the upload had
+    // deduplicated, and the upload, resumed, committed an image naming it). Only a restart
+    // (it answers, with no uploads), an operator declaring it lost, or gossip forgetting
+    // it (a day) ends that wait. One that left stopped its uploads when it stopped.
     const placed = new Set(engine.placementMembers().map((member) => member.id));
-    const gone = engine.recentlyGone().filter((member) => !placed.has(member.id));
+    const gone = engine.goneMembers().filter((member) => !placed.has(member.id));
     const answers = await Promise.allSettled(
       gone.map((member) => rpc.call(member.address, "store.pins", { header: {} })),
     );
-    for (const answer of answers) {
-      if (answer.status !== "fulfilled") continue;
-      const hashes: unknown = answer.value.header.hashes;
-      for (const hash of Array.isArray(hashes) ? hashes : []) pins.add(String(hash));
-    }
+    answers.forEach((answer, i) => {
+      if (answer.status === "fulfilled") {
+        const hashes: unknown = answer.value.header.hashes;
+        for (const hash of Array.isArray(hashes) ? hashes : []) pins.add(String(hash));
+      } else if (gone[i].status === "dead") {
+        throw new ConflictError(
+          `Cannot collect garbage: member ${gone[i].id} (${gone[i].address}), dead to gossip, ` +
+            `did not say which blocks its uploads hold (it may only be paused); try again when ` +
+            `it answers, or declare it lost if it is gone for good (atoll cluster lost)`,
+          { cause: answer.reason },
+        );
+      }
+    });
   };
   return {
     minAgeMs: options.minAgeMs,

@@ -3,7 +3,8 @@
  * ones within the grace period included (one may still run, cut off, with an
  * upload it commits once back), and stops when one does not answer; it asks
  * again before its second mark (a member heard of since may have pins). Members
- * gone past the grace lately are asked too, their silence tolerated.
+ * gone past the grace are asked too: a dead one's silence stops the collection
+ * (it may only be paused, its upload going on), a left one's does not.
  * Method: clusterGcPolicy over an engine and an RPC caller stubbed as a list
  * of members and their answers.
  */
@@ -30,7 +31,7 @@ function policyOver(
   const engine = {
     selfId: "a",
     placementMembers: () => members,
-    recentlyGone: () => gone,
+    goneMembers: () => gone,
   } as unknown as ClusterEngine;
   const rpc: RpcCaller = {
     call: (address) =>
@@ -70,7 +71,7 @@ Deno.test("settle() asks the members again: one heard of since the pins were tak
   assert.deepEqual([...pins].sort(), ["h1", "h2"], "the set the sweep checks holds c's pins");
 });
 
-Deno.test("pinned() asks members gone lately past the grace too, not waiting on their silence", async () => {
+Deno.test("pinned() asks members gone past the grace too, not waiting on one that left", async () => {
   // Seed 1429634 (joins, leaves): a collector that saw a lease holder dead past the grace
   // did not ask it, and swept a map page its next flush named.
   const policy = policyOver(
@@ -79,4 +80,16 @@ Deno.test("pinned() asks members gone lately past the grace too, not waiting on 
     [member("c", "dead"), member("d", "left")],
   );
   assert.deepEqual([...await policy.pinned()].sort(), ["1".repeat(64), "3".repeat(64)]);
+});
+
+Deno.test("pinned() stops the collection when a member dead past the grace does not answer", async () => {
+  // Seed 10560212 (joins, leaves): a member paused past the grace did not answer; the
+  // collection went on and swept a block its upload had deduplicated long before, and the
+  // upload, resumed, committed an image naming it.
+  const policy = policyOver(
+    [member("a", "alive"), member("b", "alive")],
+    { b: ["1".repeat(64)] },
+    [member("c", "dead")],
+  );
+  await assert.rejects(policy.pinned(), /member c \(c\), dead to gossip, did not say/);
 });

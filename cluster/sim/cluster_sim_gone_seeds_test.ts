@@ -306,3 +306,15 @@ Deno.test("seed 10123464 (joins, leaves, replacements): a stale instance's refus
   const result = await ClusterSim.run({ ...clusterSimSettings(10123464), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 10560212 (joins, leaves): a collection waits for a member dead past the grace", async () => {
+  // repair/cluster_gc.ts: a member paused past the grace, its upload held up, did not answer
+  // for its pins; the collection took that as a crash's silence, swept a block the upload had
+  // found already stored, and the upload, resumed, committed an image naming it.
+  const result = await ClusterSim.run({
+    ...clusterSimSettings(10560212),
+    joins: true,
+    leaves: true,
+  });
+  assert.deepEqual(result.violations, []);
+});
