@@ -70,6 +70,8 @@ export class Images {
       ...newProgress(expectedBytes),
     };
     this.#uploads.set(name, status);
+    // Where no collection asks this node for its pins (RADOS), its blocks are kept young.
+    const stopKeeping = collector.keepYoung(() => [...status.pins]);
     const stored = new Set<string>();
     let committed = false;
     const what = `Cannot upload image "${name}"`;
@@ -97,6 +99,13 @@ export class Images {
       if (map.sizeBytes % sectorBytes !== 0) {
         throw new TypeError(notWholeSectors(what, map.sizeBytes));
       }
+      // Once more, all of them: a block a collection took meanwhile fails the upload here,
+      // before a record names it.
+      await collector.refresh([...status.pins], true).catch((error) => {
+        throw error instanceof ConflictError
+          ? new ConflictError(`${what}: ${error.message}`)
+          : error;
+      });
       const header: ImageHeader = { name, createdAt: new Date().toISOString() };
       const created = await catalogue.run(() => this.#commit(header, map));
       committed = true;
@@ -110,6 +119,7 @@ export class Images {
       });
       return { ...info, newBlocks: status.newBlocks, newBytes: status.newBytes, created };
     } finally {
+      stopKeeping();
       await disk?.close();
       this.#uploads.delete(name);
       // A failed upload gives back the space of the blocks it stored at once (those

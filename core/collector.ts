@@ -42,6 +42,14 @@ export interface GcPolicy {
   deleteBlock(hash: string): Promise<boolean>;
   /** Deletes an unreferenced object on every member. */
   deleteObject(name: string): Promise<void>;
+  /**
+   * Where a collection cannot ask this node for its uploads' pins (nodes on
+   * RADOS): makes `hashes` young again (stored now), so that no collection
+   * takes them before the record naming them is written. An upload calls it
+   * every quarter of `minAgeMs` while it runs, and once more right before its
+   * record (`strict`: a block already gone fails the upload, ConflictError).
+   */
+  refresh?(hashes: string[], strict: boolean): Promise<void>;
 }
 
 /** Options of {@linkcode Collector}. */
@@ -88,6 +96,40 @@ export class Collector {
     for (const hash of blocks) this.#added.blocks.add(hash);
     for (const name of objects) this.#added.objects.add(name);
     if (uid !== undefined) this.#added.uids.add(uid);
+  }
+
+  /**
+   * How often an upload keeps its blocks young (GcPolicy.refresh); null where
+   * the policy needs no refresh (a single node, a ring: pins are asked).
+   */
+  get refreshMs(): number | null {
+    const policy = this.#options.policy;
+    return policy?.refresh === undefined ? null : policy.minAgeMs / 4;
+  }
+
+  /** GcPolicy.refresh, where the policy has one. */
+  async refresh(hashes: string[], strict: boolean): Promise<void> {
+    await this.#options.policy?.refresh?.(hashes, strict);
+  }
+
+  /**
+   * Keeps `hashes()` young (GcPolicy.refresh, blocks gone skipped) every
+   * {@linkcode refreshMs} until the function returned is called.
+   */
+  keepYoung(hashes: () => string[]): () => void {
+    const every = this.refreshMs;
+    if (every === null) return () => {};
+    const timer = new AbortController();
+    const loop = async () => {
+      for (;;) {
+        await this.#options.clock.sleep(every, timer.signal);
+        await this.refresh(hashes(), false).catch((error) =>
+          log.warn("cannot keep an upload's blocks young: {error}", { error: String(error) })
+        );
+      }
+    };
+    loop().catch(() => {/* aborted: the upload ended */});
+    return () => timer.abort();
   }
 
   /** A collection running now keeps these blocks (map pages whose record was just written). */

@@ -57,6 +57,24 @@ export async function deleteBlockStoredBefore(
   }
 }
 
+/**
+ * Makes block `hash` young again (stored now) if it exists, creating nothing;
+ * false when it is gone. One stored later (by a node whose clock runs ahead)
+ * stays as it is: young already.
+ */
+export async function refreshBlock(io: IoContext, hash: string): Promise<boolean> {
+  const now = timeText(Date.now());
+  try {
+    await new WriteOp().compareXattr(storedXattr, cmp.gte, now).setXattr(storedXattr, now)
+      .operate(io, hash);
+    return true;
+  } catch (error) {
+    if (isRadosError(error, errno.ENOENT)) return false;
+    if (isRadosError(error, errno.ECANCELED)) return true;
+    throw error;
+  }
+}
+
 /** A wall-clock time as the stored xattr holds it: fixed width, so strings compare as numbers. */
 function timeText(ms: number): string {
   return String(Math.floor(ms)).padStart(16, "0");

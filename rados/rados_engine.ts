@@ -27,7 +27,7 @@ import {
 import { errno, isRadosError } from "./_errors.ts";
 import { Connection, type ConnectionOptions } from "./_connection.ts";
 import type { IoContext } from "./_ops.ts";
-import { deleteBlockStoredBefore, putBlock } from "./_block_writes.ts";
+import { deleteBlockStoredBefore, putBlock, refreshBlock } from "./_block_writes.ts";
 import { FencedWrites } from "./_fenced_writes.ts";
 import { MetaShards } from "./_meta_shards.ts";
 import { logger } from "../log/mod.ts";
@@ -110,6 +110,11 @@ export class RadosEngine implements Engine {
    */
   deleteBlockStoredBefore(hash: string, cutoffMs: number): Promise<boolean> {
     return this.#guard(() => deleteBlockStoredBefore(this.#blocks, hash, cutoffMs));
+  }
+
+  /** Makes block `hash` young again (stored now), creating nothing; false when it is gone. */
+  refreshBlock(hash: string): Promise<boolean> {
+    return this.#guard(() => refreshBlock(this.#blocks, hash));
   }
 
   readBlock(hash: string, range: ByteRange, into: Uint8Array): Promise<void> {

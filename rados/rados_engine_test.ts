@@ -85,7 +85,7 @@ Deno.test("RadosEngine refuses a change from a volume instance of another epoch,
   }
 });
 
-Deno.test("RadosEngine collects only blocks stored before the cutoff; a second put makes one young", async () => {
+Deno.test("RadosEngine collects only blocks stored before the cutoff; a second put or a refresh makes one young", async () => {
   const engine = await openEngine("gc");
   try {
     const data = new Uint8Array(4096).fill(7);
@@ -99,7 +99,14 @@ Deno.test("RadosEngine collects only blocks stored before the cutoff; a second p
     await new Promise((resolve) => setTimeout(resolve, 20));
     assert.equal(await engine.putBlock(hash, data), false, "deduplicated");
     assert.equal(await engine.deleteBlockStoredBefore(hash, cutoff), false, "young again");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const later = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(await engine.refreshBlock(hash), true);
+    assert.equal(await engine.deleteBlockStoredBefore(hash, later), false, "refreshed: young");
     assert.equal(await engine.deleteBlockStoredBefore(hash, Date.now() + 1000), true);
+    assert.equal(await engine.hasBlock(hash), false);
+    assert.equal(await engine.refreshBlock(hash), false, "a block gone is not made again");
     assert.equal(await engine.hasBlock(hash), false);
   } finally {
     await engine.close();

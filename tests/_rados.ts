@@ -161,7 +161,7 @@ export async function radosNodePool(): Promise<string> {
 let sharedNamespaces = 0;
 
 /** Nodes on one namespace of the test pool: they serve the same volumes. */
-export async function startRadosNodes(count: number): Promise<{
+export async function startRadosNodes(count: number, extraArgs: string[] = []): Promise<{
   nodes: TestNode[];
   namespace: string;
   /** A scratch directory, removed by stop(). */
@@ -181,7 +181,9 @@ export async function startRadosNodes(count: number): Promise<{
   try {
     for (let i = 0; i < count; i++) {
       const data = await Deno.makeTempDir({ prefix: "atoll-rados-node-" });
-      nodes.push(await startNode({ data, args: await radosNodeArgs(data, namespace) }));
+      nodes.push(
+        await startNode({ data, args: [...await radosNodeArgs(data, namespace), ...extraArgs] }),
+      );
     }
   } catch (error) {
     await stop();
