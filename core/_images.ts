@@ -101,11 +101,13 @@ export class Images {
       }
       // Once more, all of them: a block a collection took meanwhile fails the upload here,
       // before a record names it.
-      await collector.refresh([...status.pins], true).catch((error) => {
-        throw error instanceof ConflictError
-          ? new ConflictError(`${what}: ${error.message}`)
-          : error;
-      });
+      const gone = await collector.refresh([...status.pins]);
+      if (gone.length > 0) {
+        throw new ConflictError(
+          `${what}: ${gone.length} of its blocks (${gone[0]}${gone.length > 1 ? ", ..." : ""}) ` +
+            `were collected while it ran; upload it again`,
+        );
+      }
       const header: ImageHeader = { name, createdAt: new Date().toISOString() };
       const created = await catalogue.run(() => this.#commit(header, map));
       committed = true;

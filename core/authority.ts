@@ -5,6 +5,7 @@
  * volumes through it, so they get the same coherence and the same fencing.
  */
 import type { ByteRange } from "./engine.ts";
+import { LeaseLostError } from "./errors.ts";
 import type { Extent } from "./map_io.ts";
 import type { Store } from "./store.ts";
 import type { Volume } from "./volume.ts";
@@ -30,6 +31,47 @@ export interface VolumeHandle {
   trim(range: ByteRange, fua: boolean): Promise<void>;
   flush(): Promise<void>;
   extents(range: ByteRange): Extent[];
+}
+
+/**
+ * Where a lease-backed handle stands against the losses of its volume's lease
+ * at its node: `atOpen`, the counts when it opened; `now`, the counts now. A
+ * loss since fences its writes for good; a loss by force since (the lease
+ * taken without this node's release: what it acknowledged unflushed may be
+ * gone with its instance) fails its flushes for good too, on every connection
+ * open then (a flush covers every connection's writes).
+ */
+export interface LeaseLosses {
+  /** Every loss of the lease at this node. */
+  losses: number;
+  /** Of those, the ones without this node's release. */
+  forcedLosses: number;
+}
+
+/** The refusal of a write through a handle opened at `atOpen`; null when it may go on. */
+export function fencedWrite(
+  name: string,
+  atOpen: LeaseLosses,
+  now: LeaseLosses,
+): LeaseLostError | null {
+  if (now.losses <= atOpen.losses) return null;
+  return new LeaseLostError(
+    `Cannot write volume "${name}": this connection was open when the write lease moved to ` +
+      `another node`,
+  );
+}
+
+/** The failure of a flush through a handle opened at `atOpen`; null when it may go on. */
+export function lostFlush(
+  name: string,
+  atOpen: LeaseLosses,
+  now: LeaseLosses,
+): LeaseLostError | null {
+  if (now.forcedLosses <= atOpen.forcedLosses) return null;
+  return new LeaseLostError(
+    `Cannot flush volume "${name}": its write lease was taken from this node while this ` +
+      `connection was open, and writes acknowledged since the last flush may be lost`,
+  );
 }
 
 /** Opens volumes for clients; throws NotFoundError for a volume that does not exist. */

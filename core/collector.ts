@@ -45,11 +45,11 @@ export interface GcPolicy {
   /**
    * Where a collection cannot ask this node for its uploads' pins (nodes on
    * RADOS): makes `hashes` young again (stored now), so that no collection
-   * takes them before the record naming them is written. An upload calls it
-   * every quarter of `minAgeMs` while it runs, and once more right before its
-   * record (`strict`: a block already gone fails the upload, ConflictError).
+   * takes them before the record naming them is written; returns those gone
+   * already (a block is never stored again by this). An upload calls it while
+   * it runs, and once more right before its record, which a block gone fails.
    */
-  refresh?(hashes: string[], strict: boolean): Promise<void>;
+  refresh?(hashes: string[]): Promise<string[]>;
 }
 
 /** Options of {@linkcode Collector}. */
@@ -107,24 +107,36 @@ export class Collector {
     return policy?.refresh === undefined ? null : policy.minAgeMs / 4;
   }
 
-  /** GcPolicy.refresh, where the policy has one. */
-  async refresh(hashes: string[], strict: boolean): Promise<void> {
-    await this.#options.policy?.refresh?.(hashes, strict);
+  /** GcPolicy.refresh, where the policy has one: the blocks of `hashes` gone already. */
+  async refresh(hashes: string[]): Promise<string[]> {
+    return await this.#options.policy?.refresh?.(hashes) ?? [];
   }
 
   /**
-   * Keeps `hashes()` young (GcPolicy.refresh, blocks gone skipped) every
-   * {@linkcode refreshMs} until the function returned is called.
+   * Keeps `hashes()` young (GcPolicy.refresh) until the function returned is
+   * called: every {@linkcode refreshMs}, those not made young for twice that
+   * (a block is young from when its upload first names it: it is being stored).
    */
   keepYoung(hashes: () => string[]): () => void {
     const every = this.refreshMs;
     if (every === null) return () => {};
+    const clock = this.#options.clock;
     const timer = new AbortController();
+    /** Hash → when it was last known young. */
+    const young = new Map<string, number>();
     const loop = async () => {
       for (;;) {
-        await this.#options.clock.sleep(every, timer.signal);
-        await this.refresh(hashes(), false).catch((error) =>
-          log.warn("cannot keep an upload's blocks young: {error}", { error: String(error) })
+        await clock.sleep(every, timer.signal);
+        const now = clock.now();
+        const due = hashes().filter((hash) => {
+          const since = young.get(hash);
+          if (since === undefined) young.set(hash, now);
+          return since !== undefined && now - since >= 2 * every;
+        });
+        await this.refresh(due).then(
+          () => due.forEach((hash) => young.set(hash, now)),
+          (error) =>
+            log.warn("cannot keep an upload's blocks young: {error}", { error: String(error) }),
         );
       }
     };

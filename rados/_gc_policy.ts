@@ -11,7 +11,7 @@
  * volume's current generation are always kept (core/gc.ts), so objects copied
  * up by another node's unflushed writes are safe.
  */
-import { ConflictError, type GcPolicy } from "../core/mod.ts";
+import type { GcPolicy } from "../core/mod.ts";
 import type { RadosEngine } from "./rados_engine.ts";
 
 /** Blocks younger than this are never collected; also the clock skew nodes may have. */
@@ -34,7 +34,7 @@ export function radosGcPolicy(
       new Promise((resolve) => setTimeout(resolve, options.settleMs ?? gcSettleMsDefault)),
     deleteBlock: (hash) => engine.deleteBlockStoredBefore(hash, Date.now() - minAgeMs),
     deleteObject: (name) => engine.deleteObject(name),
-    async refresh(hashes, strict) {
+    async refresh(hashes) {
       const queue = [...hashes];
       const gone: string[] = [];
       const worker = async () => {
@@ -43,12 +43,7 @@ export function radosGcPolicy(
         }
       };
       await Promise.all(Array.from({ length: refreshesInFlightMax }, worker));
-      if (strict && gone.length > 0) {
-        throw new ConflictError(
-          `${gone.length} of its blocks (${gone[0]}${gone.length > 1 ? ", ..." : ""}) were ` +
-            `collected while it ran: upload it again`,
-        );
-      }
+      return gone;
     },
   };
 }

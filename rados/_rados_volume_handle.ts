@@ -9,7 +9,10 @@ import {
   type ByteRange,
   ConflictError,
   type Extent,
+  fencedWrite,
+  type LeaseLosses,
   LeaseLostError,
+  lostFlush,
   type Store,
   type Volume,
   type VolumeHandle,
@@ -26,8 +29,8 @@ export class RadosVolumeHandle implements VolumeHandle {
     readonly store: Store,
     readonly name: string,
     readonly sizeBytes: number,
-    /** Losses of the lease at this node when the connection opened, and the forced ones. */
-    readonly atOpen: { losses: number; forcedLosses: number },
+    /** Losses of the lease at this node when the connection opened. */
+    readonly atOpen: LeaseLosses,
   ) {}
 
   async read(range: ByteRange, into: Uint8Array): Promise<void> {
@@ -52,14 +55,8 @@ export class RadosVolumeHandle implements VolumeHandle {
   }
 
   async flush(): Promise<void> {
-    if (this.leases.forcedLosses(this.name) > this.atOpen.forcedLosses) {
-      // Taken from this node by force while this connection was open: what it acknowledged
-      // since its last flush went with its instance, unpersisted; no flush covers it now.
-      throw new LeaseLostError(
-        `Cannot flush volume "${this.name}": its write lease was taken from this node while ` +
-          `this connection was open, and writes acknowledged since the last flush may be lost`,
-      );
-    }
+    const lost = lostFlush(this.name, this.atOpen, this.leases.lossesOf(this.name));
+    if (lost !== null) throw lost;
     // Not the holder: what this node acknowledged was made durable when it let go.
     if (!this.leases.holds(this.name)) return;
     const volume = await this.store.openVolume(this.name);
@@ -73,12 +70,10 @@ export class RadosVolumeHandle implements VolumeHandle {
   }
 
   async #write(fn: (volume: Volume) => Promise<void>): Promise<void> {
-    if (this.leases.losses(this.name) > this.atOpen.losses) {
+    const fenced = fencedWrite(this.name, this.atOpen, this.leases.lossesOf(this.name));
+    if (fenced !== null) {
       this.leases.counters.fencedWrites++;
-      throw new LeaseLostError(
-        `Cannot write volume "${this.name}": this connection was open when the write lease ` +
-          `moved to another node`,
-      );
+      throw fenced;
     }
     await this.leases.acquire(this.name);
     const volume = await this.store.openVolume(this.name);

@@ -27,6 +27,7 @@
  */
 import type {
   ByteRange,
+  LeaseLosses,
   Store,
   Volume,
   VolumeAccess,
@@ -146,17 +147,14 @@ export class RadosLeases implements VolumeAuthority {
     return this.#losses.get(name) ?? 0;
   }
 
-  /** How many times the lease of `name` was taken from this node without its release. */
-  forcedLosses(name: string): number {
-    return this.#forced.get(name) ?? 0;
+  /** The losses of the lease of `name` at this node, and those by force (LeaseLosses). */
+  lossesOf(name: string): LeaseLosses {
+    return { losses: this.losses(name), forcedLosses: this.#forced.get(name) ?? 0 };
   }
 
   async open(name: string): Promise<VolumeHandle> {
     const volume = await this.#store.readableVolume(name);
-    return new RadosVolumeHandle(this, this.#store, name, volume.sizeBytes, {
-      losses: this.losses(name),
-      forcedLosses: this.forcedLosses(name),
-    });
+    return new RadosVolumeHandle(this, this.#store, name, volume.sizeBytes, this.lossesOf(name));
   }
 
   /**
@@ -203,7 +201,7 @@ export class RadosLeases implements VolumeAuthority {
       epoch: held.epoch,
     });
     this.#countLoss(name);
-    this.#forced.set(name, this.forcedLosses(name) + 1);
+    this.#forced.set(name, (this.#forced.get(name) ?? 0) + 1);
     this.#letGo(name, held);
   }
 

@@ -8,7 +8,10 @@ import {
   type ByteRange,
   ConflictError,
   type Extent,
+  fencedWrite,
+  type LeaseLosses,
   LeaseLostError,
+  lostFlush,
   type Store,
   type Volume,
   type VolumeHandle,
@@ -25,8 +28,8 @@ export class LeasedVolumeHandle implements VolumeHandle {
     readonly store: Store,
     readonly name: string,
     readonly sizeBytes: number,
-    /** Losses of the lease at this node when the connection opened, and the forced ones. */
-    readonly atOpen: { losses: number; forcedLosses: number },
+    /** Losses of the lease at this node when the connection opened. */
+    readonly atOpen: LeaseLosses,
   ) {}
 
   read(range: ByteRange, into: Uint8Array): Promise<void> {
@@ -51,15 +54,8 @@ export class LeasedVolumeHandle implements VolumeHandle {
   }
 
   async flush(): Promise<void> {
-    if (this.leases.forcedLosses(this.name) > this.atOpen.forcedLosses) {
-      // Taken over while this connection was open: what this node acknowledged since its
-      // last flush went with its instance, unpersisted. No flush covers it any more (on any
-      // connection open then: a flush covers every connection's writes).
-      throw new LeaseLostError(
-        `Cannot flush volume "${this.name}": its write lease was taken from this node while ` +
-          `this connection was open, and writes acknowledged since the last flush may be lost`,
-      );
-    }
+    const lost = lostFlush(this.name, this.atOpen, this.leases.lossesOf(this.name));
+    if (lost !== null) throw lost;
     // Not the holder: whatever this node acknowledged was made durable when it
     // released (or its loss went with the record); the holder flushes what it
     // acknowledged, and reports a loss found there.
@@ -100,12 +96,10 @@ export class LeasedVolumeHandle implements VolumeHandle {
   }
 
   async #writable(): Promise<Volume> {
-    if (this.leases.losses(this.name) > this.atOpen.losses) {
+    const fenced = fencedWrite(this.name, this.atOpen, this.leases.lossesOf(this.name));
+    if (fenced !== null) {
       this.leases.counters.fencedWrites++;
-      throw new LeaseLostError(
-        `Cannot write volume "${this.name}": this connection was open when the write lease ` +
-          `moved to another node`,
-      );
+      throw fenced;
     }
     await this.leases.acquire(this.name);
     await this.leases.confirm(this.name);

@@ -27,6 +27,7 @@ import {
   type ByteRange,
   type Clock,
   ConflictError,
+  type LeaseLosses,
   LeaseLostError,
   type Store,
   systemClock,
@@ -213,9 +214,9 @@ export class LeaseManager implements VolumeAuthority {
     return this.#leases.losses(name);
   }
 
-  /** How many times the lease of `name` was taken from this node without its release. */
-  forcedLosses(name: string): number {
-    return this.#leases.forcedLosses(name);
+  /** The losses of the lease of `name` at this node, and those by force (LeaseLosses). */
+  lossesOf(name: string): LeaseLosses {
+    return { losses: this.losses(name), forcedLosses: this.#leases.forcedLosses(name) };
   }
 
   /** Takes the write lease of `name` to this node, moving it from its holder. */
@@ -268,10 +269,7 @@ export class LeaseManager implements VolumeAuthority {
   /** A handle on volume `name` for one client (an NBD connection, an HTTP request). */
   async open(name: string): Promise<VolumeHandle> {
     const volume = await this.#store.loadVolume(name);
-    return new LeasedVolumeHandle(this, this.#store, name, volume.sizeBytes, {
-      losses: this.losses(name),
-      forcedLosses: this.forcedLosses(name),
-    });
+    return new LeasedVolumeHandle(this, this.#store, name, volume.sizeBytes, this.lossesOf(name));
   }
 
   /** The methods other members call: release a lease, read a held volume, fence. */
