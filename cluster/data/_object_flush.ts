@@ -120,6 +120,17 @@ export class ObjectFlush {
           });
         }
         this.#unflushed.setShort(name, false);
+        // Durable now: a later look that finds less while a member gone lately is silent
+        // waits for it, not taking the writes for lost (seed 10146892 with joins, leaves
+        // and replacements: both replicas of a flushed object left, three members joined,
+        // the writer's new replicas answered "nothing", and the object was rewritten as
+        // removed over the copies the two brought back).
+        const written = this.#writers.get(name);
+        if (
+          written !== undefined && stamp !== undefined && compareStamps(stamp, written.seen) > 0
+        ) {
+          written.seen = stamp;
+        }
         const behind = this.#writers.get(name)?.leftBehind ?? null;
         const leftBehind = behind !== null && stamp !== undefined &&
           compareStamps(stamp, behind) >= 0;

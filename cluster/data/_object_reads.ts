@@ -14,6 +14,7 @@ import type { Unflushed } from "./_unflushed.ts";
 import type { FloorScope } from "./_floor_cache.ts";
 import type { RemotePages } from "./_remote_pages.ts";
 import { type NewestRead, readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
+import { copyWhole } from "./_replica_learning.ts";
 import type { ObjectCounters, ReplicatedObjectsOptions } from "./replicated_objects.ts";
 
 /**
@@ -52,10 +53,16 @@ export interface ObjectReadsParts {
  * came before a member that had never held it died for good, and every read
  * then waited for that member until it had been gone ten grace periods.
  */
-async function adopt(name: string, newest: NewestRead, links: ObjectLink[]): Promise<void> {
+async function adopt(
+  name: string,
+  newest: NewestRead,
+  links: ObjectLink[],
+  quorum: number,
+  fence: number,
+): Promise<void> {
   const from = newest.from;
   const others = links.filter((link) => link.id !== from.id);
-  const [kept] = await Promise.all([
+  const [kept, flushed] = await Promise.all([
     from.flush([name]).catch(() => null),
     Promise.allSettled(others.map((link) => link.flush([name]))),
   ]);
@@ -65,6 +72,17 @@ async function adopt(name: string, newest: NewestRead, links: ObjectLink[]): Pro
         `not be made durable`,
     );
   }
+  // Held on fewer replicas than a write quorum, the version is copied to the others
+  // (durably) before it is waited for: seed 10162295 with joins, leaves and replacements
+  // (a failed write's change sat on one replica; the new holder's first read took it,
+  // its replica died for good a moment later, and every read waited for that member).
+  const laggards = others.filter((_, i) => {
+    const answer = flushed[i];
+    return answer.status === "rejected" || compareStamps(answer.value[0], newest.stamp) < 0;
+  });
+  const holding = links.length - laggards.length;
+  if (holding >= quorum || laggards.length === 0) return;
+  await copyWhole(name, [from], newest.stamp, laggards, newest.stamp, fence, true);
 }
 
 /** See the module doc. */
@@ -210,7 +228,7 @@ export class ObjectReads {
     // one of those members later died for good, refused it for ten grace periods).
     const gaveUp = seen !== undefined && compareStamps(newest.stamp, seen) < 0;
     if (lookFirst || gaveUp) {
-      if (held) await adopt(name, newest, links);
+      if (held) await adopt(name, newest, links, this.#writers.quorumOf(links), epoch);
       this.#remember(name, lookScope!, newest.stamp, newest.from.id);
     }
     if (written !== undefined && written.seen === seenBefore) {

@@ -20,8 +20,9 @@ export interface Written {
   acked: Stamp;
   /**
    * The newest stamp this writer found the replicas holding when it learnt where
-   * the object stands (what it was handed, or what a flush found durable), not
-   * its own changes acknowledged since (a loss of every copy of those is
+   * the object stands (what it was handed, or what a flush found durable), or
+   * that its own flush made durable on a write quorum; not its own changes
+   * acknowledged and not flushed since (a loss of every copy of those is
    * WritesLostError): copies below it mean the members that hold it are away,
    * and nothing older is taken while a member gossip called gone lately is silent
    * (seed 1322459 with joins, leaves and replacements: a new holder learnt an

@@ -318,3 +318,20 @@ Deno.test("seed 10560212 (joins, leaves): a collection waits for a member dead p
   });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 10146892 (joins, leaves, replacements): a writer waits for members away with what it flushed", async () => {
+  // data/_object_flush.ts: both replicas of a flushed object left, three members joined,
+  // and the writer's new replicas answered "nothing"; the writer took its flushed
+  // writes for lost while the two were only away, rewrote the object as removed past them,
+  // and the flushed write was gone when they came back.
+  const result = await ClusterSim.run({ ...clusterSimSettings(10146892), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
+
+Deno.test("seed 10162295 (joins, leaves, replacements): a holder's first read makes what it took durable on a quorum", async () => {
+  // data/_object_reads.ts, adopt: a failed write's change sat on one replica; the new
+  // holder's first read took it and made it durable there alone, that member died for good
+  // a moment later, and every read waited for it.
+  const result = await ClusterSim.run({ ...clusterSimSettings(10162295), ...withChurn });
+  assert.deepEqual(result.violations, []);
+});
