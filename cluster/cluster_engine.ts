@@ -107,9 +107,8 @@ export class ClusterEngine implements Engine {
         this.liveMembers().map((member) => ({ id: member.id, address: member.address })),
       isDead: (id) => this.countsDead(id),
       clock: options.clock,
-      awayMembers: () =>
-        this.#view.recentlyGone().filter((member) => !this.#lost.known().has(member.id))
-          .map((member) => member.id),
+      // However long ago: a member away for good holds its copies until declared lost.
+      awayMembers: () => this.goneMembers().map((member) => member.id),
     });
     this.objects = new ReplicatedObjects({
       selfId: this.selfId,

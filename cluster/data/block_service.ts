@@ -40,9 +40,9 @@ export interface ReplicatedBlocksOptions {
    */
   allPeers?: () => BlockPeer[];
   /**
-   * The members gossip called dead or gone lately that no operator declared
-   * lost: a block no live member holds may be on one of them (a read is then
-   * unavailable, not corrupt); none by default.
+   * The members gossip calls dead or gone (however long ago) that no operator
+   * declared lost: a block no live member holds may be on one of them (a read
+   * is then unavailable, not corrupt); none by default.
    */
   awayMembers?: () => string[];
   /** Timers (the simulation's clock); the system's unless told. */
@@ -193,7 +193,7 @@ export class ReplicatedBlocks {
       const away = this.#awayMembers();
       const message = `Cannot read block ${hash}: no live member holds a good copy ` +
         `(${asked} asked, ${tally.unreachable} unreachable` +
-        (away.length > 0 ? `; away lately: ${away.slice(0, 5).join(", ")})` : ")");
+        (away.length > 0 ? `; away: ${away.slice(0, 5).join(", ")})` : ")");
       // A member that did not answer, or one down lately, may hold it: unavailable (a request
       // waits, HTTP 503), not lost; every member answered and none is away: corruption.
       if (tally.unreachable > 0 || away.length > 0) throw new ReplicaQuorumError(message);

@@ -1,0 +1,88 @@
+/**
+ * Goal: a flushed write is never given up while the members that may hold it
+ * are only away, however long they stay away and whatever joins meanwhile. At
+ * R = 2 both replicas of a flushed object leave (a graceful stop takes the
+ * copies with it), members join (the placement moves to members new to the
+ * object, which answer "nothing"), and the two stay away for longer than the
+ * ten grace periods strict looks still ask gone members; the writer and a
+ * reader elsewhere must refuse the object until the two are back or declared
+ * lost, never serve or write "nothing" over it, nor call it corrupt. Method: a
+ * scripted ClusterSim (the production node on the simulated network, no random
+ * faults). Seed 9 places the volume's map block on the two that leave: its
+ * reads said CorruptionError once the two had been gone ten grace periods
+ * (block_service.ts took only members gone lately for away).
+ */
+import assert from "node:assert/strict";
+import { ClusterSim } from "./cluster_sim.ts";
+import { sectorBytes, sectorPattern } from "./_cluster_sim_model.ts";
+import { simBlockSize, simClusterDeadGraceMs } from "./_cluster_sim_node.ts";
+import { goneAskedGraces } from "../_member_view.ts";
+import { UnavailableError } from "../../core/mod.ts";
+
+/** Runs the world until `promise` settles (at most `limitMs` of virtual time). */
+async function settle<T>(sim: ClusterSim, promise: Promise<T>, limitMs = 30_000): Promise<T> {
+  let done = false;
+  const watched = promise.finally(() => void (done = true));
+  watched.catch(() => {});
+  const end = sim.world.now() + limitMs;
+  while (!done && sim.world.now() < end) await sim.world.run(sim.world.now() + 5);
+  assert.ok(done, "settled within the limit");
+  return await watched;
+}
+
+/** What a read of the first block at `id` gives: its bytes, or why it is unavailable now. */
+async function firstBlock(sim: ClusterSim, id: string): Promise<Uint8Array | string> {
+  const into = new Uint8Array(simBlockSize);
+  try {
+    const volume = await settle(sim, sim.runtimeOf(id)!.leases.open("v"));
+    await settle(sim, volume.read({ offset: 0, length: into.length }, into));
+    return into;
+  } catch (error) {
+    if (!(error instanceof UnavailableError)) throw error;
+    return (error as Error).message;
+  }
+}
+
+Deno.test("a flushed object whose replicas stay away long is refused, not lost", async () => {
+  const sim = new ClusterSim({ seed: 9, nodes: 5, replicas: 2, volumesOnly: true });
+  for (const id of sim.nodes.keys()) sim.start(id);
+  await sim.world.run(2_000);
+  const run = (id: string) => sim.runtimeOf(id)!;
+  await settle(sim, run("n0").store.createVolume({ name: "v", size: 4 * simBlockSize }));
+  const uid = (await settle(sim, run("n0").store.loadVolume("v"))).header.uid;
+  const object = `${uid}.1.0`;
+  const replicas = run("n0").engine.replicaPeers(object).map((peer) => peer.id);
+  const writer = [...sim.nodes.keys()].find((id) => !replicas.includes(id))!;
+  const reader = [...sim.nodes.keys()].find((id) => id !== writer && !replicas.includes(id))!;
+
+  const written = sectorPattern(1, 0, 2);
+  const volume = await settle(sim, run(writer).leases.open("v"));
+  await settle(sim, volume.write(0, written, false));
+  await settle(sim, volume.flush());
+
+  // Both replicas leave; members join; the two stay away past every window.
+  for (const id of replicas) sim.leave(id);
+  for (let i = 0; i < 4; i++) sim.join();
+  await sim.world.run(sim.world.now() + (goneAskedGraces + 2) * simClusterDeadGraceMs);
+
+  const expected = new Uint8Array(simBlockSize);
+  expected.set(written, 0);
+  for (const id of [writer, reader]) {
+    const read = await firstBlock(sim, id);
+    if (typeof read !== "string") assert.deepEqual(read, expected, `read at ${id}`);
+    // Unavailable (HTTP 503; a patient request waits), never corrupt or "nothing".
+    else assert.match(read, /Cannot read block .*no live member holds a good copy.*away: /);
+  }
+  // Another write of the object at the writer, and a flush, take nothing for lost either.
+  const more = await settle(sim, volume.write(2 * sectorBytes, sectorPattern(2, 2, 1), false))
+    .then(() => settle(sim, volume.flush())).then(() => true, () => false);
+
+  // Back, the two bring the flushed write with them.
+  for (const id of replicas) sim.start(id);
+  await sim.world.run(sim.world.now() + 3 * simClusterDeadGraceMs);
+  if (more) expected.set(sectorPattern(2, 2, 1), 2 * sectorBytes);
+  for (const id of [writer, reader]) {
+    const read = await firstBlock(sim, id);
+    assert.deepEqual(read, expected, `read at ${id} once the two are back`);
+  }
+});
