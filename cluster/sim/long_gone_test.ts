@@ -43,30 +43,45 @@ async function firstBlock(sim: ClusterSim, id: string): Promise<Uint8Array | str
   }
 }
 
-Deno.test("a flushed object whose replicas stay away long is refused, not lost", async () => {
-  const sim = new ClusterSim({ seed: 9, nodes: 5, replicas: 2, volumesOnly: true });
+/**
+ * Five members (R = 2); a member that is no replica of the first object of volume
+ * "v" writes its first sectors and flushes; both replicas leave, four members join,
+ * and the world runs past every window that asks gone members.
+ */
+async function awayLong(seed: number) {
+  const sim = new ClusterSim({ seed, nodes: 5, replicas: 2, volumesOnly: true });
   for (const id of sim.nodes.keys()) sim.start(id);
   await sim.world.run(2_000);
   const run = (id: string) => sim.runtimeOf(id)!;
   await settle(sim, run("n0").store.createVolume({ name: "v", size: 4 * simBlockSize }));
   const uid = (await settle(sim, run("n0").store.loadVolume("v"))).header.uid;
-  const object = `${uid}.1.0`;
-  const replicas = run("n0").engine.replicaPeers(object).map((peer) => peer.id);
+  const replicas = run("n0").engine.replicaPeers(`${uid}.1.0`).map((peer) => peer.id);
   const writer = [...sim.nodes.keys()].find((id) => !replicas.includes(id))!;
   const reader = [...sim.nodes.keys()].find((id) => id !== writer && !replicas.includes(id))!;
 
-  const written = sectorPattern(1, 0, 2);
+  const expected = new Uint8Array(simBlockSize);
+  expected.set(sectorPattern(1, 0, 2), 0);
   const volume = await settle(sim, run(writer).leases.open("v"));
-  await settle(sim, volume.write(0, written, false));
+  await settle(sim, volume.write(0, sectorPattern(1, 0, 2), false));
   await settle(sim, volume.flush());
 
-  // Both replicas leave; members join; the two stay away past every window.
   for (const id of replicas) sim.leave(id);
   for (let i = 0; i < 4; i++) sim.join();
   await sim.world.run(sim.world.now() + (goneAskedGraces + 2) * simClusterDeadGraceMs);
+  return { sim, writer, reader, replicas, volume, expected };
+}
 
-  const expected = new Uint8Array(simBlockSize);
-  expected.set(written, 0);
+/** Starts the members that left again, and checks both reads see `expected`. */
+async function back(sim: ClusterSim, replicas: string[], expected: Uint8Array, readers: string[]) {
+  for (const id of replicas) sim.start(id);
+  await sim.world.run(sim.world.now() + 3 * simClusterDeadGraceMs);
+  for (const id of readers) {
+    assert.deepEqual(await firstBlock(sim, id), expected, `read at ${id} once the two are back`);
+  }
+}
+
+Deno.test("a flushed volume whose replicas stay away long is unavailable, not corrupt", async () => {
+  const { sim, writer, reader, replicas, volume, expected } = await awayLong(9);
   for (const id of [writer, reader]) {
     const read = await firstBlock(sim, id);
     if (typeof read !== "string") assert.deepEqual(read, expected, `read at ${id}`);
@@ -76,13 +91,23 @@ Deno.test("a flushed object whose replicas stay away long is refused, not lost",
   // Another write of the object at the writer, and a flush, take nothing for lost either.
   const more = await settle(sim, volume.write(2 * sectorBytes, sectorPattern(2, 2, 1), false))
     .then(() => settle(sim, volume.flush())).then(() => true, () => false);
-
-  // Back, the two bring the flushed write with them.
-  for (const id of replicas) sim.start(id);
-  await sim.world.run(sim.world.now() + 3 * simClusterDeadGraceMs);
   if (more) expected.set(sectorPattern(2, 2, 1), 2 * sectorBytes);
-  for (const id of [writer, reader]) {
-    const read = await firstBlock(sim, id);
-    assert.deepEqual(read, expected, `read at ${id} once the two are back`);
-  }
+  await back(sim, replicas, expected, [writer, reader]);
+});
+
+Deno.test("a writer whose change failed does not take a flushed object away long for lost", async () => {
+  const { sim, writer, reader, replicas, volume, expected } = await awayLong(1);
+  // Cut off for a moment, the writer's next change of the object fails; its replicas now
+  // are members new to the object, which answer "nothing". The writer must refuse its next
+  // change (or make it on the flushed version), not rewrite the object from "nothing".
+  const others = [...sim.nodes.keys()].filter((id) => id !== writer);
+  for (const id of others) sim.world.cut(writer, id), sim.world.cut(id, writer);
+  await assert.rejects(settle(sim, volume.write(2 * sectorBytes, sectorPattern(2, 2, 1), false)));
+  sim.world.heal();
+  await settle(sim, volume.flush()); // nothing of the object was acknowledged since the last
+  const again = await settle(sim, volume.write(2 * sectorBytes, sectorPattern(3, 2, 1), false))
+    .then(() => settle(sim, volume.flush())).then(() => true, (error) => error as Error);
+  if (again !== true) assert.ok(again instanceof UnavailableError, String(again));
+  else expected.set(sectorPattern(3, 2, 1), 2 * sectorBytes);
+  await back(sim, replicas, expected, [reader]);
 });
