@@ -1,7 +1,8 @@
 /**
  * Bringing an object's replicas to its newest copy for a writer that does not
- * know where it stands (after a failed change, or first under a lease): the
- * writing half of _replica_copies.ts.
+ * know where it stands (after a failed change, or first under a lease), and to
+ * the version a lease holder's first read takes: the writing half of
+ * _replica_copies.ts.
  */
 import { isFenced } from "./fences.ts";
 import {
@@ -11,7 +12,13 @@ import {
   type ObjectLink,
   type Stamp,
 } from "./object_link.ts";
-import { type Lookup, newestOf, ReplicaQuorumError, type Written } from "./_replica_copies.ts";
+import {
+  type Lookup,
+  newestOf,
+  type NewestRead,
+  ReplicaQuorumError,
+  type Written,
+} from "./_replica_copies.ts";
 import { checkAwayUnlessLost, checkFloor, checkGone } from "./_copy_checks.ts";
 import { mustHearEveryone, stampsElsewhere } from "./_copies_elsewhere.ts";
 import { maxStamp } from "./object_floors.ts";
@@ -211,4 +218,47 @@ export async function learnWhereItStands(
     fence,
     flush,
   );
+}
+
+/**
+ * Makes the copies of the version a lease holder's look took durable (its
+ * replicas' and the one it was read from) before the holder serves it and
+ * waits for it: the version a predecessor left may be unflushed, and a holder
+ * takes it as it stands, as a writer's first learning does
+ * (_written_objects.ts). Seed 10104780 with joins, leaves and replacements
+ * (a writer's learning): a new holder took its predecessor's unflushed change
+ * for a version to wait for; its copy was lost in a leave, no read or write
+ * came before a member that had never held it died for good, and every read
+ * then waited for that member until it had been gone ten grace periods.
+ */
+export async function adopt(
+  name: string,
+  newest: NewestRead,
+  links: ObjectLink[],
+  quorum: number,
+  fence: number,
+): Promise<void> {
+  const from = newest.from;
+  const others = links.filter((link) => link.id !== from.id);
+  const [kept, flushed] = await Promise.all([
+    from.flush([name]).catch(() => null),
+    Promise.allSettled(others.map((link) => link.flush([name]))),
+  ]);
+  if (kept === null || compareStamps(kept[0], newest.stamp) < 0) {
+    throw new ReplicaQuorumError(
+      `Cannot read object ${name}: the copy of version ${newest.stamp} on ${from.id} could ` +
+        `not be made durable`,
+    );
+  }
+  // Held on fewer replicas than a write quorum, the version is copied to the others
+  // (durably) before it is waited for: seed 10162295 with joins, leaves and replacements
+  // (a failed write's change sat on one replica; the new holder's first read took it,
+  // its replica died for good a moment later, and every read waited for that member).
+  const laggards = others.filter((_, i) => {
+    const answer = flushed[i];
+    return answer.status === "rejected" || compareStamps(answer.value[0], newest.stamp) < 0;
+  });
+  const holding = links.length - laggards.length;
+  if (holding >= quorum || laggards.length === 0) return;
+  await copyWhole(name, [from], newest.stamp, laggards, newest.stamp, fence, true);
 }

@@ -287,7 +287,7 @@ Deno.test("seed 10092469 (joins, leaves, replacements): a replica a flush left b
 });
 
 Deno.test("seed 10104780 (joins, leaves, replacements): a holder waits only for versions it made durable", async () => {
-  // data/_written_objects.ts, data/_object_reads.ts (adopt): a new holder learnt its
+  // data/_written_objects.ts, data/_replica_learning.ts (adopt): a new holder learnt its
   // predecessor's unflushed change from the one replica up and waited for it as for a
   // flushed one; the copy was lost in a leave, and when a member that had never held the
   // object died for good, every read waited for that member for ten grace periods. A
@@ -329,7 +329,7 @@ Deno.test("seed 10146892 (joins, leaves, replacements): a writer waits for membe
 });
 
 Deno.test("seed 10162295 (joins, leaves, replacements): a holder's first read makes what it took durable on a quorum", async () => {
-  // data/_object_reads.ts, adopt: a failed write's change sat on one replica; the new
+  // data/_replica_learning.ts, adopt: a failed write's change sat on one replica; the new
   // holder's first read took it and made it durable there alone, that member died for good
   // a moment later, and every read waited for it.
   const result = await ClusterSim.run({ ...clusterSimSettings(10162295), ...withChurn });
