@@ -96,6 +96,19 @@ export class MemberView {
   }
 
   /**
+   * Members gossip has called dead or gone for `goneAskedGraces` grace periods or
+   * longer (while it remembers them): no look asks them, and they may hold copies
+   * all the same (data/_copy_checks.ts, checkAwayUnlessLost).
+   */
+  longGone(): MemberState[] {
+    const now = this.#now();
+    return this.#members().filter((member) =>
+      (member.status === "dead" || member.status === "left") &&
+      now - member.since >= goneAskedGraces * this.#deadGraceMs
+    );
+  }
+
+  /**
    * The ids of `name`'s replicas, placed over the members together with every
    * member gossip calls dead or gone, that are gone: they may hold its only
    * up-to-date copies (data/_copy_checks.ts, checkGone), and unless an operator

@@ -162,3 +162,16 @@ Deno.test("placementDigest is FNV-1a of the sorted ids, a character outside the 
   for (const ids of samples) assert.equal(placementDigest(ids), reference(ids), ids.join());
   assert.equal(placementDigest(["n1", "n3"]), placementDigest(["n3", "n1"]));
 });
+
+Deno.test("members gone for ten grace periods or longer are long gone, not asked lately", () => {
+  const members = [
+    member("n0", "alive"),
+    member("n1", "dead", 0),
+    member("n2", "left", 5 * graceMs),
+    member("n3", "suspect", 0),
+  ];
+  const view = viewOf(members, 10 * graceMs);
+  assert.deepEqual(view.longGone().map(({ id }) => id), ["n1"]);
+  assert.deepEqual(view.recentlyGone().map(({ id }) => id), ["n2"]);
+  assert.deepEqual(view.recentlyGone(Infinity).map(({ id }) => id), ["n1", "n2"]);
+});

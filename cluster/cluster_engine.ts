@@ -125,6 +125,9 @@ export class ClusterEngine implements Engine {
       goneWithinGrace: () =>
         this.#view.recentlyGone(1).filter((member) => !this.#lost.known().has(member.id))
           .map((member) => member.id),
+      longGone: () =>
+        this.#view.longGone().filter((member) => !this.#lost.known().has(member.id))
+          .map((member) => member.id),
       goneReplicas: (name) => goneReplicaCount(this.#view, this.#lost, name, this.replicaCount),
       allLost: (ids) => this.#lost.allLost(ids),
     });

@@ -80,6 +80,12 @@ export interface Lookup {
    * everyone, their silence not counted (stampsElsewhere).
    */
   seenGone?: () => ObjectLink[];
+  /**
+   * The ids of members gossip calls dead or gone for longer than strict looks ask
+   * them, not declared lost: a version known durable is waited for from them too
+   * (checkAwayUnlessLost); none when not given.
+   */
+  longGone?: () => string[];
   /** The ids of those gone within one dead grace (see Expectation.read); none when not given. */
   goneWithinGrace?: () => string[];
   /**
@@ -213,11 +219,11 @@ async function readNewestOnce(
       answer.status === "fulfilled" ? [{ link: answers[i].link, stamp: answer.value[0] }] : []
     );
     best = newestOf([best, ...fresh, ...elsewhere.found])!;
-    await checkAwayUnlessLost(name, best.stamp, durable, elsewhere.away, lookup.allLost);
+    await checkAwayUnlessLost(name, best.stamp, durable, elsewhere.away, lookup);
     if (expect.read !== undefined) {
       const lately = new Set(lookup.goneWithinGrace?.() ?? []);
       const away = elsewhere.away.filter((id) => lately.has(id));
-      await checkAwayUnlessLost(name, best.stamp, expect.read, away, lookup.allLost);
+      await checkAwayUnlessLost(name, best.stamp, expect.read, away, { allLost: lookup.allLost });
     }
     if (absent && compareStamps(best.stamp, [0, 0]) === 0) {
       throw new ReplicaQuorumError(

@@ -163,7 +163,7 @@ export async function learnWhereItStands(
     const behind = written.leftBehind;
     written.leftBehind = behind === null ? offPlacement : maxStamp(behind, offPlacement);
   }
-  await checkAwayUnlessLost(name, best, written.seen, elsewhere.away, lookup.allLost);
+  await checkAwayUnlessLost(name, best, written.seen, elsewhere.away, lookup);
   // Given up (no member that may hold it was away): not waited for again (as reads do,
   // _object_reads.ts, seed 10050468).
   if (compareStamps(best, written.seen) < 0) written.seen = best;

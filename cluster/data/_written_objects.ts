@@ -197,6 +197,7 @@ export class WrittenObjects {
       everyone: () => this.#options.everyone?.() ?? [],
       seenGone: () => this.#options.seenGone?.() ?? [],
       goneWithinGrace: () => this.#options.goneWithinGrace?.() ?? [],
+      longGone: () => this.#options.longGone?.() ?? [],
       goneReplicas: () => this.#options.goneReplicas?.(name) ?? Promise.resolve(0),
       allLost: (ids) => this.#options.allLost?.(ids) ?? Promise.resolve(false),
       floorOf: () => this.#floors.floorOf(name, scope),

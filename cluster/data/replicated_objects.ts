@@ -70,6 +70,12 @@ export interface ReplicatedObjectsOptions {
    */
   goneWithinGrace?: () => string[];
   /**
+   * Members gossip calls dead or gone for longer than `seenGone` lists them, that
+   * no operator declared lost: versions known durable are waited for from them
+   * too (data/_copy_checks.ts, checkAwayUnlessLost). None when not given.
+   */
+  longGone?: () => string[];
+  /**
    * How many of `name`'s replicas, placed over the members including those gossip
    * calls gone and no operator declared lost, are gone (_copy_checks.ts,
    * checkGone); none by default.
