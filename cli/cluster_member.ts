@@ -169,6 +169,8 @@ export class ClusterMember {
         ...memberStatsMethods(),
       },
       pooledData: this.engine.pooledData,
+      // A member gone may hold copies no one else has: kept until declared lost.
+      keepGone: (id) => !this.engine.lostMembers().includes(id),
     });
     this.#node.membership.onChange((member) => {
       this.engine.invalidate();

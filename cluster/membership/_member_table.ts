@@ -155,12 +155,15 @@ export class MemberTable {
     }
   }
 
-  /** Drops dead and left members older than `retainMs`; returns how many. */
-  forget(retainMs: number): number {
+  /**
+   * Drops dead and left members older than `retainMs` but those `keep` names;
+   * returns how many.
+   */
+  forget(retainMs: number, keep: (id: string) => boolean = () => false): number {
     const now = this.#effects.now();
     let forgotten = 0;
     for (const member of this.#peers) {
-      if (isLive(member) || now - member.since <= retainMs) continue;
+      if (isLive(member) || now - member.since <= retainMs || keep(member.id)) continue;
       this.#byId.delete(member.id);
       forgotten += 1;
     }

@@ -31,6 +31,12 @@ export interface MembershipEnv {
   send(to: string, message: Message): void;
   /** Stream (push-pull, join, fallback ping): may fail under partition, silently. */
   sendReliable(to: string, message: Message): void;
+  /**
+   * True for a dead or left member kept past `deadRetainMs` (the cluster keeps
+   * those that may hold copies no one else has until they are declared lost);
+   * none when not given.
+   */
+  keepGone?(id: string): boolean;
 }
 
 /** The state reported of `member` (a copy: listeners cannot change the table). */

@@ -108,7 +108,8 @@ export class ProbeRounds {
   /** Randomized round-robin: every live member once per round, in a fresh order. */
   #newProbeRound(): void {
     const table = this.#host.table;
-    table.forget(this.#host.config.deadRetainMs);
+    const env = this.#host.env;
+    table.forget(this.#host.config.deadRetainMs, (id) => env.keepGone?.(id) === true);
     const order = table.peers.filter(isLive);
     for (let i = order.length - 1; i > 0; i -= 1) {
       const j = Math.floor(this.#host.env.random() * (i + 1));

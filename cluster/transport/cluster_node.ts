@@ -55,6 +55,8 @@ export interface ClusterNodeOptions {
   refusals?: Refusals;
   /** The client of the node's calls (default: one made here, closed with the node). */
   rpc?: LinkClient;
+  /** Dead or left members gossip keeps past its retention (MembershipEnv.keepGone). */
+  keepGone?: (id: string) => boolean;
 }
 
 /** Counters an operator sees in /metrics. */
@@ -122,6 +124,7 @@ export class ClusterNode {
         this.#gossipRpc.call(to, "gossip", { header: { from: this.address, message } }, 5000)
           .catch(() => {}); // a lost stream message is as a lost datagram to SWIM
       },
+      keepGone: options.keepGone,
     });
   }
 
