@@ -14,21 +14,11 @@
  */
 import assert from "node:assert/strict";
 import { ClusterSim } from "./cluster_sim.ts";
+import { settle, withVolume } from "./_scripted.ts";
 import { sectorBytes, sectorPattern } from "./_cluster_sim_model.ts";
 import { simBlockSize, simClusterDeadGraceMs } from "./_cluster_sim_node.ts";
 import { goneAskedGraces } from "../_member_view.ts";
 import { UnavailableError } from "../../core/mod.ts";
-
-/** Runs the world until `promise` settles (at most `limitMs` of virtual time). */
-async function settle<T>(sim: ClusterSim, promise: Promise<T>, limitMs = 30_000): Promise<T> {
-  let done = false;
-  const watched = promise.finally(() => void (done = true));
-  watched.catch(() => {});
-  const end = sim.world.now() + limitMs;
-  while (!done && sim.world.now() < end) await sim.world.run(sim.world.now() + 5);
-  assert.ok(done, "settled within the limit");
-  return await watched;
-}
 
 /** What a read of the first block at `id` gives: its bytes, or why it is unavailable now. */
 async function firstBlock(sim: ClusterSim, id: string): Promise<Uint8Array | string> {
@@ -49,11 +39,7 @@ async function firstBlock(sim: ClusterSim, id: string): Promise<Uint8Array | str
  * and the world runs past every window that asks gone members.
  */
 async function awayLong(seed: number) {
-  const sim = new ClusterSim({ seed, nodes: 5, replicas: 2, volumesOnly: true });
-  for (const id of sim.nodes.keys()) sim.start(id);
-  await sim.world.run(2_000);
-  const run = (id: string) => sim.runtimeOf(id)!;
-  await settle(sim, run("n0").store.createVolume({ name: "v", size: 4 * simBlockSize }));
+  const { sim, run } = await withVolume(seed, 5, 2);
   const uid = (await settle(sim, run("n0").store.loadVolume("v"))).header.uid;
   const replicas = run("n0").engine.replicaPeers(`${uid}.1.0`).map((peer) => peer.id);
   const writer = [...sim.nodes.keys()].find((id) => !replicas.includes(id))!;

@@ -17,30 +17,15 @@
  */
 import assert from "node:assert/strict";
 import { ClusterSim } from "./cluster_sim.ts";
+import { settle, withVolume } from "./_scripted.ts";
 import { sectorBytes, sectorPattern } from "./_cluster_sim_model.ts";
 import { simBlockSize } from "./_cluster_sim_node.ts";
 import type { RpcMessage } from "../transport/mod.ts";
 import { LeaseLostError } from "../../core/mod.ts";
 
-/** Runs the world until `promise` settles (at most `limitMs` of virtual time). */
-async function settle<T>(sim: ClusterSim, promise: Promise<T>, limitMs = 5_000): Promise<T> {
-  let done = false;
-  const watched = promise.finally(() => void (done = true));
-  watched.catch(() => {});
-  const end = sim.world.now() + limitMs;
-  while (!done && sim.world.now() < end) await sim.world.run(sim.world.now() + 5);
-  assert.ok(done, "settled within the limit");
-  return await watched;
-}
-
 /** Four members (R = 3) running, and volume "v" created; `run(id)` is a member's runtime. */
-async function fourMembers(seed: number) {
-  const sim = new ClusterSim({ seed, nodes: 4, replicas: 3, volumesOnly: true });
-  for (const id of sim.nodes.keys()) sim.start(id);
-  await sim.world.run(2_000);
-  const run = (id: string) => sim.runtimeOf(id)!;
-  await settle(sim, run("n0").store.createVolume({ name: "v", size: 4 * simBlockSize }));
-  return { sim, run };
+function fourMembers(seed: number) {
+  return withVolume(seed, 4, 3);
 }
 
 /** The others see `id` dead while it runs (a cut off or paused host), `viewer` among them. */
