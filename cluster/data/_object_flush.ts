@@ -131,7 +131,7 @@ export class ObjectFlush {
         ) {
           written.seen = stamp;
         }
-        const behind = this.#writers.get(name)?.leftBehind ?? null;
+        const behind = written?.leftBehind ?? null;
         const leftBehind = behind !== null && stamp !== undefined &&
           compareStamps(stamp, behind) >= 0;
         if (stamp !== undefined && (needsFloor(copies, links.length) || leftBehind)) {
