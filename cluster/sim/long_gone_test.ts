@@ -100,3 +100,18 @@ Deno.test("a writer whose change failed does not take a flushed object away long
   }
   await back(sim, replicas, expected, [reader]);
 });
+
+Deno.test("a new holder of a volume whose replicas stay away long does not write over them", async () => {
+  const { sim, writer, reader, replicas, volume, expected } = await awayLong(2);
+  await settle(sim, volume.flush());
+  // The lease moves to another member, which writes the object's other sectors.
+  const other = await settle(sim, sim.runtimeOf(reader)!.leases.open("v"))
+    .catch((error) => error as Error);
+  if (!(other instanceof Error)) {
+    const wrote = await settle(sim, other.write(2 * sectorBytes, sectorPattern(4, 2, 2), false))
+      .then(() => settle(sim, other.flush())).then(() => true, (error) => error as Error);
+    if (wrote !== true) assert.ok(wrote instanceof UnavailableError, String(wrote));
+    else expected.set(sectorPattern(4, 2, 2), 2 * sectorBytes);
+  } else assert.ok(other instanceof UnavailableError, String(other));
+  await back(sim, replicas, expected, [writer, reader]);
+});
