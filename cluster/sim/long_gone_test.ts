@@ -115,3 +115,38 @@ Deno.test("a new holder of a volume whose replicas stay away long does not write
   } else assert.ok(other instanceof UnavailableError, String(other));
   await back(sim, replicas, expected, [writer, reader]);
 });
+
+Deno.test("R=3: a new holder does not take the stale third copy of an object whose two current copies are away long", async () => {
+  // Seed 12: the joins move the object's placement off the two (its floor refuses c's copy).
+  const { sim, run } = await withVolume(12, 6, 3);
+  const uid = (await settle(sim, run("n0").store.loadVolume("v"))).header.uid;
+  const [a, b, c] = run("n0").engine.replicaPeers(`${uid}.1.0`).map((peer) => peer.id);
+  const [writer, reader] = [...sim.nodes.keys()].filter((id) => ![a, b, c].includes(id));
+
+  const volume = await settle(sim, run(writer).leases.open("v"));
+  await settle(sim, volume.write(0, sectorPattern(1, 0, 2), false));
+  await settle(sim, volume.flush());
+  // c misses the next write and flush: they are durable on a and b (a write quorum).
+  sim.world.cut(writer, c);
+  sim.world.cut(c, writer);
+  await settle(sim, volume.write(0, sectorPattern(2, 0, 2), false));
+  await settle(sim, volume.flush());
+  // a and b leave before anything brings c up; members join; the two stay away long.
+  sim.leave(a);
+  sim.leave(b);
+  sim.world.heal();
+  for (let i = 0; i < 4; i++) sim.join();
+  await sim.world.run(sim.world.now() + (goneAskedGraces + 2) * simClusterDeadGraceMs);
+
+  // The lease moves to another member, which writes the object's other sectors.
+  const expected = new Uint8Array(simBlockSize);
+  expected.set(sectorPattern(2, 0, 2), 0);
+  const other = await settle(sim, run(reader).leases.open("v"));
+  const wrote = await settle(sim, other.write(2 * sectorBytes, sectorPattern(4, 2, 2), false))
+    .then(() => settle(sim, other.flush())).then(() => true, (error) => error as Error);
+  if (wrote !== true) assert.ok(wrote instanceof UnavailableError, String(wrote));
+  else expected.set(sectorPattern(4, 2, 2), 2 * sectorBytes);
+  const early = await firstBlock(sim, reader);
+  if (typeof early !== "string") assert.deepEqual(early, expected, "read while the two are away");
+  await back(sim, [a, b], expected, [writer, reader]);
+});
