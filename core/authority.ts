@@ -48,29 +48,25 @@ export interface LeaseLosses {
   forcedLosses: number;
 }
 
-/** The refusal of a write through a handle opened at `atOpen`; null when it may go on. */
-export function fencedWrite(
+/**
+ * Why a `write` or a `flush` through a handle opened at `atOpen` must fail now:
+ * a write after any loss of the lease since, a flush after a loss by force
+ * since; null when it may go on.
+ */
+export function leaseRefusal(
   name: string,
+  action: "write" | "flush",
   atOpen: LeaseLosses,
   now: LeaseLosses,
 ): LeaseLostError | null {
-  if (now.losses <= atOpen.losses) return null;
+  const key = action === "write" ? "losses" : "forcedLosses";
+  if (now[key] <= atOpen[key]) return null;
   return new LeaseLostError(
-    `Cannot write volume "${name}": this connection was open when the write lease moved to ` +
-      `another node`,
-  );
-}
-
-/** The failure of a flush through a handle opened at `atOpen`; null when it may go on. */
-export function lostFlush(
-  name: string,
-  atOpen: LeaseLosses,
-  now: LeaseLosses,
-): LeaseLostError | null {
-  if (now.forcedLosses <= atOpen.forcedLosses) return null;
-  return new LeaseLostError(
-    `Cannot flush volume "${name}": its write lease was taken from this node while this ` +
-      `connection was open, and writes acknowledged since the last flush may be lost`,
+    action === "write"
+      ? `Cannot write volume "${name}": this connection was open when the write lease moved ` +
+        `to another node`
+      : `Cannot flush volume "${name}": its write lease was taken from this node while this ` +
+        `connection was open, and writes acknowledged since the last flush may be lost`,
   );
 }
 

@@ -9,10 +9,9 @@ import {
   type ByteRange,
   ConflictError,
   type Extent,
-  fencedWrite,
   type LeaseLosses,
   LeaseLostError,
-  lostFlush,
+  leaseRefusal,
   type Store,
   type Volume,
   type VolumeHandle,
@@ -55,7 +54,7 @@ export class RadosVolumeHandle implements VolumeHandle {
   }
 
   async flush(): Promise<void> {
-    const lost = lostFlush(this.name, this.atOpen, this.leases.lossesOf(this.name));
+    const lost = leaseRefusal(this.name, "flush", this.atOpen, this.leases.lossesOf(this.name));
     if (lost !== null) throw lost;
     // Not the holder: what this node acknowledged was made durable when it let go.
     if (!this.leases.holds(this.name)) return;
@@ -70,7 +69,7 @@ export class RadosVolumeHandle implements VolumeHandle {
   }
 
   async #write(fn: (volume: Volume) => Promise<void>): Promise<void> {
-    const fenced = fencedWrite(this.name, this.atOpen, this.leases.lossesOf(this.name));
+    const fenced = leaseRefusal(this.name, "write", this.atOpen, this.leases.lossesOf(this.name));
     if (fenced !== null) {
       this.leases.counters.fencedWrites++;
       throw fenced;

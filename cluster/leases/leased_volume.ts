@@ -8,10 +8,9 @@ import {
   type ByteRange,
   ConflictError,
   type Extent,
-  fencedWrite,
   type LeaseLosses,
   LeaseLostError,
-  lostFlush,
+  leaseRefusal,
   type Store,
   type Volume,
   type VolumeHandle,
@@ -54,7 +53,7 @@ export class LeasedVolumeHandle implements VolumeHandle {
   }
 
   async flush(): Promise<void> {
-    const lost = lostFlush(this.name, this.atOpen, this.leases.lossesOf(this.name));
+    const lost = leaseRefusal(this.name, "flush", this.atOpen, this.leases.lossesOf(this.name));
     if (lost !== null) throw lost;
     // Not the holder: whatever this node acknowledged was made durable when it
     // released (or its loss went with the record); the holder flushes what it
@@ -96,7 +95,7 @@ export class LeasedVolumeHandle implements VolumeHandle {
   }
 
   async #writable(): Promise<Volume> {
-    const fenced = fencedWrite(this.name, this.atOpen, this.leases.lossesOf(this.name));
+    const fenced = leaseRefusal(this.name, "write", this.atOpen, this.leases.lossesOf(this.name));
     if (fenced !== null) {
       this.leases.counters.fencedWrites++;
       throw fenced;
