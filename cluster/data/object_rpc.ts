@@ -9,8 +9,6 @@ import type { ObjectReplica } from "./object_service.ts";
 
 /** Most changes in one `object.changes` batch. */
 export const changesBatchMax = 256;
-/** Reads at least this long are answered from reused buffers (shorter ones go inline in their frame). */
-const readPooledBytesMin = 64 * 1024;
 /** Bytes of read buffers a node keeps for reuse. */
 const readPoolBytesMax = 16 * 1024 * 1024;
 /** Most names one `object.stamps` call may ask about. */
@@ -95,10 +93,9 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
     "object.read": async (request) => {
       const h = request.header;
       const length = h.length === -1 ? -1 : natural(h.length, "length");
-      // Into a reused buffer when the length is known, back in the pool once sent.
-      const into = length >= readPooledBytesMin && length <= objectBytesMax
-        ? reads.acquire(length)
-        : undefined;
+      // Into a reused buffer when the length is known (a new one costs more than a
+      // 4 KiB read), back in the pool once sent.
+      const into = length > 0 && length <= objectBytesMax ? reads.acquire(length) : undefined;
       const { data, stamp } = await replica.read(
         objectNameOf(h.name),
         natural(h.offset, "offset"),

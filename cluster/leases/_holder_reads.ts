@@ -6,6 +6,7 @@
  * have acknowledged more).
  */
 import {
+  BufferPool,
   type ByteRange,
   type Clock,
   LeaseLostError,
@@ -24,6 +25,8 @@ const forwardAttemptsMax = 20;
 const forwardRetryMs = 250;
 /** Largest read forwarded to the holder in one call (an NBD request's maximum). */
 const forwardedReadBytesMax = 32 * 1024 * 1024;
+/** Bytes of buffers kept for reads served for other nodes. */
+const servedReadBytesMax = 64 * 1024 * 1024;
 /**
  * How long a flush forwarded to the holder is waited for: the holder's flush
  * waits on silent members for a call's timeout at several steps in turn (the
@@ -61,6 +64,8 @@ export class HolderReads {
   #holders = new Map<string, string | null>();
   #idle: IdleReaders;
   #clock: Clock;
+  /** The buffers of reads served for other nodes. */
+  #reads = new BufferPool(servedReadBytesMax, forwardedReadBytesMax);
 
   constructor(options: HolderReadsOptions) {
     this.#store = options.store;
@@ -144,11 +149,19 @@ export class HolderReads {
         return;
       }
       try {
-        const reply = await this.#rpc.call(member!.address, "volume.read", {
-          header: { name, offset: range.offset, length: range.length },
-        });
-        if (reply.header.held === true && reply.data?.length === range.length) {
-          into.set(reply.data);
+        const reply = await this.#rpc.call(
+          member!.address,
+          "volume.read",
+          {
+            header: { name, offset: range.offset, length: range.length },
+          },
+          undefined,
+          { pooledReply: true },
+        );
+        const done = reply.header.held === true && reply.data?.length === range.length;
+        if (done) into.set(reply.data!);
+        reply.release?.();
+        if (done) {
           this.#counters.forwardedReads++;
           return;
         }
@@ -233,12 +246,18 @@ export class HolderReads {
           if (error instanceof LeaseLostError) return { header: { held: false } };
           throw error;
         }
-        const data = new Uint8Array(length as number);
-        await (await this.#store().openVolume(name)).readAt(
-          { offset: offset as number, length: length as number },
-          data,
-        );
-        return { header: { held: true }, data };
+        // Into a reused buffer (a new one costs more than a 4 KiB read), back once sent.
+        const data = this.#reads.acquire(length as number);
+        try {
+          await (await this.#store().openVolume(name)).readAt(
+            { offset: offset as number, length: length as number },
+            data,
+          );
+        } catch (error) {
+          this.#reads.release(data);
+          throw error;
+        }
+        return { header: { held: true }, data, sent: () => this.#reads.release(data) };
       },
       "lease.changed": (request) => {
         this.forget(String(request.header.name));

@@ -31,6 +31,8 @@ const bufferedBodyBytesMax = 16 * 1024;
 const batchPartBytesMax = 16 * 1024;
 /** Largest batch of small parts copied together for one write. */
 const batchBytesMax = 256 * 1024;
+/** The batch buffer's first size; it grows to the largest batch written (at most batchBytesMax). */
+const batchBytesMin = 16 * 1024;
 
 assert(handshakeReadBufferBytes >= frameHeadBytes + handshakeBodyBytesMax);
 
@@ -53,6 +55,8 @@ export class LinkConn {
   #start = 0;
   #end = 0;
   #queue: Queued[] = [];
+  /** What small parts are copied into for a write, reused (a write ends before the next batch). */
+  #batch = new Uint8Array(0);
   #queuedBytes = 0;
   #writing = false;
   #closeReason: Error | null = null;
@@ -105,12 +109,6 @@ export class LinkConn {
     }
     this.#start += frameHeadBytes;
     const length = head.bodyBytes;
-    if (length <= bufferedBodyBytesMax) {
-      if (!await this.#fill(length)) throw new Deno.errors.UnexpectedEof("closed inside a frame");
-      const body = this.#buffer.slice(this.#start, this.#start + length);
-      this.#start += length;
-      return { ...head, body };
-    }
     // The head and the method name (first in the body) say whether a pooled buffer may take it.
     let pool: BufferPool | null = null;
     if (poolFor !== undefined) {
@@ -118,6 +116,16 @@ export class LinkConn {
         throw new Deno.errors.UnexpectedEof("closed inside a frame");
       }
       pool = poolFor(head, this.#buffer.subarray(this.#start, this.#start + head.methodBytes));
+    }
+    if (length <= bufferedBodyBytesMax && pool === null) {
+      if (!await this.#fill(length)) throw new Deno.errors.UnexpectedEof("closed inside a frame");
+      // A frame of no data is read at once (Frame.body): no copy, no allocation.
+      const dataless = head.methodBytes + head.headerBytes === length && head.headerBytes > 0;
+      const body = dataless
+        ? this.#buffer.subarray(this.#start, this.#start + length)
+        : this.#buffer.slice(this.#start, this.#start + length);
+      this.#start += length;
+      return { ...head, body };
     }
     const body = pool?.acquire(length) ?? new Uint8Array(length);
     let filled = Math.min(length, this.#end - this.#start);
@@ -207,7 +215,13 @@ export class LinkConn {
       if (first.written !== undefined) callbacks.push(first.written);
       return { bytes: first.bytes, callbacks };
     }
-    const batch = new Uint8Array(bytes);
+    // One buffer for every batch (one write at a time), grown as batches need.
+    if (this.#batch.length < bytes) {
+      let size = Math.max(this.#batch.length, batchBytesMin);
+      while (size < bytes) size *= 2;
+      this.#batch = new Uint8Array(size);
+    }
+    const batch = this.#batch.subarray(0, bytes);
     let at = 0;
     for (const queued of this.#queue.splice(0, count)) {
       batch.set(queued.bytes, at);

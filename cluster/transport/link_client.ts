@@ -74,7 +74,7 @@ export class LinkClient implements RpcCaller {
   readonly #ended = new Set<Promise<void>>();
   #address = "";
   #closed = false;
-  /** Large replies of calls made with `pooledReply`, read into reused buffers. */
+  /** Replies of calls made with `pooledReply`, read into reused buffers. */
   readonly #replies = new BufferPool(pooledReplyBytesMax, pooledReplyBytesEach);
   #stopSweep: (() => void) | null = null;
   /** Peers that answer nothing: calls fail at once; each is checked every second. */

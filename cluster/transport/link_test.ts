@@ -89,7 +89,7 @@ Deno.test("large calls to methods that keep no data are read into reused buffers
   }
 });
 
-Deno.test("a large reply of a call made with pooledReply is read into a buffer reused once released", async () => {
+Deno.test("a reply of a call made with pooledReply is read into a buffer reused once released", async () => {
   const server = startPort();
   const links = client();
   try {
@@ -111,17 +111,15 @@ Deno.test("a large reply of a call made with pooledReply is read into a buffer r
       data: new Uint8Array(1 << 20),
     });
     assert.equal(plain.release, undefined, "without pooledReply, a buffer of its own");
-    const small = await links.call(
-      server.address,
-      "echo",
-      {
-        header: {},
-        data: new Uint8Array(100),
-      },
-      undefined,
-      { pooledReply: true },
-    );
-    assert.equal(small.release, undefined, "a small reply is read through the read buffer");
+    // A small reply too (a new buffer costs more than copying 4 KiB).
+    const sent = new Uint8Array(100).map((_, j) => j);
+    const small = await links.call(server.address, "echo", { header: {}, data: sent }, undefined, {
+      pooledReply: true,
+    });
+    assert.deepEqual(small.data, sent);
+    assert.ok(small.release !== undefined, "a small reply is pooled too");
+    assert.ok(buffers.every((buffer) => buffer !== small.data!.buffer), "a class of its size");
+    small.release();
   } finally {
     await links.close();
     await server.stop();
@@ -144,6 +142,27 @@ Deno.test("many concurrent calls on one link each get their own reply", async ()
     }
     assert.equal(server.links.connections, 1, "one link carried them all");
     assert.equal(server.echoes, 400);
+  } finally {
+    await links.close();
+    await server.stop();
+  }
+});
+
+Deno.test("calls and replies of no data, read in place from the link's buffer, each keep their own header", async () => {
+  const server = startPort();
+  const links = client();
+  try {
+    // Many frames to a read, out of order, dataless ones between ones with data.
+    const calls = Array.from({ length: 600 }, (_, i) =>
+      links.call(server.address, "echo", {
+        header: { value: i, delayMs: (i * 5) % 7, pad: "x".repeat(i % 97) },
+        data: i % 3 === 0 ? new Uint8Array([i & 0xff]) : undefined,
+      }));
+    const replies = await Promise.all(calls);
+    for (const [i, reply] of replies.entries()) {
+      assert.equal(reply.header.got, i);
+      assert.deepEqual(reply.data, i % 3 === 0 ? new Uint8Array([i & 0xff]) : new Uint8Array());
+    }
   } finally {
     await links.close();
     await server.stop();

@@ -55,7 +55,7 @@ export interface RpcCaller {
 export interface CallOptions {
   /**
    * The caller gives the reply's data back with `release()` once it is done
-   * with it (it copies the data out): a transport may then read a large reply
+   * with it (it copies the data out): a transport may then read the reply
    * into a reused buffer. One that does not sets no `release`.
    */
   pooledReply?: boolean;
