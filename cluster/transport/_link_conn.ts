@@ -16,6 +16,7 @@ import {
   type Frame,
   type FrameHead,
   frameHeadBytes,
+  FrameKind,
   handshakeBodyBytesMax,
   isHttpAnswer,
   NotALinkError,
@@ -119,8 +120,10 @@ export class LinkConn {
     }
     if (length <= bufferedBodyBytesMax && pool === null) {
       if (!await this.#fill(length)) throw new Deno.errors.UnexpectedEof("closed inside a frame");
-      // A frame of no data is read at once (Frame.body): no copy, no allocation.
-      const dataless = head.methodBytes + head.headerBytes === length && head.headerBytes > 0;
+      // A call, reply or failure (kinds 16 and up) of no data is read at once (Frame.body):
+      // no copy, no allocation.
+      const dataless = head.methodBytes + head.headerBytes === length && head.headerBytes > 0 &&
+        head.kind >= FrameKind.call;
       const body = dataless
         ? this.#buffer.subarray(this.#start, this.#start + length)
         : this.#buffer.slice(this.#start, this.#start + length);
