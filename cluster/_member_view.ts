@@ -177,8 +177,13 @@ export class MemberView {
    * reads or writes of the volumes it holds until it sees a majority again.
    */
   seesMajority(): boolean {
-    const members = this.#members().filter((member) => member.status !== "left");
-    return 2 * this.liveMembers().length > members.length;
+    let counted = 0, live = 0;
+    for (const { status } of this.#members()) {
+      if (status === "left") continue;
+      counted++;
+      if (status === "alive" || status === "suspect") live++;
+    }
+    return 2 * live > counted;
   }
 
   member(id: string): MemberState | undefined {

@@ -75,6 +75,11 @@ export class MemberTable {
     return this.#peers;
   }
 
+  /** Members known, this node included. */
+  get size(): number {
+    return this.#byId.size;
+  }
+
   /** Every member, this node included. */
   all(): IterableIterator<Member> {
     return this.#byId.values();

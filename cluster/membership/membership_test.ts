@@ -480,3 +480,23 @@ Deno.test("a node that gets no nacks stretches its probe interval (Lifeguard's L
   const aware = count({});
   assert.ok(aware < unaware / 2, `${aware} pings with LHM, ${unaware} without`);
 });
+
+Deno.test("members() is one frozen array until the table changes, then a new one", () => {
+  const { node } = started();
+  const first = node.members();
+  assert.equal(node.members(), first, "nothing changed: the same array");
+  assert.throws(() => (first as MemberState[]).push(first[0]), TypeError);
+  assert.throws(() => (first[1] as { status: string }).status = "dead", TypeError);
+  node.receive("x", gossip({ kind: "suspect", id: "b", incarnation: 0, from: "c" }));
+  const second = node.members();
+  assert.notEqual(second, first);
+  assert.deepEqual(second.map((m) => m.status), ["alive", "suspect", "alive"]);
+  assert.deepEqual(first.map((m) => m.status), ["alive", "alive", "alive"], "the old one kept");
+  node.receive(
+    "x",
+    gossip(alive({ id: "aa", address: "10.0.0.5:7946", zone: null, weight: 1 }, 0)),
+  );
+  assert.deepEqual(node.members().map((m) => m.id), ["a", "aa", "b", "c"], "by id");
+  node.leave();
+  assert.equal(stateOf(node, "a")?.status, "left", "this node's own change too");
+});
