@@ -1,11 +1,12 @@
 /**
  * One link's bytes, both ends: frames read whole into one buffer each (a large
- * body is read straight into its own buffer, from a pool when its reader says
- * so, and never copied after), and
- * frames written through one queue, those queued in one turn of the event loop
- * (or while a write is under way) together: small ones copied into one write,
- * large data written as it is. It keeps the times a link's deadlines are checked
- * against (last byte received, a write waiting since).
+ * body straight into its own buffer, any body into a pooled one when its
+ * reader says so, and a message of no data left in the read buffer: never
+ * copied after), and frames written through one queue, those queued in one
+ * turn of the event loop (or while a write is under way) together: small ones
+ * copied into one reused buffer for one write, large data written as it is. It
+ * keeps the times a link's deadlines are checked against (last byte received,
+ * a write waiting since).
  */
 import { setImmediate } from "node:timers";
 import { type BufferPool, systemClock } from "../../core/mod.ts";
