@@ -4,9 +4,9 @@
  * write leases) on which instance is current.
  */
 import type { Engine } from "./engine.ts";
-import { NotFoundError } from "./errors.ts";
+import { LeaseLostError, NotFoundError } from "./errors.ts";
 import { validateName } from "./names.ts";
-import { decodeRecord, recordKey, type VolumeHeader } from "./records.ts";
+import { decodeRecord, recordKey, type VolumeHeader, type VolumeLease } from "./records.ts";
 import type { PagePins } from "./_page_pins.ts";
 import type { IoLimiters } from "./_io_limiters.ts";
 import { Volume } from "./volume.ts";
@@ -21,6 +21,14 @@ export interface VolumeAccess {
   acquire(name: string, purpose: "write" | "catalogue"): Promise<void>;
   /** True when this node holds the write lease of `name`, so its open instance is current. */
   isCurrent(name: string): boolean;
+  /**
+   * True when `lease`, as a record of `name` names it, is the lease this node
+   * holds (its holder and epoch). A node taken over while cut off still counts
+   * itself the holder until it hears of it; an instance it reads from the
+   * record then names the new holder's lease, and is not its to change.
+   * Without it, every instance is taken for this node's.
+   */
+  holdsAsRecorded?(name: string, lease: VolumeLease | undefined): boolean;
 }
 
 /** The open volumes of one node (Store.openVolume and its kin say what each call does). */
@@ -63,11 +71,27 @@ export class VolumeInstances {
     return volume;
   }
 
-  /** The open instance of `name`, once the write lease is here (in a cluster). */
+  /**
+   * The open instance of `name`, once the write lease is here (in a cluster),
+   * and only while its record names that lease (seed 10168806 with replacements
+   * and declared losses: a holder taken over while cut off, back and not told,
+   * read the record afresh and snapshotted the volume under the new holder,
+   * whose writes then changed the snapshot).
+   */
   async writable(name: string, purpose: "write" | "catalogue"): Promise<Volume> {
     validateName(name, "volume");
     await this.#access?.acquire(name, purpose);
-    return await this.open(name);
+    const opened = this.open(name);
+    const volume = await opened;
+    const lease = volume.header.lease;
+    if (this.#access?.holdsAsRecorded?.(name, lease) === false) {
+      if (this.#volumes.get(name) === opened) this.#volumes.delete(name);
+      throw new LeaseLostError(
+        `Cannot change volume "${name}": its record names the write lease of ` +
+          `${lease?.holder ?? "nobody"} at epoch ${lease?.epoch ?? 0}, not this node's`,
+      );
+    }
+    return volume;
   }
 
   /** The open instance when it is current, else a fresh one read from the record now. */

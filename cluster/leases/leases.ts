@@ -107,6 +107,11 @@ export class LeaseManager implements VolumeAuthority {
       await this.acquire(name);
     },
     isCurrent: (name) => this.#leases.has(name),
+    holdsAsRecorded: (name, lease) => {
+      const held = this.#leases.get(name);
+      return held !== undefined && lease?.holder === this.#engine.selfId &&
+        lease.epoch === held.epoch;
+    },
   };
 
   constructor(options: LeaseManagerOptions) {

@@ -262,3 +262,17 @@ Deno.test("seed 851096 (joins, leaves, replacements): a flush looks off the plac
   const result = await ClusterSim.run({ ...clusterSimSettings(851096), ...withChurn });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 10168806 (replacements, declared losses): a holder taken over cannot snapshot the volume", async () => {
+  // n2 held v11 and was cut off; n0 took the volume over and wrote it. Back, n2 still counted
+  // itself the holder, opened the volume afresh from its record (which named n0's lease) and
+  // took a snapshot: the record's compare-and-set passed, and the snapshot named objects n0
+  // went on writing in place, so it changed after it was taken. A writable instance whose
+  // record names another lease than the one this node holds is now refused.
+  const result = await ClusterSim.run({
+    ...clusterSimSettings(10168806),
+    replacements: true,
+    declareLost: true,
+  });
+  assert.deepEqual(result.violations, []);
+});
