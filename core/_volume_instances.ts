@@ -6,7 +6,7 @@
 import type { Engine } from "./engine.ts";
 import { LeaseLostError, NotFoundError } from "./errors.ts";
 import { validateName } from "./names.ts";
-import { decodeRecord, recordKey, type VolumeHeader, type VolumeLease } from "./records.ts";
+import { decodeRecord, recordKey, type VolumeHeader } from "./records.ts";
 import type { PagePins } from "./_page_pins.ts";
 import type { IoLimiters } from "./_io_limiters.ts";
 import { Volume } from "./volume.ts";
@@ -22,13 +22,12 @@ export interface VolumeAccess {
   /** True when this node holds the write lease of `name`, so its open instance is current. */
   isCurrent(name: string): boolean;
   /**
-   * True when `lease`, as a record of `name` names it, is the lease this node
-   * holds (its holder and epoch). A node taken over while cut off still counts
-   * itself the holder until it hears of it; an instance it reads from the
-   * record then names the new holder's lease, and is not its to change.
-   * Without it, every instance is taken for this node's.
+   * The lease of `name` this node holds, as a record names it (holder and
+   * epoch); null when it holds none. A node taken over while cut off still
+   * counts itself the holder until it hears of it; an instance it reads from
+   * the record then names the new holder's lease, and is not its to change.
    */
-  holdsAsRecorded?(name: string, lease: VolumeLease | undefined): boolean;
+  heldLease(name: string): { holder: string; epoch: number } | null;
 }
 
 /** The open volumes of one node (Store.openVolume and its kin say what each call does). */
@@ -84,7 +83,8 @@ export class VolumeInstances {
     const opened = this.open(name);
     const volume = await opened;
     const lease = volume.header.lease;
-    if (this.#access?.holdsAsRecorded?.(name, lease) === false) {
+    const held = this.#access?.heldLease(name);
+    if (held != null && (lease?.holder !== held.holder || lease.epoch !== held.epoch)) {
       if (this.#volumes.get(name) === opened) this.#volumes.delete(name);
       throw new LeaseLostError(
         `Cannot change volume "${name}": its record names the write lease of ` +

@@ -110,6 +110,10 @@ export class RadosLeases implements VolumeAuthority {
       await this.acquire(name);
     },
     isCurrent: (name) => this.#held.has(name),
+    heldLease: (name) => {
+      const held = this.#held.get(name);
+      return held === undefined ? null : { holder: this.selfId, epoch: held.epoch };
+    },
   };
 
   constructor(options: RadosLeasesOptions) {

@@ -107,10 +107,9 @@ export class LeaseManager implements VolumeAuthority {
       await this.acquire(name);
     },
     isCurrent: (name) => this.#leases.has(name),
-    holdsAsRecorded: (name, lease) => {
+    heldLease: (name) => {
       const held = this.#leases.get(name);
-      return held !== undefined && lease?.holder === this.#engine.selfId &&
-        lease.epoch === held.epoch;
+      return held === undefined ? null : { holder: this.#engine.selfId, epoch: held.epoch };
     },
   };
 

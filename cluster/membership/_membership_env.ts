@@ -39,6 +39,14 @@ export interface MembershipEnv {
   keepGone?(id: string): boolean;
 }
 
+/** True when `state` still says what stateOf(`member`) would. */
+export function isStateOf(member: Member, state: MemberState): boolean {
+  return member.id === state.id && member.address === state.address &&
+    member.zone === state.zone && member.weight === state.weight &&
+    member.incarnation === state.incarnation && member.status === state.status &&
+    member.since === state.since;
+}
+
 /** The state reported of `member` (a copy: listeners cannot change the table). */
 export function stateOf(member: Member): MemberState {
   return {

@@ -36,6 +36,7 @@ import { ProbeRounds } from "./_probe_rounds.ts";
 import { Gossip } from "./_gossip.ts";
 import { PushPull } from "./_push_pull.ts";
 import {
+  isStateOf,
   type MembershipEnv,
   type MemberState,
   stateOf,
@@ -217,13 +218,10 @@ export class Membership {
   #listedCurrent(listed: { from: Member[]; states: MemberState[] }): boolean {
     if (listed.from.length !== this.#table.size) return false;
     for (let i = 0; i < listed.from.length; i++) {
-      const member = listed.from[i], state = listed.states[i];
-      if (
-        this.#table.get(member.id) !== member || member.status !== state.status ||
-        member.incarnation !== state.incarnation || member.since !== state.since ||
-        member.address !== state.address || member.zone !== state.zone ||
-        member.weight !== state.weight
-      ) return false;
+      const member = listed.from[i];
+      if (this.#table.get(member.id) !== member || !isStateOf(member, listed.states[i])) {
+        return false;
+      }
     }
     return true;
   }
