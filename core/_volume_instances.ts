@@ -6,7 +6,7 @@
 import type { Engine } from "./engine.ts";
 import { LeaseLostError, NotFoundError } from "./errors.ts";
 import { validateName } from "./names.ts";
-import { decodeRecord, recordKey, type VolumeHeader } from "./records.ts";
+import { decodeRecord, recordKey, type VolumeHeader, type VolumeLease } from "./records.ts";
 import type { PagePins } from "./_page_pins.ts";
 import type { IoLimiters } from "./_io_limiters.ts";
 import { Volume } from "./volume.ts";
@@ -27,7 +27,7 @@ export interface VolumeAccess {
    * counts itself the holder until it hears of it; an instance it reads from
    * the record then names the new holder's lease, and is not its to change.
    */
-  heldLease(name: string): { holder: string; epoch: number } | null;
+  heldLease(name: string): Pick<VolumeLease, "holder" | "epoch"> | null;
 }
 
 /** The open volumes of one node (Store.openVolume and its kin say what each call does). */
@@ -83,8 +83,11 @@ export class VolumeInstances {
     const opened = this.open(name);
     const volume = await opened;
     const lease = volume.header.lease;
-    const held = this.#access?.heldLease(name);
-    if (held != null && (lease?.holder !== held.holder || lease.epoch !== held.epoch)) {
+    // A lease lost while the instance opened (moved, released) is no lease either.
+    const held = this.#access === null ? undefined : this.#access.heldLease(name);
+    const recorded = held === undefined ||
+      (held !== null && lease?.holder === held.holder && lease.epoch === held.epoch);
+    if (!recorded) {
       if (this.#volumes.get(name) === opened) this.#volumes.delete(name);
       throw new LeaseLostError(
         `Cannot change volume "${name}": its record names the write lease of ` +
