@@ -75,13 +75,22 @@ export class BlockHealing {
     }
   }
 
-  /** The bytes of a hinted block: the local copy, else one from `holders`; null when none has it. */
+  /**
+   * The bytes of a hinted block: the local copy, else one from `holders`; null
+   * only when every holder answered that it has none (the block was
+   * collected). A holder this node sees dead or suspect now is one that has
+   * not answered: the hint stays for the next pass (seed 10183560 with
+   * replacements: the writer saw the only other holder dead for a moment,
+   * dropped the hint as if the block were gone, and nothing else copied it
+   * before that holder died for good).
+   */
   async #hinted(hash: string, holders: BlockPeer[]): Promise<Uint8Array | null> {
     const { engine } = this.#options;
     if (await engine.local.hasBlock(hash)) return await readWhole(engine.local, hash);
-    const others = holders.filter((peer) => peer.id !== engine.selfId && engine.isLive(peer.id));
-    const { data, unreachable } = await engine.blocks.copyFrom(hash, others);
-    if (data === null && unreachable > 0) {
+    const others = holders.filter((peer) => peer.id !== engine.selfId);
+    const live = others.filter((peer) => engine.isLive(peer.id));
+    const { data, unreachable } = await engine.blocks.copyFrom(hash, live);
+    if (data === null && (unreachable > 0 || live.length < others.length)) {
       throw new Error(
         `Cannot replay a put of block ${hash}: the replicas that took it do not answer`,
       );

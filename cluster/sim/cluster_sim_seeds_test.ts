@@ -276,3 +276,17 @@ Deno.test("seed 10168806 (replacements, declared losses): a holder taken over ca
   });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 10183560 (replacements, declared losses): a put's hint outlives a holder seen dead for a moment", async () => {
+  // repair/_block_healing.ts: an upload at R=2 stored a block on n0 while n1 was down; n1
+  // came back, but the uploading node saw n0 dead at its next healing pass, asked nobody and
+  // dropped the hint as if the block had been collected. n0 never walked (to it n1 had never
+  // been away), and when n0 died for good the block was gone. A hint is dropped now only
+  // when every holder answered that it has no copy.
+  const result = await ClusterSim.run({
+    ...clusterSimSettings(10183560),
+    replacements: true,
+    declareLost: true,
+  });
+  assert.deepEqual(result.violations, []);
+});
