@@ -69,6 +69,17 @@ export function sectorTags(data: Uint8Array, first: number): number[] {
 }
 
 /** A volume as its clients know it. */
+/** `count` sectors cut into `pieces` runs as even as can be: [first, sectors] of each. */
+export function sectorPieces(count: number, pieces: number): [number, number][] {
+  const runs: [number, number][] = [];
+  for (let i = 0, at = 0; i < pieces; i++) {
+    const sectors = Math.floor((count - at) / (pieces - i));
+    runs.push([at, sectors]);
+    at += sectors;
+  }
+  return runs;
+}
+
 export class VolumeModel {
   readonly name: string;
   readonly sectors: number;

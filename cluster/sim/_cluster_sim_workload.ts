@@ -16,6 +16,7 @@ import { LossWatch } from "./_cluster_sim_losses.ts";
 import {
   sectorBytes,
   sectorPattern,
+  sectorPieces,
   sectorTags,
   volumeBlocks,
   VolumeModel,
@@ -177,12 +178,25 @@ export class ClusterWorkload extends MetaClients {
     const first = this.sim.world.random.int(model.sectors);
     const count = 1 + this.sim.world.random.int(model.sectors - first);
     const into = new Uint8Array(count * sectorBytes);
+    // A third of the reads of several sectors go as several requests at once, as a
+    // guest's queued reads do (reads through a non-holder then share calls).
+    const pieces = count > 1 && this.sim.world.random.int(3) === 0
+      ? 2 + this.sim.world.random.int(Math.min(3, count - 1))
+      : 1;
     const outcome = await this.#attempt(
       node,
-      `${kind} ${model.name} ${first}+${count}`,
+      `${kind} ${model.name} ${first}+${count}${pieces > 1 ? ` in ${pieces}` : ""}`,
       async (runtime) => {
         const handle = await runtime.leases.open(model.name);
-        await handle.read({ offset: first * sectorBytes, length: into.length }, into);
+        await Promise.all(
+          sectorPieces(count, pieces).map(([from, sectors]) => {
+            const piece = into.subarray(from * sectorBytes, (from + sectors) * sectorBytes);
+            return handle.read(
+              { offset: (first + from) * sectorBytes, length: piece.length },
+              piece,
+            );
+          }),
+        );
       },
     );
     if (!outcome.ok || model.state !== "live") return;
