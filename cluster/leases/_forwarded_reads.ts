@@ -145,14 +145,12 @@ export class ForwardedReads {
     try {
       const results = reply.header.results;
       if (!Array.isArray(results) || results.length !== batch.length) {
-        const error = new TypeError(`volume.reads on ${address}: malformed reply`);
-        for (const { done } of batch) done.reject(error);
-        return;
+        throw new TypeError(`volume.reads on ${address}: malformed reply`);
       }
       const data = reply.data ?? new Uint8Array();
       let at = 0;
       batch.forEach(({ range, into, done }, i) => {
-        const result = results[i] as Record<string, unknown>;
+        const result = (results[i] ?? {}) as Record<string, unknown>;
         if (typeof result.error === "string") {
           done.reject(
             new RpcError(`volume.reads on ${address} failed: ${result.error}`, false, {
@@ -170,6 +168,8 @@ export class ForwardedReads {
           done.resolve("served");
         }
       });
+    } catch (error) {
+      for (const { done } of batch) done.reject(error); // those not answered yet
     } finally {
       reply.release?.();
     }
