@@ -12,6 +12,7 @@
  *   deno task soak --cluster --schedules 1000 [--chaos-ms 20000]
  *   deno task soak --cluster --seed 6 --trace
  *   deno task soak --cluster --boot-reads ...   (new volumes are read before their first write)
+ *   deno task soak --cluster --read-bursts ...  (reads go as several requests at once)
  *   deno task soak --cluster --joins ...        (members join in batches of 1-3, up to 9)
  *   deno task soak --cluster --leaves ...       (members stop gracefully, half come back)
  *   deno task soak --cluster --replacements ... (one member dies for good, a new one replaces it)
@@ -27,6 +28,7 @@ const usage = `usage: deno task soak [--cluster] [options]
   --chaos-ms MS       length of the fault phase of each schedule
   --cluster           the whole data path instead of the metadata alone, with:
   --boot-reads        new volumes are read before their first write
+  --read-bursts       a third of the reads go as several requests at once
   --joins             members join in batches of 1-3, up to 9
   --leaves            members stop gracefully, half come back
   --replacements      one member dies for good, a new one replaces it
@@ -56,6 +58,7 @@ function soakOptions() {
     cluster: { type: "boolean", default: false },
     "chaos-ms": { type: "string" },
     "boot-reads": { type: "boolean", default: false },
+    "read-bursts": { type: "boolean", default: false },
     joins: { type: "boolean", default: false },
     leaves: { type: "boolean", default: false },
     replacements: { type: "boolean", default: false },
@@ -124,6 +127,7 @@ async function soakCluster(): Promise<never> {
     const result = await ClusterSim.run({
       ...clusterSimSettings(Number(values.seed), chaosMs),
       bootReads: values["boot-reads"],
+      readBursts: values["read-bursts"],
       joins: values.joins,
       leaves: values.leaves,
       replacements: values.replacements,
@@ -143,6 +147,7 @@ async function soakCluster(): Promise<never> {
     const result = await ClusterSim.run({
       ...clusterSimSettings(seed, chaosMs),
       bootReads: values["boot-reads"],
+      readBursts: values["read-bursts"],
       joins: values.joins,
       leaves: values.leaves,
       replacements: values.replacements,
@@ -153,9 +158,11 @@ async function soakCluster(): Promise<never> {
       console.error(
         `FAILED seed ${seed} (replay: deno task soak --cluster${
           values["boot-reads"] ? " --boot-reads" : ""
-        }${values.joins ? " --joins" : ""}${values.leaves ? " --leaves" : ""}${
-          values.replacements ? " --replacements" : ""
-        }${values["declare-lost"] ? " --declare-lost" : ""} --seed ${seed} --trace)`,
+        }${values["read-bursts"] ? " --read-bursts" : ""}${values.joins ? " --joins" : ""}${
+          values.leaves ? " --leaves" : ""
+        }${values.replacements ? " --replacements" : ""}${
+          values["declare-lost"] ? " --declare-lost" : ""
+        } --seed ${seed} --trace)`,
       );
       for (const violation of result.violations.slice(0, 5)) console.error(`  ${violation}`);
     }

@@ -60,11 +60,17 @@ export class ClusterWorkload extends MetaClients {
   #withCatalogue: boolean;
   /** New volumes are read before their first write (`ClusterSimOptions.bootReads`). */
   #bootReads: boolean;
+  /** Reads of several sectors go as several requests at once (`ClusterSimOptions.readBursts`). */
+  #readBursts: boolean;
 
-  constructor(sim: ClusterSim, options: { catalogue: boolean; bootReads: boolean }) {
+  constructor(
+    sim: ClusterSim,
+    options: { catalogue: boolean; bootReads: boolean; readBursts: boolean },
+  ) {
     super(sim);
     this.#withCatalogue = options.catalogue;
     this.#bootReads = options.bootReads;
+    this.#readBursts = options.readBursts;
     this.#losses = new LossWatch(sim);
     this.#catalogue = new CatalogueClients(this, {
       volumes: () => this.#clients.map((client) => client.model),
@@ -178,9 +184,9 @@ export class ClusterWorkload extends MetaClients {
     const first = this.sim.world.random.int(model.sectors);
     const count = 1 + this.sim.world.random.int(model.sectors - first);
     const into = new Uint8Array(count * sectorBytes);
-    // A third of the reads of several sectors go as several requests at once, as a
-    // guest's queued reads do (reads through a non-holder then share calls).
-    const pieces = count > 1 && this.sim.world.random.int(3) === 0
+    // With read bursts, a third of the reads of several sectors go as several requests at
+    // once, as a guest's queued reads do (reads through a non-holder then share calls).
+    const pieces = this.#readBursts && count > 1 && this.sim.world.random.int(3) === 0
       ? 2 + this.sim.world.random.int(Math.min(3, count - 1))
       : 1;
     const outcome = await this.#attempt(

@@ -59,6 +59,12 @@ export interface ClusterSimOptions {
    */
   bootReads?: boolean;
   /**
+   * A third of the clients' reads of several sectors go as several requests
+   * at once, as a guest's queued reads do: reads through a member that does
+   * not hold the lease then share calls to the holder (leases/_forwarded_reads.ts).
+   */
+  readBursts?: boolean;
+  /**
    * Members join the running cluster in batches of 1–3 (up to 9 in all), and
    * the others learn of each after their own lag: placements differ between
    * members while the news spreads, and healing moves data to the new ones.
@@ -289,6 +295,7 @@ export class ClusterSim implements ClusterSimHost {
     const workload = new ClusterWorkload(sim, {
       catalogue: options.volumesOnly !== true,
       bootReads: options.bootReads === true,
+      readBursts: options.readBursts === true,
     });
     const chaosEnd = sim.world.now() + chaosMs;
     workload.start(chaosEnd);

@@ -81,6 +81,26 @@ Deno.test(`${bootSchedulesInCi} schedules where fresh volumes are read before th
   assert.ok((ops["idle reads (last incarnations)"] ?? 0) > 0, "members served reads from readers");
 });
 
+/** Schedules in CI whose clients send reads as several requests at once. */
+const burstSchedulesInCi = 20;
+
+Deno.test(`${burstSchedulesInCi} schedules where reads go as several requests at once: no violation`, async () => {
+  const failures: string[] = [];
+  let batched = 0;
+  const trace = (line: string) => {
+    if (/ volume\.reads at \S+ .* -> .*"ok":true/.test(line)) batched++;
+  };
+  for (let seed = 6001; seed <= 6000 + burstSchedulesInCi; seed++) {
+    const result = await ClusterSim.run({ ...clusterSimSettings(seed), readBursts: true, trace });
+    if (result.violations.length > 0) {
+      failures.push(`seed ${seed} (readBursts): ${result.violations.slice(0, 3).join("; ")}`);
+    }
+  }
+  assert.deepEqual(failures, []);
+  assert.ok(batched > 0, "reads forwarded to a holder shared a call");
+  console.log(`${batched} calls carried several forwarded reads`);
+});
+
 /** Schedules in CI where members join the running cluster in batches (up to 9 members). */
 const joinSchedulesInCi = 60;
 
