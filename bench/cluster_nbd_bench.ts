@@ -15,7 +15,10 @@
  * I/O costs the nodes is what bounds their IOPS (it swings with the
  * neighbours too: compare within one run).
  *
- * Run: `deno run -A bench/cluster_nbd_bench.ts [--runtime S] [--cases n3r3,n3r2,n4r3]`
+ * Run: `deno run -A bench/cluster_nbd_bench.ts [--runtime S] [--cases n3r3,n3r2,n4r3]
+ * [--jobs randread,randwrite,read,write]` (random reads always run: the reads
+ * through a non-holder are compared with them; with `--jobs randread` those
+ * follow the fill and the holder's reads, no write job).
  *
  * @module
  */
@@ -27,12 +30,14 @@ import { cpuSeconds, fio } from "./_fio.ts";
 
 const sizeBytes = 256 * 1024 * 1024;
 const rampSeconds = 1;
-const jobs = [
+const allJobs = [
   { rw: "randread", bs: "4k", depth: 32 },
   { rw: "randwrite", bs: "4k", depth: 32 },
   { rw: "read", bs: "1M", depth: 8 },
   { rw: "write", bs: "1M", depth: 8 },
 ];
+/** The jobs this run measures (`--jobs`; random reads always come first). */
+let jobs = allJobs;
 
 /** Cluster shapes: N nodes at R replicas. */
 const cases: Record<string, { nodes: number; replicas: number }> = {
@@ -111,8 +116,11 @@ if (import.meta.main) {
     options: {
       runtime: { type: "string", default: "8" },
       cases: { type: "string", default: Object.keys(cases).join(",") },
+      jobs: { type: "string", default: allJobs.map((job) => job.rw).join(",") },
     },
   });
+  const wanted = values.jobs!.split(",");
+  jobs = allJobs.filter((job, i) => i === 0 || wanted.includes(job.rw));
   const runtime = Number(values.runtime);
   const chosen = values.cases!.split(",");
   for (const name of chosen) {

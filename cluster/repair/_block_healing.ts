@@ -78,8 +78,8 @@ export class BlockHealing {
   /**
    * The bytes of a hinted block: the local copy, else one from `holders`; null
    * only when every holder answered that it has none (the block was
-   * collected). A holder this node sees dead or suspect now is one that has
-   * not answered: the hint stays for the next pass (seed 10183560 with
+   * collected). A holder this node does not see live now (dead, gone) is one
+   * that has not answered: the hint stays for the next pass (seed 10183560 with
    * replacements: the writer saw the only other holder dead for a moment,
    * dropped the hint as if the block were gone, and nothing else copied it
    * before that holder died for good).

@@ -68,7 +68,6 @@ export function sectorTags(data: Uint8Array, first: number): number[] {
   return tags;
 }
 
-/** A volume as its clients know it. */
 /** `count` sectors cut into `pieces` runs as even as can be: [first, sectors] of each. */
 export function sectorPieces(count: number, pieces: number): [number, number][] {
   const runs: [number, number][] = [];
@@ -80,6 +79,7 @@ export function sectorPieces(count: number, pieces: number): [number, number][] 
   return runs;
 }
 
+/** A volume as its clients know it. */
 export class VolumeModel {
   readonly name: string;
   readonly sectors: number;
