@@ -190,11 +190,6 @@ export function registerClusterSeries(parts: ClusterFigures): () => void {
       () => leases.counters.forwardedReads,
     ),
     counter(
-      "atoll_lease_forwarded_read_calls_total",
-      "Calls to lease holders that carried this node's forwarded reads (several to a call at depth)",
-      () => leases.counters.forwardedReadCalls,
-    ),
-    counter(
       "atoll_lease_idle_reads_total",
       "Reads of volumes nobody holds served from a reader kept here, without a record read",
       () => leases.counters.idleReads,

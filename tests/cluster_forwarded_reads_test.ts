@@ -1,14 +1,13 @@
 /**
  * Goal: reads through a node that does not hold a volume's lease, many in
- * flight at once, each return the bytes the holder acknowledged, and travel to
- * the holder several to a call; a write through the holder between two passes
- * is seen by every read of the second.
+ * flight at once, each return the bytes the holder acknowledged, every one
+ * served by the holder; a write through the holder between two passes is seen
+ * by every read of the second.
  * Method: three `atoll serve` processes at R=2 (the forwarding node holds only
  * some of the objects); a libnbd client writes a pattern through node 1 (the
  * holder) and keeps its connection open; another reads 4 KiB pieces all over
  * the volume through node 2, 32 requests sent at once (aio_pread), comparing
- * every byte; node 2's /metrics counts the reads forwarded and the calls that
- * carried them.
+ * every byte; node 2's /metrics counts the reads forwarded.
  */
 import assert from "node:assert/strict";
 import { startCluster } from "./_cluster.ts";
@@ -70,7 +69,7 @@ async function readAll(node: TestNode, round: number): Promise<{ done: number; b
   return JSON.parse(text);
 }
 
-Deno.test("reads at depth through a non-holder return the holder's bytes, several to a call", async () => {
+Deno.test("reads at depth through a non-holder return the holder's bytes", async () => {
   const cluster = await startCluster(3, () => ["--replicas", "2"]);
   const [first, second] = cluster.nodes;
   const client = new Deno.Command(systemPython, {
@@ -105,10 +104,7 @@ Deno.test("reads at depth through a non-holder return the holder's bytes, severa
       const after = await scrape(second);
       const reads = after.value("atoll_lease_forwarded_reads_total") -
         before.value("atoll_lease_forwarded_reads_total");
-      const calls = after.value("atoll_lease_forwarded_read_calls_total") -
-        before.value("atoll_lease_forwarded_read_calls_total");
       assert.equal(reads, 600, "every read went to the holder");
-      assert.ok(calls < reads / 2, `${calls} calls carried ${reads} reads`);
       await stdin.write(new TextEncoder().encode("next\n"));
     }
     await stdin.close();

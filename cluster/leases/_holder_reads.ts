@@ -18,12 +18,13 @@ import { IdleReaders } from "./_idle_readers.ts";
 import type { ClusterEngine } from "../cluster_engine.ts";
 import { type RpcCaller, RpcError, type RpcMethod, rpcTimeoutMsDefault } from "../transport/mod.ts";
 import type { LeaseCounters } from "./leases.ts";
-import { forwardedReadBytesMax, ForwardedReads, serveForwardedReads } from "./_forwarded_reads.ts";
 
 /** Tries to read through the holder before the read fails (about 5 s with the pauses). */
 const forwardAttemptsMax = 20;
 /** Pause after a forwarded read that failed. */
 const forwardRetryMs = 250;
+/** Largest read forwarded to the holder in one call (an NBD request's maximum). */
+const forwardedReadBytesMax = 32 * 1024 * 1024;
 /** Bytes of buffers kept for reads served for other nodes. */
 const servedReadBytesMax = 64 * 1024 * 1024;
 /**
@@ -56,7 +57,6 @@ export class HolderReads {
   #store: () => Store;
   #engine: ClusterEngine;
   #rpc: RpcCaller;
-  #forwarded: ForwardedReads;
   #counters: LeaseCounters;
   #holds: (name: string) => boolean;
   #confirm: (name: string) => Promise<void>;
@@ -71,11 +71,6 @@ export class HolderReads {
     this.#store = options.store;
     this.#engine = options.engine;
     this.#rpc = options.rpc;
-    this.#forwarded = new ForwardedReads(
-      options.rpc,
-      options.clock,
-      () => options.counters.forwardedReadCalls++,
-    );
     this.#counters = options.counters;
     this.#holds = options.holds;
     this.#confirm = options.confirm;
@@ -154,12 +149,23 @@ export class HolderReads {
         return;
       }
       try {
-        const answer = await this.#forwarded.read(member!.address, name, range, into);
-        if (answer === "served") {
+        const reply = await this.#rpc.call(
+          member!.address,
+          "volume.read",
+          {
+            header: { name, offset: range.offset, length: range.length },
+          },
+          undefined,
+          { pooledReply: true },
+        );
+        const done = reply.header.held === true && reply.data?.length === range.length;
+        if (done) into.set(reply.data!);
+        reply.release?.();
+        if (done) {
           this.#counters.forwardedReads++;
           return;
         }
-        notHeld = answer === "not held";
+        notHeld = reply.header.held !== true;
         refusal = notHeld ? "it does not hold it" : "a short answer";
       } catch (error) {
         if (left && !(error instanceof RpcError && error.remoteName !== null)) {
@@ -215,22 +221,6 @@ export class HolderReads {
     );
   }
 
-  /**
-   * Reads `range` of `name` into `into` for another member when this node
-   * holds its lease (confirmed first); false when it does not.
-   */
-  async #serve(name: string, range: ByteRange, into: Uint8Array): Promise<boolean> {
-    if (!this.#holds(name)) return false;
-    try {
-      await this.#confirm(name);
-    } catch (error) {
-      if (error instanceof LeaseLostError) return false;
-      throw error;
-    }
-    await (await this.#store().openVolume(name)).readAt(range, into);
-    return true;
-  }
-
   /** The methods other members call: flush or read a volume held here; a lease moved. */
   methods(): Record<string, RpcMethod> {
     return {
@@ -249,28 +239,26 @@ export class HolderReads {
         if ((length as number) < 0 || (length as number) > forwardedReadBytesMax) {
           throw new RangeError("bad length");
         }
+        if (!this.#holds(name)) return { header: { held: false } };
+        try {
+          await this.#confirm(name);
+        } catch (error) {
+          if (error instanceof LeaseLostError) return { header: { held: false } };
+          throw error;
+        }
         // Into a reused buffer (a new one costs more than a 4 KiB read), back once sent.
         const data = this.#reads.acquire(length as number);
-        let held: boolean;
         try {
-          held = await this.#serve(name, { offset, length } as ByteRange, data);
+          await (await this.#store().openVolume(name)).readAt(
+            { offset: offset as number, length: length as number },
+            data,
+          );
         } catch (error) {
           this.#reads.release(data);
           throw error;
         }
-        if (!held) {
-          this.#reads.release(data);
-          return { header: { held: false } };
-        }
         return { header: { held: true }, data, sent: () => this.#reads.release(data) };
       },
-      "volume.reads": (request) =>
-        serveForwardedReads(
-          request.header,
-          (name, range, into) => this.#serve(name, range, into),
-          (bytes) => this.#reads.acquire(bytes),
-          (buffer) => this.#reads.release(buffer),
-        ),
       "lease.changed": (request) => {
         this.forget(String(request.header.name));
         return { header: {} };

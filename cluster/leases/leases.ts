@@ -56,8 +56,6 @@ export interface LeaseCounters {
   takeovers: number;
   fencedWrites: number;
   forwardedReads: number;
-  /** Calls that carried the reads this node forwarded (several to a call at depth). */
-  forwardedReadCalls: number;
   /** Reads of volumes nobody holds, served from a reader kept here (_idle_readers.ts). */
   idleReads: number;
   /** Last lease move here, milliseconds from the first write to holding it. */
@@ -85,7 +83,6 @@ export class LeaseManager implements VolumeAuthority {
     takeovers: 0,
     fencedWrites: 0,
     forwardedReads: 0,
-    forwardedReadCalls: 0,
     idleReads: 0,
     lastMoveMs: 0,
   };

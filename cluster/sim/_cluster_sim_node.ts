@@ -58,7 +58,7 @@ const simJournalCheckpointBytes = 48 * 1024;
 const simJournalInPlaceBytes = 8 * 1024;
 
 /** Calls worth a line of the trace (the rest are too many). */
-const tracedMethods = new Set(["lease.release", "volume.read", "volume.reads", "object.fence"]);
+const tracedMethods = new Set(["lease.release", "volume.read", "object.fence"]);
 /** Uploads hash their blocks on the calling thread, at once (`_sim_hash_pool.ts`). */
 const hashPool = new SimHashPool();
 

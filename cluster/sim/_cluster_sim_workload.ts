@@ -185,7 +185,7 @@ export class ClusterWorkload extends MetaClients {
     const count = 1 + this.sim.world.random.int(model.sectors - first);
     const into = new Uint8Array(count * sectorBytes);
     // With read bursts, a third of the reads of several sectors go as several requests at
-    // once, as a guest's queued reads do (reads through a non-holder then share calls).
+    // once, as a guest's queued reads do.
     const pieces = this.#readBursts && count > 1 && this.sim.world.random.int(3) === 0
       ? 2 + this.sim.world.random.int(Math.min(3, count - 1))
       : 1;

@@ -60,8 +60,8 @@ export interface ClusterSimOptions {
   bootReads?: boolean;
   /**
    * A third of the clients' reads of several sectors go as several requests
-   * at once, as a guest's queued reads do: reads through a member that does
-   * not hold the lease then share calls to the holder (leases/_forwarded_reads.ts).
+   * at once, as a guest's queued reads do: reads in flight together, through
+   * the holder or any other member.
    */
   readBursts?: boolean;
   /**
