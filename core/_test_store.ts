@@ -1,14 +1,20 @@
 /** Test helper: a Store on a temporary directory with a small block size. */
 import type { Engine } from "./engine.ts";
 import { LocalEngine } from "./local_engine.ts";
-import { Store } from "./store.ts";
+import { Store, type VolumeAccess } from "./store.ts";
 import { HashPool } from "../wasm/hash_pool.ts";
 
 /** Block size of test stores: small, so tests touch many entries cheaply. */
 export const testBlockSize = 64 * 1024;
 
-/** Opens a store on `dir` (a new temporary directory when omitted). */
-export async function openTestStore(dir?: string): Promise<Store & { dir: string }> {
+/**
+ * Opens a store on `dir` (a new temporary directory when omitted); `access`:
+ * the cluster's say on volume access (none: a single node).
+ */
+export async function openTestStore(
+  dir?: string,
+  access?: VolumeAccess,
+): Promise<Store & { dir: string }> {
   dir ??= await Deno.makeTempDir({ prefix: "atoll-core-" });
   const engine = await LocalEngine.open({ dir });
   const store = new Store({
@@ -16,6 +22,7 @@ export async function openTestStore(dir?: string): Promise<Store & { dir: string
     pool: new HashPool({ engine: "wasm", workers: 2 }),
     blockSize: testBlockSize,
     gcDelayMs: 60_000,
+    access,
   });
   return Object.assign(store, { dir });
 }

@@ -5,28 +5,18 @@
  * access rules) is never refused.
  */
 import assert from "node:assert/strict";
-import { LocalEngine } from "./local_engine.ts";
-import { HashPool } from "../wasm/hash_pool.ts";
 import { LeaseLostError } from "./errors.ts";
-import { Store } from "./store.ts";
 import type { VolumeAccess } from "./store.ts";
 import { destroyTestStore, openTestStore, testBlockSize } from "./_test_store.ts";
 
 Deno.test("writableVolume: refused unless the lease held is the one the record names", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "atoll-access-" });
   let held: ReturnType<VolumeAccess["heldLease"]> = null;
   const access: VolumeAccess = {
     acquire: () => Promise.resolve(),
     isCurrent: () => held !== null,
     heldLease: () => held,
   };
-  const store = new Store({
-    engine: await LocalEngine.open({ dir }),
-    pool: new HashPool({ engine: "wasm", workers: 1 }),
-    blockSize: testBlockSize,
-    gcDelayMs: 60_000,
-    access,
-  });
+  const store = await openTestStore(undefined, access);
   try {
     await store.createVolume({ name: "v", size: 4 * testBlockSize });
     // Acquired, then lost before the instance was checked: no lease is no lease.
@@ -35,8 +25,7 @@ Deno.test("writableVolume: refused unless the lease held is the one the record n
     held = { holder: "n1", epoch: 3 };
     await assert.rejects(store.writableVolume("v"), /names the write lease of nobody at epoch 0/);
   } finally {
-    await store.close();
-    await Deno.remove(dir, { recursive: true });
+    await destroyTestStore(store);
   }
 });
 

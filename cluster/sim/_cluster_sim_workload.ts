@@ -191,7 +191,9 @@ export class ClusterWorkload extends MetaClients {
       : 1;
     const outcome = await this.#attempt(
       node,
-      `${kind} ${model.name} ${first}+${count}${pieces > 1 ? ` in ${pieces}` : ""}`,
+      pieces > 1
+        ? `${kind}-burst ${model.name} ${first}+${count} in ${pieces}`
+        : `${kind} ${model.name} ${first}+${count}`,
       async (runtime) => {
         const handle = await runtime.leases.open(model.name);
         await Promise.all(

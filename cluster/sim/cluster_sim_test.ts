@@ -95,6 +95,7 @@ Deno.test(`${burstSchedulesInCi} schedules where reads go as several requests at
     }
   }
   assert.deepEqual(failures, []);
+  assert.ok((ops["read-burst ok"] ?? 0) > 0, "the clients read in bursts");
   assert.ok((ops["read ok"] ?? 0) > 0, "the clients read");
 });
 
