@@ -193,7 +193,9 @@ export async function learnWhereItStands(
   // for a member that had died for good and had never held the object).
   const before = best[0] < fence;
   const kept = flush || (fresh && existing);
-  if (kept && before && compareStamps(best, written.seen) > 0) written.seen = best;
+  const previous = { stamp: written.stamp, seen: written.seen, current: written.current };
+  const taken = kept && before && compareStamps(best, written.seen) > 0;
+  if (taken) written.seen = best;
   const holders = answers.filter(({ stamp }) => compareStamps(stamp, best) === 0)
     .map(({ link }) => link);
   const outside = found.filter(({ stamp }) => compareStamps(stamp, best) === 0)
@@ -203,8 +205,28 @@ export async function learnWhereItStands(
     written.stamp = best;
     written.current = new Set(holders.map((link) => link.id));
     // Only members off the placement hold it: copy it to the replicas.
-    if (holders.length > 0 || outside.length === 0) return [];
-    return await copyWhole(name, outside, best, links, best, fence, flush);
+    if (holders.length === 0 && outside.length > 0) {
+      return await copyWhole(name, outside, best, links, best, fence, flush);
+    }
+    // A predecessor's version taken now for one to wait for, held on fewer replicas than a
+    // write quorum: copied to the others (durably) first, as a holder's first read does
+    // (adopt, below); when that cannot reach a write quorum, this learning did not happen
+    // (nothing served or built on that version) and the next one starts over. Seed 10256585
+    // with joins, leaves and replacements: a holder's write reached one replica and failed;
+    // the holder taking the lease over flushed that copy in its first learning (a replica
+    // that was down held it back a call's timeout) and took it as it stood, and when that
+    // replica died for good a moment later, every read and flush of the object waited for it.
+    if (taken && holders.length < quorum) {
+      const laggards = links.filter((link) => !written.current.has(link.id));
+      const copied = await copyWhole(name, holders, best, laggards, best, fence, true);
+      if (holders.length + copied.length >= quorum) return copied;
+      Object.assign(written, { ...previous, stale: true });
+      throw new ReplicaQuorumError(
+        `Cannot take object ${name} as it stands: version ${best} is on ${holders.length} of ` +
+          `its ${links.length} replicas, and copying it to a write quorum failed`,
+      );
+    }
+    return [];
   }
   // A change past `best` went out and may sit on a copy that did not answer.
   written.stamp = [Math.max(written.stamp[0], fence), written.stamp[1] + 1];

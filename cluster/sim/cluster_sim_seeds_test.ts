@@ -290,3 +290,18 @@ Deno.test("seed 10183560 (replacements, declared losses): a put's hint outlives 
   });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 10256585 (joins, leaves, replacements): a version on one replica is taken only once copied to a quorum", async () => {
+  // data/_replica_learning.ts: a holder's write reached one replica (n3) and failed; the node
+  // taking the lease over flushed that copy in its first learning (another replica, down, held
+  // the learning back a call's timeout) and took it as the version to wait for; n3 died for
+  // good moments later, and every read and flush of the object waited for it. Such a version
+  // is now copied to a write quorum before it is taken, or the learning starts over.
+  const result = await ClusterSim.run({
+    ...clusterSimSettings(10256585),
+    joins: true,
+    leaves: true,
+    replacements: true,
+  });
+  assert.deepEqual(result.violations, []);
+});
