@@ -13,6 +13,7 @@
  *   deno task soak --cluster --seed 6 --trace
  *   deno task soak --cluster --boot-reads ...   (new volumes are read before their first write)
  *   deno task soak --cluster --read-bursts ...  (reads go as several requests at once)
+ *   deno task soak --cluster --idle-release ... (members give up leases unused there when read elsewhere)
  *   deno task soak --cluster --joins ...        (members join in batches of 1-3, up to 9)
  *   deno task soak --cluster --leaves ...       (members stop gracefully, half come back)
  *   deno task soak --cluster --replacements ... (one member dies for good, a new one replaces it)
@@ -29,6 +30,7 @@ const usage = `usage: deno task soak [--cluster] [options]
   --cluster           the whole data path instead of the metadata alone, with:
   --boot-reads        new volumes are read before their first write
   --read-bursts       a third of the reads go as several requests at once
+  --idle-release      members give up leases unused there when read elsewhere
   --joins             members join in batches of 1-3, up to 9
   --leaves            members stop gracefully, half come back
   --replacements      one member dies for good, a new one replaces it
@@ -59,6 +61,7 @@ function soakOptions() {
     "chaos-ms": { type: "string" },
     "boot-reads": { type: "boolean", default: false },
     "read-bursts": { type: "boolean", default: false },
+    "idle-release": { type: "boolean", default: false },
     joins: { type: "boolean", default: false },
     leaves: { type: "boolean", default: false },
     replacements: { type: "boolean", default: false },
@@ -122,16 +125,20 @@ Deno.exit(failed.length === 0 ? 0 : 1);
 /** `--cluster`: schedules of the whole data path, or one seed replayed. */
 async function soakCluster(): Promise<never> {
   const chaosMs = Number(values["chaos-ms"] ?? "20000");
+  const modes = {
+    bootReads: values["boot-reads"],
+    readBursts: values["read-bursts"],
+    idleRelease: values["idle-release"],
+    joins: values.joins,
+    leaves: values.leaves,
+    replacements: values.replacements,
+    declareLost: values["declare-lost"],
+  };
   if (values.seed !== undefined) {
     const lines: string[] = [];
     const result = await ClusterSim.run({
       ...clusterSimSettings(Number(values.seed), chaosMs),
-      bootReads: values["boot-reads"],
-      readBursts: values["read-bursts"],
-      joins: values.joins,
-      leaves: values.leaves,
-      replacements: values.replacements,
-      declareLost: values["declare-lost"],
+      ...modes,
       traceObjects: values["trace-objects"],
       trace: values.trace ? (line) => lines.push(line) : undefined,
     });
@@ -144,25 +151,11 @@ async function soakCluster(): Promise<never> {
   const failed: number[] = [];
   const started = performance.now();
   for (let seed = from; seed < from + count; seed++) {
-    const result = await ClusterSim.run({
-      ...clusterSimSettings(seed, chaosMs),
-      bootReads: values["boot-reads"],
-      readBursts: values["read-bursts"],
-      joins: values.joins,
-      leaves: values.leaves,
-      replacements: values.replacements,
-      declareLost: values["declare-lost"],
-    });
+    const result = await ClusterSim.run({ ...clusterSimSettings(seed, chaosMs), ...modes });
     if (result.violations.length > 0) {
       failed.push(seed);
       console.error(
-        `FAILED seed ${seed} (replay: deno task soak --cluster${
-          values["boot-reads"] ? " --boot-reads" : ""
-        }${values["read-bursts"] ? " --read-bursts" : ""}${values.joins ? " --joins" : ""}${
-          values.leaves ? " --leaves" : ""
-        }${values.replacements ? " --replacements" : ""}${
-          values["declare-lost"] ? " --declare-lost" : ""
-        } --seed ${seed} --trace)`,
+        `FAILED seed ${seed} (replay: deno task soak --cluster${replayFlags()} --seed ${seed} --trace)`,
       );
       for (const violation of result.violations.slice(0, 5)) console.error(`  ${violation}`);
     }
@@ -176,4 +169,18 @@ async function soakCluster(): Promise<never> {
     `${count - failed.length} of ${count} schedules clean (seeds ${from}..${from + count - 1})`,
   );
   Deno.exit(failed.length === 0 ? 0 : 1);
+}
+
+/** The mode flags of this run, as `deno task soak --cluster` takes them again. */
+function replayFlags(): string {
+  const flags = [
+    "boot-reads",
+    "read-bursts",
+    "idle-release",
+    "joins",
+    "leaves",
+    "replacements",
+    "declare-lost",
+  ] as const;
+  return flags.filter((flag) => values[flag]).map((flag) => ` --${flag}`).join("");
 }

@@ -194,6 +194,11 @@ export function registerClusterSeries(parts: ClusterFigures): () => void {
       "Reads of volumes nobody holds served from a reader kept here, without a record read",
       () => leases.counters.idleReads,
     ),
+    counter(
+      "atoll_lease_idle_releases_total",
+      "Write leases this node gave up unused when another node read their volume",
+      () => leases.counters.idleReleases,
+    ),
     gauge(
       "atoll_lease_last_move_seconds",
       "Duration of the last lease move to this node (first write to holding the lease)",

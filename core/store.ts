@@ -197,6 +197,11 @@ export class Store {
     return this.#parts.writers.open(name);
   }
 
+  /** How many connections have volume `name` open for writing on this node now (noteWriter). */
+  writersOf(name: string): number {
+    return this.#parts.writers.count(name);
+  }
+
   /**
    * Sets the I/O limits of volume `name` (core/qos.ts) where its lease is: to
    * `qos`, or with `merge` to its current ones patched by `qos` (a JSON merge

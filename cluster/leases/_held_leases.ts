@@ -18,8 +18,10 @@ const log = logger("leases");
 
 /** A lease this node holds. */
 export interface HeldLease {
-  epoch: number;
-  uid: string;
+  readonly epoch: number;
+  readonly uid: string;
+  /** When a write through this node last ended (or the lease was taken), by the node's clock. */
+  lastWriteMs: number;
 }
 
 /** What {@linkcode HeldLeases} needs of its node. */
@@ -88,9 +90,16 @@ export class HeldLeases {
 
   /** This node took the lease of `name` (volume `uid`) at `epoch`. */
   hold(name: string, epoch: number, uid: string): void {
-    this.#held.set(name, { epoch, uid });
+    const now = this.#options.clock.now();
+    this.#held.set(name, { epoch, uid, lastWriteMs: now });
     this.#names.set(uid, name);
-    this.#options.validity.granted(name, this.#options.clock.now());
+    this.#options.validity.granted(name, now);
+  }
+
+  /** A write of `name` through this node ended (_idle_release.ts). */
+  wrote(name: string): void {
+    const held = this.#held.get(name);
+    if (held !== undefined) held.lastWriteMs = this.#options.clock.now();
   }
 
   /** Counts a loss of `name`: connections open now are fenced for good. */

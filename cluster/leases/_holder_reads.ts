@@ -47,6 +47,8 @@ export interface HolderReadsOptions {
   holds: (name: string) => boolean;
   /** Resolves when this node may serve `name` from its own instance now (LeaseManager.confirm). */
   confirm: (name: string) => Promise<void>;
+  /** Another node read `name` through this node's lease (_idle_release.ts). */
+  readElsewhere: (name: string) => void;
   clock: Clock;
   /** How long a reader of a volume nobody holds lasts without reading its record (_idle_readers.ts). */
   validMs: number;
@@ -60,6 +62,7 @@ export class HolderReads {
   #counters: LeaseCounters;
   #holds: (name: string) => boolean;
   #confirm: (name: string) => Promise<void>;
+  #readElsewhere: (name: string) => void;
   /** Where reads of a volume held elsewhere go, as last read from its record. */
   #holders = new Map<string, string | null>();
   #idle: IdleReaders;
@@ -74,6 +77,7 @@ export class HolderReads {
     this.#counters = options.counters;
     this.#holds = options.holds;
     this.#confirm = options.confirm;
+    this.#readElsewhere = options.readElsewhere;
     this.#clock = options.clock;
     this.#idle = new IdleReaders(options.store, options.engine, options.clock, options.validMs);
   }
@@ -257,6 +261,7 @@ export class HolderReads {
           this.#reads.release(data);
           throw error;
         }
+        this.#readElsewhere(name);
         return { header: { held: true }, data, sent: () => this.#reads.release(data) };
       },
       "lease.changed": (request) => {

@@ -144,6 +144,57 @@ export class LeaseMoves {
   }
 
   /**
+   * Gives up the lease of `name`, held here, to nobody, if `idle()` still says
+   * nothing here uses it once writes are held back (_idle_release.ts): makes
+   * everything this node acknowledged durable, then writes the lease free into
+   * the record at the next epoch. A write that comes meanwhile waits (acquire's
+   * fast path is closed) and takes the lease again after. True when released;
+   * false when in use, or when the record moved on (the validity check finds
+   * out what that means).
+   */
+  releaseIdle(name: string, idle: () => boolean): Promise<boolean> {
+    return this.#locks.run(name, async () => {
+      const held = this.#leases.get(name);
+      if (held === undefined) return false;
+      this.#moving.add(name);
+      const epoch = held.epoch + 1;
+      try {
+        if (!idle()) return false;
+        await (await this.#store.openVolume(name)).flush();
+        await this.#engine.proposer.change(recordKey.volume(name), (record) => {
+          if (record.value === null) throw new LeaseMovedError();
+          const header = decodeRecordHeader<VolumeHeader>(record.value);
+          const lease = header.lease;
+          if (lease?.holder !== this.#engine.selfId || lease.epoch !== held.epoch) {
+            throw new LeaseMovedError();
+          }
+          return {
+            version: record.version + 1,
+            value: withRecordHeader(record.value, { ...header, lease: { holder: null, epoch } }),
+          };
+        });
+      } catch (error) {
+        if (error instanceof LeaseMovedError) return false;
+        throw error;
+      } finally {
+        this.#moving.delete(name);
+      }
+      this.#leases.released(name, held, false);
+      this.#options.counters.idleReleases++;
+      // Nothing of the old epoch is in flight (every write ended and was flushed):
+      // the fence only keeps storage's view of the epochs in step.
+      this.#messages.fence(held.uid, epoch).catch(() => {});
+      this.#messages.tellMembers(name, new Set());
+      log.info("write lease of volume {volume} given up by {from} unused at epoch {epoch}", {
+        volume: name,
+        from: this.#engine.selfId,
+        epoch,
+      });
+      return true;
+    });
+  }
+
+  /**
    * Moves the lease of `name` to `to` (null: nobody holds it after); without
    * `release`, the holder is not asked to release (a break).
    */

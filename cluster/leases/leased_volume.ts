@@ -69,8 +69,13 @@ export class LeasedVolumeHandle implements VolumeHandle {
   }
 
   async #writing(fn: (volume: Volume) => Promise<void>): Promise<void> {
-    const volume = await this.#writable();
-    await this.#refusedMeansLost(volume, () => fn(volume));
+    const ended = this.leases.writeBegins(this.name);
+    try {
+      const volume = await this.#writable();
+      await this.#refusedMeansLost(volume, () => fn(volume));
+    } finally {
+      ended();
+    }
   }
 
   /**

@@ -45,6 +45,7 @@ import { LeaseMessages } from "./_lease_messages.ts";
 import { HolderReads } from "./_holder_reads.ts";
 import { HeldLeases } from "./_held_leases.ts";
 import { LeaseMoves } from "./_lease_moves.ts";
+import { IdleRelease, idleReleaseMsDefault } from "./_idle_release.ts";
 
 /** Longest wait for an unreachable holder to be declared dead before a takeover. */
 export const takeoverWaitMsDefault = 30_000;
@@ -58,6 +59,8 @@ export interface LeaseCounters {
   forwardedReads: number;
   /** Reads of volumes nobody holds, served from a reader kept here (_idle_readers.ts). */
   idleReads: number;
+  /** Leases given up unused when another node read their volume (_idle_release.ts). */
+  idleReleases: number;
   /** Last lease move here, milliseconds from the first write to holding it. */
   lastMoveMs: number;
 }
@@ -73,6 +76,8 @@ export interface LeaseManagerOptions {
   clock?: Clock;
   /** How long a holder serves without reading its record again (_lease_validity.ts). */
   leaseValidMs?: number;
+  /** How long after its last write an unused lease is given up when read elsewhere (_idle_release.ts). */
+  idleReleaseMs?: number;
 }
 
 /** The write leases of this node: the volumes' authority in a cluster. */
@@ -84,6 +89,7 @@ export class LeaseManager implements VolumeAuthority {
     fencedWrites: 0,
     forwardedReads: 0,
     idleReads: 0,
+    idleReleases: 0,
     lastMoveMs: 0,
   };
   #storeOf: () => Store;
@@ -95,6 +101,7 @@ export class LeaseManager implements VolumeAuthority {
   #reads: HolderReads;
   #leases: HeldLeases;
   #moves: LeaseMoves;
+  #idle: IdleRelease;
 
   /**
    * The store's say on volume access: a write path takes the lease first; a
@@ -132,6 +139,7 @@ export class LeaseManager implements VolumeAuthority {
       counters: this.counters,
       holds: (name) => this.#leases.has(name),
       confirm: (name) => this.confirm(name),
+      readElsewhere: (name) => this.#idle.readElsewhere(name),
       clock: this.#clock,
       validMs: options.leaseValidMs ?? leaseValidMsDefault,
     });
@@ -156,6 +164,13 @@ export class LeaseManager implements VolumeAuthority {
       reads: this.#reads,
       leases: this.#leases,
       counters: this.counters,
+    });
+    this.#idle = new IdleRelease({
+      store: this.#storeOf,
+      clock: this.#clock,
+      leases: this.#leases,
+      moves: this.#moves,
+      graceMs: options.idleReleaseMs ?? idleReleaseMsDefault,
     });
   }
 
@@ -221,6 +236,11 @@ export class LeaseManager implements VolumeAuthority {
   /** The losses of the lease of `name` at this node, and those by force (LeaseLosses). */
   lossesOf(name: string): LeaseLosses {
     return { losses: this.losses(name), forcedLosses: this.#leases.forcedLosses(name) };
+  }
+
+  /** A write of `name` through this node begins: its lease is in use until the function returned. */
+  writeBegins(name: string): () => void {
+    return this.#idle.writeBegins(name);
   }
 
   /** Takes the write lease of `name` to this node, moving it from its holder. */

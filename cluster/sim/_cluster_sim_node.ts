@@ -69,6 +69,8 @@ export interface ClusterSimHost {
   readonly replicas: number;
   /** Members run healing passes. */
   readonly healing: boolean;
+  /** Members give up leases nobody uses there when read elsewhere (`ClusterSimOptions.idleRelease`). */
+  readonly idleRelease: boolean;
   /** Object calls naming this text (an object name or its start) get a trace line each. */
   readonly tracedObjects: string | null;
   /** The members as `viewer` sees them now (gossip with lag). */
@@ -173,6 +175,9 @@ export function startClusterRuntime(host: ClusterSimHost, node: ClusterSimNode):
     takeoverWaitMs: simTakeoverWaitMs,
     // Below the time the simulation takes to see a member dead (cluster_sim.ts).
     leaseValidMs: 1_000,
+    // Off: every member keeps the leases it took, as before the release came (the
+    // schedules of earlier seeds stay as they were).
+    idleReleaseMs: host.idleRelease ? undefined : Infinity,
     clock,
   });
   const store: Store = new Store({

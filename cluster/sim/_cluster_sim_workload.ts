@@ -1,7 +1,9 @@
 /**
  * The clients of the whole-cluster simulation. Each volume has one client (a
  * VM): it writes and flushes through a lease handle at its current member,
- * migrates to another member now and then (its next write moves the lease),
+ * held open there as an NBD connection is (a writer of the volume there),
+ * migrates to another member now and then (it closes that handle; its next
+ * write moves the lease, unless a read elsewhere had it given up before),
  * reads through any member, snapshots, clones and deletes. Now and then
  * another member writes the same volume at once (lease contention). Every
  * outcome is checked against the volume's model (`_cluster_sim_model.ts`).
@@ -11,7 +13,7 @@
  * @module
  */
 import type { VolumeHandle } from "../../core/mod.ts";
-import { simBlockSize } from "./_cluster_sim_node.ts";
+import { type ClusterRuntime, simBlockSize } from "./_cluster_sim_node.ts";
 import { LossWatch } from "./_cluster_sim_losses.ts";
 import {
   sectorBytes,
@@ -38,6 +40,8 @@ interface VolumeClient {
   node: string | null;
   incarnation: number;
   handle: VolumeHandle | null;
+  /** Notes the end of the handle's connection at its member (Store.noteWriter). */
+  closeWriter: () => void;
   /** Members that acknowledged writes since the last flush, and when they first did. */
   dirtySince: Map<string, number>;
   /** Reads through random members still to do before the first write (`bootReads`). */
@@ -109,6 +113,7 @@ export class ClusterWorkload extends MetaClients {
       node: null,
       incarnation: 0,
       handle: null,
+      closeWriter: () => {},
       dirtySince: new Map(),
       bootReads: this.#bootReads ? 2 + this.sim.world.random.int(8) : 0,
       dirty: null,
@@ -133,7 +138,7 @@ export class ClusterWorkload extends MetaClients {
     if (roll < 0.42) await this.#write(client);
     else if (roll < 0.64) await this.#read(client, this.randomNode());
     else if (roll < 0.78) await this.#flush(client);
-    else if (roll < 0.86) client.handle = null; // migrates: the next write moves the lease
+    else if (roll < 0.86) this.#close(client); // migrates: the next write moves the lease
     else if (roll < 0.91) await this.#snapshot(client);
     else if (roll < 0.94) await this.#clone(client.model);
     else if (roll < 0.97) this.#contend(client.model);
@@ -148,9 +153,26 @@ export class ClusterWorkload extends MetaClients {
       const node = this.randomNode();
       client.node = node;
       client.incarnation = this.sim.runtimeOf(node)?.incarnation ?? 0;
-      client.handle = null;
+      this.#close(client);
     }
     return { node: client.node!, handle: client.handle };
+  }
+
+  /**
+   * A new handle of the client at `runtime`, opened as an NBD connection is: a
+   * writer there (`client.handle ??= await this.#open(...)`: no await when it has one).
+   */
+  async #open(client: VolumeClient, runtime: ClusterRuntime): Promise<VolumeHandle> {
+    const handle = await runtime.leases.open(client.model.name);
+    client.closeWriter = runtime.store.noteWriter(client.model.name);
+    return handle;
+  }
+
+  /** The client's connection ends (it migrates, or its write failed). */
+  #close(client: VolumeClient): void {
+    client.closeWriter();
+    client.closeWriter = () => {};
+    client.handle = null;
   }
 
   async #write(client: VolumeClient): Promise<void> {
@@ -162,7 +184,7 @@ export class ClusterWorkload extends MetaClients {
       node,
       `write ${model.name} ${first}+${count} #${tag}`,
       async (runtime) => {
-        client.handle ??= await runtime.leases.open(model.name);
+        client.handle ??= await this.#open(client, runtime);
         await client.handle.write(first * sectorBytes, data, false);
       },
     );
@@ -175,7 +197,7 @@ export class ClusterWorkload extends MetaClients {
       return model.acknowledged(first, count, tag, startedMs);
     }
     model.failed(first, count, tag);
-    client.handle = null;
+    this.#close(client);
     if (outcome.stuck) model.state = "unknown";
   }
 
@@ -220,7 +242,7 @@ export class ClusterWorkload extends MetaClients {
     const { node } = this.#handle(client);
     const through = client.handle;
     const outcome = await this.#attempt(node, `flush ${client.model.name}`, async (runtime) => {
-      client.handle ??= await runtime.leases.open(client.model.name);
+      client.handle ??= await this.#open(client, runtime);
       await client.handle.flush();
     });
     // A flush through another handle than the writes' says nothing about them,
@@ -280,7 +302,13 @@ export class ClusterWorkload extends MetaClients {
       this.randomNode(),
       `contend ${model.name} ${first}+${count} #${tag}`,
       async (runtime) => {
-        await (await runtime.leases.open(model.name)).write(first * sectorBytes, data, false);
+        // A connection of its own, closed once the write is done.
+        const closeWriter = runtime.store.noteWriter(model.name);
+        try {
+          await (await runtime.leases.open(model.name)).write(first * sectorBytes, data, false);
+        } finally {
+          closeWriter();
+        }
       },
     ).then(() => {
       model.flushFailed(); // the lease moved here: the holder's release may have flushed

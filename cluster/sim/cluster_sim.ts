@@ -65,6 +65,14 @@ export interface ClusterSimOptions {
    */
   readBursts?: boolean;
   /**
+   * Members give up a lease that nobody uses there (no client has it open, no
+   * write for a while) when another member reads its volume
+   * (leases/_idle_release.ts): the clients' reads elsewhere after a migration
+   * free the lease, and the next write takes it from nobody. Off, members
+   * keep their leases, so that earlier seeds keep their schedules.
+   */
+  idleRelease?: boolean;
+  /**
    * Members join the running cluster in batches of 1–3 (up to 9 in all), and
    * the others learn of each after their own lag: placements differ between
    * members while the news spreads, and healing moves data to the new ones.
@@ -123,6 +131,7 @@ export class ClusterSim implements ClusterSimHost {
   readonly seed: number;
   readonly replicas: number;
   readonly healing: boolean;
+  readonly idleRelease: boolean;
   readonly tracedObjects: string | null;
   readonly nodes = new Map<string, ClusterSimNode>();
   readonly faults: Record<string, number> = {};
@@ -145,6 +154,7 @@ export class ClusterSim implements ClusterSimHost {
     this.seed = options.seed;
     this.replicas = options.replicas;
     this.healing = options.volumesOnly !== true;
+    this.idleRelease = options.idleRelease === true;
     this.#declareLost = options.declareLost === true;
     this.tracedObjects = options.traceObjects ?? null;
     this.world = new SimWorld(options.seed);
@@ -320,6 +330,13 @@ export class ClusterSim implements ClusterSimHost {
       0,
     );
     if (idleReads > 0) workload.outcomes["idle reads (last incarnations)"] = idleReads;
+    const idleReleases = [...sim.nodes.keys()].reduce(
+      (sum, id) => sum + (sim.runtimeOf(id)?.leases.counters.idleReleases ?? 0),
+      0,
+    );
+    if (idleReleases > 0) {
+      workload.outcomes["leases given up unused (last incarnations)"] = idleReleases;
+    }
     return {
       seed: options.seed,
       violations: [...workload.violations, ...sim.violations],
