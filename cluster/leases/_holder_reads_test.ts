@@ -44,6 +44,7 @@ Deno.test("a flush forwarded to the holder waits for the holder's answer past on
     counters: {} as LeaseCounters,
     holds: () => false,
     confirm: () => Promise.resolve(),
+    readElsewhere: () => {},
     clock: {} as Clock,
     validMs: 1000,
   });

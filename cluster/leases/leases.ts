@@ -46,24 +46,12 @@ import { HolderReads } from "./_holder_reads.ts";
 import { HeldLeases } from "./_held_leases.ts";
 import { LeaseMoves } from "./_lease_moves.ts";
 import { IdleRelease, idleReleaseMsDefault } from "./_idle_release.ts";
+import { type LeaseCounters, newLeaseCounters } from "./_lease_counters.ts";
+
+export type { LeaseCounters };
 
 /** Longest wait for an unreachable holder to be declared dead before a takeover. */
 export const takeoverWaitMsDefault = 30_000;
-
-/** Counters an operator sees in /metrics and /v1/cluster. */
-export interface LeaseCounters {
-  acquired: number;
-  released: number;
-  takeovers: number;
-  fencedWrites: number;
-  forwardedReads: number;
-  /** Reads of volumes nobody holds, served from a reader kept here (_idle_readers.ts). */
-  idleReads: number;
-  /** Leases given up unused when another node read their volume (_idle_release.ts). */
-  idleReleases: number;
-  /** Last lease move here, milliseconds from the first write to holding it. */
-  lastMoveMs: number;
-}
 
 /** Options of {@linkcode LeaseManager}. */
 export interface LeaseManagerOptions {
@@ -82,16 +70,7 @@ export interface LeaseManagerOptions {
 
 /** The write leases of this node: the volumes' authority in a cluster. */
 export class LeaseManager implements VolumeAuthority {
-  readonly counters: LeaseCounters = {
-    acquired: 0,
-    released: 0,
-    takeovers: 0,
-    fencedWrites: 0,
-    forwardedReads: 0,
-    idleReads: 0,
-    idleReleases: 0,
-    lastMoveMs: 0,
-  };
+  readonly counters: LeaseCounters = newLeaseCounters();
   #storeOf: () => Store;
   #engine: ClusterEngine;
   #rpc: RpcCaller;
