@@ -159,11 +159,12 @@ export class ClusterWorkload extends MetaClients {
   }
 
   /**
-   * A new handle of the client at `runtime`, opened as an NBD connection is: a
-   * writer there (`client.handle ??= await this.#open(...)`: no await when it has one).
+   * `handle`, just opened at `runtime`, as the client's NBD connection there: a
+   * writer of the volume (`client.handle ??= this.#connected(..., await open())`:
+   * the same awaits as before connections were counted, so earlier seeds keep
+   * their schedules).
    */
-  async #open(client: VolumeClient, runtime: ClusterRuntime): Promise<VolumeHandle> {
-    const handle = await runtime.leases.open(client.model.name);
+  #connected(client: VolumeClient, runtime: ClusterRuntime, handle: VolumeHandle): VolumeHandle {
     client.closeWriter = runtime.store.noteWriter(client.model.name);
     return handle;
   }
@@ -184,7 +185,7 @@ export class ClusterWorkload extends MetaClients {
       node,
       `write ${model.name} ${first}+${count} #${tag}`,
       async (runtime) => {
-        client.handle ??= await this.#open(client, runtime);
+        client.handle ??= this.#connected(client, runtime, await runtime.leases.open(model.name));
         await client.handle.write(first * sectorBytes, data, false);
       },
     );
@@ -242,7 +243,11 @@ export class ClusterWorkload extends MetaClients {
     const { node } = this.#handle(client);
     const through = client.handle;
     const outcome = await this.#attempt(node, `flush ${client.model.name}`, async (runtime) => {
-      client.handle ??= await this.#open(client, runtime);
+      client.handle ??= this.#connected(
+        client,
+        runtime,
+        await runtime.leases.open(client.model.name),
+      );
       await client.handle.flush();
     });
     // A flush through another handle than the writes' says nothing about them,
