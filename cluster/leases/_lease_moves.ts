@@ -145,12 +145,15 @@ export class LeaseMoves {
 
   /**
    * Gives up the lease of `name`, held here, to nobody, if `idle()` still says
-   * nothing here uses it once writes are held back (_idle_release.ts): makes
-   * everything this node acknowledged durable, then writes the lease free into
-   * the record at the next epoch. A write that comes meanwhile waits (acquire's
-   * fast path is closed) and takes the lease again after. True when released;
-   * false when in use, or when the record moved on (the validity check finds
-   * out what that means).
+   * nothing here uses it once writes are held back (_idle_release.ts): releases
+   * the instance as for a move (everything acknowledged made durable, or a loss
+   * marked in the record for the next holder to report; no write through it
+   * after), then writes the lease free into the record at the next epoch. A
+   * write that comes meanwhile waits (acquire's fast path is closed) and takes
+   * the lease again after. True when released. A release that cannot be made
+   * durable keeps the lease (it throws); so does a record that cannot be
+   * written now (the next use opens the volume again from the record, which
+   * still names this node); one that moved on means the lease was lost.
    */
   releaseIdle(name: string, idle: () => boolean): Promise<boolean> {
     return this.#locks.run(name, async () => {
@@ -160,28 +163,34 @@ export class LeaseMoves {
       const epoch = held.epoch + 1;
       try {
         if (!idle()) return false;
-        await (await this.#store.openVolume(name)).flush();
-        await this.#engine.proposer.change(recordKey.volume(name), (record) => {
-          if (record.value === null) throw new LeaseMovedError();
-          const header = decodeRecordHeader<VolumeHeader>(record.value);
-          const lease = header.lease;
-          if (lease?.holder !== this.#engine.selfId || lease.epoch !== held.epoch) {
-            throw new LeaseMovedError();
+        await (await this.#store.openVolume(name)).release();
+        try {
+          await this.#engine.proposer.change(recordKey.volume(name), (record) => {
+            if (record.value === null) throw new LeaseMovedError();
+            const header = decodeRecordHeader<VolumeHeader>(record.value);
+            const lease = header.lease;
+            if (lease?.holder !== this.#engine.selfId || lease.epoch !== held.epoch) {
+              throw new LeaseMovedError();
+            }
+            return {
+              version: record.version + 1,
+              value: withRecordHeader(record.value, { ...header, lease: { holder: null, epoch } }),
+            };
+          });
+        } catch (error) {
+          if (error instanceof LeaseMovedError) {
+            this.#leases.released(name, held, false);
+            return false;
           }
-          return {
-            version: record.version + 1,
-            value: withRecordHeader(record.value, { ...header, lease: { holder: null, epoch } }),
-          };
-        });
-      } catch (error) {
-        if (error instanceof LeaseMovedError) return false;
-        throw error;
+          this.#store.dropVolume(name); // still held: reopened from the record at the next use
+          throw error;
+        }
       } finally {
         this.#moving.delete(name);
       }
       this.#leases.released(name, held, false);
       this.#options.counters.idleReleases++;
-      // Nothing of the old epoch is in flight (every write ended and was flushed):
+      // Nothing of the old epoch is in flight (every write ended, the instance released):
       // the fence only keeps storage's view of the epochs in step.
       this.#messages.fence(held.uid, epoch).catch(() => {});
       this.#messages.tellMembers(name, new Set());
