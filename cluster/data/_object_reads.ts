@@ -87,7 +87,7 @@ export class ObjectReads {
     // Objects this node writes are read from their current replicas (below); under a
     // view, the others from where a read found them newest.
     if (!writes && view !== undefined) {
-      if (await this.#views.read(view, name, offset, into, links)) return;
+      if (await this.#readSettled(view, name, offset, into, links)) return;
     }
     if (writes && !written.stale) {
       const remote = !written.current.has(this.#options.selfId);
@@ -232,6 +232,43 @@ export class ObjectReads {
   }
 
   /**
+   * Reads `name` under `view` from the copy a read under it found newest
+   * (_settled_reads.ts); one on another member through the pages kept of it at
+   * that stamp. False when there is none, or it is no longer at that stamp
+   * (the next read looks again).
+   */
+  async #readSettled(
+    view: string,
+    name: string,
+    offset: number,
+    into: Uint8Array,
+    links: ObjectLink[],
+  ): Promise<boolean> {
+    const found = this.#views.get(view, name);
+    if (found === undefined) return false;
+    const remote = found.link !== this.#options.selfId;
+    if (remote && this.#pages.read(name, found.stamp, offset, into)) return true;
+    const link = links.find((link) => link.id === found.link);
+    const direct = !remote ||
+      (into.length >= uncachedReadBytes && !this.#pages.hasRoom(into.length));
+    try {
+      if (
+        link !== undefined && direct && await readAtStamp(link, name, offset, into, found.stamp)
+      ) {
+        return true;
+      }
+      if (link !== undefined && !direct) {
+        const stamp = await this.#fetchPages(link, name, found.stamp, offset, into);
+        if (stamp !== null && compareStamps(stamp, found.stamp) === 0) return true;
+      }
+    } catch {
+      // unreachable now: look again
+    }
+    this.#views.forget(view, name);
+    return false;
+  }
+
+  /**
    * Reads from `link`, a current replica on another member, the aligned pages
    * around the range, and keeps them (_remote_pages.ts). False
    * when the copy does not hold the writer's stamp (it lags now, or a change
@@ -245,19 +282,34 @@ export class ObjectReads {
     into: Uint8Array,
   ): Promise<boolean> {
     const expected = written.stamp;
+    const stamp = await this.#fetchPages(link, name, written.stamp, offset, into);
+    if (compareStamps(stamp, written.stamp) === 0) return true;
+    lagsBehind(written, link.id, stamp, expected);
+    return false;
+  }
+
+  /**
+   * Reads the aligned pages around the range from `link`, a member's copy;
+   * when it is at `stamp`, fills `into` and keeps the pages (_remote_pages.ts).
+   * Returns the stamp the copy answered with.
+   */
+  async #fetchPages(
+    link: ObjectLink,
+    name: string,
+    stamp: Stamp,
+    offset: number,
+    into: Uint8Array,
+  ): Promise<Stamp> {
     const span = this.#pages.span(offset, into.length);
-    const { data, stamp, release } = await link.read(name, span.offset, span.length);
+    const read = await link.read(name, span.offset, span.length);
     try {
-      if (compareStamps(stamp, written.stamp) !== 0) {
-        lagsBehind(written, link.id, stamp, expected);
-        return false;
-      }
+      if (compareStamps(read.stamp, stamp) !== 0) return read.stamp;
       const at = offset - span.offset;
-      into.set(data.subarray(at, at + into.length));
-      this.#pages.fill(name, stamp, span.offset, data);
-      return true;
+      into.set(read.data.subarray(at, at + into.length));
+      this.#pages.fill(name, read.stamp, span.offset, read.data);
+      return read.stamp;
     } finally {
-      release?.();
+      read.release?.();
     }
   }
 }

@@ -3,10 +3,12 @@
  * Engine.readObject): under a view nothing changes the objects (a volume
  * nobody may write, at one lease epoch), so a later read goes to that copy
  * alone instead of asking every replica for its stamp first. The copy's stamp
- * is checked on every read: one that changed (healing handed the copy off, a
- * replica lost it in a crash) sends the read back to the replicas.
+ * is checked on every read of it (_object_reads.ts): one that changed
+ * (healing handed the copy off, a replica lost it in a crash) sends the read
+ * back to the replicas. Pages read of a copy on another member are kept at its
+ * stamp (_remote_pages.ts): under the view that copy does not change.
  */
-import { type ObjectLink, readAtStamp, type Stamp } from "./object_link.ts";
+import type { Stamp } from "./object_link.ts";
 import type { NewestRead } from "./_replica_copies.ts";
 
 /** Views remembered at once (the oldest is forgotten first). */
@@ -18,21 +20,14 @@ export const settledObjectsMax = 65_536;
 export class SettledReads {
   #views = new Map<string, Map<string, { link: string; stamp: Stamp }>>();
 
-  /** Reads `name` from the copy found newest under `view`; false when there is none to read. */
-  async read(
-    view: string,
-    name: string,
-    offset: number,
-    into: Uint8Array,
-    links: ObjectLink[],
-  ): Promise<boolean> {
-    const found = this.#views.get(view)?.get(name);
-    if (found === undefined) return false;
-    const link = links.find((link) => link.id === found.link);
-    // No longer a replica, or the copy changed: the next read looks again.
-    if (link !== undefined && await readAtStamp(link, name, offset, into, found.stamp)) return true;
+  /** Where a read under `view` found the newest copy of `name` (its member and stamp). */
+  get(view: string, name: string): { link: string; stamp: Stamp } | undefined {
+    return this.#views.get(view)?.get(name);
+  }
+
+  /** The copy found is no longer a replica, or changed: the next read under `view` looks again. */
+  forget(view: string, name: string): void {
     this.#views.get(view)?.delete(name);
-    return false;
   }
 
   /** Forgets `name` under every view (this node writes it). */

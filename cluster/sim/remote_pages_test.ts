@@ -3,6 +3,8 @@
  * again from memory, and never from a page that is no longer the object's:
  * its own writes patch the pages, anything that parts its stamp from the
  * pages' (a failed change, the lease lost) drops them, and the bound holds.
+ * A reader under a read view (a volume nobody writes) keeps the pages of the
+ * copies it found on other members, and a new view never reads old pages.
  * Method: ReplicatedObjects over ObjectReplicas on memory disks behind links
  * that can be cut, counting the calls that reach the replicas.
  */
@@ -164,4 +166,47 @@ Deno.test("a large read of an object held elsewhere evicts nothing once the cach
   await writer.read(name, 512 * 1024, into, { existing: true });
   assert.deepEqual(into, whole.subarray(512 * 1024, 512 * 1024 + uncachedReadBytes));
   assert.equal(reads(), 3, "covered by cached pages: no call");
+});
+
+Deno.test("a reader under a read view reads an object held elsewhere from memory once it read it; a new view sees newer copies", async () => {
+  const { replicas, reads, writer, whole } = await writtenElsewhere(4, 1);
+  // A node keeping a reader of a volume nobody writes: no replica, no lease.
+  const reader = new ReplicatedObjects({
+    selfId: "r",
+    replicasOf: () => replicas,
+    epochOf: () => 0,
+    remotePagesBytes: 4 * remotePageBytes,
+  });
+  const read = async (view: string, offset: number, length: number) => {
+    const into = new Uint8Array(length);
+    await reader.read(name, offset, into, { existing: true, view });
+    return into;
+  };
+  assert.deepEqual(await read("v1", 5000, 4096), whole.subarray(5000, 9096));
+  const looked = reads();
+  assert.deepEqual(await read("v1", 100, 512), whole.subarray(100, 612));
+  assert.equal(
+    reads(),
+    looked + 1,
+    "the second read fetches the pages around it from the copy found",
+  );
+  assert.deepEqual(await read("v1", 9000, 4096), whole.subarray(9000, 13096));
+  assert.deepEqual(await read("v1", 60_000, 4096), whole.subarray(60_000, 64_096));
+  assert.equal(reads(), looked + 1, "reads within the fetched pages cost no call");
+
+  // The object changes (under a later lease epoch: a new view); pages of the old copy never serve it.
+  const patch = pattern(1000, 9);
+  await writer.write(name, 6000, patch, { existing: true });
+  whole.set(patch, 6000);
+  assert.deepEqual(await read("v2", 4096, 8192), whole.subarray(4096, 12288));
+  assert.deepEqual(await read("v2", 5000, 4096), whole.subarray(5000, 9096));
+  assert.deepEqual(await read("v2", 0, 4096), whole.subarray(0, 4096));
+
+  // The copy found changes under the view (a replica lost it): the read looks again.
+  const before = reads();
+  const found = replicas.find((replica) => replica.reads > 0)!;
+  found.down = true;
+  assert.deepEqual(await read("v2", 200_000, 4096), whole.subarray(200_000, 204_096));
+  found.down = false;
+  assert.ok(reads() > before);
 });
