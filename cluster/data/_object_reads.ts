@@ -258,8 +258,9 @@ export class ObjectReads {
         return true;
       }
       if (link !== undefined && !direct) {
-        const stamp = await this.#fetchPages(link, name, found.stamp, offset, into);
-        if (stamp !== null && compareStamps(stamp, found.stamp) === 0) return true;
+        if ((await this.#fetchPages(link, name, () => found.stamp, offset, into)).filled) {
+          return true;
+        }
       }
     } catch {
       // unreachable now: look again
@@ -282,32 +283,33 @@ export class ObjectReads {
     into: Uint8Array,
   ): Promise<boolean> {
     const expected = written.stamp;
-    const stamp = await this.#fetchPages(link, name, written.stamp, offset, into);
-    if (compareStamps(stamp, written.stamp) === 0) return true;
-    lagsBehind(written, link.id, stamp, expected);
-    return false;
+    const { filled, stamp } = await this.#fetchPages(link, name, () => written.stamp, offset, into);
+    if (!filled) lagsBehind(written, link.id, stamp, expected);
+    return filled;
   }
 
   /**
    * Reads the aligned pages around the range from `link`, a member's copy;
-   * when it is at `stamp`, fills `into` and keeps the pages (_remote_pages.ts).
-   * Returns the stamp the copy answered with.
+   * when it answers at `wanted()` (asked once the answer is in: the writer's
+   * own change may have crossed the read, so the stamp it wants moved too),
+   * fills `into` and keeps the pages (_remote_pages.ts). Returns whether it
+   * did, and the stamp the copy answered with.
    */
   async #fetchPages(
     link: ObjectLink,
     name: string,
-    stamp: Stamp,
+    wanted: () => Stamp,
     offset: number,
     into: Uint8Array,
-  ): Promise<Stamp> {
+  ): Promise<{ filled: boolean; stamp: Stamp }> {
     const span = this.#pages.span(offset, into.length);
     const read = await link.read(name, span.offset, span.length);
     try {
-      if (compareStamps(read.stamp, stamp) !== 0) return read.stamp;
+      if (compareStamps(read.stamp, wanted()) !== 0) return { filled: false, stamp: read.stamp };
       const at = offset - span.offset;
       into.set(read.data.subarray(at, at + into.length));
       this.#pages.fill(name, read.stamp, span.offset, read.data);
-      return read.stamp;
+      return { filled: true, stamp: read.stamp };
     } finally {
       read.release?.();
     }

@@ -305,3 +305,21 @@ Deno.test("seed 10256585 (joins, leaves, replacements): a version on one replica
   });
   assert.deepEqual(result.violations, []);
 });
+
+Deno.test("seed 43000211 (idle release, joins, leaves, replacements): a holder's page read that its own change crosses returns the bytes", async () => {
+  // data/_object_reads.ts: the holder (no replica of the object) read the pages around a
+  // range while its own change of the object was in flight; the replica answered at the new
+  // stamp, which the read compared with the stamp the writer had when it started (not
+  // filling the buffer) while its caller compared it with the stamp the writer had when it
+  // ended (the change was acknowledged meanwhile) and took the read: zeros for a sector
+  // written twice. A version of the page-fetch refactor that never landed; the stamp is now
+  // asked once the answer is in, in one place.
+  const result = await ClusterSim.run({
+    ...clusterSimSettings(43000211),
+    idleRelease: true,
+    joins: true,
+    leaves: true,
+    replacements: true,
+  });
+  assert.deepEqual(result.violations, []);
+});

@@ -210,3 +210,36 @@ Deno.test("a reader under a read view reads an object held elsewhere from memory
   found.down = false;
   assert.ok(reads() > before);
 });
+
+Deno.test("a read of pages that the holder's own change crosses returns a version of the bytes", async () => {
+  /** A replica whose reads wait for `release` before they read (a change can land first). */
+  class LateReads extends TestReplica {
+    #held: Promise<void> | null = null;
+    release: () => void = () => {};
+    hold(): void {
+      this.#held = new Promise((resolve) => this.release = resolve);
+    }
+    override async read(name: string, offset: number, length: number) {
+      if (this.#held !== null) await this.#held;
+      return await super.read(name, offset, length);
+    }
+  }
+  const replicas = [new LateReads("a"), new LateReads("b")];
+  const writer = new ReplicatedObjects({
+    selfId: "w",
+    replicasOf: () => replicas,
+    epochOf: () => 1,
+    remotePagesBytes: 4 * remotePageBytes,
+  });
+  await writer.write(name, 0, pattern(8192, 1), { truncate: true });
+  for (const replica of replicas) replica.hold();
+  const into = new Uint8Array(4096);
+  const reading = writer.read(name, 4096, into, { existing: true });
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  // The change lands on the replicas (and is acknowledged) before they serve the read.
+  await writer.write(name, 4096, pattern(4096, 2), { existing: true });
+  for (const replica of replicas) replica.release();
+  await reading;
+  const either = [pattern(8192, 1).subarray(4096), pattern(4096, 2)];
+  assert.ok(either.some((version) => version.every((byte, i) => byte === into[i])), "a version");
+});
