@@ -282,5 +282,14 @@ export async function adopt(
   });
   const holding = links.length - laggards.length;
   if (holding >= quorum || laggards.length === 0) return;
-  await copyWhole(name, [from], newest.stamp, laggards, newest.stamp, fence, true);
+  const copied = await copyWhole(name, [from], newest.stamp, laggards, newest.stamp, fence, true);
+  // Not on a write quorum: not served, not waited for; the next read looks again (as a
+  // writer's learning, seed 10256585). Served, it could have been taken back once its
+  // copies went (the next look, without them, finds the version before).
+  if (holding + copied.length < quorum) {
+    throw new ReplicaQuorumError(
+      `Cannot read object ${name}: version ${newest.stamp} is on ${holding} of its ` +
+        `${links.length} replicas, and copying it to a write quorum failed`,
+    );
+  }
 }

@@ -5,6 +5,7 @@
  * once it made that copy durable (its predecessor's last change may not have
  * been flushed); a copy that does not answer at that version sends the read
  * back to the full look, so no read serves bytes the replicas no longer hold.
+ * A version that cannot be copied to a write quorum is not served at all.
  * Method: ReplicatedObjects over ObjectReplicas on memory disks behind links
  * the test can cut, a predecessor writing at epoch 1 and the holder reading
  * at epoch 2.
@@ -105,4 +106,35 @@ Deno.test("a holder's first read makes its predecessor's change durable before s
   await holder.read(name, 0, into, { existing: true });
   assert.deepEqual(into, small(2));
   assert.equal(holder.counters.heldReads, 2);
+});
+
+Deno.test("a holder's first read that cannot copy its predecessor's change to a quorum serves none of it", async () => {
+  const { replicas, predecessor, holder } = cluster();
+  const [a, b, c] = replicas;
+  await predecessor.write(name, 0, small(1), { truncate: true });
+  await predecessor.flush(uid);
+  // The predecessor's last change reaches a alone and fails (never acknowledged).
+  b.down = c.down = true;
+  await assert.rejects(
+    predecessor.write(name, 0, small(2), { existing: true }),
+    ReplicaQuorumError,
+  );
+  b.down = c.down = false;
+  // The holder's first read finds it on a; b and c stop answering before it is copied to them.
+  let open = () => {};
+  b.gate = c.gate = new Promise((resolve) => open = resolve);
+  const into = new Uint8Array(4096);
+  const reading = holder.read(name, 0, into, { existing: true });
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  b.down = c.down = true;
+  open();
+  await assert.rejects(reading, ReplicaQuorumError);
+  // a dies for good; b and c are back: the holder serves what a write quorum held, and does not
+  // wait for a version only a had (every read would wait for a until declared lost).
+  b.gate = c.gate = null;
+  a.down = true;
+  b.down = c.down = false;
+  into.fill(0);
+  await holder.read(name, 0, into, { existing: true });
+  assert.deepEqual(into, small(1));
 });
