@@ -149,9 +149,11 @@ async function soakCluster(): Promise<never> {
   const from = Number(values.from);
   const count = Number(values.schedules);
   const failed: number[] = [];
+  const faults: Record<string, number> = {};
   const started = performance.now();
   for (let seed = from; seed < from + count; seed++) {
     const result = await ClusterSim.run({ ...clusterSimSettings(seed, chaosMs), ...modes });
+    for (const [name, n] of Object.entries(result.faults)) faults[name] = (faults[name] ?? 0) + n;
     if (result.violations.length > 0) {
       failed.push(seed);
       console.error(
@@ -165,6 +167,7 @@ async function soakCluster(): Promise<never> {
       console.log(`${done}/${count} schedules, ${done - failed.length} clean, ${seconds} s`);
     }
   }
+  console.log(`faults injected: ${JSON.stringify(faults)}`);
   console.log(
     `${count - failed.length} of ${count} schedules clean (seeds ${from}..${from + count - 1})`,
   );
