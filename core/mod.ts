@@ -39,3 +39,4 @@ export type { IngestProgress } from "./ingest.ts";
 export { Volume, type WriteOptions, type ZeroOptions } from "./volume.ts";
 export { type IoKind, IoLimiter } from "./io_limiter.ts";
 export { checkQos, qosRateKeys, type VolumeQos } from "./qos.ts";
+export { OpenWriters } from "./_open_writers.ts";

@@ -14,7 +14,7 @@
  * the lease where it is; the grace keeps clients that write in short
  * connections (HTTP, qemu-img runs) from passing it back and forth.
  */
-import type { Clock, Store } from "../../core/mod.ts";
+import { type Clock, OpenWriters, type Store } from "../../core/mod.ts";
 import type { HeldLeases } from "./_held_leases.ts";
 import type { LeaseMoves } from "./_lease_moves.ts";
 import { logger } from "../../log/mod.ts";
@@ -37,7 +37,7 @@ export interface IdleReleaseOptions {
 export class IdleRelease {
   #options: IdleReleaseOptions;
   /** Writes through this node under way, per volume (none: no entry). */
-  #writes = new Map<string, number>();
+  #writes = new OpenWriters();
   /** Volumes whose release is under way. */
   #releasing = new Set<string>();
 
@@ -47,14 +47,9 @@ export class IdleRelease {
 
   /** A write of `name` through this node begins; the function returned notes its end (once). */
   writeBegins(name: string): () => void {
-    this.#writes.set(name, (this.#writes.get(name) ?? 0) + 1);
-    let ended = false;
+    const ended = this.#writes.open(name);
     return () => {
-      if (ended) return;
-      ended = true;
-      const count = this.#writes.get(name)! - 1;
-      if (count === 0) this.#writes.delete(name);
-      else this.#writes.set(name, count);
+      ended();
       this.#options.leases.wrote(name);
     };
   }
@@ -76,7 +71,7 @@ export class IdleRelease {
   /** True when this node holds `name` and nothing here wrote it, or has it open, or is writing. */
   #unused(name: string): boolean {
     const held = this.#options.leases.get(name);
-    return held !== undefined && !this.#writes.has(name) &&
+    return held !== undefined && this.#writes.count(name) === 0 &&
       this.#options.store().writersOf(name) === 0 &&
       this.#options.clock.now() - held.lastWriteMs >= this.#options.graceMs;
   }
