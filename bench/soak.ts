@@ -96,7 +96,7 @@ let acknowledged = 0, reconfigurations = 0, events = 0;
 const started = performance.now();
 for (let seed = from; seed < from + count; seed++) {
   const result = await MetaSim.run({ seed, nodes: nodesOf(seed), chaosMs });
-  for (const [name, n] of Object.entries(result.faults)) faults[name] = (faults[name] ?? 0) + n;
+  addFaults(faults, result.faults);
   acknowledged += result.ops.acknowledged;
   reconfigurations += result.reconfigurations;
   events += result.events;
@@ -153,7 +153,7 @@ async function soakCluster(): Promise<never> {
   const started = performance.now();
   for (let seed = from; seed < from + count; seed++) {
     const result = await ClusterSim.run({ ...clusterSimSettings(seed, chaosMs), ...modes });
-    for (const [name, n] of Object.entries(result.faults)) faults[name] = (faults[name] ?? 0) + n;
+    addFaults(faults, result.faults);
     if (result.violations.length > 0) {
       failed.push(seed);
       console.error(
@@ -175,6 +175,11 @@ async function soakCluster(): Promise<never> {
 }
 
 /** The mode flags of this run, as `deno task soak --cluster` takes them again. */
+/** Adds one schedule's count of each fault injected to the run's. */
+function addFaults(total: Record<string, number>, faults: Record<string, number>): void {
+  for (const [name, n] of Object.entries(faults)) total[name] = (total[name] ?? 0) + n;
+}
+
 function replayFlags(): string {
   const flags = [
     "boot-reads",

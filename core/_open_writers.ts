@@ -6,16 +6,20 @@
 export class OpenWriters {
   #counts = new Map<string, number>();
 
-  /** Notes one more writer of volume `name`; the function returned notes its end (once). */
-  open(name: string): () => void {
+  /**
+   * Notes one more writer of volume `name`; the function returned notes its
+   * end, once: true the first time it is called, false (and nothing done) after.
+   */
+  open(name: string): () => boolean {
     this.#counts.set(name, (this.#counts.get(name) ?? 0) + 1);
     let closed = false;
     return () => {
-      if (closed) return;
+      if (closed) return false;
       closed = true;
       const count = this.#counts.get(name)! - 1;
       if (count === 0) this.#counts.delete(name);
       else this.#counts.set(name, count);
+      return true;
     };
   }
 

@@ -49,8 +49,7 @@ export class IdleRelease {
   writeBegins(name: string): () => void {
     const ended = this.#writes.open(name);
     return () => {
-      ended();
-      this.#options.leases.wrote(name);
+      if (ended()) this.#options.leases.wrote(name);
     };
   }
 
