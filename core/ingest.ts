@@ -2,7 +2,11 @@
  * Image upload: cuts a byte stream into blocks, hashes them in the worker pool,
  * stores only the blocks the engine lacks and never a zero block. Full blocks go
  * to the pool as many at a time as it hashes together (`HashPool.batchBlocks`),
- * or fewer when no buffer is left to fill or none came for {@linkcode readyHoldMs}.
+ * or fewer at the end or when none came for {@linkcode readyHoldMs}. A group
+ * does not go out short because every buffer is busy: it waits for a store to
+ * hand one back (four blocks cost a worker what one and a half do alone; in a
+ * cluster, where a block's store waits on its replicas, most groups went out
+ * short and the hashing took twice the CPU).
  *
  * Memory stays bounded whatever the image size: at most
  * `uploadBlocksInFlightMax` block buffers exist per upload, recycled, and the
@@ -126,7 +130,7 @@ export async function ingest(
   };
   const submit = (block: Uint8Array) => {
     ready.push([submitted++, block]);
-    if (ready.length >= pool.batchBlocks || buffers.free === 0) release();
+    if (ready.length >= pool.batchBlocks) release();
     else holdTimer ??= setTimeout(release, readyHoldMs);
   };
 
@@ -211,11 +215,6 @@ class BufferRing {
   #allocated = 0;
 
   constructor(readonly blockSize: number, readonly countMax: number) {}
-
-  /** Buffers take() hands out at once. */
-  get free(): number {
-    return this.#free.length + this.countMax - this.#allocated;
-  }
 
   take(): Promise<Uint8Array> {
     const free = this.#free.pop();
