@@ -174,12 +174,12 @@ async function soakCluster(): Promise<never> {
   Deno.exit(failed.length === 0 ? 0 : 1);
 }
 
-/** The mode flags of this run, as `deno task soak --cluster` takes them again. */
 /** Adds one schedule's count of each fault injected to the run's. */
 function addFaults(total: Record<string, number>, faults: Record<string, number>): void {
   for (const [name, n] of Object.entries(faults)) total[name] = (total[name] ?? 0) + n;
 }
 
+/** The mode flags of this run, as `deno task soak --cluster` takes them again. */
 function replayFlags(): string {
   const flags = [
     "boot-reads",
