@@ -224,6 +224,11 @@ export function registerClusterSeries(parts: ClusterFigures): () => void {
       "Reads of objects held only on other members that went to a replica",
       () => engine.objects.remotePages.misses,
     ),
+    counter(
+      "atoll_cluster_early_flushes_total",
+      "Flushes this writer started as a write ended, ahead of a client that flushes after its writes",
+      () => engine.objects.earlyFlushes,
+    ),
     gauge(
       "atoll_cluster_remote_page_bytes",
       "Bytes of pages of objects held only on other members kept in memory",

@@ -116,6 +116,7 @@ export class ClusterEngine implements Engine {
       epochOf: options.epochOf ?? (() => 1),
       trustsWriter: options.trustsWriter,
       remotePagesBytes: options.remotePagesBytes,
+      earlyFlushes: true,
       isDead: (id) => this.countsDead(id),
       floors: proposedFloors(() => this.proposer),
       everyone: () => this.liveMembers().map((member) => this.#calls.objectLink(member)),

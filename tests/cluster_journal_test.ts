@@ -13,10 +13,14 @@
  * survive without the journal, but their stamps live only in it: without the
  * replay the objects read as absent. Power loss is
  * cluster/data/object_journal_test.ts.
+ * The second test does the same to a client that flushes after every write,
+ * at R=2 on three nodes, whose flushes the holder starts itself as each write
+ * ends (cluster/data/_early_flushes.ts): every write it made comes back.
  */
 import assert from "node:assert/strict";
 import { restartAll, startCluster } from "./_cluster.ts";
 import { createVolume, holdNbdPython, MiB, nbdPython } from "./_nbd.ts";
+import { scrape } from "./_metrics.ts";
 
 const size = 32 * MiB;
 
@@ -103,5 +107,50 @@ Deno.test("flushed writes survive kill -9 of every node of the cluster at once",
   } finally {
     await cluster.stop();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Writes of one repeated byte, each followed by a FLUSH; prints the SHA-256 of the model. */
+const flushingWriter = `
+import hashlib, random
+c = nbd.NBD(); c.connect_uri(sys.argv[1])
+rng = random.Random(12)
+model = bytearray(${size})
+for i in range(300):
+    length = rng.choice([512, 4096, 65536])
+    off = rng.randrange(0, ${size} - length) // 512 * 512
+    value = rng.randrange(1, 256)
+    c.pwrite(bytes([value]) * length, off); c.flush()
+    model[off:off + length] = bytes([value]) * length
+print(json.dumps(hashlib.sha256(model).hexdigest()), flush=True)
+sys.stdin.read()
+`;
+
+const readSha = `
+import hashlib
+c = nbd.NBD(); c.connect_uri(sys.argv[1])
+h = hashlib.sha256()
+for off in range(0, ${size}, ${4 * MiB}): h.update(c.pread(${4 * MiB}, off))
+print(json.dumps(h.hexdigest()))
+`;
+
+Deno.test("writes each flushed by the holder's early flushes survive kill -9 of every node", async () => {
+  const cluster = await startCluster(3, () => ["--replicas", "2"]);
+  const nodes = cluster.nodes;
+  try {
+    await createVolume(nodes[0], "db", { size });
+    const client = await holdNbdPython(flushingWriter, [nodes[0].nbdUri("db")]);
+    const early = (await scrape(nodes[0])).value("atoll_cluster_early_flushes_total");
+    assert.ok(early >= 200, `the holder started the flushes itself (${early} of 300)`);
+    for (const node of nodes) await node.kill9();
+    await client.release();
+
+    await restartAll(cluster);
+    for (const [i, node] of nodes.entries()) {
+      const sha = await nbdPython(readSha, [node.nbdUri("db")]);
+      assert.equal(sha, client.result, `node ${i + 1} reads every flushed write`);
+    }
+  } finally {
+    await cluster.stop();
   }
 });

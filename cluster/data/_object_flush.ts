@@ -48,12 +48,24 @@ export class ObjectFlush {
     this.#floors = parts.floors;
   }
 
-  /** ReplicatedObjects.flush. */
-  async run(uid?: string): Promise<void> {
+  /**
+   * ReplicatedObjects.flush; with `early`, a flush of volume `uid` that
+   * answers nobody (_early_flushes.ts): it never throws, and leaves what it
+   * could not do to the volume's next flush (the objects it took count as
+   * fallen short, so that flush tries them again; the losses it found stay
+   * to be reported by it).
+   */
+  async run(uid?: string, options: { early?: boolean } = {}): Promise<void> {
+    const early = options.early === true && uid !== undefined;
     const ofScope = (name: string) => uid === undefined || parseObjectName(name).uid === uid;
     const { pending, done } = await this.#unflushed.take(ofScope);
+    const short = early ? this.#unflushed.shortOf(ofScope) : [];
     try {
-      await this.#flushTaken(uid, ofScope, pending);
+      await this.#flushTaken(uid, ofScope, pending, early);
+    } catch (error) {
+      if (!early) throw error;
+      const names = [...short, ...pending.flatMap(({ names }) => [...names])];
+      for (const name of names) this.#unflushed.setShort(name, true);
     } finally {
       done();
     }
@@ -63,6 +75,7 @@ export class ObjectFlush {
     uid: string | undefined,
     ofScope: (name: string) => boolean,
     taken: PendingOnReplica[],
+    early: boolean,
   ): Promise<void> {
     // Only replicas of the placement as it is now count: readers look there, and a
     // copy left on a member the placement moved off (a join this node heard of
@@ -181,6 +194,9 @@ export class ObjectFlush {
       this.#unflushed.addUnheard(
         lost.splice(0).filter((name) => this.#writers.get(name) !== undefined),
       );
+    } else if (early) {
+      // Noted where found (WrittenObjects.writesLost): the volume's own flush reports them.
+      lost.splice(0);
     } else lost.push(...this.#unflushed.takeLostOf(ofScope));
     if (lost.length > 0) throw new WritesLostError([...new Set(lost)]);
     if (short !== null) throw short;

@@ -41,6 +41,7 @@ import { ObjectFlush } from "./_object_flush.ts";
 import { RemotePages, remotePagesBytesDefault } from "./_remote_pages.ts";
 import { ObjectReads } from "./_object_reads.ts";
 import { changeReplicas, type ObjectChangeParts } from "./_object_changes.ts";
+import { EarlyFlushes } from "./_early_flushes.ts";
 
 export { ReplicaQuorumError };
 
@@ -97,6 +98,11 @@ export interface ReplicatedObjectsOptions {
    * keeps in memory (_remote_pages.ts); 256 MiB by default, 0 for none.
    */
   remotePagesBytes?: number;
+  /**
+   * Flushes started as a write ends, ahead of a client that flushes after its
+   * writes (_early_flushes.ts); off by default (the cluster engine turns them on).
+   */
+  earlyFlushes?: boolean;
 }
 
 /** Counters an operator sees in /metrics. */
@@ -135,6 +141,8 @@ export class ReplicatedObjects {
   #reads: ObjectReads;
   /** What a change works with (_object_changes.ts). */
   #changeParts: ObjectChangeParts;
+  /** Flushes started ahead of a client's FLUSH (_early_flushes.ts). */
+  #early: EarlyFlushes;
 
   constructor(options: ReplicatedObjectsOptions) {
     this.#options = options;
@@ -159,6 +167,11 @@ export class ReplicatedObjects {
       writers: this.#writers,
       unflushed: this.#unflushed,
     };
+    this.#early = new EarlyFlushes(options.earlyFlushes === true, (uid) => {
+      const task = this.#flush.run(uid, { early: true });
+      this.#background.add(task);
+      return task.finally(() => this.#background.delete(task));
+    });
     this.#reads = new ObjectReads({
       options,
       counters: this.counters,
@@ -183,11 +196,15 @@ export class ReplicatedObjects {
   ): Promise<void> {
     const truncate = options.truncate ?? false;
     if (this.#unflushed.takeUnheard(name)) return Promise.reject(new WritesLostError([name]));
-    return this.#locks.run(
+    const uid = name.slice(0, name.indexOf("."));
+    this.#early.writing(uid);
+    const change = this.#locks.run(
       name,
       () =>
         this.#change(name, { offset, data, truncate }, options.existing ?? false, options.epoch),
     );
+    change.then(() => this.#early.wrote(uid, true), () => this.#early.wrote(uid, false));
+    return change;
   }
 
   /** Deletes an object everywhere it is stored; `epoch` as for write. */
@@ -236,11 +253,18 @@ export class ReplicatedObjects {
    * a release passed while an upload's flush held the volume's lost object).
    */
   flush(uid?: string): Promise<void> {
+    if (uid !== undefined) this.#early.flushed(uid);
     return this.#flush.run(uid);
+  }
+
+  /** Flushes started ahead of a client's FLUSH so far (_early_flushes.ts; for /metrics). */
+  get earlyFlushes(): number {
+    return this.#early.started;
   }
 
   /** Forgets what this node knew of a volume's objects (another node now writes it). */
   forget(uid: string): void {
+    this.#early.forget(uid);
     this.#writers.forgetVolume(uid);
     this.#unflushed.forgetVolume(uid);
     this.#pages.dropVolume(uid);

@@ -1,0 +1,102 @@
+/**
+ * Flushes a writer starts itself, ahead of its client's FLUSH, for volumes
+ * whose client flushes after each write or two (a guest with `fsync=1`, a
+ * database's commits). Without it such a write costs two round trips through
+ * the replicas: the write's, then the FLUSH's, which asks each replica to make
+ * the change durable once the client has heard the write and asked. Started
+ * as the write's last replica answers, the flush's calls leave while the
+ * write's answer goes to the client: the replicas' syncs (started ahead by
+ * their journals) and the answers come back while the client's FLUSH is on its
+ * way, which then finds the objects taken by a flush under way and waits for
+ * it alone (_unflushed.ts, `take`).
+ *
+ * Nothing is promised by an early flush: it answers nobody. What it could not
+ * do it leaves to the volume's own flush (`ObjectFlush.run` with `early`):
+ * objects it fell short on stay short, losses it found stay to be reported.
+ * It starts only when the volume's last flush came after at most
+ * {@linkcode earlyWritesMax} writes and no other write of the volume is under
+ * way (a stream at depth, whose flushes are rare, starts none), and at most one
+ * runs per volume.
+ *
+ * @module
+ */
+
+/** A volume whose flushes come after at most this many writes has early flushes. */
+export const earlyWritesMax = 2;
+
+interface Habit {
+  /** Writes since the volume's last flush. */
+  writes: number;
+  /** Writes under way. */
+  writing: number;
+  /** The last flush came after at most `earlyWritesMax` writes. */
+  flushesOften: boolean;
+  /** An early flush runs. */
+  running: boolean;
+}
+
+/** See the module doc. */
+export class EarlyFlushes {
+  #habits = new Map<string, Habit>();
+  readonly #on: boolean;
+  readonly #start: (uid: string) => Promise<void>;
+  #started = 0;
+
+  /** `on`: early flushes start at all; `start(uid)` runs one of volume `uid` (never rejects). */
+  constructor(on: boolean, start: (uid: string) => Promise<void>) {
+    this.#on = on;
+    this.#start = start;
+  }
+
+  /** Early flushes started so far (for /metrics). */
+  get started(): number {
+    return this.#started;
+  }
+
+  /** A write of volume `uid` starts. */
+  writing(uid: string): void {
+    if (!this.#on) return;
+    this.#habitOf(uid).writing++;
+  }
+
+  /** That write ended (`ok`: it was acknowledged); starts an early flush when due. */
+  wrote(uid: string, ok: boolean): void {
+    const habit = this.#habits.get(uid);
+    if (habit === undefined) return; // forgotten meanwhile: the volume moved away
+    habit.writing--;
+    if (!ok) return;
+    // Writes that no flush follows (the client stopped flushing) end the habit.
+    if (++habit.writes > earlyWritesMax) habit.flushesOften = false;
+    if (!habit.flushesOften || habit.writing > 0 || habit.running) return;
+    habit.running = true;
+    this.#started++;
+    this.#start(uid).finally(() => habit.running = false);
+  }
+
+  /** The volume's own flush starts (not an early one). */
+  flushed(uid: string): void {
+    if (!this.#on) return;
+    const habit = this.#habitOf(uid);
+    habit.flushesOften = habit.writes > 0 && habit.writes <= earlyWritesMax;
+    habit.writes = 0;
+  }
+
+  /** Forgets volume `uid` (another node writes it now). */
+  forget(uid: string): void {
+    const habit = this.#habits.get(uid);
+    if (habit === undefined) return;
+    // Writes under way still end here: keep counting them, with the habit gone.
+    habit.flushesOften = false;
+    habit.writes = 0;
+    if (habit.writing === 0 && !habit.running) this.#habits.delete(uid);
+  }
+
+  #habitOf(uid: string): Habit {
+    let habit = this.#habits.get(uid);
+    if (habit === undefined) {
+      habit = { writes: 0, writing: 0, flushesOften: false, running: false };
+      this.#habits.set(uid, habit);
+    }
+    return habit;
+  }
+}
