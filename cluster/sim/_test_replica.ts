@@ -3,6 +3,7 @@
  * (a restart keeps only what was flushed), reached through a link the test can
  * cut (`down`) or hold (`gate`, flushes only).
  */
+import assert from "node:assert/strict";
 import {
   type ChangeReply,
   type Floor,
@@ -69,6 +70,18 @@ export class TestReplica implements ObjectLink {
   #reach(): ObjectReplica {
     if (this.down) throw new Error(`replica ${this.id} does not answer`);
     return this.#replica;
+  }
+}
+
+/** Restarts every replica (what was not flushed is gone) and checks each holds `data` in `name`. */
+export async function assertFlushedOn(
+  replicas: TestReplica[],
+  name: string,
+  data: Uint8Array,
+): Promise<void> {
+  for (const replica of replicas) {
+    replica.restart();
+    assert.deepEqual((await replica.read(name, 0, -1)).data, data, `flushed on ${replica.id}`);
   }
 }
 

@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { WritesLostError } from "../../core/mod.ts";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
-import { memoryFloors, small, TestReplica } from "./_test_replica.ts";
+import { assertFlushedOn, memoryFloors, small, TestReplica } from "./_test_replica.ts";
 
 const uid = "e".repeat(32);
 const name = `${uid}.1.0`;
@@ -55,10 +55,7 @@ Deno.test("a write followed by flushes starts its flush itself; the client's the
     assert.deepEqual(asked(replicas), before, "the client's flush found the work done");
   }
   assert.equal(objects.earlyFlushes, 3);
-  for (const replica of replicas) {
-    replica.restart();
-    assert.deepEqual((await replica.read(name, 0, -1)).data, small(4), `durable on ${replica.id}`);
-  }
+  await assertFlushedOn(replicas, name, small(4));
 });
 
 Deno.test("the client's flush waits for an early flush under way and fails with it", async () => {
@@ -78,10 +75,7 @@ Deno.test("the client's flush waits for an early flush under way and fails with 
   await assert.rejects(objects.flush(uid), ReplicaQuorumError, "and every later flush");
   replicas[1].down = false;
   await objects.flush(uid);
-  for (const replica of replicas) {
-    replica.restart();
-    assert.deepEqual((await replica.read(name, 0, -1)).data, small(2), `durable on ${replica.id}`);
-  }
+  await assertFlushedOn(replicas, name, small(2));
 });
 
 Deno.test("writes an early flush finds lost on every replica fail the client's flush", async () => {

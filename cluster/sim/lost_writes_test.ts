@@ -23,7 +23,7 @@
 import assert from "node:assert/strict";
 import { WritesLostError } from "../../core/mod.ts";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
-import { small, TestReplica } from "./_test_replica.ts";
+import { assertFlushedOn, small, TestReplica } from "./_test_replica.ts";
 
 const uid = "a".repeat(32);
 // Flushes name the volume: a loss is reported to the flush of the volume that wrote it.
@@ -52,10 +52,7 @@ Deno.test("a failed flush is tried again by the next: none passes without its ob
   await assert.rejects(objects.flush(uid), ReplicaQuorumError, "the second flush must fail too");
   replicas[1].down = false;
   await objects.flush(uid);
-  for (const replica of replicas) {
-    replica.restart();
-    assert.deepEqual((await replica.read(name, 0, -1)).data, bytes(2), `flushed on ${replica.id}`);
-  }
+  await assertFlushedOn(replicas, name, bytes(2));
 });
 
 Deno.test("a flush never passes while a flush under way holds its objects", async () => {
