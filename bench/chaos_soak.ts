@@ -26,7 +26,11 @@
  *
  *   deno task chaos [--rounds 20] [--seed 1] [--nodes 4] [--replicas 2]
  *                   [--volumes 2] [--size-mib 16] [--writes 300] [--keep] [--logs DIR]
- *                   [--faults replica,holder,all,leave,move,pause]
+ *                   [--faults replica,holder,all,leave,move,pause] [--flush-rate 0.05]
+ *
+ * `--flush-rate`: the share of writes a FLUSH follows (1: after each, as a
+ * guest with `fsync=1`, whose flushes the holder then starts itself:
+ * cluster/data/_early_flushes.ts).
  *
  * A failure prints the seed and the round, and with `--keep` leaves the data
  * directories and logs in place.
@@ -53,6 +57,7 @@ const { values } = parseArgs({
     keep: { type: "boolean", default: false },
     logs: { type: "string" },
     faults: { type: "string" },
+    "flush-rate": { type: "string", default: "0.05" },
   },
 });
 const settings = {
@@ -63,7 +68,12 @@ const settings = {
   volumes: Number(values.volumes),
   sizeBytes: Number(values["size-mib"]) * 1024 * 1024,
   writes: Number(values.writes),
+  flushRate: Number(values["flush-rate"]),
 };
+if (!(settings.flushRate >= 0 && settings.flushRate <= 1)) {
+  console.error(`--flush-rate ${values["flush-rate"]}: expected a share from 0 to 1`);
+  Deno.exit(2);
+}
 /** Fast healing and a short dead grace: a round takes seconds, not minutes. */
 const memberFlags = [
   "--replicas",
@@ -228,12 +238,12 @@ async function pauseHolder(): Promise<void> {
   for (const zombie of zombies) zombie.close();
 }
 
-/** `count` writes on every open volume at once, a FLUSH after about one in twenty. */
+/** `count` writes on every open volume at once, a FLUSH after a share of them (`--flush-rate`). */
 async function writeAll(count: number): Promise<void> {
   await Promise.all(volumes.map(async (volume) => {
     for (let i = 0; i < count && volume.open; i++) {
       if (!await volume.write(random)) break;
-      if (random() < 0.05 && !await volume.flush()) break;
+      if (random() < settings.flushRate && !await volume.flush()) break;
     }
   }));
 }
