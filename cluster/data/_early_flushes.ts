@@ -5,18 +5,18 @@
  * the replicas: the write's, then the FLUSH's, which asks each replica to make
  * the change durable once the client has heard the write and asked. Started
  * as the write's last replica answers, the flush's calls leave while the
- * write's answer goes to the client: the replicas' syncs (started ahead by
- * their journals) and the answers come back while the client's FLUSH is on its
- * way, which then finds the objects taken by a flush under way and waits for
- * it alone (_unflushed.ts, `take`).
+ * write's answer goes to the client: the replicas' syncs and their answers
+ * come back while the client's FLUSH is on its way, which then finds the
+ * objects taken by a flush under way and waits for it alone (_unflushed.ts,
+ * `take`).
  *
  * Nothing is promised by an early flush: it answers nobody. What it could not
  * do it leaves to the volume's own flush (`ObjectFlush.run` with `early`):
  * objects it fell short on stay short, losses it found stay to be reported.
  * It starts only when the volume's last flush came after at most
  * {@linkcode earlyWritesMax} writes and no other write of the volume is under
- * way (a stream at depth, whose flushes are rare, starts none), and at most one
- * runs per volume.
+ * way (a stream at depth, whose flushes are rare, starts none); a write past
+ * that many since the last flush ends the habit; at most one runs per volume.
  *
  * @module
  */
