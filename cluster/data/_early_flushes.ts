@@ -38,13 +38,11 @@ interface Habit {
 /** See the module doc. */
 export class EarlyFlushes {
   #habits = new Map<string, Habit>();
-  readonly #on: boolean;
   readonly #start: (uid: string) => Promise<void>;
   #started = 0;
 
-  /** `on`: early flushes start at all; `start(uid)` runs one of volume `uid` (never rejects). */
-  constructor(on: boolean, start: (uid: string) => Promise<void>) {
-    this.#on = on;
+  /** `start(uid)`: runs an early flush of volume `uid` (never rejects). */
+  constructor(start: (uid: string) => Promise<void>) {
     this.#start = start;
   }
 
@@ -55,7 +53,6 @@ export class EarlyFlushes {
 
   /** A write of volume `uid` starts. */
   writing(uid: string): void {
-    if (!this.#on) return;
     this.#habitOf(uid).writing++;
   }
 
@@ -75,7 +72,6 @@ export class EarlyFlushes {
 
   /** The volume's own flush starts (not an early one). */
   flushed(uid: string): void {
-    if (!this.#on) return;
     const habit = this.#habitOf(uid);
     habit.flushesOften = habit.writes > 0 && habit.writes <= earlyWritesMax;
     habit.writes = 0;

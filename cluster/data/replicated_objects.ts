@@ -30,6 +30,7 @@
  */
 import { KeyedMutex } from "../../core/_mutex.ts";
 import { WritesLostError } from "../../core/mod.ts";
+import { parseObjectName } from "../../core/block_map.ts";
 import type { ObjectChange, ObjectLink } from "./object_link.ts";
 import { SettledReads } from "./_settled_reads.ts";
 import { WrittenObjects } from "./_written_objects.ts";
@@ -141,8 +142,8 @@ export class ReplicatedObjects {
   #reads: ObjectReads;
   /** What a change works with (_object_changes.ts). */
   #changeParts: ObjectChangeParts;
-  /** Flushes started ahead of a client's FLUSH (_early_flushes.ts). */
-  #early: EarlyFlushes;
+  /** Flushes started ahead of a client's FLUSH (_early_flushes.ts); null when off. */
+  #early: EarlyFlushes | null;
 
   constructor(options: ReplicatedObjectsOptions) {
     this.#options = options;
@@ -167,7 +168,7 @@ export class ReplicatedObjects {
       writers: this.#writers,
       unflushed: this.#unflushed,
     };
-    this.#early = new EarlyFlushes(options.earlyFlushes === true, (uid) => {
+    this.#early = options.earlyFlushes !== true ? null : new EarlyFlushes((uid) => {
       const task = this.#flush.run(uid, { early: true });
       this.#background.add(task);
       return task.finally(() => this.#background.delete(task));
@@ -196,14 +197,16 @@ export class ReplicatedObjects {
   ): Promise<void> {
     const truncate = options.truncate ?? false;
     if (this.#unflushed.takeUnheard(name)) return Promise.reject(new WritesLostError([name]));
-    const uid = name.slice(0, name.indexOf("."));
-    this.#early.writing(uid);
     const change = this.#locks.run(
       name,
       () =>
         this.#change(name, { offset, data, truncate }, options.existing ?? false, options.epoch),
     );
-    change.then(() => this.#early.wrote(uid, true), () => this.#early.wrote(uid, false));
+    const early = this.#early;
+    if (early === null) return change;
+    const { uid } = parseObjectName(name);
+    early.writing(uid);
+    change.then(() => early.wrote(uid, true), () => early.wrote(uid, false));
     return change;
   }
 
@@ -253,18 +256,18 @@ export class ReplicatedObjects {
    * a release passed while an upload's flush held the volume's lost object).
    */
   flush(uid?: string): Promise<void> {
-    if (uid !== undefined) this.#early.flushed(uid);
+    if (uid !== undefined) this.#early?.flushed(uid);
     return this.#flush.run(uid);
   }
 
   /** Flushes started ahead of a client's FLUSH so far (_early_flushes.ts; for /metrics). */
   get earlyFlushes(): number {
-    return this.#early.started;
+    return this.#early?.started ?? 0;
   }
 
   /** Forgets what this node knew of a volume's objects (another node now writes it). */
   forget(uid: string): void {
-    this.#early.forget(uid);
+    this.#early?.forget(uid);
     this.#writers.forgetVolume(uid);
     this.#unflushed.forgetVolume(uid);
     this.#pages.dropVolume(uid);
