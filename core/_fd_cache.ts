@@ -1,15 +1,28 @@
 /**
  * A bounded cache of open file descriptors for positioned reads and writes.
  *
- * Reads and writes use `node:fs` readSync/writeSync: one pread64/pwrite64 on the
- * calling thread (~10 µs), where Deno's async FileHandle costs ~45 µs of CPU per
- * call (see PERFORMANCE-NOTES.md). Descriptors written since the last sync are
+ * Writes, and reads under {@linkcode asyncReadBytesMin}, use `node:fs`
+ * readSync/writeSync: one pread64/pwrite64 on the calling thread (~10 µs),
+ * where Deno's async FileHandle costs ~45 µs of CPU per call (see
+ * PERFORMANCE-NOTES.md). Larger reads run on the runtime's thread pool
+ * (`read()`): their copy out of the page cache is most of what a 1 MiB read
+ * costs, and the event loop was the bound of sequential reads (decisions.md,
+ * "Large reads off the event loop"). Deno's `fs.read` holds the file from the
+ * call on: a descriptor closed (evicted, forgotten) while such a read runs
+ * neither fails it nor lends its number to another file under it
+ * (large_reads_test.ts checks it). A writer can wait for the reads of a file
+ * under way (`readsUnderWay()`), so that a read still returns the bytes the
+ * file held when it was asked. Descriptors written since the last sync are
  * remembered so that `syncAll()` can make them durable.
  */
 import * as fs from "node:fs";
 import { promisify } from "node:util";
+import { readAll, readAllAsync } from "./_file_io.ts";
 
 const fdatasync = promisify(fs.fdatasync);
+
+/** Reads of at least this many bytes leave the event loop (the copy outweighs the hand-off). */
+export const asyncReadBytesMin = 128 * 1024;
 
 interface Entry {
   fd: number;
@@ -21,6 +34,8 @@ export class FdCache {
   #entries = new Map<string, Entry>();
   #dirty = new Set<string>();
   #capacity: number;
+  /** Reads on the thread pool under way, by path. */
+  #reading = new Map<string, Set<Promise<number>>>();
 
   constructor(capacity: number) {
     this.#capacity = capacity;
@@ -35,11 +50,56 @@ export class FdCache {
     path: string,
     options: { writable: boolean; create: boolean; ifCached?: boolean; exclusive?: boolean },
   ): number | null {
+    return this.#entry(path, options)?.fd ?? null;
+  }
+
+  /**
+   * Reads from `position` of `path` until `into` is full or the file ends:
+   * the bytes read, or null when there is no such file. `writable`: the
+   * descriptor is opened for writes too (the file's writer reuses it).
+   */
+  read(
+    path: string,
+    into: Uint8Array,
+    position: number,
+    options: { writable: boolean },
+  ): Promise<number | null> {
+    const entry = this.#entry(path, { writable: options.writable, create: false });
+    if (entry === null) return Promise.resolve(null);
+    if (into.length < asyncReadBytesMin) {
+      try {
+        return Promise.resolve(readAll(entry.fd, into, position));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    const read = readAllAsync(entry.fd, into, position);
+    let reads = this.#reading.get(path);
+    if (reads === undefined) this.#reading.set(path, reads = new Set());
+    reads.add(read);
+    const done = () => {
+      reads.delete(read);
+      if (reads.size === 0 && this.#reading.get(path) === reads) this.#reading.delete(path);
+    };
+    read.then(done, done);
+    return read;
+  }
+
+  /** Settles once the reads of `path` on the thread pool asked so far end; null when none is. */
+  readsUnderWay(path: string): Promise<unknown> | null {
+    const reads = this.#reading.get(path);
+    return reads === undefined ? null : Promise.allSettled([...reads]);
+  }
+
+  #entry(
+    path: string,
+    options: { writable: boolean; create: boolean; ifCached?: boolean; exclusive?: boolean },
+  ): Entry | null {
     const cached = this.#entries.get(path);
     if (cached !== undefined && (cached.writable || !options.writable)) {
       this.#entries.delete(path);
       this.#entries.set(path, cached);
-      return cached.fd;
+      return cached;
     }
     if (options.ifCached) return null;
     if (cached !== undefined) this.#close(path, cached);
@@ -55,9 +115,10 @@ export class FdCache {
       if (options.exclusive && code === "EEXIST") return null;
       throw error;
     }
-    this.#entries.set(path, { fd, writable: options.writable });
+    const entry = { fd, writable: options.writable };
+    this.#entries.set(path, entry);
     this.#evict();
-    return fd;
+    return entry;
   }
 
   /** Records that `path` was written and must be synced by the next syncAll(). */

@@ -35,6 +35,25 @@ export function readAll(fd: number, into: Uint8Array, position: number): number 
   return done;
 }
 
+/**
+ * {@linkcode readAll} on the runtime's thread pool: the copy out of the page
+ * cache leaves the event loop, for a thread hand-off each way (about 25 µs of
+ * the event loop's time, against 10 µs and the copy for a `readSync`; a MiB's
+ * copy is about 120 µs here). The caller keeps `fd` open until it settles.
+ */
+export function readAllAsync(fd: number, into: Uint8Array, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const next = (done: number) => {
+      fs.read(fd, into, done, into.length - done, position + done, (error, got) => {
+        if (error !== null) reject(error);
+        else if (got === 0 || done + got === into.length) resolve(done + got);
+        else next(done + got);
+      });
+    };
+    next(0);
+  });
+}
+
 /** Makes the bytes of the file at `path` durable. */
 export function syncFile(path: string): Promise<void> {
   return syncOpened(path, fdatasync);

@@ -11,7 +11,7 @@ import type { ByteRange } from "./engine.ts";
 import { isObjectName } from "./engine.ts";
 import type { DirectWrites } from "./_direct_writes.ts";
 import type { FdCache } from "./_fd_cache.ts";
-import { readAll, writeAll } from "./_file_io.ts";
+import { writeAll } from "./_file_io.ts";
 
 const ftruncate = promisify(fs.ftruncate);
 
@@ -26,6 +26,13 @@ export class ObjectFiles {
 
   /** Writes around the page cache, when the data directory takes them. */
   readonly #direct: DirectWrites | null;
+
+  /**
+   * Per object, while a change waits for large reads asked before it (below):
+   * what every later access waits for, so that each sees the changes asked
+   * before it, in order, as when every access was done on the spot.
+   */
+  #turns = new Map<string, Promise<void>>();
 
   /**
    * `dir`: the data directory; `files`: the engine's descriptors (its flush syncs
@@ -43,14 +50,19 @@ export class ObjectFiles {
     this.#dirChanged = dirChanged;
   }
 
-  /** Reads `range` of object `name` into `into`; bytes never written read as zeros. */
-  read(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
+  /**
+   * Reads `range` of object `name` into `into`; bytes never written read as
+   * zeros. A large read runs on the thread pool (_fd_cache.ts) and returns the
+   * bytes the object held when it was asked: a write asked after it waits.
+   */
+  async read(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
     assert(into.length === range.length);
-    const fd = this.#files.get(this.#path(name), { writable: true, create: false });
-    const got = fd === null ? 0 : readAll(fd, into, range.offset);
-    into.fill(0, got);
-    return Promise.resolve();
+    const path = this.#path(name);
+    const turn = this.#turns.get(path);
+    if (turn !== undefined) await turn;
+    const got = await this.#files.read(path, into, range.offset, { writable: true });
+    into.fill(0, got ?? 0);
   }
 
   /**
@@ -65,6 +77,8 @@ export class ObjectFiles {
   ): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
     const path = this.#path(name);
+    const turn = this.#changeTurn(path);
+    if (turn !== null) await turn;
     let truncate = options.truncate ?? false;
     let fd = this.#files.get(path, { writable: true, create: false, ifCached: true });
     if (fd === null && truncate) {
@@ -86,6 +100,8 @@ export class ObjectFiles {
   async delete(name: string): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
     const path = this.#path(name);
+    const turn = this.#changeTurn(path);
+    if (turn !== null) await turn;
     this.#files.forget(path);
     // Unlinking a large file takes time in the kernel: keep it off the event loop.
     try {
@@ -100,6 +116,8 @@ export class ObjectFiles {
   /** Bytes object `name` spans (0 when missing). */
   async size(name: string): Promise<number> {
     assert(isObjectName(name), `bad object name ${name}`);
+    const turn = this.#turns.get(this.#path(name));
+    if (turn !== undefined) await turn;
     try {
       return (await Deno.stat(this.#path(name))).size;
     } catch (error) {
@@ -117,6 +135,22 @@ export class ObjectFiles {
         if (isObjectName(name)) yield name;
       }
     }
+  }
+
+  /**
+   * What a change of `path` asked now waits for: the large reads of it under
+   * way (they return the bytes from before it) and the changes waiting
+   * already; null when nothing is (the change is done on the spot, as ever).
+   */
+  #changeTurn(path: string): Promise<void> | null {
+    const before = this.#turns.get(path) ?? null;
+    const reading = this.#files.readsUnderWay(path);
+    if (reading === null) return before;
+    const turn: Promise<void> = Promise.all([before, reading]).then(() => {
+      if (this.#turns.get(path) === turn) this.#turns.delete(path);
+    });
+    this.#turns.set(path, turn);
+    return turn;
   }
 
   /** Opens an object file, creating it and its directory as needed (no failing probe first). */

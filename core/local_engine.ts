@@ -27,7 +27,7 @@ import { Mutex } from "./_mutex.ts";
 import { FdCache } from "./_fd_cache.ts";
 import { DirectWrites } from "./_direct_writes.ts";
 import { openFilesMax } from "./limits.ts";
-import { readAll, syncDir, unlinkIfPresent, writeAll } from "./_file_io.ts";
+import { syncDir, unlinkIfPresent, writeAll } from "./_file_io.ts";
 import { MetaFiles } from "./_meta_files.ts";
 import { ObjectFiles } from "./_object_files.ts";
 import { PendingBlocks } from "./_pending_blocks.ts";
@@ -138,19 +138,18 @@ export class LocalEngine implements NodeDisk {
     return Promise.resolve(true);
   }
 
-  readBlock(hash: string, range: ByteRange, into: Uint8Array): Promise<void> {
+  /** A large read runs on the thread pool (_fd_cache.ts); a block never changes meanwhile. */
+  async readBlock(hash: string, range: ByteRange, into: Uint8Array): Promise<void> {
     assert(isBlockName(hash), `bad block name ${hash}`);
     assert(into.length === range.length);
     const path = this.#unsynced.tmpOf(hash) ?? this.#blockPath(hash);
-    const fd = this.#files.get(path, { writable: false, create: false });
-    if (fd === null) throw new CorruptionError(`Cannot read block ${hash}: it is not stored`);
-    const got = readAll(fd, into, range.offset);
+    const got = await this.#files.read(path, into, range.offset, { writable: false });
+    if (got === null) throw new CorruptionError(`Cannot read block ${hash}: it is not stored`);
     if (got !== range.length) {
       throw new CorruptionError(
         `Cannot read block ${hash}: ${range.length} bytes at ${range.offset} asked, ${got} stored`,
       );
     }
-    return Promise.resolve();
   }
 
   /**
