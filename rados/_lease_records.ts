@@ -84,15 +84,24 @@ export async function moveLease(
   throw new ConflictError(`Cannot move the write lease of "${name}": other nodes kept moving it`);
 }
 
-/** Writes `{holder: null}` into the record of `name` while its lease is still at `epoch`. */
-export async function clearHolder(engine: RadosEngine, name: string, epoch: number) {
+/**
+ * Writes `{holder: null}` into the record of `name` while its lease is still at
+ * `epoch`; false when the lease had moved on (another node took it meanwhile),
+ * true when it was cleared or the volume is gone.
+ */
+export async function clearHolder(
+  engine: RadosEngine,
+  name: string,
+  epoch: number,
+): Promise<boolean> {
   const key = recordKey.volume(name);
   const entry = await engine.getMeta(key);
-  const header = entry === null ? null : decodeRecordHeader<VolumeHeader>(entry.value);
-  if (entry !== null && header?.lease?.epoch === epoch) {
-    const bytes = withRecordHeader(entry.value, { ...header, lease: { holder: null, epoch } });
-    await engine.putMeta(key, bytes, entry.version);
-  }
+  if (entry === null) return true;
+  const header = decodeRecordHeader<VolumeHeader>(entry.value);
+  if (header.lease?.epoch !== epoch) return false;
+  const bytes = withRecordHeader(entry.value, { ...header, lease: { holder: null, epoch } });
+  await engine.putMeta(key, bytes, entry.version);
+  return true;
 }
 
 /** The node the record of `name` names as the lease's holder; null for none or no volume. */

@@ -54,6 +54,8 @@ export class RadosVolumeHandle implements VolumeHandle {
   }
 
   async flush(): Promise<void> {
+    // A release under way may yet find the lease taken by force (RadosLeases.#release).
+    await this.leases.settled(this.name);
     const lost = leaseRefusal(this.name, "flush", this.atOpen, this.leases.lossesOf(this.name));
     if (lost !== null) throw lost;
     // Not the holder: what this node acknowledged was made durable when it let go.

@@ -205,7 +205,7 @@ export class RadosLeases implements VolumeAuthority {
       epoch: held.epoch,
     });
     this.#countLoss(name);
-    this.#forced.set(name, (this.#forced.get(name) ?? 0) + 1);
+    this.#countForced(name);
     this.#letGo(name, held);
   }
 
@@ -253,21 +253,50 @@ export class RadosLeases implements VolumeAuthority {
     this.#watches.set(cookie, name);
   }
 
-  /** Lets go of `name` when asked: fences its connections, persists, clears the holder. */
+  /**
+   * Lets go of `name` when asked: fences its connections, persists, clears the
+   * holder. An ask can be stale: a holder that did not answer in time (a host
+   * paused, as SIGSTOP does) finds it when it wakes, after the asker took the
+   * lease by force. Then the record has moved on, or storage refuses this node
+   * (blocklisted): that is a loss by force, whose connections' FLUSH fails (the
+   * writes acknowledged since their last flush may be gone), not a release.
+   */
   #release(name: string): Promise<void> {
     return this.#locks.run(name, async () => {
       const held = this.#held.get(name);
       if (held === undefined) return;
       this.#countLoss(name);
-      await (await this.#store.openVolume(name)).release();
-      await clearHolder(this.#engine, name, held.epoch);
-      this.#letGo(name, held);
-      this.counters.released++;
+      let released = false;
+      try {
+        await (await this.#store.openVolume(name)).release();
+        released = await clearHolder(this.#engine, name, held.epoch);
+      } finally {
+        // Unless noteLost() let go of it meanwhile (storage said blocklisted), counting it.
+        if (this.#held.get(name) === held) {
+          if (!released) {
+            log.warn("asked to let go of volume {volume}, found its lease taken by force", {
+              volume: name,
+            });
+            this.#countForced(name);
+          }
+          this.#letGo(name, held);
+        }
+      }
+      if (released) this.counters.released++;
     });
+  }
+
+  /** Settles once a lease operation on `name` under way (a move, a release) has ended. */
+  settled(name: string): Promise<void> {
+    return this.#locks.run(name, () => {});
   }
 
   #countLoss(name: string): void {
     this.#losses.set(name, this.losses(name) + 1);
+  }
+
+  #countForced(name: string): void {
+    this.#forced.set(name, (this.#forced.get(name) ?? 0) + 1);
   }
 
   #letGo(name: string, held: Held): void {
