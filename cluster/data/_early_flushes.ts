@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { assert } from "../../core/assert.ts";
 
 /** A volume whose flushes come after at most this many writes has early flushes. */
 export const earlyWritesMax = 2;
@@ -33,6 +34,8 @@ interface Habit {
   flushesOften: boolean;
   /** An early flush runs. */
   running: boolean;
+  /** Another node writes the volume now: its writes under way end here, and count for nothing. */
+  forgotten: boolean;
 }
 
 /** See the module doc. */
@@ -53,21 +56,30 @@ export class EarlyFlushes {
 
   /** A write of volume `uid` starts. */
   writing(uid: string): void {
-    this.#habitOf(uid).writing++;
+    const habit = this.#habitOf(uid);
+    habit.forgotten = false; // written here again
+    habit.writing++;
   }
 
   /** That write ended (`ok`: it was acknowledged); starts an early flush when due. */
   wrote(uid: string, ok: boolean): void {
     const habit = this.#habits.get(uid);
-    if (habit === undefined) return; // forgotten meanwhile: the volume moved away
+    assert(habit !== undefined, `write of ${uid} ended without a habit`); // kept while writing
     habit.writing--;
-    if (!ok) return;
-    // Writes that no flush follows (the client stopped flushing) end the habit.
-    if (++habit.writes > earlyWritesMax) habit.flushesOften = false;
-    if (!habit.flushesOften || habit.writing > 0 || habit.running) return;
+    if (ok && !habit.forgotten && ++habit.writes > earlyWritesMax) {
+      // Writes that no flush follows (the client stopped flushing) end the habit.
+      habit.flushesOften = false;
+    }
+    if (!ok || !habit.flushesOften || habit.writing > 0 || habit.running) {
+      this.#prune(uid, habit);
+      return;
+    }
     habit.running = true;
     this.#started++;
-    this.#start(uid).finally(() => habit.running = false);
+    this.#start(uid).finally(() => {
+      habit.running = false;
+      this.#prune(uid, habit);
+    });
   }
 
   /** The volume's own flush starts (not an early one). */
@@ -75,22 +87,35 @@ export class EarlyFlushes {
     const habit = this.#habitOf(uid);
     habit.flushesOften = habit.writes > 0 && habit.writes <= earlyWritesMax;
     habit.writes = 0;
+    this.#prune(uid, habit);
   }
 
   /** Forgets volume `uid` (another node writes it now). */
   forget(uid: string): void {
     const habit = this.#habits.get(uid);
     if (habit === undefined) return;
-    // Writes under way still end here: keep counting them, with the habit gone.
+    // Writes under way still end here: it stays until the last one has.
     habit.flushesOften = false;
     habit.writes = 0;
-    if (habit.writing === 0 && !habit.running) this.#habits.delete(uid);
+    habit.forgotten = true;
+    this.#prune(uid, habit);
+  }
+
+  /** How many volumes have a habit kept (for tests: forgotten ones go once idle). */
+  get kept(): number {
+    return this.#habits.size;
+  }
+
+  /** Drops a habit that says nothing a new one would not (none kept for idle volumes). */
+  #prune(uid: string, habit: Habit): void {
+    if (habit.flushesOften || habit.writes > 0 || habit.writing > 0 || habit.running) return;
+    if (this.#habits.get(uid) === habit) this.#habits.delete(uid);
   }
 
   #habitOf(uid: string): Habit {
     let habit = this.#habits.get(uid);
     if (habit === undefined) {
-      habit = { writes: 0, writing: 0, flushesOften: false, running: false };
+      habit = { writes: 0, writing: 0, flushesOften: false, running: false, forgotten: false };
       this.#habits.set(uid, habit);
     }
     return habit;

@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { WritesLostError } from "../../core/mod.ts";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
+import { EarlyFlushes } from "../data/_early_flushes.ts";
 import { assertFlushedOn, memoryFloors, small, TestReplica } from "./_test_replica.ts";
 
 const uid = "e".repeat(32);
@@ -142,4 +143,29 @@ Deno.test("a floor an early flush could not raise is raised by the client's flus
   assert.equal(floors.saved.has(name), false);
   await objects.flush(uid);
   assert.deepEqual(floors.saved.get(name)?.holders, ["a", "b"], "raised before the flush passed");
+});
+
+Deno.test("a volume forgotten with writes under way keeps no habit once they end", async () => {
+  let started = 0;
+  const early = new EarlyFlushes(() => (started++, Promise.resolve()));
+  early.writing(uid);
+  early.wrote(uid, true);
+  early.flushed(uid); // one write a flush: the habit
+  early.writing(uid);
+  early.writing(uid);
+  early.forget(uid); // another node writes it now; two writes still end here
+  assert.equal(early.kept, 1, "kept while its writes are under way");
+  early.wrote(uid, true);
+  early.wrote(uid, false);
+  assert.equal(started, 0, "no early flush for a forgotten volume");
+  assert.equal(early.kept, 0, "and nothing kept for it after");
+  early.writing(uid);
+  early.wrote(uid, true);
+  early.flushed(uid);
+  early.writing(uid);
+  early.wrote(uid, true); // the habit anew: an early flush
+  assert.equal(started, 1);
+  await Promise.resolve();
+  early.flushed(uid);
+  assert.equal(early.kept, 1, "a volume that flushes often keeps its habit");
 });
