@@ -94,6 +94,17 @@ export class ObjectFlush {
     // every copy, and its floor made the object unreadable for good (seed 700810 with
     // joins, leaves and replacements).
     const durableAt = new Map<string, Stamp>();
+    // What this flush must make durable: each object at the stamp written when it was
+    // taken. A change answered meanwhile is the next flush's (it noted the object
+    // again), and a replica's flush tells the stamps its sync covers, which need not
+    // include it.
+    const wanted = new Map<string, Stamp>();
+    for (const { names } of taken) {
+      for (const name of names) {
+        const written = this.#writers.get(name);
+        if (written !== undefined) wanted.set(name, written.stamp);
+      }
+    }
     const flushed = await Promise.allSettled(
       taken.map(({ link, names }) => link.flush([...names])),
     );
@@ -104,12 +115,13 @@ export class ObjectFlush {
         // lost changes it took holds less (or nothing), and is no longer current (it is
         // brought up whole below, from a replica that holds the stamp, or the flush fails).
         const written = this.#writers.get(name);
+        const stamp = wanted.get(name);
         const holds = result.status === "fulfilled" &&
-          (written === undefined || compareStamps(result.value[j], written.stamp) >= 0);
+          (stamp === undefined || compareStamps(result.value[j], stamp) >= 0);
         if (!holds) written?.current.delete(link.id);
         else if (inPlacement(name, link.id)) {
           durable.set(name, [...durable.get(name) ?? [], link.id]);
-          if (written !== undefined) durableAt.set(name, written.stamp);
+          if (stamp !== undefined) durableAt.set(name, stamp);
         }
       });
     });

@@ -174,14 +174,20 @@ export class ObjectReplica implements ObjectLink {
     }));
   }
 
-  /** Makes every applied change durable (one journal sync) and tells the stamps of `names`. */
+  /**
+   * Makes every applied change durable (one journal sync) and tells the stamps
+   * of `names` as they were before it: a change applied while the sync runs is
+   * not covered by it (the journal syncs what was appended when it began), so
+   * a stamp read after it could claim a version a crash takes back.
+   */
   async flush(names: string[] = []): Promise<Stamp[]> {
     await this.#ready;
+    const stamps = await this.stamps(names);
     await Promise.all(
       [...this.#placed.keys()].map((name) => this.#locks.run(name, () => this.#settle(name))),
     );
     await this.#journal.sync();
-    return await this.stamps(names);
+    return stamps;
   }
 
   /**

@@ -1,12 +1,14 @@
 /**
  * A replica for tests of ReplicatedObjects: an ObjectReplica on a memory disk
  * (a restart keeps only what was flushed), reached through a link the test can
- * cut (`down`) or hold (`gate`, flushes only).
+ * cut (`down`) or hold (`gate`, flushes only), its journal's syncs held open
+ * on demand (`journal`).
  */
 import assert from "node:assert/strict";
 import {
   type ChangeReply,
   type Floor,
+  type JournalStore,
   maxFloor,
   type ObjectChange,
   type ObjectLink,
@@ -16,14 +18,72 @@ import {
 } from "../data/mod.ts";
 import { MemoryDisk, MemoryPlatter } from "./_memory_disk.ts";
 
+/**
+ * A journal on a memory disk whose syncs, once `hold()` was called, make what
+ * was appended durable at once but end only at `release()` (a sync under way,
+ * for as long as a test needs).
+ */
+export class HeldJournal implements JournalStore {
+  #disk: MemoryDisk;
+  #gate: PromiseWithResolvers<void> | null = null;
+  #syncing = Promise.withResolvers<void>();
+
+  constructor(disk: MemoryDisk) {
+    this.#disk = disk;
+  }
+
+  /** Holds the syncs that start from now on. */
+  hold(): void {
+    this.#gate = Promise.withResolvers();
+    this.#syncing = Promise.withResolvers();
+  }
+
+  /** Resolves once a sync started while held. */
+  get syncing(): Promise<void> {
+    return this.#syncing.promise;
+  }
+
+  /** Lets the held syncs end. */
+  release(): void {
+    this.#gate?.resolve();
+    this.#gate = null;
+  }
+
+  journals(): Promise<number[]> {
+    return this.#disk.journals();
+  }
+  readJournal(gen: number): Promise<Uint8Array> {
+    return this.#disk.readJournal(gen);
+  }
+  appendJournal(gen: number, parts: Uint8Array[]): void {
+    this.#disk.appendJournal(gen, parts);
+  }
+  async syncJournal(gen: number): Promise<void> {
+    await this.#disk.syncJournal(gen);
+    const gate = this.#gate;
+    if (gate === null) return;
+    this.#syncing.resolve();
+    await gate.promise;
+  }
+  removeJournal(gen: number): Promise<void> {
+    return this.#disk.removeJournal(gen);
+  }
+  closeJournals(): void {
+    this.#disk.closeJournals();
+  }
+}
+
 /** One replica on a memory disk, reached through a link that can be cut. */
 export class TestReplica implements ObjectLink {
   readonly id: string;
   down = false;
+  /** Flushes asked of this replica so far. */
+  flushes = 0;
   /** While set, a flush waits for it (then answers, or fails when down by then). */
   gate: Promise<void> | null = null;
   #platter = new MemoryPlatter();
   #disk: MemoryDisk;
+  #journal: HeldJournal;
   #replica: ObjectReplica;
 
   #placementOf: ((name: string) => number) | undefined;
@@ -33,12 +93,18 @@ export class TestReplica implements ObjectLink {
     this.id = id;
     this.#placementOf = placement === undefined ? undefined : () => placementDigest(placement);
     this.#disk = new MemoryDisk({ platter: this.#platter, now: () => 0 });
+    this.#journal = new HeldJournal(this.#disk);
     this.#replica = this.#open();
+  }
+
+  /** The journal of the replica as it runs now (a restart opens another). */
+  get journal(): HeldJournal {
+    return this.#journal;
   }
 
   #open(): ObjectReplica {
     return new ObjectReplica(this.id, this.#disk, {
-      journal: this.#disk,
+      journal: this.#journal,
       placementOf: this.#placementOf,
     });
   }
@@ -47,6 +113,7 @@ export class TestReplica implements ObjectLink {
   restart(): void {
     this.#disk.crash();
     this.#disk = new MemoryDisk({ platter: this.#platter, now: () => 0 });
+    this.#journal = new HeldJournal(this.#disk);
     this.#replica = this.#open();
   }
 
@@ -60,6 +127,7 @@ export class TestReplica implements ObjectLink {
     return await this.#reach().stamps(names);
   }
   async flush(names: string[]): Promise<Stamp[]> {
+    this.flushes++;
     if (this.gate !== null) await this.gate;
     return await this.#reach().flush(names);
   }

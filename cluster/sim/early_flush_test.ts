@@ -20,18 +20,9 @@ import { assertFlushedOn, memoryFloors, small, TestReplica } from "./_test_repli
 const uid = "e".repeat(32);
 const name = `${uid}.1.0`;
 
-/** A TestReplica that counts the flushes it is asked for. */
-class CountingReplica extends TestReplica {
-  flushes = 0;
-  override flush(names: string[]) {
-    this.flushes++;
-    return super.flush(names);
-  }
-}
-
 /** A writer with early flushes over two replicas, after one write and its flush. */
 async function flushingWriter() {
-  const replicas = [new CountingReplica("a"), new CountingReplica("b")];
+  const replicas = [new TestReplica("a"), new TestReplica("b")];
   const objects = new ReplicatedObjects({
     selfId: "writer",
     replicasOf: () => replicas,
@@ -44,7 +35,7 @@ async function flushingWriter() {
   return { replicas, objects };
 }
 
-const asked = (replicas: CountingReplica[]) => replicas.map((replica) => replica.flushes);
+const asked = (replicas: TestReplica[]) => replicas.map((replica) => replica.flushes);
 
 Deno.test("a write followed by flushes starts its flush itself; the client's then asks nobody", async () => {
   const { replicas, objects } = await flushingWriter();

@@ -159,13 +159,14 @@ Deno.test("a floor claims only the stamp its flush found durable, not a change t
   // change of the first failed, and the floor was raised at that change's stamp, which no
   // copy ever held: the object could never be read again.
   class SlowSecondFlush extends TestReplica {
-    flushes = 0;
     release: () => void = () => {};
     #second = new Promise<void>((resolve) => this.release = resolve);
+    /** Flushes asked, the lost one included. */
+    asked = 0;
     override async flush(names: string[]): Promise<Stamp[]> {
-      this.flushes++;
-      if (this.flushes === 1) throw new Error("the first flush is lost");
-      if (this.flushes === 2) await this.#second;
+      this.asked++;
+      if (this.asked === 1) throw new Error("the first flush is lost");
+      if (this.asked === 2) await this.#second;
       return await super.flush(names);
     }
   }
@@ -182,7 +183,7 @@ Deno.test("a floor claims only the stamp its flush found durable, not a change t
   await writer.write(y, 0, small(1), { truncate: true });
   await writer.write(x, 0, small(1), { truncate: true });
   const flushing = writer.flush(uid); // x is durable on a; y waits on c
-  while (c.flushes < 2) await new Promise((resolve) => setTimeout(resolve, 1));
+  while (c.asked < 2) await new Promise((resolve) => setTimeout(resolve, 1));
   a.down = true;
   await assert.rejects(writer.write(x, 0, small(2), { existing: true }), ReplicaQuorumError);
   a.down = false;
