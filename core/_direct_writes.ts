@@ -17,10 +17,19 @@
  * descriptor of a file covers its direct writes too). File systems without
  * `O_DIRECT` (older tmpfs) and any failed direct write fall back to buffered
  * writes.
+ *
+ * A direct write waits for the disk: 4.5 ms for a 4 MiB block here, the event
+ * loop stalled meanwhile. New blocks (`writePrefixAsync`) are written by
+ * libc's `pwrite` on a worker thread (_libc.ts) from one of a few staging
+ * buffers, so an upload's blocks and a replica's calls go on while they land.
+ * Objects stay on the event loop (`writePrefix`): their writes are ordered
+ * with their reads (_object_files.ts), and only a replica's large changes
+ * take this path.
  */
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { type DirectWriteKind, directWrites, directWritesAvailable } from "../metrics/mod.ts";
+import { libc } from "./_libc.ts";
 
 /** Alignment of a direct write's offset and length (a page: any device block divides it). */
 const alignBytes = 4096;
@@ -28,12 +37,18 @@ const alignBytes = 4096;
 const stagingBytes = 4 * 1024 * 1024;
 /** Shorter writes go through the page cache: a direct write waits for the disk. */
 const directBytesMin = 128 * 1024;
+/** Staging buffers of writes off the event loop (made as needed; a write waits for a free one). */
+const asyncSlotsMax = 4;
 
 const directFlags = fs.constants.O_WRONLY | fs.constants.O_DIRECT;
 
 /** See the module doc. */
 export class DirectWrites {
   #staging: Uint8Array;
+  /** Free staging buffers of writes off the event loop, and how many were made. */
+  #slots: Uint8Array[] = [];
+  #slotsMade = 0;
+  #waitingForSlot: ((slot: Uint8Array) => void)[] = [];
 
   private constructor(staging: Uint8Array) {
     this.#staging = staging;
@@ -75,8 +90,8 @@ export class DirectWrites {
    * written, write it all buffered).
    */
   writePrefix(path: string, data: Uint8Array, position: number, kind: DirectWriteKind): number {
-    const aligned = data.length - data.length % alignBytes;
-    if (position % alignBytes !== 0 || aligned < directBytesMin) return 0;
+    const aligned = alignedPrefix(data, position);
+    if (aligned === 0) return 0;
     let fd: number;
     try {
       fd = fs.openSync(path, directFlags);
@@ -105,9 +120,77 @@ export class DirectWrites {
     }
   }
 
+  /**
+   * writePrefix with the write itself off the event loop (see the module doc);
+   * on the event loop where libc cannot be loaded.
+   */
+  async writePrefixAsync(
+    path: string,
+    data: Uint8Array,
+    position: number,
+    kind: DirectWriteKind,
+  ): Promise<number> {
+    const aligned = alignedPrefix(data, position);
+    if (aligned === 0) return 0;
+    const calls = libc();
+    if (calls === null) return this.writePrefix(path, data, position, kind);
+    let fd: number;
+    try {
+      fd = fs.openSync(path, directFlags);
+    } catch {
+      this.#failed(kind);
+      return 0;
+    }
+    const slot = await this.#takeSlot();
+    try {
+      for (let done = 0; done < aligned;) {
+        const chunk = Math.min(stagingBytes, aligned - done);
+        slot.set(data.subarray(done, done + chunk));
+        for (let wrote = 0; wrote < chunk;) {
+          const at = position + done + wrote;
+          const n = await calls.pwrite(
+            fd,
+            slot.subarray(wrote, chunk),
+            BigInt(chunk - wrote),
+            BigInt(at),
+          );
+          if (n <= 0) throw new Error(`direct write of ${path} at ${at}: ${n}`);
+          wrote += Number(n);
+        }
+        done += chunk;
+      }
+      directWrites.inc({ kind, result: "direct" });
+      return aligned;
+    } catch {
+      this.#failed(kind); // refused or short: the caller writes the whole range buffered
+      return 0;
+    } finally {
+      fs.closeSync(fd);
+      const next = this.#waitingForSlot.shift();
+      if (next !== undefined) next(slot);
+      else this.#slots.push(slot);
+    }
+  }
+
+  #takeSlot(): Promise<Uint8Array> {
+    const free = this.#slots.pop();
+    if (free !== undefined) return Promise.resolve(free);
+    if (this.#slotsMade < asyncSlotsMax) {
+      this.#slotsMade++;
+      return Promise.resolve(pageAlignedBytes(stagingBytes));
+    }
+    return new Promise((resolve) => this.#waitingForSlot.push(resolve));
+  }
+
   #failed(kind: DirectWriteKind): void {
     directWrites.inc({ kind, result: "failed" });
   }
+}
+
+/** Bytes of `data` written direct at `position`: its aligned prefix, or 0 (write it buffered). */
+function alignedPrefix(data: Uint8Array, position: number): number {
+  const aligned = data.length - data.length % alignBytes;
+  return position % alignBytes !== 0 || aligned < directBytesMin ? 0 : aligned;
 }
 
 /**

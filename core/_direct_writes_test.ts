@@ -109,3 +109,34 @@ Deno.test("blocks on a file system that may refuse O_DIRECT (tmpfs) read back wh
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("direct writes off the event loop: many at once land whole, each in its own file", async () => {
+  // More writes at once than staging buffers (4): later ones wait for a free buffer.
+  const dir = await Deno.makeTempDir();
+  try {
+    const direct = DirectWrites.probe(dir);
+    assert.ok(direct !== null, `the data disk under ${dir} takes O_DIRECT writes`);
+    const before = await blockCounts();
+    const datas = Array.from({ length: 12 }, (_, i) => pattern(4 * MiB + 512 * i, 10 + i));
+    const paths = datas.map((_, i) => `${dir}/block${i}`);
+    for (const path of paths) await Deno.writeFile(path, new Uint8Array());
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    const wrote = await Promise.all(
+      datas.map((data, i) => direct.writePrefixAsync(paths[i], data, 0, "block")),
+    );
+    clearInterval(timer);
+    assert.deepEqual(wrote, datas.map((data) => data.length - data.length % 4096));
+    assert.ok(ticks > 0, "the event loop ran timers while the writes were under way");
+    for (const [i, data] of datas.entries()) {
+      assert.deepEqual(await Deno.readFile(paths[i]), data.subarray(0, wrote[i]), `block ${i}`);
+    }
+    assert.deepEqual(await blockCounts(), { direct: before.direct + 12, failed: before.failed });
+    // The same refusals as on the event loop: nothing written, the caller writes it.
+    assert.equal(await direct.writePrefixAsync(paths[0], datas[0], 512, "block"), 0);
+    assert.equal(await direct.writePrefixAsync(`${dir}/missing`, datas[0], 0, "block"), 0);
+    assert.deepEqual(await blockCounts(), { direct: before.direct + 12, failed: before.failed + 1 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,8 +1,10 @@
 /**
- * Blocks the local engine was given since its last flush: each one waits in a
- * temporary file, synced in the background a few at a time so that the disk
- * writes while an upload is still arriving, and is renamed into place by the
- * next flush (so a block visible after a crash is always whole).
+ * Blocks the local engine was given since its last flush: each one is written
+ * to a temporary file (off the event loop: a put of a block being written
+ * waits for that write), waits there, synced in the background a few at a time
+ * so that the disk writes while an upload is still arriving, and is renamed
+ * into place by the next flush (so a block visible after a crash is always
+ * whole).
  */
 import { syncFile } from "./_file_io.ts";
 
@@ -21,8 +23,10 @@ export class PendingBlocks {
   /** Blocks waiting for a background sync, and how many syncs run. */
   #writebackQueue: PendingBlock[] = [];
   #writebacksRunning = 0;
+  /** Blocks being written to their temporary file: true once added (false: stored already). */
+  #writing = new Map<string, Promise<boolean>>();
 
-  /** True when `hash` was put since the last flush. */
+  /** True when `hash` was put since the last flush (written whole). */
   has(hash: string): boolean {
     return this.#blocks.has(hash);
   }
@@ -35,6 +39,30 @@ export class PendingBlocks {
   /** The hashes put since the last flush. */
   hashes(): string[] {
     return [...this.#blocks.keys()];
+  }
+
+  /** The write of `hash` under way, if any: it resolves once the block is added. */
+  writing(hash: string): Promise<boolean> | undefined {
+    return this.#writing.get(hash);
+  }
+
+  /**
+   * Runs `write`, which writes block `hash` to a new temporary file and
+   * returns its path, as the block's write under way; adds the block once
+   * written. Resolves to true (the block is new); rejects as `write` does.
+   */
+  write(hash: string, write: () => Promise<string>): Promise<boolean> {
+    const written = write().then((tmp) => {
+      this.add(hash, tmp);
+      return true;
+    }).finally(() => this.#writing.delete(hash));
+    this.#writing.set(hash, written);
+    return written;
+  }
+
+  /** Resolves once every write under way has settled. */
+  async settleWrites(): Promise<void> {
+    await Promise.allSettled(this.#writing.values());
   }
 
   /** Takes the block `hash`, whole in `tmp`, and starts its sync. */

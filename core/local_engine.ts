@@ -107,11 +107,15 @@ export class LocalEngine implements NodeDisk {
   /**
    * Writes the block to a temporary file. flush() syncs it and only then renames
    * it into place, so a block visible after a crash is always whole, and an
-   * upload pays for one sync pass at its end rather than one per block.
+   * upload pays for one sync pass at its end rather than one per block. The
+   * write runs off the event loop (_direct_writes.ts); a put of a block being
+   * written waits for it (and writes it itself if that write failed).
    */
   putBlock(hash: string, data: Uint8Array): Promise<boolean> {
     assert(isBlockName(hash), `bad block name ${hash}`);
     if (this.#unsynced.has(hash)) return Promise.resolve(false);
+    const writing = this.#unsynced.writing(hash);
+    if (writing !== undefined) return writing.then(() => false, () => this.putBlock(hash, data));
     if (fs.existsSync(this.#blockPath(hash))) {
       // Stored again (deduplicated): it is young again, so a cluster's garbage
       // collection, which spares young blocks, cannot take it from under this put.
@@ -121,11 +125,16 @@ export class LocalEngine implements NodeDisk {
       } catch { /* deleted meanwhile: the caller's next put stores it */ }
       return Promise.resolve(false);
     }
+    return this.#unsynced.write(hash, () => this.#writeBlock(data));
+  }
+
+  /** Writes a block to a new temporary file; returns its path. */
+  async #writeBlock(data: Uint8Array): Promise<string> {
     const tmp = this.#tmpPath();
     const fd = fs.openSync(tmp, "w", 0o644);
     try {
       // A new block's bytes go around the page cache (_direct_writes.ts), its tail through it.
-      const direct = this.#direct?.writePrefix(tmp, data, 0, "block") ?? 0;
+      const direct = await this.#direct?.writePrefixAsync(tmp, data, 0, "block") ?? 0;
       writeAll(fd, direct === 0 ? data : data.subarray(direct), direct);
     } catch (error) {
       // A partial block (a full disk) must not hold on to the space it took.
@@ -134,8 +143,7 @@ export class LocalEngine implements NodeDisk {
       throw error;
     }
     fs.closeSync(fd);
-    this.#unsynced.add(hash, tmp);
-    return Promise.resolve(true);
+    return tmp;
   }
 
   /** A large read runs on the thread pool (_fd_cache.ts); a block never changes meanwhile. */
@@ -158,7 +166,7 @@ export class LocalEngine implements NodeDisk {
    */
   deleteBlockIfOlderThan(hash: string, minAgeMs: number): boolean {
     assert(isBlockName(hash), `bad block name ${hash}`);
-    if (this.#unsynced.has(hash)) return false;
+    if (this.#unsynced.has(hash) || this.#unsynced.writing(hash) !== undefined) return false;
     const path = this.#blockPath(hash);
     let modified: number;
     try {
@@ -295,6 +303,7 @@ export class LocalEngine implements NodeDisk {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#unsynced.settleWrites();
     await this.flush();
     this.#files.closeAll();
     this.#lock.close();

@@ -1,0 +1,28 @@
+/**
+ * The one file call Deno lacks: a positioned write that runs off the event
+ * loop. `node:fs`'s `write` with a callback is a `pwrite64` on the main thread
+ * in Deno 2.9.6 (decisions.md, "Large reads off the event loop"), and
+ * `Deno.FsFile` cannot open a file `O_DIRECT`. libc's `pwrite` through
+ * `Deno.dlopen` with `nonblocking` runs on a worker thread and returns a
+ * Promise (as the RADOS engine calls librados). Loaded on first use; null
+ * where libc cannot be opened (callers then write on the event loop). The
+ * buffer handed to it must stay alive and untouched until the Promise settles.
+ */
+const symbols = {
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize", nonblocking: true },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof symbols>["symbols"];
+
+let loaded: Libc | null | undefined;
+
+/** libc's nonblocking `pwrite(fd, buffer, count, offset)`; null when it cannot be loaded. */
+export function libc(): Libc | null {
+  if (loaded !== undefined) return loaded;
+  try {
+    loaded = Deno.dlopen("libc.so.6", symbols).symbols;
+  } catch {
+    loaded = null;
+  }
+  return loaded;
+}
