@@ -135,7 +135,10 @@ Deno.test("direct writes off the event loop: many at once land whole, each in it
     // The same refusals as on the event loop: nothing written, the caller writes it.
     assert.equal(await direct.writePrefixAsync(paths[0], datas[0], 512, "block"), 0);
     assert.equal(await direct.writePrefixAsync(`${dir}/missing`, datas[0], 0, "block"), 0);
-    assert.deepEqual(await blockCounts(), { direct: before.direct + 12, failed: before.failed + 1 });
+    assert.deepEqual(await blockCounts(), {
+      direct: before.direct + 12,
+      failed: before.failed + 1,
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
