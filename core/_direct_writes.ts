@@ -22,9 +22,8 @@
  * loop stalled meanwhile. New blocks (`writePrefixAsync`) are written by
  * libc's `pwrite` on a worker thread (_libc.ts) from one of a few staging
  * buffers, so an upload's blocks and a replica's calls go on while they land.
- * Objects stay on the event loop (`writePrefix`): their writes are ordered
- * with their reads (_object_files.ts), and only a replica's large changes
- * take this path.
+ * A replica's large object changes go the same way; the object's later
+ * reads and changes wait for them (_object_files.ts).
  */
 import * as fs from "node:fs";
 import { join } from "node:path";
@@ -82,6 +81,11 @@ export class DirectWrites {
       fs.closeSync(fd);
       fs.rmSync(path, { force: true });
     }
+  }
+
+  /** True when a write of `data` at `position` has a prefix that goes direct. */
+  takes(data: Uint8Array, position: number): boolean {
+    return alignedPrefix(data, position) > 0;
   }
 
   /**

@@ -28,11 +28,14 @@ export class ObjectFiles {
   readonly #direct: DirectWrites | null;
 
   /**
-   * Per object, while a change waits for large reads asked before it (below):
-   * what every later access waits for, so that each sees the changes asked
-   * before it, in order, as when every access was done on the spot.
+   * Per object, while a change waits for large reads asked before it or runs
+   * off the event loop (a direct write, below): what every later access waits
+   * for, so that each sees the changes asked before it, in order, as when
+   * every access was done on the spot.
    */
   #turns = new Map<string, Promise<void>>();
+  /** Per object, reads waiting for a turn: a change asked after them waits for them too. */
+  #waiting = new Map<string, Set<Promise<void>>>();
 
   /**
    * `dir`: the data directory; `files`: the engine's descriptors (its flush syncs
@@ -59,15 +62,17 @@ export class ObjectFiles {
     assert(isObjectName(name), `bad object name ${name}`);
     assert(into.length === range.length);
     const path = this.#path(name);
-    const turn = this.#turns.get(path);
-    if (turn !== undefined) await turn;
-    const got = await this.#files.read(path, into, range.offset, { writable: true });
-    into.fill(0, got ?? 0);
+    await this.#inTurn(path, async () => {
+      const got = await this.#files.read(path, into, range.offset, { writable: true });
+      into.fill(0, got ?? 0);
+    });
   }
 
   /**
    * Writes `data` at `offset` of object `name` (`truncate`: emptied first);
-   * with `direct`, its aligned part around the page cache (_direct_writes.ts).
+   * with `direct`, its aligned part around the page cache and off the event
+   * loop (_direct_writes.ts): every access of the object asked meanwhile waits
+   * for it, as for a change that waits for large reads.
    */
   async write(
     name: string,
@@ -78,8 +83,31 @@ export class ObjectFiles {
     assert(isObjectName(name), `bad object name ${name}`);
     const path = this.#path(name);
     const turn = this.#changeTurn(path);
-    if (turn !== null) await turn;
-    let truncate = options.truncate ?? false;
+    const truncate = options.truncate ?? false;
+    const direct = options.direct === true ? this.#direct : null;
+    if (direct === null || !direct.takes(data, offset)) {
+      if (turn !== null) await turn;
+      return await this.#write(name, path, offset, data, truncate, null);
+    }
+    const written = (async () => {
+      if (turn !== null) await turn;
+      await this.#write(name, path, offset, data, truncate, direct);
+    })();
+    const mine: Promise<void> = written.then(() => {}, () => {}).then(() => {
+      if (this.#turns.get(path) === mine) this.#turns.delete(path);
+    });
+    this.#turns.set(path, mine);
+    await written;
+  }
+
+  async #write(
+    name: string,
+    path: string,
+    offset: number,
+    data: Uint8Array,
+    truncate: boolean,
+    direct: DirectWrites | null,
+  ): Promise<void> {
     let fd = this.#files.get(path, { writable: true, create: false, ifCached: true });
     if (fd === null && truncate) {
       // Usually the object is new: create it exclusively, and nothing needs truncating.
@@ -89,10 +117,13 @@ export class ObjectFiles {
     fd ??= this.#create(name, path, false)!;
     // Truncating a large file takes time in the kernel: keep it off the event loop.
     if (truncate) await ftruncate(fd, 0);
-    const direct = options.direct === true
-      ? this.#direct?.writePrefix(path, data, offset, "object") ?? 0
-      : 0;
-    if (direct < data.length) writeAll(fd, data.subarray(direct), offset + direct);
+    const wrote = direct === null ? 0 : await direct.writePrefixAsync(path, data, offset, "object");
+    if (wrote < data.length) {
+      // The cache may have closed the descriptor (and the number gone to another file)
+      // while the calls above waited: take it again.
+      fd = this.#files.get(path, { writable: true, create: false })!;
+      writeAll(fd, data.subarray(wrote), offset + wrote);
+    }
     this.#files.markDirty(path);
   }
 
@@ -114,16 +145,17 @@ export class ObjectFiles {
   }
 
   /** Bytes object `name` spans (0 when missing). */
-  async size(name: string): Promise<number> {
+  size(name: string): Promise<number> {
     assert(isObjectName(name), `bad object name ${name}`);
-    const turn = this.#turns.get(this.#path(name));
-    if (turn !== undefined) await turn;
-    try {
-      return (await Deno.stat(this.#path(name))).size;
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return 0;
-      throw error;
-    }
+    const path = this.#path(name);
+    return this.#inTurn(path, () => {
+      try {
+        return Promise.resolve(fs.statSync(path).size);
+      } catch (error) {
+        if ((error as { code?: string }).code === "ENOENT") return Promise.resolve(0);
+        return Promise.reject(error);
+      }
+    });
   }
 
   /** Every object, by name. */
@@ -145,12 +177,33 @@ export class ObjectFiles {
   #changeTurn(path: string): Promise<void> | null {
     const before = this.#turns.get(path) ?? null;
     const reading = this.#files.readsUnderWay(path);
-    if (reading === null) return before;
-    const turn: Promise<void> = Promise.all([before, reading]).then(() => {
+    const waiting = this.#waiting.get(path);
+    if (reading === null && waiting === undefined) return before;
+    const turn: Promise<void> = Promise.all([before, reading, ...waiting ?? []]).then(() => {
       if (this.#turns.get(path) === turn) this.#turns.delete(path);
     });
     this.#turns.set(path, turn);
     return turn;
+  }
+
+  /**
+   * Runs a read of `path` (`access`) in its turn: at once when no change
+   * waits, else after the changes asked before it, and then every change
+   * asked meanwhile waits for it in turn (#changeTurn).
+   */
+  #inTurn<T>(path: string, access: () => Promise<T>): Promise<T> {
+    const turn = this.#turns.get(path);
+    if (turn === undefined) return access();
+    const done = turn.then(access);
+    const settled: Promise<void> = done.then(() => {}, () => {}).then(() => {
+      const waiting = this.#waiting.get(path)!;
+      waiting.delete(settled);
+      if (waiting.size === 0) this.#waiting.delete(path);
+    });
+    let waiting = this.#waiting.get(path);
+    if (waiting === undefined) this.#waiting.set(path, waiting = new Set());
+    waiting.add(settled);
+    return done;
   }
 
   /** Opens an object file, creating it and its directory as needed (no failing probe first). */

@@ -60,7 +60,9 @@ Deno.test("LocalEngine: a large read returns the object as it was asked; changes
       const write3 = engine.writeObject(objectX, MiB, filled(MiB, 3));
       const readAfter = engine.readObject(objectX, { offset: 0, length: 4 * MiB }, after);
       const readSmall = engine.readObject(objectX, { offset: MiB, length: 4096 }, small);
-      await Promise.all([readBefore, write2, write3, readAfter, readSmall]);
+      // Asked after reads that wait for the writes above: it waits for them too.
+      const write5 = engine.writeObject(objectX, 0, filled(4 * MiB, 5));
+      await Promise.all([readBefore, write2, write3, readAfter, readSmall, write5]);
       assert.ok(before.every((byte) => byte === 1), `round ${round}: the read before the writes`);
       assert.ok(after.subarray(0, MiB).every((byte) => byte === 2), `round ${round}: after`);
       assert.ok(after.subarray(MiB, 2 * MiB).every((byte) => byte === 3), `round ${round}: order`);
@@ -74,6 +76,41 @@ Deno.test("LocalEngine: a large read returns the object as it was asked; changes
     const deleted = engine.deleteObject(objectX);
     await Promise.all([read, write, deleted]);
     assert.equal(await engine.objectSize(objectX), 0);
+  } finally {
+    await engine.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("LocalEngine: a direct write runs off the event loop; what is asked after it waits, in order", async () => {
+  // A replica's large changes go around the page cache on a worker thread (_direct_writes.ts):
+  // a read asked after one sees it, a change asked after it lands after it, a delete stays.
+  const dir = await Deno.makeTempDir();
+  const engine = await LocalEngine.open({ dir });
+  try {
+    for (let round = 0; round < 20; round++) {
+      await engine.writeObject(objectX, 0, filled(4 * MiB, 1), { truncate: true });
+      const after = new Uint8Array(4 * MiB);
+      const small = new Uint8Array(4096);
+      const write2 = engine.writeObject(objectX, 0, filled(4 * MiB, 2), { direct: true });
+      const write3 = engine.writeObject(objectX, MiB, filled(4096, 3));
+      const readAfter = engine.readObject(objectX, { offset: 0, length: 4 * MiB }, after);
+      const write4 = engine.writeObject(objectX, 2 * MiB, filled(MiB, 4), { direct: true });
+      const readSmall = engine.readObject(objectX, { offset: 2 * MiB, length: 4096 }, small);
+      await Promise.all([write2, write3, readAfter, write4, readSmall]);
+      assert.ok(after.subarray(0, MiB).every((byte) => byte === 2), `round ${round}: the write`);
+      assert.ok(after.subarray(MiB, MiB + 4096).every((byte) => byte === 3), `round ${round}: 3`);
+      assert.ok(after.subarray(MiB + 4096).every((byte) => byte === 2), `round ${round}: order`);
+      assert.ok(small.every((byte) => byte === 4), `round ${round}: a read after the second`);
+      const whole = new Uint8Array(4 * MiB);
+      await engine.readObject(objectX, { offset: 0, length: 4 * MiB }, whole);
+      assert.ok(whole.subarray(2 * MiB, 3 * MiB).every((byte) => byte === 4));
+      assert.ok(whole.subarray(MiB, MiB + 4096).every((byte) => byte === 3));
+    }
+    const write = engine.writeObject(objectX, 0, filled(MiB, 5), { direct: true });
+    const deleted = engine.deleteObject(objectX);
+    await Promise.all([write, deleted]);
+    assert.equal(await engine.objectSize(objectX), 0, "a delete asked after a direct write");
   } finally {
     await engine.close();
     await Deno.remove(dir, { recursive: true });
