@@ -96,13 +96,8 @@ export class DirectWrites {
   writePrefix(path: string, data: Uint8Array, position: number, kind: DirectWriteKind): number {
     const aligned = alignedPrefix(data, position);
     if (aligned === 0) return 0;
-    let fd: number;
-    try {
-      fd = fs.openSync(path, directFlags);
-    } catch {
-      this.#failed(kind);
-      return 0;
-    }
+    const fd = this.#open(path, kind);
+    if (fd === null) return 0;
     try {
       for (let done = 0; done < aligned;) {
         const chunk = Math.min(stagingBytes, aligned - done);
@@ -138,13 +133,8 @@ export class DirectWrites {
     if (aligned === 0) return 0;
     const calls = libc();
     if (calls === null) return this.writePrefix(path, data, position, kind);
-    let fd: number;
-    try {
-      fd = fs.openSync(path, directFlags);
-    } catch {
-      this.#failed(kind);
-      return 0;
-    }
+    const fd = this.#open(path, kind);
+    if (fd === null) return 0;
     const slot = await this.#takeSlot();
     try {
       for (let done = 0; done < aligned;) {
@@ -184,6 +174,16 @@ export class DirectWrites {
       return Promise.resolve(pageAlignedBytes(stagingBytes));
     }
     return new Promise((resolve) => this.#waitingForSlot.push(resolve));
+  }
+
+  /** `path` opened for direct writes; null (counted as failed) when it cannot be. */
+  #open(path: string, kind: DirectWriteKind): number | null {
+    try {
+      return fs.openSync(path, directFlags);
+    } catch {
+      this.#failed(kind);
+      return null;
+    }
   }
 
   #failed(kind: DirectWriteKind): void {
