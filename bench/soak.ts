@@ -14,6 +14,7 @@
  *   deno task soak --cluster --boot-reads ...   (new volumes are read before their first write)
  *   deno task soak --cluster --read-bursts ...  (reads go as several requests at once)
  *   deno task soak --cluster --idle-release ... (members give up leases unused there when read elsewhere)
+ *   deno task soak --cluster --slow-syncs ...   (a replica journal's sync takes 1-3 ms; changes land meanwhile)
  *   deno task soak --cluster --joins ...        (members join in batches of 1-3, up to 9)
  *   deno task soak --cluster --leaves ...       (members stop gracefully, half come back)
  *   deno task soak --cluster --replacements ... (one member dies for good, a new one replaces it)
@@ -31,6 +32,7 @@ const usage = `usage: deno task soak [--cluster] [options]
   --boot-reads        new volumes are read before their first write
   --read-bursts       a third of the reads go as several requests at once
   --idle-release      members give up leases unused there when read elsewhere
+  --slow-syncs        a replica journal's sync takes 1-3 ms; changes land while it runs
   --joins             members join in batches of 1-3, up to 9
   --leaves            members stop gracefully, half come back
   --replacements      one member dies for good, a new one replaces it
@@ -62,6 +64,7 @@ function soakOptions() {
     "boot-reads": { type: "boolean", default: false },
     "read-bursts": { type: "boolean", default: false },
     "idle-release": { type: "boolean", default: false },
+    "slow-syncs": { type: "boolean", default: false },
     joins: { type: "boolean", default: false },
     leaves: { type: "boolean", default: false },
     replacements: { type: "boolean", default: false },
@@ -129,6 +132,7 @@ async function soakCluster(): Promise<never> {
     bootReads: values["boot-reads"],
     readBursts: values["read-bursts"],
     idleRelease: values["idle-release"],
+    slowSyncs: values["slow-syncs"],
     joins: values.joins,
     leaves: values.leaves,
     replacements: values.replacements,
@@ -185,6 +189,7 @@ function replayFlags(): string {
     "boot-reads",
     "read-bursts",
     "idle-release",
+    "slow-syncs",
     "joins",
     "leaves",
     "replacements",

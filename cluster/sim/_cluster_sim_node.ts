@@ -71,6 +71,8 @@ export interface ClusterSimHost {
   readonly healing: boolean;
   /** Members give up leases nobody uses there when read elsewhere (`ClusterSimOptions.idleRelease`). */
   readonly idleRelease: boolean;
+  /** A replica journal's sync takes simulated time (`ClusterSimOptions.slowSyncs`). */
+  readonly slowSyncs: boolean;
   /** Object calls naming this text (an object name or its start) get a trace line each. */
   readonly tracedObjects: string | null;
   /** The members as `viewer` sees them now (gossip with lag). */
@@ -139,7 +141,9 @@ export function startClusterRuntime(host: ClusterSimHost, node: ClusterSimNode):
       ),
   };
   const random = () => world.random.next();
-  const disk = new MemoryDisk({ platter: node.platter, now: clock.now });
+  // A sync of 1-3 ms, as an fdatasync: changes land while it runs (off: earlier seeds unchanged).
+  const syncDelay = host.slowSyncs ? () => clock.sleep(1 + Math.floor(random() * 3)) : undefined;
+  const disk = new MemoryDisk({ platter: node.platter, now: clock.now, syncDelay });
   const nodeConfig = new NodeConfig(structuredClone(node.config), {
     save: (state) => Promise.resolve(void (node.config = structuredClone(state))),
   });

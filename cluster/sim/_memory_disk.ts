@@ -2,7 +2,10 @@
  * A node's disk in memory for the cluster simulation, with the crash semantics
  * of the local engine: metadata is durable when `putMeta()` resolves; blocks
  * put and object writes are durable only once `flush()` resolved, appends to a
- * replica journal once `syncJournal()` resolved; deletions are durable at once. The durable state (the platter) outlives a crash; the
+ * replica journal once `syncJournal()` resolved; deletions are durable at once.
+ * A journal's sync covers what was appended when it was called; with
+ * `syncDelay` it ends only after that delay, as an `fdatasync` does, so that
+ * changes can land while one runs (and are not covered by it). The durable state (the platter) outlives a crash; the
  * disk opened on it before the crash refuses every call afterwards, so a dead
  * process's late writes never land.
  *
@@ -38,6 +41,8 @@ export interface MemoryDiskOptions {
   platter: MemoryPlatter;
   /** The node's monotonic clock (block ages). */
   now: () => number;
+  /** How long a journal's sync runs (the simulation's time); none: it ends at once. */
+  syncDelay?: () => Promise<void>;
 }
 
 /** A disk in memory with crash semantics; see the module doc. */
@@ -51,11 +56,15 @@ export class MemoryDisk implements NodeDisk, JournalStore {
   #dirtyObjects = new Set<string>();
   /** Journal appends not synced yet, by generation (a crash loses them). */
   #unsyncedJournals = new Map<number, Uint8Array[]>();
+  /** Per generation, parts appended and parts made durable by this disk (syncs in order). */
+  #journalParts = new Map<number, { appended: number; synced: number }>();
+  #syncDelay: (() => Promise<void>) | undefined;
   #crashed = false;
 
   constructor(options: MemoryDiskOptions) {
     this.platter = options.platter;
     this.#now = options.now;
+    this.#syncDelay = options.syncDelay;
     this.#objects = new Map([...this.platter.objects].map(([name, data]) => [name, data.slice()]));
   }
 
@@ -269,24 +278,38 @@ export class MemoryDisk implements NodeDisk, JournalStore {
     let unsynced = this.#unsyncedJournals.get(gen);
     if (unsynced === undefined) this.#unsyncedJournals.set(gen, unsynced = []);
     for (const part of parts) unsynced.push(part.slice());
+    this.#partsOf(gen).appended += parts.length;
   }
 
-  syncJournal(gen: number): Promise<void> {
+  async syncJournal(gen: number): Promise<void> {
     this.#check(true, "");
-    const unsynced = this.#unsyncedJournals.get(gen);
-    if (unsynced !== undefined) {
-      this.#unsyncedJournals.delete(gen);
-      const synced = this.platter.journals.get(gen) ?? [];
-      this.platter.journals.set(gen, synced.concat(unsynced));
+    const counts = this.#partsOf(gen);
+    const covers = counts.appended;
+    if (this.#syncDelay !== undefined) {
+      await this.#syncDelay();
+      this.#check(true, "");
     }
-    return Promise.resolve();
+    // What was appended when the sync began, in order (a later sync covers more).
+    const unsynced = this.#unsyncedJournals.get(gen);
+    const count = covers - counts.synced;
+    if (unsynced === undefined || count <= 0 || this.#journalParts.get(gen) !== counts) return;
+    const synced = this.platter.journals.get(gen) ?? [];
+    this.platter.journals.set(gen, synced.concat(unsynced.splice(0, count)));
+    counts.synced += count;
   }
 
   removeJournal(gen: number): Promise<void> {
     this.#check(true, "");
     this.#unsyncedJournals.delete(gen);
+    this.#journalParts.delete(gen);
     this.platter.journals.delete(gen);
     return Promise.resolve();
+  }
+
+  #partsOf(gen: number): { appended: number; synced: number } {
+    let counts = this.#journalParts.get(gen);
+    if (counts === undefined) this.#journalParts.set(gen, counts = { appended: 0, synced: 0 });
+    return counts;
   }
 
   closeJournals(): void {}

@@ -73,6 +73,13 @@ export interface ClusterSimOptions {
    */
   idleRelease?: boolean;
   /**
+   * A replica journal's sync takes 1-3 ms of simulated time, as an `fdatasync`
+   * does, and covers only what was appended when it began: changes land while
+   * it runs. Off, a sync ends at the call, so that earlier seeds keep their
+   * schedules.
+   */
+  slowSyncs?: boolean;
+  /**
    * Members join the running cluster in batches of 1–3 (up to 9 in all), and
    * the others learn of each after their own lag: placements differ between
    * members while the news spreads, and healing moves data to the new ones.
@@ -132,6 +139,7 @@ export class ClusterSim implements ClusterSimHost {
   readonly replicas: number;
   readonly healing: boolean;
   readonly idleRelease: boolean;
+  readonly slowSyncs: boolean;
   readonly tracedObjects: string | null;
   readonly nodes = new Map<string, ClusterSimNode>();
   readonly faults: Record<string, number> = {};
@@ -155,6 +163,7 @@ export class ClusterSim implements ClusterSimHost {
     this.replicas = options.replicas;
     this.healing = options.volumesOnly !== true;
     this.idleRelease = options.idleRelease === true;
+    this.slowSyncs = options.slowSyncs === true;
     this.#declareLost = options.declareLost === true;
     this.tracedObjects = options.traceObjects ?? null;
     this.world = new SimWorld(options.seed);

@@ -37,3 +37,33 @@ Deno.test("MemoryDisk: a crash keeps what was flushed and metadata, loses the re
   assert.equal(await after.hasBlock("cd".repeat(32)), false);
   assert.equal((await after.getMeta("volume/a"))?.version, 1);
 });
+
+Deno.test("MemoryDisk: a journal sync that takes time covers what was appended when it began", async () => {
+  const platter = new MemoryPlatter();
+  let release = () => {};
+  const disk = new MemoryDisk({
+    platter,
+    now: () => 0,
+    syncDelay: () => new Promise<void>((resolve) => release = resolve),
+  });
+  const part = (byte: number) => new Uint8Array(4).fill(byte);
+  disk.appendJournal(1, [part(1)]);
+  const first = disk.syncJournal(1);
+  disk.appendJournal(1, [part(2)]); // while the sync runs: not covered by it
+  const releaseFirst = release;
+  const second = disk.syncJournal(1);
+  disk.appendJournal(1, [part(3)]);
+  releaseFirst();
+  await first;
+  assert.deepEqual(platter.journals.get(1), [part(1)], "the first sync: what came before it");
+  release();
+  await second;
+  assert.deepEqual(platter.journals.get(1), [part(1), part(2)], "the second: in order");
+  disk.crash();
+  const again = new MemoryDisk({ platter, now: () => 0 });
+  assert.deepEqual(
+    await again.readJournal(1),
+    new Uint8Array([1, 1, 1, 1, 2, 2, 2, 2]),
+    "a crash keeps what a sync covered, and loses the rest",
+  );
+});
