@@ -29,6 +29,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { type DirectWriteKind, directWrites, directWritesAvailable } from "../metrics/mod.ts";
 import { libc } from "./_libc.ts";
+import { BufferRing } from "./buffer_pool.ts";
 
 /** Alignment of a direct write's offset and length (a page: any device block divides it). */
 const alignBytes = 4096;
@@ -44,10 +45,8 @@ const directFlags = fs.constants.O_WRONLY | fs.constants.O_DIRECT;
 /** See the module doc. */
 export class DirectWrites {
   #staging: Uint8Array;
-  /** Free staging buffers of writes off the event loop, and how many were made. */
-  #slots: Uint8Array[] = [];
-  #slotsMade = 0;
-  #waitingForSlot: ((slot: Uint8Array) => void)[] = [];
+  /** Staging buffers of writes off the event loop. */
+  #slots = new BufferRing(stagingBytes, asyncSlotsMax, pageAlignedBytes);
 
   private constructor(staging: Uint8Array) {
     this.#staging = staging;
@@ -135,7 +134,7 @@ export class DirectWrites {
     if (calls === null) return this.writePrefix(path, data, position, kind);
     const fd = this.#open(path, kind);
     if (fd === null) return 0;
-    const slot = await this.#takeSlot();
+    const slot = await this.#slots.take();
     try {
       for (let done = 0; done < aligned;) {
         const chunk = Math.min(stagingBytes, aligned - done);
@@ -160,20 +159,8 @@ export class DirectWrites {
       return 0;
     } finally {
       fs.closeSync(fd);
-      const next = this.#waitingForSlot.shift();
-      if (next !== undefined) next(slot);
-      else this.#slots.push(slot);
+      this.#slots.release(slot);
     }
-  }
-
-  #takeSlot(): Promise<Uint8Array> {
-    const free = this.#slots.pop();
-    if (free !== undefined) return Promise.resolve(free);
-    if (this.#slotsMade < asyncSlotsMax) {
-      this.#slotsMade++;
-      return Promise.resolve(pageAlignedBytes(stagingBytes));
-    }
-    return new Promise((resolve) => this.#waitingForSlot.push(resolve));
   }
 
   /** `path` opened for direct writes; null (counted as failed) when it cannot be. */

@@ -93,10 +93,7 @@ export class ObjectFiles {
       if (turn !== null) await turn;
       await this.#write(name, path, offset, data, truncate, direct);
     })();
-    const mine: Promise<void> = written.then(() => {}, () => {}).then(() => {
-      if (this.#turns.get(path) === mine) this.#turns.delete(path);
-    });
-    this.#turns.set(path, mine);
+    this.#takeTurn(path, written);
     await written;
   }
 
@@ -179,7 +176,16 @@ export class ObjectFiles {
     const reading = this.#files.readsUnderWay(path);
     const waiting = this.#waiting.get(path);
     if (reading === null && waiting === undefined) return before;
-    const turn: Promise<void> = Promise.all([before, reading, ...waiting ?? []]).then(() => {
+    return this.#takeTurn(path, Promise.all([before, reading, ...waiting ?? []]));
+  }
+
+  /**
+   * Makes `until` the turn of `path`: what every access asked from now on
+   * waits for; it leaves the map once settled, unless a later turn took its
+   * place. Returns the turn (it never rejects).
+   */
+  #takeTurn(path: string, until: Promise<unknown>): Promise<void> {
+    const turn: Promise<void> = until.then(() => {}, () => {}).then(() => {
       if (this.#turns.get(path) === turn) this.#turns.delete(path);
     });
     this.#turns.set(path, turn);

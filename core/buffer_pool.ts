@@ -58,3 +58,39 @@ export function classOf(length: number): number {
   const step = size / 16; // eight steps from size / 2 to size
   return Math.ceil(length / step) * step;
 }
+
+/**
+ * A fixed set of reusable buffers of one size, made as needed up to
+ * `countMax`: a taker waits for one given back once all are out. Fresh
+ * buffers pay page faults on first touch (an upload's block buffers), or are
+ * costly to make (page-aligned staging for direct writes).
+ */
+export class BufferRing {
+  #free: Uint8Array[] = [];
+  #waiters: ((buffer: Uint8Array) => void)[] = [];
+  #made = 0;
+
+  constructor(
+    readonly bytes: number,
+    readonly countMax: number,
+    readonly make: (bytes: number) => Uint8Array = (bytes) => new Uint8Array(bytes),
+  ) {}
+
+  take(): Promise<Uint8Array> {
+    const free = this.#free.pop();
+    if (free !== undefined) return Promise.resolve(free);
+    if (this.#made < this.countMax) {
+      this.#made++;
+      return Promise.resolve(this.make(this.bytes));
+    }
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Gives back a buffer from take() (or one that replaces it, of the same size). */
+  release(buffer: Uint8Array): void {
+    assert(buffer.length === this.bytes);
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) waiter(buffer);
+    else this.#free.push(buffer);
+  }
+}

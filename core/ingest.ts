@@ -20,6 +20,7 @@
 import { type HashPool, toHex } from "../wasm/mod.ts";
 import { assert } from "./assert.ts";
 import { BlockMap } from "./block_map.ts";
+import { BufferRing } from "./buffer_pool.ts";
 import type { Engine } from "./engine.ts";
 import { TruncatedError } from "./errors.ts";
 import { uploadBlocksInFlightMax, volumeSizeBytesMax } from "./limits.ts";
@@ -206,30 +207,4 @@ export async function ingest(
     if (hash !== null) map.set(index, { kind: "block", hash });
   });
   return { map, progress };
-}
-
-/** A fixed set of reusable block buffers: fresh buffers pay page faults on first touch. */
-class BufferRing {
-  #free: Uint8Array[] = [];
-  #waiters: ((buffer: Uint8Array) => void)[] = [];
-  #allocated = 0;
-
-  constructor(readonly blockSize: number, readonly countMax: number) {}
-
-  take(): Promise<Uint8Array> {
-    const free = this.#free.pop();
-    if (free !== undefined) return Promise.resolve(free);
-    if (this.#allocated < this.countMax) {
-      this.#allocated++;
-      return Promise.resolve(new Uint8Array(this.blockSize));
-    }
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
-
-  release(buffer: Uint8Array): void {
-    assert(buffer.length === this.blockSize);
-    const waiter = this.#waiters.shift();
-    if (waiter !== undefined) waiter(buffer);
-    else this.#free.push(buffer);
-  }
 }

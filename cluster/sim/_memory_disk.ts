@@ -59,6 +59,10 @@ export class MemoryDisk implements NodeDisk, JournalStore {
   /** Per generation, parts appended and parts made durable by this disk (syncs in order). */
   #journalParts = new Map<number, { appended: number; synced: number }>();
   #syncDelay: (() => Promise<void>) | undefined;
+  /** Journal syncs under way, by generation. */
+  #syncing = new Map<number, number>();
+  /** Appends to a journal while a sync of it ran (so not covered by that sync). */
+  appendsDuringSyncs = 0;
   #crashed = false;
 
   constructor(options: MemoryDiskOptions) {
@@ -279,6 +283,7 @@ export class MemoryDisk implements NodeDisk, JournalStore {
     if (unsynced === undefined) this.#unsyncedJournals.set(gen, unsynced = []);
     for (const part of parts) unsynced.push(part.slice());
     this.#partsOf(gen).appended += parts.length;
+    if ((this.#syncing.get(gen) ?? 0) > 0) this.appendsDuringSyncs++;
   }
 
   async syncJournal(gen: number): Promise<void> {
@@ -286,7 +291,12 @@ export class MemoryDisk implements NodeDisk, JournalStore {
     const counts = this.#partsOf(gen);
     const covers = counts.appended;
     if (this.#syncDelay !== undefined) {
-      await this.#syncDelay();
+      this.#syncing.set(gen, (this.#syncing.get(gen) ?? 0) + 1);
+      try {
+        await this.#syncDelay();
+      } finally {
+        this.#syncing.set(gen, this.#syncing.get(gen)! - 1);
+      }
       this.#check(true, "");
     }
     // What was appended when the sync began, in order (a later sync covers more).

@@ -346,6 +346,13 @@ export class ClusterSim implements ClusterSimHost {
     if (idleReleases > 0) {
       workload.outcomes["leases given up unused (last incarnations)"] = idleReleases;
     }
+    const appendsDuringSyncs = [...sim.nodes.keys()].reduce(
+      (sum, id) => sum + (sim.runtimeOf(id)?.disk.appendsDuringSyncs ?? 0),
+      0,
+    );
+    if (appendsDuringSyncs > 0) {
+      workload.outcomes["journal appends during a sync (last incarnations)"] = appendsDuringSyncs;
+    }
     return {
       seed: options.seed,
       violations: [...workload.violations, ...sim.violations],

@@ -150,6 +150,10 @@ Deno.test(`${slowSyncSchedulesInCi} schedules where changes land while a journal
   assert.deepEqual(failures, []);
   assert.ok((ops["write ok"] ?? 0) > 0, "the clients wrote");
   assert.ok((ops["flush ok"] ?? 0) > 0, "the clients flushed");
+  assert.ok(
+    (ops["journal appends during a sync (last incarnations)"] ?? 0) > 0,
+    "changes landed while a journal synced",
+  );
 });
 
 /** Schedules in CI where members join the running cluster in batches (up to 9 members). */

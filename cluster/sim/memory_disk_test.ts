@@ -59,6 +59,7 @@ Deno.test("MemoryDisk: a journal sync that takes time covers what was appended w
   release();
   await second;
   assert.deepEqual(platter.journals.get(1), [part(1), part(2)], "the second: in order");
+  assert.equal(disk.appendsDuringSyncs, 2, "parts 2 and 3 came while a sync ran");
   disk.crash();
   const again = new MemoryDisk({ platter, now: () => 0 });
   assert.deepEqual(
