@@ -164,7 +164,7 @@ export const serveFlags = {
   }),
   "read-cache-mib": number({
     value: "N",
-    default: 256,
+    default: 1024,
     help: "MiB of other members' object pages a lease holder keeps (0: none)",
     refuse: wholeNumber(0, 1 << 20),
   }),

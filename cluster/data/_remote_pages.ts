@@ -12,9 +12,9 @@
 import { compareStamps, type Stamp } from "./object_link.ts";
 
 /** Bytes of one cached page (a read that misses fetches the page around it). */
-export const remotePageBytes = 64 * 1024;
+export const remotePageBytes = 256 * 1024;
 /** Default bound of the cache of one node. */
-export const remotePagesBytesDefault = 256 * 1024 * 1024;
+export const remotePagesBytesDefault = 1024 * 1024 * 1024;
 
 interface CachedObject {
   stamp: Stamp;

@@ -16,7 +16,8 @@ import { TestReplica } from "./_test_replica.ts";
 
 const uid = "b".repeat(32);
 const name = `${uid}.1.0`;
-const objectBytes = 1024 * 1024;
+/** Sixteen pages: the size of a real object (4 MiB) at the real page size. */
+const objectBytes = 16 * remotePageBytes;
 
 /** A replica that counts the reads it serves. */
 class CountingReplica extends TestReplica {
@@ -145,14 +146,15 @@ Deno.test("a large read of an object held elsewhere evicts nothing once the cach
   // A sequential pass larger than the cache evicts every page before its next use: reads of
   // uncachedReadBytes or more go to a replica and are not kept once the cache is full (a
   // copy and an allocation a page saved), and are kept while it has room.
-  const { reads, writer, whole } = await writtenElsewhere(6, 5);
+  // Room for the pages of one such read, not for a second.
+  const { reads, writer, whole } = await writtenElsewhere(uncachedReadBytes / remotePageBytes, 5);
   const into = new Uint8Array(uncachedReadBytes);
   await writer.read(name, 512 * 1024, into, { existing: true }); // room: kept
-  assert.equal(writer.remotePages.bytes, 4 * remotePageBytes);
+  assert.equal(writer.remotePages.bytes, uncachedReadBytes);
   await writer.read(name, 4096, into, { existing: true }); // no room: not kept, nothing evicted
   assert.deepEqual(into, whole.subarray(4096, 4096 + uncachedReadBytes));
   assert.equal(reads(), 2);
-  assert.equal(writer.remotePages.bytes, 4 * remotePageBytes, "nothing kept, nothing evicted");
+  assert.equal(writer.remotePages.bytes, uncachedReadBytes, "nothing kept, nothing evicted");
   // The writer's own change is seen by the next large read (no page to patch or drop).
   const patch = pattern(10_000, 6);
   await writer.write(name, 100_000, patch, { existing: true });
@@ -206,7 +208,8 @@ Deno.test("a reader under a read view reads an object held elsewhere from memory
   const before = reads();
   const found = replicas.find((replica) => replica.reads > 0)!;
   found.down = true;
-  assert.deepEqual(await read("v2", 200_000, 4096), whole.subarray(200_000, 204_096));
+  const far = 3 * remotePageBytes + 3392; // in a page no read of this view fetched
+  assert.deepEqual(await read("v2", far, 4096), whole.subarray(far, far + 4096));
   found.down = false;
   assert.ok(reads() > before);
 });
