@@ -8,6 +8,8 @@
  * raw disk that happens to start so).
  */
 
+import { type ByteSource, isByteSource, prepended } from "./byte_source.ts";
+
 /** What an upload's bytes are taken for: `auto` detects them from their first bytes. */
 export type UploadFormat = "raw" | "qcow2" | "auto";
 
@@ -42,6 +44,45 @@ export async function detectFormat(
   what: string,
 ): Promise<{ format: DiskFormat; body: AsyncIterable<Uint8Array> }> {
   if (format === "raw") return { format, body };
+  const { first, rest, stop } = isByteSource(body) ? await peekInto(body) : await peek(body);
+  const found = containerOf(first);
+  if (format === "qcow2") {
+    if (found === "qcow2") return { format: "qcow2", body: rest };
+    await stop();
+    throw new TypeError(`${what}: the body is not a qcow2 file (it lacks the QFI\\xfb magic)`);
+  }
+  if (found === "qcow2" || found === null) return { format: found ?? "raw", body: rest };
+  await stop();
+  throw new TypeError(
+    `${what}: the body is a ${found} file, not a raw disk; convert it first ` +
+      `(qemu-img convert -O raw FILE disk.raw, or -O qcow2), or upload with ?format=raw ` +
+      `to store it as is`,
+  );
+}
+
+/** What detectFormat looks at: the first bytes, the whole body again, and how to drop it. */
+interface Peeked {
+  first: Uint8Array;
+  rest: AsyncIterable<Uint8Array>;
+  stop: () => Promise<void>;
+}
+
+/** The first bytes of a ByteSource, read into a buffer of their own; the rest stays one. */
+async function peekInto(body: ByteSource): Promise<Peeked> {
+  let held: Uint8Array = new Uint8Array(magicBytesMax);
+  let filled = 0;
+  while (filled < held.length) {
+    const read = await body.readInto(held.subarray(filled));
+    held = new Uint8Array(read.buffer, read.byteOffset - filled, magicBytesMax);
+    if (read.length === 0) break;
+    filled += read.length;
+  }
+  const first = held.subarray(0, filled);
+  return { first, rest: prepended(first, body), stop: () => body.cancel() };
+}
+
+/** The first chunks of `body`, held to be handed out again before the rest. */
+async function peek(body: AsyncIterable<Uint8Array>): Promise<Peeked> {
   const chunks = body[Symbol.asyncIterator]();
   const held: Uint8Array[] = [];
   let heldBytes = 0;
@@ -55,20 +96,11 @@ export async function detectFormat(
     held.push(next.value);
     heldBytes += next.value.length;
   }
-  const found = containerOf(head(held));
-  const rest = replay(held, ended ? null : chunks);
-  if (format === "qcow2") {
-    if (found === "qcow2") return { format: "qcow2", body: rest };
-    await chunks.return?.();
-    throw new TypeError(`${what}: the body is not a qcow2 file (it lacks the QFI\\xfb magic)`);
-  }
-  if (found === "qcow2" || found === null) return { format: found ?? "raw", body: rest };
-  await chunks.return?.();
-  throw new TypeError(
-    `${what}: the body is a ${found} file, not a raw disk; convert it first ` +
-      `(qemu-img convert -O raw FILE disk.raw, or -O qcow2), or upload with ?format=raw ` +
-      `to store it as is`,
-  );
+  return {
+    first: head(held),
+    rest: replay(held, ended ? null : chunks),
+    stop: async () => void await chunks.return?.(),
+  };
 }
 
 /** The held chunks again, then the rest of `chunks` (none when it has ended). */

@@ -21,6 +21,7 @@ import { type HashPool, toHex } from "../wasm/mod.ts";
 import { assert } from "./assert.ts";
 import { BlockMap } from "./block_map.ts";
 import { BufferRing } from "./buffer_pool.ts";
+import { isByteSource } from "./byte_source.ts";
 import type { Engine } from "./engine.ts";
 import { TruncatedError } from "./errors.ts";
 import { uploadBlocksInFlightMax, volumeSizeBytesMax } from "./limits.ts";
@@ -137,54 +138,77 @@ export async function ingest(
 
   let current = await buffers.take();
   let filled = 0;
+  /** Counts `length` more bytes of the body; past the limit, a RangeError. */
+  const received = (length: number) => {
+    if (progress.receivedBytes + length > limit) {
+      throw new RangeError(
+        `Cannot store image: the body runs past ${limit} bytes` +
+          (expected === null ? " (the size limit)" : " (its announced length)"),
+      );
+    }
+    progress.receivedBytes += length;
+  };
   try {
-    for await (const chunk of body) {
-      if (failure !== null) break;
-      const length = chunk instanceof Uint8Array ? chunk.length : chunk.zeroBytes;
-      if (progress.receivedBytes + length > limit) {
-        throw new RangeError(
-          `Cannot store image: the body runs past ${limit} bytes` +
-            (expected === null ? " (the size limit)" : " (its announced length)"),
-        );
-      }
-      progress.receivedBytes += length;
-      if (!(chunk instanceof Uint8Array)) {
-        // Zeros end the block being filled; whole blocks of them are zero entries at once.
-        let left = length;
-        if (filled > 0) {
-          const take = Math.min(blockSize - filled, left);
-          current.fill(0, filled, filled + take);
-          filled += take;
-          left -= take;
-          if (filled < blockSize) continue;
-          submit(current);
-          current = await buffers.take();
-          filled = 0;
-        }
-        for (; left >= blockSize; left -= blockSize) {
-          hashes[submitted++] = null;
-          progress.zeroBlocks++;
-          progress.blocks++;
-        }
-        current.fill(0, 0, left);
-        filled = left;
-        continue;
-      }
-      let used = 0;
-      while (used < chunk.length) {
-        const take = Math.min(blockSize - filled, chunk.length - used);
-        current.set(chunk.subarray(used, used + take), filled);
-        filled += take;
-        used += take;
+    if (isByteSource(body)) {
+      // Read into the block buffers themselves (byte_source.ts).
+      while (failure === null) {
+        const read = await body.readInto(current.subarray(filled));
+        // A BYOB read hands the block's memory back in a new ArrayBuffer, at the end too.
+        current = new Uint8Array(read.buffer, read.byteOffset - filled, blockSize);
+        if (read.length === 0) break;
+        received(read.length);
+        filled += read.length;
         if (filled === blockSize) {
           submit(current);
           current = await buffers.take();
           filled = 0;
         }
       }
+      if (failure !== null) await body.cancel();
+    } else {
+      for await (const chunk of body) {
+        if (failure !== null) break;
+        const length = chunk instanceof Uint8Array ? chunk.length : chunk.zeroBytes;
+        received(length);
+        if (!(chunk instanceof Uint8Array)) {
+          // Zeros end the block being filled; whole blocks of them are zero entries at once.
+          let left = length;
+          if (filled > 0) {
+            const take = Math.min(blockSize - filled, left);
+            current.fill(0, filled, filled + take);
+            filled += take;
+            left -= take;
+            if (filled < blockSize) continue;
+            submit(current);
+            current = await buffers.take();
+            filled = 0;
+          }
+          for (; left >= blockSize; left -= blockSize) {
+            hashes[submitted++] = null;
+            progress.zeroBlocks++;
+            progress.blocks++;
+          }
+          current.fill(0, 0, left);
+          filled = left;
+          continue;
+        }
+        let used = 0;
+        while (used < chunk.length) {
+          const take = Math.min(blockSize - filled, chunk.length - used);
+          current.set(chunk.subarray(used, used + take), filled);
+          filled += take;
+          used += take;
+          if (filled === blockSize) {
+            submit(current);
+            current = await buffers.take();
+            filled = 0;
+          }
+        }
+      }
     }
   } catch (error) {
     stopHold(); // the blocks not handed out are dropped
+    if (isByteSource(body)) await body.cancel();
     // Let blocks already handed out finish, so nothing writes after we return.
     await Promise.allSettled(pending);
     throw error;

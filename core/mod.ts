@@ -36,6 +36,7 @@ export * from "./store.ts";
 export type { VolumeLease } from "./records.ts";
 export type { GcResult } from "./gc.ts";
 export type { IngestProgress } from "./ingest.ts";
+export { type ByteSource, streamSource } from "./byte_source.ts";
 export { Volume, type WriteOptions, type ZeroOptions } from "./volume.ts";
 export { type IoKind, IoLimiter } from "./io_limiter.ts";
 export { checkQos, qosRateKeys, type VolumeQos } from "./qos.ts";

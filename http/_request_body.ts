@@ -1,6 +1,6 @@
 /** Reading request bodies: a small JSON object, a Content-Length, a stream of client bytes. */
 import { HTTPException } from "hono/http-exception";
-import { TruncatedError } from "../core/mod.ts";
+import { type ByteSource, streamSource, TruncatedError } from "../core/mod.ts";
 
 /** Parses a JSON object body, or throws TypeError (400). */
 export async function jsonBody(request: Request): Promise<Record<string, unknown>> {
@@ -25,10 +25,30 @@ export function contentLength(header: string | undefined): number | null {
 }
 
 /**
- * The chunks of a request body. A body that breaks off (the client went away,
- * or sent less than its Content-Length) is the client's fault: TruncatedError.
+ * A request body, read into the caller's buffers where the stream allows it
+ * (core/byte_source.ts: a request's body is a byte stream), else chunk by
+ * chunk. A body that breaks off (the client went away, or sent less than its
+ * Content-Length) is the client's fault: TruncatedError.
  */
-export async function* clientBytes(body: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
+export function clientBytes(body: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
+  let source: ByteSource;
+  try {
+    source = streamSource(body, broken);
+  } catch {
+    return clientChunks(body); // not a byte stream: no BYOB reader
+  }
+  return source;
+}
+
+function broken(cause: unknown): TruncatedError {
+  return new TruncatedError(
+    `Cannot read request body: the connection ended before the body did`,
+    { cause },
+  );
+}
+
+/** The chunks of a body that is not a byte stream. */
+async function* clientChunks(body: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
   const reader = body.getReader();
   let done = false;
   try {
@@ -38,10 +58,7 @@ export async function* clientBytes(body: ReadableStream<Uint8Array>): AsyncItera
         result = await reader.read();
       } catch (cause) {
         done = true;
-        throw new TruncatedError(
-          `Cannot read request body: the connection ended before the body did`,
-          { cause },
-        );
+        throw broken(cause);
       }
       done = result.done;
       if (!result.done) yield result.value;
