@@ -27,9 +27,14 @@
  */
 import * as fs from "node:fs";
 import { join } from "node:path";
-import { type DirectWriteKind, directWrites, directWritesAvailable } from "../metrics/mod.ts";
+import {
+  type DirectWriteKind,
+  directWrites,
+  directWritesAvailable,
+  directWritesUnstaged,
+} from "../metrics/mod.ts";
 import { libc } from "./_libc.ts";
-import { BufferRing } from "./buffer_pool.ts";
+import { BufferRing, startsPage } from "./buffer_pool.ts";
 
 /** Alignment of a direct write's offset and length (a page: any device block divides it). */
 const alignBytes = 4096;
@@ -134,16 +139,20 @@ export class DirectWrites {
     if (calls === null) return this.writePrefix(path, data, position, kind);
     const fd = this.#open(path, kind);
     if (fd === null) return 0;
-    const slot = await this.#slots.take();
+    // A caller's buffer that starts a page is written as it is (an upload's block, a
+    // link's pooled body: buffer_pool.ts); any other is staged, a slot at a time.
+    const slot = startsPage(data) ? null : await this.#slots.take();
     try {
       for (let done = 0; done < aligned;) {
-        const chunk = Math.min(stagingBytes, aligned - done);
-        slot.set(data.subarray(done, done + chunk));
+        const chunk = slot === null ? aligned : Math.min(stagingBytes, aligned - done);
+        const from = slot === null ? data : slot;
+        if (slot !== null) slot.set(data.subarray(done, done + chunk));
         for (let wrote = 0; wrote < chunk;) {
           const at = position + done + wrote;
+          const start = slot === null ? done + wrote : wrote;
           const n = await calls.pwrite(
             fd,
-            slot.subarray(wrote, chunk),
+            from.subarray(start, start + chunk - wrote),
             BigInt(chunk - wrote),
             BigInt(at),
           );
@@ -153,13 +162,14 @@ export class DirectWrites {
         done += chunk;
       }
       directWrites.inc({ kind, result: "direct" });
+      if (slot === null) directWritesUnstaged.inc({ kind });
       return aligned;
     } catch {
       this.#failed(kind); // refused or short: the caller writes the whole range buffered
       return 0;
     } finally {
       fs.closeSync(fd);
-      this.#slots.release(slot);
+      if (slot !== null) this.#slots.release(slot);
     }
   }
 

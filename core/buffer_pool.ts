@@ -17,36 +17,87 @@ const classMinBytes = 4096;
 /** Above this size, classes come in eighths of a power of two. */
 const classStepsFromBytes = 1024 * 1024;
 
+/** Bytes of a memory page: where the buffer of a direct write must start (_direct_writes.ts). */
+export const pageBytes = 4096;
+
+/** The address of `view`'s first byte; null where it cannot be known (no FFI allowed). */
+export function addressOf(view: Uint8Array): bigint | null {
+  try {
+    return Deno.UnsafePointer.value(Deno.UnsafePointer.of(view as Uint8Array<ArrayBuffer>));
+  } catch {
+    return null;
+  }
+}
+
+/** True when `view` starts a memory page (a direct write can take it as it is). */
+export function startsPage(view: Uint8Array): boolean {
+  const address = addressOf(view);
+  return address !== null && address % BigInt(pageBytes) === 0n;
+}
+
+/**
+ * `length` bytes of `buffer` (`slack` bytes longer than needed: a page or
+ * none) placed so that byte `alignAt` of the view starts a page, when it can.
+ * A plain ArrayBuffer from the allocator starts 16 bytes past a page here.
+ */
+function placed(buffer: ArrayBuffer, length: number, slack: number, alignAt: number): Uint8Array {
+  if (slack === 0) return new Uint8Array(buffer, 0, length);
+  const address = addressOf(new Uint8Array(buffer));
+  if (address === null) return new Uint8Array(buffer, 0, length);
+  const page = BigInt(pageBytes);
+  const offset = Number((page - (address + BigInt(alignAt)) % page) % page);
+  return new Uint8Array(buffer, offset, length);
+}
+
+/** `bytes` bytes starting a page where that can be known, in a plain (transferable) ArrayBuffer. */
+export function pageAligned(bytes: number): Uint8Array {
+  return placed(new ArrayBuffer(bytes + pageBytes), bytes, pageBytes, 0);
+}
+
 /**
  * Free lists of buffers by size class, shared by the connections of a server:
  * at most `pooledBytesMax` bytes are kept in all, and no single buffer larger
- * than `bufferBytesMax` (rare huge requests allocate and let go).
+ * than `bufferBytesMax` (rare huge requests allocate and let go). With
+ * `pageAligned`, each buffer is a page longer than its class and a view can
+ * be asked to start a page at a given byte (where a frame's data begins, so
+ * that a direct write takes it without a copy).
  */
 export class BufferPool {
-  #free = new Map<number, Uint8Array[]>();
+  #free = new Map<number, ArrayBuffer[]>();
   #pooledBytes = 0;
+  readonly #slack: number;
 
-  constructor(readonly pooledBytesMax: number, readonly bufferBytesMax: number) {}
+  constructor(
+    readonly pooledBytesMax: number,
+    readonly bufferBytesMax: number,
+    options: { pageAligned?: boolean } = {},
+  ) {
+    this.#slack = options.pageAligned === true ? pageBytes : 0;
+  }
 
-  /** A buffer of exactly `length` bytes (a view of a pooled, class-sized one). */
-  acquire(length: number): Uint8Array {
+  /**
+   * A buffer of exactly `length` bytes (a view of a pooled, class-sized one);
+   * in a page-aligned pool, its byte `alignAt` starts a page.
+   */
+  acquire(length: number, alignAt = 0): Uint8Array {
     const size = classOf(length);
-    const buffer = this.#free.get(size)?.pop();
-    if (buffer === undefined) return new Uint8Array(size).subarray(0, length);
-    this.#pooledBytes -= size;
-    return buffer.subarray(0, length);
+    let buffer = this.#free.get(size)?.pop();
+    if (buffer === undefined) buffer = new ArrayBuffer(size + this.#slack);
+    else this.#pooledBytes -= size;
+    return placed(buffer, length, this.#slack, alignAt);
   }
 
   /** Gives a buffer from acquire() back; the caller must not use it afterwards. */
   release(view: Uint8Array): void {
-    const whole = new Uint8Array(view.buffer);
-    assert(whole.length === classOf(whole.length), "only pooled buffers come back");
-    if (whole.length > this.bufferBytesMax) return;
-    if (this.#pooledBytes + whole.length > this.pooledBytesMax) return;
-    let list = this.#free.get(whole.length);
-    if (list === undefined) this.#free.set(whole.length, list = []);
-    list.push(whole);
-    this.#pooledBytes += whole.length;
+    const buffer = view.buffer as ArrayBuffer;
+    const size = buffer.byteLength - this.#slack;
+    assert(size === classOf(size), "only pooled buffers come back");
+    if (size > this.bufferBytesMax) return;
+    if (this.#pooledBytes + size > this.pooledBytesMax) return;
+    let list = this.#free.get(size);
+    if (list === undefined) this.#free.set(size, list = []);
+    list.push(buffer);
+    this.#pooledBytes += size;
   }
 }
 

@@ -20,7 +20,7 @@
 import { type HashPool, toHex } from "../wasm/mod.ts";
 import { assert } from "./assert.ts";
 import { BlockMap } from "./block_map.ts";
-import { BufferRing } from "./buffer_pool.ts";
+import { BufferRing, pageAligned } from "./buffer_pool.ts";
 import { isByteSource } from "./byte_source.ts";
 import type { Engine } from "./engine.ts";
 import { TruncatedError } from "./errors.ts";
@@ -79,7 +79,8 @@ export async function ingest(
   const expected = options.expectedBytes ?? null;
   const limit = Math.min(expected ?? volumeSizeBytesMax, volumeSizeBytesMax);
   const progress = options.progress ?? newProgress(expected);
-  const buffers = new BufferRing(blockSize, uploadBlocksInFlightMax);
+  // Page-aligned: a new block is written to disk from its buffer as it is (_direct_writes.ts).
+  const buffers = new BufferRing(blockSize, uploadBlocksInFlightMax, pageAligned);
   const hashes: (string | null)[] = [];
   const pending = new Set<Promise<void>>();
   let failure: unknown = null;
@@ -109,7 +110,9 @@ export async function ingest(
     } finally {
       // A failed hash job may have kept the transferred buffer: replace it.
       buffers.release(
-        returned === null ? new Uint8Array(blockSize) : new Uint8Array(returned.buffer),
+        returned === null
+          ? pageAligned(blockSize)
+          : new Uint8Array(returned.buffer, returned.byteOffset, blockSize),
       );
     }
   };

@@ -21,6 +21,17 @@ for (const kind of kinds) {
   for (const result of ["direct", "failed"]) directWrites.inc({ kind, result }, 0);
 }
 
+/** Direct writes taken from the caller's own page-aligned buffer, without a staging copy. */
+export const directWritesUnstaged: Counter<"kind"> = new Counter({
+  name: "atoll_disk_direct_writes_unstaged_total",
+  help: "Direct writes (counted in atoll_disk_direct_writes_total too) written from the caller's " +
+    "page-aligned buffer (an upload's block, a link's pooled body) rather than copied into a " +
+    "staging buffer first, by kind (block, object)",
+  labelNames: ["kind"],
+  registers: [registry],
+});
+for (const kind of kinds) directWritesUnstaged.inc({ kind }, 0);
+
 /** 1 when the data directory took the O_DIRECT probe at start. */
 export const directWritesAvailable: Gauge = new Gauge({
   name: "atoll_disk_direct_writes_available",

@@ -41,7 +41,12 @@ export {
   uploadNewBytes,
 } from "./http_series.ts";
 export { gcDeletedBlocks, gcDeletedObjects, gcRuns, type GcTrigger } from "./gc_series.ts";
-export { type DirectWriteKind, directWrites, directWritesAvailable } from "./disk_series.ts";
+export {
+  type DirectWriteKind,
+  directWrites,
+  directWritesAvailable,
+  directWritesUnstaged,
+} from "./disk_series.ts";
 export { startProcessMetrics } from "./process_series.ts";
 export { metadataRoundDuration } from "./cluster_series.ts";
 export { type FigureName, type NodeStats, nodeStats, type VolumeCounters } from "./node_stats.ts";

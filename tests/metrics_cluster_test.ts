@@ -99,6 +99,11 @@ Deno.test("cluster member: /metrics passes promtool after a lease move and a col
       assert.ok(direct("block", "direct") >= 1, "the image's block, stored here too");
       assert.ok(direct("object", "direct") >= 1, "node 0's 1 MiB write, a peer's change here");
       assert.equal(direct("block", "failed") + direct("object", "failed"), 0);
+      // Written from the link's page-aligned body, without a staging copy.
+      const unstaged = (kind: string) =>
+        m1.value("atoll_disk_direct_writes_unstaged_total", { kind });
+      assert.ok(unstaged("block") >= 1, "the image's block, from the link's body");
+      assert.ok(unstaged("object") >= 1, "node 0's 1 MiB write, from the link's body");
 
       // Every metric the dashboard queries is served by a member with a volume open.
       const served = m1.names();

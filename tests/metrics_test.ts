@@ -78,6 +78,8 @@ Deno.test("single node: /metrics passes promtool and counts uploads, NBD I/O and
         m.value("atoll_disk_direct_writes_total", { kind: "object", result: "direct" }),
         0,
       );
+      // Both from the upload's page-aligned block buffers, without a staging copy.
+      assert.equal(m.value("atoll_disk_direct_writes_unstaged_total", { kind: "block" }), 2);
       // Per volume: libnbd's exact requests plus qemu-io's one write (and its flush at close).
       const volume = (operation: string) => ({ volume: "vm1", operation });
       assert.equal(m.value("atoll_volumes_open"), 1);

@@ -32,7 +32,8 @@ export interface Answer {
 /** See the module doc. */
 export class LinkCalls {
   readonly #methods: Record<string, RpcMethod>;
-  readonly #bodies = new BufferPool(pooledBodyBytesMax, pooledBodyBytesEach);
+  /** Page-aligned where a frame's data starts: a replica writes large data direct from it. */
+  readonly #bodies = new BufferPool(pooledBodyBytesMax, pooledBodyBytesEach, { pageAligned: true });
   /** For LinkConn.readFrame: the pool when the method named may take a pooled body. */
   readonly poolFor: ((head: FrameHead, method: Uint8Array) => BufferPool | null) | undefined;
 

@@ -131,7 +131,8 @@ export class LinkConn {
       this.#start += length;
       return { ...head, body };
     }
-    const body = pool?.acquire(length) ?? new Uint8Array(length);
+    const body = pool?.acquire(length, head.methodBytes + head.headerBytes) ??
+      new Uint8Array(length);
     let filled = Math.min(length, this.#end - this.#start);
     body.set(this.#buffer.subarray(this.#start, this.#start + filled));
     this.#start += filled;
