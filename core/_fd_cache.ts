@@ -1,10 +1,14 @@
 /**
  * A bounded cache of open file descriptors for positioned reads and writes.
  *
- * Writes, and reads under {@linkcode asyncReadBytesMin}, use `node:fs`
- * readSync/writeSync: one pread64/pwrite64 on the calling thread (~10 µs),
- * where Deno's async FileHandle costs ~45 µs of CPU per call (see
- * PERFORMANCE-NOTES.md). Larger reads run on the runtime's thread pool
+ * Writes use `node:fs` writeSync: one pwrite64 on the calling thread (~10
+ * µs), where Deno's async FileHandle costs ~45 µs of CPU per call (see
+ * PERFORMANCE-NOTES.md). Reads under {@linkcode asyncReadBytesMin} take what
+ * the page cache holds on the calling thread (`readCached`, a `preadv2` that
+ * never waits for the disk) and finish off it when some bytes are only on the
+ * disk (a stall of the event loop per read, where a disk serves many reads at
+ * once: decisions.md, "Small reads of cold pages off the event loop"); without
+ * libc, a `readSync`. Larger reads run on the runtime's thread pool
  * (`read()`): their copy out of the page cache is most of what a 1 MiB read
  * costs, and the event loop was the bound of sequential reads (decisions.md,
  * "Large reads off the event loop"). Deno's `fs.read` holds the file from the
@@ -17,7 +21,7 @@
  */
 import * as fs from "node:fs";
 import { promisify } from "node:util";
-import { readAll, readAllAsync } from "./_file_io.ts";
+import { readAll, readAllAsync, readCached } from "./_file_io.ts";
 
 const fdatasync = promisify(fs.fdatasync);
 
@@ -36,6 +40,7 @@ export class FdCache {
   #capacity: number;
   /** Reads on the thread pool under way, by path. */
   #reading = new Map<string, Set<Promise<number>>>();
+  #readsFromDisk = 0;
 
   constructor(capacity: number) {
     this.#capacity = capacity;
@@ -66,14 +71,21 @@ export class FdCache {
   ): Promise<number | null> {
     const entry = this.#entry(path, { writable: options.writable, create: false });
     if (entry === null) return Promise.resolve(null);
+    let read: Promise<number>;
     if (into.length < asyncReadBytesMin) {
+      // What the page cache holds, on the event loop; the rest, waiting for the disk, off it.
+      let cached: { bytes: number; whole: boolean } | null;
       try {
-        return Promise.resolve(readAll(entry.fd, into, position));
+        cached = readCached(entry.fd, into, position);
+        if (cached === null) return Promise.resolve(readAll(entry.fd, into, position));
       } catch (error) {
         return Promise.reject(error);
       }
-    }
-    const read = readAllAsync(entry.fd, into, position);
+      if (cached.whole) return Promise.resolve(cached.bytes);
+      const { bytes } = cached;
+      this.#readsFromDisk++;
+      read = readAllAsync(entry.fd, into.subarray(bytes), position + bytes).then((n) => bytes + n);
+    } else read = readAllAsync(entry.fd, into, position);
     let reads = this.#reading.get(path);
     if (reads === undefined) this.#reading.set(path, reads = new Set());
     reads.add(read);
@@ -83,6 +95,11 @@ export class FdCache {
     };
     read.then(done, done);
     return read;
+  }
+
+  /** Small reads that found part of their bytes outside the page cache (finished off the event loop). */
+  get readsFromDisk(): number {
+    return this.#readsFromDisk;
   }
 
   /** Settles once the reads of `path` on the thread pool asked so far end; null when none is. */
