@@ -135,30 +135,18 @@ export class DirectWrites {
   ): Promise<number> {
     const aligned = alignedPrefix(data, position);
     if (aligned === 0) return 0;
-    const calls = libc();
-    if (calls === null) return this.writePrefix(path, data, position, kind);
+    if (libc() === null) return this.writePrefix(path, data, position, kind);
     const fd = this.#open(path, kind);
     if (fd === null) return 0;
     // A caller's buffer that starts a page is written as it is (an upload's block, a
     // link's pooled body: buffer_pool.ts); any other is staged, a slot at a time.
     const slot = startsPage(data) ? null : await this.#slots.take();
     try {
-      for (let done = 0; done < aligned;) {
-        const chunk = slot === null ? aligned : Math.min(stagingBytes, aligned - done);
-        const from = slot === null ? data : slot;
-        if (slot !== null) slot.set(data.subarray(done, done + chunk));
-        for (let wrote = 0; wrote < chunk;) {
-          const at = position + done + wrote;
-          const start = slot === null ? done + wrote : wrote;
-          const n = await calls.pwrite(
-            fd,
-            from.subarray(start, start + chunk - wrote),
-            BigInt(chunk - wrote),
-            BigInt(at),
-          );
-          if (n <= 0) throw new Error(`direct write of ${path} at ${at}: ${n}`);
-          wrote += Number(n);
-        }
+      if (slot === null) await pwriteAll(fd, data.subarray(0, aligned), position, path);
+      for (let done = 0; slot !== null && done < aligned;) {
+        const chunk = Math.min(stagingBytes, aligned - done);
+        slot.set(data.subarray(done, done + chunk));
+        await pwriteAll(fd, slot.subarray(0, chunk), position + done, path);
         done += chunk;
       }
       directWrites.inc({ kind, result: "direct" });
@@ -185,6 +173,22 @@ export class DirectWrites {
 
   #failed(kind: DirectWriteKind): void {
     directWrites.inc({ kind, result: "failed" });
+  }
+}
+
+/** Writes all of `bytes` at `position` with libc's `pwrite` off the event loop; throws if short. */
+async function pwriteAll(fd: number, bytes: Uint8Array, position: number, path: string) {
+  const calls = libc()!;
+  for (let wrote = 0; wrote < bytes.length;) {
+    const at = position + wrote;
+    const n = await calls.pwrite(
+      fd,
+      bytes.subarray(wrote),
+      BigInt(bytes.length - wrote),
+      BigInt(at),
+    );
+    if (n <= 0) throw new Error(`direct write of ${path} at ${at}: ${n}`);
+    wrote += Number(n);
   }
 }
 

@@ -2,6 +2,7 @@
 import * as fs from "node:fs";
 import { promisify } from "node:util";
 import { libc } from "./_libc.ts";
+import { addressOf } from "./buffer_pool.ts";
 
 const fdatasync = promisify(fs.fdatasync);
 const fsync = promisify(fs.fsync);
@@ -27,8 +28,6 @@ export function writeAll(fd: number, data: Uint8Array, position: number): void {
 
 /** `preadv2` reads only what the page cache holds (Linux's `RWF_NOWAIT`). */
 const rwfNoWait = 8;
-/** The errno of a read that would have waited for the disk. */
-const eAgain = 11;
 /** Errnos of a kernel or file system that refuses `RWF_NOWAIT` (EINVAL, EOPNOTSUPP). */
 const noWaitRefused = new Set([22, 95]);
 /** The one `struct iovec` of readCached (calls on the event loop take turns), and its address. */
@@ -53,9 +52,9 @@ export function readCached(
   position: number,
 ): { bytes: number; whole: boolean } | null {
   const calls = noWaitWorks ? libc() : null;
-  if (calls === null) return null;
+  const start = calls === null ? null : addressOf(into);
+  if (calls === null || start === null) return null;
   iovecPointer ??= Deno.UnsafePointer.of(iovec);
-  const start = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(into)));
   let done = 0;
   while (done < into.length) {
     iovec[0] = start + BigInt(done);
@@ -67,8 +66,9 @@ export function readCached(
       continue;
     }
     const errno = new Deno.UnsafePointerView(calls.__errno_location()!).getInt32();
-    // Refused: never asked again. Another error: the read off the loop meets it and reports it.
-    if (errno !== eAgain && noWaitRefused.has(errno)) noWaitWorks = false;
+    // EAGAIN: not all cached. Refused: never asked again. Another error: the read off the
+    // loop meets it and reports it.
+    if (noWaitRefused.has(errno)) noWaitWorks = false;
     return { bytes: done, whole: false };
   }
   return { bytes: done, whole: true };

@@ -8,7 +8,7 @@
  * raw disk that happens to start so).
  */
 
-import { type ByteSource, isByteSource, prepended } from "./byte_source.ts";
+import { type ByteSource, isByteSource, prepended, readIntoAt } from "./byte_source.ts";
 
 /** What an upload's bytes are taken for: `auto` detects them from their first bytes. */
 export type UploadFormat = "raw" | "qcow2" | "auto";
@@ -72,10 +72,10 @@ async function peekInto(body: ByteSource): Promise<Peeked> {
   let held: Uint8Array = new Uint8Array(magicBytesMax);
   let filled = 0;
   while (filled < held.length) {
-    const read = await body.readInto(held.subarray(filled));
-    held = new Uint8Array(read.buffer, read.byteOffset - filled, magicBytesMax);
-    if (read.length === 0) break;
-    filled += read.length;
+    const { buffer, bytes } = await readIntoAt(body, held, filled);
+    held = buffer;
+    if (bytes === 0) break;
+    filled += bytes;
   }
   const first = held.subarray(0, filled);
   return { first, rest: prepended(first, body), stop: () => body.cancel() };

@@ -49,7 +49,11 @@ function placed(buffer: ArrayBuffer, length: number, slack: number, alignAt: num
   return new Uint8Array(buffer, offset, length);
 }
 
-/** `bytes` bytes starting a page where that can be known, in a plain (transferable) ArrayBuffer. */
+/**
+ * `bytes` bytes starting a page where that can be known, in a plain (transferable) ArrayBuffer.
+ * Direct writes' own staging buffers are WebAssembly memory instead (_direct_writes.ts): they
+ * must start a page also where the address cannot be read (no FFI), and are never transferred.
+ */
 export function pageAligned(bytes: number): Uint8Array {
   return placed(new ArrayBuffer(bytes + pageBytes), bytes, pageBytes, 0);
 }

@@ -30,6 +30,21 @@ export interface ByteSource extends AsyncIterable<Uint8Array> {
   cancel(): Promise<void>;
 }
 
+/**
+ * Reads from `source` into `buffer` from byte `at` on: the buffer again (its
+ * memory in the ArrayBuffer the read handed back) and the bytes read (none:
+ * the end of the body).
+ */
+export async function readIntoAt(
+  source: ByteSource,
+  buffer: Uint8Array,
+  at: number,
+): Promise<{ buffer: Uint8Array; bytes: number }> {
+  const length = buffer.length; // read before the read detaches `buffer`
+  const read = await source.readInto(buffer.subarray(at));
+  return { buffer: new Uint8Array(read.buffer, read.byteOffset - at, length), bytes: read.length };
+}
+
 /** True when `body` can read into buffers of the caller's. */
 export function isByteSource(body: unknown): body is ByteSource {
   return typeof (body as Partial<ByteSource>)?.readInto === "function";

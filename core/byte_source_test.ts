@@ -6,7 +6,7 @@
  * (`ReadableStream` of type "bytes") fed in pieces.
  */
 import assert from "node:assert/strict";
-import { prepended, streamSource } from "./byte_source.ts";
+import { prepended, readIntoAt, streamSource } from "./byte_source.ts";
 
 /** A byte stream of `bytes` in pieces of `piece`; `cancelled()` tells whether it was cancelled. */
 function byteStream(bytes: Uint8Array, piece: number) {
@@ -39,11 +39,12 @@ Deno.test("a byte source fills the caller's buffer and hands it back at the end"
   let buffer: Uint8Array = new Uint8Array(16_384);
   let filled = 0;
   while (true) {
-    const read = await source.readInto(buffer.subarray(filled));
-    buffer = new Uint8Array(read.buffer, read.byteOffset - filled, 16_384);
-    if (read.length === 0) break;
-    assert.ok(read.length <= 3000);
-    filled += read.length;
+    const read = await readIntoAt(source, buffer, filled);
+    buffer = read.buffer;
+    assert.equal(buffer.length, 16_384);
+    if (read.bytes === 0) break;
+    assert.ok(read.bytes <= 3000);
+    filled += read.bytes;
   }
   assert.equal(filled, bytes.length);
   assert.deepEqual(buffer.subarray(0, filled), bytes);

@@ -21,7 +21,7 @@ import { type HashPool, toHex } from "../wasm/mod.ts";
 import { assert } from "./assert.ts";
 import { BlockMap } from "./block_map.ts";
 import { BufferRing, pageAligned } from "./buffer_pool.ts";
-import { isByteSource } from "./byte_source.ts";
+import { isByteSource, readIntoAt } from "./byte_source.ts";
 import type { Engine } from "./engine.ts";
 import { TruncatedError } from "./errors.ts";
 import { uploadBlocksInFlightMax, volumeSizeBytesMax } from "./limits.ts";
@@ -151,21 +151,22 @@ export async function ingest(
     }
     progress.receivedBytes += length;
   };
+  /** The block is full: it goes to be hashed, the next one is filled. */
+  const nextBlock = async () => {
+    submit(current);
+    current = await buffers.take();
+    filled = 0;
+  };
   try {
     if (isByteSource(body)) {
       // Read into the block buffers themselves (byte_source.ts).
       while (failure === null) {
-        const read = await body.readInto(current.subarray(filled));
-        // A BYOB read hands the block's memory back in a new ArrayBuffer, at the end too.
-        current = new Uint8Array(read.buffer, read.byteOffset - filled, blockSize);
-        if (read.length === 0) break;
-        received(read.length);
-        filled += read.length;
-        if (filled === blockSize) {
-          submit(current);
-          current = await buffers.take();
-          filled = 0;
-        }
+        const { buffer, bytes } = await readIntoAt(body, current, filled);
+        current = buffer;
+        if (bytes === 0) break;
+        received(bytes);
+        filled += bytes;
+        if (filled === blockSize) await nextBlock();
       }
       if (failure !== null) await body.cancel();
     } else {
@@ -182,9 +183,7 @@ export async function ingest(
             filled += take;
             left -= take;
             if (filled < blockSize) continue;
-            submit(current);
-            current = await buffers.take();
-            filled = 0;
+            await nextBlock();
           }
           for (; left >= blockSize; left -= blockSize) {
             hashes[submitted++] = null;
@@ -201,11 +200,7 @@ export async function ingest(
           current.set(chunk.subarray(used, used + take), filled);
           filled += take;
           used += take;
-          if (filled === blockSize) {
-            submit(current);
-            current = await buffers.take();
-            filled = 0;
-          }
+          if (filled === blockSize) await nextBlock();
         }
       }
     }

@@ -19,7 +19,7 @@ import { CorruptionError, WritesLostError } from "../../core/errors.ts";
 import { ReplicaQuorumError } from "../data/_copy_checks.ts";
 import { RpcError } from "../transport/rpc_message.ts";
 import { wrongFailure } from "./_cluster_sim_meta.ts";
-import { ClusterSim, clusterSimSettings } from "./cluster_sim.ts";
+import { ClusterSim, type ClusterSimOptions, clusterSimSettings } from "./cluster_sim.ts";
 
 /** Schedules run in CI (about two minutes on two cores; the soak runs as many as asked). */
 const schedulesInCi = 150;
@@ -32,21 +32,45 @@ const schedulesInCi = 150;
  */
 const knownOpen = new Set<number>([]);
 
-Deno.test(`${schedulesInCi} seeded schedules of the whole data path: no violation`, async () => {
+/**
+ * Runs seeds `first` to `first + count - 1` with `options(seed)`. A failure is
+ * a seed whose violations disagree with `open` (violations where none are
+ * known, or a known one clean now), named with `label`; operations and faults
+ * are summed, and the largest cluster any schedule grew to kept.
+ */
+async function runSchedules(
+  first: number,
+  count: number,
+  label: string,
+  options: (seed: number) => ClusterSimOptions,
+  open: ReadonlySet<number> = new Set(),
+) {
   const failures: string[] = [];
-  const faults: Record<string, number> = {};
   const ops: Record<string, number> = {};
-  for (let seed = 1; seed <= schedulesInCi; seed++) {
-    const result = await ClusterSim.run(clusterSimSettings(seed));
-    for (const [name, n] of Object.entries(result.faults)) faults[name] = (faults[name] ?? 0) + n;
+  const faults: Record<string, number> = {};
+  let largest = 0;
+  for (let seed = first; seed < first + count; seed++) {
+    const result = await ClusterSim.run(options(seed));
     for (const [name, n] of Object.entries(result.ops)) ops[name] = (ops[name] ?? 0) + n;
+    for (const [name, n] of Object.entries(result.faults)) faults[name] = (faults[name] ?? 0) + n;
+    largest = Math.max(largest, result.members);
     const failed = result.violations.length > 0;
-    if (failed !== knownOpen.has(seed)) {
-      failures.push(
-        `seed ${seed}: ${failed ? result.violations.slice(0, 3).join("; ") : "clean now"}`,
-      );
+    if (failed !== open.has(seed)) {
+      const what = failed ? result.violations.slice(0, 3).join("; ") : "clean now";
+      failures.push(`seed ${seed}${label === "" ? "" : ` (${label})`}: ${what}`);
     }
   }
+  return { failures, ops, faults, largest };
+}
+
+Deno.test(`${schedulesInCi} seeded schedules of the whole data path: no violation`, async () => {
+  const { failures, ops, faults } = await runSchedules(
+    1,
+    schedulesInCi,
+    "",
+    (seed) => clusterSimSettings(seed),
+    knownOpen,
+  );
   console.log(`faults ${JSON.stringify(faults)}\noperations ${JSON.stringify(ops)}`);
   assert.deepEqual(failures, []);
   for (const fault of ["crash", "partition", "isolate", "pause", "loss", "duplicate"]) {
@@ -66,15 +90,10 @@ Deno.test(`${schedulesInCi} seeded schedules of the whole data path: no violatio
 const bootSchedulesInCi = 40;
 
 Deno.test(`${bootSchedulesInCi} schedules where fresh volumes are read before their first write: no violation`, async () => {
-  const failures: string[] = [];
-  const ops: Record<string, number> = {};
-  for (let seed = 5001; seed <= 5000 + bootSchedulesInCi; seed++) {
-    const result = await ClusterSim.run({ ...clusterSimSettings(seed), bootReads: true });
-    for (const [name, n] of Object.entries(result.ops)) ops[name] = (ops[name] ?? 0) + n;
-    if (result.violations.length > 0) {
-      failures.push(`seed ${seed} (bootReads): ${result.violations.slice(0, 3).join("; ")}`);
-    }
-  }
+  const { failures, ops } = await runSchedules(5001, bootSchedulesInCi, "bootReads", (seed) => ({
+    ...clusterSimSettings(seed),
+    bootReads: true,
+  }));
   console.log(`operations ${JSON.stringify(ops)}`);
   assert.deepEqual(failures, []);
   assert.ok((ops["boot-read ok"] ?? 0) > 0, "the clients read fresh volumes");
@@ -85,40 +104,27 @@ Deno.test(`${bootSchedulesInCi} schedules where fresh volumes are read before th
 const burstSchedulesInCi = 20;
 
 Deno.test(`${burstSchedulesInCi} schedules where reads go as several requests at once: no violation`, async () => {
-  const failures: string[] = [];
-  const ops: Record<string, number> = {};
-  for (let seed = 6001; seed <= 6000 + burstSchedulesInCi; seed++) {
-    const result = await ClusterSim.run({ ...clusterSimSettings(seed), readBursts: true });
-    for (const [name, n] of Object.entries(result.ops)) ops[name] = (ops[name] ?? 0) + n;
-    if (result.violations.length > 0) {
-      failures.push(`seed ${seed} (readBursts): ${result.violations.slice(0, 3).join("; ")}`);
-    }
-  }
+  const { failures, ops } = await runSchedules(6001, burstSchedulesInCi, "readBursts", (seed) => ({
+    ...clusterSimSettings(seed),
+    readBursts: true,
+  }));
   assert.deepEqual(failures, []);
   assert.ok((ops["read-burst ok"] ?? 0) > 0, "the clients read in bursts");
   assert.ok((ops["read ok"] ?? 0) > 0, "the clients read");
 });
 
+/** Every other schedule with members joining and leaving (placements differ meanwhile). */
+const movingEveryOther = (seed: number) => ({ joins: seed % 2 === 0, leaves: seed % 2 === 0 });
+
 /** Schedules in CI where members give up leases unused there when read elsewhere. */
 const idleSchedulesInCi = 30;
 
 Deno.test(`${idleSchedulesInCi} schedules where unused leases are given up when read elsewhere: no violation`, async () => {
-  const failures: string[] = [];
-  const ops: Record<string, number> = {};
-  for (let seed = 7001; seed <= 7000 + idleSchedulesInCi; seed++) {
-    // Every other one with members joining and leaving (placements differ meanwhile).
-    const moving = seed % 2 === 0;
-    const result = await ClusterSim.run({
-      ...clusterSimSettings(seed),
-      idleRelease: true,
-      joins: moving,
-      leaves: moving,
-    });
-    for (const [name, n] of Object.entries(result.ops)) ops[name] = (ops[name] ?? 0) + n;
-    if (result.violations.length > 0) {
-      failures.push(`seed ${seed} (idleRelease): ${result.violations.slice(0, 3).join("; ")}`);
-    }
-  }
+  const { failures, ops } = await runSchedules(7001, idleSchedulesInCi, "idleRelease", (seed) => ({
+    ...clusterSimSettings(seed),
+    idleRelease: true,
+    ...movingEveryOther(seed),
+  }));
   console.log(`operations ${JSON.stringify(ops)}`);
   assert.deepEqual(failures, []);
   assert.ok((ops["leases given up unused (last incarnations)"] ?? 0) > 0, "members gave leases up");
@@ -132,21 +138,16 @@ const slowSyncSchedulesInCi = 30;
 Deno.test(`${slowSyncSchedulesInCi} schedules where changes land while a journal syncs: no violation`, async () => {
   // A flush answered stamps its sync did not cover (session 39): the memory disk's syncs
   // ended at the call, so no schedule could land a change inside one.
-  const failures: string[] = [];
-  const ops: Record<string, number> = {};
-  for (let seed = 9501; seed <= 9500 + slowSyncSchedulesInCi; seed++) {
-    const moving = seed % 2 === 0;
-    const result = await ClusterSim.run({
+  const { failures, ops } = await runSchedules(
+    9501,
+    slowSyncSchedulesInCi,
+    "slowSyncs",
+    (seed) => ({
       ...clusterSimSettings(seed),
       slowSyncs: true,
-      joins: moving,
-      leaves: moving,
-    });
-    for (const [name, n] of Object.entries(result.ops)) ops[name] = (ops[name] ?? 0) + n;
-    if (result.violations.length > 0) {
-      failures.push(`seed ${seed} (slowSyncs): ${result.violations.slice(0, 3).join("; ")}`);
-    }
-  }
+      ...movingEveryOther(seed),
+    }),
+  );
   assert.deepEqual(failures, []);
   assert.ok((ops["write ok"] ?? 0) > 0, "the clients wrote");
   assert.ok((ops["flush ok"] ?? 0) > 0, "the clients flushed");
@@ -160,21 +161,16 @@ Deno.test(`${slowSyncSchedulesInCi} schedules where changes land while a journal
 const joinSchedulesInCi = 60;
 
 Deno.test(`${joinSchedulesInCi} schedules where members join in batches: no violation`, async () => {
-  const failures: string[] = [];
-  const faults: Record<string, number> = {};
-  let grownTo = 0;
-  for (let seed = 9001; seed <= 9000 + joinSchedulesInCi; seed++) {
-    const result = await ClusterSim.run({ ...clusterSimSettings(seed), joins: true });
-    for (const [name, n] of Object.entries(result.faults)) faults[name] = (faults[name] ?? 0) + n;
-    grownTo = Math.max(grownTo, result.members);
-    if (result.violations.length > 0) {
-      failures.push(`seed ${seed} (joins): ${result.violations.slice(0, 3).join("; ")}`);
-    }
-  }
-  console.log(`faults ${JSON.stringify(faults)}; largest cluster ${grownTo} members`);
+  const { failures, faults, largest } = await runSchedules(
+    9001,
+    joinSchedulesInCi,
+    "joins",
+    (seed) => ({ ...clusterSimSettings(seed), joins: true }),
+  );
+  console.log(`faults ${JSON.stringify(faults)}; largest cluster ${largest} members`);
   assert.deepEqual(failures, []);
   assert.ok((faults.join ?? 0) > 0, "members joined");
-  assert.equal(grownTo, 9, "a cluster grew to 9 members");
+  assert.equal(largest, 9, "a cluster grew to 9 members");
 });
 
 /** Schedules in CI where members also stop gracefully (half come back). */
@@ -188,20 +184,13 @@ const leaveSchedulesInCi = 40;
 const knownOpenWithLeaves = new Set<number>([]);
 
 Deno.test(`${leaveSchedulesInCi} schedules where members join and leave: no violation`, async () => {
-  const failures: string[] = [];
-  const faults: Record<string, number> = {};
-  for (let seed = 9101; seed <= 9100 + leaveSchedulesInCi; seed++) {
-    const result = await ClusterSim.run({ ...clusterSimSettings(seed), joins: true, leaves: true });
-    for (const [name, n] of Object.entries(result.faults)) faults[name] = (faults[name] ?? 0) + n;
-    const failed = result.violations.length > 0;
-    if (failed !== knownOpenWithLeaves.has(seed)) {
-      failures.push(
-        `seed ${seed} (joins, leaves): ${
-          failed ? result.violations.slice(0, 3).join("; ") : "clean now"
-        }`,
-      );
-    }
-  }
+  const { failures, faults } = await runSchedules(
+    9101,
+    leaveSchedulesInCi,
+    "joins, leaves",
+    (seed) => ({ ...clusterSimSettings(seed), joins: true, leaves: true }),
+    knownOpenWithLeaves,
+  );
   console.log(`faults ${JSON.stringify(faults)}`);
   assert.deepEqual(failures, []);
   assert.ok((faults.leave ?? 0) > 0 && (faults.join ?? 0) > 0, "members joined and left");
@@ -211,15 +200,13 @@ Deno.test(`${leaveSchedulesInCi} schedules where members join and leave: no viol
 const replacementSchedulesInCi = 30;
 
 Deno.test(`${replacementSchedulesInCi} schedules where a member is replaced: no violation`, async () => {
-  const failures: string[] = [];
-  let replaced = 0;
-  for (let seed = 9201; seed <= 9200 + replacementSchedulesInCi; seed++) {
-    const result = await ClusterSim.run({ ...clusterSimSettings(seed), replacements: true });
-    replaced += result.faults.replace ?? 0;
-    if (result.violations.length > 0) {
-      failures.push(`seed ${seed} (replacements): ${result.violations.slice(0, 3).join("; ")}`);
-    }
-  }
+  const { failures, faults } = await runSchedules(
+    9201,
+    replacementSchedulesInCi,
+    "replacements",
+    (seed) => ({ ...clusterSimSettings(seed), replacements: true }),
+  );
+  const replaced = faults.replace ?? 0;
   assert.deepEqual(failures, []);
   assert.ok(replaced >= replacementSchedulesInCi / 2, `members replaced in ${replaced} schedules`);
 });
@@ -231,21 +218,19 @@ Deno.test(`${lostSchedulesInCi} schedules where a member replaced under churn is
   // cluster/lost_members.ts: the declaration goes through the metadata while members join,
   // leave and fail; an object with a replica on the lost member and one on a member only
   // away still waits for that one.
-  const failures: string[] = [];
-  let declared = 0;
-  for (let seed = 9301; seed <= 9300 + lostSchedulesInCi; seed++) {
-    const result = await ClusterSim.run({
+  const { failures, faults } = await runSchedules(
+    9301,
+    lostSchedulesInCi,
+    "declare lost",
+    (seed) => ({
       ...clusterSimSettings(seed),
       joins: true,
       leaves: true,
       replacements: true,
       declareLost: true,
-    });
-    declared += result.faults["declare lost"] ?? 0;
-    if (result.violations.length > 0) {
-      failures.push(`seed ${seed} (declare lost): ${result.violations.slice(0, 3).join("; ")}`);
-    }
-  }
+    }),
+  );
+  const declared = faults["declare lost"] ?? 0;
   assert.deepEqual(failures, []);
   assert.ok(declared >= lostSchedulesInCi / 2, `members declared lost in ${declared} schedules`);
 });
