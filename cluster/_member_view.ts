@@ -137,6 +137,11 @@ export class MemberView {
     });
   }
 
+  /** True when the placement puts a replica of `name` on member `id`. */
+  places(name: string, id: string): boolean {
+    return this.#placed(this.#currentView(), name).ids.includes(id);
+  }
+
   /** placementDigest of `name`'s replicas (what a replica checks each change against). */
   placementDigestOf(name: string): number {
     const placed = this.#placed(this.#currentView(), name);

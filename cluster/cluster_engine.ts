@@ -113,6 +113,7 @@ export class ClusterEngine implements Engine {
     this.objects = new ReplicatedObjects({
       selfId: this.selfId,
       replicasOf: (name) => this.replicaPeers(name).map((peer) => this.#calls.objectLink(peer)),
+      ownReplica: (name) => this.#view.places(name, this.selfId) ? this.replica : null,
       epochOf: options.epochOf ?? (() => 1),
       trustsWriter: options.trustsWriter,
       remotePagesBytes: options.remotePagesBytes,

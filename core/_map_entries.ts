@@ -61,11 +61,29 @@ export function objectName(uid: string, generation: number, index: number): stri
   return `${uid}.${generation}.${index}`;
 }
 
+/** The parts of an object name. */
+export type ObjectNameParts = Readonly<{ uid: string; generation: number; index: number }>;
+
+/**
+ * Names parsed lately: a lease holder parses an object's name several times
+ * at every read and write of it (a 1-node cluster's 4 KiB reads spent 4% of
+ * their time splitting names).
+ */
+const parsedNames = new Map<string, ObjectNameParts>();
+/** Names kept in {@linkcode parsedNames}; all forgotten at once when full. */
+const parsedNamesMax = 4096;
+
 /** Splits an object name into its parts. */
-export function parseObjectName(name: string): { uid: string; generation: number; index: number } {
-  const [uid, generation, index] = name.split(".");
-  assert(/^[0-9a-f]{32}$/.test(uid) && generation !== undefined && index !== undefined);
-  return { uid, generation: Number(generation), index: Number(index) };
+export function parseObjectName(name: string): ObjectNameParts {
+  let parts = parsedNames.get(name);
+  if (parts === undefined) {
+    const [uid, generation, index] = name.split(".");
+    assert(/^[0-9a-f]{32}$/.test(uid) && generation !== undefined && index !== undefined);
+    parts = Object.freeze({ uid, generation: Number(generation), index: Number(index) });
+    if (parsedNames.size >= parsedNamesMax) parsedNames.clear();
+    parsedNames.set(name, parts);
+  }
+  return parts;
 }
 
 /** True when `a` and `b` hold the same bytes. */

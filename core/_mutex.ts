@@ -31,6 +31,11 @@ export class KeyedMutex {
       if (--lock.users === 0) this.#locks.delete(key);
     }
   }
+
+  /** True while a caller for `key` runs or waits. */
+  busy(key: string): boolean {
+    return this.#locks.has(key);
+  }
 }
 
 /**

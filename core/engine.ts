@@ -123,6 +123,9 @@ export interface Engine {
  * A node's own disk as the cluster uses it: an engine, plus what replication,
  * healing and cluster garbage collection need of it. {@linkcode LocalEngine}
  * (files) is one; the deterministic simulation's memory disk is another.
+ * Accesses of one object take effect in the order they are asked: a read
+ * returns every change asked before it and none asked after it, however long
+ * either takes (a replica's reads rely on it: cluster/data/object_service.ts).
  */
 export interface NodeDisk extends Engine {
   /**

@@ -76,7 +76,6 @@ export class ObjectReads {
   ): Promise<void> {
     const { existing = false, view, frozen = false, orphaned = false } = options;
     if (this.#unflushed.takeUnheard(name)) throw new WritesLostError([name]);
-    const links = this.#writers.ordered(this.#options.replicasOf(name));
     const written = this.#writers.get(name);
     // What this node knows as the writer is the truth only while its lease is
     // confirmed: a holder cut off and taken over, not told yet, read a snapshot
@@ -84,6 +83,13 @@ export class ObjectReads {
     const uid = parseObjectName(name).uid;
     const trusted = this.#options.trustsWriter?.(uid) ?? true;
     const writes = written !== undefined && trusted;
+    // The writer's own copy, current and placed here, is the first the loop below reads:
+    // read it without placing the object's other replicas (a lease holder's every read).
+    const own = writes && !written.stale && written.current.has(this.#options.selfId)
+      ? this.#options.ownReplica?.(name) ?? null
+      : null;
+    if (own !== null && await this.#readCurrent(own, name, written!, offset, into)) return;
+    const links = this.#writers.ordered(this.#options.replicasOf(name));
     // Objects this node writes are read from their current replicas (below); under a
     // view, the others from where a read found them newest.
     if (!writes && view !== undefined) {
@@ -92,7 +98,7 @@ export class ObjectReads {
     if (writes && !written.stale) {
       const remote = !written.current.has(this.#options.selfId);
       if (remote && this.#pages.read(name, written.stamp, offset, into)) return;
-      for (const link of links.filter((link) => written.current.has(link.id))) {
+      for (const link of links.filter((link) => link !== own && written.current.has(link.id))) {
         try {
           // Another member's copy through the pages around the range, kept (_remote_pages.ts);
           // this node's own copy, or a large read once the cache is full (it would evict pages
@@ -103,16 +109,7 @@ export class ObjectReads {
             if (await this.#readPages(link, name, written, offset, into)) return;
             continue;
           }
-          const expected = written.stamp;
-          const { data, stamp, release } = await link.read(name, offset, into.length, into);
-          if (compareStamps(stamp, written.stamp) !== 0) {
-            release?.();
-            lagsBehind(written, link.id, stamp, expected);
-            continue;
-          }
-          if (data !== into) into.set(data);
-          release?.();
-          return;
+          if (await this.#readCurrent(link, name, written, offset, into)) return;
         } catch {
           // try the next current replica
         }
@@ -267,6 +264,35 @@ export class ObjectReads {
     }
     this.#views.forget(view, name);
     return false;
+  }
+
+  /**
+   * Reads the range from `link`'s copy straight into `into` (through a reused
+   * buffer if remote). False when the copy does not hold the writer's stamp
+   * (it lags now: no longer counted current, or a change crossed the read) or
+   * the read failed: the caller tries the next current replica.
+   */
+  async #readCurrent(
+    link: ObjectLink,
+    name: string,
+    written: { stamp: Stamp; current: Set<string> },
+    offset: number,
+    into: Uint8Array,
+  ): Promise<boolean> {
+    try {
+      const expected = written.stamp;
+      const { data, stamp, release } = await link.read(name, offset, into.length, into);
+      if (compareStamps(stamp, written.stamp) !== 0) {
+        release?.();
+        lagsBehind(written, link.id, stamp, expected);
+        return false;
+      }
+      if (data !== into) into.set(data);
+      release?.();
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /**

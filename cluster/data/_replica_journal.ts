@@ -115,6 +115,11 @@ export class ReplicaJournal {
     return stamps;
   }
 
+  /** The stamps of volume `uid` when loaded already (stampsOf without waiting); else undefined. */
+  loadedStampsOf(uid: string): Map<string, Stamp> | undefined {
+    return this.#loaded.get(uid);
+  }
+
   /**
    * Journals `record` of a change already applied to its object file (or,
    * for a removal, about to be) and sets its stamp, in one step: no

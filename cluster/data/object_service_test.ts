@@ -136,6 +136,42 @@ Deno.test("a replica in this process reads into the caller's buffer when it is t
   }
 });
 
+Deno.test("a replica's read asked after a change of the object returns that change with its stamp", async () => {
+  // Reads of an object no change runs or waits on skip its lock (object_service.ts, read);
+  // one asked while a change is under way must still wait for it. Both kinds of change:
+  // a small one journalled whole, and a large one from a peer written in place around the
+  // page cache, off the event loop.
+  const dir = await Deno.makeTempDir({ prefix: "atoll-read-after-change-" });
+  const engine = await LocalEngine.open({ dir });
+  const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
+  try {
+    const size = 512 * 1024;
+    await replica.change(name, {
+      epoch: 1,
+      version: 1,
+      offset: 0,
+      data: new Uint8Array(size).fill(1),
+      replace: true,
+    });
+    for (const [version, length, fromPeer] of [[2, 4096, false], [3, size, true]] as const) {
+      const data = new Uint8Array(length).fill(version);
+      const changed = replica.change(name, { epoch: 1, version, offset: 0, data }, { fromPeer });
+      const read = await replica.read(name, 0, 4096);
+      assert.deepEqual(read.stamp, [1, version], `the read waited for version ${version}`);
+      assert.deepEqual(read.data, new Uint8Array(4096).fill(version));
+      assert.equal((await changed).applied, true);
+      // With nothing under way, the stamp and the bytes are those of the last change.
+      const idle = await replica.read(name, length - 4096, 4096);
+      assert.deepEqual(idle.stamp, [1, version]);
+      assert.deepEqual(idle.data, new Uint8Array(4096).fill(version));
+    }
+  } finally {
+    await replica.close();
+    await engine.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** An ObjectReplica on a LocalEngine in a temporary directory, behind a link server. */
 async function withLinkedReplica(
   options: Omit<ObjectReplicaOptions, "journal">,

@@ -52,6 +52,12 @@ export interface ReplicatedObjectsOptions {
   selfId: string;
   /** The replicas of an object, in placement order. */
   replicasOf: (name: string) => ObjectLink[];
+  /**
+   * This node's own replica when the placement puts `name` on this node (the
+   * link replicasOf names for it), else null: a writer reads its own current
+   * copy without placing the others. None: every read places them.
+   */
+  ownReplica?: (name: string) => ObjectLink | null;
   /** The writer's lease epoch for a volume (fencing; 1 until leases exist). */
   epochOf: (uid: string) => number;
   /** True when gossip declares the member dead (lowers the write quorum); none by default. */
