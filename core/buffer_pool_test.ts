@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BufferPool, classOf } from "./buffer_pool.ts";
+import { addressOf, BufferPool, classOf } from "./buffer_pool.ts";
 
 const MiB = 1024 * 1024;
 
@@ -42,4 +42,22 @@ Deno.test("the pool keeps at most its bytes, and no buffer over its largest", ()
   const huge = pool.acquire(6 * MiB);
   pool.release(huge);
   assert.notEqual(pool.acquire(6 * MiB).buffer, huge.buffer);
+});
+
+Deno.test("addressOf answers where a view starts, from its buffer's address once known", () => {
+  const ffi = (view: Uint8Array) =>
+    Deno.UnsafePointer.value(Deno.UnsafePointer.of(view as Uint8Array<ArrayBuffer>));
+  const buffer = new Uint8Array(64 * 1024);
+  for (const offset of [4096, 0, 1, 12345, 65535, 4096]) {
+    const view = buffer.subarray(offset, offset + 1);
+    assert.equal(addressOf(view), ffi(view), `offset ${offset}`);
+  }
+  // A WebAssembly memory that grows hands out a new buffer (the old one detached): its views
+  // are answered for the new memory, not from what was known of the old.
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 4096 });
+  const before = new Uint8Array(memory.buffer, 100, 8);
+  assert.equal(addressOf(before), ffi(before));
+  memory.grow(2048);
+  const after = new Uint8Array(memory.buffer, 100, 8);
+  assert.equal(addressOf(after), ffi(after));
 });
