@@ -18,14 +18,22 @@ export const remotePagesBytesDefault = 1024 * 1024 * 1024;
 
 interface CachedObject {
   stamp: Stamp;
-  pages: Map<number, Uint8Array>;
+  pages: Map<number, CachedPage>;
+}
+
+/** A page and its place in the order of use (`key`: "NAME PAGE", made once). */
+interface CachedPage {
+  data: Uint8Array;
+  name: string;
+  page: number;
+  key: string;
 }
 
 /** See the module doc. */
 export class RemotePages {
   #objects = new Map<string, CachedObject>();
-  /** Every cached page as `name page`, least recently used first. */
-  #order = new Map<string, { name: string; page: number }>();
+  /** Every cached page by its key, least recently used first. */
+  #order = new Map<string, CachedPage>();
   #bytes = 0;
   #bytesMax: number;
   readonly counters = { hits: 0, misses: 0 };
@@ -52,12 +60,12 @@ export class RemotePages {
       }
     }
     for (let page = first; page <= last; page++) {
-      const data = object.pages.get(page)!;
+      const cached = object.pages.get(page)!;
       const start = page * remotePageBytes;
       const from = Math.max(offset, start);
       const to = Math.min(offset + into.length, start + remotePageBytes);
-      into.set(data.subarray(from - start, to - start), from - offset);
-      this.#touch(name, page);
+      into.set(cached.data.subarray(from - start, to - start), from - offset);
+      this.#touch(cached);
     }
     this.counters.hits++;
     return true;
@@ -81,9 +89,17 @@ export class RemotePages {
     if (object === undefined) this.#objects.set(name, object = { stamp, pages: new Map() });
     for (let at = 0; at + remotePageBytes <= data.length; at += remotePageBytes) {
       const page = (offset + at) / remotePageBytes;
-      if (!object.pages.has(page)) this.#bytes += remotePageBytes;
-      object.pages.set(page, data.slice(at, at + remotePageBytes));
-      this.#touch(name, page);
+      const bytes = data.slice(at, at + remotePageBytes);
+      const cached = object.pages.get(page);
+      if (cached !== undefined) {
+        cached.data = bytes;
+        this.#touch(cached);
+        continue;
+      }
+      const added = { data: bytes, name, page, key: `${name} ${page}` };
+      object.pages.set(page, added);
+      this.#bytes += remotePageBytes;
+      this.#touch(added);
     }
     this.#evict();
   }
@@ -98,11 +114,11 @@ export class RemotePages {
     if (compareStamps(object.stamp, before) !== 0) return this.drop(name);
     object.stamp = after;
     const end = offset + data.length;
-    for (const [page, bytes] of object.pages) {
+    for (const [page, cached] of object.pages) {
       const start = page * remotePageBytes;
       const from = Math.max(offset, start);
       const to = Math.min(end, start + remotePageBytes);
-      if (from < to) bytes.set(data.subarray(from - offset, to - offset), from - start);
+      if (from < to) cached.data.set(data.subarray(from - offset, to - offset), from - start);
     }
   }
 
@@ -110,7 +126,7 @@ export class RemotePages {
   drop(name: string): void {
     const object = this.#objects.get(name);
     if (object === undefined) return;
-    for (const page of object.pages.keys()) this.#order.delete(`${name} ${page}`);
+    for (const cached of object.pages.values()) this.#order.delete(cached.key);
     this.#bytes -= object.pages.size * remotePageBytes;
     this.#objects.delete(name);
   }
@@ -130,10 +146,10 @@ export class RemotePages {
     return this.#bytes;
   }
 
-  #touch(name: string, page: number): void {
-    const key = `${name} ${page}`;
-    this.#order.delete(key);
-    this.#order.set(key, { name, page });
+  /** Makes `cached` the most recently used page. */
+  #touch(cached: CachedPage): void {
+    this.#order.delete(cached.key);
+    this.#order.set(cached.key, cached);
   }
 
   #evict(): void {
