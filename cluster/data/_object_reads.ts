@@ -88,7 +88,7 @@ export class ObjectReads {
     const own = writes && !written.stale && written.current.has(this.#options.selfId)
       ? this.#options.ownReplica?.(name) ?? null
       : null;
-    if (own !== null && await this.#readCurrent(own, name, written!, offset, into)) return;
+    if (own !== null && await this.#readCopy(own, name, written!, offset, into, "straight")) return;
     const links = this.#writers.ordered(this.#options.replicasOf(name));
     // Objects this node writes are read from their current replicas (below); under a
     // view, the others from where a read found them newest.
@@ -105,11 +105,8 @@ export class ObjectReads {
           // before their next use), straight into `into` (through a reused buffer if remote).
           const direct = link.id === this.#options.selfId ||
             (into.length >= uncachedReadBytes && !this.#pages.hasRoom(into.length));
-          if (!direct) {
-            if (await this.#readPages(link, name, written, offset, into)) return;
-            continue;
-          }
-          if (await this.#readCurrent(link, name, written, offset, into)) return;
+          const through = direct ? "straight" : "pages";
+          if (await this.#readCopy(link, name, written, offset, into, through)) return;
         } catch {
           // try the next current replica
         }
@@ -267,20 +264,30 @@ export class ObjectReads {
   }
 
   /**
-   * Reads the range from `link`'s copy straight into `into` (through a reused
-   * buffer if remote). False when the copy does not hold the writer's stamp
-   * (it lags now: no longer counted current, or a change crossed the read) or
-   * the read failed: the caller tries the next current replica.
+   * Reads the range from `link`, a current replica, into `into`: straight
+   * (this node's own copy, or a large read: through a reused buffer if remote),
+   * or through the aligned pages around it, which are kept (_remote_pages.ts).
+   * False when the copy does not hold the writer's stamp (it lags now: no
+   * longer counted current, or a change crossed the read); a straight read
+   * that failed is false too, a fetch of pages throws: either way the caller
+   * tries the next current replica.
    */
-  async #readCurrent(
+  async #readCopy(
     link: ObjectLink,
     name: string,
     written: { stamp: Stamp; current: Set<string> },
     offset: number,
     into: Uint8Array,
+    through: "pages" | "straight",
   ): Promise<boolean> {
+    const expected = written.stamp;
+    if (through === "pages") {
+      const wanted = () => written.stamp;
+      const { filled, stamp } = await this.#fetchPages(link, name, wanted, offset, into);
+      if (!filled) lagsBehind(written, link.id, stamp, expected);
+      return filled;
+    }
     try {
-      const expected = written.stamp;
       const { data, stamp, release } = await link.read(name, offset, into.length, into);
       if (compareStamps(stamp, written.stamp) !== 0) {
         release?.();
@@ -293,25 +300,6 @@ export class ObjectReads {
     } catch {
       return false;
     }
-  }
-
-  /**
-   * Reads from `link`, a current replica on another member, the aligned pages
-   * around the range, and keeps them (_remote_pages.ts). False
-   * when the copy does not hold the writer's stamp (it lags now, or a change
-   * crossed the read).
-   */
-  async #readPages(
-    link: ObjectLink,
-    name: string,
-    written: { stamp: Stamp; current: Set<string> },
-    offset: number,
-    into: Uint8Array,
-  ): Promise<boolean> {
-    const expected = written.stamp;
-    const { filled, stamp } = await this.#fetchPages(link, name, () => written.stamp, offset, into);
-    if (!filled) lagsBehind(written, link.id, stamp, expected);
-    return filled;
   }
 
   /**
