@@ -155,40 +155,36 @@ export class ObjectReplica implements ObjectLink {
     const { uid } = parseObjectName(name);
     // No change of `name` runs or waits, and its stamps are loaded: the stamp now
     // and a read asked now go together without the lock. The engine's read sees
-    // the changes asked before it and none after (NodeDisk), and a
-    // change sets its stamp only once its write is done, under the lock.
-    const stamps = this.#recovered && !this.#locks.busy(name)
+    // the changes asked before it and none after (NodeDisk), and a change sets
+    // its stamp only once its write is done, under the lock.
+    const stamps = this.#recovered && !this.#locks.busy(name) && length >= 0
       ? this.#journal.loadedStampsOf(uid)
       : undefined;
-    if (stamps !== undefined && length >= 0 && length <= objectBytesMax) {
-      const stamp = stamps.get(name) ?? unwritten;
-      const data = into?.length === length ? into : new Uint8Array(length);
-      await this.#engine.readObject(name, { offset, length }, data);
-      return { data, stamp };
+    if (stamps !== undefined) {
+      return await this.#readAt(name, stamps.get(name) ?? unwritten, offset, length, into);
     }
-    return await this.#readLocked(name, uid, offset, length, into);
-  }
-
-  async #readLocked(
-    name: string,
-    uid: string,
-    offset: number,
-    length: number,
-    into?: Uint8Array,
-  ): Promise<{ data: Uint8Array; stamp: Stamp }> {
     await this.#ready;
     return await this.#locks.run(name, async () => {
       const stamp = (await this.#journal.stampsOf(uid)).get(name) ?? unwritten;
       if (length < 0) length = Math.max(0, (await this.#engine.objectSize(name)) - offset);
-      if (length > objectBytesMax) {
-        throw new RangeError(
-          `Cannot read object ${name}: ${length} bytes exceed ${objectBytesMax}`,
-        );
-      }
-      const data = into?.length === length ? into : new Uint8Array(length);
-      await this.#engine.readObject(name, { offset, length }, data);
-      return { data, stamp };
+      return await this.#readAt(name, stamp, offset, length, into);
     });
+  }
+
+  /** `length` bytes of `name` at `offset`, into `into` when it is that long, with `stamp`. */
+  async #readAt(
+    name: string,
+    stamp: Stamp,
+    offset: number,
+    length: number,
+    into?: Uint8Array,
+  ): Promise<{ data: Uint8Array; stamp: Stamp }> {
+    if (length > objectBytesMax) {
+      throw new RangeError(`Cannot read object ${name}: ${length} bytes exceed ${objectBytesMax}`);
+    }
+    const data = into?.length === length ? into : new Uint8Array(length);
+    await this.#engine.readObject(name, { offset, length }, data);
+    return { data, stamp };
   }
 
   async stamps(names: string[]): Promise<Stamp[]> {
