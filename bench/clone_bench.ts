@@ -19,6 +19,7 @@ import { startCluster } from "../tests/_cluster.ts";
 import { removeData, startNode, type TestNode } from "../tests/_node.ts";
 import { createVolume, MiB, uploadImage } from "../tests/_nbd.ts";
 import { patternBytes } from "../tests/_files.ts";
+import { writeImage } from "./upload_bench.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -88,11 +89,7 @@ const uploadPrefixBytes = 16;
  * 60-209 ms when made 4 MiB at a time, against 40-56 with curl).
  */
 const uploadFile = await Deno.makeTempFile({ prefix: "atoll-clone-bench-" });
-{
-  const file = await Deno.open(uploadFile, { write: true });
-  for (let i = 0; i < uploadBytes / (4 * MiB); i++) await file.write(patternBytes(4 * MiB, 7 + i));
-  file.close();
-}
+await writeImage(uploadFile, uploadBytes / MiB, 1);
 
 const upload = (node: TestNode, name: string) => async () => {
   const unique = serial++;

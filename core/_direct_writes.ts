@@ -142,15 +142,17 @@ export class DirectWrites {
     // link's pooled body: buffer_pool.ts); any other is staged, a slot at a time.
     const slot = startsPage(data) ? null : await this.#slots.take();
     try {
-      if (slot === null) await pwriteAll(fd, data.subarray(0, aligned), position, path);
-      for (let done = 0; slot !== null && done < aligned;) {
-        const chunk = Math.min(stagingBytes, aligned - done);
-        slot.set(data.subarray(done, done + chunk));
-        await pwriteAll(fd, slot.subarray(0, chunk), position + done, path);
-        done += chunk;
+      if (slot === null) {
+        await pwriteAll(fd, data.subarray(0, aligned), position, path);
+        directWritesUnstaged.inc({ kind });
+      } else {
+        for (let done = 0; done < aligned; done += stagingBytes) {
+          const chunk = Math.min(stagingBytes, aligned - done);
+          slot.set(data.subarray(done, done + chunk));
+          await pwriteAll(fd, slot.subarray(0, chunk), position + done, path);
+        }
       }
       directWrites.inc({ kind, result: "direct" });
-      if (slot === null) directWritesUnstaged.inc({ kind });
       return aligned;
     } catch {
       this.#failed(kind); // refused or short: the caller writes the whole range buffered
