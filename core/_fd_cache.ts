@@ -7,8 +7,11 @@
  * the page cache holds on the calling thread (`readCached`, a `preadv2` that
  * never waits for the disk) and finish off it when some bytes are only on the
  * disk (a stall of the event loop per read, where a disk serves many reads at
- * once: decisions.md, "Small reads of cold pages off the event loop"); without
- * libc, a `readSync`. Larger reads run on the runtime's thread pool
+ * once: decisions.md, "Small reads of cold pages off the event loop"), and
+ * once a file's small reads found cold pages {@linkcode coldReadsBeforeReadAhead}
+ * times, ask the kernel to read the whole {@linkcode readAheadBytes} around
+ * them in the background (decisions.md, "Reading ahead of cold copies");
+ * without libc, a `readSync`. Larger reads run on the runtime's thread pool
  * (`read()`): their copy out of the page cache is most of what a 1 MiB read
  * costs, and the event loop was the bound of sequential reads (decisions.md,
  * "Large reads off the event loop"). Deno's `fs.read` holds the file from the
@@ -21,16 +24,33 @@
  */
 import * as fs from "node:fs";
 import { promisify } from "node:util";
-import { readAll, readAllAsync, readCached } from "./_file_io.ts";
+import { readAhead, readAll, readAllAsync, readCached } from "./_file_io.ts";
 
 const fdatasync = promisify(fs.fdatasync);
 
 /** Reads of at least this many bytes leave the event loop (the copy outweighs the hand-off). */
 export const asyncReadBytesMin = 128 * 1024;
 
+/**
+ * Small reads of one open file that find cold pages before the kernel is asked
+ * to read the whole window around the last of them. Each such read costs a
+ * disk read of the 128 KiB around it anyway (Linux's readahead of a random
+ * read, which `RWF_NOWAIT` starts too), so a file read at random this often is
+ * read whole for at most four times what those reads cost: random reads of a
+ * large cold volume stay near the disk's random reads, and a copy being read
+ * all over warms up a window at a time instead of 128 KiB at a time.
+ */
+export const coldReadsBeforeReadAhead = 8;
+/** The aligned window read ahead: an object or a block (4 MiB). */
+export const readAheadBytes = 4 * 1024 * 1024;
+
 interface Entry {
   fd: number;
   writable: boolean;
+  /** Small reads that found cold pages since the last read ahead. */
+  coldReads: number;
+  /** The window last read ahead; -1: none. */
+  readAhead: number;
 }
 
 /** Least-recently-used cache of descriptors, keyed by path. */
@@ -84,6 +104,7 @@ export class FdCache {
       if (cached.whole) return Promise.resolve(cached.bytes);
       const { bytes } = cached;
       this.#readsFromDisk++;
+      this.#coldRead(entry, position + bytes);
       read = readAllAsync(entry.fd, into.subarray(bytes), position + bytes).then((n) => bytes + n);
     } else read = readAllAsync(entry.fd, into, position);
     let reads = this.#reading.get(path);
@@ -132,10 +153,20 @@ export class FdCache {
       if (options.exclusive && code === "EEXIST") return null;
       throw error;
     }
-    const entry = { fd, writable: options.writable };
+    const entry = { fd, writable: options.writable, coldReads: 0, readAhead: -1 };
     this.#entries.set(path, entry);
     this.#evict();
     return entry;
+  }
+
+  /** Counts a small read of cold pages at `position`; reads the window ahead when due. */
+  #coldRead(entry: Entry, position: number): void {
+    const window = position - position % readAheadBytes;
+    if (window === entry.readAhead) return; // read ahead already (a read racing it)
+    if (++entry.coldReads < coldReadsBeforeReadAhead) return;
+    entry.coldReads = 0;
+    entry.readAhead = window;
+    readAhead(entry.fd, window, readAheadBytes);
   }
 
   /** Records that `path` was written and must be synced by the next syncAll(). */

@@ -74,6 +74,20 @@ export function readCached(
   return { bytes: done, whole: true };
 }
 
+const adviseWillNeed = 3; // POSIX_FADV_WILLNEED
+
+/**
+ * Asks the kernel to read `length` bytes at `position` of `fd` into the page
+ * cache in the background (`posix_fadvise(WILLNEED)`, itself called off the
+ * event loop: it queues the reads and returns). Only advice: nothing waits for
+ * it, a failure is ignored, and should `fd` be closed and its number reused
+ * meanwhile, another file's pages are read early, nothing more. Nothing where
+ * libc cannot be loaded.
+ */
+export function readAhead(fd: number, position: number, length: number): void {
+  libc()?.posix_fadvise(fd, BigInt(position), BigInt(length), adviseWillNeed).catch(() => {});
+}
+
 /** Reads until `into` is full or the file ends; returns the bytes read. */
 export function readAll(fd: number, into: Uint8Array, position: number): number {
   let done = 0;

@@ -7,13 +7,15 @@
  * Promise (as the RADOS engine calls librados). The buffer handed to it must
  * stay alive and untouched until the Promise settles. And a read of what the
  * page cache holds, never waiting for the disk (`preadv2` with `RWF_NOWAIT`,
- * on the calling thread), with `errno` to tell why it read less.
+ * on the calling thread), with `errno` to tell why it read less; and
+ * `posix_fadvise` (a read-around of cold pages, started off the event loop).
  * Loaded on first use; null where libc cannot be opened (callers then do as
  * before: write on the event loop, read waiting for the disk).
  */
 const symbols = {
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize", nonblocking: true },
   preadv2: { parameters: ["i32", "pointer", "i32", "i64", "i32"], result: "i64" },
+  posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32", nonblocking: true },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
