@@ -24,6 +24,7 @@
  */
 import * as fs from "node:fs";
 import { promisify } from "node:util";
+import { coldReads, readAheads } from "../metrics/mod.ts";
 import { readAhead, readAll, readAllAsync, readCached } from "./_file_io.ts";
 
 const fdatasync = promisify(fs.fdatasync);
@@ -104,6 +105,7 @@ export class FdCache {
       if (cached.whole) return Promise.resolve(cached.bytes);
       const { bytes } = cached;
       this.#readsFromDisk++;
+      coldReads.inc();
       this.#coldRead(entry, position + bytes);
       read = readAllAsync(entry.fd, into.subarray(bytes), position + bytes).then((n) => bytes + n);
     } else read = readAllAsync(entry.fd, into, position);
@@ -166,6 +168,7 @@ export class FdCache {
     if (++entry.coldReads < coldReadsBeforeReadAhead) return;
     entry.coldReads = 0;
     entry.readAhead = window;
+    readAheads.inc();
     readAhead(entry.fd, window, readAheadBytes);
   }
 

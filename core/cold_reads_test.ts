@@ -12,6 +12,12 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { coldReadsBeforeReadAhead, FdCache, readAheadBytes } from "./_fd_cache.ts";
+import { coldReads, readAheads } from "../metrics/mod.ts";
+
+/** The value of a counter without labels. */
+async function counted(counter: typeof coldReads): Promise<number> {
+  return (await counter.get()).values[0]?.value ?? 0;
+}
 
 const adviseDontNeed = 4; // POSIX_FADV_DONTNEED
 const libc = Deno.dlopen("libc.so.6", {
@@ -111,6 +117,7 @@ Deno.test("a file read at random from the disk often enough is read ahead, one w
     await files.read(path, into, position, { writable: false });
     assert.deepEqual(into, bytes.subarray(position, position + 4096));
   };
+  const [coldBefore, aheadBefore] = [await counted(coldReads), await counted(readAheads)];
   try {
     evict(path);
     assert.equal(resident(path, 0, bytes.length), 0);
@@ -123,6 +130,9 @@ Deno.test("a file read at random from the disk often enough is read ahead, one w
     // One more: the whole window, in the background.
     await read(window + 3 * 1024 * 1024 + 8192);
     assert.equal(files.readsFromDisk, coldReadsBeforeReadAhead);
+    // What an operator sees (docs/operations.md, "Data disk").
+    assert.equal(await counted(coldReads) - coldBefore, coldReadsBeforeReadAhead);
+    assert.equal(await counted(readAheads) - aheadBefore, 1);
     const deadline = Date.now() + 5_000;
     while (resident(path, window, readAheadBytes) < windowPages && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));

@@ -1,6 +1,7 @@
 /**
  * The data disk's writes around the page cache (core/_direct_writes.ts): new
- * blocks, and a replica's large copies of changes its writer made elsewhere.
+ * blocks, and a replica's large copies of changes its writer made elsewhere;
+ * and the reads that then find pages outside the page cache (core/_fd_cache.ts).
  */
 import { Counter, Gauge } from "prom-client";
 import { registry } from "./registry.ts";
@@ -38,5 +39,22 @@ export const directWritesAvailable: Gauge = new Gauge({
   help: "1 when the data directory's file system takes O_DIRECT writes (probed at start); " +
     "0 when it refused them (every write then goes through the page cache) or the node has no " +
     "local data disk (RADOS engine)",
+  registers: [registry],
+});
+
+/** Small reads that found some of their pages outside the page cache (read off the event loop). */
+export const coldReads: Counter = new Counter({
+  name: "atoll_disk_cold_reads_total",
+  help: "Reads under 128 KiB that found some of their bytes outside the page cache and waited " +
+    "for the disk off the event loop (a replica's copies, written around the cache, read after " +
+    "a migration or by another member)",
+  registers: [registry],
+});
+
+/** Windows of files read at random from the disk that the kernel was asked to read whole. */
+export const readAheads: Counter = new Counter({
+  name: "atoll_disk_read_aheads_total",
+  help: "4 MiB windows of object and block files asked of the kernel in the background once " +
+    "their reads had found cold pages eight times",
   registers: [registry],
 });

@@ -42,10 +42,12 @@ export {
 } from "./http_series.ts";
 export { gcDeletedBlocks, gcDeletedObjects, gcRuns, type GcTrigger } from "./gc_series.ts";
 export {
+  coldReads,
   type DirectWriteKind,
   directWrites,
   directWritesAvailable,
   directWritesUnstaged,
+  readAheads,
 } from "./disk_series.ts";
 export { startProcessMetrics } from "./process_series.ts";
 export { metadataRoundDuration } from "./cluster_series.ts";

@@ -4,9 +4,9 @@
  * plain writes to the page cache; a sync is one `fdatasync` for every append
  * before it, and syncs asked while one runs share the next (group commit).
  *
- * A journal asked to sync since its last append starts a sync right after
- * its next append is answered (its writer flushes after its writes, as a guest with `fsync=1` or a
- * database commit does): nobody waits for that sync, so the write is answered
+ * A journal asked to sync since its last append starts a sync as its next
+ * append is answered (its writer flushes after its writes, as a guest with
+ * `fsync=1` or a database commit does): nobody waits for that sync, so the write is answered
  * as soon as it is in the page cache, but by the time its FLUSH arrives (a
  * round trip later) the sync is mostly done, and the FLUSH waits only for what
  * is left. Appends that no sync follows (writes between flushes, a stream at
@@ -127,7 +127,9 @@ export class JournalDisk implements JournalStore {
       this.#zeroAhead(journal);
     }
     if (journal.syncAsked) {
-      // After the answer to this append has gone out (the sync's own work, on two cores, delays it).
+      // In the next turn, not under the caller's feet: the answer to this append, queued after
+      // this, is written right after the sync is handed to a worker thread (`strace`, session 43;
+      // a turn later still made no difference: performance.md, session 36).
       setImmediate(() => {
         if (journal.syncing !== null || journal.closing || journal.synced >= journal.appended) {
           return;
