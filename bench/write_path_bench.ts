@@ -21,6 +21,7 @@ import { LocalEngine } from "../core/local_engine.ts";
 import { JournalDisk } from "../cluster/data/journal_disk.ts";
 import { ObjectReplica, ReplicatedObjects } from "../cluster/data/mod.ts";
 import { cpuSeconds } from "./_fio.ts";
+import { median } from "./upload_bench.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -93,7 +94,6 @@ async function threeCopies(dir: string): Promise<number> {
   return us;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const one: number[] = [];
 const three: number[] = [];
 for (let round = 0; round < rounds; round++) {

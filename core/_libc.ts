@@ -8,7 +8,8 @@
  * stay alive and untouched until the Promise settles. And a read of what the
  * page cache holds, never waiting for the disk (`preadv2` with `RWF_NOWAIT`,
  * on the calling thread), with `errno` to tell why it read less; and
- * `posix_fadvise` (a read-around of cold pages, started off the event loop).
+ * `posix_fadvise` (the read ahead of a file read at random from the disk,
+ * started off the event loop: _fd_cache.ts).
  * Loaded on first use; null where libc cannot be opened (callers then do as
  * before: write on the event loop, read waiting for the disk).
  */
