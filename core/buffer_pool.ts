@@ -2,8 +2,9 @@
  * Reusable buffers for payloads (NBD requests and replies, large frames between
  * nodes). A fresh buffer per request pays first-touch page faults on every
  * byte (a new 1 MiB array per NBD read cut sequential reads to ~0.15× nbdkit;
- * a fresh 1 MiB array costs ~0.3 ms here, five times its copy), so buffers are
- * kept in size classes and handed out again.
+ * a fresh 1 MiB array cost ~0.3 ms on the first machine, five times its copy,
+ * and 2.5–2.8 ms on a later one, seventy: decisions.md, "Fetched pages through
+ * reused buffers"), so buffers are kept in size classes and handed out again.
  *
  * The classes are the powers of two up to 1 MiB, and above it eight steps
  * between one power and the next: a frame between nodes carrying a 4 MiB

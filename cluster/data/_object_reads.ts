@@ -13,6 +13,7 @@ import type { WrittenObjects } from "./_written_objects.ts";
 import type { Unflushed } from "./_unflushed.ts";
 import type { FloorScope } from "./_floor_cache.ts";
 import type { RemotePages } from "./_remote_pages.ts";
+import { CopyReads } from "./_copy_reads.ts";
 import { readNewest, ReplicaQuorumError } from "./_replica_copies.ts";
 import { adopt } from "./_replica_learning.ts";
 import type { ObjectCounters, ReplicatedObjectsOptions } from "./replicated_objects.ts";
@@ -50,6 +51,7 @@ export class ObjectReads {
   #unflushed: Unflushed;
   #views: SettledReads;
   #pages: RemotePages;
+  #copies: CopyReads;
   /**
    * The stamp a look over every live member found for a frozen object (scope
    * "frozen": no writer changes it any more) or for an object this node holds
@@ -65,6 +67,7 @@ export class ObjectReads {
     this.#unflushed = parts.unflushed;
     this.#views = parts.views;
     this.#pages = parts.pages;
+    this.#copies = new CopyReads(parts.pages);
   }
 
   /** ReplicatedObjects.read. */
@@ -88,7 +91,9 @@ export class ObjectReads {
     const own = writes && !written.stale && written.current.has(this.#options.selfId)
       ? this.#options.ownReplica?.(name) ?? null
       : null;
-    if (own !== null && await this.#readCopy(own, name, written!, offset, into, "straight")) return;
+    if (own !== null && await this.#copies.read(own, name, written!, offset, into, "straight")) {
+      return;
+    }
     const links = this.#writers.ordered(this.#options.replicasOf(name));
     // Objects this node writes are read from their current replicas (below); under a
     // view, the others from where a read found them newest.
@@ -106,7 +111,7 @@ export class ObjectReads {
           const direct = link.id === this.#options.selfId ||
             (into.length >= uncachedReadBytes && !this.#pages.hasRoom(into.length));
           const through = direct ? "straight" : "pages";
-          if (await this.#readCopy(link, name, written, offset, into, through)) return;
+          if (await this.#copies.read(link, name, written, offset, into, through)) return;
         } catch {
           // try the next current replica
         }
@@ -252,7 +257,7 @@ export class ObjectReads {
         return true;
       }
       if (link !== undefined && !direct) {
-        if ((await this.#fetchPages(link, name, () => found.stamp, offset, into)).filled) {
+        if ((await this.#copies.fetchPages(link, name, () => found.stamp, offset, into)).filled) {
           return true;
         }
       }
@@ -262,88 +267,6 @@ export class ObjectReads {
     this.#views.forget(view, name);
     return false;
   }
-
-  /**
-   * Reads the range from `link`, a current replica, into `into`: straight
-   * (this node's own copy, or a large read: through a reused buffer if remote),
-   * or through the aligned pages around it, which are kept (_remote_pages.ts).
-   * False when the copy does not hold the writer's stamp (it lags now: no
-   * longer counted current, or a change crossed the read); a straight read
-   * that failed is false too, a fetch of pages throws: either way the caller
-   * tries the next current replica.
-   */
-  async #readCopy(
-    link: ObjectLink,
-    name: string,
-    written: { stamp: Stamp; current: Set<string> },
-    offset: number,
-    into: Uint8Array,
-    through: "pages" | "straight",
-  ): Promise<boolean> {
-    const expected = written.stamp;
-    if (through === "pages") {
-      const wanted = () => written.stamp;
-      const { filled, stamp } = await this.#fetchPages(link, name, wanted, offset, into);
-      if (!filled) lagsBehind(written, link.id, stamp, expected);
-      return filled;
-    }
-    try {
-      const { data, stamp, release } = await link.read(name, offset, into.length, into);
-      if (compareStamps(stamp, written.stamp) !== 0) {
-        release?.();
-        lagsBehind(written, link.id, stamp, expected);
-        return false;
-      }
-      if (data !== into) into.set(data);
-      release?.();
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  /**
-   * Reads the aligned pages around the range from `link`, a member's copy;
-   * when it answers at `wanted()` (asked once the answer is in: the writer's
-   * own change may have crossed the read, so the stamp it wants moved too),
-   * fills `into` and keeps the pages (_remote_pages.ts). Returns whether it
-   * did, and the stamp the copy answered with.
-   */
-  async #fetchPages(
-    link: ObjectLink,
-    name: string,
-    wanted: () => Stamp,
-    offset: number,
-    into: Uint8Array,
-  ): Promise<{ filled: boolean; stamp: Stamp }> {
-    const span = this.#pages.span(offset, into.length);
-    const read = await link.read(name, span.offset, span.length);
-    try {
-      if (compareStamps(read.stamp, wanted()) !== 0) return { filled: false, stamp: read.stamp };
-      const at = offset - span.offset;
-      into.set(read.data.subarray(at, at + into.length));
-      this.#pages.fill(name, read.stamp, span.offset, read.data);
-      return { filled: true, stamp: read.stamp };
-    } finally {
-      read.release?.();
-    }
-  }
-}
-
-/**
- * A current replica's read came back at `stamp`, not the writer's: below what
- * the writer had when the read started (`expected`), it lost what it took (it
- * restarted before a flush) and lags now; otherwise a change of this writer
- * crossed the read, and the replica stays current (taking it for lagging cost
- * a whole copy of the object at the next write).
- */
-function lagsBehind(
-  written: { current: Set<string> },
-  id: string,
-  stamp: Stamp,
-  expected: Stamp,
-): void {
-  if (compareStamps(stamp, expected) < 0) written.current.delete(id);
 }
 
 /** The higher of two stamps. */

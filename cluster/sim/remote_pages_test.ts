@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { ReplicaQuorumError, ReplicatedObjects } from "../data/mod.ts";
-import { remotePageBytes } from "../data/_remote_pages.ts";
+import { remotePageBytes, RemotePages } from "../data/_remote_pages.ts";
 import { uncachedReadBytes } from "../data/_object_reads.ts";
 import { TestReplica } from "./_test_replica.ts";
 
@@ -245,4 +245,29 @@ Deno.test("a read of pages that the holder's own change crosses returns a versio
   await reading;
   const either = [pattern(8192, 1).subarray(4096), pattern(4096, 2)];
   assert.ok(either.some((version) => version.every((byte, i) => byte === into[i])), "a version");
+});
+
+Deno.test("a full cache fills its next pages into the buffers of the pages it evicts, and serves each page's own bytes", () => {
+  const pages = new RemotePages(4 * remotePageBytes);
+  const names = Array.from({ length: 16 }, (_, i) => `${uid}.1.${i}`);
+  for (const [i, name] of names.entries()) {
+    pages.fill(name, [1, 1], 0, pattern(2 * remotePageBytes, i));
+  }
+  // Four pages fit (two objects); the third object's two were made before its fill evicted
+  // any, and every later page took an evicted page's buffer (a fresh one each: 32 made).
+  assert.equal(pages.buffersMade, 6);
+  assert.equal(pages.bytes, 4 * remotePageBytes);
+  for (const [i, name] of names.entries()) {
+    const into = new Uint8Array(2 * remotePageBytes);
+    const held = pages.read(name, [1, 1], 0, into);
+    assert.equal(held, i >= names.length - 2, `object ${i} cached`);
+    if (held) assert.deepEqual(into, pattern(2 * remotePageBytes, i));
+  }
+  // Pages dropped give their buffers back too: the next fills make none.
+  pages.drop(names[names.length - 1]);
+  pages.fill(`${uid}.1.99`, [1, 1], 0, pattern(2 * remotePageBytes, 99));
+  assert.equal(pages.buffersMade, 6);
+  const into = new Uint8Array(2 * remotePageBytes);
+  assert.ok(pages.read(`${uid}.1.99`, [1, 1], 0, into));
+  assert.deepEqual(into, pattern(2 * remotePageBytes, 99));
 });
