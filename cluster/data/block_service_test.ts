@@ -10,10 +10,11 @@ import assert from "node:assert/strict";
 import { LocalEngine, UnavailableError } from "../../core/mod.ts";
 import { ClusterKey } from "../transport/mod.ts";
 import { type BlockPeer, ReplicatedBlocks, type ReplicatedBlocksOptions } from "./block_service.ts";
-import { blockMethods, sha256Hex } from "./block_rpc.ts";
+import { blockMethods, blockMethodsPooled, sha256Hex } from "./block_rpc.ts";
 import { Placement } from "../placement/mod.ts";
 import { RpcClient, rpcServer } from "../transport/mod.ts";
-import { MemoryIdentity } from "../transport/mod.ts";
+import { LinkClient, MemoryIdentity } from "../transport/mod.ts";
+import { key as linkKey, startPort } from "../../tests/_link_proxy.ts";
 import { patternBytes } from "../../tests/_files.ts";
 
 const key = new ClusterKey(new TextEncoder().encode("block-service-test-key-012345678"));
@@ -262,5 +263,33 @@ Deno.test("a put that too few replicas take is unavailable, not a failure", asyn
     );
   } finally {
     await stop();
+  }
+});
+
+Deno.test("whole blocks sent over links from reused buffers never mix the bytes of two blocks", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-block-gets-" });
+  const engine = await LocalEngine.open({ dir });
+  const server = startPort({ methods: blockMethods(engine), pooledData: blockMethodsPooled });
+  const links = new LinkClient(linkKey, new MemoryIdentity(), { selfId: "client" });
+  try {
+    const blocks = Array.from({ length: 6 }, (_, i) => new Uint8Array(4 << 20).fill(i + 1));
+    const hashes = blocks.map((block) => sha256Hex(block));
+    for (const [i, block] of blocks.entries()) await engine.putBlock(hashes[i], block);
+    for (let round = 0; round < 8; round++) {
+      // More blocks in flight than the server keeps buffers for (16 MiB: four).
+      await Promise.all(Array.from({ length: 16 }, async (_, k) => {
+        const i = (k * 5 + round) % blocks.length;
+        const reply = await links.call(server.address, "block.get", {
+          header: { hash: hashes[i] },
+        });
+        assert.equal(reply.header.found, true);
+        assert.equal(sha256Hex(reply.data!), hashes[i], `block ${i} whole and alone`);
+      }));
+    }
+  } finally {
+    await links.close();
+    await server.stop();
+    await engine.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
