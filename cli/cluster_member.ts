@@ -32,6 +32,7 @@ import type { Readiness } from "../http/app.ts";
 import type { ListenerLimits } from "../net/mod.ts";
 import type { ServeOptions } from "./serve.ts";
 import { logger } from "../log/mod.ts";
+import { MemoryToucher } from "../wasm/mod.ts";
 import { registerClusterSeries } from "./_cluster_series.ts";
 import { gatherMemberStats, type MemberStats, memberStatsMethods } from "./_member_stats.ts";
 
@@ -80,6 +81,8 @@ export class ClusterMember {
   #healer: Healer | null = null;
   #acceptorLog: AcceptorLog;
   #journal: JournalDisk;
+  /** Touches the read cache's new memory on a worker (cluster/data/_page_supply.ts). */
+  #toucher = new MemoryToucher();
   /** Removes the cluster's series from /metrics (set once started). */
   #unregisterSeries: () => void = () => {};
 
@@ -120,6 +123,7 @@ export class ClusterMember {
       epochOf: (uid) => this.leases.epochOf(uid),
       trustsWriter: (uid) => this.leases.trustsWriter(uid),
       remotePagesBytes: options.readCacheBytes,
+      touchMemory: (buffer) => this.#toucher.touch(buffer),
     });
     this.leases = new LeaseManager({
       store: options.store,
@@ -269,6 +273,7 @@ export class ClusterMember {
   async leave(): Promise<void> {
     this.#unregisterSeries();
     await this.#node?.leave();
+    this.#toucher.close();
   }
 }
 

@@ -45,6 +45,8 @@ export interface ClusterEngineOptions {
   trustsWriter?: (uid: string) => boolean;
   /** See ReplicatedObjectsOptions.remotePagesBytes. */
   remotePagesBytes?: number;
+  /** See ReplicatedObjectsOptions.touchMemory. */
+  touchMemory?: (buffer: SharedArrayBuffer) => Promise<void>;
   /** The clock of the proposer's backoff and of block reads' last look; the system's unless told. */
   clock?: Clock;
   /** Randomness of the proposer's backoff and name; the system's unless told (a simulation). */

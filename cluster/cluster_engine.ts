@@ -117,6 +117,7 @@ export class ClusterEngine implements Engine {
       epochOf: options.epochOf ?? (() => 1),
       trustsWriter: options.trustsWriter,
       remotePagesBytes: options.remotePagesBytes,
+      touchMemory: options.touchMemory,
       earlyFlushes: true,
       isDead: (id) => this.countsDead(id),
       floors: proposedFloors(() => this.proposer),

@@ -43,6 +43,22 @@ export interface HashReply {
   error?: string;
 }
 
+/**
+ * Asks a worker to write every memory page of `touch` once (MemoryToucher): memory first
+ * written by another thread of the process costs the thread that fills it no page faults.
+ */
+export interface TouchRequest {
+  touch: SharedArrayBuffer;
+}
+
+/** The answer to a {@link TouchRequest}: the bytes it covered. */
+export interface TouchReply {
+  touched: number;
+}
+
+/** Bytes of a memory page: a touch writes one byte in each. */
+export const touchPageBytes = 4096;
+
 /** Bytes in a SHA-256 digest. */
 export const sha256DigestBytes = 32;
 

@@ -18,14 +18,20 @@ import {
   type HashJobRequest,
   type HashReply,
   type HashRequest,
+  touchPageBytes,
+  type TouchReply,
+  type TouchRequest,
   transferList,
 } from "./_hash_protocol.ts";
 import { sha256Lanes, Sha256x4 } from "./sha256x4.ts";
 
 /** The part of a dedicated worker's global scope this module uses. */
 interface WorkerScope {
-  addEventListener(type: "message", listener: (event: MessageEvent<HashRequest>) => void): void;
-  postMessage(message: HashReply, transfer: Transferable[]): void;
+  addEventListener(
+    type: "message",
+    listener: (event: MessageEvent<HashRequest | TouchRequest>) => void,
+  ): void;
+  postMessage(message: HashReply | TouchReply, transfer?: Transferable[]): void;
 }
 
 /** Set once the message handler is installed, so a second call installs nothing. */
@@ -44,8 +50,9 @@ export function isWorkerContext(): boolean {
 }
 
 /**
- * Makes this worker answer the hash requests of a {@link HashPool}. Idempotent: calling it
- * twice installs one handler. Must be called inside a worker.
+ * Makes this worker answer the hash requests of a {@link HashPool} and the touch requests
+ * of a MemoryToucher. Idempotent: calling it twice installs one handler. Must be called
+ * inside a worker.
  */
 export function serveHashJobs(): void {
   if (serving) return;
@@ -58,6 +65,12 @@ export function serveHashJobs(): void {
   // before it finishes simply wait on this promise, in arrival order.
   const ready = Promise.all([createSHA256(), Sha256x4.create()]);
   scope.addEventListener("message", async (event) => {
+    if ("touch" in event.data) {
+      const pages = new Uint8Array(event.data.touch);
+      for (let at = 0; at < pages.length; at += touchPageBytes) pages[at] = 0;
+      scope.postMessage({ touched: pages.length });
+      return;
+    }
     const request = event.data;
     let reply: HashReply;
     try {

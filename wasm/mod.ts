@@ -23,3 +23,4 @@ export {
   toHex,
 } from "./hash_pool.ts";
 export { isWorkerContext, serveHashJobs } from "./hash_worker.ts";
+export { MemoryToucher } from "./memory_toucher.ts";

@@ -12,9 +12,11 @@
  * every 4 KiB of it the first time it is written (2.6 ms a MiB on this kind of
  * machine, against 0.04 for a copy into memory in use: decisions.md, "Fetched
  * pages through reused buffers"), and a cache that evicts as it fills would
- * pay that for every page.
+ * pay that for every page. Pages the cache has never had come from memory a
+ * worker touched ahead when the node gives a toucher (_page_supply.ts).
  */
 import { compareStamps, type Stamp } from "./object_link.ts";
+import { PageSupply } from "./_page_supply.ts";
 
 /** Bytes of one cached page (a read that misses fetches the page around it). */
 export const remotePageBytes = 256 * 1024;
@@ -51,8 +53,15 @@ export class RemotePages {
   readonly counters = { hits: 0, misses: 0 };
   #buffersMade = 0;
 
-  constructor(bytesMax = remotePagesBytesDefault) {
+  #supply: PageSupply | null;
+
+  /** `touch`: writes each page of a buffer once on another thread (MemoryToucher). */
+  constructor(
+    bytesMax = remotePagesBytesDefault,
+    touch?: (buffer: SharedArrayBuffer) => Promise<void>,
+  ) {
     this.#bytesMax = bytesMax;
+    this.#supply = touch === undefined ? null : new PageSupply(remotePageBytes, touch);
   }
 
   /** True (and `into` filled) when every page of the range is cached at `stamp`. */
@@ -109,10 +118,11 @@ export class RemotePages {
         this.#touch(cached);
         continue;
       }
-      const spare = this.#spares.pop();
-      if (spare !== undefined) spare.set(bytes);
-      if (spare === undefined) this.#buffersMade++;
-      const added = { data: spare ?? bytes.slice(), name, page, key: `${name} ${page}` };
+      const grow = this.#bytes + remotePageBytes <= this.#bytesMax;
+      const reused = this.#spares.pop() ?? this.#supply?.take(grow) ?? null;
+      reused?.set(bytes);
+      if (reused === null) this.#buffersMade++;
+      const added = { data: reused ?? bytes.slice(), name, page, key: `${name} ${page}` };
       object.pages.set(page, added);
       this.#bytes += remotePageBytes;
       this.#touch(added);
@@ -160,7 +170,7 @@ export class RemotePages {
     return this.#bytesMax > 0 && this.#bytes + bytes <= this.#bytesMax;
   }
 
-  /** Page buffers allocated so far (the others were reused). */
+  /** Page buffers allocated so far (the others were reused, or touched ahead). */
   get buffersMade(): number {
     return this.#buffersMade;
   }

@@ -106,6 +106,12 @@ export interface ReplicatedObjectsOptions {
    */
   remotePagesBytes?: number;
   /**
+   * Writes each page of a buffer once on another thread (wasm/ MemoryToucher):
+   * the pages of that cache are then taken from memory touched ahead
+   * (_page_supply.ts); without it, fresh buffers.
+   */
+  touchMemory?: (buffer: SharedArrayBuffer) => Promise<void>;
+  /**
    * Flushes started as a write ends, ahead of a client that flushes after its
    * writes (_early_flushes.ts); off by default (the cluster engine turns them on).
    */
@@ -154,7 +160,10 @@ export class ReplicatedObjects {
   constructor(options: ReplicatedObjectsOptions) {
     this.#options = options;
     this.#floors = new FloorCache(options.floors ?? noFloors, options.allLost);
-    this.#pages = new RemotePages(options.remotePagesBytes ?? remotePagesBytesDefault);
+    this.#pages = new RemotePages(
+      options.remotePagesBytes ?? remotePagesBytesDefault,
+      options.touchMemory,
+    );
     this.#writers = new WrittenObjects(options, this.counters, {
       unflushed: this.#unflushed,
       views: this.#views,

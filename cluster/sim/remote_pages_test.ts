@@ -271,3 +271,36 @@ Deno.test("a full cache fills its next pages into the buffers of the pages it ev
   assert.ok(pages.read(`${uid}.1.99`, [1, 1], 0, into));
   assert.deepEqual(into, pattern(2 * remotePageBytes, 99));
 });
+
+Deno.test("a cache given a toucher fills its new pages into slabs touched ahead, while it may grow", async () => {
+  const touched: SharedArrayBuffer[] = [];
+  const touch = (buffer: SharedArrayBuffer) => {
+    touched.push(buffer);
+    return Promise.resolve();
+  };
+  const pages = new RemotePages(160 * remotePageBytes, touch);
+  const fill = (i: number) =>
+    pages.fill(`${uid}.1.${i}`, [1, 1], 0, new Uint8Array(remotePageBytes).fill(i & 0xff));
+  fill(0); // no slab ready yet: a buffer of its own, and the first slab asked for
+  assert.equal(pages.buffersMade, 1);
+  assert.equal(touched.length, 1);
+  await Promise.resolve(); // the touch settles
+  for (let i = 1; i < 150; i++) {
+    fill(i);
+    if (i % 32 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  // Every later page came from a touched slab (64 pages each), and slabs stopped with the
+  // cache's room: 150 pages need three.
+  assert.ok(pages.buffersMade <= 3, `${pages.buffersMade} buffers made`);
+  assert.ok(touched.length <= 4, `${touched.length} slabs`);
+  for (let i = 0; i < 150; i++) {
+    const into = new Uint8Array(remotePageBytes);
+    assert.ok(pages.read(`${uid}.1.${i}`, [1, 1], 0, into), `page ${i} cached`);
+    assert.deepEqual(into, new Uint8Array(remotePageBytes).fill(i & 0xff));
+  }
+  // Full: evictions give their buffers, no slab is asked for.
+  const slabs = touched.length;
+  for (let i = 150; i < 400; i++) fill(i);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(touched.length, slabs);
+});
