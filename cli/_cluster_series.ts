@@ -225,6 +225,16 @@ export function registerClusterSeries(parts: ClusterFigures): () => void {
       () => engine.objects.remotePages.misses,
     ),
     counter(
+      "atoll_cluster_remote_page_slabs_total",
+      "Slabs of 16 MiB a worker touched ahead for the pages of objects held only on other members",
+      () => engine.objects.remotePages.slabs.touched,
+    ),
+    counter(
+      "atoll_cluster_remote_page_slab_failures_total",
+      "Touches of such slabs that failed (the worker died): those pages are made on the event loop",
+      () => engine.objects.remotePages.slabs.failed,
+    ),
+    counter(
       "atoll_cluster_early_flushes_total",
       "Flushes this writer started as a write ended, ahead of a client that flushes after its writes",
       () => engine.objects.earlyFlushes,

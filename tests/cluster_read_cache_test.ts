@@ -56,6 +56,14 @@ Deno.test("the lease holder reads objects other members store from its pages, wi
     // Each object held elsewhere: its first page misses once, then hits twice.
     assert.ok(hits >= 2, `hits ${hits}, misses ${misses}, bytes ${bytes}`);
     assert.ok(bytes > 0 && bytes <= 8 * MiB, `bytes ${bytes}`);
+    // The cache's first page asked the node's worker for a slab of pages touched ahead.
+    const slabs = async () => (await scrape(cached)).value("atoll_cluster_remote_page_slabs_total");
+    const deadline = Date.now() + 10_000;
+    while (await slabs() < 1 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(await slabs() >= 1, "a slab touched by the node's worker");
+    assert.equal(metrics.value("atoll_cluster_remote_page_slab_failures_total"), 0);
     const none = await scrape(uncached);
     assert.equal(none.value("atoll_cluster_remote_page_hits_total"), 0);
     assert.equal(none.value("atoll_cluster_remote_page_bytes"), 0);

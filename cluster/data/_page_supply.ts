@@ -6,8 +6,9 @@
  * read cache touched ahead"). Slabs of {@linkcode slabPages} pages, shared
  * buffers, are touched one at a time while the cache may still grow: at most
  * one slab waits ready and one is being touched beyond what the cache holds
- * (32 MiB). With no toucher (the
- * simulation), or none ready yet, the cache makes its pages as before.
+ * (32 MiB). With no toucher (the simulation), or none ready yet, the cache
+ * makes its pages as before; a touch that fails (the worker died) lets its
+ * slab go and the next one starts another worker.
  */
 
 /** Pages of one slab (16 MiB of 256 KiB pages). */
@@ -26,7 +27,7 @@ export class PageSupply {
   #ready: Slab | null = null;
   #touching = false;
   /** Slabs touched, and touches that failed (their slab is let go). */
-  readonly counters = { slabs: 0, failed: 0 };
+  readonly counters = { touched: 0, failed: 0 };
 
   constructor(pageBytes: number, touch: (buffer: SharedArrayBuffer) => Promise<void>) {
     this.#pageBytes = pageBytes;
@@ -53,7 +54,7 @@ export class PageSupply {
     const buffer = new SharedArrayBuffer(slabPages * this.#pageBytes);
     this.#touch(buffer).then(
       () => {
-        this.counters.slabs++;
+        this.counters.touched++;
         this.#ready = { buffer, next: 0 };
       },
       () => this.counters.failed++,

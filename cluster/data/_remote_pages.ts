@@ -55,13 +55,13 @@ export class RemotePages {
 
   #supply: PageSupply | null;
 
-  /** `touch`: writes each page of a buffer once on another thread (MemoryToucher). */
+  /** `touchMemory`: writes each page of a buffer once on another thread (MemoryToucher). */
   constructor(
     bytesMax = remotePagesBytesDefault,
-    touch?: (buffer: SharedArrayBuffer) => Promise<void>,
+    touchMemory?: (buffer: SharedArrayBuffer) => Promise<void>,
   ) {
     this.#bytesMax = bytesMax;
-    this.#supply = touch === undefined ? null : new PageSupply(remotePageBytes, touch);
+    this.#supply = touchMemory === undefined ? null : new PageSupply(remotePageBytes, touchMemory);
   }
 
   /** True (and `into` filled) when every page of the range is cached at `stamp`. */
@@ -119,10 +119,12 @@ export class RemotePages {
         continue;
       }
       const grow = this.#bytes + remotePageBytes <= this.#bytesMax;
-      const reused = this.#spares.pop() ?? this.#supply?.take(grow) ?? null;
-      reused?.set(bytes);
-      if (reused === null) this.#buffersMade++;
-      const added = { data: reused ?? bytes.slice(), name, page, key: `${name} ${page}` };
+      let kept = this.#spares.pop() ?? this.#supply?.take(grow) ?? null;
+      if (kept === null) {
+        kept = bytes.slice();
+        this.#buffersMade++;
+      } else kept.set(bytes);
+      const added = { data: kept, name, page, key: `${name} ${page}` };
       object.pages.set(page, added);
       this.#bytes += remotePageBytes;
       this.#touch(added);
@@ -173,6 +175,11 @@ export class RemotePages {
   /** Page buffers allocated so far (the others were reused, or touched ahead). */
   get buffersMade(): number {
     return this.#buffersMade;
+  }
+
+  /** Slabs of pages touched ahead (_page_supply.ts), and touches that failed. */
+  get slabs(): { touched: number; failed: number } {
+    return this.#supply?.counters ?? { touched: 0, failed: 0 };
   }
 
   /** Bytes cached now. */

@@ -289,8 +289,13 @@ export class ReplicatedObjects {
   }
 
   /** What the page cache of objects held elsewhere did (for /metrics). */
-  get remotePages(): { hits: number; misses: number; bytes: number } {
-    return { ...this.#pages.counters, bytes: this.#pages.bytes };
+  get remotePages(): {
+    hits: number;
+    misses: number;
+    bytes: number;
+    slabs: { touched: number; failed: number };
+  } {
+    return { ...this.#pages.counters, bytes: this.#pages.bytes, slabs: this.#pages.slabs };
   }
   /** Reads volume `uid`'s floors for this node as its writer at `epoch`, ahead of its first write. */
   prefetchFloors(uid: string, epoch: number): void {

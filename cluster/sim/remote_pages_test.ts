@@ -293,6 +293,7 @@ Deno.test("a cache given a toucher fills its new pages into slabs touched ahead,
   // cache's room: 150 pages need three.
   assert.ok(pages.buffersMade <= 3, `${pages.buffersMade} buffers made`);
   assert.ok(touched.length <= 4, `${touched.length} slabs`);
+  assert.ok(pages.slabs.touched >= 2 && pages.slabs.failed === 0, JSON.stringify(pages.slabs));
   for (let i = 0; i < 150; i++) {
     const into = new Uint8Array(remotePageBytes);
     assert.ok(pages.read(`${uid}.1.${i}`, [1, 1], 0, into), `page ${i} cached`);
