@@ -25,13 +25,33 @@ function faultsOfFill(buffer: SharedArrayBuffer): number {
   return threadFaults() - before;
 }
 
+const libc = Deno.dlopen("libc.so.6", {
+  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
+});
+const adviseDontNeed = 4; // MADV_DONTNEED
+
+/**
+ * `buffer` with its pages unmapped from the process (`MADV_DONTNEED`), so that
+ * the next write of each faults: a new buffer may lie in memory the process
+ * wrote and let go before (an earlier test's), which is still mapped.
+ */
+function fresh(buffer: SharedArrayBuffer): SharedArrayBuffer {
+  const start = Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(buffer)));
+  const first = (BigInt(start) + 4095n) & ~4095n;
+  const length = (BigInt(start) + BigInt(buffer.byteLength) - first) & ~4095n;
+  const pointer = Deno.UnsafePointer.create(first);
+  assert.equal(libc.symbols.madvise(pointer, length, adviseDontNeed), 0, "madvise");
+  return buffer;
+}
+
 Deno.test("a buffer the toucher's worker touched fills without page faults on this thread", async () => {
   const toucher = new MemoryToucher();
   try {
-    const pages = (32 * MiB) / 4096;
-    const untouched = new SharedArrayBuffer(32 * MiB);
+    const bytes = 32 * MiB;
+    const pages = bytes / 4096;
+    const untouched = fresh(new SharedArrayBuffer(bytes));
     assert.ok(faultsOfFill(untouched) >= pages / 2, "a fresh buffer faults on this thread");
-    const touched = [new SharedArrayBuffer(32 * MiB), new SharedArrayBuffer(32 * MiB)];
+    const touched = [fresh(new SharedArrayBuffer(bytes)), fresh(new SharedArrayBuffer(bytes))];
     await Promise.all(touched.map((buffer) => toucher.touch(buffer)));
     for (const buffer of touched) {
       assert.ok(new Uint8Array(buffer).every((byte) => byte === 0), "touching leaves zeros");
