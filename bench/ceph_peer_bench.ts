@@ -6,13 +6,16 @@
  * fio drives both: the `nbd` engine on an Atoll volume through the node holding its
  * write lease, the `rbd` engine (librbd, what QEMU uses) on an image of the same
  * size. Both are written in full first; every job then runs on Atoll and on Ceph
- * back to back, the order flipping every round, and the table shows medians and
- * the median of the per-round Atoll/Ceph ratios. Besides the usual jobs: 4 KiB
- * writes at QD1 with a flush after each, the first fill of a fresh volume,
- * random reads of a fresh clone before and after its first write, and an image
- * upload (curl PUT of a raw image of distinct blocks to the node against `rbd
- * import` of the same file, timed from start to end). Then idle CPU
- * (utime+stime from /proc over the same window) and RSS of each side.
+ * one after the other, the order flipping every round, each once the processes
+ * of both sides are quiet (under 0.15 of a core for a second, at most
+ * `--settle-seconds`: neither side's job runs on what the other's left behind),
+ * and the table shows medians and the median of the per-round Atoll/Ceph
+ * ratios. Besides the usual jobs: 4 KiB writes at QD1 with a flush after each,
+ * the first fill of a fresh volume, random reads of a fresh clone before and
+ * after its first write, and an image upload (curl PUT of a raw image of
+ * distinct blocks to the node against `rbd import` of the same file, timed
+ * from start to end). Then idle CPU (utime+stime from /proc over the same
+ * window) and RSS of each side.
  *
  * The machine is small and shared: compare ratios within one run, not absolutes.
  * A benchmark, never a test: it asserts nothing about time.
@@ -23,7 +26,7 @@
  * Ceph, what an operator who runs Ceph gains or pays for Atoll's front end.
  *
  * Run: `deno task bench:ceph [--cases n3r3,n3r2,n4r3] [--runtime S] [--rounds N]
- *   [--idle-seconds S] [--size-mib N] [--pgs N] [--ceph-media detected|ssd|hdd]
+ *   [--idle-seconds S] [--settle-seconds S] [--size-mib N] [--pgs N] [--ceph-media detected|ssd|hdd]
  *   [--atoll-engine ring|rados]`
  *
  * @module
@@ -38,7 +41,7 @@ import {
 } from "../tests/_ceph.ts";
 import { cpuSeconds, fio, killRunningFio, rssBytes } from "./_fio.ts";
 import { figure, type Idle, printTable, type Row } from "./_peer_report.ts";
-import { atollSide, cephSide, radosSide, type Side } from "./_peer_sides.ts";
+import { atollSide, cephSide, radosSide, settle, type Side } from "./_peer_sides.ts";
 import { startCluster } from "../tests/_cluster.ts";
 import { removeData, startNode } from "../tests/_node.ts";
 import { writeImage } from "./upload_bench.ts";
@@ -83,6 +86,7 @@ const { values } = parseArgs({
     runtime: { type: "string", default: "10" },
     rounds: { type: "string", default: "2" },
     "idle-seconds": { type: "string", default: "30" },
+    "settle-seconds": { type: "string", default: "30" },
     "size-mib": { type: "string", default: "1024" },
     pgs: { type: "string", default: "64" },
     "ceph-media": { type: "string", default: "detected" },
@@ -93,6 +97,7 @@ const settings = {
   runtime: Number(values.runtime),
   rounds: Number(values.rounds),
   idleSeconds: Number(values["idle-seconds"]),
+  settleSeconds: Number(values["settle-seconds"]),
   sizeBytes: Number(values["size-mib"]) * MiB,
   pgs: Number(values.pgs),
   media: values["ceph-media"] as "ssd" | "hdd" | "detected",
@@ -130,11 +135,23 @@ async function pair(row: Row, order: Side[], volume: string, args: string[]) {
   const cells: string[] = [];
   for (const side of order) {
     live();
+    const waited = await settled(order);
     const result = await fio(side.target(volume), [`--size=${settings.sizeBytes}`, ...args]);
     (side.name === "Atoll" ? row.atoll : row.peer).push(result);
-    cells.push(`${side.name} ${figure(row, result).toFixed(1)} ${row.unit}`);
+    cells.push(`${side.name} ${figure(row, result).toFixed(1)} ${row.unit}${waited}`);
   }
   console.log(`  ${row.name.padEnd(34)} ${cells.join("   ")}`);
+}
+
+/**
+ * Waits (up to `--settle-seconds`) until both sides are quiet before a job, so
+ * that neither runs on the other's leftovers; says how long when it was more
+ * than the one second it always measures.
+ */
+async function settled(sides: Side[]): Promise<string> {
+  if (settings.settleSeconds <= 0) return "";
+  const seconds = await settle(sides, settings.settleSeconds);
+  return seconds < 2 ? "" : ` (after ${seconds.toFixed(0)} s to settle)`;
 }
 
 /** The 1, 5 and 15 minute load averages: how busy the shared machine was. */
@@ -213,6 +230,7 @@ async function rounds(atoll: Side, ceph: Side): Promise<Row[]> {
       const cells: string[] = [];
       for (const side of order) {
         live();
+        const waited = await settled(order);
         const seconds = await side.upload(`image${round}-${side.name}`, image);
         const result = {
           megabytesPerSecond: settings.sizeBytes / seconds / 1e6,
@@ -221,7 +239,7 @@ async function rounds(atoll: Side, ceph: Side): Promise<Row[]> {
           flushP50Us: 0,
         };
         (side.name === "Atoll" ? upload.atoll : upload.peer).push(result);
-        cells.push(`${side.name} ${result.megabytesPerSecond.toFixed(1)} MB/s`);
+        cells.push(`${side.name} ${result.megabytesPerSecond.toFixed(1)} MB/s${waited}`);
       }
       console.log(`  ${upload.name.padEnd(34)} ${cells.join("   ")}`);
     }
