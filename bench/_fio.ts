@@ -120,3 +120,22 @@ export async function rssBytes(pids: number[]): Promise<number> {
   }
   return total;
 }
+
+/**
+ * Waits until the processes `pids()` together used under `quietCores` of a
+ * core over a second (idle clusters of either kind take about a tenth of
+ * that), at most `maxSeconds`; returns the seconds waited (at least the one
+ * second it measures). A job then starts on a quiet machine rather than on
+ * what the job before it left running (syncs, compactions, healing).
+ */
+export async function settle(pids: () => number[], maxSeconds: number, quietCores = 0.15) {
+  const started = performance.now();
+  let before = await cpuSeconds(pids());
+  while ((performance.now() - started) / 1000 < maxSeconds) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const now = await cpuSeconds(pids());
+    if (now - before < quietCores) break;
+    before = now;
+  }
+  return (performance.now() - started) / 1000;
+}

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { cpuSeconds, type FioTarget } from "./_fio.ts";
+import type { FioTarget } from "./_fio.ts";
 import type { CephCluster } from "../tests/_ceph.ts";
 import type { TestProcessCluster } from "../tests/_cluster.ts";
 import { createSnapshot, createVolume } from "../tests/_nbd.ts";
@@ -75,24 +75,4 @@ export function cephSide(ceph: CephCluster): Side {
     },
     pids: () => ceph.pids(),
   };
-}
-
-/**
- * Waits until the processes of `sides` together used under `quietCores` of a
- * core over a second (both idle clusters take about a tenth of that), at most
- * `maxSeconds`; returns the seconds waited. A job then starts on what the
- * other side's job left behind no more than on its own (Ceph's compactions
- * and deferred writes, Atoll's syncs and healing after a burst).
- */
-export async function settle(sides: Side[], maxSeconds: number, quietCores = 0.15) {
-  const pids = () => sides.flatMap((side) => side.pids());
-  const started = performance.now();
-  let before = await cpuSeconds(pids());
-  while ((performance.now() - started) / 1000 < maxSeconds) {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    const now = await cpuSeconds(pids());
-    if (now - before < quietCores) break;
-    before = now;
-  }
-  return (performance.now() - started) / 1000;
 }

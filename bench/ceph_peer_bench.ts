@@ -39,9 +39,9 @@ import {
   ensureCephPackages,
   startCeph,
 } from "../tests/_ceph.ts";
-import { cpuSeconds, fio, killRunningFio, rssBytes } from "./_fio.ts";
+import { cpuSeconds, fio, killRunningFio, rssBytes, settle } from "./_fio.ts";
 import { figure, type Idle, printTable, type Row } from "./_peer_report.ts";
-import { atollSide, cephSide, radosSide, settle, type Side } from "./_peer_sides.ts";
+import { atollSide, cephSide, radosSide, type Side } from "./_peer_sides.ts";
 import { startCluster } from "../tests/_cluster.ts";
 import { removeData, startNode } from "../tests/_node.ts";
 import { writeImage } from "./upload_bench.ts";
@@ -150,7 +150,8 @@ async function pair(row: Row, order: Side[], volume: string, args: string[]) {
  */
 async function settled(sides: Side[]): Promise<string> {
   if (settings.settleSeconds <= 0) return "";
-  const seconds = await settle(sides, settings.settleSeconds);
+  const pids = () => sides.flatMap((side) => side.pids());
+  const seconds = await settle(pids, settings.settleSeconds);
   return seconds < 2 ? "" : ` (after ${seconds.toFixed(0)} s to settle)`;
 }
 

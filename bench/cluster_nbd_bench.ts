@@ -3,7 +3,9 @@
  * run: fio (nbd engine) on a volume of a lone `atoll serve` and on a volume of a
  * cluster of node processes, through the node holding the write lease; one more
  * line reads through a node that does not hold it (reads forwarded or fetched).
- * Both volumes are written in full first, so the jobs measure in-place I/O.
+ * Both volumes are written in full first, so the jobs measure in-place I/O; each
+ * job starts once the nodes have been quiet for a second (at most 30 s: the
+ * syncs and healing after a fill or a write job do not land in the next job).
  *
  * Cases (`--cases`): three nodes at R = 3 (every node holds everything), and the
  * shapes real clusters have, N > R: three nodes at R = 2 and four nodes at R = 3,
@@ -26,7 +28,7 @@ import { parseArgs } from "node:util";
 import { startCluster } from "../tests/_cluster.ts";
 import { removeData, startNode, type TestNode } from "../tests/_node.ts";
 import { createVolume } from "../tests/_nbd.ts";
-import { cpuSeconds, fio } from "./_fio.ts";
+import { cpuSeconds, fio, settle } from "./_fio.ts";
 
 const sizeBytes = 256 * 1024 * 1024;
 const rampSeconds = 1;
@@ -58,6 +60,7 @@ interface JobFigures {
  */
 async function job(uri: string, nodes: TestNode[], args: string[]): Promise<JobFigures> {
   const pids = nodes.map((node) => node.process.pid);
+  await settle(() => pids, 30);
   const before = await cpuSeconds(pids);
   const result = await fio({ kind: "nbd", uri }, [`--size=${sizeBytes}`, ...args]);
   const used = await cpuSeconds(pids) - before;
