@@ -123,9 +123,9 @@ export async function rssBytes(pids: number[]): Promise<number> {
 
 /**
  * Waits until the processes `pids()` together used under `quietCores` of a
- * core over a second (idle clusters of either kind take about a tenth of
- * that), at most `maxSeconds`; returns the seconds waited (at least the one
- * second it measures). A job then starts on a quiet machine rather than on
+ * core over a second (an idle Atoll cluster and an idle Ceph together take
+ * about half of that), at most `maxSeconds`; returns the seconds waited (at
+ * least the one second it measures). A job then starts on a quiet machine rather than on
  * what the job before it left running (syncs, compactions, healing).
  */
 export async function settle(pids: () => number[], maxSeconds: number, quietCores = 0.15) {
