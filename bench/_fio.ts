@@ -125,8 +125,9 @@ export async function rssBytes(pids: number[]): Promise<number> {
  * Waits until the processes `pids()` together used under `quietCores` of a
  * core over a second (an idle Atoll cluster and an idle Ceph together take
  * about half of that), at most `maxSeconds`; returns the seconds waited (at
- * least the one second it measures). A job then starts on a quiet machine rather than on
- * what the job before it left running (syncs, compactions, healing).
+ * least the one second it measures). A job then starts on a quiet machine
+ * rather than on what the job before it left running (syncs, compactions,
+ * healing).
  */
 export async function settle(pids: () => number[], maxSeconds: number, quietCores = 0.15) {
   const started = performance.now();

@@ -26,8 +26,8 @@
  * Ceph, what an operator who runs Ceph gains or pays for Atoll's front end.
  *
  * Run: `deno task bench:ceph [--cases n3r3,n3r2,n4r3] [--runtime S] [--rounds N]
- *   [--idle-seconds S] [--settle-seconds S] [--size-mib N] [--pgs N] [--ceph-media detected|ssd|hdd]
- *   [--atoll-engine ring|rados]`
+ *   [--idle-seconds S] [--settle-seconds S] [--size-mib N] [--pgs N]
+ *   [--ceph-media detected|ssd|hdd] [--atoll-engine ring|rados]`
  *
  * @module
  */
@@ -105,6 +105,9 @@ const settings = {
 };
 if (!["ring", "rados"].includes(settings.engine)) {
   throw new RangeError(`Cannot use --atoll-engine ${settings.engine}: ring or rados`);
+}
+if (!(settings.settleSeconds >= 0)) {
+  throw new RangeError(`Cannot use --settle-seconds ${values["settle-seconds"]}: 0 or more`);
 }
 if (!["detected", "ssd", "hdd"].includes(settings.media)) {
   throw new RangeError(`Cannot use --ceph-media ${settings.media}: detected, ssd or hdd`);
