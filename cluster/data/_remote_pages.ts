@@ -179,7 +179,8 @@ export class RemotePages {
 
   /** Slabs of pages touched ahead (_page_supply.ts), and touches that failed. */
   get slabs(): { touched: number; failed: number } {
-    return this.#supply?.counters ?? { touched: 0, failed: 0 };
+    // A copy: the supply's own counters are not for its readers to change.
+    return { ...this.#supply?.counters ?? { touched: 0, failed: 0 } };
   }
 
   /** Bytes cached now. */
