@@ -15,6 +15,19 @@ import { writeAll } from "./_file_io.ts";
 
 const ftruncate = promisify(fs.ftruncate);
 
+/**
+ * Bytes of writes start() answers for before they are done; past it, it waits
+ * for its own (a writer faster than the disk is held back, and the link's
+ * buffers the writes hold stay within its pool: transport/_link_calls.ts).
+ */
+export const startedBytesMax = 16 * 1024 * 1024;
+
+/** Why an object's write that was answered for failed (reads and syncs of it throw it). */
+function lostError(name: string, error: unknown): Error {
+  const reason = error instanceof Error ? error.message : String(error);
+  return new Error(`object ${name} lost a write: ${reason}`, { cause: error });
+}
+
 /** Volume objects as files (LocalEngine's readObject, writeObject and their kin). */
 export class ObjectFiles {
   readonly #dir: string;
@@ -36,6 +49,14 @@ export class ObjectFiles {
   #turns = new Map<string, Promise<void>>();
   /** Per object, reads waiting for a turn: a change asked after them waits for them too. */
   #waiting = new Map<string, Set<Promise<void>>>();
+  /**
+   * Per object file, why a write start() answered for failed: its reads,
+   * syncs and changes throw this until it is written whole again or deleted.
+   */
+  #lost = new Map<string, Error>();
+  /** Writes start() answered for and not done yet, with their bytes. */
+  #started = new Set<Promise<void>>();
+  #startedBytes = 0;
 
   /**
    * `dir`: the data directory; `files`: the engine's descriptors (its flush syncs
@@ -63,6 +84,7 @@ export class ObjectFiles {
     assert(into.length === range.length);
     const path = this.#path(name);
     await this.#inTurn(path, async () => {
+      this.#checkLost(path);
       const got = await this.#files.read(path, into, range.offset, { writable: true });
       into.fill(0, got ?? 0);
     });
@@ -97,6 +119,52 @@ export class ObjectFiles {
     await written;
   }
 
+  /**
+   * A direct write (as write()) that resolves once it is the object's turn:
+   * every access of the object asked from then on waits for it, and `written`
+   * settles once its bytes are written (`data` must not change until then).
+   * A write that fails rejects `written`, and the object's reads, syncs and
+   * changes then throw until it is written whole (`truncate`) or deleted.
+   * Where no part of it goes direct, it is written on the spot (as write());
+   * past {@linkcode startedBytesMax} of writes under way, it resolves once done.
+   */
+  async start(
+    name: string,
+    offset: number,
+    data: Uint8Array,
+    options: { truncate?: boolean },
+  ): Promise<{ written: Promise<void> }> {
+    assert(isObjectName(name), `bad object name ${name}`);
+    const direct = this.#direct;
+    if (direct === null || !direct.takes(data, offset)) {
+      await this.write(name, offset, data, options);
+      return { written: Promise.resolve() };
+    }
+    const path = this.#path(name);
+    const turn = this.#changeTurn(path);
+    const written = (async () => {
+      if (turn !== null) await turn;
+      await this.#write(name, path, offset, data, options.truncate ?? false, direct);
+    })();
+    written.catch((error) => this.#lost.set(path, lostError(name, error)));
+    this.#takeTurn(path, written);
+    const done = written.then(() => {}, () => {}).then(() => {
+      this.#started.delete(done);
+      this.#startedBytes -= data.length;
+    });
+    this.#started.add(done);
+    this.#startedBytes += data.length;
+    if (this.#startedBytes > startedBytesMax) await done;
+    return { written };
+  }
+
+  /** Waits for the writes start() answered for; throws when one of them failed. */
+  async settle(): Promise<void> {
+    await Promise.all(this.#started);
+    const [lost] = this.#lost.values();
+    if (lost !== undefined) throw lost;
+  }
+
   async #write(
     name: string,
     path: string,
@@ -105,6 +173,8 @@ export class ObjectFiles {
     truncate: boolean,
     direct: DirectWrites | null,
   ): Promise<void> {
+    if (truncate) this.#lost.delete(path);
+    else this.#checkLost(path);
     let fd = this.#files.get(path, { writable: true, create: false, ifCached: true });
     if (fd === null && truncate) {
       // Usually the object is new: create it exclusively, and nothing needs truncating.
@@ -131,6 +201,7 @@ export class ObjectFiles {
     const turn = this.#changeTurn(path);
     if (turn !== null) await turn;
     this.#files.forget(path);
+    this.#lost.delete(path);
     // Unlinking a large file takes time in the kernel: keep it off the event loop.
     try {
       await Deno.remove(path);
@@ -147,6 +218,7 @@ export class ObjectFiles {
     const path = this.#path(name);
     return this.#inTurn(path, () => {
       try {
+        this.#checkLost(path);
         return Promise.resolve(fs.statSync(path).size);
       } catch (error) {
         if ((error as { code?: string }).code === "ENOENT") return Promise.resolve(0);
@@ -224,9 +296,21 @@ export class ObjectFiles {
     return this.#files.get(path, { writable: true, create: true, exclusive });
   }
 
-  /** Makes the writes of the named objects durable (their files; directories are the caller's). */
-  sync(names: string[]): Promise<void> {
-    return this.#files.sync(names.map((name) => this.#path(name)));
+  /**
+   * Makes the writes of the named objects durable (their files; directories
+   * are the caller's), once those start() answered for are done.
+   */
+  async sync(names: string[]): Promise<void> {
+    const paths = names.map((name) => this.#path(name));
+    await Promise.all(paths.map((path) => this.#turns.get(path)));
+    paths.forEach((path) => this.#checkLost(path));
+    await this.#files.sync(paths);
+  }
+
+  /** Throws why a write start() answered for failed, if one of `path` did. */
+  #checkLost(path: string): void {
+    const lost = this.#lost.get(path);
+    if (lost !== undefined) throw lost;
   }
 
   #path(name: string): string {

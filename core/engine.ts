@@ -142,6 +142,20 @@ export interface NodeDisk extends Engine {
    * durable (their files and directory entries), not everything as flush does.
    */
   syncObjects(names: string[]): Promise<void>;
+  /**
+   * writeObject with `direct`, answered before its bytes are written: it
+   * resolves once every access of the object asked afterwards (reads, changes,
+   * syncObjects, flush) waits for the write, and `written` settles once it is
+   * done; `data` must not change until then. A write that fails rejects
+   * `written`, and the object's reads, syncs and changes then throw until it
+   * is deleted or written whole again (`truncate`).
+   */
+  startObjectWrite(
+    name: string,
+    offset: number,
+    data: Uint8Array,
+    options?: { truncate?: boolean },
+  ): Promise<{ written: Promise<void> }>;
   /** Bytes free for new data (healing keeps a reserve). */
   freeBytes(): number;
 }

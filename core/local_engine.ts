@@ -243,6 +243,15 @@ export class LocalEngine implements NodeDisk {
     return this.#objects.write(name, offset, data, options);
   }
 
+  startObjectWrite(
+    name: string,
+    offset: number,
+    data: Uint8Array,
+    options: { truncate?: boolean } = {},
+  ): Promise<{ written: Promise<void> }> {
+    return this.#objects.start(name, offset, data, options);
+  }
+
   deleteObject(name: string): Promise<void> {
     return this.#objects.delete(name);
   }
@@ -275,6 +284,7 @@ export class LocalEngine implements NodeDisk {
   flush(): Promise<void> {
     return this.#flushing.run(async () => {
       await this.#unsynced.settleAll((hash, tmp) => this.#placeBlock(hash, tmp));
+      await this.#objects.settle();
       const dirs = [...this.#dirtyDirs];
       this.#dirtyDirs.clear();
       await this.#files.syncAll();

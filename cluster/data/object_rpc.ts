@@ -3,7 +3,7 @@
  * (`object.*`); object_rpc_link.ts is the ObjectLink a writer reaches them by.
  */
 import { BufferPool, isObjectName } from "../../core/mod.ts";
-import type { RpcMethod } from "../transport/mod.ts";
+import type { RpcMessage, RpcMethod } from "../transport/mod.ts";
 import { type ChangeReply, objectBytesMax, type ObjectChange } from "./object_link.ts";
 import type { ObjectReplica } from "./object_service.ts";
 
@@ -19,8 +19,9 @@ const flushNamesMax = 65_536;
 /** The methods a node serves for the objects it stores. */
 /**
  * The methods of objectMethods() that keep no reference to a call's data once
- * they settled (a change is written to its file or copied into the journal
- * before it is answered): the link server may read their data into reused buffers.
+ * they settled, or say until when they do (RpcMessage.keep: a large change is
+ * answered once its write is under way): the link server may read their data
+ * into reused buffers.
  */
 export const objectMethodsPooled: ReadonlySet<string> = new Set([
   "object.change",
@@ -50,7 +51,10 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
         heal: h.heal === true,
         placement: placementOf(h),
       };
-      const reply = await replica.change(objectNameOf(h.name), change, { fromPeer: true });
+      const reply = await replica.change(objectNameOf(h.name), change, {
+        fromPeer: true,
+        keep: keepOf(request),
+      });
       return { header: answer(reply) };
     },
     "object.changes": async (request) => {
@@ -78,7 +82,9 @@ export function objectMethods(replica: ObjectReplica): Record<string, RpcMethod>
         return { name: objectNameOf(h.name), change };
       });
       const results = await Promise.allSettled(
-        changes.map(({ name, change }) => replica.change(name, change, { fromPeer: true })),
+        changes.map(({ name, change }) =>
+          replica.change(name, change, { fromPeer: true, keep: keepOf(request) })
+        ),
       );
       return {
         header: {
@@ -159,4 +165,9 @@ function positive(value: unknown, what: string): number {
 function natural(value: unknown, what: string): number {
   if (!Number.isSafeInteger(value) || (value as number) < 0) throw new TypeError(`bad ${what}`);
   return value as number;
+}
+
+/** How long a change may keep using the call's data: as its transport says, else its own. */
+function keepOf(request: RpcMessage): (until: Promise<unknown>) => void {
+  return request.keep ?? (() => {});
 }

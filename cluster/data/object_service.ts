@@ -21,6 +21,7 @@ import type { NodeDisk } from "../../core/mod.ts";
 import { isObjectName } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
 import { KeyedMutex } from "../../core/_mutex.ts";
+import { logger } from "../../log/mod.ts";
 import { Fences } from "./fences.ts";
 import type { JournalRecord, JournalStore } from "./object_journal.ts";
 import { ReplicaJournal } from "./_replica_journal.ts";
@@ -34,6 +35,7 @@ import {
 } from "./object_link.ts";
 
 const unwritten: Stamp = [0, 0];
+const log = logger("replica");
 
 /** Options of {@linkcode ObjectReplica}. */
 export interface ObjectReplicaOptions {
@@ -69,6 +71,8 @@ export class ObjectReplica implements ObjectLink {
   #placementOf: ((name: string) => number) | undefined;
   /** Records of changes written in place whose file is not synced yet, per object, in order. */
   #placed = new Map<string, JournalRecord[]>();
+  /** Copies given up because a write answered for failed (#lost), ever. */
+  #lostCopies = 0;
   /** Objects writers said other replicas lack, since healing last asked (short()). */
   #short = 0;
 
@@ -90,20 +94,27 @@ export class ObjectReplica implements ObjectLink {
    * `fromPeer`: the change came from another node (its writer, or healing),
    * so this copy is not what its volume is read from: a large change is
    * written around the page cache (docs/decisions.md, "A replica's copies
-   * around the page cache").
+   * around the page cache"). `keep`: the caller keeps `change.data` as it is
+   * until the promise it is given settles, so a large change from a peer may
+   * be answered once its write is under way (NodeDisk.startObjectWrite); a
+   * write that fails then gives the copy up (#lost).
    */
   async change(
     name: string,
     change: ObjectChange,
-    options: { fromPeer?: boolean } = {},
+    options: { fromPeer?: boolean; keep?: (written: Promise<void>) => void } = {},
   ): Promise<ChangeReply> {
-    const reply = await this.#apply(name, change, options.fromPeer === true);
+    const reply = await this.#apply(name, change, options);
     const placement = change.placement;
     if (placement === undefined || this.#placementOf === undefined) return reply;
     return this.#placementOf(name) === placement ? reply : { ...reply, moved: true };
   }
 
-  #apply(name: string, change: ObjectChange, fromPeer: boolean): Promise<ChangeReply> {
+  #apply(
+    name: string,
+    change: ObjectChange,
+    options: { fromPeer?: boolean; keep?: (written: Promise<void>) => void },
+  ): Promise<ChangeReply> {
     checkObjectName(name);
     const { uid } = parseObjectName(name);
     if (change.offset + change.data.length > objectBytesMax) {
@@ -128,7 +139,16 @@ export class ObjectReplica implements ObjectLink {
       const { offset, data } = change;
       if (change.remove !== true && data.length >= this.#inPlaceBytes) {
         // Later changes placed in the same file share its sync.
-        await this.#engine.writeObject(name, offset, data, { truncate, direct: fromPeer });
+        if (options.fromPeer === true && options.keep !== undefined) {
+          const { written } = await this.#engine.startObjectWrite(name, offset, data, { truncate });
+          options.keep(written);
+          written.catch((error) => this.#lost(name, [change.epoch, change.version], error));
+        } else {
+          await this.#engine.writeObject(name, offset, data, {
+            truncate,
+            direct: options.fromPeer,
+          });
+        }
         const record: JournalRecord = { kind: "placed", name, stamp };
         this.#journal.applied(record, stamps);
         this.#placed.set(name, [...this.#placed.get(name) ?? [], record]);
@@ -203,11 +223,18 @@ export class ObjectReplica implements ObjectLink {
    */
   async flush(names: string[] = []): Promise<Stamp[]> {
     await this.#ready;
+    const lostBefore = this.#lostCopies;
     const stamps = await this.stamps(names);
     await Promise.all(
       [...this.#placed.keys()].map((name) => this.#locks.run(name, () => this.#settle(name))),
     );
     await this.#journal.sync();
+    if (this.#lostCopies !== lostBefore) {
+      // A copy given up meanwhile (#lost) must not be answered for at the stamp read before.
+      const now = await this.stamps(names);
+      const gone = names.find((_, i) => compareStamps(now[i], stamps[i]) < 0);
+      if (gone !== undefined) throw new Error(`Cannot flush object ${gone}: a write of it failed`);
+    }
     return stamps;
   }
 
@@ -230,6 +257,30 @@ export class ObjectReplica implements ObjectLink {
       await this.#journal.remove({ kind: "drop", name }, stamps);
       return true;
     });
+  }
+
+  /**
+   * A write of `name` answered for failed (`error`; the change made the copy
+   * `stamp`): unless a later change replaced the copy whole, it is given up as
+   * drop() does, so that it is neither read nor counted and its writer finds it
+   * behind and replaces it. Until then its reads and syncs throw
+   * (NodeDisk.startObjectWrite), so no flush answers for the change.
+   */
+  #lost(name: string, stamp: Stamp, error: unknown): void {
+    log.warn("a write of object {name} failed after it was answered; giving the copy up: {error}", {
+      name,
+      error: String(error),
+    });
+    this.#locks.run(name, async () => {
+      const stamps = await this.#journal.stampsOf(parseObjectName(name).uid);
+      // A later change that wrote the object whole (a replacement) made the copy good again.
+      if (compareStamps(stamps.get(name) ?? unwritten, stamp) !== 0) return;
+      this.#placed.delete(name);
+      this.#lostCopies++;
+      await this.#journal.remove({ kind: "drop", name }, stamps);
+    }).catch((failure) =>
+      log.error("cannot give object {name} up: {failure}", { name, failure: String(failure) })
+    );
   }
 
   /**

@@ -162,6 +162,17 @@ export class MemoryDisk implements NodeDisk, JournalStore {
     return Promise.resolve();
   }
 
+  /** writeObject, done at once (the memory disk has nothing to wait for). */
+  async startObjectWrite(
+    name: string,
+    offset: number,
+    data: Uint8Array,
+    options: { truncate?: boolean } = {},
+  ): Promise<{ written: Promise<void> }> {
+    await this.writeObject(name, offset, data, options);
+    return { written: Promise.resolve() };
+  }
+
   deleteObject(name: string): Promise<void> {
     this.#check(isObjectName(name), name);
     this.#objects.delete(name);

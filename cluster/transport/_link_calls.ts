@@ -3,7 +3,8 @@
  * out, and the buffers around them. Large calls to methods that keep no
  * reference to their data (`pooled`) are read into buffers from a pool and
  * given back once the reply is written, with the reply's own buffer (its
- * `sent`); a link that closes first gives nothing back (the collector takes it).
+ * `sent`), or later when the method keeps the data (RpcMessage.keep); a link
+ * that closes first gives nothing back (the collector takes it).
  */
 import { BufferPool } from "../../core/mod.ts";
 import {
@@ -47,12 +48,18 @@ export class LinkCalls {
   /** Runs the call `frame` carries: its reply frame, or its failure frame; never throws. */
   async answer(frame: Frame): Promise<Answer> {
     const name = frameMethod(frame);
-    const release = frame.pool === undefined ? null : () => frame.pool!.release(frame.body);
+    const { pool, body } = frame;
+    const kept: Promise<unknown>[] = [];
+    const release = pool === undefined ? null : () => {
+      if (kept.length === 0) pool.release(body);
+      else Promise.allSettled(kept).then(() => pool.release(body));
+    };
+    const keep = pool === undefined ? undefined : (until: Promise<unknown>) => kept.push(until);
     try {
       const header = frameHeader(frame);
       const method = this.#methods[name];
       if (method === undefined) throw new TypeError(`unknown method ${name}`);
-      const reply = await method({ header, data: frameData(frame) });
+      const reply = await method({ header, data: frameData(frame), keep });
       const replyFrame = { kind: FrameKind.reply, id: frame.id };
       const parts = encodeMessageFrame(replyFrame, reply.header, reply.data);
       const sent = reply.sent;

@@ -89,6 +89,42 @@ Deno.test("large calls to methods that keep no data are read into reused buffers
   }
 });
 
+Deno.test("a pooled call's data a method keeps past its answer is not reused until let go", async () => {
+  const buffers: ArrayBufferLike[] = [];
+  const held: Uint8Array[] = [];
+  const letGo = Promise.withResolvers<void>();
+  const server = startPort({
+    methods: {
+      hold: (request) => {
+        buffers.push(request.data!.buffer);
+        if (held.length === 0) request.keep!(letGo.promise); // the first call's data only
+        held.push(request.data!);
+        return { header: {} };
+      },
+    },
+    pooledData: new Set(["hold"]),
+  });
+  const links = client();
+  const bytes = (i: number) => new Uint8Array(1 << 20).fill(i + 1);
+  try {
+    for (let i = 0; i < 4; i++) {
+      await links.call(server.address, "hold", { data: bytes(i), header: {} });
+    }
+    assert.ok(held[0].every((byte) => byte === 1), "the kept data is as it arrived");
+    assert.ok(!buffers.slice(1).includes(buffers[0]), "no later call was read into it");
+    assert.ok(new Set(buffers.slice(1)).size < 3, "the others' buffers are used again");
+    letGo.resolve();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    for (let i = 4; i < 7; i++) {
+      await links.call(server.address, "hold", { data: bytes(i), header: {} });
+    }
+    assert.ok(buffers.slice(4).includes(buffers[0]), "once let go, it is used again");
+  } finally {
+    await links.close();
+    await server.stop();
+  }
+});
+
 Deno.test("a reply of a call made with pooledReply is read into a buffer reused once released", async () => {
   const server = startPort();
   const links = client();

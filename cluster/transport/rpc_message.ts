@@ -33,6 +33,12 @@ export interface RpcMessage {
    */
   sent?: () => void;
   /**
+   * A call whose data lies in a transport's reused buffer: a method that goes
+   * on using `data` after it answered says until when with this (the buffer is
+   * reused once every promise given settled). A call without it owns its data.
+   */
+  keep?: (until: Promise<unknown>) => void;
+  /**
    * A reply read into a pooled buffer: the caller gives the buffer back with
    * this once it is done with `data` (optional: one never given back is collected).
    */

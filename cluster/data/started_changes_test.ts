@@ -1,0 +1,148 @@
+/**
+ * Goal: a replica answers a large change from a peer once its write is under
+ * way (NodeDisk.startObjectWrite), and nothing is lost by it: the link's
+ * reused buffer the change arrived in is kept until the write is done, the
+ * flush that answers for the change covers its bytes, and a write that fails
+ * after its answer gives the copy up instead of letting a flush or a read
+ * claim it.
+ * Method: an ObjectReplica on a LocalEngine behind a real link server with
+ * pooled bodies; 32 changes of 1 MiB, eight objects at once, then reads, a
+ * flush and a restart of the replica on its files. For the failure, the
+ * engine's directory is a 3 MiB tmpfs mounted by the test (as root).
+ */
+import assert from "node:assert/strict";
+import { LocalEngine } from "../../core/mod.ts";
+import { LinkClient, MemoryIdentity } from "../transport/mod.ts";
+import { key as linkKey, startPort } from "../../tests/_link_proxy.ts";
+import { directWrites } from "../../metrics/mod.ts";
+import { objectMethods, objectMethodsPooled } from "./object_rpc.ts";
+import { rpcObjectLink } from "./object_rpc_link.ts";
+import { ObjectReplica } from "./object_service.ts";
+import { JournalDisk } from "./journal_disk.ts";
+import { compareStamps } from "./object_link.ts";
+
+const MiB = 1024 * 1024;
+const uid = "ef".repeat(16);
+
+/** Equal bytes (node:assert's diff of megabytes would take minutes to print). */
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
+function pattern(length: number, seed: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = (i * 7 + seed * 53 + (i >> 10)) & 0xff;
+  return bytes;
+}
+
+async function objectWritesDirect(): Promise<number> {
+  const { values } = await directWrites.get();
+  return values.find((v) => v.labels.kind === "object" && v.labels.result === "direct")?.value ??
+    0;
+}
+
+Deno.test("large changes over a link are answered as their writes start, and lose nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-started-changes-" });
+  const open = async () => {
+    const engine = await LocalEngine.open({ dir });
+    const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
+    return { engine, replica };
+  };
+  let { engine, replica } = await open();
+  const server = startPort({ methods: objectMethods(replica), pooledData: objectMethodsPooled });
+  const links = new LinkClient(linkKey, new MemoryIdentity(), { selfId: "client" });
+  try {
+    const remote = rpcObjectLink(links, "n1", server.address);
+    const before = await objectWritesDirect();
+    const names = Array.from({ length: 8 }, (_, i) => `${uid}.1.${i}`);
+    const expected = names.map(() => new Uint8Array(4 * MiB));
+    // Every change sent at once: frames keep arriving (into the link's reused buffers)
+    // while the writes of those before them are under way.
+    await Promise.all(names.flatMap((name, i) =>
+      [1, 2, 3, 4].map(async (version) => {
+        const data = pattern(MiB, i * 4 + version);
+        const offset = (version - 1) * MiB;
+        expected[i].set(data, offset);
+        const reply = await remote.change(name, { epoch: 1, version, offset, data });
+        assert.deepEqual(reply, { applied: true, stamp: [1, version], moved: false });
+      })
+    ));
+    for (const [i, name] of names.entries()) {
+      const into = new Uint8Array(4 * MiB);
+      const { data, stamp, release } = await remote.read(name, 0, 4 * MiB, into);
+      assert.deepEqual(stamp, [1, 4]);
+      assert.ok(same(data, expected[i]), `object ${i} as written`);
+      release?.();
+    }
+    assert.equal(await objectWritesDirect() - before, 32, "every change went around the cache");
+    const flushed = await remote.flush(names);
+    assert.deepEqual(flushed, names.map(() => [1, 4]));
+    // The flush answered for every change: a replica restarted on its files finds them all.
+    await server.stop();
+    await replica.close();
+    await engine.close();
+    ({ engine, replica } = await open());
+    for (const [i, name] of names.entries()) {
+      const { data, stamp } = await replica.read(name, 0, 4 * MiB);
+      assert.deepEqual(stamp, [1, 4]);
+      assert.ok(same(data, expected[i]), `object ${i} after the restart`);
+    }
+  } finally {
+    await links.close();
+    await server.stop();
+    await replica.close();
+    await engine.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a large change whose write fails after its answer gives the copy up, never claims it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-started-lost-change-" });
+  const disk = `${dir}/disk`;
+  await Deno.mkdir(disk);
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=3m", "tmpfs", disk],
+  }).output();
+  assert.equal(mount.code, 0, `mount a tmpfs (the test runs as root): ${mount.stderr}`);
+  const engine = await LocalEngine.open({ dir: disk });
+  const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
+  try {
+    const name = `${uid}.1.0`;
+    const change = (version: number, data: Uint8Array, replace = false) => {
+      let written: Promise<unknown> = Promise.resolve();
+      const reply = replica.change(name, { epoch: 1, version, offset: 0, data, replace }, {
+        fromPeer: true,
+        keep: (until) => written = until,
+      });
+      return reply.then((reply) => ({ reply, written }));
+    };
+    const first = await change(1, pattern(MiB, 1), true);
+    await first.written;
+    assert.deepEqual(await replica.flush([name]), [[1, 1]]);
+    // 4 MiB into the 2 MiB left: answered, then refused by the disk.
+    const lost = await change(2, pattern(4 * MiB, 2));
+    assert.deepEqual(lost.reply, { applied: true, stamp: [1, 2] });
+    await assert.rejects(lost.written, /no space/i);
+    const flushed = await replica.flush([name]).catch((error: Error) => error);
+    if (!(flushed instanceof Error)) {
+      assert.ok(compareStamps(flushed[0], [1, 2]) < 0, `no flush answers for the lost write`);
+    }
+    // Given up: no stamp, so the writer's next change finds the copy behind and replaces it.
+    assert.deepEqual(await replica.stamps([name]), [[0, 0]]);
+    assert.deepEqual((await change(3, pattern(4096, 3))).reply, { applied: false, stamp: [0, 0] });
+    const whole = pattern(512 * 1024, 4);
+    const replaced = await change(3, whole, true);
+    assert.deepEqual(replaced.reply, { applied: true, stamp: [1, 3] });
+    await replaced.written;
+    assert.deepEqual(await replica.flush([name]), [[1, 3]]);
+    const { data, stamp } = await replica.read(name, 0, whole.length);
+    assert.deepEqual(stamp, [1, 3]);
+    assert.ok(same(data, whole), "the replacement's bytes");
+  } finally {
+    await replica.close();
+    await engine.close().catch(() => {});
+    const umount = await new Deno.Command("umount", { args: [disk] }).output();
+    assert.equal(umount.code, 0, new TextDecoder().decode(umount.stderr));
+    await Deno.remove(dir, { recursive: true });
+  }
+});
