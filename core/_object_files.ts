@@ -12,6 +12,7 @@ import { isObjectName } from "./engine.ts";
 import type { DirectWrites } from "./_direct_writes.ts";
 import type { FdCache } from "./_fd_cache.ts";
 import { writeAll } from "./_file_io.ts";
+import { ObjectTurns } from "./_object_turns.ts";
 
 const ftruncate = promisify(fs.ftruncate);
 
@@ -21,6 +22,9 @@ const ftruncate = promisify(fs.ftruncate);
  * buffers the writes hold stay within its pool: transport/_link_calls.ts).
  */
 export const startedBytesMax = 16 * 1024 * 1024;
+
+/** Free bytes below which start() writes on the spot (a full disk then refuses the change). */
+export const startRoomBytesDefault = 64 * 1024 * 1024;
 
 /** Why an object's write that was answered for failed (reads and syncs of it throw it). */
 function lostError(name: string, error: unknown): Error {
@@ -40,38 +44,35 @@ export class ObjectFiles {
   /** Writes around the page cache, when the data directory takes them. */
   readonly #direct: DirectWrites | null;
 
-  /**
-   * Per object, while a change waits for large reads asked before it or runs
-   * off the event loop (a direct write, below): what every later access waits
-   * for, so that each sees the changes asked before it, in order, as when
-   * every access was done on the spot.
-   */
-  #turns = new Map<string, Promise<void>>();
-  /** Per object, reads waiting for a turn: a change asked after them waits for them too. */
-  #waiting = new Map<string, Set<Promise<void>>>();
+  /** Each object's order of accesses (_object_turns.ts). */
+  readonly #turns = new ObjectTurns();
   /**
    * Per object file, why a write start() answered for failed: its reads,
    * syncs and changes throw this until it is written whole again or deleted.
    */
   #lost = new Map<string, Error>();
+  /** Free bytes below which start() writes on the spot. */
+  readonly #startRoomBytes: number;
   /** Writes start() answered for and not done yet, with their bytes. */
   #started = new Set<Promise<void>>();
   #startedBytes = 0;
 
   /**
    * `dir`: the data directory; `files`: the engine's descriptors (its flush syncs
-   * them); `direct`: its direct writes (null where the file system refuses them).
+   * them); `direct`: its direct writes (null where the file system refuses them);
+   * `startRoomBytes`: see {@linkcode startRoomBytesDefault}.
    */
   constructor(
     dir: string,
     files: FdCache,
     direct: DirectWrites | null,
-    dirChanged: (dir: string) => void,
+    options: { dirChanged: (dir: string) => void; startRoomBytes: number },
   ) {
     this.#dir = dir;
     this.#files = files;
     this.#direct = direct;
-    this.#dirChanged = dirChanged;
+    this.#dirChanged = options.dirChanged;
+    this.#startRoomBytes = options.startRoomBytes;
   }
 
   /**
@@ -83,7 +84,7 @@ export class ObjectFiles {
     assert(isObjectName(name), `bad object name ${name}`);
     assert(into.length === range.length);
     const path = this.#path(name);
-    await this.#inTurn(path, async () => {
+    await this.#turns.run(path, async () => {
       this.#checkLost(path);
       const got = await this.#files.read(path, into, range.offset, { writable: true });
       into.fill(0, got ?? 0);
@@ -104,7 +105,7 @@ export class ObjectFiles {
   ): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
     const path = this.#path(name);
-    const turn = this.#changeTurn(path);
+    const turn = this.#turns.change(path, this.#files.readsUnderWay(path));
     const truncate = options.truncate ?? false;
     const direct = options.direct === true ? this.#direct : null;
     if (direct === null || !direct.takes(data, offset)) {
@@ -115,7 +116,7 @@ export class ObjectFiles {
       if (turn !== null) await turn;
       await this.#write(name, path, offset, data, truncate, direct);
     })();
-    this.#takeTurn(path, written);
+    this.#turns.take(path, written);
     await written;
   }
 
@@ -125,8 +126,9 @@ export class ObjectFiles {
    * settles once its bytes are written (`data` must not change until then).
    * A write that fails rejects `written`, and the object's reads, syncs and
    * changes then throw until it is written whole (`truncate`) or deleted.
-   * Where no part of it goes direct, it is written on the spot (as write());
-   * past {@linkcode startedBytesMax} of writes under way, it resolves once done.
+   * Where no part of it goes direct, or the disk is nearly full (#roomFor), it
+   * is written on the spot (as write()); past {@linkcode startedBytesMax} of
+   * writes under way, it resolves once done.
    */
   async start(
     name: string,
@@ -136,18 +138,18 @@ export class ObjectFiles {
   ): Promise<{ written: Promise<void> }> {
     assert(isObjectName(name), `bad object name ${name}`);
     const direct = this.#direct;
-    if (direct === null || !direct.takes(data, offset)) {
+    if (direct === null || !direct.takes(data, offset) || !this.#roomFor(data.length)) {
       await this.write(name, offset, data, options);
       return { written: Promise.resolve() };
     }
     const path = this.#path(name);
-    const turn = this.#changeTurn(path);
+    const turn = this.#turns.change(path, this.#files.readsUnderWay(path));
     const written = (async () => {
       if (turn !== null) await turn;
       await this.#write(name, path, offset, data, options.truncate ?? false, direct);
     })();
     written.catch((error) => this.#lost.set(path, lostError(name, error)));
-    this.#takeTurn(path, written);
+    this.#turns.take(path, written);
     const done = written.then(() => {}, () => {}).then(() => {
       this.#started.delete(done);
       this.#startedBytes -= data.length;
@@ -156,6 +158,16 @@ export class ObjectFiles {
     this.#startedBytes += data.length;
     if (this.#startedBytes > startedBytesMax) await done;
     return { written };
+  }
+
+  /**
+   * True when the disk has room for `bytes` more beyond the writes under way
+   * and `startRoomBytes` (the engine's option): a disk that fills up fails the write
+   * where it can still be refused (on the spot), not after its answer.
+   */
+  #roomFor(bytes: number): boolean {
+    const stats = fs.statfsSync(this.#dir);
+    return stats.bavail * stats.bsize >= this.#startRoomBytes + this.#startedBytes + bytes;
   }
 
   /** Waits for the writes start() answered for; throws when one of them failed. */
@@ -198,7 +210,7 @@ export class ObjectFiles {
   async delete(name: string): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
     const path = this.#path(name);
-    const turn = this.#changeTurn(path);
+    const turn = this.#turns.change(path, this.#files.readsUnderWay(path));
     if (turn !== null) await turn;
     this.#files.forget(path);
     this.#lost.delete(path);
@@ -216,7 +228,7 @@ export class ObjectFiles {
   size(name: string): Promise<number> {
     assert(isObjectName(name), `bad object name ${name}`);
     const path = this.#path(name);
-    return this.#inTurn(path, () => {
+    return this.#turns.run(path, () => {
       try {
         this.#checkLost(path);
         return Promise.resolve(fs.statSync(path).size);
@@ -238,52 +250,6 @@ export class ObjectFiles {
     }
   }
 
-  /**
-   * What a change of `path` asked now waits for: the large reads of it under
-   * way (they return the bytes from before it) and the changes waiting
-   * already; null when nothing is (the change is done on the spot, as ever).
-   */
-  #changeTurn(path: string): Promise<void> | null {
-    const before = this.#turns.get(path) ?? null;
-    const reading = this.#files.readsUnderWay(path);
-    const waiting = this.#waiting.get(path);
-    if (reading === null && waiting === undefined) return before;
-    return this.#takeTurn(path, Promise.all([before, reading, ...waiting ?? []]));
-  }
-
-  /**
-   * Makes `until` the turn of `path`: what every access asked from now on
-   * waits for; it leaves the map once settled, unless a later turn took its
-   * place. Returns the turn (it never rejects).
-   */
-  #takeTurn(path: string, until: Promise<unknown>): Promise<void> {
-    const turn: Promise<void> = until.then(() => {}, () => {}).then(() => {
-      if (this.#turns.get(path) === turn) this.#turns.delete(path);
-    });
-    this.#turns.set(path, turn);
-    return turn;
-  }
-
-  /**
-   * Runs a read of `path` (`access`) in its turn: at once when no change
-   * waits, else after the changes asked before it, and then every change
-   * asked meanwhile waits for it in turn (#changeTurn).
-   */
-  #inTurn<T>(path: string, access: () => Promise<T>): Promise<T> {
-    const turn = this.#turns.get(path);
-    if (turn === undefined) return access();
-    const done = turn.then(access);
-    const settled: Promise<void> = done.then(() => {}, () => {}).then(() => {
-      const waiting = this.#waiting.get(path)!;
-      waiting.delete(settled);
-      if (waiting.size === 0) this.#waiting.delete(path);
-    });
-    let waiting = this.#waiting.get(path);
-    if (waiting === undefined) this.#waiting.set(path, waiting = new Set());
-    waiting.add(settled);
-    return done;
-  }
-
   /** Opens an object file, creating it and its directory as needed (no failing probe first). */
   #create(name: string, path: string, exclusive: boolean): number | null {
     const dir = join(this.#dir, "objects", name.slice(0, 32));
@@ -302,7 +268,7 @@ export class ObjectFiles {
    */
   async sync(names: string[]): Promise<void> {
     const paths = names.map((name) => this.#path(name));
-    await Promise.all(paths.map((path) => this.#turns.get(path)));
+    await Promise.all(paths.map((path) => this.#turns.of(path)));
     paths.forEach((path) => this.#checkLost(path));
     await this.#files.sync(paths);
   }

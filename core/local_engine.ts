@@ -29,7 +29,7 @@ import { DirectWrites } from "./_direct_writes.ts";
 import { openFilesMax } from "./limits.ts";
 import { syncDir, unlinkIfPresent, writeAll } from "./_file_io.ts";
 import { MetaFiles } from "./_meta_files.ts";
-import { ObjectFiles } from "./_object_files.ts";
+import { ObjectFiles, startRoomBytesDefault } from "./_object_files.ts";
 import { PendingBlocks } from "./_pending_blocks.ts";
 import { type DiskUsage, diskUsage } from "./_disk_usage.ts";
 import { logger } from "../log/mod.ts";
@@ -45,6 +45,13 @@ export interface LocalEngineOptions {
    * from its open-files limit so that its connections keep descriptors too.
    */
   openFilesMax?: number;
+  /**
+   * Free bytes below which a replica's large changes are written before they
+   * are answered, not after (default {@linkcode startRoomBytesDefault}; tests
+   * set it below zero, so that writes that cannot fit start all the same and
+   * meet a full disk after their answer): _object_files.ts, start().
+   */
+  startRoomBytes?: number;
 }
 
 /** Engine over files in one directory, owned by one process at a time. */
@@ -63,10 +70,10 @@ export class LocalEngine implements NodeDisk {
   #tmpCounter = 0;
   #closed = false;
 
-  private constructor(dir: string, lock: Deno.FsFile, filesMax: number) {
+  private constructor(dir: string, lock: Deno.FsFile, options: LocalEngineOptions) {
     this.dir = dir;
     this.#lock = lock;
-    this.#files = new FdCache(filesMax);
+    this.#files = new FdCache(options.openFilesMax ?? openFilesMax);
     this.#meta = new MetaFiles(dir, () => this.#tmpPath());
     this.#direct = DirectWrites.probe(join(dir, "tmp"));
     if (this.#direct === null) {
@@ -74,12 +81,10 @@ export class LocalEngine implements NodeDisk {
         dir,
       });
     }
-    this.#objects = new ObjectFiles(
-      dir,
-      this.#files,
-      this.#direct,
-      (objectDir) => this.#dirtyDirs.add(objectDir),
-    );
+    this.#objects = new ObjectFiles(dir, this.#files, this.#direct, {
+      dirChanged: (objectDir) => this.#dirtyDirs.add(objectDir),
+      startRoomBytes: options.startRoomBytes ?? startRoomBytesDefault,
+    });
   }
 
   /** Opens (creating) a data directory and takes its lock. */
@@ -96,7 +101,7 @@ export class LocalEngine implements NodeDisk {
     fs.rmSync(join(dir, "tmp"), { recursive: true, force: true });
     fs.mkdirSync(join(dir, "tmp"));
     await syncDir(dir);
-    return new LocalEngine(dir, lock, options.openFilesMax ?? openFilesMax);
+    return new LocalEngine(dir, lock, options);
   }
 
   hasBlock(hash: string): Promise<boolean> {

@@ -89,7 +89,7 @@ Deno.test("a started write that fails fails the object's reads and syncs until i
   assert.equal(mount.code, 0, `mount a tmpfs (the test runs as root): ${mount.stderr}`);
   let engine: LocalEngine | undefined;
   try {
-    engine = await LocalEngine.open({ dir });
+    engine = await LocalEngine.open({ dir, startRoomBytes: -64 * MiB });
     const name = `${uid}.1.0`;
     const other = `${uid}.1.1`;
     const first = pattern(MiB, 1);

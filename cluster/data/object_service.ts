@@ -277,10 +277,18 @@ export class ObjectReplica implements ObjectLink {
       if (compareStamps(stamps.get(name) ?? unwritten, stamp) !== 0) return;
       this.#placed.delete(name);
       this.#lostCopies++;
-      await this.#journal.remove({ kind: "drop", name }, stamps);
-    }).catch((failure) =>
-      log.error("cannot give object {name} up: {failure}", { name, failure: String(failure) })
-    );
+      try {
+        await this.#journal.remove({ kind: "drop", name }, stamps);
+      } catch (failure) {
+        // Forgotten here all the same, so that its writer replaces it whole; the journal
+        // still holds the stamp the copy had before the change (as after a crash).
+        stamps.delete(name);
+        log.error("cannot record giving object {name} up: {failure}", {
+          name,
+          failure: String(failure),
+        });
+      }
+    }).catch((failure) => log.error("cannot give object {name} up: {failure}", { name, failure }));
   }
 
   /**

@@ -104,7 +104,7 @@ Deno.test("a large change whose write fails after its answer gives the copy up, 
     args: ["-t", "tmpfs", "-o", "size=3m", "tmpfs", disk],
   }).output();
   assert.equal(mount.code, 0, `mount a tmpfs (the test runs as root): ${mount.stderr}`);
-  const engine = await LocalEngine.open({ dir: disk });
+  const engine = await LocalEngine.open({ dir: disk, startRoomBytes: -64 * MiB });
   const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
   try {
     const name = `${uid}.1.0`;
@@ -138,6 +138,44 @@ Deno.test("a large change whose write fails after its answer gives the copy up, 
     const { data, stamp } = await replica.read(name, 0, whole.length);
     assert.deepEqual(stamp, [1, 3]);
     assert.ok(same(data, whole), "the replacement's bytes");
+  } finally {
+    await replica.close();
+    await engine.close().catch(() => {});
+    const umount = await new Deno.Command("umount", { args: [disk] }).output();
+    assert.equal(umount.code, 0, new TextDecoder().decode(umount.stderr));
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("on a nearly full disk a large change is written before its answer, and refused", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-started-full-" });
+  const disk = `${dir}/disk`;
+  await Deno.mkdir(disk);
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=3m", "tmpfs", disk],
+  }).output();
+  assert.equal(mount.code, 0, `mount a tmpfs (the test runs as root): ${mount.stderr}`);
+  const engine = await LocalEngine.open({ dir: disk }); // the default room: 64 MiB
+  const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
+  try {
+    const name = `${uid}.1.0`;
+    let kept = 0;
+    const options = { fromPeer: true, keep: () => kept++ };
+    const data = pattern(4 * MiB, 1);
+    await assert.rejects(
+      replica.change(name, { epoch: 1, version: 1, offset: 0, data, replace: true }, options),
+      /no space/i,
+    );
+    assert.deepEqual(await replica.stamps([name]), [[0, 0]], "nothing claimed");
+    const fits = pattern(MiB, 2);
+    const reply = await replica.change(
+      name,
+      { epoch: 1, version: 1, offset: 0, data: fits },
+      options,
+    );
+    assert.deepEqual(reply, { applied: true, stamp: [1, 1] });
+    assert.deepEqual(await replica.flush([name]), [[1, 1]]);
+    assert.ok(same((await replica.read(name, 0, MiB)).data, fits));
   } finally {
     await replica.close();
     await engine.close().catch(() => {});
