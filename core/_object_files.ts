@@ -139,7 +139,7 @@ export class ObjectFiles {
     assert(isObjectName(name), `bad object name ${name}`);
     const direct = this.#direct;
     if (direct === null || !direct.takes(data, offset) || !this.#roomFor(data.length)) {
-      await this.write(name, offset, data, options);
+      await this.write(name, offset, data, { ...options, direct: true });
       return { written: Promise.resolve() };
     }
     const path = this.#path(name);
@@ -148,31 +148,38 @@ export class ObjectFiles {
       if (turn !== null) await turn;
       await this.#write(name, path, offset, data, options.truncate ?? false, direct);
     })();
-    written.catch((error) => this.#lost.set(path, lostError(name, error)));
+    written.catch((error) => {
+      // A write after a lost one fails with that one's error: it stays as it is.
+      if (this.#lost.get(path) !== error) this.#lost.set(path, lostError(name, error));
+    });
     this.#turns.take(path, written);
+    this.#started.add(written);
+    this.#startedBytes += data.length;
     const done = written.then(() => {}, () => {}).then(() => {
-      this.#started.delete(done);
+      this.#started.delete(written);
       this.#startedBytes -= data.length;
     });
-    this.#started.add(done);
-    this.#startedBytes += data.length;
     if (this.#startedBytes > startedBytesMax) await done;
     return { written };
   }
 
   /**
    * True when the disk has room for `bytes` more beyond the writes under way
-   * and `startRoomBytes` (the engine's option): a disk that fills up fails the write
-   * where it can still be refused (on the spot), not after its answer.
+   * and `startRoomBytes` (the engine's option): a disk that fills up fails the
+   * write where it can still be refused (on the spot), not after its answer.
    */
   #roomFor(bytes: number): boolean {
     const stats = fs.statfsSync(this.#dir);
     return stats.bavail * stats.bsize >= this.#startRoomBytes + this.#startedBytes + bytes;
   }
 
-  /** Waits for the writes start() answered for; throws when one of them failed. */
+  /**
+   * Waits for the writes start() answered for; throws while an object is lost
+   * (a replica's checkpoint, which flushes before it saves the stamps it
+   * copied, must not save the stamp of a change whose bytes never landed).
+   */
   async settle(): Promise<void> {
-    await Promise.all(this.#started);
+    await Promise.allSettled(this.#started);
     const [lost] = this.#lost.values();
     if (lost !== undefined) throw lost;
   }

@@ -25,6 +25,7 @@ import { logger } from "../../log/mod.ts";
 import { Fences } from "./fences.ts";
 import type { JournalRecord, JournalStore } from "./object_journal.ts";
 import { ReplicaJournal } from "./_replica_journal.ts";
+import { PlacedChanges } from "./_placed_changes.ts";
 import {
   type ChangeReply,
   compareStamps,
@@ -69,10 +70,8 @@ export class ObjectReplica implements ObjectLink {
   #locks = new KeyedMutex();
   #inPlaceBytes: number;
   #placementOf: ((name: string) => number) | undefined;
-  /** Records of changes written in place whose file is not synced yet, per object, in order. */
-  #placed = new Map<string, JournalRecord[]>();
-  /** Copies given up because a write answered for failed (#lost), ever. */
-  #lostCopies = 0;
+  /** Changes written in place whose records wait for their file's sync. */
+  #placed: PlacedChanges;
   /** Objects writers said other replicas lack, since healing last asked (short()). */
   #short = 0;
 
@@ -82,6 +81,7 @@ export class ObjectReplica implements ObjectLink {
     this.#store = options.journal;
     this.fences = new Fences(engine);
     this.#journal = new ReplicaJournal(engine, options.journal, options.checkpointBytes);
+    this.#placed = new PlacedChanges(engine, this.#journal);
     this.#inPlaceBytes = options.inPlaceBytes ?? inPlaceBytesDefault;
     this.#placementOf = options.placementOf;
     this.#ready = this.#journal.recover();
@@ -151,10 +151,10 @@ export class ObjectReplica implements ObjectLink {
         }
         const record: JournalRecord = { kind: "placed", name, stamp };
         this.#journal.applied(record, stamps);
-        this.#placed.set(name, [...this.#placed.get(name) ?? [], record]);
+        this.#placed.add(record);
         return { applied: true, stamp };
       }
-      await this.#settle(name); // the journal keeps each object's changes in order
+      await this.#placed.settle(name); // the journal keeps each object's changes in order
       if (change.remove === true) {
         await this.#journal.remove({ kind: "remove", name, stamp }, stamps);
       } else {
@@ -176,7 +176,8 @@ export class ObjectReplica implements ObjectLink {
     // No change of `name` runs or waits, and its stamps are loaded: the stamp now
     // and a read asked now go together without the lock. The engine's read sees
     // the changes asked before it and none after (NodeDisk), and a change sets
-    // its stamp only once its write is done, under the lock.
+    // its stamp only once its write is done or under way (startObjectWrite: a
+    // read asked after that waits for it), under the lock.
     const stamps = this.#recovered && !this.#locks.busy(name) && length >= 0
       ? this.#journal.loadedStampsOf(uid)
       : undefined;
@@ -223,13 +224,13 @@ export class ObjectReplica implements ObjectLink {
    */
   async flush(names: string[] = []): Promise<Stamp[]> {
     await this.#ready;
-    const lostBefore = this.#lostCopies;
+    const lostBefore = this.#placed.lostCopies;
     const stamps = await this.stamps(names);
     await Promise.all(
-      [...this.#placed.keys()].map((name) => this.#locks.run(name, () => this.#settle(name))),
+      this.#placed.names().map((name) => this.#locks.run(name, () => this.#placed.settle(name))),
     );
     await this.#journal.sync();
-    if (this.#lostCopies !== lostBefore) {
+    if (this.#placed.lostCopies !== lostBefore) {
       // A copy given up meanwhile (#lost) must not be answered for at the stamp read before.
       const now = await this.stamps(names);
       const gone = names.find((_, i) => compareStamps(now[i], stamps[i]) < 0);
@@ -253,59 +254,21 @@ export class ObjectReplica implements ObjectLink {
       await this.#ready;
       const stamps = await this.#journal.stampsOf(uid);
       if (compareStamps(stamps.get(name) ?? unwritten, stamp) !== 0) return false;
-      await this.#settle(name);
+      await this.#placed.settle(name);
       await this.#journal.remove({ kind: "drop", name }, stamps);
       return true;
     });
   }
 
-  /**
-   * A write of `name` answered for failed (`error`; the change made the copy
-   * `stamp`): unless a later change replaced the copy whole, it is given up as
-   * drop() does, so that it is neither read nor counted and its writer finds it
-   * behind and replaces it. Until then its reads and syncs throw
-   * (NodeDisk.startObjectWrite), so no flush answers for the change.
-   */
+  /** A write answered for failed: see PlacedChanges.lost. */
   #lost(name: string, stamp: Stamp, error: unknown): void {
     log.warn("a write of object {name} failed after it was answered; giving the copy up: {error}", {
       name,
       error: String(error),
     });
     this.#locks.run(name, async () => {
-      const stamps = await this.#journal.stampsOf(parseObjectName(name).uid);
-      // A later change that wrote the object whole (a replacement) made the copy good again.
-      if (compareStamps(stamps.get(name) ?? unwritten, stamp) !== 0) return;
-      this.#placed.delete(name);
-      this.#lostCopies++;
-      try {
-        await this.#journal.remove({ kind: "drop", name }, stamps);
-      } catch (failure) {
-        // Forgotten here all the same, so that its writer replaces it whole; the journal
-        // still holds the stamp the copy had before the change (as after a crash).
-        stamps.delete(name);
-        log.error("cannot record giving object {name} up: {failure}", {
-          name,
-          failure: String(failure),
-        });
-      }
+      await this.#placed.lost(name, stamp, await this.#journal.stampsOf(parseObjectName(name).uid));
     }).catch((failure) => log.error("cannot give object {name} up: {failure}", { name, failure }));
-  }
-
-  /**
-   * Syncs the file of `name` when changes were placed in it, then journals
-   * their records (after the sync: a record never claims bytes the disk may
-   * not hold). The caller holds the object's lock.
-   */
-  async #settle(name: string): Promise<void> {
-    const placed = this.#placed.get(name);
-    if (placed === undefined) return;
-    await this.#engine.syncObjects([name]);
-    // One at a time: a record that cannot be written stays for the next flush to try.
-    while (placed.length > 0) {
-      this.#journal.append(placed[0]);
-      placed.shift();
-    }
-    this.#placed.delete(name);
   }
 
   /** See ObjectLink.short: counted until healing takes them (takeShort()). */
