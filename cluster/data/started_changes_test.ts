@@ -20,6 +20,7 @@ import { rpcObjectLink } from "./object_rpc_link.ts";
 import { ObjectReplica } from "./object_service.ts";
 import { JournalDisk } from "./journal_disk.ts";
 import { compareStamps } from "./object_link.ts";
+import { withSmallDisk } from "../../tests/_small_disk.ts";
 
 const MiB = 1024 * 1024;
 const uid = "ef".repeat(16);
@@ -96,17 +97,8 @@ Deno.test("large changes over a link are answered as their writes start, and los
   }
 });
 
-Deno.test("a large change whose write fails after its answer gives the copy up, never claims it", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "atoll-started-lost-change-" });
-  const disk = `${dir}/disk`;
-  await Deno.mkdir(disk);
-  const mount = await new Deno.Command("mount", {
-    args: ["-t", "tmpfs", "-o", "size=3m", "tmpfs", disk],
-  }).output();
-  assert.equal(mount.code, 0, `mount a tmpfs (the test runs as root): ${mount.stderr}`);
-  const engine = await LocalEngine.open({ dir: disk, startRoomBytes: -64 * MiB });
-  const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
-  try {
+Deno.test("a large change whose write fails after its answer gives the copy up, never claims it", () =>
+  onSmallDisk(-64 * MiB, async (replica) => {
     const name = `${uid}.1.0`;
     const change = (version: number, data: Uint8Array, replace = false) => {
       let written: Promise<unknown> = Promise.resolve();
@@ -138,29 +130,12 @@ Deno.test("a large change whose write fails after its answer gives the copy up, 
     const { data, stamp } = await replica.read(name, 0, whole.length);
     assert.deepEqual(stamp, [1, 3]);
     assert.ok(same(data, whole), "the replacement's bytes");
-  } finally {
-    await replica.close();
-    await engine.close().catch(() => {});
-    const umount = await new Deno.Command("umount", { args: [disk] }).output();
-    assert.equal(umount.code, 0, new TextDecoder().decode(umount.stderr));
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("on a nearly full disk a large change is written before its answer, and refused", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "atoll-started-full-" });
-  const disk = `${dir}/disk`;
-  await Deno.mkdir(disk);
-  const mount = await new Deno.Command("mount", {
-    args: ["-t", "tmpfs", "-o", "size=3m", "tmpfs", disk],
-  }).output();
-  assert.equal(mount.code, 0, `mount a tmpfs (the test runs as root): ${mount.stderr}`);
-  const engine = await LocalEngine.open({ dir: disk }); // the default room: 64 MiB
-  const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
-  try {
+Deno.test("on a nearly full disk a large change is written before its answer, and refused", () =>
+  onSmallDisk(undefined, async (replica) => { // the default room: 64 MiB
     const name = `${uid}.1.0`;
-    let kept = 0;
-    const options = { fromPeer: true, keep: () => kept++ };
+    const options = { fromPeer: true, keep: () => {} };
     const data = pattern(4 * MiB, 1);
     await assert.rejects(
       replica.change(name, { epoch: 1, version: 1, offset: 0, data, replace: true }, options),
@@ -176,11 +151,31 @@ Deno.test("on a nearly full disk a large change is written before its answer, an
     assert.deepEqual(reply, { applied: true, stamp: [1, 1] });
     assert.deepEqual(await replica.flush([name]), [[1, 1]]);
     assert.ok(same((await replica.read(name, 0, MiB)).data, fits));
+  }));
+
+/**
+ * An ObjectReplica on a LocalEngine on a 3 MiB tmpfs (`startRoomBytes`: the
+ * engine's option), its journal on the disk of the temporary directory.
+ */
+async function onSmallDisk(
+  startRoomBytes: number | undefined,
+  run: (replica: ObjectReplica) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "atoll-started-journal-" });
+  try {
+    await withSmallDisk("3m", async (disk) => {
+      const engine = await LocalEngine.open({ dir: disk, startRoomBytes });
+      const replica = new ObjectReplica("n1", engine, {
+        journal: new JournalDisk(`${dir}/journal`),
+      });
+      try {
+        await run(replica);
+      } finally {
+        await replica.close();
+        await engine.close().catch(() => {}); // a copy still lost fails its flush
+      }
+    });
   } finally {
-    await replica.close();
-    await engine.close().catch(() => {});
-    const umount = await new Deno.Command("umount", { args: [disk] }).output();
-    assert.equal(umount.code, 0, new TextDecoder().decode(umount.stderr));
     await Deno.remove(dir, { recursive: true });
   }
-});
+}
