@@ -13,6 +13,7 @@ import type { DirectWrites } from "./_direct_writes.ts";
 import type { FdCache } from "./_fd_cache.ts";
 import { writeAll } from "./_file_io.ts";
 import { ObjectTurns } from "./_object_turns.ts";
+import { lostWrites } from "../metrics/mod.ts";
 
 const ftruncate = promisify(fs.ftruncate);
 
@@ -149,6 +150,7 @@ export class ObjectFiles {
       await this.#write(name, path, offset, data, options.truncate ?? false, direct);
     })();
     written.catch((error) => {
+      lostWrites.inc();
       // A write after a lost one fails with that one's error: it stays as it is.
       if (this.#lost.get(path) !== error) this.#lost.set(path, lostError(name, error));
     });

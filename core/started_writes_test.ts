@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { LocalEngine } from "./local_engine.ts";
-import { directWrites } from "../metrics/mod.ts";
+import { directWrites, lostWrites } from "../metrics/mod.ts";
 import { withSmallDisk } from "../tests/_small_disk.ts";
 
 const MiB = 1024 * 1024;
@@ -93,8 +93,10 @@ Deno.test("a started write that fails fails the object's reads and syncs until i
       await engine.writeObject(other, 0, pattern(4096, 4));
       await engine.syncObjects([name, other]);
       // 4 MiB into 3 MiB of room: answered at once, then refused by the disk.
+      const lostBefore = (await lostWrites.get()).values[0].value;
       const { written } = await engine.startObjectWrite(name, 0, pattern(4 * MiB, 2));
       await assert.rejects(written, /lost a write|ENOSPC|no space/i);
+      assert.equal((await lostWrites.get()).values[0].value, lostBefore + 1, "counted");
       await assert.rejects(read(engine, name, 0, 4096), /lost a write/);
       await assert.rejects(engine.syncObjects([name]), /lost a write/);
       await assert.rejects(engine.flush(), /lost a write/);

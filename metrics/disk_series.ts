@@ -33,6 +33,14 @@ export const directWritesUnstaged: Counter<"kind"> = new Counter({
 });
 for (const kind of kinds) directWritesUnstaged.inc({ kind }, 0);
 
+/** Object writes answered before they were done (a replica's large changes) that then failed. */
+export const lostWrites: Counter = new Counter({
+  name: "atoll_disk_lost_writes_total",
+  help: "Writes of a replica's large changes, answered once under way, that then failed (the " +
+    "object reads and syncs as lost until the replica gives the copy up and its writer replaces it)",
+  registers: [registry],
+});
+
 /** 1 when the data directory took the O_DIRECT probe at start. */
 export const directWritesAvailable: Gauge = new Gauge({
   name: "atoll_disk_direct_writes_available",

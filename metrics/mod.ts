@@ -47,6 +47,7 @@ export {
   directWrites,
   directWritesAvailable,
   directWritesUnstaged,
+  lostWrites,
   readAheads,
 } from "./disk_series.ts";
 export { startProcessMetrics } from "./process_series.ts";
