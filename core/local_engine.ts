@@ -14,23 +14,20 @@
  * directories so that the renames themselves survive. Metadata is durable when
  * putMeta() resolves.
  *
- * Object files are _object_files.ts's, metadata files _meta_files.ts's, blocks
- * waiting for their sync _pending_blocks.ts's; file primitives are in _file_io.ts.
+ * Block files are _block_files.ts's, object files _object_files.ts's, metadata
+ * files _meta_files.ts's; file primitives are in _file_io.ts.
  */
 import * as fs from "node:fs";
 import { join, resolve } from "node:path";
-import { assert } from "./assert.ts";
 import type { ByteRange, MetaEntry, NodeDisk } from "./engine.ts";
-import { isBlockName } from "./engine.ts";
-import { CorruptionError } from "./errors.ts";
 import { Mutex } from "./_mutex.ts";
 import { FdCache } from "./_fd_cache.ts";
 import { DirectWrites } from "./_direct_writes.ts";
 import { openFilesMax } from "./limits.ts";
-import { syncDir, unlinkIfPresent, writeAll } from "./_file_io.ts";
+import { syncDir } from "./_file_io.ts";
 import { MetaFiles } from "./_meta_files.ts";
 import { ObjectFiles, startRoomBytesDefault } from "./_object_files.ts";
-import { PendingBlocks } from "./_pending_blocks.ts";
+import { BlockFiles } from "./_block_files.ts";
 import { type DiskUsage, diskUsage } from "./_disk_usage.ts";
 import { logger } from "../log/mod.ts";
 
@@ -64,8 +61,7 @@ export class LocalEngine implements NodeDisk {
   /** New blocks' bytes around the page cache (_direct_writes.ts); null where refused. */
   #direct: DirectWrites | null;
   #dirtyDirs = new Set<string>();
-  /** Blocks put since the last flush: their temporary file and its sync, once started. */
-  #unsynced = new PendingBlocks();
+  #blocks: BlockFiles;
   #flushing = new Mutex();
   #tmpCounter = 0;
   #closed = false;
@@ -81,6 +77,10 @@ export class LocalEngine implements NodeDisk {
         dir,
       });
     }
+    this.#blocks = new BlockFiles(dir, this.#files, this.#direct, {
+      dirChanged: (blockDir) => this.#dirtyDirs.add(blockDir),
+      tmpPath: () => this.#tmpPath(),
+    });
     this.#objects = new ObjectFiles(dir, this.#files, this.#direct, {
       dirChanged: (objectDir) => this.#dirtyDirs.add(objectDir),
       startRoomBytes: options.startRoomBytes ?? startRoomBytesDefault,
@@ -105,84 +105,23 @@ export class LocalEngine implements NodeDisk {
   }
 
   hasBlock(hash: string): Promise<boolean> {
-    assert(isBlockName(hash), `bad block name ${hash}`);
-    return Promise.resolve(this.#unsynced.has(hash) || fs.existsSync(this.#blockPath(hash)));
+    return this.#blocks.has(hash);
   }
 
   /**
-   * Writes the block to a temporary file. flush() syncs it and only then renames
-   * it into place, so a block visible after a crash is always whole, and an
-   * upload pays for one sync pass at its end rather than one per block. The
-   * write runs off the event loop (_direct_writes.ts); a put of a block being
-   * written waits for it (and writes it itself if that write failed).
+   * Writes the block to a temporary file; flush() syncs it and only then
+   * renames it into place (_block_files.ts).
    */
   putBlock(hash: string, data: Uint8Array): Promise<boolean> {
-    assert(isBlockName(hash), `bad block name ${hash}`);
-    if (this.#unsynced.has(hash)) return Promise.resolve(false);
-    const writing = this.#unsynced.writing(hash);
-    if (writing !== undefined) return writing.then(() => false, () => this.putBlock(hash, data));
-    if (fs.existsSync(this.#blockPath(hash))) {
-      // Stored again (deduplicated): it is young again, so a cluster's garbage
-      // collection, which spares young blocks, cannot take it from under this put.
-      const now = new Date();
-      try {
-        fs.utimesSync(this.#blockPath(hash), now, now);
-      } catch { /* deleted meanwhile: the caller's next put stores it */ }
-      return Promise.resolve(false);
-    }
-    return this.#unsynced.write(hash, () => this.#writeBlock(data));
+    return this.#blocks.put(hash, data);
   }
 
-  /** Writes a block to a new temporary file; returns its path. */
-  async #writeBlock(data: Uint8Array): Promise<string> {
-    const tmp = this.#tmpPath();
-    const fd = fs.openSync(tmp, "w", 0o644);
-    try {
-      // A new block's bytes go around the page cache (_direct_writes.ts), its tail through it.
-      const direct = await this.#direct?.writePrefixAsync(tmp, data, 0, "block") ?? 0;
-      writeAll(fd, direct === 0 ? data : data.subarray(direct), direct);
-    } catch (error) {
-      // A partial block (a full disk) must not hold on to the space it took.
-      fs.closeSync(fd);
-      fs.rmSync(tmp, { force: true });
-      throw error;
-    }
-    fs.closeSync(fd);
-    return tmp;
+  readBlock(hash: string, range: ByteRange, into: Uint8Array): Promise<void> {
+    return this.#blocks.read(hash, range, into);
   }
 
-  /** A large read runs on the thread pool (_fd_cache.ts); a block never changes meanwhile. */
-  async readBlock(hash: string, range: ByteRange, into: Uint8Array): Promise<void> {
-    assert(isBlockName(hash), `bad block name ${hash}`);
-    assert(into.length === range.length);
-    const path = this.#unsynced.tmpOf(hash) ?? this.#blockPath(hash);
-    const got = await this.#files.read(path, into, range.offset, { writable: false });
-    if (got === null) throw new CorruptionError(`Cannot read block ${hash}: it is not stored`);
-    if (got !== range.length) {
-      throw new CorruptionError(
-        `Cannot read block ${hash}: ${range.length} bytes at ${range.offset} asked, ${got} stored`,
-      );
-    }
-  }
-
-  /**
-   * Deletes a block unless it was stored (or stored again) less than `minAgeMs`
-   * ago, or is still being written; true when it is gone.
-   */
   deleteBlockIfOlderThan(hash: string, minAgeMs: number): boolean {
-    assert(isBlockName(hash), `bad block name ${hash}`);
-    if (this.#unsynced.has(hash) || this.#unsynced.writing(hash) !== undefined) return false;
-    const path = this.#blockPath(hash);
-    let modified: number;
-    try {
-      modified = fs.statSync(path).mtimeMs;
-    } catch {
-      return true; // not here
-    }
-    if (Date.now() - modified < minAgeMs) return false;
-    this.#files.forget(path);
-    if (unlinkIfPresent(path)) this.#dirtyDirs.add(join(this.dir, "blocks", hash.slice(0, 2)));
-    return true;
+    return this.#blocks.deleteIfOlderThan(hash, minAgeMs);
   }
 
   /** Free bytes on the file system holding the data directory. */
@@ -196,43 +135,16 @@ export class LocalEngine implements NodeDisk {
     return diskUsage(this.dir);
   }
 
-  /** Bytes of a stored block (whole blocks cross the network in a cluster). */
   blockSize(hash: string): Promise<number> {
-    assert(isBlockName(hash), `bad block name ${hash}`);
-    const path = this.#unsynced.tmpOf(hash) ?? this.#blockPath(hash);
-    try {
-      return Promise.resolve(fs.statSync(path).size);
-    } catch (error) {
-      if ((error as { code?: string }).code === "ENOENT") {
-        throw new CorruptionError(`Cannot size block ${hash}: it is not stored`);
-      }
-      throw error;
-    }
+    return this.#blocks.size(hash);
   }
 
   deleteBlock(hash: string): Promise<void> {
-    assert(isBlockName(hash), `bad block name ${hash}`);
-    const unsynced = this.#unsynced.tmpOf(hash);
-    if (unsynced !== undefined) {
-      this.#unsynced.delete(hash);
-      this.#files.forget(unsynced);
-      fs.rmSync(unsynced, { force: true });
-      return Promise.resolve();
-    }
-    const path = this.#blockPath(hash);
-    this.#files.forget(path);
-    if (unlinkIfPresent(path)) this.#dirtyDirs.add(join(this.dir, "blocks", hash.slice(0, 2)));
-    return Promise.resolve();
+    return this.#blocks.delete(hash);
   }
 
-  async *listBlocks(): AsyncIterable<string> {
-    yield* this.#unsynced.hashes();
-    const root = join(this.dir, "blocks");
-    for (const prefix of fs.readdirSync(root).sort()) {
-      for (const name of fs.readdirSync(join(root, prefix)).sort()) {
-        if (isBlockName(name)) yield name;
-      }
-    }
+  listBlocks(): AsyncIterable<string> {
+    return this.#blocks.list();
   }
 
   readObject(name: string, range: ByteRange, into: Uint8Array): Promise<void> {
@@ -288,7 +200,7 @@ export class LocalEngine implements NodeDisk {
 
   flush(): Promise<void> {
     return this.#flushing.run(async () => {
-      await this.#unsynced.settleAll((hash, tmp) => this.#placeBlock(hash, tmp));
+      await this.#blocks.settleAll();
       await this.#objects.settle();
       const dirs = [...this.#dirtyDirs];
       this.#dirtyDirs.clear();
@@ -306,26 +218,13 @@ export class LocalEngine implements NodeDisk {
     });
   }
 
-  /** Renames a synced block's temporary file into place. */
-  #placeBlock(hash: string, tmp: string): void {
-    const dir = join(this.dir, "blocks", hash.slice(0, 2));
-    fs.mkdirSync(dir, { recursive: true });
-    fs.renameSync(tmp, this.#blockPath(hash));
-    this.#files.forget(tmp);
-    this.#dirtyDirs.add(dir);
-  }
-
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#unsynced.settleWrites();
+    await this.#blocks.settleWrites();
     await this.flush();
     this.#files.closeAll();
     this.#lock.close();
-  }
-
-  #blockPath(hash: string): string {
-    return join(this.dir, "blocks", hash.slice(0, 2), hash);
   }
 
   #tmpPath(): string {
