@@ -13,6 +13,7 @@ import type { DirectWrites } from "./_direct_writes.ts";
 import type { FdCache } from "./_fd_cache.ts";
 import { writeAll } from "./_file_io.ts";
 import { ObjectTurns } from "./_object_turns.ts";
+import { diskSpace } from "./_disk_usage.ts";
 import { lostWrites } from "../metrics/mod.ts";
 
 const ftruncate = promisify(fs.ftruncate);
@@ -105,20 +106,36 @@ export class ObjectFiles {
     options: { truncate?: boolean; direct?: boolean },
   ): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
-    const path = this.#path(name);
-    const turn = this.#turns.change(path, this.#files.readsUnderWay(path));
     const truncate = options.truncate ?? false;
     const direct = options.direct === true ? this.#direct : null;
-    if (direct === null || !direct.takes(data, offset)) {
-      if (turn !== null) await turn;
-      return await this.#write(name, path, offset, data, truncate, null);
+    if (direct !== null && direct.takes(data, offset)) {
+      return await this.#inTurn(name, offset, data, truncate, direct);
     }
+    const path = this.#path(name);
+    const turn = this.#turns.change(path, this.#files.readsUnderWay(path));
+    if (turn !== null) await turn;
+    await this.#write(name, path, offset, data, truncate, null);
+  }
+
+  /**
+   * A direct write of `name` made the object's turn now (every access asked
+   * from here on waits for it); settles once it is written.
+   */
+  #inTurn(
+    name: string,
+    offset: number,
+    data: Uint8Array,
+    truncate: boolean,
+    direct: DirectWrites,
+  ): Promise<void> {
+    const path = this.#path(name);
+    const turn = this.#turns.change(path, this.#files.readsUnderWay(path));
     const written = (async () => {
       if (turn !== null) await turn;
       await this.#write(name, path, offset, data, truncate, direct);
     })();
     this.#turns.take(path, written);
-    await written;
+    return written;
   }
 
   /**
@@ -144,17 +161,12 @@ export class ObjectFiles {
       return { written: Promise.resolve() };
     }
     const path = this.#path(name);
-    const turn = this.#turns.change(path, this.#files.readsUnderWay(path));
-    const written = (async () => {
-      if (turn !== null) await turn;
-      await this.#write(name, path, offset, data, options.truncate ?? false, direct);
-    })();
+    const written = this.#inTurn(name, offset, data, options.truncate ?? false, direct);
     written.catch((error) => {
       lostWrites.inc();
       // A write after a lost one fails with that one's error: it stays as it is.
       if (this.#lost.get(path) !== error) this.#lost.set(path, lostError(name, error));
     });
-    this.#turns.take(path, written);
     this.#started.add(written);
     this.#startedBytes += data.length;
     const done = written.then(() => {}, () => {}).then(() => {
@@ -171,8 +183,7 @@ export class ObjectFiles {
    * write where it can still be refused (on the spot), not after its answer.
    */
   #roomFor(bytes: number): boolean {
-    const stats = fs.statfsSync(this.#dir);
-    return stats.bavail * stats.bsize >= this.#startRoomBytes + this.#startedBytes + bytes;
+    return diskSpace(this.#dir).freeBytes >= this.#startRoomBytes + this.#startedBytes + bytes;
   }
 
   /**

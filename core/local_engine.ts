@@ -28,7 +28,7 @@ import { syncDir } from "./_file_io.ts";
 import { MetaFiles } from "./_meta_files.ts";
 import { ObjectFiles, startRoomBytesDefault } from "./_object_files.ts";
 import { BlockFiles } from "./_block_files.ts";
-import { type DiskUsage, diskUsage } from "./_disk_usage.ts";
+import { diskSpace, type DiskUsage, diskUsage } from "./_disk_usage.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("store");
@@ -126,8 +126,7 @@ export class LocalEngine implements NodeDisk {
 
   /** Free bytes on the file system holding the data directory. */
   freeBytes(): number {
-    const stats = fs.statfsSync(this.dir);
-    return stats.bavail * stats.bsize;
+    return diskSpace(this.dir).freeBytes;
   }
 
   /** Counts the blocks and objects stored here (a walk of the directory: /metrics, not often). */

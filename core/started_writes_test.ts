@@ -9,23 +9,13 @@
  * runs out of room; reads through the engine and a fresh engine on the files.
  */
 import assert from "node:assert/strict";
+import { bytesSha256, patternBytes } from "../tests/_files.ts";
 import { LocalEngine } from "./local_engine.ts";
 import { directWrites, lostWrites } from "../metrics/mod.ts";
 import { withSmallDisk } from "../tests/_small_disk.ts";
 
 const MiB = 1024 * 1024;
 const uid = "cd".repeat(16);
-
-/** Equal bytes (node:assert's diff of megabytes would take minutes to print). */
-function same(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
-}
-
-function pattern(length: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) bytes[i] = (i * 13 + seed * 101 + (i >> 12)) & 0xff;
-  return bytes;
-}
 
 async function objectWritesDirect(): Promise<number> {
   const { values } = await directWrites.get();
@@ -51,7 +41,7 @@ Deno.test("a started write is seen by every later access of its object, and sync
     // for the bytes; a read asked after each answer sees it, whatever is still under way.
     for (const [i, name] of names.entries()) {
       for (let k = 0; k < 4; k++) {
-        const data = pattern(MiB, i * 4 + k);
+        const data = patternBytes(MiB, i * 4 + k);
         const { written } = await engine.startObjectWrite(name, k * MiB, data, {
           truncate: k === 0,
         });
@@ -62,19 +52,27 @@ Deno.test("a started write is seen by every later access of its object, and sync
     }
     await engine.syncObjects(names.slice(0, 2));
     for (const [i, name] of names.entries()) {
-      assert.ok(same(await read(engine, name, 0, 4 * MiB), expected[i]), `object ${i} whole`);
+      assert.equal(
+        bytesSha256(await read(engine, name, 0, 4 * MiB)),
+        bytesSha256(expected[i]),
+        `object ${i} whole`,
+      );
     }
     await engine.flush();
     await Promise.all(writes); // none failed
     assert.equal(await objectWritesDirect() - before, 16, "every write went around the cache");
     // Short writes take no detour: written on the spot, as writeObject.
-    const { written } = await engine.startObjectWrite(names[0], 0, pattern(4096, 99));
+    const { written } = await engine.startObjectWrite(names[0], 0, patternBytes(4096, 99));
     await written;
-    expected[0].set(pattern(4096, 99));
+    expected[0].set(patternBytes(4096, 99));
     await engine.close();
     const again = await LocalEngine.open({ dir });
     for (const [i, name] of names.entries()) {
-      assert.ok(same(await read(again, name, 0, 4 * MiB), expected[i]), `object ${i} reopened`);
+      assert.equal(
+        bytesSha256(await read(again, name, 0, 4 * MiB)),
+        bytesSha256(expected[i]),
+        `object ${i} reopened`,
+      );
     }
     await again.close();
   } finally {
@@ -88,28 +86,34 @@ Deno.test("a started write that fails fails the object's reads and syncs until i
     try {
       const name = `${uid}.1.0`;
       const other = `${uid}.1.1`;
-      const first = pattern(MiB, 1);
+      const first = patternBytes(MiB, 1);
       await (await engine.startObjectWrite(name, 0, first, { truncate: true })).written;
-      await engine.writeObject(other, 0, pattern(4096, 4));
+      await engine.writeObject(other, 0, patternBytes(4096, 4));
       await engine.syncObjects([name, other]);
       // 4 MiB into 3 MiB of room: answered at once, then refused by the disk.
       const lostBefore = (await lostWrites.get()).values[0].value;
-      const { written } = await engine.startObjectWrite(name, 0, pattern(4 * MiB, 2));
+      const { written } = await engine.startObjectWrite(name, 0, patternBytes(4 * MiB, 2));
       await assert.rejects(written, /lost a write|ENOSPC|no space/i);
       assert.equal((await lostWrites.get()).values[0].value, lostBefore + 1, "counted");
       await assert.rejects(read(engine, name, 0, 4096), /lost a write/);
       await assert.rejects(engine.syncObjects([name]), /lost a write/);
       await assert.rejects(engine.flush(), /lost a write/);
       // A change on top of what is not there is refused too; other objects are not concerned.
-      await assert.rejects(engine.writeObject(name, 0, pattern(4096, 3)), /lost a write/);
-      assert.deepEqual(await read(engine, other, 0, 4096), pattern(4096, 4));
+      await assert.rejects(engine.writeObject(name, 0, patternBytes(4096, 3)), /lost a write/);
+      assert.deepEqual(await read(engine, other, 0, 4096), patternBytes(4096, 4));
       // Written whole again (a replacement), the object reads and syncs as ever.
-      const whole = pattern(512 * 1024, 5);
+      const whole = patternBytes(512 * 1024, 5);
       await (await engine.startObjectWrite(name, 0, whole, { truncate: true })).written;
-      assert.ok(same(await read(engine, name, 0, whole.length), whole), "written whole again");
+      assert.equal(
+        bytesSha256(await read(engine, name, 0, whole.length)),
+        bytesSha256(whole),
+        "written whole again",
+      );
       await engine.syncObjects([name]);
       // Lost again, then deleted: gone, and nothing to refuse any more.
-      await assert.rejects((await engine.startObjectWrite(name, 0, pattern(4 * MiB, 6))).written);
+      await assert.rejects(
+        (await engine.startObjectWrite(name, 0, patternBytes(4 * MiB, 6))).written,
+      );
       await engine.deleteObject(name);
       assert.deepEqual(await read(engine, name, 0, 4096), new Uint8Array(4096));
       await engine.flush();

@@ -8,12 +8,13 @@
 import assert from "node:assert/strict";
 import { LocalEngine } from "../../core/mod.ts";
 import { ClusterKey } from "../transport/mod.ts";
-import { objectMethods, objectMethodsPooled } from "./object_rpc.ts";
-import { rpcObjectLink } from "./object_rpc_link.ts";
+import { objectMethods } from "./object_rpc.ts";
 import { type ObjectLink, placementDigest } from "./object_link.ts";
-import { LinkClient } from "../transport/mod.ts";
-import { key as linkKey, startPort } from "../../tests/_link_proxy.ts";
-import { ObjectReplica, type ObjectReplicaOptions } from "./object_service.ts";
+import {
+  type LinkedReplicaOptions,
+  withLinkedReplica as linkedReplica,
+} from "../../tests/_linked_replica.ts";
+import { ObjectReplica } from "./object_service.ts";
 import { JournalDisk } from "./journal_disk.ts";
 import { RpcClient, rpcServer } from "../transport/mod.ts";
 import { MemoryIdentity } from "../transport/mod.ts";
@@ -173,25 +174,15 @@ Deno.test("a replica's read asked after a change of the object returns that chan
 });
 
 /** An ObjectReplica on a LocalEngine in a temporary directory, behind a link server. */
+/** A replica behind a link server in a temporary directory (tests/_linked_replica.ts). */
 async function withLinkedReplica(
-  options: Omit<ObjectReplicaOptions, "journal">,
+  options: LinkedReplicaOptions,
   run: (remote: ObjectLink) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "atoll-linked-replica-" });
-  const engine = await LocalEngine.open({ dir });
-  const replica = new ObjectReplica("n1", engine, {
-    ...options,
-    journal: new JournalDisk(`${dir}/journal`),
-  });
-  const server = startPort({ methods: objectMethods(replica), pooledData: objectMethodsPooled });
-  const links = new LinkClient(linkKey, new MemoryIdentity(), { selfId: "client" });
   try {
-    await run(rpcObjectLink(links, "n1", server.address));
+    await linkedReplica(dir, options, run);
   } finally {
-    await links.close();
-    await server.stop();
-    await replica.close();
-    await engine.close();
     await Deno.remove(dir, { recursive: true });
   }
 }

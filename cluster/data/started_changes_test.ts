@@ -11,12 +11,10 @@
  * engine's directory is a 3 MiB tmpfs mounted by the test (as root).
  */
 import assert from "node:assert/strict";
-import { LocalEngine } from "../../core/mod.ts";
-import { LinkClient, MemoryIdentity } from "../transport/mod.ts";
-import { key as linkKey, startPort } from "../../tests/_link_proxy.ts";
+import { bytesSha256, patternBytes } from "../../tests/_files.ts";
+import { LocalEngine, type NodeDisk } from "../../core/mod.ts";
+import { withLinkedReplica } from "../../tests/_linked_replica.ts";
 import { directWrites } from "../../metrics/mod.ts";
-import { objectMethods, objectMethodsPooled } from "./object_rpc.ts";
-import { rpcObjectLink } from "./object_rpc_link.ts";
 import { ObjectReplica } from "./object_service.ts";
 import { JournalDisk } from "./journal_disk.ts";
 import { compareStamps } from "./object_link.ts";
@@ -24,17 +22,6 @@ import { withSmallDisk } from "../../tests/_small_disk.ts";
 
 const MiB = 1024 * 1024;
 const uid = "ef".repeat(16);
-
-/** Equal bytes (node:assert's diff of megabytes would take minutes to print). */
-function same(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
-}
-
-function pattern(length: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) bytes[i] = (i * 7 + seed * 53 + (i >> 10)) & 0xff;
-  return bytes;
-}
 
 async function objectWritesDirect(): Promise<number> {
   const { values } = await directWrites.get();
@@ -44,55 +31,62 @@ async function objectWritesDirect(): Promise<number> {
 
 Deno.test("large changes over a link are answered as their writes start, and lose nothing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "atoll-started-changes-" });
-  const open = async () => {
-    const engine = await LocalEngine.open({ dir });
-    const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
-    return { engine, replica };
-  };
-  let { engine, replica } = await open();
-  const server = startPort({ methods: objectMethods(replica), pooledData: objectMethodsPooled });
-  const links = new LinkClient(linkKey, new MemoryIdentity(), { selfId: "client" });
   try {
-    const remote = rpcObjectLink(links, "n1", server.address);
+    let started = 0;
+    // The replica's view of its engine counts the writes it starts (and answers before done).
+    const disk = (engine: LocalEngine): NodeDisk =>
+      new Proxy(engine, {
+        get(target, key) {
+          const value = Reflect.get(target, key, target);
+          if (typeof value !== "function") return value;
+          if (key !== "startObjectWrite") return value.bind(target);
+          return (...args: Parameters<NodeDisk["startObjectWrite"]>) => {
+            started++;
+            return target.startObjectWrite(...args);
+          };
+        },
+      });
     const before = await objectWritesDirect();
     const names = Array.from({ length: 8 }, (_, i) => `${uid}.1.${i}`);
     const expected = names.map(() => new Uint8Array(4 * MiB));
-    // Every change sent at once: frames keep arriving (into the link's reused buffers)
-    // while the writes of those before them are under way.
-    await Promise.all(names.flatMap((name, i) =>
-      [1, 2, 3, 4].map(async (version) => {
-        const data = pattern(MiB, i * 4 + version);
-        const offset = (version - 1) * MiB;
-        expected[i].set(data, offset);
-        const reply = await remote.change(name, { epoch: 1, version, offset, data });
-        assert.deepEqual(reply, { applied: true, stamp: [1, version], moved: false });
-      })
-    ));
-    for (const [i, name] of names.entries()) {
-      const into = new Uint8Array(4 * MiB);
-      const { data, stamp, release } = await remote.read(name, 0, 4 * MiB, into);
-      assert.deepEqual(stamp, [1, 4]);
-      assert.ok(same(data, expected[i]), `object ${i} as written`);
-      release?.();
-    }
-    assert.equal(await objectWritesDirect() - before, 32, "every change went around the cache");
-    const flushed = await remote.flush(names);
-    assert.deepEqual(flushed, names.map(() => [1, 4]));
+    await withLinkedReplica(dir, { disk }, async (remote) => {
+      // Every change sent at once: frames keep arriving (into the link's reused buffers)
+      // while the writes of those before them are under way.
+      await Promise.all(names.flatMap((name, i) =>
+        [1, 2, 3, 4].map(async (version) => {
+          const data = patternBytes(MiB, i * 4 + version);
+          const offset = (version - 1) * MiB;
+          expected[i].set(data, offset);
+          const reply = await remote.change(name, { epoch: 1, version, offset, data });
+          assert.deepEqual(reply, { applied: true, stamp: [1, version], moved: false });
+        })
+      ));
+      assert.equal(started, 32, "every change was answered once its write started");
+      for (const [i, name] of names.entries()) {
+        const into = new Uint8Array(4 * MiB);
+        const { data, stamp, release } = await remote.read(name, 0, 4 * MiB, into);
+        assert.deepEqual(stamp, [1, 4]);
+        assert.equal(bytesSha256(data), bytesSha256(expected[i]), `object ${i} as written`);
+        release?.();
+      }
+      assert.equal(await objectWritesDirect() - before, 32, "every change went around the cache");
+      const flushed = await remote.flush(names);
+      assert.deepEqual(flushed, names.map(() => [1, 4]));
+    });
     // The flush answered for every change: a replica restarted on its files finds them all.
-    await server.stop();
-    await replica.close();
-    await engine.close();
-    ({ engine, replica } = await open());
-    for (const [i, name] of names.entries()) {
-      const { data, stamp } = await replica.read(name, 0, 4 * MiB);
-      assert.deepEqual(stamp, [1, 4]);
-      assert.ok(same(data, expected[i]), `object ${i} after the restart`);
+    const engine = await LocalEngine.open({ dir });
+    const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
+    try {
+      for (const [i, name] of names.entries()) {
+        const { data, stamp } = await replica.read(name, 0, 4 * MiB);
+        assert.deepEqual(stamp, [1, 4]);
+        assert.equal(bytesSha256(data), bytesSha256(expected[i]), `object ${i} after the restart`);
+      }
+    } finally {
+      await replica.close();
+      await engine.close();
     }
   } finally {
-    await links.close();
-    await server.stop();
-    await replica.close();
-    await engine.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -108,11 +102,11 @@ Deno.test("a large change whose write fails after its answer gives the copy up, 
       });
       return reply.then((reply) => ({ reply, written }));
     };
-    const first = await change(1, pattern(MiB, 1), true);
+    const first = await change(1, patternBytes(MiB, 1), true);
     await first.written;
     assert.deepEqual(await replica.flush([name]), [[1, 1]]);
     // 4 MiB into the 2 MiB left: answered, then refused by the disk.
-    const lost = await change(2, pattern(4 * MiB, 2));
+    const lost = await change(2, patternBytes(4 * MiB, 2));
     assert.deepEqual(lost.reply, { applied: true, stamp: [1, 2] });
     await assert.rejects(lost.written, /no space/i);
     const flushed = await replica.flush([name]).catch((error: Error) => error);
@@ -121,28 +115,31 @@ Deno.test("a large change whose write fails after its answer gives the copy up, 
     }
     // Given up: no stamp, so the writer's next change finds the copy behind and replaces it.
     assert.deepEqual(await replica.stamps([name]), [[0, 0]]);
-    assert.deepEqual((await change(3, pattern(4096, 3))).reply, { applied: false, stamp: [0, 0] });
-    const whole = pattern(512 * 1024, 4);
+    assert.deepEqual((await change(3, patternBytes(4096, 3))).reply, {
+      applied: false,
+      stamp: [0, 0],
+    });
+    const whole = patternBytes(512 * 1024, 4);
     const replaced = await change(3, whole, true);
     assert.deepEqual(replaced.reply, { applied: true, stamp: [1, 3] });
     await replaced.written;
     assert.deepEqual(await replica.flush([name]), [[1, 3]]);
     const { data, stamp } = await replica.read(name, 0, whole.length);
     assert.deepEqual(stamp, [1, 3]);
-    assert.ok(same(data, whole), "the replacement's bytes");
+    assert.equal(bytesSha256(data), bytesSha256(whole), "the replacement's bytes");
   }));
 
 Deno.test("on a nearly full disk a large change is written before its answer, and refused", () =>
   onSmallDisk(undefined, async (replica) => { // the default room: 64 MiB
     const name = `${uid}.1.0`;
     const options = { fromPeer: true, keep: () => {} };
-    const data = pattern(4 * MiB, 1);
+    const data = patternBytes(4 * MiB, 1);
     await assert.rejects(
       replica.change(name, { epoch: 1, version: 1, offset: 0, data, replace: true }, options),
       /no space/i,
     );
     assert.deepEqual(await replica.stamps([name]), [[0, 0]], "nothing claimed");
-    const fits = pattern(MiB, 2);
+    const fits = patternBytes(MiB, 2);
     const reply = await replica.change(
       name,
       { epoch: 1, version: 1, offset: 0, data: fits },
@@ -150,7 +147,7 @@ Deno.test("on a nearly full disk a large change is written before its answer, an
     );
     assert.deepEqual(reply, { applied: true, stamp: [1, 1] });
     assert.deepEqual(await replica.flush([name]), [[1, 1]]);
-    assert.ok(same((await replica.read(name, 0, MiB)).data, fits));
+    assert.equal(bytesSha256((await replica.read(name, 0, MiB)).data), bytesSha256(fits));
   }));
 
 /**
