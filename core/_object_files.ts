@@ -97,19 +97,22 @@ export class ObjectFiles {
    * Writes `data` at `offset` of object `name` (`truncate`: emptied first);
    * with `direct`, its aligned part around the page cache and off the event
    * loop (_direct_writes.ts): every access of the object asked meanwhile waits
-   * for it, as for a change that waits for large reads.
+   * for it, as for a change that waits for large reads. `"extending"`: so
+   * only when the write starts at or past the object's end (or truncates it),
+   * found in the write's turn, once the accesses before it are done.
    */
   async write(
     name: string,
     offset: number,
     data: Uint8Array,
-    options: { truncate?: boolean; direct?: boolean },
+    options: { truncate?: boolean; direct?: boolean | "extending" },
   ): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
     const truncate = options.truncate ?? false;
-    const direct = options.direct === true ? this.#direct : null;
+    const direct = options.direct === undefined || options.direct === false ? null : this.#direct;
     if (direct !== null && direct.takes(data, offset)) {
-      return await this.#inTurn(name, offset, data, truncate, direct);
+      const extending = options.direct === "extending";
+      return await this.#inTurn(name, offset, data, truncate, direct, extending);
     }
     const path = this.#path(name);
     const turn = this.#turns.change(path, this.#files.readsUnderWay(path));
@@ -127,12 +130,13 @@ export class ObjectFiles {
     data: Uint8Array,
     truncate: boolean,
     direct: DirectWrites,
+    extending = false,
   ): Promise<void> {
     const path = this.#path(name);
     const turn = this.#turns.change(path, this.#files.readsUnderWay(path));
     const written = (async () => {
       if (turn !== null) await turn;
-      await this.#write(name, path, offset, data, truncate, direct);
+      await this.#write(name, path, offset, data, truncate, direct, extending);
     })();
     this.#turns.take(path, written);
     return written;
@@ -204,6 +208,7 @@ export class ObjectFiles {
     data: Uint8Array,
     truncate: boolean,
     direct: DirectWrites | null,
+    extending = false,
   ): Promise<void> {
     if (truncate) this.#lost.delete(path);
     else this.#checkLost(path);
@@ -216,6 +221,8 @@ export class ObjectFiles {
     fd ??= this.#create(name, path, false)!;
     // Truncating a large file takes time in the kernel: keep it off the event loop.
     if (truncate) await ftruncate(fd, 0);
+    // An overwrite of bytes the object holds stays in the page cache (write()).
+    else if (extending && fs.fstatSync(fd).size > offset) direct = null;
     const wrote = direct === null ? 0 : await direct.writePrefixAsync(path, data, offset, "object");
     if (wrote < data.length) {
       // The cache may have closed the descriptor (and the number gone to another file)

@@ -70,7 +70,9 @@ export interface Engine {
    * it then refuses, instead of writing into an empty object. `direct`: a
    * hint that these bytes are not read here soon (a replica's copy of a change
    * its writer made on another node): an engine may write them around its
-   * cache. `epoch`: the write lease epoch of the volume instance writing (its
+   * cache; `"extending"`, the same for a write that only adds bytes (at or
+   * past the object's end, or with `truncate`: a volume's first fill), where
+   * an overwrite of bytes the object holds stays cached. `epoch`: the write lease epoch of the volume instance writing (its
    * record's lease); an engine that fences writers by epoch refuses the write
    * (LeaseLostError) unless it writes the volume under that epoch now, so that
    * an instance dropped when its lease moved away cannot write under the
@@ -80,7 +82,12 @@ export interface Engine {
     name: string,
     offset: number,
     data: Uint8Array,
-    options?: { truncate?: boolean; existing?: boolean; direct?: boolean; epoch?: number },
+    options?: {
+      truncate?: boolean;
+      existing?: boolean;
+      direct?: boolean | "extending";
+      epoch?: number;
+    },
   ): Promise<void>;
   /**
    * Removes an object; removing a missing object is not an error. `epoch`:

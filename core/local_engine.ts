@@ -154,7 +154,7 @@ export class LocalEngine implements NodeDisk {
     name: string,
     offset: number,
     data: Uint8Array,
-    options: { truncate?: boolean; direct?: boolean } = {},
+    options: { truncate?: boolean; direct?: boolean | "extending" } = {},
   ): Promise<void> {
     return this.#objects.write(name, offset, data, options);
   }

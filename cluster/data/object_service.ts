@@ -94,7 +94,9 @@ export class ObjectReplica implements ObjectLink {
    * `fromPeer`: the change came from another node (its writer, or healing),
    * so this copy is not what its volume is read from: a large change is
    * written around the page cache (docs/decisions.md, "A replica's copies
-   * around the page cache"). `keep`: the caller keeps `change.data` as it is
+   * around the page cache"); this node's own large change, only when it adds
+   * bytes to the object (a fill: "The writer's own copy of a fill around the
+   * page cache"), since the volume's reads here come from this copy. `keep`: the caller keeps `change.data` as it is
    * until the promise it is given settles, so a large change from a peer may
    * be answered once its write is under way (NodeDisk.startObjectWrite); a
    * write that fails then gives the copy up (#lost).
@@ -146,7 +148,8 @@ export class ObjectReplica implements ObjectLink {
         } else {
           await this.#engine.writeObject(name, offset, data, {
             truncate,
-            direct: options.fromPeer,
+            // This node's own copy (its writer's): only a fill goes around the cache.
+            direct: options.fromPeer === true ? true : "extending",
           });
         }
         const record: JournalRecord = { kind: "placed", name, stamp };
