@@ -8,9 +8,11 @@
  * reads the files); a libnbd client writes through node 1 (the lease holder)
  * into three objects: small writes then a 1 MiB write over some of them and a
  * misaligned 256 KiB one; one write of 3 MiB and 1000 bytes; four 1 MiB
- * writes; then flushes. Before anything reads the files, fincore tells how much
- * of each node's copy of the third object is in the page cache (the holder's
- * own write is buffered, the replicas' are not); then every node's object files
+ * writes into a new object, then 1 MiB over the first of them; then flushes.
+ * Before anything reads the files, fincore tells how much of each node's copy
+ * of that third object is in the page cache (the holder's fill went around it
+ * as the replicas' copies do, its overwrite did not: 1 MiB cached; the
+ * replicas' none); then every node's object files
  * are compared with the client's model of the volume, and the volume is read
  * back over NBD through each node.
  */
@@ -37,6 +39,7 @@ write(${MiB}, ${MiB})
 write(${2 * MiB} + 512, 262144)
 write(${4 * MiB}, ${3 * MiB} + 1000)
 for i in range(4): write(${8 * MiB} + i * ${MiB}, ${MiB})
+write(${8 * MiB}, ${MiB})
 c.flush()
 O = ${4 * MiB}
 print(json.dumps([hashlib.sha256(model[o:o + O]).hexdigest() for o in range(0, ${size}, O)]))
@@ -85,9 +88,10 @@ Deno.test("replicas write a peer's large changes around the page cache, and ever
     const model = await nbdPython(writer, [nodes[0].nbdUri("vm1")]) as string[];
     const files = await Promise.all(nodes.map(objectFiles));
 
-    // Four whole 1 MiB writes: the holder's copy is cached, the replicas' is not.
+    // A fill of four 1 MiB writes, then one overwrite: only the holder's overwrite is cached.
     const cached = await Promise.all(files.map((byIndex) => cachedBytes(byIndex.get(2)!)));
-    assert.ok(cached[0] >= 4 * MiB, `the holder's own copy is written buffered: ${cached}`);
+    assert.ok(cached[0] >= MiB, `the holder's own overwrite is written buffered: ${cached}`);
+    assert.ok(cached[0] < 2 * MiB, `the holder's own fill went around the cache: ${cached}`);
     for (const replica of [1, 2]) {
       assert.ok(cached[replica] < 256 * 1024, `node ${replica + 1}'s copy went direct: ${cached}`);
     }
