@@ -72,11 +72,12 @@ export interface Engine {
    * its writer made on another node): an engine may write them around its
    * cache; `"extending"`, the same for a write that only adds bytes (at or
    * past the object's end, or with `truncate`: a volume's first fill), where
-   * an overwrite of bytes the object holds stays cached. `epoch`: the write lease epoch of the volume instance writing (its
-   * record's lease); an engine that fences writers by epoch refuses the write
-   * (LeaseLostError) unless it writes the volume under that epoch now, so that
-   * an instance dropped when its lease moved away cannot write under the
-   * lease its node took again since.
+   * an overwrite of bytes the object holds stays cached. `epoch`: the write
+   * lease epoch of the volume instance writing (its record's lease); an
+   * engine that fences writers by epoch refuses the write (LeaseLostError)
+   * unless it writes the volume under that epoch now, so that an instance
+   * dropped when its lease moved away cannot write under the lease its node
+   * took again since.
    */
   writeObject(
     name: string,

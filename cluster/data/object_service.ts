@@ -94,12 +94,13 @@ export class ObjectReplica implements ObjectLink {
    * `fromPeer`: the change came from another node (its writer, or healing),
    * so this copy is not what its volume is read from: a large change is
    * written around the page cache (docs/decisions.md, "A replica's copies
-   * around the page cache"); this node's own large change, only when it adds
+   * around the page cache"); this node's own large change only when it adds
    * bytes to the object (a fill: "The writer's own copy of a fill around the
-   * page cache"), since the volume's reads here come from this copy. `keep`: the caller keeps `change.data` as it is
-   * until the promise it is given settles, so a large change from a peer may
-   * be answered once its write is under way (NodeDisk.startObjectWrite); a
-   * write that fails then gives the copy up (#lost).
+   * page cache"), since the volume's reads here come from this copy. `keep`:
+   * the caller keeps `change.data` as it is until the promise it is given
+   * settles, so a large change from a peer may be answered once its write is
+   * under way (NodeDisk.startObjectWrite); a write that fails then gives the
+   * copy up (#lost).
    */
   async change(
     name: string,
