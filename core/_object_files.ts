@@ -109,7 +109,7 @@ export class ObjectFiles {
   ): Promise<void> {
     assert(isObjectName(name), `bad object name ${name}`);
     const truncate = options.truncate ?? false;
-    const direct = options.direct === undefined || options.direct === false ? null : this.#direct;
+    const direct = options.direct ? this.#direct : null; // true, or "extending"
     if (direct !== null && direct.takes(data, offset)) {
       const extending = options.direct === "extending";
       return await this.#inTurn(name, offset, data, truncate, direct, extending);

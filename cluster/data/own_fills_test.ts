@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { patternBytes } from "../../tests/_files.ts";
 import { LocalEngine } from "../../core/mod.ts";
-import { directWrites } from "../../metrics/mod.ts";
+import { directWrites, directWritesAvailable } from "../../metrics/mod.ts";
 import { ObjectReplica } from "./object_service.ts";
 import { JournalDisk } from "./journal_disk.ts";
 import type { ObjectChange } from "./object_link.ts";
@@ -31,6 +31,9 @@ async function withReplica(dir: string, run: (replica: ObjectReplica) => Promise
   const engine = await LocalEngine.open({ dir });
   const replica = new ObjectReplica("n1", engine, { journal: new JournalDisk(`${dir}/journal`) });
   try {
+    // The counts below mean nothing on a file system that refuses O_DIRECT (tmpfs): say so.
+    const available = (await directWritesAvailable.get()).values[0]?.value;
+    assert.equal(available, 1, `the data disk under ${dir} takes O_DIRECT writes`);
     await run(replica);
   } finally {
     await replica.close();
