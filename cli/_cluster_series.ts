@@ -225,6 +225,11 @@ export function registerClusterSeries(parts: ClusterFigures): () => void {
       () => engine.objects.remotePages.misses,
     ),
     counter(
+      "atoll_cluster_remote_pages_ahead_total",
+      "Pages of objects held only on other members fetched ahead of reads (the rest of an object a read missed)",
+      () => engine.objects.remotePages.ahead,
+    ),
+    counter(
       "atoll_cluster_remote_page_slabs_total",
       "Slabs of 16 MiB a worker touched ahead for the pages of objects held only on other members",
       () => engine.objects.remotePages.slabs.touched,

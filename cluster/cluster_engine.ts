@@ -13,7 +13,7 @@
  * for `deadGraceMs` after they died: a flapping or restarting node moves no
  * data, and a dead one's share is re-replicated only after the grace period.
  */
-import type { ByteRange, Engine, MetaEntry, NodeDisk } from "../core/mod.ts";
+import type { ByteRange, Engine, MetaEntry, NodeDisk, ReadObjectOptions } from "../core/mod.ts";
 import { systemClock, systemRandom } from "../core/mod.ts";
 import {
   Acceptor,
@@ -253,7 +253,7 @@ export class ClusterEngine implements Engine {
     name: string,
     range: ByteRange,
     into: Uint8Array,
-    options: { existing?: boolean; view?: string; frozen?: boolean; orphaned?: boolean } = {},
+    options: ReadObjectOptions = {},
   ): Promise<void> {
     return this.objects.read(name, range.offset, into, options);
   }

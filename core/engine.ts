@@ -19,6 +19,15 @@ export interface ByteRange {
   length: number;
 }
 
+/** How Engine.readObject may read an object (each option: see there). */
+export interface ReadObjectOptions {
+  existing?: boolean;
+  view?: string;
+  frozen?: boolean;
+  orphaned?: boolean;
+  extent?: number;
+}
+
 /** A metadata value with the version that a compare-and-set must name. */
 export interface MetaEntry {
   version: number;
@@ -55,12 +64,15 @@ export interface Engine {
    * gone without releasing it, and may have put its last writes where this
    * node would not look (it placed objects by its own view of the members): an
    * engine that spreads copies must find the newest among all of them.
+   * `extent`: the most bytes the object can hold (its volume's block size): an
+   * engine that fetches the object from elsewhere may fetch that much of it
+   * ahead of the reads to come.
    */
   readObject(
     name: string,
     range: ByteRange,
     into: Uint8Array,
-    options?: { existing?: boolean; view?: string; frozen?: boolean; orphaned?: boolean },
+    options?: ReadObjectOptions,
   ): Promise<void>;
   /**
    * Writes `data` at `offset` in an object, creating it when missing. With

@@ -36,6 +36,8 @@ export interface MapReading {
   owns?: (name: string) => boolean;
   /** See Engine.readObject. */
   orphaned?: boolean;
+  /** The bytes of one block of the map (Engine.readObject's `extent`). */
+  blockBytes?: number;
 }
 
 /** Reads `range` of one entry into `into`. */
@@ -55,6 +57,7 @@ export async function readEntry(
       view: reading.view,
       frozen,
       orphaned: reading.orphaned,
+      extent: reading.blockBytes,
     });
   }
 }

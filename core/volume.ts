@@ -86,6 +86,7 @@ export class Volume {
     this.#reading = {
       view: options.readView,
       owns: (name) => this.#record.owns(name),
+      blockBytes: map.blockSize,
       orphaned: options.orphaned,
     };
     this.#writer = new VolumeWriter(engine, this.#record);

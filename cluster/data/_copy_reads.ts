@@ -6,7 +6,8 @@
  */
 import { BufferPool } from "../../core/mod.ts";
 import { compareStamps, type ObjectLink, type Stamp } from "./object_link.ts";
-import type { RemotePages } from "./_remote_pages.ts";
+import { remotePageBytes, type RemotePages } from "./_remote_pages.ts";
+import { PagesAhead } from "./_pages_ahead.ts";
 
 /**
  * Buffers the pages around a read are fetched through, kept for the next
@@ -22,9 +23,12 @@ const spanPooledBytesEach = 4 * 1024 * 1024;
 export class CopyReads {
   #pages: RemotePages;
   #spans = new BufferPool(spanPoolBytesMax, spanPooledBytesEach);
+  /** The rest of an object whose page a read missed, fetched in the background. */
+  readonly ahead: PagesAhead;
 
   constructor(pages: RemotePages) {
     this.#pages = pages;
+    this.ahead = new PagesAhead(pages, this.#spans);
   }
 
   /**
@@ -43,11 +47,12 @@ export class CopyReads {
     offset: number,
     into: Uint8Array,
     through: "pages" | "straight",
+    extent?: number,
   ): Promise<boolean> {
     const expected = written.stamp;
     if (through === "pages") {
       const wanted = () => written.stamp;
-      const { filled, stamp } = await this.fetchPages(link, name, wanted, offset, into);
+      const { filled, stamp } = await this.fetchPages(link, name, wanted, offset, into, extent);
       if (!filled) lagsBehind(written, link.id, stamp, expected);
       return filled;
     }
@@ -70,8 +75,10 @@ export class CopyReads {
    * Reads the aligned pages around the range from `link`, a member's copy;
    * when it answers at `wanted()` (asked once the answer is in: the writer's
    * own change may have crossed the read, so the stamp it wants moved too),
-   * fills `into` and keeps the pages (_remote_pages.ts). Returns whether it
-   * did, and the stamp the copy answered with.
+   * fills `into` and keeps the pages (_remote_pages.ts), and with `extent`
+   * (the most bytes the object holds), has the rest of the object fetched in
+   * the background (_pages_ahead.ts). Returns whether it did, and the stamp the
+   * copy answered with.
    */
   async fetchPages(
     link: ObjectLink,
@@ -79,16 +86,20 @@ export class CopyReads {
     wanted: () => Stamp,
     offset: number,
     into: Uint8Array,
+    extent?: number,
   ): Promise<{ filled: boolean; stamp: Stamp }> {
     const span = this.#pages.span(offset, into.length);
     // A remote link answers in a reused buffer of its own when given one to fill (the
     // link in this process fills this one).
     const through = this.#spans.acquire(span.length);
     let read;
+    // Nothing is fetched ahead from now until these pages are kept (_pages_ahead.ts).
+    this.ahead.waitedStarts();
     try {
       read = await link.read(name, span.offset, span.length, through);
     } catch (error) {
       this.#spans.release(through);
+      this.ahead.waitedEnds();
       throw error;
     }
     try {
@@ -96,10 +107,15 @@ export class CopyReads {
       const at = offset - span.offset;
       into.set(read.data.subarray(at, at + into.length));
       this.#pages.fill(name, read.stamp, span.offset, read.data);
+      if (extent !== undefined) {
+        const last = (span.offset + span.length) / remotePageBytes - 1;
+        this.ahead.missed(link, name, wanted, last, extent);
+      }
       return { filled: true, stamp: read.stamp };
     } finally {
       read.release?.();
       this.#spans.release(through);
+      this.ahead.waitedEnds();
     }
   }
 }

@@ -5,7 +5,7 @@
  * where a read found the newest copy (_settled_reads.ts), anyone else the
  * newest copy the replicas hold, checked against its floor (_replica_copies.ts).
  */
-import { WritesLostError } from "../../core/mod.ts";
+import { type ReadObjectOptions, WritesLostError } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
 import { compareStamps, type ObjectLink, readAtStamp, type Stamp } from "./object_link.ts";
 import type { SettledReads } from "./_settled_reads.ts";
@@ -75,9 +75,9 @@ export class ObjectReads {
     name: string,
     offset: number,
     into: Uint8Array,
-    options: { existing?: boolean; view?: string; frozen?: boolean; orphaned?: boolean } = {},
+    options: ReadObjectOptions = {},
   ): Promise<void> {
-    const { existing = false, view, frozen = false, orphaned = false } = options;
+    const { existing = false, view, frozen = false, orphaned = false, extent } = options;
     if (this.#unflushed.takeUnheard(name)) throw new WritesLostError([name]);
     const written = this.#writers.get(name);
     // What this node knows as the writer is the truth only while its lease is
@@ -98,7 +98,7 @@ export class ObjectReads {
     // Objects this node writes are read from their current replicas (below); under a
     // view, the others from where a read found them newest.
     if (!writes && view !== undefined) {
-      if (await this.#readSettled(view, name, offset, into, links)) return;
+      if (await this.#readSettled(view, name, offset, into, links, extent)) return;
     }
     if (writes && !written.stale) {
       const remote = !written.current.has(this.#options.selfId);
@@ -111,7 +111,9 @@ export class ObjectReads {
           const direct = link.id === this.#options.selfId ||
             (into.length >= uncachedReadBytes && !this.#pages.hasRoom(into.length));
           const through = direct ? "straight" : "pages";
-          if (await this.#copies.read(link, name, written, offset, into, through)) return;
+          if (await this.#copies.read(link, name, written, offset, into, through, extent)) {
+            return;
+          }
         } catch {
           // try the next current replica
         }
@@ -203,6 +205,11 @@ export class ObjectReads {
     }
   }
 
+  /** Pages of objects held elsewhere fetched ahead of reads and kept (_pages_ahead.ts). */
+  get pagesAhead(): number {
+    return this.#copies.ahead.fetched;
+  }
+
   #remember(name: string, scope: string, stamp: Stamp, from: string): void {
     this.#looked.delete(name);
     if (this.#looked.size >= lookedMax) {
@@ -242,6 +249,7 @@ export class ObjectReads {
     offset: number,
     into: Uint8Array,
     links: ObjectLink[],
+    extent?: number,
   ): Promise<boolean> {
     const found = this.#views.get(view, name);
     if (found === undefined) return false;
@@ -257,7 +265,8 @@ export class ObjectReads {
         return true;
       }
       if (link !== undefined && !direct) {
-        if ((await this.#copies.fetchPages(link, name, () => found.stamp, offset, into)).filled) {
+        const wanted = () => found.stamp;
+        if ((await this.#copies.fetchPages(link, name, wanted, offset, into, extent)).filled) {
           return true;
         }
       }

@@ -93,6 +93,13 @@ export class RemotePages {
     return true;
   }
 
+  /** True when page `page` of `name` is cached at `stamp` (its use unchanged). */
+  holds(name: string, stamp: Stamp, page: number): boolean {
+    const object = this.#objects.get(name);
+    return object !== undefined && compareStamps(object.stamp, stamp) === 0 &&
+      object.pages.has(page);
+  }
+
   /** The aligned range a miss of `length` bytes at `offset` fetches. */
   span(offset: number, length: number): { offset: number; length: number } {
     const start = Math.floor(offset / remotePageBytes) * remotePageBytes;

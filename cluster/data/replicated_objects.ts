@@ -29,7 +29,7 @@
  * _object_reads.ts; the flush, _object_flush.ts.
  */
 import { KeyedMutex } from "../../core/_mutex.ts";
-import { WritesLostError } from "../../core/mod.ts";
+import { type ReadObjectOptions, WritesLostError } from "../../core/mod.ts";
 import { parseObjectName } from "../../core/block_map.ts";
 import type { ObjectChange, ObjectLink } from "./object_link.ts";
 import { SettledReads } from "./_settled_reads.ts";
@@ -243,13 +243,13 @@ export class ReplicatedObjects {
    * Reads `into.length` bytes at `offset` from a replica holding the latest
    * version (_object_reads.ts). Throws WritesLostError when this node
    * acknowledged writes of the object that no replica holds any more.
-   * `existing`, `view`, `frozen`, `orphaned`: see Engine.readObject.
+   * `existing`, `view`, `frozen`, `orphaned`, `extent`: see Engine.readObject.
    */
   read(
     name: string,
     offset: number,
     into: Uint8Array,
-    options: { existing?: boolean; view?: string; frozen?: boolean; orphaned?: boolean } = {},
+    options: ReadObjectOptions = {},
   ): Promise<void> {
     return this.#reads.run(name, offset, into, options);
   }
@@ -292,10 +292,16 @@ export class ReplicatedObjects {
   get remotePages(): {
     hits: number;
     misses: number;
+    ahead: number;
     bytes: number;
     slabs: { touched: number; failed: number };
   } {
-    return { ...this.#pages.counters, bytes: this.#pages.bytes, slabs: this.#pages.slabs };
+    return {
+      ...this.#pages.counters,
+      ahead: this.#reads.pagesAhead,
+      bytes: this.#pages.bytes,
+      slabs: this.#pages.slabs,
+    };
   }
   /** Reads volume `uid`'s floors for this node as its writer at `epoch`, ahead of its first write. */
   prefetchFloors(uid: string, epoch: number): void {
