@@ -205,6 +205,11 @@ export class ObjectReads {
     }
   }
 
+  /** Stops fetching ahead the pages of volume `uid`'s objects (another node writes it now). */
+  forgetVolume(uid: string): void {
+    this.#copies.ahead.forgetVolume(uid);
+  }
+
   /** Pages of objects held elsewhere fetched ahead of reads and kept (_pages_ahead.ts). */
   get pagesAhead(): number {
     return this.#copies.ahead.fetched;

@@ -10,7 +10,7 @@
  * a page a read put there). A page is kept only when its copy answers at the
  * stamp the reads want then (as a missed page is: the writer's own change may
  * have crossed the fetch); any other answer, or a failure, ends the object's
- * fetches ahead. At most {@linkcode objectsAheadMax} objects wait; the oldest
+ * fetches ahead, as the volume's lease moving does (forgetVolume). At most {@linkcode objectsAheadMax} objects wait; the oldest
  * is let go first.
  */
 import type { BufferPool } from "../../core/mod.ts";
@@ -71,6 +71,13 @@ export class PagesAhead {
     this.#pump();
   }
 
+  /** Lets go of the objects of volume `uid` waiting (a fetch under way is kept or not as ever). */
+  forgetVolume(uid: string): void {
+    for (const name of [...this.#objects.keys()]) {
+      if (name.startsWith(`${uid}.`)) this.#objects.delete(name);
+    }
+  }
+
   #pump(): void {
     if (this.#fetching || this.#waited > 0) return;
     for (const [name, ahead] of this.#objects) {
@@ -110,6 +117,7 @@ export class PagesAhead {
       const offset = page * remotePageBytes;
       const read = await ahead.link.read(name, offset, remotePageBytes, through);
       try {
+        if (this.#objects.get(name) !== ahead) return; // its volume was forgotten meanwhile
         if (compareStamps(read.stamp, ahead.wanted()) !== 0) {
           this.#objects.delete(name);
           return;

@@ -286,6 +286,7 @@ export class ReplicatedObjects {
     this.#writers.forgetVolume(uid);
     this.#unflushed.forgetVolume(uid);
     this.#pages.dropVolume(uid);
+    this.#reads.forgetVolume(uid);
   }
 
   /** What the page cache of objects held elsewhere did (for /metrics). */

@@ -205,3 +205,24 @@ Deno.test("a reader under a read view (a fresh clone nobody writes) fetches the 
   for (let page = 0; page < 16; page++) await read(page * remotePageBytes + 4096);
   assert.equal(replica.reads.length, asked, "every page read from memory");
 });
+
+Deno.test("a volume another node writes now has no pages fetched ahead any more", async () => {
+  const { replica, writer } = await writtenElsewhere(64);
+  replica.held = true;
+  const first = writer.read(names[0], 0, new Uint8Array(4096), {
+    existing: true,
+    extent: objectBytes,
+  });
+  await tick();
+  replica.releaseOne();
+  await first;
+  await settle(replica);
+  assert.equal(replica.inFlight, 1, "page 1 is being fetched ahead");
+  writer.forget(uid); // the lease moved
+  replica.held = false;
+  replica.releaseOne();
+  await settle(replica);
+  assert.equal(replica.reads.length, 2, "nothing more is asked");
+  assert.equal(writer.remotePages.ahead, 0, "and the page under way is not kept");
+  assert.equal(writer.remotePages.bytes, 0);
+});
