@@ -39,12 +39,16 @@ export class PagesAhead {
   /** Fetches that reads wait for, under way. */
   #waited = 0;
   #fetching = false;
-  /** Pages fetched ahead and kept. */
-  fetched = 0;
+  #fetched = 0;
 
   constructor(pages: RemotePages, spans: BufferPool) {
     this.#pages = pages;
     this.#spans = spans;
+  }
+
+  /** Pages fetched ahead and kept so far (for /metrics). */
+  get fetched(): number {
+    return this.#fetched;
   }
 
   /** A fetch a read waits for starts: nothing is fetched ahead until it ends. */
@@ -88,7 +92,7 @@ export class PagesAhead {
       }
       if (!this.#pages.hasRoom(remotePageBytes)) return this.#objects.clear();
       this.#fetching = true;
-      this.#fetch(name, ahead, page).finally(() => {
+      this.#fetchPage(name, ahead, page).finally(() => {
         this.#fetching = false;
         this.#pump();
       });
@@ -111,7 +115,7 @@ export class PagesAhead {
     return null;
   }
 
-  async #fetch(name: string, ahead: Ahead, page: number): Promise<void> {
+  async #fetchPage(name: string, ahead: Ahead, page: number): Promise<void> {
     const through = this.#spans.acquire(remotePageBytes);
     try {
       const offset = page * remotePageBytes;
@@ -125,7 +129,7 @@ export class PagesAhead {
         // Reads filled pages meanwhile: a page ahead never takes the place of theirs.
         if (!this.#pages.hasRoom(remotePageBytes)) return this.#objects.clear();
         this.#pages.fill(name, read.stamp, offset, read.data);
-        this.fetched++;
+        this.#fetched++;
       } finally {
         read.release?.();
       }
