@@ -91,18 +91,15 @@ export function printTable(title: string, peerName: string, rows: Row[], idle: I
     line([row.name, row.unit, format(s.atoll), format(s.peer), s.ratio.toFixed(2), latency]);
   }
   const before = rows.find((row) => row.name.startsWith("fresh clone"));
-  const after = rows.find((row) => row.name.startsWith("same clone"));
+  const after = rows.find((row) => row.name.startsWith("clone after"));
   if (before !== undefined && after !== undefined) {
-    const b = summarize(before), a = summarize(after);
-    line([
-      "clone reads, before / after write",
-      "ratio",
-      (b.atoll / a.atoll).toFixed(2),
-      (
-        b.peer / a.peer
-      ).toFixed(2),
-      "",
-    ]);
+    // Per round, then the median: which of the two read first alternates by round.
+    const ratio = (side: "atoll" | "peer") =>
+      median(
+        after[side].map((result, i) => figure(before, before[side][i]) / figure(after, result)),
+      )
+        .toFixed(2);
+    line(["clone reads, before / after write", "ratio", ratio("atoll"), ratio("peer"), ""]);
   }
   const mib = (bytes: number) => (bytes / 1024 ** 2).toFixed(0);
   line([

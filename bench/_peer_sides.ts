@@ -17,8 +17,8 @@ const MiB = 1024 * 1024;
 export interface Side {
   name: string;
   create(volume: string, sizeBytes: number): Promise<void>;
-  /** Snapshots `source` and makes `clone` a thin clone of the snapshot. */
-  clone(source: string, clone: string): Promise<void>;
+  /** Snapshots `source` and makes each of `clones` a thin clone of the snapshot. */
+  clone(source: string, clones: string[]): Promise<void>;
   target(volume: string): FioTarget;
   /** Stores the raw image file `path` as `name`; returns the seconds it took. */
   upload(name: string, path: string): Promise<number>;
@@ -40,9 +40,9 @@ function nodeSide(node: TestNode, pids: () => number[]): Side {
   return {
     name: "Atoll",
     create: async (volume, size) => void await createVolume(node, volume, { size }),
-    clone: async (source, clone) => {
+    clone: async (source, clones) => {
       await createSnapshot(node, source, "s");
-      await createVolume(node, clone, { snapshot: `${source}@s` });
+      for (const clone of clones) await createVolume(node, clone, { snapshot: `${source}@s` });
     },
     target: (volume) => ({ kind: "nbd", uri: node.nbdUri(volume) }),
     upload: (name, path) => curlUpload(node.url, path, name),
@@ -62,10 +62,10 @@ export function cephSide(ceph: CephCluster): Side {
         "4M",
         `rbd/${volume}`,
       ]),
-    clone: async (source, clone) => {
+    clone: async (source, clones) => {
       await ceph.rbd(["snap", "create", `rbd/${source}@s`]);
       await ceph.rbd(["snap", "protect", `rbd/${source}@s`]);
-      await ceph.rbd(["clone", `rbd/${source}@s`, `rbd/${clone}`]);
+      for (const clone of clones) await ceph.rbd(["clone", `rbd/${source}@s`, `rbd/${clone}`]);
     },
     target: (volume) => ({ kind: "rbd", pool: "rbd", image: volume, env: ceph.env }),
     upload: async (name, path) => {
