@@ -111,6 +111,30 @@ export async function cpuSeconds(pids: number[]): Promise<number> {
   return total;
 }
 
+/**
+ * CPU seconds (user + system) process `pid` used so far, split between its
+ * main thread (the event loop, whose thread id is the pid) and all its other
+ * threads (V8's collector and compiler, workers, Deno's blocking pool).
+ */
+export async function threadCpuSeconds(pid: number): Promise<{ main: number; others: number }> {
+  const ticks = await clockTicks();
+  let main = 0;
+  let others = 0;
+  for await (const task of Deno.readDir(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = await Deno.readTextFile(`/proc/${pid}/task/${task.name}/stat`);
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const seconds = (Number(fields[11]) + Number(fields[12])) / ticks;
+    if (task.name === String(pid)) main += seconds;
+    else others += seconds;
+  }
+  return { main, others };
+}
+
 /** Resident memory (VmRSS) of the processes `pids`, summed, in bytes. */
 export async function rssBytes(pids: number[]): Promise<number> {
   let total = 0;

@@ -12,7 +12,9 @@
  * where the lease holder holds only R/N of the objects (issue 11).
  *
  * A second table gives the CPU every node process used per I/O during each job
- * (/proc, user + system), and the single node's as a ratio to it: on this
+ * (/proc, user + system), and the single node's as a ratio to it, and a third
+ * splits it between the event loop of the node fio reaches, that node's other
+ * threads, and the other nodes (/proc/PID/task): on this
  * machine (2 cores, shared) the nodes and fio compete for the CPU, and what an
  * I/O costs the nodes is what bounds their IOPS (it swings with the
  * neighbours too: compare within one run).
@@ -28,7 +30,7 @@ import { parseArgs } from "node:util";
 import { startCluster } from "../tests/_cluster.ts";
 import { removeData, startNode, type TestNode } from "../tests/_node.ts";
 import { createVolume } from "../tests/_nbd.ts";
-import { cpuSeconds, fio, settle } from "./_fio.ts";
+import { cpuSeconds, fio, settle, threadCpuSeconds } from "./_fio.ts";
 
 const sizeBytes = 256 * 1024 * 1024;
 const rampSeconds = 1;
@@ -48,26 +50,41 @@ const cases: Record<string, { nodes: number; replicas: number }> = {
   n4r3: { nodes: 4, replicas: 3 },
 };
 
-/** One job's IOPS, and the CPU every node process used per I/O meanwhile (µs). */
+/**
+ * One job's IOPS, and the CPU every node process used per I/O meanwhile (µs):
+ * all of it, and split between the first node's event loop (the node fio
+ * reaches), its other threads, and the other nodes.
+ */
 interface JobFigures {
   iops: number;
   cpuUsPerIo: number;
+  split: { loop: number; threads: number; others: number };
 }
 
 /**
  * Runs one fio job on export `uri` (a volume of `sizeBytes`) and counts the CPU
- * of `nodes` meanwhile, per I/O (the ramp's I/O counted at the job's rate).
+ * of `nodes` meanwhile, per I/O (the ramp's I/O counted at the job's rate);
+ * `nodes[0]` is the node fio reaches.
  */
 async function job(uri: string, nodes: TestNode[], args: string[]): Promise<JobFigures> {
   const pids = nodes.map((node) => node.process.pid);
   await settle(() => pids, 30);
   const before = await cpuSeconds(pids);
+  const first = await threadCpuSeconds(pids[0]);
   const result = await fio({ kind: "nbd", uri }, [`--size=${sizeBytes}`, ...args]);
   const used = await cpuSeconds(pids) - before;
+  const firstUsed = await threadCpuSeconds(pids[0]);
   const timed = args.some((arg) => arg.startsWith("--runtime="));
   const seconds = timed ? Number(args.find((arg) => arg.startsWith("--runtime="))!.slice(10)) : 0;
   const ios = result.iops * (seconds + rampSeconds);
-  return { iops: result.iops, cpuUsPerIo: ios > 0 ? used * 1e6 / ios : 0 };
+  const perIo = (cpu: number) => ios > 0 ? cpu * 1e6 / ios : 0;
+  const loop = firstUsed.main - first.main;
+  const threads = firstUsed.others - first.others;
+  return {
+    iops: result.iops,
+    cpuUsPerIo: perIo(used),
+    split: { loop: perIo(loop), threads: perIo(threads), others: perIo(used - loop - threads) },
+  };
 }
 
 function timed(runtime: number): string[] {
@@ -101,7 +118,8 @@ async function measureCluster(
     const [one, two] = cluster.nodes;
     await createVolume(one, "v", { size: sizeBytes });
     const holder = await measure(one.nbdUri("v"), cluster.nodes, runtime);
-    const forwarded = await job(two.nbdUri("v"), cluster.nodes, [
+    const others = cluster.nodes.filter((node) => node !== two);
+    const forwarded = await job(two.nbdUri("v"), [two, ...others], [
       "--rw=randread",
       "--bs=4k",
       "--iodepth=32",
@@ -186,4 +204,25 @@ if (import.meta.main) {
     (cluster, single) => single / cluster,
   );
   console.log("(randread via other: 4k QD32 through a node that does not hold the lease)");
+  console.log(
+    "\nWhere that CPU goes (µs per I/O): the event loop of the node fio reaches, that node's" +
+      "\nother threads (V8's collector and compiler, workers, Deno's blocking pool), the other nodes",
+  );
+  const split = (figures: JobFigures) =>
+    [figures.split.loop, figures.split.threads, figures.split.others]
+      .map((us) => Math.round(us).toString()).join(" / ").padStart(17);
+  console.log(
+    "job".padEnd(20) + "single node".padStart(17) +
+      results.map(([label]) => `  ${label.padStart(17)}`).join(""),
+  );
+  jobs.forEach((job, i) => {
+    console.log(
+      `${job.rw} ${job.bs} QD${job.depth}`.padEnd(20) + split(alone[i]) +
+        results.map(([, figures]) => `  ${split(figures.holder[i])}`).join(""),
+    );
+  });
+  console.log(
+    "randread via other".padEnd(20) + "".padStart(17) +
+      results.map(([, figures]) => `  ${split(figures.forwarded)}`).join(""),
+  );
 }
