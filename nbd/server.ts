@@ -61,7 +61,12 @@ export class NbdServer {
   readonly address: NbdAddress;
   #store: Store;
   #acceptor: Acceptor;
-  #buffers = new BufferPool(pooledBufferBytesMax, pooledBufferSizeMax);
+  /**
+   * WRITE payloads and READ replies. Page-aligned: a cluster node's own copy of a
+   * fill goes to disk around the page cache straight from the payload, where a
+   * buffer that does not start a page took a staging copy (core/_direct_writes.ts).
+   */
+  #buffers = new BufferPool(pooledBufferBytesMax, pooledBufferSizeMax, { pageAligned: true });
   #handshakeOptions: HandshakeOptions;
   /** Whether each volume's requests are counted and timed (metrics/volume_stats.ts). */
   #volumeMetrics: boolean;

@@ -12,7 +12,9 @@
  * Before anything reads the files, fincore tells how much of each node's copy
  * of that third object is in the page cache (the holder's fill went around it
  * as the replicas' copies do, its overwrite did not: 1 MiB cached; the
- * replicas' none); then every node's object files
+ * replicas' none), and /metrics that each node wrote the fill's four 1 MiB
+ * from its buffer as it came (the holder's NBD payload, the replicas' link
+ * body: page-aligned, no staging copy); then every node's object files
  * are compared with the client's model of the volume, and the volume is read
  * back over NBD through each node.
  */
@@ -22,6 +24,7 @@ import { join } from "node:path";
 import { startCluster } from "./_cluster.ts";
 import { createVolume, MiB, nbdPython } from "./_nbd.ts";
 import type { TestNode } from "./_node.ts";
+import { scrape } from "./_metrics.ts";
 
 const size = 16 * MiB;
 
@@ -95,6 +98,11 @@ Deno.test("replicas write a peer's large changes around the page cache, and ever
     for (const replica of [1, 2]) {
       assert.ok(cached[replica] < 256 * 1024, `node ${replica + 1}'s copy went direct: ${cached}`);
     }
+    // The holder's fill was written from the NBD requests' page-aligned payloads (nbd/server.ts),
+    // as the replicas' from the link's bodies: no staging copy.
+    const unstaged = (await Promise.all(nodes.map(scrape)))
+      .map((m) => m.value("atoll_disk_direct_writes_unstaged_total", { kind: "object" }));
+    assert.ok(unstaged.every((count) => count >= 4), `direct writes without a copy: ${unstaged}`);
 
     for (const [i, byIndex] of files.entries()) {
       assert.deepEqual([...byIndex.keys()].sort(), [0, 1, 2], `node ${i + 1} stores objects 0-2`);
