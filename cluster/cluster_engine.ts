@@ -13,7 +13,14 @@
  * for `deadGraceMs` after they died: a flapping or restarting node moves no
  * data, and a dead one's share is re-replicated only after the grace period.
  */
-import type { ByteRange, Engine, MetaEntry, NodeDisk, ReadObjectOptions } from "../core/mod.ts";
+import type {
+  BlockBatch,
+  ByteRange,
+  Engine,
+  MetaEntry,
+  NodeDisk,
+  ReadObjectOptions,
+} from "../core/mod.ts";
 import { systemClock, systemRandom } from "../core/mod.ts";
 import {
   Acceptor,
@@ -235,6 +242,11 @@ export class ClusterEngine implements Engine {
 
   putBlock(hash: string, data: Uint8Array): Promise<boolean> {
     return this.blocks.put(hash, data);
+  }
+
+  /** Blocks synced on their replicas together (an upload's: data/_block_batch.ts). */
+  blockBatch(): BlockBatch {
+    return this.blocks.batch();
   }
 
   readBlock(hash: string, range: ByteRange, into: Uint8Array): Promise<void> {

@@ -135,8 +135,27 @@ export interface Engine {
    * are gone from every copy.
    */
   flush(volume?: string): Promise<void>;
+  /**
+   * Optional: blocks stored for one caller (an upload) that become durable
+   * together, at the batch's settle(), instead of each at once (a cluster
+   * engine makes each block it puts durable on its replicas before answering,
+   * since a flush could not tell which replicas restarted since). Without it,
+   * putBlock and flush.
+   */
+  blockBatch?(): BlockBatch;
   /** Releases files and locks; the engine is unusable afterwards. */
   close(): Promise<void>;
+}
+
+/** See Engine.blockBatch. */
+export interface BlockBatch {
+  /** Stores a block as Engine.putBlock does; durable only once settle() resolves. */
+  put(hash: string, data: Uint8Array): Promise<boolean>;
+  /**
+   * Makes every block put() resolved for durable; throws when that cannot be
+   * shown for some (a replica restarted and lost blocks it took): store them again.
+   */
+  settle(): Promise<void>;
 }
 
 /**

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import type { NodeDisk } from "../../core/mod.ts";
 import { blockSizeMax, BufferPool, CorruptionError, isBlockName } from "../../core/mod.ts";
 import type { RpcMethod } from "../transport/mod.ts";
+import { BatchCounts, checkBatchName } from "./_batch_counts.ts";
 
 /** Healing never fills a disk: a node takes copies only while this much stays free. */
 export const healDiskReserveBytes = 1024 ** 3;
@@ -34,6 +35,7 @@ const getPoolBytesMax = 16 * 1024 * 1024;
 /** The methods a node serves for the block service, over its local engine. */
 export function blockMethods(engine: NodeDisk): Record<string, RpcMethod> {
   const gets = new BufferPool(getPoolBytesMax, blockSizeMax);
+  const batches = new BatchCounts();
   return {
     "block.has": async (request) => {
       const hashes = request.header.hashes;
@@ -44,6 +46,10 @@ export function blockMethods(engine: NodeDisk): Record<string, RpcMethod> {
     "block.put": async (request) => {
       const hash = String(request.header.hash);
       const data = request.data ?? new Uint8Array();
+      // In a batch: durable at the batch's settle (block.settle), not before answering.
+      const batch = request.header.batch === undefined
+        ? null
+        : checkBatchName(request.header.batch);
       if (sha256Hex(data) !== hash) {
         throw new CorruptionError(`Cannot store block ${hash}: its bytes do not match its name`);
       }
@@ -57,8 +63,16 @@ export function blockMethods(engine: NodeDisk): Record<string, RpcMethod> {
       // A repair replaces a copy found bad (the new bytes were just verified).
       if (request.header.repair === true) await engine.deleteBlock(hash);
       const stored = await engine.putBlock(hash, data);
-      await engine.flush();
+      if (batch === null) await engine.flush();
+      else batches.took(batch);
       return { header: { stored } };
+    },
+    "block.settle": async (request) => {
+      const batch = checkBatchName(request.header.batch);
+      // Counted before the flush: every block counted was put before it, so it covers them.
+      const taken = batches.settled(batch);
+      await engine.flush();
+      return { header: { taken } };
     },
     "block.get": async (request) => {
       const hash = String(request.header.hash);

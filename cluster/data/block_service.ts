@@ -8,7 +8,7 @@
  * quorum holds the block durably: a majority of R, lowered to R - floor(R/2)
  * by replicas known dead (_write_quorum.ts).
  */
-import type { ByteRange, NodeDisk } from "../../core/mod.ts";
+import type { BlockBatch, ByteRange, NodeDisk } from "../../core/mod.ts";
 import { type Clock, CorruptionError, isNoSpace, systemClock } from "../../core/mod.ts";
 import { AssertionError } from "../../core/assert.ts";
 import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
@@ -16,6 +16,7 @@ import { blockWhere, blockWhereMethod, holdersOf, placedElsewhere } from "./_blo
 import { writeQuorumOf } from "./_write_quorum.ts";
 import { sha256Hex } from "./block_rpc.ts";
 import { ReplicaQuorumError } from "./_copy_checks.ts";
+import { type BatchPut, ReplicaBatch } from "./_block_batch.ts";
 
 /** A member as the block service needs it. */
 export interface BlockPeer {
@@ -82,6 +83,8 @@ export class ReplicatedBlocks {
   };
   #fetching = new Map<string, Promise<Uint8Array>>();
   #putting = new Map<string, Promise<boolean>>();
+  /** Batches started (their names: batch()). */
+  #batches = 0;
 
   constructor(options: ReplicatedBlocksOptions) {
     this.selfId = options.selfId;
@@ -109,22 +112,50 @@ export class ReplicatedBlocks {
     // Concurrent puts of one block from this node: the first stores, the others wait.
     const putting = this.#putting.get(hash);
     if (putting !== undefined) return await putting.then(() => false);
-    const put = this.#put(hash, data).finally(() => this.#putting.delete(hash));
+    const put = this.#put(hash, data).then(({ stored }) => stored)
+      .finally(() => this.#putting.delete(hash));
     this.#putting.set(hash, put);
     return await put;
   }
 
-  async #put(hash: string, data: Uint8Array): Promise<boolean> {
+  /**
+   * Blocks stored on their replicas as put() does, durable together once the
+   * batch's settle() resolves (_block_batch.ts). Its puts never wait for
+   * another's of the same block, nor one for them: each is settled by its own.
+   */
+  batch(): BlockBatch {
+    const name = `${this.selfId}.${Math.round(this.#clock.now())}.${++this.#batches}`;
+    return new ReplicaBatch(name, {
+      store: (hash, data, name) => this.#put(hash, data, name),
+      settleOn: async (peer, name) => {
+        // Where the member is now (a restart may have moved it), else where it took the blocks.
+        const address = this.#allPeers().find((live) => live.id === peer.id)?.address ??
+          peer.address;
+        const reply = await this.#rpc.call(address, "block.settle", { header: { batch: name } });
+        return Number(reply.header.taken);
+      },
+      flush: () => this.#engine.flush(),
+      missed: (hash, ids) => this.hints.set(hash, new Set([...this.hints.get(hash) ?? [], ...ids])),
+    });
+  }
+
+  /** A put (in `batch`: synced at its settle); where the block landed. */
+  async #put(
+    hash: string,
+    data: Uint8Array,
+    batch?: string,
+  ): Promise<BatchPut> {
     this.counters.puts++;
     const replicas = this.#replicasOf(hash);
     const quorum = writeQuorumOf(replicas.map((peer) => peer.id), this.#isDead);
     const results = await Promise.allSettled(replicas.map(async (peer) => {
       if (peer.id === this.selfId) {
         const stored = await this.#engine.putBlock(hash, data);
-        await this.#engine.flush();
+        if (batch === undefined) await this.#engine.flush();
         return stored;
       }
-      const reply = await this.#rpc.call(peer.address, "block.put", { header: { hash }, data });
+      const header = batch === undefined ? { hash } : { hash, batch };
+      const reply = await this.#rpc.call(peer.address, "block.put", { header, data });
       return reply.header.stored === true;
     }));
     const missed = replicas.filter((_, i) => results[i].status === "rejected");
@@ -144,7 +175,17 @@ export class ReplicatedBlocks {
           `${quorum} needed`,
       );
     }
-    return succeeded.some((result) => (result as PromiseFulfilledResult<boolean>).value);
+    const took = (peer: BlockPeer, i: number) =>
+      results[i].status === "fulfilled" &&
+      peer.id !== this.selfId;
+    return {
+      stored: succeeded.some((result) => (result as PromiseFulfilledResult<boolean>).value),
+      self: replicas.some((peer, i) =>
+        peer.id === this.selfId && results[i].status === "fulfilled"
+      ),
+      took: replicas.filter(took),
+      quorum,
+    };
   }
 
   /**

@@ -12,7 +12,7 @@ import { ClusterKey } from "../transport/mod.ts";
 import { type BlockPeer, ReplicatedBlocks, type ReplicatedBlocksOptions } from "./block_service.ts";
 import { blockMethods, blockMethodsPooled, sha256Hex } from "./block_rpc.ts";
 import { Placement } from "../placement/mod.ts";
-import { RpcClient, rpcServer } from "../transport/mod.ts";
+import { RpcClient, type RpcMessage, rpcServer } from "../transport/mod.ts";
 import { LinkClient, MemoryIdentity } from "../transport/mod.ts";
 import { key as linkKey, startPort } from "../../tests/_link_proxy.ts";
 import { patternBytes } from "../../tests/_files.ts";
@@ -23,11 +23,24 @@ async function startNodes(count: number) {
   const nodes = await Promise.all(Array.from({ length: count }, async (_, i) => {
     const dir = await Deno.makeTempDir({ prefix: "atoll-blocks-" });
     const engine = await LocalEngine.open({ dir });
+    // What the node's process remembers (batch counts): forget() starts it afresh, as a restart.
+    let methods = blockMethods(engine);
+    const served = Object.fromEntries(
+      Object.keys(methods).map((name) => [name, (request: RpcMessage) => methods[name](request)]),
+    );
     const server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen() {} },
-      rpcServer(key, new MemoryIdentity(), blockMethods(engine)),
+      rpcServer(key, new MemoryIdentity(), served),
     );
-    return { id: `node-${i}`, address: `127.0.0.1:${server.addr.port}`, dir, engine, server };
+    const forget = () => methods = blockMethods(engine);
+    return {
+      id: `node-${i}`,
+      address: `127.0.0.1:${server.addr.port}`,
+      dir,
+      engine,
+      server,
+      forget,
+    };
   }));
   const placement = new Placement(nodes.map((n) => ({ id: n.id, weight: 1, zone: null })));
   const peers = new Map<string, BlockPeer>(nodes.map((n) => [n.id, n]));
@@ -293,3 +306,82 @@ Deno.test("whole blocks sent over links from reused buffers never mix the bytes 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Where a LocalEngine keeps block `hash` once it is durable (renamed into place by a flush). */
+function blockPath(dir: string, hash: string): string {
+  return `${dir}/blocks/${hash.slice(0, 2)}/${hash}`;
+}
+
+Deno.test("a batch's blocks are synced on their replicas at its settle, and a restart meanwhile fails it", async () => {
+  const { nodes, services, replicasOf, stop } = await startNodes(3);
+  try {
+    const batch = services[0].batch();
+    const blocks = Array.from({ length: 6 }, (_, i) => patternBytes(256 * 1024, 40 + i));
+    const hashes = blocks.map(sha256Hex);
+    for (const [i, data] of blocks.entries()) assert.equal(await batch.put(hashes[i], data), true);
+    const held = (hash: string) =>
+      replicasOf(hash).map((peer) => nodes.find((n) => n.id === peer.id)!);
+    for (const hash of hashes) {
+      for (const node of held(hash)) {
+        assert.equal(await node.engine.hasBlock(hash), true, `${node.id} took ${hash}`);
+        if (node !== nodes[0]) {
+          assert.equal(await exists(blockPath(node.dir, hash)), false, `${node.id} synced early`);
+        }
+      }
+    }
+    await batch.settle();
+    for (const hash of hashes) {
+      for (const node of held(hash)) {
+        assert.equal(await exists(blockPath(node.dir, hash)), true, `${node.id} holds ${hash}`);
+      }
+    }
+
+    // A member restarts (forgets the batch) after taking blocks: they may be gone, and at
+    // R = 2 no block is left on its quorum of two without it.
+    const second = services[0].batch();
+    const more = Array.from({ length: 6 }, (_, i) => patternBytes(256 * 1024, 60 + i));
+    for (const data of more) await second.put(sha256Hex(data), data);
+    const restarted = nodes.find((node) =>
+      node !== nodes[0] && more.some((data) => held(sha256Hex(data)).includes(node))
+    )!;
+    restarted.forget();
+    await assert.rejects(second.settle(), (error: Error) => {
+      assert.ok(error instanceof UnavailableError, String(error));
+      assert.match(error.message, new RegExp(`${restarted.id} \\(0 of \\d+\\).*store them again`));
+      return true;
+    });
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("a batch whose blocks keep their quorum without a restarted member settles, noting it for handoff", async () => {
+  const { nodes, peers, serviceOf, stop } = await startNodes(3);
+  try {
+    const everywhere = () => [...peers.values()]; // R = 3 on three nodes: a quorum of two
+    const service = serviceOf(nodes[0], { replicasOf: everywhere });
+    const batch = service.batch();
+    const blocks = Array.from({ length: 3 }, (_, i) => patternBytes(64 * 1024, 80 + i));
+    for (const data of blocks) await batch.put(sha256Hex(data), data);
+    nodes[2].forget();
+    await batch.settle();
+    for (const data of blocks) {
+      const hash = sha256Hex(data);
+      assert.deepEqual([...service.hints.get(hash) ?? []], [nodes[2].id], `handoff of ${hash}`);
+      for (const node of nodes.slice(0, 2)) {
+        assert.equal(await exists(blockPath(node.dir, hash)), true, `${node.id} holds ${hash}`);
+      }
+    }
+  } finally {
+    await stop();
+  }
+});
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
