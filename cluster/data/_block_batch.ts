@@ -8,7 +8,9 @@
  * does not answer may have too. Each block is then counted on the copies
  * shown durable: where those still make its write quorum, the member left out
  * is noted for handoff (as a put that missed it); where they do not, settle()
- * fails (store the blocks again) rather than count on them. Per block, an
+ * fails (store the blocks again) rather than count on them. A member of a
+ * version before batches (no `block.settle`: a rolling upgrade) synced every
+ * block it took before answering, and counts as holding them. Per block, an
  * upload waited for its replicas' syncs before its buffer was free for the
  * next: about a fifth of the upload's rate here (decisions.md, "Uploads in
  * batches").
@@ -33,8 +35,11 @@ export interface BatchPut {
 export interface BatchParts {
   /** Puts a block in batch `name` (none of its replicas syncs it). */
   store(hash: string, data: Uint8Array, name: string): Promise<BatchPut>;
-  /** Asks `peer` to sync batch `name`; the blocks of it the peer holds. */
-  settleOn(peer: BlockPeer, name: string): Promise<number>;
+  /**
+   * Asks `peer` to sync batch `name`; the blocks of it the peer holds, or null
+   * for a member of a version before batches (it synced each as it took it).
+   */
+  settleOn(peer: BlockPeer, name: string): Promise<number | null>;
   /** Syncs this node's copies (its engine's flush). */
   flush(): Promise<void>;
   /** Notes members that may lack `hash` (handoff copies it to them later). */
@@ -77,7 +82,7 @@ export class ReplicaBatch implements BlockBatch {
     await Promise.all([...this.#taken.values()].map(async ({ peer, count }) => {
       try {
         const taken = await this.#parts.settleOn(peer, this.name);
-        if (taken !== count) failed.set(peer.id, `${taken} of ${count}`);
+        if (taken !== null && taken !== count) failed.set(peer.id, `${taken} of ${count}`);
       } catch (error) {
         failed.set(peer.id, `no answer: ${error instanceof Error ? error.message : String(error)}`);
       }

@@ -11,7 +11,7 @@
 import type { BlockBatch, ByteRange, NodeDisk } from "../../core/mod.ts";
 import { type Clock, CorruptionError, isNoSpace, systemClock } from "../../core/mod.ts";
 import { AssertionError } from "../../core/assert.ts";
-import type { RpcCaller, RpcMethod } from "../transport/mod.ts";
+import { type RpcCaller, RpcError, type RpcMethod } from "../transport/mod.ts";
 import { blockWhere, blockWhereMethod, holdersOf, placedElsewhere } from "./_block_where.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
 import { sha256Hex } from "./block_rpc.ts";
@@ -131,8 +131,14 @@ export class ReplicatedBlocks {
         // Where the member is now (a restart may have moved it), else where it took the blocks.
         const address = this.#allPeers().find((live) => live.id === peer.id)?.address ??
           peer.address;
-        const reply = await this.#rpc.call(address, "block.settle", { header: { batch: name } });
-        return Number(reply.header.taken);
+        try {
+          const reply = await this.#rpc.call(address, "block.settle", { header: { batch: name } });
+          return Number(reply.header.taken);
+        } catch (error) {
+          // A version before batches syncs every put it takes before answering.
+          if (unknownSettle(error)) return null;
+          throw error;
+        }
       },
       flush: () => this.#engine.flush(),
       missed: (hash, ids) => this.hints.set(hash, new Set([...this.hints.get(hash) ?? [], ...ids])),
@@ -337,4 +343,10 @@ export class ReplicatedBlocks {
     await this.#engine.putBlock(hash, data);
     await this.#engine.flush();
   }
+}
+
+/** True when `error` is a member's answer that it serves no `block.settle` (a version before). */
+function unknownSettle(error: unknown): boolean {
+  return error instanceof RpcError && !error.unreachable && error.remoteName === "TypeError" &&
+    error.message.includes("unknown method block.settle");
 }

@@ -26,13 +26,25 @@ async function startNodes(count: number) {
     // What the node's process remembers (batch counts): forget() starts it afresh, as a restart.
     let methods = blockMethods(engine);
     const served = Object.fromEntries(
-      Object.keys(methods).map((name) => [name, (request: RpcMessage) => methods[name](request)]),
+      Object.keys(methods).map((name) => [name, (request: RpcMessage) => {
+        if (methods[name] === undefined) throw new TypeError(`unknown method ${name}`); // as served
+        return methods[name](request);
+      }]),
     );
     const server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen() {} },
       rpcServer(key, new MemoryIdentity(), served),
     );
     const forget = () => methods = blockMethods(engine);
+    /** Serves as a version before batches did: every put synced before its answer, no settle. */
+    const before = () => {
+      const { "block.settle": _, ...rest } = blockMethods(engine);
+      methods = {
+        ...rest,
+        "block.put": (request: RpcMessage) =>
+          rest["block.put"]({ ...request, header: { ...request.header, batch: undefined } }),
+      };
+    };
     return {
       id: `node-${i}`,
       address: `127.0.0.1:${server.addr.port}`,
@@ -40,6 +52,7 @@ async function startNodes(count: number) {
       engine,
       server,
       forget,
+      before,
     };
   }));
   const placement = new Placement(nodes.map((n) => ({ id: n.id, weight: 1, zone: null })));
@@ -372,6 +385,27 @@ Deno.test("a batch whose blocks keep their quorum without a restarted member set
         assert.equal(await exists(blockPath(node.dir, hash)), true, `${node.id} holds ${hash}`);
       }
     }
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("a member of a version before batches syncs each block it takes, and counts for them", async () => {
+  const { nodes, services, replicasOf, stop } = await startNodes(3);
+  try {
+    for (const node of nodes.slice(1)) node.before();
+    const batch = services[0].batch();
+    const blocks = Array.from({ length: 6 }, (_, i) => patternBytes(64 * 1024, 120 + i));
+    for (const data of blocks) await batch.put(sha256Hex(data), data);
+    for (const data of blocks) {
+      const hash = sha256Hex(data);
+      for (const peer of replicasOf(hash).filter((peer) => peer.id !== nodes[0].id)) {
+        const node = nodes.find((n) => n.id === peer.id)!;
+        assert.equal(await exists(blockPath(node.dir, hash)), true, `${node.id} synced ${hash}`);
+      }
+    }
+    await batch.settle(); // no block.settle there: the puts were synced already
+    assert.equal(services[0].hints.size, 0);
   } finally {
     await stop();
   }
