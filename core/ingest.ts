@@ -26,7 +26,7 @@ import { assert } from "./assert.ts";
 import { BlockMap } from "./block_map.ts";
 import { BufferRing, pageAligned } from "./buffer_pool.ts";
 import { isByteSource, readIntoAt } from "./byte_source.ts";
-import type { Engine } from "./engine.ts";
+import type { BlockBatch, Engine } from "./engine.ts";
 import { TruncatedError } from "./errors.ts";
 import { uploadBlocksInFlightMax, volumeSizeBytesMax } from "./limits.ts";
 
@@ -79,14 +79,29 @@ export async function ingest(
   body: AsyncIterable<Uint8Array | ZeroRun>,
   options: IngestOptions,
 ): Promise<{ map: BlockMap; progress: IngestProgress }> {
+  // Blocks durable together at the end, where the engine can (Engine.blockBatch).
+  const batch = options.engine.blockBatch?.() ?? null;
+  try {
+    return await ingestInto(body, options, batch);
+  } catch (error) {
+    // What the batch's members took becomes blocks like any other (in place, collected once
+    // old enough), not temporary files waiting for their next flush.
+    batch?.settle().catch(() => {});
+    throw error;
+  }
+}
+
+async function ingestInto(
+  body: AsyncIterable<Uint8Array | ZeroRun>,
+  options: IngestOptions,
+  batch: BlockBatch | null,
+): Promise<{ map: BlockMap; progress: IngestProgress }> {
   const { engine, pool, blockSize, pins } = options;
   const expected = options.expectedBytes ?? null;
   const limit = Math.min(expected ?? volumeSizeBytesMax, volumeSizeBytesMax);
   const progress = options.progress ?? newProgress(expected);
   // Page-aligned: a new block is written to disk from its buffer as it is (_direct_writes.ts).
   const buffers = new BufferRing(blockSize, uploadBlocksInFlightMax, pageAligned);
-  // Blocks durable together at the end, where the engine can (Engine.blockBatch).
-  const batch = engine.blockBatch?.() ?? null;
   const putBlock = (hash: string, data: Uint8Array) =>
     batch === null ? engine.putBlock(hash, data) : batch.put(hash, data);
   const hashes: (string | null)[] = [];

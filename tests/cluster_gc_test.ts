@@ -122,16 +122,21 @@ Deno.test("a failed upload's blocks leave every node once the age rule allows, w
   try {
     const seeds = [31, 32, 33];
     const hash = (seed: number) => sha256Hex(patternBytes(blockBytes, seed));
-    // The client sends three whole blocks, waits until they are stored, then breaks off.
+    // The client sends three whole blocks, waits until their replicas took them, then breaks off.
     const stored = async () => {
       for (const seed of seeds) if (await holders(cluster.nodes, hash(seed)) === 0) return false;
       return true;
+    };
+    // Taken by their replicas (an upload's batch: in place once the batch settles).
+    const taken = async () => {
+      const uploads = await (await one.fetch("/v1/uploads")).json() as { blocks: number }[];
+      return (uploads[0]?.blocks ?? 0) >= seeds.length;
     };
     const body = new ReadableStream<Uint8Array>({
       async start(controller) {
         for (const seed of seeds) controller.enqueue(patternBytes(blockBytes, seed));
         controller.enqueue(new Uint8Array(4096)); // the last block is not complete
-        await eventually("the upload's blocks stored", stored, 20_000);
+        await eventually("the upload's blocks stored", taken, 20_000);
         controller.error(new Error("client gone"));
       },
     });
@@ -140,9 +145,10 @@ Deno.test("a failed upload's blocks leave every node once the age rule allows, w
       () => {},
     );
     // Too young to go at once in a cluster (another node's upload may have found them
-    // stored): still there a second after the failure.
+    // stored): still there a second after the failure (in place once the failed upload's batch
+    // settled, which it does in the background).
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    assert.ok(await stored(), "the failed upload's blocks are kept while young");
+    await eventually("the failed upload's blocks kept while young", stored, 20_000);
     await eventually(
       "the failed upload's blocks gone from every node",
       async () => {
