@@ -12,9 +12,9 @@ import type { BlockBatch, ByteRange, NodeDisk } from "../../core/mod.ts";
 import { type Clock, CorruptionError, isNoSpace, systemClock } from "../../core/mod.ts";
 import { AssertionError } from "../../core/assert.ts";
 import { type RpcCaller, RpcError, type RpcMethod } from "../transport/mod.ts";
-import { blockWhere, blockWhereMethod, holdersOf, placedElsewhere } from "./_block_where.ts";
+import { blockWhere, blockWhereMethod } from "./_block_where.ts";
+import { BlockFinder, type FetchTally } from "./_block_finder.ts";
 import { writeQuorumOf } from "./_write_quorum.ts";
-import { sha256Hex } from "./block_rpc.ts";
 import { ReplicaQuorumError } from "./_copy_checks.ts";
 import { type BatchPut, ReplicaBatch } from "./_block_batch.ts";
 
@@ -55,9 +55,6 @@ export interface ReplicatedBlocksOptions {
 /** How long gossip may take to tell every member of a join, and a lost block's read waits. */
 export const lostConfirmMsDefault = 5_000;
 
-/** What one fetch learned; `damaged`: replicas lacking the block, members sending bad bytes. */
-type FetchTally = { unreachable: number; damaged: BlockPeer[] };
-
 /** Reads and writes blocks on their replicas; the local engine keeps this node's copies. */
 export class ReplicatedBlocks {
   readonly selfId: string;
@@ -85,6 +82,7 @@ export class ReplicatedBlocks {
   #putting = new Map<string, Promise<boolean>>();
   /** Batches started (their names: batch()). */
   #batches = 0;
+  #finder: BlockFinder;
 
   constructor(options: ReplicatedBlocksOptions) {
     this.selfId = options.selfId;
@@ -96,6 +94,13 @@ export class ReplicatedBlocks {
     this.#awayMembers = options.awayMembers ?? (() => []);
     this.#clock = options.clock ?? systemClock;
     this.#lostConfirmMs = options.lostConfirmMs ?? lostConfirmMsDefault;
+    this.#finder = new BlockFinder({
+      selfId: this.selfId,
+      rpc: this.#rpc,
+      replicasOf: this.#replicasOf,
+      allPeers: this.#allPeers,
+      foundElsewhere: () => this.counters.foundElsewhere++,
+    });
   }
 
   /** The methods other members call on this node's block service. */
@@ -225,7 +230,7 @@ export class ReplicatedBlocks {
 
   async #pull(hash: string): Promise<Uint8Array> {
     let tally: FetchTally = { unreachable: 0, damaged: [] };
-    let found = await this.#find(hash, tally);
+    let found = await this.#finder.find(hash, tally);
     if (found.data === null && tally.unreachable === 0 && this.#awayMembers().length === 0) {
       // Every member known here, and every one they place it on, said "not here". A member
       // that joined lately may still be unknown to them all (seed 10031090 with joins: the
@@ -233,7 +238,7 @@ export class ReplicatedBlocks {
       // heard of it): a loss is declared only once gossip had time to spread.
       await this.#clock.sleep(this.#lostConfirmMs);
       tally = { unreachable: 0, damaged: [] };
-      found = await this.#find(hash, tally);
+      found = await this.#finder.find(hash, tally);
     }
     const { data, asked } = found;
     if (data === null) {
@@ -263,32 +268,6 @@ export class ReplicatedBlocks {
     return data;
   }
 
-  /** The block from its replicas, else any live member, else where they place it; how many asked. */
-  async #find(
-    hash: string,
-    tally: FetchTally,
-  ): Promise<{ data: Uint8Array | null; asked: number }> {
-    const replicas = this.#replicasOf(hash).filter((peer) => peer.id !== this.selfId);
-    let data = await this.#getFirst(hash, replicas, tally, { placed: true });
-    const asked = new Set([this.selfId, ...replicas.map((peer) => peer.id)]);
-    const others = data === null ? this.#allPeers().filter((peer) => !asked.has(peer.id)) : [];
-    if (data === null && others.length > 0) {
-      const holders = await holdersOf(this.#rpc, hash, others, tally);
-      data = await this.#getFirst(hash, holders, tally, { placed: false });
-      if (data !== null) this.counters.foundElsewhere++;
-    }
-    let count = replicas.length + others.length;
-    if (data === null && tally.unreachable === 0) {
-      // Every member known here said "not here": one this node has not heard of yet may hold
-      // it (_block_where.ts).
-      const named = await placedElsewhere(this.#rpc, hash, [...replicas, ...others], asked);
-      data = await this.#getFirst(hash, named, tally, { placed: false });
-      if (data !== null) this.counters.foundElsewhere++;
-      count += named.length;
-    }
-    return { data, asked: count };
-  }
-
   /**
    * A verified copy of the block from the first of `peers` that sends one, not
    * kept here (hinted handoff by a writer that holds no copy); `unreachable`:
@@ -299,34 +278,8 @@ export class ReplicatedBlocks {
     peers: BlockPeer[],
   ): Promise<{ data: Uint8Array | null; unreachable: number }> {
     const tally: FetchTally = { unreachable: 0, damaged: [] };
-    const data = await this.#getFirst(hash, peers, tally, { placed: false });
+    const data = await this.#finder.first(hash, peers, tally, { placed: false });
     return { data, unreachable: tally.unreachable };
-  }
-
-  /**
-   * The block from the first of `peers` that sends a good copy; null when none
-   * does. A peer that sends bad bytes is marked damaged, and so is one that lacks
-   * the block when it is `placed` (a replica).
-   */
-  async #getFirst(
-    hash: string,
-    peers: BlockPeer[],
-    tally: FetchTally,
-    options: { placed: boolean },
-  ): Promise<Uint8Array | null> {
-    for (const peer of peers) {
-      let data: Uint8Array | undefined;
-      try {
-        const reply = await this.#rpc.call(peer.address, "block.get", { header: { hash } });
-        if (reply.header.found === true) data = reply.data;
-      } catch {
-        tally.unreachable++;
-        continue;
-      }
-      if (data !== undefined && sha256Hex(data) === hash) return data;
-      if (data !== undefined || options.placed) tally.damaged.push(peer);
-    }
-    return null;
   }
 
   /**
