@@ -101,14 +101,16 @@ async function clockTicks(): Promise<number> {
 export async function cpuSeconds(pids: number[]): Promise<number> {
   const ticks = await clockTicks();
   let total = 0;
-  for (const pid of pids) {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    // The command name (field 2) may hold spaces: fields after its ")" start at
-    // field 3, so utime and stime (fields 14 and 15) are at indexes 11 and 12.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    total += (Number(fields[11]) + Number(fields[12])) / ticks;
-  }
-  return total;
+  for (const pid of pids) total += statCpuTicks(await Deno.readTextFile(`/proc/${pid}/stat`));
+  return total / ticks;
+}
+
+/** utime + stime, in clock ticks, of a `/proc/.../stat` line (a process's or a thread's). */
+function statCpuTicks(stat: string): number {
+  // The command name (field 2) may hold spaces: fields after its ")" start at
+  // field 3, so utime and stime (fields 14 and 15) are at indexes 11 and 12.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(fields[11]) + Number(fields[12]);
 }
 
 /**
@@ -127,8 +129,7 @@ export async function threadCpuSeconds(pid: number): Promise<{ main: number; oth
     } catch {
       continue; // the thread ended meanwhile
     }
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const seconds = (Number(fields[11]) + Number(fields[12])) / ticks;
+    const seconds = statCpuTicks(stat) / ticks;
     if (task.name === String(pid)) main += seconds;
     else others += seconds;
   }

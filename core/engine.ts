@@ -154,6 +154,7 @@ export interface BlockBatch {
   /**
    * Makes every block put() resolved for durable; throws when that cannot be
    * shown for some (a replica restarted and lost blocks it took): store them again.
+   * Settles once: a later call gets the same outcome.
    */
   settle(): Promise<void>;
 }

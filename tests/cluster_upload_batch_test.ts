@@ -37,14 +37,12 @@ async function holders(nodes: TestNode[], hash: string): Promise<number> {
 
 /** Uploads `name` from `blocks`, calling `between` after the first half; the response. */
 async function upload(node: TestNode, name: string, between: () => Promise<void>) {
-  const half = blocks.length / 2;
+  let sent = 0;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      const sent = (this as unknown as { sent?: number }).sent ?? 0;
-      if (sent === half) await between();
+      if (sent === blocks.length / 2) await between();
       if (sent === blocks.length) return controller.close();
-      controller.enqueue(blocks[sent]);
-      (this as unknown as { sent: number }).sent = sent + 1;
+      controller.enqueue(blocks[sent++]);
     },
   });
   const response = await node.fetch(`/v1/images/${name}`, {

@@ -54,6 +54,7 @@ export class ReplicaBatch implements BlockBatch {
   #puts = new Map<string, Omit<BatchPut, "stored">>();
   /** Per member that took blocks of the batch: how many. */
   #taken = new Map<string, { peer: BlockPeer; count: number }>();
+  #settled: Promise<void> | null = null;
 
   constructor(name: string, parts: BatchParts) {
     this.name = name;
@@ -76,7 +77,13 @@ export class ReplicaBatch implements BlockBatch {
     return stored;
   }
 
-  async settle(): Promise<void> {
+  /** Once: a later call (an upload that failed after its settle did) gets the same outcome. */
+  settle(): Promise<void> {
+    this.#settled ??= this.#settle();
+    return this.#settled;
+  }
+
+  async #settle(): Promise<void> {
     await this.#parts.flush();
     const failed = new Map<string, string>();
     await Promise.all([...this.#taken.values()].map(async ({ peer, count }) => {

@@ -10,8 +10,8 @@
  * a page a read put there). A page is kept only when its copy answers at the
  * stamp the reads want then (as a missed page is: the writer's own change may
  * have crossed the fetch); any other answer, or a failure, ends the object's
- * fetches ahead, as the volume's lease moving does (forgetVolume). At most {@linkcode objectsAheadMax} objects wait; the oldest
- * is let go first.
+ * fetches ahead, as the volume's lease moving does (forgetVolume). At most
+ * {@linkcode objectsAheadMax} objects wait; the oldest is let go first.
  */
 import type { BufferPool } from "../../core/mod.ts";
 import { compareStamps, type ObjectLink, type Stamp } from "./object_link.ts";

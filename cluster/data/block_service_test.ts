@@ -358,6 +358,7 @@ Deno.test("a batch's blocks are synced on their replicas at its settle, and a re
       node !== nodes[0] && more.some((data) => held(sha256Hex(data)).includes(node))
     )!;
     restarted.forget();
+    assert.equal(second.settle(), second.settle(), "a batch settles once");
     await assert.rejects(second.settle(), (error: Error) => {
       assert.ok(error instanceof UnavailableError, String(error));
       assert.match(error.message, new RegExp(`${restarted.id} \\(0 of \\d+\\).*store them again`));
