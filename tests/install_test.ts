@@ -18,6 +18,8 @@ import { version } from "../cli/version.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const packaging = join(root, "packaging");
+/** How every way of running a node turns V8's memory reducer off (docs/decisions.md). */
+const noMemoryReducer = "--v8-flags=--no-memory-reducer";
 
 async function output(command: string, args: string[], env: Record<string, string> = {}) {
   const result = await new Deno.Command(command, { args, env, stdin: "null" }).output();
@@ -66,6 +68,9 @@ Deno.test("the bundle runs as atoll through the wrapper and through deno install
     try {
       const health = await (await node.fetch("/healthz")).json();
       assert.deepEqual(health, { status: "ok", version });
+      // The wrapper becomes the node (exec), which runs with V8's memory reducer off.
+      const command = (await Deno.readTextFile(`/proc/${node.process.pid}/cmdline`)).split("\0");
+      assert.ok(command.includes(noMemoryReducer), command.join(" "));
     } finally {
       assert.equal((await node.stop()).code, 0, "SIGTERM reaches the node through the wrapper");
     }
@@ -75,6 +80,7 @@ Deno.test("the bundle runs as atoll through the wrapper and through deno install
         "install",
         "-g",
         "-A",
+        noMemoryReducer,
         "-n",
         "atoll",
         "--root",
@@ -88,6 +94,10 @@ Deno.test("the bundle runs as atoll through the wrapper and through deno install
     const viaInstall = await output(join(installed, "bin/atoll"), ["--version"]);
     assert.equal(viaInstall.code, 0, viaInstall.stderr);
     assert.equal(viaInstall.stdout.split("\n")[0], `atoll ${version}`);
+    assert.match(
+      await Deno.readTextFile(join(installed, "bin/atoll")),
+      /--v8-flags=--no-memory-reducer/,
+    );
   });
 });
 
@@ -131,6 +141,13 @@ Deno.test("the systemd unit verifies with its documented ExecStart and keeps its
     );
     assert.match((await output("systemd-analyze", ["verify", copy])).stderr, /lots/);
   });
+});
+
+Deno.test("the node's tasks run it with V8's memory reducer off, as the wrapper does", async () => {
+  const { tasks } = JSON.parse(await Deno.readTextFile(join(root, "deno.json")));
+  for (const task of ["start", "compile"]) {
+    assert.ok(tasks[task].split(" ").includes(noMemoryReducer), `${task}: ${tasks[task]}`);
+  }
 });
 
 Deno.test("the sysusers file makes the atoll user; the example config is valid", async () => {
