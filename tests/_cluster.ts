@@ -60,6 +60,19 @@ export async function eventually(
 }
 
 /**
+ * How many of `nodes` hold block `hash` in their blocks/ directory: durable
+ * there (a block is renamed into place by its node's flush).
+ */
+export async function blockHolders(nodes: TestNode[], hash: string): Promise<number> {
+  let count = 0;
+  for (const node of nodes) {
+    const path = `${node.data}/blocks/${hash.slice(0, 2)}/${hash}`;
+    if (await Deno.stat(path).then(() => true, () => false)) count++;
+  }
+  return count;
+}
+
+/**
  * Starts every node of `cluster` again on its data directory (after a kill),
  * the first one without `--join`, and waits until each sees all alive.
  */

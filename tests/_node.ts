@@ -94,7 +94,8 @@ export async function startNode(options: StartOptions = {}): Promise<TestNode> {
   const data = options.data ?? await Deno.makeTempDir({ prefix: "atoll-test-" });
   const entry = options.entry ?? `${root}main.ts`;
   const args = [
-    // As `deno task start` and packaging/atoll.sh run a node (docs/decisions.md, "V8 without its memory reducer").
+    // As `deno task start` and packaging/atoll.sh run a node
+    // (docs/decisions.md, "V8 without its memory reducer").
     ...(options.program === undefined
       ? ["run", "--allow-all", "--v8-flags=--no-memory-reducer", entry]
       : []),

@@ -9,22 +9,12 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { eventually, startCluster } from "./_cluster.ts";
+import { blockHolders, eventually, startCluster } from "./_cluster.ts";
 import { api, createVolume, MiB, uploadImage } from "./_nbd.ts";
-import type { TestNode } from "./_node.ts";
 import { bytesSha256, patternBytes, streamSha256 } from "./_files.ts";
 import { sha256Hex } from "../cluster/data/mod.ts";
 
 const blockBytes = 4 * MiB;
-
-async function holders(nodes: TestNode[], hash: string): Promise<number> {
-  let count = 0;
-  for (const node of nodes) {
-    const path = join(node.data, "blocks", hash.slice(0, 2), hash);
-    if (await Deno.stat(path).then(() => true, () => false)) count++;
-  }
-  return count;
-}
 
 function image(seeds: number[]): Uint8Array {
   const bytes = new Uint8Array(seeds.length * blockBytes);
@@ -42,7 +32,9 @@ Deno.test("cluster GC frees unreferenced blocks everywhere, keeps clones' and in
     await uploadImage(one, "b", b);
     await createVolume(two, "vm1", { image: "a" });
     const hash = (seed: number) => sha256Hex(patternBytes(blockBytes, seed));
-    for (const seed of [1, 2, 3, 4, 5]) assert.equal(await holders(cluster.nodes, hash(seed)), 3);
+    for (const seed of [1, 2, 3, 4, 5]) {
+      assert.equal(await blockHolders(cluster.nodes, hash(seed)), 3);
+    }
 
     assert.equal((await three.fetch("/v1/images/a", { method: "DELETE" })).status, 204);
     assert.equal((await three.fetch("/v1/images/b", { method: "DELETE" })).status, 204);
@@ -53,10 +45,11 @@ Deno.test("cluster GC frees unreferenced blocks everywhere, keeps clones' and in
     await eventually(
       "blocks only image b used gone from every node",
       async () =>
-        await holders(cluster.nodes, hash(4)) === 0 && await holders(cluster.nodes, hash(5)) === 0,
+        await blockHolders(cluster.nodes, hash(4)) === 0 &&
+        await blockHolders(cluster.nodes, hash(5)) === 0,
     );
     for (const seed of [1, 2, 3]) {
-      assert.equal(await holders(cluster.nodes, hash(seed)), 3, `${seed}`);
+      assert.equal(await blockHolders(cluster.nodes, hash(seed)), 3, `${seed}`);
     }
     const volume = await three.fetch("/v1/volumes/vm1/data");
     assert.equal(await streamSha256(volume.body!), bytesSha256(a), "the clone kept its blocks");
@@ -98,7 +91,7 @@ Deno.test("cluster GC frees unreferenced blocks everywhere, keeps clones' and in
     });
     const uploading = two.fetch("/v1/images/c", { method: "PUT", body }).catch((error) => error);
     // Wait until node 2 stored the first two blocks, then let them age past --gc-min-age.
-    for (let i = 0; i < 100 && await holders(cluster.nodes, hash(7)) < 2; i++) {
+    for (let i = 0; i < 100 && await blockHolders(cluster.nodes, hash(7)) < 2; i++) {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     await new Promise((resolve) => setTimeout(resolve, 1500)); // older than any age margin
@@ -110,7 +103,7 @@ Deno.test("cluster GC frees unreferenced blocks everywhere, keeps clones' and in
     assert.equal(response.status, 201, await response.text());
     const download = await one.fetch("/v1/images/c");
     assert.equal(await streamSha256(download.body!), bytesSha256(c), "the upload is whole");
-    for (const seed of [6, 7, 8, 9]) assert.equal(await holders(cluster.nodes, hash(seed)), 3);
+    for (const seed of [6, 7, 8, 9]) assert.equal(await blockHolders(cluster.nodes, hash(seed)), 3);
   } finally {
     await cluster.stop();
   }
@@ -124,7 +117,9 @@ Deno.test("a failed upload's blocks leave every node once the age rule allows, w
     const hash = (seed: number) => sha256Hex(patternBytes(blockBytes, seed));
     // The client sends three whole blocks, waits until their replicas took them, then breaks off.
     const stored = async () => {
-      for (const seed of seeds) if (await holders(cluster.nodes, hash(seed)) === 0) return false;
+      for (const seed of seeds) {
+        if (await blockHolders(cluster.nodes, hash(seed)) === 0) return false;
+      }
       return true;
     };
     // Taken by their replicas (an upload's batch: in place once the batch settles).
@@ -152,7 +147,9 @@ Deno.test("a failed upload's blocks leave every node once the age rule allows, w
     await eventually(
       "the failed upload's blocks gone from every node",
       async () => {
-        for (const seed of seeds) if (await holders(cluster.nodes, hash(seed)) > 0) return false;
+        for (const seed of seeds) {
+          if (await blockHolders(cluster.nodes, hash(seed)) > 0) return false;
+        }
         return true;
       },
       30_000,

@@ -14,7 +14,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { eventually, members, startCluster } from "./_cluster.ts";
+import { blockHolders, eventually, members, startCluster } from "./_cluster.ts";
 import { patternBytes } from "./_files.ts";
 import { startNode, type TestNode } from "./_node.ts";
 
@@ -22,18 +22,6 @@ const MiB = 1024 * 1024;
 const blockBytes = 4 * MiB;
 const blocks = Array.from({ length: 12 }, (_, i) => patternBytes(blockBytes, 900 + i));
 const hashes = blocks.map((data) => createHash("sha256").update(data).digest("hex"));
-
-/** Nodes whose blocks/ directory holds `hash` (durable: renamed into place by a flush). */
-async function holders(nodes: TestNode[], hash: string): Promise<number> {
-  let count = 0;
-  for (const node of nodes) {
-    try {
-      await Deno.stat(`${node.data}/blocks/${hash.slice(0, 2)}/${hash}`);
-      count++;
-    } catch { /* not here */ }
-  }
-  return count;
-}
 
 /** Uploads `name` from `blocks`, calling `between` after the first half; the response. */
 async function upload(node: TestNode, name: string, between: () => Promise<void>) {
@@ -78,7 +66,7 @@ Deno.test("an upload never counts on blocks a replica restarted under lost", asy
         return views.every((view) => view.filter((m) => m.state === "alive").length === 3);
       });
     });
-    const durable = await Promise.all(hashes.map((hash) => holders(nodes, hash)));
+    const durable = await Promise.all(hashes.map((hash) => blockHolders(nodes, hash)));
     console.log(
       `first upload: ${first.status} ${first.text.slice(0, 400)}, durable copies ${durable}`,
     );
@@ -93,7 +81,7 @@ Deno.test("an upload never counts on blocks a replica restarted under lost", asy
       ? await upload(nodes[0], "img", () => Promise.resolve())
       : first;
     assert.equal(again.status, 201, again.text);
-    const copies = await Promise.all(hashes.map((hash) => holders(nodes, hash)));
+    const copies = await Promise.all(hashes.map((hash) => blockHolders(nodes, hash)));
     assert.deepEqual(copies.filter((count) => count < 2), [], `durable copies ${copies}`);
     const read = new Uint8Array(await (await nodes[2].fetch("/v1/images/img")).arrayBuffer());
     assert.equal(read.length, blocks.length * blockBytes);

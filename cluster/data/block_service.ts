@@ -186,15 +186,11 @@ export class ReplicatedBlocks {
           `${quorum} needed`,
       );
     }
-    const took = (peer: BlockPeer, i: number) =>
-      results[i].status === "fulfilled" &&
-      peer.id !== this.selfId;
+    const took = replicas.filter((_, i) => results[i].status === "fulfilled");
     return {
       stored: succeeded.some((result) => (result as PromiseFulfilledResult<boolean>).value),
-      self: replicas.some((peer, i) =>
-        peer.id === this.selfId && results[i].status === "fulfilled"
-      ),
-      took: replicas.filter(took),
+      self: took.some((peer) => peer.id === this.selfId),
+      took: took.filter((peer) => peer.id !== this.selfId),
       quorum,
     };
   }
